@@ -1,0 +1,96 @@
+/* Types shared by every layer: byte views, growable buffers, and the one
+ * error convention (int return: 0 or a negative TCH_E* code; details in a
+ * caller-provided tch_error). */
+#ifndef TCHANNEL_COMMON_H
+#define TCHANNEL_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Library error codes (always negative). Protocol error frame codes are a
+ * separate enum, tch_proto_code, in tchannel/channel.h. */
+enum tch_errcode {
+    TCH_OK = 0,
+    TCH_EAGAIN = -1,     /* need more input; not a failure */
+    TCH_EPROTO = -2,     /* malformed or out-of-order protocol data */
+    TCH_ENOMEM = -3,
+    TCH_EINVAL = -4,     /* bad argument from the caller */
+    TCH_ECHECKSUM = -5,  /* checksum mismatch */
+    TCH_ETOOBIG = -6,    /* a configured limit was exceeded */
+    TCH_ETIMEOUT = -7,
+    TCH_ECLOSED = -8,    /* connection closed or not usable */
+    TCH_ESTATE = -9,     /* call not valid in this state (e.g. listen twice) */
+    TCH_EIO = -10,       /* socket or file error; errno detail in message */
+    TCH_EREMOTE = -11,   /* the peer answered with an error frame */
+    TCH_ENOTFOUND = -12, /* no such service, endpoint, peer, file, key */
+    TCH_EPARSE = -13,    /* malformed text input (IDL, cassette, JSON) */
+    TCH_ECANCELED = -14,
+};
+
+#define TCH_ERROR_MSG_MAX 512
+
+/* Filled by functions that can fail, when the caller passes one (may be
+ * NULL). msg names what went wrong and where. */
+typedef struct tch_error {
+    int code;
+    char msg[TCH_ERROR_MSG_MAX];
+} tch_error;
+
+/* Sets err (if non-NULL) and returns code, so callers can write
+ * `return tch_error_set(err, TCH_EPROTO, "call req: service length %u", n);` */
+int tch_error_set(tch_error *err, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Prepends "prefix: " to an already-set message (adds context on the way up). */
+int tch_error_wrap(tch_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+const char *tch_strerror(int code);
+
+/* A borrowed view of bytes. Never assumed NUL-terminated. */
+typedef struct tch_slice {
+    const uint8_t *ptr;
+    size_t len;
+} tch_slice;
+
+#define TCH_SLICE_NULL ((tch_slice){NULL, 0})
+tch_slice tch_slice_of(const void *ptr, size_t len);
+tch_slice tch_slice_cstr(const char *s);
+int tch_slice_eq(tch_slice a, tch_slice b);
+int tch_slice_eq_cstr(tch_slice a, const char *s);
+
+/* An owned, growable byte buffer. Zero-initialised is empty and valid.
+ * tch_buf_free releases the storage; tch_buf_take hands it to the caller. */
+typedef struct tch_buf {
+    uint8_t *ptr;
+    size_t len;
+    size_t cap;
+} tch_buf;
+
+int tch_buf_reserve(tch_buf *b, size_t extra);
+int tch_buf_append(tch_buf *b, const void *data, size_t len);
+int tch_buf_append_slice(tch_buf *b, tch_slice s);
+void tch_buf_reset(tch_buf *b); /* len = 0, keeps storage */
+void tch_buf_free(tch_buf *b);
+/* Returns the storage (caller frees with free()) and leaves b empty. */
+uint8_t *tch_buf_take(tch_buf *b, size_t *len);
+static inline tch_slice tch_buf_slice(const tch_buf *b) {
+    tch_slice s = {b->ptr, b->len};
+    return s;
+}
+
+/* Copies s into a new NUL-terminated heap string (NULL on ENOMEM). */
+char *tch_slice_strdup(tch_slice s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
