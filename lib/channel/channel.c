@@ -1,0 +1,324 @@
+/* Channel lifecycle, listening, connections and peers, handler registry.
+ * Serving lives in inbound.c, calling in outbound.c. */
+#include "channel_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const tch_channel_options default_opts = {
+    .process_name = NULL,
+    .checksum_type = 0x01,
+    .default_timeout_ms = 5000,
+    .max_arg_size = 64u << 20,
+    .max_pending_calls = 65536,
+    .idle_timeout_ms = 0,
+};
+
+const char *tch_proto_code_name(uint8_t code) {
+    switch (code) {
+    case TCH_PCODE_INVALID: return "invalid";
+    case TCH_PCODE_TIMEOUT: return "timeout";
+    case TCH_PCODE_CANCELLED: return "cancelled";
+    case TCH_PCODE_BUSY: return "busy";
+    case TCH_PCODE_DECLINED: return "declined";
+    case TCH_PCODE_UNEXPECTED: return "unexpected";
+    case TCH_PCODE_BAD_REQUEST: return "badRequest";
+    case TCH_PCODE_NETWORK: return "networkError";
+    case TCH_PCODE_UNHEALTHY: return "unhealthy";
+    case TCH_PCODE_FATAL: return "fatal";
+    default: return "unknown";
+    }
+}
+
+int tch_proto_code_parse(const char *name, uint8_t *code) {
+    static const uint8_t codes[] = {
+        TCH_PCODE_INVALID, TCH_PCODE_TIMEOUT, TCH_PCODE_CANCELLED,
+        TCH_PCODE_BUSY, TCH_PCODE_DECLINED, TCH_PCODE_UNEXPECTED,
+        TCH_PCODE_BAD_REQUEST, TCH_PCODE_NETWORK, TCH_PCODE_UNHEALTHY,
+        TCH_PCODE_FATAL};
+    for (size_t i = 0; i < sizeof codes; i++) {
+        if (name && strcmp(name, tch_proto_code_name(codes[i])) == 0) {
+            *code = codes[i];
+            return 0;
+        }
+    }
+    return TCH_EINVAL;
+}
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+tch_channel *tch_channel_new(struct event_base *base, const char *name,
+                             const tch_channel_options *opts) {
+    if (!base || !name || !*name || strlen(name) > 255)
+        return NULL;
+    tch_channel *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return NULL;
+    ch->base = base;
+    ch->name = dupstr(name);
+    if (!ch->name) {
+        free(ch);
+        return NULL;
+    }
+    ch->opts = default_opts;
+    if (opts) {
+        ch->opts.checksum_type = opts->checksum_type;
+        if (opts->default_timeout_ms)
+            ch->opts.default_timeout_ms = opts->default_timeout_ms;
+        if (opts->max_arg_size)
+            ch->opts.max_arg_size = opts->max_arg_size;
+        if (opts->max_pending_calls)
+            ch->opts.max_pending_calls = opts->max_pending_calls;
+        ch->opts.idle_timeout_ms = opts->idle_timeout_ms;
+    }
+    if (opts && opts->process_name)
+        snprintf(ch->process_name, sizeof ch->process_name, "%s", opts->process_name);
+    else
+        snprintf(ch->process_name, sizeof ch->process_name, "%s[%ld]", name,
+                 (long)getpid());
+    ch->opts.process_name = ch->process_name;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+              (uint64_t)(uintptr_t)ch;
+    return ch;
+}
+
+uint64_t channel_random(tch_channel *ch) {
+    /* xorshift64*: trace ids and peer choice need spread, not secrecy */
+    uint64_t x = ch->rng ? ch->rng : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ch->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+const char *tch_channel_name(const tch_channel *ch) { return ch->name; }
+struct event_base *tch_channel_base(const tch_channel *ch) { return ch->base; }
+
+/* ---- connections -------------------------------------------------------- */
+
+static void chconn_unlink(chconn *cc) {
+    tch_channel *ch = cc->ch;
+    if (cc->prev)
+        cc->prev->next = cc->next;
+    else if (ch->conns == cc)
+        ch->conns = cc->next;
+    if (cc->next)
+        cc->next->prev = cc->prev;
+    cc->prev = cc->next = NULL;
+}
+
+static void chconn_destroy(chconn *cc, int status, const char *why) {
+    chconn_unlink(cc);
+    outbound_fail_all(cc, status, why);
+    inbound_detach_all(cc);
+    tch_intmap_free(&cc->calls);
+    tch_intmap_free(&cc->inbound);
+    tch_transport_free(cc->t);
+    free(cc);
+}
+
+static void on_call_req(void *ud, tch_call_msg *msg) { inbound_dispatch(ud, msg); }
+static void on_call_res(void *ud, tch_call_msg *msg) { outbound_on_response(ud, msg); }
+static void on_res_failed(void *ud, uint32_t id, int status, const char *why) {
+    outbound_on_failed(ud, id, status, why);
+}
+static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
+    outbound_on_error_frame(ud, id, e);
+}
+static void on_cancel(void *ud, uint32_t id) { inbound_cancel(ud, id); }
+static void on_ready(void *ud) {
+    chconn *cc = ud;
+    if (!cc->outbound) /* name inbound conns by what the peer announced */
+        snprintf(cc->host_port, sizeof cc->host_port, "%s",
+                 tch_conn_remote_host_port(tch_transport_conn(cc->t)));
+}
+static void on_closed(void *ud, int status, const char *why) {
+    chconn_destroy(ud, status, why);
+}
+
+static const tch_transport_events chconn_events = {
+    .ready = on_ready, .call_req = on_call_req, .call_res = on_call_res,
+    .res_failed = on_res_failed, .error_frame = on_error_frame,
+    .cancel = on_cancel, .closed = on_closed,
+};
+
+const char *channel_host_port_or_zero(const tch_channel *ch) {
+    /* a client that does not listen announces 0.0.0.0:0 */
+    return ch->listener ? tch_listener_host_port(ch->listener) : "0.0.0.0:0";
+}
+
+static tch_conn_config conn_config(tch_channel *ch, int outbound) {
+    tch_conn_config cfg = {
+        .outbound = outbound,
+        .host_port = channel_host_port_or_zero(ch),
+        .process_name = ch->process_name,
+        .max_arg_size = ch->opts.max_arg_size,
+    };
+    return cfg;
+}
+
+static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) {
+    chconn *cc = calloc(1, sizeof *cc);
+    if (!cc)
+        return NULL;
+    cc->ch = ch;
+    cc->outbound = outbound;
+    snprintf(cc->host_port, sizeof cc->host_port, "%s", host_port ? host_port : "");
+    cc->next = ch->conns;
+    if (ch->conns)
+        ch->conns->prev = cc;
+    ch->conns = cc;
+    return cc;
+}
+
+static void accept_fd(evutil_socket_t fd, void *ud) {
+    tch_channel *ch = ud;
+    chconn *cc = chconn_new(ch, 0, "");
+    if (!cc) {
+        evutil_closesocket(fd);
+        return;
+    }
+    tch_conn_config cfg = conn_config(ch, 0);
+    cc->t = tch_transport_accept(ch->base, fd, &cfg, &chconn_events, cc, NULL);
+    if (!cc->t) {
+        chconn_unlink(cc);
+        free(cc);
+    }
+}
+
+/* An outbound connection to host_port that is not closing, or a new one. */
+chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) {
+    for (chconn *cc = ch->conns; cc; cc = cc->next) {
+        if (cc->outbound && strcmp(cc->host_port, host_port) == 0 &&
+            !tch_conn_has_failed(tch_transport_conn(cc->t)))
+            return cc;
+    }
+    chconn *cc = chconn_new(ch, 1, host_port);
+    if (!cc) {
+        tch_error_set(err, TCH_ENOMEM, "out of memory");
+        return NULL;
+    }
+    tch_conn_config cfg = conn_config(ch, 1);
+    cc->t = tch_transport_connect(ch->base, host_port, &cfg, &chconn_events, cc,
+                                  err);
+    if (!cc->t) {
+        chconn_unlink(cc);
+        free(cc);
+        return NULL;
+    }
+    return cc;
+}
+
+/* ---- listening and peers ------------------------------------------------ */
+
+int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err) {
+    if (ch->listener)
+        return tch_error_set(err, TCH_ESTATE, "channel \"%s\" is already listening on %s",
+                             ch->name, tch_listener_host_port(ch->listener));
+    ch->listener = tch_listener_new(ch->base, host_port ? host_port : "127.0.0.1:0",
+                                    accept_fd, ch, err);
+    return ch->listener ? 0 : (err ? err->code : TCH_EIO);
+}
+
+int tch_channel_is_listening(const tch_channel *ch) { return ch->listener != NULL; }
+
+const char *tch_channel_host_port(const tch_channel *ch) {
+    return ch->listener ? tch_listener_host_port(ch->listener) : NULL;
+}
+
+int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err) {
+    struct sockaddr_storage ss;
+    int sslen;
+    int rc = tch_parse_host_port(host_port, &ss, &sslen, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < ch->npeers; i++)
+        if (strcmp(ch->peers[i], host_port) == 0)
+            return 0;
+    if (ch->npeers == ch->cap_peers) {
+        size_t cap = ch->cap_peers ? ch->cap_peers * 2 : 4;
+        char **p = realloc(ch->peers, cap * sizeof *p);
+        if (!p)
+            return tch_error_set(err, TCH_ENOMEM, "out of memory");
+        ch->peers = p;
+        ch->cap_peers = cap;
+    }
+    if (!(ch->peers[ch->npeers] = dupstr(host_port)))
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    ch->npeers++;
+    return 0;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+int tch_channel_register(tch_channel *ch, const char *service,
+                         const char *endpoint, tch_handler_fn fn, void *ud) {
+    if (!endpoint || !fn)
+        return TCH_EINVAL;
+    if (!service)
+        service = ch->name;
+    for (size_t i = 0; i < ch->nhandlers; i++) {
+        handler_entry *h = &ch->handlers[i];
+        if (strcmp(h->service, service) == 0 && strcmp(h->endpoint, endpoint) == 0) {
+            h->fn = fn;
+            h->ud = ud;
+            return 0;
+        }
+    }
+    if (ch->nhandlers == ch->cap_handlers) {
+        size_t cap = ch->cap_handlers ? ch->cap_handlers * 2 : 8;
+        handler_entry *p = realloc(ch->handlers, cap * sizeof *p);
+        if (!p)
+            return TCH_ENOMEM;
+        ch->handlers = p;
+        ch->cap_handlers = cap;
+    }
+    handler_entry *h = &ch->handlers[ch->nhandlers];
+    h->service = dupstr(service);
+    h->endpoint = dupstr(endpoint);
+    if (!h->service || !h->endpoint) {
+        free(h->service);
+        free(h->endpoint);
+        return TCH_ENOMEM;
+    }
+    h->fn = fn;
+    h->ud = ud;
+    ch->nhandlers++;
+    return 0;
+}
+
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud) {
+    ch->fallback = fn;
+    ch->fallback_ud = ud;
+}
+
+void tch_channel_free(tch_channel *ch) {
+    if (!ch)
+        return;
+    ch->freeing = 1;
+    tch_listener_free(ch->listener);
+    while (ch->conns)
+        chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");
+    for (size_t i = 0; i < ch->nhandlers; i++) {
+        free(ch->handlers[i].service);
+        free(ch->handlers[i].endpoint);
+    }
+    free(ch->handlers);
+    for (size_t i = 0; i < ch->npeers; i++)
+        free(ch->peers[i]);
+    free(ch->peers);
+    free(ch->name);
+    free(ch);
+}

@@ -1,0 +1,69 @@
+/* Internal structures of the channel layer, shared by channel.c (lifecycle,
+ * connections, peers), inbound.c (serving) and outbound.c (calling). */
+#ifndef TCH_CHANNEL_INTERNAL_H
+#define TCH_CHANNEL_INTERNAL_H
+
+#include <tchannel/channel.h>
+
+#include "intmap.h"
+#include "transport.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+typedef struct chconn chconn;
+typedef struct outcall outcall;
+
+/* One connection (inbound or outbound) and the calls riding on it. */
+struct chconn {
+    tch_channel *ch;
+    tch_transport *t;
+    int outbound;
+    char host_port[64]; /* dialled address, or the peer's announced one */
+    tch_intmap calls;    /* our outgoing call ids -> outcall* */
+    tch_intmap inbound;  /* peer's call ids -> tch_inbound* */
+    chconn *prev, *next;
+};
+
+typedef struct handler_entry {
+    char *service;
+    char *endpoint;
+    tch_handler_fn fn;
+    void *ud;
+} handler_entry;
+
+struct tch_channel {
+    struct event_base *base;
+    char *name;
+    char process_name[128];
+    tch_channel_options opts;
+    tch_listener *listener;
+    handler_entry *handlers;
+    size_t nhandlers, cap_handlers;
+    tch_handler_fn fallback;
+    void *fallback_ud;
+    chconn *conns; /* every live connection */
+    char **peers;  /* known peers */
+    size_t npeers, cap_peers;
+    size_t next_peer;
+    uint64_t rng;
+    int freeing;
+};
+
+/* channel.c */
+chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
+const char *channel_host_port_or_zero(const tch_channel *ch);
+uint64_t channel_random(tch_channel *ch);
+
+/* inbound.c */
+void inbound_dispatch(chconn *cc, tch_call_msg *msg);
+void inbound_cancel(chconn *cc, uint32_t id);
+void inbound_detach_all(chconn *cc);
+
+/* outbound.c */
+void outbound_on_response(chconn *cc, tch_call_msg *msg);
+void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e);
+void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why);
+void outbound_fail_all(chconn *cc, int status, const char *why);
+
+#endif

@@ -1,0 +1,218 @@
+/* Serving: dispatch inbound calls to handlers, enforce their TTL, send the
+ * answers. An inbound lives until its handler answers, even when its
+ * connection is gone (then it is "detached": cc is NULL). */
+#include "channel_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tch_inbound {
+    tch_channel *ch;
+    chconn *cc; /* NULL once detached */
+    uint32_t id;
+    int done;
+    tch_call_msg *msg;
+    struct event ttl_timer;
+    int timer_set;
+    char peer[64];
+};
+
+static void inbound_free(tch_inbound *in) {
+    if (in->timer_set)
+        event_del(&in->ttl_timer);
+    tch_call_msg_free(in->msg);
+    free(in->msg);
+    free(in);
+}
+
+/* Stops tracking the call on its connection; the handler still owns it. */
+static void detach(tch_inbound *in) {
+    if (in->cc)
+        tch_intmap_remove(&in->cc->inbound, in->id);
+    in->cc = NULL;
+    in->done = 1;
+    if (in->timer_set) {
+        event_del(&in->ttl_timer);
+        in->timer_set = 0;
+    }
+}
+
+static void on_ttl(evutil_socket_t fd, short what, void *arg) {
+    tch_inbound *in = arg;
+    (void)fd, (void)what;
+    in->timer_set = 0;
+    if (in->cc) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "call timed out on the server after %u ms",
+                 in->msg->ttl_ms);
+        tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
+                            TCH_PCODE_TIMEOUT, &in->msg->tracing, msg);
+    }
+    detach(in);
+}
+
+static const handler_entry *find_handler(const tch_channel *ch, tch_slice service,
+                                         tch_slice endpoint) {
+    for (size_t i = 0; i < ch->nhandlers; i++) {
+        const handler_entry *h = &ch->handlers[i];
+        if (tch_slice_eq_cstr(service, h->service) &&
+            tch_slice_eq_cstr(endpoint, h->endpoint))
+            return h;
+    }
+    return NULL;
+}
+
+static void reject_unknown(tch_inbound *in) {
+    char msg[640];
+    tch_slice s = in->msg->service, e = tch_buf_slice(&in->msg->args[0]);
+    snprintf(msg, sizeof msg, "no handler for service \"%.*s\" and endpoint \"%.*s\"",
+             (int)(s.len > 255 ? 255 : s.len), (const char *)s.ptr,
+             (int)(e.len > 255 ? 255 : e.len), (const char *)e.ptr);
+    tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, msg);
+}
+
+void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
+    tch_channel *ch = cc->ch;
+    tch_inbound *in = calloc(1, sizeof *in);
+    if (!in || tch_intmap_put(&cc->inbound, msg->id, in) != 0) {
+        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, TCH_PCODE_BUSY,
+                            &msg->tracing, "server out of memory");
+        free(in);
+        tch_call_msg_free(msg);
+        free(msg);
+        return;
+    }
+    in->ch = ch;
+    in->cc = cc;
+    in->id = msg->id;
+    in->msg = msg;
+    snprintf(in->peer, sizeof in->peer, "%s", cc->host_port);
+    if (msg->ttl_ms > 0) {
+        struct timeval tv = {msg->ttl_ms / 1000, (msg->ttl_ms % 1000) * 1000};
+        evtimer_assign(&in->ttl_timer, ch->base, on_ttl, in);
+        evtimer_add(&in->ttl_timer, &tv);
+        in->timer_set = 1;
+    }
+    const handler_entry *h = find_handler(ch, msg->service,
+                                          tch_buf_slice(&msg->args[0]));
+    if (h)
+        h->fn(in, h->ud);
+    else if (ch->fallback)
+        ch->fallback(in, ch->fallback_ud);
+    else
+        reject_unknown(in);
+}
+
+void inbound_cancel(chconn *cc, uint32_t id) {
+    tch_inbound *in = tch_intmap_get(&cc->inbound, id);
+    if (in)
+        detach(in);
+}
+
+void inbound_detach_all(chconn *cc) {
+    tch_inbound *in;
+    while ((in = tch_intmap_pop_any(&cc->inbound, NULL))) {
+        in->cc = NULL;
+        detach(in);
+    }
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+tch_slice tch_inbound_service(const tch_inbound *in) { return in->msg->service; }
+tch_slice tch_inbound_endpoint(const tch_inbound *in) { return tch_buf_slice(&in->msg->args[0]); }
+tch_slice tch_inbound_arg2(const tch_inbound *in) { return tch_buf_slice(&in->msg->args[1]); }
+tch_slice tch_inbound_arg3(const tch_inbound *in) { return tch_buf_slice(&in->msg->args[2]); }
+uint32_t tch_inbound_ttl_ms(const tch_inbound *in) { return in->msg->ttl_ms; }
+const char *tch_inbound_peer(const tch_inbound *in) { return in->peer; }
+int tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
+tch_channel *tch_inbound_channel(const tch_inbound *in) { return in->ch; }
+
+tch_trace tch_inbound_trace(const tch_inbound *in) {
+    const tch_tracing *t = &in->msg->tracing;
+    tch_trace out = {t->span_id, t->parent_id, t->trace_id, t->flags};
+    return out;
+}
+
+size_t tch_inbound_header_count(const tch_inbound *in) { return in->msg->nheaders; }
+
+tch_header tch_inbound_header_at(const tch_inbound *in, size_t i) {
+    tch_header h = {TCH_SLICE_NULL, TCH_SLICE_NULL};
+    if (i < in->msg->nheaders) {
+        h.key = in->msg->headers[i].key;
+        h.value = in->msg->headers[i].value;
+    }
+    return h;
+}
+
+int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value) {
+    for (size_t i = 0; i < in->msg->nheaders; i++) {
+        if (tch_slice_eq_cstr(in->msg->headers[i].key, key)) {
+            *value = in->msg->headers[i].value;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- answering -------------------------------------------------------------- */
+
+int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
+                             tch_slice arg3, const tch_header *headers,
+                             size_t nheaders) {
+    if (tch_inbound_is_done(in)) {
+        inbound_free(in);
+        return TCH_ECLOSED;
+    }
+    tch_call_fields *f = malloc(sizeof *f); /* large: keep it off the stack */
+    if (!f) {
+        detach(in);
+        inbound_free(in);
+        return TCH_ENOMEM;
+    }
+    f->flags = 0;
+    f->ttl_ms = 0;
+    f->code = code;
+    f->tracing = in->msg->tracing;
+    f->service = TCH_SLICE_NULL;
+    f->csum_type = in->msg->csum_type; /* answer in the caller's checksum */
+    f->nheaders = 0;
+    tch_slice as;
+    int has_as = 0;
+    for (size_t i = 0; i < nheaders && f->nheaders < TCH_CALL_MAX_HEADERS; i++) {
+        has_as |= tch_slice_eq_cstr(headers[i].key, "as");
+        f->headers[f->nheaders++] = (tch_kv){headers[i].key, headers[i].value};
+    }
+    if (!has_as && tch_inbound_header(in, "as", &as) && f->nheaders < TCH_CALL_MAX_HEADERS)
+        f->headers[f->nheaders++] = (tch_kv){tch_slice_cstr("as"), as};
+    /* arg1 of a response is empty, as the Node and Go peers send it */
+    tch_slice args[3] = {TCH_SLICE_NULL, arg2, arg3};
+    tch_error err;
+    int rc = tch_conn_send_call(tch_transport_conn(in->cc->t), TCH_FRAME_CALL_RES,
+                                in->id, f, args, &err);
+    if (rc < 0) /* e.g. an arg too large for the protocol: tell the caller */
+        tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
+                            TCH_PCODE_UNEXPECTED, &in->msg->tracing, err.msg);
+    free(f);
+    detach(in);
+    inbound_free(in);
+    return rc;
+}
+
+int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
+                        tch_slice arg3) {
+    return tch_inbound_respond_with(in, code, arg2, arg3, NULL, 0);
+}
+
+int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg) {
+    if (tch_inbound_is_done(in)) {
+        inbound_free(in);
+        return TCH_ECLOSED;
+    }
+    int rc = tch_conn_send_error(tch_transport_conn(in->cc->t), in->id, code,
+                                 &in->msg->tracing, msg ? msg : "");
+    detach(in);
+    inbound_free(in);
+    return rc;
+}

@@ -1,0 +1,498 @@
+/* Connection state machine (see conn.h). Owns: handshake state, id
+ * counters, partial reassemblies, frames held until the handshake is done.
+ * Calls only the wire codec. */
+#include "conn.h"
+
+#include "intmap.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum conn_state { WAIT_INIT_REQ, WAIT_INIT_RES, READY, FAILED };
+
+struct tch_conn {
+    tch_conn_config cfg;
+    char *host_port;
+    char *process_name;
+    tch_conn_callbacks cb;
+    void *ud;
+    enum conn_state state;
+    uint32_t next_id;
+    tch_buf held;  /* frames sent before the handshake completed */
+    tch_buf inbuf; /* partial frame bytes for tch_conn_feed */
+    tch_intmap req_parts; /* id -> tch_reasm*: requests still arriving */
+    tch_intmap res_parts; /* id -> tch_reasm*: responses still arriving */
+    char *remote_host_port;
+    char *remote_process;
+    uint8_t scratch[TCH_FRAME_MAX_SIZE];
+};
+
+static char *dup_or(const char *s, const char *fallback) {
+    const char *v = s ? s : fallback;
+    size_t n = strlen(v);
+    char *out = malloc(n + 1);
+    if (out)
+        memcpy(out, v, n + 1);
+    return out;
+}
+
+tch_conn *tch_conn_new(const tch_conn_config *cfg,
+                       const tch_conn_callbacks *cb, void *ud) {
+    tch_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->cfg = *cfg;
+    c->host_port = dup_or(cfg->host_port, "0.0.0.0:0");
+    c->process_name = dup_or(cfg->process_name, "tchannel-c");
+    if (!c->host_port || !c->process_name) {
+        tch_conn_free(c);
+        return NULL;
+    }
+    c->cfg.host_port = c->host_port;
+    c->cfg.process_name = c->process_name;
+    c->cb = *cb;
+    c->ud = ud;
+    c->state = cfg->outbound ? WAIT_INIT_RES : WAIT_INIT_REQ;
+    c->next_id = 1;
+    return c;
+}
+
+static void free_parts(tch_intmap *m) {
+    tch_reasm *r;
+    while ((r = tch_intmap_pop_any(m, NULL))) {
+        tch_reasm_free(r);
+        free(r);
+    }
+    tch_intmap_free(m);
+}
+
+void tch_conn_free(tch_conn *c) {
+    if (!c)
+        return;
+    free_parts(&c->req_parts);
+    free_parts(&c->res_parts);
+    tch_buf_free(&c->held);
+    tch_buf_free(&c->inbuf);
+    free(c->host_port);
+    free(c->process_name);
+    free(c->remote_host_port);
+    free(c->remote_process);
+    free(c);
+}
+
+int tch_conn_is_ready(const tch_conn *c) { return c->state == READY; }
+int tch_conn_has_failed(const tch_conn *c) { return c->state == FAILED; }
+
+const char *tch_conn_remote_host_port(const tch_conn *c) {
+    return c->remote_host_port ? c->remote_host_port : "";
+}
+
+const char *tch_conn_remote_process(const tch_conn *c) {
+    return c->remote_process ? c->remote_process : "";
+}
+
+uint32_t tch_conn_next_id(tch_conn *c) {
+    uint32_t id = c->next_id++;
+    if (c->next_id == TCH_ID_NONE)
+        c->next_id = 1;
+    return id;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void emit(tch_conn *c, const uint8_t *data, size_t len) {
+    if (c->state == FAILED)
+        return;
+    if (c->state != READY) {
+        if (tch_buf_append(&c->held, data, len) != 0)
+            c->state = FAILED; /* cannot queue: the conn is unusable */
+        return;
+    }
+    c->cb.write(c->ud, data, len);
+}
+
+static int fail(tch_conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(tch_conn *c, int status, const char *fmt, ...) {
+    if (c->state == FAILED)
+        return status;
+    char why[TCH_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    c->state = FAILED;
+    if (c->cb.failed)
+        c->cb.failed(c->ud, status, why);
+    return status;
+}
+
+/* A protocol violation that ends the connection: tell the peer, then fail. */
+static int fail_fatal(tch_conn *c, uint32_t id, const char *why) {
+    if (c->state != FAILED) {
+        tch_error_frame e = {.code = 0xff, .message = tch_slice_cstr(why)};
+        size_t len;
+        if (tch_error_frame_encode(id, &e, c->scratch, sizeof c->scratch, &len,
+                                   NULL) == 0)
+            c->cb.write(c->ud, c->scratch, len); /* bypasses `held` on purpose */
+    }
+    return fail(c, TCH_EPROTO, "%s", why);
+}
+
+int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
+                        const tch_tracing *tracing, const char *msg) {
+    tch_error_frame e = {.code = code, .message = tch_slice_cstr(msg)};
+    if (tracing)
+        e.tracing = *tracing;
+    if (e.message.len > 0xFFFF - 64)
+        e.message.len = 0xFFFF - 64; /* messages are truncated, never refused */
+    size_t len;
+    int rc = tch_error_frame_encode(id, &e, c->scratch, sizeof c->scratch,
+                                    &len, NULL);
+    if (rc == 0)
+        emit(c, c->scratch, len);
+    return rc;
+}
+
+int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,
+                         const char *why) {
+    tch_cancel m = {.why = tch_slice_cstr(why)};
+    if (t)
+        m.tracing = *t;
+    size_t len;
+    int rc = tch_cancel_encode(TCH_FRAME_CANCEL, id, &m, c->scratch,
+                               sizeof c->scratch, &len, NULL);
+    if (rc == 0)
+        emit(c, c->scratch, len);
+    return rc;
+}
+
+int tch_conn_send_ping(tch_conn *c, uint32_t id) {
+    size_t len = tch_ping_encode(TCH_FRAME_PING_REQ, id, c->scratch);
+    emit(c, c->scratch, len);
+    return 0;
+}
+
+int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
+                       const tch_call_fields *f, const tch_slice args[3],
+                       tch_error *err) {
+    if (c->state == FAILED)
+        return tch_error_set(err, TCH_ECLOSED, "connection failed");
+    tch_fragmenter fz;
+    tch_fragmenter_init(&fz, type, id, f, args);
+    for (;;) {
+        size_t len;
+        int rc = tch_fragmenter_next(&fz, c->scratch, &len, err);
+        if (rc < 0)
+            return rc;
+        emit(c, c->scratch, len);
+        if (rc == 0)
+            return 0;
+    }
+}
+
+/* ---- handshake -------------------------------------------------------- */
+
+static int send_init(tch_conn *c, uint8_t type, uint32_t id) {
+    tch_init m = {.version = TCH_PROTOCOL_VERSION, .nheaders = 5};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"),
+                            tch_slice_cstr(c->cfg.host_port)};
+    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"),
+                            tch_slice_cstr(c->cfg.process_name)};
+    m.headers[2] = (tch_kv){tch_slice_cstr("tchannel_language"),
+                            tch_slice_cstr("c")};
+    m.headers[3] = (tch_kv){tch_slice_cstr("tchannel_language_version"),
+                            tch_slice_cstr("C11")};
+    m.headers[4] = (tch_kv){tch_slice_cstr("tchannel_version"),
+                            tch_slice_cstr("0.1.0")};
+    size_t len;
+    tch_error err;
+    int rc = tch_init_encode(type, id, &m, c->scratch, sizeof c->scratch, &len,
+                             &err);
+    if (rc)
+        return fail(c, rc, "init: %s", err.msg);
+    c->cb.write(c->ud, c->scratch, len); /* init goes out before held frames */
+    return 0;
+}
+
+int tch_conn_start(tch_conn *c) {
+    if (!c->cfg.outbound || c->state != WAIT_INIT_RES)
+        return TCH_ESTATE;
+    return send_init(c, TCH_FRAME_INIT_REQ, tch_conn_next_id(c));
+}
+
+static void become_ready(tch_conn *c) {
+    c->state = READY;
+    if (c->held.len) {
+        tch_buf held = c->held;
+        c->held = (tch_buf){0};
+        c->cb.write(c->ud, held.ptr, held.len);
+        tch_buf_free(&held);
+    }
+    if (c->cb.ready)
+        c->cb.ready(c->ud);
+}
+
+/* Checks an init req/res and records the peer's identity. */
+static int accept_init(tch_conn *c, const tch_frame *fr) {
+    tch_init m;
+    tch_error err;
+    char why[TCH_ERROR_MSG_MAX];
+    if (tch_init_decode(fr->payload, &m, &err) != 0) {
+        snprintf(why, sizeof why, "%s", err.msg);
+        return fail_fatal(c, fr->id, why);
+    }
+    if (m.version != TCH_PROTOCOL_VERSION) {
+        snprintf(why, sizeof why, "%s: unsupported protocol version %u (want %d)",
+                 tch_frame_type_name(fr->type), m.version, TCH_PROTOCOL_VERSION);
+        return fail_fatal(c, fr->id, why);
+    }
+    tch_slice hp, proc;
+    if (!tch_init_get(&m, "host_port", &hp) ||
+        !tch_init_get(&m, "process_name", &proc)) {
+        snprintf(why, sizeof why, "%s: missing required header %s",
+                 tch_frame_type_name(fr->type),
+                 tch_init_get(&m, "host_port", &hp) ? "process_name"
+                                                    : "host_port");
+        return fail_fatal(c, fr->id, why);
+    }
+    free(c->remote_host_port);
+    free(c->remote_process);
+    c->remote_host_port = tch_slice_strdup(hp);
+    c->remote_process = tch_slice_strdup(proc);
+    if (!c->remote_host_port || !c->remote_process)
+        return fail(c, TCH_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int on_handshake_frame(tch_conn *c, const tch_frame *fr) {
+    uint8_t want = c->state == WAIT_INIT_REQ ? TCH_FRAME_INIT_REQ
+                                             : TCH_FRAME_INIT_RES;
+    if (fr->type == TCH_FRAME_ERROR) {
+        tch_error_frame e;
+        if (tch_error_frame_decode(fr->payload, &e, NULL) == 0)
+            return fail(c, TCH_EREMOTE, "peer rejected the handshake: %.*s",
+                        (int)e.message.len, (const char *)e.message.ptr);
+        return fail(c, TCH_EPROTO, "peer sent a malformed error frame");
+    }
+    if (fr->type != want) {
+        char why[128];
+        snprintf(why, sizeof why, "expected %s as the first frame, got %s (0x%02x)",
+                 tch_frame_type_name(want), tch_frame_type_name(fr->type),
+                 fr->type);
+        return fail_fatal(c, fr->id, why);
+    }
+    int rc = accept_init(c, fr);
+    if (rc)
+        return rc;
+    if (want == TCH_FRAME_INIT_REQ && (rc = send_init(c, TCH_FRAME_INIT_RES, fr->id)))
+        return rc;
+    become_ready(c);
+    return 0;
+}
+
+/* ---- calls ------------------------------------------------------------ */
+
+static tch_call_msg *take_msg(tch_reasm *r) {
+    tch_call_msg *m = malloc(sizeof *m);
+    if (!m)
+        return NULL;
+    *m = r->msg;
+    memset(&r->msg, 0, sizeof r->msg);
+    return m;
+}
+
+/* A message that could not be reassembled: tell whoever waits for it. */
+static void message_failed(tch_conn *c, int is_req, uint32_t id, int rc,
+                           const tch_error *err) {
+    if (is_req) {
+        uint8_t code = 0x06; /* bad request: checksum, limit, bad fields */
+        tch_conn_send_error(c, id, code, NULL, err->msg);
+    } else if (c->cb.res_failed) {
+        c->cb.res_failed(c->ud, id, rc, err->msg);
+    }
+}
+
+static void deliver(tch_conn *c, int is_req, tch_reasm *r) {
+    tch_call_msg *m = take_msg(r);
+    if (!m) {
+        tch_error err;
+        tch_error_set(&err, TCH_ENOMEM, "out of memory");
+        message_failed(c, is_req, r->msg.id, TCH_ENOMEM, &err);
+        return;
+    }
+    if (is_req)
+        c->cb.call_req(c->ud, m);
+    else
+        c->cb.call_res(c->ud, m);
+}
+
+static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
+    tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
+    tch_reasm *old = tch_intmap_remove(parts, fr->id);
+    if (old) { /* a new message reusing a live id: drop the old one */
+        tch_reasm_free(old);
+        free(old);
+    }
+    tch_reasm r;
+    tch_error err;
+    memset(&r, 0, sizeof r);
+    int rc = tch_reasm_start(&r, fr, c->cfg.max_arg_size, &err);
+    if (rc < 0) {
+        tch_reasm_free(&r);
+        message_failed(c, is_req, fr->id, rc, &err);
+        return 0;
+    }
+    if (rc == 1) {
+        deliver(c, is_req, &r);
+        tch_reasm_free(&r);
+        return 0;
+    }
+    tch_reasm *held = malloc(sizeof *held);
+    if (!held || tch_intmap_put(parts, fr->id, held) != 0) {
+        free(held);
+        tch_reasm_free(&r);
+        return fail(c, TCH_ENOMEM, "out of memory");
+    }
+    *held = r;
+    return 0;
+}
+
+static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
+    tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
+    tch_reasm *r = tch_intmap_get(parts, fr->id);
+    if (!r)
+        return 0; /* e.g. the message was already failed or cancelled */
+    tch_error err;
+    int rc = tch_reasm_continue(r, fr, &err);
+    if (rc == 0)
+        return 0;
+    tch_intmap_remove(parts, fr->id);
+    if (rc == 1)
+        deliver(c, is_req, r);
+    else
+        message_failed(c, is_req, fr->id, rc, &err);
+    tch_reasm_free(r);
+    free(r);
+    return 0;
+}
+
+void tch_conn_forget_request(tch_conn *c, uint32_t id) {
+    tch_reasm *r = tch_intmap_remove(&c->req_parts, id);
+    if (r) {
+        tch_reasm_free(r);
+        free(r);
+    }
+}
+
+static int on_error(tch_conn *c, const tch_frame *fr) {
+    tch_error_frame e;
+    tch_error err;
+    if (tch_error_frame_decode(fr->payload, &e, &err) != 0)
+        return fail_fatal(c, TCH_ID_NONE, err.msg);
+    tch_reasm *r = tch_intmap_remove(&c->res_parts, fr->id);
+    if (r) {
+        tch_reasm_free(r);
+        free(r);
+    }
+    if (c->cb.error_frame)
+        c->cb.error_frame(c->ud, fr->id, &e);
+    if (fr->id == TCH_ID_NONE || e.code == 0xff)
+        return fail(c, TCH_EREMOTE, "peer sent a fatal error: %.*s",
+                    (int)e.message.len, (const char *)e.message.ptr);
+    return 0;
+}
+
+static int on_ready_frame(tch_conn *c, const tch_frame *fr) {
+    switch (fr->type) {
+    case TCH_FRAME_CALL_REQ: return on_call_first(c, fr, 1);
+    case TCH_FRAME_CALL_RES: return on_call_first(c, fr, 0);
+    case TCH_FRAME_CALL_REQ_CONT: return on_call_cont(c, fr, 1);
+    case TCH_FRAME_CALL_RES_CONT: return on_call_cont(c, fr, 0);
+    case TCH_FRAME_PING_REQ: {
+        size_t len = tch_ping_encode(TCH_FRAME_PING_RES, fr->id, c->scratch);
+        emit(c, c->scratch, len);
+        return 0;
+    }
+    case TCH_FRAME_PING_RES:
+    case TCH_FRAME_CLAIM:
+        return 0;
+    case TCH_FRAME_CANCEL:
+        tch_conn_forget_request(c, fr->id);
+        if (c->cb.cancel)
+            c->cb.cancel(c->ud, fr->id);
+        return 0;
+    case TCH_FRAME_ERROR: return on_error(c, fr);
+    default: {
+        char why[96];
+        snprintf(why, sizeof why, "unexpected frame type %s (0x%02x) after the handshake",
+                 tch_frame_type_name(fr->type), fr->type);
+        return fail_fatal(c, fr->id, why);
+    }
+    }
+}
+
+int tch_conn_peek_header(tch_conn *c, const uint8_t *hdr, size_t len) {
+    if (len < TCH_FRAME_HEADER_SIZE || c->state == READY || c->state == FAILED)
+        return 0;
+    /* During the handshake only init (or an error) may come: refuse
+     * anything else now rather than wait for a payload that never ends. */
+    uint8_t want = c->state == WAIT_INIT_REQ ? TCH_FRAME_INIT_REQ : TCH_FRAME_INIT_RES;
+    if (hdr[2] == want || hdr[2] == TCH_FRAME_ERROR)
+        return 0;
+    tch_frame fr = {.type = hdr[2],
+                    .id = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
+                          (uint32_t)hdr[6] << 8 | hdr[7]};
+    return on_handshake_frame(c, &fr);
+}
+
+int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr) {
+    switch (c->state) {
+    case FAILED: return TCH_ECLOSED;
+    case READY: return on_ready_frame(c, fr);
+    default: return on_handshake_frame(c, fr);
+    }
+}
+
+static int feed_frames(tch_conn *c, tch_slice in, size_t *used) {
+    *used = 0;
+    while (c->state != FAILED) {
+        tch_frame fr;
+        size_t n;
+        tch_error err;
+        int rc = tch_frame_parse(in, &fr, &n, &err);
+        if (rc == TCH_EAGAIN)
+            return 0;
+        if (rc)
+            return fail_fatal(c, TCH_ID_NONE, err.msg);
+        rc = tch_conn_feed_frame(c, &fr);
+        if (rc)
+            return rc;
+        in.ptr += n;
+        in.len -= n;
+        *used += n;
+    }
+    return TCH_ECLOSED;
+}
+
+int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len) {
+    size_t used;
+    if (c->inbuf.len == 0) { /* fast path: parse in place */
+        int rc = feed_frames(c, tch_slice_of(data, len), &used);
+        if (rc)
+            return rc;
+        return tch_buf_append(&c->inbuf, data + used, len - used);
+    }
+    int rc = tch_buf_append(&c->inbuf, data, len);
+    if (rc)
+        return fail(c, rc, "out of memory");
+    rc = feed_frames(c, tch_buf_slice(&c->inbuf), &used);
+    if (rc)
+        return rc;
+    memmove(c->inbuf.ptr, c->inbuf.ptr + used, c->inbuf.len - used);
+    c->inbuf.len -= used;
+    return 0;
+}

@@ -1,0 +1,78 @@
+/* The connection state machine: frames in, frames out, no sockets.
+ *
+ * A tch_conn is fed frames (or raw bytes) read by the transport and emits
+ * the bytes to write through the write callback. It owns the init
+ * handshake, message-id allocation, reassembly of fragmented messages,
+ * answering pings, and protocol-error handling. Calls, timers and handlers
+ * live in the channel above; the conn only reports complete messages.
+ *
+ * Callbacks run synchronously from feed/send functions. After `failed`
+ * the conn emits nothing more; the owner should flush and close. */
+#ifndef TCH_CONN_H
+#define TCH_CONN_H
+
+#include "wire.h"
+
+typedef struct tch_conn tch_conn;
+
+typedef struct tch_conn_config {
+    int outbound;             /* we connected: we send init req */
+    const char *host_port;    /* ours for init; "0.0.0.0:0" when not listening */
+    const char *process_name;
+    size_t max_arg_size;
+} tch_conn_config;
+
+typedef struct tch_conn_callbacks {
+    void (*write)(void *ud, const uint8_t *data, size_t len);
+    void (*ready)(void *ud); /* handshake done */
+    /* A complete inbound request or response; the callee owns msg (free
+     * with tch_call_msg_free, then free()). */
+    void (*call_req)(void *ud, tch_call_msg *msg);
+    void (*call_res)(void *ud, tch_call_msg *msg);
+    /* A response for id could not be reassembled (checksum, limit). */
+    void (*res_failed)(void *ud, uint32_t id, int status, const char *why);
+    /* An error frame about message id (id may be TCH_ID_NONE). */
+    void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
+    void (*cancel)(void *ud, uint32_t id);
+    void (*failed)(void *ud, int status, const char *why);
+} tch_conn_callbacks;
+
+tch_conn *tch_conn_new(const tch_conn_config *cfg,
+                       const tch_conn_callbacks *cb, void *ud);
+void tch_conn_free(tch_conn *c);
+
+/* Outbound connections send their init req here. */
+int tch_conn_start(tch_conn *c);
+
+/* Feeds one whole frame. Returns 0, or negative after `failed` ran. */
+int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr);
+/* Looks at a frame header before its payload has arrived (len >= 16),
+ * so a peer that sends garbage instead of init fails at once. */
+int tch_conn_peek_header(tch_conn *c, const uint8_t *hdr, size_t len);
+/* Feeds arbitrary bytes, buffering partial frames. */
+int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len);
+
+int tch_conn_is_ready(const tch_conn *c);
+int tch_conn_has_failed(const tch_conn *c);
+/* The peer's init headers (valid once ready): host_port, process_name. */
+const char *tch_conn_remote_host_port(const tch_conn *c);
+const char *tch_conn_remote_process(const tch_conn *c);
+
+/* Message ids for outgoing calls and pings. */
+uint32_t tch_conn_next_id(tch_conn *c);
+
+/* Sends a call req/res (fragmenting it). Before the handshake completes
+ * the frames are held and written right after it. */
+int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
+                       const tch_call_fields *f, const tch_slice args[3],
+                       tch_error *err);
+int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
+                        const tch_tracing *tracing, const char *msg);
+int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,
+                         const char *why);
+int tch_conn_send_ping(tch_conn *c, uint32_t id);
+
+/* Drops any partial reassembly for a request id (after a cancel or TTL). */
+void tch_conn_forget_request(tch_conn *c, uint32_t id);
+
+#endif

@@ -1,0 +1,170 @@
+/* A TChannel channel: listens, calls, dispatches inbound calls to handlers.
+ *
+ * Everything runs on the caller's libevent event_base, single-threaded;
+ * callbacks run from that loop. Ownership:
+ *  - tch_channel_new/tch_channel_free.
+ *  - An inbound call (tch_inbound) is owned by the channel until the handler
+ *    answers it with tch_inbound_respond*; the handler may keep the pointer
+ *    and answer later. Every inbound must be answered exactly once, even if
+ *    it timed out or its connection closed meanwhile (then the answer is
+ *    dropped and the inbound freed).
+ *  - A tch_response passed to a call callback, and the slices in it, are
+ *    valid only during the callback.
+ */
+#ifndef TCHANNEL_CHANNEL_H
+#define TCHANNEL_CHANNEL_H
+
+#include <tchannel/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct event_base;
+
+/* Error frame codes (the protocol's). */
+enum tch_proto_code {
+    TCH_PCODE_INVALID = 0x00,
+    TCH_PCODE_TIMEOUT = 0x01,
+    TCH_PCODE_CANCELLED = 0x02,
+    TCH_PCODE_BUSY = 0x03,
+    TCH_PCODE_DECLINED = 0x04,
+    TCH_PCODE_UNEXPECTED = 0x05,
+    TCH_PCODE_BAD_REQUEST = 0x06,
+    TCH_PCODE_NETWORK = 0x07,
+    TCH_PCODE_UNHEALTHY = 0x08,
+    TCH_PCODE_FATAL = 0xff,
+};
+const char *tch_proto_code_name(uint8_t code); /* "timeout", "busy", ... */
+int tch_proto_code_parse(const char *name, uint8_t *code); /* 0 or TCH_EINVAL */
+
+typedef struct tch_header {
+    tch_slice key;
+    tch_slice value;
+} tch_header;
+
+typedef struct tch_trace {
+    uint64_t span_id;
+    uint64_t parent_id;
+    uint64_t trace_id;
+    uint8_t flags; /* 0x01: traced */
+} tch_trace;
+
+typedef struct tch_channel tch_channel;
+
+typedef struct tch_channel_options {
+    const char *process_name;    /* default "<name>[<pid>]" */
+    uint8_t checksum_type;       /* for outgoing calls; default crc32 (1) */
+    uint32_t default_timeout_ms; /* default 5000 */
+    size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
+    size_t max_pending_calls;    /* outgoing, per connection; default 65536 */
+    uint32_t idle_timeout_ms;    /* close idle connections; 0 = never; default 0 */
+} tch_channel_options;
+
+/* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
+tch_channel *tch_channel_new(struct event_base *base, const char *name,
+                             const tch_channel_options *opts);
+/* Closes listeners and connections; outstanding calls fail with
+ * TCH_ECLOSED (callbacks run before this returns). */
+void tch_channel_free(tch_channel *ch);
+
+const char *tch_channel_name(const tch_channel *ch);
+struct event_base *tch_channel_base(const tch_channel *ch);
+
+/* Listens on host_port ("127.0.0.1:0" when NULL: an ephemeral port).
+ * Listening twice is TCH_ESTATE. */
+int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
+int tch_channel_is_listening(const tch_channel *ch);
+/* "host:port" actually bound, or NULL when not listening. */
+const char *tch_channel_host_port(const tch_channel *ch);
+
+/* Known peers for calls that give no host_port. */
+int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
+
+/* ---- inbound ---------------------------------------------------------- */
+
+typedef struct tch_inbound tch_inbound;
+typedef void (*tch_handler_fn)(tch_inbound *call, void *ud);
+
+/* service NULL means the channel's own name. Registering the same
+ * (service, endpoint) twice replaces the handler. */
+int tch_channel_register(tch_channel *ch, const char *service,
+                         const char *endpoint, tch_handler_fn fn, void *ud);
+/* Called for calls no registered handler takes; without one such calls get
+ * a BadRequest error frame naming the service and endpoint. */
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud);
+
+tch_slice tch_inbound_service(const tch_inbound *in);
+tch_slice tch_inbound_endpoint(const tch_inbound *in); /* arg1 */
+tch_slice tch_inbound_arg2(const tch_inbound *in);
+tch_slice tch_inbound_arg3(const tch_inbound *in);
+uint32_t tch_inbound_ttl_ms(const tch_inbound *in);
+tch_trace tch_inbound_trace(const tch_inbound *in);
+size_t tch_inbound_header_count(const tch_inbound *in);
+tch_header tch_inbound_header_at(const tch_inbound *in, size_t i);
+/* Transport header by key; returns 1 and sets *value when present. */
+int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
+/* Remote "host:port" as announced in the peer's init, or "" if unknown. */
+const char *tch_inbound_peer(const tch_inbound *in);
+/* 1 once the call can no longer be answered usefully (TTL passed, caller
+ * cancelled, connection gone). Answering is still required. */
+int tch_inbound_is_done(const tch_inbound *in);
+tch_channel *tch_inbound_channel(const tch_inbound *in);
+
+/* Answer with a call response: code 0 (ok) or 1 (application error).
+ * Frees the inbound. Returns TCH_ECLOSED (answer dropped) when the call is
+ * already done; the inbound is freed either way. */
+int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
+                        tch_slice arg3);
+/* Like tch_inbound_respond, with transport headers on the response. */
+int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
+                             tch_slice arg3, const tch_header *headers,
+                             size_t nheaders);
+/* Answer with an error frame (tch_proto_code). Frees the inbound. */
+int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
+
+/* ---- outbound ----------------------------------------------------------- */
+
+typedef struct tch_call_opts {
+    const char *service;  /* required */
+    tch_slice endpoint;   /* arg1, required */
+    tch_slice arg2;
+    tch_slice arg3;
+    const char *host_port; /* NULL: choose among known peers */
+    uint32_t timeout_ms;   /* 0: the channel's default */
+    const tch_header *headers; /* transport headers (as, cn are added when absent) */
+    size_t nheaders;
+    const char *arg_scheme; /* value of the "as" header; default "raw" */
+    const tch_trace *trace; /* NULL: a new trace */
+} tch_call_opts;
+
+/* The outcome of a call. status is 0 when a call response arrived (code 0
+ * or 1, args set), TCH_EREMOTE when the peer answered with an error frame,
+ * or a local failure (TCH_ETIMEOUT, TCH_ECLOSED, TCH_EIO, TCH_ECHECKSUM,
+ * TCH_ETOOBIG, TCH_EPROTO...). For every non-zero status, error_code holds
+ * the matching tch_proto_code (a local timeout is TCH_PCODE_TIMEOUT, a
+ * connection failure TCH_PCODE_NETWORK) and message says what happened. */
+typedef struct tch_response {
+    int status;
+    uint8_t code;
+    uint8_t error_code;
+    const char *message;
+    tch_slice arg2;
+    tch_slice arg3;
+    const tch_header *headers;
+    size_t nheaders;
+    const char *peer; /* host:port that answered, or "" */
+} tch_response;
+
+typedef void (*tch_call_cb)(const tch_response *res, void *ud);
+
+/* Starts a call. cb runs exactly once, from the event loop (never inside
+ * tch_channel_call itself). Returns 0, or an error (and cb is not called)
+ * when the options are invalid. */
+int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
+                     tch_call_cb cb, void *ud, tch_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

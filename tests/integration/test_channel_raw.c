@@ -1,0 +1,481 @@
+/* Raw calls between two channels over 127.0.0.1: handshake, echo,
+ * multiplexing, timeouts, errors, limits, and hostile peers. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <tchannel/channel.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop.h"
+#include "wire.h"
+
+typedef struct fixture {
+    struct event_base *base;
+    tch_channel *server;
+    tch_channel *client;
+    const char *hp;
+} fixture;
+
+typedef struct result {
+    int done;
+    int status;
+    uint8_t code;
+    uint8_t error_code;
+    char message[512];
+    tch_buf arg2, arg3;
+} result;
+
+static void on_result(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    r->code = res->code;
+    r->error_code = res->error_code;
+    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+    tch_buf_append_slice(&r->arg2, res->arg2);
+    tch_buf_append_slice(&r->arg3, res->arg3);
+}
+
+static void result_free(result *r) {
+    tch_buf_free(&r->arg2);
+    tch_buf_free(&r->arg3);
+}
+
+static void echo(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_inbound_arg3(in));
+}
+
+static void app_error(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_inbound_respond(in, 1, tch_slice_cstr(""), tch_slice_cstr("nope"));
+}
+
+/* Holds calls unanswered; answered at teardown. */
+typedef struct holder {
+    tch_inbound *held[256];
+    int n;
+} holder;
+
+static void hold(tch_inbound *in, void *ud) {
+    holder *h = ud;
+    h->held[h->n++] = in;
+}
+
+static void answer_held(holder *h) {
+    for (int i = 0; i < h->n; i++)
+        tch_inbound_respond(h->held[i], 0, tch_slice_cstr(""), tch_slice_cstr("late"));
+    h->n = 0;
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    f->server = tch_channel_new(f->base, "server", NULL);
+    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(f->server, NULL, &err), 0);
+    f->hp = tch_channel_host_port(f->server);
+    tch_channel_register(f->server, NULL, "echo", echo, NULL);
+    tch_channel_register(f->server, NULL, "apperr", app_error, NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    tch_channel_free(f->client);
+    if (f->server)
+        tch_channel_free(f->server);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static int call(fixture *f, const char *endpoint, tch_slice arg2, tch_slice arg3,
+                uint32_t timeout_ms, result *r) {
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr(endpoint),
+                       .arg2 = arg2, .arg3 = arg3, .host_port = f->hp,
+                       .timeout_ms = timeout_ms};
+    tch_error err;
+    return tch_channel_call(f->client, &o, on_result, r, &err);
+}
+
+static void listen_is_ephemeral_and_listen_twice_fails(void **state) {
+    fixture *f = *state;
+    assert_true(tch_channel_is_listening(f->server));
+    assert_false(tch_channel_is_listening(f->client));
+    assert_non_null(strstr(f->hp, "127.0.0.1:"));
+    assert_int_not_equal(atoi(strchr(f->hp, ':') + 1), 0);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(f->server, NULL, &err), TCH_ESTATE);
+    assert_non_null(strstr(err.msg, "already listening"));
+}
+
+static void echo_round_trip(void **state) {
+    fixture *f = *state;
+    result r = {0};
+    assert_int_equal(call(f, "echo", tch_slice_cstr("head"), tch_slice_cstr("body"), 1000, &r), 0);
+    assert_int_equal(r.done, 0); /* never inside tch_channel_call */
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 0);
+    assert_memory_equal(r.arg2.ptr, "head", 4);
+    assert_memory_equal(r.arg3.ptr, "body", 4);
+    result_free(&r);
+}
+
+static void application_error_code(void **state) {
+    fixture *f = *state;
+    result r = {0};
+    call(f, "apperr", TCH_SLICE_NULL, TCH_SLICE_NULL, 1000, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 1);
+    assert_int_equal(r.arg3.len, 4);
+    result_free(&r);
+}
+
+static void unknown_endpoint_is_bad_request_naming_it(void **state) {
+    fixture *f = *state;
+    result r = {0};
+    call(f, "nosuch", TCH_SLICE_NULL, TCH_SLICE_NULL, 1000, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "nosuch"));
+    assert_non_null(strstr(r.message, "server"));
+    result_free(&r);
+}
+
+static void fallback(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_inbound_respond(in, 0, tch_slice_cstr("fallback"), tch_inbound_endpoint(in));
+}
+
+static void fallback_takes_unknown_endpoints(void **state) {
+    fixture *f = *state;
+    tch_channel_set_fallback(f->server, fallback, NULL);
+    result r = {0};
+    call(f, "whatever", TCH_SLICE_NULL, TCH_SLICE_NULL, 1000, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.arg3.len, 8);
+    assert_memory_equal(r.arg3.ptr, "whatever", 8);
+    result_free(&r);
+}
+
+static void many_concurrent_calls_share_one_connection(void **state) {
+    fixture *f = *state;
+    enum { N = 500 };
+    static result rs[N];
+    memset(rs, 0, sizeof rs);
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "call-%d", i);
+        call(f, "echo", TCH_SLICE_NULL, tch_slice_cstr(body), 5000, &rs[i]);
+    }
+    for (int spins = 0; spins < 100000 && done < N; spins++) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += rs[i].done;
+    }
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        int n = snprintf(body, sizeof body, "call-%d", i);
+        assert_int_equal(rs[i].status, 0);
+        assert_int_equal(rs[i].arg3.len, (size_t)n);
+        assert_memory_equal(rs[i].arg3.ptr, body, (size_t)n);
+        result_free(&rs[i]);
+    }
+}
+
+typedef struct later {
+    tch_inbound *in;
+    struct event *ev;
+} later;
+
+static void answer_later_cb(evutil_socket_t fd, short what, void *arg) {
+    later *l = arg;
+    (void)fd, (void)what;
+    tch_inbound_respond(l->in, 0, tch_slice_cstr(""), tch_slice_cstr("later"));
+    event_free(l->ev);
+    free(l);
+}
+
+static void answer_later(tch_inbound *in, void *ud) {
+    (void)ud;
+    later *l = malloc(sizeof *l);
+    l->in = in;
+    l->ev = evtimer_new(tch_channel_base(tch_inbound_channel(in)), answer_later_cb, l);
+    struct timeval tv = {0, 20000};
+    evtimer_add(l->ev, &tv);
+}
+
+static void handler_answers_after_other_io(void **state) {
+    fixture *f = *state;
+    tch_channel_register(f->server, NULL, "later", answer_later, NULL);
+    result r1 = {0}, r2 = {0};
+    call(f, "later", TCH_SLICE_NULL, TCH_SLICE_NULL, 2000, &r1);
+    call(f, "echo", TCH_SLICE_NULL, tch_slice_cstr("quick"), 2000, &r2);
+    assert_true(tch_test_run_until(f->base, &r2.done, 2000));
+    assert_int_equal(r1.done, 0); /* the quick call overtook the slow one */
+    assert_true(tch_test_run_until(f->base, &r1.done, 2000));
+    assert_int_equal(r1.status, 0);
+    assert_memory_equal(r1.arg3.ptr, "later", 5);
+    result_free(&r1);
+    result_free(&r2);
+}
+
+static void caller_timeout_then_late_answer_is_dropped(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    result r = {0};
+    call(f, "hold", TCH_SLICE_NULL, TCH_SLICE_NULL, 50, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    /* Client timer or server TTL, whichever fired first: both say timeout. */
+    assert_true(r.status == TCH_ETIMEOUT || r.status == TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_TIMEOUT);
+    assert_non_null(strstr(r.message, "timed out"));
+    assert_int_equal(h.n, 1);
+    /* The server's TTL passes too: its answer is then refused locally. */
+    for (int i = 0; i < 100 && !tch_inbound_is_done(h.held[0]); i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_true(tch_inbound_is_done(h.held[0]));
+    assert_int_equal(tch_inbound_respond(h.held[0], 0, TCH_SLICE_NULL, TCH_SLICE_NULL),
+                     TCH_ECLOSED);
+    h.n = 0;
+    /* The connection still works. */
+    result r2 = {0};
+    call(f, "echo", TCH_SLICE_NULL, tch_slice_cstr("x"), 1000, &r2);
+    assert_true(tch_test_run_until(f->base, &r2.done, 2000));
+    assert_int_equal(r2.status, 0);
+    assert_int_equal(r.done, 1);
+    result_free(&r);
+    result_free(&r2);
+}
+
+static void connection_refused_is_network_error(void **state) {
+    fixture *f = *state;
+    /* Bind then close a socket to find a port nobody listens on. */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    getsockname(s, (struct sockaddr *)&sin, &len);
+    close(s);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", ntohs(sin.sin_port));
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = hp, .timeout_ms = 2000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    assert_int_equal(r.error_code, TCH_PCODE_NETWORK);
+    assert_true(r.status == TCH_EIO || r.status == TCH_ECLOSED);
+    assert_non_null(strstr(r.message, hp));
+    result_free(&r);
+}
+
+static void server_going_away_fails_in_flight_calls(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    result rs[3] = {{0}};
+    int done = 0;
+    for (int i = 0; i < 3; i++)
+        call(f, "hold", TCH_SLICE_NULL, TCH_SLICE_NULL, 5000, &rs[i]);
+    assert_true(tch_test_run_until_count(f->base, &h.n, 3, 2000));
+    tch_channel_free(f->server);
+    f->server = NULL;
+    answer_held(&h); /* detached: dropped, freed */
+    for (int spins = 0; spins < 1000 && done < 3; spins++) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        done = rs[0].done + rs[1].done + rs[2].done;
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(rs[i].done, 1);
+        assert_int_equal(rs[i].error_code, TCH_PCODE_NETWORK);
+        result_free(&rs[i]);
+    }
+}
+
+static void arg_over_limit_is_refused_with_a_clear_error(void **state) {
+    fixture *f = *state;
+    tch_channel_options o = {.max_arg_size = 1024};
+    tch_channel *small = tch_channel_new(f->base, "small", &o);
+    static uint8_t big[2048];
+    tch_call_opts co = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                        .arg3 = tch_slice_of(big, sizeof big), .host_port = f->hp};
+    tch_error err;
+    result r = {0};
+    assert_int_equal(tch_channel_call(small, &co, on_result, &r, &err), TCH_ETOOBIG);
+    assert_non_null(strstr(err.msg, "arg3"));
+    assert_non_null(strstr(err.msg, "1024"));
+    tch_channel_free(small);
+}
+
+static void server_limit_answers_bad_request(void **state) {
+    fixture *f = *state;
+    tch_channel_options o = {.max_arg_size = 1024};
+    tch_channel *small = tch_channel_new(f->base, "server", &o);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(small, NULL, &err), 0);
+    tch_channel_register(small, NULL, "echo", echo, NULL);
+    static uint8_t big[4096];
+    tch_call_opts co = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                        .arg3 = tch_slice_of(big, sizeof big),
+                        .host_port = tch_channel_host_port(small), .timeout_ms = 2000};
+    result r = {0};
+    assert_int_equal(tch_channel_call(f->client, &co, on_result, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "arg3"));
+    tch_channel_free(small);
+    result_free(&r);
+}
+
+/* ---- hostile peers over a raw socket -------------------------------------- */
+
+static int raw_connect(const char *hp) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    sin.sin_port = htons((uint16_t)atoi(strchr(hp, ':') + 1));
+    assert_int_equal(connect(s, (struct sockaddr *)&sin, sizeof sin), 0);
+    return s;
+}
+
+typedef struct raw_reader {
+    int fd;
+    tch_buf got;
+    int closed;
+} raw_reader;
+
+static void raw_read_cb(evutil_socket_t fd, short what, void *arg) {
+    raw_reader *r = arg;
+    (void)what;
+    uint8_t buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+        r->closed = 1;
+    else
+        tch_buf_append(&r->got, buf, (size_t)n);
+}
+
+/* Sends bytes, then collects what the server says until it closes. */
+static void exchange(fixture *f, const uint8_t *bytes, size_t len, raw_reader *r) {
+    r->fd = raw_connect(f->hp);
+    assert_int_equal(write(r->fd, bytes, len), (ssize_t)len);
+    struct event *ev = event_new(f->base, r->fd, EV_READ | EV_PERSIST, raw_read_cb, r);
+    event_add(ev, NULL);
+    int ok = tch_test_run_until(f->base, &r->closed, 3000);
+    event_free(ev);
+    close(r->fd);
+    assert_true(ok);
+}
+
+static void expect_error_frame(raw_reader *r, const char *needle) {
+    tch_slice in = tch_buf_slice(&r->got);
+    int found = 0;
+    while (in.len) {
+        tch_frame fr;
+        size_t used;
+        if (tch_frame_parse(in, &fr, &used, NULL) != 0)
+            break;
+        if (fr.type == TCH_FRAME_ERROR) {
+            tch_error_frame e;
+            assert_int_equal(tch_error_frame_decode(fr.payload, &e, NULL), 0);
+            char *m = tch_slice_strdup(e.message);
+            if (strstr(m, needle))
+                found = 1;
+            else
+                print_message("error frame said: %s\n", m);
+            free(m);
+        }
+        in.ptr += used;
+        in.len -= used;
+    }
+    assert_true(found);
+    tch_buf_free(&r->got);
+}
+
+static void garbage_gets_an_error_frame_and_a_close(void **state) {
+    fixture *f = *state;
+    const uint8_t junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_reader r = {0};
+    exchange(f, junk, sizeof junk - 1, &r);
+    expect_error_frame(&r, "first frame");
+}
+
+static void skipping_init_is_refused(void **state) {
+    fixture *f = *state;
+    uint8_t ping[16];
+    size_t n = tch_ping_encode(TCH_FRAME_PING_REQ, 7, ping);
+    raw_reader r = {0};
+    exchange(f, ping, n, &r);
+    expect_error_frame(&r, "init req");
+}
+
+static void wrong_version_is_refused(void **state) {
+    fixture *f = *state;
+    tch_init m = {.version = 1, .nheaders = 2};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
+    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("t")};
+    uint8_t buf[256];
+    size_t n;
+    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, sizeof buf, &n, NULL), 0);
+    raw_reader r = {0};
+    exchange(f, buf, n, &r);
+    expect_error_frame(&r, "version 1");
+}
+
+static void missing_init_header_is_refused(void **state) {
+    fixture *f = *state;
+    tch_init m = {.version = 2, .nheaders = 1};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
+    uint8_t buf[256];
+    size_t n;
+    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, sizeof buf, &n, NULL), 0);
+    raw_reader r = {0};
+    exchange(f, buf, n, &r);
+    expect_error_frame(&r, "process_name");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(listen_is_ephemeral_and_listen_twice_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(echo_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(application_error_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_endpoint_is_bad_request_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(fallback_takes_unknown_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_concurrent_calls_share_one_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(handler_answers_after_other_io, setup, teardown),
+        cmocka_unit_test_setup_teardown(caller_timeout_then_late_answer_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(connection_refused_is_network_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_going_away_fails_in_flight_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(arg_over_limit_is_refused_with_a_clear_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_limit_answers_bad_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(missing_init_header_is_refused, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,301 @@
+/* The connection state machine, fed bytes by hand: no sockets. Two conns
+ * are wired back to back through byte queues that the test pumps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+
+typedef struct side {
+    tch_conn *c;
+    tch_buf out; /* bytes it wrote, not yet delivered */
+    int ready;
+    int failed;
+    char why[512];
+    tch_call_msg *req, *res;
+    int nreq, nres, nerr, ncancel, nresfail;
+    uint32_t err_id;
+    uint8_t err_code;
+    char err_msg[512];
+} side;
+
+static void w(void *ud, const uint8_t *d, size_t n) { tch_buf_append(&((side *)ud)->out, d, n); }
+static void rdy(void *ud) { ((side *)ud)->ready = 1; }
+static void keep(tch_call_msg **slot, tch_call_msg *m) {
+    if (*slot) {
+        tch_call_msg_free(*slot);
+        free(*slot);
+    }
+    *slot = m;
+}
+static void creq(void *ud, tch_call_msg *m) { side *s = ud; s->nreq++; keep(&s->req, m); }
+static void cres(void *ud, tch_call_msg *m) { side *s = ud; s->nres++; keep(&s->res, m); }
+static void resfail(void *ud, uint32_t id, int st, const char *why) {
+    side *s = ud;
+    (void)id, (void)st;
+    s->nresfail++;
+    snprintf(s->why, sizeof s->why, "%s", why);
+}
+static void errf(void *ud, uint32_t id, const tch_error_frame *e) {
+    side *s = ud;
+    s->nerr++;
+    s->err_id = id;
+    s->err_code = e->code;
+    snprintf(s->err_msg, sizeof s->err_msg, "%.*s", (int)e->message.len, (const char *)e->message.ptr);
+}
+static void canc(void *ud, uint32_t id) { (void)id; ((side *)ud)->ncancel++; }
+static void fld(void *ud, int st, const char *why) {
+    side *s = ud;
+    (void)st;
+    s->failed = 1;
+    snprintf(s->why, sizeof s->why, "%s", why);
+}
+
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld};
+
+typedef struct pair {
+    side client, server;
+} pair;
+
+static void make(pair *p, size_t max_arg) {
+    memset(p, 0, sizeof *p);
+    tch_conn_config cc = {.outbound = 1, .process_name = "client", .max_arg_size = max_arg};
+    tch_conn_config sc = {.outbound = 0, .host_port = "127.0.0.1:4040", .process_name = "server", .max_arg_size = max_arg};
+    p->client.c = tch_conn_new(&cc, &cbs, &p->client);
+    p->server.c = tch_conn_new(&sc, &cbs, &p->server);
+}
+
+static void destroy(pair *p) {
+    side *ss[2] = {&p->client, &p->server};
+    for (int i = 0; i < 2; i++) {
+        tch_conn_free(ss[i]->c);
+        tch_buf_free(&ss[i]->out);
+        keep(&ss[i]->req, NULL);
+        keep(&ss[i]->res, NULL);
+    }
+}
+
+/* Moves queued bytes across until both queues are empty, in odd-sized
+ * pieces so frames arrive split. */
+static void pump(pair *p) {
+    for (int round = 0; round < 1000; round++) {
+        int moved = 0;
+        side *from[2] = {&p->client, &p->server}, *to[2] = {&p->server, &p->client};
+        for (int i = 0; i < 2; i++) {
+            if (!from[i]->out.len)
+                continue;
+            tch_buf b = from[i]->out;
+            from[i]->out = (tch_buf){0};
+            for (size_t off = 0; off < b.len; off += 7777) {
+                size_t n = b.len - off < 7777 ? b.len - off : 7777;
+                tch_conn_feed(to[i]->c, b.ptr + off, n);
+            }
+            tch_buf_free(&b);
+            moved = 1;
+        }
+        if (!moved)
+            return;
+    }
+}
+
+static tch_call_fields *req_fields(void) {
+    tch_call_fields *f = calloc(1, sizeof *f);
+    f->ttl_ms = 1000;
+    f->service = tch_slice_cstr("svc");
+    f->csum_type = TCH_CSUM_CRC32;
+    f->nheaders = 1;
+    f->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    return f;
+}
+
+static void handshake_completes_and_names_peers(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    assert_int_equal(tch_conn_start(p.client.c), 0);
+    pump(&p);
+    assert_true(p.client.ready && p.server.ready);
+    assert_string_equal(tch_conn_remote_host_port(p.client.c), "127.0.0.1:4040");
+    assert_string_equal(tch_conn_remote_process(p.server.c), "client");
+    assert_string_equal(tch_conn_remote_host_port(p.server.c), "0.0.0.0:0");
+    destroy(&p);
+}
+
+static void call_before_handshake_is_held_then_delivered(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), tch_slice_cstr("h"), tch_slice_cstr("body")};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    assert_int_equal(tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL), 0);
+    assert_int_equal(p.client.out.len, 0); /* nothing before init req */
+    tch_conn_start(p.client.c);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.server.req->id, id);
+    assert_true(tch_slice_eq_cstr(p.server.req->service, "svc"));
+    assert_int_equal(p.server.req->args[2].len, 4);
+    assert_memory_equal(p.server.req->args[2].ptr, "body", 4);
+    free(f);
+    destroy(&p);
+}
+
+static void large_fragmented_call_arrives_whole(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 4 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    size_t n = 3 << 20;
+    uint8_t *big = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (uint8_t)(i % 251);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), tch_slice_of(big, 70000), tch_slice_of(big, n)};
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, tch_conn_next_id(p.client.c), f, args, NULL);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.server.req->args[1].len, 70000);
+    assert_int_equal(p.server.req->args[2].len, n);
+    assert_memory_equal(p.server.req->args[2].ptr, big, n);
+    free(big);
+    free(f);
+    destroy(&p);
+}
+
+static void over_limit_request_gets_bad_request_not_a_close(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1000);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    static uint8_t big[5000];
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_of(big, sizeof big)};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 0);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, id);
+    assert_int_equal(p.client.err_code, 0x06);
+    assert_false(p.server.failed);
+    assert_false(p.client.failed);
+    free(f);
+    destroy(&p);
+}
+
+static void corrupted_checksum_is_reported_for_that_call(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("payload")};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL);
+    p.client.out.ptr[p.client.out.len - 1] ^= 0x01; /* flip a bit of arg3 */
+    pump(&p);
+    assert_int_equal(p.server.nreq, 0);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_code, 0x06);
+    assert_non_null(strstr(p.client.err_msg, "checksum"));
+    free(f);
+    destroy(&p);
+}
+
+static void ping_is_answered(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_conn_send_ping(p.client.c, 99);
+    assert_int_equal(p.client.out.len, 16);
+    tch_buf b = p.client.out;
+    p.client.out = (tch_buf){0};
+    tch_conn_feed(p.server.c, b.ptr, b.len);
+    tch_buf_free(&b);
+    assert_int_equal(p.server.out.len, 16);
+    assert_int_equal(p.server.out.ptr[2], TCH_FRAME_PING_RES);
+    assert_int_equal(p.server.out.ptr[7], 99);
+    destroy(&p);
+}
+
+static void fatal_error_frame_fails_the_connection(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_conn_send_error(p.server.c, TCH_ID_NONE, 0xff, NULL, "going away");
+    pump(&p);
+    assert_true(p.client.failed);
+    assert_non_null(strstr(p.client.why, "going away"));
+    destroy(&p);
+}
+
+static void unknown_frame_type_after_handshake_is_fatal(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    uint8_t fr[16];
+    tch_frame_header_write(fr, 0x42, 5, 0);
+    tch_conn_feed(p.server.c, fr, sizeof fr);
+    assert_true(p.server.failed);
+    assert_non_null(strstr(p.server.why, "0x42"));
+    /* the server told the client before failing */
+    assert_true(p.server.out.len > 16);
+    assert_int_equal(p.server.out.ptr[2], TCH_FRAME_ERROR);
+    destroy(&p);
+}
+
+static void response_is_matched_and_cancel_reported(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("q")};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL);
+    pump(&p);
+    tch_slice rargs[3] = {TCH_SLICE_NULL, TCH_SLICE_NULL, tch_slice_cstr("answer")};
+    f->code = 1;
+    tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, id, f, rargs, NULL);
+    pump(&p);
+    assert_int_equal(p.client.nres, 1);
+    assert_int_equal(p.client.res->id, id);
+    assert_int_equal(p.client.res->code, 1);
+    tch_conn_send_cancel(p.client.c, 77, NULL, "bored");
+    pump(&p);
+    assert_int_equal(p.server.ncancel, 1);
+    free(f);
+    destroy(&p);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(handshake_completes_and_names_peers),
+        cmocka_unit_test(call_before_handshake_is_held_then_delivered),
+        cmocka_unit_test(large_fragmented_call_arrives_whole),
+        cmocka_unit_test(over_limit_request_gets_bad_request_not_a_close),
+        cmocka_unit_test(corrupted_checksum_is_reported_for_that_call),
+        cmocka_unit_test(ping_is_answered),
+        cmocka_unit_test(fatal_error_frame_fails_the_connection),
+        cmocka_unit_test(unknown_frame_type_after_handshake_is_fatal),
+        cmocka_unit_test(response_is_matched_and_cancel_reported),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
