@@ -238,28 +238,67 @@ const char *tch_channel_host_port(const tch_channel *ch) {
     return ch->listener ? tch_listener_host_port(ch->listener) : NULL;
 }
 
+uint64_t channel_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+peer *channel_find_peer(tch_channel *ch, const char *host_port) {
+    for (size_t i = 0; i < ch->npeers; i++)
+        if (strcmp(ch->peers[i].host_port, host_port) == 0)
+            return &ch->peers[i];
+    return NULL;
+}
+
+/* Backs a failing peer off exponentially (100 ms doubling, at most 10 s);
+ * one success restores it. */
+void channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
+    peer *p = channel_find_peer(ch, host_port);
+    if (!p)
+        return;
+    if (ok) {
+        p->failures = 0;
+        p->backoff_until_ms = 0;
+        return;
+    }
+    if (p->failures < 16)
+        p->failures++;
+    uint64_t delay = 100u << (p->failures - 1);
+    p->backoff_until_ms = channel_now_ms() + (delay > 10000 ? 10000 : delay);
+}
+
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err) {
     struct sockaddr_storage ss;
     int sslen;
     int rc = tch_parse_host_port(host_port, &ss, &sslen, err);
     if (rc)
         return rc;
-    for (size_t i = 0; i < ch->npeers; i++)
-        if (strcmp(ch->peers[i], host_port) == 0)
-            return 0;
+    if (strlen(host_port) >= sizeof ch->peers[0].host_port)
+        return tch_error_set(err, TCH_EINVAL, "host:port too long: %s", host_port);
+    if (channel_find_peer(ch, host_port))
+        return 0;
     if (ch->npeers == ch->cap_peers) {
         size_t cap = ch->cap_peers ? ch->cap_peers * 2 : 4;
-        char **p = realloc(ch->peers, cap * sizeof *p);
+        peer *p = realloc(ch->peers, cap * sizeof *p);
         if (!p)
             return tch_error_set(err, TCH_ENOMEM, "out of memory");
         ch->peers = p;
         ch->cap_peers = cap;
     }
-    if (!(ch->peers[ch->npeers] = dupstr(host_port)))
-        return tch_error_set(err, TCH_ENOMEM, "out of memory");
-    ch->npeers++;
+    peer *p = &ch->peers[ch->npeers++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->host_port, sizeof p->host_port, "%s", host_port);
     return 0;
 }
+
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+                                   void *ud) {
+    ch->hook = fn;
+    ch->hook_ud = ud;
+}
+
+tch_inbound *tch_channel_current(const tch_channel *ch) { return ch->current; }
 
 /* ---- handlers ------------------------------------------------------------ */
 
@@ -316,8 +355,6 @@ void tch_channel_free(tch_channel *ch) {
         free(ch->handlers[i].endpoint);
     }
     free(ch->handlers);
-    for (size_t i = 0; i < ch->npeers; i++)
-        free(ch->peers[i]);
     free(ch->peers);
     free(ch->name);
     free(ch);

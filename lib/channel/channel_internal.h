@@ -25,6 +25,13 @@ struct chconn {
     chconn *prev, *next;
 };
 
+/* A known peer and its health: failing peers are backed off. */
+typedef struct peer {
+    char host_port[64];
+    int failures;
+    uint64_t backoff_until_ms;
+} peer;
+
 typedef struct handler_entry {
     char *service;
     char *endpoint;
@@ -43,14 +50,20 @@ struct tch_channel {
     tch_handler_fn fallback;
     void *fallback_ud;
     chconn *conns; /* every live connection */
-    char **peers;  /* known peers */
+    peer *peers; /* known peers */
     size_t npeers, cap_peers;
     size_t next_peer;
+    tch_outbound_hook_fn hook;
+    void *hook_ud;
+    tch_inbound *current; /* inbound whose handler is running */
     uint64_t rng;
     int freeing;
 };
 
 /* channel.c */
+uint64_t channel_now_ms(void);
+peer *channel_find_peer(tch_channel *ch, const char *host_port);
+void channel_peer_result(tch_channel *ch, const char *host_port, int ok);
 chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
 const char *channel_host_port_or_zero(const tch_channel *ch);
 uint64_t channel_random(tch_channel *ch);

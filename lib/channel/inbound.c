@@ -19,6 +19,8 @@ struct tch_inbound {
 };
 
 static void inbound_free(tch_inbound *in) {
+    if (in->ch && in->ch->current == in) /* answered inside its handler */
+        in->ch->current = NULL;
     if (in->timer_set)
         event_del(&in->ttl_timer);
     tch_call_msg_free(in->msg);
@@ -30,6 +32,9 @@ static void inbound_free(tch_inbound *in) {
 static void detach(tch_inbound *in) {
     if (in->cc)
         tch_intmap_remove(&in->cc->inbound, in->id);
+    if (in->ch && in->ch->current == in)
+        in->ch->current = NULL;
+    in->ch = NULL; /* the channel may be freed before the handler answers */
     in->cc = NULL;
     in->done = 1;
     if (in->timer_set) {
@@ -96,12 +101,15 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     }
     const handler_entry *h = find_handler(ch, msg->service,
                                           tch_buf_slice(&msg->args[0]));
+    tch_inbound *outer = ch->current; /* handlers may nest via loopback */
+    ch->current = in;
     if (h)
         h->fn(in, h->ud);
     else if (ch->fallback)
         ch->fallback(in, ch->fallback_ud);
     else
         reject_unknown(in);
+    ch->current = outer;
 }
 
 void inbound_cancel(chconn *cc, uint32_t id) {

@@ -1,24 +1,55 @@
-/* Calling: send a call on a connection to a chosen peer, match its answer
- * by message id, enforce the caller's timeout, report exactly once. */
+/* Calling. A tch_outbound is one logical call: it owns a copy of the
+ * request, passes through the outbound hook, then makes one or more
+ * attempts (retries go to another peer when there is one) until an answer,
+ * a final error, or the caller's deadline. The caller's callback runs once,
+ * always from the event loop. */
 #include "channel_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct outcall {
+#define MAX_TRIED 8
+
+struct tch_outbound {
     tch_channel *ch;
-    chconn *cc;
-    uint32_t id;
+    tch_call_opts req;   /* points into store */
+    uint8_t *store;      /* one allocation holding every copied field */
+    tch_trace parent;
     tch_call_cb cb;
     void *ud;
-    struct event timer;
+    tch_call_cb observer;
+    void *observer_ud;
+    struct event timer;  /* the deadline, or a zero delay for local answers */
+    uint64_t deadline_ms;
     uint32_t timeout_ms;
-    int deferred_status; /* a local failure reported from the loop */
-    uint8_t deferred_code;
-    char what[160];      /* "service::endpoint" for messages */
+    int retry_on;
+    int retry_limit;
+    int attempts;
+    chconn *cc;          /* current attempt, NULL when none is in flight */
+    uint32_t id;
+    char tried[MAX_TRIED][64];
+    int ntried;
+    int resolved;        /* the hook forwarded or answered it */
+    /* a local answer or failure, delivered from the loop */
+    int have_local;
+    tch_response local;
+    tch_buf local_store;
     char msg[TCH_ERROR_MSG_MAX];
 };
+
+/* ---- classification ------------------------------------------------------ */
+
+int tch_proto_code_retryability(uint8_t code) {
+    switch (code) {
+    case TCH_PCODE_BUSY:
+    case TCH_PCODE_DECLINED: return TCH_RETRYABLE;
+    case TCH_PCODE_TIMEOUT:
+    case TCH_PCODE_UNEXPECTED:
+    case TCH_PCODE_NETWORK: return TCH_MAYBE_RETRYABLE;
+    default: return TCH_NOT_RETRYABLE;
+    }
+}
 
 static uint8_t code_for_status(int status) {
     switch (status) {
@@ -27,92 +58,405 @@ static uint8_t code_for_status(int status) {
     case TCH_EIO: return TCH_PCODE_NETWORK;
     case TCH_ECANCELED: return TCH_PCODE_CANCELLED;
     case TCH_ETOOBIG: return TCH_PCODE_BUSY;
+    case TCH_ENOTFOUND: return TCH_PCODE_DECLINED;
     default: return TCH_PCODE_UNEXPECTED;
     }
 }
 
-static void complete(outcall *oc, const tch_response *res) {
-    event_del(&oc->timer);
-    oc->cb(res, oc->ud);
-    free(oc);
+static const char *retry_flags(int retry_on) {
+    switch (retry_on) {
+    case TCH_RETRY_NEVER: return "n";
+    case TCH_RETRY_TIMEOUT: return "t";
+    case TCH_RETRY_CONNECTION_TIMEOUT: return "ct";
+    default: return "c";
+    }
 }
 
-static void complete_local(outcall *oc, int status, const char *peer,
-                           const char *why) {
+/* Whether this outcome may be tried again under the call's retry_on. */
+static int should_retry(const tch_outbound *call, const tch_response *res) {
+    if (res->status == 0 || call->retry_on == TCH_RETRY_NEVER || call->ch->freeing)
+        return 0;
+    if (res->status == TCH_ETIMEOUT) /* our own deadline: no time is left */
+        return 0;
+    const char *f = retry_flags(call->retry_on);
+    switch (res->error_code) {
+    case TCH_PCODE_BUSY:
+    case TCH_PCODE_DECLINED: return 1;
+    case TCH_PCODE_NETWORK: return strchr(f, 'c') != NULL;
+    case TCH_PCODE_TIMEOUT: return strchr(f, 't') != NULL;
+    default: return 0;
+    }
+}
+
+/* ---- owning a copy of the request --------------------------------------------- */
+
+static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static char *put_str(uint8_t **at, const char *s) {
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *out = (char *)*at;
+    memcpy(out, s, n);
+    *at += n;
+    return out;
+}
+
+static tch_slice put_slice(uint8_t **at, tch_slice s) {
+    tch_slice out = {*at, s.len};
+    if (s.len)
+        memcpy(*at, s.ptr, s.len);
+    *at += s.len;
+    return out;
+}
+
+/* Copies every field of o into one allocation owned by call. */
+static int copy_request(tch_outbound *call, const tch_call_opts *o) {
+    size_t size = o->nheaders * sizeof(tch_header) + str_size(o->service) +
+                  str_size(o->host_port) + str_size(o->arg_scheme) +
+                  str_size(o->shard_key) + str_size(o->routing_delegate) +
+                  o->endpoint.len + o->arg2.len + o->arg3.len;
+    for (size_t i = 0; i < o->nheaders; i++)
+        size += o->headers[i].key.len + o->headers[i].value.len;
+    call->store = malloc(size ? size : 1);
+    if (!call->store)
+        return TCH_ENOMEM;
+    uint8_t *at = call->store;
+    tch_header *hs = (tch_header *)at; /* headers first: keeps them aligned */
+    at += o->nheaders * sizeof(tch_header);
+    call->req = *o;
+    for (size_t i = 0; i < o->nheaders; i++) {
+        hs[i].key = put_slice(&at, o->headers[i].key);
+        hs[i].value = put_slice(&at, o->headers[i].value);
+    }
+    call->req.headers = o->nheaders ? hs : NULL;
+    call->req.service = put_str(&at, o->service);
+    call->req.host_port = put_str(&at, o->host_port);
+    call->req.arg_scheme = put_str(&at, o->arg_scheme);
+    call->req.shard_key = put_str(&at, o->shard_key);
+    call->req.routing_delegate = put_str(&at, o->routing_delegate);
+    call->req.endpoint = put_slice(&at, o->endpoint);
+    call->req.arg2 = put_slice(&at, o->arg2);
+    call->req.arg3 = put_slice(&at, o->arg3);
+    if (o->trace)
+        call->parent = *o->trace;
+    call->req.trace = o->trace ? &call->parent : NULL;
+    return 0;
+}
+
+/* ---- finishing -------------------------------------------------------------- */
+
+static void call_free(tch_outbound *call) {
+    event_del(&call->timer);
+    tch_buf_free(&call->local_store);
+    free(call->store);
+    free(call);
+}
+
+static void deliver(tch_outbound *call, const tch_response *res) {
+    event_del(&call->timer);
+    if (call->observer)
+        call->observer(res, call->observer_ud);
+    call->cb(res, call->ud);
+    call_free(call);
+}
+
+/* Keeps a copy of res to deliver from the loop (see on_timer). */
+static void defer_response(tch_outbound *call, const tch_response *res) {
+    tch_buf *b = &call->local_store;
+    tch_buf_reset(b);
+    size_t hsize = res->nheaders * sizeof(tch_header);
+    size_t size = hsize + res->arg2.len + res->arg3.len;
+    for (size_t i = 0; i < res->nheaders; i++)
+        size += res->headers[i].key.len + res->headers[i].value.len;
+    call->local = *res;
+    snprintf(call->msg, sizeof call->msg, "%s", res->message ? res->message : "");
+    call->local.message = call->msg;
+    call->local.peer = "";
+    if (tch_buf_reserve(b, size + 1) != 0) {
+        call->local = (tch_response){.status = TCH_ENOMEM,
+                                     .error_code = TCH_PCODE_UNEXPECTED,
+                                     .message = "out of memory", .peer = ""};
+    } else {
+        uint8_t *at = b->ptr;
+        tch_header *hs = (tch_header *)at;
+        at += hsize;
+        for (size_t i = 0; i < res->nheaders; i++) {
+            hs[i].key = put_slice(&at, res->headers[i].key);
+            hs[i].value = put_slice(&at, res->headers[i].value);
+        }
+        call->local.headers = res->nheaders ? hs : NULL;
+        call->local.arg2 = put_slice(&at, res->arg2);
+        call->local.arg3 = put_slice(&at, res->arg3);
+    }
+    call->have_local = 1;
+    call->cc = NULL;
+    event_del(&call->timer);
+    struct timeval now = {0, 0};
+    evtimer_add(&call->timer, &now);
+}
+
+static void defer_failure(tch_outbound *call, int status, const char *why) {
     tch_response res = {.status = status, .error_code = code_for_status(status),
-                        .message = why, .peer = peer ? peer : ""};
-    complete(oc, &res);
+                        .message = why};
+    defer_response(call, &res);
 }
 
-static outcall *take(chconn *cc, uint32_t id) {
-    return tch_intmap_remove(&cc->calls, id);
+/* ---- attempts ----------------------------------------------------------------- */
+
+static int was_tried(const tch_outbound *call, const char *hp) {
+    for (int i = 0; i < call->ntried; i++)
+        if (strcmp(call->tried[i], hp) == 0)
+            return 1;
+    return 0;
 }
+
+static size_t peer_load(tch_channel *ch, const char *hp) {
+    size_t n = 0;
+    for (chconn *cc = ch->conns; cc; cc = cc->next)
+        if (cc->outbound && strcmp(cc->host_port, hp) == 0)
+            n += cc->calls.len;
+    return n;
+}
+
+/* Prefers untried, healthy (not backed off), less-loaded peers; rotates
+ * among equals so load spreads. */
+static const char *pick_peer(tch_outbound *call) {
+    tch_channel *ch = call->ch;
+    if (call->req.host_port && *call->req.host_port)
+        return call->req.host_port;
+    if (ch->npeers == 0)
+        return NULL;
+    uint64_t now = channel_now_ms();
+    const peer *best = NULL;
+    long best_score = 0;
+    size_t start = ch->next_peer++;
+    for (size_t k = 0; k < ch->npeers; k++) {
+        const peer *p = &ch->peers[(start + k) % ch->npeers];
+        long score = (long)peer_load(ch, p->host_port);
+        if (was_tried(call, p->host_port))
+            score += 1L << 40;
+        if (p->backoff_until_ms > now)
+            score += 1L << 30;
+        if (!best || score < best_score) {
+            best = p;
+            best_score = score;
+        }
+    }
+    return best->host_port;
+}
+
+static tch_tracing make_tracing(tch_outbound *call) {
+    tch_channel *ch = call->ch;
+    tch_trace parent;
+    int has_parent = 0;
+    if (call->req.trace) {
+        parent = *call->req.trace;
+        has_parent = 1;
+    } else if (ch->current) {
+        parent = tch_inbound_trace(ch->current);
+        has_parent = 1;
+    }
+    tch_tracing t = {.span_id = channel_random(ch)};
+    if (has_parent) {
+        t.parent_id = parent.span_id;
+        t.trace_id = parent.trace_id ? parent.trace_id : t.span_id;
+        t.flags = parent.flags;
+    } else {
+        t.trace_id = t.span_id;
+    }
+    return t;
+}
+
+static int header_given(const tch_call_opts *o, const char *key) {
+    for (size_t i = 0; i < o->nheaders; i++)
+        if (tch_slice_eq_cstr(o->headers[i].key, key))
+            return 1;
+    return 0;
+}
+
+static void add_header(tch_call_fields *f, const tch_call_opts *o,
+                       const char *key, const char *value) {
+    if (value && !header_given(o, key))
+        f->headers[f->nheaders++] = (tch_kv){tch_slice_cstr(key), tch_slice_cstr(value)};
+}
+
+static void fill_fields(tch_outbound *call, uint32_t ttl, tch_call_fields *f) {
+    const tch_call_opts *o = &call->req;
+    f->flags = 0;
+    f->ttl_ms = ttl;
+    f->code = 0;
+    f->tracing = make_tracing(call);
+    f->service = tch_slice_cstr(o->service);
+    f->csum_type = call->ch->opts.checksum_type;
+    f->nheaders = 0;
+    add_header(f, o, "as", o->arg_scheme ? o->arg_scheme : "raw");
+    add_header(f, o, "cn", call->ch->name);
+    add_header(f, o, "re", retry_flags(call->retry_on));
+    add_header(f, o, "sk", o->shard_key);
+    add_header(f, o, "rd", o->routing_delegate);
+    for (size_t i = 0; i < o->nheaders; i++)
+        f->headers[f->nheaders++] = (tch_kv){o->headers[i].key, o->headers[i].value};
+}
+
+static void arm_deadline(tch_outbound *call, uint64_t now) {
+    uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 0;
+    struct timeval tv = {(long)(left / 1000), (long)(left % 1000) * 1000};
+    event_del(&call->timer);
+    evtimer_add(&call->timer, &tv);
+}
+
+/* Sends one attempt. Returns 0, or an error (with err) when nothing was
+ * sent. */
+static int start_attempt(tch_outbound *call, tch_error *err) {
+    tch_channel *ch = call->ch;
+    const char *hp = pick_peer(call);
+    if (!hp)
+        return tch_error_set(err, TCH_ENOTFOUND,
+                             "call to %s: no host_port given and no known peers",
+                             call->req.service);
+    chconn *cc = chconn_for_peer(ch, hp, err);
+    if (!cc)
+        return err ? err->code : TCH_EIO;
+    if (cc->calls.len >= ch->opts.max_pending_calls)
+        return tch_error_set(err, TCH_ETOOBIG,
+                             "call to %s: %zu calls already pending on the connection to %s (the limit)",
+                             call->req.service, cc->calls.len, cc->host_port);
+    uint64_t now = channel_now_ms();
+    uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 1;
+    tch_call_fields *f = malloc(sizeof *f); /* ~8 KiB: off the stack */
+    if (!f)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    fill_fields(call, (uint32_t)left, f);
+    uint32_t id = tch_conn_next_id(tch_transport_conn(cc->t));
+    tch_slice args[3] = {call->req.endpoint, call->req.arg2, call->req.arg3};
+    int rc = tch_intmap_put(&cc->calls, id, call);
+    if (rc == 0) {
+        rc = tch_conn_send_call(tch_transport_conn(cc->t), TCH_FRAME_CALL_REQ, id,
+                                f, args, err);
+        if (rc)
+            tch_intmap_remove(&cc->calls, id);
+    } else {
+        tch_error_set(err, rc, "out of memory");
+    }
+    free(f);
+    if (rc)
+        return rc;
+    call->cc = cc;
+    call->id = id;
+    call->attempts++;
+    if (call->ntried < MAX_TRIED && !was_tried(call, hp))
+        snprintf(call->tried[call->ntried++], sizeof call->tried[0], "%s", cc->host_port);
+    arm_deadline(call, now);
+    return 0;
+}
+
+/* An attempt ended with res: retry, or deliver. */
+static void attempt_done(tch_outbound *call, const tch_response *res) {
+    const char *hp = call->cc ? call->cc->host_port : "";
+    int conn_failure = res->status != 0 && res->error_code == TCH_PCODE_NETWORK;
+    channel_peer_result(call->ch, hp, !conn_failure);
+    call->cc = NULL;
+    if (should_retry(call, res) && call->attempts <= call->retry_limit &&
+        channel_now_ms() < call->deadline_ms) {
+        tch_error err;
+        if (start_attempt(call, &err) == 0)
+            return;
+    }
+    deliver(call, res);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+    tch_outbound *call = arg;
+    (void)fd, (void)what;
+    if (call->have_local) {
+        deliver(call, &call->local);
+        return;
+    }
+    const char *hp = call->cc ? call->cc->host_port : "";
+    if (call->cc)
+        tch_intmap_remove(&call->cc->calls, call->id);
+    snprintf(call->msg, sizeof call->msg, "call to %s::%.*s at %s timed out after %u ms",
+             call->req.service, (int)(call->req.endpoint.len > 100 ? 100 : call->req.endpoint.len),
+             (const char *)call->req.endpoint.ptr, hp, call->timeout_ms);
+    tch_response res = {.status = TCH_ETIMEOUT, .error_code = TCH_PCODE_TIMEOUT,
+                        .message = call->msg, .peer = hp};
+    call->cc = NULL;
+    deliver(call, &res);
+}
+
+/* ---- events from connections --------------------------------------------------- */
 
 void outbound_on_response(chconn *cc, tch_call_msg *msg) {
-    outcall *oc = take(cc, msg->id);
-    if (oc) {
+    tch_outbound *call = tch_intmap_remove(&cc->calls, msg->id);
+    if (call) {
         tch_header hs[TCH_CALL_MAX_HEADERS];
         for (size_t i = 0; i < msg->nheaders; i++)
             hs[i] = (tch_header){msg->headers[i].key, msg->headers[i].value};
         tch_response res = {
             .status = 0, .code = msg->code, .message = "",
-            .arg2 = tch_buf_slice(&msg->args[1]),
-            .arg3 = tch_buf_slice(&msg->args[2]),
+            .arg2 = tch_buf_slice(&msg->args[1]), .arg3 = tch_buf_slice(&msg->args[2]),
             .headers = hs, .nheaders = msg->nheaders, .peer = cc->host_port,
         };
-        complete(oc, &res);
+        attempt_done(call, &res);
     } /* else: a late answer to a call that already timed out */
     tch_call_msg_free(msg);
     free(msg);
 }
 
 void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e) {
-    outcall *oc = id == TCH_ID_NONE ? NULL : take(cc, id);
-    if (!oc)
+    tch_outbound *call = id == TCH_ID_NONE ? NULL : tch_intmap_remove(&cc->calls, id);
+    if (!call)
         return;
-    snprintf(oc->msg, sizeof oc->msg, "%.*s", (int)e->message.len,
+    snprintf(call->msg, sizeof call->msg, "%.*s", (int)e->message.len,
              (const char *)e->message.ptr);
     tch_response res = {.status = TCH_EREMOTE, .error_code = e->code,
-                        .message = oc->msg, .peer = cc->host_port};
-    complete(oc, &res);
+                        .message = call->msg, .peer = cc->host_port};
+    attempt_done(call, &res);
 }
 
 void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why) {
-    outcall *oc = take(cc, id);
-    if (oc)
-        complete_local(oc, status, cc->host_port, why);
+    tch_outbound *call = tch_intmap_remove(&cc->calls, id);
+    if (!call)
+        return;
+    snprintf(call->msg, sizeof call->msg, "%s", why);
+    tch_response res = {.status = status, .error_code = code_for_status(status),
+                        .message = call->msg, .peer = cc->host_port};
+    attempt_done(call, &res);
 }
 
 void outbound_fail_all(chconn *cc, int status, const char *why) {
-    outcall *oc;
-    while ((oc = tch_intmap_pop_any(&cc->calls, NULL))) {
-        snprintf(oc->msg, sizeof oc->msg, "%s failed: %s", oc->what, why);
-        complete_local(oc, status, cc->host_port, oc->msg);
+    tch_outbound *call;
+    while ((call = tch_intmap_pop_any(&cc->calls, NULL))) {
+        snprintf(call->msg, sizeof call->msg, "call to %s::%.*s failed: %s",
+                 call->req.service, (int)(call->req.endpoint.len > 100 ? 100 : call->req.endpoint.len),
+                 (const char *)call->req.endpoint.ptr, why);
+        tch_response res = {.status = status, .error_code = code_for_status(status),
+                            .message = call->msg, .peer = cc->host_port};
+        attempt_done(call, &res);
     }
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg) {
-    outcall *oc = arg;
-    (void)fd, (void)what;
-    if (oc->deferred_status) {
-        complete_local(oc, oc->deferred_status, "", oc->msg);
-        return;
-    }
-    take(oc->cc, oc->id);
-    snprintf(oc->msg, sizeof oc->msg, "call to %s at %s timed out after %u ms",
-             oc->what, oc->cc->host_port, oc->timeout_ms);
-    complete_local(oc, TCH_ETIMEOUT, oc->cc->host_port, oc->msg);
+/* ---- the hook's side ------------------------------------------------------------- */
+
+const tch_call_opts *tch_outbound_request(const tch_outbound *call) { return &call->req; }
+tch_channel *tch_outbound_channel(const tch_outbound *call) { return call->ch; }
+
+void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
+    call->resolved = 1;
+    call->observer = observer;
+    call->observer_ud = ud;
+    tch_error err;
+    if (start_attempt(call, &err) != 0)
+        defer_failure(call, err.code, err.msg);
 }
 
-/* Reports a failure from the event loop, never from inside the call. */
-static void defer_failure(outcall *oc, int status, const char *why) {
-    oc->deferred_status = status;
-    snprintf(oc->msg, sizeof oc->msg, "%s", why);
-    struct timeval now = {0, 0};
-    evtimer_add(&oc->timer, &now);
+void tch_outbound_answer(tch_outbound *call, const tch_response *res) {
+    call->resolved = 1;
+    defer_response(call, res);
 }
 
-/* ---- starting a call ------------------------------------------------------ */
+/* ---- starting a call ----------------------------------------------------------------- */
 
 static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *err) {
     if (!o || !o->service || !*o->service)
@@ -127,61 +471,16 @@ static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *er
             return tch_error_set(err, TCH_ETOOBIG,
                                  "call to %s: arg%d is %zu bytes, over the limit of %zu",
                                  o->service, i + 1, args[i]->len, ch->opts.max_arg_size);
-    if (o->nheaders > TCH_CALL_MAX_HEADERS - 2)
+    if (o->nheaders > TCH_CALL_MAX_HEADERS - 5)
         return tch_error_set(err, TCH_EINVAL, "call to %s: too many transport headers (%zu)",
                              o->service, o->nheaders);
+    if (o->retry_on < TCH_RETRY_DEFAULT || o->retry_on > TCH_RETRY_CONNECTION_TIMEOUT)
+        return tch_error_set(err, TCH_EINVAL, "call to %s: invalid retry_on %d",
+                             o->service, o->retry_on);
+    if (o->retry_limit < TCH_RETRY_LIMIT_NONE)
+        return tch_error_set(err, TCH_EINVAL, "call to %s: invalid retry_limit %d",
+                             o->service, o->retry_limit);
     return 0;
-}
-
-static const char *pick_peer(tch_channel *ch, const tch_call_opts *o, tch_error *err) {
-    if (o->host_port && *o->host_port)
-        return o->host_port;
-    if (ch->npeers == 0) {
-        tch_error_set(err, TCH_ENOTFOUND,
-                      "call to %s: no host_port given and no known peers", o->service);
-        return NULL;
-    }
-    return ch->peers[ch->next_peer++ % ch->npeers];
-}
-
-static tch_tracing make_tracing(tch_channel *ch, const tch_trace *parent) {
-    tch_tracing t;
-    t.span_id = channel_random(ch);
-    if (parent) {
-        t.parent_id = parent->span_id;
-        t.trace_id = parent->trace_id ? parent->trace_id : t.span_id;
-        t.flags = parent->flags;
-    } else {
-        t.parent_id = 0;
-        t.trace_id = t.span_id;
-        t.flags = 0;
-    }
-    return t;
-}
-
-static int header_given(const tch_call_opts *o, const char *key) {
-    for (size_t i = 0; i < o->nheaders; i++)
-        if (tch_slice_eq_cstr(o->headers[i].key, key))
-            return 1;
-    return 0;
-}
-
-static void fill_fields(tch_channel *ch, const tch_call_opts *o, uint32_t ttl,
-                        tch_call_fields *f) {
-    f->flags = 0;
-    f->ttl_ms = ttl;
-    f->code = 0;
-    f->tracing = make_tracing(ch, o->trace);
-    f->service = tch_slice_cstr(o->service);
-    f->csum_type = ch->opts.checksum_type;
-    f->nheaders = 0;
-    if (!header_given(o, "as"))
-        f->headers[f->nheaders++] = (tch_kv){
-            tch_slice_cstr("as"), tch_slice_cstr(o->arg_scheme ? o->arg_scheme : "raw")};
-    if (!header_given(o, "cn"))
-        f->headers[f->nheaders++] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr(ch->name)};
-    for (size_t i = 0; i < o->nheaders; i++)
-        f->headers[f->nheaders++] = (tch_kv){o->headers[i].key, o->headers[i].value};
 }
 
 int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
@@ -191,53 +490,27 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return rc;
     if (!cb)
         return tch_error_set(err, TCH_EINVAL, "call: callback is required");
-    const char *peer = pick_peer(ch, o, err);
-    if (!peer)
-        return err ? err->code : TCH_ENOTFOUND;
-    chconn *cc = chconn_for_peer(ch, peer, err);
-    if (!cc)
-        return err ? err->code : TCH_EIO;
-    outcall *oc = calloc(1, sizeof *oc);
-    tch_call_fields *f = malloc(sizeof *f);
-    if (!oc || !f) {
-        free(oc);
-        free(f);
+    tch_outbound *call = calloc(1, sizeof *call);
+    if (!call || copy_request(call, o) != 0) {
+        free(call);
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
-    oc->ch = ch;
-    oc->cc = cc;
-    oc->cb = cb;
-    oc->ud = ud;
-    oc->timeout_ms = o->timeout_ms ? o->timeout_ms : ch->opts.default_timeout_ms;
-    snprintf(oc->what, sizeof oc->what, "%s::%.*s", o->service,
-             (int)(o->endpoint.len > 100 ? 100 : o->endpoint.len),
-             (const char *)o->endpoint.ptr);
-    evtimer_assign(&oc->timer, ch->base, on_timer, oc);
-    if (cc->calls.len >= ch->opts.max_pending_calls) {
-        char why[TCH_ERROR_MSG_MAX];
-        snprintf(why, sizeof why, "call to %s: %zu calls already pending on the connection to %s (limit)",
-                 oc->what, cc->calls.len, cc->host_port);
-        defer_failure(oc, TCH_ETOOBIG, why);
-        free(f);
+    call->ch = ch;
+    call->cb = cb;
+    call->ud = ud;
+    call->timeout_ms = o->timeout_ms ? o->timeout_ms : ch->opts.default_timeout_ms;
+    call->deadline_ms = channel_now_ms() + call->timeout_ms;
+    call->retry_on = o->retry_on;
+    call->retry_limit = o->retry_limit == 0 ? TCH_RETRY_LIMIT_DEFAULT
+                      : o->retry_limit < 0 ? 0 : o->retry_limit;
+    evtimer_assign(&call->timer, ch->base, on_timer, call);
+    if (ch->hook) {
+        ch->hook(call, ch->hook_ud);
         return 0;
     }
-    oc->id = tch_conn_next_id(tch_transport_conn(cc->t));
-    fill_fields(ch, o, oc->timeout_ms, f);
-    tch_slice args[3] = {o->endpoint, o->arg2, o->arg3};
-    if (tch_intmap_put(&cc->calls, oc->id, oc) != 0) {
-        free(f);
-        free(oc);
-        return tch_error_set(err, TCH_ENOMEM, "out of memory");
-    }
-    rc = tch_conn_send_call(tch_transport_conn(cc->t), TCH_FRAME_CALL_REQ, oc->id,
-                            f, args, err);
-    free(f);
-    if (rc) {
-        take(cc, oc->id);
-        free(oc);
-        return rc;
-    }
-    struct timeval tv = {oc->timeout_ms / 1000, (oc->timeout_ms % 1000) * 1000};
-    evtimer_add(&oc->timer, &tv);
-    return 0;
+    call->resolved = 1;
+    rc = start_attempt(call, err);
+    if (rc)
+        call_free(call);
+    return rc;
 }

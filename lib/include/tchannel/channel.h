@@ -109,6 +109,7 @@ const char *tch_inbound_peer(const tch_inbound *in);
 /* 1 once the call can no longer be answered usefully (TTL passed, caller
  * cancelled, connection gone). Answering is still required. */
 int tch_inbound_is_done(const tch_inbound *in);
+/* The channel serving the call; NULL once the call is done. */
 tch_channel *tch_inbound_channel(const tch_inbound *in);
 
 /* Answer with a call response: code 0 (ok) or 1 (application error).
@@ -125,6 +126,18 @@ int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
 
 /* ---- outbound ----------------------------------------------------------- */
 
+/* Which failures a call retries on (transport header "re"). */
+enum tch_retry_on {
+    TCH_RETRY_DEFAULT = 0,     /* connection errors */
+    TCH_RETRY_NEVER,           /* "n" */
+    TCH_RETRY_CONNECTION,      /* "c": network errors, busy, declined */
+    TCH_RETRY_TIMEOUT,         /* "t": timeouts, busy, declined */
+    TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
+};
+
+#define TCH_RETRY_LIMIT_NONE (-1)
+#define TCH_RETRY_LIMIT_DEFAULT 4
+
 typedef struct tch_call_opts {
     const char *service;  /* required */
     tch_slice endpoint;   /* arg1, required */
@@ -135,7 +148,13 @@ typedef struct tch_call_opts {
     const tch_header *headers; /* transport headers (as, cn are added when absent) */
     size_t nheaders;
     const char *arg_scheme; /* value of the "as" header; default "raw" */
-    const tch_trace *trace; /* NULL: a new trace */
+    const tch_trace *trace; /* parent span; NULL: the inbound call being
+                               handled (if any), else a new trace */
+    int retry_on;          /* enum tch_retry_on */
+    int retry_limit;       /* retries after the first try: 0 means the
+                              default (4); TCH_RETRY_LIMIT_NONE for none */
+    const char *shard_key;        /* "sk" */
+    const char *routing_delegate; /* "rd" */
 } tch_call_opts;
 
 /* The outcome of a call. status is 0 when a call response arrived (code 0
@@ -163,6 +182,40 @@ typedef void (*tch_call_cb)(const tch_response *res, void *ud);
  * when the options are invalid. */
 int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
                      tch_call_cb cb, void *ud, tch_error *err);
+
+/* How an error may be retried, as tchannel-python classifies it. */
+enum tch_retryability {
+    TCH_NOT_RETRYABLE = 0,   /* bad request, cancelled, unhealthy, fatal */
+    TCH_RETRYABLE,           /* busy, declined: the request was not handled */
+    TCH_MAYBE_RETRYABLE,     /* timeout, unexpected, network: only if idempotent */
+};
+int tch_proto_code_retryability(uint8_t code);
+
+/* ---- the outbound hook (the VCR plugs in here) ------------------------- */
+
+/* An outgoing call before it is sent. The hook must resolve it exactly once,
+ * now or later, with tch_outbound_forward (send it; an observer may watch
+ * the answer) or tch_outbound_answer (answer it locally). */
+typedef struct tch_outbound tch_outbound;
+typedef void (*tch_outbound_hook_fn)(tch_outbound *call, void *ud);
+
+/* One hook per channel; NULL removes it. */
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+                                   void *ud);
+/* The request as made (owned by the call; valid until it is resolved). */
+const tch_call_opts *tch_outbound_request(const tch_outbound *call);
+tch_channel *tch_outbound_channel(const tch_outbound *call);
+/* Sends the call (with retries). observer, if not NULL, sees the final
+ * response just before the caller's callback does. */
+void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud);
+/* Answers the call locally; res is copied. The caller's callback runs from
+ * the event loop. */
+void tch_outbound_answer(tch_outbound *call, const tch_response *res);
+
+/* The inbound call whose handler is running right now on this channel (so
+ * code deep in a handler can read it, and calls made from it inherit its
+ * trace), or NULL. Only valid during the handler's synchronous part. */
+tch_inbound *tch_channel_current(const tch_channel *ch);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,105 @@
+/* Blocking client: runs a private event loop until the call completes. */
+#include <tchannel/sync.h>
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tch_sync_client {
+    struct event_base *base;
+    tch_channel *ch;
+};
+
+tch_sync_client *tch_sync_client_new(const char *name,
+                                     const tch_channel_options *opts) {
+    tch_sync_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->base = event_base_new();
+    c->ch = c->base ? tch_channel_new(c->base, name, opts) : NULL;
+    if (!c->ch) {
+        tch_sync_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void tch_sync_client_free(tch_sync_client *c) {
+    if (!c)
+        return;
+    tch_channel_free(c->ch);
+    if (c->base)
+        event_base_free(c->base);
+    free(c);
+}
+
+tch_channel *tch_sync_client_channel(tch_sync_client *c) { return c->ch; }
+
+typedef struct waiter {
+    tch_sync_response *out;
+    int done;
+} waiter;
+
+static int copy_response(tch_sync_response *out, const tch_response *res) {
+    memset(out, 0, sizeof *out);
+    out->status = res->status;
+    out->code = res->code;
+    out->error_code = res->error_code;
+    out->message = tch_slice_strdup(tch_slice_cstr(res->message ? res->message : ""));
+    if (!out->message || tch_buf_append_slice(&out->arg2, res->arg2) ||
+        tch_buf_append_slice(&out->arg3, res->arg3))
+        return TCH_ENOMEM;
+    size_t total = 0;
+    for (size_t i = 0; i < res->nheaders; i++)
+        total += res->headers[i].key.len + res->headers[i].value.len;
+    if (res->nheaders) {
+        out->headers = calloc(res->nheaders, sizeof *out->headers);
+        if (!out->headers || tch_buf_reserve(&out->header_store, total + 1))
+            return TCH_ENOMEM;
+        for (size_t i = 0; i < res->nheaders; i++) {
+            tch_slice *parts[2] = {&out->headers[i].key, &out->headers[i].value};
+            const tch_slice src[2] = {res->headers[i].key, res->headers[i].value};
+            for (int k = 0; k < 2; k++) {
+                parts[k]->ptr = out->header_store.ptr + out->header_store.len;
+                parts[k]->len = src[k].len;
+                tch_buf_append_slice(&out->header_store, src[k]);
+            }
+        }
+        out->nheaders = res->nheaders;
+    }
+    return 0;
+}
+
+static void on_done(const tch_response *res, void *ud) {
+    waiter *w = ud;
+    if (copy_response(w->out, res) != 0) {
+        tch_sync_response_free(w->out);
+        w->out->status = TCH_ENOMEM;
+        w->out->error_code = TCH_PCODE_UNEXPECTED;
+    }
+    w->done = 1;
+}
+
+int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
+                  tch_sync_response *out, tch_error *err) {
+    waiter w = {out, 0};
+    memset(out, 0, sizeof *out);
+    int rc = tch_channel_call(c->ch, opts, on_done, &w, err);
+    if (rc)
+        return rc;
+    /* The call's own deadline guarantees the callback; the loop only runs
+     * until then. */
+    while (!w.done)
+        if (event_base_loop(c->base, EVLOOP_ONCE) < 0)
+            return tch_error_set(err, TCH_EIO, "event loop failed");
+    return 0;
+}
+
+void tch_sync_response_free(tch_sync_response *r) {
+    free(r->message);
+    tch_buf_free(&r->arg2);
+    tch_buf_free(&r->arg3);
+    free(r->headers);
+    tch_buf_free(&r->header_store);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,44 @@
+/* A blocking client (the counterpart of tchannel-python's tchannel.sync)
+ * for programs and tests that run no event loop of their own. It owns an
+ * event_base and a channel, and runs the loop only inside tch_sync_call. */
+#ifndef TCHANNEL_SYNC_H
+#define TCHANNEL_SYNC_H
+
+#include <tchannel/channel.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tch_sync_client tch_sync_client;
+
+/* A response with owned storage; free with tch_sync_response_free. */
+typedef struct tch_sync_response {
+    int status;         /* as tch_response.status */
+    uint8_t code;       /* call res code when status is 0 */
+    uint8_t error_code; /* tch_proto_code when status is not 0 */
+    char *message;      /* "" when none */
+    tch_buf arg2;
+    tch_buf arg3;
+    tch_header *headers; /* slices point into header_store */
+    size_t nheaders;
+    tch_buf header_store;
+} tch_sync_response;
+
+tch_sync_client *tch_sync_client_new(const char *name,
+                                     const tch_channel_options *opts);
+void tch_sync_client_free(tch_sync_client *c);
+/* The channel inside, e.g. to add peers or install an outbound hook. */
+tch_channel *tch_sync_client_channel(tch_sync_client *c);
+
+/* Makes the call and waits for its outcome (bounded by the call's timeout).
+ * Returns 0 when *out holds an outcome (check out->status), or an error
+ * when the call could not be started. */
+int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
+                  tch_sync_response *out, tch_error *err);
+void tch_sync_response_free(tch_sync_response *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

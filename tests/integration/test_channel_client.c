@@ -1,0 +1,401 @@
+/* Client behaviour over 127.0.0.1: retries and retry_on, peer choice,
+ * transport headers, trace propagation, the request context, the outbound
+ * hook, and the blocking client. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <tchannel/channel.h>
+#include <tchannel/sync.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+typedef struct fixture {
+    struct event_base *base;
+    tch_channel *server, *client;
+    const char *hp;
+    int busy_left;      /* "flaky" answers busy this many times first */
+    int timeouts_left;  /* "slowpoke" answers a timeout error this many times */
+    int hits;
+    tch_trace seen_trace;
+    tch_inbound *seen_current;
+    char seen_headers[512];
+} fixture;
+
+typedef struct result {
+    int done, status;
+    uint8_t code, error_code;
+    char message[512];
+    tch_buf arg3;
+} result;
+
+static void on_result(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    r->code = res->code;
+    r->error_code = res->error_code;
+    snprintf(r->message, sizeof r->message, "%s", res->message);
+    tch_buf_append_slice(&r->arg3, res->arg3);
+}
+
+static void echo(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    f->hits++;
+    f->seen_current = tch_channel_current(tch_inbound_channel(in));
+    f->seen_headers[0] = '\0';
+    for (size_t i = 0; i < tch_inbound_header_count(in); i++) {
+        tch_header h = tch_inbound_header_at(in, i);
+        size_t at = strlen(f->seen_headers);
+        snprintf(f->seen_headers + at, sizeof f->seen_headers - at, "%.*s=%.*s;",
+                 (int)h.key.len, (const char *)h.key.ptr, (int)h.value.len,
+                 (const char *)h.value.ptr);
+    }
+    f->seen_trace = tch_inbound_trace(in);
+    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_inbound_arg3(in));
+}
+
+static void flaky(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    f->hits++;
+    if (f->busy_left > 0) {
+        f->busy_left--;
+        tch_inbound_respond_error(in, TCH_PCODE_BUSY, "try later");
+        return;
+    }
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr("ok"));
+}
+
+static void slowpoke(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    f->hits++;
+    if (f->timeouts_left > 0) {
+        f->timeouts_left--;
+        tch_inbound_respond_error(in, TCH_PCODE_TIMEOUT, "downstream timed out");
+        return;
+    }
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr("ok"));
+}
+
+/* "front" calls "back" on the same server while handling: trace and the
+ * request context must carry over. */
+typedef struct relay {
+    tch_inbound *in;
+} relay;
+
+static void relay_done(const tch_response *res, void *ud) {
+    relay *r = ud;
+    tch_inbound_respond(r->in, res->status == 0 ? 0 : 1, TCH_SLICE_NULL, res->arg3);
+    free(r);
+}
+
+static void front(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    relay *r = malloc(sizeof *r);
+    r->in = in;
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("relayed"), .host_port = f->hp};
+    tch_channel_call(tch_inbound_channel(in), &o, relay_done, r, NULL);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    f->server = tch_channel_new(f->base, "server", NULL);
+    f->client = tch_channel_new(f->base, "client", NULL);
+    assert_int_equal(tch_channel_listen(f->server, NULL, NULL), 0);
+    f->hp = tch_channel_host_port(f->server);
+    tch_channel_register(f->server, NULL, "echo", echo, f);
+    tch_channel_register(f->server, NULL, "flaky", flaky, f);
+    tch_channel_register(f->server, NULL, "slowpoke", slowpoke, f);
+    tch_channel_register(f->server, NULL, "front", front, f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    tch_channel_free(f->client);
+    tch_channel_free(f->server);
+    event_base_free(f->base);
+    free(f);
+    return 0;
+}
+
+static void dead_port(char *hp, size_t n) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    getsockname(s, (struct sockaddr *)&sin, &len);
+    close(s);
+    snprintf(hp, n, "127.0.0.1:%d", ntohs(sin.sin_port));
+}
+
+static result run_call(fixture *f, tch_call_opts *o) {
+    result r = {0};
+    if (!o->service)
+        o->service = "server";
+    if (!o->timeout_ms)
+        o->timeout_ms = 2000;
+    tch_error err;
+    int rc = tch_channel_call(f->client, o, on_result, &r, &err);
+    if (rc != 0)
+        fail_msg("call failed to start: %s", err.msg);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    return r;
+}
+
+static void retries_go_to_the_live_peer(void **state) {
+    fixture *f = *state;
+    char dead[64];
+    dead_port(dead, sizeof dead);
+    tch_channel_add_peer(f->client, dead, NULL);
+    tch_channel_add_peer(f->client, f->hp, NULL);
+    for (int i = 0; i < 6; i++) { /* whichever peer comes first */
+        tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .arg3 = tch_slice_cstr("hi")};
+        result r = run_call(f, &o);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.arg3.len, 2);
+        tch_buf_free(&r.arg3);
+    }
+    assert_int_equal(f->hits, 6);
+}
+
+static void retry_on_never_reports_the_connection_error(void **state) {
+    fixture *f = *state;
+    char dead[64];
+    dead_port(dead, sizeof dead);
+    tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .host_port = dead,
+                       .retry_on = TCH_RETRY_NEVER};
+    result r = run_call(f, &o);
+    assert_int_equal(r.error_code, TCH_PCODE_NETWORK);
+    assert_int_equal(tch_proto_code_retryability(r.error_code), TCH_MAYBE_RETRYABLE);
+}
+
+static void busy_is_retried_within_the_limit(void **state) {
+    fixture *f = *state;
+    f->busy_left = 2;
+    tch_call_opts o = {.endpoint = tch_slice_cstr("flaky"), .host_port = f->hp};
+    result r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->hits, 3);
+    tch_buf_free(&r.arg3);
+
+    f->hits = 0;
+    f->busy_left = 10;
+    tch_call_opts o2 = {.endpoint = tch_slice_cstr("flaky"), .host_port = f->hp,
+                        .retry_limit = 2};
+    r = run_call(f, &o2);
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_int_equal(f->hits, 3); /* first try + 2 retries */
+    assert_int_equal(tch_proto_code_retryability(TCH_PCODE_BUSY), TCH_RETRYABLE);
+}
+
+static void retry_limit_none_and_retry_on_never_make_one_try(void **state) {
+    fixture *f = *state;
+    f->busy_left = 5;
+    tch_call_opts o = {.endpoint = tch_slice_cstr("flaky"), .host_port = f->hp,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE};
+    result r = run_call(f, &o);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_int_equal(f->hits, 1);
+    tch_call_opts o2 = {.endpoint = tch_slice_cstr("flaky"), .host_port = f->hp,
+                        .retry_on = TCH_RETRY_NEVER};
+    r = run_call(f, &o2);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_int_equal(f->hits, 2);
+}
+
+static void timeouts_are_retried_only_with_t(void **state) {
+    fixture *f = *state;
+    f->timeouts_left = 1;
+    tch_call_opts o = {.endpoint = tch_slice_cstr("slowpoke"), .host_port = f->hp};
+    result r = run_call(f, &o); /* default: connection errors only */
+    assert_int_equal(r.error_code, TCH_PCODE_TIMEOUT);
+    assert_int_equal(f->hits, 1);
+    f->timeouts_left = 1;
+    tch_call_opts o2 = {.endpoint = tch_slice_cstr("slowpoke"), .host_port = f->hp,
+                        .retry_on = TCH_RETRY_CONNECTION_TIMEOUT};
+    r = run_call(f, &o2);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->hits, 3);
+    tch_buf_free(&r.arg3);
+}
+
+static void transport_headers_reach_the_handler(void **state) {
+    fixture *f = *state;
+    tch_header extra = {tch_slice_cstr("fd"), tch_slice_cstr("zone-a")};
+    tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .host_port = f->hp,
+                       .retry_on = TCH_RETRY_TIMEOUT, .shard_key = "shard-7",
+                       .routing_delegate = "router", .headers = &extra, .nheaders = 1};
+    result r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(f->seen_headers, "as=raw;"));
+    assert_non_null(strstr(f->seen_headers, "cn=client;"));
+    assert_non_null(strstr(f->seen_headers, "re=t;"));
+    assert_non_null(strstr(f->seen_headers, "sk=shard-7;"));
+    assert_non_null(strstr(f->seen_headers, "rd=router;"));
+    assert_non_null(strstr(f->seen_headers, "fd=zone-a;"));
+    tch_buf_free(&r.arg3);
+}
+
+static void trace_propagates_through_a_handler_call(void **state) {
+    fixture *f = *state;
+    tch_trace parent = {.span_id = 111, .trace_id = 222, .flags = 1};
+    tch_call_opts o = {.endpoint = tch_slice_cstr("front"), .host_port = f->hp,
+                       .trace = &parent};
+    result r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.arg3.ptr, "relayed", 7);
+    /* echo ran for the nested call: same trace, traced flag kept, and its
+     * parent is front's span (a child of ours), not ours. */
+    assert_int_equal(f->seen_trace.trace_id, 222);
+    assert_int_equal(f->seen_trace.flags, 1);
+    assert_true(f->seen_trace.parent_id != 0);
+    assert_true(f->seen_trace.parent_id != 111);
+    assert_non_null(f->seen_current);
+    tch_buf_free(&r.arg3);
+}
+
+/* ---- the outbound hook ---------------------------------------------------- */
+
+typedef struct hook_state {
+    int mode; /* 0 answer locally, 1 forward */
+    int seen, observed;
+    char observed_body[64];
+} hook_state;
+
+static void observer(const tch_response *res, void *ud) {
+    hook_state *h = ud;
+    h->observed++;
+    snprintf(h->observed_body, sizeof h->observed_body, "%.*s", (int)res->arg3.len,
+             (const char *)res->arg3.ptr);
+}
+
+static void hook(tch_outbound *call, void *ud) {
+    hook_state *h = ud;
+    h->seen++;
+    const tch_call_opts *req = tch_outbound_request(call);
+    assert_string_equal(req->service, "server");
+    if (h->mode == 0) {
+        tch_response res = {.status = 0, .arg3 = tch_slice_cstr("from the hook"), .message = ""};
+        tch_outbound_answer(call, &res);
+    } else {
+        tch_outbound_forward(call, observer, h);
+    }
+}
+
+static void hook_can_answer_or_forward(void **state) {
+    fixture *f = *state;
+    hook_state h = {0};
+    tch_channel_set_outbound_hook(f->client, hook, &h);
+    tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .host_port = f->hp,
+                       .arg3 = tch_slice_cstr("real")};
+    result r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.arg3.len, 13);
+    assert_int_equal(f->hits, 0); /* the server never saw it */
+    tch_buf_free(&r.arg3);
+    h.mode = 1;
+    r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->hits, 1);
+    assert_int_equal(h.observed, 1);
+    assert_string_equal(h.observed_body, "real");
+    assert_int_equal(h.seen, 2);
+    tch_buf_free(&r.arg3);
+}
+
+/* ---- blocking client ------------------------------------------------------ */
+
+typedef struct served {
+    struct event_base *base;
+    tch_channel *ch;
+    char hp[64];
+    int stop;
+} served;
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg) {
+    served *s = arg;
+    (void)fd, (void)what;
+    if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
+        event_base_loopbreak(s->base);
+}
+
+static void *serve(void *arg) {
+    served *s = arg;
+    struct event *tick = event_new(s->base, -1, EV_PERSIST, stop_cb, s);
+    struct timeval tv = {0, 10000};
+    event_add(tick, &tv);
+    event_base_dispatch(s->base);
+    event_free(tick);
+    return NULL;
+}
+
+static void blocking_client_calls_without_a_loop(void **state) {
+    (void)state;
+    served s = {0};
+    s.base = event_base_new();
+    s.ch = tch_channel_new(s.base, "server", NULL);
+    fixture f = {0};
+    tch_channel_register(s.ch, NULL, "echo", echo, &f);
+    assert_int_equal(tch_channel_listen(s.ch, NULL, NULL), 0);
+    snprintf(s.hp, sizeof s.hp, "%s", tch_channel_host_port(s.ch));
+    pthread_t th;
+    pthread_create(&th, NULL, serve, &s);
+
+    tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr("blocking"),
+                       .host_port = s.hp, .timeout_ms = 2000};
+    tch_sync_response res;
+    assert_int_equal(tch_sync_call(c, &o, &res, NULL), 0);
+    assert_int_equal(res.status, 0);
+    assert_int_equal(res.arg3.len, 8);
+    assert_memory_equal(res.arg3.ptr, "blocking", 8);
+    assert_true(res.nheaders >= 1); /* "as" comes back */
+    tch_sync_response_free(&res);
+
+    tch_call_opts bad = o;
+    bad.endpoint = tch_slice_cstr("missing");
+    assert_int_equal(tch_sync_call(c, &bad, &res, NULL), 0);
+    assert_int_equal(res.status, TCH_EREMOTE);
+    assert_int_equal(res.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(res.message, "missing"));
+    tch_sync_response_free(&res);
+    tch_sync_client_free(c);
+
+    __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    tch_channel_free(s.ch);
+    event_base_free(s.base);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(retries_go_to_the_live_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_on_never_reports_the_connection_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(busy_is_retried_within_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(retry_limit_none_and_retry_on_never_make_one_try, setup, teardown),
+        cmocka_unit_test_setup_teardown(timeouts_are_retried_only_with_t, setup, teardown),
+        cmocka_unit_test_setup_teardown(transport_headers_reach_the_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(trace_propagates_through_a_handler_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(hook_can_answer_or_forward, setup, teardown),
+        cmocka_unit_test(blocking_client_calls_without_a_loop),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
