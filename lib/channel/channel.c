@@ -304,23 +304,42 @@ tch_inbound *tch_channel_current(const tch_channel *ch) { return ch->current; }
 
 int tch_channel_register(tch_channel *ch, const char *service,
                          const char *endpoint, tch_handler_fn fn, void *ud) {
-    if (!endpoint || !fn)
+    return tch_channel_register_with(ch, service, endpoint, fn, ud, NULL);
+}
+
+static void release_ud(handler_entry *h) {
+    if (h->free_ud)
+        h->free_ud(h->ud);
+}
+
+int tch_channel_register_with(tch_channel *ch, const char *service,
+                              const char *endpoint, tch_handler_fn fn,
+                              void *ud, void (*free_ud)(void *)) {
+    if (!endpoint || !fn) {
+        if (free_ud)
+            free_ud(ud);
         return TCH_EINVAL;
+    }
     if (!service)
         service = ch->name;
     for (size_t i = 0; i < ch->nhandlers; i++) {
         handler_entry *h = &ch->handlers[i];
         if (strcmp(h->service, service) == 0 && strcmp(h->endpoint, endpoint) == 0) {
+            release_ud(h);
             h->fn = fn;
             h->ud = ud;
+            h->free_ud = free_ud;
             return 0;
         }
     }
     if (ch->nhandlers == ch->cap_handlers) {
         size_t cap = ch->cap_handlers ? ch->cap_handlers * 2 : 8;
         handler_entry *p = realloc(ch->handlers, cap * sizeof *p);
-        if (!p)
+        if (!p) {
+            if (free_ud)
+                free_ud(ud);
             return TCH_ENOMEM;
+        }
         ch->handlers = p;
         ch->cap_handlers = cap;
     }
@@ -330,10 +349,13 @@ int tch_channel_register(tch_channel *ch, const char *service,
     if (!h->service || !h->endpoint) {
         free(h->service);
         free(h->endpoint);
+        if (free_ud)
+            free_ud(ud);
         return TCH_ENOMEM;
     }
     h->fn = fn;
     h->ud = ud;
+    h->free_ud = free_ud;
     ch->nhandlers++;
     return 0;
 }
@@ -351,6 +373,7 @@ void tch_channel_free(tch_channel *ch) {
     while (ch->conns)
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");
     for (size_t i = 0; i < ch->nhandlers; i++) {
+        release_ud(&ch->handlers[i]);
         free(ch->handlers[i].service);
         free(ch->handlers[i].endpoint);
     }

@@ -37,6 +37,7 @@ typedef struct handler_entry {
     char *endpoint;
     tch_handler_fn fn;
     void *ud;
+    void (*free_ud)(void *);
 } handler_entry;
 
 struct tch_channel {

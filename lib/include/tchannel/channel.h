@@ -90,6 +90,12 @@ typedef void (*tch_handler_fn)(tch_inbound *call, void *ud);
  * (service, endpoint) twice replaces the handler. */
 int tch_channel_register(tch_channel *ch, const char *service,
                          const char *endpoint, tch_handler_fn fn, void *ud);
+/* Like tch_channel_register; the channel calls free_ud(ud) when the
+ * handler is replaced or the channel freed (for wrappers such as the json
+ * and thrift schemes that allocate a context per endpoint). */
+int tch_channel_register_with(tch_channel *ch, const char *service,
+                              const char *endpoint, tch_handler_fn fn,
+                              void *ud, void (*free_ud)(void *));
 /* Called for calls no registered handler takes; without one such calls get
  * a BadRequest error frame naming the service and endpoint. */
 void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud);

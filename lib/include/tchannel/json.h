@@ -1,0 +1,57 @@
+/* The json arg scheme (transport header as=json): arg2 is a JSON object of
+ * application headers (empty arg2 means none), arg3 any JSON value.
+ *
+ * JSON values handed to callbacks and handlers are borrowed: valid during
+ * the call; json_incref() one to keep it (e.g. to answer later). */
+#ifndef TCHANNEL_JSON_H
+#define TCHANNEL_JSON_H
+
+#include <jansson.h>
+#include <tchannel/channel.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- serving ---------------------------------------------------------- */
+
+typedef void (*tch_json_handler_fn)(tch_inbound *in, const json_t *headers,
+                                    const json_t *body, void *ud);
+
+/* A request whose arg2/arg3 is not JSON, or whose "as" header names another
+ * scheme, is answered with BadRequest naming the problem; fn never sees it. */
+int tch_json_register(tch_channel *ch, const char *service,
+                      const char *endpoint, tch_json_handler_fn fn, void *ud);
+/* Answers with code 0 (ok) or 1 (application error); headers NULL: none. */
+int tch_json_respond(tch_inbound *in, uint8_t code, const json_t *headers,
+                     const json_t *body);
+
+/* ---- calling ---------------------------------------------------------- */
+
+typedef struct tch_json_response {
+    int status;         /* as tch_response; TCH_EPARSE: answer not JSON */
+    uint8_t code;
+    uint8_t error_code;
+    const char *message;
+    const json_t *headers; /* an object (empty when none); NULL on error */
+    const json_t *body;    /* NULL on error */
+} tch_json_response;
+
+typedef void (*tch_json_cb)(const tch_json_response *res, void *ud);
+
+/* opts gives service, endpoint, target, timeout...; its arg2/arg3 and
+ * arg_scheme are replaced. headers NULL: none. */
+int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
+                  const json_t *headers, const json_t *body, tch_json_cb cb,
+                  void *ud, tch_error *err);
+
+/* Codec helpers, shared with the VCR and tools: JSON text <-> value. */
+int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err);
+/* empty_default: the value for empty input (NULL: empty is an error). */
+int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
+                    json_t **out, tch_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
