@@ -1,0 +1,48 @@
+/* libFuzzer target: decode arbitrary bytes as a fixed rich struct; whatever
+ * decodes must re-encode, decode again to an equal value, and convert to
+ * JSON without crashing (JSON may refuse e.g. invalid UTF-8). */
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <tchannel/thrift.h>
+
+static const char IDL[] =
+    "enum E { A, B = 5 }\n"
+    "struct P { 1: required i32 x, 2: optional i64 y }\n"
+    "union U { 1: P p, 2: double d, 3: binary b }\n"
+    "struct R {\n"
+    "  1: bool t, 2: byte b, 3: i16 s, 4: i32 i, 5: i64 l, 6: double d, 7: string str, 8: binary bin,\n"
+    "  9: E e, 10: list<P> ps, 11: set<string> ss, 12: map<i32, list<map<string, U>>> deep,\n"
+    "  13: map<E, set<i16>> es, 14: R next, 15: U u, 16: list<list<binary>> ll\n"
+    "}\n";
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    tch_thrift_idl *idl;
+    if (tch_thrift_load_string("fuzz.thrift", tch_slice_of(IDL, sizeof IDL - 1), NULL, &idl, NULL))
+        abort();
+    const tch_thrift_struct *st = tch_thrift_idl_find_struct(idl, "R");
+    tch_thrift_value *v = NULL, *again = NULL;
+    tch_buf out = {0};
+    tch_error err;
+    if (tch_thrift_decode(st, tch_slice_of(data, size), &v, &err) == 0) {
+        if (tch_thrift_encode(st, v, &out, &err) != 0)
+            abort(); /* anything we decode must encode */
+        if (tch_thrift_decode(st, tch_buf_slice(&out), &again, &err) != 0 || !tch_thrift_value_equal(v, again))
+            abort();
+        json_t *j = NULL;
+        if (tch_thrift_struct_to_json(st, v, &j, &err) == 0) {
+            tch_thrift_value *fromj = NULL;
+            /* JSON fills IDL defaults, so only require that it converts back */
+            if (tch_thrift_struct_from_json(st, j, &fromj, &err) != 0)
+                abort();
+            tch_thrift_value_free(fromj);
+            json_decref(j);
+        }
+    }
+    tch_thrift_value_free(v);
+    tch_thrift_value_free(again);
+    tch_buf_free(&out);
+    tch_thrift_idl_free(idl);
+    return 0;
+}
