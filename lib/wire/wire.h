@@ -213,11 +213,15 @@ typedef struct tch_reasm {
     int arg;       /* index of the arg currently being filled */
     uint32_t csum; /* running checksum */
     size_t max_arg;
+    size_t nframes; /* frames consumed so far (for error messages) */
+    int done;       /* message complete: further continues are errors */
 } tch_reasm;
 
 /* Returns 1 when the message is complete (take it from r->msg), 0 when
  * continue frames must follow, negative on error. On error or when the
- * caller abandons it, free with tch_reasm_free. */
+ * caller abandons it, free with tch_reasm_free. max_arg 0 means no limit.
+ * The frames are only borrowed for the duration of each call.
+ * A taken message is freed with tch_call_msg_free, not tch_reasm_free. */
 int tch_reasm_start(tch_reasm *r, const tch_frame *first, size_t max_arg,
                     tch_error *err);
 int tch_reasm_continue(tch_reasm *r, const tch_frame *cont, tch_error *err);

@@ -1,0 +1,76 @@
+/* Frame header parsing and writing, and frame type names.
+ * Header: size:2 type:1 reserved:1 id:4 reserved:8; size counts the header. */
+#include "wire_internal.h"
+
+const char *tch_frame_type_name(uint8_t type) {
+    switch (type) {
+    case TCH_FRAME_INIT_REQ: return "init req";
+    case TCH_FRAME_INIT_RES: return "init res";
+    case TCH_FRAME_CALL_REQ: return "call req";
+    case TCH_FRAME_CALL_RES: return "call res";
+    case TCH_FRAME_CALL_REQ_CONT: return "call req cont";
+    case TCH_FRAME_CALL_RES_CONT: return "call res cont";
+    case TCH_FRAME_CANCEL: return "cancel";
+    case TCH_FRAME_CLAIM: return "claim";
+    case TCH_FRAME_PING_REQ: return "ping req";
+    case TCH_FRAME_PING_RES: return "ping res";
+    case TCH_FRAME_ERROR: return "error";
+    default: return "unknown";
+    }
+}
+
+const char *tch_frame_what(uint8_t type) { return tch_frame_type_name(type); }
+
+int tch_frame_parse(tch_slice in, tch_frame *out, size_t *consumed,
+                    tch_error *err) {
+    if (in.len < 2)
+        return tch_error_set(err, TCH_EAGAIN, "frame: need 2 bytes for size, "
+                             "have %zu", in.len);
+    size_t size = tch_get16(in.ptr);
+    if (size < TCH_FRAME_HEADER_SIZE)
+        return tch_error_set(err, TCH_EPROTO,
+                             "frame: size %zu is smaller than the %d-byte "
+                             "header at offset 0",
+                             size, TCH_FRAME_HEADER_SIZE);
+    if (in.len < size)
+        return tch_error_set(err, TCH_EAGAIN, "frame: need %zu bytes, have %zu",
+                             size, in.len);
+    /* Reserved bytes (1 and 8) are ignored, as the Node peer does. */
+    out->type = in.ptr[2];
+    out->id = tch_get32(in.ptr + 4);
+    out->payload.ptr = in.ptr + TCH_FRAME_HEADER_SIZE;
+    out->payload.len = size - TCH_FRAME_HEADER_SIZE;
+    if (consumed)
+        *consumed = size;
+    return 0;
+}
+
+void tch_frame_header_write(uint8_t out[TCH_FRAME_HEADER_SIZE], uint8_t type,
+                            uint32_t id, size_t payload_len) {
+    /* Callers guarantee payload_len <= TCH_FRAME_MAX_PAYLOAD. */
+    tch_put16(out, (uint16_t)(payload_len + TCH_FRAME_HEADER_SIZE));
+    out[2] = type;
+    out[3] = 0;
+    tch_put32(out + 4, id);
+    memset(out + 8, 0, 8);
+}
+
+int tch_wire_check_fit(const char *what, size_t payload_len, size_t cap,
+                       tch_error *err) {
+    if (payload_len > TCH_FRAME_MAX_PAYLOAD)
+        return tch_error_set(err, TCH_ETOOBIG,
+                             "%s: payload of %zu bytes exceeds the frame "
+                             "limit of %d",
+                             what, payload_len, TCH_FRAME_MAX_PAYLOAD);
+    if (payload_len + TCH_FRAME_HEADER_SIZE > cap)
+        return tch_error_set(err, TCH_EINVAL,
+                             "%s: frame of %zu bytes exceeds output capacity "
+                             "%zu",
+                             what, payload_len + TCH_FRAME_HEADER_SIZE, cap);
+    return 0;
+}
+
+size_t tch_ping_encode(uint8_t type, uint32_t id, uint8_t *out) {
+    tch_frame_header_write(out, type, id, 0);
+    return TCH_FRAME_HEADER_SIZE;
+}

@@ -1,0 +1,88 @@
+/* Checksums: reference values, chaining, and agreement with the Node peer's
+ * own modules (crc, sse4_crc32, farmhash) over many lengths. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+#include "wire_vectors_node.h"
+
+static const uint8_t *str(const char *s) { return (const uint8_t *)s; }
+
+static void reference_values(void **state) {
+    (void)state;
+    assert_int_equal(tch_crc32c(0, str("hello"), 5), 2591144780u);
+    assert_int_equal(tch_farmhash32(str("hello"), 5), 2039911270u);
+    /* Standard check values ("123456789"). */
+    assert_int_equal(tch_crc32c(0, str("123456789"), 9), 0xE3069283u);
+    assert_int_equal(tch_crc32(0, str("123456789"), 9), 0xCBF43926u);
+    /* fingerprint32("") is what Node puts in a frame whose last chunk is
+     * empty. */
+    assert_int_equal(tch_farmhash32(NULL, 0), 3696677242u);
+    assert_int_equal(tch_crc32(0, NULL, 0), 0);
+    assert_int_equal(tch_crc32c(0, NULL, 0), 0);
+}
+
+static void crc_chaining_equals_one_pass(void **state) {
+    (void)state;
+    uint8_t buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 7 + 3);
+    for (size_t cut = 0; cut <= sizeof buf; cut += 37) {
+        uint32_t a = tch_crc32c(tch_crc32c(0, buf, cut), buf + cut,
+                                sizeof buf - cut);
+        assert_int_equal(a, tch_crc32c(0, buf, sizeof buf));
+        uint32_t b = tch_crc32(tch_crc32(0, buf, cut), buf + cut,
+                               sizeof buf - cut);
+        assert_int_equal(b, tch_crc32(0, buf, sizeof buf));
+    }
+}
+
+/* wv_sums holds Node's values for pat(len, 0) at many lengths. */
+static void matches_node_modules(void **state) {
+    (void)state;
+    size_t max = 0;
+    for (size_t i = 0; i < WV_NSUMS; i++)
+        if (wv_sums[i].len > max)
+            max = wv_sums[i].len;
+    uint8_t *buf = malloc(max + 1);
+    assert_non_null(buf);
+    for (size_t i = 0; i < max; i++)
+        buf[i] = (uint8_t)(i * 31 + 1);
+    for (size_t i = 0; i < WV_NSUMS; i++) {
+        const wv_sum *s = &wv_sums[i];
+        if (tch_crc32(0, buf, s->len) != s->crc32 ||
+            tch_crc32c(0, buf, s->len) != s->crc32c ||
+            tch_farmhash32(buf, s->len) != s->farm32)
+            fail_msg("checksum of %zu bytes differs from Node", s->len);
+    }
+    /* Unaligned start must not change the crc32c slicing result. */
+    memmove(buf + 1, buf, 4096);
+    assert_int_equal(tch_crc32c(0, buf + 1, 4096), wv_sums[WV_NSUMS - 5].crc32c);
+    free(buf);
+}
+
+static void checksum_sizes(void **state) {
+    (void)state;
+    assert_int_equal(tch_checksum_size(TCH_CSUM_NONE), 0);
+    assert_int_equal(tch_checksum_size(TCH_CSUM_CRC32), 4);
+    assert_int_equal(tch_checksum_size(TCH_CSUM_FARMHASH), 4);
+    assert_int_equal(tch_checksum_size(TCH_CSUM_CRC32C), 4);
+    assert_int_equal(tch_checksum_size(4), -1);
+    assert_int_equal(tch_checksum_size(0xff), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(reference_values),
+        cmocka_unit_test(crc_chaining_equals_one_pass),
+        cmocka_unit_test(matches_node_modules),
+        cmocka_unit_test(checksum_sizes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
