@@ -1,8 +1,11 @@
 /* Calling. A tch_outbound is one logical call: it owns a copy of the
- * request, passes through the outbound hook, then makes one or more
- * attempts (retries go to another peer when there is one) until an answer,
- * a final error, or the caller's deadline. The caller's callback runs once,
- * always from the event loop. */
+ * request and makes one or more attempts (retries go to another peer when
+ * there is one) until an answer, a final error, or the caller's deadline.
+ * Each attempt passes through the outbound hook when one is set, which
+ * either forwards it to the network or answers it locally; either way the
+ * outcome goes through the same retry decision, so a recorded Busy followed
+ * by a recorded success replays as a retried call. The caller's callback
+ * runs once, always from the event loop. */
 #include "channel_internal.h"
 
 #include <stdio.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #define MAX_TRIED 8
+#define TCH_MAX_ARG1 (16 * 1024)
 
 struct tch_outbound {
     tch_channel *ch;
@@ -20,7 +24,8 @@ struct tch_outbound {
     void *ud;
     tch_call_cb observer;
     void *observer_ud;
-    struct event timer;  /* the deadline, or a zero delay for local answers */
+    struct event deadline;
+    struct event defer;  /* zero delay: a local answer reaches the loop */
     uint64_t deadline_ms;
     uint32_t timeout_ms;
     int retry_on;
@@ -30,7 +35,8 @@ struct tch_outbound {
     uint32_t id;
     char tried[MAX_TRIED][64];
     int ntried;
-    int resolved;        /* the hook forwarded or answered it */
+    int hooked;          /* the hook holds the current attempt */
+    int expired;         /* deadline passed while the hook held it */
     /* a local answer or failure, delivered from the loop */
     int have_local;
     tch_response local;
@@ -147,21 +153,22 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
 /* ---- finishing -------------------------------------------------------------- */
 
 static void call_free(tch_outbound *call) {
-    event_del(&call->timer);
+    event_del(&call->deadline);
+    event_del(&call->defer);
     tch_buf_free(&call->local_store);
     free(call->store);
     free(call);
 }
 
+/* The final outcome: the caller hears it once, then the call is gone. */
 static void deliver(tch_outbound *call, const tch_response *res) {
-    event_del(&call->timer);
-    if (call->observer)
-        call->observer(res, call->observer_ud);
+    event_del(&call->deadline);
+    event_del(&call->defer);
     call->cb(res, call->ud);
     call_free(call);
 }
 
-/* Keeps a copy of res to deliver from the loop (see on_timer). */
+/* Keeps a copy of res to hand to attempt_done from the loop (on_defer). */
 static void defer_response(tch_outbound *call, const tch_response *res) {
     tch_buf *b = &call->local_store;
     tch_buf_reset(b);
@@ -191,9 +198,8 @@ static void defer_response(tch_outbound *call, const tch_response *res) {
     }
     call->have_local = 1;
     call->cc = NULL;
-    event_del(&call->timer);
     struct timeval now = {0, 0};
-    evtimer_add(&call->timer, &now);
+    evtimer_add(&call->defer, &now);
 }
 
 static void defer_failure(tch_outbound *call, int status, const char *why) {
@@ -299,13 +305,6 @@ static void fill_fields(tch_outbound *call, uint32_t ttl, tch_call_fields *f) {
         f->headers[f->nheaders++] = (tch_kv){o->headers[i].key, o->headers[i].value};
 }
 
-static void arm_deadline(tch_outbound *call, uint64_t now) {
-    uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 0;
-    struct timeval tv = {(long)(left / 1000), (long)(left % 1000) * 1000};
-    event_del(&call->timer);
-    evtimer_add(&call->timer, &tv);
-}
-
 /* Sends one attempt. Returns 0, or an error (with err) when nothing was
  * sent. */
 static int start_attempt(tch_outbound *call, tch_error *err) {
@@ -344,33 +343,68 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return rc;
     call->cc = cc;
     call->id = id;
-    call->attempts++;
+    if (!call->attempts)
+        call->attempts = 1;
     if (call->ntried < MAX_TRIED && !was_tried(call, hp))
         snprintf(call->tried[call->ntried++], sizeof call->tried[0], "%s", cc->host_port);
-    arm_deadline(call, now);
     return 0;
+}
+
+/* Starts the next attempt: through the hook when there is one. */
+static void next_attempt(tch_outbound *call) {
+    tch_channel *ch = call->ch;
+    call->observer = NULL;
+    call->observer_ud = NULL;
+    call->have_local = 0;
+    if (ch->hook) {
+        call->hooked = 1;
+        ch->hook(call, ch->hook_ud);
+        return;
+    }
+    tch_error err;
+    if (start_attempt(call, &err) != 0)
+        defer_failure(call, err.code, err.msg);
 }
 
 /* An attempt ended with res: retry, or deliver. */
 static void attempt_done(tch_outbound *call, const tch_response *res) {
-    const char *hp = call->cc ? call->cc->host_port : "";
-    int conn_failure = res->status != 0 && res->error_code == TCH_PCODE_NETWORK;
-    channel_peer_result(call->ch, hp, !conn_failure);
+    if (call->cc) {
+        int conn_failure = res->status != 0 && res->error_code == TCH_PCODE_NETWORK;
+        channel_peer_result(call->ch, call->cc->host_port, !conn_failure);
+    }
     call->cc = NULL;
+    if (call->observer)
+        call->observer(res, call->observer_ud);
+    call->observer = NULL;
+    if (!call->attempts) /* answered by the hook: still an attempt */
+        call->attempts = 1;
     if (should_retry(call, res) && call->attempts <= call->retry_limit &&
         channel_now_ms() < call->deadline_ms) {
-        tch_error err;
-        if (start_attempt(call, &err) == 0)
-            return;
+        call->attempts++;
+        next_attempt(call);
+        return;
     }
     deliver(call, res);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg) {
+static void on_defer(evutil_socket_t fd, short what, void *arg) {
     tch_outbound *call = arg;
     (void)fd, (void)what;
-    if (call->have_local) {
-        deliver(call, &call->local);
+    call->have_local = 0;
+    attempt_done(call, &call->local);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg) {
+    tch_outbound *call = arg;
+    (void)fd, (void)what;
+    if (call->hooked) { /* the hook still holds it: it frees on resolution */
+        call->expired = 1;
+        event_del(&call->defer);
+        snprintf(call->msg, sizeof call->msg, "call to %s timed out after %u ms",
+                 call->req.service, call->timeout_ms);
+        tch_response res = {.status = TCH_ETIMEOUT, .error_code = TCH_PCODE_TIMEOUT,
+                            .message = call->msg, .peer = ""};
+        call->cb(&res, call->ud);
         return;
     }
     const char *hp = call->cc ? call->cc->host_port : "";
@@ -442,8 +476,18 @@ void outbound_fail_all(chconn *cc, int status, const char *why) {
 const tch_call_opts *tch_outbound_request(const tch_outbound *call) { return &call->req; }
 tch_channel *tch_outbound_channel(const tch_outbound *call) { return call->ch; }
 
+/* A hook resolving a call whose deadline already passed: just free it. */
+static int drop_if_expired(tch_outbound *call) {
+    call->hooked = 0;
+    if (!call->expired)
+        return 0;
+    call_free(call);
+    return 1;
+}
+
 void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
-    call->resolved = 1;
+    if (drop_if_expired(call))
+        return;
     call->observer = observer;
     call->observer_ud = ud;
     tch_error err;
@@ -452,7 +496,8 @@ void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
 }
 
 void tch_outbound_answer(tch_outbound *call, const tch_response *res) {
-    call->resolved = 1;
+    if (drop_if_expired(call))
+        return;
     defer_response(call, res);
 }
 
@@ -465,6 +510,9 @@ static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *er
         return tch_error_set(err, TCH_EINVAL, "call: service name longer than 255 bytes");
     if (o->endpoint.len == 0)
         return tch_error_set(err, TCH_EINVAL, "call to %s: endpoint is required", o->service);
+    if (o->endpoint.len > TCH_MAX_ARG1) /* the Node peer refuses longer ones */
+        return tch_error_set(err, TCH_ETOOBIG, "call to %s: endpoint (arg1) is %zu bytes, over %d",
+                             o->service, o->endpoint.len, TCH_MAX_ARG1);
     const tch_slice *args[3] = {&o->endpoint, &o->arg2, &o->arg3};
     for (int i = 0; i < 3; i++)
         if (args[i]->len > ch->opts.max_arg_size)
@@ -503,13 +551,16 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     call->retry_on = o->retry_on;
     call->retry_limit = o->retry_limit == 0 ? TCH_RETRY_LIMIT_DEFAULT
                       : o->retry_limit < 0 ? 0 : o->retry_limit;
-    evtimer_assign(&call->timer, ch->base, on_timer, call);
+    evtimer_assign(&call->deadline, ch->base, on_deadline, call);
+    evtimer_assign(&call->defer, ch->base, on_defer, call);
+    struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
+    evtimer_add(&call->deadline, &tv);
     if (ch->hook) {
+        call->hooked = 1;
         ch->hook(call, ch->hook_ud);
         return 0;
     }
-    call->resolved = 1;
-    rc = start_attempt(call, err);
+    rc = start_attempt(call, err); /* report what fails at once to the caller */
     if (rc)
         call_free(call);
     return rc;
