@@ -1,0 +1,263 @@
+/* Cassette reading: tchannel-python files (py2 and py3 spellings), our
+ * extensions, the example cassettes, and precise errors for bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tchannel/cassette.h>
+
+#define FIX TCH_SOURCE_DIR "/tests/fixtures/cassettes/"
+
+static tch_cassette *open_fixture(const char *path, tch_cassette_mode mode) {
+    tch_cassette_options o;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    tch_cassette_options_init(&o);
+    o.mode = mode;
+    o.no_env_override = 1;
+    int rc = tch_cassette_open(path, &o, &c, &err);
+    if (rc)
+        fail_msg("open %s: %s", path, err.msg);
+    return c;
+}
+
+static int open_err(const char *path, tch_error *err) {
+    tch_cassette_options o;
+    tch_cassette *c = NULL;
+    tch_cassette_options_init(&o);
+    o.no_env_override = 1;
+    int rc = tch_cassette_open(path, &o, &c, err);
+    tch_cassette_free(c);
+    return rc;
+}
+
+static tch_slice S(const char *s) { return tch_slice_cstr(s); }
+
+static tch_cassette_decision lookup(tch_cassette *c, const tch_cassette_call *call, int *rc) {
+    tch_cassette_decision d;
+    tch_error err = {0};
+    *rc = tch_cassette_lookup(c, call, &d, &err);
+    return d;
+}
+
+static void py2_fixture_loads_and_matches(void **state) {
+    (void)state;
+    tch_cassette *c = open_fixture(FIX "py2.yaml", TCH_CASSETTE_NONE);
+    assert_int_equal(tch_cassette_count(c), 3);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.service), "hello_service"));
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.endpoint), "hello"));
+    assert_int_equal(it->request.scheme, TCH_CASSETTE_JSON);
+    assert_int_equal(it->request.n_transport_headers, 2);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.transport_headers[1].value), "client"));
+    /* !!python/str "caf\xE9" is the UTF-8 of the text */
+    it = tch_cassette_get(c, 1);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.body), "caf\xc3\xa9"));
+    assert_int_equal(it->request.n_known_peers, 1);
+    /* the alias *id001 resolves to the same list */
+    assert_int_equal(tch_cassette_get(c, 2)->request.n_known_peers, 1);
+
+    /* a new trace id must still match the recorded json call */
+    tch_cassette_call call = {.service = S("hello_service"), .endpoint = S("hello"),
+                              .headers = S("{\"$tracing$uber-trace-id\":\"ffff:1:0:1\"}"),
+                              .body = S("\"world\""), .scheme = TCH_CASSETTE_JSON};
+    int rc;
+    tch_cassette_decision d = lookup(c, &call, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(d.action, TCH_CASSETTE_ACT_REPLAY);
+    assert_int_equal(d.index, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&d.interaction->response.body), "\"world\""));
+    tch_cassette_decision_clear(&d);
+
+    /* thrift headers with another trace id and the same user header */
+    const uint8_t args[] = {0x0b, 0, 1, 0, 0, 0, 3, 'f', 'o', 'o', 0};
+    const uint8_t hdr[] = {0, 2, 0, 4, 'u', 's', 'e', 'r', 0, 5, 'a', 'l', 'i', 'c', 'e',
+                           0, 10, '$', 't', 'r', 'a', 'c', 'i', 'n', 'g', '$', 'x', 0, 1, 'z'};
+    tch_cassette_call tc = {.service = S("keyvalue-server"), .endpoint = S("KeyValue::getValue"),
+                            .headers = tch_slice_of(hdr, sizeof hdr),
+                            .body = tch_slice_of(args, sizeof args), .scheme = TCH_CASSETTE_THRIFT};
+    d = lookup(c, &tc, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(d.index, 2);
+    const uint8_t res[] = {0x0b, 0, 0, 0, 0, 0, 3, 'b', 'a', 'r', 0};
+    assert_true(tch_slice_eq(tch_buf_slice(&d.interaction->response.body), tch_slice_of(res, sizeof res)));
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static void py3_fixture_loads_binary(void **state) {
+    (void)state;
+    tch_cassette *c = open_fixture(FIX "py3.yaml", TCH_CASSETTE_NONE);
+    assert_int_equal(tch_cassette_count(c), 2);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.transport_headers[0].key), "as"));
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.transport_headers[0].value), "json"));
+    it = tch_cassette_get(c, 1);
+    uint8_t want[37];
+    for (int i = 0; i < 37; i++)
+        want[i] = (uint8_t)(i * 7);
+    assert_int_equal(it->request.body.len, sizeof want);
+    assert_memory_equal(it->request.body.ptr, want, sizeof want);
+    assert_int_equal(it->request.headers.len, 0);
+
+    /* json body matches by value: other key order and spacing */
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S("json_echo"),
+                              .headers = S("{ }"), .body = S("{\"value\":\"bar\",\"key\":\"foo\"}"),
+                              .scheme = TCH_CASSETTE_JSON};
+    int rc;
+    tch_cassette_decision d = lookup(c, &call, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(d.action, TCH_CASSETTE_ACT_REPLAY);
+    assert_int_equal(d.index, 0);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static void extensions_load(void **state) {
+    (void)state;
+    tch_cassette *c = open_fixture(FIX "extensions.yaml", TCH_CASSETTE_NONE);
+    assert_int_equal(tch_cassette_count(c), 3);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_true(it->is_error);
+    assert_int_equal(it->error.code, 0x03);
+    assert_string_equal(it->error.message, "server is busy");
+    it = tch_cassette_get(c, 1);
+    assert_false(it->is_error);
+    assert_true(it->has_delay);
+    assert_int_equal(it->delay_ms, 250);
+    assert_true(it->has_fault);
+    assert_int_equal(it->fault_code, 0x01);
+    it = tch_cassette_get(c, 2);
+    /* json with only bodyDecoded: the decoded text is the body */
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.body), "{\"a\": [1, 2, 3]}\n"));
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->response.body), "{\"ok\": true}\n"));
+    assert_int_equal(it->fault_code, 0x04);
+    assert_string_equal(it->fault_message, "go away");
+    tch_cassette_free(c);
+}
+
+static void example_cassettes_load(void **state) {
+    (void)state;
+    static const char *const files[] = {TCH_SOURCE_DIR "/cassettes/keyvalue.yaml",
+                                        TCH_SOURCE_DIR "/cassettes/echo-raw.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        tch_cassette *c = open_fixture(files[i], TCH_CASSETTE_NONE);
+        assert_true(tch_cassette_count(c) >= 2);
+        tch_cassette_free(c);
+    }
+    tch_cassette *c = open_fixture(files[0], TCH_CASSETTE_NONE);
+    /* getValue("missing") answers NotFoundError with code 1 */
+    const uint8_t args[] = {0x0b, 0, 1, 0, 0, 0, 7, 'm', 'i', 's', 's', 'i', 'n', 'g', 0};
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S("KeyValue::getValue"),
+                              .headers = tch_slice_of("\0\0", 2),
+                              .body = tch_slice_of(args, sizeof args), .scheme = TCH_CASSETTE_THRIFT};
+    int rc;
+    tch_cassette_decision d = lookup(c, &call, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(d.interaction->response.code, 1);
+    const uint8_t nf[] = {0x0c, 0, 1, 0x0b, 0, 1, 0, 0, 0, 7, 'm', 'i', 's', 's', 'i', 'n', 'g', 0, 0};
+    assert_true(tch_slice_eq(tch_buf_slice(&d.interaction->response.body), tch_slice_of(nf, sizeof nf)));
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static void empty_file_is_existing_empty_cassette(void **state) {
+    (void)state;
+    tch_cassette *c = open_fixture(FIX "empty.yaml", TCH_CASSETTE_ONCE);
+    assert_int_equal(tch_cassette_count(c), 0);
+    assert_true(tch_cassette_existed(c));
+    assert_false(tch_cassette_can_record(c)); /* ONCE + existed: replay only */
+    tch_cassette_free(c);
+}
+
+static void corrupt_yaml_names_line_and_column(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(open_err(FIX "corrupt.yaml", &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "corrupt.yaml:5:"));
+    assert_non_null(strstr(err.msg, "malformed YAML"));
+}
+
+static void truncated_yaml_names_position(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(open_err(FIX "truncated.yaml", &err), TCH_EPARSE);
+    /* the stream ends inside the quoted scalar on line 6 */
+    assert_non_null(strstr(err.msg, "truncated.yaml:6:50"));
+}
+
+static void bad_version_is_clear(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(open_err(FIX "bad_version.yaml", &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "bad_version.yaml:7:10"));
+    assert_non_null(strstr(err.msg, "unsupported cassette version '2'"));
+}
+
+static void unknown_key_is_named(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(open_err(FIX "unknown_key.yaml", &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "unknown_key.yaml:6:5"));
+    assert_non_null(strstr(err.msg, "unknown key 'sevriceName'"));
+}
+
+static void wrong_shape_says_what_was_expected(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(open_err(FIX "wrong_shape.yaml", &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "wrong_shape.yaml:2:3"));
+    assert_non_null(strstr(err.msg, "interactions: expected a list"));
+}
+
+static void memory_loader_uses_name(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n- request: {body: !!binary '@@@'}\n  response: {}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open_memory("mem.yaml", y, strlen(y), NULL, &c, &err), TCH_EPARSE);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "mem.yaml:3:"));
+    assert_non_null(strstr(err.msg, "base64"));
+    const char *ok = "version: 1\ninteractions: []\n";
+    assert_int_equal(tch_cassette_open_memory("ok.yaml", ok, strlen(ok), NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 0);
+    tch_error serr = {0};
+    tch_cassette_free(c);
+    (void)serr;
+}
+
+static void missing_response_and_error_is_rejected(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n- request: {}\n  response: {}\n  error: {code: busy}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open_memory("m", y, strlen(y), NULL, &c, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "exactly one of 'response' or 'error'"));
+    const char *bad = "version: 1\ninteractions:\n- request: {}\n  error: {code: sleepy}\n";
+    assert_int_equal(tch_cassette_open_memory("m", bad, strlen(bad), NULL, &c, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "m:4:17"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(py2_fixture_loads_and_matches),
+        cmocka_unit_test(py3_fixture_loads_binary),
+        cmocka_unit_test(extensions_load),
+        cmocka_unit_test(example_cassettes_load),
+        cmocka_unit_test(empty_file_is_existing_empty_cassette),
+        cmocka_unit_test(corrupt_yaml_names_line_and_column),
+        cmocka_unit_test(truncated_yaml_names_position),
+        cmocka_unit_test(bad_version_is_clear),
+        cmocka_unit_test(unknown_key_is_named),
+        cmocka_unit_test(wrong_shape_says_what_was_expected),
+        cmocka_unit_test(memory_loader_uses_name),
+        cmocka_unit_test(missing_response_and_error_is_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

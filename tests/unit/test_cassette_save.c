@@ -1,0 +1,301 @@
+/* Writing: exact bytes survive save+load for raw binary, printable text,
+ * JSON and thrift; the decoded forms are written; saves are atomic, leave
+ * no temp files, happen only when something new was recorded, and keep what
+ * the file already held. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <tchannel/cassette.h>
+
+static tch_slice S(const char *s) { return tch_slice_cstr(s); }
+
+static char *tmp_dir(void) {
+    char *d = strdup("/tmp/cassette_save_XXXXXX");
+    assert_non_null(d);
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static char *join(const char *dir, const char *name) {
+    char *p = malloc(strlen(dir) + strlen(name) + 2);
+    assert_non_null(p);
+    sprintf(p, "%s/%s", dir, name);
+    return p;
+}
+
+static size_t count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+static void rm_tree(char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        for (struct dirent *e; (e = readdir(d));) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char *p = join(dir, e->d_name);
+            struct stat st;
+            if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+                rm_tree(strdup(p));
+            else
+                unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+static tch_cassette *open_opts(const char *path, tch_cassette_mode mode, tch_cassette_render_fn r) {
+    tch_cassette_options o;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    tch_cassette_options_init(&o);
+    o.mode = mode;
+    o.no_env_override = 1;
+    o.render = r;
+    if (tch_cassette_open(path, &o, &c, &err))
+        fail_msg("open %s: %s", path, err.msg);
+    return c;
+}
+
+typedef struct sample {
+    const char *name;
+    tch_cassette_scheme scheme;
+    tch_slice headers, body;
+} sample;
+
+static void record_sample(tch_cassette *c, const sample *s) {
+    tch_cassette_kv_view th[] = {{S("as"), S("raw")}, {S("weird"), tch_slice_of("\x00\xff", 2)}};
+    tch_slice peers[] = {S("127.0.0.1:1"), S("yes")};
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S(s->name),
+                              .headers = s->headers, .body = s->body, .scheme = s->scheme,
+                              .host_port = S("127.0.0.1:1"), .known_peers = peers,
+                              .n_known_peers = 2, .transport_headers = th,
+                              .n_transport_headers = 2};
+    tch_cassette_slot slot;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_record_begin(c, &call, &slot, &err), 0);
+    tch_cassette_reply r = {1, s->headers, s->body}; /* echo back, as an application error */
+    assert_int_equal(tch_cassette_record_finish(c, slot, &r, &err), 0);
+}
+
+static char *render_thrift(void *ud, tch_slice svc, tch_slice ep, tch_cassette_scheme scheme,
+                           tch_cassette_part part, int code, tch_slice bytes) {
+    (void)ud, (void)svc, (void)ep, (void)code, (void)bytes;
+    if (scheme != TCH_CASSETTE_THRIFT || part != TCH_CASSETTE_REQUEST_BODY)
+        return NULL;
+    return strdup("{\"key\":\"foo\"}");
+}
+
+static void save_then_load_keeps_bytes_exact(void **state) {
+    (void)state;
+    uint8_t all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    const uint8_t thrift_args[] = {0x0b, 0, 1, 0, 0, 0, 3, 'f', 'o', 'o', 0};
+    const uint8_t thrift_hdr[] = {0, 1, 0, 1, 'k', 0, 1, 'v'};
+    const char *long_json = "{\"items\":[{\"key\":\"a\",\"value\":\"1\"},{\"key\":\"b\",\"value\":"
+                            "\"2\"}],\"comment\":\"long enough to be written decoded too\"}";
+    const sample samples[] = {
+        {"binary", TCH_CASSETTE_RAW, S(""), tch_slice_of(all, sizeof all)},
+        {"text", TCH_CASSETTE_RAW, S("h: 1"), S("  leading spaces, 'quotes' and \"double\"\t")},
+        {"unicode", TCH_CASSETTE_RAW, S(""), S("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80")},
+        {"multiline", TCH_CASSETTE_RAW, S(""), S("line one\n  line two  \n\n\n")},
+        {"no-final-newline", TCH_CASSETTE_RAW, S(""), S("a\nb")},
+        {"crlf", TCH_CASSETTE_RAW, S(""), S("a\r\nb\r\n")},
+        {"looks-like-int", TCH_CASSETTE_RAW, S("123"), S("yes")},
+        {"null-ish", TCH_CASSETTE_RAW, S("~"), S("null")},
+        {"json-compact", TCH_CASSETTE_JSON, S("{\"a\":1}"), S(long_json)},
+        {"json-pretty", TCH_CASSETTE_JSON, S("{}"), S("{\n  \"a\": [\n    1\n  ]\n}")},
+        {"json-odd", TCH_CASSETTE_JSON, S("{ \"$tracing$x\" : \"y\" }"), S("[1.50, 2e3]")},
+        {"thrift", TCH_CASSETTE_THRIFT, tch_slice_of(thrift_hdr, sizeof thrift_hdr),
+         tch_slice_of(thrift_args, sizeof thrift_args)},
+        {"empty", TCH_CASSETTE_RAW, S(""), S("")},
+    };
+    const size_t n = sizeof samples / sizeof samples[0];
+    char *dir = tmp_dir();
+    char *path = join(dir, "sub/dir/roundtrip.yaml"); /* directories are created */
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_ONCE, render_thrift);
+    for (size_t i = 0; i < n; i++)
+        record_sample(c, &samples[i]);
+    tch_buf text = {0};
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_emit(c, &text, &err), 0);
+    assert_int_equal(tch_buf_append(&text, "", 1), 0);
+    const char *y = (const char *)text.ptr;
+    assert_non_null(strstr(y, "body: !!binary"));
+    assert_non_null(strstr(y, "bodyDecoded: |-\n      {\n        \"items\": ["));
+    assert_non_null(strstr(y, "headersDecoded: |-\n      {\n        \"k\": \"v\"\n      }"));
+    assert_non_null(strstr(y, "body: \"line one\\n  line two  \\n\\n\\n\"")); /* trailing spaces: quoted */
+    assert_non_null(strstr(y, "body: |-\n      a\n      b\n")); /* literal block, no final newline */
+    assert_non_null(strstr(y, "bodyDecoded: |-\n      {\n        \"key\": \"foo\"\n      }"));
+    assert_non_null(strstr(y, "body: 'yes'")); /* quoted so Python reads a string */
+    tch_buf_free(&text);
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+
+    c = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    assert_int_equal(tch_cassette_count(c), n);
+    for (size_t i = 0; i < n; i++) {
+        const tch_cassette_interaction *it = tch_cassette_get(c, i);
+        assert_non_null(it);
+        if (!tch_slice_eq(tch_buf_slice(&it->request.body), samples[i].body) ||
+            !tch_slice_eq(tch_buf_slice(&it->response.body), samples[i].body) ||
+            !tch_slice_eq(tch_buf_slice(&it->request.headers), samples[i].headers))
+            fail_msg("sample %s did not round-trip", samples[i].name);
+        assert_int_equal(it->request.scheme, samples[i].scheme);
+        assert_int_equal(it->response.code, 1);
+        assert_true(tch_slice_eq(tch_buf_slice(&it->request.transport_headers[1].value),
+                                 tch_slice_of("\x00\xff", 2)));
+        assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.known_peers[1]), "yes"));
+    }
+    tch_cassette_free(c);
+    free(path);
+    rm_tree(dir);
+}
+
+static void atomic_save_leaves_no_temp_files(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "a.yaml");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_ONCE, NULL);
+    const sample s = {"echo", TCH_CASSETTE_RAW, S(""), S("x")};
+    record_sample(c, &s);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    record_sample(c, &s);
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    assert_int_equal(count_entries(dir), 1);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    tch_cassette_free(c);
+    /* a directory in the way: the save fails cleanly, nothing left behind */
+    char *blocked = join(dir, "blocked.yaml");
+    c = open_opts(blocked, TCH_CASSETTE_ONCE, NULL);
+    assert_int_equal(mkdir(blocked, 0755), 0);
+    record_sample(c, &s);
+    assert_int_equal(tch_cassette_save(c, &err), TCH_EIO);
+    assert_non_null(strstr(err.msg, "renaming"));
+    assert_int_equal(count_entries(dir), 2);
+    assert_true(tch_cassette_dirty(c)); /* still unsaved */
+    tch_cassette_free(c);
+    free(blocked);
+    free(path);
+    rm_tree(dir);
+}
+
+static void nothing_written_when_nothing_new(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "n.yaml");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_ONCE, NULL);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    assert_int_equal(access(path, F_OK), -1); /* a fresh cassette with no calls: no file */
+    const sample s = {"echo", TCH_CASSETTE_RAW, S(""), S("x")};
+    record_sample(c, &s);
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+
+    struct stat before, after;
+    assert_int_equal(stat(path, &before), 0);
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S("echo"), .body = S("x"),
+                              .scheme = TCH_CASSETTE_RAW};
+    tch_cassette_decision d;
+    assert_int_equal(tch_cassette_lookup(c, &call, &d, &err), 0);
+    assert_int_equal(d.action, TCH_CASSETTE_ACT_REPLAY);
+    tch_cassette_decision_clear(&d);
+    /* an aborted recording is nothing new either */
+    tch_cassette_slot slot;
+    assert_int_equal(tch_cassette_record_begin(c, &call, &slot, &err), 0);
+    assert_int_equal(tch_cassette_record_abort(c, slot, &err), 0);
+    assert_false(tch_cassette_dirty(c));
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    assert_int_equal(stat(path, &after), 0);
+    assert_int_equal(before.st_ino, after.st_ino); /* a rewrite would be a new inode */
+    free(path);
+    rm_tree(dir);
+}
+
+static void resave_keeps_python_cassette(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "py2.yaml");
+    FILE *in = fopen(TCH_SOURCE_DIR "/tests/fixtures/cassettes/py2.yaml", "rb");
+    FILE *out = fopen(path, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, k, out), k);
+    fclose(in);
+    fclose(out);
+    tch_cassette *orig = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    const sample s = {"new", TCH_CASSETTE_RAW, S(""), S("n")};
+    record_sample(c, &s);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    c = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    assert_int_equal(tch_cassette_count(c), 4);
+    for (size_t i = 0; i < 3; i++) {
+        const tch_cassette_interaction *a = tch_cassette_get(orig, i), *b = tch_cassette_get(c, i);
+        assert_true(tch_slice_eq(tch_buf_slice(&a->request.body), tch_buf_slice(&b->request.body)));
+        assert_true(tch_slice_eq(tch_buf_slice(&a->request.headers), tch_buf_slice(&b->request.headers)));
+        assert_true(tch_slice_eq(tch_buf_slice(&a->response.body), tch_buf_slice(&b->response.body)));
+        assert_int_equal(a->request.scheme, b->request.scheme);
+    }
+    tch_cassette_free(c);
+    tch_cassette_free(orig);
+    free(path);
+    rm_tree(dir);
+}
+
+static void decoded_is_ignored_when_exact_bytes_exist(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n- request: {argScheme: 1, body: '{\"a\":1}', "
+                    "bodyDecoded: '{\"a\": 2}'}\n  response: {body: x}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open_memory("d", y, strlen(y), NULL, &c, &err), 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->request.body), "{\"a\":1}"));
+    assert_int_equal(tch_cassette_save(c, &err), 0); /* nothing new: fine even without a path */
+    tch_cassette_free(c);
+    const char *t = "version: 1\ninteractions:\n- request: {argScheme: 2, bodyDecoded: '{}'}\n"
+                    "  response: {body: x}\n";
+    assert_int_equal(tch_cassette_open_memory("d", t, strlen(t), NULL, &c, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "bodyDecoded without body"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(save_then_load_keeps_bytes_exact),
+        cmocka_unit_test(atomic_save_leaves_no_temp_files),
+        cmocka_unit_test(nothing_written_when_nothing_new),
+        cmocka_unit_test(resave_keeps_python_cassette),
+        cmocka_unit_test(decoded_is_ignored_when_exact_bytes_exist),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

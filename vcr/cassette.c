@@ -1,0 +1,430 @@
+/* The cassette object: options and record modes (tchannel-python's
+ * RecordMode), opening from a file or memory, the lookup entry point,
+ * recording slots, and play accounting. YAML lives in cassette_load.c and
+ * cassette_save.c, matching in cassette_match.c. */
+#include "cassette_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_CASSETTE_BYTES ((size_t)1 << 30) /* a file bigger than 1 GiB is a mistake */
+
+void tch_cassette_options_init(tch_cassette_options *o) {
+    memset(o, 0, sizeof *o);
+    o->mode = TCH_CASSETTE_ONCE;
+}
+
+static const char *const mode_names[] = {"once", "new_episodes", "none", "all"};
+
+const char *tch_cassette_mode_name(tch_cassette_mode m) {
+    return (unsigned)m < 4 ? mode_names[m] : "?";
+}
+
+int tch_cassette_mode_parse(const char *s, tch_cassette_mode *out, tch_error *err) {
+    for (int i = 0; i < 4; i++)
+        if (s && strcasecmp(s, mode_names[i]) == 0) {
+            *out = (tch_cassette_mode)i;
+            return 0;
+        }
+    return tch_error_set(err, TCH_EINVAL,
+                         "invalid record mode '%.64s': expected once, new_episodes, none or all",
+                         s ? s : "(null)");
+}
+
+static int matcher_mask(const tch_cassette_options *o, unsigned *mask, tch_error *err) {
+    if (!o->matchers) {
+        *mask = DEFAULT_MATCHER_MASK;
+        return 0;
+    }
+    *mask = 0;
+    for (size_t i = 0; i < o->n_matchers; i++) {
+        int f = 0;
+        while (f < F_COUNT && strcmp(o->matchers[i], cas_field_names[f]) != 0)
+            f++;
+        if (f == F_COUNT)
+            return tch_error_set(err, TCH_EINVAL,
+                                 "'%.64s' is not a known matcher (serviceName, endpoint, headers, "
+                                 "body, argScheme, hostPort, transportHeaders)",
+                                 o->matchers[i]);
+        *mask |= 1u << f;
+    }
+    return 0;
+}
+
+static int cassette_new(const char *path, const char *name, const tch_cassette_options *opts,
+                        tch_cassette **out, tch_error *err) {
+    tch_cassette_options defaults;
+    if (!opts) {
+        tch_cassette_options_init(&defaults);
+        opts = &defaults;
+    }
+    tch_cassette *c = calloc(1, sizeof *c);
+    if (!c)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s", name);
+    c->opts = *opts;
+    c->opts.matchers = NULL; /* the caller's array is not ours to keep */
+    c->opts.n_matchers = 0;
+    c->mode = opts->mode;
+    int rc = matcher_mask(opts, &c->matcher_mask, err);
+    if (!rc && (unsigned)c->mode > TCH_CASSETTE_ALL)
+        rc = tch_error_set(err, TCH_EINVAL, "cassette %s: invalid mode %d", name, (int)c->mode);
+    if (!rc && !opts->no_env_override) {
+        const char *env = getenv(TCH_CASSETTE_ENV_MODE);
+        if (env && (rc = tch_cassette_mode_parse(env, &c->mode, err)))
+            tch_error_wrap(err, "%s", TCH_CASSETTE_ENV_MODE);
+    }
+    if (!rc && ((path && !(c->path = strdup(path))) || !(c->name = strdup(name))))
+        rc = tch_error_set(err, TCH_ENOMEM, "cassette %s", name);
+    if (rc) {
+        tch_cassette_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int cas_append_entry(tch_cassette *c, cas_entry **out) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        cas_entry **items = realloc(c->items, cap * sizeof *items);
+        if (!items)
+            return TCH_ENOMEM;
+        c->items = items;
+        c->cap = cap;
+    }
+    cas_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return TCH_ENOMEM;
+    e->next = NO_ENTRY;
+    c->items[c->n++] = e;
+    *out = e;
+    return 0;
+}
+
+static int index_all(tch_cassette *c, tch_error *err) {
+    for (size_t i = 0; i < c->n; i++) {
+        int rc = cas_index_entry(c, i);
+        if (rc)
+            return tch_error_set(err, rc, "cassette %s: indexing", c->name);
+    }
+    return 0;
+}
+
+static int load_into(tch_cassette *c, const char *data, size_t len, tch_error *err) {
+    int rc = cas_load_buffer(c, data, len, err);
+    return rc ? rc : index_all(c, err);
+}
+
+static int read_file(const char *path, char **data, size_t *len, tch_error *err) {
+    FILE *f = fopen(path, "rb");
+    tch_buf b = {0};
+    if (!f)
+        return errno == ENOENT ? TCH_ENOTFOUND
+                               : tch_error_set(err, TCH_EIO, "cassette %s: %s", path,
+                                               strerror(errno));
+    char chunk[65536];
+    size_t n;
+    int rc = 0;
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (b.len + n > MAX_CASSETTE_BYTES)
+            rc = tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than 1 GiB", path);
+        else if (tch_buf_append(&b, chunk, n))
+            rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", path);
+    }
+    if (!rc && ferror(f))
+        rc = tch_error_set(err, TCH_EIO, "cassette %s: read error", path);
+    fclose(f);
+    if (rc) {
+        tch_buf_free(&b);
+        return rc;
+    }
+    *data = (char *)b.ptr;
+    *len = b.len;
+    return 0;
+}
+
+int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
+                      tch_error *err) {
+    tch_cassette *c = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    if (!path || !out)
+        return tch_error_set(err, TCH_EINVAL, "tch_cassette_open: path and out are required");
+    int rc = cassette_new(path, path, opts, &c, err);
+    if (rc)
+        return rc;
+    rc = read_file(path, &data, &len, err);
+    if (rc == TCH_ENOTFOUND) { /* a new cassette: ONCE may record */
+        *out = c;
+        return 0;
+    }
+    c->existed = true;
+    if (!rc)
+        rc = load_into(c, data, len, err);
+    free(data);
+    if (rc) {
+        tch_cassette_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int tch_cassette_open_memory(const char *name, const void *data, size_t len,
+                             const tch_cassette_options *opts, tch_cassette **out,
+                             tch_error *err) {
+    tch_cassette *c = NULL;
+    if (!out || (!data && len))
+        return tch_error_set(err, TCH_EINVAL, "tch_cassette_open_memory: bad arguments");
+    int rc = cassette_new(NULL, name ? name : "<memory>", opts, &c, err);
+    if (rc)
+        return rc;
+    c->existed = true;
+    rc = load_into(c, data, len, err);
+    if (rc) {
+        tch_cassette_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err) {
+    if (!old->path)
+        return tch_error_set(err, TCH_EINVAL, "cassette %s: loaded from memory, cannot reload",
+                             old->name);
+    tch_cassette_options o = old->opts;
+    const char *names[F_COUNT];
+    size_t n = 0;
+    for (int f = 0; f < F_COUNT; f++)
+        if (old->matcher_mask & (1u << f))
+            names[n++] = cas_field_names[f];
+    o.matchers = names;
+    o.n_matchers = n;
+    o.mode = old->mode; /* keep the mode the old one settled on */
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    int rc = tch_cassette_open(old->path, &o, &c, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; !rc && i < old->ncustoms; i++)
+        rc = tch_cassette_add_matcher(c, old->customs[i].name, old->customs[i].fn,
+                                      old->customs[i].ud, err);
+    if (rc) {
+        tch_cassette_free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void tch_cassette_free(tch_cassette *c) {
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        cas_interaction_free(&c->items[i]->it);
+        free(c->items[i]);
+    }
+    for (size_t i = 0; i < c->ncustoms; i++)
+        free(c->customs[i].name);
+    free(c->customs);
+    free(c->items);
+    free(c->buckets);
+    free(c->path);
+    free(c->name);
+    free(c);
+}
+
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+                             void *ud, tch_error *err) {
+    if (!fn)
+        return tch_error_set(err, TCH_EINVAL, "cassette %s: matcher callback is NULL", c->name);
+    cas_custom *m = realloc(c->customs, (c->ncustoms + 1) * sizeof *m);
+    if (!m)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: matcher", c->name);
+    c->customs = m;
+    char *nm = strdup(name ? name : "custom");
+    if (!nm)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: matcher", c->name);
+    c->customs[c->ncustoms++] = (cas_custom){nm, fn, ud};
+    return 0;
+}
+
+/* ---- state ------------------------------------------------------------- */
+
+tch_cassette_mode tch_cassette_get_mode(const tch_cassette *c) { return c->mode; }
+const char *tch_cassette_name(const tch_cassette *c) { return c->name; }
+int tch_cassette_existed(const tch_cassette *c) { return c->existed; }
+size_t tch_cassette_count(const tch_cassette *c) { return c->n; }
+size_t tch_cassette_play_count(const tch_cassette *c) { return c->total_plays; }
+int tch_cassette_dirty(const tch_cassette *c) { return c->dirty; }
+
+/* RecordMode.can_record: ONCE only when the file did not exist. */
+int tch_cassette_can_record(const tch_cassette *c) {
+    switch (c->mode) {
+    case TCH_CASSETTE_ONCE: return !c->existed;
+    case TCH_CASSETTE_NEW_EPISODES:
+    case TCH_CASSETTE_ALL: return 1;
+    case TCH_CASSETTE_NONE: return 0;
+    }
+    return 0;
+}
+
+const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t index) {
+    if (index >= c->n)
+        return NULL;
+    const cas_entry *e = c->items[index];
+    return e->state == ST_PENDING || e->state == ST_ABORTED ? NULL : &e->it;
+}
+
+unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index) {
+    return index < c->n ? c->items[index]->plays : 0;
+}
+
+static bool unused(const tch_cassette *c, const cas_entry *e) {
+    return c->mode != TCH_CASSETTE_ALL && e->state == ST_LOADED && e->plays == 0;
+}
+
+int tch_cassette_all_played(const tch_cassette *c) {
+    for (size_t i = 0; i < c->n; i++)
+        if (unused(c, c->items[i]))
+            return 0;
+    return 1;
+}
+
+int tch_cassette_check_unused(const tch_cassette *c, tch_error *err) {
+    char list[360] = "";
+    size_t count = 0, o = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (!unused(c, c->items[i]))
+            continue;
+        if (count++ < 3 && o < sizeof list) {
+            char desc[200];
+            cas_describe(&c->items[i]->it.request, desc, sizeof desc);
+            int k = snprintf(list + o, sizeof list - o, "%s#%zu (line %zu) %s", count > 1 ? "; " : "",
+                             i, c->items[i]->it.line, desc);
+            o += k > 0 ? (size_t)k : 0;
+        }
+    }
+    if (count == 0)
+        return 0;
+    return tch_error_set(err, TCH_ESTATE, "cassette %s: %zu interaction%s left unused: %s%s",
+                         c->name, count, count == 1 ? "" : "s", list, count > 3 ? "; ..." : "");
+}
+
+int tch_cassette_finish(tch_cassette *c, tch_error *err) {
+    int rc = tch_cassette_save(c, err);
+    if (!rc && c->opts.strict)
+        rc = tch_cassette_check_unused(c, err);
+    return rc;
+}
+
+/* ---- lookup and recording --------------------------------------------- */
+
+static int redact(tch_cassette *c, tch_cassette_redact_phase phase, tch_cassette_request *req,
+                  tch_cassette_response *resp, tch_error *err) {
+    if (!c->opts.redact)
+        return 0;
+    int rc = c->opts.redact(c->opts.redact_ud, phase, req, resp);
+    return rc ? tch_error_set(err, rc, "cassette %s: redaction hook failed (%s)", c->name,
+                              tch_strerror(rc))
+              : 0;
+}
+
+int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cassette_decision *out,
+                        tch_error *err) {
+    tch_cassette_request req;
+    memset(out, 0, sizeof *out);
+    if (!c || !call)
+        return tch_error_set(err, TCH_EINVAL, "tch_cassette_lookup: NULL argument");
+    if (cas_request_from_call(call, &req))
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: copying request", c->name);
+    int rc = redact(c, TCH_CASSETTE_REDACT_MATCH, &req, NULL, err);
+    if (!rc)
+        rc = cas_lookup(c, &req, out, err);
+    if (rc && out->action != TCH_CASSETTE_ACT_ERROR)
+        out->action = TCH_CASSETTE_ACT_ERROR;
+    cas_request_free(&req);
+    return rc;
+}
+
+int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
+                              tch_cassette_slot *slot, tch_error *err) {
+    if (!tch_cassette_can_record(c))
+        return tch_error_set(err, TCH_ESTATE,
+                             "cassette %s: record mode %s%s prevents recording new interactions",
+                             c->name, tch_cassette_mode_name(c->mode),
+                             c->mode == TCH_CASSETTE_ONCE ? " (the file existed)" : "");
+    cas_entry *e = NULL;
+    if (cas_append_entry(c, &e))
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
+    if (cas_request_from_call(call, &e->it.request)) {
+        e->state = ST_ABORTED;
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
+    }
+    e->state = ST_PENDING;
+    *slot = c->n - 1;
+    return 0;
+}
+
+static int pending_slot(tch_cassette *c, tch_cassette_slot slot, cas_entry **out,
+                        tch_error *err) {
+    if (slot >= c->n || c->items[slot]->state != ST_PENDING)
+        return tch_error_set(err, TCH_ESTATE, "cassette %s: slot %zu is not pending", c->name,
+                             slot);
+    *out = c->items[slot];
+    return 0;
+}
+
+int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
+                               const tch_cassette_reply *reply, tch_error *err) {
+    cas_entry *e = NULL;
+    int rc = pending_slot(c, slot, &e, err);
+    if (rc)
+        return rc;
+    if (reply->code != 0 && reply->code != 1)
+        return tch_error_set(err, TCH_EINVAL, "cassette %s: response code %d (expected 0 or 1)",
+                             c->name, reply->code);
+    tch_cassette_response *r = &e->it.response;
+    r->code = reply->code;
+    if (cas_buf_set(&r->headers, reply->headers) || cas_buf_set(&r->body, reply->body))
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
+    if ((rc = redact(c, TCH_CASSETTE_REDACT_RECORD, &e->it.request, r, err)))
+        return rc;
+    e->state = ST_DONE;
+    c->dirty = true;
+    return 0;
+}
+
+int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
+                                     const char *message, tch_error *err) {
+    cas_entry *e = NULL;
+    int rc = pending_slot(c, slot, &e, err);
+    if (rc)
+        return rc;
+    if (!tch_cassette_errcode_name(code))
+        return tch_error_set(err, TCH_EINVAL, "cassette %s: unknown error frame code 0x%02x",
+                             c->name, code);
+    free(e->it.error.message);
+    if (!(e->it.error.message = strdup(message ? message : "")))
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
+    e->it.is_error = 1;
+    e->it.error.code = code;
+    if ((rc = redact(c, TCH_CASSETTE_REDACT_RECORD, &e->it.request, NULL, err)))
+        return rc;
+    e->state = ST_DONE;
+    c->dirty = true;
+    return 0;
+}
+
+int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error *err) {
+    cas_entry *e = NULL;
+    int rc = pending_slot(c, slot, &e, err);
+    if (rc)
+        return rc;
+    e->state = ST_ABORTED;
+    return 0;
+}

@@ -1,0 +1,114 @@
+/* Internal layout of a cassette shared by the cassette_*.c files: entries,
+ * the match index, and helpers. Nothing here is public API. */
+#ifndef TCH_CASSETTE_INTERNAL_H
+#define TCH_CASSETTE_INTERNAL_H
+
+#include <tchannel/cassette.h>
+
+#include <stdbool.h>
+
+/* Built-in matchable fields, in tchannel-python's matcher names. */
+enum cas_field {
+    F_SERVICE = 0,
+    F_ENDPOINT,
+    F_HEADERS,
+    F_BODY,
+    F_SCHEME,
+    F_HOSTPORT,
+    F_THEADERS,
+    F_COUNT
+};
+#define DEFAULT_MATCHER_MASK                                                                      \
+    ((1u << F_SERVICE) | (1u << F_ENDPOINT) | (1u << F_HEADERS) | (1u << F_BODY) |                \
+     (1u << F_SCHEME))
+
+extern const char *const cas_field_names[F_COUNT];
+
+typedef enum entry_state {
+    ST_LOADED = 0, /* replayable: from the file, or recorded and then saved */
+    ST_PENDING,    /* record_begin'd, answer not yet known */
+    ST_DONE,       /* recorded this run; replayable only after a save (as tchannel-python) */
+    ST_ABORTED,    /* record_abort'ed: never written */
+} entry_state;
+
+#define NO_ENTRY ((size_t)-1)
+
+typedef struct cas_entry {
+    tch_cassette_interaction it;
+    entry_state state;
+    bool from_file;   /* loaded at open: dropped from the file in mode ALL */
+    bool indexed;
+    unsigned plays;
+    uint64_t fh[F_COUNT]; /* hash of each field's normalized form */
+    uint64_t key;         /* combined hash of the enabled matchers' fields */
+    size_t next;          /* next entry in the same bucket, file order */
+} cas_entry;
+
+typedef struct cas_custom {
+    char *name;
+    tch_cassette_match_fn fn;
+    void *ud;
+} cas_custom;
+
+typedef struct cas_bucket {
+    size_t head, tail;
+    size_t cursor; /* first entry that may still be unplayed: keeps repeated
+                      identical requests O(1) instead of re-walking played ones */
+} cas_bucket;
+
+struct tch_cassette {
+    char *path; /* NULL for memory cassettes */
+    char *name; /* for messages */
+    tch_cassette_options opts; /* matchers pointer cleared; see matcher_mask */
+    unsigned matcher_mask;
+    tch_cassette_mode mode;
+    bool existed;
+    bool dirty;
+    cas_entry **items;
+    size_t n, cap;
+    cas_bucket *buckets;
+    size_t nbuckets; /* power of two */
+    size_t nindexed;
+    cas_custom *customs;
+    size_t ncustoms;
+    size_t total_plays;
+};
+
+/* A request's matchable fields in normalized form (JSON by value, $tracing$
+ * keys dropped, ...). view[f] borrows from the request or from own[f]. */
+typedef struct cas_norm {
+    tch_buf own[F_COUNT];
+    tch_slice view[F_COUNT];
+    uint64_t h[F_COUNT];
+} cas_norm;
+
+/* util */
+uint64_t cas_hash(const void *p, size_t n, uint64_t seed);
+bool cas_is_text(tch_slice s);
+int cas_b64_encode(tch_slice in, size_t line_len, tch_buf *out);
+int cas_b64_decode(const char *in, size_t n, tch_buf *out); /* ignores whitespace */
+int cas_buf_set(tch_buf *b, tch_slice s);
+int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out);
+void cas_request_free(tch_cassette_request *r);
+void cas_interaction_free(tch_cassette_interaction *it);
+void cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz);
+void cas_describe(const tch_cassette_request *r, char *out, size_t outsz);
+/* Thrift arg2 headers (nh:2 (k~2 v~2){nh}) as a compact JSON object with
+ * sorted keys, optionally without $tracing$ keys; NULL if not that shape. */
+char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted);
+
+/* match */
+int cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
+void cas_norm_free(cas_norm *n);
+uint64_t cas_key(const cas_norm *n, unsigned mask);
+int cas_index_entry(tch_cassette *c, size_t idx);
+int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
+               tch_error *err);
+
+/* load */
+int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err);
+
+/* entries */
+int cas_append_entry(tch_cassette *c, cas_entry **out);
+
+#endif

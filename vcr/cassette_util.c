@@ -1,0 +1,335 @@
+/* Small pure helpers for the cassette library: hashing, text detection,
+ * base64, error-code names, request copies and short previews. */
+#include "cassette_internal.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const cas_field_names[F_COUNT] = {
+    "serviceName", "endpoint", "headers", "body", "argScheme", "hostPort", "transportHeaders",
+};
+
+static const struct {
+    uint8_t code;
+    const char *name;
+} errcodes[] = {
+    {0x01, "timeout"},    {0x02, "cancelled"},    {0x03, "busy"},
+    {0x04, "declined"},   {0x05, "unexpected"},   {0x06, "badRequest"},
+    {0x07, "networkError"}, {0x08, "unhealthy"}, {0xff, "fatal"},
+};
+
+const char *tch_cassette_errcode_name(uint8_t code) {
+    for (size_t i = 0; i < sizeof errcodes / sizeof errcodes[0]; i++)
+        if (errcodes[i].code == code)
+            return errcodes[i].name;
+    return NULL;
+}
+
+int tch_cassette_errcode_parse(const char *name, uint8_t *code) {
+    for (size_t i = 0; i < sizeof errcodes / sizeof errcodes[0]; i++)
+        if (strcasecmp(errcodes[i].name, name) == 0) {
+            *code = errcodes[i].code;
+            return 0;
+        }
+    return TCH_EINVAL;
+}
+
+/* FNV-1a with a murmur finaliser: fast on short fields, well mixed buckets. */
+uint64_t cas_hash(const void *p, size_t n, uint64_t seed) {
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Length of a valid UTF-8 sequence at s (0 if invalid). */
+static size_t utf8_len(const uint8_t *s, size_t n, uint32_t *cp) {
+    uint8_t c = s[0];
+    size_t len;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        len = 2, v = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, v = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* Text we can write as a YAML string and read back byte for byte: valid
+ * UTF-8, no control characters but tab and newline (YAML normalises \r and
+ * the Unicode line breaks NEL/LS/PS, and drops a BOM). */
+bool cas_is_text(tch_slice s) {
+    size_t i = 0;
+    while (i < s.len) {
+        uint32_t cp;
+        size_t l = utf8_len(s.ptr + i, s.len - i, &cp);
+        if (l == 0)
+            return false;
+        if ((cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) ||
+            cp == 0x2028 || cp == 0x2029 || cp == 0xfeff)
+            return false;
+        i += l;
+    }
+    return true;
+}
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int cas_b64_encode(tch_slice in, size_t line_len, tch_buf *out) {
+    size_t col = 0;
+    for (size_t i = 0; i < in.len; i += 3) {
+        uint32_t v = (uint32_t)in.ptr[i] << 16;
+        size_t rem = in.len - i;
+        if (rem > 1)
+            v |= (uint32_t)in.ptr[i + 1] << 8;
+        if (rem > 2)
+            v |= in.ptr[i + 2];
+        char q[4] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
+                     rem > 1 ? b64chars[(v >> 6) & 63] : '=', rem > 2 ? b64chars[v & 63] : '='};
+        if (line_len && col + 4 > line_len) {
+            if (tch_buf_append(out, "\n", 1))
+                return TCH_ENOMEM;
+            col = 0;
+        }
+        if (tch_buf_append(out, q, 4))
+            return TCH_ENOMEM;
+        col += 4;
+    }
+    return 0;
+}
+
+static int b64_val(char c) {
+    const char *p = c ? strchr(b64chars, c) : NULL;
+    return p ? (int)(p - b64chars) : -1;
+}
+
+int cas_b64_decode(const char *in, size_t n, tch_buf *out) {
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (isspace((unsigned char)c))
+            continue;
+        if (c == '=') {
+            pad++;
+            continue;
+        }
+        int v = b64_val(c);
+        if (v < 0 || pad)
+            return TCH_EPARSE;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            uint8_t byte = (uint8_t)(acc >> bits);
+            if (tch_buf_append(out, &byte, 1))
+                return TCH_ENOMEM;
+        }
+    }
+    if (pad > 2 || bits >= 6)
+        return TCH_EPARSE;
+    return 0;
+}
+
+int cas_buf_set(tch_buf *b, tch_slice s) {
+    tch_buf_reset(b);
+    /* an empty value leaves ptr NULL: callers test len, never ptr */
+    return tch_buf_append(b, s.ptr ? s.ptr : (const uint8_t *)"", s.len) ? TCH_ENOMEM : 0;
+}
+
+int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out) {
+    memset(out, 0, sizeof *out);
+    out->scheme = call->scheme;
+    if (cas_buf_set(&out->service, call->service) || cas_buf_set(&out->endpoint, call->endpoint) ||
+        cas_buf_set(&out->headers, call->headers) || cas_buf_set(&out->body, call->body) ||
+        cas_buf_set(&out->host_port, call->host_port))
+        goto nomem;
+    if (call->n_known_peers) {
+        out->known_peers = calloc(call->n_known_peers, sizeof *out->known_peers);
+        if (!out->known_peers)
+            goto nomem;
+        out->n_known_peers = call->n_known_peers;
+        for (size_t i = 0; i < call->n_known_peers; i++)
+            if (cas_buf_set(&out->known_peers[i], call->known_peers[i]))
+                goto nomem;
+    }
+    if (call->n_transport_headers) {
+        out->transport_headers = calloc(call->n_transport_headers, sizeof *out->transport_headers);
+        if (!out->transport_headers)
+            goto nomem;
+        out->n_transport_headers = call->n_transport_headers;
+        for (size_t i = 0; i < call->n_transport_headers; i++)
+            if (cas_buf_set(&out->transport_headers[i].key, call->transport_headers[i].key) ||
+                cas_buf_set(&out->transport_headers[i].value, call->transport_headers[i].value))
+                goto nomem;
+    }
+    return 0;
+nomem:
+    cas_request_free(out);
+    return TCH_ENOMEM;
+}
+
+void cas_request_free(tch_cassette_request *r) {
+    tch_buf_free(&r->service);
+    tch_buf_free(&r->endpoint);
+    tch_buf_free(&r->headers);
+    tch_buf_free(&r->body);
+    tch_buf_free(&r->host_port);
+    for (size_t i = 0; i < r->n_known_peers; i++)
+        tch_buf_free(&r->known_peers[i]);
+    free(r->known_peers);
+    for (size_t i = 0; i < r->n_transport_headers; i++) {
+        tch_buf_free(&r->transport_headers[i].key);
+        tch_buf_free(&r->transport_headers[i].value);
+    }
+    free(r->transport_headers);
+    memset(r, 0, sizeof *r);
+}
+
+void cas_interaction_free(tch_cassette_interaction *it) {
+    cas_request_free(&it->request);
+    tch_buf_free(&it->response.headers);
+    tch_buf_free(&it->response.body);
+    free(it->error.message);
+    free(it->fault_message);
+    memset(it, 0, sizeof *it);
+}
+
+/* Escaped, bounded preview of s starting at `from`: "...abc\x00def..." */
+void cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz) {
+    size_t o = 0;
+    if (outsz == 0)
+        return;
+#define PUT(str)                                                                                  \
+    do {                                                                                          \
+        int k_ = snprintf(out + o, outsz - o, "%s", str);                                         \
+        if (k_ < 0 || (size_t)k_ >= outsz - o) {                                                  \
+            out[outsz - 1] = '\0';                                                                \
+            return;                                                                               \
+        }                                                                                         \
+        o += (size_t)k_;                                                                          \
+    } while (0)
+    if (from > s.len)
+        from = s.len;
+    if (from > 0)
+        PUT("...");
+    size_t end = s.len - from > max ? from + max : s.len;
+    for (size_t i = from; i < end; i++) {
+        char tmp[8];
+        uint8_t ch = s.ptr[i];
+        if (ch == '"' || ch == '\\')
+            snprintf(tmp, sizeof tmp, "\\%c", ch);
+        else if (ch == '\n')
+            snprintf(tmp, sizeof tmp, "\\n");
+        else if (ch >= 0x20 && ch < 0x7f)
+            snprintf(tmp, sizeof tmp, "%c", ch);
+        else
+            snprintf(tmp, sizeof tmp, "\\x%02x", ch);
+        PUT(tmp);
+    }
+    if (end < s.len)
+        PUT("...");
+#undef PUT
+}
+
+static const char *scheme_name(tch_cassette_scheme s) {
+    switch (s) {
+    case TCH_CASSETTE_RAW: return "raw";
+    case TCH_CASSETTE_JSON: return "json";
+    case TCH_CASSETTE_THRIFT: return "thrift";
+    }
+    return "?";
+}
+
+/* "svc::endpoint (json) body \"{...}\"" */
+void cas_describe(const tch_cassette_request *r, char *out, size_t outsz) {
+    char svc[64], ep[64], body[80];
+    cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
+    cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
+    cas_preview(tch_buf_slice(&r->body), 0, 32, body, sizeof body);
+    snprintf(out, outsz, "%s::%s (%s) body \"%s\"", svc, ep, scheme_name(r->scheme), body);
+}
+
+static int read_u16(tch_slice s, size_t *at, uint16_t *v) {
+    if (s.len - *at < 2)
+        return -1;
+    *v = (uint16_t)((s.ptr[*at] << 8) | s.ptr[*at + 1]);
+    *at += 2;
+    return 0;
+}
+
+static int read_str16(tch_slice s, size_t *at, tch_slice *out) {
+    uint16_t n;
+    if (read_u16(s, at, &n) || s.len - *at < n)
+        return -1;
+    *out = tch_slice_of(s.ptr + *at, n);
+    *at += n;
+    return 0;
+}
+
+#define TRACING_PREFIX "$tracing$"
+
+char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted) {
+    json_t *obj = json_object();
+    size_t at = 0;
+    uint16_t nh = 0;
+    if (!obj)
+        return NULL;
+    if (s.len > 0 && read_u16(s, &at, &nh))
+        goto bad;
+    for (uint16_t i = 0; i < nh; i++) {
+        tch_slice k, v;
+        if (read_str16(s, &at, &k) || read_str16(s, &at, &v))
+            goto bad;
+        if (drop_tracing && k.len >= sizeof TRACING_PREFIX - 1 &&
+            memcmp(k.ptr, TRACING_PREFIX, sizeof TRACING_PREFIX - 1) == 0)
+            continue;
+        /* keys with NUL or invalid UTF-8 cannot be a JSON key: not renderable */
+        char *ks = tch_slice_strdup(k);
+        if (!ks || strlen(ks) != k.len) {
+            free(ks);
+            goto bad;
+        }
+        /* json_object_set_new consumes the value even when it fails */
+        int rc = json_object_set_new(obj, ks, json_stringn((const char *)v.ptr, v.len));
+        free(ks);
+        if (rc)
+            goto bad;
+    }
+    if (at != s.len)
+        goto bad;
+    char *out = json_dumps(obj, JSON_COMPACT | (sorted ? JSON_SORT_KEYS : 0));
+    json_decref(obj);
+    return out;
+bad:
+    json_decref(obj);
+    return NULL;
+}

@@ -1,0 +1,294 @@
+/* Cassettes: recorded TChannel calls in YAML, with tchannel-python's
+ * `tchannel.testing.vcr` format and record-mode semantics.
+ *
+ * Pure data: no sockets, no event loop. The in-process VCR (channel outbound
+ * hook) and tchannel-mock both drive a cassette the same way:
+ *
+ *     tch_cassette_lookup(c, &call, &d, &err)
+ *       REPLAY -> answer with d.interaction (already marked played)
+ *       RECORD -> slot = tch_cassette_record_begin(...); make the real call;
+ *                 tch_cassette_record_finish(...) / _finish_error / _abort
+ *       error  -> TCH_ENOTFOUND, err->msg explains, d.near_miss is structured
+ *     tch_cassette_finish(c, &err)   (save if anything new; strict check)
+ *
+ * Ownership: a tch_cassette owns every interaction; pointers returned by
+ * tch_cassette_get/lookup stay valid until tch_cassette_free. Input views
+ * (tch_cassette_call, tch_cassette_reply) are borrowed for the duration of
+ * the call only. Not thread-safe: one cassette, one thread (the loop's). */
+#ifndef TCHANNEL_CASSETTE_H
+#define TCHANNEL_CASSETTE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <tchannel/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- data model -------------------------------------------------------- */
+
+/* Numbering is the cassette's (proxy.thrift ArgScheme). */
+typedef enum tch_cassette_scheme {
+    TCH_CASSETTE_RAW = 0,
+    TCH_CASSETTE_JSON = 1,
+    TCH_CASSETTE_THRIFT = 2,
+} tch_cassette_scheme;
+
+/* Record modes, exactly tchannel-python's RecordMode. */
+typedef enum tch_cassette_mode {
+    TCH_CASSETTE_ONCE = 0,     /* file missing: record all; present (even empty): replay only */
+    TCH_CASSETTE_NEW_EPISODES, /* replay what matches, record (append) the rest */
+    TCH_CASSETTE_NONE,         /* replay only */
+    TCH_CASSETTE_ALL,          /* never replay; the file is rewritten with this run's calls */
+} tch_cassette_mode;
+
+typedef struct tch_cassette_kv {
+    tch_buf key;
+    tch_buf value;
+} tch_cassette_kv;
+
+/* A recorded request; every buffer owned by the interaction. */
+typedef struct tch_cassette_request {
+    tch_buf service;  /* serviceName */
+    tch_buf endpoint; /* arg1 */
+    tch_buf headers;  /* arg2, exact bytes */
+    tch_buf body;     /* arg3, exact bytes */
+    tch_cassette_scheme scheme; /* argScheme */
+    tch_buf host_port;          /* hostPort (never matched by default) */
+    tch_buf *known_peers;       /* knownPeers (never matched) */
+    size_t n_known_peers;
+    tch_cassette_kv *transport_headers; /* transportHeaders, in order */
+    size_t n_transport_headers;
+} tch_cassette_request;
+
+typedef struct tch_cassette_response {
+    int code;        /* 0 ok, 1 application error */
+    tch_buf headers; /* arg2 */
+    tch_buf body;    /* arg3 */
+} tch_cassette_response;
+
+/* Our extension: the call was answered by a protocol error frame. */
+typedef struct tch_cassette_error_frame {
+    uint8_t code;  /* wire code: 0x01 timeout ... 0xff fatal */
+    char *message; /* owned, NUL-terminated */
+} tch_cassette_error_frame;
+
+typedef struct tch_cassette_interaction {
+    tch_cassette_request request;
+    int is_error;                   /* 1: `error` holds the answer, `response` is empty */
+    tch_cassette_response response;
+    tch_cassette_error_frame error;
+    /* mock-server extensions (ignored by the in-process VCR) */
+    int has_delay;
+    uint32_t delay_ms;              /* `delay`: wait before answering */
+    int has_fault;
+    uint8_t fault_code;             /* `fault`: answer with this error frame instead */
+    char *fault_message;            /* owned; may be NULL */
+    size_t line;                    /* 1-based source line; 0 when recorded this run */
+} tch_cassette_interaction;
+
+/* Error frame codes by cassette name: timeout cancelled busy declined
+ * unexpected badRequest networkError unhealthy fatal. */
+const char *tch_cassette_errcode_name(uint8_t code); /* NULL if unknown */
+int tch_cassette_errcode_parse(const char *name, uint8_t *code); /* 0 or TCH_EINVAL */
+
+/* ---- borrowed input views ---------------------------------------------- */
+
+typedef struct tch_cassette_kv_view {
+    tch_slice key;
+    tch_slice value;
+} tch_cassette_kv_view;
+
+/* An outgoing call as the channel sees it. Everything is borrowed. */
+typedef struct tch_cassette_call {
+    tch_slice service;
+    tch_slice endpoint;
+    tch_slice headers; /* arg2 */
+    tch_slice body;    /* arg3 */
+    tch_cassette_scheme scheme;
+    tch_slice host_port;
+    const tch_slice *known_peers;
+    size_t n_known_peers;
+    const tch_cassette_kv_view *transport_headers;
+    size_t n_transport_headers;
+} tch_cassette_call;
+
+typedef struct tch_cassette_reply {
+    int code; /* 0 ok, 1 application error */
+    tch_slice headers;
+    tch_slice body;
+} tch_cassette_reply;
+
+/* ---- hooks ------------------------------------------------------------- */
+
+/* Custom matcher: nonzero when `incoming` may be answered by `recorded`.
+ * Runs only on candidates the built-in matchers already accepted. */
+typedef int (*tch_cassette_match_fn)(void *ud, const tch_cassette_request *incoming,
+                                     const tch_cassette_request *recorded);
+
+typedef enum tch_cassette_redact_phase {
+    TCH_CASSETTE_REDACT_MATCH = 0, /* an incoming request, before matching (resp NULL) */
+    TCH_CASSETTE_REDACT_RECORD = 1 /* a new interaction, before it is stored/written;
+                                      resp NULL when the answer is an error frame */
+} tch_cassette_redact_phase;
+/* May rewrite any buffer in place (tch_buf_reset + tch_buf_append). Returns
+ * 0 or a negative TCH_E* (the call then fails with that code). */
+typedef int (*tch_cassette_redact_fn)(void *ud, tch_cassette_redact_phase phase,
+                                      tch_cassette_request *req, tch_cassette_response *resp);
+
+typedef enum tch_cassette_part {
+    TCH_CASSETTE_REQUEST_HEADERS,
+    TCH_CASSETTE_REQUEST_BODY,
+    TCH_CASSETTE_RESPONSE_HEADERS,
+    TCH_CASSETTE_RESPONSE_BODY,
+} tch_cassette_part;
+/* Thrift renderer used when saving: return a malloc'd JSON text rendering of
+ * `bytes` (written as `bodyDecoded`/`headersDecoded`, ignored on load), or
+ * NULL to write only the exact bytes. `response_code` is meaningful for
+ * response parts. */
+typedef char *(*tch_cassette_render_fn)(void *ud, tch_slice service, tch_slice endpoint,
+                                        tch_cassette_scheme scheme, tch_cassette_part part,
+                                        int response_code, tch_slice bytes);
+
+/* ---- opening ----------------------------------------------------------- */
+
+typedef struct tch_cassette tch_cassette;
+
+#define TCH_CASSETTE_ENV_MODE "TCHANNEL_VCR_RECORD_MODE"
+
+typedef struct tch_cassette_options {
+    tch_cassette_mode mode;     /* default ONCE */
+    int no_env_override;        /* 1: ignore TCHANNEL_VCR_RECORD_MODE */
+    int allow_playback_repeats; /* 1: after every match was played, replay the last again */
+    int strict;                 /* 1: tch_cassette_finish fails if interactions are unused */
+    /* Built-in matchers by name (serviceName endpoint headers body argScheme
+     * hostPort transportHeaders); NULL = the default five. */
+    const char *const *matchers;
+    size_t n_matchers;
+    tch_cassette_redact_fn redact;
+    void *redact_ud;
+    tch_cassette_render_fn render;
+    void *render_ud;
+} tch_cassette_options;
+
+void tch_cassette_options_init(tch_cassette_options *o);
+
+/* Parses once/new_episodes/none/all, case-insensitive. */
+int tch_cassette_mode_parse(const char *s, tch_cassette_mode *out, tch_error *err);
+const char *tch_cassette_mode_name(tch_cassette_mode m);
+
+/* Loads `path` (missing file = new, empty cassette that may record under
+ * ONCE; an existing empty file = existing empty cassette). Errors name
+ * file:line:column. opts may be NULL (defaults). */
+int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
+                      tch_error *err);
+/* Loads from memory; `name` is used in messages. The cassette counts as
+ * existing; it has no path, so tch_cassette_save fails (use _emit). */
+int tch_cassette_open_memory(const char *name, const void *data, size_t len,
+                             const tch_cassette_options *opts, tch_cassette **out,
+                             tch_error *err);
+/* Re-reads old's path into a new object with old's options and custom
+ * matchers; old is untouched (swap on success, keep old on failure). */
+int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err);
+void tch_cassette_free(tch_cassette *c);
+
+/* Adds a custom matcher (name is for messages). */
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+                             void *ud, tch_error *err);
+
+/* ---- state ------------------------------------------------------------- */
+
+tch_cassette_mode tch_cassette_get_mode(const tch_cassette *c); /* after env override */
+const char *tch_cassette_name(const tch_cassette *c);           /* path or memory name */
+int tch_cassette_existed(const tch_cassette *c);
+int tch_cassette_can_record(const tch_cassette *c);
+size_t tch_cassette_count(const tch_cassette *c); /* interactions incl. pending slots */
+/* NULL for an out-of-range index or a slot not finished yet. */
+const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t index);
+unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index);
+size_t tch_cassette_play_count(const tch_cassette *c); /* total replays */
+int tch_cassette_all_played(const tch_cassette *c);    /* every replayable one played */
+int tch_cassette_dirty(const tch_cassette *c);
+/* TCH_ESTATE listing unused interactions ("#3 svc::ep (raw) \"hi\"") or 0. */
+int tch_cassette_check_unused(const tch_cassette *c, tch_error *err);
+
+/* ---- lookup ------------------------------------------------------------ */
+
+typedef enum tch_cassette_action {
+    TCH_CASSETTE_ACT_REPLAY = 0,
+    TCH_CASSETTE_ACT_RECORD,
+    TCH_CASSETTE_ACT_ERROR,
+} tch_cassette_action;
+
+#define TCH_CASSETTE_MAX_FIELDS 8
+
+typedef struct tch_cassette_field_diff {
+    const char *field; /* static matcher name, e.g. "body" */
+    char *recorded;    /* short preview around the first difference (owned) */
+    char *requested;   /* same for the incoming request (owned) */
+    size_t offset;     /* first differing byte (of the normalized form) */
+} tch_cassette_field_diff;
+
+/* Why a request found no recorded interaction. */
+typedef struct tch_cassette_near_miss {
+    int found;              /* 0: the cassette holds nothing to compare with */
+    size_t index;           /* nearest interaction (0-based) */
+    size_t line;            /* its source line, 0 if recorded this run */
+    size_t matched_fields;  /* how many of total_fields agree */
+    size_t total_fields;
+    int already_played;     /* every field matched: it was used up */
+    tch_cassette_field_diff diffs[TCH_CASSETTE_MAX_FIELDS];
+    size_t n_diffs;
+    char *custom_rejected;  /* name of the custom matcher that refused, or NULL (owned) */
+} tch_cassette_near_miss;
+
+typedef struct tch_cassette_decision {
+    tch_cassette_action action;
+    size_t index;                              /* REPLAY */
+    const tch_cassette_interaction *interaction; /* REPLAY: borrowed */
+    tch_cassette_near_miss near_miss;          /* ERROR */
+} tch_cassette_decision;
+
+/* Decides what to do with an outgoing call. REPLAY marks the interaction
+ * played. Returns 0 for REPLAY/RECORD; TCH_ENOTFOUND with action ERROR, err
+ * naming mode, cassette, request and nearest interaction; other negative
+ * codes for failures (ENOMEM, a redactor's error). Always release with
+ * tch_cassette_decision_clear. */
+int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cassette_decision *out,
+                        tch_error *err);
+void tch_cassette_decision_clear(tch_cassette_decision *d);
+/* {"index":..,"line":..,"matched":..,"total":..,"alreadyPlayed":..,
+ *  "diffs":[{"field":..,"recorded":..,"requested":..,"offset":..}]}; NULL on ENOMEM. */
+json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm);
+
+/* ---- recording --------------------------------------------------------- */
+
+typedef size_t tch_cassette_slot;
+
+/* Reserves the next place in the cassette (saved order = issue order).
+ * TCH_ESTATE if the mode may not record. */
+int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
+                              tch_cassette_slot *slot, tch_error *err);
+int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
+                               const tch_cassette_reply *reply, tch_error *err);
+int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
+                                     const char *message, tch_error *err);
+/* The call never finished: the slot is dropped from the file. */
+int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Writes the YAML document to out (appends). */
+int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
+/* Atomic save (temp file in the same directory, fsync, rename, fsync dir)
+ * if anything new was recorded; otherwise writes nothing and returns 0. */
+int tch_cassette_save(tch_cassette *c, tch_error *err);
+/* Save, then (strict) tch_cassette_check_unused. */
+int tch_cassette_finish(tch_cassette *c, tch_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
