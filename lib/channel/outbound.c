@@ -519,7 +519,7 @@ static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *er
             return tch_error_set(err, TCH_ETOOBIG,
                                  "call to %s: arg%d is %zu bytes, over the limit of %zu",
                                  o->service, i + 1, args[i]->len, ch->opts.max_arg_size);
-    if (o->nheaders > TCH_CALL_MAX_HEADERS - 5)
+    if (o->nheaders > TCH_MAX_TRANSPORT_HEADERS)
         return tch_error_set(err, TCH_EINVAL, "call to %s: too many transport headers (%zu)",
                              o->service, o->nheaders);
     if (o->retry_on < TCH_RETRY_DEFAULT || o->retry_on > TCH_RETRY_CONNECTION_TIMEOUT)

@@ -141,6 +141,7 @@ enum tch_retry_on {
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
 };
 
+#define TCH_MAX_TRANSPORT_HEADERS 250 /* per call, besides as/cn/re/sk/rd */
 #define TCH_RETRY_LIMIT_NONE (-1)
 #define TCH_RETRY_LIMIT_DEFAULT 4
 

@@ -1,0 +1,44 @@
+/* Hyperbahn: advertise a channel's services to routers, as the Node client
+ * does (a json call to service "hyperbahn", endpoint "ad", header cn = the
+ * advertising service, body {"services":[{"serviceName":..,"cost":0}]}),
+ * and route calls that give no host:port through the routers. */
+#ifndef TCHANNEL_HYPERBAHN_H
+#define TCHANNEL_HYPERBAHN_H
+
+#include <tchannel/channel.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tch_hyperbahn tch_hyperbahn;
+
+typedef struct tch_hyperbahn_options {
+    /* Routers as "host:port", or a file holding a JSON list of them; giving
+     * both, or neither, is TCH_EINVAL. */
+    const char *const *routers;
+    size_t nrouters;
+    const char *router_file;
+    const char *const *services; /* default: the channel's name */
+    size_t nservices;
+    uint32_t first_timeout_ms;   /* first advertise must succeed within; default 30000 */
+    uint32_t interval_ms;        /* re-advertise period; default 60000, with jitter */
+} tch_hyperbahn_options;
+
+/* status 0 when the first advertise succeeded, else TCH_ETIMEOUT (within
+ * first_timeout_ms no router accepted) or another error; message says why. */
+typedef void (*tch_advertise_cb)(int status, const char *message, void *ud);
+
+/* Starts listening if the channel is not yet, adds the routers as peers,
+ * advertises, then re-advertises periodically (backing off after failures)
+ * until tch_hyperbahn_free. cb runs once, for the first advertise. */
+int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
+                            tch_advertise_cb cb, void *ud, tch_hyperbahn **out,
+                            tch_error *err);
+/* Stops re-advertising. Free before the channel. */
+void tch_hyperbahn_free(tch_hyperbahn *hb);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

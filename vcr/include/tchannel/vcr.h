@@ -1,0 +1,54 @@
+/* The in-process VCR: plugs a cassette into a channel's outbound hook, so
+ * every call made through the channel (any scheme, from handlers too, and
+ * from the blocking client) is replayed from or recorded into the cassette.
+ *
+ *     tch_vcr *vcr;
+ *     tch_vcr_use_cassette(ch, "tests/cassettes/kv.yaml", NULL, &vcr, &err);
+ *     ... make calls ...
+ *     tch_vcr_eject(vcr, &err);   saves if anything new; strict check
+ *
+ * A call that may neither replay nor record fails with status TCH_ENOTFOUND
+ * and a message naming the mode, the cassette, the request and the nearest
+ * recorded interaction with the fields that differ. */
+#ifndef TCHANNEL_VCR_H
+#define TCHANNEL_VCR_H
+
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+#include <tchannel/thrift.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tch_vcr tch_vcr;
+
+typedef struct tch_vcr_options {
+    tch_cassette_options cassette; /* mode, matchers, repeats, strict, redact */
+    /* Optional: with the IDL, recorded Thrift bodies are also written
+     * decoded (bodyDecoded) so a reviewer sees fields and values. It must
+     * outlive the VCR. */
+    const tch_thrift_idl *idl;
+} tch_vcr_options;
+
+void tch_vcr_options_init(tch_vcr_options *o);
+
+/* Opens the cassette at path and installs the VCR on ch (replacing any
+ * outbound hook). opts may be NULL. */
+int tch_vcr_use_cassette(tch_channel *ch, const char *path,
+                         const tch_vcr_options *opts, tch_vcr **out,
+                         tch_error *err);
+/* The cassette in use (play counts, all_played, add_matcher...). */
+tch_cassette *tch_vcr_cassette(tch_vcr *v);
+/* Calls recorded but still waiting for their answer. */
+size_t tch_vcr_pending(const tch_vcr *v);
+
+/* Removes the hook, saves the cassette if anything new was recorded (calls
+ * still in flight are left out), runs the strict check, and frees v
+ * (always). Returns the first error. */
+int tch_vcr_eject(tch_vcr *v, tch_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

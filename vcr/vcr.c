@@ -1,0 +1,251 @@
+/* The in-process VCR: the channel's outbound hook on one side, the cassette
+ * library on the other. Each attempt of a call is looked up: replayed from
+ * the cassette, forwarded and recorded, or failed when the mode forbids. */
+#include <tchannel/vcr.h>
+
+#include <tchannel/json.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A recording waiting for its answer. */
+typedef struct pending {
+    struct tch_vcr *vcr; /* NULL once ejected: the answer is dropped */
+    tch_cassette_slot slot;
+    struct pending *prev, *next;
+} pending;
+
+struct tch_vcr {
+    tch_channel *ch;
+    tch_cassette *cassette;
+    const tch_thrift_idl *idl;
+    pending *pending;
+    size_t npending;
+};
+
+void tch_vcr_options_init(tch_vcr_options *o) {
+    memset(o, 0, sizeof *o);
+    tch_cassette_options_init(&o->cassette);
+}
+
+tch_cassette *tch_vcr_cassette(tch_vcr *v) { return v->cassette; }
+size_t tch_vcr_pending(const tch_vcr *v) { return v->npending; }
+
+/* ---- the request as the cassette sees it ------------------------------ */
+
+static tch_cassette_scheme scheme_of(const tch_call_opts *req) {
+    const char *as = req->arg_scheme ? req->arg_scheme : "raw";
+    for (size_t i = 0; i < req->nheaders; i++) /* an explicit "as" header wins */
+        if (tch_slice_eq_cstr(req->headers[i].key, "as")) {
+            tch_slice v = req->headers[i].value;
+            if (tch_slice_eq_cstr(v, "json"))
+                return TCH_CASSETTE_JSON;
+            if (tch_slice_eq_cstr(v, "thrift"))
+                return TCH_CASSETTE_THRIFT;
+            return TCH_CASSETTE_RAW;
+        }
+    if (strcmp(as, "json") == 0)
+        return TCH_CASSETTE_JSON;
+    if (strcmp(as, "thrift") == 0)
+        return TCH_CASSETTE_THRIFT;
+    return TCH_CASSETTE_RAW;
+}
+
+/* Fills call with views of req; kv must hold req->nheaders entries. */
+static void call_view(const tch_call_opts *req, tch_cassette_kv_view *kv,
+                      tch_cassette_call *call) {
+    for (size_t i = 0; i < req->nheaders; i++) {
+        kv[i].key = req->headers[i].key;
+        kv[i].value = req->headers[i].value;
+    }
+    memset(call, 0, sizeof *call);
+    call->service = tch_slice_cstr(req->service);
+    call->endpoint = req->endpoint;
+    call->headers = req->arg2;
+    call->body = req->arg3;
+    call->scheme = scheme_of(req);
+    call->host_port = tch_slice_cstr(req->host_port);
+    call->transport_headers = kv;
+    call->n_transport_headers = req->nheaders;
+}
+
+/* ---- replaying ----------------------------------------------------------- */
+
+static void replay(tch_outbound *call, const tch_cassette_interaction *it) {
+    tch_response res = {.message = "", .peer = ""};
+    if (it->is_error) {
+        res.status = TCH_EREMOTE;
+        res.error_code = it->error.code;
+        res.message = it->error.message ? it->error.message : "";
+    } else {
+        res.code = (uint8_t)it->response.code;
+        res.arg2 = tch_buf_slice(&it->response.headers);
+        res.arg3 = tch_buf_slice(&it->response.body);
+    }
+    tch_outbound_answer(call, &res);
+}
+
+static void fail_call(tch_outbound *call, int status, const char *why) {
+    tch_response res = {.status = status, .error_code = TCH_PCODE_UNEXPECTED,
+                        .message = why, .peer = ""};
+    tch_outbound_answer(call, &res);
+}
+
+/* ---- recording ------------------------------------------------------------ */
+
+static void pending_unlink(tch_vcr *v, pending *p) {
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        v->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    v->npending--;
+}
+
+/* Error frames and timeouts are recorded (so retries can be tested from a
+ * cassette); a call that never reached the service is not. */
+static void on_recorded(const tch_response *res, void *ud) {
+    pending *p = ud;
+    tch_vcr *v = p->vcr;
+    if (v) {
+        tch_error err;
+        int rc;
+        if (res->status == 0) {
+            tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
+            rc = tch_cassette_record_finish(v->cassette, p->slot, &reply, &err);
+        } else if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT) {
+            rc = tch_cassette_record_finish_error(v->cassette, p->slot, res->error_code,
+                                                  res->message, &err);
+        } else {
+            rc = tch_cassette_record_abort(v->cassette, p->slot, &err);
+        }
+        if (rc)
+            fprintf(stderr, "tchannel-vcr: %s: could not record: %s\n",
+                    tch_cassette_name(v->cassette), err.msg);
+        pending_unlink(v, p);
+    }
+    free(p);
+}
+
+static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) {
+    tch_error err;
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        fail_call(call, TCH_ENOMEM, "vcr: out of memory");
+        return;
+    }
+    if (tch_cassette_record_begin(v->cassette, cc, &p->slot, &err) != 0) {
+        free(p);
+        fail_call(call, err.code, err.msg);
+        return;
+    }
+    p->vcr = v;
+    p->next = v->pending;
+    if (v->pending)
+        v->pending->prev = p;
+    v->pending = p;
+    v->npending++;
+    tch_outbound_forward(call, on_recorded, p);
+}
+
+/* ---- the hook ---------------------------------------------------------------- */
+
+static void vcr_hook(tch_outbound *call, void *ud) {
+    tch_vcr *v = ud;
+    const tch_call_opts *req = tch_outbound_request(call);
+    tch_cassette_kv_view kv[TCH_MAX_TRANSPORT_HEADERS];
+    tch_cassette_call cc;
+    call_view(req, kv, &cc);
+    tch_cassette_decision d;
+    tch_error err;
+    int rc = tch_cassette_lookup(v->cassette, &cc, &d, &err);
+    if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY)
+        replay(call, d.interaction);
+    else if (rc == 0 && d.action == TCH_CASSETTE_ACT_RECORD)
+        record(v, call, &cc);
+    else
+        fail_call(call, rc ? rc : TCH_ENOTFOUND, err.msg);
+    tch_cassette_decision_clear(&d);
+}
+
+/* ---- Thrift bodies rendered for reviewers ------------------------------------- */
+
+static char *render_thrift(void *ud, tch_slice service, tch_slice endpoint,
+                           tch_cassette_scheme scheme, tch_cassette_part part,
+                           int response_code, tch_slice bytes) {
+    const tch_thrift_idl *idl = ud;
+    (void)service, (void)response_code;
+    if (scheme != TCH_CASSETTE_THRIFT || part == TCH_CASSETTE_REQUEST_HEADERS ||
+        part == TCH_CASSETTE_RESPONSE_HEADERS)
+        return NULL; /* the cassette library renders thrift headers itself */
+    tch_slice svc_name, method_name;
+    if (tch_thrift_arg1_split(endpoint, &svc_name, &method_name, NULL) != 0)
+        return NULL;
+    char *svc_s = tch_slice_strdup(svc_name), *m_s = tch_slice_strdup(method_name);
+    const tch_thrift_service *svc = svc_s ? tch_thrift_idl_find_service(idl, svc_s) : NULL;
+    const tch_thrift_method *m = svc && m_s ? tch_thrift_service_find_method(svc, m_s) : NULL;
+    free(svc_s);
+    free(m_s);
+    if (!m)
+        return NULL;
+    json_t *j = NULL;
+    int rc = part == TCH_CASSETTE_REQUEST_BODY
+                 ? tch_thrift_method_args_to_json(m, bytes, &j, NULL)
+                 : tch_thrift_method_result_to_json(m, bytes, &j, NULL);
+    if (rc)
+        return NULL;
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    return text;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+int tch_vcr_use_cassette(tch_channel *ch, const char *path,
+                         const tch_vcr_options *opts, tch_vcr **out,
+                         tch_error *err) {
+    tch_vcr_options o;
+    if (opts)
+        o = *opts;
+    else
+        tch_vcr_options_init(&o);
+    tch_vcr *v = calloc(1, sizeof *v);
+    if (!v)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    v->ch = ch;
+    v->idl = o.idl;
+    if (o.idl && !o.cassette.render) {
+        o.cassette.render = render_thrift;
+        o.cassette.render_ud = (void *)o.idl;
+    }
+    int rc = tch_cassette_open(path, &o.cassette, &v->cassette, err);
+    if (rc) {
+        free(v);
+        return rc;
+    }
+    tch_channel_set_outbound_hook(ch, vcr_hook, v);
+    *out = v;
+    return 0;
+}
+
+int tch_vcr_eject(tch_vcr *v, tch_error *err) {
+    if (!v)
+        return 0;
+    tch_channel_set_outbound_hook(v->ch, NULL, NULL);
+    tch_error first = {0}, e;
+    int rc = 0;
+    for (pending *p = v->pending; p; p = p->next) {
+        p->vcr = NULL; /* its answer, if it ever comes, is dropped */
+        if (tch_cassette_record_abort(v->cassette, p->slot, &e) != 0 && !rc)
+            rc = e.code, first = e;
+    }
+    if (tch_cassette_finish(v->cassette, &e) != 0 && !rc)
+        rc = e.code, first = e;
+    tch_cassette_free(v->cassette);
+    free(v);
+    if (rc && err)
+        *err = first;
+    return rc;
+}
