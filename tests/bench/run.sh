@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Benchmark harness: closed-loop raw echo over loopback, ours vs Node vs a plain-socket floor.
+#
+#   tests/bench/run.sh [--quick]        (env TCH_BUILD_DIR: build folder, default ./build)
+#
+# Builds nothing: expects build/tests/interop/interop-server, build/tests/bench/bench_client
+# and build/tests/bench/pingpong, and installs the Node peer via tests/interop/node/install.sh.
+# Each case: warm-up (1 s; 0.3 s with --quick), then measures for 5 s (1 s with --quick) and
+# prints one line
+#   impl=<client>-><server> conc=<n> size=<bytes> calls/s=<float> p50_us=<int> p99_us=<int> errors=<n>
+# then ratio/target lines with PASS or MISS. Exit 0 when every case ran with errors=0 (PASS/MISS
+# does not change the exit status), 1 otherwise, 2 on bad usage or missing programs.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${TCH_BUILD_DIR:-$root/build}
+duration=5
+warmup=1
+case "${1:-}" in
+"") ;;
+--quick) duration=1; warmup=0.3 ;;
+*) echo "usage: tests/bench/run.sh [--quick]" >&2; exit 2 ;;
+esac
+
+ours_server=$build/tests/interop/interop-server
+ours_client=$build/tests/bench/bench_client
+pingpong=$build/tests/bench/pingpong
+node_server=$root/tests/interop/node/server.js
+node_client=$root/tests/bench/node/bench_client.js
+for f in "$ours_server" "$ours_client" "$pingpong"; do
+    if [ ! -x "$f" ]; then
+        echo "run.sh: $f is missing; build first (cmake --build build)" >&2
+        exit 2
+    fi
+done
+if ! command -v node >/dev/null 2>&1; then
+    echo "run.sh: node not found in PATH" >&2
+    exit 2
+fi
+"$root/tests/interop/node/install.sh" || { echo "run.sh: Node peer install failed" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start_server NAME CMD... : starts CMD, reads its `listening HOST:PORT` line (20 s
+# deadline) and sets HP to HOST:PORT.
+start_server() {
+    local name=$1 fifo="$tmp/$1.out" line
+    shift
+    mkfifo "$fifo"
+    "$@" >"$fifo" &
+    pids+=($!)
+    exec {fd}<"$fifo"
+    if ! IFS= read -r -t 20 line <&"$fd" || [ "${line#listening }" = "$line" ]; then
+        echo "run.sh: $name server did not print 'listening HOST:PORT' (got: ${line:-nothing})" >&2
+        exit 1
+    fi
+    HP=${line#listening }
+    echo "# $name server: $* on $HP"
+}
+
+start_server ours "$ours_server"; ours_hp=$HP
+start_server node node "$node_server"; node_hp=$HP
+start_server socket "$pingpong" server; socket_hp=$HP
+
+results=$tmp/results
+: >"$results"
+status=0
+# run_case IMPL CONC SIZE CMD... : runs one measurement and records its line.
+run_case() {
+    local impl=$1 conc=$2 size=$3 line
+    shift 3
+    line=$("$@" --impl "$impl" --conc "$conc" --size "$size" --duration "$duration" \
+        --warmup "$warmup" | grep '^impl=')
+    if [ -z "$line" ]; then
+        line="impl=$impl conc=$conc size=$size calls/s=0 p50_us=0 p99_us=0 errors=failed-to-run"
+        status=1
+    fi
+    case "$line" in *" errors=0") ;; *) status=1 ;; esac
+    echo "$line"
+    echo "$line" >>"$results"
+}
+
+echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case; checksum crc32"
+for size in 100 65536; do
+    for conc in 1 64; do
+        run_case 'ours->ours' "$conc" "$size" "$ours_client" --peer "$ours_hp"
+        run_case 'node->ours' "$conc" "$size" node "$node_client" --peer "$ours_hp"
+        run_case 'node->node' "$conc" "$size" node "$node_client" --peer "$node_hp"
+    done
+done
+# The floor: plain TCP ping-pong; conc=64 is 64 connections, one message in flight on each.
+run_case 'socket->socket' 1 100 "$pingpong" client --peer "$socket_hp"
+run_case 'socket->socket' 64 100 "$pingpong" client --peer "$socket_hp"
+
+# Ratios and targets.
+awk '
+function field(line, key,   n, i, kv) {
+    n = split(line, kv, " ")
+    for (i = 1; i <= n; i++)
+        if (index(kv[i], key "=") == 1)
+            return substr(kv[i], length(key) + 2)
+    return ""
+}
+{
+    k = field($0, "impl") " " field($0, "conc") " " field($0, "size")
+    rate[k] = field($0, "calls/s") + 0
+    p99[k] = field($0, "p99_us")
+}
+function verdict(ok) { return ok ? "PASS" : "MISS" }
+function ratio(label, a, b, target,   x) {
+    if (!(a in rate) || !(b in rate) || rate[b] <= 0 || rate[a] <= 0) {
+        printf "ratio %s = n/a (target >= %s) MISS\n", label, target
+        return
+    }
+    x = rate[a] / rate[b]
+    printf "ratio %s = %.2f (target >= %s) %s\n", label, x, target, verdict(x >= target)
+}
+END {
+    ratio("ours/floor conc=1 size=100", "ours->ours 1 100", "socket->socket 1 100", 0.85)
+    ratio("ours/node conc=64 size=100", "ours->ours 64 100", "node->node 64 100", 10)
+    ratio("ours/node conc=64 size=65536", "ours->ours 64 65536", "node->node 64 65536", 10)
+    split("100 65536", sizes, " ")
+    for (i = 1; i <= 2; i++) {
+        k = "ours->ours 64 " sizes[i]
+        if (!(k in p99) || rate[k] <= 0)
+            printf "p99 ours conc=64 size=%s = n/a (target < 2000 us) MISS\n", sizes[i]
+        else
+            printf "p99 ours conc=64 size=%s = %d us (target < 2000 us) %s\n", sizes[i], p99[k], verdict(p99[k] + 0 < 2000)
+    }
+}' "$results"
+exit $status

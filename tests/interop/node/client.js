@@ -1,0 +1,313 @@
+#!/usr/bin/env node
+// Interop client: runs raw-scheme cases with Uber's Node TChannel against a server
+// (ours: build/tests/interop/interop-server, or ./server.js) and reports one line per case,
+//   ok <case>            or            FAIL <case>: <why>
+// then exactly `N passed, M failed`. Exit status 0 iff nothing failed (2 on bad usage).
+//
+// How Node picks the checksum type of an outgoing call: the per-request option
+// `checksumType` (or a sub-channel's requestDefaults.checksumType); when neither is given it
+// uses crc32c (type 3). A per-request checksumType of 0 is treated as "not given" (the code
+// does `opts.checksumType || null`), so "none" only works through requestDefaults, where a
+// number 0 counts as specified. Node allows one sub-channel per service name per channel, so
+// we use one top-level channel (and so one connection) per checksum type, each with a
+// sub-channel whose requestDefaults.checksumType is set; that works for all four.
+// A Node server answers with the request's checksum type.
+//
+// --stock-write-limit keeps Node's limit of 100 queued socket writes (see lib.js
+// liftWriteLimit), under which Node cannot send the 16 MiB echo at all.
+'use strict';
+
+var lib = require('./lib.js');
+
+var USAGE = 'usage: node client.js --peer HOST:PORT [--service NAME] [--only REGEX] [--list] ' +
+    '[--stock-write-limit]';
+var args = lib.parseArgs(process.argv.slice(2), {
+    peer: '', service: 'keyvalue-server', only: '', list: false, 'stock-write-limit': false
+}, USAGE);
+if (!args.list && !lib.parseHostPort(args.peer)) {
+    process.stderr.write('--peer HOST:PORT is required\n' + USAGE + '\n');
+    process.exit(2);
+}
+
+var MiB = 1024 * 1024;
+var SIZES = [0, 100, MiB, 16 * MiB];
+var BIG_TIMEOUT_MS = 60000;
+
+var TChannel = args.list ? null : lib.loadTChannel();
+var errors = args.list ? null : lib.tchannelFile('errors.js');
+if (!args.list && !args['stock-write-limit']) {
+    lib.liftWriteLimit();
+}
+var channels = {};
+var subs = {};
+
+function sub(checksumName) {
+    if (!subs[checksumName]) {
+        channels[checksumName] = new TChannel({logger: lib.tchannelFile('null-logger.js')});
+        subs[checksumName] = channels[checksumName].makeSubChannel({
+            serviceName: args.service,
+            peers: [args.peer],
+            requestDefaults: {
+                hasNoParent: true,
+                checksumType: lib.CHECKSUMS[checksumName],
+                // One attempt per call: Node would otherwise retry Busy on "another" peer.
+                retryFlags: {never: true, onConnectionError: false, onTimeout: false},
+                headers: {as: 'raw', cn: 'interop-node-client'}
+            }
+        });
+    }
+    return subs[checksumName];
+}
+
+// Sends one raw call; cb(err, res, arg2, arg3) exactly as Node reports it.
+function call(checksumName, endpoint, arg2, arg3, timeoutMs, cb) {
+    sub(checksumName).request({
+        serviceName: args.service,
+        timeout: timeoutMs
+    }).send(endpoint, arg2, arg3, cb);
+}
+
+function describeErr(err) {
+    var kind = err.isErrorFrame ? 'error frame ' + err.codeName : errors.classify(err);
+    return (err.type || 'error') + ' (' + kind + '): ' + err.message;
+}
+
+function sizeName(n) {
+    if (n >= MiB && n % MiB === 0) {
+        return (n / MiB) + 'MiB';
+    }
+    return n + 'B';
+}
+
+function firstDiff(a, b) {
+    var n = Math.min(a.length, b.length);
+    for (var i = 0; i < n; i++) {
+        if (a[i] !== b[i]) {
+            return i;
+        }
+    }
+    return n;
+}
+
+function compare(what, got, want) {
+    got = Buffer.from(got || '');
+    if (got.length !== want.length) {
+        return what + ': got ' + got.length + ' bytes, want ' + want.length;
+    }
+    if (!got.equals(want)) {
+        return what + ': content differs from byte ' + firstDiff(got, want);
+    }
+    return null;
+}
+
+var cases = [];
+
+Object.keys(lib.CHECKSUMS).forEach(function eachChecksum(csum) {
+    SIZES.forEach(function eachSize(size, si) {
+        cases.push({
+            name: 'echo ' + csum + ' ' + sizeName(size),
+            run: function run(done) {
+                var seed = lib.CHECKSUMS[csum] * 10 + si;
+                var a2 = size > 0 ? lib.payload(Math.min(size, 64), seed + 100) : Buffer.alloc(0);
+                var a3 = lib.payload(size, seed);
+                call(csum, 'echo', a2, a3, BIG_TIMEOUT_MS, function onRes(err, res, r2, r3) {
+                    if (err) {
+                        return done(describeErr(err));
+                    }
+                    if (!res.ok) {
+                        return done('application error response: ' + String(r3).slice(0, 200));
+                    }
+                    var rtype = res.checksum && res.checksum.type;
+                    if (rtype !== lib.CHECKSUMS[csum]) {
+                        note('echo ' + csum + ': response checksum type ' + rtype +
+                            ', request used ' + lib.CHECKSUMS[csum]);
+                    }
+                    done(compare('arg2', r2, a2) || compare('arg3', r3, a3));
+                });
+            }
+        });
+    });
+});
+
+cases.push({
+    name: 'big 16MiB',
+    run: function run(done) {
+        var n = 16 * MiB;
+        call('crc32', 'big', '', String(n), BIG_TIMEOUT_MS, function onRes(err, res, r2, r3) {
+            if (err) {
+                return done(describeErr(err));
+            }
+            if (!res.ok) {
+                return done('application error response: ' + String(r3).slice(0, 200));
+            }
+            done(compare('arg3', r3, lib.bigPayload(n)));
+        });
+    }
+});
+
+cases.push({
+    name: 'timeout slow 500 with timeout 100',
+    run: function run(done) {
+        var start = Date.now();
+        call('crc32', 'slow', '', '500', 100, function onRes(err, res, r2, r3) {
+            var elapsed = Date.now() - start;
+            if (!err) {
+                return done('expected a timeout error, got a response after ' + elapsed +
+                    ' ms: ' + String(r3).slice(0, 100));
+            }
+            var cls = errors.classify(err);
+            if (cls !== 'Timeout') {
+                return done('expected a Timeout error, got ' + describeErr(err));
+            }
+            if (elapsed > 450) {
+                return done('timeout error arrived only after ' + elapsed + ' ms');
+            }
+            note('timeout error: ' + describeErr(err));
+            done(null);
+        });
+    }
+});
+
+cases.push({
+    name: 'unknown endpoint -> BadRequest',
+    run: function run(done) {
+        call('crc32', 'no-such-endpoint', '', 'x', 5000, function onRes(err, res, r2, r3) {
+            if (!err) {
+                return done('expected a BadRequest error frame, got a response (ok=' +
+                    res.ok + ') ' + String(r3).slice(0, 100));
+            }
+            if (!err.isErrorFrame || err.codeName !== 'BadRequest') {
+                return done('expected a BadRequest error frame, got ' + describeErr(err));
+            }
+            note('unknown endpoint: ' + describeErr(err));
+            done(null);
+        });
+    }
+});
+
+cases.push({
+    name: 'busy -> Busy',
+    run: function run(done) {
+        call('crc32', 'busy', '', '', 5000, function onRes(err, res, r2, r3) {
+            if (!err) {
+                return done('expected a Busy error frame, got a response (ok=' + res.ok + ') ' +
+                    String(r3).slice(0, 100));
+            }
+            if (!err.isErrorFrame || err.codeName !== 'Busy') {
+                return done('expected a Busy error frame, got ' + describeErr(err));
+            }
+            done(null);
+        });
+    }
+});
+
+// 64 calls in flight at once on the one connection Node keeps per peer: 48 echoes of
+// different sizes (up to 192 KiB, so their fragments interleave) and 16 `slow 300` calls.
+// Passes when every answer matches its own request and the whole batch takes well under
+// the 16 x 300 ms it would take if the server answered one call at a time.
+cases.push({
+    name: 'concurrent64',
+    run: function run(done) {
+        var pending = 64;
+        var failures = [];
+        var start = Date.now();
+        for (var i = 0; i < 64; i++) {
+            one(i);
+        }
+        function one(i) {
+            if (i % 4 === 3) {
+                call('crc32', 'slow', '', '300', 10000, function onSlow(err, res, r2, r3) {
+                    if (err) {
+                        failures.push('call ' + i + ' (slow): ' + describeErr(err));
+                    } else if (String(r3) !== 'late') {
+                        failures.push('call ' + i + ' (slow): got ' + JSON.stringify(String(r3)));
+                    }
+                    finish();
+                });
+                return;
+            }
+            var a2 = Buffer.from('call-' + i);
+            var a3 = lib.payload(i * 4096 + 7, 1000 + i);
+            call('crc32', 'echo', a2, a3, 10000, function onEcho(err, res, r2, r3) {
+                var why = err ? describeErr(err) :
+                    (compare('arg2', r2, a2) || compare('arg3', r3, a3));
+                if (why) {
+                    failures.push('call ' + i + ' (echo): ' + why);
+                }
+                finish();
+            });
+        }
+        function finish() {
+            if (--pending > 0) {
+                return;
+            }
+            var elapsed = Date.now() - start;
+            if (failures.length) {
+                return done(failures.length + ' of 64 calls failed; first: ' + failures[0]);
+            }
+            if (elapsed > 2400) {
+                return done('64 calls took ' + elapsed + ' ms: calls were not served concurrently');
+            }
+            note('concurrent64: 64 calls in ' + elapsed + ' ms');
+            done(null);
+        }
+    }
+});
+
+function note(msg) {
+    process.stdout.write('# ' + msg + '\n');
+}
+
+var selected = cases.filter(function sel(c) {
+    return !args.only || new RegExp(args.only).test(c.name);
+});
+if (args.list) {
+    selected.forEach(function p(c) { process.stdout.write(c.name + '\n'); });
+    process.exit(0);
+}
+if (selected.length === 0) {
+    process.stderr.write('no case matches --only ' + JSON.stringify(args.only) + '\n');
+    process.exit(2);
+}
+
+var passed = 0;
+var failed = 0;
+var index = 0;
+
+function next() {
+    if (index >= selected.length) {
+        process.stdout.write(passed + ' passed, ' + failed + ' failed\n');
+        Object.keys(channels).forEach(function close(k) { channels[k].close(); });
+        process.exit(failed ? 1 : 0);
+        return;
+    }
+    var c = selected[index++];
+    var finished = false;
+    // A case whose callback never fires fails instead of hanging the run.
+    var guard = setTimeout(function hung() {
+        report('no answer within ' + (BIG_TIMEOUT_MS + 5000) + ' ms');
+    }, BIG_TIMEOUT_MS + 5000);
+    var start = Date.now();
+    try {
+        c.run(report);
+    } catch (e) {
+        report('threw ' + (e && e.stack || e));
+    }
+    function report(why) {
+        if (finished) {
+            return;
+        }
+        finished = true;
+        clearTimeout(guard);
+        if (why) {
+            failed++;
+            process.stdout.write('FAIL ' + c.name + ': ' + why + '\n');
+        } else {
+            passed++;
+            process.stdout.write('ok ' + c.name + ' (' + (Date.now() - start) + ' ms)\n');
+        }
+        setImmediate(next);
+    }
+}
+
+next();

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// A Node TChannel server (the reference peer) with the raw endpoints the interop tests and
+// benchmarks use, on service keyvalue-server (or --service):
+//   echo  answers arg2 and arg3 unchanged
+//   big   arg3 is a decimal N; answers N bytes, byte i = i % 251
+//   slow  arg3 is N ms; answers "late" after N ms
+//   busy  answers with a Busy error frame
+// Prints `listening HOST:PORT` as its first stdout line, then serves until SIGINT/SIGTERM.
+//
+// --checksum: Node's own behaviour is to answer with the request's checksum type (its
+// buildOutResponse copies req.checksum.type; there is no public option). With --checksum the
+// handlers replace the response's Checksum object, so the response uses that type whatever
+// the request used. Default: mirror the request, like stock Node.
+//
+// --stock-write-limit keeps Node's limit of 100 queued socket writes (see lib.js
+// liftWriteLimit); by default it is lifted so 16 MiB answers can be sent.
+'use strict';
+
+var lib = require('./lib.js');
+
+var USAGE = 'usage: node server.js [--host H] [--port P] [--service NAME] ' +
+    '[--checksum mirror|none|crc32|farmhash|crc32c] [--stock-write-limit]';
+var args = lib.parseArgs(process.argv.slice(2), {
+    host: '127.0.0.1', port: 0, service: 'keyvalue-server', checksum: 'mirror',
+    'stock-write-limit': false
+}, USAGE);
+if (args.checksum !== 'mirror' && !(args.checksum in lib.CHECKSUMS)) {
+    process.stderr.write('bad --checksum ' + JSON.stringify(args.checksum) + '\n' + USAGE + '\n');
+    process.exit(2);
+}
+
+var TChannel = lib.loadTChannel();
+if (!args['stock-write-limit']) {
+    lib.liftWriteLimit();
+}
+var Checksum = lib.tchannelFile('v2/checksum.js');
+var States = lib.tchannelFile('reqres_states.js');
+var forcedChecksum = args.checksum === 'mirror' ? null : lib.CHECKSUMS[args.checksum];
+
+var server = new TChannel({logger: quietLogger()});
+var chan = server.makeSubChannel({serviceName: args.service});
+
+function prepare(res) {
+    res.headers.as = 'raw';
+    if (forcedChecksum !== null) {
+        res.checksum = new Checksum(forcedChecksum);
+        res.checksumType = forcedChecksum;
+    }
+}
+
+var handlers = {
+    echo: function echo(req, res, arg2, arg3) {
+        prepare(res);
+        res.sendOk(arg2, arg3);
+    },
+    big: function big(req, res, arg2, arg3) {
+        prepare(res);
+        var s = String(arg3);
+        if (!/^[0-9]+$/.test(s)) {
+            res.sendError('BadRequest', 'big: arg3 must be a decimal byte count, got ' +
+                JSON.stringify(s.slice(0, 40)));
+            return;
+        }
+        res.sendOk('', lib.bigPayload(Number(s)));
+    },
+    slow: function slow(req, res, arg2, arg3) {
+        prepare(res);
+        var s = String(arg3);
+        if (!/^[0-9]+$/.test(s)) {
+            res.sendError('BadRequest', 'slow: arg3 must be a decimal number of ms');
+            return;
+        }
+        setTimeout(function answer() {
+            // The caller may have timed out meanwhile; Node then refuses to send.
+            if (res.state === States.Initial) {
+                res.sendOk('', 'late');
+            }
+        }, Number(s));
+    },
+    busy: function busy(req, res) {
+        prepare(res);
+        res.sendError('Busy', 'keyvalue-server is busy (on purpose)');
+    }
+};
+Object.keys(handlers).forEach(function reg(name) {
+    chan.register(name, handlers[name]);
+});
+
+server.listen(args.port, args.host, function onListen() {
+    process.stdout.write('listening ' + server.hostPort + '\n');
+});
+
+function stop() {
+    server.close();
+    process.exit(0);
+}
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
+
+// Node TChannel logs expected events (timeouts, errors we cause on purpose) at warn/info;
+// keep stderr for real problems.
+function quietLogger() {
+    var noop = function noop() {};
+    var write = function write(level) {
+        return function log(msg, info) {
+            if (process.env.TCH_INTEROP_VERBOSE) {
+                process.stderr.write('[node ' + level + '] ' + msg + ' ' +
+                    safeJson(info) + '\n');
+            }
+        };
+    };
+    return {
+        trace: noop, debug: noop,
+        info: write('info'), warn: write('warn'), error: write('error'),
+        fatal: write('fatal'),
+        child: function child() { return this; }
+    };
+}
+
+function safeJson(x) {
+    try {
+        return JSON.stringify(x);
+    } catch (e) {
+        return '';
+    }
+}
