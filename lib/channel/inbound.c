@@ -92,7 +92,8 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     in->cc = cc;
     in->id = msg->id;
     in->msg = msg;
-    snprintf(in->peer, sizeof in->peer, "%s", cc->host_port);
+    _Static_assert(sizeof in->peer == sizeof cc->host_port, "peer names are copied whole");
+    memcpy(in->peer, cc->host_port, sizeof in->peer); /* hot path: no snprintf */
     if (msg->ttl_ms > 0) {
         struct timeval tv = {msg->ttl_ms / 1000, (msg->ttl_ms % 1000) * 1000};
         evtimer_assign(&in->ttl_timer, ch->base, on_ttl, in);

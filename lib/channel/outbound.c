@@ -33,7 +33,7 @@ struct tch_outbound {
     int attempts;
     chconn *cc;          /* current attempt, NULL when none is in flight */
     uint32_t id;
-    char tried[MAX_TRIED][64];
+    char tried[MAX_TRIED][sizeof(((chconn *)0)->host_port)];
     int ntried;
     int hooked;          /* the hook holds the current attempt */
     int expired;         /* deadline passed while the hook held it */
@@ -346,7 +346,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     if (!call->attempts)
         call->attempts = 1;
     if (call->ntried < MAX_TRIED && !was_tried(call, hp))
-        snprintf(call->tried[call->ntried++], sizeof call->tried[0], "%s", cc->host_port);
+        memcpy(call->tried[call->ntried++], cc->host_port, sizeof call->tried[0]);
     return 0;
 }
 
