@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+static int start_idle_sweep(tch_channel *ch);
+
 static const tch_channel_options default_opts = {
     .process_name = NULL,
     .checksum_type = 0x01,
@@ -86,6 +88,10 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
         snprintf(ch->process_name, sizeof ch->process_name, "%s[%ld]", name,
                  (long)getpid());
     ch->opts.process_name = ch->process_name;
+    if (ch->opts.idle_timeout_ms && start_idle_sweep(ch) != 0) {
+        tch_channel_free(ch);
+        return NULL;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
@@ -129,8 +135,19 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     free(cc);
 }
 
-static void on_call_req(void *ud, tch_call_msg *msg) { inbound_dispatch(ud, msg); }
-static void on_call_res(void *ud, tch_call_msg *msg) { outbound_on_response(ud, msg); }
+static void touch(chconn *cc) {
+    if (cc->ch->opts.idle_timeout_ms)
+        cc->last_active_ms = channel_now_ms();
+}
+
+static void on_call_req(void *ud, tch_call_msg *msg) {
+    touch(ud);
+    inbound_dispatch(ud, msg);
+}
+static void on_call_res(void *ud, tch_call_msg *msg) {
+    touch(ud);
+    outbound_on_response(ud, msg);
+}
 static void on_res_failed(void *ud, uint32_t id, int status, const char *why) {
     outbound_on_failed(ud, id, status, why);
 }
@@ -175,6 +192,7 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
         return NULL;
     cc->ch = ch;
     cc->outbound = outbound;
+    cc->last_active_ms = channel_now_ms();
     snprintf(cc->host_port, sizeof cc->host_port, "%s", host_port ? host_port : "");
     cc->next = ch->conns;
     if (ch->conns)
@@ -201,7 +219,7 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
 /* An outbound connection to host_port that is not closing, or a new one. */
 chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) {
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
-        if (cc->outbound && strcmp(cc->host_port, host_port) == 0 &&
+        if (cc->outbound && !cc->closing && strcmp(cc->host_port, host_port) == 0 &&
             !tch_conn_has_failed(tch_transport_conn(cc->t)))
             return cc;
     }
@@ -219,6 +237,37 @@ chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) 
         return NULL;
     }
     return cc;
+}
+
+size_t tch_channel_connection_count(const tch_channel *ch) {
+    size_t n = 0;
+    for (const chconn *cc = ch->conns; cc; cc = cc->next)
+        n++;
+    return n;
+}
+
+/* Closes connections with nothing in flight and no traffic for the idle
+ * timeout; a later call simply dials again. */
+static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
+    tch_channel *ch = arg;
+    (void)fd, (void)what;
+    uint64_t now = channel_now_ms();
+    for (chconn *cc = ch->conns; cc; cc = cc->next) {
+        if (cc->closing || cc->calls.len || cc->inbound.len ||
+            now - cc->last_active_ms < ch->opts.idle_timeout_ms)
+            continue;
+        char why[96];
+        snprintf(why, sizeof why, "idle for %u ms", ch->opts.idle_timeout_ms);
+        cc->closing = 1;
+        tch_transport_close(cc->t, TCH_ECLOSED, why);
+    }
+}
+
+static int start_idle_sweep(tch_channel *ch) {
+    uint32_t every = ch->opts.idle_timeout_ms / 2;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000 + (every ? 0 : 1000)};
+    ch->idle_sweep = event_new(ch->base, -1, EV_PERSIST, idle_sweep, ch);
+    return ch->idle_sweep && event_add(ch->idle_sweep, &tv) == 0 ? 0 : TCH_ENOMEM;
 }
 
 /* ---- listening and peers ------------------------------------------------ */
@@ -369,6 +418,8 @@ void tch_channel_free(tch_channel *ch) {
     if (!ch)
         return;
     ch->freeing = 1;
+    if (ch->idle_sweep)
+        event_free(ch->idle_sweep);
     tch_listener_free(ch->listener);
     while (ch->conns)
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");

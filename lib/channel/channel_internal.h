@@ -22,6 +22,8 @@ struct chconn {
     char host_port[64]; /* dialled address, or the peer's announced one */
     tch_intmap calls;    /* our outgoing call ids -> outcall* */
     tch_intmap inbound;  /* peer's call ids -> tch_inbound* */
+    uint64_t last_active_ms; /* for closing idle connections */
+    int closing;
     chconn *prev, *next;
 };
 
@@ -57,6 +59,7 @@ struct tch_channel {
     tch_outbound_hook_fn hook;
     void *hook_ud;
     tch_inbound *current; /* inbound whose handler is running */
+    struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
     uint64_t rng;
     int freeing;
 };

@@ -343,6 +343,8 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return rc;
     call->cc = cc;
     call->id = id;
+    if (ch->opts.idle_timeout_ms)
+        cc->last_active_ms = channel_now_ms();
     if (!call->attempts)
         call->attempts = 1;
     if (call->ntried < MAX_TRIED && !was_tried(call, hp))

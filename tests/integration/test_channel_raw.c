@@ -351,6 +351,29 @@ static void server_limit_answers_bad_request(void **state) {
     result_free(&r);
 }
 
+static void idle_connections_are_closed_and_redialled(void **state) {
+    fixture *f = *state;
+    tch_channel_options o = {.idle_timeout_ms = 60};
+    tch_channel *idle = tch_channel_new(f->base, "idler", &o);
+    result r = {0};
+    tch_call_opts co = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                        .arg3 = tch_slice_cstr("1"), .host_port = f->hp, .timeout_ms = 1000};
+    tch_channel_call(idle, &co, on_result, &r, NULL);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(tch_channel_connection_count(idle), 1);
+    /* The sweep runs every 30 ms: wait (bounded) for it to close the conn. */
+    for (int i = 0; i < 200 && tch_channel_connection_count(idle) > 0; i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_int_equal(tch_channel_connection_count(idle), 0);
+    result r2 = {0};
+    tch_channel_call(idle, &co, on_result, &r2, NULL); /* dials again */
+    assert_true(tch_test_run_until(f->base, &r2.done, 2000));
+    assert_int_equal(r2.status, 0);
+    tch_channel_free(idle);
+    result_free(&r);
+    result_free(&r2);
+}
+
 /* ---- hostile peers over a raw socket -------------------------------------- */
 
 static int raw_connect(const char *hp) {
@@ -472,6 +495,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(server_going_away_fails_in_flight_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(arg_over_limit_is_refused_with_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(server_limit_answers_bad_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_connections_are_closed_and_redialled, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),

@@ -58,7 +58,9 @@ typedef struct tch_channel_options {
     uint32_t default_timeout_ms; /* default 5000 */
     size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
     size_t max_pending_calls;    /* outgoing, per connection; default 65536 */
-    uint32_t idle_timeout_ms;    /* close idle connections; 0 = never; default 0 */
+    uint32_t idle_timeout_ms;    /* close connections with no call in flight
+                                    and no traffic for this long; 0 = never
+                                    (the default) */
 } tch_channel_options;
 
 /* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
@@ -77,6 +79,9 @@ int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
 int tch_channel_is_listening(const tch_channel *ch);
 /* "host:port" actually bound, or NULL when not listening. */
 const char *tch_channel_host_port(const tch_channel *ch);
+
+/* Open connections, inbound and outbound (for tests and tools). */
+size_t tch_channel_connection_count(const tch_channel *ch);
 
 /* Known peers for calls that give no host_port. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
