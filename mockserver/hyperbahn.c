@@ -1,0 +1,152 @@
+/* Hyperbahn, both sides.
+ *  - As a router: answers `hyperbahn::ad` (json scheme; arg3
+ *    {"services":[{"serviceName":..,"cost":0}]}) with {"connectionCount": 1}
+ *    as Node's Hyperbahn does (the Node client only checks that the call
+ *    succeeded, hyperbahn-client.js advertiseInternalCb), and `unad`; the
+ *    advertised services show up in GET /hyperbahn.
+ *  - As a service: --advertise-to advertises the cassettes' service names to
+ *    real routers through lib's tch_hyperbahn_advertise. */
+#include "mock.h"
+
+#include <tchannel/hyperbahn.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Validates the advertise body and applies fn to each service. */
+static int each_service(const json_t *body, int add, mock *m, const char *peer,
+                        char *why, size_t n) {
+    json_t *services = json_object_get(body, "services");
+    if (!json_is_array(services)) {
+        snprintf(why, n, "hyperbahn: body must be {\"services\": [...]}");
+        return -1;
+    }
+    size_t i;
+    json_t *s;
+    json_array_foreach(services, i, s) {
+        const char *name = json_string_value(json_object_get(s, "serviceName"));
+        if (!name || !*name) {
+            snprintf(why, n, "hyperbahn: services[%zu].serviceName must be a non-empty string", i);
+            return -1;
+        }
+    }
+    json_array_foreach(services, i, s) {
+        const char *name = json_string_value(json_object_get(s, "serviceName"));
+        json_t *hosts = json_object_get(m->advertised, name);
+        if (!add) {
+            if (hosts)
+                json_object_del(hosts, peer);
+            if (hosts && json_object_size(hosts) == 0)
+                json_object_del(m->advertised, name);
+            continue;
+        }
+        if (!hosts) {
+            hosts = json_object();
+            json_object_set_new(m->advertised, name, hosts);
+        }
+        json_t *h = json_object_get(hosts, peer);
+        json_int_t count = h ? json_integer_value(json_object_get(h, "count")) : 0;
+        json_t *cost = json_object_get(s, "cost");
+        json_object_set_new(hosts, peer,
+                            json_pack("{s:O?, s:I, s:I}", "cost", cost, "count", count + 1,
+                                      "lastMs", (json_int_t)mock_now_ms()));
+    }
+    return 0;
+}
+
+static void on_advertise(tch_inbound *in, int add, mock *m) {
+    json_error_t jerr;
+    tch_slice arg3 = tch_inbound_arg3(in);
+    json_t *body = json_loadb((const char *)arg3.ptr, arg3.len, 0, &jerr);
+    char why[256] = "";
+    const char *peer = tch_inbound_peer(in);
+    int rc = body ? each_service(body, add, m, *peer ? peer : "unknown", why, sizeof why) : -1;
+    if (!body)
+        snprintf(why, sizeof why, "hyperbahn: body is not JSON: %s", jerr.text);
+    json_decref(body);
+    mock_journal_add(&m->journal, tch_inbound_service(in), tch_inbound_endpoint(in), peer,
+                     mock_scheme_of(in), rc ? MOCK_FAILED : MOCK_HYPERBAHN, NULL, -1,
+                     rc ? why : NULL, NULL);
+    if (rc) {
+        mock_log("%s", why);
+        tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, why);
+        return;
+    }
+    if (m->cfg->verbose)
+        mock_log("hyperbahn %s from %s", add ? "advertise" : "unadvertise", peer);
+    tch_inbound_respond(in, 0, tch_slice_cstr("{}"), tch_slice_cstr("{\"connectionCount\":1}"));
+}
+
+static void on_ad(tch_inbound *in, void *ud) { on_advertise(in, 1, ud); }
+static void on_unad(tch_inbound *in, void *ud) { on_advertise(in, 0, ud); }
+
+static void on_advertised(int status, const char *message, void *ud) {
+    mock *m = ud;
+    char buf[600];
+    snprintf(buf, sizeof buf, "%s%s%s", status == 0 ? "advertised" : "advertise failed",
+             message && *message ? ": " : "", message ? message : "");
+    free(m->hb_status);
+    m->hb_status = strdup(buf);
+    mock_log("hyperbahn: %s", buf);
+}
+
+/* The names to advertise: --advertise-service, else every service the
+ * cassettes hold. */
+static int services_to_advertise(mock *m, mock_strv *out) {
+    if (m->cfg->advertise_services.n) {
+        for (size_t i = 0; i < m->cfg->advertise_services.n; i++)
+            if (mock_strv_push(out, m->cfg->advertise_services.v[i]))
+                return TCH_ENOMEM;
+        return 0;
+    }
+    for (size_t i = 0; i < m->store.n; i++) {
+        tch_cassette *c = m->store.items[i]->c;
+        for (size_t k = 0; k < tch_cassette_count(c); k++) {
+            const tch_cassette_interaction *it = tch_cassette_get(c, k);
+            char *name = it ? tch_slice_strdup(tch_buf_slice(&it->request.service)) : NULL;
+            int seen = !name;
+            for (size_t j = 0; name && j < out->n && !seen; j++)
+                seen = strcmp(out->v[j], name) == 0;
+            if (!seen && mock_strv_push(out, name)) {
+                free(name);
+                return TCH_ENOMEM;
+            }
+            free(name);
+        }
+    }
+    return 0;
+}
+
+int mock_hyperbahn_init(mock *m, tch_error *err) {
+    m->advertised = json_object();
+    if (!m->advertised)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    int rc = tch_channel_register(m->ch, "hyperbahn", "ad", on_ad, m);
+    if (!rc)
+        rc = tch_channel_register(m->ch, "hyperbahn", "unad", on_unad, m);
+    if (rc)
+        return tch_error_set(err, rc, "cannot register hyperbahn::ad");
+    if (m->cfg->advertise_to.n == 0)
+        return 0;
+    mock_strv services = {0};
+    if ((rc = services_to_advertise(m, &services)) != 0)
+        return tch_error_set(err, rc, "out of memory");
+    tch_hyperbahn_options o = {0};
+    o.routers = (const char *const *)m->cfg->advertise_to.v;
+    o.nrouters = m->cfg->advertise_to.n;
+    o.services = (const char *const *)services.v;
+    o.nservices = services.n;
+    rc = tch_hyperbahn_advertise(m->ch, &o, on_advertised, m, &m->hb, err);
+    m->hb_status = strdup("advertising");
+    mock_strv_free(&services);
+    return rc;
+}
+
+void mock_hyperbahn_free(mock *m) {
+    tch_hyperbahn_free(m->hb);
+    m->hb = NULL;
+    free(m->hb_status);
+    m->hb_status = NULL;
+    json_decref(m->advertised);
+    m->advertised = NULL;
+}

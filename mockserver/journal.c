@@ -1,0 +1,124 @@
+/* The journal: the last `cap` requests the mock received, in a ring, so
+ * memory stays bounded however long the server runs. Strings are truncated
+ * copies (a hostile client cannot make an entry large). */
+#include "mock.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MOCK_JOURNAL_STR_MAX 256
+#define MOCK_JOURNAL_MSG_MAX 2048
+
+const char *mock_outcome_name(mock_outcome o) {
+    switch (o) {
+    case MOCK_REPLAYED:
+        return "replayed";
+    case MOCK_RECORDED:
+        return "recorded";
+    case MOCK_UNMATCHED:
+        return "unmatched";
+    case MOCK_HYPERBAHN:
+        return "hyperbahn";
+    default:
+        return "failed";
+    }
+}
+
+int mock_journal_init(mock_journal *j, size_t cap) {
+    memset(j, 0, sizeof *j);
+    j->cap = cap ? cap : 1;
+    j->ring = calloc(j->cap, sizeof *j->ring);
+    return j->ring ? 0 : TCH_ENOMEM;
+}
+
+static void entry_clear(mock_journal_entry *e) {
+    free(e->service);
+    free(e->endpoint);
+    free(e->peer);
+    free(e->cassette);
+    free(e->message);
+    json_decref(e->near_miss);
+    memset(e, 0, sizeof *e);
+}
+
+void mock_journal_clear(mock_journal *j) {
+    for (size_t i = 0; i < j->n; i++)
+        entry_clear(&j->ring[(j->start + i) % j->cap]);
+    j->start = j->n = 0;
+}
+
+void mock_journal_free(mock_journal *j) {
+    if (!j->ring)
+        return;
+    mock_journal_clear(j);
+    free(j->ring);
+    j->ring = NULL;
+}
+
+static char *dup_slice(tch_slice s, size_t max) {
+    if (s.len > max)
+        s.len = max;
+    return tch_slice_strdup(s);
+}
+
+static char *dup_str(const char *s, size_t max) {
+    return s ? dup_slice(tch_slice_cstr(s), max) : NULL;
+}
+
+void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
+                      int scheme, mock_outcome outcome, const char *cassette, long index,
+                      const char *message, json_t *near_miss) {
+    mock_journal_entry *e;
+    if (j->n == j->cap) { /* full: the oldest entry makes room */
+        e = &j->ring[j->start];
+        entry_clear(e);
+        j->start = (j->start + 1) % j->cap;
+    } else {
+        e = &j->ring[(j->start + j->n) % j->cap];
+        j->n++;
+    }
+    e->seq = j->next_seq++;
+    e->time_ms = mock_now_ms();
+    e->service = dup_slice(service, MOCK_JOURNAL_STR_MAX);
+    e->endpoint = dup_slice(endpoint, MOCK_JOURNAL_STR_MAX);
+    e->peer = dup_str(peer, MOCK_JOURNAL_STR_MAX);
+    e->scheme = scheme;
+    e->outcome = outcome;
+    e->cassette = dup_str(cassette, 4096);
+    e->index = index;
+    e->message = dup_str(message, MOCK_JOURNAL_MSG_MAX);
+    e->near_miss = near_miss;
+}
+
+static json_t *entry_to_json(const mock_journal_entry *e) {
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "seq", json_integer((json_int_t)e->seq));
+    json_object_set_new(o, "timeMs", json_integer((json_int_t)e->time_ms));
+    json_object_set_new(o, "service", json_string(e->service ? e->service : ""));
+    json_object_set_new(o, "endpoint", json_string(e->endpoint ? e->endpoint : ""));
+    json_object_set_new(o, "scheme", json_string(mock_scheme_name(e->scheme)));
+    json_object_set_new(o, "peer", json_string(e->peer ? e->peer : ""));
+    json_object_set_new(o, "outcome", json_string(mock_outcome_name(e->outcome)));
+    json_object_set_new(o, "matched", json_boolean(e->outcome == MOCK_REPLAYED));
+    if (e->cassette)
+        json_object_set_new(o, "cassette", json_string(e->cassette));
+    if (e->index >= 0)
+        json_object_set_new(o, "index", json_integer(e->index));
+    if (e->message)
+        json_object_set_new(o, "message", json_string(e->message));
+    if (e->near_miss)
+        json_object_set(o, "nearMiss", e->near_miss);
+    return o;
+}
+
+/* Oldest first; limit > 0 keeps only the newest `limit`. Service names that
+ * are not UTF-8 make json_string fail; those fields become null. */
+json_t *mock_journal_to_json(const mock_journal *j, size_t limit) {
+    json_t *arr = json_array();
+    size_t skip = limit && j->n > limit ? j->n - limit : 0;
+    for (size_t i = skip; arr && i < j->n; i++)
+        json_array_append_new(arr, entry_to_json(&j->ring[(j->start + i) % j->cap]));
+    return arr;
+}

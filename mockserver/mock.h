@@ -1,0 +1,209 @@
+/* tchannel-mock internals: one `mock` context owns everything (no globals).
+ *
+ *   main.c      command line -> mock_config; start-up, run, shutdown order
+ *   store.c     the loaded cassettes (open, reload, unload, mode change)
+ *   serve.c     the channel's fallback handler: lookup, replay, delay, fault, miss
+ *   record.c    record-through: forward to the upstream, record, save
+ *   watch.c     poll cassette files (mtime + size) and reload on change
+ *   journal.c   bounded ring of received requests
+ *   admin.c     HTTP admin API (evhttp + jansson)
+ *   hyperbahn.c answer Hyperbahn advertise calls; advertise ourselves
+ *   log.c       stderr lines
+ *
+ * Everything runs on one event_base; nothing here is thread-safe. */
+#ifndef TCH_MOCK_H
+#define TCH_MOCK_H
+
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event;
+struct event_base;
+struct evhttp;
+
+/* ---- configuration (main.c) --------------------------------------------- */
+
+typedef struct mock_strv {
+    char **v;
+    size_t n;
+} mock_strv;
+
+int mock_strv_push(mock_strv *sv, const char *s);
+void mock_strv_free(mock_strv *sv);
+
+typedef struct mock_config {
+    const char *host;       /* default 127.0.0.1 */
+    int port;               /* 0: ephemeral */
+    const char *admin_host; /* default 127.0.0.1 */
+    int admin_port;         /* -1: no admin API */
+    tch_cassette_mode mode;
+    int allow_repeats;
+    int watch;               /* poll files for changes */
+    uint32_t watch_ms;
+    int verbose;
+    size_t journal_size;
+    uint32_t grace_ms; /* how long SIGTERM waits for in-flight recordings */
+    const char *record_to;
+    mock_strv upstreams;
+    mock_strv advertise_to;
+    mock_strv advertise_services;
+    mock_strv matchers; /* empty: the cassette library's default five */
+    mock_strv paths;    /* cassette files after directory expansion */
+} mock_config;
+
+/* ---- loaded cassettes (store.c) ------------------------------------------ */
+
+typedef struct mock_cassette {
+    char *path;
+    tch_cassette *c;
+    int record_target;
+    /* what the file looked like when we last read or wrote it */
+    int file_exists;
+    int64_t mtime_ns;
+    off_t size;
+    char *load_error;     /* last failed (re)load, NULL when the last one worked */
+    uint64_t loaded_at_ms;
+    unsigned reloads;
+    size_t pending;       /* recordings in flight into c: c must not be swapped */
+} mock_cassette;
+
+typedef struct mock_store {
+    mock_cassette **items;
+    size_t n, cap;
+} mock_store;
+
+/* ---- journal (journal.c) ------------------------------------------------- */
+
+typedef enum mock_outcome {
+    MOCK_REPLAYED = 0,
+    MOCK_RECORDED,     /* forwarded upstream and recorded */
+    MOCK_UNMATCHED,    /* miss: BadRequest */
+    MOCK_FAILED,       /* could not be served (e.g. upstream down, no memory) */
+    MOCK_HYPERBAHN,    /* an advertise call we answered */
+} mock_outcome;
+
+typedef struct mock_journal_entry {
+    uint64_t seq;
+    uint64_t time_ms; /* wall clock */
+    char *service, *endpoint, *peer; /* truncated copies */
+    int scheme;
+    mock_outcome outcome;
+    char *cassette; /* path, or NULL */
+    long index;     /* interaction index, -1 when none */
+    char *message;  /* miss or failure message, or NULL */
+    json_t *near_miss;
+} mock_journal_entry;
+
+typedef struct mock_journal {
+    mock_journal_entry *ring;
+    size_t cap, start, n;
+    uint64_t next_seq;
+} mock_journal;
+
+int mock_journal_init(mock_journal *j, size_t cap);
+void mock_journal_free(mock_journal *j);
+void mock_journal_clear(mock_journal *j);
+/* Takes ownership of near_miss (may be NULL). Strings are copied. */
+void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
+                      int scheme, mock_outcome outcome, const char *cassette, long index,
+                      const char *message, json_t *near_miss);
+json_t *mock_journal_to_json(const mock_journal *j, size_t limit);
+const char *mock_outcome_name(mock_outcome o);
+
+/* ---- the server context ---------------------------------------------------- */
+
+typedef struct mock_delayed mock_delayed;
+typedef struct mock_recording mock_recording;
+typedef struct tch_hyperbahn tch_hyperbahn;
+
+typedef struct mock {
+    struct event_base *base;
+    mock_config *cfg;
+    tch_channel *ch;       /* serves the cassettes */
+    tch_channel *upstream; /* client channel for record-through, or NULL */
+    mock_store store;
+    tch_cassette_mode mode;
+    mock_journal journal;
+    struct evhttp *http;
+    char admin_host_port[64];
+    struct event *watch_timer;
+    struct event *sig_int, *sig_term, *grace_timer;
+    mock_delayed *delayed;     /* answers waiting for their `delay` */
+    mock_recording *recordings; /* calls forwarded upstream, not answered yet */
+    size_t n_recordings;
+    int shutting_down;
+    json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
+    tch_hyperbahn *hb;
+    char *hb_status; /* result of our own first advertise */
+    uint64_t started_ms;
+    uint64_t calls, misses;
+} mock;
+
+/* ---- log.c --------------------------------------------------------------- */
+void mock_log(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+uint64_t mock_now_ms(void); /* wall clock, for humans */
+const char *mock_scheme_name(int scheme);
+
+/* ---- store.c --------------------------------------------------------------- */
+void mock_store_free(mock_store *s);
+/* Opens path with the mock's options; appends it. Errors name file:line:column. */
+int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *err);
+mock_cassette *mock_store_find(mock_store *s, const char *path);
+/* Unloads (saving anything recorded first). TCH_ESTATE while recordings are in flight. */
+int mock_store_remove(mock *m, const char *path, tch_error *err);
+/* Re-reads one cassette from disk; on failure keeps serving the old version and
+ * sets load_error. TCH_ESTATE (deferred) while recordings are in flight. */
+int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err);
+/* Re-opens every cassette under mode (play counts restart). */
+int mock_store_set_mode(mock *m, tch_cassette_mode mode, tch_error *err);
+/* Saves mc and remembers the file's new mtime/size (so the watcher does not
+ * reload our own write). */
+int mock_store_save(mock *m, mock_cassette *mc, tch_error *err);
+int mock_store_save_all(mock *m);
+mock_cassette *mock_store_target(mock_store *s);
+/* Expands a path: a directory gives its *.yaml / *.yml files (sorted). */
+int mock_expand_path(const char *path, mock_strv *out, tch_error *err);
+void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size);
+json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc);
+
+/* ---- serve.c -------------------------------------------------------------- */
+void mock_serve_handler(tch_inbound *in, void *ud);
+/* Answers every delayed call now (shutdown). */
+void mock_serve_flush_delayed(mock *m);
+int mock_scheme_of(const tch_inbound *in);
+
+/* ---- record.c ------------------------------------------------------------- */
+int mock_record_init(mock *m, tch_error *err);
+/* Forwards the call upstream and records the answer into the target. The
+ * inbound is answered later. */
+void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
+                      const tch_cassette_call *call);
+/* Aborts in-flight recordings (their clients get an error frame). */
+void mock_record_shutdown(mock *m);
+
+/* ---- watch.c ---------------------------------------------------------------- */
+int mock_watch_start(mock *m);
+/* Reloads every cassette whose file changed (force: all of them). Returns how
+ * many reloaded. */
+size_t mock_watch_check(mock *m, int force);
+
+/* ---- admin.c ---------------------------------------------------------------- */
+int mock_admin_start(mock *m, tch_error *err);
+void mock_admin_free(mock *m);
+
+/* ---- hyperbahn.c ------------------------------------------------------------ */
+int mock_hyperbahn_init(mock *m, tch_error *err);
+void mock_hyperbahn_free(mock *m);
+
+/* ---- main.c: orderly exit ---------------------------------------------------- */
+void mock_begin_shutdown(mock *m);
+
+#endif

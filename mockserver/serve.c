@@ -1,0 +1,241 @@
+/* Serving: the channel's fallback handler takes every inbound call, turns it
+ * into a tch_cassette_call and asks the cassettes in order. The first replay
+ * wins; otherwise the record target may record it (record.c); otherwise the
+ * caller gets BadRequest with the nearest interaction's near-miss message. */
+#include "mock.h"
+
+#include <event2/event.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The protocol allows 255 transport headers (nh:1). */
+#define MOCK_MAX_HEADERS 256
+
+int mock_scheme_of(const tch_inbound *in) {
+    tch_slice as;
+    if (!tch_inbound_header(in, "as", &as))
+        return TCH_CASSETTE_RAW;
+    if (tch_slice_eq_cstr(as, "json"))
+        return TCH_CASSETTE_JSON;
+    if (tch_slice_eq_cstr(as, "thrift"))
+        return TCH_CASSETTE_THRIFT;
+    return TCH_CASSETTE_RAW; /* raw, and anything the cassette format cannot name */
+}
+
+static void call_of(const tch_inbound *in, tch_cassette_kv_view *kv, tch_cassette_call *call) {
+    size_t n = tch_inbound_header_count(in);
+    if (n > MOCK_MAX_HEADERS)
+        n = MOCK_MAX_HEADERS;
+    for (size_t i = 0; i < n; i++) {
+        tch_header h = tch_inbound_header_at(in, i);
+        kv[i] = (tch_cassette_kv_view){h.key, h.value};
+    }
+    memset(call, 0, sizeof *call);
+    call->service = tch_inbound_service(in);
+    call->endpoint = tch_inbound_endpoint(in);
+    call->headers = tch_inbound_arg2(in);
+    call->body = tch_inbound_arg3(in);
+    call->scheme = (tch_cassette_scheme)mock_scheme_of(in);
+    call->host_port = tch_slice_cstr(tch_inbound_peer(in));
+    call->transport_headers = kv;
+    call->n_transport_headers = n;
+}
+
+/* ---- answering -------------------------------------------------------------- */
+
+/* An answer copied out of the cassette: a reload may free the interaction
+ * while the answer waits for its delay. */
+struct mock_delayed {
+    mock *m;
+    tch_inbound *in;
+    struct event *timer;
+    int is_error;
+    uint8_t code;
+    char *message;
+    tch_buf arg2, arg3;
+    mock_delayed *prev, *next;
+};
+
+/* What an interaction answers: its fault if it has one, else its recorded
+ * error frame, else its response. Slices borrow from the interaction. */
+typedef struct answer {
+    int is_error;
+    uint8_t code;
+    const char *message;
+    tch_slice arg2, arg3;
+} answer;
+
+static answer answer_of(const tch_cassette_interaction *it) {
+    answer a = {0};
+    if (it->has_fault) {
+        a.is_error = 1;
+        a.code = it->fault_code;
+        a.message = it->fault_message ? it->fault_message : "fault injected by tchannel-mock";
+    } else if (it->is_error) {
+        a.is_error = 1;
+        a.code = it->error.code;
+        a.message = it->error.message ? it->error.message : "";
+    } else {
+        a.code = (uint8_t)it->response.code;
+        a.arg2 = tch_buf_slice(&it->response.headers);
+        a.arg3 = tch_buf_slice(&it->response.body);
+    }
+    return a;
+}
+
+static void respond(tch_inbound *in, const answer *a) {
+    if (a->is_error)
+        tch_inbound_respond_error(in, a->code, a->message);
+    else
+        tch_inbound_respond(in, a->code, a->arg2, a->arg3);
+}
+
+static void delayed_free(mock_delayed *d) {
+    mock *m = d->m;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        m->delayed = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    if (d->timer)
+        event_free(d->timer);
+    free(d->message);
+    tch_buf_free(&d->arg2);
+    tch_buf_free(&d->arg3);
+    free(d);
+}
+
+static void delayed_fire(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    mock_delayed *d = arg;
+    answer a = {d->is_error, d->code, d->message ? d->message : "",
+                tch_buf_slice(&d->arg2), tch_buf_slice(&d->arg3)};
+    respond(d->in, &a);
+    delayed_free(d);
+}
+
+void mock_serve_flush_delayed(mock *m) {
+    while (m->delayed)
+        delayed_fire(-1, 0, m->delayed);
+}
+
+/* Returns 0, or an error (nothing scheduled) so the caller can answer now. */
+static int answer_later(mock *m, tch_inbound *in, const answer *a, uint32_t delay_ms) {
+    mock_delayed *d = calloc(1, sizeof *d);
+    if (!d)
+        return TCH_ENOMEM;
+    d->m = m, d->in = in, d->is_error = a->is_error, d->code = a->code;
+    d->next = m->delayed;
+    if (m->delayed)
+        m->delayed->prev = d;
+    m->delayed = d;
+    struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
+    if ((a->message && !(d->message = strdup(a->message))) ||
+        tch_buf_append_slice(&d->arg2, a->arg2) || tch_buf_append_slice(&d->arg3, a->arg3) ||
+        !(d->timer = evtimer_new(m->base, delayed_fire, d)) || evtimer_add(d->timer, &tv)) {
+        delayed_free(d);
+        return TCH_ENOMEM;
+    }
+    return 0;
+}
+
+static void replay(mock *m, tch_inbound *in, const tch_cassette_interaction *it) {
+    answer a = answer_of(it);
+    if (it->has_delay && it->delay_ms > 0 && answer_later(m, in, &a, it->delay_ms) == 0)
+        return;
+    respond(in, &a);
+}
+
+/* ---- the miss ---------------------------------------------------------------- */
+
+/* The best explanation over all cassettes: the near miss with the most
+ * matching fields (ties: the earlier cassette). */
+typedef struct miss {
+    int have;
+    const tch_cassette_near_miss *nm_best;
+    size_t best_matched;
+    int best_found;
+    tch_error err;
+    json_t *near_miss;
+} miss;
+
+static void miss_consider(miss *ms, const tch_cassette_decision *d, const tch_error *err) {
+    const tch_cassette_near_miss *nm = &d->near_miss;
+    int better = !ms->have || (nm->found && !ms->best_found) ||
+                 (nm->found && ms->best_found && nm->matched_fields > ms->best_matched);
+    if (!better)
+        return;
+    ms->have = 1;
+    ms->best_found = nm->found;
+    ms->best_matched = nm->matched_fields;
+    ms->err = *err;
+    json_decref(ms->near_miss);
+    ms->near_miss = nm->found ? tch_cassette_near_miss_to_json(nm) : NULL;
+}
+
+static void answer_miss(mock *m, tch_inbound *in, const tch_cassette_call *call, miss *ms) {
+    const char *msg = ms->have ? ms->err.msg : "tchannel-mock: no cassette loaded";
+    m->misses++;
+    mock_log("miss: %s", msg);
+    mock_journal_add(&m->journal, call->service, call->endpoint, tch_inbound_peer(in),
+                     call->scheme, MOCK_UNMATCHED, NULL, -1, msg, ms->near_miss);
+    ms->near_miss = NULL; /* the journal owns it */
+    tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, msg);
+}
+
+/* ---- the handler --------------------------------------------------------------- */
+
+static void log_request(const mock *m, const tch_cassette_call *call, const char *what,
+                        const char *cassette, long index) {
+    if (!m->cfg->verbose)
+        return;
+    mock_log("%.*s::%.*s (%s) %s %s #%ld", (int)call->service.len,
+             (const char *)call->service.ptr, (int)call->endpoint.len,
+             (const char *)call->endpoint.ptr, mock_scheme_name(call->scheme), what,
+             cassette ? cassette : "-", index);
+}
+
+void mock_serve_handler(tch_inbound *in, void *ud) {
+    mock *m = ud;
+    m->calls++;
+    tch_cassette_kv_view kv[MOCK_MAX_HEADERS];
+    tch_cassette_call call;
+    call_of(in, kv, &call);
+    if (m->shutting_down) {
+        tch_inbound_respond_error(in, TCH_PCODE_DECLINED, "tchannel-mock: shutting down");
+        return;
+    }
+    miss ms = {0};
+    mock_cassette *record_into = NULL;
+    for (size_t i = 0; i < m->store.n; i++) {
+        mock_cassette *mc = m->store.items[i];
+        tch_cassette_decision d;
+        tch_error err = {0};
+        int rc = tch_cassette_lookup(mc->c, &call, &d, &err);
+        if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY) {
+            log_request(m, &call, "replayed from", mc->path, (long)d.index);
+            mock_journal_add(&m->journal, call.service, call.endpoint, tch_inbound_peer(in),
+                             call.scheme, MOCK_REPLAYED, mc->path, (long)d.index, NULL, NULL);
+            replay(m, in, d.interaction);
+            tch_cassette_decision_clear(&d);
+            json_decref(ms.near_miss);
+            return;
+        }
+        if (rc == 0 && d.action == TCH_CASSETTE_ACT_RECORD && mc->record_target && m->upstream)
+            record_into = mc;
+        else if (rc == TCH_ENOTFOUND)
+            miss_consider(&ms, &d, &err);
+        else if (rc != 0)
+            mock_log("lookup in %s failed: %s", mc->path, err.msg);
+        tch_cassette_decision_clear(&d);
+    }
+    if (record_into) {
+        json_decref(ms.near_miss);
+        log_request(m, &call, "forwarded, recording into", record_into->path, -1);
+        mock_record_call(m, in, record_into, &call);
+        return;
+    }
+    answer_miss(m, in, &call, &ms);
+}

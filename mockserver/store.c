@@ -1,0 +1,298 @@
+/* The loaded cassettes, in command-line order (lookups ask them in this
+ * order). Each cassette is a tch_cassette from the cassette library; this
+ * file only decides when to open, swap, save and drop them. A reload builds
+ * a new object and swaps it in only when it parsed, so a broken edit keeps
+ * the last good version serving. */
+#include "mock.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        *exists = 0, *mtime_ns = 0, *size = 0;
+        return;
+    }
+    *exists = 1;
+    *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    *size = st.st_size;
+}
+
+static void remember_file(mock_cassette *mc) {
+    mock_file_stat(mc->path, &mc->file_exists, &mc->mtime_ns, &mc->size);
+}
+
+static void set_load_error(mock_cassette *mc, const char *msg) {
+    free(mc->load_error);
+    mc->load_error = msg ? strdup(msg) : NULL;
+}
+
+static void cassette_free(mock_cassette *mc) {
+    if (!mc)
+        return;
+    tch_cassette_free(mc->c);
+    free(mc->path);
+    free(mc->load_error);
+    free(mc);
+}
+
+void mock_store_free(mock_store *s) {
+    for (size_t i = 0; i < s->n; i++)
+        cassette_free(s->items[i]);
+    free(s->items);
+    memset(s, 0, sizeof *s);
+}
+
+static int open_with_mode(const mock *m, const char *path, tch_cassette_mode mode,
+                          tch_cassette **out, tch_error *err) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = mode;
+    o.no_env_override = 1; /* the command line decides, not the environment */
+    o.allow_playback_repeats = m->cfg->allow_repeats;
+    o.matchers = (const char *const *)m->cfg->matchers.v;
+    o.n_matchers = m->cfg->matchers.n;
+    return tch_cassette_open(path, &o, out, err);
+}
+
+mock_cassette *mock_store_find(mock_store *s, const char *path) {
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->items[i]->path, path) == 0)
+            return s->items[i];
+    return NULL;
+}
+
+mock_cassette *mock_store_target(mock_store *s) {
+    for (size_t i = 0; i < s->n; i++)
+        if (s->items[i]->record_target)
+            return s->items[i];
+    return NULL;
+}
+
+int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *err) {
+    mock_store *s = &m->store;
+    if (mock_store_find(s, path))
+        return tch_error_set(err, TCH_ESTATE, "%s: already loaded", path);
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 8;
+        mock_cassette **items = realloc(s->items, cap * sizeof *items);
+        if (!items)
+            return tch_error_set(err, TCH_ENOMEM, "out of memory");
+        s->items = items, s->cap = cap;
+    }
+    mock_cassette *mc = calloc(1, sizeof *mc);
+    if (!mc || !(mc->path = strdup(path))) {
+        free(mc);
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
+    int rc = open_with_mode(m, path, m->mode, &mc->c, err);
+    if (rc) {
+        cassette_free(mc);
+        return rc;
+    }
+    remember_file(mc);
+    mc->loaded_at_ms = mock_now_ms();
+    s->items[s->n++] = mc;
+    if (out)
+        *out = mc;
+    return 0;
+}
+
+int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
+    (void)m;
+    int rc = tch_cassette_save(mc->c, err);
+    if (rc == 0)
+        remember_file(mc);
+    return rc;
+}
+
+int mock_store_save_all(mock *m) {
+    int failed = 0;
+    for (size_t i = 0; i < m->store.n; i++) {
+        tch_error err;
+        if (mock_store_save(m, m->store.items[i], &err) != 0) {
+            mock_log("save %s failed: %s", m->store.items[i]->path, err.msg);
+            failed = 1;
+        }
+    }
+    return failed ? TCH_EIO : 0;
+}
+
+int mock_store_remove(mock *m, const char *path, tch_error *err) {
+    mock_store *s = &m->store;
+    for (size_t i = 0; i < s->n; i++) {
+        mock_cassette *mc = s->items[i];
+        if (strcmp(mc->path, path) != 0)
+            continue;
+        if (mc->pending)
+            return tch_error_set(err, TCH_ESTATE, "%s: %zu recordings in flight; try again",
+                                 path, mc->pending);
+        int rc = mock_store_save(m, mc, err); /* never lose a recording */
+        if (rc)
+            return rc;
+        memmove(&s->items[i], &s->items[i + 1], (s->n - i - 1) * sizeof *s->items);
+        s->n--;
+        cassette_free(mc);
+        return 0;
+    }
+    return tch_error_set(err, TCH_ENOTFOUND, "%s: not loaded", path);
+}
+
+static void swap_in(mock_cassette *mc, tch_cassette *fresh) {
+    tch_cassette_free(mc->c);
+    mc->c = fresh;
+    remember_file(mc);
+    mc->loaded_at_ms = mock_now_ms();
+    mc->reloads++;
+    set_load_error(mc, NULL);
+}
+
+int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
+    if (mc->pending)
+        return tch_error_set(err, TCH_ESTATE, "%s: reload deferred, %zu recordings in flight",
+                             mc->path, mc->pending);
+    /* Recordings are saved as they finish; one still unsaved means the last
+     * save failed. Re-reading the file would drop it, so keep the old object. */
+    if (tch_cassette_dirty(mc->c) && mock_store_save(m, mc, err) != 0)
+        return tch_error_wrap(err, "%s: reload refused, unsaved recordings", mc->path);
+    tch_cassette *fresh = NULL;
+    int rc = tch_cassette_reload(mc->c, &fresh, err);
+    if (rc) {
+        /* keep serving the last good version; remember this file state so the
+         * watcher reports the error once, not every tick */
+        set_load_error(mc, err->msg);
+        remember_file(mc);
+        return rc;
+    }
+    swap_in(mc, fresh);
+    return 0;
+}
+
+int mock_store_set_mode(mock *m, tch_cassette_mode mode, tch_error *err) {
+    mock_store *s = &m->store;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->items[i]->pending)
+            return tch_error_set(err, TCH_ESTATE, "%s: %zu recordings in flight; try again",
+                                 s->items[i]->path, s->items[i]->pending);
+    /* open everything first, so a failure changes nothing */
+    tch_cassette **fresh = calloc(s->n ? s->n : 1, sizeof *fresh);
+    if (!fresh)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < s->n && !rc; i++) {
+        rc = mock_store_save(m, s->items[i], err);
+        if (!rc)
+            rc = open_with_mode(m, s->items[i]->path, mode, &fresh[i], err);
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (rc) {
+            tch_cassette_free(fresh[i]);
+            continue;
+        }
+        tch_cassette_free(s->items[i]->c);
+        s->items[i]->c = fresh[i];
+        remember_file(s->items[i]);
+        s->items[i]->loaded_at_ms = mock_now_ms();
+        set_load_error(s->items[i], NULL);
+    }
+    free(fresh);
+    if (!rc)
+        m->mode = mode;
+    return rc;
+}
+
+static int has_yaml_suffix(const char *name) {
+    size_t n = strlen(name);
+    if (name[0] == '.') /* hidden files, and our own atomic-save temp files */
+        return 0;
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int mock_expand_path(const char *path, mock_strv *out, tch_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return mock_strv_push(out, path) ? tch_error_set(err, TCH_ENOMEM, "out of memory") : 0;
+    DIR *d = opendir(path);
+    if (!d)
+        return tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
+    mock_strv found = {0};
+    int rc = 0;
+    size_t plen = strlen(path);
+    int slash = plen > 0 && path[plen - 1] == '/';
+    for (struct dirent *de; !rc && (de = readdir(d));) {
+        if (!has_yaml_suffix(de->d_name))
+            continue;
+        size_t n = plen + strlen(de->d_name) + 2;
+        char *full = malloc(n);
+        if (!full) {
+            rc = TCH_ENOMEM;
+            break;
+        }
+        snprintf(full, n, "%s%s%s", path, slash ? "" : "/", de->d_name);
+        rc = mock_strv_push(&found, full);
+        free(full);
+    }
+    closedir(d);
+    if (!rc && found.n)
+        qsort(found.v, found.n, sizeof *found.v, cmp_str);
+    for (size_t i = 0; !rc && i < found.n; i++)
+        rc = mock_strv_push(out, found.v[i]);
+    mock_strv_free(&found);
+    return rc ? tch_error_set(err, rc, "out of memory") : 0;
+}
+
+static json_t *interaction_to_json(const mock_cassette *mc, size_t i) {
+    const tch_cassette_interaction *it = tch_cassette_get(mc->c, i);
+    json_t *o = json_object();
+    json_object_set_new(o, "index", json_integer((json_int_t)i));
+    if (!it) {
+        json_object_set_new(o, "pending", json_true());
+        return o;
+    }
+    json_object_set_new(o, "line", json_integer((json_int_t)it->line));
+    json_object_set_new(o, "service", json_stringn((const char *)it->request.service.ptr,
+                                                   it->request.service.len));
+    json_object_set_new(o, "endpoint", json_stringn((const char *)it->request.endpoint.ptr,
+                                                    it->request.endpoint.len));
+    json_object_set_new(o, "scheme", json_string(mock_scheme_name(it->request.scheme)));
+    json_object_set_new(o, "plays", json_integer(tch_cassette_play_count_of(mc->c, i)));
+    if (it->is_error)
+        json_object_set_new(o, "error", json_string(tch_cassette_errcode_name(it->error.code)
+                                                        ? tch_cassette_errcode_name(it->error.code)
+                                                        : "unknown"));
+    if (it->has_delay)
+        json_object_set_new(o, "delayMs", json_integer(it->delay_ms));
+    if (it->has_fault)
+        json_object_set_new(o, "fault", json_string(tch_cassette_errcode_name(it->fault_code)
+                                                        ? tch_cassette_errcode_name(it->fault_code)
+                                                        : "unknown"));
+    return o;
+}
+
+json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc) {
+    (void)m;
+    json_t *o = json_object(), *list = json_array();
+    size_t n = tch_cassette_count(mc->c);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, interaction_to_json(mc, i));
+    json_object_set_new(o, "path", json_string(mc->path));
+    json_object_set_new(o, "mode", json_string(tch_cassette_mode_name(tch_cassette_get_mode(mc->c))));
+    json_object_set_new(o, "recordTarget", json_boolean(mc->record_target));
+    json_object_set_new(o, "canRecord", json_boolean(tch_cassette_can_record(mc->c)));
+    json_object_set_new(o, "loadedAtMs", json_integer((json_int_t)mc->loaded_at_ms));
+    json_object_set_new(o, "reloads", json_integer(mc->reloads));
+    json_object_set_new(o, "plays", json_integer((json_int_t)tch_cassette_play_count(mc->c)));
+    json_object_set_new(o, "pendingRecordings", json_integer((json_int_t)mc->pending));
+    json_object_set_new(o, "loadError", mc->load_error ? json_string(mc->load_error) : json_null());
+    json_object_set_new(o, "interactions", list);
+    return o;
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Replay throughput of tchannel-mock vs the C echo server (not a ctest test).
+#
+#   tests/mock/bench_mock.sh [--quick]     (env TCH_BUILD_DIR: build folder, default ./build)
+#
+# Generates a 10,000-interaction cassette (9,999 distinct raw echoes that are never asked
+# for, so the index holds 10,000 entries, and the benchmark's call last, replayed again and
+# again with --allow-repeats: the usual "stub" use of a mock), starts
+# build/tests/interop/interop-server and build/mockserver/tchannel-mock, and runs
+# build/tests/bench/bench_client (closed loop, conc 64, 100 B, crc32) against each in turn.
+# Prints one bench line per server, the ratio mock/echo (target >= 0.5), and the mock's RSS.
+# Exit 0 when both ran with errors=0.
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${TCH_BUILD_DIR:-$root/build}
+duration=5 warmup=1
+case "${1:-}" in
+"") ;;
+--quick) duration=1 warmup=0.3 ;;
+*) echo "usage: tests/mock/bench_mock.sh [--quick]" >&2; exit 2 ;;
+esac
+mock=$build/mockserver/tchannel-mock
+echo_server=$build/tests/interop/interop-server
+client=$build/tests/bench/bench_client
+for f in "$mock" "$echo_server" "$client"; do
+    [ -x "$f" ] || { echo "bench_mock.sh: $f is missing; build first" >&2; exit 2; }
+done
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+size=100
+payload=$(python3 -c "print(''.join(chr(97 + i % 26) for i in range($size)))")
+cassette=$tmp/bench.yaml
+python3 - "$cassette" "$payload" <<'PY'
+import sys
+path, payload = sys.argv[1], sys.argv[2]
+with open(path, "w") as f:
+    f.write("interactions:\n")
+    for i in range(10000):
+        body = payload if i == 9999 else "distinct-%05d" % i
+        f.write("- request:\n    argScheme: 0\n    body: %s\n    endpoint: echo\n"
+                "    headers: ''\n    serviceName: keyvalue-server\n"
+                "  response:\n    body: %s\n    code: 0\n    headers: ''\n" % (body, body))
+    f.write("version: 1\n")
+PY
+
+start_server() {
+    local name=$1 fifo="$tmp/$1.out" line
+    shift
+    mkfifo "$fifo"
+    "$@" >"$fifo" 2>"$tmp/$name.err" &
+    pids+=($!)
+    PID=$!
+    exec {fd}<"$fifo"
+    if ! IFS= read -r -t 20 line <&"$fd" || [ "${line#listening }" = "$line" ]; then
+        echo "bench_mock.sh: $name did not start (got: ${line:-nothing})" >&2
+        cat "$tmp/$name.err" >&2
+        exit 1
+    fi
+    HP=${line#listening }
+}
+
+start_server echo "$echo_server" --idl "$root/cassettes/keyvalue.thrift"; echo_hp=$HP
+start_server mock "$mock" --allow-repeats --no-watch "$cassette"; mock_hp=$HP mock_pid=$PID
+echo "# cassette: 10000 interactions ($(du -k "$cassette" | cut -f1) kB); echo on $echo_hp, mock on $mock_hp"
+
+status=0
+run() {
+    local impl=$1 hp=$2 line
+    line=$("$client" --peer "$hp" --impl "$impl" --conc 64 --size "$size" \
+        --duration "$duration" --warmup "$warmup" --checksum crc32 | grep '^impl=')
+    [ -n "$line" ] || { line="impl=$impl calls/s=0 errors=failed-to-run"; status=1; }
+    case "$line" in *" errors=0") ;; *) status=1 ;; esac
+    echo "$line"
+}
+echo_line=$(run 'ours->echo-server' "$echo_hp"); echo "$echo_line"
+mock_line=$(run 'ours->tchannel-mock' "$mock_hp"); echo "$mock_line"
+rate() { sed -n 's/.*calls\/s=\([0-9.]*\).*/\1/p' <<<"$1"; }
+awk -v m="$(rate "$mock_line")" -v e="$(rate "$echo_line")" 'BEGIN {
+    if (e <= 0 || m <= 0) { print "ratio mock/echo conc=64 size=100 = n/a (target >= 0.5) MISS"; exit }
+    r = m / e
+    printf "ratio mock/echo conc=64 size=100 = %.2f (target >= 0.5) %s\n", r, ((r >= 0.5) ? "PASS" : "MISS")
+}'
+echo "mock RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$mock_pid/status)"
+exit $status

@@ -1,0 +1,690 @@
+/* tchannel-mock as a child process, driven by our C client: replay in all
+ * three schemes, misses, delay and fault, reload, record-through, SIGTERM,
+ * the admin API, Hyperbahn advertise, and the command line. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+#include <tchannel/json.h>
+#include <tchannel/thrift_scheme.h>
+
+#include <sys/stat.h>
+
+#include "mock_proc.h"
+
+#define SRC TCH_SOURCE_DIR
+#define KV_YAML SRC "/cassettes/keyvalue.yaml"
+#define ECHO_YAML SRC "/cassettes/echo-raw.yaml"
+#define KV_IDL SRC "/cassettes/keyvalue.thrift"
+
+typedef struct fx {
+    struct event_base *base;
+    tch_channel *client;
+    char dir[256];
+    mock_proc mp;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    f->client = tch_channel_new(f->base, "keyvalue-client", NULL);
+    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-test-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (f->mp.pid)
+        mp_stop(&f->mp, f->base, SIGKILL, 5000);
+    tch_channel_free(f->client);
+    event_base_free(f->base);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Starts the mock with the given arguments (NULL-terminated) plus an
+ * ephemeral admin port. */
+static void start_mock(fx *f, const char *first, ...) {
+    char *argv[32];
+    int n = 0;
+    argv[n++] = TCH_MOCK_BIN;
+    argv[n++] = "--admin-port";
+    argv[n++] = "0";
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    assert_int_equal(mp_start(&f->mp, argv, 1, 1), 0);
+}
+
+static void write_file(const char *path, const char *text) {
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s.new", path);
+    FILE *fp = fopen(tmp, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(rename(tmp, path), 0); /* as editors do: the watcher sees a whole file */
+}
+
+/* ---- calls ---------------------------------------------------------------------- */
+
+typedef struct result {
+    int done, status;
+    uint8_t code, error_code;
+    char message[1024];
+    char arg2[256], arg3[256];
+    long elapsed_ms;
+    long started;
+} result;
+
+static void on_raw(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done = 1;
+    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
+    r->elapsed_ms = mp_now_ms() - r->started;
+    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
+    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
+}
+
+static result raw_call(fx *f, const char *service, const char *endpoint, tch_slice arg2,
+                       tch_slice arg3) {
+    result r = {0};
+    r.started = mp_now_ms();
+    tch_call_opts o = {.service = service, .endpoint = tch_slice_cstr(endpoint), .arg2 = arg2,
+                       .arg3 = arg3, .host_port = f->mp.hp, .timeout_ms = 3000,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    return r;
+}
+
+static result echo(fx *f, const char *service, const char *body) {
+    return raw_call(f, service, "echo", TCH_SLICE_NULL, tch_slice_cstr(body));
+}
+
+static json_t *admin_get(fx *f, const char *uri) {
+    json_t *j = NULL;
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, uri, NULL, &j), 200);
+    assert_non_null(j);
+    return j;
+}
+
+/* Polls GET /cassettes (bounded) until cassettes[0] has `key` satisfying want. */
+static int wait_cassette(fx *f, const char *key, int want_nonnull, json_int_t want_int) {
+    long deadline = mp_now_ms() + 5000;
+    while (mp_now_ms() < deadline) {
+        json_t *j = admin_get(f, "/cassettes");
+        json_t *v = json_object_get(json_array_get(json_object_get(j, "cassettes"), 0), key);
+        int ok = want_nonnull ? (v && !json_is_null(v)) : json_integer_value(v) == want_int;
+        json_decref(j);
+        if (ok)
+            return 1;
+        int never = 0;
+        tch_test_run_until(f->base, &never, 50); /* bounded pause between polls */
+    }
+    return 0;
+}
+
+/* ---- replay -------------------------------------------------------------------- */
+
+static void replays_raw_interactions(void **state) {
+    fx *f = *state;
+    start_mock(f, KV_YAML, ECHO_YAML, NULL);
+    result r = echo(f, "keyvalue-server", "hello");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "hello");
+    r = echo(f, "keyvalue-server", "line one\nline two\n");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "line one\nline two\n");
+    const uint8_t bin[] = {0x00, 0x01, 0x02, 0xff, 0xfe, 0x78};
+    r = raw_call(f, "keyvalue-server", "echo", tch_slice_cstr("trace=1"), tch_slice_of(bin, 6));
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg2, "trace=1");
+    /* the recorded error frame */
+    r = echo(f, "keyvalue-server", "slow");
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_TIMEOUT);
+    assert_non_null(strstr(r.message, "timeout after 100ms"));
+    /* "hello" is in both cassettes: once each, then a miss */
+    r = echo(f, "keyvalue-server", "hello");
+    assert_int_equal(r.status, 0);
+    r = echo(f, "keyvalue-server", "hello");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "already"));
+}
+
+typedef struct jresult {
+    int done, status;
+    char body[512];
+} jresult;
+
+static void on_json(const tch_json_response *res, void *ud) {
+    jresult *r = ud;
+    r->done = 1;
+    r->status = res->status;
+    char *t = res->body ? json_dumps(res->body, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+    snprintf(r->body, sizeof r->body, "%s", t ? t : "");
+    free(t);
+}
+
+static void replays_json_interactions(void **state) {
+    fx *f = *state;
+    start_mock(f, KV_YAML, NULL);
+    json_t *body = json_pack("{s:s, s:s}", "value", "bar", "key", "foo"); /* key order differs */
+    json_t *headers = json_object();
+    tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("json_echo"),
+                       .host_port = f->mp.hp, .timeout_ms = 3000};
+    jresult r = {0};
+    tch_error err;
+    assert_int_equal(tch_json_call(f->client, &o, headers, body, on_json, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.body, "{\"key\":\"foo\",\"value\":\"bar\"}");
+    json_decref(body);
+    json_decref(headers);
+}
+
+typedef struct tres {
+    int done, status;
+    uint8_t code;
+    tch_thrift_outcome_kind kind;
+    char text[128];
+} tres;
+
+static void on_thrift(const tch_thrift_response *res, void *ud) {
+    tres *r = ud;
+    r->done = 1;
+    r->status = res->status;
+    r->code = res->code;
+    if (res->status)
+        return;
+    r->kind = res->outcome.kind;
+    const tch_thrift_value *v = res->outcome.kind == TCH_THRIFT_OUTCOME_SUCCESS
+                                    ? res->outcome.value
+                                    : tch_thrift_value_struct_get(res->outcome.value, 1);
+    tch_slice s = v ? tch_thrift_value_bytes(v) : TCH_SLICE_NULL;
+    snprintf(r->text, sizeof r->text, "%.*s", (int)s.len, (const char *)s.ptr);
+}
+
+static tres get_value(fx *f, const tch_thrift_service *svc, const char *key) {
+    tch_thrift_value *args = tch_thrift_value_new_struct();
+    tch_thrift_value_struct_set_take(args, 1, tch_thrift_value_new_string(tch_slice_cstr(key)));
+    tch_call_opts o = {.service = "keyvalue-server", .host_port = f->mp.hp, .timeout_ms = 3000};
+    tres r = {0};
+    tch_error err;
+    assert_int_equal(tch_thrift_call(f->client, &o, svc, "getValue", args, NULL, 0, on_thrift,
+                                     &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    tch_thrift_value_free(args);
+    return r;
+}
+
+static void replays_thrift_interactions(void **state) {
+    fx *f = *state;
+    start_mock(f, KV_YAML, NULL);
+    tch_thrift_idl *idl;
+    tch_error err;
+    assert_int_equal(tch_thrift_load(KV_IDL, &idl, &err), 0);
+    const tch_thrift_service *svc = tch_thrift_idl_find_service(idl, "KeyValue");
+    tres r = get_value(f, svc, "foo");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.kind, TCH_THRIFT_OUTCOME_SUCCESS);
+    assert_string_equal(r.text, "bar");
+    r = get_value(f, svc, "missing");
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.code, 1);
+    assert_int_equal(r.kind, TCH_THRIFT_OUTCOME_EXCEPTION);
+    assert_string_equal(r.text, "missing");
+    tch_thrift_idl_free(idl);
+}
+
+/* ---- misses ----------------------------------------------------------------------- */
+
+static void miss_names_nearest_and_differing_fields(void **state) {
+    fx *f = *state;
+    start_mock(f, ECHO_YAML, NULL);
+    result r = raw_call(f, "keyvalue-server", "echo2", TCH_SLICE_NULL, tch_slice_cstr("hello!"));
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "nearest #0"));
+    assert_non_null(strstr(r.message, "endpoint: recorded \"echo\" vs requested \"echo2\""));
+    assert_non_null(strstr(r.message, "body"));
+    /* the journal has it with the near miss as data */
+    json_t *j = admin_get(f, "/journal");
+    json_t *e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "unmatched");
+    assert_false(json_is_true(json_object_get(e, "matched")));
+    json_t *nm = json_object_get(e, "nearMiss");
+    assert_int_equal(json_integer_value(json_object_get(nm, "index")), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(nm, "diffs"), 0), "field")),
+                        "endpoint");
+    json_decref(j);
+    /* and one log line */
+    int fired = 0;
+    char log[8192] = "";
+    for (long end = mp_now_ms() + 3000; !strstr(log, "miss:") && mp_now_ms() < end;) {
+        tch_test_run_until(f->base, &fired, 20);
+        mp_stderr(&f->mp, log, sizeof log);
+    }
+    assert_non_null(strstr(log, "tchannel-mock: miss: cassette"));
+}
+
+/* ---- delay and fault ---------------------------------------------------------------- */
+
+static const char EXT_YAML[] =
+    "interactions:\n"
+    "- request: {serviceName: svc, endpoint: slow, body: x}\n"
+    "  response: {body: y}\n"
+    "  delay: 300\n"
+    "- request: {serviceName: svc, endpoint: flaky, body: x}\n"
+    "  response: {body: y}\n"
+    "  fault: busy\n"
+    "- request: {serviceName: svc, endpoint: gone, body: x}\n"
+    "  response: {body: y}\n"
+    "  fault: {code: declined, message: go away}\n"
+    "  delay: 100\n"
+    "version: 1\n";
+
+static void delay_and_fault_injection(void **state) {
+    fx *f = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/ext.yaml", f->dir);
+    write_file(path, EXT_YAML);
+    start_mock(f, path, NULL);
+    /* start the slow one and a fast miss together: the delay must not block others */
+    result slow = {0}, fast = {0};
+    slow.started = fast.started = mp_now_ms();
+    tch_call_opts o = {.service = "svc", .endpoint = tch_slice_cstr("slow"),
+                       .arg3 = tch_slice_cstr("x"), .host_port = f->mp.hp, .timeout_ms = 3000};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &slow, &err), 0);
+    o.endpoint = tch_slice_cstr("nothing");
+    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &fast, &err), 0);
+    assert_true(tch_test_run_until(f->base, &slow.done, 5000));
+    assert_true(fast.done);
+    assert_int_equal(slow.status, 0);
+    assert_string_equal(slow.arg3, "y");
+    assert_true(slow.elapsed_ms >= 290);
+    assert_true(fast.elapsed_ms < slow.elapsed_ms);
+
+    result r = raw_call(f, "svc", "flaky", TCH_SLICE_NULL, tch_slice_cstr("x"));
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    r = raw_call(f, "svc", "gone", TCH_SLICE_NULL, tch_slice_cstr("x"));
+    assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
+    assert_string_equal(r.message, "go away");
+    assert_true(r.elapsed_ms >= 95);
+}
+
+/* ---- reload -------------------------------------------------------------------------- */
+
+static const char V1[] = "interactions:\n"
+                         "- request: {serviceName: svc, endpoint: echo, body: a}\n"
+                         "  response: {body: one}\n"
+                         "version: 1\n";
+static const char V2[] = "interactions:\n"
+                         "- request: {serviceName: svc, endpoint: echo, body: a}\n"
+                         "  response: {body: second}\n"
+                         "version: 1\n";
+static const char BROKEN[] = "interactions:\n"
+                             "- request: {serviceName: svc, endpoint: echo, body: a\n"
+                             "  response: [\n";
+
+static void reload_on_change_and_broken_edit_keeps_serving(void **state) {
+    fx *f = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/live.yaml", f->dir);
+    write_file(path, V1);
+    start_mock(f, "--allow-repeats", "--watch-interval", "50", path, NULL);
+    assert_string_equal(echo(f, "svc", "a").arg3, "one");
+    write_file(path, V2);
+    assert_true(wait_cassette(f, "reloads", 0, 1));
+    assert_string_equal(echo(f, "svc", "a").arg3, "second");
+    write_file(path, BROKEN);
+    assert_true(wait_cassette(f, "loadError", 1, 0));
+    json_t *j = admin_get(f, "/cassettes");
+    const char *msg = json_string_value(json_object_get(
+        json_array_get(json_object_get(j, "cassettes"), 0), "loadError"));
+    assert_non_null(strstr(msg, "live.yaml:"));
+    json_decref(j);
+    assert_string_equal(echo(f, "svc", "a").arg3, "second"); /* the last good version */
+    /* fixing the file clears the error */
+    write_file(path, V1);
+    assert_true(wait_cassette(f, "reloads", 0, 2));
+    assert_string_equal(echo(f, "svc", "a").arg3, "one");
+    char log[16384] = "";
+    mp_stderr(&f->mp, log, sizeof log);
+    assert_non_null(strstr(log, "still serving the last good version"));
+}
+
+/* ---- record-through ----------------------------------------------------------------------- */
+
+static void record_through_then_replay_without_upstream(void **state) {
+    fx *f = *state;
+    mock_proc up;
+    char *uargv[] = {TCH_INTEROP_SERVER, "--idl", KV_IDL, NULL};
+    assert_int_equal(mp_start(&up, uargv, 0, 0), 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/sub/rec.yaml", f->dir);
+    start_mock(f, "--mode", "new_episodes", "--upstream", up.hp, "--record-to", path, ECHO_YAML,
+               NULL);
+    /* replayed from echo-raw.yaml, not forwarded */
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello");
+    /* recorded through */
+    result r = echo(f, "keyvalue-server", "fresh body");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "fresh body");
+    r = raw_call(f, "keyvalue-server", "busy", TCH_SLICE_NULL, tch_slice_cstr("b"));
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_int_equal(mp_stop(&up, NULL, SIGTERM, 5000), 0);
+    /* already on disk, before any shutdown */
+    tch_cassette *c;
+    tch_error err;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 2);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_int_equal(it->request.body.len, 10);
+    assert_memory_equal(it->request.host_port.ptr, up.hp, strlen(up.hp));
+    assert_true(tch_cassette_get(c, 1)->is_error);
+    tch_cassette_free(c);
+    /* upstream gone: replayed */
+    r = echo(f, "keyvalue-server", "fresh body");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "fresh body");
+    r = raw_call(f, "keyvalue-server", "busy", TCH_SLICE_NULL, tch_slice_cstr("b"));
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    json_t *j = admin_get(f, "/journal");
+    json_t *entries = json_object_get(j, "entries");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 1), "outcome")),
+                        "recorded");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(entries, 3), "outcome")),
+                        "replayed");
+    json_decref(j);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+/* An in-process upstream: echoes, except `hold` calls, kept until the test answers. */
+typedef struct upstream {
+    tch_inbound *held[8];
+    int nheld;
+} upstream;
+
+static void up_echo(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_inbound_arg3(in));
+}
+
+static void up_hold(tch_inbound *in, void *ud) {
+    upstream *u = ud;
+    u->held[u->nheld++] = in;
+}
+
+static void on_answer_held(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    upstream *u = arg;
+    for (int i = 0; i < u->nheld; i++)
+        tch_inbound_respond(u->held[i], 0, tch_slice_cstr(""), tch_slice_cstr("late"));
+    u->nheld = 0;
+}
+
+static void sigterm_saves_every_recording(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "echo", up_echo, &u);
+    tch_channel_register(srv, NULL, "hold", up_hold, &u);
+    char path[300];
+    snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
+    start_mock(f, "--mode", "once", "--upstream", tch_channel_host_port(srv), path, NULL);
+    enum { N = 40 };
+    static result rs[N];
+    memset(rs, 0, sizeof rs);
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "call-%d", i);
+        tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("echo"),
+                           .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp,
+                           .timeout_ms = 5000};
+        assert_int_equal(tch_channel_call(f->client, &o, on_raw, &rs[i], &err), 0);
+    }
+    for (long end = mp_now_ms() + 5000; done < N && mp_now_ms() < end;) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += rs[i].done;
+    }
+    assert_int_equal(done, N);
+    /* one call in flight upstream when SIGTERM arrives: answered 200 ms later */
+    result held = {0};
+    tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("hold"),
+                       .arg3 = tch_slice_cstr("h"), .host_port = f->mp.hp, .timeout_ms = 5000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &held, &err), 0);
+    assert_true(tch_test_run_until_count(f->base, &u.nheld, 1, 5000));
+    struct event *t = evtimer_new(f->base, on_answer_held, &u);
+    struct timeval tv = {0, 200000};
+    evtimer_add(t, &tv);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    event_free(t);
+    assert_true(tch_test_run_until(f->base, &held.done, 3000));
+    assert_int_equal(held.status, 0);
+    assert_string_equal(held.arg3, "late");
+    tch_cassette *c;
+    int orc = tch_cassette_open(path, NULL, &c, &err);
+    if (orc)
+        fprintf(stderr, "open: %s\n", err.msg);
+    assert_int_equal(orc, 0);
+    assert_int_equal(tch_cassette_count(c), N + 1);
+    const tch_cassette_interaction *last = tch_cassette_get(c, N);
+    assert_int_equal(last->response.body.len, 4);
+    tch_cassette_free(c);
+    tch_channel_free(srv);
+}
+
+/* ---- admin API ------------------------------------------------------------------------ */
+
+static void admin_api_endpoints(void **state) {
+    fx *f = *state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/live.yaml", f->dir);
+    write_file(path, V1);
+    start_mock(f, "--no-watch", ECHO_YAML, NULL);
+    json_t *j = admin_get(f, "/health");
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
+    assert_string_equal(json_string_value(json_object_get(j, "listening")), f->mp.hp);
+    json_decref(j);
+
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello");
+    j = admin_get(f, "/cassettes");
+    json_t *c0 = json_array_get(json_object_get(j, "cassettes"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "mode")), "none");
+    json_t *i0 = json_array_get(json_object_get(c0, "interactions"), 0);
+    assert_int_equal(json_integer_value(json_object_get(i0, "plays")), 1);
+    assert_string_equal(json_string_value(json_object_get(i0, "endpoint")), "echo");
+    assert_string_equal(json_string_value(json_object_get(i0, "scheme")), "raw");
+    assert_int_equal(json_array_size(json_object_get(c0, "interactions")), 4);
+    json_decref(j);
+
+    /* reset: play counts and journal */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reset", "", NULL), 200);
+    j = admin_get(f, "/journal");
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+    json_decref(j);
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello"); /* replayable again */
+
+    /* load, then serve from it */
+    char body[400];
+    snprintf(body, sizeof body, "{\"path\": \"%s\"}", path);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, NULL), 201);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded"));
+    json_decref(j);
+    assert_string_equal(echo(f, "svc", "a").arg3, "one");
+    /* POST /reload picks up an edit even with --no-watch */
+    write_file(path, V2);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reload", "", NULL), 200);
+    assert_string_equal(echo(f, "svc", "a").arg3, "second");
+    /* unload */
+    char uri[400];
+    snprintf(uri, sizeof uri, "/cassettes?path=%s", path);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, uri, NULL, NULL), 200);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, uri, NULL, NULL), 404);
+    assert_int_equal(echo(f, "svc", "a").error_code, TCH_PCODE_BAD_REQUEST);
+    /* errors */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", "{not json", NULL),
+                     400);
+    snprintf(body, sizeof body, "{\"path\": \"%s/fixtures/cassettes/corrupt.yaml\"}",
+             SRC "/tests");
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 400);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "corrupt.yaml:5:"));
+    json_decref(j);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
+                              "{\"mode\": \"new_episodes\"}", &j), 400);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "upstream"));
+    json_decref(j);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"bogus\"}",
+                              NULL), 400);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"none\"}",
+                              NULL), 200);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/nope", NULL, NULL), 404);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/health", "", NULL), 405);
+}
+
+static void put_mode_switches_to_recording(void **state) {
+    fx *f = *state;
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "echo", up_echo, NULL);
+    char path[300];
+    snprintf(path, sizeof path, "%s/live.yaml", f->dir);
+    write_file(path, V1);
+    start_mock(f, "--upstream", tch_channel_host_port(srv), path, NULL);
+    assert_int_equal(echo(f, "keyvalue-server", "new").error_code, TCH_PCODE_BAD_REQUEST);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
+                              "{\"mode\": \"new_episodes\"}", NULL), 200);
+    result r = echo(f, "keyvalue-server", "new");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "new");
+    tch_cassette *c;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 2);
+    tch_cassette_free(c);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    tch_channel_free(srv);
+}
+
+/* ---- Hyperbahn ------------------------------------------------------------------------- */
+
+static void answers_hyperbahn_advertise(void **state) {
+    fx *f = *state;
+    start_mock(f, ECHO_YAML, NULL);
+    json_t *body = json_pack("{s:[{s:s, s:i}]}", "services", "serviceName", "my-svc", "cost", 0);
+    tch_header cn = {tch_slice_cstr("cn"), tch_slice_cstr("my-svc")};
+    tch_call_opts o = {.service = "hyperbahn", .endpoint = tch_slice_cstr("ad"),
+                       .host_port = f->mp.hp, .timeout_ms = 3000, .headers = &cn, .nheaders = 1};
+    jresult r = {0};
+    tch_error err;
+    assert_int_equal(tch_json_call(f->client, &o, NULL, body, on_json, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.body, "{\"connectionCount\":1}");
+    json_decref(body);
+    json_t *j = admin_get(f, "/hyperbahn");
+    assert_non_null(json_object_get(json_object_get(j, "advertised"), "my-svc"));
+    json_decref(j);
+}
+
+/* ---- command line ------------------------------------------------------------------------ */
+
+static int run_status(char *const argv[], char *err, size_t n) {
+    mock_proc mp;
+    memset(&mp, 0, sizeof mp);
+    int out[2], e[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(e), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], 1), dup2(e[1], 2);
+        close(out[0]), close(e[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(out[1]), close(e[1]);
+    size_t len = 0;
+    for (ssize_t r; len + 1 < n && (r = read(e[0], err + len, n - len - 1)) > 0;)
+        len += (size_t)r;
+    err[len] = 0;
+    close(out[0]), close(e[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void bad_command_line_and_corrupt_cassette(void **state) {
+    (void)state;
+    char err[4096];
+    char *a1[] = {TCH_MOCK_BIN, "--bogus", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a1, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--bogus"));
+    assert_non_null(strstr(err, "usage:"));
+    char *a2[] = {TCH_MOCK_BIN, "--port", "x70000", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a2, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--port"));
+    char *a3[] = {TCH_MOCK_BIN, "--mode", "new_episodes", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a3, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--upstream"));
+    char *a4[] = {TCH_MOCK_BIN, SRC "/tests/fixtures/cassettes/corrupt.yaml", NULL};
+    assert_int_equal(run_status(a4, err, sizeof err), 1);
+    assert_non_null(strstr(err, "corrupt.yaml:5:4:"));
+    char *a5[] = {TCH_MOCK_BIN, SRC "/tests/fixtures/cassettes/unknown_key.yaml", NULL};
+    assert_int_equal(run_status(a5, err, sizeof err), 1);
+    assert_non_null(strstr(err, "unknown_key.yaml:"));
+}
+
+static void serves_a_directory_with_python_cassettes(void **state) {
+    fx *f = *state;
+    start_mock(f, SRC "/tests/fixtures/cassettes/py3.yaml", SRC "/cassettes", NULL);
+    json_t *j = admin_get(f, "/cassettes");
+    assert_true(json_array_size(json_object_get(j, "cassettes")) >= 3);
+    json_decref(j);
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(replays_raw_interactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(replays_json_interactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(replays_thrift_interactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(miss_names_nearest_and_differing_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(delay_and_fault_injection, setup, teardown),
+        cmocka_unit_test_setup_teardown(reload_on_change_and_broken_edit_keeps_serving, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(record_through_then_replay_without_upstream, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_command_line_and_corrupt_cassette, setup, teardown),
+        cmocka_unit_test_setup_teardown(serves_a_directory_with_python_cassettes, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
