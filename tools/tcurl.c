@@ -640,7 +640,7 @@ int main(int argc, char **argv) {
     rc = encode(&c, &r);
     tch_sync_client *client = NULL;
     if (!rc) {
-        tch_channel_options copts = {.checksum_type = 0x01}; /* crc32, the channel's default */
+        tch_channel_options copts = {0}; /* defaults */
         client = tch_sync_client_new(c.caller, &copts);
         rc = client ? add_peers(tch_sync_client_channel(client), &c)
                     : fail(EXIT_INTERNAL, "cannot create a channel named %s", c.caller);

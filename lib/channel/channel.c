@@ -12,7 +12,7 @@ static int start_idle_sweep(tch_channel *ch);
 
 static const tch_channel_options default_opts = {
     .process_name = NULL,
-    .checksum_type = 0x01,
+    .checksum_type = TCH_CHECKSUM_CRC32C,
     .default_timeout_ms = 5000,
     .max_arg_size = 64u << 20,
     .max_pending_calls = 65536,
@@ -62,6 +62,9 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
                              const tch_channel_options *opts) {
     if (!base || !name || !*name || strlen(name) > 255)
         return NULL;
+    if (opts && opts->checksum_type > TCH_CHECKSUM_CRC32C &&
+        opts->checksum_type != TCH_CHECKSUM_NONE)
+        return NULL;
     tch_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
         return NULL;
@@ -73,7 +76,10 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
     }
     ch->opts = default_opts;
     if (opts) {
-        ch->opts.checksum_type = opts->checksum_type;
+        if (opts->checksum_type == TCH_CHECKSUM_NONE)
+            ch->opts.checksum_type = 0; /* the wire's "none" */
+        else if (opts->checksum_type != TCH_CHECKSUM_DEFAULT)
+            ch->opts.checksum_type = opts->checksum_type;
         if (opts->default_timeout_ms)
             ch->opts.default_timeout_ms = opts->default_timeout_ms;
         if (opts->max_arg_size)

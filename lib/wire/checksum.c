@@ -49,7 +49,7 @@ uint32_t tch_crc32(uint32_t prev, const uint8_t *data, size_t len) {
     return (uint32_t)crc;
 }
 
-uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
+static uint32_t crc32c_table(uint32_t prev, const uint8_t *p, size_t len) {
     const uint32_t(*t)[256] = tch_crc32c_table;
     uint32_t crc = ~prev;
     /* Bytes are composed explicitly so the result is endian-independent. */
@@ -66,6 +66,39 @@ uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
         crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xff];
     return ~crc;
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <string.h>
+/* SSE4.2 has a crc32c instruction: several times faster than the tables,
+ * which matters for megabyte args. Chosen at run time, so the library
+ * still runs on a CPU without it. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
+                                                               const uint8_t *p,
+                                                               size_t len) {
+    uint64_t crc = ~prev;
+    while (len >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8); /* x86 is little-endian, as the instruction expects */
+        crc = __builtin_ia32_crc32di(crc, v);
+        p += 8;
+        len -= 8;
+    }
+    uint32_t c = (uint32_t)crc;
+    while (len--)
+        c = __builtin_ia32_crc32qi(c, *p++);
+    return ~c;
+}
+
+uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
+    if (__builtin_cpu_supports("sse4.2"))
+        return crc32c_sse42(prev, p, len);
+    return crc32c_table(prev, p, len);
+}
+#else
+uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
+    return crc32c_table(prev, p, len);
+}
+#endif
 
 /* ---- farmhash Fingerprint32 (farmhashmk::Hash32), MIT, Google Inc. ---- */
 

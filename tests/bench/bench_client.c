@@ -115,7 +115,7 @@ static int usage(const char *bad) {
 
 int main(int argc, char **argv) {
     const char *impl = "ours->ours";
-    const char *checksum = "crc32";
+    const char *checksum = "crc32c";
     uint64_t conc = 1, size = 100;
     double duration = 5, warmup = 1;
     bench b = {0};
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
     b.slots = calloc((size_t)conc, sizeof *b.slots);
     b.base = event_base_new();
     tch_channel_options opts = {0};
-    opts.checksum_type = (uint8_t)csum;
+    opts.checksum_type = csum == 0 ? TCH_CHECKSUM_NONE : (uint8_t)csum;
     opts.default_timeout_ms = 10000;
     if (b.payload && b.base)
         b.ch = tch_channel_new(b.base, "bench-client", &opts);

@@ -90,7 +90,7 @@ run_case() {
     echo "$line" >>"$results"
 }
 
-echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case; checksum crc32"
+echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case; checksum crc32c (both implementations' default, hardware-accelerated in both)"
 for size in 100 65536; do
     for conc in 1 64; do
         run_case 'ours->ours' "$conc" "$size" "$ours_client" --peer "$ours_hp"

@@ -52,9 +52,19 @@ typedef struct tch_trace {
 
 typedef struct tch_channel tch_channel;
 
+/* Checksum of outgoing calls (tch_channel_options.checksum_type). Zero is
+ * the default so that a zeroed options struct means defaults. */
+enum tch_checksum {
+    TCH_CHECKSUM_DEFAULT = 0,  /* crc32c, as the Node peer */
+    TCH_CHECKSUM_CRC32 = 1,    /* zlib's IEEE CRC-32 */
+    TCH_CHECKSUM_FARMHASH = 2, /* farmhash Fingerprint32, as the Node peer */
+    TCH_CHECKSUM_CRC32C = 3,   /* Castagnoli; SSE4.2 when the CPU has it */
+    TCH_CHECKSUM_NONE = 0x80,  /* no checksum */
+};
+
 typedef struct tch_channel_options {
     const char *process_name;    /* default "<name>[<pid>]" */
-    uint8_t checksum_type;       /* for outgoing calls; default crc32 (1) */
+    uint8_t checksum_type;       /* enum tch_checksum */
     uint32_t default_timeout_ms; /* default 5000 */
     size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
     size_t max_pending_calls;    /* outgoing, per connection; default 65536 */

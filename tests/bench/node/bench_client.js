@@ -17,7 +17,7 @@ var USAGE = 'usage: node bench_client.js --peer HOST:PORT [--impl LABEL] [--conc
     '[--size BYTES] [--duration S] [--warmup S] [--checksum none|crc32|farmhash|crc32c]';
 var args = lib.parseArgs(process.argv.slice(2), {
     peer: '', impl: 'node->?', conc: 1, size: 100, duration: 5, warmup: 1,
-    checksum: 'crc32', service: 'keyvalue-server'
+    checksum: 'crc32c', service: 'keyvalue-server'
 }, USAGE);
 if (!lib.parseHostPort(args.peer) || !(args.checksum in lib.CHECKSUMS) || args.conc < 1) {
     process.stderr.write(USAGE + '\n');
