@@ -132,6 +132,7 @@ static void chconn_unlink(chconn *cc) {
 }
 
 static void chconn_destroy(chconn *cc, int status, const char *why) {
+    tch_channel *ch = cc->ch;
     chconn_unlink(cc);
     outbound_fail_all(cc, status, why);
     inbound_detach_all(cc);
@@ -139,6 +140,8 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_intmap_free(&cc->inbound);
     tch_transport_free(cc->t);
     free(cc);
+    if (!ch->freeing)
+        channel_close_progress(ch);
 }
 
 static void touch(chconn *cc) {
@@ -420,10 +423,69 @@ void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud) {
     ch->fallback_ud = ud;
 }
 
+/* ---- graceful close ------------------------------------------------------ */
+
+void channel_close_progress(tch_channel *ch) {
+    if (!ch->closing || ch->close_reported)
+        return;
+    for (chconn *cc = ch->conns; cc; cc = cc->next)
+        if (cc->calls.len || cc->inbound.len)
+            return; /* answers still to come or to give */
+    for (chconn *cc = ch->conns; cc; cc = cc->next) {
+        if (!cc->closing) {
+            cc->closing = 1;
+            tch_transport_close(cc->t, TCH_ECLOSED, "channel closed"); /* flushes first */
+        }
+    }
+    if (!ch->conns) {
+        ch->close_reported = 1;
+        event_active(ch->close_done, EV_TIMEOUT, 0);
+    }
+}
+
+static void on_close_done(evutil_socket_t fd, short what, void *arg) {
+    tch_channel *ch = arg;
+    (void)fd, (void)what;
+    if (ch->close_cb)
+        ch->close_cb(ch, ch->close_ud);
+}
+
+static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
+    tch_channel *ch = arg;
+    (void)fd, (void)what;
+    while (ch->conns && !ch->close_reported)
+        chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed before the call finished");
+}
+
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+                      void *ud) {
+    if (ch->closing)
+        return TCH_ESTATE;
+    ch->close_done = event_new(ch->base, -1, 0, on_close_done, ch);
+    ch->close_timeout = evtimer_new(ch->base, on_close_timeout, ch);
+    if (!ch->close_done || !ch->close_timeout)
+        return TCH_ENOMEM;
+    ch->closing = 1;
+    ch->close_cb = cb;
+    ch->close_ud = ud;
+    tch_listener_free(ch->listener);
+    ch->listener = NULL;
+    if (timeout_ms) {
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        evtimer_add(ch->close_timeout, &tv);
+    }
+    channel_close_progress(ch);
+    return 0;
+}
+
 void tch_channel_free(tch_channel *ch) {
     if (!ch)
         return;
     ch->freeing = 1;
+    if (ch->close_done)
+        event_free(ch->close_done);
+    if (ch->close_timeout)
+        event_free(ch->close_timeout);
     if (ch->idle_sweep)
         event_free(ch->idle_sweep);
     tch_listener_free(ch->listener);

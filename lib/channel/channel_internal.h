@@ -60,12 +60,21 @@ struct tch_channel {
     void *hook_ud;
     tch_inbound *current; /* inbound whose handler is running */
     struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
+    /* graceful close (tch_channel_close) */
+    int closing;
+    int close_reported;
+    struct event *close_done;    /* runs close_cb from the loop */
+    struct event *close_timeout;
+    tch_closed_fn close_cb;
+    void *close_ud;
     uint64_t rng;
     int freeing;
 };
 
 /* channel.c */
 uint64_t channel_now_ms(void);
+/* While closing: closes idle connections and reports when none are left. */
+void channel_close_progress(tch_channel *ch);
 peer *channel_find_peer(tch_channel *ch, const char *host_port);
 void channel_peer_result(tch_channel *ch, const char *host_port, int ok);
 chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);

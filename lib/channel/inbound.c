@@ -30,6 +30,7 @@ static void inbound_free(tch_inbound *in) {
 
 /* Stops tracking the call on its connection; the handler still owns it. */
 static void detach(tch_inbound *in) {
+    tch_channel *ch = in->ch;
     if (in->cc)
         tch_intmap_remove(&in->cc->inbound, in->id);
     if (in->ch && in->ch->current == in)
@@ -41,6 +42,8 @@ static void detach(tch_inbound *in) {
         event_del(&in->ttl_timer);
         in->timer_set = 0;
     }
+    if (ch && !ch->freeing)
+        channel_close_progress(ch);
 }
 
 static void on_ttl(evutil_socket_t fd, short what, void *arg) {
@@ -79,6 +82,13 @@ static void reject_unknown(tch_inbound *in) {
 
 void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_channel *ch = cc->ch;
+    if (ch->closing) {
+        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, TCH_PCODE_DECLINED,
+                            &msg->tracing, "server is shutting down");
+        tch_call_msg_free(msg);
+        free(msg);
+        return;
+    }
     tch_inbound *in = calloc(1, sizeof *in);
     if (!in || tch_intmap_put(&cc->inbound, msg->id, in) != 0) {
         tch_conn_send_error(tch_transport_conn(cc->t), msg->id, TCH_PCODE_BUSY,

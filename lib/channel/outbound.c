@@ -162,10 +162,13 @@ static void call_free(tch_outbound *call) {
 
 /* The final outcome: the caller hears it once, then the call is gone. */
 static void deliver(tch_outbound *call, const tch_response *res) {
+    tch_channel *ch = call->ch;
     event_del(&call->deadline);
     event_del(&call->defer);
     call->cb(res, call->ud);
     call_free(call);
+    if (!ch->freeing)
+        channel_close_progress(ch);
 }
 
 /* Keeps a copy of res to hand to attempt_done from the loop (on_defer). */
@@ -540,6 +543,9 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return rc;
     if (!cb)
         return tch_error_set(err, TCH_EINVAL, "call: callback is required");
+    if (ch->closing)
+        return tch_error_set(err, TCH_ECLOSED, "call to %s: channel %s is closing",
+                             o->service, ch->name);
     tch_outbound *call = calloc(1, sizeof *call);
     if (!call || copy_request(call, o) != 0) {
         free(call);

@@ -24,7 +24,7 @@ typedef struct fixture {
     struct event_base *base;
     tch_channel *server;
     tch_channel *client;
-    const char *hp;
+    char hp[64]; /* a copy: the listener's string goes when it closes */
 } fixture;
 
 typedef struct result {
@@ -86,7 +86,7 @@ static int setup(void **state) {
     f->client = tch_channel_new(f->base, "client", NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->server, NULL, &err), 0);
-    f->hp = tch_channel_host_port(f->server);
+    snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
     tch_channel_register(f->server, NULL, "echo", echo, NULL);
     tch_channel_register(f->server, NULL, "apperr", app_error, NULL);
     *state = f;
@@ -374,6 +374,52 @@ static void idle_connections_are_closed_and_redialled(void **state) {
     result_free(&r2);
 }
 
+static void on_closed(tch_channel *ch, void *ud) {
+    (void)ch;
+    (*(int *)ud)++;
+}
+
+static void graceful_close_lets_calls_in_flight_finish(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    result held = {0};
+    call(f, "hold", TCH_SLICE_NULL, TCH_SLICE_NULL, 5000, &held);
+    assert_true(tch_test_run_until(f->base, &h.n, 2000));
+    int closed = 0;
+    assert_int_equal(tch_channel_close(f->server, 0, on_closed, &closed), 0);
+    assert_false(tch_channel_is_listening(f->server));
+    /* A new call on the open connection is declined, not lost. */
+    result late = {0};
+    call(f, "echo", TCH_SLICE_NULL, tch_slice_cstr("x"), 2000, &late);
+    assert_true(tch_test_run_until(f->base, &late.done, 2000));
+    assert_int_equal(late.error_code, TCH_PCODE_DECLINED);
+    assert_int_equal(closed, 0); /* the held call is still owed */
+    answer_held(&h);
+    assert_true(tch_test_run_until(f->base, &held.done, 2000));
+    assert_int_equal(held.status, 0);  /* the answer reached the client */
+    assert_memory_equal(held.arg3.ptr, "late", 4);
+    assert_true(tch_test_run_until(f->base, &closed, 2000));
+    assert_int_equal(tch_channel_connection_count(f->server), 0);
+    result_free(&held);
+    result_free(&late);
+}
+
+static void graceful_close_times_out_stuck_calls(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    result held = {0};
+    call(f, "hold", TCH_SLICE_NULL, TCH_SLICE_NULL, 5000, &held);
+    assert_true(tch_test_run_until(f->base, &h.n, 2000));
+    int closed = 0;
+    tch_channel_close(f->server, 50, on_closed, &closed);
+    assert_true(tch_test_run_until(f->base, &closed, 2000));
+    assert_true(tch_test_run_until(f->base, &held.done, 2000));
+    assert_int_equal(held.error_code, TCH_PCODE_NETWORK);
+    answer_held(&h); /* detached: dropped */
+}
+
 /* ---- hostile peers over a raw socket -------------------------------------- */
 
 static int raw_connect(const char *hp) {
@@ -496,6 +542,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(arg_over_limit_is_refused_with_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(server_limit_answers_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_connections_are_closed_and_redialled, setup, teardown),
+        cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
+        cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),

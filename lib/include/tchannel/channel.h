@@ -80,6 +80,15 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
  * TCH_ECLOSED (callbacks run before this returns). */
 void tch_channel_free(tch_channel *ch);
 
+/* Graceful close: stops listening and taking new calls (inbound ones get a
+ * Declined error frame, outbound ones TCH_ECLOSED), lets calls in flight
+ * finish and their answers reach the socket, closes every connection, then
+ * runs cb from the loop. Calls still in flight after timeout_ms are failed
+ * (0: wait as long as they take). Free the channel from cb or after it. */
+typedef void (*tch_closed_fn)(tch_channel *ch, void *ud);
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+                      void *ud);
+
 const char *tch_channel_name(const tch_channel *ch);
 struct event_base *tch_channel_base(const tch_channel *ch);
 
@@ -87,7 +96,8 @@ struct event_base *tch_channel_base(const tch_channel *ch);
  * Listening twice is TCH_ESTATE. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
 int tch_channel_is_listening(const tch_channel *ch);
-/* "host:port" actually bound, or NULL when not listening. */
+/* "host:port" actually bound, or NULL when not listening; valid until the
+ * channel stops listening (tch_channel_close) or is freed. */
 const char *tch_channel_host_port(const tch_channel *ch);
 
 /* Open connections, inbound and outbound (for tests and tools). */
