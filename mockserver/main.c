@@ -254,7 +254,14 @@ static int start_channel(mock *m, tch_error *err) {
 
 /* ---- shutdown ------------------------------------------------------------------------ */
 
-#define MOCK_DRAIN_MS 100
+/* Bounds how long answers already given may take to reach their sockets. */
+#define MOCK_DRAIN_MS 1000
+
+static void channel_closed(tch_channel *ch, void *ud) {
+    (void)ch;
+    mock *m = ud;
+    event_base_loopbreak(m->base);
+}
 
 static void finish(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
@@ -265,11 +272,10 @@ static void finish(evutil_socket_t fd, short what, void *arg) {
     mock_serve_flush_delayed(m);
     if (mock_store_save_all(m) == 0)
         mock_log("shutdown: cassettes saved");
-    /* Answers just given sit in connection output buffers, and lib/ has no
-     * graceful close (flush, then free) yet: keep the loop running briefly so
-     * they are written. Everything is already on disk. */
-    struct timeval drain = {0, MOCK_DRAIN_MS * 1000};
-    event_base_loopexit(m->base, &drain);
+    /* Everything is on disk; the graceful close writes the answers already
+     * given to their sockets, then leaves the loop. */
+    if (tch_channel_close(m->ch, MOCK_DRAIN_MS, channel_closed, m) != 0)
+        event_base_loopbreak(m->base);
 }
 
 /* Stops taking calls, waits (bounded by --grace) for recordings in flight,
