@@ -1,7 +1,7 @@
 /* c_client_node_server: our C client against Uber's Node TChannel server.
  *
  *   c_client_node_server [--node PATH] [--server-js PATH] [--only SUBSTRING]
- *                        [--server-checksum none|crc32|farmhash|crc32c]
+ *                        [--server-checksum none|crc32|farmhash|crc32c] [--idl PATH]
  *
  * --server-checksum makes server.js answer with that checksum type whatever
  * the request used (Node itself mirrors the request's type), to check that our
@@ -14,53 +14,54 @@
  * when `node` is not installed; 1 on failure or when node cannot be started.
  * The node_modules install is the driver's job (driver.sh runs install.sh).
  *
+ * Besides the raw cases: the json endpoints (tch_json_call: json_echo with
+ * and without headers, json_error) and KeyValue over Thrift (tch_thrift_call
+ * with the IDL --idl, default the source tree's cassettes/keyvalue.thrift:
+ * set/get, overwrite, NotFoundError, application headers round trip), and
+ * retries with peers [a dead port, the Node server] chosen by the channel.
+ *
  * Every wait runs the event loop until the awaited callback fired, bounded by
  * a timer; nothing sleeps.
  */
 #include <tchannel/channel.h>
 #include <tchannel/common.h>
+#include <tchannel/json.h>
+#include <tchannel/thrift.h>
+#include <tchannel/thrift_scheme.h>
 
 #include <event2/event.h>
 
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+#include "node_child.h"
 
 #ifndef TCH_NODE_SERVER_JS
 #define TCH_NODE_SERVER_JS "tests/interop/node/server.js"
 #endif
-
-extern char **environ;
+#ifndef TCH_KV_IDL
+#define TCH_KV_IDL "cassettes/keyvalue.thrift"
+#endif
 
 #define MIB (1024u * 1024u)
 #define BIG_TIMEOUT_MS 60000u
-#define STARTUP_DEADLINE_MS 30000
 #define SERVICE "keyvalue-server"
+#define JSON_ERROR_MESSAGE "json_error: failed on purpose" /* what both servers send */
+#define RETRY_CALLS 10
 
 static const struct {
     const char *name;
     uint8_t type;
-} checksums[] = {{"none", 0}, {"crc32", 1}, {"farmhash", 2}, {"crc32c", 3}};
+} checksums[] = {{"none", TCH_CHECKSUM_NONE}, {"crc32", 1}, {"farmhash", 2}, {"crc32c", 3}};
 #define NCHECKSUMS (sizeof checksums / sizeof checksums[0])
 
 /* ---- small utilities ------------------------------------------------------ */
-
-static uint64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* Deterministic bytes, different per seed (same generator idea as lib.js). */
 static uint8_t *make_payload(size_t n, uint32_t seed) {
@@ -73,129 +74,6 @@ static uint8_t *make_payload(size_t n, uint32_t seed) {
         b[i] = (uint8_t)(x >> 24);
     }
     return b;
-}
-
-static int find_in_path(const char *prog, char *out, size_t outlen) {
-    if (strchr(prog, '/')) {
-        snprintf(out, outlen, "%s", prog);
-        return access(out, X_OK) == 0 ? 0 : -1;
-    }
-    const char *path = getenv("PATH");
-    if (!path)
-        return -1;
-    while (*path) {
-        const char *end = strchr(path, ':');
-        size_t len = end ? (size_t)(end - path) : strlen(path);
-        if (len > 0 && (size_t)snprintf(out, outlen, "%.*s/%s", (int)len, path, prog) < outlen &&
-            access(out, X_OK) == 0)
-            return 0;
-        path += len;
-        if (*path == ':')
-            path++;
-    }
-    return -1;
-}
-
-/* ---- the node child ------------------------------------------------------- */
-
-typedef struct node_child {
-    pid_t pid;
-    int out_fd; /* read end of its stdout */
-} node_child;
-
-/* Spawns node server.js and reads `listening HOST:PORT` within the deadline. */
-static int node_start(const char *node, const char *script, const char *checksum, node_child *nc,
-                      char *host_port, size_t hplen) {
-    int fds[2];
-    if (pipe(fds) != 0) {
-        fprintf(stderr, "pipe: %s\n", strerror(errno));
-        return -1;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    char *argv[] = {(char *)node, (char *)script, NULL, NULL, NULL};
-    if (checksum) {
-        argv[2] = "--checksum";
-        argv[3] = (char *)checksum;
-    }
-    int rc = posix_spawn(&nc->pid, node, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    if (rc != 0) {
-        close(fds[0]);
-        fprintf(stderr, "spawn %s %s: %s\n", node, script, strerror(rc));
-        return -1;
-    }
-    nc->out_fd = fds[0];
-
-    char line[512];
-    size_t len = 0;
-    uint64_t deadline = now_ms() + STARTUP_DEADLINE_MS;
-    for (;;) {
-        uint64_t now = now_ms();
-        if (now >= deadline) {
-            fprintf(stderr, "node server.js printed no `listening` line within %d ms\n",
-                    STARTUP_DEADLINE_MS);
-            return -1;
-        }
-        struct pollfd p = {nc->out_fd, POLLIN, 0};
-        int pr = poll(&p, 1, (int)(deadline - now));
-        if (pr < 0 && errno == EINTR)
-            continue;
-        if (pr <= 0)
-            continue;
-        ssize_t r = read(nc->out_fd, line + len, sizeof line - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            fprintf(stderr, "node server.js exited before printing `listening HOST:PORT`\n");
-            return -1;
-        }
-        len += (size_t)r;
-        line[len] = '\0';
-        char *nl = strchr(line, '\n');
-        if (nl) {
-            *nl = '\0';
-            if (strncmp(line, "listening ", 10) != 0 || (size_t)snprintf(host_port, hplen, "%s",
-                                                                            line + 10) >= hplen) {
-                fprintf(stderr, "unexpected first line from node server.js: %s\n", line);
-                return -1;
-            }
-            return 0;
-        }
-        if (len == sizeof line - 1) {
-            fprintf(stderr, "node server.js first line too long\n");
-            return -1;
-        }
-    }
-}
-
-/* SIGTERM, wait (bounded) for its stdout to close, SIGKILL if it did not. */
-static void node_stop(node_child *nc) {
-    if (nc->pid <= 0)
-        return;
-    kill(nc->pid, SIGTERM);
-    uint64_t deadline = now_ms() + 5000;
-    char buf[256];
-    while (nc->out_fd >= 0) {
-        uint64_t now = now_ms();
-        if (now >= deadline) {
-            fprintf(stderr, "node did not exit within 5 s of SIGTERM; killing it\n");
-            kill(nc->pid, SIGKILL);
-            break;
-        }
-        struct pollfd p = {nc->out_fd, POLLIN, 0};
-        if (poll(&p, 1, (int)(deadline - now)) > 0 && read(nc->out_fd, buf, sizeof buf) <= 0)
-            break;
-    }
-    if (nc->out_fd >= 0)
-        close(nc->out_fd);
-    int status;
-    waitpid(nc->pid, &status, 0);
-    nc->pid = 0;
 }
 
 /* ---- calls ---------------------------------------------------------------- */
@@ -212,6 +90,13 @@ typedef struct result {
     tch_buf arg2, arg3;
     int copy_failed;
     uint64_t started_ms, finished_ms;
+    char peer[128];
+    /* json calls */
+    json_t *jheaders, *jbody;
+    /* thrift calls */
+    char tfield[64];           /* result field of the outcome ("success", "notFound") */
+    tch_thrift_value *tvalue;  /* copy of the outcome's value; NULL for void */
+    tch_buf theaders;          /* response application headers, re-encoded */
     struct result *next_all;
 } result;
 
@@ -223,6 +108,9 @@ typedef struct run {
     int passed, failed;
     result *all;
     int deadline_hit;
+    tch_thrift_idl *idl;
+    const tch_thrift_service *kv;
+    tch_channel *retry_ch[3]; /* freed with the others, after every callback ran */
 } run;
 
 static result *result_new(run *r) {
@@ -233,18 +121,19 @@ static result *result_new(run *r) {
     }
     res->next_all = r->all;
     r->all = res;
-    res->started_ms = now_ms();
+    res->started_ms = interop_now_ms();
     return res;
 }
 
 static void on_response(const tch_response *resp, void *ud) {
     result *res = ud;
     res->done = 1;
-    res->finished_ms = now_ms();
+    res->finished_ms = interop_now_ms();
     res->status = resp->status;
     res->code = resp->code;
     res->error_code = resp->error_code;
     snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    snprintf(res->peer, sizeof res->peer, "%s", resp->peer ? resp->peer : "");
     if (resp->status == 0) {
         if (tch_buf_append_slice(&res->arg2, resp->arg2) != 0 ||
             tch_buf_append_slice(&res->arg3, resp->arg3) != 0)
@@ -265,6 +154,78 @@ static int start_call(run *r, size_t csum, const char *endpoint, tch_slice a2, t
     int rc = tch_channel_call(r->ch[csum], &o, on_response, res, &err);
     if (rc != 0)
         snprintf(why, whylen, "tch_channel_call: %s (%s)", tch_strerror(rc), err.msg);
+    return rc;
+}
+
+static void on_json_response(const tch_json_response *resp, void *ud) {
+    result *res = ud;
+    res->done = 1;
+    res->finished_ms = interop_now_ms();
+    res->status = resp->status;
+    res->code = resp->code;
+    res->error_code = resp->error_code;
+    snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    if (resp->headers && !(res->jheaders = json_deep_copy(resp->headers)))
+        res->copy_failed = 1;
+    if (resp->body && !(res->jbody = json_deep_copy(resp->body)))
+        res->copy_failed = 1;
+}
+
+static void on_thrift_response(const tch_thrift_response *resp, void *ud) {
+    result *res = ud;
+    res->done = 1;
+    res->finished_ms = interop_now_ms();
+    res->status = resp->status;
+    res->code = resp->code;
+    res->error_code = resp->error_code;
+    snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    if (resp->status != 0)
+        return;
+    snprintf(res->tfield, sizeof res->tfield, "%s",
+             resp->outcome.field ? tch_thrift_field_name(resp->outcome.field) : "(void)");
+    if (resp->outcome.value && !(res->tvalue = tch_thrift_value_copy(resp->outcome.value)))
+        res->copy_failed = 1;
+    if (tch_thrift_headers_encode(resp->headers, resp->nheaders, &res->theaders, NULL) != 0)
+        res->copy_failed = 1;
+}
+
+static int start_json(run *r, const char *endpoint, const json_t *headers, const json_t *body,
+                      result *res, char *why, size_t whylen) {
+    tch_call_opts o = {0};
+    o.service = SERVICE;
+    o.endpoint = tch_slice_cstr(endpoint);
+    o.host_port = r->peer;
+    o.timeout_ms = 5000;
+    tch_error err = {0};
+    int rc = tch_json_call(r->ch[1], &o, headers, body, on_json_response, res, &err);
+    if (rc != 0)
+        snprintf(why, whylen, "tch_json_call: %s (%s)", tch_strerror(rc), err.msg);
+    return rc;
+}
+
+/* KeyValue::method with string args key (id 1) and value (id 2, if not NULL). */
+static int start_thrift(run *r, const char *method, const char *key, const char *value,
+                        const tch_thrift_header *h, size_t nh, result *res, char *why,
+                        size_t whylen) {
+    tch_thrift_value *args = tch_thrift_value_new_struct();
+    if (!args || tch_thrift_value_struct_set_take(
+                     args, 1, tch_thrift_value_new_string(tch_slice_cstr(key))) != 0 ||
+        (value && tch_thrift_value_struct_set_take(
+                      args, 2, tch_thrift_value_new_string(tch_slice_cstr(value))) != 0)) {
+        tch_thrift_value_free(args);
+        snprintf(why, whylen, "out of memory building the args");
+        return -1;
+    }
+    tch_call_opts o = {0};
+    o.service = SERVICE;
+    o.host_port = r->peer;
+    o.timeout_ms = 5000;
+    tch_error err = {0};
+    int rc = tch_thrift_call(r->ch[1], &o, r->kv, method, args, h, nh, on_thrift_response, res,
+                             &err);
+    tch_thrift_value_free(args);
+    if (rc != 0)
+        snprintf(why, whylen, "tch_thrift_call %s: %s (%s)", method, tch_strerror(rc), err.msg);
     return rc;
 }
 
@@ -349,10 +310,10 @@ static void run_case(run *r, const char *name, case_fn fn, const void *arg) {
     if (r->only && !strstr(name, r->only))
         return;
     char why[600] = "";
-    uint64_t t0 = now_ms();
+    uint64_t t0 = interop_now_ms();
     if (fn(r, arg, why, sizeof why) == 0) {
         r->passed++;
-        printf("ok %s (%llu ms)\n", name, (unsigned long long)(now_ms() - t0));
+        printf("ok %s (%llu ms)\n", name, (unsigned long long)(interop_now_ms() - t0));
     } else {
         r->failed++;
         printf("FAIL %s: %s\n", name, why[0] ? why : "(no reason given)");
@@ -481,7 +442,7 @@ static int case_concurrent(run *r, const void *argp, char *why, size_t whylen) {
     uint8_t *payloads[N] = {0};
     char names[N][16];
     int rc = -1;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = interop_now_ms();
     for (int i = 0; i < N; i++) {
         res[i] = result_new(r);
         snprintf(names[i], sizeof names[i], "call-%d", i);
@@ -522,7 +483,7 @@ static int case_concurrent(run *r, const void *argp, char *why, size_t whylen) {
         if (!ok && bad++ == 0)
             snprintf(first, sizeof first, "call %d: %s", i, w);
     }
-    uint64_t elapsed = now_ms() - t0;
+    uint64_t elapsed = interop_now_ms() - t0;
     if (bad) {
         snprintf(why, whylen, "%d of 64 calls failed; first: %s", bad, first);
         goto out;
@@ -540,13 +501,407 @@ out:
     return rc;
 }
 
+/* ---- json cases --------------------------------------------------------- */
+
+/* Waits for one call; describes a missing callback or a transport failure. */
+static int wait_one(run *r, result *res, char *why, size_t whylen) {
+    if (wait_all(r, &res, 1, 7000) != 0) {
+        snprintf(why, whylen, "no callback within 7000 ms");
+        return -1;
+    }
+    if (res->status != 0) {
+        describe(res, why, whylen);
+        return -1;
+    }
+    if (res->copy_failed) {
+        snprintf(why, whylen, "out of memory copying the response");
+        return -1;
+    }
+    return 0;
+}
+
+static void dump(const json_t *v, char *out, size_t n) {
+    char *t = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    snprintf(out, n, "%s", t ? t : "(null)");
+    free(t);
+}
+
+static int json_expect(const char *what, const json_t *got, const json_t *want, char *why,
+                       size_t whylen) {
+    if (got && json_equal(got, want))
+        return 0;
+    char g[200], w[200];
+    dump(got, g, sizeof g);
+    dump(want, w, sizeof w);
+    snprintf(why, whylen, "%s: got %s, want %s", what, g, w);
+    return -1;
+}
+
+typedef struct json_echo_arg {
+    int with_headers;
+} json_echo_arg;
+
+static int case_json_echo(run *r, const void *argp, char *why, size_t whylen) {
+    const json_echo_arg *a = argp;
+    json_t *h = a->with_headers ? json_pack("{s:s,s:s}", "user", "ann", "x-trace", "t-1")
+                                : NULL;
+    json_t *b = a->with_headers
+                    ? json_pack("{s:i,s:[i,i],s:s,s:{s:b}}", "n", 1, "list", 1, 2, "s",
+                                "h\xc3\xa9llo", "nested", "ok", 1)
+                    : json_string("just a string");
+    json_t *want_h = h ? json_incref(h) : json_object();
+    json_t *want_b = json_pack("{s:O,s:O}", "headers", want_h, "body", b);
+    int rc = -1;
+    result *res = result_new(r);
+    if (!b || !want_h || !want_b || (a->with_headers && !h)) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    if (start_json(r, "json_echo", h, b, res, why, whylen) != 0 ||
+        wait_one(r, res, why, whylen) != 0)
+        goto out;
+    if (res->code != 0) {
+        char d[200];
+        dump(res->jbody, d, sizeof d);
+        snprintf(why, whylen, "code %u, want 0; body %s", res->code, d);
+        goto out;
+    }
+    if (json_expect("response headers", res->jheaders, want_h, why, whylen) != 0 ||
+        json_expect("response body", res->jbody, want_b, why, whylen) != 0)
+        goto out;
+    rc = 0;
+out:
+    json_decref(h);
+    json_decref(b);
+    json_decref(want_h);
+    json_decref(want_b);
+    return rc;
+}
+
+static int case_json_error(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    json_t *b = json_pack("{s:s}", "please", "fail");
+    json_t *want = json_pack("{s:s}", "message", JSON_ERROR_MESSAGE);
+    int rc = -1;
+    result *res = result_new(r);
+    if (!b || !want) {
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    if (start_json(r, "json_error", NULL, b, res, why, whylen) != 0 ||
+        wait_one(r, res, why, whylen) != 0)
+        goto out;
+    if (res->code != 1) {
+        snprintf(why, whylen, "call-res code %u, want 1 (application error)", res->code);
+        goto out;
+    }
+    if (json_expect("error body", res->jbody, want, why, whylen) != 0)
+        goto out;
+    char d[200];
+    dump(res->jheaders, d, sizeof d);
+    printf("# json_error: code 1, headers %s\n", d);
+    rc = 0;
+out:
+    json_decref(b);
+    json_decref(want);
+    return rc;
+}
+
+/* ---- thrift cases ------------------------------------------------------- */
+
+/* A thrift call to completion. */
+static result *thrift_do(run *r, const char *method, const char *key, const char *value,
+                         const tch_thrift_header *h, size_t nh, char *why, size_t whylen) {
+    result *res = result_new(r);
+    if (start_thrift(r, method, key, value, h, nh, res, why, whylen) != 0 ||
+        wait_one(r, res, why, whylen) != 0)
+        return NULL;
+    return res;
+}
+
+static int expect_success(const char *what, const result *res, const char *want_value, char *why,
+                          size_t whylen) {
+    if (res->code != 0 || strcmp(res->tfield, want_value ? "success" : "(void)") != 0) {
+        snprintf(why, whylen, "%s: code %u, outcome field %s; want code 0, %s", what, res->code,
+                 res->tfield, want_value ? "success" : "void");
+        return -1;
+    }
+    if (!want_value)
+        return 0;
+    tch_slice got = res->tvalue ? tch_thrift_value_bytes(res->tvalue) : TCH_SLICE_NULL;
+    if (!tch_slice_eq_cstr(got, want_value)) {
+        snprintf(why, whylen, "%s: value \"%.*s\", want \"%s\"", what, (int)got.len,
+                 (const char *)got.ptr, want_value);
+        return -1;
+    }
+    return 0;
+}
+
+static int expect_not_found(const result *res, const char *key, char *why, size_t whylen) {
+    if (res->code != 1 || strcmp(res->tfield, "notFound") != 0) {
+        snprintf(why, whylen, "code %u, outcome field %s; want code 1, notFound", res->code,
+                 res->tfield);
+        return -1;
+    }
+    const tch_thrift_value *k = res->tvalue ? tch_thrift_value_struct_get(res->tvalue, 1) : NULL;
+    tch_slice got = k ? tch_thrift_value_bytes(k) : TCH_SLICE_NULL;
+    if (!k || !tch_slice_eq_cstr(got, key)) {
+        snprintf(why, whylen, "NotFoundError.key \"%.*s\"%s, want \"%s\"", (int)got.len,
+                 (const char *)got.ptr, k ? "" : " (unset)", key);
+        return -1;
+    }
+    return 0;
+}
+
+static int case_thrift_set_get(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    const char *key = "interop-c-key-1", *value = "value \xc3\xa9 1";
+    result *res = thrift_do(r, "setValue", key, value, NULL, 0, why, whylen);
+    if (!res || expect_success("setValue", res, NULL, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "getValue", key, NULL, NULL, 0, why, whylen);
+    if (!res || expect_success("getValue", res, value, why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+static int case_thrift_overwrite(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    const char *key = "interop-c-key-2";
+    result *res = thrift_do(r, "setValue", key, "first", NULL, 0, why, whylen);
+    if (!res || expect_success("setValue first", res, NULL, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "setValue", key, "second", NULL, 0, why, whylen);
+    if (!res || expect_success("setValue second", res, NULL, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "getValue", key, NULL, NULL, 0, why, whylen);
+    if (!res || expect_success("getValue", res, "second", why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+static int case_thrift_not_found(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    const char *key = "interop-c-no-such-key";
+    result *res = thrift_do(r, "getValue", key, NULL, NULL, 0, why, whylen);
+    if (!res || expect_not_found(res, key, why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+/* Same headers back, compared by key (Node keeps them in an object). */
+static int expect_headers(const char *what, const result *res, const tch_thrift_header *want,
+                          size_t nwant, char *why, size_t whylen) {
+    tch_thrift_header *got = NULL;
+    size_t n = 0;
+    tch_error err = {0};
+    if (tch_thrift_headers_decode(tch_buf_slice(&res->theaders), &got, &n, &err) != 0) {
+        snprintf(why, whylen, "%s: response headers do not decode: %s", what, err.msg);
+        return -1;
+    }
+    int rc = 0;
+    if (n != nwant) {
+        snprintf(why, whylen, "%s: %zu response headers, want %zu", what, n, nwant);
+        rc = -1;
+    }
+    for (size_t i = 0; rc == 0 && i < nwant; i++) {
+        size_t j = 0;
+        while (j < n && !tch_slice_eq(got[j].key, want[i].key))
+            j++;
+        if (j == n || !tch_slice_eq(got[j].value, want[i].value)) {
+            snprintf(why, whylen, "%s: header \"%.*s\" %s", what, (int)want[i].key.len,
+                     (const char *)want[i].key.ptr, j == n ? "missing" : "has another value");
+            rc = -1;
+        }
+    }
+    free(got);
+    return rc;
+}
+
+static int case_thrift_headers(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    const tch_thrift_header h[] = {
+        {tch_slice_cstr("user"), tch_slice_cstr("ann")},
+        {tch_slice_cstr("x-trace"), tch_slice_cstr("t-1")},
+        {tch_slice_cstr("empty"), tch_slice_cstr("")},
+        {tch_slice_cstr("utf8"), tch_slice_cstr("\xc3\xa9t\xc3\xa9")},
+    };
+    const size_t nh = sizeof h / sizeof h[0];
+    const char *key = "interop-c-key-3";
+    result *res = thrift_do(r, "setValue", key, "v3", h, nh, why, whylen);
+    if (!res || expect_success("setValue", res, NULL, why, whylen) != 0 ||
+        expect_headers("setValue", res, h, nh, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "getValue", key, NULL, h, nh, why, whylen);
+    if (!res || expect_success("getValue", res, "v3", why, whylen) != 0 ||
+        expect_headers("getValue", res, h, nh, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "getValue", "interop-c-missing-3", NULL, h, nh, why, whylen);
+    if (!res || expect_not_found(res, "interop-c-missing-3", why, whylen) != 0 ||
+        expect_headers("getValue notFound", res, h, nh, why, whylen) != 0)
+        return -1;
+    res = thrift_do(r, "getValue", key, NULL, NULL, 0, why, whylen);
+    if (!res || expect_headers("getValue without headers", res, NULL, 0, why, whylen) != 0)
+        return -1;
+    return 0;
+}
+
+/* ---- retries across peers ----------------------------------------------- */
+
+/* A loopback port nobody listens on (bound, then closed). */
+static int dead_port(char *hp, size_t n) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0)
+        return -1;
+    struct sockaddr_in sin = {0};
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sin;
+    int rc = bind(s, (struct sockaddr *)&sin, sizeof sin) == 0 &&
+                     getsockname(s, (struct sockaddr *)&sin, &len) == 0
+                 ? 0
+                 : -1;
+    close(s);
+    if (rc == 0)
+        snprintf(hp, n, "127.0.0.1:%d", ntohs(sin.sin_port));
+    return rc;
+}
+
+static tch_channel *peer_channel(run *r, size_t slot, const char *const *peers, size_t npeers,
+                                 char *why, size_t whylen) {
+    tch_channel *ch = tch_channel_new(r->base, "interop-c-retry", NULL);
+    if (!ch) {
+        snprintf(why, whylen, "tch_channel_new failed");
+        return NULL;
+    }
+    r->retry_ch[slot] = ch;
+    for (size_t i = 0; i < npeers; i++) {
+        tch_error err = {0};
+        if (tch_channel_add_peer(ch, peers[i], &err) != 0) {
+            snprintf(why, whylen, "tch_channel_add_peer %s: %s", peers[i], err.msg);
+            return NULL;
+        }
+    }
+    return ch;
+}
+
+static int case_retry_two_peers(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    char dead[64];
+    if (dead_port(dead, sizeof dead) != 0) {
+        snprintf(why, whylen, "cannot find a free port");
+        return -1;
+    }
+    const char *peers[] = {dead, r->peer};
+    tch_channel *ch = peer_channel(r, 0, peers, 2, why, whylen);
+    if (!ch)
+        return -1;
+    /* Not a pass condition (peer choice is the channel's business), but says
+     * whether the dead peer is in play: the same calls on a fresh channel with
+     * the same peers, without retries. */
+    tch_channel *probe = peer_channel(r, 2, peers, 2, why, whylen);
+    if (!probe)
+        return -1;
+    int refused = 0;
+    for (int i = 0; i < RETRY_CALLS; i++) {
+        tch_call_opts o = {0};
+        o.service = SERVICE;
+        o.endpoint = tch_slice_cstr("echo");
+        o.arg3 = tch_slice_cstr("no-retry");
+        o.timeout_ms = 5000;
+        o.retry_on = TCH_RETRY_NEVER;
+        result *res = result_new(r);
+        if (tch_channel_call(probe, &o, on_response, res, NULL) != 0 ||
+            wait_all(r, &res, 1, 7000) != 0)
+            break;
+        refused += res->status != 0;
+    }
+    printf("# same peers with retry_on never: %d of %d calls failed (went to the dead peer)\n",
+           refused, RETRY_CALLS);
+    uint64_t worst = 0;
+    for (int i = 0; i < RETRY_CALLS; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "retry-%d", i);
+        tch_call_opts o = {0};
+        o.service = SERVICE;
+        o.endpoint = tch_slice_cstr("echo");
+        o.arg3 = tch_slice_cstr(body);
+        o.timeout_ms = 5000; /* no host_port: the channel picks among its peers */
+        result *res = result_new(r);
+        tch_error err = {0};
+        if (tch_channel_call(ch, &o, on_response, res, &err) != 0) {
+            snprintf(why, whylen, "call %d: tch_channel_call: %s", i, err.msg);
+            return -1;
+        }
+        if (wait_all(r, &res, 1, 7000) != 0) {
+            snprintf(why, whylen, "call %d: no callback within 7000 ms", i);
+            return -1;
+        }
+        char w[450];
+        if (expect_ok(res, w, sizeof w) != 0 ||
+            compare("arg3", &res->arg3, (const uint8_t *)body, strlen(body), w, sizeof w) != 0) {
+            snprintf(why, whylen, "call %d of %d (peers %s, %s): %s", i + 1, RETRY_CALLS, dead,
+                     r->peer, w);
+            return -1;
+        }
+        if (strcmp(res->peer, r->peer) != 0) {
+            snprintf(why, whylen, "call %d answered by \"%s\", want the Node server %s", i + 1,
+                     res->peer, r->peer);
+            return -1;
+        }
+        if (res->finished_ms - res->started_ms > worst)
+            worst = res->finished_ms - res->started_ms;
+    }
+    printf("# retry: %d/%d calls answered by %s (dead peer %s); slowest %llu ms\n", RETRY_CALLS,
+           RETRY_CALLS, r->peer, dead, (unsigned long long)worst);
+    return 0;
+}
+
+static int case_retry_never_dead(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    char dead[64];
+    if (dead_port(dead, sizeof dead) != 0) {
+        snprintf(why, whylen, "cannot find a free port");
+        return -1;
+    }
+    const char *peers[] = {dead};
+    tch_channel *ch = peer_channel(r, 1, peers, 1, why, whylen);
+    if (!ch)
+        return -1;
+    tch_call_opts o = {0};
+    o.service = SERVICE;
+    o.endpoint = tch_slice_cstr("echo");
+    o.arg3 = tch_slice_cstr("never");
+    o.timeout_ms = 5000;
+    o.retry_on = TCH_RETRY_NEVER;
+    result *res = result_new(r);
+    tch_error err = {0};
+    if (tch_channel_call(ch, &o, on_response, res, &err) != 0) {
+        snprintf(why, whylen, "tch_channel_call: %s", err.msg);
+        return -1;
+    }
+    if (wait_all(r, &res, 1, 7000) != 0) {
+        snprintf(why, whylen, "no callback within 7000 ms");
+        return -1;
+    }
+    if (res->status == 0 || res->error_code != TCH_PCODE_NETWORK) {
+        char d[400];
+        describe(res, d, sizeof d);
+        snprintf(why, whylen, "want a network error, got %s", d);
+        return -1;
+    }
+    printf("# retry never, dead peer %s: status %s, error_code %s: %s\n", dead,
+           tch_strerror(res->status), tch_proto_code_name(res->error_code), res->message);
+    return 0;
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 static int usage(const char *bad) {
     fprintf(stderr,
             "c_client_node_server: bad argument '%s'\n"
             "usage: c_client_node_server [--node PATH] [--server-js PATH] [--only SUBSTRING]\n"
-            "                            [--server-checksum none|crc32|farmhash|crc32c]\n",
+            "                            [--server-checksum none|crc32|farmhash|crc32c] [--idl PATH]\n",
             bad);
     return 2;
 }
@@ -556,6 +911,7 @@ int main(int argc, char **argv) {
     const char *script = TCH_NODE_SERVER_JS;
     const char *only = NULL;
     const char *server_checksum = NULL;
+    const char *idl_path = TCH_KV_IDL;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             return usage(argv[i]);
@@ -567,20 +923,34 @@ int main(int argc, char **argv) {
             only = argv[++i];
         else if (!strcmp(argv[i], "--server-checksum"))
             server_checksum = argv[++i];
+        else if (!strcmp(argv[i], "--idl"))
+            idl_path = argv[++i];
         else
             return usage(argv[i]);
     }
 
     char node[4096];
-    if (find_in_path(node_arg, node, sizeof node) != 0) {
+    if (interop_find_in_path(node_arg, node, sizeof node) != 0) {
         printf("SKIP: `%s` not found (PATH); the interop tests need Node.js\n", node_arg);
         return 77;
     }
     signal(SIGPIPE, SIG_IGN);
 
+    tch_thrift_idl *idl = NULL;
+    tch_error lerr = {0};
+    if (tch_thrift_load(idl_path, &idl, &lerr) != 0) {
+        printf("FAIL load IDL: %s\n0 passed, 1 failed\n", lerr.msg);
+        return 1;
+    }
+
     node_child nc = {0, -1};
     char peer[256];
-    if (node_start(node, script, server_checksum, &nc, peer, sizeof peer) != 0) {
+    const char *extra[] = {"--idl", idl_path, NULL, NULL, NULL};
+    if (server_checksum) {
+        extra[2] = "--checksum";
+        extra[3] = server_checksum;
+    }
+    if (node_start(node, script, extra, &nc, peer, sizeof peer) != 0) {
         node_stop(&nc);
         printf("0 passed, 1 failed\n");
         return 1;
@@ -590,6 +960,13 @@ int main(int argc, char **argv) {
     run r = {0};
     r.peer = peer;
     r.only = only;
+    r.idl = idl;
+    r.kv = tch_thrift_idl_find_service(idl, "KeyValue");
+    if (!r.kv) {
+        printf("FAIL load IDL: %s has no service KeyValue\n0 passed, 1 failed\n", idl_path);
+        node_stop(&nc);
+        return 1;
+    }
     r.base = event_base_new();
     if (!r.base) {
         fprintf(stderr, "event_base_new failed\n");
@@ -627,17 +1004,36 @@ int main(int argc, char **argv) {
     run_case(&r, "busy -> Busy", case_error, &busy);
     run_case(&r, "concurrent64", case_concurrent, NULL);
 
+    static const json_echo_arg with_h = {1}, without_h = {0};
+    run_case(&r, "json echo with headers", case_json_echo, &with_h);
+    run_case(&r, "json echo without headers", case_json_echo, &without_h);
+    run_case(&r, "json_error -> code 1 with {message}", case_json_error, NULL);
+    run_case(&r, "thrift setValue then getValue", case_thrift_set_get, NULL);
+    run_case(&r, "thrift setValue overwrites", case_thrift_overwrite, NULL);
+    run_case(&r, "thrift getValue missing -> NotFoundError notFound", case_thrift_not_found, NULL);
+    run_case(&r, "thrift headers round trip", case_thrift_headers, NULL);
+    run_case(&r, "retry peers [dead, node] x10 without host_port", case_retry_two_peers, NULL);
+    run_case(&r, "retry never, only the dead peer -> network error", case_retry_never_dead, NULL);
+
     for (size_t c = 0; c < NCHECKSUMS; c++)
         tch_channel_free(r.ch[c]);
+    for (size_t c = 0; c < 3; c++)
+        if (r.retry_ch[c])
+            tch_channel_free(r.retry_ch[c]);
     while (r.all) {
         result *next = r.all->next_all;
         tch_buf_free(&r.all->arg2);
         tch_buf_free(&r.all->arg3);
+        tch_buf_free(&r.all->theaders);
+        json_decref(r.all->jheaders);
+        json_decref(r.all->jbody);
+        tch_thrift_value_free(r.all->tvalue);
         free(r.all);
         r.all = next;
     }
     event_base_free(r.base);
     node_stop(&nc);
+    tch_thrift_idl_free(idl);
 
     if (r.passed + r.failed == 0) {
         fprintf(stderr, "no case matches --only %s\n", only ? only : "");

@@ -80,7 +80,7 @@ kill -TERM "$spid"
 wpid=$!
 wait "$spid"
 src=$?
-kill "$wpid" 2>/dev/null
+kill -KILL "$wpid" 2>/dev/null  # SIGKILL: a just-forked watchdog still carries our EXIT trap
 wait "$wpid" 2>/dev/null
 
 if [ "$src" -ne 0 ]; then

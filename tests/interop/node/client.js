@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Interop client: runs raw-scheme cases with Uber's Node TChannel against a server
+// Interop client: runs raw, json and thrift cases with Uber's Node TChannel against a server
 // (ours: build/tests/interop/interop-server, or ./server.js) and reports one line per case,
 //   ok <case>            or            FAIL <case>: <why>
 // then exactly `N passed, M failed`. Exit status 0 iff nothing failed (2 on bad usage).
@@ -13,6 +13,11 @@
 // sub-channel whose requestDefaults.checksumType is set; that works for all four.
 // A Node server answers with the request's checksum type.
 //
+// json cases use Node's tchannel/as/json, thrift cases tchannel/as/thrift (thriftrw, strict:
+// false) with the KeyValue IDL (--idl, default the source tree's cassettes/keyvalue.thrift),
+// on the crc32 sub-channel; they expect the endpoints described in server.js (our
+// interop-server serves the same).
+//
 // --stock-write-limit keeps Node's limit of 100 queued socket writes (see lib.js
 // liftWriteLimit), under which Node cannot send the 16 MiB echo at all.
 'use strict';
@@ -20,9 +25,10 @@
 var lib = require('./lib.js');
 
 var USAGE = 'usage: node client.js --peer HOST:PORT [--service NAME] [--only REGEX] [--list] ' +
-    '[--stock-write-limit]';
+    '[--idl PATH] [--stock-write-limit]';
 var args = lib.parseArgs(process.argv.slice(2), {
-    peer: '', service: 'keyvalue-server', only: '', list: false, 'stock-write-limit': false
+    peer: '', service: 'keyvalue-server', only: '', list: false, idl: lib.DEFAULT_IDL,
+    'stock-write-limit': false
 }, USAGE);
 if (!args.list && !lib.parseHostPort(args.peer)) {
     process.stderr.write('--peer HOST:PORT is required\n' + USAGE + '\n');
@@ -251,6 +257,208 @@ cases.push({
             note('concurrent64: 64 calls in ' + elapsed + ' ms');
             done(null);
         }
+    }
+});
+
+// ---- json (tchannel/as/json) and thrift (tchannel/as/thrift) ----
+
+var assert = require('assert');
+var asJSON = null;
+var asThrift = null;
+
+function jsonCall(endpoint, head, body, cb) {
+    if (!asJSON) {
+        var TChannelJSON = lib.tchannelFile('as/json.js');
+        asJSON = new TChannelJSON({channel: sub('crc32'), logParseFailures: false});
+    }
+    asJSON.request({serviceName: args.service, timeout: 5000, hasNoParent: true})
+        .send(endpoint, head, body, cb);
+}
+
+function thriftCall(method, head, body, cb) {
+    if (!asThrift) {
+        var TChannelAsThrift = lib.tchannelFile('as/thrift.js');
+        asThrift = new TChannelAsThrift({
+            source: require('fs').readFileSync(args.idl, 'utf8'),
+            strict: false,
+            channel: sub('crc32'),
+            logParseFailures: false
+        });
+    }
+    asThrift.request({serviceName: args.service, timeout: 5000, hasNoParent: true})
+        .send('KeyValue::' + method, head, body, cb);
+}
+
+// null when deep-equal, else a description.
+function same(what, got, want) {
+    try {
+        assert.deepStrictEqual(plain(got), want);
+        return null;
+    } catch (e) {
+        return what + ': got ' + JSON.stringify(got) + ', want ' + JSON.stringify(want);
+    }
+}
+
+// thriftrw hands back class instances (e.g. NotFoundError); compare their fields only.
+function plain(v) {
+    return v === undefined ? undefined : JSON.parse(JSON.stringify(v));
+}
+
+function describeResp(resp) {
+    return 'ok=' + resp.ok + (resp.typeName ? ' typeName=' + resp.typeName : '') +
+        ' head=' + JSON.stringify(resp.head) + ' body=' + JSON.stringify(resp.body);
+}
+
+[
+    {name: 'json echo with headers', head: {user: 'ann', 'x-trace': 't-1'},
+        body: {n: 1, list: [1, 2], s: 'h\u00e9llo', nested: {ok: true}}},
+    {name: 'json echo without headers', head: undefined, body: 'just a string'}
+].forEach(function eachJSON(c) {
+    cases.push({
+        name: c.name,
+        run: function run(done) {
+            jsonCall('json_echo', c.head, c.body, function onRes(err, resp) {
+                if (err) {
+                    return done(describeErr(err));
+                }
+                if (resp.ok !== true) {
+                    return done('want ok, got ' + describeResp(resp));
+                }
+                var h = c.head || {};
+                done(same('response head', resp.head, h) ||
+                    same('response body', resp.body, {headers: h, body: c.body}));
+            });
+        }
+    });
+});
+
+cases.push({
+    name: 'json_error -> ok false with {message}',
+    run: function run(done) {
+        jsonCall('json_error', undefined, {please: 'fail'}, function onRes(err, resp) {
+            if (err) {
+                return done(describeErr(err));
+            }
+            if (resp.ok !== false) {
+                return done('want ok=false (call-res code 1), got ' + describeResp(resp));
+            }
+            if (!resp.body || resp.body.message !== lib.JSON_ERROR_MESSAGE) {
+                return done('want body.message ' + JSON.stringify(lib.JSON_ERROR_MESSAGE) +
+                    ', got ' + describeResp(resp));
+            }
+            note('json_error as Node sees it: ok=false, head=' + JSON.stringify(resp.head) +
+                ', body is ' + (resp.body && resp.body.constructor && resp.body.constructor.name) +
+                ' type=' + JSON.stringify(resp.body.type) + ' message=' +
+                JSON.stringify(resp.body.message));
+            done(null);
+        });
+    }
+});
+
+// Runs thrift steps in order: [method, head, args, check(resp) -> why|null].
+function thriftSteps(steps, done) {
+    var i = 0;
+    next();
+    function next() {
+        if (i >= steps.length) {
+            return done(null);
+        }
+        var st = steps[i++];
+        thriftCall(st[0], st[1], st[2], function onRes(err, resp) {
+            if (err) {
+                return done(st[0] + ': ' + describeErr(err));
+            }
+            var why = st[3](resp);
+            if (why) {
+                return done(st[0] + ' ' + JSON.stringify(st[2]) + ': ' + why);
+            }
+            next();
+        });
+    }
+}
+
+function wantOk(value) {
+    return function check(resp) {
+        if (resp.ok !== true) {
+            return 'want ok, got ' + describeResp(resp);
+        }
+        return value === undefined ? null : same('value', resp.body, value);
+    };
+}
+
+function wantNotFound(key) {
+    return function check(resp) {
+        if (resp.ok !== false || resp.typeName !== 'notFound') {
+            return 'want ok=false typeName=notFound, got ' + describeResp(resp);
+        }
+        return same('NotFoundError', resp.body, {key: key});
+    };
+}
+
+function withHead(head, check) {
+    return function both(resp) {
+        return check(resp) || same('response head', resp.head, head);
+    };
+}
+
+cases.push({
+    name: 'thrift setValue then getValue',
+    run: function run(done) {
+        var key = 'interop-node-key-1';
+        thriftSteps([
+            ['setValue', null, {key: key, value: 'value \u00e9 1'}, wantOk()],
+            ['getValue', null, {key: key}, wantOk('value \u00e9 1')]
+        ], done);
+    }
+});
+
+cases.push({
+    name: 'thrift setValue overwrites',
+    run: function run(done) {
+        var key = 'interop-node-key-2';
+        thriftSteps([
+            ['setValue', null, {key: key, value: 'first'}, wantOk()],
+            ['setValue', null, {key: key, value: 'second'}, wantOk()],
+            ['getValue', null, {key: key}, wantOk('second')]
+        ], done);
+    }
+});
+
+cases.push({
+    name: 'thrift getValue missing -> NotFoundError notFound',
+    run: function run(done) {
+        var key = 'interop-node-no-such-key';
+        thriftCall('getValue', null, {key: key}, function onRes(err, resp) {
+            if (err) {
+                return done(describeErr(err));
+            }
+            var why = wantNotFound(key)(resp);
+            if (!why) {
+                note('NotFoundError as Node sees it: ok=false typeName=' + resp.typeName +
+                    ' body is ' + (resp.body && resp.body.constructor &&
+                    resp.body.constructor.name) + ' ' + JSON.stringify(resp.body));
+            }
+            done(why);
+        });
+    }
+});
+
+cases.push({
+    name: 'thrift headers round trip',
+    run: function run(done) {
+        var key = 'interop-node-key-3';
+        var head = {user: 'ann', 'x-trace': 't-1', empty: '', utf8: '\u00e9t\u00e9'};
+        thriftSteps([
+            ['setValue', head, {key: key, value: 'v3'}, withHead(head, wantOk())],
+            ['getValue', head, {key: key}, withHead(head, wantOk('v3'))],
+            ['getValue', head, {key: 'interop-node-missing-3'},
+                withHead(head, wantNotFound('interop-node-missing-3'))],
+            ['getValue', null, {key: key}, function noHead(resp) {
+                // No request headers: Node sends nh=0; the answer's head is {} (nh=0) or
+                // null (empty arg2). Either means "none".
+                return wantOk('v3')(resp) || same('response head', resp.head || {}, {});
+            }]
+        ], done);
     }
 });
 

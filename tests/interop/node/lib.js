@@ -6,6 +6,11 @@ var path = require('path');
 
 var CHECKSUMS = {none: 0, crc32: 1, farmhash: 2, crc32c: 3};
 
+// The KeyValue IDL both servers serve and both clients call (--idl overrides it).
+var DEFAULT_IDL = path.join(__dirname, '..', '..', '..', 'cassettes', 'keyvalue.thrift');
+// What json_error answers (body {message: ...}) on both servers.
+var JSON_ERROR_MESSAGE = 'json_error: failed on purpose';
+
 // Loads tchannel from this folder's node_modules, with a clear message when install.sh has
 // not been run.
 function loadTChannel() {
@@ -103,6 +108,8 @@ function parseHostPort(s) {
 
 module.exports = {
     CHECKSUMS: CHECKSUMS,
+    DEFAULT_IDL: DEFAULT_IDL,
+    JSON_ERROR_MESSAGE: JSON_ERROR_MESSAGE,
     loadTChannel: loadTChannel,
     tchannelFile: tchannelFile,
     liftWriteLimit: liftWriteLimit,

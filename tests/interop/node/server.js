@@ -5,12 +5,22 @@
 //   big   arg3 is a decimal N; answers N bytes, byte i = i % 251
 //   slow  arg3 is N ms; answers "late" after N ms
 //   busy  answers with a Busy error frame
+// and, through Node's own arg-scheme handlers (tchannel/as/json, tchannel/as/thrift), the
+// same json and thrift endpoints as our interop-server:
+//   json_echo   (as=json) ok; response head = the request's head ({} when none),
+//               body = {headers: <request head>, body: <request body>}
+//   json_error  (as=json) not ok (call-res code 1), body {message: 'json_error: failed on purpose'}
+//   KeyValue::setValue / KeyValue::getValue  (as=thrift, IDL --idl, default the source tree's
+//               cassettes/keyvalue.thrift, strict: false) over an in-memory map; getValue of a
+//               missing key answers {ok: false, typeName: 'notFound', body: {key: key}}. Both
+//               echo the request's application headers (head) on the response.
 // Prints `listening HOST:PORT` as its first stdout line, then serves until SIGINT/SIGTERM.
 //
 // --checksum: Node's own behaviour is to answer with the request's checksum type (its
 // buildOutResponse copies req.checksum.type; there is no public option). With --checksum the
 // handlers replace the response's Checksum object, so the response uses that type whatever
-// the request used. Default: mirror the request, like stock Node.
+// the request used. Default: mirror the request, like stock Node. (raw endpoints only; the json
+// and thrift handlers answer through Node's as/json and as/thrift, which always mirror.)
 //
 // --stock-write-limit keeps Node's limit of 100 queued socket writes (see lib.js
 // liftWriteLimit); by default it is lifted so 16 MiB answers can be sent.
@@ -19,10 +29,10 @@
 var lib = require('./lib.js');
 
 var USAGE = 'usage: node server.js [--host H] [--port P] [--service NAME] ' +
-    '[--checksum mirror|none|crc32|farmhash|crc32c] [--stock-write-limit]';
+    '[--checksum mirror|none|crc32|farmhash|crc32c] [--idl PATH] [--stock-write-limit]';
 var args = lib.parseArgs(process.argv.slice(2), {
     host: '127.0.0.1', port: 0, service: 'keyvalue-server', checksum: 'mirror',
-    'stock-write-limit': false
+    idl: lib.DEFAULT_IDL, 'stock-write-limit': false
 }, USAGE);
 if (args.checksum !== 'mirror' && !(args.checksum in lib.CHECKSUMS)) {
     process.stderr.write('bad --checksum ' + JSON.stringify(args.checksum) + '\n' + USAGE + '\n');
@@ -84,6 +94,37 @@ var handlers = {
 };
 Object.keys(handlers).forEach(function reg(name) {
     chan.register(name, handlers[name]);
+});
+
+// ---- json (tchannel/as/json) ----
+var TChannelJSON = lib.tchannelFile('as/json.js');
+var asJSON = new TChannelJSON({logParseFailures: false});
+asJSON.register(chan, 'json_echo', null, function jsonEcho(ctx, req, head, body, cb) {
+    var h = head || {};
+    cb(null, {ok: true, head: h, body: {headers: h, body: body}});
+});
+asJSON.register(chan, 'json_error', null, function jsonError(ctx, req, head, body, cb) {
+    cb(null, {ok: false, body: {message: lib.JSON_ERROR_MESSAGE}});
+});
+
+// ---- thrift (tchannel/as/thrift) ----
+var TChannelAsThrift = lib.tchannelFile('as/thrift.js');
+var asThrift = new TChannelAsThrift({
+    source: require('fs').readFileSync(args.idl, 'utf8'),
+    strict: false,
+    channel: chan,
+    logParseFailures: false
+});
+var store = new Map();
+asThrift.register(chan, 'KeyValue::setValue', store, function setValue(kv, req, head, body, cb) {
+    kv.set(body.key, body.value);
+    cb(null, {ok: true, head: head, body: null});
+});
+asThrift.register(chan, 'KeyValue::getValue', store, function getValue(kv, req, head, body, cb) {
+    if (kv.has(body.key)) {
+        return cb(null, {ok: true, head: head, body: kv.get(body.key)});
+    }
+    cb(null, {ok: false, typeName: 'notFound', head: head, body: {key: body.key}});
 });
 
 server.listen(args.port, args.host, function onListen() {

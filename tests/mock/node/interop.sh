@@ -47,7 +47,9 @@ stop() {
     ( sleep 10; kill -KILL "$pid" 2>/dev/null ) >/dev/null 2>&1 &   # watchdog only
     local w=$!
     wait "$pid"; RC=$?
-    kill "$w" 2>/dev/null; wait "$w" 2>/dev/null
+    # SIGKILL: a forked watchdog that has not yet run anything still carries
+    # our EXIT trap, and a catchable signal would make it delete $tmp.
+    kill -KILL "$w" 2>/dev/null; wait "$w" 2>/dev/null
 }
 
 status=0
