@@ -498,6 +498,7 @@ void tch_channel_free(tch_channel *ch) {
     }
     free(ch->handlers);
     free(ch->peers);
+    tch_intmap_free(&ch->cancellable);
     free(ch->name);
     free(ch);
 }

@@ -59,6 +59,8 @@ struct tch_channel {
     tch_outbound_hook_fn hook;
     void *hook_ud;
     tch_inbound *current; /* inbound whose handler is running */
+    tch_intmap cancellable; /* cancel handle -> tch_outbound* */
+    uint32_t next_handle;
     struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
     /* graceful close (tch_channel_close) */
     int closing;

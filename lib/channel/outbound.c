@@ -35,6 +35,7 @@ struct tch_outbound {
     uint32_t id;
     char tried[MAX_TRIED][sizeof(((chconn *)0)->host_port)];
     int ntried;
+    uint32_t handle;     /* for tch_channel_cancel; 0 when not cancellable */
     int hooked;          /* the hook holds the current attempt */
     int expired;         /* deadline passed while the hook held it */
     /* a local answer or failure, delivered from the loop */
@@ -131,6 +132,7 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
     tch_header *hs = (tch_header *)at; /* headers first: keeps them aligned */
     at += o->nheaders * sizeof(tch_header);
     call->req = *o;
+    call->req.cancel_handle = NULL; /* the caller's variable: not for the hook */
     for (size_t i = 0; i < o->nheaders; i++) {
         hs[i].key = put_slice(&at, o->headers[i].key);
         hs[i].value = put_slice(&at, o->headers[i].value);
@@ -153,6 +155,8 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
 /* ---- finishing -------------------------------------------------------------- */
 
 static void call_free(tch_outbound *call) {
+    if (call->handle)
+        tch_intmap_remove(&call->ch->cancellable, call->handle);
     event_del(&call->deadline);
     event_del(&call->defer);
     tch_buf_free(&call->local_store);
@@ -506,6 +510,39 @@ void tch_outbound_answer(tch_outbound *call, const tch_response *res) {
     defer_response(call, res);
 }
 
+/* ---- cancelling ------------------------------------------------------------------------ */
+
+int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why) {
+    tch_outbound *call = handle ? tch_intmap_get(&ch->cancellable, handle) : NULL;
+    if (!call || call->have_local)
+        return TCH_ENOTFOUND; /* finished, or its outcome is already decided */
+    if (call->hooked)
+        return TCH_ESTATE;
+    if (call->cc) { /* in flight: tell the peer, forget its answer */
+        tch_intmap_remove(&call->cc->calls, call->id);
+        tch_conn_send_cancel(tch_transport_conn(call->cc->t), call->id, NULL,
+                             why ? why : "cancelled by the caller");
+    }
+    call->retry_on = TCH_RETRY_NEVER; /* a cancelled call is final */
+    char msg[TCH_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "call to %s cancelled: %s", call->req.service,
+             why ? why : "by the caller");
+    defer_failure(call, TCH_ECANCELED, msg);
+    return 0;
+}
+
+static int make_cancellable(tch_channel *ch, tch_outbound *call, uint32_t *out) {
+    if (++ch->next_handle == 0)
+        ch->next_handle = 1;
+    call->handle = ch->next_handle;
+    if (tch_intmap_put(&ch->cancellable, call->handle, call) != 0) {
+        call->handle = 0;
+        return TCH_ENOMEM;
+    }
+    *out = call->handle;
+    return 0;
+}
+
 /* ---- starting a call ----------------------------------------------------------------- */
 
 static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *err) {
@@ -561,6 +598,10 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
                       : o->retry_limit < 0 ? 0 : o->retry_limit;
     evtimer_assign(&call->deadline, ch->base, on_deadline, call);
     evtimer_assign(&call->defer, ch->base, on_defer, call);
+    if (o->cancel_handle && make_cancellable(ch, call, o->cancel_handle) != 0) {
+        call_free(call);
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
     struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
     evtimer_add(&call->deadline, &tv);
     if (ch->hook) {

@@ -374,6 +374,59 @@ static void idle_connections_are_closed_and_redialled(void **state) {
     result_free(&r2);
 }
 
+static void cancel_reaches_the_server_and_ends_the_call(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    result r = {0};
+    uint32_t handle = 0;
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("hold"),
+                       .host_port = f->hp, .timeout_ms = 5000, .cancel_handle = &handle};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_int_not_equal(handle, 0);
+    assert_true(tch_test_run_until(f->base, &h.n, 2000));
+    assert_int_equal(tch_channel_cancel(f->client, handle, "user gave up"), 0);
+    assert_int_equal(r.done, 0); /* reported from the loop */
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, TCH_ECANCELED);
+    assert_int_equal(r.error_code, TCH_PCODE_CANCELLED);
+    assert_non_null(strstr(r.message, "user gave up"));
+    /* The cancel frame reaches the server: its call is done. */
+    for (int i = 0; i < 100 && !tch_inbound_is_done(h.held[0]); i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_true(tch_inbound_is_done(h.held[0]));
+    answer_held(&h);
+    assert_int_equal(tch_channel_cancel(f->client, handle, NULL), TCH_ENOTFOUND);
+    result_free(&r);
+}
+
+static void pending_call_limit_is_enforced(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    tch_channel_options opts = {.max_pending_calls = 2};
+    tch_channel *c = tch_channel_new(f->base, "limited", &opts);
+    result rs[3] = {{0}};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("hold"),
+                       .host_port = f->hp, .timeout_ms = 2000};
+    tch_error err;
+    assert_int_equal(tch_channel_call(c, &o, on_result, &rs[0], &err), 0);
+    assert_int_equal(tch_channel_call(c, &o, on_result, &rs[1], &err), 0);
+    assert_int_equal(tch_channel_call(c, &o, on_result, &rs[2], &err), TCH_ETOOBIG);
+    assert_non_null(strstr(err.msg, "pending"));
+    assert_true(tch_test_run_until_count(f->base, &h.n, 2, 2000));
+    answer_held(&h);
+    int done = 0;
+    for (int i = 0; i < 100 && done < 2; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        done = rs[0].done + rs[1].done;
+    }
+    assert_int_equal(done, 2);
+    tch_channel_free(c);
+    result_free(&rs[0]);
+    result_free(&rs[1]);
+}
+
 static void on_closed(tch_channel *ch, void *ud) {
     (void)ch;
     (*(int *)ud)++;
@@ -542,6 +595,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(arg_over_limit_is_refused_with_a_clear_error, setup, teardown),
         cmocka_unit_test_setup_teardown(server_limit_answers_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_connections_are_closed_and_redialled, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_reaches_the_server_and_ends_the_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(pending_call_limit_is_enforced, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),

@@ -187,6 +187,7 @@ typedef struct tch_call_opts {
                               default (4); TCH_RETRY_LIMIT_NONE for none */
     const char *shard_key;        /* "sk" */
     const char *routing_delegate; /* "rd" */
+    uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
 } tch_call_opts;
 
 /* The outcome of a call. status is 0 when a call response arrived (code 0
@@ -208,6 +209,12 @@ typedef struct tch_response {
 } tch_response;
 
 typedef void (*tch_call_cb)(const tch_response *res, void *ud);
+
+/* Cancels a call started with a cancel_handle: the peer gets a cancel frame
+ * (so it can stop work) and the callback gets status TCH_ECANCELED (code
+ * cancelled) from the loop. TCH_ENOTFOUND when the call already finished;
+ * TCH_ESTATE while the outbound hook holds it. */
+int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why);
 
 /* Starts a call. cb runs exactly once, from the event loop (never inside
  * tch_channel_call itself). Returns 0, or an error (and cb is not called)
