@@ -167,7 +167,7 @@ thrift)
     ;;
 errors)
     start raw "$interop"
-    t "timeout: exit 3 with code name and message" 3 "" "timeout:" "100 ms" -- \
+    t "timeout: exit 3 with code name and message" 3 "" "timeout:" "timed out" -- \
         -p "$HP_raw" --timeout 100 $S slow 500
     t "busy: exit 3" 3 "" "busy:" -- -p "$HP_raw" --retry-limit 0 $S busy x
     t "unknown endpoint: bad request" 3 "" "badRequest:" -- -p "$HP_raw" $S no-such-endpoint x
