@@ -105,6 +105,8 @@ int cas_append_entry(tch_cassette *c, cas_entry **out) {
 }
 
 static int index_all(tch_cassette *c, tch_error *err) {
+    if (cas_index_reserve(c, c->n))
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: indexing", c->name);
     for (size_t i = 0; i < c->n; i++) {
         int rc = cas_index_entry(c, i);
         if (rc)

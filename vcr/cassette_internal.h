@@ -102,6 +102,7 @@ int cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
 void cas_norm_free(cas_norm *n);
 uint64_t cas_key(const cas_norm *n, unsigned mask);
 int cas_index_entry(tch_cassette *c, size_t idx);
+int cas_index_reserve(tch_cassette *c, size_t n);
 int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
                tch_error *err);
 

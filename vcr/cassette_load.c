@@ -1,7 +1,45 @@
-/* Reading cassettes: libyaml's document API, then a schema walk that turns
- * nodes into interactions. Accepts what tchannel-python writes under py2
+/* Reading cassettes: libyaml's event API (yaml_parser_parse) and a small
+ * recursive descent over the events that fills interactions directly, with
+ * no node tree in between. Accepts what tchannel-python writes under py2
  * (plain, !!python/str, !!python/unicode) and py3 (!!binary) plus our
- * extensions; rejects unknown keys and wrong shapes with file:line:column. */
+ * extensions; rejects unknown keys and wrong shapes with file:line:column.
+ *
+ * The results, errors included, are those of reading the whole document
+ * into a node tree first (as this file did with yaml_parser_load) and then
+ * walking it:
+ *   - a YAML error anywhere in the first document wins over a schema error
+ *     earlier in it: after a schema error the rest of the document is still
+ *     parsed (drain) and a YAML error found there is reported instead;
+ *   - a second document is parsed to its end before "expected one YAML
+ *     document" is reported, so a YAML error inside it is reported instead;
+ *   - the tree walk read `response` after the other keys of its interaction
+ *     (it needs argScheme), and `interactions` after the other top-level
+ *     keys and the version check (tchannel-python sorts `interactions`
+ *     before `version`). Both are read when they come, into their final
+ *     place, but their first error is kept aside and reported only where
+ *     the tree walk would have reported it.
+ *
+ * Anchors and aliases are supported: py2 tchannel-python cassettes contain
+ * them (PyYAML writes a knownPeers list shared by several requests as
+ * `&id001` / `*id001`), and the tree loader resolved them. Every event
+ * inside an anchored node is kept in a log; an alias replays that node's
+ * events with their original marks, so an error inside an aliased node
+ * names the anchored node, as before. libyaml's composer rules are kept:
+ * an alias to an undefined anchor and a repeated anchor name in one
+ * document are YAML errors, with libyaml's messages. Unlike the tree walk,
+ * expansion is bounded: aliases may replay at most ALIAS_BUDGET_MIN plus
+ * ALIAS_BUDGET_RATIO times the input size (one unit per event plus its
+ * scalar bytes), so "billion laughs"-style inputs fail with an error instead
+ * of exhausting memory. Real cassettes use a tiny fraction of that.
+ *
+ * Nesting depth: nothing here recurses on the input's nesting. The descent
+ * follows the fixed cassette schema (at most six levels), and skipping and
+ * draining count depth in a loop. Depth is still bounded, at MAX_DEPTH:
+ * libyaml's scanner costs O(depth) per token in flow collections, so
+ * 200,000 nested `[` took minutes (with the tree loader too). Deeper input
+ * fails with "nesting deeper than 1000 levels" where it happens; if a
+ * schema error was already final (the rest of the document was only being
+ * parsed for YAML errors), that schema error is reported instead. */
 #include "cassette_internal.h"
 
 #include <errno.h>
@@ -12,488 +50,91 @@
 #include <strings.h>
 #include <yaml.h>
 
+#define TAG_STR "tag:yaml.org,2002:str"
 #define TAG_BINARY "tag:yaml.org,2002:binary"
 #define TAG_NULL "tag:yaml.org,2002:null"
 #define TAG_INT "tag:yaml.org,2002:int"
 #define MAX_DELAY_MS 3600000
+#define ALIAS_BUDGET_MIN ((size_t)64 << 20)
+#define ALIAS_BUDGET_RATIO 16
+#define NO_ANCHOR ((size_t)-1)
+#define MAX_DEPTH 1000 /* the schema needs 6 levels */
+
+/* An event as the reader sees it: a parser event or a replayed one. */
+typedef struct node {
+    yaml_event_type_t type;
+    yaml_mark_t mark;
+    const char *tag; /* scalars: resolved (untagged and `!` read as !!str) */
+    const char *value;
+    size_t len;
+    yaml_scalar_style_t style;
+} node;
+
+/* A parser event kept for replay (inside an anchored node). */
+typedef struct xev {
+    yaml_event_type_t type;
+    yaml_mark_t mark;
+    char *tag;   /* as parsed (NULL: untagged) */
+    char *value; /* scalars, NUL-terminated */
+    size_t len;
+    yaml_scalar_style_t style;
+    size_t target; /* aliases: anchor index */
+} xev;
+
+typedef struct anchor {
+    char *name;
+    yaml_mark_t mark;
+    size_t start, end; /* its events: log[start, end) */
+    size_t depth;      /* parser depth inside it (collections) */
+    bool closed;
+} anchor;
+
+typedef struct frame {
+    size_t pos, end;
+    bool partial; /* an alias inside its own anchor: only the prefix exists */
+    size_t depth; /* l->depth when the alias was met */
+    yaml_mark_t mark;
+} frame;
 
 typedef struct ld {
     tch_cassette *c;
-    yaml_document_t *doc;
-    tch_error *err;
+    tch_error *err;     /* schema errors go here (may be a side buffer) */
+    tch_error *err_out; /* the caller's: YAML errors, ENOMEM, limits */
+    int hard;           /* 0, HARD_NODEFER (limits: drain, then report), HARD_FINAL */
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    bool have_ev;
+    bool draining; /* register anchors only: no log, no replay */
+    bool skipping; /* aliases are leaves: the node is being passed over */
+    bool too_deep; /* MAX_DEPTH was exceeded while draining */
+    node cur;
+    size_t depth;  /* open collections among delivered events */
+    size_t pdepth; /* open collections among parser events */
+    anchor *anchors;
+    size_t nanchors, capanchors;
+    size_t *ahash; /* open addressing over anchors, NO_ANCHOR = free */
+    size_t nahash; /* power of two */
+    size_t *open;  /* anchors being recorded, innermost last */
+    size_t nopen, capopen;
+    xev *log;
+    size_t nlog, caplog;
+    frame *frames;
+    size_t nframes, capframes;
+    size_t budget;
 } ld;
 
-static int fail_at(ld *l, const yaml_node_t *n, const char *fmt, const char *a, const char *b) {
+enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
+
+static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, const char *b) {
     char what[256];
     snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
-    return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name,
-                         n ? n->start_mark.line + 1 : 0, n ? n->start_mark.column + 1 : 0, what);
+    return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
+                         m->column + 1, what);
 }
 
-static const char *scalar_text(const yaml_node_t *n) {
-    return (const char *)n->data.scalar.value;
-}
-
-/* Strings in any of the spellings Python's YAML dumpers produce. */
-static bool is_string_tag(const char *tag) {
-    static const char *const ok[] = {
-        "tag:yaml.org,2002:str", "tag:yaml.org,2002:python/str",
-        "tag:yaml.org,2002:python/unicode", "tag:yaml.org,2002:python/bytes",
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strcmp(tag, ok[i]) == 0)
-            return true;
-    return false;
-}
-
-/* A plain `~`/`null`/empty scalar or an explicit !!null: the field is unset. */
-static bool is_null(const yaml_node_t *n) {
-    if (n->type != YAML_SCALAR_NODE)
-        return false;
-    if (n->tag && strcmp((const char *)n->tag, TAG_NULL) == 0)
-        return true;
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    const char *v = scalar_text(n);
-    return n->data.scalar.length == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
-static int read_bytes(ld *l, const yaml_node_t *n, const char *what, tch_buf *out) {
-    tch_buf_reset(out);
-    if (is_null(n))
-        return cas_buf_set(out, TCH_SLICE_NULL);
-    if (n->type != YAML_SCALAR_NODE)
-        return fail_at(l, n, "%s: expected a string or !!binary scalar%s", what, NULL);
-    const char *tag = n->tag ? (const char *)n->tag : "";
-    if (strcmp(tag, TAG_BINARY) == 0) {
-        int rc = cas_b64_decode(scalar_text(n), n->data.scalar.length, out);
-        if (rc == TCH_ENOMEM)
-            return tch_error_set(l->err, rc, "%s: out of memory", l->c->name);
-        if (rc)
-            return fail_at(l, n, "%s: invalid base64 in !!binary%s", what, NULL);
-        if (!out->ptr)
-            return cas_buf_set(out, TCH_SLICE_NULL);
-        return 0;
-    }
-    /* plain scalars such as 123 resolve to !!int in Python; the bytes are
-     * still the text, which is what tchannel-python would have sent */
-    if (!is_string_tag(tag) && strcmp(tag, TAG_INT) != 0)
-        return fail_at(l, n, "%s: unsupported tag %s (expected a string or !!binary)", what, tag);
-    if (cas_buf_set(out, tch_slice_of(n->data.scalar.value, n->data.scalar.length)))
-        return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-    return 0;
-}
-
-static int read_long(ld *l, const yaml_node_t *n, const char *what, long min, long max,
-                     long *out) {
-    if (n->type != YAML_SCALAR_NODE)
-        return fail_at(l, n, "%s: expected an integer%s", what, NULL);
-    const char *v = scalar_text(n);
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < min || x > max) {
-        char range[64];
-        snprintf(range, sizeof range, " from %ld to %ld", min, max);
-        return fail_at(l, n, "%s: expected an integer%s", what, range);
-    }
-    *out = x;
-    return 0;
-}
-
-/* argScheme: the proxy.thrift number, or a name (lenient for hand-written files). */
-static int read_scheme(ld *l, const yaml_node_t *n, tch_cassette_scheme *out) {
-    static const char *const names[] = {"raw", "json", "thrift"};
-    if (n->type == YAML_SCALAR_NODE)
-        for (int i = 0; i < 3; i++)
-            if (strcasecmp(scalar_text(n), names[i]) == 0) {
-                *out = (tch_cassette_scheme)i;
-                return 0;
-            }
-    long v;
-    int rc = read_long(l, n, "argScheme (0 raw, 1 json, 2 thrift)", 0, 2, &v);
-    *out = (tch_cassette_scheme)v;
-    return rc;
-}
-
-static int read_errcode(ld *l, const yaml_node_t *n, const char *what, uint8_t *out) {
-    if (n->type == YAML_SCALAR_NODE && tch_cassette_errcode_parse(scalar_text(n), out) == 0)
-        return 0;
-    long v;
-    if (n->type == YAML_SCALAR_NODE && read_long(l, n, what, 1, 255, &v) == 0 &&
-        tch_cassette_errcode_name((uint8_t)v)) {
-        *out = (uint8_t)v;
-        return 0;
-    }
-    return fail_at(l, n,
-                   "%s: expected an error code name (timeout, cancelled, busy, declined, "
-                   "unexpected, badRequest, networkError, unhealthy, fatal)%s",
-                   what, NULL);
-}
-
-static int read_cstr(ld *l, const yaml_node_t *n, const char *what, char **out) {
-    tch_buf b = {0};
-    int rc = read_bytes(l, n, what, &b);
-    if (!rc) {
-        free(*out);
-        *out = tch_slice_strdup(tch_buf_slice(&b));
-        if (!*out)
-            rc = tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-    }
-    tch_buf_free(&b);
-    return rc;
-}
-
-/* ---- mappings with a fixed key set ----------------------------------- */
-
-typedef int (*field_fn)(ld *l, const yaml_node_t *val, void *target, int which);
-
-typedef struct key_spec {
-    const char *name;
-    int which;
-} key_spec;
-
-/* Walks a mapping, dispatching known keys to fn; an unknown or repeated key
- * is an error that names it and lists what is allowed. */
-static int walk_mapping(ld *l, const yaml_node_t *map, const char *what, const key_spec *keys,
-                        size_t nkeys, field_fn fn, void *target, unsigned *seen) {
-    if (map->type != YAML_MAPPING_NODE)
-        return fail_at(l, map, "%s: expected a mapping%s", what, NULL);
-    *seen = 0;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
-         p++) {
-        const yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
-        const yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
-        if (!k || !v || k->type != YAML_SCALAR_NODE)
-            return fail_at(l, k, "%s: expected a scalar key%s", what, NULL);
-        size_t i = 0;
-        while (i < nkeys && strcmp(keys[i].name, scalar_text(k)) != 0)
-            i++;
-        if (i == nkeys) {
-            char allowed[256] = "";
-            for (size_t j = 0; j < nkeys; j++) {
-                strncat(allowed, j ? ", " : " (allowed: ", sizeof allowed - strlen(allowed) - 1);
-                strncat(allowed, keys[j].name, sizeof allowed - strlen(allowed) - 1);
-            }
-            strncat(allowed, ")", sizeof allowed - strlen(allowed) - 1);
-            char who[200];
-            snprintf(who, sizeof who, "%s: unknown key '%.100s'", what, scalar_text(k));
-            return fail_at(l, k, "%s%s", who, allowed);
-        }
-        if (*seen & (1u << i))
-            return fail_at(l, k, "%s: duplicate key '%s'", what, keys[i].name);
-        *seen |= 1u << i;
-        int rc = fn(l, v, target, keys[i].which);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* ---- request / response / error --------------------------------------- */
-
-enum {
-    RQ_SERVICE, RQ_ENDPOINT, RQ_HEADERS, RQ_BODY, RQ_SCHEME, RQ_HOSTPORT, RQ_PEERS, RQ_THEADERS,
-    RQ_HEADERS_DEC, RQ_BODY_DEC,
-};
-
-typedef struct req_ctx {
-    tch_cassette_request *r;
-    tch_buf headers_dec, body_dec;
-    const yaml_node_t *headers_dec_node, *body_dec_node;
-} req_ctx;
-
-static int read_peers(ld *l, const yaml_node_t *v, tch_cassette_request *r) {
-    if (is_null(v))
-        return 0;
-    if (v->type != YAML_SEQUENCE_NODE)
-        return fail_at(l, v, "knownPeers: expected a list%s%s", NULL, NULL);
-    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-    r->known_peers = n ? calloc(n, sizeof *r->known_peers) : NULL;
-    if (n && !r->known_peers)
-        return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-    for (size_t i = 0; i < n; i++) {
-        const yaml_node_t *it = yaml_document_get_node(l->doc, v->data.sequence.items.start[i]);
-        r->n_known_peers = i + 1;
-        int rc = it ? read_bytes(l, it, "knownPeers item", &r->known_peers[i])
-                    : fail_at(l, v, "knownPeers: bad item%s%s", NULL, NULL);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-static int th_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    tch_cassette_kv *kv = target;
-    return read_bytes(l, v, which ? "transportHeaders value" : "transportHeaders key",
-                      which ? &kv->value : &kv->key);
-}
-
-static int read_theaders(ld *l, const yaml_node_t *v, tch_cassette_request *r) {
-    static const key_spec keys[] = {{"key", 0}, {"value", 1}};
-    if (is_null(v))
-        return 0;
-    if (v->type != YAML_SEQUENCE_NODE)
-        return fail_at(l, v, "transportHeaders: expected a list of {key, value}%s%s", NULL, NULL);
-    size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-    r->transport_headers = n ? calloc(n, sizeof *r->transport_headers) : NULL;
-    if (n && !r->transport_headers)
-        return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-    for (size_t i = 0; i < n; i++) {
-        const yaml_node_t *it = yaml_document_get_node(l->doc, v->data.sequence.items.start[i]);
-        unsigned seen;
-        r->n_transport_headers = i + 1;
-        if (!it)
-            return fail_at(l, v, "transportHeaders: bad item%s%s", NULL, NULL);
-        int rc = walk_mapping(l, it, "transportHeaders item", keys, 2, th_field,
-                              &r->transport_headers[i], &seen);
-        if (rc)
-            return rc;
-        if (seen != 3)
-            return fail_at(l, it, "transportHeaders item: expected both key and value%s%s", NULL,
-                           NULL);
-    }
-    return 0;
-}
-
-static int req_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    req_ctx *rc = target;
-    tch_cassette_request *r = rc->r;
-    switch (which) {
-    case RQ_SERVICE: return read_bytes(l, v, "serviceName", &r->service);
-    case RQ_ENDPOINT: return read_bytes(l, v, "endpoint", &r->endpoint);
-    case RQ_HEADERS: return read_bytes(l, v, "headers", &r->headers);
-    case RQ_BODY: return read_bytes(l, v, "body", &r->body);
-    case RQ_SCHEME: return is_null(v) ? 0 : read_scheme(l, v, &r->scheme);
-    case RQ_HOSTPORT: return read_bytes(l, v, "hostPort", &r->host_port);
-    case RQ_PEERS: return read_peers(l, v, r);
-    case RQ_THEADERS: return read_theaders(l, v, r);
-    case RQ_HEADERS_DEC: rc->headers_dec_node = v; return read_bytes(l, v, "headersDecoded", &rc->headers_dec);
-    case RQ_BODY_DEC: rc->body_dec_node = v; return read_bytes(l, v, "bodyDecoded", &rc->body_dec);
-    }
-    return TCH_EINVAL;
-}
-
-/* The exact bytes win; a hand-written cassette may give only the decoded
- * JSON, which for the json scheme is the bytes themselves. */
-static int use_decoded(ld *l, tch_cassette_scheme scheme, bool have_exact, tch_buf *exact,
-                       tch_buf *dec, const yaml_node_t *dec_node, const char *what) {
-    if (have_exact || !dec_node)
-        return 0;
-    if (scheme != TCH_CASSETTE_JSON)
-        return fail_at(l, dec_node,
-                       "%sDecoded without %s: only json bodies can be rebuilt from the decoded "
-                       "form; add the exact bytes",
-                       what, what);
-    tch_buf_free(exact);
-    *exact = *dec;
-    memset(dec, 0, sizeof *dec);
-    return 0;
-}
-
-static const key_spec req_keys[] = {
-    {"serviceName", RQ_SERVICE}, {"endpoint", RQ_ENDPOINT},   {"headers", RQ_HEADERS},
-    {"body", RQ_BODY},           {"argScheme", RQ_SCHEME},    {"hostPort", RQ_HOSTPORT},
-    {"knownPeers", RQ_PEERS},    {"transportHeaders", RQ_THEADERS},
-    {"headersDecoded", RQ_HEADERS_DEC}, {"bodyDecoded", RQ_BODY_DEC},
-};
-
-static int read_request(ld *l, const yaml_node_t *n, tch_cassette_request *r) {
-    req_ctx rc = {.r = r};
-    unsigned seen;
-    int e = walk_mapping(l, n, "request", req_keys, sizeof req_keys / sizeof req_keys[0],
-                         req_field, &rc, &seen);
-    if (!e)
-        e = use_decoded(l, r->scheme, seen & (1u << 2), &r->headers, &rc.headers_dec,
-                        rc.headers_dec_node, "headers");
-    if (!e)
-        e = use_decoded(l, r->scheme, seen & (1u << 3), &r->body, &rc.body_dec,
-                        rc.body_dec_node, "body");
-    tch_buf_free(&rc.headers_dec);
-    tch_buf_free(&rc.body_dec);
-    return e;
-}
-
-enum { RS_CODE, RS_HEADERS, RS_BODY, RS_HEADERS_DEC, RS_BODY_DEC };
-
-typedef struct resp_ctx {
-    tch_cassette_response *r;
-    tch_buf headers_dec, body_dec;
-    const yaml_node_t *headers_dec_node, *body_dec_node;
-} resp_ctx;
-
-static int resp_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    resp_ctx *rc = target;
-    long code;
-    int e;
-    switch (which) {
-    case RS_CODE:
-        e = read_long(l, v, "response code (0 ok, 1 application error)", 0, 1, &code);
-        rc->r->code = (int)code;
-        return e;
-    case RS_HEADERS: return read_bytes(l, v, "response headers", &rc->r->headers);
-    case RS_BODY: return read_bytes(l, v, "response body", &rc->r->body);
-    case RS_HEADERS_DEC: rc->headers_dec_node = v; return read_bytes(l, v, "headersDecoded", &rc->headers_dec);
-    case RS_BODY_DEC: rc->body_dec_node = v; return read_bytes(l, v, "bodyDecoded", &rc->body_dec);
-    }
-    return TCH_EINVAL;
-}
-
-static int read_response(ld *l, const yaml_node_t *n, tch_cassette_scheme scheme,
-                         tch_cassette_response *r) {
-    static const key_spec keys[] = {{"code", RS_CODE},
-                                    {"headers", RS_HEADERS},
-                                    {"body", RS_BODY},
-                                    {"headersDecoded", RS_HEADERS_DEC},
-                                    {"bodyDecoded", RS_BODY_DEC}};
-    resp_ctx rc = {.r = r};
-    unsigned seen;
-    int e = walk_mapping(l, n, "response", keys, 5, resp_field, &rc, &seen);
-    if (!e)
-        e = use_decoded(l, scheme, seen & (1u << 1), &r->headers, &rc.headers_dec,
-                        rc.headers_dec_node, "headers");
-    if (!e)
-        e = use_decoded(l, scheme, seen & (1u << 2), &r->body, &rc.body_dec, rc.body_dec_node,
-                        "body");
-    tch_buf_free(&rc.headers_dec);
-    tch_buf_free(&rc.body_dec);
-    return e;
-}
-
-typedef struct err_ctx {
-    uint8_t *code;
-    char **message;
-} err_ctx;
-
-static int err_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    err_ctx *ec = target;
-    return which == 0 ? read_errcode(l, v, "error code", ec->code)
-                      : read_cstr(l, v, "error message", ec->message);
-}
-
-/* `error: {code: busy, message: ...}`; `fault` also takes a bare code name. */
-static int read_error_frame(ld *l, const yaml_node_t *n, const char *what, uint8_t *code,
-                            char **message) {
-    static const key_spec keys[] = {{"code", 0}, {"message", 1}};
-    if (n->type == YAML_SCALAR_NODE && strcmp(what, "fault") == 0)
-        return read_errcode(l, n, what, code);
-    err_ctx ec = {code, message};
-    unsigned seen;
-    int rc = walk_mapping(l, n, what, keys, 2, err_field, &ec, &seen);
-    if (!rc && !(seen & 1u))
-        return fail_at(l, n, "%s: missing 'code'%s", what, NULL);
-    if (!rc && !*message && !(*message = strdup("")))
-        return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-    return rc;
-}
-
-/* ---- interactions ------------------------------------------------------ */
-
-enum { IT_REQUEST, IT_RESPONSE, IT_ERROR, IT_DELAY, IT_FAULT };
-
-typedef struct it_ctx {
-    tch_cassette_interaction *it;
-    const yaml_node_t *response;
-} it_ctx;
-
-static int it_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    it_ctx *ic = target;
-    tch_cassette_interaction *it = ic->it;
-    long ms;
-    int rc;
-    switch (which) {
-    case IT_REQUEST: return read_request(l, v, &it->request);
-    case IT_RESPONSE: ic->response = v; return 0; /* needs argScheme: read after the walk */
-    case IT_ERROR:
-        it->is_error = 1;
-        return read_error_frame(l, v, "error", &it->error.code, &it->error.message);
-    case IT_DELAY:
-        rc = read_long(l, v, "delay (milliseconds)", 0, MAX_DELAY_MS, &ms);
-        it->has_delay = 1;
-        it->delay_ms = (uint32_t)ms;
-        return rc;
-    case IT_FAULT:
-        it->has_fault = 1;
-        return read_error_frame(l, v, "fault", &it->fault_code, &it->fault_message);
-    }
-    return TCH_EINVAL;
-}
-
-static int read_interaction(ld *l, const yaml_node_t *n, tch_cassette_interaction *it) {
-    static const key_spec keys[] = {{"request", IT_REQUEST}, {"response", IT_RESPONSE},
-                                    {"error", IT_ERROR},     {"delay", IT_DELAY},
-                                    {"fault", IT_FAULT}};
-    it_ctx ic = {it, NULL};
-    unsigned seen;
-    it->line = n->start_mark.line + 1;
-    int rc = walk_mapping(l, n, "interaction", keys, 5, it_field, &ic, &seen);
-    if (rc)
-        return rc;
-    if (!(seen & 1u))
-        return fail_at(l, n, "interaction: missing 'request'%s%s", NULL, NULL);
-    if (!!(seen & 2u) == !!(seen & 4u))
-        return fail_at(l, n, "interaction: expected exactly one of 'response' or 'error'%s%s",
-                       NULL, NULL);
-    if (ic.response)
-        return read_response(l, ic.response, it->request.scheme, &it->response);
-    return 0;
-}
-
-static int read_interactions(ld *l, const yaml_node_t *seq) {
-    if (is_null(seq))
-        return 0;
-    if (seq->type != YAML_SEQUENCE_NODE)
-        return fail_at(l, seq, "interactions: expected a list%s%s", NULL, NULL);
-    for (yaml_node_item_t *p = seq->data.sequence.items.start; p < seq->data.sequence.items.top;
-         p++) {
-        const yaml_node_t *n = yaml_document_get_node(l->doc, *p);
-        cas_entry *e = NULL;
-        if (!n)
-            return fail_at(l, seq, "interactions: bad item%s%s", NULL, NULL);
-        if (cas_append_entry(l->c, &e))
-            return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
-        e->from_file = true;
-        int rc = read_interaction(l, n, &e->it);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-typedef struct top_ctx {
-    const yaml_node_t *version, *interactions;
-} top_ctx;
-
-static int top_field(ld *l, const yaml_node_t *v, void *target, int which) {
-    (void)l;
-    top_ctx *t = target;
-    if (which == 0)
-        t->version = v;
-    else
-        t->interactions = v;
-    return 0;
-}
-
-static int read_top(ld *l, const yaml_node_t *root) {
-    static const key_spec keys[] = {{"version", 0}, {"interactions", 1}};
-    top_ctx t = {0};
-    unsigned seen;
-    if (is_null(root)) /* a file of only comments or `~` is empty, like an empty file */
-        return 0;
-    int rc = walk_mapping(l, root, "cassette", keys, 2, top_field, &t, &seen);
-    if (rc)
-        return rc;
-    /* tchannel-python: a mapping without interactions is an empty cassette */
-    if (!t.interactions && !t.version)
-        return 0;
-    if (!t.version)
-        return fail_at(l, root, "cassette: missing 'version' (expected version: 1)%s%s", NULL,
-                       NULL);
-    if (t.version->type != YAML_SCALAR_NODE || strcmp(scalar_text(t.version), "1") != 0)
-        return fail_at(l, t.version, "unsupported cassette version '%s' (only version 1 is known)%s",
-                       t.version->type == YAML_SCALAR_NODE ? scalar_text(t.version) : "?", NULL);
-    return t.interactions ? read_interactions(l, t.interactions) : 0;
+static int nomem(ld *l) {
+    l->hard = HARD_FINAL;
+    return tch_error_set(l->err_out, TCH_ENOMEM, "%s: out of memory", l->c->name);
 }
 
 static int parser_error(tch_cassette *c, const yaml_parser_t *p, tch_error *err) {
@@ -509,35 +150,981 @@ static int parser_error(tch_cassette *c, const yaml_parser_t *p, tch_error *err)
                          m->column + 1, p->problem ? p->problem : "error");
 }
 
-int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    if (len == 0) /* tchannel-python: an existing empty file is an empty cassette */
-        return 0;
-    if (!yaml_parser_initialize(&parser))
-        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
-    yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        int rc = parser_error(c, &parser, err);
-        yaml_parser_delete(&parser);
-        return rc;
+/* ---- anchors ------------------------------------------------------------ */
+
+static size_t anchor_find(const ld *l, const char *name) {
+    if (!l->nahash)
+        return NO_ANCHOR;
+    size_t mask = l->nahash - 1;
+    for (size_t i = cas_hash(name, strlen(name), 0) & mask;; i = (i + 1) & mask) {
+        size_t a = l->ahash[i];
+        if (a == NO_ANCHOR || strcmp(l->anchors[a].name, name) == 0)
+            return a;
     }
-    ld l = {c, &doc, err};
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    int rc = root ? read_top(&l, root) : 0;
-    yaml_document_delete(&doc);
-    if (!rc && root) { /* a second document is not a cassette */
-        if (!yaml_parser_load(&parser, &doc)) {
-            rc = parser_error(c, &parser, err);
-        } else {
-            yaml_node_t *extra = yaml_document_get_root_node(&doc);
-            if (extra)
-                rc = tch_error_set(err, TCH_EPARSE, "%s:%zu:%zu: expected one YAML document",
-                                   c->name, extra->start_mark.line + 1,
-                                   extra->start_mark.column + 1);
-            yaml_document_delete(&doc);
+}
+
+static int ahash_put(ld *l, size_t a) {
+    size_t mask = l->nahash - 1;
+    const char *name = l->anchors[a].name;
+    size_t i = cas_hash(name, strlen(name), 0) & mask;
+    while (l->ahash[i] != NO_ANCHOR)
+        i = (i + 1) & mask;
+    l->ahash[i] = a;
+    return 0;
+}
+
+/* libyaml's composer: a name may be anchored once per document. */
+static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *out) {
+    size_t prev = anchor_find(l, name);
+    if (prev != NO_ANCHOR) {
+        l->hard = HARD_FINAL;
+        return tch_error_set(l->err_out, TCH_EPARSE,
+                             "%s:%zu:%zu: malformed YAML: second occurrence found duplicate "
+                             "anchor; first occurrence (which started at line %zu)",
+                             l->c->name, mark->line + 1, mark->column + 1,
+                             l->anchors[prev].mark.line + 1);
+    }
+    if (l->nanchors == l->capanchors) {
+        size_t cap = l->capanchors ? l->capanchors * 2 : 8;
+        anchor *a = realloc(l->anchors, cap * sizeof *a);
+        if (!a)
+            return nomem(l);
+        l->anchors = a;
+        l->capanchors = cap;
+    }
+    if ((l->nanchors + 1) * 2 > l->nahash) {
+        size_t nh = l->nahash ? l->nahash * 2 : 16;
+        size_t *h = malloc(nh * sizeof *h);
+        if (!h)
+            return nomem(l);
+        for (size_t i = 0; i < nh; i++)
+            h[i] = NO_ANCHOR;
+        free(l->ahash);
+        l->ahash = h;
+        l->nahash = nh;
+        for (size_t i = 0; i < l->nanchors; i++)
+            ahash_put(l, i);
+    }
+    anchor *a = &l->anchors[l->nanchors];
+    memset(a, 0, sizeof *a);
+    if (!(a->name = strdup(name)))
+        return nomem(l);
+    a->mark = *mark;
+    a->start = a->end = l->nlog;
+    *out = l->nanchors++;
+    ahash_put(l, *out);
+    return 0;
+}
+
+static void anchors_reset(ld *l) {
+    for (size_t i = 0; i < l->nanchors; i++)
+        free(l->anchors[i].name);
+    l->nanchors = 0;
+    for (size_t i = 0; i < l->nahash; i++)
+        l->ahash[i] = NO_ANCHOR;
+    for (size_t i = 0; i < l->nlog; i++) {
+        free(l->log[i].tag);
+        free(l->log[i].value);
+    }
+    l->nlog = 0;
+    l->nopen = 0;
+    l->nframes = 0;
+}
+
+static int log_event(ld *l, const yaml_event_t *e, size_t target) {
+    if (l->nlog == l->caplog) {
+        size_t cap = l->caplog ? l->caplog * 2 : 64;
+        xev *x = realloc(l->log, cap * sizeof *x);
+        if (!x)
+            return nomem(l);
+        l->log = x;
+        l->caplog = cap;
+    }
+    xev *x = &l->log[l->nlog];
+    memset(x, 0, sizeof *x);
+    x->type = e->type;
+    x->mark = e->start_mark;
+    x->target = target;
+    const yaml_char_t *tag = e->type == YAML_SCALAR_EVENT           ? e->data.scalar.tag
+                             : e->type == YAML_SEQUENCE_START_EVENT ? e->data.sequence_start.tag
+                             : e->type == YAML_MAPPING_START_EVENT  ? e->data.mapping_start.tag
+                                                                    : NULL;
+    if (tag && !(x->tag = strdup((const char *)tag)))
+        return nomem(l);
+    if (e->type == YAML_SCALAR_EVENT) {
+        x->len = e->data.scalar.length;
+        x->style = e->data.scalar.style;
+        if (!(x->value = malloc(x->len + 1)))
+            return nomem(l);
+        memcpy(x->value, e->data.scalar.value, x->len);
+        x->value[x->len] = '\0';
+    }
+    l->nlog++;
+    return 0;
+}
+
+/* ---- the event stream ----------------------------------------------------- */
+
+static void set_cur(ld *l, yaml_event_type_t type, const yaml_mark_t *mark, const char *tag,
+                    const char *value, size_t len, yaml_scalar_style_t style) {
+    node *n = &l->cur;
+    n->type = type;
+    n->mark = *mark;
+    n->tag = tag;
+    if (type == YAML_SCALAR_EVENT && (!tag || strcmp(tag, "!") == 0))
+        n->tag = TAG_STR; /* libyaml's loader gives untagged scalars !!str */
+    n->value = value;
+    n->len = len;
+    n->style = style;
+    if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
+        l->depth++;
+    else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+        l->depth--;
+}
+
+/* Next parser event: anchors registered and recorded, aliases resolved to
+ * an anchor index in *target. */
+static int pull(ld *l, size_t *target) {
+    if (l->have_ev) {
+        yaml_event_delete(&l->ev);
+        l->have_ev = false;
+    }
+    if (!yaml_parser_parse(&l->parser, &l->ev)) {
+        l->hard = HARD_FINAL;
+        return parser_error(l->c, &l->parser, l->err_out);
+    }
+    l->have_ev = true;
+    const yaml_event_t *e = &l->ev;
+    const yaml_char_t *name = NULL;
+    *target = NO_ANCHOR;
+    switch (e->type) {
+    case YAML_SCALAR_EVENT: name = e->data.scalar.anchor; break;
+    case YAML_SEQUENCE_START_EVENT: name = e->data.sequence_start.anchor; break;
+    case YAML_MAPPING_START_EVENT: name = e->data.mapping_start.anchor; break;
+    case YAML_ALIAS_EVENT:
+        *target = anchor_find(l, (const char *)e->data.alias.anchor);
+        if (*target == NO_ANCHOR) {
+            l->hard = HARD_FINAL;
+            return tch_error_set(l->err_out, TCH_EPARSE,
+                                 "%s:%zu:%zu: malformed YAML: found undefined alias", l->c->name,
+                                 e->start_mark.line + 1, e->start_mark.column + 1);
+        }
+        break;
+    default: break;
+    }
+    bool start = e->type == YAML_SEQUENCE_START_EVENT || e->type == YAML_MAPPING_START_EVENT;
+    bool end = e->type == YAML_SEQUENCE_END_EVENT || e->type == YAML_MAPPING_END_EVENT;
+    size_t a = NO_ANCHOR;
+    int rc;
+    if (start && ++l->pdepth > MAX_DEPTH) {
+        if (l->draining) { /* a schema error is known: keep it */
+            l->too_deep = true;
+            return TCH_EPARSE;
+        }
+        l->hard = HARD_NODEFER;
+        return tch_error_set(l->err_out, TCH_EPARSE, "%s:%zu:%zu: nesting deeper than %d levels",
+                             l->c->name, e->start_mark.line + 1, e->start_mark.column + 1,
+                             MAX_DEPTH);
+    }
+    if (name && (rc = anchor_add(l, (const char *)name, &e->start_mark, &a)))
+        return rc;
+    if (l->draining) {
+        if (end)
+            l->pdepth--;
+        return 0;
+    }
+    if (a != NO_ANCHOR) {
+        if (l->nopen == l->capopen) {
+            size_t cap = l->capopen ? l->capopen * 2 : 8;
+            size_t *o = realloc(l->open, cap * sizeof *o);
+            if (!o)
+                return nomem(l);
+            l->open = o;
+            l->capopen = cap;
+        }
+        l->open[l->nopen++] = a;
+        l->anchors[a].depth = l->pdepth;
+    }
+    if (l->nopen && (rc = log_event(l, e, *target)))
+        return rc;
+    /* close what this event completes: an anchored scalar, or collections */
+    while (l->nopen) {
+        size_t ti = l->open[l->nopen - 1];
+        anchor *top = &l->anchors[ti];
+        bool done = end ? top->depth == l->pdepth : (!start && ti == a);
+        if (!done)
+            break;
+        top->end = l->nlog;
+        top->closed = true;
+        l->nopen--;
+    }
+    if (end)
+        l->pdepth--;
+    return 0;
+}
+
+/* `logged`: the alias itself is the last logged event (met in the parser
+ * stream inside an open anchor); a prefix replay must stop before it. */
+static int push_alias(ld *l, size_t target, const yaml_mark_t *mark, bool logged) {
+    if (l->nframes == l->capframes) {
+        size_t cap = l->capframes ? l->capframes * 2 : 8;
+        frame *f = realloc(l->frames, cap * sizeof *f);
+        if (!f)
+            return nomem(l);
+        l->frames = f;
+        l->capframes = cap;
+    }
+    const anchor *a = &l->anchors[target];
+    frame *f = &l->frames[l->nframes++];
+    f->pos = a->start;
+    f->end = a->closed ? a->end : l->nlog - (logged ? 1 : 0);
+    f->partial = !a->closed;
+    f->depth = l->depth;
+    f->mark = *mark;
+    return 0;
+}
+
+/* The next event of the document with aliases expanded. */
+static int next(ld *l) {
+    for (;;) {
+        if (l->nframes) {
+            frame *f = &l->frames[l->nframes - 1];
+            if (f->pos == f->end) {
+                if (f->partial && l->skipping) {
+                    /* passing over a node that contains itself: treat the
+                     * alias as complete */
+                    l->depth = f->depth;
+                    l->nframes--;
+                    l->cur.type = YAML_NO_EVENT;
+                    return 0;
+                }
+                if (f->partial) {
+                    /* unreachable with this schema: a node that contains
+                     * itself always has the wrong shape somewhere first */
+                    l->hard = HARD_NODEFER;
+                    yaml_mark_t m = f->mark;
+                    tch_error *e = l->err;
+                    l->err = l->err_out;
+                    int rc = fail_at(l, &m, "alias inside the node it refers to%s%s", NULL, NULL);
+                    l->err = e;
+                    return rc;
+                }
+                l->nframes--;
+                continue;
+            }
+            const xev *x = &l->log[f->pos++];
+            if (x->type == YAML_ALIAS_EVENT && l->skipping) {
+                set_cur(l, x->type, &x->mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
+                return 0;
+            }
+            if (x->type == YAML_ALIAS_EVENT) {
+                int rc = push_alias(l, x->target, &x->mark, false);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            size_t cost = 1 + x->len;
+            if (cost > l->budget) {
+                l->hard = HARD_NODEFER;
+                return tch_error_set(l->err_out, TCH_ETOOBIG,
+                                     "%s:%zu:%zu: aliases expand to too much data", l->c->name,
+                                     x->mark.line + 1, x->mark.column + 1);
+            }
+            l->budget -= cost;
+            set_cur(l, x->type, &x->mark, x->tag, x->value, x->len, x->style);
+            return 0;
+        }
+        size_t target;
+        int rc = pull(l, &target);
+        if (rc)
+            return rc;
+        const yaml_event_t *e = &l->ev;
+        switch (e->type) {
+        case YAML_ALIAS_EVENT:
+            if (l->skipping) {
+                set_cur(l, e->type, &e->start_mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
+                return 0;
+            }
+            if ((rc = push_alias(l, target, &e->start_mark, l->nopen > 0)))
+                return rc;
+            continue;
+        case YAML_SCALAR_EVENT:
+            set_cur(l, e->type, &e->start_mark, (const char *)e->data.scalar.tag,
+                    (const char *)e->data.scalar.value, e->data.scalar.length,
+                    e->data.scalar.style);
+            return 0;
+        case YAML_SEQUENCE_START_EVENT:
+            set_cur(l, e->type, &e->start_mark, (const char *)e->data.sequence_start.tag, NULL, 0,
+                    YAML_ANY_SCALAR_STYLE);
+            return 0;
+        case YAML_MAPPING_START_EVENT:
+            set_cur(l, e->type, &e->start_mark, (const char *)e->data.mapping_start.tag, NULL, 0,
+                    YAML_ANY_SCALAR_STYLE);
+            return 0;
+        default:
+            set_cur(l, e->type, &e->start_mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
+            return 0;
         }
     }
-    yaml_parser_delete(&parser);
+}
+
+/* Consumes the rest of the node whose first event was delivered at depth
+ * d0 (l->depth before it), leaving its last event current. */
+static int skip_to(ld *l, size_t d0) {
+    bool was = l->skipping;
+    int rc = 0;
+    l->skipping = true;
+    while (!rc && l->depth > d0)
+        rc = next(l);
+    l->skipping = was;
+    return rc;
+}
+
+static size_t depth_before(const ld *l) {
+    bool start = l->cur.type == YAML_SEQUENCE_START_EVENT || l->cur.type == YAML_MAPPING_START_EVENT;
+    return l->depth - (start ? 1 : 0);
+}
+
+/* A node read now whose first schema error is reported later (where the
+ * tree walk read it): the error goes to `side`; the node is skipped. */
+typedef struct deferred {
+    tch_error side;
+    tch_error *saved;
+    size_t d0;
+    int rc;
+} deferred;
+
+static void defer_begin(ld *l, deferred *d) {
+    d->saved = l->err;
+    d->d0 = depth_before(l);
+    d->side.code = 0;
+    d->side.msg[0] = '\0';
+    l->err = &d->side; /* each key is read once: a repeat fails before */
+}
+
+static int defer_end(ld *l, deferred *d, int rc) {
+    l->err = d->saved;
+    if (!rc)
+        return 0;
+    if (l->hard)
+        return rc;
+    d->rc = rc;
+    return skip_to(l, d->d0);
+}
+
+static int defer_report(ld *l, deferred *d) {
+    if (d->rc && l->err)
+        *l->err = d->side;
+    return d->rc;
+}
+
+/* ---- scalars ------------------------------------------------------------ */
+
+/* Strings in any of the spellings Python's YAML dumpers produce. */
+static bool is_string_tag(const char *tag) {
+    static const char *const ok[] = {
+        TAG_STR, "tag:yaml.org,2002:python/str",
+        "tag:yaml.org,2002:python/unicode", "tag:yaml.org,2002:python/bytes",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (strcmp(tag, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A plain `~`/`null`/empty scalar or an explicit !!null: the field is unset. */
+static bool is_null(const node *n) {
+    if (n->type != YAML_SCALAR_EVENT)
+        return false;
+    if (strcmp(n->tag, TAG_NULL) == 0)
+        return true;
+    if (n->style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *v = n->value;
+    return n->len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+static int read_bytes(ld *l, const char *what, tch_buf *out) {
+    const node *n = &l->cur;
+    tch_buf_reset(out);
+    if (is_null(n))
+        return cas_buf_set(out, TCH_SLICE_NULL);
+    if (n->type != YAML_SCALAR_EVENT)
+        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
+    if (strcmp(n->tag, TAG_BINARY) == 0) {
+        int rc = cas_b64_decode(n->value, n->len, out);
+        if (rc == TCH_ENOMEM)
+            return nomem(l);
+        if (rc)
+            return fail_at(l, &n->mark, "%s: invalid base64 in !!binary%s", what, NULL);
+        if (!out->ptr)
+            return cas_buf_set(out, TCH_SLICE_NULL);
+        return 0;
+    }
+    /* plain scalars such as 123 resolve to !!int in Python; the bytes are
+     * still the text, which is what tchannel-python would have sent */
+    if (!is_string_tag(n->tag) && strcmp(n->tag, TAG_INT) != 0)
+        return fail_at(l, &n->mark, "%s: unsupported tag %s (expected a string or !!binary)", what,
+                       n->tag);
+    if (cas_buf_set(out, tch_slice_of(n->value, n->len)))
+        return nomem(l);
+    return 0;
+}
+
+static int read_long(ld *l, const char *what, long min, long max, long *out) {
+    const node *n = &l->cur;
+    if (n->type != YAML_SCALAR_EVENT)
+        return fail_at(l, &n->mark, "%s: expected an integer%s", what, NULL);
+    const char *v = n->value;
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < min || x > max) {
+        char range[64];
+        snprintf(range, sizeof range, " from %ld to %ld", min, max);
+        return fail_at(l, &n->mark, "%s: expected an integer%s", what, range);
+    }
+    *out = x;
+    return 0;
+}
+
+/* argScheme: the proxy.thrift number, or a name (lenient for hand-written files). */
+static int read_scheme(ld *l, tch_cassette_scheme *out) {
+    static const char *const names[] = {"raw", "json", "thrift"};
+    if (l->cur.type == YAML_SCALAR_EVENT)
+        for (int i = 0; i < 3; i++)
+            if (strcasecmp(l->cur.value, names[i]) == 0) {
+                *out = (tch_cassette_scheme)i;
+                return 0;
+            }
+    long v = 0;
+    int rc = read_long(l, "argScheme (0 raw, 1 json, 2 thrift)", 0, 2, &v);
+    *out = (tch_cassette_scheme)v;
+    return rc;
+}
+
+static int read_errcode(ld *l, const char *what, uint8_t *out) {
+    const node *n = &l->cur;
+    if (n->type == YAML_SCALAR_EVENT && tch_cassette_errcode_parse(n->value, out) == 0)
+        return 0;
+    long v;
+    if (n->type == YAML_SCALAR_EVENT) {
+        /* read_long's own message is replaced by the one below */
+        tch_error scratch, *saved = l->err;
+        l->err = &scratch;
+        int rc = read_long(l, what, 1, 255, &v);
+        l->err = saved;
+        if (rc == 0 && tch_cassette_errcode_name((uint8_t)v)) {
+            *out = (uint8_t)v;
+            return 0;
+        }
+    }
+    return fail_at(l, &n->mark,
+                   "%s: expected an error code name (timeout, cancelled, busy, declined, "
+                   "unexpected, badRequest, networkError, unhealthy, fatal)%s",
+                   what, NULL);
+}
+
+static int read_cstr(ld *l, const char *what, char **out) {
+    tch_buf b = {0};
+    int rc = read_bytes(l, what, &b);
+    if (!rc) {
+        free(*out);
+        *out = tch_slice_strdup(tch_buf_slice(&b));
+        if (!*out)
+            rc = nomem(l);
+    }
+    tch_buf_free(&b);
+    return rc;
+}
+
+/* ---- mappings with a fixed key set ----------------------------------- */
+
+/* Called with the value's first event current; leaves its last current. */
+typedef int (*field_fn)(ld *l, void *target, int which);
+
+typedef struct key_spec {
+    const char *name;
+    int which;
+} key_spec;
+
+/* Walks a mapping, dispatching known keys to fn; an unknown or repeated key
+ * is an error that names it and lists what is allowed. */
+static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nkeys, field_fn fn,
+                        void *target, unsigned *seen) {
+    if (l->cur.type != YAML_MAPPING_START_EVENT)
+        return fail_at(l, &l->cur.mark, "%s: expected a mapping%s", what, NULL);
+    *seen = 0;
+    for (;;) {
+        int rc = next(l);
+        if (rc)
+            return rc;
+        const node *k = &l->cur;
+        if (k->type == YAML_MAPPING_END_EVENT)
+            return 0;
+        if (k->type != YAML_SCALAR_EVENT)
+            return fail_at(l, &k->mark, "%s: expected a scalar key%s", what, NULL);
+        size_t i = 0;
+        while (i < nkeys && strcmp(keys[i].name, k->value) != 0)
+            i++;
+        if (i == nkeys) {
+            char allowed[256] = "";
+            for (size_t j = 0; j < nkeys; j++) {
+                strncat(allowed, j ? ", " : " (allowed: ", sizeof allowed - strlen(allowed) - 1);
+                strncat(allowed, keys[j].name, sizeof allowed - strlen(allowed) - 1);
+            }
+            strncat(allowed, ")", sizeof allowed - strlen(allowed) - 1);
+            char who[200];
+            snprintf(who, sizeof who, "%s: unknown key '%.100s'", what, k->value);
+            return fail_at(l, &k->mark, "%s%s", who, allowed);
+        }
+        if (*seen & (1u << i))
+            return fail_at(l, &k->mark, "%s: duplicate key '%s'", what, keys[i].name);
+        *seen |= 1u << i;
+        if ((rc = next(l)) || (rc = fn(l, target, keys[i].which)))
+            return rc;
+    }
+}
+
+/* Items of a sequence: fn is called with each item's first event current. */
+typedef int (*item_fn)(ld *l, void *target, size_t index);
+
+static int walk_sequence(ld *l, item_fn fn, void *target) {
+    for (size_t i = 0;; i++) {
+        int rc = next(l);
+        if (rc)
+            return rc;
+        if (l->cur.type == YAML_SEQUENCE_END_EVENT)
+            return 0;
+        if ((rc = fn(l, target, i)))
+            return rc;
+    }
+}
+
+/* Grows a zeroed array so that index i exists. */
+static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
+    if (i < *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 2;
+    void *p = realloc(*arr, n * size);
+    if (!p)
+        return nomem(l);
+    memset((char *)p + *cap * size, 0, (n - *cap) * size);
+    *arr = p;
+    *cap = n;
+    return 0;
+}
+
+/* ---- request / response / error --------------------------------------- */
+
+enum {
+    RQ_SERVICE, RQ_ENDPOINT, RQ_HEADERS, RQ_BODY, RQ_SCHEME, RQ_HOSTPORT, RQ_PEERS, RQ_THEADERS,
+    RQ_HEADERS_DEC, RQ_BODY_DEC,
+};
+
+/* `headersDecoded` / `bodyDecoded`, used only without the exact field. */
+typedef struct decoded {
+    tch_buf headers, body;
+    bool have_headers, have_body;
+    yaml_mark_t headers_mark, body_mark;
+} decoded;
+
+typedef struct req_ctx {
+    tch_cassette_request *r;
+    decoded dec;
+    size_t cap;
+} req_ctx;
+
+static int peer_item(ld *l, void *target, size_t i) {
+    req_ctx *rc = target;
+    tch_cassette_request *r = rc->r;
+    int e = grow(l, (void **)&r->known_peers, &rc->cap, i, sizeof *r->known_peers);
+    if (e)
+        return e;
+    r->n_known_peers = i + 1;
+    return read_bytes(l, "knownPeers item", &r->known_peers[i]);
+}
+
+static int read_peers(ld *l, req_ctx *rc) {
+    if (is_null(&l->cur))
+        return 0;
+    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
+        return fail_at(l, &l->cur.mark, "knownPeers: expected a list%s%s", NULL, NULL);
+    rc->cap = 0;
+    return walk_sequence(l, peer_item, rc);
+}
+
+static int th_field(ld *l, void *target, int which) {
+    tch_cassette_kv *kv = target;
+    return read_bytes(l, which ? "transportHeaders value" : "transportHeaders key",
+                      which ? &kv->value : &kv->key);
+}
+
+static int th_item(ld *l, void *target, size_t i) {
+    static const key_spec keys[] = {{"key", 0}, {"value", 1}};
+    req_ctx *rc = target;
+    tch_cassette_request *r = rc->r;
+    int e = grow(l, (void **)&r->transport_headers, &rc->cap, i, sizeof *r->transport_headers);
+    if (e)
+        return e;
+    r->n_transport_headers = i + 1;
+    yaml_mark_t m = l->cur.mark;
+    unsigned seen;
+    if ((e = walk_mapping(l, "transportHeaders item", keys, 2, th_field, &r->transport_headers[i],
+                          &seen)))
+        return e;
+    if (seen != 3)
+        return fail_at(l, &m, "transportHeaders item: expected both key and value%s%s", NULL,
+                       NULL);
+    return 0;
+}
+
+static int read_theaders(ld *l, req_ctx *rc) {
+    if (is_null(&l->cur))
+        return 0;
+    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
+        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}%s%s",
+                       NULL, NULL);
+    rc->cap = 0;
+    return walk_sequence(l, th_item, rc);
+}
+
+static int read_decoded(ld *l, decoded *d, bool headers) {
+    if (headers) {
+        d->have_headers = true;
+        d->headers_mark = l->cur.mark;
+        return read_bytes(l, "headersDecoded", &d->headers);
+    }
+    d->have_body = true;
+    d->body_mark = l->cur.mark;
+    return read_bytes(l, "bodyDecoded", &d->body);
+}
+
+static int req_field(ld *l, void *target, int which) {
+    req_ctx *rc = target;
+    tch_cassette_request *r = rc->r;
+    switch (which) {
+    case RQ_SERVICE: return read_bytes(l, "serviceName", &r->service);
+    case RQ_ENDPOINT: return read_bytes(l, "endpoint", &r->endpoint);
+    case RQ_HEADERS: return read_bytes(l, "headers", &r->headers);
+    case RQ_BODY: return read_bytes(l, "body", &r->body);
+    case RQ_SCHEME: return is_null(&l->cur) ? 0 : read_scheme(l, &r->scheme);
+    case RQ_HOSTPORT: return read_bytes(l, "hostPort", &r->host_port);
+    case RQ_PEERS: return read_peers(l, rc);
+    case RQ_THEADERS: return read_theaders(l, rc);
+    case RQ_HEADERS_DEC: return read_decoded(l, &rc->dec, true);
+    case RQ_BODY_DEC: return read_decoded(l, &rc->dec, false);
+    }
+    return TCH_EINVAL;
+}
+
+/* The exact bytes win; a hand-written cassette may give only the decoded
+ * JSON, which for the json scheme is the bytes themselves. */
+static int use_decoded(ld *l, tch_cassette_scheme scheme, bool have_exact, tch_buf *exact,
+                       tch_buf *dec, bool have_dec, const yaml_mark_t *dec_mark,
+                       const char *what) {
+    if (have_exact || !have_dec)
+        return 0;
+    if (scheme != TCH_CASSETTE_JSON)
+        return fail_at(l, dec_mark,
+                       "%sDecoded without %s: only json bodies can be rebuilt from the decoded "
+                       "form; add the exact bytes",
+                       what, what);
+    tch_buf_free(exact);
+    *exact = *dec;
+    memset(dec, 0, sizeof *dec);
+    return 0;
+}
+
+static int apply_decoded(ld *l, tch_cassette_scheme scheme, unsigned seen, unsigned headers_bit,
+                         unsigned body_bit, tch_buf *headers, tch_buf *body, decoded *d) {
+    int e = use_decoded(l, scheme, seen & headers_bit, headers, &d->headers, d->have_headers,
+                        &d->headers_mark, "headers");
+    if (!e)
+        e = use_decoded(l, scheme, seen & body_bit, body, &d->body, d->have_body, &d->body_mark,
+                        "body");
+    return e;
+}
+
+static void decoded_free(decoded *d) {
+    tch_buf_free(&d->headers);
+    tch_buf_free(&d->body);
+}
+
+static const key_spec req_keys[] = {
+    {"serviceName", RQ_SERVICE}, {"endpoint", RQ_ENDPOINT},   {"headers", RQ_HEADERS},
+    {"body", RQ_BODY},           {"argScheme", RQ_SCHEME},    {"hostPort", RQ_HOSTPORT},
+    {"knownPeers", RQ_PEERS},    {"transportHeaders", RQ_THEADERS},
+    {"headersDecoded", RQ_HEADERS_DEC}, {"bodyDecoded", RQ_BODY_DEC},
+};
+
+static int read_request(ld *l, tch_cassette_request *r) {
+    req_ctx rc = {.r = r};
+    unsigned seen;
+    int e = walk_mapping(l, "request", req_keys, sizeof req_keys / sizeof req_keys[0], req_field,
+                         &rc, &seen);
+    if (!e)
+        e = apply_decoded(l, r->scheme, seen, 1u << 2, 1u << 3, &r->headers, &r->body, &rc.dec);
+    decoded_free(&rc.dec);
+    return e;
+}
+
+enum { RS_CODE, RS_HEADERS, RS_BODY, RS_HEADERS_DEC, RS_BODY_DEC };
+
+typedef struct resp_ctx {
+    tch_cassette_response *r;
+    decoded dec;
+    unsigned seen;
+} resp_ctx;
+
+static int resp_field(ld *l, void *target, int which) {
+    resp_ctx *rc = target;
+    long code = 0;
+    int e;
+    switch (which) {
+    case RS_CODE:
+        e = read_long(l, "response code (0 ok, 1 application error)", 0, 1, &code);
+        rc->r->code = (int)code;
+        return e;
+    case RS_HEADERS: return read_bytes(l, "response headers", &rc->r->headers);
+    case RS_BODY: return read_bytes(l, "response body", &rc->r->body);
+    case RS_HEADERS_DEC: return read_decoded(l, &rc->dec, true);
+    case RS_BODY_DEC: return read_decoded(l, &rc->dec, false);
+    }
+    return TCH_EINVAL;
+}
+
+/* The walk only; the decoded fallback needs the request's scheme, which
+ * may come later in the interaction. */
+static int read_response(ld *l, resp_ctx *rc) {
+    static const key_spec keys[] = {{"code", RS_CODE},
+                                    {"headers", RS_HEADERS},
+                                    {"body", RS_BODY},
+                                    {"headersDecoded", RS_HEADERS_DEC},
+                                    {"bodyDecoded", RS_BODY_DEC}};
+    return walk_mapping(l, "response", keys, 5, resp_field, rc, &rc->seen);
+}
+
+typedef struct err_ctx {
+    uint8_t *code;
+    char **message;
+} err_ctx;
+
+static int err_field(ld *l, void *target, int which) {
+    err_ctx *ec = target;
+    return which == 0 ? read_errcode(l, "error code", ec->code)
+                      : read_cstr(l, "error message", ec->message);
+}
+
+/* `error: {code: busy, message: ...}`; `fault` also takes a bare code name. */
+static int read_error_frame(ld *l, const char *what, uint8_t *code, char **message) {
+    static const key_spec keys[] = {{"code", 0}, {"message", 1}};
+    if (l->cur.type == YAML_SCALAR_EVENT && strcmp(what, "fault") == 0)
+        return read_errcode(l, what, code);
+    err_ctx ec = {code, message};
+    yaml_mark_t m = l->cur.mark;
+    unsigned seen;
+    int rc = walk_mapping(l, what, keys, 2, err_field, &ec, &seen);
+    if (!rc && !(seen & 1u))
+        return fail_at(l, &m, "%s: missing 'code'%s", what, NULL);
+    if (!rc && !*message && !(*message = strdup("")))
+        return nomem(l);
+    return rc;
+}
+
+/* ---- interactions ------------------------------------------------------ */
+
+enum { IT_REQUEST, IT_RESPONSE, IT_ERROR, IT_DELAY, IT_FAULT };
+
+typedef struct it_ctx {
+    tch_cassette_interaction *it;
+    resp_ctx resp;
+    deferred resp_err; /* the response's first error, reported after the walk */
+} it_ctx;
+
+static int it_field(ld *l, void *target, int which) {
+    it_ctx *ic = target;
+    tch_cassette_interaction *it = ic->it;
+    long ms = 0;
+    int rc;
+    switch (which) {
+    case IT_REQUEST: return read_request(l, &it->request);
+    case IT_RESPONSE:
+        defer_begin(l, &ic->resp_err);
+        return defer_end(l, &ic->resp_err, read_response(l, &ic->resp));
+    case IT_ERROR:
+        it->is_error = 1;
+        return read_error_frame(l, "error", &it->error.code, &it->error.message);
+    case IT_DELAY:
+        rc = read_long(l, "delay (milliseconds)", 0, MAX_DELAY_MS, &ms);
+        it->has_delay = 1;
+        it->delay_ms = (uint32_t)ms;
+        return rc;
+    case IT_FAULT:
+        it->has_fault = 1;
+        return read_error_frame(l, "fault", &it->fault_code, &it->fault_message);
+    }
+    return TCH_EINVAL;
+}
+
+static int read_interaction(ld *l, tch_cassette_interaction *it) {
+    static const key_spec keys[] = {{"request", IT_REQUEST}, {"response", IT_RESPONSE},
+                                    {"error", IT_ERROR},     {"delay", IT_DELAY},
+                                    {"fault", IT_FAULT}};
+    it_ctx ic = {.it = it, .resp = {.r = &it->response}};
+    unsigned seen;
+    yaml_mark_t m = l->cur.mark;
+    it->line = m.line + 1;
+    int rc = walk_mapping(l, "interaction", keys, 5, it_field, &ic, &seen);
+    if (!rc && !(seen & 1u))
+        rc = fail_at(l, &m, "interaction: missing 'request'%s%s", NULL, NULL);
+    if (!rc && !!(seen & 2u) == !!(seen & 4u))
+        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'%s%s",
+                     NULL, NULL);
+    if (!rc && (seen & 2u) && !(rc = defer_report(l, &ic.resp_err)))
+        rc = apply_decoded(l, it->request.scheme, ic.resp.seen, 1u << 1, 1u << 2,
+                           &it->response.headers, &it->response.body, &ic.resp.dec);
+    decoded_free(&ic.resp.dec);
+    return rc;
+}
+
+static int interaction_item(ld *l, void *target, size_t i) {
+    (void)target;
+    (void)i;
+    cas_entry *e = NULL;
+    if (cas_append_entry(l->c, &e))
+        return nomem(l);
+    e->from_file = true;
+    return read_interaction(l, &e->it);
+}
+
+static int read_interactions(ld *l) {
+    if (is_null(&l->cur))
+        return 0;
+    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
+        return fail_at(l, &l->cur.mark, "interactions: expected a list%s%s", NULL, NULL);
+    return walk_sequence(l, interaction_item, NULL);
+}
+
+typedef struct top_ctx {
+    bool have_version, version_scalar, version_ok;
+    yaml_mark_t version_mark;
+    char version[256]; /* enough for the message */
+    bool have_interactions;
+    deferred inter_err; /* read when met, reported after the version check */
+} top_ctx;
+
+static int top_field(ld *l, void *target, int which) {
+    top_ctx *t = target;
+    if (which == 0) {
+        t->have_version = true;
+        t->version_mark = l->cur.mark;
+        t->version_scalar = l->cur.type == YAML_SCALAR_EVENT;
+        if (t->version_scalar) {
+            t->version_ok = strcmp(l->cur.value, "1") == 0;
+            snprintf(t->version, sizeof t->version, "%s", l->cur.value);
+            return 0;
+        }
+        return skip_to(l, depth_before(l));
+    }
+    t->have_interactions = true;
+    defer_begin(l, &t->inter_err);
+    return defer_end(l, &t->inter_err, read_interactions(l));
+}
+
+static int read_top(ld *l) {
+    static const key_spec keys[] = {{"version", 0}, {"interactions", 1}};
+    top_ctx t = {0};
+    unsigned seen;
+    if (is_null(&l->cur)) /* a file of only comments or `~` is empty, like an empty file */
+        return 0;
+    yaml_mark_t root = l->cur.mark;
+    int rc = walk_mapping(l, "cassette", keys, 2, top_field, &t, &seen);
+    if (rc)
+        return rc;
+    /* tchannel-python: a mapping without interactions is an empty cassette */
+    if (!t.have_interactions && !t.have_version)
+        return 0;
+    if (!t.have_version)
+        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)%s%s", NULL,
+                       NULL);
+    if (!t.version_scalar || !t.version_ok)
+        return fail_at(l, &t.version_mark,
+                       "unsupported cassette version '%s' (only version 1 is known)%s",
+                       t.version_scalar ? t.version : "?", NULL);
+    return defer_report(l, &t.inter_err);
+}
+
+/* After a schema error: parse the rest of the document (a YAML error there
+ * is what the tree loader would have reported). */
+static int drain_document(ld *l) {
+    size_t target;
+    l->draining = true;
+    l->nframes = 0;
+    while (!(l->have_ev && (l->ev.type == YAML_DOCUMENT_END_EVENT ||
+                            l->ev.type == YAML_STREAM_END_EVENT))) {
+        int rc = pull(l, &target);
+        if (rc)
+            return l->too_deep ? 0 : rc;
+    }
+    return 0;
+}
+
+static int load(ld *l) {
+    int rc = next(l); /* stream start */
+    if (!rc)
+        rc = next(l);
+    if (rc || l->cur.type == YAML_STREAM_END_EVENT)
+        return rc;
+    if ((rc = next(l))) /* the root's first event */
+        return rc;
+    rc = read_top(l);
+    if (rc) {
+        if (l->hard != HARD_FINAL && drain_document(l))
+            rc = l->err_out->code; /* the YAML error wins */
+        return rc;
+    }
+    if ((rc = next(l))) /* document end */
+        return rc;
+    /* a second document is not a cassette, whatever it holds; it is parsed
+     * to its end first, with its own anchors */
+    anchors_reset(l);
+    l->draining = true;
+    size_t target;
+    if ((rc = pull(l, &target)) || l->ev.type == YAML_STREAM_END_EVENT)
+        return rc;
+    if ((rc = pull(l, &target)))
+        return rc;
+    yaml_mark_t m = l->ev.start_mark;
+    if ((rc = drain_document(l)))
+        return rc;
+    return tch_error_set(l->err_out, TCH_EPARSE, "%s:%zu:%zu: expected one YAML document",
+                         l->c->name, m.line + 1, m.column + 1);
+}
+
+int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
+    if (len == 0) /* tchannel-python: an existing empty file is an empty cassette */
+        return 0;
+    ld l;
+    memset(&l, 0, sizeof l);
+    l.c = c;
+    l.err = l.err_out = err ? err : &(tch_error){0};
+    l.budget = ALIAS_BUDGET_MIN + (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2
+                                       ? SIZE_MAX / 2
+                                       : len * ALIAS_BUDGET_RATIO);
+    if (!yaml_parser_initialize(&l.parser))
+        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
+    yaml_parser_set_input_string(&l.parser, (const unsigned char *)data, len);
+    int rc = load(&l);
+    if (l.have_ev)
+        yaml_event_delete(&l.ev);
+    yaml_parser_delete(&l.parser);
+    anchors_reset(&l);
+    free(l.anchors);
+    free(l.ahash);
+    free(l.open);
+    free(l.log);
+    free(l.frames);
     return rc;
 }

@@ -155,6 +155,14 @@ static int rehash(tch_cassette *c, size_t want) {
     return 0;
 }
 
+/* Sizes the table for `n` indexed entries so indexing a loaded cassette
+ * does not rehash as it grows. */
+int cas_index_reserve(tch_cassette *c, size_t n) {
+    if (n * 2 <= c->nbuckets)
+        return 0;
+    return rehash(c, n);
+}
+
 /* Makes entry idx replayable through the index. Entries become indexed in
  * increasing index order, so appending keeps chains in file order. */
 int cas_index_entry(tch_cassette *c, size_t idx) {

@@ -134,6 +134,9 @@ static int b64_val(char c) {
 int cas_b64_decode(const char *in, size_t n, tch_buf *out) {
     uint32_t acc = 0;
     int bits = 0, pad = 0;
+    /* one allocation up front instead of growing byte by byte */
+    if (n && tch_buf_reserve(out, n / 4 * 3 + 3))
+        return TCH_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         char c = in[i];
         if (isspace((unsigned char)c))

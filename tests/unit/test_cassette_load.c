@@ -244,6 +244,228 @@ static void missing_response_and_error_is_rejected(void **state) {
     assert_non_null(strstr(err.msg, "m:4:17"));
 }
 
+/* ---- loader edge cases ------------------------------------------------- */
+
+static int load_mem(const char *y, size_t len, tch_cassette **c, tch_error *err) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    *c = NULL;
+    return tch_cassette_open_memory("m.yaml", y, len, &o, c, err);
+}
+
+static void expect_error(const char *y, int code, const char *where, const char *what) {
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem(y, strlen(y), &c, &err), code);
+    assert_null(c);
+    if (!strstr(err.msg, where) || !strstr(err.msg, what))
+        fail_msg("got '%s', want '%s' and '%s'", err.msg, where, what);
+}
+
+/* Anchors and aliases are resolved (py2 cassettes share lists this way);
+ * an aliased node reads as if written out again, errors name the anchored
+ * node, and libyaml's composer rules apply. */
+static void anchors_and_aliases_resolve(void **state) {
+    (void)state;
+    const char *y = "version: 1\n"
+                    "interactions:\n"
+                    "- &i\n"
+                    "  request: &r {body: &b hello, knownPeers: &p [a, b],\n"
+                    "              transportHeaders: [{key: &k as, value: *k}]}\n"
+                    "  response: &resp {body: *b, code: 1}\n"
+                    "- request: {serviceName: s, knownPeers: *p}\n"
+                    "  response: *resp\n"
+                    "- *i\n"
+                    "- request: *r\n"
+                    "  error: &e {code: busy, message: m}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem(y, strlen(y), &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 4);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.body), "hello"));
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->response.body), "hello"));
+    assert_int_equal(it->request.n_known_peers, 2);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.transport_headers[0].value), "as"));
+    it = tch_cassette_get(c, 1);
+    assert_int_equal(it->request.n_known_peers, 2);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.known_peers[1]), "b"));
+    assert_int_equal(it->response.code, 1);
+    it = tch_cassette_get(c, 2); /* the whole first interaction again, same line */
+    assert_int_equal(it->line, 3);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->response.body), "hello"));
+    it = tch_cassette_get(c, 3);
+    assert_true(it->is_error);
+    assert_int_equal(it->request.n_transport_headers, 1);
+    tch_cassette_free(c);
+
+    /* an error inside an aliased node names the anchored node */
+    expect_error("version: 1\ninteractions:\n- request: &r {body: [x]}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:3:22:", "body: expected a string");
+    expect_error("a: &r {body: [x]}\nversion: 1\ninteractions:\n- request: *r\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:1:1:", "unknown key 'a'");
+    expect_error("version: 1\ninteractions:\n- request: *nope\n  response: {}\n", TCH_EPARSE,
+                 "m.yaml:3:12:", "malformed YAML: found undefined alias");
+    expect_error("version: 1\ninteractions:\n- request: &a {}\n  response: &a {}\n", TCH_EPARSE,
+                 "m.yaml:4:13:", "found duplicate anchor; first occurrence (which started at line 3)");
+    /* a node that contains itself fails on its shape, as the tree walk did */
+    expect_error("version: 1\ninteractions: &a [*a]\n", TCH_EPARSE, "m.yaml:2:15:",
+                 "interaction: expected a mapping");
+    expect_error("version: 1\ninteractions:\n- request: {}\n  response: &r {body: x, headers: *r}\n",
+                 TCH_EPARSE, "m.yaml:4:13:", "response headers: expected a string");
+}
+
+/* Aliases may not multiply the input without bound ("billion laughs"). */
+static void alias_expansion_is_bounded(void **state) {
+    (void)state;
+    tch_buf y = {0};
+    const char *head = "version: 1\ninteractions:\n- request: {body: &s ";
+    tch_buf_append(&y, head, strlen(head));
+    for (int i = 0; i < 512; i++)
+        tch_buf_append(&y, "abcdefgh", 8);
+    const char *mid = "}\n  response: {}\n- &i\n  request: {knownPeers: [";
+    tch_buf_append(&y, mid, strlen(mid));
+    for (int i = 0; i < 4096; i++)
+        tch_buf_append(&y, "*s, ", 4);
+    tch_buf_append(&y, "]}\n  response: {}\n", 18);
+    for (int i = 0; i < 4096; i++)
+        tch_buf_append(&y, "- *i\n", 5);
+    /* 4 KiB * 4096 * 4096 = 64 GiB if expanded: fails after ~64 MiB */
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), TCH_ETOOBIG);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "aliases expand to too much data"));
+    /* the same file with few aliases loads */
+    y.len = strlen(head) + 4096 + strlen(mid) + 4 * 4096 + 18 + 5 * 3;
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 5);
+    assert_int_equal(tch_cassette_get(c, 4)->request.n_known_peers, 4096);
+    assert_int_equal(tch_cassette_get(c, 4)->request.known_peers[4095].len, 4096);
+    tch_cassette_free(c);
+    tch_buf_free(&y);
+}
+
+static void duplicate_keys_are_rejected(void **state) {
+    (void)state;
+    expect_error("version: 1\ninteractions:\n- request: {body: a, body: b}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:3:22:", "request: duplicate key 'body'");
+    expect_error("version: 1\nversion: 1\n", TCH_EPARSE, "m.yaml:2:1:",
+                 "cassette: duplicate key 'version'");
+    expect_error("version: 1\ninteractions:\n- request: {}\n  response: {}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:5:3:", "interaction: duplicate key 'response'");
+}
+
+/* Nesting far beyond the schema is bounded (libyaml's scanner is quadratic
+ * in flow nesting) and nothing recurses on it (this also runs under ASan). */
+static void deeply_nested_junk_is_rejected(void **state) {
+    (void)state;
+    enum { DEPTH = 200000 };
+    tch_buf y = {0};
+    const char *head = "version: 1\ninteractions:\n- request: {}\n  response: {body: ";
+    tch_buf_append(&y, head, strlen(head));
+    for (int i = 0; i < DEPTH; i++)
+        tch_buf_append(&y, "[", 1);
+    for (int i = 0; i < DEPTH; i++)
+        tch_buf_append(&y, "]", 1);
+    tch_buf_append(&y, "}\n", 2);
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), TCH_EPARSE);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "m.yaml:4:1016: nesting deeper than 1000 levels"));
+    /* unclosed */
+    y.len = strlen(head) + DEPTH;
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "nesting deeper than 1000 levels"));
+    tch_buf_free(&y);
+    /* a schema error already final is kept */
+    const char *top = "version: 1\nx: ";
+    tch_buf_append(&y, top, strlen(top));
+    for (int i = 0; i < DEPTH; i++)
+        tch_buf_append(&y, "[", 1);
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "m.yaml:2:1: cassette: unknown key 'x'"));
+    tch_buf_free(&y);
+    /* within the bound, the schema error as before */
+    expect_error("version: 1\ninteractions:\n- request: {}\n  response: {body: [[[[[[[[]]]]]]]]}\n",
+                 TCH_EPARSE, "m.yaml:4:20:", "response body: expected a string");
+}
+
+static void huge_scalars_load(void **state) {
+    (void)state;
+    enum { N = 8 << 20 };
+    tch_buf y = {0};
+    const char *head = "version: 1\ninteractions:\n- request: {body: ";
+    tch_buf_append(&y, head, strlen(head));
+    for (size_t i = 0; i < N; i++)
+        tch_buf_append(&y, "x", 1);
+    const char *mid = "}\n  response: {body: !!binary ";
+    tch_buf_append(&y, mid, strlen(mid));
+    for (size_t i = 0; i < N / 4; i++)
+        tch_buf_append(&y, "AAEC", 4);
+    tch_buf_append(&y, "}\n", 2);
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), 0);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_int_equal(it->request.body.len, N);
+    assert_int_equal(it->request.body.ptr[N - 1], 'x');
+    assert_int_equal(it->response.body.len, N / 4 * 3);
+    assert_int_equal(it->response.body.ptr[N / 4 * 3 - 1], 2);
+    tch_cassette_free(c);
+    tch_buf_free(&y);
+}
+
+/* Errors come out as if the whole document were read first. */
+static void error_precedence_is_kept(void **state) {
+    (void)state;
+    /* a YAML error later in the document wins over a schema error */
+    expect_error("version: 1\ninteractions:\n- request: {bogus: 1}\n  response: {}\nx: [\n",
+                 TCH_EPARSE, "m.yaml:6:1:", "malformed YAML");
+    expect_error("version: 3\ninteractions:\n- request: {}\n  response: {}\n- request: *zz\n",
+                 TCH_EPARSE, "m.yaml:5:12:", "found undefined alias");
+    /* interactions (sorted before version) are checked after the version */
+    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 2\n", TCH_EPARSE,
+                 "m.yaml:4:10:", "unsupported cassette version '2'");
+    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 1\nextra: 1\n",
+                 TCH_EPARSE, "m.yaml:5:1:", "unknown key 'extra'");
+    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 1\n", TCH_EPARSE,
+                 "m.yaml:2:13:", "request: unknown key 'bogus'");
+    /* a response is checked after its interaction's other keys */
+    expect_error("version: 1\ninteractions:\n- request: {}\n  response: {code: 7}\n  delay: x\n",
+                 TCH_EPARSE, "m.yaml:5:10:", "delay (milliseconds)");
+    expect_error("version: 1\ninteractions:\n- response: {code: 7}\n", TCH_EPARSE, "m.yaml:3:3:",
+                 "interaction: missing 'request'");
+    expect_error("version: 1\ninteractions:\n- response: {code: 7}\n  request: {}\n", TCH_EPARSE,
+                 "m.yaml:3:20:", "response code");
+    /* ...with the request's scheme even when the request comes later */
+    const char *y = "version: 1\ninteractions:\n- response: {bodyDecoded: '{}'}\n  request: {argScheme: 1}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(load_mem(y, strlen(y), &c, &err), 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->response.body), "{}"));
+    tch_cassette_free(c);
+    expect_error("version: 1\ninteractions:\n- response: {bodyDecoded: '{}'}\n  request: {argScheme: 2}\n",
+                 TCH_EPARSE, "m.yaml:3:27:", "bodyDecoded without body");
+    /* a second document is parsed to its end before it is refused */
+    expect_error("version: 1\ninteractions: []\n---\nversion: 1\n", TCH_EPARSE, "m.yaml:4:1:",
+                 "expected one YAML document");
+    expect_error("version: 1\ninteractions: []\n--- [\n", TCH_EPARSE, "m.yaml:4:1:",
+                 "malformed YAML");
+    expect_error("version: 1\ninteractions: &a []\n--- *a\n", TCH_EPARSE, "m.yaml:3:5:",
+                 "found undefined alias");
+    /* empty forms */
+    const char *empties[] = {"# only a comment\n", "~\n", "{}\n", "version: 1\n", "---\n...\n"};
+    for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+        assert_int_equal(load_mem(empties[i], strlen(empties[i]), &c, &err), 0);
+        assert_int_equal(tch_cassette_count(c), 0);
+        tch_cassette_free(c);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(py2_fixture_loads_and_matches),
@@ -258,6 +480,12 @@ int main(void) {
         cmocka_unit_test(wrong_shape_says_what_was_expected),
         cmocka_unit_test(memory_loader_uses_name),
         cmocka_unit_test(missing_response_and_error_is_rejected),
+        cmocka_unit_test(anchors_and_aliases_resolve),
+        cmocka_unit_test(alias_expansion_is_bounded),
+        cmocka_unit_test(duplicate_keys_are_rejected),
+        cmocka_unit_test(deeply_nested_junk_is_rejected),
+        cmocka_unit_test(huge_scalars_load),
+        cmocka_unit_test(error_precedence_is_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
