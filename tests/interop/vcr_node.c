@@ -460,7 +460,8 @@ int main(int argc, char **argv) {
         size_t len = 0;
         char *text = rc == 0 ? slurp(path, &len) : NULL;
         const char *fail = NULL;
-        static const char *const want[] = {"serviceName: " SERVICE, "bodyDecoded", "notFound",
+        static const char service_line[] = "serviceName: " SERVICE;
+        static const char *const want[] = {service_line, "bodyDecoded", "notFound",
                                            "json_echo", "KeyValue::getValue",
                                            "KeyValue::setValue"};
         if (rc != 0) {
