@@ -54,6 +54,8 @@ typedef struct cas_bucket {
     size_t head, tail;
     size_t cursor; /* first entry that may still be unplayed: keeps repeated
                       identical requests O(1) instead of re-walking played ones */
+    size_t repeat; /* the entry that last answered a playback repeat: a later
+                      repeat of the same request scans on from there */
 } cas_bucket;
 
 struct tch_cassette {

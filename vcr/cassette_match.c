@@ -135,7 +135,7 @@ static int rehash(tch_cassette *c, size_t want) {
     if (!b)
         return TCH_ENOMEM;
     for (size_t i = 0; i < nb; i++)
-        b[i].head = b[i].tail = b[i].cursor = NO_ENTRY;
+        b[i].head = b[i].tail = b[i].cursor = b[i].repeat = NO_ENTRY;
     free(c->buckets);
     c->buckets = b;
     c->nbuckets = nb;
@@ -230,6 +230,56 @@ typedef struct find_result {
     size_t rejected_idx;
 } find_result;
 
+/* Whether entry i answers the request: *ok 1 when it does; a custom
+ * matcher's refusal is noted in fr (the first one, for the near miss). */
+static int entry_answers(tch_cassette *c, const tch_cassette_request *req, const cas_norm *in,
+                         uint64_t key, size_t i, find_result *fr, bool *ok) {
+    cas_entry *e = c->items[i];
+    *ok = false;
+    if (e->key != key || e->state != ST_LOADED)
+        return 0;
+    bool eq;
+    int rc = builtin_equal(c, in, e, &eq);
+    if (rc || !eq)
+        return rc;
+    const char *rej = custom_reject(c, req, e);
+    if (rej) {
+        if (!fr->rejected_by)
+            fr->rejected_by = rej, fr->rejected_idx = i;
+        return 0;
+    }
+    *ok = true;
+    return 0;
+}
+
+/* With playback repeats, the last played entry that answers the request.
+ * Entries before one that answered a repeat before cannot be later, so the
+ * scan starts there: repeating one request stays O(1). */
+static int find_repeat(tch_cassette *c, cas_bucket *bk, const tch_cassette_request *req,
+                       const cas_norm *in, uint64_t key, find_result *fr) {
+    bool ok = false;
+    size_t from = bk->head;
+    if (bk->repeat != NO_ENTRY) {
+        int rc = entry_answers(c, req, in, key, bk->repeat, fr, &ok);
+        if (rc)
+            return rc;
+        if (ok)
+            from = bk->repeat;
+    }
+    for (size_t i = from; i != NO_ENTRY; i = c->items[i]->next) {
+        if (c->items[i]->plays == 0)
+            continue;
+        int rc = entry_answers(c, req, in, key, i, fr, &ok);
+        if (rc)
+            return rc;
+        if (ok)
+            fr->last_played = i;
+    }
+    if (fr->last_played != NO_ENTRY)
+        bk->repeat = fr->last_played;
+    return 0;
+}
+
 static int find_in_bucket(tch_cassette *c, const tch_cassette_request *req, const cas_norm *in,
                           uint64_t key, find_result *fr) {
     fr->first_unplayed = fr->last_played = fr->rejected_idx = NO_ENTRY;
@@ -239,31 +289,21 @@ static int find_in_bucket(tch_cassette *c, const tch_cassette_request *req, cons
     cas_bucket *bk = &c->buckets[key & (c->nbuckets - 1)];
     while (bk->cursor != NO_ENTRY && c->items[bk->cursor]->plays > 0)
         bk->cursor = c->items[bk->cursor]->next;
-    /* played entries before the cursor matter only for playback repeats */
-    size_t start = c->opts.allow_playback_repeats ? bk->head : bk->cursor;
-    for (size_t i = start; i != NO_ENTRY; i = c->items[i]->next) {
-        cas_entry *e = c->items[i];
-        bool eq;
-        if (e->key != key || e->state != ST_LOADED)
+    /* everything before the cursor was played: the first unplayed match
+     * (file order) is at or after it */
+    for (size_t i = bk->cursor; i != NO_ENTRY; i = c->items[i]->next) {
+        if (c->items[i]->plays > 0)
             continue;
-        int rc = builtin_equal(c, in, e, &eq);
+        bool ok;
+        int rc = entry_answers(c, req, in, key, i, fr, &ok);
         if (rc)
             return rc;
-        if (!eq)
-            continue;
-        const char *rej = custom_reject(c, req, e);
-        if (rej) {
-            if (!fr->rejected_by)
-                fr->rejected_by = rej, fr->rejected_idx = i;
-            continue;
-        }
-        if (e->plays == 0) {
+        if (ok) {
             fr->first_unplayed = i;
             return 0;
         }
-        fr->last_played = i;
     }
-    return 0;
+    return c->opts.allow_playback_repeats ? find_repeat(c, bk, req, in, key, fr) : 0;
 }
 
 static size_t count_matching(const tch_cassette *c, const cas_norm *in, const cas_entry *e,
