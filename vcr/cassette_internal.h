@@ -87,8 +87,6 @@ typedef struct cas_norm {
 /* util */
 uint64_t cas_hash(const void *p, size_t n, uint64_t seed);
 bool cas_is_text(tch_slice s);
-int cas_b64_encode(tch_slice in, size_t line_len, tch_buf *out);
-int cas_b64_decode(const char *in, size_t n, tch_buf *out); /* ignores whitespace */
 int cas_buf_set(tch_buf *b, tch_slice s);
 int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out);
 void cas_request_free(tch_cassette_request *r);

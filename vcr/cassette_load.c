@@ -553,7 +553,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
     if (n->type != YAML_SCALAR_EVENT)
         return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
     if (strcmp(n->tag, TAG_BINARY) == 0) {
-        int rc = cas_b64_decode(n->value, n->len, out);
+        int rc = tch_base64_decode(n->value, n->len, out);
         if (rc == TCH_ENOMEM)
             return nomem(l);
         if (rc)

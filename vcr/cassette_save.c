@@ -106,7 +106,7 @@ static int bytes_value(em *m, tch_slice s) {
         return scalar(m, TAG_STR, s.len ? (const char *)s.ptr : "", s.len, 1, style);
     }
     tch_buf b64 = {0};
-    int rc = cas_b64_encode(s, 76, &b64);
+    int rc = tch_base64_encode(s, 76, &b64);
     if (!rc)
         rc = scalar(m, TAG_BINARY, b64.ptr ? (const char *)b64.ptr : "", b64.len, 0,
                     b64.len > 76 ? YAML_LITERAL_SCALAR_STYLE : YAML_PLAIN_SCALAR_STYLE);

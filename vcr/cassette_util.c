@@ -101,67 +101,6 @@ bool cas_is_text(tch_slice s) {
     return true;
 }
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int cas_b64_encode(tch_slice in, size_t line_len, tch_buf *out) {
-    size_t col = 0;
-    for (size_t i = 0; i < in.len; i += 3) {
-        uint32_t v = (uint32_t)in.ptr[i] << 16;
-        size_t rem = in.len - i;
-        if (rem > 1)
-            v |= (uint32_t)in.ptr[i + 1] << 8;
-        if (rem > 2)
-            v |= in.ptr[i + 2];
-        char q[4] = {b64chars[(v >> 18) & 63], b64chars[(v >> 12) & 63],
-                     rem > 1 ? b64chars[(v >> 6) & 63] : '=', rem > 2 ? b64chars[v & 63] : '='};
-        if (line_len && col + 4 > line_len) {
-            if (tch_buf_append(out, "\n", 1))
-                return TCH_ENOMEM;
-            col = 0;
-        }
-        if (tch_buf_append(out, q, 4))
-            return TCH_ENOMEM;
-        col += 4;
-    }
-    return 0;
-}
-
-static int b64_val(char c) {
-    const char *p = c ? strchr(b64chars, c) : NULL;
-    return p ? (int)(p - b64chars) : -1;
-}
-
-int cas_b64_decode(const char *in, size_t n, tch_buf *out) {
-    uint32_t acc = 0;
-    int bits = 0, pad = 0;
-    /* one allocation up front instead of growing byte by byte */
-    if (n && tch_buf_reserve(out, n / 4 * 3 + 3))
-        return TCH_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        char c = in[i];
-        if (isspace((unsigned char)c))
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64_val(c);
-        if (v < 0 || pad)
-            return TCH_EPARSE;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            uint8_t byte = (uint8_t)(acc >> bits);
-            if (tch_buf_append(out, &byte, 1))
-                return TCH_ENOMEM;
-        }
-    }
-    if (pad > 2 || bits >= 6)
-        return TCH_EPARSE;
-    return 0;
-}
-
 int cas_buf_set(tch_buf *b, tch_slice s) {
     tch_buf_reset(b);
     /* an empty value leaves ptr NULL: callers test len, never ptr */

@@ -13,57 +13,12 @@
 
 /* ----------------------------------------------------------------- base64 */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static json_t *base64_json(tch_slice s) {
-    size_t n = (s.len + 2) / 3 * 4;
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < s.len; i += 3) {
-        uint32_t v = (uint32_t)s.ptr[i] << 16;
-        if (i + 1 < s.len)
-            v |= (uint32_t)s.ptr[i + 1] << 8;
-        if (i + 2 < s.len)
-            v |= s.ptr[i + 2];
-        out[o++] = b64[(v >> 18) & 63];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = i + 1 < s.len ? b64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < s.len ? b64[v & 63] : '=';
-    }
-    json_t *j = json_stringn(out, o);
-    free(out);
+    tch_buf b = {0};
+    json_t *j = tch_base64_encode(s, 0, &b) ? NULL
+                                            : json_stringn(b.ptr ? (const char *)b.ptr : "", b.len);
+    tch_buf_free(&b);
     return j;
-}
-
-static int b64_digit(char c) {
-    const char *p = c ? strchr(b64, c) : NULL;
-    return p ? (int)(p - b64) : -1;
-}
-
-/* Standard alphabet; padding optional; anything else is rejected. */
-static int base64_decode(const char *s, size_t len, tch_buf *out) {
-    while (len > 0 && s[len - 1] == '=')
-        len--;
-    if (len % 4 == 1)
-        return TCH_EINVAL;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        int d = b64_digit(s[i]);
-        if (d < 0)
-            return TCH_EINVAL;
-        acc = (acc << 6) | (uint32_t)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            uint8_t byte = (uint8_t)(acc >> bits);
-            if (tch_buf_append(out, &byte, 1))
-                return TCH_ENOMEM;
-        }
-    }
-    return 0;
 }
 
 /* ---------------------------------------------------------- value -> JSON */
@@ -291,9 +246,9 @@ static int binary_from_json(const tch_thrift_type *t, const json_t *j, tch_thrif
     tch_buf b = {0};
     int rc = 0;
     if (json_is_string(j)) {
-        rc = base64_decode(json_string_value(j), json_string_length(j), &b);
-        if (rc == TCH_EINVAL)
-            tch_error_set(err, rc, "binary: not valid base64");
+        rc = tch_base64_decode(json_string_value(j), json_string_length(j), &b);
+        if (rc == TCH_EPARSE) /* a bad value, like every other from_json error */
+            rc = tch_error_set(err, TCH_EINVAL, "binary: not valid base64");
     } else if (json_is_array(j)) { /* [104, 105] */
         size_t i;
         json_t *e;

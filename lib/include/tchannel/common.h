@@ -87,6 +87,12 @@ static inline tch_slice tch_buf_slice(const tch_buf *b) {
     return s;
 }
 
+/* Base64, RFC 4648 standard alphabet. encode appends, breaking lines every
+ * line_len characters (0: one line). decode appends; white space is
+ * skipped and padding is optional; TCH_EPARSE for anything else. */
+int tch_base64_encode(tch_slice in, size_t line_len, tch_buf *out);
+int tch_base64_decode(const char *in, size_t len, tch_buf *out);
+
 /* Copies s into a new NUL-terminated heap string (NULL on ENOMEM). */
 char *tch_slice_strdup(tch_slice s);
 
