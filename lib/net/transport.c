@@ -39,6 +39,8 @@ struct tch_transport {
  * host program. */
 #define READ_CHUNK (64 * 1024)
 #define WRITE_IOVECS 64
+#define FLUSH_EVERY 32          /* frames read between writes of the answers */
+#define FLUSH_BYTES (64 * 1024) /* or as soon as this much output is queued */
 
 int tch_parse_host_port(const char *host_port, struct sockaddr_storage *ss,
                         int *sslen, tch_error *err) {
@@ -244,9 +246,14 @@ static void conn_failed(void *ud, int status, const char *why) {
 
 /* ---- reading -------------------------------------------------------------- */
 
-/* Feeds every whole frame in the input buffer to the conn. */
+/* Feeds every whole frame in the input buffer to the conn. Output made on
+ * the way is written every FLUSH_EVERY frames (or FLUSH_BYTES) rather than
+ * only at the end:
+ * the peer starts on the first answers while later ones are still being
+ * made, so both sides work at once instead of taking turns. */
 static void feed_frames(tch_transport *t) {
     struct evbuffer *in = t->in;
+    unsigned frames = 0;
     while (!t->closing) {
         size_t avail = evbuffer_get_length(in);
         uint8_t hdr[TCH_FRAME_HEADER_SIZE];
@@ -268,6 +275,9 @@ static void feed_frames(tch_transport *t) {
         }
         tch_conn_feed(t->conn, p, size);
         evbuffer_drain(in, size);
+        size_t queued = evbuffer_get_length(t->out);
+        if (queued > 0 && (++frames % FLUSH_EVERY == 0 || queued >= FLUSH_BYTES))
+            try_write(t);
     }
 }
 
