@@ -144,6 +144,13 @@ tch_slice tch_inbound_endpoint(const tch_inbound *in) { return tch_buf_slice(&in
 tch_slice tch_inbound_arg2(const tch_inbound *in) { return tch_buf_slice(&in->msg->args[1]); }
 tch_slice tch_inbound_arg3(const tch_inbound *in) { return tch_buf_slice(&in->msg->args[2]); }
 uint32_t tch_inbound_ttl_ms(const tch_inbound *in) { return in->msg->ttl_ms; }
+uint8_t tch_inbound_flags(const tch_inbound *in) { return in->msg->flags; }
+
+tch_slice tch_inbound_caller(const tch_inbound *in) {
+    tch_slice cn = TCH_SLICE_NULL;
+    tch_inbound_header(in, "cn", &cn);
+    return cn;
+}
 const char *tch_inbound_peer(const tch_inbound *in) { return in->peer; }
 int tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
 tch_channel *tch_inbound_channel(const tch_inbound *in) { return in->ch; }

@@ -32,6 +32,9 @@ typedef struct fixture {
     tch_trace seen_trace;
     tch_inbound *seen_current;
     char seen_headers[512];
+    char seen_caller[64];
+    uint32_t seen_ttl;
+    uint8_t seen_flags;
 } fixture;
 
 typedef struct result {
@@ -64,6 +67,10 @@ static void echo(tch_inbound *in, void *ud) {
                  (const char *)h.value.ptr);
     }
     f->seen_trace = tch_inbound_trace(in);
+    f->seen_ttl = tch_inbound_ttl_ms(in);
+    snprintf(f->seen_caller, sizeof f->seen_caller, "%.*s", (int)tch_inbound_caller(in).len,
+             (const char *)tch_inbound_caller(in).ptr);
+    f->seen_flags = tch_inbound_flags(in);
     tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_inbound_arg3(in));
 }
 
@@ -250,6 +257,9 @@ static void transport_headers_reach_the_handler(void **state) {
     assert_non_null(strstr(f->seen_headers, "sk=shard-7;"));
     assert_non_null(strstr(f->seen_headers, "rd=router;"));
     assert_non_null(strstr(f->seen_headers, "fd=zone-a;"));
+    assert_string_equal(f->seen_caller, "client");
+    assert_true(f->seen_ttl > 0 && f->seen_ttl <= 2000); /* what was left of the timeout */
+    assert_int_equal(f->seen_flags, 0);
     tch_buf_free(&r.arg3);
 }
 

@@ -130,6 +130,10 @@ tch_slice tch_inbound_endpoint(const tch_inbound *in); /* arg1 */
 tch_slice tch_inbound_arg2(const tch_inbound *in);
 tch_slice tch_inbound_arg3(const tch_inbound *in);
 uint32_t tch_inbound_ttl_ms(const tch_inbound *in);
+/* The caller's name (transport header "cn"), empty when it sent none. */
+tch_slice tch_inbound_caller(const tch_inbound *in);
+/* Call flags of the request (0x02: streaming). */
+uint8_t tch_inbound_flags(const tch_inbound *in);
 tch_trace tch_inbound_trace(const tch_inbound *in);
 size_t tch_inbound_header_count(const tch_inbound *in);
 tch_header tch_inbound_header_at(const tch_inbound *in, size_t i);
