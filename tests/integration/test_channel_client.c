@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "result.h"
 
 typedef struct fixture {
     struct event_base *base;
@@ -36,23 +37,6 @@ typedef struct fixture {
     uint32_t seen_ttl;
     uint8_t seen_flags;
 } fixture;
-
-typedef struct result {
-    int done, status;
-    uint8_t code, error_code;
-    char message[512];
-    tch_buf arg3;
-} result;
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    r->code = res->code;
-    r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message);
-    tch_buf_append_slice(&r->arg3, res->arg3);
-}
 
 static void echo(tch_inbound *in, void *ud) {
     fixture *f = ud;
@@ -176,7 +160,7 @@ static void retries_go_to_the_live_peer(void **state) {
         result r = run_call(f, &o);
         assert_int_equal(r.status, 0);
         assert_int_equal(r.arg3.len, 2);
-        tch_buf_free(&r.arg3);
+        result_free(&r);
     }
     assert_int_equal(f->hits, 6);
 }
@@ -199,7 +183,7 @@ static void busy_is_retried_within_the_limit(void **state) {
     result r = run_call(f, &o);
     assert_int_equal(r.status, 0);
     assert_int_equal(f->hits, 3);
-    tch_buf_free(&r.arg3);
+    result_free(&r);
 
     f->hits = 0;
     f->busy_left = 10;
@@ -240,7 +224,7 @@ static void timeouts_are_retried_only_with_t(void **state) {
     r = run_call(f, &o2);
     assert_int_equal(r.status, 0);
     assert_int_equal(f->hits, 3);
-    tch_buf_free(&r.arg3);
+    result_free(&r);
 }
 
 static void transport_headers_reach_the_handler(void **state) {
@@ -260,7 +244,7 @@ static void transport_headers_reach_the_handler(void **state) {
     assert_string_equal(f->seen_caller, "client");
     assert_true(f->seen_ttl > 0 && f->seen_ttl <= 2000); /* what was left of the timeout */
     assert_int_equal(f->seen_flags, 0);
-    tch_buf_free(&r.arg3);
+    result_free(&r);
 }
 
 static void trace_propagates_through_a_handler_call(void **state) {
@@ -278,7 +262,7 @@ static void trace_propagates_through_a_handler_call(void **state) {
     assert_true(f->seen_trace.parent_id != 0);
     assert_true(f->seen_trace.parent_id != 111);
     assert_non_null(f->seen_current);
-    tch_buf_free(&r.arg3);
+    result_free(&r);
 }
 
 /* ---- the outbound hook ---------------------------------------------------- */
@@ -319,7 +303,7 @@ static void hook_can_answer_or_forward(void **state) {
     assert_int_equal(r.status, 0);
     assert_int_equal(r.arg3.len, 13);
     assert_int_equal(f->hits, 0); /* the server never saw it */
-    tch_buf_free(&r.arg3);
+    result_free(&r);
     h.mode = 1;
     r = run_call(f, &o);
     assert_int_equal(r.status, 0);
@@ -327,7 +311,7 @@ static void hook_can_answer_or_forward(void **state) {
     assert_int_equal(h.observed, 1);
     assert_string_equal(h.observed_body, "real");
     assert_int_equal(h.seen, 2);
-    tch_buf_free(&r.arg3);
+    result_free(&r);
 }
 
 /* ---- blocking client ------------------------------------------------------ */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "result.h"
 #include "wire.h"
 
 typedef struct fixture {
@@ -26,31 +27,6 @@ typedef struct fixture {
     tch_channel *client;
     char hp[64]; /* a copy: the listener's string goes when it closes */
 } fixture;
-
-typedef struct result {
-    int done;
-    int status;
-    uint8_t code;
-    uint8_t error_code;
-    char message[512];
-    tch_buf arg2, arg3;
-} result;
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    r->code = res->code;
-    r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    tch_buf_append_slice(&r->arg2, res->arg2);
-    tch_buf_append_slice(&r->arg3, res->arg3);
-}
-
-static void result_free(result *r) {
-    tch_buf_free(&r->arg2);
-    tch_buf_free(&r->arg3);
-}
 
 static void echo(tch_inbound *in, void *ud) {
     (void)ud;

@@ -17,24 +17,9 @@
 #include <string.h>
 
 #include "loop.h"
+#include "result.h"
 
 #define FIXTURES TCH_SOURCE_DIR "/tests/fixtures/cassettes/"
-
-typedef struct result {
-    int done, status;
-    uint8_t code;
-    char message[1024];
-    tch_buf arg3;
-} result;
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status;
-    r->code = res->code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    tch_buf_append_slice(&r->arg3, res->arg3);
-}
 
 typedef struct fixture {
     struct event_base *base;
@@ -87,7 +72,7 @@ static result call(fixture *f, const char *service, const char *endpoint, const 
 static void expect_body(result *r, const void *bytes, size_t len) {
     assert_int_equal(r->arg3.len, len);
     assert_memory_equal(r->arg3.ptr, bytes, len);
-    tch_buf_free(&r->arg3);
+    result_free(r);
 }
 
 static void py2_cassette_replays(void **state) {
