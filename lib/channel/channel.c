@@ -50,14 +50,6 @@ int tch_proto_code_parse(const char *name, uint8_t *code) {
     return TCH_EINVAL;
 }
 
-static char *dupstr(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 tch_channel *tch_channel_new(struct event_base *base, const char *name,
                              const tch_channel_options *opts) {
     if (!base || !name || !*name || strlen(name) > 255)
@@ -69,7 +61,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
     if (!ch)
         return NULL;
     ch->base = base;
-    ch->name = dupstr(name);
+    ch->name = strdup(name);
     if (!ch->name) {
         free(ch);
         return NULL;
@@ -402,8 +394,8 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
         ch->cap_handlers = cap;
     }
     handler_entry *h = &ch->handlers[ch->nhandlers];
-    h->service = dupstr(service);
-    h->endpoint = dupstr(endpoint);
+    h->service = strdup(service);
+    h->endpoint = strdup(endpoint);
     if (!h->service || !h->endpoint) {
         free(h->service);
         free(h->endpoint);

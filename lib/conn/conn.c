@@ -29,23 +29,14 @@ struct tch_conn {
     uint8_t scratch[TCH_FRAME_MAX_SIZE];
 };
 
-static char *dup_or(const char *s, const char *fallback) {
-    const char *v = s ? s : fallback;
-    size_t n = strlen(v);
-    char *out = malloc(n + 1);
-    if (out)
-        memcpy(out, v, n + 1);
-    return out;
-}
-
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
                        const tch_conn_callbacks *cb, void *ud) {
     tch_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->cfg = *cfg;
-    c->host_port = dup_or(cfg->host_port, "0.0.0.0:0");
-    c->process_name = dup_or(cfg->process_name, "tchannel-c");
+    c->host_port = strdup(cfg->host_port ? cfg->host_port : "0.0.0.0:0");
+    c->process_name = strdup(cfg->process_name ? cfg->process_name : "tchannel-c");
     if (!c->host_port || !c->process_name) {
         tch_conn_free(c);
         return NULL;

@@ -212,14 +212,6 @@ static void advertise_now(tch_hyperbahn *hb) {
 
 /* ---- setup -------------------------------------------------------------------- */
 
-static char *dupstr(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* Checks and keeps one router; they become channel peers only once every
  * option was accepted (a rejected call leaves the channel as it was). */
 static int add_router(tch_hyperbahn *hb, const char *hp, tch_error *err) {
@@ -234,7 +226,7 @@ static int add_router(tch_hyperbahn *hb, const char *hp, tch_error *err) {
     if (!r)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     hb->routers = r;
-    if (!(r[hb->nrouters] = dupstr(hp)))
+    if (!(r[hb->nrouters] = strdup(hp)))
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     hb->nrouters++;
     return 0;
