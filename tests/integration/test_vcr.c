@@ -411,6 +411,65 @@ static void env_forces_the_mode(void **state) {
     unsetenv(TCH_CASSETTE_ENV_MODE);
 }
 
+/* Masks the value of the "authorization" key in JSON headers. */
+static int mask_in(tch_buf *headers) {
+    json_t *h = json_loadb((const char *)headers->ptr, headers->len, 0, NULL);
+    if (!json_is_object(h) || !json_object_get(h, "authorization")) {
+        json_decref(h);
+        return 0;
+    }
+    json_object_set_new(h, "authorization", json_string("REDACTED"));
+    char *text = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(h);
+    if (!text)
+        return TCH_ENOMEM;
+    tch_buf_reset(headers);
+    int rc = tch_buf_append(headers, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* The request before matching and writing; the answer (the server echoes
+ * the headers back) before writing. */
+static int mask_authorization(void *ud, tch_cassette_redact_phase phase,
+                              tch_cassette_request *req, tch_cassette_response *resp) {
+    (void)ud, (void)phase;
+    int rc = mask_in(&req->headers);
+    return rc || !resp ? rc : mask_in(&resp->headers);
+}
+
+static result json_with_secret(fixture *f, const char *secret) {
+    result r = {0};
+    json_t *h = json_pack("{s:s,s:s}", "authorization", secret, "user", "ann");
+    json_t *b = json_pack("{s:i}", "n", 1);
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("json_echo"),
+                       .host_port = f->hp, .timeout_ms = 2000};
+    assert_int_equal(tch_json_call(f->client, &o, h, b, on_json, &r, NULL), 0);
+    json_decref(h);
+    json_decref(b);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    return r;
+}
+
+static void secrets_are_redacted_before_writing_and_matching(void **state) {
+    fixture *f = *state;
+    tch_vcr_options o;
+    tch_vcr_options_init(&o);
+    o.cassette.redact = mask_authorization;
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
+    assert_int_equal(json_with_secret(f, "secret-one").status, 0);
+    eject(v);
+    const char *text = slurp(f->path);
+    assert_null(strstr(text, "secret-one"));
+    assert_non_null(strstr(text, "REDACTED"));
+    stop_server(f);
+    assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
+    result r = json_with_secret(f, "secret-two"); /* another secret still matches */
+    assert_int_equal(r.status, 0);
+    eject(v);
+}
+
 static void blocking_client_goes_through_the_vcr(void **state) {
     fixture *f = *state;
     tch_vcr *v = use(f, TCH_CASSETTE_ONCE, 0);
@@ -442,6 +501,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(retries_replay_from_a_cassette, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_recording_keeps_issue_order, setup, teardown),
         cmocka_unit_test_setup_teardown(env_forces_the_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(secrets_are_redacted_before_writing_and_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(blocking_client_goes_through_the_vcr, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
