@@ -60,6 +60,7 @@ struct tch_channel {
     void *hook_ud;
     tch_inbound *current; /* inbound whose handler is running */
     tch_intmap cancellable; /* cancel handle -> tch_outbound* */
+    tch_outbound *outbound;  /* every live call, to end them when freed */
     uint32_t next_handle;
     struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
     /* graceful close (tch_channel_close) */
@@ -93,5 +94,7 @@ void outbound_on_response(chconn *cc, tch_call_msg *msg);
 void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e);
 void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why);
 void outbound_fail_all(chconn *cc, int status, const char *why);
+/* Ends calls on no connection (answers waiting for the loop) at free. */
+void outbound_end_all(tch_channel *ch);
 
 #endif

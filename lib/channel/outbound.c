@@ -17,6 +17,7 @@
 
 struct tch_outbound {
     tch_channel *ch;
+    tch_outbound *prev, *next; /* the channel's live calls */
     tch_call_opts req;   /* points into store */
     uint8_t *store;      /* one allocation holding every copied field */
     tch_trace parent;
@@ -155,6 +156,13 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
 /* ---- finishing -------------------------------------------------------------- */
 
 static void call_free(tch_outbound *call) {
+    tch_channel *ch = call->ch;
+    if (call->prev)
+        call->prev->next = call->next;
+    else if (ch->outbound == call)
+        ch->outbound = call->next;
+    if (call->next)
+        call->next->prev = call->prev;
     if (call->handle)
         tch_intmap_remove(&call->ch->cancellable, call->handle);
     event_del(&call->deadline);
@@ -480,6 +488,19 @@ void outbound_fail_all(chconn *cc, int status, const char *why) {
     }
 }
 
+void outbound_end_all(tch_channel *ch) {
+    while (ch->outbound) {
+        tch_outbound *call = ch->outbound;
+        if (call->have_local) { /* decided, not yet reported: report it now */
+            deliver(call, &call->local);
+            continue;
+        }
+        tch_response res = {.status = TCH_ECLOSED, .error_code = TCH_PCODE_NETWORK,
+                            .message = "channel closed", .peer = ""};
+        deliver(call, &res);
+    }
+}
+
 /* ---- the hook's side ------------------------------------------------------------- */
 
 const tch_call_opts *tch_outbound_request(const tch_outbound *call) { return &call->req; }
@@ -580,7 +601,7 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return rc;
     if (!cb)
         return tch_error_set(err, TCH_EINVAL, "call: callback is required");
-    if (ch->closing)
+    if (ch->closing || ch->freeing) /* e.g. from a callback run by tch_channel_free */
         return tch_error_set(err, TCH_ECLOSED, "call to %s: channel %s is closing",
                              o->service, ch->name);
     tch_outbound *call = calloc(1, sizeof *call);
@@ -591,6 +612,10 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     call->ch = ch;
     call->cb = cb;
     call->ud = ud;
+    call->next = ch->outbound;
+    if (ch->outbound)
+        ch->outbound->prev = call;
+    ch->outbound = call;
     call->timeout_ms = o->timeout_ms ? o->timeout_ms : ch->opts.default_timeout_ms;
     call->deadline_ms = channel_now_ms() + call->timeout_ms;
     call->retry_on = o->retry_on;

@@ -314,6 +314,24 @@ static void hook_can_answer_or_forward(void **state) {
     result_free(&r);
 }
 
+static void freeing_the_channel_ends_answers_still_queued(void **state) {
+    fixture *f = *state;
+    hook_state h = {0};
+    tch_channel *c = tch_channel_new(f->base, "short-lived", NULL);
+    tch_channel_set_outbound_hook(c, hook, &h); /* answers locally, from the loop */
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .timeout_ms = 1000};
+    assert_int_equal(tch_channel_call(c, &o, on_result, &r, NULL), 0);
+    assert_int_equal(r.done, 0);
+    tch_channel_free(c); /* before the loop ran: the answer is reported now */
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.arg3.len, 13);
+    result_free(&r);
+    event_base_loop(f->base, EVLOOP_NONBLOCK); /* nothing of c's may fire */
+}
+
 /* ---- blocking client ------------------------------------------------------ */
 
 typedef struct served {
@@ -389,6 +407,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(transport_headers_reach_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_propagates_through_a_handler_call, setup, teardown),
         cmocka_unit_test_setup_teardown(hook_can_answer_or_forward, setup, teardown),
+        cmocka_unit_test_setup_teardown(freeing_the_channel_ends_answers_still_queued, setup, teardown),
         cmocka_unit_test(blocking_client_calls_without_a_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

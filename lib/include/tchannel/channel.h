@@ -242,7 +242,8 @@ int tch_proto_code_retryability(uint8_t code);
 typedef struct tch_outbound tch_outbound;
 typedef void (*tch_outbound_hook_fn)(tch_outbound *call, void *ud);
 
-/* One hook per channel; NULL removes it. */
+/* One hook per channel; NULL removes it. A hook must resolve the calls it
+ * holds before the channel is freed. */
 void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
                                    void *ud);
 /* The request as made (owned by the call; valid until it is resolved). */
