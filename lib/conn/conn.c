@@ -24,6 +24,7 @@ struct tch_conn {
     tch_buf inbuf; /* partial frame bytes for tch_conn_feed */
     tch_intmap req_parts; /* id -> tch_reasm*: requests still arriving */
     tch_intmap res_parts; /* id -> tch_reasm*: responses still arriving */
+    size_t partial_bytes; /* arg bytes held in req_parts */
     char *remote_host_port;
     char *remote_process;
     uint8_t scratch[TCH_FRAME_MAX_SIZE];
@@ -43,6 +44,10 @@ tch_conn *tch_conn_new(const tch_conn_config *cfg,
     }
     c->cfg.host_port = c->host_port;
     c->cfg.process_name = c->process_name;
+    if (!c->cfg.max_partial_requests)
+        c->cfg.max_partial_requests = 1024;
+    if (!c->cfg.max_partial_bytes)
+        c->cfg.max_partial_bytes = (size_t)256 << 20;
     c->cb = *cb;
     c->ud = ud;
     c->state = cfg->outbound ? WAIT_INIT_RES : WAIT_INIT_REQ;
@@ -321,13 +326,41 @@ static void deliver(tch_conn *c, int is_req, tch_reasm *r) {
         c->cb.call_res(c->ud, m);
 }
 
+static size_t held_bytes(const tch_reasm *r) {
+    return r->msg.args[0].len + r->msg.args[1].len + r->msg.args[2].len;
+}
+
+/* Removes and frees a partial message, keeping the byte count right. */
+static void drop_part(tch_conn *c, int is_req, uint32_t id) {
+    tch_reasm *r = tch_intmap_remove(is_req ? &c->req_parts : &c->res_parts, id);
+    if (!r)
+        return;
+    if (is_req)
+        c->partial_bytes -= held_bytes(r);
+    tch_reasm_free(r);
+    free(r);
+}
+
+static int over_partial_limits(tch_conn *c, uint32_t id) {
+    char why[160];
+    if (c->req_parts.len >= c->cfg.max_partial_requests)
+        snprintf(why, sizeof why, "%zu requests are already arriving on this connection (the limit)",
+                 c->req_parts.len);
+    else if (c->partial_bytes >= c->cfg.max_partial_bytes)
+        snprintf(why, sizeof why, "requests still arriving hold %zu bytes (the limit is %zu)",
+                 c->partial_bytes, c->cfg.max_partial_bytes);
+    else
+        return 0;
+    tch_conn_send_error(c, id, 0x03 /* busy */, NULL, why);
+    return 1;
+}
+
 static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
-    tch_reasm *old = tch_intmap_remove(parts, fr->id);
-    if (old) { /* a new message reusing a live id: drop the old one */
-        tch_reasm_free(old);
-        free(old);
-    }
+    drop_part(c, is_req, fr->id); /* a new message reusing a live id */
+    if (is_req && (fr->payload.len && (fr->payload.ptr[0] & TCH_CALL_FLAG_MORE)) &&
+        over_partial_limits(c, fr->id))
+        return 0;
     tch_reasm r;
     tch_error err;
     memset(&r, 0, sizeof r);
@@ -349,6 +382,8 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
         return fail(c, TCH_ENOMEM, "out of memory");
     }
     *held = r;
+    if (is_req)
+        c->partial_bytes += held_bytes(held);
     return 0;
 }
 
@@ -358,9 +393,22 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     if (!r)
         return 0; /* e.g. the message was already failed or cancelled */
     tch_error err;
+    size_t before = held_bytes(r);
     int rc = tch_reasm_continue(r, fr, &err);
-    if (rc == 0)
+    if (is_req)
+        c->partial_bytes += held_bytes(r) - before;
+    if (rc == 0) {
+        if (is_req && c->partial_bytes > c->cfg.max_partial_bytes) {
+            char why[128];
+            snprintf(why, sizeof why, "requests still arriving hold more than %zu bytes",
+                     c->cfg.max_partial_bytes);
+            drop_part(c, 1, fr->id);
+            tch_conn_send_error(c, fr->id, 0x03 /* busy */, NULL, why);
+        }
         return 0;
+    }
+    if (is_req)
+        c->partial_bytes -= held_bytes(r);
     tch_intmap_remove(parts, fr->id);
     if (rc == 1)
         deliver(c, is_req, r);
@@ -371,24 +419,14 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     return 0;
 }
 
-void tch_conn_forget_request(tch_conn *c, uint32_t id) {
-    tch_reasm *r = tch_intmap_remove(&c->req_parts, id);
-    if (r) {
-        tch_reasm_free(r);
-        free(r);
-    }
-}
+void tch_conn_forget_request(tch_conn *c, uint32_t id) { drop_part(c, 1, id); }
 
 static int on_error(tch_conn *c, const tch_frame *fr) {
     tch_error_frame e;
     tch_error err;
     if (tch_error_frame_decode(fr->payload, &e, &err) != 0)
         return fail_fatal(c, TCH_ID_NONE, err.msg);
-    tch_reasm *r = tch_intmap_remove(&c->res_parts, fr->id);
-    if (r) {
-        tch_reasm_free(r);
-        free(r);
-    }
+    drop_part(c, 0, fr->id);
     if (c->cb.error_frame)
         c->cb.error_frame(c->ud, fr->id, &e);
     if (fr->id == TCH_ID_NONE || e.code == 0xff)

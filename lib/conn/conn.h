@@ -20,6 +20,12 @@ typedef struct tch_conn_config {
     const char *host_port;    /* ours for init; "0.0.0.0:0" when not listening */
     const char *process_name;
     size_t max_arg_size;
+    /* Requests whose frames are still arriving: at most this many (0: 1024)
+     * holding at most this many bytes together (0: 256 MiB); past either
+     * limit a new request is refused with Busy, so a peer that starts
+     * messages and never ends them cannot exhaust memory. */
+    size_t max_partial_requests;
+    size_t max_partial_bytes;
 } tch_conn_config;
 
 typedef struct tch_conn_callbacks {

@@ -285,6 +285,57 @@ static void response_is_matched_and_cancel_reported(void **state) {
     destroy(&p);
 }
 
+/* Feeds the server the first `frames` frames of a request whose arg3 is
+ * `len` bytes, leaving the rest unsent. */
+static void send_partial(pair *p, uint32_t id, size_t len, int frames) {
+    static uint8_t big[400000];
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_of(big, len)};
+    tch_fragmenter fz;
+    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, id, f, args);
+    uint8_t *frame = malloc(TCH_FRAME_MAX_SIZE);
+    for (int i = 0; i < frames; i++) {
+        size_t n;
+        assert_true(tch_fragmenter_next(&fz, frame, &n, NULL) > 0);
+        tch_conn_feed(p->server.c, frame, n);
+    }
+    free(frame);
+    free(f);
+}
+
+static void requests_left_unfinished_are_bounded(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_free(p.server.c); /* again, with small limits */
+    tch_conn_config sc = {.outbound = 0, .host_port = "127.0.0.1:4040", .process_name = "server",
+                          .max_arg_size = 1 << 20, .max_partial_requests = 2,
+                          .max_partial_bytes = 150000};
+    p.server.c = tch_conn_new(&sc, &cbs, &p.server);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_buf_reset(&p.server.out);
+    send_partial(&p, 11, 300000, 1);
+    send_partial(&p, 12, 300000, 1);
+    assert_int_equal(p.server.out.len, 0); /* two may be arriving */
+    send_partial(&p, 13, 300000, 1);       /* a third is refused */
+    pump(&p);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, 13);
+    assert_int_equal(p.client.err_code, 0x03);
+    assert_non_null(strstr(p.client.err_msg, "limit"));
+    assert_false(p.server.failed);
+    /* A request whose frames push the bytes held past the budget is dropped. */
+    tch_conn_forget_request(p.server.c, 12);
+    send_partial(&p, 14, 390000, 3);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 2);
+    assert_int_equal(p.client.err_id, 14);
+    assert_non_null(strstr(p.client.err_msg, "bytes"));
+    assert_int_equal(p.server.nreq, 0);
+    destroy(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_names_peers),
@@ -296,6 +347,7 @@ int main(void) {
         cmocka_unit_test(fatal_error_frame_fails_the_connection),
         cmocka_unit_test(unknown_frame_type_after_handshake_is_fatal),
         cmocka_unit_test(response_is_matched_and_cancel_reported),
+        cmocka_unit_test(requests_left_unfinished_are_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
