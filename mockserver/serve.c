@@ -13,14 +13,9 @@
 #define MOCK_MAX_HEADERS 256
 
 int mock_scheme_of(const tch_inbound *in) {
-    tch_slice as;
-    if (!tch_inbound_header(in, "as", &as))
-        return TCH_CASSETTE_RAW;
-    if (tch_slice_eq_cstr(as, "json"))
-        return TCH_CASSETTE_JSON;
-    if (tch_slice_eq_cstr(as, "thrift"))
-        return TCH_CASSETTE_THRIFT;
-    return TCH_CASSETTE_RAW; /* raw, and anything the cassette format cannot name */
+    tch_slice as = TCH_SLICE_NULL;
+    tch_inbound_header(in, "as", &as);
+    return tch_cassette_scheme_of_as(as);
 }
 
 static void call_of(const tch_inbound *in, tch_cassette_kv_view *kv, tch_cassette_call *call) {

@@ -21,6 +21,14 @@ static const struct {
     {0x07, "networkError"}, {0x08, "unhealthy"}, {0xff, "fatal"},
 };
 
+tch_cassette_scheme tch_cassette_scheme_of_as(tch_slice as) {
+    if (tch_slice_eq_cstr(as, "json"))
+        return TCH_CASSETTE_JSON;
+    if (tch_slice_eq_cstr(as, "thrift"))
+        return TCH_CASSETTE_THRIFT;
+    return TCH_CASSETTE_RAW;
+}
+
 const char *tch_cassette_errcode_name(uint8_t code) {
     for (size_t i = 0; i < sizeof errcodes / sizeof errcodes[0]; i++)
         if (errcodes[i].code == code)

@@ -35,21 +35,10 @@ size_t tch_vcr_pending(const tch_vcr *v) { return v->npending; }
 /* ---- the request as the cassette sees it ------------------------------ */
 
 static tch_cassette_scheme scheme_of(const tch_call_opts *req) {
-    const char *as = req->arg_scheme ? req->arg_scheme : "raw";
     for (size_t i = 0; i < req->nheaders; i++) /* an explicit "as" header wins */
-        if (tch_slice_eq_cstr(req->headers[i].key, "as")) {
-            tch_slice v = req->headers[i].value;
-            if (tch_slice_eq_cstr(v, "json"))
-                return TCH_CASSETTE_JSON;
-            if (tch_slice_eq_cstr(v, "thrift"))
-                return TCH_CASSETTE_THRIFT;
-            return TCH_CASSETTE_RAW;
-        }
-    if (strcmp(as, "json") == 0)
-        return TCH_CASSETTE_JSON;
-    if (strcmp(as, "thrift") == 0)
-        return TCH_CASSETTE_THRIFT;
-    return TCH_CASSETTE_RAW;
+        if (tch_slice_eq_cstr(req->headers[i].key, "as"))
+            return tch_cassette_scheme_of_as(req->headers[i].value);
+    return tch_cassette_scheme_of_as(tch_slice_cstr(req->arg_scheme));
 }
 
 /* Fills call with views of req; kv must hold req->nheaders entries. */

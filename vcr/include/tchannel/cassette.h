@@ -36,6 +36,10 @@ typedef enum tch_cassette_scheme {
     TCH_CASSETTE_THRIFT = 2,
 } tch_cassette_scheme;
 
+/* The scheme a call's "as" transport header names (raw for anything the
+ * cassette format has no number for, and for an empty value). */
+tch_cassette_scheme tch_cassette_scheme_of_as(tch_slice as);
+
 /* Record modes, exactly tchannel-python's RecordMode. */
 typedef enum tch_cassette_mode {
     TCH_CASSETTE_ONCE = 0,     /* file missing: record all; present (even empty): replay only */
