@@ -131,6 +131,8 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_intmap_free(&cc->calls);
     tch_intmap_free(&cc->inbound);
     tch_transport_free(cc->t);
+    if (cc->handshake_timer)
+        event_free(cc->handshake_timer);
     free(cc);
     if (!ch->freeing)
         channel_close_progress(ch);
@@ -156,8 +158,15 @@ static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
     outbound_on_error_frame(ud, id, e);
 }
 static void on_cancel(void *ud, uint32_t id) { inbound_cancel(ud, id); }
+static int on_expects_response(void *ud, uint32_t id) {
+    chconn *cc = ud;
+    return tch_intmap_get(&cc->calls, id) != NULL;
+}
+
 static void on_ready(void *ud) {
     chconn *cc = ud;
+    if (cc->handshake_timer)
+        event_del(cc->handshake_timer);
     if (!cc->outbound) /* name inbound conns by what the peer announced */
         snprintf(cc->host_port, sizeof cc->host_port, "%s",
                  tch_conn_remote_host_port(tch_transport_conn(cc->t)));
@@ -169,8 +178,27 @@ static void on_closed(void *ud, int status, const char *why) {
 static const tch_transport_events chconn_events = {
     .ready = on_ready, .call_req = on_call_req, .call_res = on_call_res,
     .res_failed = on_res_failed, .error_frame = on_error_frame,
-    .cancel = on_cancel, .closed = on_closed,
+    .cancel = on_cancel, .closed = on_closed, .expects_response = on_expects_response,
 };
+
+/* A peer that connects (or is dialled) and never completes the init
+ * handshake is dropped, and the calls waiting on it fail. */
+static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
+    chconn *cc = arg;
+    (void)fd, (void)what;
+    char why[96];
+    snprintf(why, sizeof why, "no init handshake within %u ms", cc->ch->opts.default_timeout_ms);
+    cc->closing = 1;
+    outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
+    tch_transport_close(cc->t, TCH_EIO, why);
+}
+
+static int arm_handshake_timer(chconn *cc) {
+    uint32_t ms = cc->ch->opts.default_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    cc->handshake_timer = evtimer_new(cc->ch->base, on_handshake_timeout, cc);
+    return cc->handshake_timer && evtimer_add(cc->handshake_timer, &tv) == 0 ? 0 : TCH_ENOMEM;
+}
 
 const char *channel_host_port_or_zero(const tch_channel *ch) {
     /* a client that does not listen announces 0.0.0.0:0 */
@@ -214,7 +242,9 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
     if (!cc->t) {
         chconn_unlink(cc);
         free(cc);
+        return;
     }
+    arm_handshake_timer(cc); /* without it (ENOMEM) the conn just has no bound */
 }
 
 /* An outbound connection to host_port that is not closing, or a new one. */
@@ -237,6 +267,7 @@ chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) 
         free(cc);
         return NULL;
     }
+    arm_handshake_timer(cc);
     return cc;
 }
 
@@ -439,7 +470,7 @@ static void on_close_done(evutil_socket_t fd, short what, void *arg) {
     tch_channel *ch = arg;
     (void)fd, (void)what;
     if (ch->close_cb)
-        ch->close_cb(ch, ch->close_ud);
+        CHANNEL_USER_CALL(ch, ch->close_cb(ch, ch->close_ud));
 }
 
 static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
@@ -453,10 +484,12 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
                       void *ud) {
     if (ch->closing)
         return TCH_ESTATE;
-    ch->close_done = event_new(ch->base, -1, 0, on_close_done, ch);
-    ch->close_timeout = evtimer_new(ch->base, on_close_timeout, ch);
+    if (!ch->close_done)
+        ch->close_done = event_new(ch->base, -1, 0, on_close_done, ch);
+    if (!ch->close_timeout)
+        ch->close_timeout = evtimer_new(ch->base, on_close_timeout, ch);
     if (!ch->close_done || !ch->close_timeout)
-        return TCH_ENOMEM;
+        return TCH_ENOMEM; /* both are freed with the channel */
     ch->closing = 1;
     ch->close_cb = cb;
     ch->close_ud = ud;
@@ -470,9 +503,28 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
     return 0;
 }
 
+static void free_now(evutil_socket_t fd, short what, void *arg) {
+    tch_channel *ch = arg;
+    (void)fd, (void)what;
+    ch->free_pending = 0;
+    tch_channel_free(ch);
+}
+
 void tch_channel_free(tch_channel *ch) {
-    if (!ch)
+    if (!ch || ch->freeing || ch->free_pending)
         return;
+    if (ch->depth > 0) {
+        /* Called from a callback: the code that called it still uses the
+         * channel, its connections and calls on the way back. Take no new
+         * calls, and free from the loop. */
+        struct timeval now = {0, 0};
+        ch->free_pending = 1;
+        tch_listener_free(ch->listener);
+        ch->listener = NULL;
+        if (event_base_once(ch->base, -1, EV_TIMEOUT, free_now, ch, &now) == 0)
+            return;
+        ch->free_pending = 0; /* could not defer: free now, as before */
+    }
     ch->freeing = 1;
     if (ch->close_done)
         event_free(ch->close_done);

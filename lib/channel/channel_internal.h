@@ -24,6 +24,7 @@ struct chconn {
     tch_intmap inbound;  /* peer's call ids -> tch_inbound* */
     uint64_t last_active_ms; /* for closing idle connections */
     int closing;
+    struct event *handshake_timer; /* fails a connection that never inits */
     chconn *prev, *next;
 };
 
@@ -72,7 +73,18 @@ struct tch_channel {
     void *close_ud;
     uint64_t rng;
     int freeing;
+    int depth;        /* user callbacks running right now */
+    int free_pending; /* tch_channel_free was called from one of them */
 };
+
+/* Around every call into user code that the channel outlives on the way
+ * back: tch_channel_free from inside such code is deferred to the loop. */
+#define CHANNEL_USER_CALL(ch, call) \
+    do {                            \
+        (ch)->depth++;              \
+        call;                       \
+        (ch)->depth--;              \
+    } while (0)
 
 /* channel.c */
 uint64_t channel_now_ms(void);

@@ -31,7 +31,7 @@ static void inbound_free(tch_inbound *in) {
 /* Stops tracking the call on its connection; the handler still owns it. */
 static void detach(tch_inbound *in) {
     tch_channel *ch = in->ch;
-    if (in->cc)
+    if (in->cc && tch_intmap_get(&in->cc->inbound, in->id) == in)
         tch_intmap_remove(&in->cc->inbound, in->id);
     if (in->ch && in->ch->current == in)
         in->ch->current = NULL;
@@ -82,9 +82,15 @@ static void reject_unknown(tch_inbound *in) {
 
 void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_channel *ch = cc->ch;
-    if (ch->closing) {
-        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, TCH_PCODE_DECLINED,
-                            &msg->tracing, "server is shutting down");
+    const char *refuse = ch->closing || ch->free_pending ? "server is shutting down"
+                       : tch_intmap_get(&cc->inbound, msg->id)
+                           ? "call id already in use by a call in progress"
+                           : NULL;
+    if (refuse) {
+        tch_conn_send_error(tch_transport_conn(cc->t), msg->id,
+                            ch->closing || ch->free_pending ? TCH_PCODE_DECLINED
+                                                            : TCH_PCODE_BAD_REQUEST,
+                            &msg->tracing, refuse);
         tch_call_msg_free(msg);
         free(msg);
         return;
@@ -115,9 +121,9 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_inbound *outer = ch->current; /* handlers may nest via loopback */
     ch->current = in;
     if (h)
-        h->fn(in, h->ud);
+        CHANNEL_USER_CALL(ch, h->fn(in, h->ud));
     else if (ch->fallback)
-        ch->fallback(in, ch->fallback_ud);
+        CHANNEL_USER_CALL(ch, ch->fallback(in, ch->fallback_ud));
     else
         reject_unknown(in);
     ch->current = outer;

@@ -82,7 +82,8 @@ static const char *retry_flags(int retry_on) {
 
 /* Whether this outcome may be tried again under the call's retry_on. */
 static int should_retry(const tch_outbound *call, const tch_response *res) {
-    if (res->status == 0 || call->retry_on == TCH_RETRY_NEVER || call->ch->freeing)
+    if (res->status == 0 || call->retry_on == TCH_RETRY_NEVER || call->ch->freeing ||
+        call->ch->closing || call->ch->free_pending)
         return 0;
     if (res->status == TCH_ETIMEOUT) /* our own deadline: no time is left */
         return 0;
@@ -177,7 +178,7 @@ static void deliver(tch_outbound *call, const tch_response *res) {
     tch_channel *ch = call->ch;
     event_del(&call->deadline);
     event_del(&call->defer);
-    call->cb(res, call->ud);
+    CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
     call_free(call);
     if (!ch->freeing)
         channel_close_progress(ch);
@@ -250,15 +251,15 @@ static const char *pick_peer(tch_outbound *call) {
         return NULL;
     uint64_t now = channel_now_ms();
     const peer *best = NULL;
-    long best_score = 0;
+    int64_t best_score = 0;
     size_t start = ch->next_peer++;
     for (size_t k = 0; k < ch->npeers; k++) {
         const peer *p = &ch->peers[(start + k) % ch->npeers];
-        long score = (long)peer_load(ch, p->host_port);
+        int64_t score = (int64_t)peer_load(ch, p->host_port);
         if (was_tried(call, p->host_port))
-            score += 1L << 40;
+            score += INT64_C(1) << 40;
         if (p->backoff_until_ms > now)
-            score += 1L << 30;
+            score += INT64_C(1) << 30;
         if (!best || score < best_score) {
             best = p;
             best_score = score;
@@ -343,6 +344,8 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     fill_fields(call, (uint32_t)left, f);
     uint32_t id = tch_conn_next_id(tch_transport_conn(cc->t));
+    while (tch_intmap_get(&cc->calls, id)) /* after a wrap, skip ids still live */
+        id = tch_conn_next_id(tch_transport_conn(cc->t));
     tch_slice args[3] = {call->req.endpoint, call->req.arg2, call->req.arg3};
     int rc = tch_intmap_put(&cc->calls, id, call);
     if (rc == 0) {
@@ -375,7 +378,7 @@ static void next_attempt(tch_outbound *call) {
     call->have_local = 0;
     if (ch->hook) {
         call->hooked = 1;
-        ch->hook(call, ch->hook_ud);
+        CHANNEL_USER_CALL(ch, ch->hook(call, ch->hook_ud));
         return;
     }
     tch_error err;
@@ -391,7 +394,7 @@ static void attempt_done(tch_outbound *call, const tch_response *res) {
     }
     call->cc = NULL;
     if (call->observer)
-        call->observer(res, call->observer_ud);
+        CHANNEL_USER_CALL(call->ch, call->observer(res, call->observer_ud));
     call->observer = NULL;
     if (!call->attempts) /* answered by the hook: still an attempt */
         call->attempts = 1;
@@ -425,8 +428,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     const char *hp = call->cc ? call->cc->host_port : "";
-    if (call->cc)
+    if (call->cc) {
         tch_intmap_remove(&call->cc->calls, call->id);
+        tch_conn_forget_response(tch_transport_conn(call->cc->t), call->id);
+    }
     snprintf(call->msg, sizeof call->msg, "call to %s::%.*s at %s timed out after %u ms",
              call->req.service, (int)(call->req.endpoint.len > 100 ? 100 : call->req.endpoint.len),
              (const char *)call->req.endpoint.ptr, hp, call->timeout_ms);
@@ -471,7 +476,9 @@ void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why) {
     if (!call)
         return;
     snprintf(call->msg, sizeof call->msg, "%s", why);
-    tch_response res = {.status = status, .error_code = code_for_status(status),
+    /* The answer came but could not be taken (checksum, size): the service
+     * did run, so this must not look like a retryable Busy. */
+    tch_response res = {.status = status, .error_code = TCH_PCODE_UNEXPECTED,
                         .message = call->msg, .peer = cc->host_port};
     attempt_done(call, &res);
 }
@@ -541,6 +548,7 @@ int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why) {
         return TCH_ESTATE;
     if (call->cc) { /* in flight: tell the peer, forget its answer */
         tch_intmap_remove(&call->cc->calls, call->id);
+        tch_conn_forget_response(tch_transport_conn(call->cc->t), call->id);
         tch_conn_send_cancel(tch_transport_conn(call->cc->t), call->id, NULL,
                              why ? why : "cancelled by the caller");
     }
@@ -601,7 +609,7 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return rc;
     if (!cb)
         return tch_error_set(err, TCH_EINVAL, "call: callback is required");
-    if (ch->closing || ch->freeing) /* e.g. from a callback run by tch_channel_free */
+    if (ch->closing || ch->freeing || ch->free_pending) /* e.g. from a callback run by tch_channel_free */
         return tch_error_set(err, TCH_ECLOSED, "call to %s: channel %s is closing",
                              o->service, ch->name);
     tch_outbound *call = calloc(1, sizeof *call);
@@ -631,7 +639,7 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     evtimer_add(&call->deadline, &tv);
     if (ch->hook) {
         call->hooked = 1;
-        ch->hook(call, ch->hook_ud);
+        CHANNEL_USER_CALL(ch, ch->hook(call, ch->hook_ud));
         return 0;
     }
     rc = start_attempt(call, err); /* report what fails at once to the caller */

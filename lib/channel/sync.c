@@ -35,9 +35,12 @@ void tch_sync_client_free(tch_sync_client *c) {
 
 tch_channel *tch_sync_client_channel(tch_sync_client *c) { return c->ch; }
 
+/* Heap-allocated: if the loop fails while the call is out, the callback
+ * still has somewhere to land (and frees it). */
 typedef struct waiter {
-    tch_sync_response *out;
+    tch_sync_response res;
     int done;
+    int abandoned;
 } waiter;
 
 static int copy_response(tch_sync_response *out, const tch_response *res) {
@@ -72,26 +75,39 @@ static int copy_response(tch_sync_response *out, const tch_response *res) {
 
 static void on_done(const tch_response *res, void *ud) {
     waiter *w = ud;
-    if (copy_response(w->out, res) != 0) {
-        tch_sync_response_free(w->out);
-        w->out->status = TCH_ENOMEM;
-        w->out->error_code = TCH_PCODE_UNEXPECTED;
+    if (w->abandoned) {
+        free(w);
+        return;
+    }
+    if (copy_response(&w->res, res) != 0) {
+        tch_sync_response_free(&w->res);
+        w->res.status = TCH_ENOMEM;
+        w->res.error_code = TCH_PCODE_UNEXPECTED;
     }
     w->done = 1;
 }
 
 int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
                   tch_sync_response *out, tch_error *err) {
-    waiter w = {out, 0};
     memset(out, 0, sizeof *out);
-    int rc = tch_channel_call(c->ch, opts, on_done, &w, err);
-    if (rc)
+    waiter *w = calloc(1, sizeof *w);
+    if (!w)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    int rc = tch_channel_call(c->ch, opts, on_done, w, err);
+    if (rc) {
+        free(w);
         return rc;
+    }
     /* The call's own deadline guarantees the callback; the loop only runs
      * until then. */
-    while (!w.done)
-        if (event_base_loop(c->base, EVLOOP_ONCE) < 0)
+    while (!w->done) {
+        if (event_base_loop(c->base, EVLOOP_ONCE) < 0) {
+            w->abandoned = 1; /* on_done frees it, if it ever runs */
             return tch_error_set(err, TCH_EIO, "event loop failed");
+        }
+    }
+    *out = w->res; /* hands over the copies */
+    free(w);
     return 0;
 }
 

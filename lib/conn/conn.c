@@ -12,6 +12,10 @@
 
 enum conn_state { WAIT_INIT_REQ, WAIT_INIT_RES, READY, FAILED };
 
+/* Calls made before the handshake wait in `held`; past this much more are
+ * refused rather than queued without bound. */
+#define MAX_HELD ((size_t)64 << 20)
+
 struct tch_conn {
     tch_conn_config cfg;
     char *host_port;
@@ -98,19 +102,20 @@ uint32_t tch_conn_next_id(tch_conn *c) {
 
 /* ---- output ----------------------------------------------------------- */
 
+static int fail(tch_conn *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void emit(tch_conn *c, const uint8_t *data, size_t len) {
     if (c->state == FAILED)
         return;
     if (c->state != READY) {
         if (tch_buf_append(&c->held, data, len) != 0)
-            c->state = FAILED; /* cannot queue: the conn is unusable */
+            fail(c, TCH_ENOMEM, "out of memory holding frames until the handshake");
         return;
     }
     c->cb.write(c->ud, data, len);
 }
 
-static int fail(tch_conn *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 static int fail(tch_conn *c, int status, const char *fmt, ...) {
     if (c->state == FAILED)
@@ -177,6 +182,9 @@ int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
                        tch_error *err) {
     if (c->state == FAILED)
         return tch_error_set(err, TCH_ECLOSED, "connection failed");
+    if (c->state != READY && c->held.len > MAX_HELD) /* a peer slow to shake hands */
+        return tch_error_set(err, TCH_ETOOBIG,
+                             "%zu bytes already wait for the connection's handshake", c->held.len);
     tch_fragmenter fz;
     tch_fragmenter_init(&fz, type, id, f, args);
     for (;;) {
@@ -358,6 +366,8 @@ static int over_partial_limits(tch_conn *c, uint32_t id) {
 static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
     drop_part(c, is_req, fr->id); /* a new message reusing a live id */
+    if (!is_req && c->cb.expects_response && !c->cb.expects_response(c->ud, fr->id))
+        return 0; /* late (the call timed out) or never asked for */
     if (is_req && (fr->payload.len && (fr->payload.ptr[0] & TCH_CALL_FLAG_MORE)) &&
         over_partial_limits(c, fr->id))
         return 0;
@@ -420,6 +430,7 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
 }
 
 void tch_conn_forget_request(tch_conn *c, uint32_t id) { drop_part(c, 1, id); }
+void tch_conn_forget_response(tch_conn *c, uint32_t id) { drop_part(c, 0, id); }
 
 static int on_error(tch_conn *c, const tch_frame *fr) {
     tch_error_frame e;
@@ -513,7 +524,8 @@ int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len) {
         int rc = feed_frames(c, tch_slice_of(data, len), &used);
         if (rc)
             return rc;
-        return tch_buf_append(&c->inbuf, data + used, len - used);
+        rc = tch_buf_append(&c->inbuf, data + used, len - used);
+        return rc ? fail(c, rc, "out of memory") : 0;
     }
     int rc = tch_buf_append(&c->inbuf, data, len);
     if (rc)

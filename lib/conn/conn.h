@@ -41,6 +41,10 @@ typedef struct tch_conn_callbacks {
     void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
     void (*cancel)(void *ud, uint32_t id);
     void (*failed)(void *ud, int status, const char *why);
+    /* Optional: whether a response for id is awaited. Responses nobody
+     * awaits are dropped before any of their bytes are kept, so a peer
+     * cannot fill memory with fragments of answers to nothing. */
+    int (*expects_response)(void *ud, uint32_t id);
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
@@ -80,5 +84,7 @@ int tch_conn_send_ping(tch_conn *c, uint32_t id);
 
 /* Drops any partial reassembly for a request id (after a cancel or TTL). */
 void tch_conn_forget_request(tch_conn *c, uint32_t id);
+/* The same for a response whose call ended (timeout, cancel). */
+void tch_conn_forget_response(tch_conn *c, uint32_t id);
 
 #endif

@@ -19,6 +19,8 @@ struct tch_transport {
     struct event *rev;   /* readable (persistent) */
     struct event *wev;   /* writable: connect completion, or output backlog */
     struct event *flush; /* made active when output was queued: one write per loop pass */
+    struct event *close_timer; /* bounds the flush of a closing connection */
+    int paused;          /* reading stopped: too much output waiting */
     struct evbuffer *in, *out;
     tch_conn *conn;
     tch_transport_events ev;
@@ -40,6 +42,12 @@ struct tch_transport {
 #define READ_CHUNK (64 * 1024)
 #define WRITE_IOVECS 64
 #define FLUSH_EVERY 32          /* frames read between writes of the answers */
+/* Backpressure: a peer that sends requests but does not read the answers
+ * stops being read once this much output waits, until it drains to LOW. */
+#define OUT_HIGH (8u << 20)
+#define OUT_LOW (1u << 20)
+/* A closing connection gets this long to flush before it is cut. */
+#define CLOSE_FLUSH_MS 2000
 #define FLUSH_BYTES (64 * 1024) /* or as soon as this much output is queued */
 
 int tch_parse_host_port(const char *host_port, struct sockaddr_storage *ss,
@@ -92,6 +100,7 @@ static void release_socket(tch_transport *t) {
     event_del(t->rev);
     event_del(t->wev);
     event_del(t->flush);
+    event_del(t->close_timer);
     evutil_closesocket(t->fd);
     t->fd = -1;
 }
@@ -125,7 +134,19 @@ static void begin_close(tch_transport *t, int status, const char *why) {
     if (t->fd < 0)
         return;
     event_del(t->rev);
+    struct timeval tv = {CLOSE_FLUSH_MS / 1000, (CLOSE_FLUSH_MS % 1000) * 1000};
+    if (!evtimer_pending(t->close_timer, NULL))
+        evtimer_add(t->close_timer, &tv);
     schedule_flush(t);
+}
+
+/* The peer did not take what was left to send in time: close anyway. */
+static void close_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+    tch_transport *t = arg;
+    (void)fd, (void)what;
+    evbuffer_drain(t->out, evbuffer_get_length(t->out));
+    if (!t->in_read)
+        finish_close(t);
 }
 
 void tch_transport_close(tch_transport *t, int status, const char *why) {
@@ -151,6 +172,8 @@ static void socket_failed(tch_transport *t, int e) {
 
 /* Writes as much queued output as the socket takes; waits for EV_WRITE for
  * the rest. Finishes a close once everything is out. */
+static void maybe_resume(tch_transport *t);
+
 static void try_write(tch_transport *t) {
     while (t->fd >= 0 && evbuffer_get_length(t->out) > 0) {
         struct evbuffer_iovec vec[WRITE_IOVECS];
@@ -176,11 +199,22 @@ static void try_write(tch_transport *t) {
             return;
         }
         evbuffer_drain(t->out, (size_t)w);
+        maybe_resume(t);
     }
     if (t->fd >= 0)
         event_del(t->wev);
     if (t->closing && t->fd >= 0 && !t->in_read)
         finish_close(t);
+}
+
+/* Resumes reading once the peer has taken most of what was waiting; frames
+ * already read but not yet processed are picked up by a read_cb pass. */
+static void maybe_resume(tch_transport *t) {
+    if (!t->paused || t->closing || t->fd < 0 || evbuffer_get_length(t->out) > OUT_LOW)
+        return;
+    t->paused = 0;
+    event_add(t->rev, NULL);
+    event_active(t->rev, EV_READ, 0);
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg) {
@@ -234,6 +268,11 @@ static void conn_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
         t->ev.error_frame(t->ud, id, e);
 }
 
+static int conn_expects_response(void *ud, uint32_t id) {
+    tch_transport *t = ud;
+    return t->ev.expects_response ? t->ev.expects_response(t->ud, id) : 1;
+}
+
 static void conn_cancel(void *ud, uint32_t id) {
     tch_transport *t = ud;
     if (t->ev.cancel)
@@ -254,7 +293,7 @@ static void conn_failed(void *ud, int status, const char *why) {
 static void feed_frames(tch_transport *t) {
     struct evbuffer *in = t->in;
     unsigned frames = 0;
-    while (!t->closing) {
+    while (!t->closing && !t->paused) {
         size_t avail = evbuffer_get_length(in);
         uint8_t hdr[TCH_FRAME_HEADER_SIZE];
         if (avail < 2)
@@ -278,6 +317,10 @@ static void feed_frames(tch_transport *t) {
         size_t queued = evbuffer_get_length(t->out);
         if (queued > 0 && (++frames % FLUSH_EVERY == 0 || queued >= FLUSH_BYTES))
             try_write(t);
+        if (evbuffer_get_length(t->out) > OUT_HIGH) { /* the peer is not reading */
+            t->paused = 1;
+            event_del(t->rev);
+        }
     }
 }
 
@@ -356,7 +399,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
         .write = conn_write, .ready = conn_ready, .call_req = conn_call_req,
         .call_res = conn_call_res, .res_failed = conn_res_failed,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
-        .failed = conn_failed,
+        .failed = conn_failed, .expects_response = conn_expects_response,
     };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {
@@ -374,7 +417,8 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     t->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, t);
     t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
     t->flush = event_new(base, -1, 0, flush_cb, t);
-    if (!t->conn || !t->in || !t->out || !t->rev || !t->wev || !t->flush) {
+    t->close_timer = evtimer_new(base, close_timeout_cb, t);
+    if (!t->conn || !t->in || !t->out || !t->rev || !t->wev || !t->flush || !t->close_timer) {
         tch_transport_free(t);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
@@ -443,6 +487,8 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->wev);
     if (t->flush)
         event_free(t->flush);
+    if (t->close_timer)
+        event_free(t->close_timer);
     if (t->in)
         evbuffer_free(t->in);
     if (t->out)

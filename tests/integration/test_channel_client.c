@@ -332,6 +332,60 @@ static void freeing_the_channel_ends_answers_still_queued(void **state) {
     event_base_loop(f->base, EVLOOP_NONBLOCK); /* nothing of c's may fire */
 }
 
+typedef struct freer {
+    tch_channel *ch;
+    int calls;
+} freer;
+
+static void free_channel_in_callback(const tch_response *res, void *ud) {
+    freer *fr = ud;
+    (void)res;
+    fr->calls++;
+    tch_channel_free(fr->ch); /* from inside the channel's own callback */
+}
+
+static void freeing_the_channel_from_its_own_callback_is_safe(void **state) {
+    fixture *f = *state;
+    freer fr = {tch_channel_new(f->base, "freed-in-callback", NULL), 0};
+    result other = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .timeout_ms = 2000};
+    tch_call_opts slow = {.service = "server", .endpoint = tch_slice_cstr("flaky"),
+                          .host_port = f->hp, .timeout_ms = 2000};
+    f->busy_left = 100; /* keeps the second call retrying until the free */
+    assert_int_equal(tch_channel_call(fr.ch, &o, free_channel_in_callback, &fr, NULL), 0);
+    assert_int_equal(tch_channel_call(fr.ch, &slow, on_result, &other, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &fr.calls, 2000));
+    assert_true(tch_test_run_until(f->base, &other.done, 2000)); /* ended, exactly once */
+    assert_int_equal(other.done, 1);
+    assert_int_equal(fr.calls, 1);
+    result_free(&other);
+}
+
+static void big_answer(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    static uint8_t big[200000];
+    f->hits++;
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_of(big, sizeof big));
+}
+
+static void an_answer_over_the_limit_is_not_retried(void **state) {
+    fixture *f = *state;
+    tch_channel_register(f->server, NULL, "big", big_answer, f);
+    tch_channel_options opts = {.max_arg_size = 100000};
+    tch_channel *c = tch_channel_new(f->base, "small-client", &opts);
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("big"),
+                       .host_port = f->hp, .timeout_ms = 2000};
+    assert_int_equal(tch_channel_call(c, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    assert_int_equal(r.status, TCH_ETOOBIG);
+    assert_int_equal(r.error_code, TCH_PCODE_UNEXPECTED);
+    assert_int_equal(f->hits, 1); /* the service ran once: no retry as if Busy */
+    tch_channel_free(c);
+    result_free(&r);
+}
+
 /* ---- blocking client ------------------------------------------------------ */
 
 typedef struct served {
@@ -408,6 +462,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(trace_propagates_through_a_handler_call, setup, teardown),
         cmocka_unit_test_setup_teardown(hook_can_answer_or_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_the_channel_ends_answers_still_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(freeing_the_channel_from_its_own_callback_is_safe, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_answer_over_the_limit_is_not_retried, setup, teardown),
         cmocka_unit_test(blocking_client_calls_without_a_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -556,6 +556,93 @@ static void missing_init_header_is_refused(void **state) {
     expect_error_frame(&r, "process_name");
 }
 
+/* A frame-level client over a raw socket: init, then two call requests
+ * with the same id to a handler that answers later. */
+static size_t encode_call(uint32_t id, const char *endpoint, uint8_t *out, size_t cap) {
+    tch_call_fields *f = calloc(1, sizeof *f);
+    f->ttl_ms = 5000;
+    f->service = tch_slice_cstr("server");
+    f->nheaders = 2;
+    f->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    f->headers[1] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr("raw-client")};
+    tch_slice args[3] = {tch_slice_cstr(endpoint), TCH_SLICE_NULL, TCH_SLICE_NULL};
+    tch_fragmenter fz;
+    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, id, f, args);
+    size_t n = 0;
+    assert_true(cap >= TCH_FRAME_MAX_SIZE);
+    assert_int_equal(tch_fragmenter_next(&fz, out, &n, NULL), 0);
+    free(f);
+    return n;
+}
+
+static void on_raw_readable(evutil_socket_t fd, short what, void *arg) {
+    raw_reader *r = arg;
+    (void)what;
+    uint8_t buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+        r->closed = 1;
+    else
+        tch_buf_append(&r->got, buf, (size_t)n);
+}
+
+static int error_frame_for(raw_reader *r, uint32_t id, const char *needle) {
+    tch_slice in = tch_buf_slice(&r->got);
+    while (in.len) {
+        tch_frame fr;
+        size_t used;
+        if (tch_frame_parse(in, &fr, &used, NULL) != 0)
+            return 0;
+        tch_error_frame e;
+        if (fr.type == TCH_FRAME_ERROR && fr.id == id &&
+            tch_error_frame_decode(fr.payload, &e, NULL) == 0) {
+            char *m = tch_slice_strdup(e.message);
+            int found = strstr(m, needle) != NULL;
+            free(m);
+            return found;
+        }
+        in.ptr += used;
+        in.len -= used;
+    }
+    return 0;
+}
+
+static void a_reused_call_id_is_refused_not_lost(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_register(f->server, NULL, "hold", hold, &h);
+    tch_init m = {.version = 2, .nheaders = 2};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
+    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("raw")};
+    uint8_t *buf = malloc(3 * TCH_FRAME_MAX_SIZE);
+    size_t n = 0, k;
+    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, 512, &k, NULL), 0);
+    n += k;
+    n += encode_call(5, "hold", buf + n, TCH_FRAME_MAX_SIZE);
+    n += encode_call(5, "hold", buf + n, TCH_FRAME_MAX_SIZE);
+    raw_reader r = {0};
+    r.fd = raw_connect(f->hp);
+    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    free(buf);
+    struct event *ev = event_new(f->base, r.fd, EV_READ | EV_PERSIST, on_raw_readable, &r);
+    event_add(ev, NULL);
+    int found = 0;
+    for (int i = 0; i < 200 && !found && !r.closed; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        found = error_frame_for(&r, 5, "already in use");
+    }
+    assert_true(found);
+    assert_int_equal(h.n, 1); /* the first call is still being served */
+    event_free(ev);
+    close(r.fd); /* the peer goes away with that call open */
+    for (int i = 0; i < 200 && tch_channel_connection_count(f->server) > 0; i++)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    assert_int_equal(tch_channel_connection_count(f->server), 0);
+    assert_true(tch_inbound_is_done(h.held[0]));
+    assert_int_equal(tch_inbound_respond(h.held[0], 0, TCH_SLICE_NULL, TCH_SLICE_NULL), TCH_ECLOSED);
+    tch_buf_free(&r.got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(listen_is_ephemeral_and_listen_twice_fails, setup, teardown),
@@ -575,6 +662,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(pending_call_limit_is_enforced, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_reused_call_id_is_refused_not_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),

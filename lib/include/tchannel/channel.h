@@ -77,7 +77,9 @@ typedef struct tch_channel_options {
 tch_channel *tch_channel_new(struct event_base *base, const char *name,
                              const tch_channel_options *opts);
 /* Closes listeners and connections; outstanding calls fail with
- * TCH_ECLOSED (callbacks run before this returns). */
+ * TCH_ECLOSED (callbacks run before this returns). Called from one of the
+ * channel's own callbacks or handlers, it stops taking calls at once and
+ * does the rest from the event loop, when that callback has returned. */
 void tch_channel_free(tch_channel *ch);
 
 /* Graceful close: stops listening and taking new calls (inbound ones get a
