@@ -4,6 +4,9 @@
  * 4xx code. */
 #include "mock.h"
 
+#include <errno.h>
+#include <sys/stat.h>
+
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -119,6 +122,14 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     if (!path || !*path) {
         json_decref(body);
         reply_error(req, 400, "body needs \"path\": a cassette file or directory");
+        return;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT && !target) {
+        /* a typo should not load an empty cassette; a new file is for recording */
+        json_decref(body);
+        reply_error(req, 404, "no such file: %s (give \"recordTarget\": true to start a new cassette)",
+                    path);
         return;
     }
     mock_strv paths = {0};

@@ -266,6 +266,9 @@ static void channel_closed(tch_channel *ch, void *ud) {
 static void finish(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     mock *m = arg;
+    if (m->finishing) /* aborting recordings below may ask for it again */
+        return;
+    m->finishing = 1;
     if (m->n_recordings)
         mock_log("shutdown: aborting %zu recordings still in flight", m->n_recordings);
     mock_record_shutdown(m); /* aborts what is left; callers get an error frame */

@@ -52,16 +52,23 @@ static void unlink_rec(mock *m, mock_recording *r) {
  * timeout); a call that never reached the service is not, as in vcr.c. */
 static int record_outcome(mock_cassette *t, tch_cassette_slot slot, const tch_response *res,
                           int *recorded, tch_error *err) {
+    int rc;
     *recorded = 1;
     if (res->status == 0) {
         tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
-        return tch_cassette_record_finish(t->c, slot, &reply, err);
+        rc = tch_cassette_record_finish(t->c, slot, &reply, err);
+    } else if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT) {
+        rc = tch_cassette_record_finish_error(t->c, slot, res->error_code,
+                                              res->message ? res->message : "", err);
+    } else {
+        *recorded = 0;
+        return tch_cassette_record_abort(t->c, slot, err);
     }
-    if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT)
-        return tch_cassette_record_finish_error(t->c, slot, res->error_code,
-                                                res->message ? res->message : "", err);
-    *recorded = 0;
-    return tch_cassette_record_abort(t->c, slot, err);
+    if (rc) { /* e.g. an error code the cassette cannot name: leave no slot pending */
+        *recorded = 0;
+        tch_cassette_record_abort(t->c, slot, NULL);
+    }
+    return rc;
 }
 
 static void on_upstream(const tch_response *res, void *ud) {

@@ -5,6 +5,9 @@
 #include "cassette_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,13 +123,35 @@ static int load_into(tch_cassette *c, const char *data, size_t len, tch_error *e
     return rc ? rc : index_all(c, err);
 }
 
+/* Opens path for reading only if it is a regular file: a FIFO or a device
+ * would block the caller's event loop or stream forever. */
+static FILE *open_regular(const char *path, tch_error *err, int *rc) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        *rc = errno == ENOENT ? TCH_ENOTFOUND
+                              : tch_error_set(err, TCH_EIO, "cassette %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        *rc = tch_error_set(err, TCH_EINVAL, "cassette %s: not a regular file", path);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        *rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", path);
+    }
+    return f;
+}
+
 static int read_file(const char *path, char **data, size_t *len, tch_error *err) {
-    FILE *f = fopen(path, "rb");
+    int open_rc = 0;
+    FILE *f = open_regular(path, err, &open_rc);
     tch_buf b = {0};
     if (!f)
-        return errno == ENOENT ? TCH_ENOTFOUND
-                               : tch_error_set(err, TCH_EIO, "cassette %s: %s", path,
-                                               strerror(errno));
+        return open_rc;
     char chunk[65536];
     size_t n;
     int rc = 0;
@@ -212,6 +237,13 @@ int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *
     int rc = tch_cassette_open(old->path, &o, &c, err);
     if (rc)
         return rc;
+    if (old->mode == TCH_CASSETTE_ALL && old->wrote_this_run) {
+        /* In mode ALL the file is this run's calls once we have written it:
+         * reloading it must not turn them into old ones that ALL drops. */
+        for (size_t i = 0; i < c->n; i++)
+            c->items[i]->from_file = false;
+        c->wrote_this_run = true;
+    }
     for (size_t i = 0; !rc && i < old->ncustoms; i++)
         rc = tch_cassette_add_matcher(c, old->customs[i].name, old->customs[i].fn,
                                       old->customs[i].ud, err);

@@ -66,6 +66,7 @@ struct tch_cassette {
     tch_cassette_mode mode;
     bool existed;
     bool dirty;
+    bool wrote_this_run; /* mode ALL: the file now holds only this run's calls */
     cas_entry **items;
     size_t n, cap;
     cas_bucket *buckets;

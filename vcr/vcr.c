@@ -110,9 +110,11 @@ static void on_recorded(const tch_response *res, void *ud) {
         } else {
             rc = tch_cassette_record_abort(v->cassette, p->slot, &err);
         }
-        if (rc)
+        if (rc) {
             fprintf(stderr, "tchannel-vcr: %s: could not record: %s\n",
                     tch_cassette_name(v->cassette), err.msg);
+            tch_cassette_record_abort(v->cassette, p->slot, NULL); /* no slot left pending */
+        }
         pending_unlink(v, p);
     }
     free(p);

@@ -178,6 +178,9 @@ static void deliver(tch_outbound *call, const tch_response *res) {
     tch_channel *ch = call->ch;
     event_del(&call->deadline);
     event_del(&call->defer);
+    if (call->observer) /* the attempt ended here too: its observer hears it */
+        CHANNEL_USER_CALL(ch, call->observer(res, call->observer_ud));
+    call->observer = NULL;
     CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
     call_free(call);
     if (!ch->freeing)

@@ -400,6 +400,32 @@ static void concurrent_recording_keeps_issue_order(void **state) {
     eject(v);
 }
 
+static void a_local_timeout_is_recorded_and_replayed(void **state) {
+    fixture *f = *state;
+    f->hold = 1; /* the server never answers */
+    tch_vcr *v = use(f, TCH_CASSETTE_ONCE, 0);
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("slow"), .host_port = f->hp, .timeout_ms = 100,
+                       .retry_on = TCH_RETRY_NEVER};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    assert_int_equal(r.error_code, TCH_PCODE_TIMEOUT);
+    assert_int_equal(tch_vcr_pending(v), 0); /* the recording was finished, not left open */
+    eject(v);
+    for (int i = 0; i < f->nheld; i++)
+        tch_inbound_respond(f->held[i], 0, TCH_SLICE_NULL, TCH_SLICE_NULL);
+    f->nheld = 0;
+    assert_non_null(strstr(slurp(f->path), "timeout"));
+    stop_server(f);
+    v = use(f, TCH_CASSETTE_NONE, 0);
+    result again = {0};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &again, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &again.done, 3000));
+    assert_int_equal(again.error_code, TCH_PCODE_TIMEOUT); /* replayed, no server needed */
+    eject(v);
+}
+
 static void env_forces_the_mode(void **state) {
     fixture *f = *state;
     setenv(TCH_CASSETTE_ENV_MODE, "none", 1);
@@ -500,6 +526,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(identical_requests_replay_in_order_once_each, setup, teardown),
         cmocka_unit_test_setup_teardown(retries_replay_from_a_cassette, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_recording_keeps_issue_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_local_timeout_is_recorded_and_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(env_forces_the_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted_before_writing_and_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(blocking_client_goes_through_the_vcr, setup, teardown),

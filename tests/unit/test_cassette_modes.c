@@ -182,6 +182,42 @@ static void all_never_replays_and_rewrites(void **state) {
     rm_path(p);
 }
 
+/* tchannel-mock reloads a cassette it records into: in mode ALL what this
+ * run already wrote must survive the reload (it is this run's, not old). */
+static void all_keeps_this_runs_calls_across_a_reload(void **state) {
+    (void)state;
+    char *p = seeded();
+    tch_cassette *c = open_mode(p, TCH_CASSETTE_ALL);
+    record(c, "echo", "a", "A2");
+    save_ok(c);
+    tch_cassette *again = NULL;
+    tch_error err = {0};
+    if (tch_cassette_reload(c, &again, &err))
+        fail_msg("reload: %s", err.msg);
+    tch_cassette_free(c);
+    record(again, "echo", "b", "B2");
+    save_ok(again);
+    tch_cassette_free(again);
+    c = open_mode(p, TCH_CASSETTE_NONE);
+    assert_int_equal(tch_cassette_count(c), 2); /* A2 and B2; the seeded A and B are gone */
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->response.body), "A2"));
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 1)->response.body), "B2"));
+    tch_cassette_free(c);
+    rm_path(p);
+}
+
+static void only_regular_files_are_read(void **state) {
+    (void)state;
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open("/dev/zero", &o, &c, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    assert_null(c);
+}
+
 static void all_without_recording_leaves_file(void **state) {
     (void)state;
     char *p = seeded();
@@ -356,6 +392,8 @@ int main(void) {
         cmocka_unit_test(none_replays_only),
         cmocka_unit_test(all_never_replays_and_rewrites),
         cmocka_unit_test(all_without_recording_leaves_file),
+        cmocka_unit_test(all_keeps_this_runs_calls_across_a_reload),
+        cmocka_unit_test(only_regular_files_are_read),
         cmocka_unit_test(identical_requests_play_in_file_order_once),
         cmocka_unit_test(concurrent_slots_save_in_issue_order),
         cmocka_unit_test(env_overrides_mode),
