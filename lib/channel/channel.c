@@ -127,7 +127,9 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_channel *ch = cc->ch;
     chconn_unlink(cc);
     outbound_fail_all(cc, status, why);
+    ping_fail_all(cc, status);
     inbound_detach_all(cc);
+    tch_intmap_free(&cc->pings);
     tch_intmap_free(&cc->calls);
     tch_intmap_free(&cc->inbound);
     tch_transport_free(cc->t);
@@ -158,6 +160,7 @@ static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
     outbound_on_error_frame(ud, id, e);
 }
 static void on_cancel(void *ud, uint32_t id) { inbound_cancel(ud, id); }
+static void on_ping_res(void *ud, uint32_t id) { ping_on_response(ud, id); }
 static int on_expects_response(void *ud, uint32_t id) {
     chconn *cc = ud;
     return tch_intmap_get(&cc->calls, id) != NULL;
@@ -179,6 +182,7 @@ static const tch_transport_events chconn_events = {
     .ready = on_ready, .call_req = on_call_req, .call_res = on_call_res,
     .res_failed = on_res_failed, .error_frame = on_error_frame,
     .cancel = on_cancel, .closed = on_closed, .expects_response = on_expects_response,
+    .ping_res = on_ping_res,
 };
 
 /* A peer that connects (or is dialled) and never completes the init

@@ -22,6 +22,7 @@ struct chconn {
     char host_port[64]; /* dialled address, or the peer's announced one */
     tch_intmap calls;    /* our outgoing call ids -> outcall* */
     tch_intmap inbound;  /* peer's call ids -> tch_inbound* */
+    tch_intmap pings;    /* our ping ids -> ping* */
     uint64_t last_active_ms; /* for closing idle connections */
     int closing;
     struct event *handshake_timer; /* fails a connection that never inits */
@@ -95,6 +96,10 @@ void channel_peer_result(tch_channel *ch, const char *host_port, int ok);
 chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
 const char *channel_host_port_or_zero(const tch_channel *ch);
 uint64_t channel_random(tch_channel *ch);
+
+/* ping.c */
+void ping_on_response(chconn *cc, uint32_t id);
+void ping_fail_all(chconn *cc, int status);
 
 /* inbound.c */
 void inbound_dispatch(chconn *cc, tch_call_msg *msg);

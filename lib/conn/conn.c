@@ -458,6 +458,9 @@ static int on_ready_frame(tch_conn *c, const tch_frame *fr) {
         return 0;
     }
     case TCH_FRAME_PING_RES:
+        if (c->cb.ping_res)
+            c->cb.ping_res(c->ud, fr->id);
+        return 0;
     case TCH_FRAME_CLAIM:
         return 0;
     case TCH_FRAME_CANCEL:

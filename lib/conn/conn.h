@@ -45,6 +45,7 @@ typedef struct tch_conn_callbacks {
      * awaits are dropped before any of their bytes are kept, so a peer
      * cannot fill memory with fragments of answers to nothing. */
     int (*expects_response)(void *ud, uint32_t id);
+    void (*ping_res)(void *ud, uint32_t id); /* optional */
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,

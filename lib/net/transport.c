@@ -273,6 +273,12 @@ static int conn_expects_response(void *ud, uint32_t id) {
     return t->ev.expects_response ? t->ev.expects_response(t->ud, id) : 1;
 }
 
+static void conn_ping_res(void *ud, uint32_t id) {
+    tch_transport *t = ud;
+    if (t->ev.ping_res)
+        t->ev.ping_res(t->ud, id);
+}
+
 static void conn_cancel(void *ud, uint32_t id) {
     tch_transport *t = ud;
     if (t->ev.cancel)
@@ -400,6 +406,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
         .call_res = conn_call_res, .res_failed = conn_res_failed,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
         .failed = conn_failed, .expects_response = conn_expects_response,
+        .ping_res = conn_ping_res,
     };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {

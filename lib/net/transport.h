@@ -24,6 +24,7 @@ typedef struct tch_transport_events {
     void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
     void (*cancel)(void *ud, uint32_t id);
     int (*expects_response)(void *ud, uint32_t id); /* optional */
+    void (*ping_res)(void *ud, uint32_t id);         /* optional */
     /* The connection is gone; no further events. The owner frees the
      * transport (it may do so from this callback). */
     void (*closed)(void *ud, int status, const char *why);

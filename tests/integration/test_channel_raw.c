@@ -403,6 +403,41 @@ static void pending_call_limit_is_enforced(void **state) {
     result_free(&rs[1]);
 }
 
+typedef struct pinged {
+    int done, status;
+    uint64_t rtt_us;
+} pinged;
+
+static void on_ping(int status, uint64_t rtt_us, void *ud) {
+    pinged *p = ud;
+    p->done++;
+    p->status = status;
+    p->rtt_us = rtt_us;
+}
+
+static void ping_is_answered_by_the_peer(void **state) {
+    fixture *f = *state;
+    pinged p = {0};
+    assert_int_equal(tch_channel_ping(f->client, f->hp, 1000, on_ping, &p, NULL), 0);
+    assert_int_equal(p.done, 0);
+    assert_true(tch_test_run_until(f->base, &p.done, 2000));
+    assert_int_equal(p.status, 0);
+    assert_true(p.rtt_us > 0 && p.rtt_us < 1000000);
+    /* a dead peer: the ping fails as the connection does */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    bind(s, (struct sockaddr *)&sin, sizeof sin);
+    getsockname(s, (struct sockaddr *)&sin, &len);
+    close(s);
+    char dead[64];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sin.sin_port));
+    pinged q = {0};
+    assert_int_equal(tch_channel_ping(f->client, dead, 1000, on_ping, &q, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &q.done, 2000));
+    assert_true(q.status == TCH_EIO || q.status == TCH_ECLOSED);
+}
+
 static void on_closed(tch_channel *ch, void *ud) {
     (void)ch;
     (*(int *)ud)++;
@@ -659,6 +694,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(server_limit_answers_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_connections_are_closed_and_redialled, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_reaches_the_server_and_ends_the_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(ping_is_answered_by_the_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(pending_call_limit_is_enforced, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),

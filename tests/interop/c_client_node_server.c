@@ -263,6 +263,34 @@ static int wait_all(run *r, result **res, size_t n, uint32_t ms) {
     return 0;
 }
 
+/* Ping: the Node peer's library answers a ping req itself. */
+static void on_ping(int status, uint64_t rtt_us, void *ud) {
+    result *res = ud;
+    res->status = status;
+    res->code = 0;
+    res->finished_ms = res->started_ms + rtt_us / 1000;
+    res->done = 1;
+}
+
+static int case_ping(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    result *res = result_new(r);
+    tch_error err;
+    if (tch_channel_ping(r->ch[0], r->peer, 2000, on_ping, res, &err) != 0) {
+        snprintf(why, whylen, "tch_channel_ping: %s", err.msg);
+        return -1;
+    }
+    if (wait_all(r, &res, 1, 3000) != 0) {
+        snprintf(why, whylen, "no ping answer within 3000 ms");
+        return -1;
+    }
+    if (res->status != 0) {
+        snprintf(why, whylen, "ping failed: %s", tch_strerror(res->status));
+        return -1;
+    }
+    return 0;
+}
+
 static void describe(const result *res, char *why, size_t whylen) {
     snprintf(why, whylen, "status %s (%d), error_code %s (0x%02x), code %u: %s",
              tch_strerror(res->status), res->status, tch_proto_code_name(res->error_code),
@@ -1006,6 +1034,7 @@ int main(int argc, char **argv) {
     run_case(&r, "unknown endpoint -> BadRequest", case_error, &unknown);
     run_case(&r, "busy -> Busy", case_error, &busy);
     run_case(&r, "concurrent64", case_concurrent, NULL);
+    run_case(&r, "ping answered by the Node peer", case_ping, NULL);
 
     static const json_echo_arg with_h = {1}, without_h = {0};
     run_case(&r, "json echo with headers", case_json_echo, &with_h);

@@ -57,7 +57,7 @@ static void fld(void *ud, int st, const char *why) {
     snprintf(s->why, sizeof s->why, "%s", why);
 }
 
-static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL};
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL};
 
 typedef struct pair {
     side client, server;

@@ -222,6 +222,13 @@ typedef void (*tch_call_cb)(const tch_response *res, void *ud);
  * TCH_ESTATE while the outbound hook holds it. */
 int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why);
 
+/* Pings host_port (a ping req frame; the peer's library answers it, no
+ * handler involved). cb runs once from the loop: status 0 with the round
+ * trip in microseconds, TCH_ETIMEOUT, or a connection error. */
+typedef void (*tch_ping_cb)(int status, uint64_t rtt_us, void *ud);
+int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms,
+                     tch_ping_cb cb, void *ud, tch_error *err);
+
 /* Starts a call. cb runs exactly once, from the event loop (never inside
  * tch_channel_call itself). Returns 0, or an error (and cb is not called)
  * when the options are invalid. */
