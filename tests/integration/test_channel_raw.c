@@ -566,28 +566,29 @@ static void skipping_init_is_refused(void **state) {
     expect_error_frame(&r, "init req");
 }
 
+/* An init req as a client would send it; buf needs 256 bytes. */
+static size_t encode_init(uint16_t version, int with_process_name, uint8_t *buf) {
+    tch_init m = {.version = version, .nheaders = with_process_name ? 2 : 1};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
+    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("raw")};
+    size_t n;
+    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, 256, &n, NULL), 0);
+    return n;
+}
+
 static void wrong_version_is_refused(void **state) {
     fixture *f = *state;
-    tch_init m = {.version = 1, .nheaders = 2};
-    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
-    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("t")};
     uint8_t buf[256];
-    size_t n;
-    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, sizeof buf, &n, NULL), 0);
     raw_reader r = {0};
-    exchange(f, buf, n, &r);
+    exchange(f, buf, encode_init(1, 1, buf), &r);
     expect_error_frame(&r, "version 1");
 }
 
 static void missing_init_header_is_refused(void **state) {
     fixture *f = *state;
-    tch_init m = {.version = 2, .nheaders = 1};
-    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
     uint8_t buf[256];
-    size_t n;
-    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, sizeof buf, &n, NULL), 0);
     raw_reader r = {0};
-    exchange(f, buf, n, &r);
+    exchange(f, buf, encode_init(2, 0, buf), &r);
     expect_error_frame(&r, "process_name");
 }
 
@@ -646,13 +647,8 @@ static void a_reused_call_id_is_refused_not_lost(void **state) {
     fixture *f = *state;
     holder h = {0};
     tch_channel_register(f->server, NULL, "hold", hold, &h);
-    tch_init m = {.version = 2, .nheaders = 2};
-    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr("0.0.0.0:0")};
-    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("raw")};
     uint8_t *buf = malloc(3 * TCH_FRAME_MAX_SIZE);
-    size_t n = 0, k;
-    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_REQ, 1, &m, buf, 512, &k, NULL), 0);
-    n += k;
+    size_t n = encode_init(2, 1, buf);
     n += encode_call(5, "hold", buf + n, TCH_FRAME_MAX_SIZE);
     n += encode_call(5, "hold", buf + n, TCH_FRAME_MAX_SIZE);
     raw_reader r = {0};
