@@ -94,6 +94,25 @@ static void crc32c_matches_the_definition(void **state) {
                              crc32c_bitwise(len * 31u, buf + off, len));
 }
 
+/* Lengths past the 3-stream blocks (3 KiB at a time) and their joins. */
+static void crc32c_long_inputs_match_the_definition(void **state) {
+    (void)state;
+    static uint8_t buf[20000];
+    uint32_t x = 777;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    static const size_t lens[] = {3071, 3072, 3073, 4096, 6143, 6144, 6151, 9216, 12289, 19990};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+        for (size_t off = 0; off < 3; off++)
+            assert_int_equal(tch_crc32c(0xdeadbeefu + (uint32_t)i, buf + off, lens[i]),
+                             crc32c_bitwise(0xdeadbeefu + (uint32_t)i, buf + off, lens[i]));
+    /* chaining across calls still equals one pass */
+    uint32_t a = tch_crc32c(0, buf, 5000);
+    assert_int_equal(tch_crc32c(a, buf + 5000, 9000), tch_crc32c(0, buf, 14000));
+}
+
 static void checksum_sizes(void **state) {
     (void)state;
     assert_int_equal(tch_checksum_size(TCH_CSUM_NONE), 0);
@@ -111,6 +130,7 @@ int main(void) {
         cmocka_unit_test(matches_node_modules),
         cmocka_unit_test(checksum_sizes),
         cmocka_unit_test(crc32c_matches_the_definition),
+        cmocka_unit_test(crc32c_long_inputs_match_the_definition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
