@@ -231,7 +231,10 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
 
 /* Starts a call. cb runs exactly once, from the event loop (never inside
  * tch_channel_call itself). Returns 0, or an error (and cb is not called)
- * when the options are invalid. */
+ * when the options are invalid or the first attempt cannot even start (no
+ * peers, a malformed host:port, the pending-call limit, a closing
+ * channel). With an outbound hook installed, such attempt failures reach
+ * cb instead, since the hook decides when the attempt starts. */
 int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
                      tch_call_cb cb, void *ud, tch_error *err);
 
