@@ -181,7 +181,8 @@ static void deliver(tch_outbound *call, const tch_response *res) {
     if (call->observer) /* the attempt ended here too: its observer hears it */
         CHANNEL_USER_CALL(ch, call->observer(res, call->observer_ud));
     call->observer = NULL;
-    CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
+    if (call->cb) /* NULL once a deadline reported it while the hook held it */
+        CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
     call_free(call);
     if (!ch->freeing)
         channel_close_progress(ch);
@@ -427,7 +428,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
                  call->req.service, call->timeout_ms);
         tch_response res = {.status = TCH_ETIMEOUT, .error_code = TCH_PCODE_TIMEOUT,
                             .message = call->msg, .peer = ""};
-        call->cb(&res, call->ud);
+        tch_call_cb cb = call->cb;
+        call->cb = NULL; /* reported: nothing may report it again */
+        CHANNEL_USER_CALL(call->ch, cb(&res, call->ud));
         return;
     }
     const char *hp = call->cc ? call->cc->host_port : "";
