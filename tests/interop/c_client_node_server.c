@@ -125,14 +125,20 @@ static result *result_new(run *r) {
     return res;
 }
 
-static void on_response(const tch_response *resp, void *ud) {
-    result *res = ud;
+/* What every scheme's callback records the same way. */
+static void note_outcome(result *res, int status, uint8_t code, uint8_t error_code,
+                         const char *message) {
     res->done = 1;
     res->finished_ms = interop_now_ms();
-    res->status = resp->status;
-    res->code = resp->code;
-    res->error_code = resp->error_code;
-    snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    res->status = status;
+    res->code = code;
+    res->error_code = error_code;
+    snprintf(res->message, sizeof res->message, "%s", message ? message : "");
+}
+
+static void on_response(const tch_response *resp, void *ud) {
+    result *res = ud;
+    note_outcome(res, resp->status, resp->code, resp->error_code, resp->message);
     snprintf(res->peer, sizeof res->peer, "%s", resp->peer ? resp->peer : "");
     if (resp->status == 0) {
         if (tch_buf_append_slice(&res->arg2, resp->arg2) != 0 ||
@@ -159,12 +165,7 @@ static int start_call(run *r, size_t csum, const char *endpoint, tch_slice a2, t
 
 static void on_json_response(const tch_json_response *resp, void *ud) {
     result *res = ud;
-    res->done = 1;
-    res->finished_ms = interop_now_ms();
-    res->status = resp->status;
-    res->code = resp->code;
-    res->error_code = resp->error_code;
-    snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    note_outcome(res, resp->status, resp->code, resp->error_code, resp->message);
     if (resp->headers && !(res->jheaders = json_deep_copy(resp->headers)))
         res->copy_failed = 1;
     if (resp->body && !(res->jbody = json_deep_copy(resp->body)))
@@ -173,12 +174,7 @@ static void on_json_response(const tch_json_response *resp, void *ud) {
 
 static void on_thrift_response(const tch_thrift_response *resp, void *ud) {
     result *res = ud;
-    res->done = 1;
-    res->finished_ms = interop_now_ms();
-    res->status = resp->status;
-    res->code = resp->code;
-    res->error_code = resp->error_code;
-    snprintf(res->message, sizeof res->message, "%s", resp->message ? resp->message : "");
+    note_outcome(res, resp->status, resp->code, resp->error_code, resp->message);
     if (resp->status != 0)
         return;
     snprintf(res->tfield, sizeof res->tfield, "%s",
