@@ -117,16 +117,77 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
     return ~c;
 }
 
+/* crc32c_sse42 that also stores what it reads at dst: the copy rides on
+ * loads the checksum makes anyway, so a chunk costs one pass, not two. */
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_copy_sse42(uint32_t prev, uint8_t *dst, const uint8_t *p, size_t len) {
+    uint64_t crc = ~prev;
+    const size_t block = TCH_CRC32C_SHIFT_BLOCK;
+    while (len >= 3 * block) {
+        uint64_t c0 = crc, c1 = 0, c2 = 0;
+        for (size_t i = 0; i < block; i += 8) {
+            uint64_t v0, v1, v2;
+            memcpy(&v0, p + i, 8);
+            memcpy(&v1, p + block + i, 8);
+            memcpy(&v2, p + 2 * block + i, 8);
+            c0 = __builtin_ia32_crc32di(c0, v0);
+            c1 = __builtin_ia32_crc32di(c1, v1);
+            c2 = __builtin_ia32_crc32di(c2, v2);
+            memcpy(dst + i, &v0, 8);
+            memcpy(dst + block + i, &v1, 8);
+            memcpy(dst + 2 * block + i, &v2, 8);
+        }
+        crc = shift_block(shift_block((uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
+        p += 3 * block;
+        dst += 3 * block;
+        len -= 3 * block;
+    }
+    memcpy(dst, p, len);
+    return crc32c_sse42(~(uint32_t)crc, p, len);
+}
+
+static int have_sse42(void) { return __builtin_cpu_supports("sse4.2"); }
+
 uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
-    if (__builtin_cpu_supports("sse4.2"))
+    if (have_sse42())
         return crc32c_sse42(prev, p, len);
     return crc32c_table(prev, p, len);
+}
+
+static uint32_t crc32c_copy(uint32_t prev, uint8_t *dst, const uint8_t *src,
+                            size_t len) {
+    if (have_sse42())
+        return crc32c_copy_sse42(prev, dst, src, len);
+    memcpy(dst, src, len);
+    return crc32c_table(prev, src, len);
 }
 #else
 uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
     return crc32c_table(prev, p, len);
 }
+
+static uint32_t crc32c_copy(uint32_t prev, uint8_t *dst, const uint8_t *src,
+                            size_t len) {
+    memcpy(dst, src, len);
+    return crc32c_table(prev, src, len);
+}
 #endif
+
+uint32_t tch_checksum_copy(uint8_t type, uint32_t prev, uint8_t *dst,
+                           const uint8_t *src, size_t len) {
+    if (len == 0)
+        return prev;
+    switch (type) {
+    case TCH_CSUM_CRC32C:
+        return crc32c_copy(prev, dst, src, len);
+    case TCH_CSUM_CRC32:
+        memcpy(dst, src, len);
+        return tch_crc32(prev, dst, len); /* dst is the one in cache now */
+    default:
+        memcpy(dst, src, len);
+        return prev;
+    }
+}
 
 /* ---- farmhash Fingerprint32 (farmhashmk::Hash32), MIT, Google Inc. ---- */
 

@@ -110,13 +110,11 @@ static uint8_t *write_chunk(tch_fragmenter *fz, uint8_t *p, size_t room,
     chunk->ptr = a.ptr ? a.ptr + fz->off : a.ptr;
     chunk->len = n;
     p = tch_put16(p, (uint16_t)n);
-    p = tch_put_bytes(p, *chunk);
+    /* crc32/crc32c run over the data as it is copied; farmhash is taken
+     * per frame in tch_fragmenter_next. */
+    fz->csum = tch_checksum_copy(fz->f->csum_type, fz->csum, p, chunk->ptr, n);
     fz->off += n;
-    if (fz->f->csum_type == TCH_CSUM_CRC32)
-        fz->csum = tch_crc32(fz->csum, chunk->ptr, n);
-    else if (fz->f->csum_type == TCH_CSUM_CRC32C)
-        fz->csum = tch_crc32c(fz->csum, chunk->ptr, n);
-    return p;
+    return p + n;
 }
 
 /* Fills the rest of a frame with chunks; returns 1 if more frames follow. */

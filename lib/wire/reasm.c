@@ -74,13 +74,10 @@ static int copy_fields(tch_call_msg *m, const tch_frame *fr,
     return 0;
 }
 
-/* Recomputes the frame's checksum from the running value and compares. */
-static int verify(tch_reasm *r, const tch_frame *fr, const tch_call_frame *cf,
-                  tch_error *err) {
+/* Compares the checksum a frame carries with the one its data gives. */
+static int check_csum(tch_reasm *r, const tch_frame *fr,
+                      const tch_call_frame *cf, uint32_t want, tch_error *err) {
     uint8_t type = r->msg.csum_type;
-    if (type == TCH_CSUM_NONE)
-        return 0;
-    uint32_t want = tch_checksum_frame(type, r->csum, cf->chunks, cf->nchunks);
     if (want != cf->csum)
         return tch_error_set(err, TCH_ECHECKSUM,
                              "%s: %s checksum mismatch in frame index %zu of "
@@ -91,9 +88,10 @@ static int verify(tch_reasm *r, const tch_frame *fr, const tch_call_frame *cf,
     return 0;
 }
 
-/* Appends a chunk to an arg. A chunk that closes an arg which has no data
- * yet (the common single-frame case) gets an exact-size buffer. */
-static int append(tch_reasm *r, tch_slice c, int closes) {
+/* Appends a chunk to an arg, advancing the running crc32/crc32c *csum over
+ * it in the same pass. A chunk that closes an arg which has no data yet
+ * (the common single-frame case) gets an exact-size buffer. */
+static int append(tch_reasm *r, tch_slice c, int closes, uint32_t *csum) {
     tch_buf *b = &r->msg.args[r->arg];
     if (c.len == 0)
         return 0;
@@ -101,18 +99,21 @@ static int append(tch_reasm *r, tch_slice c, int closes) {
         b->ptr = malloc(c.len);
         if (!b->ptr)
             return TCH_ENOMEM;
-        memcpy(b->ptr, c.ptr, c.len);
-        b->len = b->cap = c.len;
-        return 0;
+        b->cap = c.len;
+    } else if (tch_buf_reserve(b, c.len) != 0) {
+        return TCH_ENOMEM;
     }
-    return tch_buf_append(b, c.ptr, c.len);
+    *csum = tch_checksum_copy(r->msg.csum_type, *csum, b->ptr + b->len, c.ptr,
+                              c.len);
+    b->len += c.len;
+    return 0;
 }
 
 /* Places a frame's chunks into the args; first says whether the first
  * chunk starts arg1 (first frame) or continues the current arg. */
 static int take_chunks(tch_reasm *r, const tch_frame *fr,
                        const tch_call_frame *cf, int last_frame,
-                       tch_error *err) {
+                       uint32_t *csum, tch_error *err) {
     const char *what = tch_frame_what(fr->type);
     for (size_t i = 0; i < cf->nchunks; i++) {
         if (i > 0 && ++r->arg > 2)
@@ -129,7 +130,7 @@ static int take_chunks(tch_reasm *r, const tch_frame *fr,
                                  what, arg_names[r->arg], have + c.len,
                                  r->max_arg, fr->id);
         int closes = last_frame || i + 1 < cf->nchunks;
-        if (append(r, c, closes))
+        if (append(r, c, closes, csum))
             return tch_error_set(err, TCH_ENOMEM, "%s: out of memory for %s",
                                  what, arg_names[r->arg]);
     }
@@ -140,9 +141,17 @@ static int take_chunks(tch_reasm *r, const tch_frame *fr,
 static int absorb(tch_reasm *r, const tch_frame *fr, const tch_call_frame *cf,
                   tch_error *err) {
     int last = !(cf->f.flags & TCH_CALL_FLAG_MORE);
-    int rc = verify(r, fr, cf, err);
+    uint8_t type = r->msg.csum_type;
+    uint32_t csum = r->csum;
+    int rc = 0;
+    if (type == TCH_CSUM_FARMHASH) /* per frame, not running: see checksum.c */
+        rc = check_csum(r, fr, cf,
+                        tch_checksum_frame(type, r->csum, cf->chunks, cf->nchunks),
+                        err);
     if (!rc)
-        rc = take_chunks(r, fr, cf, last, err);
+        rc = take_chunks(r, fr, cf, last, &csum, err);
+    if (!rc && (type == TCH_CSUM_CRC32 || type == TCH_CSUM_CRC32C))
+        rc = check_csum(r, fr, cf, csum, err); /* a bad message is dropped whole */
     if (rc)
         return rc;
     r->nframes++;

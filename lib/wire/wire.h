@@ -162,6 +162,11 @@ int tch_checksum_size(uint8_t type);
 uint32_t tch_crc32(uint32_t prev, const uint8_t *data, size_t len); /* zlib */
 uint32_t tch_crc32c(uint32_t prev, const uint8_t *data, size_t len);
 uint32_t tch_farmhash32(const uint8_t *data, size_t len); /* Fingerprint32 */
+/* Copies len bytes from src to dst (which must not overlap) and returns the
+ * running crc32 or crc32c advanced over them; for any other type it only
+ * copies and returns prev. One pass where a copy and a checksum take two. */
+uint32_t tch_checksum_copy(uint8_t type, uint32_t prev, uint8_t *dst,
+                           const uint8_t *src, size_t len);
 
 /* ---- a whole call message: fragmenting and reassembling --------------- */
 

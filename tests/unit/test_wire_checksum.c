@@ -113,6 +113,39 @@ static void crc32c_long_inputs_match_the_definition(void **state) {
     assert_int_equal(tch_crc32c(a, buf + 5000, 9000), tch_crc32c(0, buf, 14000));
 }
 
+/* The copying variant: the same checksum as one pass over src, an exact
+ * copy at dst (odd offsets, 3-stream lengths and their joins), and for the
+ * other types a plain copy that leaves the running value alone. */
+static void checksum_copy_equals_copy_then_checksum(void **state) {
+    (void)state;
+    static uint8_t src[20000], dst[20010];
+    uint32_t x = 4242;
+    for (size_t i = 0; i < sizeof src; i++) {
+        x = x * 1103515245u + 12345u;
+        src[i] = (uint8_t)(x >> 16);
+    }
+    static const size_t lens[] = {0, 1, 7, 8, 9, 3071, 3072, 3073, 9217, 19990};
+    static const uint8_t types[] = {TCH_CSUM_NONE, TCH_CSUM_CRC32, TCH_CSUM_FARMHASH,
+                                    TCH_CSUM_CRC32C};
+    for (size_t t = 0; t < sizeof types; t++)
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+            for (size_t off = 0; off < 3; off++) {
+                uint32_t prev = 0x1234567u * (uint32_t)(i + 1);
+                uint32_t want = prev;
+                if (types[t] == TCH_CSUM_CRC32)
+                    want = tch_crc32(prev, src + off, lens[i]);
+                else if (types[t] == TCH_CSUM_CRC32C)
+                    want = tch_crc32c(prev, src + off, lens[i]);
+                memset(dst, 0xA5, sizeof dst);
+                assert_int_equal(tch_checksum_copy(types[t], prev, dst + 2 * off + 1,
+                                                   src + off, lens[i]),
+                                 want);
+                assert_memory_equal(dst + 2 * off + 1, src + off, lens[i]);
+                assert_int_equal(dst[2 * off], 0xA5); /* nothing outside */
+                assert_int_equal(dst[2 * off + 1 + lens[i]], 0xA5);
+            }
+}
+
 static void checksum_sizes(void **state) {
     (void)state;
     assert_int_equal(tch_checksum_size(TCH_CSUM_NONE), 0);
@@ -129,6 +162,7 @@ int main(void) {
         cmocka_unit_test(crc_chaining_equals_one_pass),
         cmocka_unit_test(matches_node_modules),
         cmocka_unit_test(checksum_sizes),
+        cmocka_unit_test(checksum_copy_equals_copy_then_checksum),
         cmocka_unit_test(crc32c_matches_the_definition),
         cmocka_unit_test(crc32c_long_inputs_match_the_definition),
     };
