@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
 # Benchmark harness: closed-loop raw echo over loopback, ours vs Node vs a plain-socket floor.
 #
-#   tests/bench/run.sh [--quick]        (env TCH_BUILD_DIR: build folder, default ./build)
+#   tests/bench/run.sh [--quick] [--repeat N]   (env TCH_BUILD_DIR: build folder, default ./build)
 #
 # Builds nothing: expects build/tests/interop/interop-server, build/tests/bench/bench_client
 # and build/tests/bench/pingpong, and installs the Node peer via tests/interop/node/install.sh.
-# Each case: warm-up (1 s; 0.3 s with --quick), then measures for 5 s (1 s with --quick) and
-# prints one line
+# Each case: warm-up (1 s; 0.3 s with --quick), then measures for 5 s (1 s with --quick).
+# Every case runs N times (3; 1 with --quick), the cases taking turns, so that the
+# machine's slow and fast spells fall on every implementation alike; each run prints
+#   # run <r>: impl=... (as below)
+# and at the end each case prints the run with its median calls/s:
 #   impl=<client>-><server> conc=<n> size=<bytes> calls/s=<float> p50_us=<int> p99_us=<int> errors=<n>
-# then ratio/target lines with PASS or MISS. Exit 0 when every case ran with errors=0 (PASS/MISS
+# then ratio/target lines with PASS or MISS, computed from those medians. Exit 0 when every case ran with errors=0 (PASS/MISS
 # does not change the exit status), 1 otherwise, 2 on bad usage or missing programs.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TCH_BUILD_DIR:-$root/build}
 duration=5
 warmup=1
-case "${1:-}" in
-"") ;;
---quick) duration=1; warmup=0.3 ;;
-*) echo "usage: tests/bench/run.sh [--quick]" >&2; exit 2 ;;
-esac
+repeat=3
+usage() { echo "usage: tests/bench/run.sh [--quick] [--repeat N]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) duration=1; warmup=0.3; repeat=1 ;;
+    --repeat)
+        [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]?$ ]] || usage
+        repeat=$2
+        shift ;;
+    *) usage ;;
+    esac
+    shift
+done
 
 ours_server=$build/tests/interop/interop-server
 ours_client=$build/tests/bench/bench_client
@@ -72,9 +83,11 @@ start_server ours "$ours_server"; ours_hp=$HP
 start_server node node "$node_server"; node_hp=$HP
 start_server socket "$pingpong" server; socket_hp=$HP
 
+runs=$tmp/runs
 results=$tmp/results
-: >"$results"
+: >"$runs"
 status=0
+run_no=0
 # run_case IMPL CONC SIZE CMD... : runs one measurement and records its line.
 run_case() {
     local impl=$1 conc=$2 size=$3 line
@@ -86,23 +99,48 @@ run_case() {
         status=1
     fi
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
-    echo "$line"
-    echo "$line" >>"$results"
+    echo "# run $run_no: $line"
+    echo "$line" >>"$runs"
 }
 
-echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case; checksum crc32c (both implementations' default, hardware-accelerated in both)"
-for size in 100 65536; do
-    for conc in 1 64; do
-        run_case 'ours->ours' "$conc" "$size" "$ours_client" --peer "$ours_hp"
-        run_case 'node->ours' "$conc" "$size" node "$node_client" --peer "$ours_hp"
-        run_case 'node->node' "$conc" "$size" node "$node_client" --peer "$node_hp"
+echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case, ${repeat} run(s) each; checksum crc32c (both implementations' default, hardware-accelerated in both)"
+for ((run_no = 1; run_no <= repeat; run_no++)); do
+    for size in 100 65536; do
+        for conc in 1 64; do
+            run_case 'ours->ours' "$conc" "$size" "$ours_client" --peer "$ours_hp"
+            run_case 'node->ours' "$conc" "$size" node "$node_client" --peer "$ours_hp"
+            run_case 'node->node' "$conc" "$size" node "$node_client" --peer "$node_hp"
+        done
+        # The floor: plain TCP ping-pong; conc=64 is 64 connections, one message in
+        # flight on each. At 64 KiB only conc 64: what loopback itself allows, with
+        # no framing or checksums.
+        [ "$size" = 100 ] && run_case 'socket->socket' 1 100 "$pingpong" client --peer "$socket_hp"
+        run_case 'socket->socket' 64 "$size" "$pingpong" client --peer "$socket_hp"
     done
 done
-# The floor: plain TCP ping-pong; conc=64 is 64 connections, one message in flight on each.
-run_case 'socket->socket' 1 100 "$pingpong" client --peer "$socket_hp"
-run_case 'socket->socket' 64 100 "$pingpong" client --peer "$socket_hp"
-# ... and at 64 KiB: what loopback itself allows, with no framing or checksums.
-run_case 'socket->socket' 64 65536 "$pingpong" client --peer "$socket_hp"
+
+# Per case, the run with the median calls/s (the lower middle one for an even count).
+awk '
+{
+    k = $1 " " $2 " " $3
+    split($4, kv, "=")
+    if (!(k in n)) order[++cases] = k
+    i = ++n[k]
+    line[k, i] = $0
+    rate[k, i] = kv[2] + 0
+}
+END {
+    for (c = 1; c <= cases; c++) {
+        k = order[c]
+        for (i = 1; i <= n[k]; i++) idx[i] = i
+        for (i = 2; i <= n[k]; i++)   # insertion sort by rate
+            for (j = i; j > 1 && rate[k, idx[j - 1]] > rate[k, idx[j]]; j--) {
+                t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t
+            }
+        print line[k, idx[int((n[k] + 1) / 2)]]
+    }
+}' "$runs" >"$results"
+cat "$results"
 
 # Ratios and targets.
 awk '
