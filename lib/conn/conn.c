@@ -26,9 +26,10 @@ struct tch_conn {
     uint32_t next_id;
     tch_buf held;  /* frames sent before the handshake completed */
     tch_buf inbuf; /* partial frame bytes for tch_conn_feed */
-    tch_intmap req_parts; /* id -> tch_reasm*: requests still arriving */
-    tch_intmap res_parts; /* id -> tch_reasm*: responses still arriving */
+    tch_intmap req_parts; /* id -> part*: requests still arriving */
+    tch_intmap res_parts; /* id -> part*: responses still arriving */
     size_t partial_bytes; /* arg bytes held in req_parts */
+    uint64_t next_deadline; /* <= every req_parts deadline; 0: none */
     char *remote_host_port;
     char *remote_process;
     uint8_t scratch[TCH_FRAME_MAX_SIZE];
@@ -59,12 +60,21 @@ tch_conn *tch_conn_new(const tch_conn_config *cfg,
     return c;
 }
 
+/* A message whose frames are still arriving. */
+typedef struct part {
+    tch_reasm r;
+    uint64_t deadline_ms; /* requests: first frame + TTL; 0 for none */
+} part;
+
+static void part_free(part *p) {
+    tch_reasm_free(&p->r);
+    free(p);
+}
+
 static void free_parts(tch_intmap *m) {
-    tch_reasm *r;
-    while ((r = tch_intmap_pop_any(m, NULL))) {
-        tch_reasm_free(r);
-        free(r);
-    }
+    part *p;
+    while ((p = tch_intmap_pop_any(m, NULL)))
+        part_free(p);
     tch_intmap_free(m);
 }
 
@@ -340,13 +350,12 @@ static size_t held_bytes(const tch_reasm *r) {
 
 /* Removes and frees a partial message, keeping the byte count right. */
 static void drop_part(tch_conn *c, int is_req, uint32_t id) {
-    tch_reasm *r = tch_intmap_remove(is_req ? &c->req_parts : &c->res_parts, id);
-    if (!r)
+    part *p = tch_intmap_remove(is_req ? &c->req_parts : &c->res_parts, id);
+    if (!p)
         return;
     if (is_req)
-        c->partial_bytes -= held_bytes(r);
-    tch_reasm_free(r);
-    free(r);
+        c->partial_bytes -= held_bytes(&p->r);
+    part_free(p);
 }
 
 static int over_partial_limits(tch_conn *c, uint32_t id) {
@@ -385,23 +394,32 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
         tch_reasm_free(&r);
         return 0;
     }
-    tch_reasm *held = malloc(sizeof *held);
+    part *held = malloc(sizeof *held);
     if (!held || tch_intmap_put(parts, fr->id, held) != 0) {
         free(held);
         tch_reasm_free(&r);
         return fail(c, TCH_ENOMEM, "out of memory");
     }
-    *held = r;
-    if (is_req)
-        c->partial_bytes += held_bytes(held);
+    held->r = r;
+    held->deadline_ms = 0;
+    if (is_req) {
+        c->partial_bytes += held_bytes(&held->r);
+        if (c->cb.now_ms && r.msg.ttl_ms > 0) {
+            held->deadline_ms = c->cb.now_ms(c->ud) + r.msg.ttl_ms;
+            if (c->req_parts.len == 1 || !c->next_deadline ||
+                held->deadline_ms < c->next_deadline)
+                c->next_deadline = held->deadline_ms;
+        }
+    }
     return 0;
 }
 
 static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
-    tch_reasm *r = tch_intmap_get(parts, fr->id);
-    if (!r)
-        return 0; /* e.g. the message was already failed or cancelled */
+    part *p = tch_intmap_get(parts, fr->id);
+    if (!p)
+        return 0; /* e.g. the message was already failed, expired or cancelled */
+    tch_reasm *r = &p->r;
     tch_error err;
     size_t before = held_bytes(r);
     int rc = tch_reasm_continue(r, fr, &err);
@@ -424,12 +442,53 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
         deliver(c, is_req, r);
     else
         message_failed(c, is_req, fr->id, rc, &err);
-    tch_reasm_free(r);
-    free(r);
+    part_free(p);
     return 0;
 }
 
 void tch_conn_forget_request(tch_conn *c, uint32_t id) { drop_part(c, 1, id); }
+
+uint64_t tch_conn_next_deadline(const tch_conn *c) {
+    return c->req_parts.len ? c->next_deadline : 0;
+}
+
+/* The id of one request past its deadline, and the earliest deadline of
+ * the others (0: none). */
+static int find_expired(const tch_conn *c, uint64_t now_ms, uint32_t *id,
+                        uint64_t *next) {
+    *next = 0;
+    for (size_t i = 0; i < c->req_parts.cap; i++) {
+        const part *p = c->req_parts.slots[i].value;
+        if (!p || !p->deadline_ms)
+            continue;
+        if (p->deadline_ms <= now_ms) {
+            *id = c->req_parts.slots[i].key;
+            return 1;
+        }
+        if (!*next || p->deadline_ms < *next)
+            *next = p->deadline_ms;
+    }
+    return 0;
+}
+
+uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
+    uint32_t id;
+    uint64_t next;
+    /* One at a time: removal shifts the map's slots. Rare and bounded by
+     * max_partial_requests. */
+    while (find_expired(c, now_ms, &id, &next)) {
+        const part *p = tch_intmap_get(&c->req_parts, id);
+        char why[160];
+        snprintf(why, sizeof why,
+                 "request timed out after its ttl of %u ms before its last frame arrived",
+                 p->r.msg.ttl_ms);
+        tch_tracing tracing = p->r.msg.tracing;
+        drop_part(c, 1, id);
+        tch_conn_send_error(c, id, 0x01 /* timeout */, &tracing, why);
+    }
+    c->next_deadline = next;
+    return next;
+}
 void tch_conn_forget_response(tch_conn *c, uint32_t id) { drop_part(c, 0, id); }
 
 static int on_error(tch_conn *c, const tch_frame *fr) {

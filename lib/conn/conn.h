@@ -46,6 +46,10 @@ typedef struct tch_conn_callbacks {
      * cannot fill memory with fragments of answers to nothing. */
     int (*expects_response)(void *ud, uint32_t id);
     void (*ping_res)(void *ud, uint32_t id); /* optional */
+    /* Optional: a monotonic clock in ms. With it, a request whose frames
+     * are still arriving when its TTL (counted from its first frame) runs
+     * out can be expired by tch_conn_expire_requests. */
+    uint64_t (*now_ms)(void *ud);
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
@@ -87,5 +91,15 @@ int tch_conn_send_ping(tch_conn *c, uint32_t id);
 void tch_conn_forget_request(tch_conn *c, uint32_t id);
 /* The same for a response whose call ended (timeout, cancel). */
 void tch_conn_forget_response(tch_conn *c, uint32_t id);
+
+/* The earliest time (now_ms clock) at which a request still arriving
+ * outlives its TTL; 0 when none can. May be early, never late: the owner
+ * arms a timer for it and then calls tch_conn_expire_requests. */
+uint64_t tch_conn_next_deadline(const tch_conn *c);
+/* Drops every request still arriving whose TTL has run out by now_ms and
+ * answers each with a Timeout error frame, so a peer that trickles a
+ * request in cannot hold it open past its TTL. Returns the new
+ * tch_conn_next_deadline. */
+uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 struct tch_transport {
     struct event_base *base;
@@ -20,6 +21,8 @@ struct tch_transport {
     struct event *wev;   /* writable: connect completion, or output backlog */
     struct event *flush; /* made active when output was queued: one write per loop pass */
     struct event *close_timer; /* bounds the flush of a closing connection */
+    struct event *expiry; /* a request still arriving outlives its TTL */
+    uint64_t expiry_at;   /* when expiry is due (monotonic ms); 0: not armed */
     int paused;          /* reading stopped: too much output waiting */
     struct evbuffer *in, *out;
     tch_conn *conn;
@@ -101,6 +104,7 @@ static void release_socket(tch_transport *t) {
     event_del(t->wev);
     event_del(t->flush);
     event_del(t->close_timer);
+    event_del(t->expiry);
     evutil_closesocket(t->fd);
     t->fd = -1;
 }
@@ -289,6 +293,39 @@ static void conn_failed(void *ud, int status, const char *why) {
     begin_close(ud, status, why);
 }
 
+/* ---- requests that arrive too slowly ------------------------------------ */
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t conn_now_ms(void *ud) {
+    (void)ud;
+    return mono_ms();
+}
+
+/* Keeps the expiry timer on the conn's earliest deadline (which may be
+ * early: the timer then finds nothing due and re-arms). */
+static void arm_expiry(tch_transport *t) {
+    uint64_t due = tch_conn_next_deadline(t->conn);
+    if (t->fd < 0 || due == 0 || due == t->expiry_at)
+        return;
+    uint64_t now = mono_ms(), wait = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    evtimer_add(t->expiry, &tv);
+    t->expiry_at = due;
+}
+
+static void expiry_cb(evutil_socket_t fd, short what, void *arg) {
+    tch_transport *t = arg;
+    (void)fd, (void)what;
+    t->expiry_at = 0;
+    tch_conn_expire_requests(t->conn, mono_ms()); /* queues Timeout error frames */
+    arm_expiry(t);
+}
+
 /* ---- reading -------------------------------------------------------------- */
 
 /* Feeds every whole frame in the input buffer to the conn. Output made on
@@ -372,6 +409,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (t->closing)
         event_del(t->rev);
+    arm_expiry(t);
     try_write(t); /* answers made while reading go out now */
 }
 
@@ -406,7 +444,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
         .call_res = conn_call_res, .res_failed = conn_res_failed,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
         .failed = conn_failed, .expects_response = conn_expects_response,
-        .ping_res = conn_ping_res,
+        .ping_res = conn_ping_res, .now_ms = conn_now_ms,
     };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {
@@ -425,7 +463,9 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
     t->flush = event_new(base, -1, 0, flush_cb, t);
     t->close_timer = evtimer_new(base, close_timeout_cb, t);
-    if (!t->conn || !t->in || !t->out || !t->rev || !t->wev || !t->flush || !t->close_timer) {
+    t->expiry = evtimer_new(base, expiry_cb, t);
+    if (!t->conn || !t->in || !t->out || !t->rev || !t->wev || !t->flush ||
+        !t->close_timer || !t->expiry) {
         tch_transport_free(t);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
@@ -496,6 +536,8 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->flush);
     if (t->close_timer)
         event_free(t->close_timer);
+    if (t->expiry)
+        event_free(t->expiry);
     if (t->in)
         evbuffer_free(t->in);
     if (t->out)

@@ -674,6 +674,74 @@ static void a_reused_call_id_is_refused_not_lost(void **state) {
     tch_buf_free(&r.got);
 }
 
+/* Whether the server has sent a frame of this type and id. */
+static int got_frame(raw_reader *r, uint8_t type, uint32_t id) {
+    tch_slice in = tch_buf_slice(&r->got);
+    while (in.len) {
+        tch_frame fr;
+        size_t used;
+        if (tch_frame_parse(in, &fr, &used, NULL) != 0)
+            return 0;
+        if (fr.type == type && fr.id == id)
+            return 1;
+        in.ptr += used;
+        in.len -= used;
+    }
+    return 0;
+}
+
+/* Runs the loop until the server sent a frame of this type and id, or
+ * closed, or 3 s passed. */
+static int wait_frame(fixture *f, raw_reader *r, uint8_t type, uint32_t id) {
+    struct timeval tv = {3, 0};
+    int expired = 0;
+    struct event *t = evtimer_new(f->base, tch_test_bound_fired, &expired);
+    evtimer_add(t, &tv);
+    while (!got_frame(r, type, id) && !expired && !r->closed)
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(t);
+    return got_frame(r, type, id);
+}
+
+/* A request whose frames stop coming is dropped once its TTL (counted from
+ * its first frame) runs out, with a Timeout error frame; the connection
+ * stays open and serves the next call. */
+static void request_that_stops_arriving_times_out(void **state) {
+    fixture *f = *state;
+    static uint8_t body[100000]; /* two frames */
+    uint8_t *buf = malloc(2 * TCH_FRAME_MAX_SIZE);
+    size_t n = encode_init(2, 1, buf), len;
+    tch_call_fields *cf = calloc(1, sizeof *cf);
+    cf->ttl_ms = 150;
+    cf->service = tch_slice_cstr("server");
+    cf->nheaders = 1;
+    cf->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    tch_slice args[3] = {tch_slice_cstr("echo"), TCH_SLICE_NULL, tch_slice_of(body, sizeof body)};
+    tch_fragmenter fz;
+    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, 9, cf, args);
+    assert_int_equal(tch_fragmenter_next(&fz, buf + n, &len, NULL), 1); /* the first only */
+    n += len;
+    raw_reader r = {0};
+    r.fd = raw_connect(f->hp);
+    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    struct event *ev = event_new(f->base, r.fd, EV_READ | EV_PERSIST, on_raw_readable, &r);
+    event_add(ev, NULL);
+    assert_true(wait_frame(f, &r, TCH_FRAME_ERROR, 9));
+    assert_true(error_frame_for(&r, 9, "ttl of 150 ms before its last frame arrived"));
+    /* its last frame, now late, is ignored; a new call is served */
+    assert_int_equal(tch_fragmenter_next(&fz, buf, &len, NULL), 0);
+    n = len + encode_call(10, "echo", buf + len, TCH_FRAME_MAX_SIZE);
+    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    assert_true(wait_frame(f, &r, TCH_FRAME_CALL_RES, 10));
+    assert_false(got_frame(&r, TCH_FRAME_CALL_RES, 9));
+    assert_false(r.closed);
+    event_free(ev);
+    close(r.fd);
+    free(cf);
+    free(buf);
+    tch_buf_free(&r.got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(listen_is_ephemeral_and_listen_twice_fails, setup, teardown),
@@ -695,6 +763,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(a_reused_call_id_is_refused_not_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(request_that_stops_arriving_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),

@@ -23,6 +23,7 @@ typedef struct side {
     uint32_t err_id;
     uint8_t err_code;
     char err_msg[512];
+    uint64_t now; /* its clock, set by the test */
 } side;
 
 static void w(void *ud, const uint8_t *d, size_t n) { tch_buf_append(&((side *)ud)->out, d, n); }
@@ -57,7 +58,9 @@ static void fld(void *ud, int st, const char *why) {
     snprintf(s->why, sizeof s->why, "%s", why);
 }
 
-static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL};
+static uint64_t clock_of(void *ud) { return ((side *)ud)->now; }
+
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of};
 
 typedef struct pair {
     side client, server;
@@ -285,22 +288,31 @@ static void response_is_matched_and_cancel_reported(void **state) {
     destroy(&p);
 }
 
-/* Feeds the server the first `frames` frames of a request whose arg3 is
- * `len` bytes, leaving the rest unsent. */
-static void send_partial(pair *p, uint32_t id, size_t len, int frames) {
+/* Feeds the server frames [skip, skip + frames) of a request whose arg3 is
+ * `len` bytes (frames < 0: to the end). */
+static void send_frames(pair *p, uint32_t id, size_t len, int skip, int frames) {
     static uint8_t big[400000];
     tch_call_fields *f = req_fields();
     tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_of(big, len)};
     tch_fragmenter fz;
     tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, id, f, args);
     uint8_t *frame = malloc(TCH_FRAME_MAX_SIZE);
-    for (int i = 0; i < frames; i++) {
+    int more = 1;
+    for (int i = 0; more && (frames < 0 || i < skip + frames); i++) {
         size_t n;
-        assert_true(tch_fragmenter_next(&fz, frame, &n, NULL) > 0);
-        tch_conn_feed(p->server.c, frame, n);
+        more = tch_fragmenter_next(&fz, frame, &n, NULL);
+        assert_true(more >= 0);
+        if (i >= skip)
+            tch_conn_feed(p->server.c, frame, n);
     }
     free(frame);
     free(f);
+}
+
+/* The first `frames` frames only, leaving the rest unsent. */
+static void send_partial(pair *p, uint32_t id, size_t len, int frames) {
+    assert_true(frames > 0);
+    send_frames(p, id, len, 0, frames);
 }
 
 static void requests_left_unfinished_are_bounded(void **state) {
@@ -336,6 +348,45 @@ static void requests_left_unfinished_are_bounded(void **state) {
     destroy(&p);
 }
 
+/* A request still arriving when its TTL (1000 ms, counted from its first
+ * frame) runs out is dropped with a Timeout error frame; its late frames
+ * are ignored, and the connection lives on. */
+static void request_arriving_past_its_ttl_is_expired(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_buf_reset(&p.server.out);
+    assert_int_equal(tch_conn_next_deadline(p.server.c), 0);
+    p.server.now = 5000;
+    send_partial(&p, 21, 300000, 1);
+    p.server.now = 5400;
+    send_partial(&p, 22, 300000, 1);
+    assert_int_equal(tch_conn_next_deadline(p.server.c), 6000);
+    assert_int_equal(tch_conn_expire_requests(p.server.c, 5999), 6000);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 0); /* not yet */
+    assert_int_equal(tch_conn_expire_requests(p.server.c, 6000), 6400);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, 21);
+    assert_int_equal(p.client.err_code, 0x01);
+    assert_non_null(strstr(p.client.err_msg, "ttl of 1000 ms"));
+    send_frames(&p, 21, 300000, 1, -1); /* the rest of 21, too late */
+    assert_int_equal(p.server.nreq, 0);
+    send_frames(&p, 22, 300000, 1, -1); /* 22 completes in time */
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.server.req->id, 22);
+    assert_int_equal(p.server.req->args[2].len, 300000);
+    assert_int_equal(tch_conn_next_deadline(p.server.c), 0);
+    assert_int_equal(tch_conn_expire_requests(p.server.c, 99999), 0);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 1);
+    assert_false(p.server.failed);
+    destroy(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_names_peers),
@@ -348,6 +399,7 @@ int main(void) {
         cmocka_unit_test(unknown_frame_type_after_handshake_is_fatal),
         cmocka_unit_test(response_is_matched_and_cancel_reported),
         cmocka_unit_test(requests_left_unfinished_are_bounded),
+        cmocka_unit_test(request_arriving_past_its_ttl_is_expired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
