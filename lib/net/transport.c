@@ -306,11 +306,12 @@ static uint64_t conn_now_ms(void *ud) {
     return mono_ms();
 }
 
-/* Keeps the expiry timer on the conn's earliest deadline (which may be
- * early: the timer then finds nothing due and re-arms). */
+/* Keeps the expiry timer no later than the conn's earliest deadline. Early
+ * is fine (the timer finds nothing due and re-arms), so an armed timer is
+ * only moved forward: no timer churn while requests come and go. */
 static void arm_expiry(tch_transport *t) {
     uint64_t due = tch_conn_next_deadline(t->conn);
-    if (t->fd < 0 || due == 0 || due == t->expiry_at)
+    if (t->fd < 0 || due == 0 || (t->expiry_at && due >= t->expiry_at))
         return;
     uint64_t now = mono_ms(), wait = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
