@@ -80,8 +80,8 @@ static void help(FILE *to) {
           "                               {\"ok\":false,\"typeName\":\"<exception field>\",\"body\":{...}}\n"
           "Request:\n"
           "  -H, --headers JSON           application headers (a JSON object; --json, --thrift)\n"
-          "  --arg2 TEXT|@FILE            arg2 as bytes (--raw)\n"
-          "  --arg3 TEXT|@FILE            arg3 as bytes or JSON text, instead of BODY\n"
+          "  --arg2 TEXT|@FILE            arg2 as bytes (--raw); @- reads standard input\n"
+          "  --arg3 TEXT|@FILE            arg3 as bytes or JSON text, instead of BODY; @- reads standard input\n"
           "  --transport-header KEY=VALUE extra transport header (repeatable)\n"
           "  --timeout MS                 whole-call timeout, retries included (default 1000)\n"
           "  --shard-key KEY              the sk transport header\n"
@@ -274,6 +274,12 @@ static int check_cli(const cli *c) {
         return usage_error("no peer: give -p HOST:PORT, --hostlist FILE or --routers HOST:PORT");
     if (c->body && c->arg3)
         return usage_error("--arg3: BODY is given too; use one");
+    int stdin_readers = 0;
+    const char *specs[] = {c->arg2, c->arg3, c->body};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        stdin_readers += specs[i] && !strcmp(specs[i], "@-");
+    if (stdin_readers > 1)
+        return usage_error("@- (standard input) is given more than once; only one argument can read it");
     if (c->headers && c->scheme == SCHEME_RAW)
         return usage_error("--headers: needs --json or --thrift (use --arg2 with --raw)");
     if (c->arg2 && c->scheme != SCHEME_RAW)
@@ -320,8 +326,12 @@ static int parse_cli(int argc, char **argv, cli *c) {
 
 /* ---- inputs ------------------------------------------------------------------- */
 
+/* Reads a file, or standard input for "-". */
 static int read_file(const char *what, const char *path, tch_buf *out) {
-    FILE *f = fopen(path, "rb");
+    int from_stdin = !strcmp(path, "-");
+    FILE *f = from_stdin ? stdin : fopen(path, "rb");
+    if (from_stdin)
+        path = "standard input";
     if (!f)
         return fail(EXIT_USAGE, "%s: cannot open %s: %s", what, path, strerror(errno));
     char chunk[65536];
@@ -335,11 +345,12 @@ static int read_file(const char *what, const char *path, tch_buf *out) {
     }
     if (!rc && ferror(f))
         rc = fail(EXIT_USAGE, "%s: reading %s: %s", what, path, strerror(errno));
-    fclose(f);
+    if (!from_stdin)
+        fclose(f);
     return rc;
 }
 
-/* TEXT, or the contents of FILE for "@FILE". */
+/* TEXT, or the contents of FILE for "@FILE" ("@-": standard input). */
 static int read_text_or_file(const char *what, const char *spec, tch_buf *out) {
     if (spec && spec[0] == '@')
         return read_file(what, spec + 1, out);

@@ -47,13 +47,14 @@ dead_port() {
 
 failed=0 passed=0
 # t NAME WANT_EXIT [WANT_STDOUT|-] [STDERR_SUBSTRING...] -- TCURL_ARGS...
+# (stdin is the file T_STDIN names, /dev/null by default)
 t() {
     local what=$1 want_rc=$2 want_out=$3
     shift 3
     local errs=()
     while [ "$1" != "--" ]; do errs+=("$1"); shift; done
     shift
-    "$tcurl" "$@" >"$tmp/out" 2>"$tmp/err"
+    "$tcurl" "$@" <"${T_STDIN:-/dev/null}" >"$tmp/out" 2>"$tmp/err"
     local rc=$? out why=
     out=$(cat "$tmp/out")
     [ "$rc" -eq "$want_rc" ] || why="exit $rc, want $want_rc"
@@ -89,6 +90,8 @@ raw)
     t "--arg2 goes to arg2, stdout is arg3" 0 "body" -- -p "$HP_raw" --arg2 head $S echo body
     printf 'from a file\n' >"$tmp/arg3"
     t "--arg3 @FILE" 0 "from a file" -- -p "$HP_raw" --arg3 "@$tmp/arg3" $S echo
+    T_STDIN=$tmp/arg3 t "--arg3 @- reads standard input" 0 "from a file" -- -p "$HP_raw" --arg3 @- $S echo
+    T_STDIN=$tmp/arg3 t "BODY @- reads standard input" 0 "from a file" -- -p "$HP_raw" $S echo @-
     t "empty body" 0 "" -- -p "$HP_raw" $S echo
     printf '["%s"]' "$HP_raw" >"$tmp/hosts.json"
     t "--hostlist" 0 "hello" -- --hostlist "$tmp/hosts.json" $S echo hello
@@ -194,6 +197,7 @@ usage)
     printf '["127.0.0.1:1", 5]' >"$tmp/hosts.json"
     t "bad --hostlist entry" 2 "" "entry 1" -- --hostlist "$tmp/hosts.json" svc echo
     t "missing --arg3 file" 2 "" "/nonexistent/body" -- -p 127.0.0.1:1 --arg3 @/nonexistent/body svc echo
+    t "@- twice" 2 "" "more than once" -- -p 127.0.0.1:1 --arg2 @- --arg3 @- svc echo
     ;;
 *)
     echo "usage: tcurl_test.sh raw|json|thrift|errors|usage TCURL INTEROP_SERVER TEST_SERVER IDL" >&2
