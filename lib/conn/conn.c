@@ -414,6 +414,22 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     return 0;
 }
 
+/* Answers a request whose TTL ran out before its last frame arrived. */
+static void send_late_timeout(tch_conn *c, uint32_t id, const tch_call_msg *m) {
+    char why[160];
+    snprintf(why, sizeof why,
+             "request timed out after its ttl of %u ms before its last frame arrived",
+             m->ttl_ms);
+    tch_conn_send_error(c, id, 0x01 /* timeout */, &m->tracing, why);
+}
+
+/* A request that took a while to arrive keeps only what is left of its TTL
+ * (counted from its first frame); 0 when nothing is. */
+static uint32_t ttl_left(tch_conn *c, const part *p) {
+    uint64_t now = c->cb.now_ms(c->ud);
+    return p->deadline_ms > now ? (uint32_t)(p->deadline_ms - now) : 0;
+}
+
 static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
     part *p = tch_intmap_get(parts, fr->id);
@@ -438,10 +454,17 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     if (is_req)
         c->partial_bytes -= held_bytes(r);
     tch_intmap_remove(parts, fr->id);
-    if (rc == 1)
+    int timed = rc == 1 && is_req && p->deadline_ms; /* only requests have TTLs */
+    uint32_t left = timed ? ttl_left(c, p) : 0;
+    if (timed && left == 0) {
+        send_late_timeout(c, fr->id, &r->msg); /* before the expiry timer ran */
+    } else if (rc == 1) {
+        if (timed)
+            r->msg.ttl_ms = left;
         deliver(c, is_req, r);
-    else
+    } else {
         message_failed(c, is_req, fr->id, rc, &err);
+    }
     part_free(p);
     return 0;
 }
@@ -477,14 +500,10 @@ uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
     /* One at a time: removal shifts the map's slots. Rare and bounded by
      * max_partial_requests. */
     while (find_expired(c, now_ms, &id, &next)) {
-        const part *p = tch_intmap_get(&c->req_parts, id);
-        char why[160];
-        snprintf(why, sizeof why,
-                 "request timed out after its ttl of %u ms before its last frame arrived",
-                 p->r.msg.ttl_ms);
-        tch_tracing tracing = p->r.msg.tracing;
-        drop_part(c, 1, id);
-        tch_conn_send_error(c, id, 0x01 /* timeout */, &tracing, why);
+        part *p = tch_intmap_remove(&c->req_parts, id);
+        c->partial_bytes -= held_bytes(&p->r);
+        send_late_timeout(c, id, &p->r.msg);
+        part_free(p);
     }
     c->next_deadline = next;
     return next;

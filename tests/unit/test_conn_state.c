@@ -168,6 +168,18 @@ static void large_fragmented_call_arrives_whole(void **state) {
     assert_int_equal(p.server.req->args[1].len, 70000);
     assert_int_equal(p.server.req->args[2].len, n);
     assert_memory_equal(p.server.req->args[2].ptr, big, n);
+    /* and a fragmented answer back (responses carry no TTL to run out) */
+    tch_call_fields *rf = calloc(1, sizeof *rf);
+    rf->csum_type = TCH_CSUM_CRC32C;
+    tch_slice rargs[3] = {TCH_SLICE_NULL, TCH_SLICE_NULL, tch_slice_of(big, n)};
+    assert_int_equal(tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, p.server.req->id, rf,
+                                        rargs, NULL), 0);
+    pump(&p);
+    assert_int_equal(p.client.nres, 1);
+    assert_int_equal(p.client.nerr, 0);
+    assert_int_equal(p.client.res->args[2].len, n);
+    assert_memory_equal(p.client.res->args[2].ptr, big, n);
+    free(rf);
     free(big);
     free(f);
     destroy(&p);
@@ -375,14 +387,25 @@ static void request_arriving_past_its_ttl_is_expired(void **state) {
     assert_non_null(strstr(p.client.err_msg, "ttl of 1000 ms"));
     send_frames(&p, 21, 300000, 1, -1); /* the rest of 21, too late */
     assert_int_equal(p.server.nreq, 0);
-    send_frames(&p, 22, 300000, 1, -1); /* 22 completes in time */
+    p.server.now = 6100;
+    send_frames(&p, 22, 300000, 1, -1); /* 22 completes in time... */
     assert_int_equal(p.server.nreq, 1);
     assert_int_equal(p.server.req->id, 22);
     assert_int_equal(p.server.req->args[2].len, 300000);
+    assert_int_equal(p.server.req->ttl_ms, 300); /* ...with what is left of its TTL */
     assert_int_equal(tch_conn_next_deadline(p.server.c), 0);
     assert_int_equal(tch_conn_expire_requests(p.server.c, 99999), 0);
     pump(&p);
     assert_int_equal(p.client.nerr, 1);
+    /* Completed after its deadline but before any expiry ran: refused too. */
+    send_partial(&p, 23, 300000, 1);
+    p.server.now = 7100;
+    send_frames(&p, 23, 300000, 1, -1);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.client.nerr, 2);
+    assert_int_equal(p.client.err_id, 23);
+    assert_int_equal(p.client.err_code, 0x01);
     assert_false(p.server.failed);
     destroy(&p);
 }
