@@ -131,6 +131,8 @@ tch_slice tch_inbound_service(const tch_inbound *in);
 tch_slice tch_inbound_endpoint(const tch_inbound *in); /* arg1 */
 tch_slice tch_inbound_arg2(const tch_inbound *in);
 tch_slice tch_inbound_arg3(const tch_inbound *in);
+/* The TTL left when the request was complete: the caller's TTL less the
+ * time its frames took to arrive (counted from the first). */
 uint32_t tch_inbound_ttl_ms(const tch_inbound *in);
 /* The caller's name (transport header "cn"), empty when it sent none. */
 tch_slice tch_inbound_caller(const tch_inbound *in);
