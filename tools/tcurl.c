@@ -326,9 +326,9 @@ static int parse_cli(int argc, char **argv, cli *c) {
 
 /* ---- inputs ------------------------------------------------------------------- */
 
-/* Reads a file, or standard input for "-". */
+/* Reads a file, or standard input when path is NULL. */
 static int read_file(const char *what, const char *path, tch_buf *out) {
-    int from_stdin = !strcmp(path, "-");
+    int from_stdin = path == NULL;
     FILE *f = from_stdin ? stdin : fopen(path, "rb");
     if (from_stdin)
         path = "standard input";
@@ -353,7 +353,7 @@ static int read_file(const char *what, const char *path, tch_buf *out) {
 /* TEXT, or the contents of FILE for "@FILE" ("@-": standard input). */
 static int read_text_or_file(const char *what, const char *spec, tch_buf *out) {
     if (spec && spec[0] == '@')
-        return read_file(what, spec + 1, out);
+        return read_file(what, strcmp(spec, "@-") ? spec + 1 : NULL, out);
     if (spec && tch_buf_append(out, spec, strlen(spec)))
         return fail(EXIT_INTERNAL, "out of memory");
     return 0;

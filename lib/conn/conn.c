@@ -414,12 +414,17 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     return 0;
 }
 
-/* Answers a request whose TTL ran out before its last frame arrived. */
-static void send_late_timeout(tch_conn *c, uint32_t id, const tch_call_msg *m) {
-    char why[160];
+/* Answers a request whose TTL ran out before (complete = 0) or as (1) its
+ * last frame arrived. */
+static void send_late_timeout(tch_conn *c, uint32_t id, const tch_call_msg *m,
+                              int complete) {
+    char why[256];
     snprintf(why, sizeof why,
-             "request timed out after its ttl of %u ms before its last frame arrived",
-             m->ttl_ms);
+             "request to service \"%.*s\" timed out: its ttl of %u ms ran out %s",
+             (int)(m->service.len > 64 ? 64 : m->service.len),
+             m->service.ptr ? (const char *)m->service.ptr : "", m->ttl_ms,
+             complete ? "by the time its last frame arrived"
+                      : "before its last frame arrived");
     tch_conn_send_error(c, id, 0x01 /* timeout */, &m->tracing, why);
 }
 
@@ -457,7 +462,7 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     int timed = rc == 1 && is_req && p->deadline_ms; /* only requests have TTLs */
     uint32_t left = timed ? ttl_left(c, p) : 0;
     if (timed && left == 0) {
-        send_late_timeout(c, fr->id, &r->msg); /* before the expiry timer ran */
+        send_late_timeout(c, fr->id, &r->msg, 1); /* before the expiry timer ran */
     } else if (rc == 1) {
         if (timed)
             r->msg.ttl_ms = left;
@@ -502,7 +507,7 @@ uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
     while (find_expired(c, now_ms, &id, &next)) {
         part *p = tch_intmap_remove(&c->req_parts, id);
         c->partial_bytes -= held_bytes(&p->r);
-        send_late_timeout(c, id, &p->r.msg);
+        send_late_timeout(c, id, &p->r.msg, 0);
         part_free(p);
     }
     c->next_deadline = next;

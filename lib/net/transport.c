@@ -100,11 +100,10 @@ static void set_nodelay(evutil_socket_t fd) {
 static void release_socket(tch_transport *t) {
     if (t->fd < 0)
         return;
-    event_del(t->rev);
-    event_del(t->wev);
-    event_del(t->flush);
-    event_del(t->close_timer);
-    event_del(t->expiry);
+    struct event *evs[] = {t->rev, t->wev, t->flush, t->close_timer, t->expiry};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i]) /* NULL when construction ran out of memory */
+            event_del(evs[i]);
     evutil_closesocket(t->fd);
     t->fd = -1;
 }

@@ -148,10 +148,15 @@ static int absorb(tch_reasm *r, const tch_frame *fr, const tch_call_frame *cf,
         rc = check_csum(r, fr, cf,
                         tch_checksum_frame(type, r->csum, cf->chunks, cf->nchunks),
                         err);
+    int running = type == TCH_CSUM_CRC32 || type == TCH_CSUM_CRC32C;
     if (!rc)
         rc = take_chunks(r, fr, cf, last, &csum, err);
-    if (!rc && (type == TCH_CSUM_CRC32 || type == TCH_CSUM_CRC32C))
-        rc = check_csum(r, fr, cf, csum, err); /* a bad message is dropped whole */
+    if (running) { /* a bad message is dropped whole, so checking last is fine */
+        if (rc) /* a corrupt frame says so, whatever else is wrong with it */
+            csum = tch_checksum_frame(type, r->csum, cf->chunks, cf->nchunks);
+        if (!rc || csum != cf->csum)
+            rc = check_csum(r, fr, cf, csum, err);
+    }
     if (rc)
         return rc;
     r->nframes++;

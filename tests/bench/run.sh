@@ -18,11 +18,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TCH_BUILD_DIR:-$root/build}
 duration=5
 warmup=1
-repeat=3
+repeat=
 usage() { echo "usage: tests/bench/run.sh [--quick] [--repeat N]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
-    --quick) duration=1; warmup=0.3; repeat=1 ;;
+    --quick) duration=1; warmup=0.3; repeat=${repeat:-1} ;;
     --repeat)
         [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]?$ ]] || usage
         repeat=$2
@@ -31,6 +31,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+repeat=${repeat:-3}
 
 ours_server=$build/tests/interop/interop-server
 ours_client=$build/tests/bench/bench_client

@@ -727,7 +727,7 @@ static void request_that_stops_arriving_times_out(void **state) {
     struct event *ev = event_new(f->base, r.fd, EV_READ | EV_PERSIST, on_raw_readable, &r);
     event_add(ev, NULL);
     assert_true(wait_frame(f, &r, TCH_FRAME_ERROR, 9));
-    assert_true(error_frame_for(&r, 9, "ttl of 150 ms before its last frame arrived"));
+    assert_true(error_frame_for(&r, 9, "service \"server\" timed out: its ttl of 150 ms ran out before its last frame arrived"));
     /* its last frame, now late, is ignored; a new call is served */
     assert_int_equal(tch_fragmenter_next(&fz, buf, &len, NULL), 0);
     n = len + encode_call(10, "echo", buf + len, TCH_FRAME_MAX_SIZE);

@@ -326,6 +326,26 @@ static void detects_checksum_mismatch(void **state) {
     }
 }
 
+/* A corrupt frame is reported as corrupt even when it also breaks a limit,
+ * for every checksum type alike. */
+static void checksum_mismatch_wins_over_limits(void **state) {
+    (void)state;
+    const size_t lens[3] = {10, 100, 20};
+    for (uint8_t csum = 1; csum < 4; csum++) {
+        uint8_t *args[3];
+        frames fs = build(csum, lens, args);
+        fs.buf[0][fs.len[0] - 1] ^= 0x40;
+        tch_reasm r;
+        tch_error err;
+        assert_int_equal(feed_all(&fs, &r, 50, &err), TCH_ECHECKSUM);
+        tch_reasm_free(&r);
+        fs.buf[0][fs.len[0] - 1] ^= 0x40; /* intact: now the limit speaks */
+        assert_int_equal(feed_all(&fs, &r, 50, &err), TCH_ETOOBIG);
+        tch_reasm_free(&r);
+        free_all(&fs, args);
+    }
+}
+
 /* farmhash covers only the last chunk of each frame (Node's semantics), so
  * a flipped byte in an earlier chunk of the same frame is not detected. */
 static void farmhash_covers_last_chunk_only(void **state) {
@@ -518,6 +538,7 @@ int main(void) {
         cmocka_unit_test(round_trip_large),
         cmocka_unit_test(arg_at_boundary_closed_by_empty_chunk),
         cmocka_unit_test(detects_checksum_mismatch),
+        cmocka_unit_test(checksum_mismatch_wins_over_limits),
         cmocka_unit_test(farmhash_covers_last_chunk_only),
         cmocka_unit_test(enforces_max_arg),
         cmocka_unit_test(rejects_protocol_violations),
