@@ -80,16 +80,19 @@ static uint32_t shift_block(uint32_t x) {
     return t[0][x & 0xff] ^ t[1][(x >> 8) & 0xff] ^ t[2][(x >> 16) & 0xff] ^ t[3][x >> 24];
 }
 
-__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
-                                                               const uint8_t *p,
-                                                               size_t len) {
-    uint64_t crc = ~prev;
-    /* The instruction has a latency of three cycles but takes a new input
-     * every cycle: three independent streams over consecutive blocks keep
-     * it busy. Joining them is linear algebra: crc(A|B) is crc(A) advanced
-     * past |B| zero bytes, xor the crc of B from zero. */
+#define CRC32C_RUN (3 * TCH_CRC32C_SHIFT_BLOCK)
+
+/* crc32c over `runs` runs of three blocks each. The instruction has a
+ * latency of three cycles but takes a new input every cycle: three
+ * independent streams over consecutive blocks keep it busy. Joining them is
+ * linear algebra: crc(A|B) is crc(A) advanced past |B| zero bytes, xor the
+ * crc of B from zero. With copy, it also stores what it loads at dst: the
+ * copy rides on loads the checksum makes anyway. Always inlined with a
+ * constant copy, so each caller gets a loop with the test folded away. */
+__attribute__((target("sse4.2"), always_inline)) static inline uint64_t
+crc32c_runs(uint64_t crc, int copy, uint8_t *dst, const uint8_t *p, size_t runs) {
     const size_t block = TCH_CRC32C_SHIFT_BLOCK;
-    while (len >= 3 * block) {
+    for (; runs > 0; runs--, p += CRC32C_RUN) {
         uint64_t c0 = crc, c1 = 0, c2 = 0;
         for (size_t i = 0; i < block; i += 8) {
             uint64_t v0, v1, v2;
@@ -99,11 +102,26 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
             c0 = __builtin_ia32_crc32di(c0, v0);
             c1 = __builtin_ia32_crc32di(c1, v1);
             c2 = __builtin_ia32_crc32di(c2, v2);
+            if (copy) {
+                memcpy(dst + i, &v0, 8);
+                memcpy(dst + block + i, &v1, 8);
+                memcpy(dst + 2 * block + i, &v2, 8);
+            }
         }
         crc = shift_block(shift_block((uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
-        p += 3 * block;
-        len -= 3 * block;
+        if (copy)
+            dst += CRC32C_RUN;
     }
+    return crc;
+}
+
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
+                                                               const uint8_t *p,
+                                                               size_t len) {
+    size_t runs = len / CRC32C_RUN;
+    uint64_t crc = crc32c_runs(~prev, 0, NULL, p, runs);
+    p += runs * CRC32C_RUN;
+    len -= runs * CRC32C_RUN;
     while (len >= 8) {
         uint64_t v;
         memcpy(&v, p, 8); /* x86 is little-endian, as the instruction expects */
@@ -117,33 +135,13 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t prev,
     return ~c;
 }
 
-/* crc32c_sse42 that also stores what it reads at dst: the copy rides on
- * loads the checksum makes anyway, so a chunk costs one pass, not two. */
+/* crc32c_sse42 that also copies p to dst, in one pass. */
 __attribute__((target("sse4.2"))) static uint32_t
 crc32c_copy_sse42(uint32_t prev, uint8_t *dst, const uint8_t *p, size_t len) {
-    uint64_t crc = ~prev;
-    const size_t block = TCH_CRC32C_SHIFT_BLOCK;
-    while (len >= 3 * block) {
-        uint64_t c0 = crc, c1 = 0, c2 = 0;
-        for (size_t i = 0; i < block; i += 8) {
-            uint64_t v0, v1, v2;
-            memcpy(&v0, p + i, 8);
-            memcpy(&v1, p + block + i, 8);
-            memcpy(&v2, p + 2 * block + i, 8);
-            c0 = __builtin_ia32_crc32di(c0, v0);
-            c1 = __builtin_ia32_crc32di(c1, v1);
-            c2 = __builtin_ia32_crc32di(c2, v2);
-            memcpy(dst + i, &v0, 8);
-            memcpy(dst + block + i, &v1, 8);
-            memcpy(dst + 2 * block + i, &v2, 8);
-        }
-        crc = shift_block(shift_block((uint32_t)c0) ^ (uint32_t)c1) ^ (uint32_t)c2;
-        p += 3 * block;
-        dst += 3 * block;
-        len -= 3 * block;
-    }
-    memcpy(dst, p, len);
-    return crc32c_sse42(~(uint32_t)crc, p, len);
+    size_t runs = len / CRC32C_RUN, head = runs * CRC32C_RUN;
+    uint64_t crc = crc32c_runs(~prev, 1, dst, p, runs);
+    memcpy(dst + head, p + head, len - head);
+    return crc32c_sse42(~(uint32_t)crc, p + head, len - head);
 }
 
 static int have_sse42(void) { return __builtin_cpu_supports("sse4.2"); }

@@ -622,25 +622,36 @@ static void on_raw_readable(evutil_socket_t fd, short what, void *arg) {
         tch_buf_append(&r->got, buf, (size_t)n);
 }
 
-static int error_frame_for(raw_reader *r, uint32_t id, const char *needle) {
+/* The first frame of this type and id the server sent, if any. */
+static int find_frame(raw_reader *r, uint8_t type, uint32_t id, tch_frame *out) {
     tch_slice in = tch_buf_slice(&r->got);
     while (in.len) {
-        tch_frame fr;
         size_t used;
-        if (tch_frame_parse(in, &fr, &used, NULL) != 0)
+        if (tch_frame_parse(in, out, &used, NULL) != 0)
             return 0;
-        tch_error_frame e;
-        if (fr.type == TCH_FRAME_ERROR && fr.id == id &&
-            tch_error_frame_decode(fr.payload, &e, NULL) == 0) {
-            char *m = tch_slice_strdup(e.message);
-            int found = strstr(m, needle) != NULL;
-            free(m);
-            return found;
-        }
+        if (out->type == type && out->id == id)
+            return 1;
         in.ptr += used;
         in.len -= used;
     }
     return 0;
+}
+
+static int got_frame(raw_reader *r, uint8_t type, uint32_t id) {
+    tch_frame fr;
+    return find_frame(r, type, id, &fr);
+}
+
+static int error_frame_for(raw_reader *r, uint32_t id, const char *needle) {
+    tch_frame fr;
+    tch_error_frame e;
+    if (!find_frame(r, TCH_FRAME_ERROR, id, &fr) ||
+        tch_error_frame_decode(fr.payload, &e, NULL) != 0)
+        return 0;
+    char *m = tch_slice_strdup(e.message);
+    int found = strstr(m, needle) != NULL;
+    free(m);
+    return found;
 }
 
 static void a_reused_call_id_is_refused_not_lost(void **state) {
@@ -672,22 +683,6 @@ static void a_reused_call_id_is_refused_not_lost(void **state) {
     assert_true(tch_inbound_is_done(h.held[0]));
     assert_int_equal(tch_inbound_respond(h.held[0], 0, TCH_SLICE_NULL, TCH_SLICE_NULL), TCH_ECLOSED);
     tch_buf_free(&r.got);
-}
-
-/* Whether the server has sent a frame of this type and id. */
-static int got_frame(raw_reader *r, uint8_t type, uint32_t id) {
-    tch_slice in = tch_buf_slice(&r->got);
-    while (in.len) {
-        tch_frame fr;
-        size_t used;
-        if (tch_frame_parse(in, &fr, &used, NULL) != 0)
-            return 0;
-        if (fr.type == type && fr.id == id)
-            return 1;
-        in.ptr += used;
-        in.len -= used;
-    }
-    return 0;
 }
 
 /* Runs the loop until the server sent a frame of this type and id, or
