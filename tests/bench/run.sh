@@ -101,7 +101,7 @@ run_case() {
     fi
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
     echo "# run $run_no: $line"
-    echo "$line" >>"$runs"
+    echo "run=$run_no $line" >>"$runs"
 }
 
 echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case, ${repeat} run(s) each; checksum crc32c (both implementations' default, hardware-accelerated in both)"
@@ -122,28 +122,30 @@ done
 
 # Per case, the run with the median calls/s (the lower middle one for an even count).
 awk '
+function median_index(k, m,   i, j, t) {   # of rate[k, 1..m]
+    for (i = 1; i <= m; i++) idx[i] = i
+    for (i = 2; i <= m; i++)   # insertion sort
+        for (j = i; j > 1 && rate[k, idx[j - 1]] > rate[k, idx[j]]; j--) {
+            t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t
+        }
+    return idx[int((m + 1) / 2)]
+}
 {
-    k = $1 " " $2 " " $3
-    split($4, kv, "=")
+    k = $2 " " $3 " " $4
+    split($5, kv, "=")
     if (!(k in n)) order[++cases] = k
     i = ++n[k]
-    line[k, i] = $0
+    line[k, i] = substr($0, index($0, " ") + 1)
     rate[k, i] = kv[2] + 0
 }
 END {
-    for (c = 1; c <= cases; c++) {
-        k = order[c]
-        for (i = 1; i <= n[k]; i++) idx[i] = i
-        for (i = 2; i <= n[k]; i++)   # insertion sort by rate
-            for (j = i; j > 1 && rate[k, idx[j - 1]] > rate[k, idx[j]]; j--) {
-                t = idx[j]; idx[j] = idx[j - 1]; idx[j - 1] = t
-            }
-        print line[k, idx[int((n[k] + 1) / 2)]]
-    }
+    for (c = 1; c <= cases; c++)
+        print line[order[c], median_index(order[c], n[order[c]])]
 }' "$runs" >"$results"
 cat "$results"
 
-# Ratios and targets.
+# Ratios and targets. A ratio is taken within each run (its two cases ran
+# seconds apart, in the same spell of the machine), then the median of those.
 awk '
 function field(line, key,   n, i, kv) {
     n = split(line, kv, " ")
@@ -152,19 +154,39 @@ function field(line, key,   n, i, kv) {
             return substr(kv[i], length(key) + 2)
     return ""
 }
-{
+FILENAME == ARGV[1] {   # the runs
+    r = field($0, "run")
     k = field($0, "impl") " " field($0, "conc") " " field($0, "size")
-    rate[k] = field($0, "calls/s") + 0
+    rate[k, r] = field($0, "calls/s") + 0
+    if (r > runs) runs = r
+    next
+}
+{   # the median runs
+    k = field($0, "impl") " " field($0, "conc") " " field($0, "size")
     p99[k] = field($0, "p99_us")
+    med[k] = field($0, "calls/s") + 0
 }
 function verdict(ok) { return ok ? "PASS" : "MISS" }
-function ratio(label, a, b, target,   x) {
-    if (!(a in rate) || !(b in rate) || rate[b] <= 0 || rate[a] <= 0) {
+function ratio(label, a, b, target,   r, m, i, j, t, x, xs, list) {
+    m = 0
+    list = ""
+    for (r = 1; r <= runs; r++)
+        if (rate[a, r] > 0 && rate[b, r] > 0) {
+            xs[++m] = rate[a, r] / rate[b, r]
+            list = list sprintf("%s%.2f", m > 1 ? " " : "", xs[m])
+        }
+    if (m == 0) {
         printf "ratio %s = n/a (target >= %s) MISS\n", label, target
         return
     }
-    x = rate[a] / rate[b]
-    printf "ratio %s = %.2f (target >= %s) %s\n", label, x, target, verdict(x >= target)
+    for (i = 2; i <= m; i++)
+        for (j = i; j > 1 && xs[j - 1] > xs[j]; j--) {
+            t = xs[j]; xs[j] = xs[j - 1]; xs[j - 1] = t
+        }
+    x = xs[int((m + 1) / 2)]
+    printf "ratio %s = %.2f (target >= %s) %s", label, x, target, verdict(x >= target)
+    if (m > 1) printf " [runs: %s]", list
+    printf "\n"
 }
 END {
     ratio("ours/floor conc=1 size=100", "ours->ours 1 100", "socket->socket 1 100", 0.85)
@@ -177,10 +199,10 @@ END {
     split("100 65536", sizes, " ")
     for (i = 1; i <= 2; i++) {
         k = "ours->ours 64 " sizes[i]
-        if (!(k in p99) || rate[k] <= 0)
+        if (!(k in p99) || med[k] <= 0)
             printf "p99 ours conc=64 size=%s = n/a (target < 2000 us) MISS\n", sizes[i]
         else
             printf "p99 ours conc=64 size=%s = %d us (target < 2000 us) %s\n", sizes[i], p99[k], verdict(p99[k] + 0 < 2000)
     }
-}' "$results"
+}' "$runs" "$results"
 exit $status
