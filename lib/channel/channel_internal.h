@@ -76,6 +76,10 @@ struct tch_channel {
     int freeing;
     int depth;        /* user callbacks running right now */
     int free_pending; /* tch_channel_free was called from one of them */
+    /* Fields of the call or answer being encoded (~8 KiB, so neither on the
+     * stack nor malloc'd per message). Filled and sent in one go: sending
+     * runs no user code, so nothing can reach it halfway. */
+    tch_call_fields fields;
 };
 
 /* Around every call into user code that the channel outlives on the way

@@ -197,12 +197,7 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
         inbound_free(in);
         return TCH_ECLOSED;
     }
-    tch_call_fields *f = malloc(sizeof *f); /* large: keep it off the stack */
-    if (!f) {
-        detach(in);
-        inbound_free(in);
-        return TCH_ENOMEM;
-    }
+    tch_call_fields *f = &in->cc->ch->fields;
     f->flags = 0;
     f->ttl_ms = 0;
     f->code = code;
@@ -226,7 +221,6 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
     if (rc < 0) /* e.g. an arg too large for the protocol: tell the caller */
         tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
                             TCH_PCODE_UNEXPECTED, &in->msg->tracing, err.msg);
-    free(f);
     detach(in);
     inbound_free(in);
     return rc;

@@ -343,9 +343,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
                              call->req.service, cc->calls.len, cc->host_port);
     uint64_t now = channel_now_ms();
     uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 1;
-    tch_call_fields *f = malloc(sizeof *f); /* ~8 KiB: off the stack */
-    if (!f)
-        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    tch_call_fields *f = &ch->fields;
     fill_fields(call, (uint32_t)left, f);
     uint32_t id = tch_conn_next_id(tch_transport_conn(cc->t));
     while (tch_intmap_get(&cc->calls, id)) /* after a wrap, skip ids still live */
@@ -360,7 +358,6 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     } else {
         tch_error_set(err, rc, "out of memory");
     }
-    free(f);
     if (rc)
         return rc;
     call->cc = cc;
