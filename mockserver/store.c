@@ -5,6 +5,8 @@
  * the last good version serving. */
 #include "mock.h"
 
+#include "array.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -78,11 +80,10 @@ int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *er
     if (mock_store_find(s, path))
         return tch_error_set(err, TCH_ESTATE, "%s: already loaded", path);
     if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        mock_cassette **items = realloc(s->items, cap * sizeof *items);
+        mock_cassette **items = tch_array_grow(s->items, &s->cap, sizeof *items, 8);
         if (!items)
             return tch_error_set(err, TCH_ENOMEM, "out of memory");
-        s->items = items, s->cap = cap;
+        s->items = items;
     }
     mock_cassette *mc = calloc(1, sizeof *mc);
     if (!mc || !(mc->path = strdup(path))) {

@@ -4,6 +4,8 @@
  * cassette_save.c, matching in cassette_match.c. */
 #include "cassette_internal.h"
 
+#include "array.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -91,12 +93,10 @@ static int cassette_new(const char *path, const char *name, const tch_cassette_o
 
 int cas_append_entry(tch_cassette *c, cas_entry **out) {
     if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        cas_entry **items = realloc(c->items, cap * sizeof *items);
+        cas_entry **items = tch_array_grow(c->items, &c->cap, sizeof *items, 16);
         if (!items)
             return TCH_ENOMEM;
         c->items = items;
-        c->cap = cap;
     }
     cas_entry *e = calloc(1, sizeof *e);
     if (!e)

@@ -42,6 +42,8 @@
  * parsed for YAML errors), that schema error is reported instead. */
 #include "cassette_internal.h"
 
+#include "array.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -185,12 +187,10 @@ static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *
                              l->anchors[prev].mark.line + 1);
     }
     if (l->nanchors == l->capanchors) {
-        size_t cap = l->capanchors ? l->capanchors * 2 : 8;
-        anchor *a = realloc(l->anchors, cap * sizeof *a);
+        anchor *a = tch_array_grow(l->anchors, &l->capanchors, sizeof *a, 8);
         if (!a)
             return nomem(l);
         l->anchors = a;
-        l->capanchors = cap;
     }
     if ((l->nanchors + 1) * 2 > l->nahash) {
         size_t nh = l->nahash ? l->nahash * 2 : 16;
@@ -233,12 +233,10 @@ static void anchors_reset(ld *l) {
 
 static int log_event(ld *l, const yaml_event_t *e, size_t target) {
     if (l->nlog == l->caplog) {
-        size_t cap = l->caplog ? l->caplog * 2 : 64;
-        xev *x = realloc(l->log, cap * sizeof *x);
+        xev *x = tch_array_grow(l->log, &l->caplog, sizeof *x, 64);
         if (!x)
             return nomem(l);
         l->log = x;
-        l->caplog = cap;
     }
     xev *x = &l->log[l->nlog];
     memset(x, 0, sizeof *x);
@@ -335,12 +333,10 @@ static int pull(ld *l, size_t *target) {
     }
     if (a != NO_ANCHOR) {
         if (l->nopen == l->capopen) {
-            size_t cap = l->capopen ? l->capopen * 2 : 8;
-            size_t *o = realloc(l->open, cap * sizeof *o);
+            size_t *o = tch_array_grow(l->open, &l->capopen, sizeof *o, 8);
             if (!o)
                 return nomem(l);
             l->open = o;
-            l->capopen = cap;
         }
         l->open[l->nopen++] = a;
         l->anchors[a].depth = l->pdepth;
@@ -367,12 +363,10 @@ static int pull(ld *l, size_t *target) {
  * stream inside an open anchor); a prefix replay must stop before it. */
 static int push_alias(ld *l, size_t target, const yaml_mark_t *mark, bool logged) {
     if (l->nframes == l->capframes) {
-        size_t cap = l->capframes ? l->capframes * 2 : 8;
-        frame *f = realloc(l->frames, cap * sizeof *f);
+        frame *f = tch_array_grow(l->frames, &l->capframes, sizeof *f, 8);
         if (!f)
             return nomem(l);
         l->frames = f;
-        l->capframes = cap;
     }
     const anchor *a = &l->anchors[target];
     frame *f = &l->frames[l->nframes++];

@@ -2,6 +2,8 @@
  * Serving lives in inbound.c, calling in outbound.c. */
 #include "channel_internal.h"
 
+#include "array.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,12 +366,10 @@ int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err)
     if (channel_find_peer(ch, host_port))
         return 0;
     if (ch->npeers == ch->cap_peers) {
-        size_t cap = ch->cap_peers ? ch->cap_peers * 2 : 4;
-        peer *p = realloc(ch->peers, cap * sizeof *p);
+        peer *p = tch_array_grow(ch->peers, &ch->cap_peers, sizeof *p, 4);
         if (!p)
             return tch_error_set(err, TCH_ENOMEM, "out of memory");
         ch->peers = p;
-        ch->cap_peers = cap;
     }
     peer *p = &ch->peers[ch->npeers++];
     memset(p, 0, sizeof *p);
@@ -418,15 +418,13 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
         }
     }
     if (ch->nhandlers == ch->cap_handlers) {
-        size_t cap = ch->cap_handlers ? ch->cap_handlers * 2 : 8;
-        handler_entry *p = realloc(ch->handlers, cap * sizeof *p);
+        handler_entry *p = tch_array_grow(ch->handlers, &ch->cap_handlers, sizeof *p, 8);
         if (!p) {
             if (free_ud)
                 free_ud(ud);
             return TCH_ENOMEM;
         }
         ch->handlers = p;
-        ch->cap_handlers = cap;
     }
     handler_entry *h = &ch->handlers[ch->nhandlers];
     h->service = strdup(service);
