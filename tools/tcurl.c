@@ -95,6 +95,13 @@ static void help(FILE *to) {
           to);
 }
 
+/* "tcurl: <message>\n" on stderr. */
+static void say(const char *fmt, va_list ap) {
+    fputs("tcurl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 static int usage_error(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -102,11 +109,10 @@ static int usage_error(const char *fmt, ...)
     ;
 static int usage_error(const char *fmt, ...) {
     va_list ap;
-    fputs("tcurl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    say(fmt, ap);
     va_end(ap);
-    fputs("\n(tcurl --help for usage)\n", stderr);
+    fputs("(tcurl --help for usage)\n", stderr);
     return EXIT_USAGE;
 }
 
@@ -117,11 +123,9 @@ static int fail(int code, const char *fmt, ...)
     ;
 static int fail(int code, const char *fmt, ...) {
     va_list ap;
-    fputs("tcurl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    say(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return code;
 }
 
