@@ -107,6 +107,13 @@ static void pump(pair *p) {
     }
 }
 
+/* make, then the handshake: both sides ready for calls. */
+static void make_ready(pair *p, size_t max_arg) {
+    make(p, max_arg);
+    tch_conn_start(p->client.c);
+    pump(p);
+}
+
 static tch_call_fields *req_fields(void) {
     tch_call_fields *f = calloc(1, sizeof *f);
     f->ttl_ms = 1000;
@@ -153,9 +160,7 @@ static void call_before_handshake_is_held_then_delivered(void **state) {
 static void large_fragmented_call_arrives_whole(void **state) {
     (void)state;
     pair p;
-    make(&p, 4 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 4 << 20);
     size_t n = 3 << 20;
     uint8_t *big = malloc(n);
     for (size_t i = 0; i < n; i++)
@@ -188,9 +193,7 @@ static void large_fragmented_call_arrives_whole(void **state) {
 static void over_limit_request_gets_bad_request_not_a_close(void **state) {
     (void)state;
     pair p;
-    make(&p, 1000);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1000);
     static uint8_t big[5000];
     tch_call_fields *f = req_fields();
     tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_of(big, sizeof big)};
@@ -210,9 +213,7 @@ static void over_limit_request_gets_bad_request_not_a_close(void **state) {
 static void corrupted_checksum_is_reported_for_that_call(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     tch_call_fields *f = req_fields();
     tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("payload")};
     uint32_t id = tch_conn_next_id(p.client.c);
@@ -230,9 +231,7 @@ static void corrupted_checksum_is_reported_for_that_call(void **state) {
 static void ping_is_answered(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     tch_conn_send_ping(p.client.c, 99);
     assert_int_equal(p.client.out.len, 16);
     tch_buf b = p.client.out;
@@ -248,9 +247,7 @@ static void ping_is_answered(void **state) {
 static void fatal_error_frame_fails_the_connection(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     tch_conn_send_error(p.server.c, TCH_ID_NONE, 0xff, NULL, "going away");
     pump(&p);
     assert_true(p.client.failed);
@@ -261,9 +258,7 @@ static void fatal_error_frame_fails_the_connection(void **state) {
 static void unknown_frame_type_after_handshake_is_fatal(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     uint8_t fr[16];
     tch_frame_header_write(fr, 0x42, 5, 0);
     tch_conn_feed(p.server.c, fr, sizeof fr);
@@ -278,9 +273,7 @@ static void unknown_frame_type_after_handshake_is_fatal(void **state) {
 static void response_is_matched_and_cancel_reported(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     tch_call_fields *f = req_fields();
     tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("q")};
     uint32_t id = tch_conn_next_id(p.client.c);
@@ -366,9 +359,7 @@ static void requests_left_unfinished_are_bounded(void **state) {
 static void request_arriving_past_its_ttl_is_expired(void **state) {
     (void)state;
     pair p;
-    make(&p, 1 << 20);
-    tch_conn_start(p.client.c);
-    pump(&p);
+    make_ready(&p, 1 << 20);
     tch_buf_reset(&p.server.out);
     assert_int_equal(tch_conn_next_deadline(p.server.c), 0);
     p.server.now = 5000;
