@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# install.consumer: installs BUILD_DIR into a scratch prefix, then builds the
+# getting-started programs (docs/examples) and a VCR program against that
+# prefix alone, once through find_package(tchannel) and once through
+# pkg-config, and runs them: the guide's server and client must talk, and
+# the VCR must load a bundled cassette.
+# Usage: run.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+examples=$src/docs/examples
+idl=$src/cassettes/keyvalue.thrift
+cassette=$src/cassettes/echo-raw.yaml
+want_info="$(grep -c '^- request:' "$cassette") interactions, mode once"
+failed=0
+check() { # name, then the command; its output is shown either way
+  local name=$1; shift
+  if "$@"; then echo "ok: $name"; else echo "FAILED: $name"; failed=$((failed + 1)); fi
+}
+info_is() { # binary
+  local got; got=$("$1" "$cassette")
+  [ "$got" = "$want_info" ] || { echo "cassette_info printed '$got', expected '$want_info'"; return 1; }
+}
+
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+[ -f "$tmp/prefix/include/tchannel/channel.h" ] || { echo "no headers installed"; exit 1; }
+
+# 1. CMake: find_package(tchannel) with only the prefix to go on.
+cmake -S "$src/tests/install/consumer" -B "$tmp/cmake-build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$tmp/prefix" -DEXAMPLES="$examples" >"$tmp/configure.log" 2>&1 ||
+  { cat "$tmp/configure.log"; exit 1; }
+cmake --build "$tmp/cmake-build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
+b=$tmp/cmake-build
+check "find_package: getting-started server and client" \
+  bash "$examples/run.sh" "$b/keyvalue_server" "$b/keyvalue_client" "$idl"
+check "find_package: tchannel::tch_vcr loads a cassette" info_is "$b/cassette_info"
+
+# 2. pkg-config, as the README shows it: `pkg-config --cflags --libs tchannel`.
+export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
+flags=$(pkg-config --cflags --libs tchannel)
+p=$tmp/pc-build
+mkdir -p "$p"
+for prog in keyvalue_server keyvalue_client; do
+  cc -std=c11 -o "$p/$prog" "$examples/$prog.c" $flags
+done
+cc -std=c11 -o "$p/cassette_info" "$src/tests/install/consumer/cassette_info.c" $flags
+check "pkg-config: getting-started server and client" \
+  bash "$examples/run.sh" "$p/keyvalue_server" "$p/keyvalue_client" "$idl"
+check "pkg-config: the VCR loads a cassette" info_is "$p/cassette_info"
+
+echo "install consumer: $((4 - failed)) passed, $failed failed"
+[ "$failed" = 0 ]
