@@ -297,7 +297,9 @@ static int on_handshake_frame(tch_conn *c, const tch_frame *fr) {
         snprintf(why, sizeof why, "expected %s as the first frame, got %s (0x%02x)",
                  tch_frame_type_name(want), tch_frame_type_name(fr->type),
                  fr->type);
-        return fail_fatal(c, fr->id, why);
+        /* About the connection, not a message: what looks like an id may
+         * be the bytes of some other protocol. */
+        return fail_fatal(c, TCH_ID_NONE, why);
     }
     int rc = accept_init(c, fr);
     if (rc)

@@ -137,6 +137,129 @@ static void handshake_completes_and_names_peers(void **state) {
     destroy(&p);
 }
 
+/* The one frame in out, decoded as init of this type; its bytes are consumed. */
+static void expect_init(side *s, uint8_t type, const char *host_port, const char *process) {
+    tch_frame fr;
+    size_t used;
+    assert_int_equal(tch_frame_parse(tch_buf_slice(&s->out), &fr, &used, NULL), 0);
+    assert_int_equal(used, s->out.len);
+    assert_int_equal(fr.type, type);
+    tch_init m;
+    assert_int_equal(tch_init_decode(fr.payload, &m, NULL), 0);
+    assert_int_equal(m.version, 2);
+    static const char *const required[] = {"host_port", "process_name", "tchannel_language",
+                                           "tchannel_language_version", "tchannel_version"};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++) {
+        tch_slice v;
+        assert_true(tch_init_get(&m, required[i], &v));
+        assert_true(v.len > 0);
+    }
+    tch_slice v;
+    tch_init_get(&m, "host_port", &v);
+    assert_true(tch_slice_eq_cstr(v, host_port));
+    tch_init_get(&m, "process_name", &v);
+    assert_true(tch_slice_eq_cstr(v, process));
+    tch_init_get(&m, "tchannel_language", &v);
+    assert_true(tch_slice_eq_cstr(v, "c"));
+}
+
+static void init_frames_carry_every_header_peers_expect(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    expect_init(&p.client, TCH_FRAME_INIT_REQ, "0.0.0.0:0", "client");
+    tch_conn_feed(p.server.c, p.client.out.ptr, p.client.out.len);
+    expect_init(&p.server, TCH_FRAME_INIT_RES, "127.0.0.1:4040", "server");
+    destroy(&p);
+}
+
+/* Feeds `to` an init frame of `type` with these headers (NULL value: left out). */
+static void feed_init(side *to, uint8_t type, uint16_t version, const char *host_port,
+                      const char *process) {
+    tch_init m = {.version = version};
+    if (host_port)
+        m.headers[m.nheaders++] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr(host_port)};
+    if (process)
+        m.headers[m.nheaders++] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr(process)};
+    uint8_t buf[256];
+    size_t n;
+    assert_int_equal(tch_init_encode(type, 1, &m, buf, sizeof buf, &n, NULL), 0);
+    tch_conn_feed(to->c, buf, n);
+}
+
+/* The error frame `s` sent, which must be its last frame: its id and text. */
+static void expect_error_sent(side *s, uint32_t id, const char *needle) {
+    tch_slice in = tch_buf_slice(&s->out);
+    tch_frame fr = {0};
+    size_t used;
+    while (in.len && tch_frame_parse(in, &fr, &used, NULL) == 0) {
+        in.ptr += used;
+        in.len -= used;
+    }
+    assert_int_equal(in.len, 0);
+    assert_int_equal(fr.type, TCH_FRAME_ERROR);
+    assert_int_equal(fr.id, id);
+    tch_error_frame e;
+    assert_int_equal(tch_error_frame_decode(fr.payload, &e, NULL), 0);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%.*s", (int)e.message.len, (const char *)e.message.ptr);
+    if (!strstr(msg, needle))
+        print_message("error frame said: %s\n", msg);
+    assert_non_null(strstr(msg, needle));
+}
+
+static void init_req_without_host_port_is_refused(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    feed_init(&p.server, TCH_FRAME_INIT_REQ, 2, NULL, "raw");
+    assert_true(p.server.failed);
+    expect_error_sent(&p.server, 1, "host_port");
+    destroy(&p);
+}
+
+/* Our client refuses a bad answer to its init req the way our server
+ * refuses a bad init req: an error frame naming the fault, then failed. */
+static void client_refuses_a_bad_init_res(void **state) {
+    (void)state;
+    static const struct {
+        uint16_t version;
+        const char *host_port, *process, *needle;
+    } cases[] = {
+        {1, "127.0.0.1:1", "srv", "version 1"},
+        {2, "127.0.0.1:1", NULL, "process_name"},
+        {2, NULL, "srv", "host_port"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pair p;
+        make(&p, 1 << 20);
+        tch_conn_start(p.client.c);
+        tch_buf_free(&p.client.out);
+        feed_init(&p.client, TCH_FRAME_INIT_RES, cases[i].version, cases[i].host_port,
+                  cases[i].process);
+        assert_true(p.client.failed);
+        assert_false(p.client.ready);
+        expect_error_sent(&p.client, 1, cases[i].needle);
+        destroy(&p);
+    }
+}
+
+static void client_refuses_garbage_for_an_init_res(void **state) {
+    (void)state;
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_start(p.client.c);
+    tch_buf_free(&p.client.out);
+    const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+    /* As the transport does: a first header that cannot start an init res
+     * is refused at once, before its (garbage) length of payload arrives. */
+    tch_conn_peek_header(p.client.c, (const uint8_t *)junk, sizeof junk - 1);
+    assert_true(p.client.failed);
+    expect_error_sent(&p.client, TCH_ID_NONE, "init res");
+    destroy(&p);
+}
+
 static void call_before_handshake_is_held_then_delivered(void **state) {
     (void)state;
     pair p;
@@ -224,6 +347,34 @@ static void corrupted_checksum_is_reported_for_that_call(void **state) {
     assert_int_equal(p.client.nerr, 1);
     assert_int_equal(p.client.err_code, 0x06);
     assert_non_null(strstr(p.client.err_msg, "checksum"));
+    free(f);
+    destroy(&p);
+}
+
+static void corrupted_response_checksum_fails_that_call_only(void **state) {
+    (void)state;
+    pair p;
+    make_ready(&p, 1 << 20);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("payload")};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    tch_call_fields rf = {.csum_type = TCH_CSUM_CRC32};
+    tch_slice rargs[3] = {TCH_SLICE_NULL, TCH_SLICE_NULL, tch_slice_cstr("answer")};
+    assert_int_equal(tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, id, &rf, rargs, NULL), 0);
+    p.server.out.ptr[p.server.out.len - 1] ^= 0x01; /* flip a bit of arg3 */
+    pump(&p);
+    assert_int_equal(p.client.nres, 0);
+    assert_int_equal(p.client.nresfail, 1);
+    assert_non_null(strstr(p.client.why, "checksum"));
+    assert_false(p.client.failed);
+    /* The connection still carries the next call. */
+    id = tch_conn_next_id(p.client.c);
+    tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 2);
     free(f);
     destroy(&p);
 }
@@ -405,10 +556,15 @@ static void request_arriving_past_its_ttl_is_expired(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_names_peers),
+        cmocka_unit_test(init_frames_carry_every_header_peers_expect),
+        cmocka_unit_test(init_req_without_host_port_is_refused),
+        cmocka_unit_test(client_refuses_a_bad_init_res),
+        cmocka_unit_test(client_refuses_garbage_for_an_init_res),
         cmocka_unit_test(call_before_handshake_is_held_then_delivered),
         cmocka_unit_test(large_fragmented_call_arrives_whole),
         cmocka_unit_test(over_limit_request_gets_bad_request_not_a_close),
         cmocka_unit_test(corrupted_checksum_is_reported_for_that_call),
+        cmocka_unit_test(corrupted_response_checksum_fails_that_call_only),
         cmocka_unit_test(ping_is_answered),
         cmocka_unit_test(fatal_error_frame_fails_the_connection),
         cmocka_unit_test(unknown_frame_type_after_handshake_is_fatal),
