@@ -10,7 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int start_idle_sweep(tch_channel *ch);
+static void idle_sweep(evutil_socket_t fd, short what, void *arg);
+static void arm_idle_sweep(tch_channel *ch);
 
 static const tch_channel_options default_opts = {
     .process_name = NULL,
@@ -18,7 +19,7 @@ static const tch_channel_options default_opts = {
     .default_timeout_ms = 5000,
     .max_arg_size = 64u << 20,
     .max_pending_calls = 65536,
-    .idle_timeout_ms = 0,
+    .idle_timeout_ms = 5 * 60 * 1000,
 };
 
 const char *tch_proto_code_name(uint8_t code) {
@@ -80,7 +81,8 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
             ch->opts.max_arg_size = opts->max_arg_size;
         if (opts->max_pending_calls)
             ch->opts.max_pending_calls = opts->max_pending_calls;
-        ch->opts.idle_timeout_ms = opts->idle_timeout_ms;
+        if (opts->idle_timeout_ms)
+            ch->opts.idle_timeout_ms = opts->idle_timeout_ms;
     }
     if (opts && opts->process_name)
         snprintf(ch->process_name, sizeof ch->process_name, "%s", opts->process_name);
@@ -88,9 +90,14 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
         snprintf(ch->process_name, sizeof ch->process_name, "%s[%ld]", name,
                  (long)getpid());
     ch->opts.process_name = ch->process_name;
-    if (ch->opts.idle_timeout_ms && start_idle_sweep(ch) != 0) {
-        tch_channel_free(ch);
-        return NULL;
+    if (ch->opts.idle_timeout_ms == TCH_IDLE_NEVER)
+        ch->opts.idle_timeout_ms = 0; /* inside the channel, 0 is never */
+    if (ch->opts.idle_timeout_ms) {
+        ch->idle_sweep = evtimer_new(base, idle_sweep, ch);
+        if (!ch->idle_sweep) {
+            tch_channel_free(ch);
+            return NULL;
+        }
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -123,6 +130,8 @@ static void chconn_unlink(chconn *cc) {
     if (cc->next)
         cc->next->prev = cc->prev;
     cc->prev = cc->next = NULL;
+    if (!ch->conns && ch->idle_sweep) /* nothing left to sweep: leave the loop free */
+        evtimer_del(ch->idle_sweep);
 }
 
 static void chconn_destroy(chconn *cc, int status, const char *why) {
@@ -233,6 +242,7 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
     if (ch->conns)
         ch->conns->prev = cc;
     ch->conns = cc;
+    arm_idle_sweep(ch);
     return cc;
 }
 
@@ -284,6 +294,16 @@ size_t tch_channel_connection_count(const tch_channel *ch) {
     return n;
 }
 
+/* The sweep runs every half idle timeout, and only while the channel has
+ * connections: a channel with none leaves nothing pending in the loop. */
+static void arm_idle_sweep(tch_channel *ch) {
+    if (!ch->idle_sweep || evtimer_pending(ch->idle_sweep, NULL))
+        return;
+    uint32_t every = ch->opts.idle_timeout_ms / 2;
+    struct timeval tv = {every / 1000, (every % 1000) * 1000 + (every ? 0 : 1000)};
+    evtimer_add(ch->idle_sweep, &tv);
+}
+
 /* Closes connections with nothing in flight and no traffic for the idle
  * timeout; a later call simply dials again. */
 static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
@@ -299,13 +319,8 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
         cc->closing = 1;
         tch_transport_close(cc->t, TCH_ECLOSED, why);
     }
-}
-
-static int start_idle_sweep(tch_channel *ch) {
-    uint32_t every = ch->opts.idle_timeout_ms / 2;
-    struct timeval tv = {every / 1000, (every % 1000) * 1000 + (every ? 0 : 1000)};
-    ch->idle_sweep = event_new(ch->base, -1, EV_PERSIST, idle_sweep, ch);
-    return ch->idle_sweep && event_add(ch->idle_sweep, &tv) == 0 ? 0 : TCH_ENOMEM;
+    if (ch->conns)
+        arm_idle_sweep(ch);
 }
 
 /* ---- listening and peers ------------------------------------------------ */

@@ -80,17 +80,35 @@ static void reject_unknown(tch_inbound *in) {
     tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, msg);
 }
 
+/* Why this call cannot be taken (the text of the error frame, with its
+ * code in *code), or NULL. */
+static const char *refusal(const chconn *cc, const tch_call_msg *msg, uint8_t *code,
+                           char *buf, size_t cap) {
+    const tch_channel *ch = cc->ch;
+    if (ch->closing || ch->free_pending) {
+        *code = TCH_PCODE_DECLINED;
+        return "server is shutting down";
+    }
+    if (tch_intmap_get(&cc->inbound, msg->id)) {
+        *code = TCH_PCODE_BAD_REQUEST;
+        return "call id already in use by a call in progress";
+    }
+    if (cc->inbound.len >= ch->opts.max_pending_calls) {
+        *code = TCH_PCODE_BUSY;
+        snprintf(buf, cap, "%zu calls already in progress on this connection (the limit)",
+                 cc->inbound.len);
+        return buf;
+    }
+    return NULL;
+}
+
 void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_channel *ch = cc->ch;
-    const char *refuse = ch->closing || ch->free_pending ? "server is shutting down"
-                       : tch_intmap_get(&cc->inbound, msg->id)
-                           ? "call id already in use by a call in progress"
-                           : NULL;
+    uint8_t code;
+    char why[96];
+    const char *refuse = refusal(cc, msg, &code, why, sizeof why);
     if (refuse) {
-        tch_conn_send_error(tch_transport_conn(cc->t), msg->id,
-                            ch->closing || ch->free_pending ? TCH_PCODE_DECLINED
-                                                            : TCH_PCODE_BAD_REQUEST,
-                            &msg->tracing, refuse);
+        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, code, &msg->tracing, refuse);
         tch_call_msg_free(msg);
         free(msg);
         return;

@@ -135,6 +135,72 @@ static void unknown_endpoint_is_bad_request_naming_it(void **state) {
     result_free(&r);
 }
 
+static void unknown_service_is_bad_request_naming_it(void **state) {
+    fixture *f = *state;
+    result r = {0};
+    tch_call_opts o = {.service = "nosvc", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .timeout_ms = 1000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "\"nosvc\""));
+    result_free(&r);
+}
+
+static void answer_with_service(tch_inbound *in, void *ud) {
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr(ud));
+}
+
+/* One channel serves several services; the same endpoint name in each
+ * reaches that service's handler. */
+static void handlers_are_per_service(void **state) {
+    fixture *f = *state;
+    tch_channel_register(f->server, "alpha", "who", answer_with_service, "alpha");
+    tch_channel_register(f->server, "beta", "who", answer_with_service, "beta");
+    const char *services[] = {"alpha", "beta"};
+    for (int i = 0; i < 2; i++) {
+        result r = {0};
+        tch_call_opts o = {.service = services[i], .endpoint = tch_slice_cstr("who"),
+                           .host_port = f->hp, .timeout_ms = 1000};
+        assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+        assert_true(tch_test_run_until(f->base, &r.done, 2000));
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.arg3.len, strlen(services[i]));
+        assert_memory_equal(r.arg3.ptr, services[i], r.arg3.len);
+        result_free(&r);
+    }
+}
+
+/* A given host:port is used as given; a second channel asking for the same
+ * one gets an error naming it, and the first keeps serving. */
+static void listen_on_a_given_host_port(void **state) {
+    fixture *f = *state;
+    tch_channel *probe = tch_channel_new(f->base, "probe", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(probe, NULL, &err), 0);
+    char hp[64];
+    snprintf(hp, sizeof hp, "%s", tch_channel_host_port(probe));
+    tch_channel_free(probe); /* the port is free again: listen there on purpose */
+    tch_channel *fixed = tch_channel_new(f->base, "fixed", NULL);
+    assert_int_equal(tch_channel_listen(fixed, hp, &err), 0);
+    assert_string_equal(tch_channel_host_port(fixed), hp);
+    tch_channel_register(fixed, NULL, "echo", echo, NULL);
+    tch_channel *clash = tch_channel_new(f->base, "clash", NULL);
+    assert_int_not_equal(tch_channel_listen(clash, hp, &err), 0);
+    assert_non_null(strstr(err.msg, hp));
+    assert_false(tch_channel_is_listening(clash));
+    result r = {0};
+    tch_call_opts o = {.service = "fixed", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("x"), .host_port = hp, .timeout_ms = 1000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 2000));
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    tch_channel_free(clash);
+    tch_channel_free(fixed);
+}
+
 static void fallback(tch_inbound *in, void *ud) {
     (void)ud;
     tch_inbound_respond(in, 0, tch_slice_cstr("fallback"), tch_inbound_endpoint(in));
@@ -170,6 +236,8 @@ static void many_concurrent_calls_share_one_connection(void **state) {
             done += rs[i].done;
     }
     assert_int_equal(done, N);
+    assert_int_equal(tch_channel_connection_count(f->client), 1);
+    assert_int_equal(tch_channel_connection_count(f->server), 1);
     for (int i = 0; i < N; i++) {
         char body[32];
         int n = snprintf(body, sizeof body, "call-%d", i);
@@ -401,6 +469,78 @@ static void pending_call_limit_is_enforced(void **state) {
     tch_channel_free(c);
     result_free(&rs[0]);
     result_free(&rs[1]);
+}
+
+/* max_pending_calls also bounds what a peer may have in progress on one
+ * connection to us: the call beyond it gets Busy, and once the server
+ * catches up the connection takes calls again. */
+static void incoming_calls_beyond_the_limit_get_busy(void **state) {
+    fixture *f = *state;
+    holder h = {0};
+    tch_channel_options opts = {.max_pending_calls = 2};
+    tch_channel *srv = tch_channel_new(f->base, "limited", &opts);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "hold", hold, &h);
+    tch_call_opts o = {.service = "limited", .endpoint = tch_slice_cstr("hold"),
+                       .host_port = tch_channel_host_port(srv), .timeout_ms = 2000};
+    result rs[4] = {{0}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tch_channel_call(f->client, &o, on_result, &rs[i], NULL), 0);
+    assert_true(tch_test_run_until(f->base, &rs[2].done, 2000));
+    assert_int_equal(rs[2].status, TCH_EREMOTE);
+    assert_int_equal(rs[2].error_code, TCH_PCODE_BUSY);
+    assert_non_null(strstr(rs[2].message, "2 calls already in progress"));
+    assert_int_equal(h.n, 2);
+    answer_held(&h);
+    int done = 0;
+    for (int i = 0; i < 200 && done < 2; i++) {
+        event_base_loop(f->base, EVLOOP_ONCE);
+        done = rs[0].done + rs[1].done;
+    }
+    assert_int_equal(done, 2);
+    assert_int_equal(rs[0].status, 0);
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &rs[3], NULL), 0);
+    assert_true(tch_test_run_until_count(f->base, &h.n, 1, 2000));
+    answer_held(&h);
+    assert_true(tch_test_run_until(f->base, &rs[3].done, 2000));
+    assert_int_equal(rs[3].status, 0);
+    for (int i = 0; i < 4; i++)
+        result_free(&rs[i]);
+    tch_channel_free(srv);
+}
+
+/* Idle connections are closed by default (5 min), but the sweep that does
+ * it is pending only while there are connections: a client whose peers
+ * are gone leaves the loop with nothing to wait for, so dispatch returns. */
+static void default_idle_sweep_leaves_an_empty_loop(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    tch_channel *srv = tch_channel_new(base, "srv", NULL);
+    tch_channel *cli = tch_channel_new(base, "cli", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "echo", echo, NULL);
+    result r = {0};
+    tch_call_opts o = {.service = "srv", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = tch_channel_host_port(srv), .timeout_ms = 1000};
+    assert_int_equal(tch_channel_call(cli, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(base, &r.done, 2000));
+    assert_int_equal(r.status, 0);
+    tch_channel_free(srv); /* the client's connection now closes */
+    int stuck = 0;
+    struct event *bound = evtimer_new(base, tch_test_bound_fired, &stuck);
+    struct timeval tv = {3, 0};
+    evtimer_add(bound, &tv);
+    for (int i = 0; i < 1000 && tch_channel_connection_count(cli) > 0 && !stuck; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(tch_channel_connection_count(cli), 0);
+    event_free(bound);
+    /* 1: nothing was pending (non-blocking, so a stray timer fails, not hangs) */
+    assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1);
+    tch_channel_free(cli);
+    event_base_free(base);
+    result_free(&r);
 }
 
 typedef struct pinged {
@@ -743,6 +883,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(echo_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(application_error_code, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_endpoint_is_bad_request_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_service_is_bad_request_naming_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(handlers_are_per_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(listen_on_a_given_host_port, setup, teardown),
         cmocka_unit_test_setup_teardown(fallback_takes_unknown_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(many_concurrent_calls_share_one_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(handler_answers_after_other_io, setup, teardown),
@@ -755,6 +898,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(cancel_reaches_the_server_and_ends_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(ping_is_answered_by_the_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(pending_call_limit_is_enforced, setup, teardown),
+        cmocka_unit_test_setup_teardown(incoming_calls_beyond_the_limit_get_busy, setup, teardown),
+        cmocka_unit_test_setup_teardown(default_idle_sweep_leaves_an_empty_loop, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_lets_calls_in_flight_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(a_reused_call_id_is_refused_not_lost, setup, teardown),

@@ -67,11 +67,16 @@ typedef struct tch_channel_options {
     uint8_t checksum_type;       /* enum tch_checksum */
     uint32_t default_timeout_ms; /* default 5000 */
     size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
-    size_t max_pending_calls;    /* outgoing, per connection; default 65536 */
+    size_t max_pending_calls;    /* calls in flight on one connection, in each
+                                    direction; default 65536. An outgoing call
+                                    beyond it fails with TCH_ETOOBIG, an
+                                    incoming one gets a Busy error frame */
     uint32_t idle_timeout_ms;    /* close connections with no call in flight
-                                    and no traffic for this long; 0 = never
-                                    (the default) */
+                                    and no traffic for this long; default
+                                    300000 (5 min); TCH_IDLE_NEVER keeps them */
 } tch_channel_options;
+
+#define TCH_IDLE_NEVER UINT32_MAX /* tch_channel_options.idle_timeout_ms */
 
 /* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
 tch_channel *tch_channel_new(struct event_base *base, const char *name,
