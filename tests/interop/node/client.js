@@ -123,10 +123,13 @@ Object.keys(lib.CHECKSUMS).forEach(function eachChecksum(csum) {
                     if (!res.ok) {
                         return done('application error response: ' + String(r3).slice(0, 200));
                     }
+                    // Servers answer in the request's checksum type, so this
+                    // also shows that the request went out in the type asked
+                    // for, not quietly in Node's default.
                     var rtype = res.checksum && res.checksum.type;
                     if (rtype !== lib.CHECKSUMS[csum]) {
-                        note('echo ' + csum + ': response checksum type ' + rtype +
-                            ', request used ' + lib.CHECKSUMS[csum]);
+                        return done('response checksum type ' + rtype + ', want ' +
+                            lib.CHECKSUMS[csum] + ' (' + csum + ')');
                     }
                     done(compare('arg2', r2, a2) || compare('arg3', r3, a3));
                 });
