@@ -197,7 +197,8 @@ static const tch_transport_events chconn_events = {
 };
 
 /* A peer that connects (or is dialled) and never completes the init
- * handshake is dropped, and the calls waiting on it fail. */
+ * handshake is told why in an error frame and dropped; the calls waiting
+ * on it fail. */
 static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
     chconn *cc = arg;
     (void)fd, (void)what;
@@ -205,7 +206,8 @@ static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
     snprintf(why, sizeof why, "no init handshake within %u ms", cc->ch->opts.default_timeout_ms);
     cc->closing = 1;
     outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
-    tch_transport_close(cc->t, TCH_EIO, why);
+    tch_transport_close(cc->t, TCH_EIO, why); /* first: the close keeps this status */
+    tch_conn_abort(tch_transport_conn(cc->t), why);
 }
 
 static int arm_handshake_timer(chconn *cc) {

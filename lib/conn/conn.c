@@ -153,6 +153,10 @@ static int fail_fatal(tch_conn *c, uint32_t id, const char *why) {
     return fail(c, TCH_EPROTO, "%s", why);
 }
 
+int tch_conn_abort(tch_conn *c, const char *why) {
+    return fail_fatal(c, TCH_ID_NONE, why);
+}
+
 int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
                         const tch_tracing *tracing, const char *msg) {
     tch_error_frame e = {.code = code, .message = tch_slice_cstr(msg)};

@@ -86,6 +86,10 @@ int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
 int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,
                          const char *why);
 int tch_conn_send_ping(tch_conn *c, uint32_t id);
+/* The owner gives up on the connection (a handshake that did not finish in
+ * time, say): a fatal error frame with id 0xFFFFFFFF tells the peer why,
+ * then the conn fails. Returns TCH_EPROTO. */
+int tch_conn_abort(tch_conn *c, const char *why);
 
 /* Drops any partial reassembly for a request id (after a cancel or TTL). */
 void tch_conn_forget_request(tch_conn *c, uint32_t id);

@@ -706,6 +706,21 @@ static void skipping_init_is_refused(void **state) {
     expect_error_frame(&r, "init req");
 }
 
+static void silent_peer_is_told_and_closed(void **state) {
+    fixture *f = *state;
+    tch_channel_options o = {.default_timeout_ms = 100};
+    tch_channel *impatient = tch_channel_new(f->base, "impatient", &o);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(impatient, NULL, &err), 0);
+    fixture g = *f;
+    snprintf(g.hp, sizeof g.hp, "%s", tch_channel_host_port(impatient));
+    raw_reader r = {0};
+    exchange(&g, (const uint8_t *)"", 0, &r); /* connects, says nothing */
+    expect_error_frame(&r, "no init handshake within 100 ms");
+    assert_int_equal(tch_channel_connection_count(impatient), 0);
+    tch_channel_free(impatient);
+}
+
 /* An init req as a client would send it; buf needs 256 bytes. */
 static size_t encode_init(uint16_t version, int with_process_name, uint8_t *buf) {
     tch_init m = {.version = version, .nheaders = with_process_name ? 2 : 1};
@@ -906,6 +921,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(request_that_stops_arriving_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(silent_peer_is_told_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_init_header_is_refused, setup, teardown),
     };
