@@ -98,6 +98,22 @@ raw)
     t "--routers" 0 "hello" -- --routers "$HP_raw" $S echo hello
     t "a dead peer and a live one: retried on the live one" 0 "hello" -- \
         -p "$(dead_port)" -p "$HP_raw" $S echo hello
+    # interop-server's own options: --host and --service are used as given,
+    # and --port too: a second server asking for a taken port is refused.
+    start named "$interop" --host 127.0.0.1 --service other-svc
+    case "$HP_named" in 127.0.0.1:*) echo "ok interop-server --host";  passed=$((passed + 1)) ;;
+    *) echo "FAIL interop-server --host: listening on $HP_named"; failed=$((failed + 1)) ;; esac
+    t "interop-server --service: serves that service" 0 "hi" -- -p "$HP_named" other-svc echo hi
+    t "interop-server --service: and not the default" 3 - "no handler for service" -- \
+        -p "$HP_named" $S echo hi
+    if "$interop" --port "${HP_named##*:}" >"$tmp/clash.out" 2>"$tmp/clash.err"; then
+        echo "FAIL interop-server --port: a taken port was accepted"; failed=$((failed + 1))
+    elif grep -qF "$HP_named" "$tmp/clash.err"; then
+        echo "ok interop-server --port: a taken port is refused naming it"; passed=$((passed + 1))
+    else
+        echo "FAIL interop-server --port: the error does not name $HP_named"
+        sed 's/^/#   stderr: /' "$tmp/clash.err"; failed=$((failed + 1))
+    fi
     ;;
 json)
     start kv "$testsrv" --idl "$idl"
