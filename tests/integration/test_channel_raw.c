@@ -747,6 +747,82 @@ static void missing_init_header_is_refused(void **state) {
     expect_error_frame(&r, "process_name");
 }
 
+/* A fake server on a raw socket: answers our client's init req with
+ * `reply`, then records what our client says until it closes. */
+typedef struct fake_server {
+    struct event_base *base;
+    int lfd, fd;
+    struct event *conn_ev;
+    raw_reader r;
+    const uint8_t *reply;
+    size_t reply_len;
+    int replied;
+} fake_server;
+
+static void fake_readable(evutil_socket_t fd, short what, void *arg) {
+    fake_server *s = arg;
+    raw_read_cb(fd, what, &s->r);
+    tch_frame fr;
+    size_t used;
+    if (!s->replied && tch_frame_parse(tch_buf_slice(&s->r.got), &fr, &used, NULL) == 0) {
+        assert_int_equal(fr.type, TCH_FRAME_INIT_REQ);
+        assert_int_equal(write(fd, s->reply, s->reply_len), (ssize_t)s->reply_len);
+        s->replied = 1;
+        tch_buf_free(&s->r.got); /* keep only what comes after our answer */
+    }
+}
+
+static void fake_accept(evutil_socket_t lfd, short what, void *arg) {
+    fake_server *s = arg;
+    (void)what;
+    if (s->conn_ev)
+        return;
+    s->fd = accept(lfd, NULL, NULL);
+    assert_true(s->fd >= 0);
+    s->conn_ev = event_new(s->base, s->fd, EV_READ | EV_PERSIST, fake_readable, s);
+    event_add(s->conn_ev, NULL);
+}
+
+static void client_fails_a_call_when_the_server_answers_init_badly(void **state) {
+    fixture *f = *state;
+    fake_server s = {.base = f->base, .fd = -1};
+    s.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    socklen_t len = sizeof sin;
+    assert_int_equal(bind(s.lfd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(s.lfd, 1), 0);
+    getsockname(s.lfd, (struct sockaddr *)&sin, &len);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%u", ntohs(sin.sin_port));
+    uint8_t reply[256];
+    tch_init m = {.version = 1, .nheaders = 2};
+    m.headers[0] = (tch_kv){tch_slice_cstr("host_port"), tch_slice_cstr(hp)};
+    m.headers[1] = (tch_kv){tch_slice_cstr("process_name"), tch_slice_cstr("fake")};
+    assert_int_equal(tch_init_encode(TCH_FRAME_INIT_RES, 1, &m, reply, sizeof reply, &s.reply_len, NULL), 0);
+    s.reply = reply;
+
+    result r = {0};
+    tch_call_opts o = {.service = "fake", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = hp, .timeout_ms = 2000};
+    struct event *lev = event_new(f->base, s.lfd, EV_READ | EV_PERSIST, fake_accept, &s);
+    event_add(lev, NULL);
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &s.r.closed, 3000));
+    assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    event_free(lev);
+    if (s.conn_ev)
+        event_free(s.conn_ev);
+    close(s.fd);
+    close(s.lfd);
+    /* A protocol error, not a network one: retrying would only meet the
+     * same peer's answer, and this message says what is wrong. */
+    assert_int_equal(r.status, TCH_EPROTO);
+    assert_non_null(strstr(r.message, "version 1"));
+    expect_error_frame(&s.r, "version 1"); /* and the fake server was told */
+    result_free(&r);
+}
+
 /* A frame-level client over a raw socket: init, then two call requests
  * with the same id to a handler that answers later. */
 static size_t encode_call(uint32_t id, const char *endpoint, uint8_t *out, size_t cap) {
@@ -924,6 +1000,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(silent_peer_is_told_and_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_version_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_init_header_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(client_fails_a_call_when_the_server_answers_init_badly, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
