@@ -313,7 +313,7 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     uint64_t now = channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
-        if (cc->closing || cc->calls.len || cc->inbound.len ||
+        if (cc->closing || cc->calls.len || cc->inbound.len || cc->pings.len ||
             now - cc->last_active_ms < ch->opts.idle_timeout_ms)
             continue;
         char why[96];
@@ -551,6 +551,7 @@ void tch_channel_free(tch_channel *ch) {
         event_free(ch->close_timeout);
     if (ch->idle_sweep)
         event_free(ch->idle_sweep);
+    ch->idle_sweep = NULL; /* chconn_destroy below would stop it again */
     tch_listener_free(ch->listener);
     while (ch->conns)
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");

@@ -37,7 +37,9 @@ check "find_package: getting-started server and client" \
 check "find_package: tchannel::tch_vcr loads a cassette" info_is "$b/cassette_info"
 
 # 2. pkg-config, as the README shows it: `pkg-config --cflags --libs tchannel`.
-export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
+pc=$(find "$tmp/prefix" -name tchannel.pc -path '*/pkgconfig/*' | head -n 1) # lib or lib64
+[ -n "$pc" ] || { echo "no tchannel.pc installed"; exit 1; }
+export PKG_CONFIG_PATH=${pc%/*}
 flags=$(pkg-config --cflags --libs tchannel)
 p=$tmp/pc-build
 mkdir -p "$p"

@@ -181,7 +181,10 @@ static void listen_on_a_given_host_port(void **state) {
     assert_int_equal(tch_channel_listen(probe, NULL, &err), 0);
     char hp[64];
     snprintf(hp, sizeof hp, "%s", tch_channel_host_port(probe));
-    tch_channel_free(probe); /* the port is free again: listen there on purpose */
+    /* The port is free again: listen there on purpose. (Another socket
+     * could take it in between; ephemeral ports are drawn at random from
+     * tens of thousands, so that is not worth a retry loop.) */
+    tch_channel_free(probe);
     tch_channel *fixed = tch_channel_new(f->base, "fixed", NULL);
     assert_int_equal(tch_channel_listen(fixed, hp, &err), 0);
     assert_string_equal(tch_channel_host_port(fixed), hp);
@@ -664,7 +667,8 @@ static void exchange(fixture *f, const uint8_t *bytes, size_t len, raw_reader *r
     assert_true(ok);
 }
 
-static void expect_error_frame(raw_reader *r, const char *needle) {
+/* An error frame with this id whose message holds needle. */
+static void expect_error_frame(raw_reader *r, uint32_t id, const char *needle) {
     tch_slice in = tch_buf_slice(&r->got);
     int found = 0;
     while (in.len) {
@@ -676,10 +680,10 @@ static void expect_error_frame(raw_reader *r, const char *needle) {
             tch_error_frame e;
             assert_int_equal(tch_error_frame_decode(fr.payload, &e, NULL), 0);
             char *m = tch_slice_strdup(e.message);
-            if (strstr(m, needle))
+            if (strstr(m, needle) && fr.id == id)
                 found = 1;
             else
-                print_message("error frame said: %s\n", m);
+                print_message("error frame (id 0x%08x) said: %s\n", fr.id, m);
             free(m);
         }
         in.ptr += used;
@@ -694,7 +698,7 @@ static void garbage_gets_an_error_frame_and_a_close(void **state) {
     const uint8_t junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     raw_reader r = {0};
     exchange(f, junk, sizeof junk - 1, &r);
-    expect_error_frame(&r, "first frame");
+    expect_error_frame(&r, TCH_ID_NONE, "first frame"); /* garbage has no message id */
 }
 
 static void skipping_init_is_refused(void **state) {
@@ -703,7 +707,7 @@ static void skipping_init_is_refused(void **state) {
     size_t n = tch_ping_encode(TCH_FRAME_PING_REQ, 7, ping);
     raw_reader r = {0};
     exchange(f, ping, n, &r);
-    expect_error_frame(&r, "init req");
+    expect_error_frame(&r, TCH_ID_NONE, "init req");
 }
 
 static void silent_peer_is_told_and_closed(void **state) {
@@ -716,7 +720,7 @@ static void silent_peer_is_told_and_closed(void **state) {
     snprintf(g.hp, sizeof g.hp, "%s", tch_channel_host_port(impatient));
     raw_reader r = {0};
     exchange(&g, (const uint8_t *)"", 0, &r); /* connects, says nothing */
-    expect_error_frame(&r, "no init handshake within 100 ms");
+    expect_error_frame(&r, TCH_ID_NONE, "no init handshake within 100 ms");
     assert_int_equal(tch_channel_connection_count(impatient), 0);
     tch_channel_free(impatient);
 }
@@ -736,7 +740,7 @@ static void wrong_version_is_refused(void **state) {
     uint8_t buf[256];
     raw_reader r = {0};
     exchange(f, buf, encode_init(1, 1, buf), &r);
-    expect_error_frame(&r, "version 1");
+    expect_error_frame(&r, 1, "version 1"); /* about the init req, id 1 */
 }
 
 static void missing_init_header_is_refused(void **state) {
@@ -744,7 +748,7 @@ static void missing_init_header_is_refused(void **state) {
     uint8_t buf[256];
     raw_reader r = {0};
     exchange(f, buf, encode_init(2, 0, buf), &r);
-    expect_error_frame(&r, "process_name");
+    expect_error_frame(&r, 1, "process_name");
 }
 
 /* A fake server on a raw socket: answers our client's init req with
@@ -819,7 +823,7 @@ static void client_fails_a_call_when_the_server_answers_init_badly(void **state)
      * same peer's answer, and this message says what is wrong. */
     assert_int_equal(r.status, TCH_EPROTO);
     assert_non_null(strstr(r.message, "version 1"));
-    expect_error_frame(&s.r, "version 1"); /* and the fake server was told */
+    expect_error_frame(&s.r, 1, "version 1"); /* the fake server was told, of its init res */
     result_free(&r);
 }
 
