@@ -54,6 +54,7 @@ typedef struct cli {
     int retry_on;
     int retry_limit;
     const char *caller;
+    int health; /* --health: Meta::health over thrift, prints OK or NOT OK */
 } cli;
 
 /* What goes on the wire, and what is needed to read the answer. */
@@ -67,6 +68,7 @@ typedef struct request {
 
 static void help(FILE *to) {
     fputs("usage: tcurl [options] SERVICE ENDPOINT [BODY]\n"
+          "       tcurl [options] --health SERVICE\n"
           "\n"
           "Target (at least one):\n"
           "  -p, --peer HOST:PORT         a peer to call (repeatable)\n"
@@ -78,6 +80,8 @@ static void help(FILE *to) {
           "  -t, --thrift IDL.thrift      ENDPOINT is Service::method, BODY the args as JSON;\n"
           "                               prints {\"ok\":true,\"body\":...} or\n"
           "                               {\"ok\":false,\"typeName\":\"<exception field>\",\"body\":{...}}\n"
+          "  --health                     call Meta::health (thrift) and print OK or\n"
+          "                               NOT OK[: message] (exit 0 or 1)\n"
           "Request:\n"
           "  -H, --headers JSON           application headers (a JSON object; --json, --thrift)\n"
           "  --arg2 TEXT|@FILE            arg2 as bytes (--raw); @- reads standard input\n"
@@ -248,6 +252,10 @@ static int apply_option(cli *c, const char *name, char *v) {
 }
 
 static int apply_flag(cli *c, const char *a) {
+    if (!strcmp(a, "--health")) {
+        c->health = 1;
+        return 0;
+    }
     if (!strcmp(a, "--raw"))
         return set_scheme(c, SCHEME_RAW, a);
     if (!strcmp(a, "-j") || !strcmp(a, "--json"))
@@ -267,11 +275,28 @@ static int take_positional(cli *c, const char *a) {
     return 0;
 }
 
-static int check_cli(const cli *c) {
+/* --health is a thrift call of Meta::health with no arguments. */
+static int check_health(cli *c) {
+    if (c->scheme_given)
+        return usage_error("--health: it is a thrift call of its own; drop --raw, --json or --thrift");
+    if (c->endpoint)
+        return usage_error("--health: takes SERVICE only, not \"%s\"", c->endpoint);
+    if (c->headers || c->arg2 || c->arg3)
+        return usage_error("--health: takes no --headers, --arg2 or --arg3");
+    c->scheme = SCHEME_THRIFT;
+    c->endpoint = "Meta::health";
+    c->idl_path = "(meta.thrift, built in)"; /* for messages only */
+    return 0;
+}
+
+static int check_cli(cli *c) {
     if (!c->service || !*c->service)
         return usage_error("SERVICE is required");
     if (strlen(c->service) > 255)
         return usage_error("SERVICE is longer than 255 bytes");
+    int rc = c->health ? check_health(c) : 0;
+    if (rc)
+        return rc;
     if (!c->endpoint || !*c->endpoint)
         return usage_error("ENDPOINT is required");
     if (!c->npeers && !c->hostlist && !c->nrouters)
@@ -503,7 +528,18 @@ static int find_method(const cli *c, request *r) {
     tch_slice svc, meth;
     if (tch_thrift_arg1_split(tch_slice_cstr(c->endpoint), &svc, &meth, &err) != 0)
         return usage_error("ENDPOINT \"%s\": with --thrift it must be Service::method", c->endpoint);
-    if (tch_thrift_load(c->idl_path, &r->idl, &err) != 0)
+    /* The part of TChannel's meta.thrift that --health needs. */
+    static const char meta_idl[] = "struct HealthStatus {\n"
+                                   "    1: required bool ok\n"
+                                   "    2: optional string message\n"
+                                   "}\n"
+                                   "service Meta {\n"
+                                   "    HealthStatus health()\n"
+                                   "}\n";
+    int loaded = c->health ? tch_thrift_load_string("meta.thrift", tch_slice_cstr(meta_idl), NULL,
+                                                    &r->idl, &err)
+                           : tch_thrift_load(c->idl_path, &r->idl, &err);
+    if (loaded != 0)
         return fail(EXIT_USAGE, "--thrift: %s", err.msg);
     char *sname = tch_slice_strdup(svc), *mname = tch_slice_strdup(meth);
     int rc = 0;
@@ -597,6 +633,27 @@ static int print_thrift_answer(const request *r, const tch_sync_response *res) {
     return rc ? rc : ok ? EXIT_OK : EXIT_APP_ERROR;
 }
 
+/* tcurl --health: "OK", or "NOT OK" with the service's message. */
+static int print_health(const request *r, const tch_sync_response *res) {
+    json_t *result = NULL;
+    tch_error err;
+    if (tch_thrift_method_result_to_json(r->method, tch_buf_slice(&res->arg3), &result, &err))
+        return fail(EXIT_DECODE, "answer arg3 is not a Meta::health result: %s", err.msg);
+    json_t *status = json_object_get(result, "success");
+    json_t *ok = json_object_get(status, "ok"), *msg = json_object_get(status, "message");
+    int rc = EXIT_OK;
+    if (!json_is_boolean(ok))
+        rc = fail(EXIT_DECODE, "answer arg3: Meta::health gave no HealthStatus");
+    else if (json_is_true(ok) && res->code == 0)
+        puts("OK");
+    else {
+        printf("NOT OK%s%s\n", json_is_string(msg) ? ": " : "", json_is_string(msg) ? json_string_value(msg) : "");
+        rc = EXIT_APP_ERROR;
+    }
+    json_decref(result);
+    return rc;
+}
+
 static int report_failure(const tch_sync_response *res) {
     return fail(EXIT_CALL, "%s: %s (%s)", tch_proto_code_name(res->error_code),
                 res->message && *res->message ? res->message : "no message",
@@ -637,6 +694,8 @@ static int call_and_print(const cli *c, tch_sync_client *client, const request *
         rc = report_failure(&res);
     else if (c->scheme == SCHEME_JSON)
         rc = print_json_answer(&res);
+    else if (c->health)
+        rc = print_health(r, &res);
     else if (c->scheme == SCHEME_THRIFT)
         rc = print_thrift_answer(r, &res);
     else

@@ -102,6 +102,27 @@ static const char *refusal(const chconn *cc, const tch_call_msg *msg, uint8_t *c
     return NULL;
 }
 
+/* Meta::health over the thrift scheme, which tchannel-python and tchannel-go
+ * servers answer without being asked to (health checkers and `tcurl
+ * --health` call it, under any service name). */
+static int is_meta_health(const tch_inbound *in) {
+    tch_slice as;
+    return tch_slice_eq_cstr(tch_buf_slice(&in->msg->args[0]), "Meta::health") &&
+           tch_inbound_header(in, "as", &as) && tch_slice_eq_cstr(as, "thrift");
+}
+
+/* Meta.health()'s result, thrift binary: success (field 0) is
+ * HealthStatus{1: ok = true}; no application headers. */
+static void answer_healthy(tch_inbound *in) {
+    static const uint8_t no_headers[] = {0x00, 0x00};
+    static const uint8_t result[] = {0x0c, 0x00, 0x00,       /* struct success, id 0 */
+                                     0x02, 0x00, 0x01, 0x01, /* bool ok, id 1: true */
+                                     0x00,                   /* end of HealthStatus */
+                                     0x00};                  /* end of the result */
+    tch_inbound_respond(in, 0, tch_slice_of(no_headers, sizeof no_headers),
+                        tch_slice_of(result, sizeof result));
+}
+
 void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_channel *ch = cc->ch;
     uint8_t code;
@@ -140,6 +161,8 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     ch->current = in;
     if (h)
         CHANNEL_USER_CALL(ch, h->fn(in, h->ud));
+    else if (is_meta_health(in)) /* a handler registered for it wins */
+        answer_healthy(in);
     else if (ch->fallback)
         CHANNEL_USER_CALL(ch, ch->fallback(in, ch->fallback_ud));
     else

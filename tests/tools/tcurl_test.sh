@@ -185,6 +185,9 @@ thrift)
         -p "$HP_kv" -t "$tmp/broken.thrift" $S KeyValue::getValue '{}'
     t "a missing IDL file" 2 "" "/nonexistent/kv.thrift" -- \
         -p "$HP_kv" -t /nonexistent/kv.thrift $S KeyValue::getValue '{}'
+    t "--health: the channel's own Meta::health" 0 "OK" -- -p "$HP_kv" --health $S
+    t "--health: a registered Meta::health that is not ok" 1 "NOT OK: draining" -- \
+        -p "$HP_kv" --health draining
     ;;
 errors)
     start raw "$interop"
@@ -206,6 +209,8 @@ usage)
     t "bad --retry-on" 2 "" "--retry-on" -- -p 127.0.0.1:1 --retry-on x svc echo
     t "bad --retry-limit" 2 "" "--retry-limit" -- -p 127.0.0.1:1 --retry-limit -1 svc echo
     t "two schemes" 2 "" "only one of" -- -p 127.0.0.1:1 --json -t "$idl" svc echo
+    t "--health takes SERVICE only" 2 "" "--health: takes SERVICE only" -- -p 127.0.0.1:1 --health svc echo
+    t "--health with a scheme" 2 "" "--health: it is a thrift call" -- -p 127.0.0.1:1 --health --json svc
     t "--headers with raw" 2 "" "--headers: needs --json or --thrift" -- -p 127.0.0.1:1 -H '{}' svc echo
     t "BODY and --arg3" 2 "" "--arg3" -- -p 127.0.0.1:1 --arg3 x svc echo y
     t "extra positional" 2 "" "unexpected argument" -- -p 127.0.0.1:1 svc echo a b

@@ -105,6 +105,21 @@ static void get_value(tch_thrift_inbound *call, void *ud) {
     free(k);
 }
 
+/* Meta::health for the service "draining", registered as a raw handler so
+ * it wins over the channel's built-in answer: HealthStatus{ok: false,
+ * message: "draining"} in thrift binary. */
+static void draining_health(tch_inbound *in, void *ud) {
+    (void)ud;
+    static const uint8_t no_headers[] = {0x00, 0x00};
+    static const uint8_t result[] = {0x0c, 0x00, 0x00,                   /* success */
+                                     0x02, 0x00, 0x01, 0x00,             /* ok: false */
+                                     0x0b, 0x00, 0x02, 0x00, 0x00, 0x00, 0x08, /* message */
+                                     'd', 'r', 'a', 'i', 'n', 'i', 'n', 'g',
+                                     0x00, 0x00};
+    tch_inbound_respond(in, 0, tch_slice_of(no_headers, sizeof no_headers),
+                        tch_slice_of(result, sizeof result));
+}
+
 static void on_signal(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     event_base_loopbreak(arg);
@@ -145,6 +160,7 @@ int main(int argc, char **argv) {
         tch_json_register(s.ch, NULL, "transport_headers", transport_headers, &s) ||
         tch_thrift_register(s.ch, NULL, kv, "setValue", set_value, &s) ||
         tch_thrift_register(s.ch, NULL, kv, "getValue", get_value, &s) ||
+        tch_channel_register(s.ch, "draining", "Meta::health", draining_health, NULL) ||
         tch_channel_listen(s.ch, "127.0.0.1:0", &err)) {
         fprintf(stderr, "tcurl-test-server: setup failed\n");
         return 1;
