@@ -212,6 +212,15 @@ static int takes_value(const char *name) {
     return 0;
 }
 
+static const char *const flags[] = {"--raw", "-j", "--json", "--health", "-h", "--help"};
+
+static int is_option_name(const char *a) {
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (strcmp(a, flags[i]) == 0)
+            return 1;
+    return takes_value(a);
+}
+
 static int apply_option(cli *c, const char *name, char *v) {
     unsigned long n;
     int rc = 0;
@@ -343,7 +352,10 @@ static int parse_cli(int argc, char **argv, cli *c) {
         int rc;
         if (takes_value(a)) {
             char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
-            rc = v ? apply_option(c, a, v) : usage_error("%s: missing value", a);
+            if (v && !eq && is_option_name(v)) /* "-p --health": the value was left out */
+                rc = usage_error("%s: missing value (next comes the option %s)", a, v);
+            else
+                rc = v ? apply_option(c, a, v) : usage_error("%s: missing value", a);
         } else {
             rc = eq ? usage_error("%s: takes no value", a) : apply_flag(c, a);
         }

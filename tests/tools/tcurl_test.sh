@@ -205,6 +205,8 @@ usage)
     t "no endpoint" 2 "" "ENDPOINT is required" -- -p 127.0.0.1:1 svc
     t "unknown option named" 2 "" "unknown option --frob" -- -p 127.0.0.1:1 --frob svc echo
     t "missing option value" 2 "" "--timeout: missing value" -- svc echo -p 127.0.0.1:1 --timeout
+    t "an option where a value belongs" 2 "" "-p: missing value (next comes the option --health" -- \
+        -p --health svc
     t "bad --timeout" 2 "" "--timeout" "abc" -- -p 127.0.0.1:1 --timeout abc svc echo
     t "bad --retry-on" 2 "" "--retry-on" -- -p 127.0.0.1:1 --retry-on x svc echo
     t "bad --retry-limit" 2 "" "--retry-limit" -- -p 127.0.0.1:1 --retry-limit -1 svc echo
