@@ -237,6 +237,13 @@ int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *
     int rc = tch_cassette_open(old->path, &o, &c, err);
     if (rc)
         return rc;
+    /* A run in mode ONCE that began without the file goes on recording
+     * after a reload, though the file now exists (it holds this run's calls). */
+    if (!old->existed) {
+        c->existed = false;
+        for (size_t i = 0; i < c->n; i++)
+            c->items[i]->from_file = false; /* not there when the run began */
+    }
     if (old->mode == TCH_CASSETTE_ALL && old->wrote_this_run) {
         /* In mode ALL the file is this run's calls once we have written it:
          * reloading it must not turn them into old ones that ALL drops. */
@@ -318,8 +325,10 @@ unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index) {
     return index < c->n ? c->items[index]->plays : 0;
 }
 
+/* Only what the file held counts: what this run recorded (replayable once
+ * saved) was never there to be played. */
 static bool unused(const tch_cassette *c, const cas_entry *e) {
-    return c->mode != TCH_CASSETTE_ALL && e->state == ST_LOADED && e->plays == 0;
+    return c->mode != TCH_CASSETTE_ALL && e->state == ST_LOADED && e->from_file && e->plays == 0;
 }
 
 int tch_cassette_all_played(const tch_cassette *c) {

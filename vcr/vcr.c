@@ -6,6 +6,7 @@
 #include <tchannel/json.h>
 
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ struct tch_vcr {
     const tch_thrift_idl *idl;
     pending *pending;
     size_t npending;
+    tch_error record_err; /* the first recording that failed (code 0: none) */
 };
 
 void tch_vcr_options_init(tch_vcr_options *o) {
@@ -41,12 +43,24 @@ static tch_cassette_scheme scheme_of(const tch_call_opts *req) {
     return tch_cassette_scheme_of_as(tch_slice_cstr(req->arg_scheme));
 }
 
-/* Fills call with views of req; kv must hold req->nheaders entries. */
+/* Fills call with views of req; kv must hold req->nheaders + 1 entries.
+ * The transport headers are the caller's, with "as" first when the caller
+ * did not give it: the channel sends it anyway, and tchannel-python
+ * records it always, so its cassettes match under the transportHeaders
+ * matcher. */
 static void call_view(const tch_call_opts *req, tch_cassette_kv_view *kv,
                       tch_cassette_call *call) {
-    for (size_t i = 0; i < req->nheaders; i++) {
-        kv[i].key = req->headers[i].key;
-        kv[i].value = req->headers[i].value;
+    size_t n = 0;
+    bool has_as = false;
+    for (size_t i = 0; i < req->nheaders; i++)
+        has_as |= tch_slice_eq_cstr(req->headers[i].key, "as");
+    if (!has_as) {
+        kv[n].key = tch_slice_cstr("as");
+        kv[n++].value = tch_slice_cstr(req->arg_scheme ? req->arg_scheme : "raw");
+    }
+    for (size_t i = 0; i < req->nheaders; i++, n++) {
+        kv[n].key = req->headers[i].key;
+        kv[n].value = req->headers[i].value;
     }
     memset(call, 0, sizeof *call);
     call->service = tch_slice_cstr(req->service);
@@ -56,7 +70,7 @@ static void call_view(const tch_call_opts *req, tch_cassette_kv_view *kv,
     call->scheme = scheme_of(req);
     call->host_port = tch_slice_cstr(req->host_port);
     call->transport_headers = kv;
-    call->n_transport_headers = req->nheaders;
+    call->n_transport_headers = n;
 }
 
 /* ---- replaying ----------------------------------------------------------- */
@@ -110,9 +124,11 @@ static void on_recorded(const tch_response *res, void *ud) {
         } else {
             rc = tch_cassette_record_abort(v->cassette, p->slot, &err);
         }
-        if (rc) {
+        if (rc) { /* the caller has its answer; eject reports the lost recording */
             fprintf(stderr, "tchannel-vcr: %s: could not record: %s\n",
                     tch_cassette_name(v->cassette), err.msg);
+            if (v->record_err.code == 0)
+                v->record_err = err;
             tch_cassette_record_abort(v->cassette, p->slot, NULL); /* no slot left pending */
         }
         pending_unlink(v, p);
@@ -146,7 +162,7 @@ static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) 
 static void vcr_hook(tch_outbound *call, void *ud) {
     tch_vcr *v = ud;
     const tch_call_opts *req = tch_outbound_request(call);
-    tch_cassette_kv_view kv[TCH_MAX_TRANSPORT_HEADERS];
+    tch_cassette_kv_view kv[TCH_MAX_TRANSPORT_HEADERS + 1];
     tch_cassette_call cc;
     call_view(req, kv, &cc);
     tch_cassette_decision d;
@@ -232,11 +248,31 @@ int tch_vcr_eject(tch_vcr *v, tch_error *err) {
         if (tch_cassette_record_abort(v->cassette, p->slot, &e) != 0 && !rc)
             rc = e.code, first = e;
     }
-    if (tch_cassette_finish(v->cassette, &e) != 0 && !rc)
+    v->pending = NULL;
+    v->npending = 0;
+    if (tch_cassette_save(v->cassette, &e) != 0) {
+        /* Keep v, and with it what was recorded: the caller may fix the
+         * cause and eject again, or give up with tch_vcr_discard. */
+        if (err)
+            *err = e;
+        return e.code;
+    }
+    if (!rc && v->record_err.code)
+        rc = v->record_err.code, first = v->record_err;
+    if (tch_cassette_finish(v->cassette, &e) != 0 && !rc) /* saved: the strict check */
         rc = e.code, first = e;
-    tch_cassette_free(v->cassette);
-    free(v);
+    tch_vcr_discard(v);
     if (rc && err)
         *err = first;
     return rc;
+}
+
+void tch_vcr_discard(tch_vcr *v) {
+    if (!v)
+        return;
+    tch_channel_set_outbound_hook(v->ch, NULL, NULL);
+    for (pending *p = v->pending; p; p = p->next)
+        p->vcr = NULL;
+    tch_cassette_free(v->cassette);
+    free(v);
 }

@@ -496,6 +496,124 @@ static void secrets_are_redacted_before_writing_and_matching(void **state) {
     eject(v);
 }
 
+/* Strict mode checks what the file held; what this run recorded (and
+ * saved) was never there to be played and does not count as unused. */
+static void strict_accepts_a_run_that_recorded(void **state) {
+    fixture *f = *state;
+    tch_vcr_options o;
+    tch_vcr_options_init(&o);
+    o.cassette.strict = 1;
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
+    assert_int_equal(raw(f, "echo", "hello").status, 0);
+    tch_error err = {0};
+    int rc = tch_vcr_eject(v, &err);
+    if (rc)
+        print_message("eject: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    stop_server(f);
+    assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
+    assert_int_equal(tch_vcr_eject(v, &err), TCH_ESTATE); /* replayed nothing: unused */
+    assert_non_null(strstr(err.msg, "1 interaction left unused"));
+}
+
+/* A save that fails keeps the VCR and what it recorded; once the cause is
+ * fixed, ejecting again writes it. */
+static void a_failed_save_loses_nothing(void **state) {
+    fixture *f = *state;
+    char sub[160], path[200];
+    snprintf(sub, sizeof sub, "%s/later", f->dir);
+    snprintf(path, sizeof path, "%s/cassette.yaml", sub);
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, path, NULL, &v, NULL), 0);
+    assert_int_equal(raw(f, "echo", "keep me").status, 0);
+    /* A file where the cassette's folder should be: the save cannot
+     * succeed (permissions would not stop a test that runs as root). */
+    FILE *blocker = fopen(sub, "w");
+    assert_non_null(blocker);
+    fclose(blocker);
+    tch_error err = {0};
+    assert_int_not_equal(tch_vcr_eject(v, &err), 0);
+    assert_non_null(strstr(err.msg, sub));
+    assert_int_equal(tch_cassette_count(tch_vcr_cassette(v)), 1); /* v is still there */
+    assert_int_equal(unlink(sub), 0); /* the cause fixed: the saver makes the folder */
+    err = (tch_error){0};
+    int rc = tch_vcr_eject(v, &err);
+    if (rc)
+        print_message("second eject: %s\n", err.msg);
+    assert_int_equal(rc, 0);
+    const char *text = slurp(path);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "keep me"));
+    unlink(path);
+    rmdir(sub);
+}
+
+static int refuse_to_record(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
+                            tch_cassette_response *resp) {
+    (void)ud, (void)req, (void)resp;
+    return phase == TCH_CASSETTE_REDACT_RECORD ? TCH_EINVAL : 0;
+}
+
+/* A redactor that fails while recording: the call has its answer, the
+ * interaction is not written, and eject says so instead of returning 0. */
+static void a_failed_redaction_is_reported_by_eject(void **state) {
+    fixture *f = *state;
+    tch_vcr_options o;
+    tch_vcr_options_init(&o);
+    o.cassette.redact = refuse_to_record;
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
+    assert_int_equal(raw(f, "echo", "secret").status, 0);
+    tch_error err = {0};
+    assert_int_equal(tch_vcr_eject(v, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "redaction hook failed"));
+    assert_null(slurp(f->path)); /* nothing was written */
+}
+
+/* With the transportHeaders matcher on, a tchannel-python cassette (which
+ * always records "as") answers our calls, which do not set it by hand. */
+static void python_transport_headers_match(void **state) {
+    fixture *f = *state;
+    FILE *fp = fopen(f->path, "w");
+    assert_non_null(fp);
+    fputs("interactions:\n"
+          "- request:\n"
+          "    argScheme: 0\n"
+          "    body: hello\n"
+          "    endpoint: echo\n"
+          "    headers: h\n"
+          "    hostPort: ''\n"
+          "    knownPeers: []\n"
+          "    serviceName: server\n"
+          "    transportHeaders:\n"
+          "    - key: as\n"
+          "      value: raw\n"
+          "  response:\n"
+          "    body: from python\n"
+          "    code: 0\n"
+          "    headers: ''\n"
+          "version: 1\n",
+          fp);
+    fclose(fp);
+    stop_server(f);
+    tch_vcr_options o;
+    tch_vcr_options_init(&o);
+    static const char *const matchers[] = {"serviceName", "endpoint", "body", "transportHeaders"};
+    o.cassette.matchers = matchers;
+    o.cassette.n_matchers = 4;
+    tch_vcr *v;
+    tch_error err;
+    if (tch_vcr_use_cassette(f->client, f->path, &o, &v, &err) != 0)
+        fail_msg("use_cassette: %s", err.msg);
+    result r = raw(f, "echo", "hello");
+    if (r.status)
+        print_message("miss: %s\n", r.message);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.body, "from python");
+    eject(v);
+}
+
 static void blocking_client_goes_through_the_vcr(void **state) {
     fixture *f = *state;
     tch_vcr *v = use(f, TCH_CASSETTE_ONCE, 0);
@@ -530,6 +648,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(env_forces_the_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(secrets_are_redacted_before_writing_and_matching, setup, teardown),
         cmocka_unit_test_setup_teardown(blocking_client_goes_through_the_vcr, setup, teardown),
+        cmocka_unit_test_setup_teardown(strict_accepts_a_run_that_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_save_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_redaction_is_reported_by_eject, setup, teardown),
+        cmocka_unit_test_setup_teardown(python_transport_headers_match, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -206,6 +206,50 @@ static void all_keeps_this_runs_calls_across_a_reload(void **state) {
     rm_path(p);
 }
 
+/* A reload is not a new run: in mode ONCE a cassette that did not exist
+ * when the run began still records after it (the file exists by then). */
+static void once_new_file_keeps_recording_across_a_reload(void **state) {
+    (void)state;
+    char *p = tmp_path("once-reload.yaml");
+    tch_cassette *c = open_mode(p, TCH_CASSETTE_ONCE);
+    record(c, "echo", "a", "A");
+    save_ok(c);
+    tch_cassette *again = NULL;
+    tch_error err = {0};
+    if (tch_cassette_reload(c, &again, &err))
+        fail_msg("reload: %s", err.msg);
+    tch_cassette_free(c);
+    assert_int_equal(decide(again, "echo", "b", NULL, NULL), TCH_CASSETTE_ACT_RECORD);
+    char ans[64];
+    assert_int_equal(decide(again, "echo", "a", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "A");
+    tch_cassette_free(again);
+    c = open_mode(p, TCH_CASSETTE_ONCE); /* a new run: the file exists, replay only */
+    assert_int_equal(decide(c, "echo", "b", &err, NULL), TCH_CASSETTE_ACT_ERROR);
+    tch_cassette_free(c);
+    rm_path(p);
+}
+
+/* What a run recorded and saved is not "unused" to the strict check. */
+static void strict_ignores_what_this_run_recorded(void **state) {
+    (void)state;
+    char *p = tmp_path("strict-new.yaml");
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.no_env_override = 1;
+    o.strict = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open(p, &o, &c, &err), 0);
+    record(c, "echo", "a", "A");
+    assert_true(tch_cassette_all_played(c));
+    if (tch_cassette_finish(c, &err))
+        fail_msg("finish: %s", err.msg);
+    assert_true(tch_cassette_all_played(c));
+    tch_cassette_free(c);
+    rm_path(p);
+}
+
 static void only_regular_files_are_read(void **state) {
     (void)state;
     tch_cassette_options o;
@@ -393,6 +437,8 @@ int main(void) {
         cmocka_unit_test(all_never_replays_and_rewrites),
         cmocka_unit_test(all_without_recording_leaves_file),
         cmocka_unit_test(all_keeps_this_runs_calls_across_a_reload),
+        cmocka_unit_test(once_new_file_keeps_recording_across_a_reload),
+        cmocka_unit_test(strict_ignores_what_this_run_recorded),
         cmocka_unit_test(only_regular_files_are_read),
         cmocka_unit_test(identical_requests_play_in_file_order_once),
         cmocka_unit_test(concurrent_slots_save_in_issue_order),

@@ -138,7 +138,9 @@ typedef enum tch_cassette_redact_phase {
                                       resp NULL when the answer is an error frame */
 } tch_cassette_redact_phase;
 /* May rewrite any buffer in place (tch_buf_reset + tch_buf_append). Returns
- * 0 or a negative TCH_E* (the call then fails with that code). */
+ * 0 or a negative TCH_E*: in the MATCH phase the call then fails with that
+ * code; in the RECORD phase the interaction is not recorded (the call has
+ * its answer already) and tch_vcr_eject returns the error. */
 typedef int (*tch_cassette_redact_fn)(void *ud, tch_cassette_redact_phase phase,
                                       tch_cassette_request *req, tch_cassette_response *resp);
 

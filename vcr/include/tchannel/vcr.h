@@ -44,9 +44,15 @@ tch_cassette *tch_vcr_cassette(tch_vcr *v);
 size_t tch_vcr_pending(const tch_vcr *v);
 
 /* Removes the hook, saves the cassette if anything new was recorded (calls
- * still in flight are left out), runs the strict check, and frees v
- * (always). Returns the first error. */
+ * still in flight are left out), runs the strict check, and frees v.
+ * Returns the first error: a recording that failed (a redactor's error,
+ * say; the call itself had its answer) or the strict check's.
+ * If the save fails, v is NOT freed, so nothing recorded is lost: fix the
+ * cause (a full disk, a read-only folder) and eject again, or drop the
+ * recordings with tch_vcr_discard. */
 int tch_vcr_eject(tch_vcr *v, tch_error *err);
+/* Removes the hook and frees v without saving anything. */
+void tch_vcr_discard(tch_vcr *v);
 
 #ifdef __cplusplus
 }
