@@ -99,6 +99,8 @@ typedef struct frame {
 } frame;
 
 typedef struct ld {
+    const char *data; /* the whole input, for positions of reader errors */
+    size_t len;
     tch_cassette *c;
     tch_error *err;     /* schema errors go here (may be a side buffer) */
     tch_error *err_out; /* the caller's: YAML errors, ENOMEM, limits */
@@ -139,10 +141,28 @@ static int nomem(ld *l) {
     return tch_error_set(l->err_out, TCH_ENOMEM, "%s: out of memory", l->c->name);
 }
 
-static int parser_error(tch_cassette *c, const yaml_parser_t *p, tch_error *err) {
+/* libyaml's reader (bad UTF-8, control characters) gives only a byte
+ * offset: count lines and characters up to it. */
+static yaml_mark_t mark_at(const char *data, size_t len, size_t offset) {
+    yaml_mark_t m = {0};
+    for (size_t i = 0; i < offset && i < len; i++) {
+        if (data[i] == '\n') {
+            m.line++;
+            m.column = 0;
+        } else if (((unsigned char)data[i] & 0xC0) != 0x80) { /* not a UTF-8 continuation */
+            m.column++;
+        }
+    }
+    return m;
+}
+
+static int parser_error(const ld *l, const yaml_parser_t *p, tch_error *err) {
+    const tch_cassette *c = l->c;
     if (p->error == YAML_MEMORY_ERROR)
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory while parsing", c->name);
-    const yaml_mark_t *m = &p->problem_mark;
+    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l->data, l->len, p->problem_offset)
+                                                   : p->problem_mark;
+    const yaml_mark_t *m = &at;
     if (p->context)
         return tch_error_set(err, TCH_EPARSE, "%s:%zu:%zu: malformed YAML: %s %s (which started at line %zu)",
                              c->name, m->line + 1, m->column + 1,
@@ -289,7 +309,7 @@ static int pull(ld *l, size_t *target) {
     }
     if (!yaml_parser_parse(&l->parser, &l->ev)) {
         l->hard = HARD_FINAL;
-        return parser_error(l->c, &l->parser, l->err_out);
+        return parser_error(l, &l->parser, l->err_out);
     }
     l->have_ev = true;
     const yaml_event_t *e = &l->ev;
@@ -517,8 +537,7 @@ static int defer_report(ld *l, deferred *d) {
 /* Strings in any of the spellings Python's YAML dumpers produce. */
 static bool is_string_tag(const char *tag) {
     static const char *const ok[] = {
-        TAG_STR, "tag:yaml.org,2002:python/str",
-        "tag:yaml.org,2002:python/unicode", "tag:yaml.org,2002:python/bytes",
+        TAG_STR, "tag:yaml.org,2002:python/str", "tag:yaml.org,2002:python/unicode",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (strcmp(tag, ok[i]) == 0)
@@ -546,12 +565,13 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
         return cas_buf_set(out, TCH_SLICE_NULL);
     if (n->type != YAML_SCALAR_EVENT)
         return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
-    if (strcmp(n->tag, TAG_BINARY) == 0) {
+    /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
+    if (strcmp(n->tag, TAG_BINARY) == 0 || strcmp(n->tag, "tag:yaml.org,2002:python/bytes") == 0) {
         int rc = tch_base64_decode(n->value, n->len, out);
         if (rc == TCH_ENOMEM)
             return nomem(l);
         if (rc)
-            return fail_at(l, &n->mark, "%s: invalid base64 in !!binary%s", what, NULL);
+            return fail_at(l, &n->mark, "%s: invalid base64 in %s", what, n->tag);
         if (!out->ptr)
             return cas_buf_set(out, TCH_SLICE_NULL);
         return 0;
@@ -1103,6 +1123,8 @@ int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *er
     ld l;
     memset(&l, 0, sizeof l);
     l.c = c;
+    l.data = data;
+    l.len = len;
     l.err = l.err_out = err ? err : &(tch_error){0};
     l.budget = ALIAS_BUDGET_MIN + (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2
                                        ? SIZE_MAX / 2

@@ -370,7 +370,9 @@ static void fsync_dir(const char *dir) {
     }
 }
 
-static int write_atomic(const char *path, tch_slice data, tch_error *err) {
+/* Writes data to path by way of a temporary file beside it; messages name
+ * `shown` (what the user asked for). */
+static int write_atomic_at(const char *path, const char *shown, tch_slice data, tch_error *err) {
     char *pcopy = strdup(path), *bcopy = strdup(path);
     char *tmp = NULL;
     int rc = TCH_ENOMEM, fd = -1;
@@ -385,23 +387,23 @@ static int write_atomic(const char *path, tch_slice data, tch_error *err) {
         goto out;
     rc = TCH_EIO;
     if ((fd = mkstemp(tmp)) < 0) {
-        tch_error_set(err, rc, "cassette %s: creating temp file: %s", path, strerror(errno));
+        tch_error_set(err, rc, "cassette %s: creating temp file: %s", shown, strerror(errno));
         goto out;
     }
     struct stat st;
     mode_t mode = stat(path, &st) == 0 ? (st.st_mode & 07777) : 0644;
     if (fchmod(fd, mode) != 0 || write_all(fd, data.ptr, data.len) != 0 || fsync(fd) != 0) {
-        tch_error_set(err, rc, "cassette %s: writing %s: %s", path, tmp, strerror(errno));
+        tch_error_set(err, rc, "cassette %s: writing %s: %s", shown, tmp, strerror(errno));
         goto out_unlink;
     }
     if (close(fd) != 0) {
         fd = -1;
-        tch_error_set(err, rc, "cassette %s: closing %s: %s", path, tmp, strerror(errno));
+        tch_error_set(err, rc, "cassette %s: closing %s: %s", shown, tmp, strerror(errno));
         goto out_unlink;
     }
     fd = -1;
     if (rename(tmp, path) != 0) {
-        tch_error_set(err, rc, "cassette %s: renaming %s: %s", path, tmp, strerror(errno));
+        tch_error_set(err, rc, "cassette %s: renaming %s: %s", shown, tmp, strerror(errno));
         goto out_unlink;
     }
     fsync_dir(dir);
@@ -413,10 +415,19 @@ out_unlink:
     unlink(tmp);
 out:
     if (rc == TCH_ENOMEM)
-        tch_error_set(err, rc, "cassette %s: out of memory", path);
+        tch_error_set(err, rc, "cassette %s: out of memory", shown);
     free(tmp);
     free(pcopy);
     free(bcopy);
+    return rc;
+}
+
+/* Through a symlink, writes (and renames) beside its target, as Python's
+ * open(path, "wb") writes through it: the link stays a link. */
+static int write_atomic(const char *path, tch_slice data, tch_error *err) {
+    char *real = realpath(path, NULL); /* NULL: no file yet, or a dangling link */
+    int rc = write_atomic_at(real ? real : path, path, data, err);
+    free(real);
     return rc;
 }
 

@@ -264,6 +264,30 @@ static void expect_error(const char *y, int code, const char *where, const char 
         fail_msg("got '%s', want '%s' and '%s'", err.msg, where, what);
 }
 
+/* libyaml's reader errors (bad UTF-8, control characters) come with a byte
+ * offset only; the message still names the line and column. */
+static void bad_utf8_names_line_and_column(void **state) {
+    (void)state;
+    expect_error("version: 1\ninteractions:\n- request: {body: caf\xe9}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:3:", "UTF-8");
+    expect_error("version: 1\n# a \x01 control character\n", TCH_EPARSE, "m.yaml:2:5:",
+                 "control");
+}
+
+/* PyYAML reads !!python/bytes as base64, as !!binary. */
+static void python_bytes_are_base64(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n"
+                    "- request: {serviceName: s, endpoint: e, body: !!python/bytes aGVsbG8=}\n"
+                    "  response: {body: ok}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (load_mem(y, strlen(y), &c, &err))
+        fail_msg("load: %s", err.msg);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->request.body), "hello"));
+    tch_cassette_free(c);
+}
+
 /* Anchors and aliases are resolved (py2 cassettes share lists this way);
  * an aliased node reads as if written out again, errors name the anchored
  * node, and libyaml's composer rules apply. */
@@ -480,6 +504,8 @@ int main(void) {
         cmocka_unit_test(wrong_shape_says_what_was_expected),
         cmocka_unit_test(memory_loader_uses_name),
         cmocka_unit_test(missing_response_and_error_is_rejected),
+        cmocka_unit_test(bad_utf8_names_line_and_column),
+        cmocka_unit_test(python_bytes_are_base64),
         cmocka_unit_test(anchors_and_aliases_resolve),
         cmocka_unit_test(alias_expansion_is_bounded),
         cmocka_unit_test(duplicate_keys_are_rejected),

@@ -202,6 +202,42 @@ static void atomic_save_leaves_no_temp_files(void **state) {
     rm_tree(dir);
 }
 
+/* A cassette reached through a symlink is written to the link's target,
+ * as Python's open(path, "wb") does; the link stays a link. */
+static void save_writes_through_a_symlink(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *shared = join(dir, "shared");
+    assert_int_equal(mkdir(shared, 0755), 0);
+    char *real = join(shared, "real.yaml"), *link = join(dir, "link.yaml");
+    tch_cassette *c = open_opts(real, TCH_CASSETTE_ONCE, NULL);
+    const sample a = {"first", TCH_CASSETTE_RAW, S(""), S("a")};
+    record_sample(c, &a);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    assert_int_equal(symlink(real, link), 0);
+    c = open_opts(link, TCH_CASSETTE_NEW_EPISODES, NULL);
+    const sample b = {"second", TCH_CASSETTE_RAW, S(""), S("b")};
+    record_sample(c, &b);
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    c = open_opts(real, TCH_CASSETTE_NONE, NULL);
+    assert_int_equal(tch_cassette_count(c), 2); /* the target holds both */
+    tch_cassette_free(c);
+    assert_int_equal(count_entries(shared), 1); /* no temp file left beside it */
+    unlink(link);
+    unlink(real);
+    rmdir(shared);
+    free(real);
+    free(link);
+    free(shared);
+    rm_tree(dir);
+}
+
 static void nothing_written_when_nothing_new(void **state) {
     (void)state;
     char *dir = tmp_dir();
@@ -293,6 +329,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(save_then_load_keeps_bytes_exact),
         cmocka_unit_test(atomic_save_leaves_no_temp_files),
+        cmocka_unit_test(save_writes_through_a_symlink),
         cmocka_unit_test(nothing_written_when_nothing_new),
         cmocka_unit_test(resave_keeps_python_cassette),
         cmocka_unit_test(decoded_is_ignored_when_exact_bytes_exist),
