@@ -127,9 +127,9 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT && !target) {
         /* a typo should not load an empty cassette; a new file is for recording */
-        json_decref(body);
         reply_error(req, 404, "no such file: %s (give \"recordTarget\": true to start a new cassette)",
                     path);
+        json_decref(body); /* after: path points into it */
         return;
     }
     mock_strv paths = {0};

@@ -123,8 +123,27 @@ static int apply_option(mock_config *c, const char *name, const char *v, const c
         mock_strv_push(&c->advertise_services, v);
     else if (!strcmp(name, "--record-to"))
         c->record_to = v;
-    else if (!strcmp(name, "--match"))
-        push_list(&c->matchers, v);
+    else if (!strcmp(name, "--match")) {
+        static const char *const known[] = {"serviceName", "endpoint", "headers", "body",
+                                            "argScheme", "hostPort", "transportHeaders"};
+        size_t before = c->matchers.n;
+        if (push_list(&c->matchers, v) != 0)
+            return usage_error("out of memory reading %s", arg);
+        if (c->matchers.n == before)
+            return usage_error("%s: name at least one matcher (serviceName endpoint headers "
+                               "body argScheme hostPort transportHeaders)", arg);
+        for (size_t i = before; i < c->matchers.n; i++) {
+            size_t k = 0;
+            while (k < sizeof known / sizeof known[0] && strcmp(c->matchers.v[i], known[k]))
+                k++;
+            if (k == sizeof known / sizeof known[0]) {
+                char what[300];
+                snprintf(what, sizeof what, "%s: unknown matcher \"%s\"", arg, c->matchers.v[i]);
+                return usage_error("%s (serviceName endpoint headers body argScheme hostPort "
+                                   "transportHeaders)", what);
+            }
+        }
+    }
     else if (!strcmp(name, "--watch-interval")) {
         if (parse_uint(v, 3600000, &n) || n == 0)
             return usage_error("bad interval in %s (milliseconds, > 0)", arg);
@@ -275,6 +294,8 @@ static void finish(evutil_socket_t fd, short what, void *arg) {
     mock_serve_flush_delayed(m);
     if (mock_store_save_all(m) == 0)
         mock_log("shutdown: cassettes saved");
+    else
+        m->lost_recordings = 1; /* each failure was logged; the exit status says so too */
     /* Everything is on disk; the graceful close writes the answers already
      * given to their sockets, then leaves the loop. */
     if (tch_channel_close(m->ch, MOCK_DRAIN_MS, channel_closed, m) != 0)
@@ -380,9 +401,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tchannel-mock: %s\n", err.msg);
     else
         event_base_dispatch(m.base);
+    int lost = m.lost_recordings;
+    if (lost)
+        fprintf(stderr, "tchannel-mock: recordings could not be saved (see the log above)\n");
     mock_free_all(&m);
     if (m.base)
         event_base_free(m.base);
     config_free(&cfg);
-    return rc ? 1 : 0;
+    return rc || lost ? 1 : 0;
 }

@@ -220,7 +220,17 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
         }
         if (rc == 0 && d.action == TCH_CASSETTE_ACT_RECORD && mc->record_target && m->upstream)
             record_into = mc;
-        else if (rc == TCH_ENOTFOUND)
+        else if (rc == 0 && d.action == TCH_CASSETTE_ACT_RECORD) {
+            /* its mode would record the call, but the mock records only into its target */
+            tch_error_set(&err, TCH_ENOTFOUND,
+                          "tchannel-mock: cassette %s has nothing recorded for %.*s::%.*s; its "
+                          "mode would record it, but %s",
+                          mc->path, (int)call.service.len, (const char *)call.service.ptr,
+                          (int)call.endpoint.len, (const char *)call.endpoint.ptr,
+                          m->upstream ? "it is not the record target (--record-to)"
+                                      : "no --upstream was given");
+            miss_consider(&ms, &d, &err);
+        } else if (rc == TCH_ENOTFOUND)
             miss_consider(&ms, &d, &err);
         else if (rc != 0)
             mock_log("lookup in %s failed: %s", mc->path, err.msg);

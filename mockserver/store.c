@@ -75,10 +75,28 @@ mock_cassette *mock_store_target(mock_store *s) {
     return NULL;
 }
 
+/* The cassette already loaded from this file, however it was spelled
+ * (./a.yaml, a/../a.yaml, a symlink): one file loaded twice would play each
+ * interaction twice. */
+static mock_cassette *find_same_file(mock_store *s, const char *path) {
+    struct stat a, b;
+    int a_ok = stat(path, &a) == 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const char *p = s->items[i]->path;
+        if (strcmp(p, path) == 0 ||
+            (a_ok && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+            return s->items[i];
+    }
+    return NULL;
+}
+
 int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *err) {
     mock_store *s = &m->store;
-    if (mock_store_find(s, path))
+    const mock_cassette *same = find_same_file(s, path);
+    if (same && strcmp(same->path, path) == 0)
         return tch_error_set(err, TCH_ESTATE, "%s: already loaded", path);
+    if (same)
+        return tch_error_set(err, TCH_ESTATE, "%s: already loaded, as %s", path, same->path);
     if (s->n == s->cap) {
         mock_cassette **items = tch_array_grow(s->items, &s->cap, sizeof *items, 8);
         if (!items)
@@ -152,6 +170,20 @@ static void swap_in(mock_cassette *mc, tch_cassette *fresh) {
     set_load_error(mc, NULL);
 }
 
+/* A file we read or wrote that has since gone: re-reading it would give an
+ * empty cassette, so the last version keeps serving (an editor may be
+ * replacing it; the watcher picks it up when it is back). */
+static int gone(const mock_cassette *mc, tch_error *err) {
+    int exists;
+    int64_t mtime;
+    off_t size;
+    mock_file_stat(mc->path, &exists, &mtime, &size);
+    if (mc->file_exists && !exists)
+        return tch_error_set(err, TCH_ENOTFOUND, "%s: the file is gone; still serving the last "
+                             "version read", mc->path);
+    return 0;
+}
+
 int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
     if (mc->pending)
         return tch_error_set(err, TCH_ESTATE, "%s: reload deferred, %zu recordings in flight",
@@ -160,8 +192,11 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
      * save failed. Re-reading the file would drop it, so keep the old object. */
     if (tch_cassette_dirty(mc->c) && mock_store_save(m, mc, err) != 0)
         return tch_error_wrap(err, "%s: reload refused, unsaved recordings", mc->path);
+    int rc = gone(mc, err);
+    if (rc)
+        return rc;
     tch_cassette *fresh = NULL;
-    int rc = tch_cassette_reload(mc->c, &fresh, err);
+    rc = tch_cassette_reload(mc->c, &fresh, err);
     if (rc) {
         /* keep serving the last good version; remember this file state so the
          * watcher reports the error once, not every tick */
@@ -186,6 +221,8 @@ int mock_store_set_mode(mock *m, tch_cassette_mode mode, tch_error *err) {
     int rc = 0;
     for (size_t i = 0; i < s->n && !rc; i++) {
         rc = mock_store_save(m, s->items[i], err);
+        if (!rc)
+            rc = gone(s->items[i], err);
         if (!rc)
             rc = open_with_mode(m, s->items[i]->path, mode, &fresh[i], err);
     }

@@ -178,6 +178,7 @@ void cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz) 
     size_t o = 0;
     if (outsz == 0)
         return;
+    out[0] = '\0'; /* an empty value writes nothing below */
 #define PUT(str)                                                                                  \
     do {                                                                                          \
         int k_ = snprintf(out + o, outsz - o, "%s", str);                                         \

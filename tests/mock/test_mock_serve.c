@@ -442,6 +442,48 @@ static void on_answer_held(evutil_socket_t fd, short what, void *arg) {
     u->nheld = 0;
 }
 
+/* A recording that cannot be saved (a file where its folder should be) is
+ * logged, and the exit status after SIGTERM says it was lost. */
+static void unsaved_recordings_fail_the_exit_status(void **state) {
+    fx *f = *state;
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "echo", up_echo, NULL);
+    char blocker[300], path[340];
+    snprintf(blocker, sizeof blocker, "%s/blocker", f->dir);
+    snprintf(path, sizeof path, "%s/rec.yaml", blocker);
+    start_mock(f, "--mode", "once", "--upstream", tch_channel_host_port(srv), path, NULL);
+    write_file(blocker, "not a folder\n");
+    assert_string_equal(echo(f, "keyvalue-server", "lost").arg3, "lost"); /* the caller is served */
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 1);
+    unlink(blocker);
+    tch_channel_free(srv);
+}
+
+/* A cassette whose mode would record, but that is not the record target:
+ * the miss says so, rather than "no cassette loaded". */
+static void miss_names_a_cassette_that_would_record(void **state) {
+    fx *f = *state;
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    char target[300], other[300];
+    snprintf(target, sizeof target, "%s/target.yaml", f->dir);
+    snprintf(other, sizeof other, "%s/other.yaml", f->dir);
+    write_file(other, V1);
+    start_mock(f, "--mode", "new_episodes", "--upstream", tch_channel_host_port(srv),
+               "--record-to", target, other, NULL);
+    char uri[400];
+    snprintf(uri, sizeof uri, "/cassettes?path=%s", target);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, uri, NULL, NULL), 200);
+    result r = echo(f, "svc", "nothing like it");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    if (!strstr(r.message, "not the record target") || !strstr(r.message, other))
+        fail_msg("miss: %s", r.message);
+    tch_channel_free(srv);
+}
+
 static void sigterm_saves_every_recording(void **state) {
     fx *f = *state;
     upstream u = {0};
@@ -536,11 +578,34 @@ static void admin_api_endpoints(void **state) {
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 409);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded"));
     json_decref(j);
+    /* the same file spelled another way is the same cassette */
+    snprintf(body, sizeof body, "{\"path\": \"%s/./live.yaml\"}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded, as"));
+    json_decref(j);
     assert_string_equal(echo(f, "svc", "a").arg3, "one");
     /* POST /reload picks up an edit even with --no-watch */
     write_file(path, V2);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reload", "", NULL), 200);
     assert_string_equal(echo(f, "svc", "a").arg3, "second");
+    /* a deleted file: the reload is refused, naming it, and the last version stays */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reload", "", &j), 409);
+    char *dump = json_dumps(j, 0);
+    if (!strstr(dump, "the file is gone"))
+        fail_msg("reload answer: %s", dump);
+    free(dump);
+    json_decref(j);
+    j = admin_get(f, "/cassettes");
+    size_t kept = 0;
+    json_t *cas;
+    size_t ci;
+    json_array_foreach(json_object_get(j, "cassettes"), ci, cas)
+        if (!strcmp(json_string_value(json_object_get(cas, "path")), path))
+            kept = json_array_size(json_object_get(cas, "interactions"));
+    json_decref(j);
+    assert_int_equal(kept, 1);
+    write_file(path, V2);
     /* unload */
     char uri[400];
     snprintf(uri, sizeof uri, "/cassettes?path=%s", path);
@@ -554,6 +619,12 @@ static void admin_api_endpoints(void **state) {
              SRC "/tests");
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "corrupt.yaml:5:"));
+    json_decref(j);
+    /* a path that is not there: 404 naming it (the name came from the freed body) */
+    snprintf(body, sizeof body, "{\"path\": \"%s/no-such-file.yaml\"}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 404);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "no such file"));
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "no-such-file.yaml"));
     json_decref(j);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
                               "{\"mode\": \"new_episodes\"}", &j), 400);
@@ -651,6 +722,12 @@ static void bad_command_line_and_corrupt_cassette(void **state) {
     char *a3[] = {TCH_MOCK_BIN, "--mode", "new_episodes", ECHO_YAML, NULL};
     assert_int_equal(run_status(a3, err, sizeof err), 2);
     assert_non_null(strstr(err, "--upstream"));
+    char *a6[] = {TCH_MOCK_BIN, "--match", "body,bogus", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a6, err, sizeof err), 2);
+    assert_non_null(strstr(err, "unknown matcher \"bogus\""));
+    char *a7[] = {TCH_MOCK_BIN, "--match=", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a7, err, sizeof err), 2);
+    assert_non_null(strstr(err, "name at least one matcher"));
     char *a4[] = {TCH_MOCK_BIN, SRC "/tests/fixtures/cassettes/corrupt.yaml", NULL};
     assert_int_equal(run_status(a4, err, sizeof err), 1);
     assert_non_null(strstr(err, "corrupt.yaml:5:4:"));
@@ -680,6 +757,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(record_through_then_replay_without_upstream, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),

@@ -110,6 +110,14 @@ static void raw_bodies_compare_bytes(void **state) {
     assert_non_null(strstr(err.msg, "nearest #1"));
     assert_non_null(strstr(err.msg, "body: recorded \"hello world\" vs requested \"hello  world\""));
     tch_cassette_decision_clear(&d);
+    /* an empty body is shown as "", not whatever the buffer held before */
+    call.body = S("");
+    memset(err.msg, 'X', sizeof err.msg - 1);
+    err.msg[sizeof err.msg - 1] = '\0';
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_ENOTFOUND);
+    if (!strstr(err.msg, "vs requested \"\""))
+        fail_msg("miss message: %s", err.msg);
+    tch_cassette_decision_clear(&d);
     tch_cassette_free(c);
 }
 
