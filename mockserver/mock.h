@@ -63,6 +63,7 @@ typedef struct mock_cassette {
     int record_target;
     /* what the file looked like when we last read or wrote it */
     int file_exists;
+    int moved_aside; /* the last save went to PATH.conflict.yaml (the file was edited) */
     int64_t mtime_ns;
     off_t size;
     char *load_error;     /* last failed (re)load, NULL when the last one worked */

@@ -121,8 +121,46 @@ int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *er
     return 0;
 }
 
+/* Whether the file is no longer what we last read or wrote: someone
+ * edited or replaced it while recordings waited to be saved. */
+static int edited_on_disk(const mock_cassette *mc) {
+    int exists;
+    int64_t mtime;
+    off_t size;
+    mock_file_stat(mc->path, &exists, &mtime, &size);
+    return exists && (!mc->file_exists || mtime != mc->mtime_ns || size != mc->size);
+}
+
+/* The cassette with this run's recordings goes beside the edited file, as
+ * PATH.conflict.yaml: the user's edit is not overwritten and nothing
+ * recorded is lost (merge by hand, or delete one of the two). */
+static int save_beside(mock_cassette *mc, tch_error *err) {
+    size_t n = strlen(mc->path) + sizeof ".conflict.yaml";
+    char *conflict = malloc(n);
+    tch_buf out = {0};
+    int rc = conflict ? tch_cassette_emit(mc->c, &out, err)
+                      : tch_error_set(err, TCH_ENOMEM, "out of memory");
+    if (conflict)
+        snprintf(conflict, n, "%s.conflict.yaml", mc->path);
+    FILE *fp = rc ? NULL : fopen(conflict, "wb");
+    if (!rc && (!fp || fwrite(out.ptr, 1, out.len, fp) != out.len))
+        rc = tch_error_set(err, TCH_EIO, "%s: %s", conflict, strerror(errno));
+    if (fp && fclose(fp) != 0 && !rc)
+        rc = tch_error_set(err, TCH_EIO, "%s: %s", conflict, strerror(errno));
+    if (!rc) {
+        mc->moved_aside = 1;
+        rc = tch_error_set(err, TCH_ESTATE, "%s changed on disk while recordings waited to be "
+                           "saved: not overwritten; this run's cassette is in %s", mc->path, conflict);
+    }
+    free(conflict);
+    tch_buf_free(&out);
+    return rc;
+}
+
 int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
     (void)m;
+    if (tch_cassette_dirty(mc->c) && edited_on_disk(mc))
+        return save_beside(mc, err);
     int rc = tch_cassette_save(mc->c, err);
     if (rc == 0)
         remember_file(mc);
@@ -133,10 +171,15 @@ int mock_store_save_all(mock *m) {
     int failed = 0;
     for (size_t i = 0; i < m->store.n; i++) {
         tch_error err;
-        if (mock_store_save(m, m->store.items[i], &err) != 0) {
-            mock_log("save %s failed: %s", m->store.items[i]->path, err.msg);
-            failed = 1;
+        mock_cassette *mc = m->store.items[i];
+        if (mock_store_save(m, mc, &err) == 0)
+            continue;
+        if (mc->moved_aside) { /* saved, beside the edited file */
+            mock_log("%s", err.msg);
+            continue;
         }
+        mock_log("save %s failed: %s", mc->path, err.msg);
+        failed = 1;
     }
     return failed ? TCH_EIO : 0;
 }
@@ -190,9 +233,15 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
                              mc->path, mc->pending);
     /* Recordings are saved as they finish; one still unsaved means the last
      * save failed. Re-reading the file would drop it, so keep the old object. */
-    if (tch_cassette_dirty(mc->c) && mock_store_save(m, mc, err) != 0)
-        return tch_error_wrap(err, "%s: reload refused, unsaved recordings", mc->path);
-    int rc = gone(mc, err);
+    int rc = 0;
+    if (tch_cassette_dirty(mc->c) && (rc = mock_store_save(m, mc, err)) != 0) {
+        if (!mc->moved_aside)
+            return tch_error_wrap(err, "%s: reload refused, unsaved recordings", mc->path);
+        /* the recordings are safe beside it: load the user's edit */
+        mock_log("%s", err->msg);
+        mc->moved_aside = 0;
+    }
+    rc = gone(mc, err);
     if (rc)
         return rc;
     tch_cassette *fresh = NULL;

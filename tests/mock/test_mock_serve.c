@@ -484,6 +484,43 @@ static void miss_names_a_cassette_that_would_record(void **state) {
     tch_channel_free(srv);
 }
 
+/* The record target edited on disk while a recording was in flight: the
+ * edit is not overwritten, and the run's cassette goes beside it. */
+static void an_edit_is_not_overwritten_by_a_save(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "hold", up_hold, &u);
+    char path[300], conflict[340];
+    snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
+    snprintf(conflict, sizeof conflict, "%s.conflict.yaml", path);
+    start_mock(f, "--no-watch", "--mode", "once", "--upstream", tch_channel_host_port(srv), path,
+               NULL);
+    result held = {0};
+    tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("hold"),
+                       .arg3 = tch_slice_cstr("h"), .host_port = f->mp.hp, .timeout_ms = 5000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &held, &err), 0);
+    assert_true(tch_test_run_until_count(f->base, &u.nheld, 1, 5000));
+    write_file(path, V1); /* the user's edit, while the recording waits */
+    tch_inbound_respond(u.held[0], 0, tch_slice_cstr(""), tch_slice_cstr("late"));
+    assert_true(tch_test_run_until(f->base, &held.done, 5000));
+    assert_string_equal(held.arg3, "late");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0); /* nothing was lost */
+    tch_cassette *c;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 1); /* V1 as the user wrote it */
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->response.body), "one"));
+    tch_cassette_free(c);
+    assert_int_equal(tch_cassette_open(conflict, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 1); /* this run's recording */
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->response.body), "late"));
+    tch_cassette_free(c);
+    unlink(conflict);
+    tch_channel_free(srv);
+}
+
 static void sigterm_saves_every_recording(void **state) {
     fx *f = *state;
     upstream u = {0};
@@ -759,6 +796,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
         cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_edit_is_not_overwritten_by_a_save, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),
