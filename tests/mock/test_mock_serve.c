@@ -434,6 +434,17 @@ static void up_hold(tch_inbound *in, void *ud) {
     u->held[u->nheld++] = in;
 }
 
+/* A real service for the mock to record through: keyvalue-server with
+ * echo (answers at once) and hold (answers when the test says). */
+static tch_channel *start_upstream(fx *f, upstream *u) {
+    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    tch_channel_register(srv, NULL, "echo", up_echo, u);
+    tch_channel_register(srv, NULL, "hold", up_hold, u);
+    return srv;
+}
+
 static void on_answer_held(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     upstream *u = arg;
@@ -446,10 +457,8 @@ static void on_answer_held(evutil_socket_t fd, short what, void *arg) {
  * logged, and the exit status after SIGTERM says it was lost. */
 static void unsaved_recordings_fail_the_exit_status(void **state) {
     fx *f = *state;
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
-    tch_error err;
-    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
-    tch_channel_register(srv, NULL, "echo", up_echo, NULL);
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
     char blocker[300], path[340];
     snprintf(blocker, sizeof blocker, "%s/blocker", f->dir);
     snprintf(path, sizeof path, "%s/rec.yaml", blocker);
@@ -465,9 +474,8 @@ static void unsaved_recordings_fail_the_exit_status(void **state) {
  * the miss says so, rather than "no cassette loaded". */
 static void miss_names_a_cassette_that_would_record(void **state) {
     fx *f = *state;
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
-    tch_error err;
-    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
     char target[300], other[300];
     snprintf(target, sizeof target, "%s/target.yaml", f->dir);
     snprintf(other, sizeof other, "%s/other.yaml", f->dir);
@@ -489,10 +497,8 @@ static void miss_names_a_cassette_that_would_record(void **state) {
 static void an_edit_is_not_overwritten_by_a_save(void **state) {
     fx *f = *state;
     upstream u = {0};
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_channel *srv = start_upstream(f, &u);
     tch_error err;
-    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
-    tch_channel_register(srv, NULL, "hold", up_hold, &u);
     char path[300], conflict[340];
     snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
     snprintf(conflict, sizeof conflict, "%s.conflict.yaml", path);
@@ -524,11 +530,8 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
 static void sigterm_saves_every_recording(void **state) {
     fx *f = *state;
     upstream u = {0};
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_channel *srv = start_upstream(f, &u);
     tch_error err;
-    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
-    tch_channel_register(srv, NULL, "echo", up_echo, &u);
-    tch_channel_register(srv, NULL, "hold", up_hold, &u);
     char path[300];
     snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
     start_mock(f, "--mode", "once", "--upstream", tch_channel_host_port(srv), path, NULL);
@@ -677,10 +680,9 @@ static void admin_api_endpoints(void **state) {
 
 static void put_mode_switches_to_recording(void **state) {
     fx *f = *state;
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
     tch_error err;
-    assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
-    tch_channel_register(srv, NULL, "echo", up_echo, NULL);
     char path[300];
     snprintf(path, sizeof path, "%s/live.yaml", f->dir);
     write_file(path, V1);
