@@ -86,6 +86,13 @@ static json_t *cassettes_json(const mock *m) {
     return json_pack("{s:s, s:o}", "mode", tch_cassette_mode_name(m->mode), "cassettes", list);
 }
 
+/* Whether a call no cassette replays would be recorded now: an upstream,
+ * a record target, and a mode that lets that target record. */
+static int recording(mock *m) {
+    mock_cassette *target = mock_store_target(&m->store);
+    return m->upstream != NULL && target && tch_cassette_can_record(target->c);
+}
+
 static void get_health(mock *m, struct evhttp_request *req) {
     size_t interactions = 0, errors = 0;
     for (size_t i = 0; i < m->store.n; i++) {
@@ -100,7 +107,7 @@ static void get_health(mock *m, struct evhttp_request *req) {
                          (json_int_t)errors, "calls", (json_int_t)m->calls, "misses",
                          (json_int_t)m->misses, "uptimeMs",
                          (json_int_t)(mock_now_ms() - m->started_ms), "recording",
-                         m->upstream != NULL && mock_store_target(&m->store) != NULL));
+                         recording(m)));
 }
 
 static void get_journal(mock *m, struct evhttp_request *req, struct evkeyvalq *q) {
@@ -291,8 +298,11 @@ int mock_admin_start(mock *m, tch_error *err) {
     if (!m->http)
         return tch_error_set(err, TCH_ENOMEM, "admin: evhttp_new failed");
     evhttp_set_max_body_size(m->http, ADMIN_MAX_BODY);
+    /* every method reaches on_request, so a wrong one gets our JSON 405, not
+     * libevent's HTML 501 */
     evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE);
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(m->http, on_request, m);
     struct evhttp_bound_socket *bs =
         evhttp_bind_socket_with_handle(m->http, m->cfg->admin_host, (uint16_t)m->cfg->admin_port);

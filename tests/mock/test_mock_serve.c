@@ -676,6 +676,9 @@ static void admin_api_endpoints(void **state) {
                               NULL), 200);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/nope", NULL, NULL), 404);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/health", "", NULL), 405);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PATCH, "/health", "", &j), 405);
+    assert_non_null(json_object_get(j, "error")); /* ours, in JSON */
+    json_decref(j);
 }
 
 static void put_mode_switches_to_recording(void **state) {
