@@ -137,8 +137,8 @@ typedef struct mock {
     mock_recording *recordings; /* calls forwarded upstream, not answered yet */
     size_t n_recordings;
     int shutting_down;
-    int finishing;
-    int lost_recordings; /* a save failed at shutdown: exit 1 */     /* finish() ran: saving and closing */
+    int finishing;     /* finish() ran: saving and closing */
+    int lost_recordings; /* a save failed at shutdown: exit 1 */
     json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
     tch_hyperbahn *hb;
     char *hb_status; /* result of our own first advertise */

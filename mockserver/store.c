@@ -159,6 +159,7 @@ static int save_beside(mock_cassette *mc, tch_error *err) {
 
 int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
     (void)m;
+    mc->moved_aside = 0; /* says what this save did */
     if (tch_cassette_dirty(mc->c) && edited_on_disk(mc))
         return save_beside(mc, err);
     int rc = tch_cassette_save(mc->c, err);
