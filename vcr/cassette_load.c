@@ -67,6 +67,7 @@ typedef struct node {
     yaml_event_type_t type;
     yaml_mark_t mark;
     const char *tag; /* scalars: resolved (untagged and `!` read as !!str) */
+    bool tagged;     /* a tag was written (`!!str null` is text, not null) */
     const char *value;
     size_t len;
     yaml_scalar_style_t style;
@@ -289,6 +290,7 @@ static void set_cur(ld *l, yaml_event_type_t type, const yaml_mark_t *mark, cons
     n->type = type;
     n->mark = *mark;
     n->tag = tag;
+    n->tagged = tag != NULL;
     if (type == YAML_SCALAR_EVENT && (!tag || strcmp(tag, "!") == 0))
         n->tag = TAG_STR; /* libyaml's loader gives untagged scalars !!str */
     n->value = value;
@@ -551,7 +553,7 @@ static bool is_null(const node *n) {
         return false;
     if (strcmp(n->tag, TAG_NULL) == 0)
         return true;
-    if (n->style != YAML_PLAIN_SCALAR_STYLE)
+    if (n->style != YAML_PLAIN_SCALAR_STYLE || n->tagged)
         return false;
     const char *v = n->value;
     return n->len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||

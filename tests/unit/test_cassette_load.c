@@ -288,6 +288,23 @@ static void python_bytes_are_base64(void **state) {
     tch_cassette_free(c);
 }
 
+/* A plain null is no value; a tagged one is what the tag says, as in PyYAML. */
+static void tagged_null_is_text(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n"
+                    "- request: {serviceName: s, endpoint: e, body: !!str null, headers: null}\n"
+                    "  response: {body: ! Null}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (load_mem(y, strlen(y), &c, &err))
+        fail_msg("load: %s", err.msg);
+    const tch_cassette_interaction *it = tch_cassette_get(c, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.body), "null"));
+    assert_int_equal(it->request.headers.len, 0);
+    assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->response.body), "Null"));
+    tch_cassette_free(c);
+}
+
 /* Anchors and aliases are resolved (py2 cassettes share lists this way);
  * an aliased node reads as if written out again, errors name the anchored
  * node, and libyaml's composer rules apply. */
@@ -506,6 +523,7 @@ int main(void) {
         cmocka_unit_test(missing_response_and_error_is_rejected),
         cmocka_unit_test(bad_utf8_names_line_and_column),
         cmocka_unit_test(python_bytes_are_base64),
+        cmocka_unit_test(tagged_null_is_text),
         cmocka_unit_test(anchors_and_aliases_resolve),
         cmocka_unit_test(alias_expansion_is_bounded),
         cmocka_unit_test(duplicate_keys_are_rejected),
