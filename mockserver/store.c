@@ -342,8 +342,9 @@ static json_t *interaction_to_json(const mock_cassette *mc, size_t i) {
     const tch_cassette_interaction *it = tch_cassette_get(mc->c, i);
     json_t *o = json_object();
     json_object_set_new(o, "index", json_integer((json_int_t)i));
-    if (!it) {
-        json_object_set_new(o, "pending", json_true());
+    if (!it) { /* a slot: waiting for its answer, or aborted (never written) */
+        json_object_set_new(o, tch_cassette_is_pending(mc->c, i) ? "pending" : "aborted",
+                            json_true());
         return o;
     }
     json_object_set_new(o, "line", json_integer((json_int_t)it->line));

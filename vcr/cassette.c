@@ -321,6 +321,10 @@ const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t i
     return e->state == ST_PENDING || e->state == ST_ABORTED ? NULL : &e->it;
 }
 
+int tch_cassette_is_pending(const tch_cassette *c, size_t index) {
+    return index < c->n && c->items[index]->state == ST_PENDING;
+}
+
 unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index) {
     return index < c->n ? c->items[index]->plays : 0;
 }

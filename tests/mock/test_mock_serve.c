@@ -527,6 +527,29 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
     tch_channel_free(srv);
 }
 
+/* A recording whose call never reaches the upstream is aborted: the caller
+ * gets the error, and GET /cassettes shows the slot as aborted, not pending. */
+static void an_unreachable_upstream_aborts_the_slot(void **state) {
+    fx *f = *state;
+    tch_channel *gone = tch_channel_new(f->base, "gone", NULL);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(gone, NULL, &err), 0);
+    char dead[64], path[300];
+    snprintf(dead, sizeof dead, "%s", tch_channel_host_port(gone));
+    tch_channel_free(gone); /* nothing listens there now */
+    snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
+    start_mock(f, "--mode", "once", "--upstream", dead, path, NULL);
+    result r = echo(f, "keyvalue-server", "x");
+    assert_int_not_equal(r.error_code, 0);
+    json_t *j = admin_get(f, "/cassettes");
+    json_t *c0 = json_array_get(json_object_get(j, "cassettes"), 0);
+    json_t *i0 = json_array_get(json_object_get(c0, "interactions"), 0);
+    assert_true(json_is_true(json_object_get(i0, "aborted")));
+    assert_null(json_object_get(i0, "pending"));
+    assert_int_equal(json_integer_value(json_object_get(c0, "pendingRecordings")), 0);
+    json_decref(j);
+}
+
 static void sigterm_saves_every_recording(void **state) {
     fx *f = *state;
     upstream u = {0};
@@ -802,6 +825,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
         cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
         cmocka_unit_test_setup_teardown(an_edit_is_not_overwritten_by_a_save, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unreachable_upstream_aborts_the_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),

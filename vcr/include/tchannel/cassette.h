@@ -213,6 +213,9 @@ int tch_cassette_can_record(const tch_cassette *c);
 size_t tch_cassette_count(const tch_cassette *c); /* interactions incl. pending slots */
 /* NULL for an out-of-range index or a slot not finished yet. */
 const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t index);
+/* 1 for a recording slot still waiting for its answer; 0 otherwise (an
+ * interaction, an aborted slot that will never be written, or out of range). */
+int tch_cassette_is_pending(const tch_cassette *c, size_t index);
 unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index);
 size_t tch_cassette_play_count(const tch_cassette *c); /* total replays */
 int tch_cassette_all_played(const tch_cassette *c);    /* every replayable one played */
