@@ -218,6 +218,34 @@ static int map_value(resolver *r, const tch_thrift_type *t, const cexpr *e, int 
     return 0;
 }
 
+/* A struct value in the IDL is built as thriftrw builds it, through the
+ * struct's constructor: a missing field takes its own default, a missing
+ * required field is an error, and a union holds at most one field. Errors
+ * point at the value, so a bad constant fails the load, not every encode. */
+static int struct_const_finish(resolver *r, const tch_thrift_struct *st, const cexpr *e, int depth,
+                               tch_thrift_value *v) {
+    char what[200];
+    for (size_t i = 0; i < st->fields.n; i++) {
+        const tch_thrift_field *f = st->fields.items[i];
+        if (tch_thrift_value_struct_get(v, f->id))
+            continue;
+        if (f->defexpr && st->kind != TCH_THRIFT_STRUCT_UNION) {
+            tch_thrift_value *fv;
+            int rc = cexpr_value(r, f->type, f->defexpr, depth + 1, &fv);
+            if (!rc && tch_thrift_value_struct_set_take(v, f->id, fv))
+                rc = nomem(r);
+            if (rc)
+                return rc;
+        } else if (f->req == TCH_THRIFT_REQ_REQUIRED) {
+            snprintf(what, sizeof what, "%s: required field '%s' missing", st->name, f->name);
+            return fail_at(r, e->doc, e->line, e->col, "%s", what);
+        }
+    }
+    if (st->kind == TCH_THRIFT_STRUCT_UNION && tch_thrift_value_struct_count(v) > 1)
+        return fail_at(r, e->doc, e->line, e->col, "union %s: more than one field set", st->name);
+    return 0;
+}
+
 /* A struct const is written as a map from field name strings to values. */
 static int struct_value(resolver *r, const tch_thrift_type *t, const cexpr *e, int depth, tch_thrift_value **out) {
     if (e->kind != CEXPR_MAP)
@@ -248,6 +276,11 @@ static int struct_value(resolver *r, const tch_thrift_type *t, const cexpr *e, i
             tch_thrift_value_free(v);
             return rc;
         }
+    }
+    int rc = struct_const_finish(r, t->st, e, depth, v);
+    if (rc) {
+        tch_thrift_value_free(v);
+        return rc;
     }
     *out = v;
     return 0;
@@ -413,6 +446,38 @@ static int check_extends_cycles(resolver *r) {
     return 0;
 }
 
+static const tch_thrift_method *own_method(const tch_thrift_service *s, const char *name) {
+    for (size_t i = 0; i < s->methods.n; i++) {
+        const tch_thrift_method *m = s->methods.items[i];
+        if (strcmp(m->name, name) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+/* As thriftrw: a service may not define again a method it inherits. Runs
+ * once the extends chains are known to end. */
+static int check_inherited_methods(resolver *r) {
+    for (size_t i = 0; i < r->idl->docs.n; i++) {
+        idl_doc *d = r->idl->docs.items[i];
+        for (size_t j = 0; j < d->services.n; j++) {
+            const tch_thrift_service *s = d->services.items[j];
+            for (size_t k = 0; k < s->methods.n; k++) {
+                const tch_thrift_method *m = s->methods.items[k];
+                for (const tch_thrift_service *b = s->extends; b; b = b->extends) {
+                    if (!own_method(b, m->name))
+                        continue;
+                    char what[200];
+                    snprintf(what, sizeof what, "%s.%s: already defined in base service %s",
+                             s->name, m->name, b->name);
+                    return fail_at(r, d, m->line, m->col, "%s", what);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
 int idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err) {
     resolver r = {idl, err};
     int rc = 0;
@@ -431,5 +496,7 @@ int idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err) {
         for (size_t j = 0; !rc && j < d->services.n; j++)
             rc = resolve_service(&r, d->services.items[j]);
     }
-    return rc ? rc : check_extends_cycles(&r);
+    if (!rc)
+        rc = check_extends_cycles(&r);
+    return rc ? rc : check_inherited_methods(&r);
 }

@@ -167,6 +167,50 @@ static void errors_name_line_and_column(void **state) {
     expect_error("struct A { 1: i32 @ }", "unexpected character '@'");
 }
 
+/* Struct values in the IDL are built as thriftrw builds them: missing
+ * fields take their own defaults, so `= {}` and a const `{}` give B(id=5). */
+static void struct_values_take_field_defaults(void **state) {
+    (void)state;
+    const char *text = "struct B { 1: optional i64 id = 5; 2: optional string s }\n"
+                       "struct H { 1: optional B b = {} }\n"
+                       "const B CB = {}\n";
+    tch_thrift_idl *idl = NULL;
+    tch_error err = {0};
+    if (load_str(text, &idl, &err))
+        fail_msg("load: %s", err.msg);
+    const tch_thrift_value *cb = tch_thrift_idl_find_const(idl, "CB", NULL);
+    assert_non_null(cb);
+    assert_non_null(tch_thrift_value_struct_get(cb, 1));
+    assert_int_equal(tch_thrift_value_int(tch_thrift_value_struct_get(cb, 1)), 5);
+    assert_null(tch_thrift_value_struct_get(cb, 2)); /* optional, no default */
+    const tch_thrift_field *f = tch_thrift_struct_field_by_name(tch_thrift_idl_find_struct(idl, "H"), "b");
+    const tch_thrift_value *def = tch_thrift_field_default(f);
+    assert_non_null(def);
+    assert_int_equal(tch_thrift_value_int(tch_thrift_value_struct_get(def, 1)), 5);
+    tch_thrift_idl_free(idl);
+}
+
+/* A value that breaks its struct's rules fails the load, at the value. */
+static void invalid_struct_values_fail_the_load(void **state) {
+    (void)state;
+    expect_error("struct R { 1: required string s }\nconst R CR = {}\n",
+                 "t.thrift:2:14: R: required field 's' missing");
+    expect_error("struct R { 1: required string s }\nstruct H { 2: optional R r = {} }\n",
+                 "t.thrift:2:30: R: required field 's' missing");
+    expect_error("union U { 1: i32 a; 2: i32 b }\nconst U CU = {\"a\": 1, \"b\": 2}\n",
+                 "t.thrift:2:14: union U: more than one field set");
+}
+
+/* As thriftrw: a service may not define a method it inherits again. */
+static void inherited_methods_are_not_redefined(void **state) {
+    (void)state;
+    expect_error("service Baz { void bar() }\nservice Foo extends Baz { i32 bar() }\n",
+                 "Foo.bar: already defined in base service Baz");
+    expect_error("service A { void x() }\nservice B extends A { void y() }\n"
+                 "service C extends B { void x() }\n",
+                 "t.thrift:3:");
+}
+
 static void nesting_is_bounded(void **state) {
     (void)state;
     char text[2048] = "struct A { 1: ";
@@ -259,6 +303,9 @@ int main(void) {
         cmocka_unit_test(rich_idl_every_construct),
         cmocka_unit_test(comments_separators_annotations),
         cmocka_unit_test(errors_name_line_and_column),
+        cmocka_unit_test(struct_values_take_field_defaults),
+        cmocka_unit_test(invalid_struct_values_fail_the_load),
+        cmocka_unit_test(inherited_methods_are_not_redefined),
         cmocka_unit_test(nesting_is_bounded),
         cmocka_unit_test(include_cycles_are_rejected_with_the_chain),
         cmocka_unit_test(includes_resolve_types_services_and_diamonds),
