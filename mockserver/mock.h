@@ -174,7 +174,10 @@ int mock_store_save_all(mock *m);
 mock_cassette *mock_store_target(mock_store *s);
 /* Expands a path: a directory gives its *.yaml / *.yml files (sorted). */
 int mock_expand_path(const char *path, mock_strv *out, tch_error *err);
-void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size);
+/* The cassette's file against what we last read or wrote: the same (or
+ * still absent), changed (by someone else), or gone since. */
+typedef enum { MOCK_FILE_SAME, MOCK_FILE_CHANGED, MOCK_FILE_GONE } mock_file_state;
+mock_file_state mock_file_check(const mock_cassette *mc);
 json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc);
 
 /* ---- serve.c -------------------------------------------------------------- */

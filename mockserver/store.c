@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size) {
+static void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size) {
     struct stat st;
     if (stat(path, &st) != 0) {
         *exists = 0, *mtime_ns = 0, *size = 0;
@@ -26,6 +26,17 @@ void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *siz
 
 static void remember_file(mock_cassette *mc) {
     mock_file_stat(mc->path, &mc->file_exists, &mc->mtime_ns, &mc->size);
+}
+
+mock_file_state mock_file_check(const mock_cassette *mc) {
+    int exists;
+    int64_t mtime;
+    off_t size;
+    mock_file_stat(mc->path, &exists, &mtime, &size);
+    if (!exists)
+        return mc->file_exists ? MOCK_FILE_GONE : MOCK_FILE_SAME;
+    return !mc->file_exists || mtime != mc->mtime_ns || size != mc->size ? MOCK_FILE_CHANGED
+                                                                         : MOCK_FILE_SAME;
 }
 
 static void set_load_error(mock_cassette *mc, const char *msg) {
@@ -121,16 +132,6 @@ int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *er
     return 0;
 }
 
-/* Whether the file is no longer what we last read or wrote: someone
- * edited or replaced it while recordings waited to be saved. */
-static int edited_on_disk(const mock_cassette *mc) {
-    int exists;
-    int64_t mtime;
-    off_t size;
-    mock_file_stat(mc->path, &exists, &mtime, &size);
-    return exists && (!mc->file_exists || mtime != mc->mtime_ns || size != mc->size);
-}
-
 /* The cassette with this run's recordings goes beside the edited file, as
  * PATH.conflict.yaml: the user's edit is not overwritten and nothing
  * recorded is lost (merge by hand, or delete one of the two). */
@@ -160,7 +161,8 @@ static int save_beside(mock_cassette *mc, tch_error *err) {
 int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
     (void)m;
     mc->moved_aside = 0; /* says what this save did */
-    if (tch_cassette_dirty(mc->c) && edited_on_disk(mc))
+    /* someone edited or replaced the file while recordings waited */
+    if (tch_cassette_dirty(mc->c) && mock_file_check(mc) == MOCK_FILE_CHANGED)
         return save_beside(mc, err);
     int rc = tch_cassette_save(mc->c, err);
     if (rc == 0)
@@ -218,11 +220,7 @@ static void swap_in(mock_cassette *mc, tch_cassette *fresh) {
  * empty cassette, so the last version keeps serving (an editor may be
  * replacing it; the watcher picks it up when it is back). */
 static int gone(const mock_cassette *mc, tch_error *err) {
-    int exists;
-    int64_t mtime;
-    off_t size;
-    mock_file_stat(mc->path, &exists, &mtime, &size);
-    if (mc->file_exists && !exists)
+    if (mock_file_check(mc) == MOCK_FILE_GONE)
         return tch_error_set(err, TCH_ENOTFOUND, "%s: the file is gone; still serving the last "
                              "version read", mc->path);
     return 0;

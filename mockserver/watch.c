@@ -9,13 +9,7 @@
  * that disappeared is not reloaded: the last version keeps serving (an
  * editor may be replacing it). */
 static int changed(const mock_cassette *mc) {
-    int exists;
-    int64_t mtime;
-    off_t size;
-    mock_file_stat(mc->path, &exists, &mtime, &size);
-    if (!exists)
-        return 0;
-    return !mc->file_exists || mtime != mc->mtime_ns || size != mc->size;
+    return mock_file_check(mc) == MOCK_FILE_CHANGED;
 }
 
 size_t mock_watch_check(mock *m, int force) {
