@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "ports.h"
 #include "result.h"
 
 typedef struct fixture {
@@ -126,13 +127,7 @@ static int teardown(void **state) {
 }
 
 static void dead_port(char *hp, size_t n) {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sin;
-    bind(s, (struct sockaddr *)&sin, sizeof sin);
-    getsockname(s, (struct sockaddr *)&sin, &len);
-    close(s);
-    snprintf(hp, n, "127.0.0.1:%d", ntohs(sin.sin_port));
+    assert_int_equal(tch_test_dead_port(hp, n), 0);
 }
 
 static result run_call(fixture *f, tch_call_opts *o) {

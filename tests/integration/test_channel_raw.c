@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "ports.h"
 #include "result.h"
 #include "wire.h"
 
@@ -319,15 +320,8 @@ static void caller_timeout_then_late_answer_is_dropped(void **state) {
 
 static void connection_refused_is_network_error(void **state) {
     fixture *f = *state;
-    /* Bind then close a socket to find a port nobody listens on. */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sin;
-    bind(s, (struct sockaddr *)&sin, sizeof sin);
-    getsockname(s, (struct sockaddr *)&sin, &len);
-    close(s);
     char hp[64];
-    snprintf(hp, sizeof hp, "127.0.0.1:%d", ntohs(sin.sin_port));
+    assert_int_equal(tch_test_dead_port(hp, sizeof hp), 0);
     result r = {0};
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                        .host_port = hp, .timeout_ms = 2000};
@@ -567,14 +561,8 @@ static void ping_is_answered_by_the_peer(void **state) {
     assert_int_equal(p.status, 0);
     assert_true(p.rtt_us > 0 && p.rtt_us < 1000000);
     /* a dead peer: the ping fails as the connection does */
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sin;
-    bind(s, (struct sockaddr *)&sin, sizeof sin);
-    getsockname(s, (struct sockaddr *)&sin, &len);
-    close(s);
     char dead[64];
-    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sin.sin_port));
+    assert_int_equal(tch_test_dead_port(dead, sizeof dead), 0);
     pinged q = {0};
     assert_int_equal(tch_channel_ping(f->client, dead, 1000, on_ping, &q, NULL), 0);
     assert_true(tch_test_run_until(f->base, &q.done, 2000));

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "ports.h"
 
 #define MAX_ADS 16
 
@@ -233,15 +234,8 @@ static void backs_off_after_errors_then_succeeds(void **state) {
     assert_true(gap2 >= 980 && gap2 < 2500);
 }
 
-/* A port nothing listens on: bind one, then close it. */
 static void dead_port(char *hp, size_t cap) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    snprintf(hp, cap, "127.0.0.1:%u", ntohs(a.sin_port));
-    close(fd);
+    assert_int_equal(tch_test_dead_port(hp, cap), 0);
 }
 
 static void first_advertise_times_out_without_routers(void **state) {

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "mock_proc.h"
+#include "ports.h"
 
 #define SRC TCH_SOURCE_DIR
 #define KV_YAML SRC "/cassettes/keyvalue.yaml"
@@ -531,12 +532,8 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
  * gets the error, and GET /cassettes shows the slot as aborted, not pending. */
 static void an_unreachable_upstream_aborts_the_slot(void **state) {
     fx *f = *state;
-    tch_channel *gone = tch_channel_new(f->base, "gone", NULL);
-    tch_error err;
-    assert_int_equal(tch_channel_listen(gone, NULL, &err), 0);
     char dead[64], path[300];
-    snprintf(dead, sizeof dead, "%s", tch_channel_host_port(gone));
-    tch_channel_free(gone); /* nothing listens there now */
+    assert_int_equal(tch_test_dead_port(dead, sizeof dead), 0);
     snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
     start_mock(f, "--mode", "once", "--upstream", dead, path, NULL);
     result r = echo(f, "keyvalue-server", "x");
