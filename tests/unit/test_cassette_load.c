@@ -255,6 +255,15 @@ static int load_mem(const char *y, size_t len, tch_cassette **c, tch_error *err)
     return tch_cassette_open_memory("m.yaml", y, len, &o, c, err);
 }
 
+/* Loads y, which must load; otherwise fails with the loader's message. */
+static tch_cassette *load_ok(const char *y) {
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (load_mem(y, strlen(y), &c, &err))
+        fail_msg("load: %s", err.msg);
+    return c;
+}
+
 static void expect_error(const char *y, int code, const char *where, const char *what) {
     tch_cassette *c = NULL;
     tch_error err = {0};
@@ -280,10 +289,7 @@ static void python_bytes_are_base64(void **state) {
     const char *y = "version: 1\ninteractions:\n"
                     "- request: {serviceName: s, endpoint: e, body: !!python/bytes aGVsbG8=}\n"
                     "  response: {body: ok}\n";
-    tch_cassette *c = NULL;
-    tch_error err = {0};
-    if (load_mem(y, strlen(y), &c, &err))
-        fail_msg("load: %s", err.msg);
+    tch_cassette *c = load_ok(y);
     assert_true(tch_slice_eq_cstr(tch_buf_slice(&tch_cassette_get(c, 0)->request.body), "hello"));
     tch_cassette_free(c);
 }
@@ -294,10 +300,7 @@ static void tagged_null_is_text(void **state) {
     const char *y = "version: 1\ninteractions:\n"
                     "- request: {serviceName: s, endpoint: e, body: !!str null, headers: null}\n"
                     "  response: {body: ! Null}\n";
-    tch_cassette *c = NULL;
-    tch_error err = {0};
-    if (load_mem(y, strlen(y), &c, &err))
-        fail_msg("load: %s", err.msg);
+    tch_cassette *c = load_ok(y);
     const tch_cassette_interaction *it = tch_cassette_get(c, 0);
     assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.body), "null"));
     assert_int_equal(it->request.headers.len, 0);
