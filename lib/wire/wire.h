@@ -162,6 +162,18 @@ int tch_checksum_size(uint8_t type);
 uint32_t tch_crc32(uint32_t prev, const uint8_t *data, size_t len); /* zlib */
 uint32_t tch_crc32c(uint32_t prev, const uint8_t *data, size_t len);
 uint32_t tch_farmhash32(const uint8_t *data, size_t len); /* Fingerprint32 */
+/* The crc32c implementations: tch_crc32c and tch_checksum_copy take the
+ * fastest usable one; tests run each that this CPU has. */
+typedef enum tch_crc32c_impl {
+    TCH_CRC32C_TABLE,  /* slicing-by-8, any CPU */
+    TCH_CRC32C_SSE42,  /* the crc32 instruction, three streams */
+    TCH_CRC32C_AVX512, /* carry-less multiplication folding, 256 bytes a step */
+} tch_crc32c_impl;
+int tch_crc32c_impl_usable(tch_crc32c_impl impl);
+/* tch_crc32c by impl (which must be usable); with dst, also copies src
+ * there as tch_checksum_copy does. */
+uint32_t tch_crc32c_with(tch_crc32c_impl impl, uint32_t prev, uint8_t *dst,
+                         const uint8_t *src, size_t len);
 /* Copies len bytes from src to dst (which must not overlap) and returns the
  * running crc32 or crc32c advanced over them; for any other type it only
  * copies and returns prev. One pass where a copy and a checksum take two. */
