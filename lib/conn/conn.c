@@ -202,11 +202,19 @@ int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
     tch_fragmenter fz;
     tch_fragmenter_init(&fz, type, id, f, args);
     for (;;) {
-        size_t len;
-        int rc = tch_fragmenter_next(&fz, c->scratch, &len, err);
+        /* In place when the owner offers room: a 64 KiB frame is then
+         * copied once (with its checksum) rather than twice. */
+        uint8_t *room = c->state == READY && c->cb.reserve
+                            ? c->cb.reserve(c->ud, TCH_FRAME_MAX_SIZE)
+                            : NULL;
+        size_t len = 0;
+        int rc = tch_fragmenter_next(&fz, room ? room : c->scratch, &len, err);
+        if (room)
+            c->cb.commit(c->ud, rc < 0 ? 0 : len);
         if (rc < 0)
             return rc;
-        emit(c, c->scratch, len);
+        if (!room)
+            emit(c, c->scratch, len);
         if (rc == 0)
             return 0;
     }

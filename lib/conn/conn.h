@@ -50,6 +50,13 @@ typedef struct tch_conn_callbacks {
      * are still arriving when its TTL (counted from its first frame) runs
      * out can be expired by tch_conn_expire_requests. */
     uint64_t (*now_ms)(void *ud);
+    /* Optional: lets call frames be written in place instead of through
+     * write. reserve returns room for at least len bytes of output (NULL:
+     * use write); commit then appends the first used bytes of that room
+     * (0 when nothing was written). Each reserve is followed by one
+     * commit before anything else is written. */
+    uint8_t *(*reserve)(void *ud, size_t len);
+    void (*commit)(void *ud, size_t used);
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,

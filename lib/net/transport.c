@@ -25,6 +25,7 @@ struct tch_transport {
     uint64_t expiry_at;   /* when expiry is due (monotonic ms); 0: not armed */
     int paused;          /* reading stopped: too much output waiting */
     struct evbuffer *in, *out;
+    struct evbuffer_iovec room; /* reserved in out while a frame is encoded */
     tch_conn *conn;
     tch_transport_events ev;
     void *ud;
@@ -229,6 +230,13 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- conn callbacks: forwarded to the owner ---------------------------- */
 
+/* Output was queued: it is written later in this loop pass, so calls made
+ * together share one sendmsg; read_cb writes directly at its end. */
+static void queued_output(tch_transport *t) {
+    if (!t->in_read && !t->connecting)
+        schedule_flush(t);
+}
+
 static void conn_write(void *ud, const uint8_t *data, size_t len) {
     tch_transport *t = ud;
     if (t->fd < 0)
@@ -237,10 +245,23 @@ static void conn_write(void *ud, const uint8_t *data, size_t len) {
         begin_close(t, TCH_ENOMEM, "cannot queue output");
         return;
     }
-    /* Written later in this loop pass, so calls made together share one
-     * sendmsg; read_cb writes directly at its end. */
-    if (!t->in_read && !t->connecting)
-        schedule_flush(t);
+    queued_output(t);
+}
+
+/* Call frames are encoded straight into the output buffer's free space. */
+static uint8_t *conn_reserve(void *ud, size_t len) {
+    tch_transport *t = ud;
+    if (t->fd < 0 || evbuffer_reserve_space(t->out, (ev_ssize_t)len, &t->room, 1) < 1)
+        return NULL; /* conn_write then drops it, or reports the lack of memory */
+    return t->room.iov_base;
+}
+
+static void conn_commit(void *ud, size_t used) {
+    tch_transport *t = ud;
+    t->room.iov_len = used;
+    evbuffer_commit_space(t->out, &t->room, 1);
+    if (used > 0)
+        queued_output(t);
 }
 
 static void conn_ready(void *ud) {
@@ -440,7 +461,8 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
                                     const tch_transport_events *ev, void *ud,
                                     tch_error *err) {
     static const tch_conn_callbacks cb = {
-        .write = conn_write, .ready = conn_ready, .call_req = conn_call_req,
+        .write = conn_write, .reserve = conn_reserve, .commit = conn_commit,
+        .ready = conn_ready, .call_req = conn_call_req,
         .call_res = conn_call_res, .res_failed = conn_res_failed,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
         .failed = conn_failed, .expects_response = conn_expects_response,

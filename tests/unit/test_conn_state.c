@@ -24,6 +24,10 @@ typedef struct side {
     uint8_t err_code;
     char err_msg[512];
     uint64_t now; /* its clock, set by the test */
+    uint8_t *room;   /* reserved for a frame written in place */
+    size_t room_len;
+    int ncommit;     /* frames written in place */
+    int refuse_room; /* reserve returns NULL: frames go through write */
 } side;
 
 static void w(void *ud, const uint8_t *d, size_t n) { tch_buf_append(&((side *)ud)->out, d, n); }
@@ -60,7 +64,32 @@ static void fld(void *ud, int st, const char *why) {
 
 static uint64_t clock_of(void *ud) { return ((side *)ud)->now; }
 
-static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of};
+static uint8_t *reserve(void *ud, size_t len) {
+    side *s = ud;
+    assert_null(s->room); /* one reserve, then one commit */
+    if (s->refuse_room)
+        return NULL;
+    s->room = malloc(len);
+    s->room_len = len;
+    return s->room;
+}
+
+static void commit(void *ud, size_t used) {
+    side *s = ud;
+    assert_non_null(s->room);
+    assert_true(used <= s->room_len);
+    tch_buf_append(&s->out, s->room, used);
+    free(s->room);
+    s->room = NULL;
+    s->ncommit += used > 0;
+}
+
+/* The client writes through write; the server writes call frames in place,
+ * as the transport does, so every test runs both ways of sending. */
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of, NULL, NULL};
+static const tch_conn_callbacks cbs_in_place = {w,    rdy,      creq,    cres,   resfail,
+                                                errf, canc,     fld,     NULL,   NULL,
+                                                clock_of, reserve, commit};
 
 typedef struct pair {
     side client, server;
@@ -71,7 +100,7 @@ static void make(pair *p, size_t max_arg) {
     tch_conn_config cc = {.outbound = 1, .process_name = "client", .max_arg_size = max_arg};
     tch_conn_config sc = {.outbound = 0, .host_port = "127.0.0.1:4040", .process_name = "server", .max_arg_size = max_arg};
     p->client.c = tch_conn_new(&cc, &cbs, &p->client);
-    p->server.c = tch_conn_new(&sc, &cbs, &p->server);
+    p->server.c = tch_conn_new(&sc, &cbs_in_place, &p->server);
 }
 
 static void destroy(pair *p) {
@@ -307,10 +336,50 @@ static void large_fragmented_call_arrives_whole(void **state) {
     assert_int_equal(p.client.nerr, 0);
     assert_int_equal(p.client.res->args[2].len, n);
     assert_memory_equal(p.client.res->args[2].ptr, big, n);
+    assert_true(p.server.ncommit >= (int)(n / TCH_FRAME_MAX_SIZE)); /* written in place */
     free(rf);
     free(big);
     free(f);
     destroy(&p);
+}
+
+/* Frames written in place are the very bytes write would have carried, and
+ * an owner that has no room to offer gets them through write instead. */
+static void frames_written_in_place_match_written_ones(void **state) {
+    (void)state;
+    size_t n = 200000;
+    uint8_t *big = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (uint8_t)(i * 7);
+    tch_call_fields *f = req_fields();
+    f->csum_type = TCH_CSUM_CRC32C;
+    tch_slice args[3] = {tch_slice_cstr("ep"), tch_slice_cstr("h"), tch_slice_of(big, n)};
+    tch_buf sent[3] = {{0}};
+    for (int way = 0; way < 3; way++) { /* through write; in place; in place refused */
+        pair p;
+        make_ready(&p, 1 << 20);
+        side *s = &p.server;
+        s->refuse_room = way == 2;
+        s->ncommit = 0;
+        if (way == 0) /* the client has no reserve */
+            s = &p.client;
+        tch_buf_free(&s->out);
+        s->out = (tch_buf){0};
+        assert_int_equal(tch_conn_send_call(s->c, TCH_FRAME_CALL_REQ, 7, f, args, NULL), 0);
+        sent[way] = s->out;
+        s->out = (tch_buf){0};
+        assert_int_equal(s->ncommit, way == 1 ? 4 : 0); /* 200000 bytes: four frames */
+        destroy(&p);
+    }
+    assert_true(sent[0].len > n);
+    for (int way = 1; way < 3; way++) {
+        assert_int_equal(sent[way].len, sent[0].len);
+        assert_memory_equal(sent[way].ptr, sent[0].ptr, sent[0].len);
+    }
+    for (int way = 0; way < 3; way++)
+        tch_buf_free(&sent[way]);
+    free(f);
+    free(big);
 }
 
 static void over_limit_request_gets_bad_request_not_a_close(void **state) {
@@ -562,6 +631,7 @@ int main(void) {
         cmocka_unit_test(client_refuses_garbage_for_an_init_res),
         cmocka_unit_test(call_before_handshake_is_held_then_delivered),
         cmocka_unit_test(large_fragmented_call_arrives_whole),
+        cmocka_unit_test(frames_written_in_place_match_written_ones),
         cmocka_unit_test(over_limit_request_gets_bad_request_not_a_close),
         cmocka_unit_test(corrupted_checksum_is_reported_for_that_call),
         cmocka_unit_test(corrupted_response_checksum_fails_that_call_only),
