@@ -205,7 +205,7 @@ int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
         /* In place when the owner offers room: a 64 KiB frame is then
          * copied once (with its checksum) rather than twice. */
         uint8_t *room = c->state == READY && c->cb.reserve
-                            ? c->cb.reserve(c->ud, TCH_FRAME_MAX_SIZE)
+                            ? c->cb.reserve(c->ud, tch_fragmenter_bound(&fz))
                             : NULL;
         size_t len = 0;
         int rc = tch_fragmenter_next(&fz, room ? room : c->scratch, &len, err);

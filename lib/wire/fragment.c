@@ -139,6 +139,22 @@ static int write_chunks(tch_fragmenter *fz, uint8_t **pp, const uint8_t *end,
     return more;
 }
 
+size_t tch_fragmenter_bound(const tch_fragmenter *fz) {
+    size_t n = TCH_FRAME_HEADER_SIZE + 2 + 4; /* a continue frame's flags, type, csum */
+    if (!fz->started) {
+        size_t fields;
+        if (fields_size(fz, &fields, NULL) != 0)
+            return TCH_FRAME_MAX_SIZE; /* next() reports the error */
+        n = TCH_FRAME_HEADER_SIZE + fields;
+    }
+    /* what is left of the args, and a length for each chunk: a frame holds
+     * at most one chunk per arg not yet finished */
+    n += fz->args[fz->arg].len - fz->off + 2 * (size_t)(3 - fz->arg);
+    for (int i = fz->arg + 1; i < 3; i++)
+        n += fz->args[i].len;
+    return n < TCH_FRAME_MAX_SIZE ? n : TCH_FRAME_MAX_SIZE;
+}
+
 int tch_fragmenter_next(tch_fragmenter *fz, uint8_t *out, size_t *len,
                         tch_error *err) {
     if (fz->done)

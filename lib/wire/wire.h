@@ -217,7 +217,10 @@ typedef struct tch_fragmenter {
 
 void tch_fragmenter_init(tch_fragmenter *fz, uint8_t type, uint32_t id,
                          const tch_call_fields *f, const tch_slice args[3]);
-/* Writes the next frame into out (at least TCH_FRAME_MAX_SIZE bytes).
+/* The most bytes the next frame can take (at most TCH_FRAME_MAX_SIZE):
+ * small messages need not reserve a whole frame's room. */
+size_t tch_fragmenter_bound(const tch_fragmenter *fz);
+/* Writes the next frame into out (at least tch_fragmenter_bound bytes).
  * Returns 1 when more frames follow, 0 when it wrote the last one,
  * negative on error (fields that do not fit in one frame, bad csum type). */
 int tch_fragmenter_next(tch_fragmenter *fz, uint8_t *out, size_t *len,

@@ -171,11 +171,18 @@ static size_t round_trip(uint8_t type, uint8_t csum, const size_t lens[3]) {
     size_t frames = 0;
     int more = 1, done = 0;
     while (more) {
-        size_t n;
+        size_t n, bound = tch_fragmenter_bound(&fz);
         more = tch_fragmenter_next(&fz, frame_buf, &n, &err);
         if (more < 0)
             fail_msg("fragment: %s", err.msg);
         assert_true(n <= TCH_FRAME_MAX_SIZE);
+        /* the room a caller reserves: enough, and not much more than a
+         * last frame needs (a chunk length per arg at most) */
+        if (n > bound)
+            fail_msg("frame %zu of %zu/%zu/%zu: %zu bytes, bound %zu", frames, lens[0],
+                     lens[1], lens[2], n, bound);
+        if (!more)
+            assert_true(bound - n <= 8);
         assert_int_equal(!!(frame_buf[16] & TCH_CALL_FLAG_MORE), more);
         done = feed(&r, frames == 0, frame_buf, n, 0, &err);
         if (done < 0)
