@@ -38,6 +38,8 @@ struct tch_outbound {
     int ntried;
     uint32_t handle;     /* for tch_channel_cancel; 0 when not cancellable */
     int hooked;          /* the hook holds the current attempt */
+    int borrowed;        /* req's endpoint and args are the caller's (borrow_args) */
+    uint8_t *arg_store;  /* their copy, once the hook takes a borrowed call */
     int expired;         /* deadline passed while the hook held it */
     /* a local answer or failure, delivered from the loop */
     int have_local;
@@ -119,12 +121,15 @@ static tch_slice put_slice(uint8_t **at, tch_slice s) {
     return out;
 }
 
-/* Copies every field of o into one allocation owned by call. */
+/* Copies every field of o into one allocation owned by call; with
+ * borrow_args, endpoint and args stay where the caller keeps them. */
 static int copy_request(tch_outbound *call, const tch_call_opts *o) {
+    call->borrowed = o->borrow_args != 0;
     size_t size = o->nheaders * sizeof(tch_header) + str_size(o->service) +
                   str_size(o->host_port) + str_size(o->arg_scheme) +
-                  str_size(o->shard_key) + str_size(o->routing_delegate) +
-                  o->endpoint.len + o->arg2.len + o->arg3.len;
+                  str_size(o->shard_key) + str_size(o->routing_delegate);
+    if (!call->borrowed)
+        size += o->endpoint.len + o->arg2.len + o->arg3.len;
     for (size_t i = 0; i < o->nheaders; i++)
         size += o->headers[i].key.len + o->headers[i].value.len;
     call->store = malloc(size ? size : 1);
@@ -145,12 +150,31 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
     call->req.arg_scheme = put_str(&at, o->arg_scheme);
     call->req.shard_key = put_str(&at, o->shard_key);
     call->req.routing_delegate = put_str(&at, o->routing_delegate);
-    call->req.endpoint = put_slice(&at, o->endpoint);
-    call->req.arg2 = put_slice(&at, o->arg2);
-    call->req.arg3 = put_slice(&at, o->arg3);
+    if (!call->borrowed) {
+        call->req.endpoint = put_slice(&at, o->endpoint);
+        call->req.arg2 = put_slice(&at, o->arg2);
+        call->req.arg3 = put_slice(&at, o->arg3);
+    }
     if (o->trace)
         call->parent = *o->trace;
     call->req.trace = o->trace ? &call->parent : NULL;
+    return 0;
+}
+
+/* A hook may hold the request past the caller's callback, so a borrowed
+ * request is copied before a hook sees it. */
+static int own_args(tch_outbound *call) {
+    if (!call->borrowed)
+        return 0;
+    tch_call_opts *r = &call->req;
+    size_t size = r->endpoint.len + r->arg2.len + r->arg3.len;
+    uint8_t *at = call->arg_store = malloc(size ? size : 1);
+    if (!at)
+        return TCH_ENOMEM;
+    r->endpoint = put_slice(&at, r->endpoint);
+    r->arg2 = put_slice(&at, r->arg2);
+    r->arg3 = put_slice(&at, r->arg3);
+    call->borrowed = 0;
     return 0;
 }
 
@@ -170,6 +194,7 @@ static void call_free(tch_outbound *call) {
     event_del(&call->defer);
     tch_buf_free(&call->local_store);
     free(call->store);
+    free(call->arg_store);
     free(call);
 }
 
@@ -371,6 +396,15 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     return 0;
 }
 
+/* Lets the hook decide the attempt. */
+static int hand_to_hook(tch_outbound *call) {
+    if (own_args(call) != 0)
+        return TCH_ENOMEM;
+    call->hooked = 1;
+    CHANNEL_USER_CALL(call->ch, call->ch->hook(call, call->ch->hook_ud));
+    return 0;
+}
+
 /* Starts the next attempt: through the hook when there is one. */
 static void next_attempt(tch_outbound *call) {
     tch_channel *ch = call->ch;
@@ -378,8 +412,8 @@ static void next_attempt(tch_outbound *call) {
     call->observer_ud = NULL;
     call->have_local = 0;
     if (ch->hook) {
-        call->hooked = 1;
-        CHANNEL_USER_CALL(ch, ch->hook(call, ch->hook_ud));
+        if (hand_to_hook(call) != 0)
+            defer_failure(call, TCH_ENOMEM, "out of memory");
         return;
     }
     tch_error err;
@@ -641,9 +675,10 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     struct timeval tv = {call->timeout_ms / 1000, (call->timeout_ms % 1000) * 1000};
     evtimer_add(&call->deadline, &tv);
     if (ch->hook) {
-        call->hooked = 1;
-        CHANNEL_USER_CALL(ch, ch->hook(call, ch->hook_ud));
-        return 0;
+        rc = hand_to_hook(call);
+        if (rc)
+            call_free(call);
+        return rc ? tch_error_set(err, rc, "out of memory") : 0;
     }
     rc = start_attempt(call, err); /* report what fails at once to the caller */
     if (rc)

@@ -2,13 +2,15 @@
  *
  *   bench_client --peer HOST:PORT [--impl LABEL] [--conc N] [--size BYTES]
  *                [--duration S] [--warmup S] [--checksum none|crc32|farmhash|crc32c]
- *                [--service NAME]
+ *                [--service NAME] [--args borrow|copy]
  *
  * N callers share one tch_channel (so one connection, calls multiplexed);
  * each sends the next `echo` (arg3 = BYTES bytes, arg2 empty) as soon as its
  * previous one answered. After --warmup seconds it measures for --duration
  * seconds: throughput = calls completed inside the window / window length;
  * p50/p99 from every call that both started and ended inside the window.
+ * The payload lives for the whole run, so calls borrow it (borrow_args, no
+ * copy per call) unless --args copy.
  * An error is any call that failed, answered with code != 0, or echoed the
  * wrong length; a caller stops at its first error. Prints one line (see bench_common.h); exit 0, 2 on bad usage,
  * 1 when nothing could be measured.
@@ -36,6 +38,7 @@ struct bench {
     const char *service;
     uint8_t *payload;
     size_t size;
+    int borrow;
     uint64_t warm_end_ns, end_ns;
     unsigned active;
     unsigned long errors;
@@ -54,6 +57,7 @@ static int start_call(slot *s) {
     o.arg3 = tch_slice_of(b->payload, b->size);
     o.host_port = b->peer;
     o.timeout_ms = 10000;
+    o.borrow_args = b->borrow;
     s->start_ns = bench_now_ns();
     tch_error err = {0};
     int rc = tch_channel_call(b->ch, &o, on_response, s, &err);
@@ -108,7 +112,7 @@ static int usage(const char *bad) {
             "bench_client: bad argument '%s'\n"
             "usage: bench_client --peer HOST:PORT [--impl LABEL] [--conc N] [--size BYTES]\n"
             "                    [--duration S] [--warmup S] [--checksum none|crc32|farmhash|crc32c]\n"
-            "                    [--service NAME]\n",
+            "                    [--service NAME] [--args borrow|copy]\n",
             bad);
     return 2;
 }
@@ -120,6 +124,7 @@ int main(int argc, char **argv) {
     double duration = 5, warmup = 1;
     bench b = {0};
     b.service = "keyvalue-server";
+    b.borrow = 1;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -132,7 +137,11 @@ int main(int argc, char **argv) {
             impl = v;
         else if (!strcmp(a, "--service"))
             b.service = v;
-        else if (!strcmp(a, "--checksum"))
+        else if (!strcmp(a, "--args")) {
+            if (strcmp(v, "borrow") && strcmp(v, "copy"))
+                return usage(v);
+            b.borrow = !strcmp(v, "borrow");
+        } else if (!strcmp(a, "--checksum"))
             checksum = v;
         else if (!strcmp(a, "--conc")) {
             if (bench_parse_u64(v, 100000, 0, &conc))

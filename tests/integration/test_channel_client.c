@@ -31,6 +31,7 @@ typedef struct fixture {
     int busy_left;      /* "flaky" answers busy this many times first */
     int timeouts_left;  /* "slowpoke" answers a timeout error this many times */
     int hits;
+    char *scribble;     /* "flaky_echo" overwrites it when it answers busy */
     tch_trace seen_trace;
     tch_inbound *seen_current;
     char seen_headers[512];
@@ -68,6 +69,20 @@ static void flaky(tch_inbound *in, void *ud) {
         return;
     }
     tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr("ok"));
+}
+
+/* Busy while busy_left lasts (scribbling over the caller's body, so the
+ * retry shows what it read), then an echo of arg3. */
+static void flaky_echo(tch_inbound *in, void *ud) {
+    fixture *f = ud;
+    f->hits++;
+    if (f->busy_left > 0) {
+        f->busy_left--;
+        memset(f->scribble, 'b', strlen(f->scribble));
+        tch_inbound_respond_error(in, TCH_PCODE_BUSY, "try later");
+        return;
+    }
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_inbound_arg3(in));
 }
 
 static void slowpoke(tch_inbound *in, void *ud) {
@@ -112,6 +127,7 @@ static int setup(void **state) {
     tch_channel_register(f->server, NULL, "echo", echo, f);
     tch_channel_register(f->server, NULL, "flaky", flaky, f);
     tch_channel_register(f->server, NULL, "slowpoke", slowpoke, f);
+    tch_channel_register(f->server, NULL, "flaky_echo", flaky_echo, f);
     tch_channel_register(f->server, NULL, "front", front, f);
     *state = f;
     return 0;
@@ -309,6 +325,57 @@ static void hook_can_answer_or_forward(void **state) {
     result_free(&r);
 }
 
+/* borrow_args: every attempt reads the body where the caller keeps it, so
+ * the retry sends it as it is by then; without it, the copy made when the
+ * call started. */
+static void borrowed_args_are_read_in_place(void **state) {
+    fixture *f = *state;
+    char body[] = "aaaa";
+    f->scribble = body;
+    for (int borrow = 1; borrow >= 0; borrow--) {
+        memcpy(body, "aaaa", 4);
+        f->busy_left = 1;
+        f->hits = 0;
+        tch_call_opts o = {.endpoint = tch_slice_cstr("flaky_echo"), .host_port = f->hp,
+                           .arg3 = tch_slice_of(body, 4), .borrow_args = borrow};
+        result r = run_call(f, &o);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(f->hits, 2);
+        assert_int_equal(r.arg3.len, 4);
+        assert_memory_equal(r.arg3.ptr, borrow ? "bbbb" : "aaaa", 4);
+        result_free(&r);
+    }
+    f->scribble = NULL;
+}
+
+static void holding_hook(tch_outbound *call, void *ud) { *(tch_outbound **)ud = call; }
+
+/* A hook may hold a call past the caller's callback (here its deadline
+ * passes first), when the caller is free to reuse a borrowed body: the
+ * hook sees a copy taken when the call reached it. */
+static void a_hook_holds_a_copy_of_borrowed_args(void **state) {
+    fixture *f = *state;
+    tch_outbound *held = NULL;
+    tch_channel_set_outbound_hook(f->client, holding_hook, &held);
+    char body[] = "aaaa";
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .arg3 = tch_slice_of(body, 4),
+                       .timeout_ms = 20, .borrow_args = 1};
+    result r = {0};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_non_null(held);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_int_equal(r.status, TCH_ETIMEOUT);
+    memcpy(body, "bbbb", 4); /* its callback ran: the caller may */
+    const tch_call_opts *req = tch_outbound_request(held);
+    assert_int_equal(req->arg3.len, 4);
+    assert_memory_equal(req->arg3.ptr, "aaaa", 4);
+    tch_response res = {.status = 0, .message = ""};
+    tch_outbound_answer(held, &res); /* expired: it is just freed */
+    assert_int_equal(r.done, 1);
+    result_free(&r);
+}
+
 static void freeing_the_channel_ends_answers_still_queued(void **state) {
     fixture *f = *state;
     hook_state h = {0};
@@ -456,6 +523,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(transport_headers_reach_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_propagates_through_a_handler_call, setup, teardown),
         cmocka_unit_test_setup_teardown(hook_can_answer_or_forward, setup, teardown),
+        cmocka_unit_test_setup_teardown(borrowed_args_are_read_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_hook_holds_a_copy_of_borrowed_args, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_the_channel_ends_answers_still_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_the_channel_from_its_own_callback_is_safe, setup, teardown),
         cmocka_unit_test_setup_teardown(an_answer_over_the_limit_is_not_retried, setup, teardown),

@@ -201,6 +201,14 @@ typedef struct tch_call_opts {
     const char *shard_key;        /* "sk" */
     const char *routing_delegate; /* "rd" */
     uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
+    /* Nonzero: endpoint, arg2 and arg3 are read where they are (for every
+     * attempt) instead of being copied when the call starts, which saves a
+     * copy of each large body. They must then stay valid and unchanged
+     * until cb has run, or until tch_channel_call returns an error. The
+     * other fields are always copied. With an outbound hook installed they
+     * are copied before the hook sees the call, since a hook may hold it
+     * past the callback. */
+    int borrow_args;
 } tch_call_opts;
 
 /* The outcome of a call. status is 0 when a call response arrived (code 0
