@@ -121,6 +121,18 @@ static tch_slice put_slice(uint8_t **at, tch_slice s) {
     return out;
 }
 
+static size_t args_size(const tch_call_opts *o) {
+    return o->endpoint.len + o->arg2.len + o->arg3.len;
+}
+
+/* Copies src's endpoint and args to *at and points r's at the copies
+ * (r may be src). */
+static void put_args(uint8_t **at, tch_call_opts *r, const tch_call_opts *src) {
+    r->endpoint = put_slice(at, src->endpoint);
+    r->arg2 = put_slice(at, src->arg2);
+    r->arg3 = put_slice(at, src->arg3);
+}
+
 /* Copies every field of o into one allocation owned by call; with
  * borrow_args, endpoint and args stay where the caller keeps them. */
 static int copy_request(tch_outbound *call, const tch_call_opts *o) {
@@ -129,7 +141,7 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
                   str_size(o->host_port) + str_size(o->arg_scheme) +
                   str_size(o->shard_key) + str_size(o->routing_delegate);
     if (!call->borrowed)
-        size += o->endpoint.len + o->arg2.len + o->arg3.len;
+        size += args_size(o);
     for (size_t i = 0; i < o->nheaders; i++)
         size += o->headers[i].key.len + o->headers[i].value.len;
     call->store = malloc(size ? size : 1);
@@ -150,11 +162,8 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
     call->req.arg_scheme = put_str(&at, o->arg_scheme);
     call->req.shard_key = put_str(&at, o->shard_key);
     call->req.routing_delegate = put_str(&at, o->routing_delegate);
-    if (!call->borrowed) {
-        call->req.endpoint = put_slice(&at, o->endpoint);
-        call->req.arg2 = put_slice(&at, o->arg2);
-        call->req.arg3 = put_slice(&at, o->arg3);
-    }
+    if (!call->borrowed)
+        put_args(&at, &call->req, o);
     if (o->trace)
         call->parent = *o->trace;
     call->req.trace = o->trace ? &call->parent : NULL;
@@ -166,14 +175,11 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
 static int own_args(tch_outbound *call) {
     if (!call->borrowed)
         return 0;
-    tch_call_opts *r = &call->req;
-    size_t size = r->endpoint.len + r->arg2.len + r->arg3.len;
+    size_t size = args_size(&call->req);
     uint8_t *at = call->arg_store = malloc(size ? size : 1);
     if (!at)
         return TCH_ENOMEM;
-    r->endpoint = put_slice(&at, r->endpoint);
-    r->arg2 = put_slice(&at, r->arg2);
-    r->arg3 = put_slice(&at, r->arg3);
+    put_args(&at, &call->req, &call->req);
     call->borrowed = 0;
     return 0;
 }
