@@ -11,6 +11,7 @@
 #   # run <r>: impl=... (as below)
 # and at the end each case prints the run with its median calls/s:
 #   impl=<client>-><server> conc=<n> size=<bytes> calls/s=<float> p50_us=<int> p99_us=<int> errors=<n>
+#   #   server CPU per call: server_user_us=<float> server_sys_us=<float>
 # then ratio/target lines with PASS or MISS, computed from those medians. Exit 0 when every case ran with errors=0 (PASS/MISS
 # does not change the exit status), 1 otherwise, 2 on bad usage or missing programs.
 set -u
@@ -64,13 +65,14 @@ cleanup() {
 trap cleanup EXIT
 
 # start_server NAME CMD... : starts CMD, reads its `listening HOST:PORT` line (20 s
-# deadline) and sets HP to HOST:PORT.
+# deadline) and sets HP to HOST:PORT and PID to its process id.
 start_server() {
     local name=$1 fifo="$tmp/$1.out" line
     shift
     mkfifo "$fifo"
     "$@" >"$fifo" &
-    pids+=($!)
+    PID=$!
+    pids+=($PID)
     exec {fd}<"$fifo"
     if ! IFS= read -r -t 20 line <&"$fd" || [ "${line#listening }" = "$line" ]; then
         echo "run.sh: $name server did not print 'listening HOST:PORT' (got: ${line:-nothing})" >&2
@@ -80,43 +82,64 @@ start_server() {
     echo "# $name server: $* on $HP"
 }
 
-start_server ours "$ours_server"; ours_hp=$HP
-start_server node node "$node_server"; node_hp=$HP
-start_server socket "$pingpong" server; socket_hp=$HP
+start_server ours "$ours_server"; ours_hp=$HP; ours_pid=$PID
+start_server node node "$node_server"; node_hp=$HP; node_pid=$PID
+start_server socket "$pingpong" server; socket_hp=$HP; socket_pid=$PID
+ticks_per_s=$(getconf CLK_TCK)
+
+# cpu_ticks PID : prints the process's user and kernel CPU so far, in clock ticks.
+cpu_ticks() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "0 0"; return; }
+    set -- ${stat##*) }   # after "(comm)": state is field 3, so utime is $12, stime $13
+    echo "${12} ${13}"
+}
 
 runs=$tmp/runs
 results=$tmp/results
 : >"$runs"
 status=0
 run_no=0
-# run_case IMPL CONC SIZE CMD... : runs one measurement and records its line.
+# run_case IMPL CONC SIZE SERVER_PID CMD... : runs one measurement and records its
+# line, followed by the server's CPU per call (user and kernel, microseconds): its
+# CPU time over warm-up and window together, over the calls that time would hold
+# at the measured rate.
 run_case() {
-    local impl=$1 conc=$2 size=$3 line
-    shift 3
+    local impl=$1 conc=$2 size=$3 server=$4 line u0 s0 u1 s1 cpu
+    shift 4
+    read -r u0 s0 < <(cpu_ticks "$server")
     line=$("$@" --impl "$impl" --conc "$conc" --size "$size" --duration "$duration" \
         --warmup "$warmup" | grep '^impl=')
+    read -r u1 s1 < <(cpu_ticks "$server")
     if [ -z "$line" ]; then
         line="impl=$impl conc=$conc size=$size calls/s=0 p50_us=0 p99_us=0 errors=failed-to-run"
         status=1
     fi
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
+    cpu=$(echo "$line" | awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks_per_s" \
+        -v secs="$duration + $warmup" '{
+        split($4, kv, "="); split(secs, t, " + "); calls = kv[2] * (t[1] + t[2])
+        if (calls > 0) printf "server_user_us=%.1f server_sys_us=%.1f", du / hz * 1e6 / calls, ds / hz * 1e6 / calls
+        else printf "server_user_us=0 server_sys_us=0"
+    }')
     echo "# run $run_no: $line"
-    echo "run=$run_no $line" >>"$runs"
+    echo "#   server CPU per call: $cpu"
+    echo "run=$run_no $line $cpu" >>"$runs"
 }
 
 echo "# closed-loop raw echo; warm-up ${warmup} s, measure ${duration} s per case, ${repeat} run(s) each; checksum crc32c (both implementations' default, hardware-accelerated in both)"
 for ((run_no = 1; run_no <= repeat; run_no++)); do
     for size in 100 65536; do
         for conc in 1 64; do
-            run_case 'ours->ours' "$conc" "$size" "$ours_client" --peer "$ours_hp"
-            run_case 'node->ours' "$conc" "$size" node "$node_client" --peer "$ours_hp"
-            run_case 'node->node' "$conc" "$size" node "$node_client" --peer "$node_hp"
+            run_case 'ours->ours' "$conc" "$size" "$ours_pid" "$ours_client" --peer "$ours_hp"
+            run_case 'node->ours' "$conc" "$size" "$ours_pid" node "$node_client" --peer "$ours_hp"
+            run_case 'node->node' "$conc" "$size" "$node_pid" node "$node_client" --peer "$node_hp"
         done
         # The floor: plain TCP ping-pong; conc=64 is 64 connections, one message in
         # flight on each. At 64 KiB only conc 64: what loopback itself allows, with
         # no framing or checksums.
-        [ "$size" = 100 ] && run_case 'socket->socket' 1 100 "$pingpong" client --peer "$socket_hp"
-        run_case 'socket->socket' 64 "$size" "$pingpong" client --peer "$socket_hp"
+        [ "$size" = 100 ] && run_case 'socket->socket' 1 100 "$socket_pid" "$pingpong" client --peer "$socket_hp"
+        run_case 'socket->socket' 64 "$size" "$socket_pid" "$pingpong" client --peer "$socket_hp"
     done
 done
 
@@ -142,7 +165,7 @@ END {
     for (c = 1; c <= cases; c++)
         print line[order[c], median_index(order[c], n[order[c]])]
 }' "$runs" >"$results"
-cat "$results"
+sed 's/ server_user_us=/\n#   server CPU per call: server_user_us=/' "$results"
 
 # Ratios and targets. A ratio is taken within each run (its two cases ran
 # seconds apart, in the same spell of the machine), then the median of those.
@@ -165,6 +188,8 @@ FILENAME == ARGV[1] {   # the runs
     k = field($0, "impl") " " field($0, "conc") " " field($0, "size")
     p99[k] = field($0, "p99_us")
     med[k] = field($0, "calls/s") + 0
+    user[k] = field($0, "server_user_us") + 0
+    sys[k] = field($0, "server_sys_us") + 0
 }
 function verdict(ok) { return ok ? "PASS" : "MISS" }
 function ratio(label, a, b, target,   r, m, i, j, t, x, xs, list) {
@@ -204,5 +229,11 @@ END {
         else
             printf "p99 ours conc=64 size=%s = %d us (target < 2000 us) %s\n", sizes[i], p99[k], verdict(p99[k] + 0 < 2000)
     }
+    # Where the floor comes from: the CPU one call costs the server. When ours
+    # spends about as long in the kernel as the floor does in all, the kernel
+    # (copies and TCP on loopback), not the library, sets the ceiling.
+    a = "ours->ours 64 65536"; b = "socket->socket 64 65536"
+    if ((a in user) && (b in user))
+        printf "server cpu per call conc=64 size=65536: ours user=%.1f us kernel=%.1f us; floor user=%.1f us kernel=%.1f us\n", user[a], sys[a], user[b], sys[b]
 }' "$runs" "$results"
 exit $status
