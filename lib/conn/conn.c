@@ -600,6 +600,8 @@ int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr) {
 static int feed_frames(tch_conn *c, tch_slice in, size_t *used) {
     *used = 0;
     while (c->state != FAILED) {
+        if (in.len == 0) /* the usual end: no EAGAIN message to format */
+            return 0;
         tch_frame fr;
         size_t n;
         tch_error err;
