@@ -215,6 +215,15 @@ static void post_reset(mock *m, struct evhttp_request *req) {
                                                   "journalCleared", 1));
 }
 
+/* Play counts back to zero in memory: no disk access, the journal kept. */
+static void post_rewind(mock *m, struct evhttp_request *req) {
+    for (size_t i = 0; i < m->store.n; i++)
+        tch_cassette_rewind(m->store.items[i]->c);
+    mock_log("play counts rewound via admin API (%zu cassette%s)", m->store.n,
+             m->store.n == 1 ? "" : "s");
+    reply_json(req, 200, json_pack("{s:I}", "rewound", (json_int_t)m->store.n));
+}
+
 static void put_mode(mock *m, struct evhttp_request *req) {
     json_t *body = body_object(req);
     if (!body)
@@ -276,6 +285,8 @@ static void on_request(struct evhttp_request *req, void *ud) {
         post_reset(m, req);
     else if (!strcmp(path, "/reload") && post)
         post_reload(m, req);
+    else if (!strcmp(path, "/rewind") && post)
+        post_rewind(m, req);
     else if (!strcmp(path, "/mode") && method == EVHTTP_REQ_PUT)
         put_mode(m, req);
     else if (!strcmp(path, "/mode") && get)
@@ -283,7 +294,8 @@ static void on_request(struct evhttp_request *req, void *ud) {
     else if (!strcmp(path, "/hyperbahn") && get)
         get_hyperbahn(m, req);
     else if (!strcmp(path, "/health") || !strcmp(path, "/cassettes") || !strcmp(path, "/journal") ||
-             !strcmp(path, "/reset") || !strcmp(path, "/reload") || !strcmp(path, "/mode") ||
+             !strcmp(path, "/reset") || !strcmp(path, "/reload") || !strcmp(path, "/rewind") ||
+             !strcmp(path, "/mode") ||
              !strcmp(path, "/hyperbahn"))
         reply_error(req, 405, "method not allowed on %s", path);
     else

@@ -193,6 +193,16 @@ int cas_index_entry(tch_cassette *c, size_t idx) {
     return 0;
 }
 
+void tch_cassette_rewind(tch_cassette *c) {
+    for (size_t i = 0; i < c->n; i++)
+        c->items[i]->plays = 0;
+    c->total_plays = 0;
+    for (size_t b = 0; b < c->nbuckets; b++) { /* every entry is unplayed again */
+        c->buckets[b].cursor = c->buckets[b].head;
+        c->buckets[b].repeat = NO_ENTRY;
+    }
+}
+
 /* ---- lookup ------------------------------------------------------------ */
 
 /* All enabled built-in fields equal (hash first, then the normalized bytes). */

@@ -624,6 +624,21 @@ static void admin_api_endpoints(void **state) {
     assert_int_equal(json_array_size(json_object_get(c0, "interactions")), 4);
     json_decref(j);
 
+    /* rewind: play counts only, in memory; the journal keeps its entry */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/rewind", "", &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "rewound")), 1);
+    json_decref(j);
+    j = admin_get(f, "/cassettes");
+    c0 = json_array_get(json_object_get(j, "cassettes"), 0);
+    i0 = json_array_get(json_object_get(c0, "interactions"), 0);
+    assert_int_equal(json_integer_value(json_object_get(i0, "plays")), 0);
+    json_decref(j);
+    j = admin_get(f, "/journal");
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 1);
+    json_decref(j);
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello"); /* replayable again */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/rewind", NULL, NULL), 405);
+
     /* reset: play counts and journal */
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reset", "", NULL), 200);
     j = admin_get(f, "/journal");

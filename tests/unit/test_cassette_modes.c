@@ -316,6 +316,60 @@ static void identical_requests_play_in_file_order_once(void **state) {
     rm_path(p);
 }
 
+/* Rewinding starts playback over (first match again, not the one a repeat
+ * last gave) and leaves this run's recordings alone. */
+static void rewind_plays_from_the_start(void **state) {
+    (void)state;
+    char *p = tmp_path("rewind.yaml");
+    tch_cassette *c = open_mode(p, TCH_CASSETTE_ONCE);
+    record(c, "echo", "x", "first");
+    record(c, "echo", "x", "second");
+    save_ok(c);
+    tch_cassette_free(c);
+
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    o.allow_playback_repeats = 1;
+    tch_error err = {0};
+    char ans[64];
+    assert_int_equal(tch_cassette_open(p, &o, &c, &err), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "second");
+    assert_true(tch_cassette_all_played(c));
+    tch_cassette_rewind(c);
+    assert_int_equal(tch_cassette_play_count(c), 0);
+    assert_int_equal(tch_cassette_play_count_of(c, 0), 0);
+    assert_int_equal(tch_cassette_play_count_of(c, 1), 0);
+    assert_false(tch_cassette_all_played(c));
+    assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "first");
+    assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "second");
+    tch_cassette_free(c);
+
+    /* without repeats: played out, then rewound, then played out again */
+    c = open_mode(p, TCH_CASSETTE_NEW_EPISODES);
+    assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    record(c, "echo", "y", "new");
+    tch_cassette_rewind(c);
+    assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "first");
+    assert_true(tch_cassette_dirty(c)); /* the recording is still to be saved */
+    assert_int_equal(tch_cassette_count(c), 3);
+    save_ok(c);
+    tch_cassette_free(c);
+    c = open_mode(p, TCH_CASSETTE_NONE);
+    assert_int_equal(tch_cassette_count(c), 3);
+    assert_int_equal(decide(c, "echo", "y", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
+    assert_string_equal(ans, "new");
+    tch_cassette_free(c);
+    rm_path(p);
+}
+
 static void concurrent_slots_save_in_issue_order(void **state) {
     (void)state;
     char *p = tmp_path("slots.yaml");
@@ -441,6 +495,7 @@ int main(void) {
         cmocka_unit_test(strict_ignores_what_this_run_recorded),
         cmocka_unit_test(only_regular_files_are_read),
         cmocka_unit_test(identical_requests_play_in_file_order_once),
+        cmocka_unit_test(rewind_plays_from_the_start),
         cmocka_unit_test(concurrent_slots_save_in_issue_order),
         cmocka_unit_test(env_overrides_mode),
         cmocka_unit_test(strict_reports_unused),

@@ -222,6 +222,10 @@ int tch_cassette_all_played(const tch_cassette *c);    /* every replayable one p
 int tch_cassette_dirty(const tch_cassette *c);
 /* TCH_ESTATE listing unused interactions ("#3 svc::ep (raw) \"hi\"") or 0. */
 int tch_cassette_check_unused(const tch_cassette *c, tch_error *err);
+/* Sets every play count back to zero, so the cassette answers as if just
+ * opened (vcrpy's Cassette.rewind). Touches nothing else: no disk access,
+ * what this run recorded stays as it was, pending slots stay pending. */
+void tch_cassette_rewind(tch_cassette *c);
 
 /* ---- lookup ------------------------------------------------------------ */
 
