@@ -193,6 +193,23 @@ static void encode_rejects_wrong_values(void **state) {
     tch_buf_free(&out);
 }
 
+/* Pinned against the Node peer: thriftrw 3.12 writes an empty union as a
+ * lone STOP and reads one back. */
+static void empty_union_is_a_lone_stop(void **state) {
+    tch_error err = {0};
+    tch_buf out = {0};
+    tch_thrift_value *u = tch_thrift_value_new_struct();
+    assert_int_equal(tch_thrift_encode(S(state, "U"), u, &out, &err), 0);
+    assert_int_equal(out.len, 1);
+    assert_int_equal(out.ptr[0], 0);
+    tch_thrift_value_free(u);
+    tch_thrift_value *d = NULL;
+    assert_int_equal(tch_thrift_decode(S(state, "U"), tch_buf_slice(&out), &d, &err), 0);
+    assert_int_equal(tch_thrift_value_struct_count(d), 0);
+    tch_thrift_value_free(d);
+    tch_buf_free(&out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(encodes_exact_bytes_and_decodes_back),
@@ -202,6 +219,7 @@ int main(void) {
         cmocka_unit_test(nesting_is_bounded),
         cmocka_unit_test(every_truncation_fails_cleanly),
         cmocka_unit_test(encode_rejects_wrong_values),
+        cmocka_unit_test(empty_union_is_a_lone_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

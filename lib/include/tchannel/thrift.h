@@ -41,6 +41,13 @@
  * TCH_THRIFT_MAX_DEPTH and every length is checked against the bytes left
  * before anything is allocated. Decoding does not fill IDL defaults (the value
  * says what was on the wire).
+ *
+ * Unions: more than one field set is an error both ways, as in thriftrw-go
+ * and Apache Thrift's generated code. An empty union (just STOP) is accepted
+ * both ways, as the Node peer does; thriftrw-go and Apache Thrift refuse it,
+ * so a value meant for them should set exactly one field. (The Node peer's
+ * thriftrw 3.12 counts no fields at all: it writes an empty union as 00 and
+ * reads two fields without complaint.)
  */
 #ifndef TCHANNEL_THRIFT_H
 #define TCHANNEL_THRIFT_H
