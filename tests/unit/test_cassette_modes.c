@@ -39,16 +39,26 @@ static void rm_path(char *p) {
     free(p);
 }
 
-static tch_cassette *open_mode(const char *path, tch_cassette_mode mode) {
+static tch_cassette *open_opts(const char *path, tch_cassette_mode mode, int repeats) {
     tch_cassette_options o;
     tch_cassette *c = NULL;
     tch_error err = {0};
     tch_cassette_options_init(&o);
     o.mode = mode;
     o.no_env_override = 1;
+    o.allow_playback_repeats = repeats;
     if (tch_cassette_open(path, &o, &c, &err))
         fail_msg("open: %s", err.msg);
     return c;
+}
+
+static tch_cassette *open_mode(const char *path, tch_cassette_mode mode) {
+    return open_opts(path, mode, 0);
+}
+
+/* Mode NONE with allow_playback_repeats. */
+static tch_cassette *open_repeating(const char *path) {
+    return open_opts(path, TCH_CASSETTE_NONE, 1);
 }
 
 /* answer: a 64-byte buffer for the replayed body (buffers are not NUL-terminated) */
@@ -300,13 +310,7 @@ static void identical_requests_play_in_file_order_once(void **state) {
     assert_false(tch_cassette_all_played(c));
     tch_cassette_free(c);
 
-    tch_cassette_options o;
-    tch_cassette_options_init(&o);
-    o.mode = TCH_CASSETTE_NONE;
-    o.no_env_override = 1;
-    o.allow_playback_repeats = 1;
-    tch_error err = {0};
-    assert_int_equal(tch_cassette_open(p, &o, &c, &err), 0);
+    c = open_repeating(p);
     assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
     assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
     assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
@@ -327,14 +331,8 @@ static void rewind_plays_from_the_start(void **state) {
     save_ok(c);
     tch_cassette_free(c);
 
-    tch_cassette_options o;
-    tch_cassette_options_init(&o);
-    o.mode = TCH_CASSETTE_NONE;
-    o.no_env_override = 1;
-    o.allow_playback_repeats = 1;
-    tch_error err = {0};
     char ans[64];
-    assert_int_equal(tch_cassette_open(p, &o, &c, &err), 0);
+    c = open_repeating(p);
     for (int i = 0; i < 3; i++)
         assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
     assert_string_equal(ans, "second");
