@@ -7,19 +7,11 @@
 #include <stdlib.h>
 #include <tchannel/thrift.h>
 
-static const char IDL[] =
-    "enum E { A, B = 5 }\n"
-    "struct P { 1: required i32 x, 2: optional i64 y }\n"
-    "union U { 1: P p, 2: double d, 3: binary b }\n"
-    "struct R {\n"
-    "  1: bool t, 2: byte b, 3: i16 s, 4: i32 i, 5: i64 l, 6: double d, 7: string str, 8: binary bin,\n"
-    "  9: E e, 10: list<P> ps, 11: set<string> ss, 12: map<i32, list<map<string, U>>> deep,\n"
-    "  13: map<E, set<i16>> es, 14: R next, 15: U u, 16: list<list<binary>> ll\n"
-    "}\n";
+#include "rich_idl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tch_thrift_idl *idl;
-    if (tch_thrift_load_string("fuzz.thrift", tch_slice_of(IDL, sizeof IDL - 1), NULL, &idl, NULL))
+    if (tch_thrift_load_string("fuzz.thrift", tch_slice_of(RICH_IDL, sizeof RICH_IDL - 1), NULL, &idl, NULL))
         abort();
     const tch_thrift_struct *st = tch_thrift_idl_find_struct(idl, "R");
     tch_thrift_value *v = NULL, *again = NULL;
