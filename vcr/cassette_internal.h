@@ -24,6 +24,9 @@ enum cas_field {
 
 extern const char *const cas_field_names[F_COUNT];
 
+/* Headers with this prefix carry tracing; matching ignores them. */
+#define TRACING_PREFIX "$tracing$"
+
 typedef enum entry_state {
     ST_LOADED = 0, /* replayable: from the file, or recorded and then saved */
     ST_PENDING,    /* record_begin'd, answer not yet known */

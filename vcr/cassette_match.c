@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TRACING_PREFIX "$tracing$"
-
 /* Normalized forms start with a marker byte so a value that parsed as JSON
  * never equals one compared as raw bytes (tchannel-python falls back to
  * bytes only when parsing fails on either side, which gives the same

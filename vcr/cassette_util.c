@@ -2,6 +2,8 @@
  * base64, error-code names, request copies and short previews. */
 #include "cassette_internal.h"
 
+#include <tchannel/thrift.h>
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,37 +231,16 @@ void cas_describe(const tch_cassette_request *r, char *out, size_t outsz) {
     snprintf(out, outsz, "%s::%s (%s) body \"%s\"", svc, ep, scheme_name(r->scheme), body);
 }
 
-static int read_u16(tch_slice s, size_t *at, uint16_t *v) {
-    if (s.len - *at < 2)
-        return -1;
-    *v = (uint16_t)((s.ptr[*at] << 8) | s.ptr[*at + 1]);
-    *at += 2;
-    return 0;
-}
-
-static int read_str16(tch_slice s, size_t *at, tch_slice *out) {
-    uint16_t n;
-    if (read_u16(s, at, &n) || s.len - *at < n)
-        return -1;
-    *out = tch_slice_of(s.ptr + *at, n);
-    *at += n;
-    return 0;
-}
-
-#define TRACING_PREFIX "$tracing$"
-
 char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted) {
-    json_t *obj = json_object();
-    size_t at = 0;
-    uint16_t nh = 0;
-    if (!obj)
+    tch_thrift_header *h;
+    size_t nh;
+    if (tch_thrift_headers_decode(s, &h, &nh, NULL) != 0)
         return NULL;
-    if (s.len > 0 && read_u16(s, &at, &nh))
+    json_t *obj = json_object();
+    if (!obj)
         goto bad;
-    for (uint16_t i = 0; i < nh; i++) {
-        tch_slice k, v;
-        if (read_str16(s, &at, &k) || read_str16(s, &at, &v))
-            goto bad;
+    for (size_t i = 0; i < nh; i++) {
+        tch_slice k = h[i].key, v = h[i].value;
         if (drop_tracing && k.len >= sizeof TRACING_PREFIX - 1 &&
             memcmp(k.ptr, TRACING_PREFIX, sizeof TRACING_PREFIX - 1) == 0)
             continue;
@@ -275,12 +256,12 @@ char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted) {
         if (rc)
             goto bad;
     }
-    if (at != s.len)
-        goto bad;
+    free(h);
     char *out = json_dumps(obj, JSON_COMPACT | (sorted ? JSON_SORT_KEYS : 0));
     json_decref(obj);
     return out;
 bad:
+    free(h);
     json_decref(obj);
     return NULL;
 }

@@ -1,15 +1,34 @@
 /* libFuzzer target: decode arbitrary bytes as a fixed rich struct; whatever
  * decodes must re-encode, decode again to an equal value, and convert to
- * JSON without crashing (JSON may refuse e.g. invalid UTF-8). */
+ * JSON without crashing (JSON may refuse e.g. invalid UTF-8). The same
+ * bytes are also read as a Thrift call's arg2 headers, whose encoding has
+ * one form: what decodes must encode to exactly the input. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <tchannel/thrift.h>
 
 #include "rich_idl.h"
 
+static void headers_round_trip(tch_slice in) {
+    tch_thrift_header *h;
+    size_t n;
+    tch_buf out = {0};
+    if (tch_thrift_headers_decode(in, &h, &n, NULL) != 0)
+        return;
+    if (tch_thrift_headers_encode(h, n, &out, NULL) != 0)
+        abort();
+    /* no headers may be written as nothing at all or as a zero count */
+    if (!(n == 0 && out.len <= 2) && (out.len != in.len || memcmp(out.ptr, in.ptr, in.len) != 0))
+        abort();
+    free(h);
+    tch_buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    headers_round_trip(tch_slice_of(data, size));
     tch_thrift_idl *idl;
     if (tch_thrift_load_string("fuzz.thrift", tch_slice_of(RICH_IDL, sizeof RICH_IDL - 1), NULL, &idl, NULL))
         abort();
