@@ -110,14 +110,52 @@ static void get_health(mock *m, struct evhttp_request *req) {
                          recording(m)));
 }
 
+/* Reads GET /journal's parameters into *jq; replies 400 naming the bad one. */
+static int journal_query(struct evhttp_request *req, struct evkeyvalq *q, mock_journal_query *jq) {
+    *jq = (mock_journal_query){.outcome = -1};
+    for (struct evkeyval *kv = q->tqh_first; kv; kv = kv->next.tqe_next) {
+        const char *v = kv->value;
+        if (!strcmp(kv->key, "service")) {
+            jq->service = v;
+        } else if (!strcmp(kv->key, "endpoint")) {
+            jq->endpoint = v;
+        } else if (!strcmp(kv->key, "outcome")) {
+            mock_outcome o;
+            if (mock_outcome_parse(v, &o) != 0) {
+                reply_error(req, 400, "outcome: expected replayed, recorded, unmatched, failed or "
+                                      "hyperbahn, got \"%s\"", v);
+                return -1;
+            }
+            jq->outcome = (int)o;
+        } else if (!strcmp(kv->key, "limit")) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (!*v || *end || v[0] == '-' || errno == ERANGE || n > SIZE_MAX) {
+                reply_error(req, 400, "limit: expected a whole number, got \"%s\"", v);
+                return -1;
+            }
+            jq->limit = (size_t)n;
+        } else {
+            reply_error(req, 400, "unknown parameter \"%s\" (journal takes limit, service, "
+                                  "endpoint and outcome)", kv->key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void get_journal(mock *m, struct evhttp_request *req, struct evkeyvalq *q) {
-    const char *lim = evhttp_find_header(q, "limit");
-    size_t limit = lim ? strtoul(lim, NULL, 10) : 0;
+    mock_journal_query jq;
+    if (journal_query(req, q, &jq) != 0)
+        return;
+    size_t matching;
+    json_t *entries = mock_journal_to_json(&m->journal, &jq, &matching);
     reply_json(req, 200,
-               json_pack("{s:I, s:I, s:I, s:o}", "capacity", (json_int_t)m->journal.cap, "total",
-                         (json_int_t)m->journal.next_seq, "dropped",
-                         (json_int_t)(m->journal.next_seq - m->journal.n), "entries",
-                         mock_journal_to_json(&m->journal, limit)));
+               json_pack("{s:I, s:I, s:I, s:I, s:o}", "capacity", (json_int_t)m->journal.cap,
+                         "total", (json_int_t)m->journal.next_seq, "dropped",
+                         (json_int_t)(m->journal.next_seq - m->journal.n), "matching",
+                         (json_int_t)matching, "entries", entries));
 }
 
 static void post_cassettes(mock *m, struct evhttp_request *req) {

@@ -24,6 +24,15 @@ const char *mock_outcome_name(mock_outcome o) {
     }
 }
 
+int mock_outcome_parse(const char *name, mock_outcome *out) {
+    for (int o = MOCK_REPLAYED; o <= MOCK_HYPERBAHN; o++)
+        if (strcmp(name, mock_outcome_name((mock_outcome)o)) == 0) {
+            *out = (mock_outcome)o;
+            return 0;
+        }
+    return TCH_EINVAL;
+}
+
 int mock_journal_init(mock_journal *j, size_t cap) {
     memset(j, 0, sizeof *j);
     j->cap = cap ? cap : 1;
@@ -113,12 +122,29 @@ static json_t *entry_to_json(const mock_journal_entry *e) {
     return o;
 }
 
-/* Oldest first; limit > 0 keeps only the newest `limit`. Service names that
- * are not UTF-8 make json_string fail; those fields become null. */
-json_t *mock_journal_to_json(const mock_journal *j, size_t limit) {
+static int selected(const mock_journal_entry *e, const mock_journal_query *q) {
+    return (!q->service || (e->service && strcmp(e->service, q->service) == 0)) &&
+           (!q->endpoint || (e->endpoint && strcmp(e->endpoint, q->endpoint) == 0)) &&
+           (q->outcome < 0 || (int)e->outcome == q->outcome);
+}
+
+/* Service names that are not UTF-8 make json_string fail; those fields
+ * become null. */
+json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q, size_t *matching) {
+    size_t n = 0;
+    for (size_t i = 0; i < j->n; i++)
+        n += (size_t)selected(&j->ring[(j->start + i) % j->cap], q);
+    *matching = n;
+    size_t skip = q->limit && n > q->limit ? n - q->limit : 0;
     json_t *arr = json_array();
-    size_t skip = limit && j->n > limit ? j->n - limit : 0;
-    for (size_t i = skip; arr && i < j->n; i++)
-        json_array_append_new(arr, entry_to_json(&j->ring[(j->start + i) % j->cap]));
+    for (size_t i = 0; arr && i < j->n; i++) {
+        const mock_journal_entry *e = &j->ring[(j->start + i) % j->cap];
+        if (!selected(e, q))
+            continue;
+        if (skip > 0)
+            skip--;
+        else
+            json_array_append_new(arr, entry_to_json(e));
+    }
     return arr;
 }

@@ -112,8 +112,19 @@ void mock_journal_clear(mock_journal *j);
 void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
                       int scheme, mock_outcome outcome, const char *cassette, long index,
                       const char *message, json_t *near_miss);
-json_t *mock_journal_to_json(const mock_journal *j, size_t limit);
+/* Which entries a journal query wants: exact service and endpoint (NULL:
+ * any), one outcome (-1: any), and only the newest `limit` (0: all). */
+typedef struct mock_journal_query {
+    const char *service, *endpoint;
+    int outcome;
+    size_t limit;
+} mock_journal_query;
+
+/* The entries q selects, oldest first; *matching counts every entry that
+ * passed the filters, before the limit. */
+json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q, size_t *matching);
 const char *mock_outcome_name(mock_outcome o);
+int mock_outcome_parse(const char *name, mock_outcome *out); /* 0, or TCH_EINVAL */
 
 /* ---- the server context ---------------------------------------------------- */
 

@@ -275,6 +275,43 @@ static void miss_names_nearest_and_differing_fields(void **state) {
                             json_array_get(json_object_get(nm, "diffs"), 0), "field")),
                         "endpoint");
     json_decref(j);
+    /* journal queries: filters, a limit, and clear errors for bad ones */
+    assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello");
+    j = admin_get(f, "/journal?outcome=unmatched");
+    assert_int_equal(json_integer_value(json_object_get(j, "matching")), 1);
+    e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "endpoint")), "echo2");
+    json_decref(j);
+    j = admin_get(f, "/journal?service=keyvalue-server&endpoint=echo");
+    assert_int_equal(json_integer_value(json_object_get(j, "matching")), 1);
+    e = json_array_get(json_object_get(j, "entries"), 0);
+    assert_string_equal(json_string_value(json_object_get(e, "outcome")), "replayed");
+    json_decref(j);
+    j = admin_get(f, "/journal?limit=1");
+    assert_int_equal(json_integer_value(json_object_get(j, "matching")), 2);
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 1);
+    e = json_array_get(json_object_get(j, "entries"), 0); /* the newest */
+    assert_string_equal(json_string_value(json_object_get(e, "endpoint")), "echo");
+    json_decref(j);
+    j = admin_get(f, "/journal?service=nobody");
+    assert_int_equal(json_integer_value(json_object_get(j, "matching")), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+    json_decref(j);
+    static const struct {
+        const char *uri, *says;
+    } bad[] = {
+        {"/journal?outcome=missed", "outcome: expected replayed, recorded"},
+        {"/journal?limit=ten", "limit: expected a whole number, got \"ten\""},
+        {"/journal?limit=-1", "limit: expected a whole number"},
+        {"/journal?servce=x", "unknown parameter \"servce\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, bad[i].uri, NULL, &j), 400);
+        const char *msg = json_string_value(json_object_get(j, "error"));
+        if (!msg || !strstr(msg, bad[i].says))
+            fail_msg("%s answered %s", bad[i].uri, msg ? msg : "(no error)");
+        json_decref(j);
+    }
     /* and one log line */
     int fired = 0;
     char log[8192] = "";
