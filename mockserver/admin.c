@@ -295,6 +295,15 @@ static void get_hyperbahn(mock *m, struct evhttp_request *req) {
 
 /* ---- routing -------------------------------------------------------------------- */
 
+static int is_endpoint(const char *path) {
+    static const char *const paths[] = {"/health", "/cassettes", "/journal", "/reset",
+                                        "/reload", "/rewind",    "/mode",    "/hyperbahn"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (!strcmp(path, paths[i]))
+            return 1;
+    return 0;
+}
+
 static void on_request(struct evhttp_request *req, void *ud) {
     mock *m = ud;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -331,10 +340,7 @@ static void on_request(struct evhttp_request *req, void *ud) {
         reply_json(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(m->mode)));
     else if (!strcmp(path, "/hyperbahn") && get)
         get_hyperbahn(m, req);
-    else if (!strcmp(path, "/health") || !strcmp(path, "/cassettes") || !strcmp(path, "/journal") ||
-             !strcmp(path, "/reset") || !strcmp(path, "/reload") || !strcmp(path, "/rewind") ||
-             !strcmp(path, "/mode") ||
-             !strcmp(path, "/hyperbahn"))
+    else if (is_endpoint(path))
         reply_error(req, 405, "method not allowed on %s", path);
     else
         reply_error(req, 404, "no such endpoint: %s", path);
