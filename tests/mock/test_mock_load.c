@@ -22,7 +22,12 @@
 #define GARBAGE_SOCKETS 16
 /* ASan's shadow memory and free quarantine make the sanitizer build's RSS
  * several times larger; the bound is about leaks, so it scales with it. */
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__has_feature) /* clang says ASan this way, gcc with __SANITIZE_ADDRESS__ */
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(UNDER_ASAN)
 #define RSS_LIMIT_KB (256 * 1024)
 #define RSS_GROWTH_KB (32 * 1024)
 #else
