@@ -174,10 +174,12 @@ FOLD_TARGET static inline __m128i fold128(__m128i x, __m128i k, __m128i next) {
     return _mm_xor_si128(_mm_xor_si128(a, b), next);
 }
 
-FOLD_TARGET static inline __m512i fold_load(int copy, uint8_t *dst, const uint8_t *p) {
-    __m512i v = _mm512_loadu_si512(p);
+/* The 64 bytes at p + off, stored at dst + off too when copying (dst is
+ * NULL otherwise, so it is only offset then). */
+FOLD_TARGET static inline __m512i fold_load(int copy, uint8_t *dst, const uint8_t *p, size_t off) {
+    __m512i v = _mm512_loadu_si512(p + off);
     if (copy)
-        _mm512_storeu_si512(dst, v);
+        _mm512_storeu_si512(dst + off, v);
     return v;
 }
 
@@ -190,19 +192,19 @@ crc32c_fold(uint32_t *crc, int copy, uint8_t *dst, const uint8_t *p, size_t len)
     const __m512i k512 = FOLD_K(0x740eef02, 0x9e4addf8);  /* D = 64 bytes */
     const __m128i k128 = _mm_set_epi64x(0x14cd00bd6, 0xf20c0dfe); /* 16 */
     size_t done = 0;
-    __m512i x0 = fold_load(copy, dst, p), x1 = fold_load(copy, dst + 64, p + 64);
-    __m512i x2 = fold_load(copy, dst + 128, p + 128);
-    __m512i x3 = fold_load(copy, dst + 192, p + 192);
+    __m512i x0 = fold_load(copy, dst, p, 0), x1 = fold_load(copy, dst, p, 64);
+    __m512i x2 = fold_load(copy, dst, p, 128);
+    __m512i x3 = fold_load(copy, dst, p, 192);
     x0 = _mm512_xor_si512(x0, _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)*crc)));
     for (done = 256; len - done >= 256; done += 256) {
-        x0 = fold512(x0, k2048, fold_load(copy, dst + done, p + done));
-        x1 = fold512(x1, k2048, fold_load(copy, dst + done + 64, p + done + 64));
-        x2 = fold512(x2, k2048, fold_load(copy, dst + done + 128, p + done + 128));
-        x3 = fold512(x3, k2048, fold_load(copy, dst + done + 192, p + done + 192));
+        x0 = fold512(x0, k2048, fold_load(copy, dst, p, done));
+        x1 = fold512(x1, k2048, fold_load(copy, dst, p, done + 64));
+        x2 = fold512(x2, k2048, fold_load(copy, dst, p, done + 128));
+        x3 = fold512(x3, k2048, fold_load(copy, dst, p, done + 192));
     }
     x3 = fold512(fold512(fold512(x0, k512, x1), k512, x2), k512, x3);
     for (; len - done >= 64; done += 64)
-        x3 = fold512(x3, k512, fold_load(copy, dst + done, p + done));
+        x3 = fold512(x3, k512, fold_load(copy, dst, p, done));
     __m128i l = _mm512_extracti32x4_epi32(x3, 0);
     l = fold128(l, k128, _mm512_extracti32x4_epi32(x3, 1));
     l = fold128(l, k128, _mm512_extracti32x4_epi32(x3, 2));
@@ -251,6 +253,8 @@ static tch_crc32c_impl best_impl(void) {
 
 uint32_t tch_crc32c_with(tch_crc32c_impl impl, uint32_t prev, uint8_t *dst,
                          const uint8_t *src, size_t len) {
+    if (len == 0) /* src may be NULL, and NULL + 0 is undefined in C */
+        return prev;
     switch (impl) {
     case TCH_CRC32C_AVX512:
         return dst ? crc32c_copy_avx512(prev, dst, src, len) : crc32c_avx512(prev, src, len);
