@@ -71,6 +71,40 @@ static int is_object_key_type(const tch_thrift_type *t) {
     return t->kind == TCH_THRIFT_STRING || t->kind == TCH_THRIFT_ENUM;
 }
 
+/* A string or enum map key as the JSON object key it becomes: the string,
+ * the enum value's name, or its number ("7") when it has no name. */
+static int object_key(const tch_thrift_type *kt, const tch_thrift_value *k, int depth, json_t **out,
+                      tch_error *err) {
+    json_t *j = NULL;
+    int rc = to_json(kt, k, depth, &j, err);
+    if (rc)
+        return rc;
+    if (json_is_integer(j)) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(j));
+        json_decref(j);
+        j = json_string(num);
+    }
+    *out = j;
+    return j ? 0 : oom(err);
+}
+
+/* A JSON object holds a key once, so a map whose keys repeat (possible on
+ * the wire) cannot become one without losing an entry: that is an error. */
+static int put_object_entry(json_t *obj, json_t *key, json_t *val, tch_error *err) {
+    const char *ks = json_string_value(key);
+    size_t kl = json_string_length(key);
+    int rc = 0;
+    if (json_object_getn(obj, ks, kl)) {
+        rc = tch_error_set(err, TCH_EINVAL, "map key \"%.*s\" appears more than once", (int)kl, ks);
+        json_decref(val);
+    } else if (json_object_setn_new(obj, ks, kl, val)) {
+        rc = oom(err);
+    }
+    json_decref(key);
+    return rc;
+}
+
 static int map_to_json(const tch_thrift_type *t, const tch_thrift_value *v, int depth, json_t **out, tch_error *err) {
     int as_object = is_object_key_type(t->elem);
     json_t *res = as_object ? json_object() : json_array();
@@ -80,23 +114,13 @@ static int map_to_json(const tch_thrift_type *t, const tch_thrift_value *v, int 
     for (size_t i = 0; !rc && i < v->u.c.n; i++) {
         json_t *k = NULL, *val = NULL;
         const tch_thrift_value *kv = v->u.c.items[2 * i];
-        if ((rc = to_json(t->elem, kv, depth + 1, &k, err)) ||
-            (rc = to_json(t->val, v->u.c.items[2 * i + 1], depth + 1, &val, err))) {
+        rc = as_object ? object_key(t->elem, kv, depth + 1, &k, err) : to_json(t->elem, kv, depth + 1, &k, err);
+        if (rc || (rc = to_json(t->val, v->u.c.items[2 * i + 1], depth + 1, &val, err))) {
             json_decref(k);
             break;
         }
-        if (as_object && json_is_integer(k)) { /* enum value without a name: "7" */
-            char num[24];
-            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(k));
-            json_decref(k);
-            k = json_string(num);
-        }
-        if (!k) {
-            json_decref(val);
-            rc = oom(err);
-        } else if (as_object) {
-            rc = json_object_setn_new(res, json_string_value(k), json_string_length(k), val) ? oom(err) : 0;
-            json_decref(k);
+        if (as_object) {
+            rc = put_object_entry(res, k, val, err);
         } else {
             json_t *pair = json_pack("{s:o,s:o}", "key", k, "value", val);
             rc = !pair || json_array_append_new(res, pair) ? oom(err) : 0;
@@ -414,6 +438,52 @@ static int map_put_json(const tch_thrift_type *t, tch_thrift_value *m, tch_thrif
     return tch_thrift_value_map_put_take(m, k, v) ? oom(err) : 0;
 }
 
+/* Two spellings of one enum value ("A" and "0") would put its key in the
+ * map twice: refused, naming both. `seen` maps each key as map_to_json
+ * would write it to the spelling that gave it. */
+static int check_enum_key(const tch_thrift_type *kt, const tch_thrift_value *k, const char *key, size_t klen,
+                          json_t *seen, tch_error *err) {
+    json_t *canon;
+    int rc = object_key(kt, k, 0, &canon, err);
+    if (rc)
+        return rc;
+    const char *cs = json_string_value(canon);
+    size_t cl = json_string_length(canon);
+    json_t *first = json_object_getn(seen, cs, cl);
+    if (first)
+        rc = tch_error_set(err, TCH_EINVAL, "keys \"%s\" and \"%.*s\" are the same %s value",
+                           json_string_value(first), (int)klen, key, tch_thrift_enum_name(kt->en));
+    else if (json_object_setn_new(seen, cs, cl, json_stringn(key, klen)))
+        rc = oom(err);
+    json_decref(canon);
+    return rc;
+}
+
+static int object_map_from_json(const tch_thrift_type *t, const json_t *j, int depth, tch_thrift_value *m,
+                                tch_error *err) {
+    json_t *seen = t->elem->kind == TCH_THRIFT_ENUM ? json_object() : NULL;
+    if (t->elem->kind == TCH_THRIFT_ENUM && !seen)
+        return oom(err);
+    const char *key;
+    size_t klen;
+    json_t *vj;
+    void *tmp;
+    int rc = 0;
+    json_object_keylen_foreach_safe((json_t *)j, tmp, key, klen, vj) {
+        tch_thrift_value *k;
+        if ((rc = key_from_string(t->elem, key, klen, &k, err)))
+            break;
+        if (seen && (rc = check_enum_key(t->elem, k, key, klen, seen, err))) {
+            tch_thrift_value_free(k);
+            break;
+        }
+        if ((rc = map_put_json(t, m, k, vj, depth, err)))
+            break;
+    }
+    json_decref(seen);
+    return rc;
+}
+
 static int map_from_json(const tch_thrift_type *t, const json_t *j, int depth, tch_thrift_value **out, tch_error *err) {
     if (!json_is_object(j) && !json_is_array(j))
         return kind_error(err, t, json_kind(j));
@@ -425,16 +495,7 @@ static int map_from_json(const tch_thrift_type *t, const json_t *j, int depth, t
         return oom(err);
     int rc = 0;
     if (json_is_object(j)) {
-        const char *key;
-        size_t klen;
-        json_t *vj;
-        void *tmp;
-        json_object_keylen_foreach_safe((json_t *)j, tmp, key, klen, vj) {
-            tch_thrift_value *k;
-            if ((rc = key_from_string(t->elem, key, klen, &k, err)) ||
-                (rc = map_put_json(t, m, k, vj, depth, err)))
-                break;
-        }
+        rc = object_map_from_json(t, j, depth, m, err);
     } else {
         size_t i;
         json_t *pair;

@@ -111,6 +111,29 @@ static void bad_json_is_rejected_with_a_path(void **state) {
     expect_from_json_error(state, "{\"name\":\"n\",\"by_id\":[{\"key\":1}]}", "expected {\"key\": k");
     expect_from_json_error(state, "{\"name\":\"n\",\"ds\":[1,\"x\"]}", "ds: [1]: expected double, got string");
     expect_from_json_error(state, "[]", "expected object for S");
+    /* one enum value spelled twice would be one key twice */
+    expect_from_json_error(state, "{\"name\":\"n\",\"by_color\":{\"RED\":true,\"1\":false}}",
+                           "keys \"RED\" and \"1\" are the same Color value");
+}
+
+/* A map can repeat a key on the wire; a JSON object cannot, so rendering
+ * one refuses rather than drops an entry. */
+static void repeated_map_keys_cannot_be_an_object(void **state) {
+    const tch_thrift_struct *st = tch_thrift_idl_find_struct(*state, "S");
+    /* S{name: "n", counts: {"a": 1, "a": 2}} as the wire has it */
+    static const uint8_t wire[] = {0x0b, 0x00, 0x01, 0, 0, 0, 1, 'n', 0x0d, 0x00, 0x04, 0x0b, 0x0a,
+                                   0,    0,    0,    2, 0, 0, 0, 1,   'a',  0,    0,    0,    0,
+                                   0,    0,    0,    1, 0, 0, 0, 1,   'a',  0,    0,    0,    0,
+                                   0,    0,    0,    2, 0x00};
+    tch_thrift_value *v = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_thrift_decode(st, tch_slice_of(wire, sizeof wire), &v, &err), 0);
+    json_t *out = NULL;
+    assert_int_equal(tch_thrift_struct_to_json(st, v, &out, &err), TCH_EINVAL);
+    if (!strstr(err.msg, "map key \"a\" appears more than once"))
+        fail_msg("msg \"%s\"", err.msg);
+    assert_null(out);
+    tch_thrift_value_free(v);
 }
 
 static void invalid_utf8_string_cannot_be_json(void **state) {
@@ -195,6 +218,7 @@ int main(void) {
         cmocka_unit_test(mapping_round_trips),
         cmocka_unit_test(bad_json_is_rejected_with_a_path),
         cmocka_unit_test(invalid_utf8_string_cannot_be_json),
+        cmocka_unit_test(repeated_map_keys_cannot_be_an_object),
         cmocka_unit_test(method_results_as_json),
         cmocka_unit_test(method_args_as_json),
     };

@@ -33,6 +33,9 @@
  *   map with string or enum keys -> object (keys the string / enum name);
  *   map with any other key type -> array of {"key": k, "value": v} objects,
  *             so ints, structs and containers as keys round-trip exactly.
+ *             A map whose keys repeat (the wire allows it) cannot be an
+ *             object: writing one is an error, as are two spellings of one
+ *             enum key ("RED" and "1") on input.
  *
  * Decoding follows generated Apache Thrift code: unknown field ids are
  * skipped, a known id arriving with a different wire type is skipped too;
