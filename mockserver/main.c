@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,10 +60,18 @@ static const char USAGE[] =
     "  -v, --verbose            one log line per request\n"
     "  -h, --help               this text\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+static int usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "tchannel-mock: ");
-    fprintf(stderr, fmt, arg);
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n%s", USAGE);
+    va_end(ap);
     return 2;
 }
 
@@ -101,7 +110,7 @@ static int takes_value(const char *name) {
     return 0;
 }
 
-static int apply_option(mock_config *c, const char *name, const char *v, const char *arg) {
+static int apply_option(mock_config *c, const char *name, const char *v) {
     unsigned long n;
     tch_error err;
     if (!strcmp(name, "--host"))
@@ -110,14 +119,14 @@ static int apply_option(mock_config *c, const char *name, const char *v, const c
         c->admin_host = v;
     else if (!strcmp(name, "--port") || !strcmp(name, "--admin-port")) {
         if (parse_uint(v, 65535, &n))
-            return usage_error("bad port in %s", arg);
+            return usage_error("%s: expected a port 0-65535, got \"%s\"", name, v);
         *(!strcmp(name, "--port") ? &c->port : &c->admin_port) = (int)n;
     } else if (!strcmp(name, "--mode")) {
         if (tch_cassette_mode_parse(v, &c->mode, &err))
-            return usage_error("bad mode in %s (once|new_episodes|none|all)", arg);
+            return usage_error("%s: expected once, new_episodes, none or all, got \"%s\"", name, v);
     } else if (!strcmp(name, "--upstream") || !strcmp(name, "--advertise-to")) {
         if (!strchr(v, ':'))
-            return usage_error("%s: expected HOST:PORT", arg);
+            return usage_error("%s: expected HOST:PORT, got \"%s\"", name, v);
         mock_strv_push(!strcmp(name, "--upstream") ? &c->upstreams : &c->advertise_to, v);
     } else if (!strcmp(name, "--advertise-service"))
         mock_strv_push(&c->advertise_services, v);
@@ -128,33 +137,31 @@ static int apply_option(mock_config *c, const char *name, const char *v, const c
                                             "argScheme", "hostPort", "transportHeaders"};
         size_t before = c->matchers.n;
         if (push_list(&c->matchers, v) != 0)
-            return usage_error("out of memory reading %s", arg);
+            return usage_error("out of memory reading %s", name);
         if (c->matchers.n == before)
             return usage_error("%s: name at least one matcher (serviceName endpoint headers "
-                               "body argScheme hostPort transportHeaders)", arg);
+                               "body argScheme hostPort transportHeaders)", name);
         for (size_t i = before; i < c->matchers.n; i++) {
             size_t k = 0;
             while (k < sizeof known / sizeof known[0] && strcmp(c->matchers.v[i], known[k]))
                 k++;
             if (k == sizeof known / sizeof known[0]) {
-                char what[300];
-                snprintf(what, sizeof what, "%s: unknown matcher \"%s\"", arg, c->matchers.v[i]);
-                return usage_error("%s (serviceName endpoint headers body argScheme hostPort "
-                                   "transportHeaders)", what);
+                return usage_error("%s: unknown matcher \"%s\" (serviceName endpoint headers body "
+                                   "argScheme hostPort transportHeaders)", name, c->matchers.v[i]);
             }
         }
     }
     else if (!strcmp(name, "--watch-interval")) {
         if (parse_uint(v, 3600000, &n) || n == 0)
-            return usage_error("bad interval in %s (milliseconds, > 0)", arg);
+            return usage_error("%s: expected milliseconds, 1 to 3600000, got \"%s\"", name, v);
         c->watch_ms = (uint32_t)n;
     } else if (!strcmp(name, "--journal-size")) {
         if (parse_uint(v, 10000000, &n) || n == 0)
-            return usage_error("bad size in %s (1..10000000)", arg);
+            return usage_error("%s: expected a number of requests, 1 to 10000000, got \"%s\"", name, v);
         c->journal_size = n;
     } else if (!strcmp(name, "--grace")) {
         if (parse_uint(v, 600000, &n))
-            return usage_error("bad duration in %s (milliseconds)", arg);
+            return usage_error("%s: expected milliseconds, 0 to 600000, got \"%s\"", name, v);
         c->grace_ms = (uint32_t)n;
     }
     return 0;
@@ -195,12 +202,12 @@ static int parse_args(int argc, char **argv, mock_config *c, mock_strv *inputs) 
         if (!v)
             return usage_error("%s needs a value", a);
         mode_given |= !strcmp(name, "--mode");
-        int rc = apply_option(c, name, v, a);
+        int rc = apply_option(c, name, v);
         if (rc)
             return rc;
     }
     if (inputs->n == 0 && !c->record_to)
-        return usage_error("%s", "no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
+        return usage_error("no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
     if (c->mode != TCH_CASSETTE_NONE && c->upstreams.n == 0)
         return usage_error("--mode %s records and needs --upstream HOST:PORT",
                            tch_cassette_mode_name(c->mode));
