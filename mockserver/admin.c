@@ -37,11 +37,7 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body) {
     evbuffer_free(out);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
 static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...) {
     char msg[1024];
     va_list ap;

@@ -60,11 +60,7 @@ static const char USAGE[] =
     "  -v, --verbose            one log line per request\n"
     "  -h, --help               this text\n";
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+static int usage_error(const char *fmt, ...) TCH_PRINTF(1, 2);
 static int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

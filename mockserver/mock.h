@@ -158,11 +158,7 @@ typedef struct mock {
 } mock;
 
 /* ---- log.c --------------------------------------------------------------- */
-void mock_log(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+void mock_log(const char *fmt, ...) TCH_PRINTF(1, 2);
 uint64_t mock_now_ms(void); /* wall clock, for humans */
 const char *mock_scheme_name(int scheme);
 

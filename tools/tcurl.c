@@ -106,11 +106,7 @@ static void say(const char *fmt, va_list ap) {
     fputc('\n', stderr);
 }
 
-static int usage_error(const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 1, 2)))
-#endif
-    ;
+static int usage_error(const char *fmt, ...) TCH_PRINTF(1, 2);
 static int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -120,11 +116,7 @@ static int usage_error(const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-static int fail(int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+static int fail(int code, const char *fmt, ...) TCH_PRINTF(2, 3);
 static int fail(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

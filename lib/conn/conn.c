@@ -112,8 +112,7 @@ uint32_t tch_conn_next_id(tch_conn *c) {
 
 /* ---- output ----------------------------------------------------------- */
 
-static int fail(tch_conn *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int fail(tch_conn *c, int status, const char *fmt, ...) TCH_PRINTF(3, 4);
 
 static void emit(tch_conn *c, const uint8_t *data, size_t len) {
     if (c->state == FAILED)

@@ -40,19 +40,18 @@ typedef struct tch_error {
     char msg[TCH_ERROR_MSG_MAX];
 } tch_error;
 
+/* Marks a printf-style function, so the compiler checks its arguments. */
+#if defined(__GNUC__)
+#define TCH_PRINTF(fmt_arg, first_arg) __attribute__((format(printf, fmt_arg, first_arg)))
+#else
+#define TCH_PRINTF(fmt_arg, first_arg)
+#endif
+
 /* Sets err (if non-NULL) and returns code, so callers can write
  * `return tch_error_set(err, TCH_EPROTO, "call req: service length %u", n);` */
-int tch_error_set(tch_error *err, int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+int tch_error_set(tch_error *err, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
 /* Prepends "prefix: " to an already-set message (adds context on the way up). */
-int tch_error_wrap(tch_error *err, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+int tch_error_wrap(tch_error *err, const char *fmt, ...) TCH_PRINTF(2, 3);
 const char *tch_strerror(int code);
 
 /* A borrowed view of bytes. Never assumed NUL-terminated. */
