@@ -32,12 +32,100 @@ static void drop_tracing_keys(json_t *obj) {
     }
 }
 
+/* Each integer beyond int64 costs one more parse, so only this many, in a
+ * body up to this size, are compared by value; beyond, the bytes are. */
+#define MAX_BIG_INTS 64
+#define MAX_BIG_INT_BODY (1u << 20)
+
+/* jansson keeps integers as int64 and refuses longer ones, where Python
+ * (tchannel-python's matching) reads them exactly. So each integer literal
+ * jansson refuses is rewritten as a string with a NUL-led marker, which
+ * compares the digits exactly, and parsing resumes. */
+static json_t *load_json(tch_slice s) {
+    const int flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_error_t jerr;
+    json_t *v = json_loadb((const char *)s.ptr, s.len, flags, &jerr);
+    if (v || json_error_code(&jerr) != json_error_numeric_overflow || s.len > MAX_BIG_INT_BODY)
+        return v;
+    tch_buf text = {0};
+    if (tch_buf_append(&text, s.ptr, s.len))
+        return NULL;
+    for (int n = 0; !v && n < MAX_BIG_INTS; n++) {
+        size_t end = (size_t)jerr.position, start = end;
+        while (start > 0 && text.ptr[start - 1] >= '0' && text.ptr[start - 1] <= '9')
+            start--;
+        if (start > 0 && text.ptr[start - 1] == '-')
+            start--;
+        /* a real out of range (1e999) ends in digits too: not ours to fix */
+        if (end > text.len || start == end ||
+            (start > 0 && memchr(".eE+", text.ptr[start - 1], 4)) ||
+            (end < text.len && memchr(".eE", text.ptr[end], 3)))
+            break;
+        tch_buf fixed = {0};
+        static const char mark[] = "\"\\u0000bigint:";
+        if (tch_buf_append(&fixed, text.ptr, start) || tch_buf_append(&fixed, mark, sizeof mark - 1) ||
+            tch_buf_append(&fixed, text.ptr + start, end - start) || tch_buf_append(&fixed, "\"", 1) ||
+            tch_buf_append(&fixed, text.ptr + end, text.len - end)) {
+            tch_buf_free(&fixed);
+            break;
+        }
+        tch_buf_free(&text);
+        text = fixed;
+        v = json_loadb((const char *)text.ptr, text.len, flags, &jerr);
+        if (!v && json_error_code(&jerr) != json_error_numeric_overflow)
+            break;
+    }
+    tch_buf_free(&text);
+    return v;
+}
+
+/* The integer a whole real stands for (Python compares 1.0 == 1), or NULL. */
+static json_t *whole_real(const json_t *v) {
+    if (!json_is_real(v))
+        return NULL;
+    double r = json_real_value(v);
+    if (!(r >= -9223372036854775808.0 && r < 9223372036854775808.0) || r != (double)(json_int_t)r)
+        return NULL;
+    return json_integer((json_int_t)r);
+}
+
+/* Rewrites every whole real below v as an integer. jansson bounds nesting
+ * when it parses, so the recursion is bounded too. */
+static void whole_reals_as_ints(json_t *v) {
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *e = json_array_get(v, i), *n = whole_real(e);
+            if (n)
+                json_array_set_new(v, i, n);
+            else
+                whole_reals_as_ints(e);
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        size_t klen;
+        json_t *e;
+        void *tmp;
+        json_object_keylen_foreach_safe(v, tmp, key, klen, e) {
+            json_t *n = whole_real(e);
+            if (n)
+                json_object_setn_new(v, key, klen, n);
+            else
+                whole_reals_as_ints(e);
+        }
+    }
+}
+
 /* JSON text -> compact, sorted-keys JSON; returns NULL if not JSON. */
 static char *json_canonical(tch_slice s, bool headers) {
-    json_error_t jerr;
-    json_t *v = json_loadb((const char *)s.ptr, s.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    json_t *v = load_json(s);
     if (!v)
         return NULL;
+    json_t *top = whole_real(v);
+    if (top) {
+        json_decref(v);
+        v = top;
+    }
+    whole_reals_as_ints(v);
     if (headers && json_is_object(v))
         drop_tracing_keys(v);
     char *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);

@@ -95,6 +95,54 @@ static void json_matches_by_value_ignoring_tracing(void **state) {
     tch_cassette_free(c);
 }
 
+/* Numbers compare as Python compares them: integers beyond int64 digit for
+ * digit, and a whole real equal to its integer. */
+static void json_big_integers_match_exactly(void **state) {
+    (void)state;
+    static const char big[] =
+        "version: 1\n"
+        "interactions:\n"
+        "- request:\n"
+        "    serviceName: svc\n"
+        "    endpoint: big\n"
+        "    argScheme: 1\n"
+        "    body: '{\"id\": 123456789012345678901234, \"a\": [1, -98765432109876543210]}'\n"
+        "  response: {code: 0, body: ok}\n";
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (tch_cassette_open_memory("big.yaml", big, strlen(big), &o, &c, &err))
+        fail_msg("open: %s", err.msg);
+    tch_cassette_decision d;
+    tch_cassette_call call = {.service = S("svc"), .endpoint = S("big"),
+                              .body = S("{\"a\":[1,-98765432109876543210],\"id\":123456789012345678901234}"),
+                              .scheme = TCH_CASSETTE_JSON};
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_CASSETTE_ACT_REPLAY);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_rewind(c);
+    call.body = S("{\"a\":[1,-98765432109876543210],\"id\":123456789012345678901235}");
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_ENOTFOUND);
+    assert_string_equal(d.near_miss.diffs[0].field, "body");
+    tch_cassette_decision_clear(&d);
+    /* a whole real is the integer it stands for, as in Python; 1.5 is not 1 */
+    tch_cassette_rewind(c);
+    call.body = S("{\"a\":[1.0,-98765432109876543210],\"id\":123456789012345678901234}");
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_CASSETTE_ACT_REPLAY);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_rewind(c);
+    call.body = S("{\"a\":[1.5,-98765432109876543210],\"id\":123456789012345678901234}");
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_ENOTFOUND);
+    tch_cassette_decision_clear(&d);
+    /* an out-of-range real is not an integer: the bytes are compared */
+    call.body = S("{\"a\":[1,-98765432109876543210],\"id\":1e999}");
+    assert_int_equal(lookup(c, &call, &d, &err), TCH_ENOTFOUND);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
 static void raw_bodies_compare_bytes(void **state) {
     (void)state;
     tch_cassette *c = open_with(NULL);
@@ -263,6 +311,7 @@ static void redaction_applies_before_matching(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_matches_by_value_ignoring_tracing),
+        cmocka_unit_test(json_big_integers_match_exactly),
         cmocka_unit_test(raw_bodies_compare_bytes),
         cmocka_unit_test(thrift_headers_ignore_tracing_and_order),
         cmocka_unit_test(near_miss_names_every_differing_field),
