@@ -117,8 +117,8 @@ run_case() {
     fi
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
     cpu=$(echo "$line" | awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks_per_s" \
-        -v secs="$duration + $warmup" '{
-        split($4, kv, "="); split(secs, t, " + "); calls = kv[2] * (t[1] + t[2])
+        -v dur="$duration" -v wu="$warmup" '{
+        split($4, kv, "="); calls = kv[2] * (dur + wu)
         if (calls > 0) printf "server_user_us=%.1f server_sys_us=%.1f", du / hz * 1e6 / calls, ds / hz * 1e6 / calls
         else printf "server_user_us=0 server_sys_us=0"
     }')
