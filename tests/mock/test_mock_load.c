@@ -126,30 +126,45 @@ static long rss_kb(pid_t pid) {
     return kb;
 }
 
+/* The server process, in the test's state so that teardown kills it when
+ * an assertion ends the test early (no server outlives a failed run). */
+static int setup(void **state) {
+    mock_proc *mp = calloc(1, sizeof *mp);
+    *state = mp;
+    return mp ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    mock_proc *mp = *state;
+    if (mp->pid > 0)
+        mp_stop(mp, NULL, SIGKILL, 5000);
+    free(mp);
+    return 0;
+}
+
 static void sixty_four_clients_with_garbage(void **state) {
-    (void)state;
-    mock_proc mp;
+    mock_proc *mp = *state;
     char *argv[] = {TCH_MOCK_BIN, "--allow-repeats", "--journal-size", "500",
                     TCH_SOURCE_DIR "/cassettes/echo-raw.yaml", NULL};
-    assert_int_equal(mp_start(&mp, argv, 0, 2), 0); /* misses log a line each */
-    long rss_start = rss_kb(mp.pid);
-    load l = {.base = event_base_new(), .hp = mp.hp};
+    assert_int_equal(mp_start(mp, argv, 0, 2), 0); /* misses log a line each */
+    long rss_start = rss_kb(mp->pid);
+    load l = {.base = event_base_new(), .hp = mp->hp};
     static client cs[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
         cs[i] = (client){.l = &l, .ch = tch_channel_new(l.base, "load-client", NULL)};
         next_call(&cs[i]);
     }
     for (int g = 0; g < GARBAGE_SOCKETS; g++) /* mixed in while calls are in flight */
-        send_garbage(mp.hp, g);
+        send_garbage(mp->hp, g);
     assert_true(tch_test_run_until_count(l.base, &l.finished, CLIENTS, 60000));
     for (int g = 0; g < GARBAGE_SOCKETS; g++)
-        send_garbage(mp.hp, g + 100);
+        send_garbage(mp->hp, g + 100);
     if (l.bad)
         fprintf(stderr, "first bad answer: %s\n", l.first_bad);
     assert_int_equal(l.bad, 0);
     assert_int_equal(l.ok, CLIENTS * CALLS_PER_CLIENT);
     /* a second round: still serving, and memory does not grow with requests */
-    long rss_mid = rss_kb(mp.pid);
+    long rss_mid = rss_kb(mp->pid);
     l.finished = 0, l.ok = 0;
     for (int i = 0; i < CLIENTS; i++) {
         cs[i].n = 0;
@@ -157,20 +172,20 @@ static void sixty_four_clients_with_garbage(void **state) {
     }
     assert_true(tch_test_run_until_count(l.base, &l.finished, CLIENTS, 60000));
     assert_int_equal(l.bad, 0);
-    long rss_end = rss_kb(mp.pid);
+    long rss_end = rss_kb(mp->pid);
     fprintf(stderr, "# RSS kB: start %ld, after %d calls %ld, after %d calls %ld\n", rss_start,
             CLIENTS * CALLS_PER_CLIENT, rss_mid, 2 * CLIENTS * CALLS_PER_CLIENT, rss_end);
     assert_true(rss_end > 0 && rss_end < RSS_LIMIT_KB);
     assert_true(rss_end < rss_mid + RSS_GROWTH_KB); /* a second round adds (almost) nothing */
     for (int i = 0; i < CLIENTS; i++)
         tch_channel_free(cs[i].ch);
-    assert_int_equal(mp_stop(&mp, l.base, SIGTERM, 10000), 0);
+    assert_int_equal(mp_stop(mp, l.base, SIGTERM, 10000), 0);
     event_base_free(l.base);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(sixty_four_clients_with_garbage),
+        cmocka_unit_test_setup_teardown(sixty_four_clients_with_garbage, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
