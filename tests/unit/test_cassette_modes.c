@@ -95,15 +95,21 @@ static void save_ok(tch_cassette *c) {
         fail_msg("save: %s", err.msg);
 }
 
-/* A file with echo(a)->A and echo(b)->B. */
-static char *seeded(void) {
-    char *p = tmp_path("seed.yaml");
+/* A saved file named `name` holding echo(body)->answer for each pair. */
+static char *seed_file(const char *name, const char *const (*calls)[2], size_t n) {
+    char *p = tmp_path(name);
     tch_cassette *c = open_mode(p, TCH_CASSETTE_ONCE);
-    record(c, "echo", "a", "A");
-    record(c, "echo", "b", "B");
+    for (size_t i = 0; i < n; i++)
+        record(c, "echo", calls[i][0], calls[i][1]);
     save_ok(c);
     tch_cassette_free(c);
     return p;
+}
+
+/* A file with echo(a)->A and echo(b)->B. */
+static char *seeded(void) {
+    static const char *const calls[][2] = {{"a", "A"}, {"b", "B"}};
+    return seed_file("seed.yaml", calls, 2);
 }
 
 static void once_new_file_records_and_replays_after_save(void **state) {
@@ -290,14 +296,9 @@ static void all_without_recording_leaves_file(void **state) {
 
 static void identical_requests_play_in_file_order_once(void **state) {
     (void)state;
-    char *p = tmp_path("same.yaml");
-    tch_cassette *c = open_mode(p, TCH_CASSETTE_ONCE);
-    record(c, "echo", "x", "first");
-    record(c, "echo", "y", "other");
-    record(c, "echo", "x", "second");
-    save_ok(c);
-    tch_cassette_free(c);
-    c = open_mode(p, TCH_CASSETTE_NONE);
+    static const char *const calls[][2] = {{"x", "first"}, {"y", "other"}, {"x", "second"}};
+    char *p = seed_file("same.yaml", calls, 3);
+    tch_cassette *c = open_mode(p, TCH_CASSETTE_NONE);
     char ans[64];
     assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
     assert_string_equal(ans, "first");
@@ -324,15 +325,10 @@ static void identical_requests_play_in_file_order_once(void **state) {
  * last gave) and leaves this run's recordings alone. */
 static void rewind_plays_from_the_start(void **state) {
     (void)state;
-    char *p = tmp_path("rewind.yaml");
-    tch_cassette *c = open_mode(p, TCH_CASSETTE_ONCE);
-    record(c, "echo", "x", "first");
-    record(c, "echo", "x", "second");
-    save_ok(c);
-    tch_cassette_free(c);
-
+    static const char *const calls[][2] = {{"x", "first"}, {"x", "second"}};
+    char *p = seed_file("rewind.yaml", calls, 2);
     char ans[64];
-    c = open_repeating(p);
+    tch_cassette *c = open_repeating(p);
     for (int i = 0; i < 3; i++)
         assert_int_equal(decide(c, "echo", "x", NULL, ans), TCH_CASSETTE_ACT_REPLAY);
     assert_string_equal(ans, "second");
