@@ -119,7 +119,7 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         *(!strcmp(name, "--port") ? &c->port : &c->admin_port) = (int)n;
     } else if (!strcmp(name, "--mode")) {
         if (tch_cassette_mode_parse(v, &c->mode, &err))
-            return usage_error("%s: expected once, new_episodes, none or all, got \"%s\"", name, v);
+            return usage_error("%s: %s", name, err.msg);
     } else if (!strcmp(name, "--upstream") || !strcmp(name, "--advertise-to")) {
         if (!strchr(v, ':'))
             return usage_error("%s: expected HOST:PORT, got \"%s\"", name, v);
@@ -165,7 +165,6 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
 
 /* Returns 0, 2 (usage error, already reported) or -1 (--help printed). */
 static int parse_args(int argc, char **argv, mock_config *c, mock_strv *inputs) {
-    int mode_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || !strcmp(a, "-")) {
@@ -197,7 +196,6 @@ static int parse_args(int argc, char **argv, mock_config *c, mock_strv *inputs) 
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v)
             return usage_error("%s needs a value", a);
-        mode_given |= !strcmp(name, "--mode");
         int rc = apply_option(c, name, v);
         if (rc)
             return rc;
@@ -207,7 +205,6 @@ static int parse_args(int argc, char **argv, mock_config *c, mock_strv *inputs) 
     if (c->mode != TCH_CASSETTE_NONE && c->upstreams.n == 0)
         return usage_error("--mode %s records and needs --upstream HOST:PORT",
                            tch_cassette_mode_name(c->mode));
-    (void)mode_given;
     return 0;
 }
 
