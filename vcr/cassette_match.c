@@ -89,30 +89,27 @@ static json_t *whole_real(const json_t *v) {
     return json_integer((json_int_t)r);
 }
 
-/* Rewrites every whole real below v as an integer. jansson bounds nesting
- * when it parses, so the recursion is bounded too. */
-static void whole_reals_as_ints(json_t *v) {
+/* v with every whole real in it, v itself included, as an integer. Takes
+ * v's reference and returns one. jansson bounds nesting when it parses,
+ * so the recursion is bounded too. */
+static json_t *whole_reals_as_ints(json_t *v) {
+    json_t *n = whole_real(v);
+    if (n) {
+        json_decref(v);
+        return n;
+    }
     if (json_is_array(v)) {
-        for (size_t i = 0; i < json_array_size(v); i++) {
-            json_t *e = json_array_get(v, i), *n = whole_real(e);
-            if (n)
-                json_array_set_new(v, i, n);
-            else
-                whole_reals_as_ints(e);
-        }
+        for (size_t i = 0; i < json_array_size(v); i++)
+            json_array_set_new(v, i, whole_reals_as_ints(json_incref(json_array_get(v, i))));
     } else if (json_is_object(v)) {
         const char *key;
         size_t klen;
         json_t *e;
         void *tmp;
-        json_object_keylen_foreach_safe(v, tmp, key, klen, e) {
-            json_t *n = whole_real(e);
-            if (n)
-                json_object_setn_new(v, key, klen, n);
-            else
-                whole_reals_as_ints(e);
-        }
+        json_object_keylen_foreach_safe(v, tmp, key, klen, e)
+            json_object_setn_new(v, key, klen, whole_reals_as_ints(json_incref(e)));
     }
+    return v;
 }
 
 /* JSON text -> compact, sorted-keys JSON; returns NULL if not JSON. */
@@ -120,12 +117,7 @@ static char *json_canonical(tch_slice s, bool headers) {
     json_t *v = load_json(s);
     if (!v)
         return NULL;
-    json_t *top = whole_real(v);
-    if (top) {
-        json_decref(v);
-        v = top;
-    }
-    whole_reals_as_ints(v);
+    v = whole_reals_as_ints(v);
     if (headers && json_is_object(v))
         drop_tracing_keys(v);
     char *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
