@@ -87,12 +87,14 @@ start_server node node "$node_server"; node_hp=$HP; node_pid=$PID
 start_server socket "$pingpong" server; socket_hp=$HP; socket_pid=$PID
 ticks_per_s=$(getconf CLK_TCK)
 
-# cpu_ticks PID : prints the process's user and kernel CPU so far, in clock ticks.
+# cpu_ticks PID [children] : prints the process's user and kernel CPU so far, in
+# clock ticks; with "children", that of its children it has waited for instead.
 cpu_ticks() {
     local stat
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo "0 0"; return; }
-    set -- ${stat##*) }   # after "(comm)": state is field 3, so utime is $12, stime $13
-    echo "${12} ${13}"
+    set -- ${stat##*) } "${2:-}" # after "(comm)": state is field 3, so utime is $12,
+    # stime $13, and the waited-for children's cutime $14, cstime $15
+    if [ "${!#}" = children ]; then echo "${14} ${15}"; else echo "${12} ${13}"; fi
 }
 
 runs=$tmp/runs
@@ -101,29 +103,33 @@ results=$tmp/results
 status=0
 run_no=0
 # run_case IMPL CONC SIZE SERVER_PID CMD... : runs one measurement and records its
-# line, followed by the server's CPU per call (user and kernel, microseconds): its
-# CPU time over warm-up and window together, over the calls that time would hold
-# at the measured rate.
+# line, followed by the CPU per call (user and kernel, microseconds) of the server
+# and of the client: CPU time over warm-up and window together, over the calls
+# that time would hold at the measured rate. The client is a child of this shell
+# (through the command substitution), so its CPU shows in our children's times.
 run_case() {
-    local impl=$1 conc=$2 size=$3 server=$4 line u0 s0 u1 s1 cpu
+    local impl=$1 conc=$2 size=$3 server=$4 line u0 s0 u1 s1 cu0 cs0 cu1 cs1 cpu
     shift 4
     read -r u0 s0 < <(cpu_ticks "$server")
+    read -r cu0 cs0 < <(cpu_ticks $$ children)
     line=$("$@" --impl "$impl" --conc "$conc" --size "$size" --duration "$duration" \
         --warmup "$warmup" | grep '^impl=')
     read -r u1 s1 < <(cpu_ticks "$server")
+    read -r cu1 cs1 < <(cpu_ticks $$ children)
     if [ -z "$line" ]; then
         line="impl=$impl conc=$conc size=$size calls/s=0 p50_us=0 p99_us=0 errors=failed-to-run"
         status=1
     fi
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
     cpu=$(echo "$line" | awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$ticks_per_s" \
-        -v dur="$duration" -v wu="$warmup" '{
+        -v cu=$((cu1 - cu0)) -v cs=$((cs1 - cs0)) -v dur="$duration" -v wu="$warmup" '{
         split($4, kv, "="); calls = kv[2] * (dur + wu)
-        if (calls > 0) printf "server_user_us=%.1f server_sys_us=%.1f", du / hz * 1e6 / calls, ds / hz * 1e6 / calls
-        else printf "server_user_us=0 server_sys_us=0"
+        if (calls <= 0) calls = 1e300
+        us = hz * calls / 1e6   # ticks per microsecond per call
+        printf "server_user_us=%.1f server_sys_us=%.1f client_user_us=%.1f client_sys_us=%.1f", du / us, ds / us, cu / us, cs / us
     }')
     echo "# run $run_no: $line"
-    echo "#   server CPU per call: $cpu"
+    echo "#   CPU per call: $cpu"
     echo "run=$run_no $line $cpu" >>"$runs"
 }
 
@@ -165,11 +171,11 @@ END {
     for (c = 1; c <= cases; c++)
         print line[order[c], median_index(order[c], n[order[c]])]
 }' "$runs" >"$results"
-sed 's/ server_user_us=/\n#   server CPU per call: server_user_us=/' "$results"
+sed 's/ server_user_us=/\n#   CPU per call: server_user_us=/' "$results"
 
 # Ratios and targets. A ratio is taken within each run (its two cases ran
 # seconds apart, in the same spell of the machine), then the median of those.
-awk '
+awk -v ncpu="$(nproc)" '
 function field(line, key,   n, i, kv) {
     n = split(line, kv, " ")
     for (i = 1; i <= n; i++)
@@ -190,6 +196,7 @@ FILENAME == ARGV[1] {   # the runs
     med[k] = field($0, "calls/s") + 0
     user[k] = field($0, "server_user_us") + 0
     sys[k] = field($0, "server_sys_us") + 0
+    cpu[k] = user[k] + sys[k] + field($0, "client_user_us") + field($0, "client_sys_us")
 }
 function verdict(ok) { return ok ? "PASS" : "MISS" }
 function ratio(label, a, b, target,   r, m, i, j, t, x, xs, list) {
@@ -235,5 +242,10 @@ END {
     a = "ours->ours 64 65536"; b = "socket->socket 64 65536"
     if ((a in user) && (b in user))
         printf "server cpu per call conc=64 size=65536: ours user=%.1f us kernel=%.1f us; floor user=%.1f us kernel=%.1f us\n", user[a], sys[a], user[b], sys[b]
+    # The ceiling that follows: client and server together cannot run more
+    # calls a second than the cores hold, ncpu / (their CPU per call).
+    c = "node->node 64 65536"
+    if ((a in cpu) && (b in cpu) && (c in cpu) && cpu[a] > 0 && cpu[b] > 0 && cpu[c] > 0)
+        printf "cpu per call conc=64 size=65536, client+server: ours=%.1f us floor=%.1f us node=%.1f us; %d cores hold at most ours=%.0f floor=%.0f calls/s (10x the Node pair: %.0f)\n", cpu[a], cpu[b], cpu[c], ncpu, ncpu * 1e6 / cpu[a], ncpu * 1e6 / cpu[b], 10 * med[c]
 }' "$runs" "$results"
 exit $status
