@@ -209,6 +209,10 @@ static void deliver(tch_outbound *call, const tch_response *res) {
     tch_channel *ch = call->ch;
     event_del(&call->deadline);
     event_del(&call->defer);
+    if (call->handle) { /* final now: a cancel from the callbacks finds nothing */
+        tch_intmap_remove(&ch->cancellable, call->handle);
+        call->handle = 0;
+    }
     if (call->observer) /* the attempt ended here too: its observer hears it */
         CHANNEL_USER_CALL(ch, call->observer(res, call->observer_ud));
     call->observer = NULL;
@@ -427,6 +431,13 @@ static void next_attempt(tch_outbound *call) {
         defer_failure(call, err.code, err.msg);
 }
 
+/* Whether an attempt that ended with res is followed by another. */
+static int retries_after(const tch_outbound *call, const tch_response *res) {
+    int attempts = call->attempts ? call->attempts : 1; /* a hook's answer is one */
+    return should_retry(call, res) && attempts <= call->retry_limit &&
+           channel_now_ms() < call->deadline_ms;
+}
+
 /* An attempt ended with res: retry, or deliver. */
 static void attempt_done(tch_outbound *call, const tch_response *res) {
     if (call->cc) {
@@ -437,10 +448,11 @@ static void attempt_done(tch_outbound *call, const tch_response *res) {
     if (call->observer)
         CHANNEL_USER_CALL(call->ch, call->observer(res, call->observer_ud));
     call->observer = NULL;
+    if (call->have_local) /* the observer cancelled: that outcome comes from the loop */
+        return;
     if (!call->attempts) /* answered by the hook: still an attempt */
         call->attempts = 1;
-    if (should_retry(call, res) && call->attempts <= call->retry_limit &&
-        channel_now_ms() < call->deadline_ms) {
+    if (retries_after(call, res)) {
         call->attempts++;
         next_attempt(call);
         return;
@@ -585,8 +597,10 @@ void tch_outbound_answer(tch_outbound *call, const tch_response *res) {
 
 int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why) {
     tch_outbound *call = handle ? tch_intmap_get(&ch->cancellable, handle) : NULL;
-    if (!call || call->have_local)
-        return TCH_ENOTFOUND; /* finished, or its outcome is already decided */
+    /* A decided outcome still waiting for the loop is final unless it is
+     * retried; a retry can still be cancelled. */
+    if (!call || (call->have_local && !retries_after(call, &call->local)))
+        return TCH_ENOTFOUND;
     if (call->hooked)
         return TCH_ESTATE;
     if (call->cc) { /* in flight: tell the peer, forget its answer */

@@ -394,6 +394,119 @@ static void freeing_the_channel_ends_answers_still_queued(void **state) {
     event_base_loop(f->base, EVLOOP_NONBLOCK); /* nothing of c's may fire */
 }
 
+/* ---- cancelling around the outcome ------------------------------------------ */
+
+typedef struct canceller {
+    tch_channel *ch;
+    uint32_t handle;
+    int rc;      /* what tch_channel_cancel returned */
+    int busy;    /* busy_hook: Busy answers left before an ok */
+    int hooked;  /* busy_hook: calls it saw */
+    result before, after; /* the response as the callback got it, and after its cancel */
+} canceller;
+
+static void cancel_from_callback(const tch_response *res, void *ud) {
+    canceller *c = ud;
+    on_result(res, &c->before);
+    c->rc = tch_channel_cancel(c->ch, c->handle, "first answer won");
+    on_result(res, &c->after);
+}
+
+/* "First answer wins, cancel the rest" reaches the call that answered: its
+ * cancel finds nothing, and the response its callback reads stays as it was,
+ * whether the answer came from the server (an error frame here) or the hook. */
+static void a_callback_cancelling_its_own_call_changes_nothing(void **state) {
+    fixture *f = *state;
+    hook_state h = {0};
+    for (int from_hook = 0; from_hook <= 1; from_hook++) {
+        if (from_hook)
+            tch_channel_set_outbound_hook(f->client, hook, &h); /* answers "from the hook" */
+        canceller c = {.ch = f->client, .rc = 1};
+        tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("nope"),
+                           .host_port = f->hp, .timeout_ms = 2000, .cancel_handle = &c.handle};
+        assert_int_equal(tch_channel_call(f->client, &o, cancel_from_callback, &c, NULL), 0);
+        assert_true(tch_test_run_until(f->base, &c.after.done, 5000));
+        event_base_loop(f->base, EVLOOP_NONBLOCK); /* a second outcome would come now */
+        assert_int_equal(c.rc, TCH_ENOTFOUND);
+        assert_int_equal(c.before.done, 1);
+        assert_int_equal(c.after.status, c.before.status);
+        assert_string_equal(c.after.message, c.before.message);
+        assert_int_equal(c.after.arg3.len, c.before.arg3.len);
+        assert_int_equal(c.before.status, from_hook ? 0 : TCH_EREMOTE);
+        result_free(&c.before);
+        result_free(&c.after);
+    }
+    assert_int_equal(h.seen, 1);
+}
+
+static void busy_hook(tch_outbound *call, void *ud) {
+    canceller *c = ud;
+    c->hooked++;
+    tch_response res = {.status = 0, .arg3 = tch_slice_cstr("ok"), .message = ""};
+    if (c->busy > 0) {
+        c->busy--;
+        res = (tch_response){.status = TCH_EREMOTE, .error_code = TCH_PCODE_BUSY,
+                             .message = "busy"};
+    }
+    tch_outbound_answer(call, &res);
+}
+
+/* A Busy answer waiting for the loop is not the end of the call, it is
+ * retried: cancelling then stops the call before its retry. */
+static void a_call_waiting_to_retry_can_be_cancelled(void **state) {
+    fixture *f = *state;
+    canceller c = {.busy = 2};
+    tch_channel_set_outbound_hook(f->client, busy_hook, &c);
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .timeout_ms = 2000, .cancel_handle = &c.handle};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_int_equal(c.hooked, 1); /* answered Busy, the retry not yet started */
+    assert_int_equal(tch_channel_cancel(f->client, c.handle, "enough"), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_int_equal(r.status, TCH_ECANCELED);
+    assert_non_null(strstr(r.message, "enough"));
+    assert_int_equal(c.hooked, 1);
+    result_free(&r);
+}
+
+static void cancelling_observer(const tch_response *res, void *ud) {
+    canceller *c = ud;
+    on_result(res, &c->before);
+    c->rc = tch_channel_cancel(c->ch, c->handle, "observer gave up");
+}
+
+static void forward_to_cancelling_observer(tch_outbound *call, void *ud) {
+    canceller *c = ud;
+    c->hooked++;
+    tch_outbound_forward(call, cancelling_observer, c);
+}
+
+/* An observer (the VCR's recorder, say) that cancels when it sees a Busy
+ * answer ends the call there: the caller hears the cancel, not the Busy,
+ * and nothing is retried. */
+static void an_observer_cancelling_ends_the_call(void **state) {
+    fixture *f = *state;
+    f->busy_left = 1;
+    canceller c = {.ch = f->client, .rc = 1};
+    tch_channel_set_outbound_hook(f->client, forward_to_cancelling_observer, &c);
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("flaky"),
+                       .host_port = f->hp, .timeout_ms = 2000, .cancel_handle = &c.handle};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    assert_int_equal(c.before.error_code, TCH_PCODE_BUSY); /* what the observer saw */
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.status, TCH_ECANCELED);
+    assert_non_null(strstr(r.message, "observer gave up"));
+    assert_int_equal(f->hits, 1);
+    assert_int_equal(c.hooked, 1);
+    result_free(&c.before);
+    result_free(&r);
+}
+
 typedef struct freer {
     tch_channel *ch;
     int calls;
@@ -526,6 +639,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(borrowed_args_are_read_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(a_hook_holds_a_copy_of_borrowed_args, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_the_channel_ends_answers_still_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_callback_cancelling_its_own_call_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_call_waiting_to_retry_can_be_cancelled, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_observer_cancelling_ends_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(freeing_the_channel_from_its_own_callback_is_safe, setup, teardown),
         cmocka_unit_test_setup_teardown(an_answer_over_the_limit_is_not_retried, setup, teardown),
         cmocka_unit_test(blocking_client_calls_without_a_loop),

@@ -233,8 +233,10 @@ typedef void (*tch_call_cb)(const tch_response *res, void *ud);
 
 /* Cancels a call started with a cancel_handle: the peer gets a cancel frame
  * (so it can stop work) and the callback gets status TCH_ECANCELED (code
- * cancelled) from the loop. TCH_ENOTFOUND when the call already finished;
- * TCH_ESTATE while the outbound hook holds it. */
+ * cancelled) from the loop; a retry waiting to start is not started.
+ * TCH_ENOTFOUND when the call already finished or its final outcome is
+ * decided (from the call's own callback, say); TCH_ESTATE while the
+ * outbound hook holds it. */
 int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why);
 
 /* Pings host_port (a ping req frame; the peer's library answers it, no
