@@ -446,8 +446,8 @@ int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
     return 0;
 }
 
-int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
-                                     const char *message, tch_error *err) {
+static int finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
+                        const char *message, int local, tch_error *err) {
     cas_entry *e = NULL;
     int rc = pending_slot(c, slot, &e, err);
     if (rc)
@@ -460,11 +460,22 @@ int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, ui
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
     e->it.is_error = 1;
     e->it.error.code = code;
+    e->it.error.local = local;
     if ((rc = redact(c, TCH_CASSETTE_REDACT_RECORD, &e->it.request, NULL, err)))
         return rc;
     e->state = ST_DONE;
     c->dirty = true;
     return 0;
+}
+
+int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
+                                     const char *message, tch_error *err) {
+    return finish_error(c, slot, code, message, 0, err);
+}
+
+int tch_cassette_record_finish_timeout(tch_cassette *c, tch_cassette_slot slot,
+                                       const char *message, tch_error *err) {
+    return finish_error(c, slot, ERRCODE_TIMEOUT, message, 1, err);
 }
 
 int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error *err) {

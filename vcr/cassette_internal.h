@@ -26,6 +26,7 @@ extern const char *const cas_field_names[F_COUNT];
 
 /* Headers with this prefix carry tracing; matching ignores them. */
 #define TRACING_PREFIX "$tracing$"
+#define ERRCODE_TIMEOUT 0x01 /* the wire code the cassette names `timeout` */
 
 typedef enum entry_state {
     ST_LOADED = 0, /* replayable: from the file, or recorded and then saved */

@@ -56,6 +56,7 @@
 #define TAG_BINARY "tag:yaml.org,2002:binary"
 #define TAG_NULL "tag:yaml.org,2002:null"
 #define TAG_INT "tag:yaml.org,2002:int"
+#define TAG_BOOL "tag:yaml.org,2002:bool"
 #define MAX_DELAY_MS 3600000
 #define ALIAS_BUDGET_MIN ((size_t)64 << 20)
 #define ALIAS_BUDGET_RATIO 16
@@ -642,6 +643,21 @@ static int read_errcode(ld *l, const char *what, uint8_t *out) {
                    what, NULL);
 }
 
+/* YAML 1.1's spellings of a boolean, as PyYAML reads them. */
+static int read_bool(ld *l, const char *what, int *out) {
+    static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    const node *n = &l->cur;
+    if (n->type == YAML_SCALAR_EVENT && n->style == YAML_PLAIN_SCALAR_STYLE &&
+        (!n->tagged || strcmp(n->tag, TAG_BOOL) == 0))
+        for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+            if (strcmp(n->value, yes[i]) == 0 || strcmp(n->value, no[i]) == 0) {
+                *out = strcmp(n->value, yes[i]) == 0;
+                return 0;
+            }
+    return fail_at(l, &n->mark, "%s: expected true or false%s", what, NULL);
+}
+
 static int read_cstr(ld *l, const char *what, char **out) {
     tch_buf b = {0};
     int rc = read_bytes(l, what, &b);
@@ -925,25 +941,35 @@ static int read_response(ld *l, resp_ctx *rc) {
 typedef struct err_ctx {
     uint8_t *code;
     char **message;
+    int *local;
 } err_ctx;
 
 static int err_field(ld *l, void *target, int which) {
     err_ctx *ec = target;
-    return which == 0 ? read_errcode(l, "error code", ec->code)
-                      : read_cstr(l, "error message", ec->message);
+    switch (which) {
+    case 0: return read_errcode(l, "error code", ec->code);
+    case 1: return read_cstr(l, "error message", ec->message);
+    default: return read_bool(l, "error local", ec->local);
+    }
 }
 
-/* `error: {code: busy, message: ...}`; `fault` also takes a bare code name. */
-static int read_error_frame(ld *l, const char *what, uint8_t *code, char **message) {
-    static const key_spec keys[] = {{"code", 0}, {"message", 1}};
-    if (l->cur.type == YAML_SCALAR_EVENT && strcmp(what, "fault") == 0)
+/* `error: {code: busy, message: ...}`, and `local: true` for a timeout that
+ * was the caller's own deadline; `fault` also takes a bare code name and no
+ * `local` (local is NULL then). */
+static int read_error_frame(ld *l, const char *what, uint8_t *code, char **message,
+                            int *local) {
+    static const key_spec keys[] = {{"code", 0}, {"message", 1}, {"local", 2}};
+    if (l->cur.type == YAML_SCALAR_EVENT && !local)
         return read_errcode(l, what, code);
-    err_ctx ec = {code, message};
+    err_ctx ec = {code, message, local};
     yaml_mark_t m = l->cur.mark;
     unsigned seen;
-    int rc = walk_mapping(l, what, keys, 2, err_field, &ec, &seen);
+    int rc = walk_mapping(l, what, keys, local ? 3 : 2, err_field, &ec, &seen);
     if (!rc && !(seen & 1u))
         return fail_at(l, &m, "%s: missing 'code'%s", what, NULL);
+    if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
+        return fail_at(l, &m, "%s: 'local: true' is for code timeout only (the caller's own "
+                              "deadline)%s", what, NULL);
     if (!rc && !*message && !(*message = strdup("")))
         return nomem(l);
     return rc;
@@ -971,7 +997,8 @@ static int it_field(ld *l, void *target, int which) {
         return defer_end(l, &ic->resp_err, read_response(l, &ic->resp));
     case IT_ERROR:
         it->is_error = 1;
-        return read_error_frame(l, "error", &it->error.code, &it->error.message);
+        return read_error_frame(l, "error", &it->error.code, &it->error.message,
+                                &it->error.local);
     case IT_DELAY:
         rc = read_long(l, "delay (milliseconds)", 0, MAX_DELAY_MS, &ms);
         it->has_delay = 1;
@@ -979,7 +1006,7 @@ static int it_field(ld *l, void *target, int which) {
         return rc;
     case IT_FAULT:
         it->has_fault = 1;
-        return read_error_frame(l, "fault", &it->fault_code, &it->fault_message);
+        return read_error_frame(l, "fault", &it->fault_code, &it->fault_message, NULL);
     }
     return TCH_EINVAL;
 }

@@ -23,6 +23,7 @@
 #define TAG_STR "tag:yaml.org,2002:str"
 #define TAG_BINARY "tag:yaml.org,2002:binary"
 #define TAG_INT "tag:yaml.org,2002:int"
+#define TAG_BOOL "tag:yaml.org,2002:bool"
 #define READABLE_LINE 80 /* single-line JSON longer than this also gets a pretty form */
 
 typedef struct em {
@@ -244,7 +245,8 @@ static int emit_response(em *m, const tch_cassette_request *rq, const tch_casset
     return rc ? rc : map_end(m);
 }
 
-static int emit_error_frame(em *m, const char *k, uint8_t code, const char *message) {
+static int emit_error_frame(em *m, const char *k, uint8_t code, const char *message,
+                            int local) {
     const char *name = tch_cassette_errcode_name(code);
     int rc = key(m, k);
     if (!rc && !message && name) /* fault without message: `fault: busy` */
@@ -256,6 +258,8 @@ static int emit_error_frame(em *m, const char *k, uint8_t code, const char *mess
                   : int_value(m, code);
     if (!rc && !(rc = key(m, "message")))
         rc = bytes_value(m, tch_slice_cstr(message ? message : ""));
+    if (!rc && local && !(rc = key(m, "local")))
+        rc = scalar(m, TAG_BOOL, "true", 4, 1, YAML_PLAIN_SCALAR_STYLE);
     return rc ? rc : map_end(m);
 }
 
@@ -264,12 +268,13 @@ static int emit_interaction(em *m, const tch_cassette_interaction *it) {
     if (!rc)
         rc = emit_request(m, &it->request);
     if (!rc)
-        rc = it->is_error ? emit_error_frame(m, "error", it->error.code, it->error.message)
+        rc = it->is_error ? emit_error_frame(m, "error", it->error.code, it->error.message,
+                                             it->error.local)
                           : emit_response(m, &it->request, &it->response);
     if (!rc && it->has_delay && !(rc = key(m, "delay")))
         rc = int_value(m, (long)it->delay_ms);
     if (!rc && it->has_fault)
-        rc = emit_error_frame(m, "fault", it->fault_code, it->fault_message);
+        rc = emit_error_frame(m, "fault", it->fault_code, it->fault_message, 0);
     return rc ? rc : map_end(m);
 }
 

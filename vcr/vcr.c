@@ -77,8 +77,8 @@ static void call_view(const tch_call_opts *req, tch_cassette_kv_view *kv,
 
 static void replay(tch_outbound *call, const tch_cassette_interaction *it) {
     tch_response res = {.message = "", .peer = ""};
-    if (it->is_error) {
-        res.status = TCH_EREMOTE;
+    if (it->is_error) { /* a local timeout ends the call as our own deadline did */
+        res.status = it->error.local ? TCH_ETIMEOUT : TCH_EREMOTE;
         res.error_code = it->error.code;
         res.message = it->error.message ? it->error.message : "";
     } else {
@@ -118,9 +118,11 @@ static void on_recorded(const tch_response *res, void *ud) {
         if (res->status == 0) {
             tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
             rc = tch_cassette_record_finish(v->cassette, p->slot, &reply, &err);
-        } else if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT) {
+        } else if (res->status == TCH_EREMOTE) {
             rc = tch_cassette_record_finish_error(v->cassette, p->slot, res->error_code,
                                                   res->message, &err);
+        } else if (res->status == TCH_ETIMEOUT) {
+            rc = tch_cassette_record_finish_timeout(v->cassette, p->slot, res->message, &err);
         } else {
             rc = tch_cassette_record_abort(v->cassette, p->slot, &err);
         }

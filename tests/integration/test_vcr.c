@@ -410,19 +410,28 @@ static void a_local_timeout_is_recorded_and_replayed(void **state) {
                        .retry_on = TCH_RETRY_NEVER};
     assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
     assert_true(tch_test_run_until(f->base, &r.done, 3000));
+    assert_int_equal(r.status, TCH_ETIMEOUT);
     assert_int_equal(r.error_code, TCH_PCODE_TIMEOUT);
     assert_int_equal(tch_vcr_pending(v), 0); /* the recording was finished, not left open */
     eject(v);
     for (int i = 0; i < f->nheld; i++)
         tch_inbound_respond(f->held[i], 0, TCH_SLICE_NULL, TCH_SLICE_NULL);
     f->nheld = 0;
-    assert_non_null(strstr(slurp(f->path), "timeout"));
+    const char *saved = slurp(f->path);
+    assert_non_null(strstr(saved, "code: timeout"));
+    assert_non_null(strstr(saved, "local: true"));
     stop_server(f);
+    /* Replayed as the same outcome, with no server: our own deadline, which
+     * no retry_on retries (an error frame with code timeout would be retried
+     * under ct, find the entry played, and end as "not found"). */
     v = use(f, TCH_CASSETTE_NONE, 0);
+    o.retry_on = TCH_RETRY_CONNECTION_TIMEOUT;
     result again = {0};
     assert_int_equal(tch_channel_call(f->client, &o, on_result, &again, NULL), 0);
     assert_true(tch_test_run_until(f->base, &again.done, 3000));
-    assert_int_equal(again.error_code, TCH_PCODE_TIMEOUT); /* replayed, no server needed */
+    assert_int_equal(again.status, TCH_ETIMEOUT);
+    assert_int_equal(again.error_code, TCH_PCODE_TIMEOUT);
+    assert_string_equal(again.message, r.message);
     eject(v);
 }
 

@@ -232,6 +232,44 @@ static void memory_loader_uses_name(void **state) {
     (void)serr;
 }
 
+/* `local: true` marks a timeout that was the caller's own deadline: read,
+ * written back, and refused on another code, on a fault or as a non-boolean. */
+static void local_timeouts_load_and_save(void **state) {
+    (void)state;
+    const char *y = "version: 1\ninteractions:\n"
+                    "- request: {serviceName: s}\n  error: {code: timeout, message: late, local: true}\n"
+                    "- request: {serviceName: s}\n  error: {code: timeout, local: no}\n";
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open_memory("m", y, strlen(y), NULL, &c, &err), 0);
+    assert_true(tch_cassette_get(c, 0)->error.local);
+    assert_false(tch_cassette_get(c, 1)->error.local);
+    tch_buf out = {0};
+    assert_int_equal(tch_cassette_emit(c, &out, &err), 0);
+    assert_int_equal(tch_buf_append(&out, "", 1), 0);
+    const char *first = strstr((const char *)out.ptr, "local: true");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "local:")); /* only where it is set */
+    tch_buf_free(&out);
+    tch_cassette_free(c);
+    static const struct { const char *yaml, *want; } bad[] = {
+        {"  error: {code: busy, local: true}\n", "m:4:10: error: 'local: true' is for code timeout only"},
+        {"  error: {code: timeout, local: maybe}\n", "m:4:33: error local: expected true or false"},
+        {"  error: {code: timeout, local: 'true'}\n", "error local: expected true or false"},
+        {"  response: {}\n  fault: {code: timeout, local: true}\n", "fault: unknown key 'local' (allowed: code, message)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char doc[256];
+        snprintf(doc, sizeof doc, "version: 1\ninteractions:\n- request: {serviceName: s}\n%s",
+                 bad[i].yaml);
+        c = NULL;
+        assert_int_equal(tch_cassette_open_memory("m", doc, strlen(doc), NULL, &c, &err), TCH_EPARSE);
+        assert_null(c);
+        if (!strstr(err.msg, bad[i].want))
+            fail_msg("case %zu: %s", i, err.msg);
+    }
+}
+
 static void missing_response_and_error_is_rejected(void **state) {
     (void)state;
     const char *y = "version: 1\ninteractions:\n- request: {}\n  response: {}\n  error: {code: busy}\n";
@@ -524,6 +562,7 @@ int main(void) {
         cmocka_unit_test(wrong_shape_says_what_was_expected),
         cmocka_unit_test(memory_loader_uses_name),
         cmocka_unit_test(missing_response_and_error_is_rejected),
+        cmocka_unit_test(local_timeouts_load_and_save),
         cmocka_unit_test(bad_utf8_names_line_and_column),
         cmocka_unit_test(python_bytes_are_base64),
         cmocka_unit_test(tagged_null_is_text),

@@ -73,10 +73,13 @@ typedef struct tch_cassette_response {
     tch_buf body;    /* arg3 */
 } tch_cassette_response;
 
-/* Our extension: the call was answered by a protocol error frame. */
+/* Our extension: the call was answered by a protocol error frame, or (local)
+ * its caller's own deadline passed first. */
 typedef struct tch_cassette_error_frame {
     uint8_t code;  /* wire code: 0x01 timeout ... 0xff fatal */
     char *message; /* owned, NUL-terminated */
+    int local;     /* `local: true` (code timeout only): no frame came; the VCR
+                      replays it as TCH_ETIMEOUT, which is never retried */
 } tch_cassette_error_frame;
 
 typedef struct tch_cassette_interaction {
@@ -288,6 +291,9 @@ int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
                                const tch_cassette_reply *reply, tch_error *err);
 int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
                                      const char *message, tch_error *err);
+/* The caller's own deadline passed before any answer: a timeout, `local`. */
+int tch_cassette_record_finish_timeout(tch_cassette *c, tch_cassette_slot slot,
+                                       const char *message, tch_error *err);
 /* The call never finished: the slot is dropped from the file. */
 int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
 
