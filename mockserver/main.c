@@ -251,8 +251,10 @@ static int load_cassettes(mock *m, tch_error *err) {
             return tch_error_set(err, TCH_ENOTFOUND, "%s: %s", p, strerror(errno));
         mock_cassette *mc;
         int rc = mock_store_add(m, p, &mc, err);
-        if (rc == TCH_ESTATE) /* the same file twice (e.g. a dir and a file in it) */
+        if (rc == TCH_ESTATE) { /* the same file twice: a dir and a file in it, */
+            mc->record_target |= is_target; /* or --record-to spelled otherwise */
             continue;
+        }
         if (rc)
             return rc;
         mc->record_target = is_target;

@@ -164,7 +164,9 @@ const char *mock_scheme_name(int scheme);
 
 /* ---- store.c --------------------------------------------------------------- */
 void mock_store_free(mock_store *s);
-/* Opens path with the mock's options; appends it. Errors name file:line:column. */
+/* Opens path with the mock's options; appends it. Errors name file:line:column.
+ * TCH_ESTATE when the file is loaded already (under any spelling of its
+ * path): *out is then the loaded one. */
 int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *err);
 mock_cassette *mock_store_find(mock_store *s, const char *path);
 /* Unloads (saving anything recorded first). TCH_ESTATE while recordings are in flight. */

@@ -103,7 +103,9 @@ static mock_cassette *find_same_file(mock_store *s, const char *path) {
 
 int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *err) {
     mock_store *s = &m->store;
-    const mock_cassette *same = find_same_file(s, path);
+    mock_cassette *same = find_same_file(s, path);
+    if (same && out)
+        *out = same;
     if (same && strcmp(same->path, path) == 0)
         return tch_error_set(err, TCH_ESTATE, "%s: already loaded", path);
     if (same)

@@ -530,6 +530,36 @@ static void miss_names_a_cassette_that_would_record(void **state) {
     tch_channel_free(srv);
 }
 
+/* --record-to naming a file of the folder given beside it in another
+ * spelling (here ./): the folder's copy is the one loaded, and it records. */
+static void record_to_in_another_spelling_still_records(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
+    char dir[300], file[340], spelt[360];
+    snprintf(dir, sizeof dir, "%s/rec", f->dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(file, sizeof file, "%s/t.yaml", dir);
+    snprintf(spelt, sizeof spelt, "%s/./t.yaml", dir);
+    write_file(file, V1);
+    start_mock(f, "--mode", "new_episodes", "--upstream", tch_channel_host_port(srv),
+               "--record-to", spelt, dir, NULL);
+    json_t *j = admin_get(f, "/health");
+    assert_true(json_is_true(json_object_get(j, "recording")));
+    json_decref(j);
+    result r = echo(f, "keyvalue-server", "fresh");
+    if (r.status != 0)
+        fail_msg("not recorded: %s", r.message);
+    assert_string_equal(r.arg3, "fresh");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    tch_cassette *c;
+    tch_error err;
+    assert_int_equal(tch_cassette_open(file, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 2); /* V1's, and the recording */
+    tch_cassette_free(c);
+    tch_channel_free(srv);
+}
+
 /* The record target edited on disk while a recording was in flight: the
  * edit is not overwritten, and the run's cassette goes beside it. */
 static void an_edit_is_not_overwritten_by_a_save(void **state) {
@@ -875,6 +905,7 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(record_to_in_another_spelling_still_records, setup, teardown),
         cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
         cmocka_unit_test_setup_teardown(an_edit_is_not_overwritten_by_a_save, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unreachable_upstream_aborts_the_slot, setup, teardown),
