@@ -49,7 +49,7 @@ static const char USAGE[] =
     "  --record-to PATH         cassette that records (default: the first given)\n"
     "  --allow-repeats          replay the last match again once all were played\n"
     "  --match M1,M2,...        matchers (serviceName endpoint headers body argScheme\n"
-    "                           hostPort transportHeaders; default the first five)\n"
+    "                           transportHeaders; default the first five)\n"
     "  --no-watch               do not reload cassettes that change on disk\n"
     "  --watch-interval MS      poll period for changes (default 500)\n"
     "  --journal-size N         requests kept in the journal (default 10000)\n"
@@ -121,8 +121,8 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         if (tch_cassette_mode_parse(v, &c->mode, &err))
             return usage_error("%s: %s", name, err.msg);
     } else if (!strcmp(name, "--upstream") || !strcmp(name, "--advertise-to")) {
-        if (!strchr(v, ':'))
-            return usage_error("%s: expected HOST:PORT, got \"%s\"", name, v);
+        if (tch_host_port_check(v, &err))
+            return usage_error("%s: %s", name, err.msg);
         mock_strv_push(!strcmp(name, "--upstream") ? &c->upstreams : &c->advertise_to, v);
     } else if (!strcmp(name, "--advertise-service"))
         mock_strv_push(&c->advertise_services, v);
@@ -130,20 +130,26 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         c->record_to = v;
     else if (!strcmp(name, "--match")) {
         static const char *const known[] = {"serviceName", "endpoint", "headers", "body",
-                                            "argScheme", "hostPort", "transportHeaders"};
+                                            "argScheme", "transportHeaders"};
         size_t before = c->matchers.n;
         if (push_list(&c->matchers, v) != 0)
             return usage_error("out of memory reading %s", name);
         if (c->matchers.n == before)
             return usage_error("%s: name at least one matcher (serviceName endpoint headers "
-                               "body argScheme hostPort transportHeaders)", name);
+                               "body argScheme transportHeaders)", name);
         for (size_t i = before; i < c->matchers.n; i++) {
             size_t k = 0;
             while (k < sizeof known / sizeof known[0] && strcmp(c->matchers.v[i], known[k]))
                 k++;
+            /* a request to the mock carries the mock's address, never the
+             * recorded service's: hostPort could match nothing */
+            if (!strcmp(c->matchers.v[i], "hostPort"))
+                return usage_error("%s: hostPort cannot match here: callers reach the mock, not "
+                                   "the host:port a cassette recorded (the in-process VCR "
+                                   "matches it)", name);
             if (k == sizeof known / sizeof known[0]) {
                 return usage_error("%s: unknown matcher \"%s\" (serviceName endpoint headers body "
-                                   "argScheme hostPort transportHeaders)", name, c->matchers.v[i]);
+                                   "argScheme transportHeaders)", name, c->matchers.v[i]);
             }
         }
     }

@@ -372,6 +372,12 @@ void channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
     p->backoff_until_ms = channel_now_ms() + (delay > 10000 ? 10000 : delay);
 }
 
+int tch_host_port_check(const char *host_port, tch_error *err) {
+    struct sockaddr_storage ss;
+    int sslen;
+    return tch_parse_host_port(host_port, &ss, &sslen, err);
+}
+
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err) {
     struct sockaddr_storage ss;
     int sslen;

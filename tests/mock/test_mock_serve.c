@@ -872,6 +872,16 @@ static void bad_command_line_and_corrupt_cassette(void **state) {
     char *a6[] = {TCH_MOCK_BIN, "--match", "body,bogus", ECHO_YAML, NULL};
     assert_int_equal(run_status(a6, err, sizeof err), 2);
     assert_non_null(strstr(err, "unknown matcher \"bogus\""));
+    char *a9[] = {TCH_MOCK_BIN, "--match", "body,hostPort", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a9, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--match: hostPort cannot match here"));
+    /* checked before anything starts: no "listening" line for a harness to trust */
+    char *a10[] = {TCH_MOCK_BIN, "--advertise-to", "foo:bar", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a10, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--advertise-to: invalid host:port \"foo:bar\""));
+    char *a11[] = {TCH_MOCK_BIN, "--upstream", "127.0.0.1:notaport", ECHO_YAML, NULL};
+    assert_int_equal(run_status(a11, err, sizeof err), 2);
+    assert_non_null(strstr(err, "--upstream: invalid host:port \"127.0.0.1:notaport\""));
     char *a7[] = {TCH_MOCK_BIN, "--match=", ECHO_YAML, NULL};
     assert_int_equal(run_status(a7, err, sizeof err), 2);
     assert_non_null(strstr(err, "name at least one matcher"));

@@ -113,6 +113,11 @@ size_t tch_channel_connection_count(const tch_channel *ch);
 /* Known peers for calls that give no host_port. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
 
+/* 0 when host_port is what peers, routers and listen take (a numeric IP
+ * and a port 0-65535); otherwise TCH_EINVAL with a message naming it. For
+ * command lines that check their options before starting anything. */
+int tch_host_port_check(const char *host_port, tch_error *err);
+
 /* ---- inbound ---------------------------------------------------------- */
 
 typedef struct tch_inbound tch_inbound;
