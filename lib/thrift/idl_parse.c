@@ -112,12 +112,82 @@ static int skip_space(parser *p) {
     }
 }
 
-/* String literals: '...' or "..."; the usual backslash escapes are decoded
- * into arena storage. */
+/* The value of the n hex digits at s, or -1. */
+static long hex_digits(const char *s, int n) {
+    long v = 0;
+    for (int i = 0; i < n; i++) {
+        int c = (unsigned char)s[i], d = is_digit(c) ? c - '0'
+                                      : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                                               : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static size_t put_utf8(char *out, uint32_t cp) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xe0 | cp >> 12);
+        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | cp >> 18);
+    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* The escape after the backslash at src[*i] (JavaScript's, as thriftrw reads
+ * them): its UTF-8 goes to out, *i moves to its last character. -1 when it
+ * is not an escape (a digit, or x/u without their hex digits). */
+static long decode_escape(const char *src, size_t *i, size_t end, char *out) {
+    static const char from[] = "bfnrtv", to[] = "\b\f\n\r\t\v";
+    char c = src[++*i];
+    const char *simple = c ? strchr(from, c) : NULL;
+    if (simple)
+        return (out[0] = to[simple - from], 1);
+    if (c == '\n') /* a line continuation */
+        return 0;
+    if (c == '0' && !(*i + 1 < end && is_digit(src[*i + 1])))
+        return (out[0] = '\0', 1);
+    if (is_digit(c))
+        return -1;
+    int width = c == 'x' ? 2 : c == 'u' ? 4 : 0;
+    if (!width)
+        return (out[0] = c, 1); /* \\ \" \' and any other character: itself */
+    long cp = *i + (size_t)width < end ? hex_digits(src + *i + 1, width) : -1;
+    if (cp < 0)
+        return -1;
+    *i += (size_t)width;
+    if (cp >= 0xd800 && cp < 0xdc00 && *i + 6 < end && src[*i + 1] == '\\' && src[*i + 2] == 'u') {
+        long lo = hex_digits(src + *i + 3, 4); /* a surrogate pair: one code point */
+        if (lo >= 0xdc00 && lo < 0xe000) {
+            *i += 6;
+            return (long)put_utf8(out, (uint32_t)(0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00)));
+        }
+    }
+    if (cp >= 0xd800 && cp < 0xe000)
+        cp = 0xfffd; /* a lone surrogate has no UTF-8: as Node writes it */
+    return (long)put_utf8(out, (uint32_t)cp);
+}
+
+/* String literals: '...' or "..."; backslash escapes are decoded into arena
+ * storage (never longer than the source). */
 static int lex_string(parser *p) {
     int quote = peekc(p, 0);
     size_t start = p->pos + 1;
-    size_t cap = 0;
     advance(p);
     while (peekc(p, 0) != quote) { /* first pass: find the end */
         if (peekc(p, 0) == -1 || peekc(p, 0) == '\n')
@@ -125,26 +195,27 @@ static int lex_string(parser *p) {
         if (peekc(p, 0) == '\\' && peekc(p, 1) != -1)
             advance(p);
         advance(p);
-        cap++;
     }
     size_t end = p->pos;
     advance(p);
-    char *out = arena_alloc(p->ar, cap + 1);
+    char *out = arena_alloc(p->ar, end - start + 1);
     if (!out)
         return nomem(p);
     size_t n = 0;
     for (size_t i = start; i < end; i++) {
-        char c = p->src[i];
-        if (c == '\\' && i + 1 < end) {
-            c = p->src[++i];
-            switch (c) {
-            case 'n': c = '\n'; break;
-            case 't': c = '\t'; break;
-            case 'r': c = '\r'; break;
-            default: break; /* \\ \" \' and unknown escapes: the char itself */
-            }
+        if (p->src[i] != '\\') {
+            out[n++] = p->src[i];
+            continue;
         }
-        out[n++] = c;
+        size_t at = i;
+        long k = decode_escape(p->src, &i, end, out + n);
+        if (k < 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "invalid escape '\\%.*s' in string literal (at byte %zu)",
+                     (int)(end - at - 1 < 5 ? end - at - 1 : 5), p->src + at + 1, at - start + 1);
+            return fail_at(p, p->tok.line, p->tok.col, msg);
+        }
+        n += (size_t)k;
     }
     p->tok.kind = TOK_STRING;
     p->tok.text = out;
@@ -237,7 +308,10 @@ static int next(parser *p) {
         p->tok.len = p->pos - start;
         return 0;
     }
-    if (is_digit(c) || ((c == '+' || c == '-') && is_digit(peekc(p, 1))))
+    int after_sign = (c == '+' || c == '-') ? peekc(p, 1) : c;
+    int dot_digit = (c == '+' || c == '-') ? (after_sign == '.' && is_digit(peekc(p, 2)))
+                                           : (c == '.' && is_digit(peekc(p, 1)));
+    if (is_digit(after_sign) || dot_digit) /* 5, -5, .5, -.5 */
         return lex_number(p);
     if (c == '"' || c == '\'')
         return lex_string(p);
@@ -809,6 +883,9 @@ int idl_parse_doc(idl_loader *ld, idl_doc *doc, tch_slice text) {
         return nomem(&p);
     p.src = src;
     p.len = text.len;
+    if (p.len >= 3 && memcmp(src, "\xef\xbb\xbf", 3) == 0) { /* a UTF-8 byte order mark */
+        p.pos = 3;
+    }
     int rc = next(&p);
     while (!rc && p.tok.kind != TOK_EOF)
         rc = parse_definition(&p);

@@ -190,6 +190,44 @@ static void struct_values_take_field_defaults(void **state) {
     tch_thrift_idl_free(idl);
 }
 
+static void expect_string_const(const tch_thrift_idl *idl, const char *name, const char *want,
+                                size_t len) {
+    const tch_thrift_value *v = tch_thrift_idl_find_const(idl, name, NULL);
+    assert_non_null(v);
+    tch_slice s = tch_thrift_value_bytes(v);
+    if (s.len != len || memcmp(s.ptr, want, len) != 0)
+        fail_msg("%s: got %zu bytes \"%.*s\"", name, s.len, (int)s.len, (const char *)s.ptr);
+}
+
+/* String escapes read as thriftrw reads them (JavaScript's), numbers may
+ * start with a dot, and a UTF-8 byte order mark opens a file. */
+static void literals_read_as_thriftrw_reads_them(void **state) {
+    (void)state;
+    const char *text = "\xef\xbb\xbf// a BOM first\n"
+                       "const string U = \"a\\u0041\\u00e9\\ud83d\\ude00\"\n"
+                       "const string X = 'x\\x41\\xe9'\n"
+                       "const string C = \"\\b\\f\\n\\r\\t\\v\\\\\\\"\\'\\q\"\n"
+                       "const string Z = \"a\\0b\"\n"
+                       "const string L = \"\\udc00\"\n"
+                       "const double H = .5\n"
+                       "const double N = -.25e1\n";
+    tch_thrift_idl *idl = NULL;
+    tch_error err = {0};
+    if (load_str(text, &idl, &err))
+        fail_msg("load: %s", err.msg);
+    expect_string_const(idl, "U", "aA\xc3\xa9\xf0\x9f\x98\x80", 8);
+    expect_string_const(idl, "X", "xA\xc3\xa9", 4);
+    expect_string_const(idl, "C", "\b\f\n\r\t\v\\\"'q", 10);
+    expect_string_const(idl, "Z", "a\0b", 3);
+    expect_string_const(idl, "L", "\xef\xbf\xbd", 3); /* a lone surrogate: U+FFFD */
+    assert_true(tch_thrift_value_double(tch_thrift_idl_find_const(idl, "H", NULL)) == 0.5);
+    assert_true(tch_thrift_value_double(tch_thrift_idl_find_const(idl, "N", NULL)) == -2.5);
+    tch_thrift_idl_free(idl);
+    expect_error("const string S = \"a\\1\"", "t.thrift:1:18: invalid escape '\\1' in string literal (at byte 2)");
+    expect_error("const string S = 'a\\u12'", "invalid escape '\\u12'");
+    expect_error("const string S = 'a\\xZZ'", "invalid escape '\\xZZ'");
+}
+
 /* A value that breaks its struct's rules fails the load, at the value. */
 static void invalid_struct_values_fail_the_load(void **state) {
     (void)state;
@@ -305,6 +343,7 @@ int main(void) {
         cmocka_unit_test(errors_name_line_and_column),
         cmocka_unit_test(struct_values_take_field_defaults),
         cmocka_unit_test(invalid_struct_values_fail_the_load),
+        cmocka_unit_test(literals_read_as_thriftrw_reads_them),
         cmocka_unit_test(inherited_methods_are_not_redefined),
         cmocka_unit_test(nesting_is_bounded),
         cmocka_unit_test(include_cycles_are_rejected_with_the_chain),
