@@ -146,6 +146,7 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_transport_free(cc->t);
     if (cc->handshake_timer)
         event_free(cc->handshake_timer);
+    free(cc->draining);
     free(cc);
     if (!ch->freeing)
         channel_close_progress(ch);
@@ -167,8 +168,23 @@ static void on_call_res(void *ud, tch_call_msg *msg) {
 static void on_res_failed(void *ud, uint32_t id, int status, const char *why) {
     outbound_on_failed(ud, id, status, why);
 }
+/* An error frame about no call: a peer that drains (the Node peer's
+ * graceful shutdown) says so with Declined "draining: <why>" and answers
+ * the calls already on the connection; new calls must go elsewhere. Other
+ * notices carry nothing to act on (a protocol error fails the conn). */
+static void on_connection_notice(chconn *cc, const tch_error_frame *e) {
+    static const char prefix[] = "draining:";
+    if (e->code != TCH_PCODE_DECLINED || cc->draining || e->message.len < sizeof prefix - 1 ||
+        memcmp(e->message.ptr, prefix, sizeof prefix - 1) != 0)
+        return;
+    cc->draining = tch_slice_strdup(e->message); /* NULL on ENOMEM: not marked */
+}
+
 static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
-    outbound_on_error_frame(ud, id, e);
+    if (id == TCH_ID_NONE)
+        on_connection_notice(ud, e);
+    else
+        outbound_on_error_frame(ud, id, e);
 }
 static void on_cancel(void *ud, uint32_t id) { inbound_cancel(ud, id); }
 static void on_ping_res(void *ud, uint32_t id) { ping_on_response(ud, id); }
@@ -307,17 +323,19 @@ static void arm_idle_sweep(tch_channel *ch) {
 }
 
 /* Closes connections with nothing in flight and no traffic for the idle
- * timeout; a later call simply dials again. */
+ * timeout, or draining ones as soon as nothing is in flight; a later call
+ * simply dials again. */
 static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     tch_channel *ch = arg;
     (void)fd, (void)what;
     uint64_t now = channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         if (cc->closing || cc->calls.len || cc->inbound.len || cc->pings.len ||
-            now - cc->last_active_ms < ch->opts.idle_timeout_ms)
+            (!cc->draining && now - cc->last_active_ms < ch->opts.idle_timeout_ms))
             continue;
         char why[96];
-        snprintf(why, sizeof why, "idle for %u ms", ch->opts.idle_timeout_ms);
+        snprintf(why, sizeof why, cc->draining ? "the peer is draining" : "idle for %u ms",
+                 ch->opts.idle_timeout_ms);
         cc->closing = 1;
         tch_transport_close(cc->t, TCH_ECLOSED, why);
     }

@@ -25,6 +25,7 @@ struct chconn {
     tch_intmap pings;    /* our ping ids -> ping* */
     uint64_t last_active_ms; /* for closing idle connections */
     int closing;
+    char *draining; /* the peer's "draining: why" notice: no new calls here */
     struct event *handshake_timer; /* fails a connection that never inits */
     chconn *prev, *next;
 };

@@ -362,6 +362,28 @@ static void fill_fields(tch_outbound *call, uint32_t ttl, tch_call_fields *f) {
 
 /* Sends one attempt. Returns 0, or an error (with err) when nothing was
  * sent. */
+static void note_tried(tch_outbound *call, const char *host_port) {
+    if (!call->attempts)
+        call->attempts = 1;
+    if (call->ntried < MAX_TRIED && !was_tried(call, host_port))
+        memcpy(call->tried[call->ntried++], host_port, sizeof call->tried[0]);
+}
+
+/* A peer that announced it is draining takes no new calls (as the Node peer
+ * refuses them locally): this attempt is declined, which is retried on
+ * another peer, and the peer is backed off like one that failed. */
+static int decline_draining(tch_outbound *call, chconn *cc) {
+    note_tried(call, cc->host_port);
+    channel_peer_result(call->ch, cc->host_port, 0);
+    char msg[TCH_ERROR_MSG_MAX]; /* defer_response copies it into call->msg */
+    snprintf(msg, sizeof msg, "call to %s: peer %s is %s", call->req.service, cc->host_port,
+             cc->draining);
+    tch_response res = {.status = TCH_EREMOTE, .error_code = TCH_PCODE_DECLINED,
+                        .message = msg, .peer = cc->host_port};
+    defer_response(call, &res);
+    return 0;
+}
+
 static int start_attempt(tch_outbound *call, tch_error *err) {
     tch_channel *ch = call->ch;
     const char *hp = pick_peer(call);
@@ -372,6 +394,8 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     chconn *cc = chconn_for_peer(ch, hp, err);
     if (!cc)
         return err ? err->code : TCH_EIO;
+    if (cc->draining)
+        return decline_draining(call, cc);
     if (cc->calls.len >= ch->opts.max_pending_calls)
         return tch_error_set(err, TCH_ETOOBIG,
                              "call to %s: %zu calls already pending on the connection to %s (the limit)",
@@ -399,10 +423,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     call->id = id;
     if (ch->opts.idle_timeout_ms)
         cc->last_active_ms = channel_now_ms();
-    if (!call->attempts)
-        call->attempts = 1;
-    if (call->ntried < MAX_TRIED && !was_tried(call, hp))
-        memcpy(call->tried[call->ntried++], cc->host_port, sizeof call->tried[0]);
+    note_tried(call, cc->host_port);
     return 0;
 }
 

@@ -536,7 +536,11 @@ static int on_error(tch_conn *c, const tch_frame *fr) {
     drop_part(c, 0, fr->id);
     if (c->cb.error_frame)
         c->cb.error_frame(c->ud, fr->id, &e);
-    if (fr->id == TCH_ID_NONE || e.code == 0xff)
+    /* Only a protocol error ends the connection. An error frame about no
+     * message (id 0xffffffff) with another code is a notice: the Node peer
+     * announces draining with one (Declined, "draining: ...") and keeps
+     * answering the calls already running. */
+    if (e.code == 0xff)
         return fail(c, TCH_EREMOTE, "peer sent a fatal error: %.*s",
                     (int)e.message.len, (const char *)e.message.ptr);
     return 0;

@@ -37,7 +37,8 @@ typedef struct tch_conn_callbacks {
     void (*call_res)(void *ud, tch_call_msg *msg);
     /* A response for id could not be reassembled (checksum, limit). */
     void (*res_failed)(void *ud, uint32_t id, int status, const char *why);
-    /* An error frame about message id (id may be TCH_ID_NONE). */
+    /* An error frame about message id (id may be TCH_ID_NONE: a notice about
+     * the connection). Only code 0xff (protocol error) fails the conn. */
     void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
     void (*cancel)(void *ud, uint32_t id);
     void (*failed)(void *ud, int status, const char *why);

@@ -345,6 +345,54 @@ static void run_case(run *r, const char *name, case_fn fn, const void *arg) {
     fflush(stdout);
 }
 
+/* Run last: the Node server drains (its graceful shutdown) while two calls
+ * run on our connection. Node tells the connection with an error frame
+ * about no call (Declined "draining: ..."): the running calls must still be
+ * answered, and a new call is declined at once by us, never sent. */
+static int case_drain(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    result *slow[2] = {result_new(r), result_new(r)};
+    result *drain = result_new(r), *ping = result_new(r), *after = result_new(r);
+    tch_error err;
+    if (start_call(r, 1, "slow", TCH_SLICE_NULL, tch_slice_cstr("300"), 5000, slow[0], why, whylen) ||
+        start_call(r, 1, "slow", TCH_SLICE_NULL, tch_slice_cstr("500"), 5000, slow[1], why, whylen) ||
+        start_call(r, 1, "drain", TCH_SLICE_NULL, tch_slice_cstr("interop drain"), 5000, drain, why,
+                   whylen))
+        return -1;
+    if (wait_all(r, &drain, 1, 5000) != 0) {
+        snprintf(why, whylen, "no answer to drain");
+        return -1;
+    }
+    if (expect_ok(drain, why, whylen) != 0)
+        return -1;
+    /* Node wrote the notice after that answer; its answer to a ping comes after both. */
+    if (tch_channel_ping(r->ch[1], r->peer, 2000, on_ping, ping, &err) != 0 ||
+        wait_all(r, &ping, 1, 3000) != 0 || ping->status != 0) {
+        snprintf(why, whylen, "ping after the drain failed");
+        return -1;
+    }
+    if (start_call(r, 1, "echo", TCH_SLICE_NULL, tch_slice_cstr("x"), 5000, after, why, whylen))
+        return -1;
+    if (wait_all(r, &after, 1, 3000) != 0) {
+        snprintf(why, whylen, "no answer to the call after the drain");
+        return -1;
+    }
+    if (after->status != TCH_EREMOTE || after->error_code != TCH_PCODE_DECLINED ||
+        !strstr(after->message, "is draining: interop drain")) {
+        describe(after, why, whylen);
+        return -1;
+    }
+    if (wait_all(r, slow, 2, 5000) != 0) {
+        snprintf(why, whylen, "the calls running at the drain were not answered");
+        return -1;
+    }
+    for (int i = 0; i < 2; i++)
+        if (expect_ok(slow[i], why, whylen) != 0 ||
+            compare("slow arg3", &slow[i]->arg3, (const uint8_t *)"late", 4, why, whylen) != 0)
+            return -1;
+    return 0;
+}
+
 typedef struct echo_arg {
     size_t csum;
     size_t size;
@@ -1042,6 +1090,7 @@ int main(int argc, char **argv) {
     run_case(&r, "thrift headers round trip", case_thrift_headers, NULL);
     run_case(&r, "retry peers [dead, node] x10 without host_port", case_retry_two_peers, NULL);
     run_case(&r, "retry never, only the dead peer -> network error", case_retry_never_dead, NULL);
+    run_case(&r, "drain: running calls answered, new ones declined (last)", case_drain, NULL);
 
     for (size_t c = 0; c < NCHECKSUMS; c++)
         tch_channel_free(r.ch[c]);

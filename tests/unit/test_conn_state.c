@@ -475,6 +475,23 @@ static void fatal_error_frame_fails_the_connection(void **state) {
     destroy(&p);
 }
 
+/* An error frame about no call with another code is a notice (the Node
+ * peer's "draining"): reported, and the connection goes on. */
+static void a_notice_error_frame_keeps_the_connection(void **state) {
+    (void)state;
+    pair p;
+    make_ready(&p, 1 << 20);
+    tch_conn_send_error(p.server.c, TCH_ID_NONE, 0x04 /* declined */, NULL, "draining: going away");
+    pump(&p);
+    assert_false(p.client.failed);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, TCH_ID_NONE);
+    assert_int_equal(p.client.err_code, 0x04);
+    assert_string_equal(p.client.err_msg, "draining: going away");
+    assert_true(tch_conn_is_ready(p.client.c));
+    destroy(&p);
+}
+
 static void unknown_frame_type_after_handshake_is_fatal(void **state) {
     (void)state;
     pair p;
@@ -637,6 +654,7 @@ int main(void) {
         cmocka_unit_test(corrupted_response_checksum_fails_that_call_only),
         cmocka_unit_test(ping_is_answered),
         cmocka_unit_test(fatal_error_frame_fails_the_connection),
+        cmocka_unit_test(a_notice_error_frame_keeps_the_connection),
         cmocka_unit_test(unknown_frame_type_after_handshake_is_fatal),
         cmocka_unit_test(response_is_matched_and_cancel_reported),
         cmocka_unit_test(requests_left_unfinished_are_bounded),

@@ -490,6 +490,54 @@ cases.push({
     }
 });
 
+// Last: Node's graceful shutdown on the client side. drain() tells the server with an error
+// frame about no call (Declined "draining: ..."); calls already running must still be
+// answered (between two Node peers they are), not cut off with the connection.
+cases.push({
+    name: 'client drains while two calls run (last)',
+    run: function run(done) {
+        var chan = new TChannel({logger: lib.tchannelFile('null-logger.js')});
+        var drainSub = chan.makeSubChannel({
+            serviceName: args.service,
+            peers: [args.peer],
+            requestDefaults: {
+                hasNoParent: true,
+                retryFlags: {never: true, onConnectionError: false, onTimeout: false},
+                headers: {as: 'raw', cn: 'interop-node-client'}
+            }
+        });
+        function send(endpoint, arg3, cb) {
+            drainSub.request({serviceName: args.service, timeout: 5000}).send(endpoint, '', arg3, cb);
+        }
+        // One answered call first: the connection is up, so both slow calls go out before the
+        // drain notice, on the same connection.
+        send('echo', 'x', function first(err) {
+            if (err) {
+                return finish('echo before the drain: ' + describeErr(err));
+            }
+            var left = 2;
+            var problems = [];
+            ['300', '500'].forEach(function each(ms) {
+                send('slow', ms, function onSlow(err2, res, r2, r3) {
+                    if (err2) {
+                        problems.push('slow ' + ms + ': ' + describeErr(err2));
+                    } else if (String(r3) !== 'late') {
+                        problems.push('slow ' + ms + ': answered ' + JSON.stringify(String(r3)));
+                    }
+                    if (--left === 0) {
+                        finish(problems.length ? problems.join('; ') : null);
+                    }
+                });
+            });
+            chan.drain('interop client drain', function drained() {});
+        });
+        function finish(why) {
+            chan.close();
+            done(why);
+        }
+    }
+});
+
 function note(msg) {
     process.stdout.write('# ' + msg + '\n');
 }

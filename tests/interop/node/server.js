@@ -5,6 +5,8 @@
 //   big   arg3 is a decimal N; answers N bytes, byte i = i % 251
 //   slow  arg3 is N ms; answers "late" after N ms
 //   busy  answers with a Busy error frame
+//   drain answers "draining", then drains the server (Node's graceful shutdown, which tells
+//         every connection with an error frame about no call: Declined "draining: <arg3>")
 // and, through Node's own arg-scheme handlers (tchannel/as/json, tchannel/as/thrift), the
 // same json and thrift endpoints as our interop-server:
 //   json_echo   (as=json) ok; response head = the request's head ({} when none),
@@ -90,6 +92,13 @@ var handlers = {
     busy: function busy(req, res) {
         prepare(res);
         res.sendError('Busy', 'keyvalue-server is busy (on purpose)');
+    },
+    drain: function drain(req, res, arg2, arg3) {
+        prepare(res);
+        res.sendOk('', 'draining');
+        if (!server.draining) {
+            server.drain(String(arg3) || 'interop drain', function drained() {});
+        }
     }
 };
 Object.keys(handlers).forEach(function reg(name) {
