@@ -374,6 +374,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     event_base_loopbreak(arg);
 }
 
+static void on_closed(tch_channel *ch, void *ud) {
+    (void)ch;
+    event_base_loopbreak(ud);
+}
+
 static int usage(const char *bad, const char *why) {
     fprintf(stderr,
             "interop-server: %s argument '%s'\n"
@@ -463,7 +468,8 @@ int main(int argc, char **argv) {
 
     int rc = event_base_dispatch(srv.base);
 
-    /* Answer what is still waiting, then tear down. */
+    /* Answer what is still waiting, let those answers reach their sockets
+     * (a graceful close, bounded), then tear down. */
     while (srv.slow_head) {
         struct slow_call *sc = srv.slow_head;
         slow_unlink(sc);
@@ -471,6 +477,8 @@ int main(int argc, char **argv) {
         event_free(sc->timer);
         free(sc);
     }
+    if (tch_channel_close(srv.ch, 1000, on_closed, srv.base) == 0)
+        event_base_dispatch(srv.base);
     event_free(sigint);
     event_free(sigterm);
     tch_channel_free(srv.ch);
