@@ -349,7 +349,8 @@ static int parse_cli(int argc, char **argv, cli *c) {
             else
                 rc = v ? apply_option(c, a, v) : usage_error("%s: missing value", a);
         } else {
-            rc = eq ? usage_error("%s: takes no value", a) : apply_flag(c, a);
+            /* an unknown --name=value is unknown first (apply_flag says so) */
+            rc = eq && is_option_name(a) ? usage_error("%s: takes no value", a) : apply_flag(c, a);
         }
         if (rc)
             return rc;
@@ -556,7 +557,8 @@ static int find_method(const cli *c, request *r) {
         rc = fail(EXIT_USAGE, "--thrift %s: service %s has no method %s", c->idl_path, sname, mname);
     else if (tch_thrift_method_check_supported(r->method, &err) != 0)
         rc = fail(EXIT_USAGE, "--thrift %s: %s", c->idl_path, err.msg);
-    else if (tch_thrift_arg1_join(sname, mname, &r->arg1, &err) != 0)
+    /* the service's own name: "inc.Service" finds it, "Service::m" is what is served */
+    else if (tch_thrift_arg1_join(tch_thrift_service_name(s), mname, &r->arg1, &err) != 0)
         rc = fail(EXIT_USAGE, "ENDPOINT: %s", err.msg);
     free(sname);
     free(mname);

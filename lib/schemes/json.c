@@ -25,8 +25,13 @@ int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
         *out = json_incref(empty_default);
         return 0;
     }
+    /* As JSON.parse reads it: "\u0000" inside strings is valid JSON, and
+     * an integer beyond 64 bits is a number (a double, as Node's). */
     json_error_t je;
-    *out = json_loadb((const char *)in.ptr, in.len, JSON_DECODE_ANY, &je);
+    const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    *out = json_loadb((const char *)in.ptr, in.len, flags, &je);
+    if (!*out && json_error_code(&je) == json_error_numeric_overflow)
+        *out = json_loadb((const char *)in.ptr, in.len, flags | JSON_DECODE_INT_AS_REAL, &je);
     if (!*out)
         return tch_error_set(err, TCH_EPARSE, "%s is not valid JSON: %s at line %d column %d",
                              what, je.text, je.line, je.column);

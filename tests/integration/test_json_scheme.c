@@ -168,6 +168,26 @@ static void malformed_request_json_is_bad_request_naming_it(void **state) {
     assert_non_null(strstr(r.message, "object"));
 }
 
+/* What JSON.parse reads (a Node client's JSON.stringify writes it) is read:
+ * "\u0000" in a string, an integer beyond 64 bits (then a real). */
+static void json_that_node_writes_is_read(void **state) {
+    fixture *f = *state;
+    const char *text = "{\"s\": \"a\\u0000b\", \"big\": 12345678901234567890, \"n\": 1}";
+    json_t *v = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_json_decode(tch_slice_cstr(text), "body", NULL, &v, &err), 0);
+    assert_int_equal(json_string_length(json_object_get(v, "s")), 3);
+    assert_memory_equal(json_string_value(json_object_get(v, "s")), "a\0b", 3);
+    assert_true(json_is_real(json_object_get(v, "big")));
+    assert_true(json_real_value(json_object_get(v, "big")) == 12345678901234567890.0);
+    assert_true(json_is_real(json_object_get(v, "n"))); /* the whole text reads as reals */
+    json_decref(v);
+    assert_int_equal(tch_json_decode(tch_slice_cstr("[1e999]"), "body", NULL, &v, &err), TCH_EPARSE);
+    rresult r = raw_call(f, "json", "{}", text);
+    if (r.status != 0)
+        fail_msg("server refused it: %s", r.message);
+}
+
 static void wrong_arg_scheme_is_bad_request(void **state) {
     fixture *f = *state;
     rresult r = raw_call(f, "thrift", "{}", "1");
@@ -190,6 +210,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(application_error_has_code_1, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_request_json_is_bad_request_naming_it, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_arg_scheme_is_bad_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(json_that_node_writes_is_read, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_response_json_is_a_client_error, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -185,6 +185,13 @@ thrift)
         -p "$HP_kv" -t "$tmp/broken.thrift" $S KeyValue::getValue '{}'
     t "a missing IDL file" 2 "" "/nonexistent/kv.thrift" -- \
         -p "$HP_kv" -t /nonexistent/kv.thrift $S KeyValue::getValue '{}'
+    # A service named through an include goes out as the server knows it: KeyValue::getValue.
+    cp "$idl" "$tmp/keyvalue.thrift"
+    printf 'include "keyvalue.thrift"\n' >"$tmp/outer.thrift"
+    t "an include-qualified service" 0 '{
+  "ok": true,
+  "body": "bar"
+}' -- -p "$HP_kv" -t "$tmp/outer.thrift" $S keyvalue.KeyValue::getValue '{"key":"foo"}'
     t "--health: the channel's own Meta::health" 0 "OK" -- -p "$HP_kv" --health $S
     t "--health: a registered Meta::health that is not ok" 1 "NOT OK: draining" -- \
         -p "$HP_kv" --health draining
@@ -204,6 +211,8 @@ usage)
     t "no peer" 2 "" "no peer" -- svc echo
     t "no endpoint" 2 "" "ENDPOINT is required" -- -p 127.0.0.1:1 svc
     t "unknown option named" 2 "" "unknown option --frob" -- -p 127.0.0.1:1 --frob svc echo
+    t "unknown --name=value named" 2 "" "unknown option --frob" -- -p 127.0.0.1:1 --frob=1 svc echo
+    t "a flag given a value" 2 "" "--health: takes no value" -- -p 127.0.0.1:1 --health=1 svc
     t "missing option value" 2 "" "--timeout: missing value" -- svc echo -p 127.0.0.1:1 --timeout
     t "an option where a value belongs" 2 "" "-p: missing value (next comes the option --health" -- \
         -p --health svc
