@@ -588,7 +588,7 @@ static int encode_thrift(const cli *c, request *r) {
 /* ---- printing, per scheme ------------------------------------------------------------- */
 
 static int print_json(const json_t *v) {
-    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    char *s = tch_json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
     if (!s)
         return fail(EXIT_INTERNAL, "cannot print the answer as JSON");
     puts(s);

@@ -9,6 +9,8 @@
  * the registered renderer decoded. *Decoded is informational on load. */
 #include "cassette_internal.h"
 
+#include <tchannel/json.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -126,7 +128,7 @@ static char *json_pretty(const char *text, size_t len) {
     json_t *v = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
     if (!v)
         return NULL;
-    char *out = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    char *out = tch_json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
     json_decref(v);
     return out;
 }

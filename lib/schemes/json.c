@@ -7,8 +7,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int has_real(const json_t *v) {
+    const char *k;
+    json_t *x;
+    size_t i;
+    switch (json_typeof(v)) {
+    case JSON_REAL: return 1;
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)v, k, x) if (has_real(x)) return 1;
+        return 0;
+    case JSON_ARRAY:
+        json_array_foreach(v, i, x) if (has_real(x)) return 1;
+        return 0;
+    default: return 0;
+    }
+}
+
+char *tch_json_dumps(const json_t *v, size_t flags) {
+    /* jansson writes reals with 17 digits (0.1 as 0.10000000000000001);
+     * take the fewest, 15 or 16, that read back to the same values */
+    for (int digits = 15; digits <= 16 && has_real(v); digits++) {
+        char *text = json_dumps(v, flags | JSON_REAL_PRECISION(digits));
+        json_t *back = text ? json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : NULL;
+        int same = back && json_equal(back, (json_t *)v);
+        json_decref(back);
+        if (same)
+            return text;
+        free(text);
+    }
+    return json_dumps(v, flags);
+}
+
 int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err) {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = tch_json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     if (!text)
         return tch_error_set(err, TCH_EINVAL, "json: value cannot be encoded");
     int rc = tch_buf_append(out, text, strlen(text));

@@ -188,6 +188,23 @@ static void json_that_node_writes_is_read(void **state) {
         fail_msg("server refused it: %s", r.message);
 }
 
+/* Reals in the fewest digits that read back the same, for the whole text. */
+static void reals_are_written_short_when_exact(void **state) {
+    (void)state;
+    json_t *v = json_pack("{s:f,s:f,s:i}", "x", 0.1, "y", 1.5e300, "n", 3);
+    char *text = tch_json_dumps(v, JSON_COMPACT);
+    assert_string_equal(text, "{\"x\":0.1,\"y\":1.5e300,\"n\":3}");
+    free(text);
+    json_object_set_new(v, "w", json_real(0.1 + 0.2)); /* needs 17 digits: all get them */
+    text = tch_json_dumps(v, JSON_COMPACT);
+    json_t *back = json_loads(text, 0, NULL);
+    assert_true(json_equal(back, v));
+    assert_non_null(strstr(text, "0.30000000000000004"));
+    json_decref(back);
+    free(text);
+    json_decref(v);
+}
+
 static void wrong_arg_scheme_is_bad_request(void **state) {
     fixture *f = *state;
     rresult r = raw_call(f, "thrift", "{}", "1");
@@ -211,6 +228,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(malformed_request_json_is_bad_request_naming_it, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_arg_scheme_is_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(json_that_node_writes_is_read, setup, teardown),
+        cmocka_unit_test(reals_are_written_short_when_exact),
         cmocka_unit_test_setup_teardown(malformed_response_json_is_a_client_error, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,7 +112,8 @@ static void save_then_load_keeps_bytes_exact(void **state) {
     const uint8_t thrift_args[] = {0x0b, 0, 1, 0, 0, 0, 3, 'f', 'o', 'o', 0};
     const uint8_t thrift_hdr[] = {0, 1, 0, 1, 'k', 0, 1, 'v'};
     const char *long_json = "{\"items\":[{\"key\":\"a\",\"value\":\"1\"},{\"key\":\"b\",\"value\":"
-                            "\"2\"}],\"comment\":\"long enough to be written decoded too\"}";
+                            "\"2\"}],\"comment\":\"long enough to be written decoded too\","
+                            "\"ratio\":0.1}";
     const sample samples[] = {
         {"binary", TCH_CASSETTE_RAW, S(""), tch_slice_of(all, sizeof all)},
         {"text", TCH_CASSETTE_RAW, S("h: 1"), S("  leading spaces, 'quotes' and \"double\"\t")},
@@ -142,6 +143,7 @@ static void save_then_load_keeps_bytes_exact(void **state) {
     const char *y = (const char *)text.ptr;
     assert_non_null(strstr(y, "body: !!binary"));
     assert_non_null(strstr(y, "bodyDecoded: |-\n      {\n        \"items\": ["));
+    assert_non_null(strstr(y, "\"ratio\": 0.1\n")); /* as written, not 0.10000000000000001 */
     assert_non_null(strstr(y, "headersDecoded: |-\n      {\n        \"k\": \"v\"\n      }"));
     assert_non_null(strstr(y, "body: \"line one\\n  line two  \\n\\n\\n\"")); /* trailing spaces: quoted */
     assert_non_null(strstr(y, "body: |-\n      a\n      b\n")); /* literal block, no final newline */

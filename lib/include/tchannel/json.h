@@ -46,6 +46,10 @@ int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
                   void *ud, tch_error *err);
 
 /* Codec helpers, shared with the VCR and tools: JSON text <-> value. */
+/* json_dumps, but reals in the fewest digits (15 to 17) with which every
+ * real of v reads back the same: 0.1 as Node writes it, not jansson's
+ * 0.10000000000000001 (one precision for the whole text). free() it. */
+char *tch_json_dumps(const json_t *v, size_t flags);
 int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err);
 /* empty_default: the value for empty input (NULL: empty is an error).
  * Reads what JSON.parse reads: strings may hold "\u0000" (use
