@@ -307,22 +307,15 @@ static const char *pick_peer(tch_outbound *call) {
     return best->host_port;
 }
 
+/* A new span, the child of the caller's trace or of the handler's that made
+ * the call (taken when the call started: retries run later, from the loop). */
 static tch_tracing make_tracing(tch_outbound *call) {
-    tch_channel *ch = call->ch;
-    tch_trace parent;
-    int has_parent = 0;
-    if (call->req.trace) {
-        parent = *call->req.trace;
-        has_parent = 1;
-    } else if (ch->current) {
-        parent = tch_inbound_trace(ch->current);
-        has_parent = 1;
-    }
-    tch_tracing t = {.span_id = channel_random(ch)};
-    if (has_parent) {
-        t.parent_id = parent.span_id;
-        t.trace_id = parent.trace_id ? parent.trace_id : t.span_id;
-        t.flags = parent.flags;
+    const tch_trace *parent = call->req.trace;
+    tch_tracing t = {.span_id = channel_random(call->ch)};
+    if (parent) {
+        t.parent_id = parent->span_id;
+        t.trace_id = parent->trace_id ? parent->trace_id : t.span_id;
+        t.flags = parent->flags;
     } else {
         t.trace_id = t.span_id;
     }
@@ -696,6 +689,10 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
     call->ch = ch;
+    if (!o->trace && ch->current) { /* a handler's call: its trace, for every attempt */
+        call->parent = tch_inbound_trace(ch->current);
+        call->req.trace = &call->parent;
+    }
     call->cb = cb;
     call->ud = ud;
     call->next = ch->outbound;

@@ -63,6 +63,7 @@ static void echo(tch_inbound *in, void *ud) {
 static void flaky(tch_inbound *in, void *ud) {
     fixture *f = ud;
     f->hits++;
+    f->seen_trace = tch_inbound_trace(in);
     if (f->busy_left > 0) {
         f->busy_left--;
         tch_inbound_respond_error(in, TCH_PCODE_BUSY, "try later");
@@ -96,8 +97,8 @@ static void slowpoke(tch_inbound *in, void *ud) {
     tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr("ok"));
 }
 
-/* "front" calls "back" on the same server while handling: trace and the
- * request context must carry over. */
+/* "front" calls the endpoint its arg3 names ("echo" when empty) on the same
+ * server while handling: trace and the request context must carry over. */
 typedef struct relay {
     tch_inbound *in;
 } relay;
@@ -112,7 +113,9 @@ static void front(tch_inbound *in, void *ud) {
     fixture *f = ud;
     relay *r = malloc(sizeof *r);
     r->in = in;
-    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+    tch_slice target = tch_inbound_arg3(in);
+    tch_call_opts o = {.service = "server",
+                       .endpoint = target.len ? target : tch_slice_cstr("echo"),
                        .arg3 = tch_slice_cstr("relayed"), .host_port = f->hp};
     tch_channel_call(tch_inbound_channel(in), &o, relay_done, r, NULL);
 }
@@ -273,6 +276,23 @@ static void trace_propagates_through_a_handler_call(void **state) {
     assert_true(f->seen_trace.parent_id != 0);
     assert_true(f->seen_trace.parent_id != 111);
     assert_non_null(f->seen_current);
+    result_free(&r);
+}
+
+/* A handler's call keeps the handler's trace on its retries too: they are
+ * sent from the loop, after the handler returned. */
+static void trace_propagates_to_a_retry(void **state) {
+    fixture *f = *state;
+    f->busy_left = 1;
+    tch_trace parent = {.span_id = 111, .trace_id = 222, .flags = 1};
+    tch_call_opts o = {.endpoint = tch_slice_cstr("front"), .host_port = f->hp,
+                       .arg3 = tch_slice_cstr("flaky"), .trace = &parent};
+    result r = run_call(f, &o);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->hits, 2); /* Busy, then the retry */
+    assert_int_equal(f->seen_trace.trace_id, 222);
+    assert_int_equal(f->seen_trace.flags, 1);
+    assert_true(f->seen_trace.parent_id != 0 && f->seen_trace.parent_id != 111);
     result_free(&r);
 }
 
@@ -635,6 +655,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(timeouts_are_retried_only_with_t, setup, teardown),
         cmocka_unit_test_setup_teardown(transport_headers_reach_the_handler, setup, teardown),
         cmocka_unit_test_setup_teardown(trace_propagates_through_a_handler_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(trace_propagates_to_a_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(hook_can_answer_or_forward, setup, teardown),
         cmocka_unit_test_setup_teardown(borrowed_args_are_read_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(a_hook_holds_a_copy_of_borrowed_args, setup, teardown),
