@@ -26,6 +26,7 @@ struct chconn {
     uint64_t last_active_ms; /* for closing idle connections */
     int closing;
     char *draining; /* the peer's "draining: why" notice: no new calls here */
+    int peer_failed; /* counted against its peer already: once per connection */
     struct event *handshake_timer; /* fails a connection that never inits */
     chconn *prev, *next;
 };

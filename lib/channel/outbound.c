@@ -362,12 +362,21 @@ static void note_tried(tch_outbound *call, const char *host_port) {
         memcpy(call->tried[call->ntried++], host_port, sizeof call->tried[0]);
 }
 
+/* A connection's failure counts once against its peer (one backoff step),
+ * however many calls rode on it. */
+static void conn_failed_peer(chconn *cc) {
+    if (cc->peer_failed)
+        return;
+    cc->peer_failed = 1;
+    channel_peer_result(cc->ch, cc->host_port, 0);
+}
+
 /* A peer that announced it is draining takes no new calls (as the Node peer
  * refuses them locally): this attempt is declined, which is retried on
  * another peer, and the peer is backed off like one that failed. */
 static int decline_draining(tch_outbound *call, chconn *cc) {
     note_tried(call, cc->host_port);
-    channel_peer_result(call->ch, cc->host_port, 0);
+    conn_failed_peer(cc);
     char msg[TCH_ERROR_MSG_MAX]; /* defer_response copies it into call->msg */
     snprintf(msg, sizeof msg, "call to %s: peer %s is %s", call->req.service, cc->host_port,
              cc->draining);
@@ -454,10 +463,10 @@ static int retries_after(const tch_outbound *call, const tch_response *res) {
 
 /* An attempt ended with res: retry, or deliver. */
 static void attempt_done(tch_outbound *call, const tch_response *res) {
-    if (call->cc) {
-        int conn_failure = res->status != 0 && res->error_code == TCH_PCODE_NETWORK;
-        channel_peer_result(call->ch, call->cc->host_port, !conn_failure);
-    }
+    if (call->cc && res->status != 0 && res->error_code == TCH_PCODE_NETWORK)
+        conn_failed_peer(call->cc);
+    else if (call->cc)
+        channel_peer_result(call->ch, call->cc->host_port, 1);
     call->cc = NULL;
     if (call->observer)
         CHANNEL_USER_CALL(call->ch, call->observer(res, call->observer_ud));

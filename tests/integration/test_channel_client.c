@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "channel_internal.h" /* white box: a peer's backoff */
 #include "loop.h"
 #include "ports.h"
 #include "result.h"
@@ -177,6 +178,29 @@ static void retries_go_to_the_live_peer(void **state) {
         result_free(&r);
     }
     assert_int_equal(f->hits, 6);
+}
+
+/* Eight calls riding one refused connection are one failure of the peer:
+ * one backoff step (100 ms), not eight (10 s). */
+static void one_failed_connection_is_one_peer_failure(void **state) {
+    fixture *f = *state;
+    char dead[64];
+    dead_port(dead, sizeof dead);
+    tch_channel_add_peer(f->client, dead, NULL);
+    result r[8] = {{0}};
+    for (int i = 0; i < 8; i++) {
+        tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                           .timeout_ms = 2000, .retry_on = TCH_RETRY_NEVER};
+        assert_int_equal(tch_channel_call(f->client, &o, on_result, &r[i], NULL), 0);
+    }
+    assert_int_equal(tch_channel_connection_count(f->client), 1);
+    for (int i = 0; i < 8; i++) {
+        assert_true(tch_test_run_until(f->base, &r[i].done, 5000));
+        assert_int_equal(r[i].error_code, TCH_PCODE_NETWORK);
+        result_free(&r[i]);
+    }
+    assert_int_equal(f->client->npeers, 1);
+    assert_int_equal(f->client->peers[0].failures, 1);
 }
 
 static void retry_on_never_reports_the_connection_error(void **state) {
@@ -650,6 +674,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(retries_go_to_the_live_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_on_never_reports_the_connection_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_failed_connection_is_one_peer_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_is_retried_within_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_limit_none_and_retry_on_never_make_one_try, setup, teardown),
         cmocka_unit_test_setup_teardown(timeouts_are_retried_only_with_t, setup, teardown),
