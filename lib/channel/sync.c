@@ -93,6 +93,13 @@ int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
     waiter *w = calloc(1, sizeof *w);
     if (!w)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    /* The loop ran only inside earlier calls: first take in what happened
+     * since (a peer that closed an idle connection), so this call does not
+     * go out on a connection that is already gone. */
+    if (event_base_loop(c->base, EVLOOP_NONBLOCK) < 0) {
+        free(w);
+        return tch_error_set(err, TCH_EIO, "event loop failed");
+    }
     int rc = tch_channel_call(c->ch, opts, on_done, w, err);
     if (rc) {
         free(w);

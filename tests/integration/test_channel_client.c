@@ -14,10 +14,12 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel_internal.h" /* white box: a peer's backoff */
@@ -612,11 +614,13 @@ typedef struct served {
     tch_channel *ch;
     char hp[64];
     int stop;
+    int conns; /* the server's connection count, published by its thread */
 } served;
 
 static void stop_cb(evutil_socket_t fd, short what, void *arg) {
     served *s = arg;
     (void)fd, (void)what;
+    __atomic_store_n(&s->conns, (int)tch_channel_connection_count(s->ch), __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&s->stop, __ATOMIC_SEQ_CST))
         event_base_loopbreak(s->base);
 }
@@ -670,6 +674,52 @@ static void blocking_client_calls_without_a_loop(void **state) {
     event_base_free(s.base);
 }
 
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The blocking client's loop runs only inside its calls: a connection the
+ * server closed in between must not carry the next call (with retries off,
+ * that call would fail without reaching the server). */
+static void blocking_client_sees_a_close_between_calls(void **state) {
+    (void)state;
+    served s = {0};
+    s.base = event_base_new();
+    tch_channel_options so = {.idle_timeout_ms = 20}; /* closes the client's connection soon */
+    s.ch = tch_channel_new(s.base, "server", &so);
+    fixture f = {0};
+    tch_channel_register(s.ch, NULL, "echo", echo, &f);
+    assert_int_equal(tch_channel_listen(s.ch, NULL, NULL), 0);
+    snprintf(s.hp, sizeof s.hp, "%s", tch_channel_host_port(s.ch));
+    pthread_t th;
+    pthread_create(&th, NULL, serve, &s);
+    tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("x"), .host_port = s.hp, .timeout_ms = 2000,
+                       .retry_on = TCH_RETRY_NEVER};
+    for (int i = 0; i < 2; i++) {
+        tch_sync_response res;
+        assert_int_equal(tch_sync_call(c, &o, &res, NULL), 0);
+        if (res.status != 0)
+            fail_msg("call %d: %s", i, res.message);
+        tch_sync_response_free(&res);
+        /* wait (bounded) for the server to have closed the idle connection:
+         * for a count it publishes from now on */
+        __atomic_store_n(&s.conns, -1, __ATOMIC_SEQ_CST);
+        uint64_t until = mono_ms() + 5000;
+        while (__atomic_load_n(&s.conns, __ATOMIC_SEQ_CST) != 0 && mono_ms() < until)
+            sched_yield();
+        assert_int_equal(__atomic_load_n(&s.conns, __ATOMIC_SEQ_CST), 0);
+    }
+    tch_sync_client_free(c);
+    __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    tch_channel_free(s.ch);
+    event_base_free(s.base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(retries_go_to_the_live_peer, setup, teardown),
@@ -691,6 +741,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(freeing_the_channel_from_its_own_callback_is_safe, setup, teardown),
         cmocka_unit_test_setup_teardown(an_answer_over_the_limit_is_not_retried, setup, teardown),
         cmocka_unit_test(blocking_client_calls_without_a_loop),
+        cmocka_unit_test(blocking_client_sees_a_close_between_calls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
