@@ -331,6 +331,7 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     uint64_t now = channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         if (cc->closing || cc->calls.len || cc->inbound.len || cc->pings.len ||
+            tch_conn_partial_requests(tch_transport_conn(cc->t)) ||
             (!cc->draining && now - cc->last_active_ms < ch->opts.idle_timeout_ms))
             continue;
         char why[96];

@@ -94,6 +94,7 @@ void tch_conn_free(tch_conn *c) {
 
 int tch_conn_is_ready(const tch_conn *c) { return c->state == READY; }
 int tch_conn_has_failed(const tch_conn *c) { return c->state == FAILED; }
+size_t tch_conn_partial_requests(const tch_conn *c) { return c->req_parts.len; }
 
 const char *tch_conn_remote_host_port(const tch_conn *c) {
     return c->remote_host_port ? c->remote_host_port : "";

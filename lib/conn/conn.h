@@ -77,6 +77,8 @@ int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len);
 
 int tch_conn_is_ready(const tch_conn *c);
 int tch_conn_has_failed(const tch_conn *c);
+/* Requests whose first frames arrived and whose last has not yet. */
+size_t tch_conn_partial_requests(const tch_conn *c);
 /* The peer's init headers (valid once ready): host_port, process_name. */
 const char *tch_conn_remote_host_port(const tch_conn *c);
 const char *tch_conn_remote_process(const tch_conn *c);

@@ -960,6 +960,57 @@ static void request_that_stops_arriving_times_out(void **state) {
     tch_buf_free(&r.got);
 }
 
+/* The idle sweep leaves a connection on which a request is still arriving
+ * (its first frame came, its last not yet): that is call traffic. Another
+ * connection that only did its handshake is closed by the same sweeps, which
+ * is how the test knows they ran. */
+static void idle_sweep_spares_a_request_still_arriving(void **state) {
+    fixture *f = *state;
+    tch_channel_options so = {.idle_timeout_ms = 20};
+    tch_channel *srv = tch_channel_new(f->base, "server", &so);
+    tch_channel_register(srv, NULL, "echo", echo, NULL);
+    assert_int_equal(tch_channel_listen(srv, NULL, NULL), 0);
+    char hp[64];
+    snprintf(hp, sizeof hp, "%s", tch_channel_host_port(srv));
+    static uint8_t body[100000]; /* two frames */
+    uint8_t *buf = malloc(2 * TCH_FRAME_MAX_SIZE);
+    size_t n = encode_init(2, 1, buf), len;
+    tch_call_fields *cf = calloc(1, sizeof *cf);
+    cf->ttl_ms = 5000;
+    cf->service = tch_slice_cstr("server");
+    cf->nheaders = 1;
+    cf->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    tch_slice args[3] = {tch_slice_cstr("echo"), TCH_SLICE_NULL, tch_slice_of(body, sizeof body)};
+    tch_fragmenter fz;
+    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, 9, cf, args);
+    assert_int_equal(tch_fragmenter_next(&fz, buf + n, &len, NULL), 1); /* the first only */
+    n += len;
+    raw_reader r = {0}, idle = {0};
+    r.fd = raw_connect(hp);
+    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    idle.fd = raw_connect(hp);
+    n = encode_init(2, 1, buf);
+    assert_int_equal(write(idle.fd, buf, n), (ssize_t)n);
+    struct event *ev = event_new(f->base, r.fd, EV_READ | EV_PERSIST, on_raw_readable, &r);
+    struct event *iev = event_new(f->base, idle.fd, EV_READ | EV_PERSIST, on_raw_readable, &idle);
+    event_add(ev, NULL);
+    event_add(iev, NULL);
+    assert_true(tch_test_run_until(f->base, &idle.closed, 3000)); /* a sweep closed it */
+    assert_false(r.closed);
+    assert_int_equal(tch_fragmenter_next(&fz, buf, &len, NULL), 0); /* the last frame */
+    assert_int_equal(write(r.fd, buf, len), (ssize_t)len);
+    assert_true(wait_frame(f, &r, TCH_FRAME_CALL_RES, 9));
+    event_free(ev);
+    event_free(iev);
+    close(r.fd);
+    close(idle.fd);
+    tch_channel_free(srv);
+    free(cf);
+    free(buf);
+    tch_buf_free(&r.got);
+    tch_buf_free(&idle.got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(listen_is_ephemeral_and_listen_twice_fails, setup, teardown),
@@ -987,6 +1038,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(graceful_close_times_out_stuck_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(a_reused_call_id_is_refused_not_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(request_that_stops_arriving_times_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_sweep_spares_a_request_still_arriving, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_gets_an_error_frame_and_a_close, setup, teardown),
         cmocka_unit_test_setup_teardown(skipping_init_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(silent_peer_is_told_and_closed, setup, teardown),
