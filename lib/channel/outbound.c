@@ -12,8 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TRIED 8
+#define TRIED_INLINE 8 /* peers tried, kept in the call; more go to the heap */
 #define TCH_MAX_ARG1 (16 * 1024)
+
+typedef char peer_name[sizeof(((chconn *)0)->host_port)];
 
 struct tch_outbound {
     tch_channel *ch;
@@ -34,8 +36,9 @@ struct tch_outbound {
     int attempts;
     chconn *cc;          /* current attempt, NULL when none is in flight */
     uint32_t id;
-    char tried[MAX_TRIED][sizeof(((chconn *)0)->host_port)];
-    int ntried;
+    peer_name tried_inline[TRIED_INLINE];
+    peer_name *tried;    /* tried_inline, or a heap copy once more were tried */
+    size_t ntried, cap_tried;
     uint32_t handle;     /* for tch_channel_cancel; 0 when not cancellable */
     int hooked;          /* the hook holds the current attempt */
     int borrowed;        /* req's endpoint and args are the caller's (borrow_args) */
@@ -199,6 +202,8 @@ static void call_free(tch_outbound *call) {
     event_del(&call->deadline);
     event_del(&call->defer);
     tch_buf_free(&call->local_store);
+    if (call->tried != call->tried_inline)
+        free(call->tried);
     free(call->store);
     free(call->arg_store);
     free(call);
@@ -266,7 +271,7 @@ static void defer_failure(tch_outbound *call, int status, const char *why) {
 /* ---- attempts ----------------------------------------------------------------- */
 
 static int was_tried(const tch_outbound *call, const char *hp) {
-    for (int i = 0; i < call->ntried; i++)
+    for (size_t i = 0; i < call->ntried; i++)
         if (strcmp(call->tried[i], hp) == 0)
             return 1;
     return 0;
@@ -355,11 +360,25 @@ static void fill_fields(tch_outbound *call, uint32_t ttl, tch_call_fields *f) {
 
 /* Sends one attempt. Returns 0, or an error (with err) when nothing was
  * sent. */
+/* Every peer an attempt went to, so retries prefer the others (out of
+ * memory, a peer is just not remembered). */
 static void note_tried(tch_outbound *call, const char *host_port) {
     if (!call->attempts)
         call->attempts = 1;
-    if (call->ntried < MAX_TRIED && !was_tried(call, host_port))
-        memcpy(call->tried[call->ntried++], host_port, sizeof call->tried[0]);
+    if (was_tried(call, host_port))
+        return;
+    if (call->ntried == call->cap_tried) {
+        size_t cap = call->cap_tried * 2;
+        peer_name *more = call->tried == call->tried_inline ? malloc(cap * sizeof *more)
+                                                            : realloc(call->tried, cap * sizeof *more);
+        if (!more)
+            return;
+        if (call->tried == call->tried_inline)
+            memcpy(more, call->tried_inline, sizeof call->tried_inline);
+        call->tried = more;
+        call->cap_tried = cap;
+    }
+    snprintf(call->tried[call->ntried++], sizeof(peer_name), "%s", host_port);
 }
 
 /* A connection's failure counts once against its peer (one backoff step),
@@ -698,6 +717,8 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
     call->ch = ch;
+    call->tried = call->tried_inline;
+    call->cap_tried = TRIED_INLINE;
     if (!o->trace && ch->current) { /* a handler's call: its trace, for every attempt */
         call->parent = tch_inbound_trace(ch->current);
         call->req.trace = &call->parent;

@@ -205,6 +205,69 @@ static void one_failed_connection_is_one_peer_failure(void **state) {
     assert_int_equal(f->client->peers[0].failures, 1);
 }
 
+/* Twelve peers, all Busy: a call with eleven retries tries each once, even
+ * when other calls go through the peer list meanwhile (made here by the
+ * ninth attempt's handler, past the first eight peers a call remembers
+ * inline). */
+#define MANY 12
+typedef struct many_peers {
+    tch_channel *client;
+    int hits[MANY], attempts, side_done;
+} many_peers;
+
+static void side_done(const tch_response *res, void *ud) {
+    (void)res;
+    ((many_peers *)ud)->side_done++;
+}
+
+typedef struct one_peer {
+    many_peers *m;
+    int index;
+} one_peer;
+
+static void busy_counting(tch_inbound *in, void *ud) {
+    one_peer *p = ud;
+    many_peers *m = p->m;
+    tch_slice a3 = tch_inbound_arg3(in);
+    if (a3.len == 4 && memcmp(a3.ptr, "main", 4) == 0) {
+        m->hits[p->index]++;
+        if (++m->attempts == 9)
+            for (int i = 0; i < 3; i++) {
+                tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("x"),
+                                   .retry_on = TCH_RETRY_NEVER, .arg3 = tch_slice_cstr("side")};
+                tch_channel_call(m->client, &o, side_done, m, NULL);
+            }
+    }
+    tch_inbound_respond_error(in, TCH_PCODE_BUSY, "busy");
+}
+
+static void a_retry_goes_to_a_peer_not_tried_yet(void **state) {
+    fixture *f = *state;
+    many_peers m = {.client = f->client};
+    tch_channel *s[MANY];
+    one_peer ud[MANY];
+    for (int i = 0; i < MANY; i++) {
+        ud[i] = (one_peer){&m, i};
+        s[i] = tch_channel_new(f->base, "server", NULL);
+        tch_channel_register(s[i], NULL, "x", busy_counting, &ud[i]);
+        assert_int_equal(tch_channel_listen(s[i], NULL, NULL), 0);
+        assert_int_equal(tch_channel_add_peer(f->client, tch_channel_host_port(s[i]), NULL), 0);
+    }
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("x"),
+                       .retry_limit = MANY - 1, .arg3 = tch_slice_cstr("main"), .timeout_ms = 5000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_true(tch_test_run_until_count(f->base, &m.side_done, 3, 5000));
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    for (int i = 0; i < MANY; i++)
+        if (m.hits[i] != 1)
+            fail_msg("peer %d got %d attempts (want 1 each)", i, m.hits[i]);
+    result_free(&r);
+    for (int i = 0; i < MANY; i++)
+        tch_channel_free(s[i]);
+}
+
 static void retry_on_never_reports_the_connection_error(void **state) {
     fixture *f = *state;
     char dead[64];
@@ -725,6 +788,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(retries_go_to_the_live_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_on_never_reports_the_connection_error, setup, teardown),
         cmocka_unit_test_setup_teardown(one_failed_connection_is_one_peer_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_retry_goes_to_a_peer_not_tried_yet, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_is_retried_within_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_limit_none_and_retry_on_never_make_one_try, setup, teardown),
         cmocka_unit_test_setup_teardown(timeouts_are_retried_only_with_t, setup, teardown),
