@@ -76,9 +76,11 @@ struct tch_hyperbahn {
 struct ad_call {
     tch_hyperbahn *hb;
     char router[64];
+    int is_retry; /* the one retry, sent to another router */
 };
 
 static void advertise_now(tch_hyperbahn *hb);
+static int send_ad(tch_hyperbahn *hb, int is_retry);
 
 /* ---- timers --------------------------------------------------------------- */
 
@@ -148,15 +150,34 @@ static void advertise_succeeded(tch_hyperbahn *hb) {
     hb->cb(0, "", hb->ud); /* last: cb may free hb */
 }
 
+/* As Node's ad request (retry limit 1, routers as peers, tried ones
+ * skipped): a retryable failure is tried once more on the next router,
+ * when there is another one. */
+static int retry_on_another_router(tch_hyperbahn *hb, const ad_call *ac,
+                                   const tch_json_response *res) {
+    uint8_t code = res->error_code;
+    int retryable = res->status != 0 && (code == TCH_PCODE_BUSY || code == TCH_PCODE_DECLINED ||
+                                          code == TCH_PCODE_NETWORK);
+    if (!retryable || ac->is_retry || hb->nrouters < 2)
+        return 0;
+    send_ad(hb, 1); /* a failure to start it is reported there */
+    return 1;
+}
+
 static void on_ad_response(const tch_json_response *res, void *ud) {
     ad_call *ac = ud;
     tch_hyperbahn *hb = ac->hb;
     char router[64];
     snprintf(router, sizeof router, "%s", ac->router);
-    free(ac);
-    if (!hb) /* freed while the call was in flight */
+    if (!hb) { /* freed while the call was in flight */
+        free(ac);
         return;
+    }
     hb->inflight = NULL;
+    int retried = retry_on_another_router(hb, ac, res);
+    free(ac);
+    if (retried)
+        return;
     if (res->status != 0) {
         char why[TCH_ERROR_MSG_MAX];
         snprintf(why, sizeof why, "%s (%s)", res->message ? res->message : "",
@@ -181,13 +202,20 @@ static void advertise_now(tch_hyperbahn *hb) {
     if (hb->inflight) /* cannot happen with one timer; keep it one call */
         return;
     hb->attempts++;
+    send_ad(hb, 0);
+}
+
+/* Sends one ad to the next router; a failure to start it is reported (and
+ * the next ad scheduled) by advertise_failed. */
+static int send_ad(tch_hyperbahn *hb, int is_retry) {
     ad_call *ac = calloc(1, sizeof *ac);
     const char *router = pick_router(hb);
     if (!ac) {
         advertise_failed(hb, router, "out of memory");
-        return;
+        return TCH_ENOMEM;
     }
     ac->hb = hb;
+    ac->is_retry = is_retry;
     snprintf(ac->router, sizeof ac->router, "%s", router);
     tch_trace no_parent = {0}; /* Node: hasNoParent, trace: false */
     tch_header cn = {tch_slice_cstr("cn"), tch_slice_cstr(tch_channel_name(hb->ch))};
@@ -199,15 +227,16 @@ static void advertise_now(tch_hyperbahn *hb) {
         .headers = &cn,
         .nheaders = 1,
         .trace = &no_parent,
-        .retry_limit = 1,
+        .retry_limit = TCH_RETRY_LIMIT_NONE, /* the retry goes to another router: ours */
     };
     tch_error err;
     if (tch_json_call(hb->ch, &o, NULL, hb->body, on_ad_response, ac, &err) != 0) {
         free(ac);
         advertise_failed(hb, router, err.msg);
-        return;
+        return err.code ? err.code : TCH_EIO;
     }
     hb->inflight = ac;
+    return 0;
 }
 
 /* ---- setup -------------------------------------------------------------------- */

@@ -234,6 +234,54 @@ static void backs_off_after_errors_then_succeeds(void **state) {
     assert_true(gap2 >= 980 && gap2 < 2500);
 }
 
+/* Two routers that both answer Busy: an ad's one retry goes to the other
+ * router, as Node's does (it skips routers already tried). */
+typedef struct busy_routers {
+    int hits[2], total;
+    uint64_t at_ms[2]; /* when the first two ads arrived */
+} busy_routers;
+
+typedef struct busy_router {
+    busy_routers *all;
+    int which;
+} busy_router;
+
+static void busy_ad(tch_inbound *in, void *ud) {
+    busy_router *r = ud;
+    r->all->hits[r->which]++;
+    if (r->all->total < 2)
+        r->all->at_ms[r->all->total] = now_ms();
+    r->all->total++;
+    tch_inbound_respond_error(in, TCH_PCODE_BUSY, "router busy");
+}
+
+static void the_retry_goes_to_the_other_router(void **state) {
+    fixture *f = *state;
+    busy_routers b;
+    memset(&b, 0, sizeof b);
+    busy_router ud[2] = {{&b, 0}, {&b, 1}};
+    tch_channel *r[2];
+    const char *hps[2];
+    for (int i = 0; i < 2; i++) {
+        r[i] = tch_channel_new(f->base, "hyperbahn", NULL);
+        assert_int_equal(tch_channel_listen(r[i], NULL, NULL), 0);
+        tch_channel_register(r[i], "hyperbahn", "ad", busy_ad, &ud[i]);
+        hps[i] = tch_channel_host_port(r[i]);
+    }
+    tch_hyperbahn_options o = {.routers = hps, .nrouters = 2};
+    assert_int_equal(start(f, &o, NULL), 0);
+    /* the first ad and its retry, at once: the next round (also to the other
+     * router) would come only 200 ms after the failure */
+    assert_true(tch_test_run_until_count(f->base, &b.total, 2, 3000));
+    assert_int_equal(b.hits[0], 1);
+    assert_int_equal(b.hits[1], 1);
+    assert_true(b.at_ms[1] - b.at_ms[0] < 190);
+    tch_hyperbahn_free(f->hb);
+    f->hb = NULL;
+    for (int i = 0; i < 2; i++)
+        tch_channel_free(r[i]);
+}
+
 static void dead_port(char *hp, size_t cap) {
     assert_int_equal(tch_test_dead_port(hp, cap), 0);
 }
@@ -522,6 +570,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(keeps_listening_where_it_already_listens, setup, teardown),
         cmocka_unit_test_setup_teardown(re_advertises_on_the_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(backs_off_after_errors_then_succeeds, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_retry_goes_to_the_other_router, setup, teardown),
         cmocka_unit_test_setup_teardown(first_advertise_times_out_without_routers, setup, teardown),
         cmocka_unit_test_setup_teardown(routers_and_router_file_together_is_einval, setup, teardown),
         cmocka_unit_test_setup_teardown(router_file_is_read, setup, teardown),
