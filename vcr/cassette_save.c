@@ -26,6 +26,7 @@
 #define TAG_BINARY "tag:yaml.org,2002:binary"
 #define TAG_INT "tag:yaml.org,2002:int"
 #define TAG_BOOL "tag:yaml.org,2002:bool"
+#define TAG_PYTHON_STR "tag:yaml.org,2002:python/str"
 #define READABLE_LINE 80 /* single-line JSON longer than this also gets a pretty form */
 
 typedef struct em {
@@ -100,13 +101,26 @@ static bool plain_is_safe(tch_slice s) {
     return true;
 }
 
-/* Exact bytes: string when printable, !!binary otherwise. */
+static bool is_ascii(tch_slice s) {
+    for (size_t i = 0; i < s.len; i++)
+        if (s.ptr[i] >= 0x80)
+            return false;
+    return true;
+}
+
+/* Exact bytes: string when printable, !!binary otherwise. Text beyond ASCII
+ * is tagged !!python/str, as tchannel-python (Python 2) writes it: its YAML
+ * reads that as the UTF-8 bytes, where a plain string would be unicode and
+ * never equal the bytes of a request. */
 static int bytes_value(em *m, tch_slice s) {
     if (cas_is_text(s)) {
         yaml_scalar_style_t style = s.len && memchr(s.ptr, '\n', s.len) ? YAML_LITERAL_SCALAR_STYLE
                                     : plain_is_safe(s)        ? YAML_ANY_SCALAR_STYLE
                                                               : YAML_SINGLE_QUOTED_SCALAR_STYLE;
-        return scalar(m, TAG_STR, s.len ? (const char *)s.ptr : "", s.len, 1, style);
+        const char *text = s.len ? (const char *)s.ptr : "";
+        if (!is_ascii(s))
+            return scalar(m, TAG_PYTHON_STR, text, s.len, 0, style);
+        return scalar(m, TAG_STR, text, s.len, 1, style);
     }
     tch_buf b64 = {0};
     int rc = tch_base64_encode(s, 76, &b64);

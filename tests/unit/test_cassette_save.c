@@ -149,6 +149,8 @@ static void save_then_load_keeps_bytes_exact(void **state) {
     assert_non_null(strstr(y, "body: |-\n      a\n      b\n")); /* literal block, no final newline */
     assert_non_null(strstr(y, "bodyDecoded: |-\n      {\n        \"key\": \"foo\"\n      }"));
     assert_non_null(strstr(y, "body: 'yes'")); /* quoted so Python reads a string */
+    /* beyond ASCII: tagged as Python 2 writes it, so it reads the UTF-8 bytes back */
+    assert_non_null(strstr(y, "body: !!python/str \"caf\xc3\xa9 \xe2\x82\xac \\U0001F600\"\n"));
     tch_buf_free(&text);
     assert_int_equal(tch_cassette_save(c, &err), 0);
     tch_cassette_free(c);
