@@ -368,6 +368,14 @@ static int find_repeat(tch_cassette *c, cas_bucket *bk, const tch_cassette_reque
     return 0;
 }
 
+/* tchannel-python compares bodies as bytes: of the entries equal by value,
+ * the one with the same bytes is the one it would replay. */
+static bool same_body_bytes(const tch_cassette *c, const tch_cassette_request *req,
+                            const cas_entry *e) {
+    return !(c->matcher_mask & (1u << F_BODY)) ||
+           tch_slice_eq(tch_buf_slice(&req->body), tch_buf_slice(&e->it.request.body));
+}
+
 static int find_in_bucket(tch_cassette *c, const tch_cassette_request *req, const cas_norm *in,
                           uint64_t key, find_result *fr) {
     fr->first_unplayed = fr->last_played = fr->rejected_idx = NO_ENTRY;
@@ -378,7 +386,8 @@ static int find_in_bucket(tch_cassette *c, const tch_cassette_request *req, cons
     while (bk->cursor != NO_ENTRY && c->items[bk->cursor]->plays > 0)
         bk->cursor = c->items[bk->cursor]->next;
     /* everything before the cursor was played: the first unplayed match
-     * (file order) is at or after it */
+     * (file order) is at or after it; a later one with the same body bytes
+     * is preferred (bodies equal only by value differ in bytes) */
     for (size_t i = bk->cursor; i != NO_ENTRY; i = c->items[i]->next) {
         if (c->items[i]->plays > 0)
             continue;
@@ -386,11 +395,15 @@ static int find_in_bucket(tch_cassette *c, const tch_cassette_request *req, cons
         int rc = entry_answers(c, req, in, key, i, fr, &ok);
         if (rc)
             return rc;
-        if (ok) {
+        if (ok && fr->first_unplayed == NO_ENTRY)
+            fr->first_unplayed = i;
+        if (ok && same_body_bytes(c, req, c->items[i])) {
             fr->first_unplayed = i;
             return 0;
         }
     }
+    if (fr->first_unplayed != NO_ENTRY)
+        return 0;
     return c->opts.allow_playback_repeats ? find_repeat(c, bk, req, in, key, fr) : 0;
 }
 
