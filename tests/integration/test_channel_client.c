@@ -698,17 +698,30 @@ static void *serve(void *arg) {
     return NULL;
 }
 
+/* A server with an echo endpoint on its own loop, in its own thread. */
+static pthread_t serve_echo(served *s, fixture *f, const tch_channel_options *opts) {
+    s->base = event_base_new();
+    s->ch = tch_channel_new(s->base, "server", opts);
+    tch_channel_register(s->ch, NULL, "echo", echo, f);
+    assert_int_equal(tch_channel_listen(s->ch, NULL, NULL), 0);
+    snprintf(s->hp, sizeof s->hp, "%s", tch_channel_host_port(s->ch));
+    pthread_t th;
+    pthread_create(&th, NULL, serve, s);
+    return th;
+}
+
+static void stop_serving(served *s, pthread_t th) {
+    __atomic_store_n(&s->stop, 1, __ATOMIC_SEQ_CST);
+    pthread_join(th, NULL);
+    tch_channel_free(s->ch);
+    event_base_free(s->base);
+}
+
 static void blocking_client_calls_without_a_loop(void **state) {
     (void)state;
     served s = {0};
-    s.base = event_base_new();
-    s.ch = tch_channel_new(s.base, "server", NULL);
     fixture f = {0};
-    tch_channel_register(s.ch, NULL, "echo", echo, &f);
-    assert_int_equal(tch_channel_listen(s.ch, NULL, NULL), 0);
-    snprintf(s.hp, sizeof s.hp, "%s", tch_channel_host_port(s.ch));
-    pthread_t th;
-    pthread_create(&th, NULL, serve, &s);
+    pthread_t th = serve_echo(&s, &f, NULL);
 
     tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
@@ -730,11 +743,7 @@ static void blocking_client_calls_without_a_loop(void **state) {
     assert_non_null(strstr(res.message, "missing"));
     tch_sync_response_free(&res);
     tch_sync_client_free(c);
-
-    __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
-    pthread_join(th, NULL);
-    tch_channel_free(s.ch);
-    event_base_free(s.base);
+    stop_serving(&s, th);
 }
 
 static uint64_t mono_ms(void) {
@@ -749,15 +758,9 @@ static uint64_t mono_ms(void) {
 static void blocking_client_sees_a_close_between_calls(void **state) {
     (void)state;
     served s = {0};
-    s.base = event_base_new();
-    tch_channel_options so = {.idle_timeout_ms = 20}; /* closes the client's connection soon */
-    s.ch = tch_channel_new(s.base, "server", &so);
     fixture f = {0};
-    tch_channel_register(s.ch, NULL, "echo", echo, &f);
-    assert_int_equal(tch_channel_listen(s.ch, NULL, NULL), 0);
-    snprintf(s.hp, sizeof s.hp, "%s", tch_channel_host_port(s.ch));
-    pthread_t th;
-    pthread_create(&th, NULL, serve, &s);
+    tch_channel_options so = {.idle_timeout_ms = 20}; /* closes the client's connection soon */
+    pthread_t th = serve_echo(&s, &f, &so);
     tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                        .arg3 = tch_slice_cstr("x"), .host_port = s.hp, .timeout_ms = 2000,
@@ -777,10 +780,7 @@ static void blocking_client_sees_a_close_between_calls(void **state) {
         assert_int_equal(__atomic_load_n(&s.conns, __ATOMIC_SEQ_CST), 0);
     }
     tch_sync_client_free(c);
-    __atomic_store_n(&s.stop, 1, __ATOMIC_SEQ_CST);
-    pthread_join(th, NULL);
-    tch_channel_free(s.ch);
-    event_base_free(s.base);
+    stop_serving(&s, th);
 }
 
 int main(void) {

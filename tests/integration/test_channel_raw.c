@@ -924,30 +924,47 @@ static int wait_frame(fixture *f, raw_reader *r, uint8_t type, uint32_t id) {
 /* A request whose frames stop coming is dropped once its TTL (counted from
  * its first frame) runs out, with a Timeout error frame; the connection
  * stays open and serves the next call. */
+/* A two-frame echo request, id 9: fz gives its frames; its fields and args
+ * live in pr, which must outlive fz. */
+typedef struct partial_request {
+    tch_call_fields cf;
+    tch_slice args[3];
+    tch_fragmenter fz;
+} partial_request;
+
+/* Connects to hp and sends init and the request's first frame only. */
+static int start_partial_request(const char *hp, uint32_t ttl_ms, partial_request *pr,
+                                 uint8_t *buf) {
+    static uint8_t body[100000]; /* two frames */
+    memset(pr, 0, sizeof *pr);
+    pr->cf.ttl_ms = ttl_ms;
+    pr->cf.service = tch_slice_cstr("server");
+    pr->cf.nheaders = 1;
+    pr->cf.headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    pr->args[0] = tch_slice_cstr("echo");
+    pr->args[2] = tch_slice_of(body, sizeof body);
+    tch_fragmenter_init(&pr->fz, TCH_FRAME_CALL_REQ, 9, &pr->cf, pr->args);
+    size_t n = encode_init(2, 1, buf), len;
+    assert_int_equal(tch_fragmenter_next(&pr->fz, buf + n, &len, NULL), 1); /* the first only */
+    n += len;
+    int fd = raw_connect(hp);
+    assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    return fd;
+}
+
 static void request_that_stops_arriving_times_out(void **state) {
     fixture *f = *state;
-    static uint8_t body[100000]; /* two frames */
     uint8_t *buf = malloc(2 * TCH_FRAME_MAX_SIZE);
-    size_t n = encode_init(2, 1, buf), len;
-    tch_call_fields *cf = calloc(1, sizeof *cf);
-    cf->ttl_ms = 150;
-    cf->service = tch_slice_cstr("server");
-    cf->nheaders = 1;
-    cf->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
-    tch_slice args[3] = {tch_slice_cstr("echo"), TCH_SLICE_NULL, tch_slice_of(body, sizeof body)};
-    tch_fragmenter fz;
-    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, 9, cf, args);
-    assert_int_equal(tch_fragmenter_next(&fz, buf + n, &len, NULL), 1); /* the first only */
-    n += len;
+    partial_request *pr = malloc(sizeof *pr);
+    size_t n, len;
     raw_reader r = {0};
-    r.fd = raw_connect(f->hp);
-    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    r.fd = start_partial_request(f->hp, 150, pr, buf);
     struct event *ev = event_new(f->base, r.fd, EV_READ | EV_PERSIST, on_raw_readable, &r);
     event_add(ev, NULL);
     assert_true(wait_frame(f, &r, TCH_FRAME_ERROR, 9));
     assert_true(error_frame_for(&r, 9, "service \"server\" timed out: its ttl of 150 ms ran out before its last frame arrived"));
     /* its last frame, now late, is ignored; a new call is served */
-    assert_int_equal(tch_fragmenter_next(&fz, buf, &len, NULL), 0);
+    assert_int_equal(tch_fragmenter_next(&pr->fz, buf, &len, NULL), 0);
     n = len + encode_call(10, "echo", buf + len, TCH_FRAME_MAX_SIZE);
     assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
     assert_true(wait_frame(f, &r, TCH_FRAME_CALL_RES, 10));
@@ -955,7 +972,7 @@ static void request_that_stops_arriving_times_out(void **state) {
     assert_false(r.closed);
     event_free(ev);
     close(r.fd);
-    free(cf);
+    free(pr);
     free(buf);
     tch_buf_free(&r.got);
 }
@@ -972,22 +989,11 @@ static void idle_sweep_spares_a_request_still_arriving(void **state) {
     assert_int_equal(tch_channel_listen(srv, NULL, NULL), 0);
     char hp[64];
     snprintf(hp, sizeof hp, "%s", tch_channel_host_port(srv));
-    static uint8_t body[100000]; /* two frames */
     uint8_t *buf = malloc(2 * TCH_FRAME_MAX_SIZE);
-    size_t n = encode_init(2, 1, buf), len;
-    tch_call_fields *cf = calloc(1, sizeof *cf);
-    cf->ttl_ms = 5000;
-    cf->service = tch_slice_cstr("server");
-    cf->nheaders = 1;
-    cf->headers[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
-    tch_slice args[3] = {tch_slice_cstr("echo"), TCH_SLICE_NULL, tch_slice_of(body, sizeof body)};
-    tch_fragmenter fz;
-    tch_fragmenter_init(&fz, TCH_FRAME_CALL_REQ, 9, cf, args);
-    assert_int_equal(tch_fragmenter_next(&fz, buf + n, &len, NULL), 1); /* the first only */
-    n += len;
+    partial_request *pr = malloc(sizeof *pr);
+    size_t n, len;
     raw_reader r = {0}, idle = {0};
-    r.fd = raw_connect(hp);
-    assert_int_equal(write(r.fd, buf, n), (ssize_t)n);
+    r.fd = start_partial_request(hp, 5000, pr, buf);
     idle.fd = raw_connect(hp);
     n = encode_init(2, 1, buf);
     assert_int_equal(write(idle.fd, buf, n), (ssize_t)n);
@@ -997,7 +1003,7 @@ static void idle_sweep_spares_a_request_still_arriving(void **state) {
     event_add(iev, NULL);
     assert_true(tch_test_run_until(f->base, &idle.closed, 3000)); /* a sweep closed it */
     assert_false(r.closed);
-    assert_int_equal(tch_fragmenter_next(&fz, buf, &len, NULL), 0); /* the last frame */
+    assert_int_equal(tch_fragmenter_next(&pr->fz, buf, &len, NULL), 0); /* the last frame */
     assert_int_equal(write(r.fd, buf, len), (ssize_t)len);
     assert_true(wait_frame(f, &r, TCH_FRAME_CALL_RES, 9));
     event_free(ev);
@@ -1005,7 +1011,7 @@ static void idle_sweep_spares_a_request_still_arriving(void **state) {
     close(r.fd);
     close(idle.fd);
     tch_channel_free(srv);
-    free(cf);
+    free(pr);
     free(buf);
     tch_buf_free(&r.got);
     tch_buf_free(&idle.got);
