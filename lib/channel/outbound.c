@@ -358,8 +358,6 @@ static void fill_fields(tch_outbound *call, uint32_t ttl, tch_call_fields *f) {
         f->headers[f->nheaders++] = (tch_kv){o->headers[i].key, o->headers[i].value};
 }
 
-/* Sends one attempt. Returns 0, or an error (with err) when nothing was
- * sent. */
 /* Every peer an attempt went to, so retries prefer the others (out of
  * memory, a peer is just not remembered). */
 static void note_tried(tch_outbound *call, const char *host_port) {
@@ -405,6 +403,8 @@ static int decline_draining(tch_outbound *call, chconn *cc) {
     return 0;
 }
 
+/* Sends one attempt. Returns 0, or an error (with err) when nothing was
+ * sent. */
 static int start_attempt(tch_outbound *call, tch_error *err) {
     tch_channel *ch = call->ch;
     const char *hp = pick_peer(call);
