@@ -626,16 +626,19 @@ static int print_thrift_answer(const request *r, const tch_sync_response *res) {
         return fail(EXIT_DECODE, "answer arg3: a result with %zu values, expected 1",
                     json_object_size(result));
     }
-    int ok = strcmp(field, "success") == 0;
+    int success = strcmp(field, "success") == 0;
+    /* not ok with no exception this IDL knows (its field was skipped): still
+     * a failure, named "unknown" */
+    int ok = success && res->code == 0;
     json_t *out = ok ? json_pack("{s:b,s:O}", "ok", 1, "body", json_object_get(result, field))
-                     : json_pack("{s:b,s:s,s:O}", "ok", 0, "typeName", field, "body",
-                                 json_object_get(result, field));
+                     : json_pack("{s:b,s:s,s:O}", "ok", 0, "typeName", success ? "unknown" : field,
+                                 "body", json_object_get(result, field));
     int rc = out ? print_json(out) : fail(EXIT_INTERNAL, "out of memory");
     json_decref(out);
     json_decref(result);
-    if (!rc && ok != (res->code == 0)) /* say so, but print what came */
-        fprintf(stderr, "tcurl: warning: call res code %u with a %s result\n", res->code,
-                ok ? "success" : "exception");
+    if (!rc && success != (res->code == 0)) /* say so, but print what came */
+        fprintf(stderr, "tcurl: warning: call res code %u with %s\n", res->code,
+                success ? "no exception this IDL declares" : "an exception result");
     return rc ? rc : ok ? EXIT_OK : EXIT_APP_ERROR;
 }
 

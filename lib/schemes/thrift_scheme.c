@@ -188,6 +188,13 @@ static void on_thrift_response(const tch_response *res, void *ud) {
         int rc = tch_thrift_headers_decode(res->arg2, &headers, &nheaders, &err);
         if (rc == 0)
             rc = tch_thrift_decode(tch_thrift_method_result(tc->method), res->arg3, &result, &err);
+        /* not ok, and the exception's field unknown to this IDL (skipped by
+         * the decoder): a failure, whatever the method returns */
+        if (rc == 0 && res->code != 0 && tch_thrift_value_struct_count(result) == 0)
+            rc = tch_error_set(&err, TCH_EPROTO,
+                               "%s::%s failed (code %u) with an exception this IDL does not declare",
+                               tch_thrift_service_name(tch_thrift_method_service(tc->method)),
+                               tch_thrift_method_name(tc->method), res->code);
         if (rc == 0)
             rc = tch_thrift_result_classify(tc->method, result, &out.outcome, &err);
         if (rc) {

@@ -142,6 +142,35 @@ static tresult call_kv(fixture *f, const char *method, const char *key, const ch
     return r;
 }
 
+/* A newer server's exception, unknown to our IDL: not ok (code 1), its
+ * field (id 9 here) skipped by the decoder, so the result is empty. */
+static void answer_with_an_unknown_exception(tch_inbound *in, void *ud) {
+    (void)ud;
+    static const uint8_t result[] = {0x0c, 0, 9, 0x0b, 0, 1, 0, 0, 0, 1, 'x', 0, 0};
+    tch_inbound_respond(in, 1, tch_slice_of("\0\0", 2), tch_slice_of(result, sizeof result));
+}
+
+/* ...is a failure, even for a void method, where an empty result would
+ * otherwise read as success (Node: ok false). */
+static void an_exception_the_idl_does_not_declare_is_a_failure(void **state) {
+    fixture *f = *state;
+    tch_channel *newer = tch_channel_new(f->base, "keyvalue-server", NULL);
+    assert_int_equal(tch_channel_listen(newer, NULL, NULL), 0);
+    tch_channel_register(newer, NULL, "KeyValue::setValue", answer_with_an_unknown_exception, NULL);
+    tch_channel_register(newer, NULL, "KeyValue::getValue", answer_with_an_unknown_exception, NULL);
+    const char *hp = f->hp;
+    f->hp = tch_channel_host_port(newer);
+    static const char *const methods[] = {"setValue", "getValue"}; /* void, and not */
+    for (int i = 0; i < 2; i++) {
+        tresult r = call_kv(f, methods[i], "k", i == 0 ? "v" : NULL, NULL);
+        assert_int_equal(r.status, TCH_EPROTO);
+        if (!strstr(r.message, "failed (code 1) with an exception this IDL does not declare"))
+            fail_msg("%s: %s", methods[i], r.message);
+    }
+    f->hp = hp;
+    tch_channel_free(newer);
+}
+
 static void set_then_get(void **state) {
     fixture *f = *state;
     tresult r = call_kv(f, "setValue", "color", "blue", NULL);
@@ -209,6 +238,7 @@ static void unknown_method_is_refused_before_sending(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(set_then_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_exception_the_idl_does_not_declare_is_a_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_key_is_the_declared_exception, setup, teardown),
         cmocka_unit_test_setup_teardown(undecodable_args_are_bad_request, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_method_is_refused_before_sending, setup, teardown),
