@@ -57,15 +57,21 @@ typedef struct mock_config {
 
 /* ---- loaded cassettes (store.c) ------------------------------------------ */
 
+/* What a file looked like: any change of content, mode or inode shows. */
+typedef struct mock_file_sig {
+    int exists;
+    int64_t mtime_ns, ctime_ns;
+    off_t size;
+    ino_t ino;
+} mock_file_sig;
+
 typedef struct mock_cassette {
     char *path;
     tch_cassette *c;
     int record_target;
-    /* what the file looked like when we last read or wrote it */
-    int file_exists;
+    mock_file_sig known;  /* the file as we last read or wrote it: c holds it */
+    mock_file_sig failed; /* the file as a load failed on it (reported once) */
     int moved_aside; /* the last save went to PATH.conflict.yaml (the file was edited) */
-    int64_t mtime_ns;
-    off_t size;
     char *load_error;     /* last failed (re)load, NULL when the last one worked */
     uint64_t loaded_at_ms;
     unsigned reloads;
@@ -187,6 +193,9 @@ int mock_expand_path(const char *path, mock_strv *out, tch_error *err);
  * still absent), changed (by someone else), or gone since. */
 typedef enum { MOCK_FILE_SAME, MOCK_FILE_CHANGED, MOCK_FILE_GONE } mock_file_state;
 mock_file_state mock_file_check(const mock_cassette *mc);
+/* Whether the file changed since we last read or wrote it and is not the
+ * version a load already failed on: what the watcher reloads. */
+int mock_file_worth_reloading(const mock_cassette *mc);
 json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc);
 
 /* ---- serve.c -------------------------------------------------------------- */

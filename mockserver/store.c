@@ -13,30 +13,40 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void mock_file_stat(const char *path, int *exists, int64_t *mtime_ns, off_t *size) {
+static mock_file_sig file_sig(const char *path) {
     struct stat st;
-    if (stat(path, &st) != 0) {
-        *exists = 0, *mtime_ns = 0, *size = 0;
-        return;
-    }
-    *exists = 1;
-    *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    *size = st.st_size;
+    mock_file_sig s = {0};
+    if (stat(path, &st) != 0)
+        return s;
+    s.exists = 1;
+    s.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    s.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+    s.size = st.st_size;
+    s.ino = st.st_ino;
+    return s;
 }
 
+static int sig_equal(const mock_file_sig *a, const mock_file_sig *b) {
+    return a->exists == b->exists && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           a->size == b->size && a->ino == b->ino;
+}
+
+/* The file is what c holds now (read or written); no failed load pending. */
 static void remember_file(mock_cassette *mc) {
-    mock_file_stat(mc->path, &mc->file_exists, &mc->mtime_ns, &mc->size);
+    mc->known = file_sig(mc->path);
+    memset(&mc->failed, 0, sizeof mc->failed);
 }
 
 mock_file_state mock_file_check(const mock_cassette *mc) {
-    int exists;
-    int64_t mtime;
-    off_t size;
-    mock_file_stat(mc->path, &exists, &mtime, &size);
-    if (!exists)
-        return mc->file_exists ? MOCK_FILE_GONE : MOCK_FILE_SAME;
-    return !mc->file_exists || mtime != mc->mtime_ns || size != mc->size ? MOCK_FILE_CHANGED
-                                                                         : MOCK_FILE_SAME;
+    mock_file_sig now = file_sig(mc->path);
+    if (!now.exists)
+        return mc->known.exists ? MOCK_FILE_GONE : MOCK_FILE_SAME;
+    return sig_equal(&now, &mc->known) ? MOCK_FILE_SAME : MOCK_FILE_CHANGED;
+}
+
+int mock_file_worth_reloading(const mock_cassette *mc) {
+    mock_file_sig now = file_sig(mc->path);
+    return mock_file_check(mc) == MOCK_FILE_CHANGED && !sig_equal(&now, &mc->failed);
 }
 
 static void set_load_error(mock_cassette *mc, const char *msg) {
@@ -248,10 +258,11 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
     tch_cassette *fresh = NULL;
     rc = tch_cassette_reload(mc->c, &fresh, err);
     if (rc) {
-        /* keep serving the last good version; remember this file state so the
-         * watcher reports the error once, not every tick */
+        /* keep serving the last good version; note the file as it failed, so
+         * the watcher reports it once, not every tick. Not as known: a save
+         * must still see that the file is someone else's now. */
         set_load_error(mc, err->msg);
-        remember_file(mc);
+        mc->failed = file_sig(mc->path);
         return rc;
     }
     swap_in(mc, fresh);

@@ -1,15 +1,16 @@
-/* Reload on change: a libevent timer polls each cassette's mtime and size
- * (portable, no inotify, and cheap at a few files every 500 ms). Our own
- * saves update the remembered state (store.c), so they do not reload. */
+/* Reload on change: a libevent timer polls each cassette file's mtime, ctime,
+ * size and inode (portable, no inotify, and cheap at a few files every
+ * 500 ms). Our own saves update the remembered state (store.c), so they do
+ * not reload. */
 #include "mock.h"
 
 #include <event2/event.h>
 
-/* Returns 1 when the file differs from what we last read or wrote. A file
- * that disappeared is not reloaded: the last version keeps serving (an
- * editor may be replacing it). */
+/* Returns 1 when the file differs from what we last read or wrote, and from
+ * the version a load already failed on. A file that disappeared is not
+ * reloaded: the last version keeps serving (an editor may be replacing it). */
 static int changed(const mock_cassette *mc) {
-    return mock_file_check(mc) == MOCK_FILE_CHANGED;
+    return mock_file_worth_reloading(mc);
 }
 
 size_t mock_watch_check(mock *m, int force) {

@@ -595,6 +595,38 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
     tch_channel_free(srv);
 }
 
+/* A broken edit of the record target (it fails to load) is still the
+ * user's: the next recording goes beside it, not over it. */
+static void a_broken_edit_is_not_overwritten_either(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
+    char path[300], conflict[340];
+    snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
+    snprintf(conflict, sizeof conflict, "%s.conflict.yaml", path);
+    start_mock(f, "--watch-interval", "50", "--mode", "new_episodes", "--upstream",
+               tch_channel_host_port(srv), path, NULL);
+    assert_string_equal(echo(f, "keyvalue-server", "first").arg3, "first"); /* recorded */
+    write_file(path, BROKEN);
+    assert_true(wait_cassette(f, "loadError", 1, 0));
+    assert_string_equal(echo(f, "keyvalue-server", "second").arg3, "second"); /* recorded */
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    char got[256] = "";
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(got, 1, sizeof got - 1, fp);
+    fclose(fp);
+    got[n] = '\0';
+    assert_string_equal(got, BROKEN); /* the user's text, untouched */
+    tch_cassette *c;
+    tch_error err;
+    assert_int_equal(tch_cassette_open(conflict, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 2); /* both recordings */
+    tch_cassette_free(c);
+    unlink(conflict);
+    tch_channel_free(srv);
+}
+
 /* A recording whose call never reaches the upstream is aborted: the caller
  * gets the error, and GET /cassettes shows the slot as aborted, not pending. */
 static void an_unreachable_upstream_aborts_the_slot(void **state) {
@@ -916,6 +948,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
         cmocka_unit_test_setup_teardown(record_to_in_another_spelling_still_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_broken_edit_is_not_overwritten_either, setup, teardown),
         cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
         cmocka_unit_test_setup_teardown(an_edit_is_not_overwritten_by_a_save, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unreachable_upstream_aborts_the_slot, setup, teardown),
