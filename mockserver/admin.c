@@ -149,8 +149,8 @@ static void get_journal(mock *m, struct evhttp_request *req, struct evkeyvalq *q
     json_t *entries = mock_journal_to_json(&m->journal, &jq, &matching);
     reply_json(req, 200,
                json_pack("{s:I, s:I, s:I, s:I, s:o}", "capacity", (json_int_t)m->journal.cap,
-                         "total", (json_int_t)m->journal.next_seq, "dropped",
-                         (json_int_t)(m->journal.next_seq - m->journal.n), "matching",
+                         "total", (json_int_t)m->journal.total, "dropped",
+                         (json_int_t)m->journal.dropped, "matching",
                          (json_int_t)matching, "entries", entries));
 }
 
@@ -177,15 +177,21 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     tch_error err = {0};
     int rc = mock_expand_path(path, &paths, &err);
     json_t *loaded = json_array();
+    /* a folder's files already loaded are skipped, as at start-up */
+    int folder = !rc && (paths.n != 1 || strcmp(paths.v[0], path) != 0);
     for (size_t i = 0; !rc && i < paths.n; i++) {
         mock_cassette *mc;
         rc = mock_store_add(m, paths.v[i], &mc, &err);
-        if (!rc)
-            json_array_append_new(loaded, mock_cassette_to_json(m, mc));
-        if (!rc && target && i == 0) {
+        if (rc == TCH_ESTATE && folder) {
+            rc = 0;
+            continue;
+        }
+        if (!rc && target && i == 0) { /* before it is described in the answer */
             for (size_t k = 0; k < m->store.n; k++)
                 m->store.items[k]->record_target = m->store.items[k] == mc;
         }
+        if (!rc)
+            json_array_append_new(loaded, mock_cassette_to_json(m, mc));
     }
     mock_strv_free(&paths);
     if (rc) { /* files loaded before the failure stay loaded (listed in GET /cassettes) */

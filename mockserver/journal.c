@@ -54,6 +54,7 @@ void mock_journal_clear(mock_journal *j) {
     for (size_t i = 0; i < j->n; i++)
         entry_clear(&j->ring[(j->start + i) % j->cap]);
     j->start = j->n = 0;
+    j->total = j->dropped = 0;
 }
 
 void mock_journal_free(mock_journal *j) {
@@ -82,11 +83,13 @@ void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, co
         e = &j->ring[j->start];
         entry_clear(e);
         j->start = (j->start + 1) % j->cap;
+        j->dropped++;
     } else {
         e = &j->ring[(j->start + j->n) % j->cap];
         j->n++;
     }
     e->seq = j->next_seq++;
+    j->total++;
     e->time_ms = mock_now_ms();
     e->service = dup_slice(service, MOCK_JOURNAL_STR_MAX);
     e->endpoint = dup_slice(endpoint, MOCK_JOURNAL_STR_MAX);

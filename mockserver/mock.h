@@ -108,7 +108,8 @@ typedef struct mock_journal_entry {
 typedef struct mock_journal {
     mock_journal_entry *ring;
     size_t cap, start, n;
-    uint64_t next_seq;
+    uint64_t next_seq;      /* seq numbers go on across clears */
+    uint64_t total, dropped; /* since the last clear: added, and pushed out of the ring */
 } mock_journal;
 
 int mock_journal_init(mock_journal *j, size_t cap);

@@ -209,8 +209,10 @@ int mock_store_remove(mock *m, const char *path, tch_error *err) {
             return tch_error_set(err, TCH_ESTATE, "%s: %zu recordings in flight; try again",
                                  path, mc->pending);
         int rc = mock_store_save(m, mc, err); /* never lose a recording */
-        if (rc)
+        if (rc && !mc->moved_aside)
             return rc;
+        if (rc) /* saved, beside the edited file */
+            mock_log("%s", err->msg);
         memmove(&s->items[i], &s->items[i + 1], (s->n - i - 1) * sizeof *s->items);
         s->n--;
         cassette_free(mc);
@@ -282,10 +284,14 @@ int mock_store_set_mode(mock *m, tch_cassette_mode mode, tch_error *err) {
     int rc = 0;
     for (size_t i = 0; i < s->n && !rc; i++) {
         rc = mock_store_save(m, s->items[i], err);
+        if (rc && s->items[i]->moved_aside) { /* saved, beside the edited file */
+            mock_log("%s", err->msg);
+            rc = 0;
+        }
         if (!rc)
             rc = gone(s->items[i], err);
-        if (!rc)
-            rc = open_with_mode(m, s->items[i]->path, mode, &fresh[i], err);
+        if (!rc) /* the same run, in the new mode */
+            rc = tch_cassette_reload_as(s->items[i]->c, mode, &fresh[i], err);
     }
     for (size_t i = 0; i < s->n; i++) {
         if (rc) {

@@ -220,6 +220,11 @@ int tch_cassette_open_memory(const char *name, const void *data, size_t len,
 }
 
 int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err) {
+    return tch_cassette_reload_as(old, old->mode, out, err); /* the mode it settled on */
+}
+
+int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_cassette **out,
+                           tch_error *err) {
     if (!old->path)
         return tch_error_set(err, TCH_EINVAL, "cassette %s: loaded from memory, cannot reload",
                              old->name);
@@ -231,7 +236,7 @@ int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *
             names[n++] = cas_field_names[f];
     o.matchers = names;
     o.n_matchers = n;
-    o.mode = old->mode; /* keep the mode the old one settled on */
+    o.mode = mode;
     o.no_env_override = 1;
     tch_cassette *c = NULL;
     int rc = tch_cassette_open(old->path, &o, &c, err);
@@ -244,7 +249,7 @@ int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *
         for (size_t i = 0; i < c->n; i++)
             c->items[i]->from_file = false; /* not there when the run began */
     }
-    if (old->mode == TCH_CASSETTE_ALL && old->wrote_this_run) {
+    if (mode == TCH_CASSETTE_ALL && old->mode == TCH_CASSETTE_ALL && old->wrote_this_run) {
         /* In mode ALL the file is this run's calls once we have written it:
          * reloading it must not turn them into old ones that ALL drops. */
         for (size_t i = 0; i < c->n; i++)

@@ -581,6 +581,9 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
     tch_inbound_respond(u.held[0], 0, tch_slice_cstr(""), tch_slice_cstr("late"));
     assert_true(tch_test_run_until(f->base, &held.done, 5000));
     assert_string_equal(held.arg3, "late");
+    /* saved beside the edit is saved: a mode change goes ahead (was 409) */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"once\"}",
+                              NULL), 200);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0); /* nothing was lost */
     tch_cassette *c;
     assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
@@ -738,12 +741,18 @@ static void admin_api_endpoints(void **state) {
     assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello"); /* replayable again */
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/rewind", NULL, NULL), 405);
 
-    /* reset: play counts and journal */
+    /* reset: play counts and journal, its counts too (nothing was dropped) */
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reset", "", NULL), 200);
     j = admin_get(f, "/journal");
     assert_int_equal(json_array_size(json_object_get(j, "entries")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 0);
+    assert_int_equal(json_integer_value(json_object_get(j, "dropped")), 0);
     json_decref(j);
     assert_string_equal(echo(f, "keyvalue-server", "hello").arg3, "hello"); /* replayable again */
+    j = admin_get(f, "/journal");
+    assert_int_equal(json_integer_value(json_object_get(j, "total")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "dropped")), 0);
+    json_decref(j);
 
     /* load, then serve from it */
     char body[400];
@@ -758,6 +767,19 @@ static void admin_api_endpoints(void **state) {
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded, as"));
     json_decref(j);
     assert_string_equal(echo(f, "svc", "a").arg3, "one");
+    /* a folder: its files already loaded are skipped, the others loaded */
+    char other[340];
+    snprintf(other, sizeof other, "%s/other.yaml", f->dir);
+    write_file(other, V2);
+    snprintf(body, sizeof body, "{\"path\": \"%s\"}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 201);
+    json_t *loaded = json_object_get(j, "loaded");
+    assert_int_equal(json_array_size(loaded), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(loaded, 0), "path")), other);
+    json_decref(j);
+    char drop[400];
+    snprintf(drop, sizeof drop, "/cassettes?path=%s", other);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, drop, NULL, NULL), 200);
     /* POST /reload picks up an edit even with --no-watch */
     write_file(path, V2);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/reload", "", NULL), 200);
@@ -800,6 +822,12 @@ static void admin_api_endpoints(void **state) {
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "no such file"));
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "no-such-file.yaml"));
     json_decref(j);
+    /* ...unless it is to be the record target: the answer says it is one */
+    snprintf(body, sizeof body, "{\"path\": \"%s/new.yaml\", \"recordTarget\": true}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 201);
+    assert_true(json_is_true(
+        json_object_get(json_array_get(json_object_get(j, "loaded"), 0), "recordTarget")));
+    json_decref(j);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
                               "{\"mode\": \"new_episodes\"}", &j), 400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "upstream"));
@@ -835,6 +863,35 @@ static void put_mode_switches_to_recording(void **state) {
     assert_int_equal(tch_cassette_count(c), 2);
     tch_cassette_free(c);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    tch_channel_free(srv);
+}
+
+/* A mode change is not a new run: in mode all, what this run recorded stays
+ * in the file (a new run would drop it as old), and a record target that did
+ * not exist when the run began goes on recording in mode once. */
+static void put_mode_keeps_the_run(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
+    tch_error err;
+    char path[300];
+    snprintf(path, sizeof path, "%s/all.yaml", f->dir);
+    start_mock(f, "--mode", "all", "--upstream", tch_channel_host_port(srv), path, NULL);
+    assert_int_equal(echo(f, "keyvalue-server", "b1").status, 0);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"all\"}",
+                              NULL), 200);
+    assert_int_equal(echo(f, "keyvalue-server", "b2").status, 0);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"once\"}",
+                              NULL), 200);
+    json_t *j = admin_get(f, "/health");
+    assert_true(json_is_true(json_object_get(j, "recording"))); /* all.yaml is this run's */
+    json_decref(j);
+    assert_int_equal(echo(f, "keyvalue-server", "b3").status, 0);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    tch_cassette *c;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 3); /* b1, b2 and b3 */
+    tch_cassette_free(c);
     tch_channel_free(srv);
 }
 
@@ -954,6 +1011,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(an_unreachable_upstream_aborts_the_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
+        cmocka_unit_test_setup_teardown(put_mode_keeps_the_run, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_command_line_and_corrupt_cassette, setup, teardown),
         cmocka_unit_test_setup_teardown(serves_a_directory_with_python_cassettes, setup, teardown),

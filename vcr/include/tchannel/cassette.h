@@ -201,6 +201,11 @@ int tch_cassette_open_memory(const char *name, const void *data, size_t len,
 /* Re-reads old's path into a new object with old's options and custom
  * matchers; old is untouched (swap on success, keep old on failure). */
 int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err);
+/* The same in another record mode, as one run: a cassette that did not
+ * exist when the run began keeps recording in mode ONCE, and what a run in
+ * mode ALL wrote stays its own. */
+int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_cassette **out,
+                           tch_error *err);
 void tch_cassette_free(tch_cassette *c);
 
 /* Adds a custom matcher (name is for messages). */
