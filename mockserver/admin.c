@@ -44,7 +44,7 @@ static void reply_error(struct evhttp_request *req, int code, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    reply_json(req, code, json_pack("{s:s}", "error", msg));
+    reply_json(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
 }
 
 static int http_code_of(int rc) {
@@ -218,7 +218,7 @@ static void delete_cassettes(mock *m, struct evhttp_request *req, struct evkeyva
         return;
     }
     mock_log("unloaded %s via admin API", path);
-    reply_json(req, 200, json_pack("{s:s}", "unloaded", path));
+    reply_json(req, 200, json_pack("{s:o}", "unloaded", mock_json_text(path, strlen(path))));
 }
 
 /* Re-reads every cassette from disk; failures keep the old version. */

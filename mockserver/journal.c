@@ -102,24 +102,28 @@ void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, co
     e->near_miss = near_miss;
 }
 
+static json_t *text(const char *s) {
+    return mock_json_text(s ? s : "", s ? strlen(s) : 0);
+}
+
 static json_t *entry_to_json(const mock_journal_entry *e) {
     json_t *o = json_object();
     if (!o)
         return NULL;
     json_object_set_new(o, "seq", json_integer((json_int_t)e->seq));
     json_object_set_new(o, "timeMs", json_integer((json_int_t)e->time_ms));
-    json_object_set_new(o, "service", json_string(e->service ? e->service : ""));
-    json_object_set_new(o, "endpoint", json_string(e->endpoint ? e->endpoint : ""));
+    json_object_set_new(o, "service", text(e->service));
+    json_object_set_new(o, "endpoint", text(e->endpoint));
     json_object_set_new(o, "scheme", json_string(mock_scheme_name(e->scheme)));
-    json_object_set_new(o, "peer", json_string(e->peer ? e->peer : ""));
+    json_object_set_new(o, "peer", text(e->peer));
     json_object_set_new(o, "outcome", json_string(mock_outcome_name(e->outcome)));
     json_object_set_new(o, "matched", json_boolean(e->outcome == MOCK_REPLAYED));
     if (e->cassette)
-        json_object_set_new(o, "cassette", json_string(e->cassette));
+        json_object_set_new(o, "cassette", text(e->cassette));
     if (e->index >= 0)
         json_object_set_new(o, "index", json_integer(e->index));
     if (e->message)
-        json_object_set_new(o, "message", json_string(e->message));
+        json_object_set_new(o, "message", text(e->message));
     if (e->near_miss)
         json_object_set(o, "nearMiss", e->near_miss);
     return o;
@@ -131,8 +135,8 @@ static int selected(const mock_journal_entry *e, const mock_journal_query *q) {
            (q->outcome < 0 || (int)e->outcome == q->outcome);
 }
 
-/* Service names that are not UTF-8 make json_string fail; those fields
- * become null. */
+/* Names that are not UTF-8 (or were cut inside a character) show U+FFFD
+ * for their bad bytes. */
 json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q, size_t *matching) {
     size_t n = 0;
     for (size_t i = 0; i < j->n; i++)

@@ -9,6 +9,7 @@
  *   admin.c     HTTP admin API (evhttp + jansson)
  *   hyperbahn.c answer Hyperbahn advertise calls; advertise ourselves
  *   log.c       stderr lines
+ *   text.c      any bytes as a JSON string (for paths, messages, names)
  *
  * Everything runs on one event_base; nothing here is thread-safe. */
 #ifndef TCH_MOCK_H
@@ -163,6 +164,11 @@ typedef struct mock {
     uint64_t started_ms;
     uint64_t calls, misses;
 } mock;
+
+/* ---- text.c -------------------------------------------------------------- */
+/* A JSON string of bytes that need not be UTF-8: each byte that is not part
+ * of a valid sequence (or is NUL) becomes U+FFFD. NULL only on ENOMEM. */
+json_t *mock_json_text(const char *s, size_t len);
 
 /* ---- log.c --------------------------------------------------------------- */
 void mock_log(const char *fmt, ...) TCH_PRINTF(1, 2);

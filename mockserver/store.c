@@ -365,10 +365,10 @@ static json_t *interaction_to_json(const mock_cassette *mc, size_t i) {
         return o;
     }
     json_object_set_new(o, "line", json_integer((json_int_t)it->line));
-    json_object_set_new(o, "service", json_stringn((const char *)it->request.service.ptr,
-                                                   it->request.service.len));
-    json_object_set_new(o, "endpoint", json_stringn((const char *)it->request.endpoint.ptr,
-                                                    it->request.endpoint.len));
+    json_object_set_new(o, "service", mock_json_text((const char *)it->request.service.ptr,
+                                                     it->request.service.len));
+    json_object_set_new(o, "endpoint", mock_json_text((const char *)it->request.endpoint.ptr,
+                                                      it->request.endpoint.len));
     json_object_set_new(o, "scheme", json_string(mock_scheme_name(it->request.scheme)));
     json_object_set_new(o, "plays", json_integer(tch_cassette_play_count_of(mc->c, i)));
     if (it->is_error)
@@ -390,7 +390,7 @@ json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc) {
     size_t n = tch_cassette_count(mc->c);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, interaction_to_json(mc, i));
-    json_object_set_new(o, "path", json_string(mc->path));
+    json_object_set_new(o, "path", mock_json_text(mc->path, strlen(mc->path)));
     json_object_set_new(o, "mode", json_string(tch_cassette_mode_name(tch_cassette_get_mode(mc->c))));
     json_object_set_new(o, "recordTarget", json_boolean(mc->record_target));
     json_object_set_new(o, "canRecord", json_boolean(tch_cassette_can_record(mc->c)));
@@ -398,7 +398,8 @@ json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc) {
     json_object_set_new(o, "reloads", json_integer(mc->reloads));
     json_object_set_new(o, "plays", json_integer((json_int_t)tch_cassette_play_count(mc->c)));
     json_object_set_new(o, "pendingRecordings", json_integer((json_int_t)mc->pending));
-    json_object_set_new(o, "loadError", mc->load_error ? json_string(mc->load_error) : json_null());
+    json_object_set_new(o, "loadError", mc->load_error ? mock_json_text(mc->load_error, strlen(mc->load_error))
+                                                       : json_null());
     json_object_set_new(o, "interactions", list);
     return o;
 }

@@ -767,6 +767,18 @@ static void admin_api_endpoints(void **state) {
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded, as"));
     json_decref(j);
     assert_string_equal(echo(f, "svc", "a").arg3, "one");
+    /* bytes that are not UTF-8 are shown as U+FFFD, not lost: in an error
+     * (was "out of memory") and in the journal (was a missing key) */
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, "/cassettes?path=%FFx", NULL, &j),
+                     404);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "\xef\xbf\xbdx: not loaded"));
+    json_decref(j);
+    raw_call(f, "svc", "\xff" "ep", TCH_SLICE_NULL, tch_slice_cstr("b"));
+    j = admin_get(f, "/journal?limit=1");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(j, "entries"), 0), "endpoint")),
+                        "\xef\xbf\xbd" "ep");
+    json_decref(j);
     /* a folder: its files already loaded are skipped, the others loaded */
     char other[340];
     snprintf(other, sizeof other, "%s/other.yaml", f->dir);
