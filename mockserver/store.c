@@ -8,6 +8,7 @@
 #include "array.h"
 
 #include <dirent.h>
+#include <libgen.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,13 +100,40 @@ mock_cassette *mock_store_target(mock_store *s) {
 /* The cassette already loaded from this file, however it was spelled
  * (./a.yaml, a/../a.yaml, a symlink): one file loaded twice would play each
  * interaction twice. */
+/* A name for a file that may not exist yet (a record target): its folder's
+ * real path and its own name; NULL when the folder is not there either. */
+static char *canonical_name(const char *path) {
+    char *copy = strdup(path), *dir_copy = strdup(path);
+    char *dir = dir_copy ? realpath(dirname(dir_copy), NULL) : NULL;
+    char *out = NULL;
+    if (copy && dir) {
+        const char *base = basename(copy);
+        size_t n = strlen(dir) + strlen(base) + 2;
+        if ((out = malloc(n)))
+            snprintf(out, n, "%s/%s", dir, base);
+    }
+    free(copy);
+    free(dir_copy);
+    free(dir);
+    return out;
+}
+
+static int same_name(const char *a, const char *b) {
+    char *ca = canonical_name(a), *cb = canonical_name(b);
+    int same = ca && cb && strcmp(ca, cb) == 0;
+    free(ca);
+    free(cb);
+    return same;
+}
+
 static mock_cassette *find_same_file(mock_store *s, const char *path) {
     struct stat a, b;
     int a_ok = stat(path, &a) == 0;
     for (size_t i = 0; i < s->n; i++) {
         const char *p = s->items[i]->path;
-        if (strcmp(p, path) == 0 ||
-            (a_ok && stat(p, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino))
+        int b_ok = stat(p, &b) == 0;
+        if (strcmp(p, path) == 0 || (a_ok && b_ok && a.st_dev == b.st_dev && a.st_ino == b.st_ino) ||
+            (!a_ok && !b_ok && same_name(p, path))) /* neither exists yet */
             return s->items[i];
     }
     return NULL;

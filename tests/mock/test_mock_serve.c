@@ -840,6 +840,11 @@ static void admin_api_endpoints(void **state) {
     assert_true(json_is_true(
         json_object_get(json_array_get(json_object_get(j, "loaded"), 0), "recordTarget")));
     json_decref(j);
+    /* not on disk yet, spelled another way: the same cassette (not a second copy) */
+    snprintf(body, sizeof body, "{\"path\": \"%s/./new.yaml\", \"recordTarget\": true}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 409);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded, as"));
+    json_decref(j);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
                               "{\"mode\": \"new_episodes\"}", &j), 400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "upstream"));
