@@ -47,6 +47,64 @@ int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err) {
     return rc ? tch_error_set(err, rc, "out of memory") : 0;
 }
 
+/* As JSON.parse reads it: "\u0000" inside strings is valid JSON, and an
+ * integer beyond 64 bits is a number (a double, as Node's). */
+static json_t *load_as_node(const char *text, size_t len, json_error_t *je) {
+    const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    json_t *v = json_loadb(text, len, flags, je);
+    if (!v && json_error_code(je) == json_error_numeric_overflow)
+        v = json_loadb(text, len, flags | JSON_DECODE_INT_AS_REAL, je);
+    return v;
+}
+
+static long hex4(const char *p) {
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        int c = p[i] | 0x20, d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* JSON.stringify writes a lone UTF-16 surrogate (a JS string cut inside a
+ * pair) as its escape, which jansson refuses and Node reads. In a copy,
+ * each becomes \uFFFD, what Node's UTF-8 makes of it. NULL when there is
+ * none (or out of memory). */
+static char *without_lone_surrogates(tch_slice in) {
+    char *t = malloc(in.len ? in.len : 1);
+    int changed = 0;
+    if (!t)
+        return NULL;
+    memcpy(t, in.ptr, in.len);
+    for (size_t i = 0; i + 1 < in.len; i++) {
+        if (t[i] != '\\')
+            continue;
+        if (t[i + 1] != 'u' || i + 6 > in.len) { /* another escape: skip its character */
+            i++;
+            continue;
+        }
+        long v = hex4(t + i + 2);
+        int high = v >= 0xd800 && v < 0xdc00, low = v >= 0xdc00 && v < 0xe000;
+        long next = i + 12 <= in.len && t[i + 6] == '\\' && t[i + 7] == 'u' ? hex4(t + i + 8) : -1;
+        if (high && next >= 0xdc00 && next < 0xe000) { /* a pair */
+            i += 11;
+            continue;
+        }
+        if (high || low) {
+            memcpy(t + i + 2, "FFFD", 4);
+            changed = 1;
+        }
+        i += 5;
+    }
+    if (!changed) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
 int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
                     json_t **out, tch_error *err) {
     *out = NULL;
@@ -56,13 +114,14 @@ int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
         *out = json_incref(empty_default);
         return 0;
     }
-    /* As JSON.parse reads it: "\u0000" inside strings is valid JSON, and
-     * an integer beyond 64 bits is a number (a double, as Node's). */
     json_error_t je;
-    const size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
-    *out = json_loadb((const char *)in.ptr, in.len, flags, &je);
-    if (!*out && json_error_code(&je) == json_error_numeric_overflow)
-        *out = json_loadb((const char *)in.ptr, in.len, flags | JSON_DECODE_INT_AS_REAL, &je);
+    *out = load_as_node((const char *)in.ptr, in.len, &je);
+    char *fixed = !*out && strstr(je.text, "invalid Unicode") ? without_lone_surrogates(in) : NULL;
+    if (fixed) {
+        json_error_t again;
+        *out = load_as_node(fixed, in.len, &again);
+        free(fixed);
+    }
     if (!*out)
         return tch_error_set(err, TCH_EPARSE, "%s is not valid JSON: %s at line %d column %d",
                              what, je.text, je.line, je.column);

@@ -183,6 +183,14 @@ static void json_that_node_writes_is_read(void **state) {
     assert_true(json_is_real(json_object_get(v, "n"))); /* the whole text reads as reals */
     json_decref(v);
     assert_int_equal(tch_json_decode(tch_slice_cstr("[1e999]"), "body", NULL, &v, &err), TCH_EPARSE);
+    /* JSON.stringify of a string cut inside a surrogate pair; a pair stays */
+    const char *cut = "[\"ab\\ud83d\", \"\\ude00x\", \"\\ud83d\\ude00\", \"\\\\ud83d\"]";
+    assert_int_equal(tch_json_decode(tch_slice_cstr(cut), "body", NULL, &v, &err), 0);
+    assert_string_equal(json_string_value(json_array_get(v, 0)), "ab\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_array_get(v, 1)), "\xef\xbf\xbdx");
+    assert_string_equal(json_string_value(json_array_get(v, 2)), "\xf0\x9f\x98\x80");
+    assert_string_equal(json_string_value(json_array_get(v, 3)), "\\ud83d"); /* an escaped backslash */
+    json_decref(v);
     rresult r = raw_call(f, "json", "{}", text);
     if (r.status != 0)
         fail_msg("server refused it: %s", r.message);

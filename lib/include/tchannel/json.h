@@ -53,8 +53,9 @@ char *tch_json_dumps(const json_t *v, size_t flags);
 int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err);
 /* empty_default: the value for empty input (NULL: empty is an error).
  * Reads what JSON.parse reads: strings may hold "\u0000" (use
- * json_string_length), and a text with an integer beyond 64 bits has all its
- * integers as reals (JSON_DECODE_INT_AS_REAL), as Node's are doubles. */
+ * json_string_length), a lone surrogate escape (a JS string cut inside a
+ * pair) reads as U+FFFD, and a text with an integer beyond 64 bits has all
+ * its integers as reals (JSON_DECODE_INT_AS_REAL), as Node's are doubles. */
 int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
                     json_t **out, tch_error *err);
 
