@@ -99,9 +99,43 @@ static int put_u16(tch_buf *out, size_t v) {
     return tch_buf_append(out, b, 2);
 }
 
+static int cmp_header_keys(const void *a, const void *b) {
+    const tch_slice *x = *(const tch_slice *const *)a, *y = *(const tch_slice *const *)b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = n ? memcmp(x->ptr, y->ptr, n) : 0;
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* The Node peer refuses a header with an empty key or a key given twice
+ * (the whole arg2 then fails to parse): refuse them here, naming the key. */
+static int check_header_keys(const tch_thrift_header *headers, size_t count, tch_error *err) {
+    for (size_t i = 0; i < count; i++)
+        if (headers[i].key.len == 0)
+            return tch_error_set(err, TCH_EINVAL, "thrift headers: header %zu has an empty key", i);
+    if (count < 2)
+        return 0;
+    const tch_slice **keys = malloc(count * sizeof *keys);
+    if (!keys)
+        return tch_error_set(err, TCH_ENOMEM, "thrift headers: out of memory");
+    for (size_t i = 0; i < count; i++)
+        keys[i] = &headers[i].key;
+    qsort(keys, count, sizeof *keys, cmp_header_keys);
+    int rc = 0;
+    for (size_t i = 1; !rc && i < count; i++)
+        if (cmp_header_keys(&keys[i - 1], &keys[i]) == 0)
+            rc = tch_error_set(err, TCH_EINVAL, "thrift headers: key \"%.*s\" given twice",
+                               (int)(keys[i]->len > 100 ? 100 : keys[i]->len),
+                               (const char *)keys[i]->ptr);
+    free(keys);
+    return rc;
+}
+
 int tch_thrift_headers_encode(const tch_thrift_header *headers, size_t count, tch_buf *out, tch_error *err) {
     if (count > UINT16_MAX)
         return tch_error_set(err, TCH_ETOOBIG, "thrift headers: %zu headers (max 65535)", count);
+    int checked = check_header_keys(headers, count, err);
+    if (checked)
+        return checked;
     for (size_t i = 0; i < count; i++)
         if (headers[i].key.len > UINT16_MAX || headers[i].value.len > UINT16_MAX)
             return tch_error_set(err, TCH_ETOOBIG, "thrift headers: header %zu longer than 65535 bytes", i);

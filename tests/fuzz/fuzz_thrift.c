@@ -2,7 +2,8 @@
  * decodes must re-encode, decode again to an equal value, and convert to
  * JSON without crashing (JSON may refuse e.g. invalid UTF-8). The same
  * bytes are also read as a Thrift call's arg2 headers, whose encoding has
- * one form: what decodes must encode to exactly the input. */
+ * one form: what decodes must encode to exactly the input, unless it holds
+ * an empty or repeated key (read leniently, refused when writing). */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,13 +13,31 @@
 
 #include "rich_idl.h"
 
+/* An empty key, or a key given twice: what encode refuses. */
+static int refused_keys(const tch_thrift_header *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].key.len == 0)
+            return 1;
+        for (size_t j = 0; j < i; j++)
+            if (tch_slice_eq(h[i].key, h[j].key))
+                return 1;
+    }
+    return 0;
+}
+
 static void headers_round_trip(tch_slice in) {
     tch_thrift_header *h;
     size_t n;
     tch_buf out = {0};
     if (tch_thrift_headers_decode(in, &h, &n, NULL) != 0)
         return;
-    if (tch_thrift_headers_encode(h, n, &out, NULL) != 0)
+    int rc = tch_thrift_headers_encode(h, n, &out, NULL);
+    if (rc == TCH_EINVAL && refused_keys(h, n)) { /* read leniently, written strictly */
+        free(h);
+        tch_buf_free(&out);
+        return;
+    }
+    if (rc != 0)
         abort();
     /* no headers may be written as nothing at all or as a zero count */
     if (!(n == 0 && out.len <= 2) && (out.len != in.len || memcmp(out.ptr, in.ptr, in.len) != 0))

@@ -50,6 +50,26 @@ static void headers_round_trip(void **state) {
     tch_buf_free(&b);
 }
 
+/* What the Node peer refuses is refused before sending, naming the key; an
+ * empty value is fine. */
+static void empty_and_repeated_keys_are_refused(void **state) {
+    (void)state;
+    tch_buf b = {0};
+    tch_error err = {0};
+    tch_thrift_header empty[] = {{tch_slice_cstr("a"), tch_slice_cstr("")},
+                                 {tch_slice_cstr(""), tch_slice_cstr("v")}};
+    assert_int_equal(tch_thrift_headers_encode(empty, 2, &b, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "header 1 has an empty key"));
+    tch_thrift_header twice[] = {{tch_slice_cstr("b"), tch_slice_cstr("1")},
+                                 {tch_slice_cstr("a"), tch_slice_cstr("2")},
+                                 {tch_slice_cstr("b"), tch_slice_cstr("3")}};
+    assert_int_equal(tch_thrift_headers_encode(twice, 3, &b, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "key \"b\" given twice"));
+    assert_int_equal(b.len, 0); /* nothing written */
+    assert_int_equal(tch_thrift_headers_encode(empty, 1, &b, &err), 0);
+    tch_buf_free(&b);
+}
+
 static void empty_arg2_means_no_headers(void **state) {
     (void)state;
     tch_thrift_header *got = (void *)1;
@@ -101,6 +121,7 @@ int main(void) {
         cmocka_unit_test(arg1_split_and_join),
         cmocka_unit_test(headers_round_trip),
         cmocka_unit_test(empty_arg2_means_no_headers),
+        cmocka_unit_test(empty_and_repeated_keys_are_refused),
         cmocka_unit_test(result_classification),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -274,7 +274,8 @@ typedef struct tch_thrift_header {
  * arg2's bytes are; NULL when *count is 0. Duplicate keys are kept. */
 int tch_thrift_headers_decode(tch_slice arg2, tch_thrift_header **headers, size_t *count, tch_error *err);
 /* Appends nh and the pairs (nh = 0 for count 0). Keys, values and count must
- * fit in 16 bits (TCH_ETOOBIG). */
+ * fit in 16 bits (TCH_ETOOBIG); an empty key or one given twice is
+ * TCH_EINVAL, naming it (the Node peer refuses the whole arg2). */
 int tch_thrift_headers_encode(const tch_thrift_header *headers, size_t count, tch_buf *out, tch_error *err);
 
 /* What a decoded result struct holds. */
