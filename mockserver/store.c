@@ -97,9 +97,6 @@ mock_cassette *mock_store_target(mock_store *s) {
     return NULL;
 }
 
-/* The cassette already loaded from this file, however it was spelled
- * (./a.yaml, a/../a.yaml, a symlink): one file loaded twice would play each
- * interaction twice. */
 /* A name for a file that may not exist yet (a record target): its folder's
  * real path and its own name; NULL when the folder is not there either. */
 static char *canonical_name(const char *path) {
@@ -126,6 +123,9 @@ static int same_name(const char *a, const char *b) {
     return same;
 }
 
+/* The cassette already loaded from this file, however it was spelled
+ * (./a.yaml, a/../a.yaml, a symlink; by name for a target not on disk yet):
+ * one file loaded twice would play each interaction twice. */
 static mock_cassette *find_same_file(mock_store *s, const char *path) {
     struct stat a, b;
     int a_ok = stat(path, &a) == 0;
