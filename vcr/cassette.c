@@ -249,13 +249,13 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
         for (size_t i = 0; i < c->n; i++)
             c->items[i]->from_file = false; /* not there when the run began */
     }
-    if (mode == TCH_CASSETTE_ALL && old->mode == TCH_CASSETTE_ALL && old->wrote_this_run) {
-        /* In mode ALL the file is this run's calls once we have written it:
-         * reloading it must not turn them into old ones that ALL drops. */
+    /* Once a save in mode ALL wrote it, the file holds this run's calls
+     * (later saves in other modes only add to them): reloading it, in any
+     * mode, must not turn them into old ones that ALL drops. */
+    c->only_this_run = old->only_this_run;
+    if (mode == TCH_CASSETTE_ALL && c->only_this_run)
         for (size_t i = 0; i < c->n; i++)
             c->items[i]->from_file = false;
-        c->wrote_this_run = true;
-    }
     for (size_t i = 0; !rc && i < old->ncustoms; i++)
         rc = tch_cassette_add_matcher(c, old->customs[i].name, old->customs[i].fn,
                                       old->customs[i].ud, err);

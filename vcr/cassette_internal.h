@@ -70,7 +70,7 @@ struct tch_cassette {
     tch_cassette_mode mode;
     bool existed;
     bool dirty;
-    bool wrote_this_run; /* mode ALL: the file now holds only this run's calls */
+    bool only_this_run; /* saved in mode ALL this run: the file holds only this run's calls */
     cas_entry **items;
     size_t n, cap;
     cas_bucket *buckets;

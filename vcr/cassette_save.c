@@ -466,7 +466,8 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
     if (rc)
         return rc;
     c->dirty = false;
-    c->wrote_this_run = true;
+    if (c->mode == TCH_CASSETTE_ALL)
+        c->only_this_run = true;
     /* as in tchannel-python, what was recorded can be replayed once saved */
     for (size_t i = 0; i < c->n; i++) {
         cas_entry *e = c->items[i];

@@ -907,7 +907,34 @@ static void put_mode_keeps_the_run(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
     tch_cassette *c;
     assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 3); /* b1, b2 and b3 */
+    assert_int_equal(tch_cassette_count(c), 3); /* b1 to b3 */
+    tch_cassette_free(c);
+    tch_channel_free(srv);
+}
+
+/* A file that existed at start: mode all writes only this run's calls (V1's
+ * goes); after a spell in new_episodes, back in all, they are still this
+ * run's, with what new_episodes added. */
+static void all_then_another_mode_then_all_keeps_the_run(void **state) {
+    fx *f = *state;
+    upstream u = {0};
+    tch_channel *srv = start_upstream(f, &u);
+    tch_error err;
+    char path[300];
+    snprintf(path, sizeof path, "%s/all.yaml", f->dir);
+    write_file(path, V1);
+    start_mock(f, "--mode", "all", "--upstream", tch_channel_host_port(srv), path, NULL);
+    assert_int_equal(echo(f, "keyvalue-server", "b1").status, 0);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
+                              "{\"mode\": \"new_episodes\"}", NULL), 200);
+    assert_int_equal(echo(f, "keyvalue-server", "b2").status, 0);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"all\"}",
+                              NULL), 200);
+    assert_int_equal(echo(f, "keyvalue-server", "b3").status, 0);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+    tch_cassette *c;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    assert_int_equal(tch_cassette_count(c), 3); /* b1 to b3, not V1's */
     tch_cassette_free(c);
     tch_channel_free(srv);
 }
@@ -1029,6 +1056,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(admin_api_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_switches_to_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(put_mode_keeps_the_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(all_then_another_mode_then_all_keeps_the_run, setup, teardown),
         cmocka_unit_test_setup_teardown(answers_hyperbahn_advertise, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_command_line_and_corrupt_cassette, setup, teardown),
         cmocka_unit_test_setup_teardown(serves_a_directory_with_python_cassettes, setup, teardown),
