@@ -277,16 +277,21 @@ static int was_tried(const tch_outbound *call, const char *hp) {
     return 0;
 }
 
-static size_t peer_load(tch_channel *ch, const char *hp) {
+/* Calls in flight to hp; *draining set when its connection announced a
+ * drain (it takes no new calls while that connection lasts). */
+static size_t peer_load(tch_channel *ch, const char *hp, int *draining) {
     size_t n = 0;
+    *draining = 0;
     for (chconn *cc = ch->conns; cc; cc = cc->next)
-        if (cc->outbound && strcmp(cc->host_port, hp) == 0)
+        if (cc->outbound && strcmp(cc->host_port, hp) == 0) {
             n += cc->calls.len;
+            *draining |= cc->draining && !cc->closing;
+        }
     return n;
 }
 
-/* Prefers untried, healthy (not backed off), less-loaded peers; rotates
- * among equals so load spreads. */
+/* Prefers untried, not draining, healthy (not backed off), less-loaded
+ * peers; rotates among equals so load spreads. */
 static const char *pick_peer(tch_outbound *call) {
     tch_channel *ch = call->ch;
     if (call->req.host_port && *call->req.host_port)
@@ -299,9 +304,12 @@ static const char *pick_peer(tch_outbound *call) {
     size_t start = ch->next_peer++;
     for (size_t k = 0; k < ch->npeers; k++) {
         const peer *p = &ch->peers[(start + k) % ch->npeers];
-        int64_t score = (int64_t)peer_load(ch, p->host_port);
+        int draining;
+        int64_t score = (int64_t)peer_load(ch, p->host_port, &draining);
         if (was_tried(call, p->host_port))
             score += INT64_C(1) << 40;
+        if (draining)
+            score += INT64_C(1) << 35;
         if (p->backoff_until_ms > now)
             score += INT64_C(1) << 30;
         if (!best || score < best_score) {

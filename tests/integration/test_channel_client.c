@@ -268,6 +268,44 @@ static void a_retry_goes_to_a_peer_not_tried_yet(void **state) {
         tch_channel_free(s[i]);
 }
 
+/* A peer whose connection announced a drain takes no new calls while that
+ * connection lasts: with two peers, every call goes to the other one (the
+ * backoff alone would cover 100 ms). */
+static void a_draining_peer_is_avoided(void **state) {
+    fixture *f = *state;
+    tch_channel *b = tch_channel_new(f->base, "server", NULL);
+    fixture fb = {0};
+    tch_channel_register(b, NULL, "echo", echo, &fb);
+    assert_int_equal(tch_channel_listen(b, NULL, NULL), 0);
+    tch_channel_add_peer(f->client, f->hp, NULL);
+    tch_channel_add_peer(f->client, tch_channel_host_port(b), NULL);
+    tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .host_port = f->hp};
+    result r = run_call(f, &o); /* the connection to A is up */
+    assert_int_equal(r.status, 0);
+    result_free(&r);
+    /* A drains, as Node does: an error frame about no call on every connection */
+    assert_non_null(f->server->conns);
+    tch_conn_send_error(tch_transport_conn(f->server->conns->t), TCH_ID_NONE,
+                        TCH_PCODE_DECLINED, NULL, "draining: going away");
+    int expired = 0; /* wait for the client to have read it, 3 s at most */
+    struct timeval bound = {3, 0};
+    struct event *t = evtimer_new(f->base, tch_test_bound_fired, &expired);
+    evtimer_add(t, &bound);
+    while (!expired && !(f->client->conns && f->client->conns->draining))
+        event_base_loop(f->base, EVLOOP_ONCE);
+    event_free(t);
+    assert_false(expired);
+    for (int i = 0; i < 10; i++) {
+        tch_call_opts any = {.endpoint = tch_slice_cstr("echo"), .retry_on = TCH_RETRY_NEVER};
+        r = run_call(f, &any);
+        if (r.status != 0)
+            fail_msg("call %d: %s", i, r.message);
+        result_free(&r);
+    }
+    assert_int_equal(fb.hits, 10);
+    tch_channel_free(b);
+}
+
 static void retry_on_never_reports_the_connection_error(void **state) {
     fixture *f = *state;
     char dead[64];
@@ -789,6 +827,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(retry_on_never_reports_the_connection_error, setup, teardown),
         cmocka_unit_test_setup_teardown(one_failed_connection_is_one_peer_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(a_retry_goes_to_a_peer_not_tried_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_draining_peer_is_avoided, setup, teardown),
         cmocka_unit_test_setup_teardown(busy_is_retried_within_the_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_limit_none_and_retry_on_never_make_one_try, setup, teardown),
         cmocka_unit_test_setup_teardown(timeouts_are_retried_only_with_t, setup, teardown),
