@@ -182,15 +182,14 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     for (size_t i = 0; !rc && i < paths.n; i++) {
         mock_cassette *mc;
         rc = mock_store_add(m, paths.v[i], &mc, &err);
-        if (rc == TCH_ESTATE && folder) {
+        int skipped = rc == TCH_ESTATE && folder;
+        if (skipped)
             rc = 0;
-            continue;
-        }
         if (!rc && target && i == 0) { /* before it is described in the answer */
             for (size_t k = 0; k < m->store.n; k++)
                 m->store.items[k]->record_target = m->store.items[k] == mc;
         }
-        if (!rc)
+        if (!rc && !skipped)
             json_array_append_new(loaded, mock_cassette_to_json(m, mc));
     }
     mock_strv_free(&paths);

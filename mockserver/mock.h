@@ -167,7 +167,7 @@ typedef struct mock {
 
 /* ---- text.c -------------------------------------------------------------- */
 /* A JSON string of bytes that need not be UTF-8: each byte that is not part
- * of a valid sequence (or is NUL) becomes U+FFFD. NULL only on ENOMEM. */
+ * of a valid sequence becomes U+FFFD. NULL only on ENOMEM. */
 json_t *mock_json_text(const char *s, size_t len);
 
 /* ---- log.c --------------------------------------------------------------- */

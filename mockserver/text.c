@@ -30,14 +30,14 @@ json_t *mock_json_text(const char *s, size_t len) {
     json_t *j = json_stringn(s, len);
     if (j)
         return j;
-    /* not UTF-8 (or a NUL inside): each bad byte becomes U+FFFD */
+    /* not UTF-8: each bad byte becomes U+FFFD (a NUL stays \u0000) */
     char *clean = malloc(len * 3 + 1);
     if (!clean)
         return NULL;
     size_t n = 0;
     const unsigned char *p = (const unsigned char *)s;
     for (size_t i = 0; i < len;) {
-        size_t l = p[i] ? utf8_seq(p + i, len - i) : 0;
+        size_t l = utf8_seq(p + i, len - i);
         if (l == 0) {
             memcpy(clean + n, "\xef\xbf\xbd", 3);
             n += 3;

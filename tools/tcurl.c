@@ -614,9 +614,29 @@ static int print_json_answer(const tch_sync_response *res) {
 
 /* Node's tcurl/thrift shape: {"ok":true,"body":v} or
  * {"ok":false,"typeName":"<exception field>","body":{...}}. */
+/* Not ok, with an exception this IDL does not declare (a newer server's):
+ * the decoder skipped its field, so the result struct is empty. */
+static int undeclared_exception(const request *r, const tch_sync_response *res) {
+    tch_thrift_value *v = NULL;
+    if (res->code == 0 ||
+        tch_thrift_decode(tch_thrift_method_result(r->method), tch_buf_slice(&res->arg3), &v, NULL))
+        return 0;
+    int empty = tch_thrift_value_struct_count(v) == 0;
+    tch_thrift_value_free(v);
+    return empty;
+}
+
 static int print_thrift_answer(const request *r, const tch_sync_response *res) {
     json_t *result = NULL;
     tch_error err;
+    if (undeclared_exception(r, res)) {
+        fprintf(stderr, "tcurl: warning: call res code %u with no exception this IDL declares\n",
+                res->code);
+        json_t *out = json_pack("{s:b,s:s,s:n}", "ok", 0, "typeName", "unknown", "body");
+        int rc = out ? print_json(out) : fail(EXIT_INTERNAL, "out of memory");
+        json_decref(out);
+        return rc ? rc : EXIT_APP_ERROR;
+    }
     if (tch_thrift_method_result_to_json(r->method, tch_buf_slice(&res->arg3), &result, &err))
         return fail(EXIT_DECODE, "answer arg3 is not a %s result: %s",
                     tch_thrift_method_name(r->method), err.msg);
@@ -626,19 +646,16 @@ static int print_thrift_answer(const request *r, const tch_sync_response *res) {
         return fail(EXIT_DECODE, "answer arg3: a result with %zu values, expected 1",
                     json_object_size(result));
     }
-    int success = strcmp(field, "success") == 0;
-    /* not ok with no exception this IDL knows (its field was skipped): still
-     * a failure, named "unknown" */
-    int ok = success && res->code == 0;
+    int ok = strcmp(field, "success") == 0;
     json_t *out = ok ? json_pack("{s:b,s:O}", "ok", 1, "body", json_object_get(result, field))
-                     : json_pack("{s:b,s:s,s:O}", "ok", 0, "typeName", success ? "unknown" : field,
-                                 "body", json_object_get(result, field));
+                     : json_pack("{s:b,s:s,s:O}", "ok", 0, "typeName", field, "body",
+                                 json_object_get(result, field));
     int rc = out ? print_json(out) : fail(EXIT_INTERNAL, "out of memory");
     json_decref(out);
     json_decref(result);
-    if (!rc && success != (res->code == 0)) /* say so, but print what came */
-        fprintf(stderr, "tcurl: warning: call res code %u with %s\n", res->code,
-                success ? "no exception this IDL declares" : "an exception result");
+    if (!rc && ok != (res->code == 0)) /* say so, but print what came */
+        fprintf(stderr, "tcurl: warning: call res code %u with a %s result\n", res->code,
+                ok ? "success" : "exception");
     return rc ? rc : ok ? EXIT_OK : EXIT_APP_ERROR;
 }
 

@@ -60,7 +60,8 @@ static json_t *load_as_node(const char *text, size_t len, json_error_t *je) {
 static long hex4(const char *p) {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int c = p[i] | 0x20, d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        int c = (unsigned char)p[i], lc = c | 0x20;
+        int d = c >= '0' && c <= '9' ? c - '0' : lc >= 'a' && lc <= 'f' ? lc - 'a' + 10 : -1;
         if (d < 0)
             return -1;
         v = v * 16 + d;
@@ -117,9 +118,8 @@ int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
     json_error_t je;
     *out = load_as_node((const char *)in.ptr, in.len, &je);
     char *fixed = !*out && strstr(je.text, "invalid Unicode") ? without_lone_surrogates(in) : NULL;
-    if (fixed) {
-        json_error_t again;
-        *out = load_as_node(fixed, in.len, &again);
+    if (fixed) { /* same length: a later error's position still holds */
+        *out = load_as_node(fixed, in.len, &je);
         free(fixed);
     }
     if (!*out)

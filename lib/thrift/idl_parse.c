@@ -160,6 +160,10 @@ static long decode_escape(const char *src, size_t *i, size_t end, char *out) {
         return (out[0] = to[simple - from], 1);
     if (c == '\n') /* a line continuation */
         return 0;
+    if (c == '\r' && *i + 1 < end && src[*i + 1] == '\n') { /* one with CRLF */
+        ++*i;
+        return 0;
+    }
     if (c == '0' && !(*i + 1 < end && is_digit(src[*i + 1])))
         return (out[0] = '\0', 1);
     if (is_digit(c))
@@ -192,6 +196,12 @@ static int lex_string(parser *p) {
     while (peekc(p, 0) != quote) { /* first pass: find the end */
         if (peekc(p, 0) == -1 || peekc(p, 0) == '\n')
             return fail_at(p, p->tok.line, p->tok.col, "unterminated string literal");
+        if (peekc(p, 0) == '\\' && peekc(p, 1) == '\r' && peekc(p, 2) == '\n') {
+            advance(p); /* a line continuation with CRLF */
+            advance(p);
+            advance(p);
+            continue;
+        }
         if (peekc(p, 0) == '\\' && peekc(p, 1) != -1)
             advance(p);
         advance(p);

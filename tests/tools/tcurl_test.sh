@@ -192,6 +192,11 @@ thrift)
   "ok": true,
   "body": "bar"
 }' -- -p "$HP_kv" -t "$tmp/outer.thrift" $S keyvalue.KeyValue::getValue '{"key":"foo"}'
+    t "an exception the IDL does not declare: exit 1, typeName unknown" 1 '{
+  "ok": false,
+  "typeName": "unknown",
+  "body": null
+}' "no exception this IDL declares" -- -p "$HP_kv" -t "$idl" newer KeyValue::getValue '{"key":"a"}'
     t "--health: the channel's own Meta::health" 0 "OK" -- -p "$HP_kv" --health $S
     t "--health: a registered Meta::health that is not ok" 1 "NOT OK: draining" -- \
         -p "$HP_kv" --health draining

@@ -120,6 +120,14 @@ static void draining_health(tch_inbound *in, void *ud) {
                         tch_slice_of(result, sizeof result));
 }
 
+/* KeyValue::getValue for the service "newer": not ok, with an exception
+ * (field 9) the caller's IDL does not declare. */
+static void undeclared_exception(tch_inbound *in, void *ud) {
+    (void)ud;
+    static const uint8_t result[] = {0x0c, 0, 9, 0x0b, 0, 1, 0, 0, 0, 1, 'x', 0, 0};
+    tch_inbound_respond(in, 1, tch_slice_of("\0\0", 2), tch_slice_of(result, sizeof result));
+}
+
 static void on_signal(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     event_base_loopbreak(arg);
@@ -161,6 +169,7 @@ int main(int argc, char **argv) {
         tch_thrift_register(s.ch, NULL, kv, "setValue", set_value, &s) ||
         tch_thrift_register(s.ch, NULL, kv, "getValue", get_value, &s) ||
         tch_channel_register(s.ch, "draining", "Meta::health", draining_health, NULL) ||
+        tch_channel_register(s.ch, "newer", "KeyValue::getValue", undeclared_exception, NULL) ||
         tch_channel_listen(s.ch, "127.0.0.1:0", &err)) {
         fprintf(stderr, "tcurl-test-server: setup failed\n");
         return 1;

@@ -208,6 +208,7 @@ static void literals_read_as_thriftrw_reads_them(void **state) {
                        "const string X = 'x\\x41\\xe9'\n"
                        "const string C = \"\\b\\f\\n\\r\\t\\v\\\\\\\"\\'\\q\"\n"
                        "const string Z = \"a\\0b\"\n"
+                       "const string K = \"con\\\r\ntinued\"\n"
                        "const string L = \"\\udc00\"\n"
                        "const double H = .5\n"
                        "const double N = -.25e1\n";
@@ -219,6 +220,7 @@ static void literals_read_as_thriftrw_reads_them(void **state) {
     expect_string_const(idl, "X", "xA\xc3\xa9", 4);
     expect_string_const(idl, "C", "\b\f\n\r\t\v\\\"'q", 10);
     expect_string_const(idl, "Z", "a\0b", 3);
+    expect_string_const(idl, "K", "continued", 9); /* a line continuation with CRLF */
     expect_string_const(idl, "L", "\xef\xbf\xbd", 3); /* a lone surrogate: U+FFFD */
     assert_true(tch_thrift_value_double(tch_thrift_idl_find_const(idl, "H", NULL)) == 0.5);
     assert_true(tch_thrift_value_double(tch_thrift_idl_find_const(idl, "N", NULL)) == -2.5);
