@@ -191,6 +191,10 @@ static void json_that_node_writes_is_read(void **state) {
     assert_string_equal(json_string_value(json_array_get(v, 2)), "\xf0\x9f\x98\x80");
     assert_string_equal(json_string_value(json_array_get(v, 3)), "\\ud83d"); /* an escaped backslash */
     json_decref(v);
+    /* only hex digits are read as such: raw control bytes after \u stay an error */
+    const char bad[] = "[\"\\ud83d\", \"\\uD\x18\x10\x10\"]"; /* read as D800, it would pass */
+    assert_int_equal(tch_json_decode(tch_slice_of(bad, sizeof bad - 1), "body", NULL, &v, &err),
+                     TCH_EPARSE);
     rresult r = raw_call(f, "json", "{}", text);
     if (r.status != 0)
         fail_msg("server refused it: %s", r.message);

@@ -789,6 +789,24 @@ static void admin_api_endpoints(void **state) {
     assert_int_equal(json_array_size(loaded), 1);
     assert_string_equal(json_string_value(json_object_get(json_array_get(loaded, 0), "path")), other);
     json_decref(j);
+    /* again, as the record target: the folder's first file (loaded already)
+     * becomes it, though nothing new is loaded */
+    snprintf(body, sizeof body, "{\"path\": \"%s\", \"recordTarget\": true}", f->dir);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 201);
+    assert_int_equal(json_array_size(json_object_get(j, "loaded")), 0);
+    json_decref(j);
+    j = admin_get(f, "/cassettes");
+    json_t *list = json_object_get(j, "cassettes");
+    int targets = 0;
+    for (size_t k = 0; k < json_array_size(list); k++) {
+        json_t *cj = json_array_get(list, k);
+        if (json_is_true(json_object_get(cj, "recordTarget"))) {
+            targets++;
+            assert_string_equal(json_string_value(json_object_get(cj, "path")), path);
+        }
+    }
+    assert_int_equal(targets, 1);
+    json_decref(j);
     char drop[400];
     snprintf(drop, sizeof drop, "/cassettes?path=%s", other);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_DELETE, drop, NULL, NULL), 200);
