@@ -1,6 +1,7 @@
 /* Small pure helpers for the cassette library: hashing, text detection,
  * base64, error-code names, request copies and short previews. */
 #include "cassette_internal.h"
+#include "utf8.h"
 
 #include <tchannel/thrift.h>
 
@@ -63,36 +64,6 @@ uint64_t cas_hash(const void *p, size_t n, uint64_t seed) {
     return h;
 }
 
-/* Length of a valid UTF-8 sequence at s (0 if invalid). */
-static size_t utf8_len(const uint8_t *s, size_t n, uint32_t *cp) {
-    uint8_t c = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xe0) == 0xc0) {
-        len = 2, v = c & 0x1f, min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, v = c & 0x0f, min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4, v = c & 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
-
 /* Text we can write as a YAML string and read back byte for byte: valid
  * UTF-8, no control characters but tab and newline (YAML normalises \r and
  * the Unicode line breaks NEL/LS/PS, and drops a BOM). */
@@ -100,7 +71,7 @@ bool cas_is_text(tch_slice s) {
     size_t i = 0;
     while (i < s.len) {
         uint32_t cp;
-        size_t l = utf8_len(s.ptr + i, s.len - i, &cp);
+        size_t l = tch_utf8_decode(s.ptr + i, s.len - i, &cp);
         if (l == 0)
             return false;
         if ((cp < 0x20 && cp != '\t' && cp != '\n') || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) ||

@@ -6,6 +6,7 @@
  * dropped. Nesting (types, const values) is bounded by TCH_THRIFT_MAX_DEPTH so
  * hostile input cannot exhaust the stack. */
 #include "thrift_internal.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -126,29 +127,6 @@ static long hex_digits(const char *s, int n) {
     return v;
 }
 
-static size_t put_utf8(char *out, uint32_t cp) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xe0 | cp >> 12);
-        out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-        out[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    out[0] = (char)(0xf0 | cp >> 18);
-    out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-    out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* The escape after the backslash at src[*i] (JavaScript's, as thriftrw reads
  * them): its UTF-8 goes to out, *i moves to its last character. -1 when it
  * is not an escape (a digit, or x/u without their hex digits). */
@@ -179,12 +157,13 @@ static long decode_escape(const char *src, size_t *i, size_t end, char *out) {
         long lo = hex_digits(src + *i + 3, 4); /* a surrogate pair: one code point */
         if (lo >= 0xdc00 && lo < 0xe000) {
             *i += 6;
-            return (long)put_utf8(out, (uint32_t)(0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00)));
+            return (long)tch_utf8_encode((uint32_t)(0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00)),
+                                         out);
         }
     }
     if (cp >= 0xd800 && cp < 0xe000)
         cp = 0xfffd; /* a lone surrogate has no UTF-8: as Node writes it */
-    return (long)put_utf8(out, (uint32_t)cp);
+    return (long)tch_utf8_encode((uint32_t)cp, out);
 }
 
 /* String literals: '...' or "..."; backslash escapes are decoded into arena
