@@ -38,16 +38,20 @@ static void remember_file(mock_cassette *mc) {
     memset(&mc->failed, 0, sizeof mc->failed);
 }
 
+static mock_file_state state_of(const mock_cassette *mc, const mock_file_sig *now) {
+    if (!now->exists)
+        return mc->known.exists ? MOCK_FILE_GONE : MOCK_FILE_SAME;
+    return sig_equal(now, &mc->known) ? MOCK_FILE_SAME : MOCK_FILE_CHANGED;
+}
+
 mock_file_state mock_file_check(const mock_cassette *mc) {
     mock_file_sig now = file_sig(mc->path);
-    if (!now.exists)
-        return mc->known.exists ? MOCK_FILE_GONE : MOCK_FILE_SAME;
-    return sig_equal(&now, &mc->known) ? MOCK_FILE_SAME : MOCK_FILE_CHANGED;
+    return state_of(mc, &now);
 }
 
 int mock_file_worth_reloading(const mock_cassette *mc) {
-    mock_file_sig now = file_sig(mc->path);
-    return mock_file_check(mc) == MOCK_FILE_CHANGED && !sig_equal(&now, &mc->failed);
+    mock_file_sig now = file_sig(mc->path); /* one stat a tick */
+    return state_of(mc, &now) == MOCK_FILE_CHANGED && !sig_equal(&now, &mc->failed);
 }
 
 static void set_load_error(mock_cassette *mc, const char *msg) {

@@ -155,8 +155,10 @@ static void advertise_succeeded(tch_hyperbahn *hb) {
  * when there is another one. */
 static int retry_on_another_router(tch_hyperbahn *hb, const ad_call *ac,
                                    const tch_json_response *res) {
+    /* what the channel retries by default (retry_on "c"): Busy and
+     * Declined, and network errors */
     uint8_t code = res->error_code;
-    int retryable = res->status != 0 && (code == TCH_PCODE_BUSY || code == TCH_PCODE_DECLINED ||
+    int retryable = res->status != 0 && (tch_proto_code_retryability(code) == TCH_RETRYABLE ||
                                           code == TCH_PCODE_NETWORK);
     if (!retryable || ac->is_retry || hb->nrouters < 2)
         return 0;
