@@ -124,6 +124,23 @@ static json_t *admin_get(fx *f, const char *uri) {
     return j;
 }
 
+/* PUT /mode with {"mode": mode}: the HTTP status (and the answer, in *out). */
+static int put_mode(fx *f, const char *mode, json_t **out) {
+    char body[64];
+    snprintf(body, sizeof body, "{\"mode\": \"%s\"}", mode);
+    return mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", body, out);
+}
+
+/* How many interactions the cassette file at path holds; it must load. */
+static size_t interactions_in(const char *path) {
+    tch_cassette *c;
+    tch_error err;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    size_t n = tch_cassette_count(c);
+    tch_cassette_free(c);
+    return n;
+}
+
 /* Polls GET /cassettes (bounded) until cassettes[0] has `key` satisfying want. */
 static int wait_cassette(fx *f, const char *key, int want_nonnull, json_int_t want_int) {
     long deadline = mp_now_ms() + 5000;
@@ -552,11 +569,7 @@ static void record_to_in_another_spelling_still_records(void **state) {
         fail_msg("not recorded: %s", r.message);
     assert_string_equal(r.arg3, "fresh");
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
-    tch_cassette *c;
-    tch_error err;
-    assert_int_equal(tch_cassette_open(file, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 2); /* V1's, and the recording */
-    tch_cassette_free(c);
+    assert_int_equal(interactions_in(file), 2); /* V1's, and the recording */
     tch_channel_free(srv);
 }
 
@@ -582,8 +595,7 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
     assert_true(tch_test_run_until(f->base, &held.done, 5000));
     assert_string_equal(held.arg3, "late");
     /* saved beside the edit is saved: a mode change goes ahead (was 409) */
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"once\"}",
-                              NULL), 200);
+    assert_int_equal(put_mode(f, "once", NULL), 200);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0); /* nothing was lost */
     tch_cassette *c;
     assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
@@ -621,11 +633,7 @@ static void a_broken_edit_is_not_overwritten_either(void **state) {
     fclose(fp);
     got[n] = '\0';
     assert_string_equal(got, BROKEN); /* the user's text, untouched */
-    tch_cassette *c;
-    tch_error err;
-    assert_int_equal(tch_cassette_open(conflict, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 2); /* both recordings */
-    tch_cassette_free(c);
+    assert_int_equal(interactions_in(conflict), 2); /* both recordings */
     unlink(conflict);
     tch_channel_free(srv);
 }
@@ -863,14 +871,11 @@ static void admin_api_endpoints(void **state) {
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/cassettes", body, &j), 409);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "already loaded, as"));
     json_decref(j);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
-                              "{\"mode\": \"new_episodes\"}", &j), 400);
+    assert_int_equal(put_mode(f, "new_episodes", &j), 400);
     assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "upstream"));
     json_decref(j);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"bogus\"}",
-                              NULL), 400);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"none\"}",
-                              NULL), 200);
+    assert_int_equal(put_mode(f, "bogus", NULL), 400);
+    assert_int_equal(put_mode(f, "none", NULL), 200);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/nope", NULL, NULL), 404);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/health", "", NULL), 405);
     assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PATCH, "/health", "", &j), 405);
@@ -882,21 +887,16 @@ static void put_mode_switches_to_recording(void **state) {
     fx *f = *state;
     upstream u = {0};
     tch_channel *srv = start_upstream(f, &u);
-    tch_error err;
     char path[300];
     snprintf(path, sizeof path, "%s/live.yaml", f->dir);
     write_file(path, V1);
     start_mock(f, "--upstream", tch_channel_host_port(srv), path, NULL);
     assert_int_equal(echo(f, "keyvalue-server", "new").error_code, TCH_PCODE_BAD_REQUEST);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
-                              "{\"mode\": \"new_episodes\"}", NULL), 200);
+    assert_int_equal(put_mode(f, "new_episodes", NULL), 200);
     result r = echo(f, "keyvalue-server", "new");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.arg3, "new");
-    tch_cassette *c;
-    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 2);
-    tch_cassette_free(c);
+    assert_int_equal(interactions_in(path), 2);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
     tch_channel_free(srv);
 }
@@ -908,25 +908,19 @@ static void put_mode_keeps_the_run(void **state) {
     fx *f = *state;
     upstream u = {0};
     tch_channel *srv = start_upstream(f, &u);
-    tch_error err;
     char path[300];
     snprintf(path, sizeof path, "%s/all.yaml", f->dir);
     start_mock(f, "--mode", "all", "--upstream", tch_channel_host_port(srv), path, NULL);
     assert_int_equal(echo(f, "keyvalue-server", "b1").status, 0);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"all\"}",
-                              NULL), 200);
+    assert_int_equal(put_mode(f, "all", NULL), 200);
     assert_int_equal(echo(f, "keyvalue-server", "b2").status, 0);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"once\"}",
-                              NULL), 200);
+    assert_int_equal(put_mode(f, "once", NULL), 200);
     json_t *j = admin_get(f, "/health");
     assert_true(json_is_true(json_object_get(j, "recording"))); /* all.yaml is this run's */
     json_decref(j);
     assert_int_equal(echo(f, "keyvalue-server", "b3").status, 0);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
-    tch_cassette *c;
-    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 3); /* b1 to b3 */
-    tch_cassette_free(c);
+    assert_int_equal(interactions_in(path), 3); /* b1 to b3 */
     tch_channel_free(srv);
 }
 
@@ -937,23 +931,17 @@ static void all_then_another_mode_then_all_keeps_the_run(void **state) {
     fx *f = *state;
     upstream u = {0};
     tch_channel *srv = start_upstream(f, &u);
-    tch_error err;
     char path[300];
     snprintf(path, sizeof path, "%s/all.yaml", f->dir);
     write_file(path, V1);
     start_mock(f, "--mode", "all", "--upstream", tch_channel_host_port(srv), path, NULL);
     assert_int_equal(echo(f, "keyvalue-server", "b1").status, 0);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode",
-                              "{\"mode\": \"new_episodes\"}", NULL), 200);
+    assert_int_equal(put_mode(f, "new_episodes", NULL), 200);
     assert_int_equal(echo(f, "keyvalue-server", "b2").status, 0);
-    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_PUT, "/mode", "{\"mode\": \"all\"}",
-                              NULL), 200);
+    assert_int_equal(put_mode(f, "all", NULL), 200);
     assert_int_equal(echo(f, "keyvalue-server", "b3").status, 0);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
-    tch_cassette *c;
-    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
-    assert_int_equal(tch_cassette_count(c), 3); /* b1 to b3, not V1's */
-    tch_cassette_free(c);
+    assert_int_equal(interactions_in(path), 3); /* b1 to b3, not V1's */
     tch_channel_free(srv);
 }
 
