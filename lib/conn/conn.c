@@ -28,7 +28,7 @@ struct tch_conn {
     tch_buf inbuf; /* partial frame bytes for tch_conn_feed */
     tch_intmap req_parts; /* id -> part*: requests still arriving */
     tch_intmap res_parts; /* id -> part*: responses still arriving */
-    size_t partial_bytes; /* arg bytes held in req_parts */
+    size_t partial_bytes; /* bytes held in req_parts (as charged) */
     uint64_t next_deadline; /* <= every req_parts deadline; 0: none */
     char *remote_host_port;
     char *remote_process;
@@ -64,25 +64,39 @@ tch_conn *tch_conn_new(const tch_conn_config *cfg,
 typedef struct part {
     tch_reasm r;
     uint64_t deadline_ms; /* requests: first frame + TTL; 0 for none */
+    size_t charged;       /* requests: bytes counted in both budgets */
 } part;
 
-static void part_free(part *p) {
+/* Brings a request's charge in line with what it now holds. */
+static void recharge(tch_conn *c, part *p) {
+    size_t now = tch_call_msg_bytes(&p->r.msg);
+    c->partial_bytes = c->partial_bytes - p->charged + now;
+    if (c->cfg.shared)
+        c->cfg.shared->used = c->cfg.shared->used - p->charged + now;
+    p->charged = now;
+}
+
+/* Frees a part; a request's charge is given back. */
+static void part_free(tch_conn *c, part *p) {
+    c->partial_bytes -= p->charged;
+    if (c->cfg.shared)
+        c->cfg.shared->used -= p->charged;
     tch_reasm_free(&p->r);
     free(p);
 }
 
-static void free_parts(tch_intmap *m) {
+static void free_parts(tch_conn *c, tch_intmap *m) {
     part *p;
     while ((p = tch_intmap_pop_any(m, NULL)))
-        part_free(p);
+        part_free(c, p);
     tch_intmap_free(m);
 }
 
 void tch_conn_free(tch_conn *c) {
     if (!c)
         return;
-    free_parts(&c->req_parts);
-    free_parts(&c->res_parts);
+    free_parts(c, &c->req_parts);
+    free_parts(c, &c->res_parts);
     tch_buf_free(&c->held);
     tch_buf_free(&c->inbuf);
     free(c->host_port);
@@ -344,7 +358,13 @@ static void message_failed(tch_conn *c, int is_req, uint32_t id, int rc,
     }
 }
 
-static void deliver(tch_conn *c, int is_req, tch_reasm *r) {
+/* charge: bytes of a request already counted in the shared budget, which
+ * the delivered message then carries. */
+static void deliver(tch_conn *c, int is_req, tch_reasm *r, size_t charge) {
+    if (is_req && c->cfg.shared) {
+        r->msg.budget = c->cfg.shared;
+        r->msg.charged = charge;
+    }
     tch_call_msg *m = take_msg(r);
     if (!m) {
         tch_error err;
@@ -358,66 +378,142 @@ static void deliver(tch_conn *c, int is_req, tch_reasm *r) {
         c->cb.call_res(c->ud, m);
 }
 
-static size_t held_bytes(const tch_reasm *r) {
-    return r->msg.args[0].len + r->msg.args[1].len + r->msg.args[2].len;
-}
-
-/* Removes and frees a partial message, keeping the byte count right. */
+/* Removes and frees a partial message, keeping the byte counts right. */
 static void drop_part(tch_conn *c, int is_req, uint32_t id) {
     part *p = tch_intmap_remove(is_req ? &c->req_parts : &c->res_parts, id);
-    if (!p)
-        return;
-    if (is_req)
-        c->partial_bytes -= held_bytes(&p->r);
-    part_free(p);
+    if (p)
+        part_free(c, p);
 }
 
-static int over_partial_limits(tch_conn *c, uint32_t id) {
-    char why[160];
-    if (c->req_parts.len >= c->cfg.max_partial_requests)
-        snprintf(why, sizeof why, "%zu requests are already arriving on this connection (the limit)",
-                 c->req_parts.len);
-    else if (c->partial_bytes >= c->cfg.max_partial_bytes)
-        snprintf(why, sizeof why, "requests still arriving hold %zu bytes (the limit is %zu)",
-                 c->partial_bytes, c->cfg.max_partial_bytes);
+/* The most bytes a frame of `payload` bytes can add to a request: its
+ * chunks, each possibly in a fresh buffer rounded up (tch_buf_reserve
+ * doubles), and a doubling of the arg it extends. An upper bound, so that
+ * budgets are checked before memory is taken rather than after. */
+static size_t growth_bound(const tch_reasm *r, size_t payload) {
+    const tch_buf *b = &r->msg.args[r->arg];
+    size_t grow = b->len + payload > b->cap ? b->cap + 2 * payload : 0;
+    return grow + 2 * payload + 256;
+}
+
+/* A first frame holds at most its payload twice over (the fields copied,
+ * the open arg rounded up) and the headers array. */
+static size_t first_bound(size_t payload) {
+    return 2 * payload + TCH_CALL_MAX_HEADERS * sizeof(tch_kv) + 256;
+}
+
+/* Refuses request id with Busy and tells the owner why. */
+static void refuse_busy(tch_conn *c, uint32_t id, const char *why) {
+    tch_conn_send_error(c, id, 0x03 /* busy */, NULL, why);
+    if (c->cb.limit)
+        c->cb.limit(c->ud, why);
+}
+
+/* Whether `more` bytes would take a request past either budget (the
+ * connection's only while it is still arriving); if so refuses it with
+ * Busy naming the budget. */
+static int over_budget(tch_conn *c, uint32_t id, size_t more, int arriving) {
+    char why[200];
+    const tch_mem_budget *sh = c->cfg.shared;
+    if (arriving && c->partial_bytes + more > c->cfg.max_partial_bytes)
+        snprintf(why, sizeof why,
+                 "request id %u refused: requests still arriving on this connection "
+                 "hold %zu bytes and would pass its budget of %zu bytes; retry later",
+                 id, c->partial_bytes, c->cfg.max_partial_bytes);
+    else if (sh && sh->used + more > sh->limit)
+        snprintf(why, sizeof why,
+                 "request id %u refused: requests arriving or being served hold %zu "
+                 "bytes and would pass the budget of %zu bytes; retry later",
+                 id, sh->used, sh->limit);
     else
         return 0;
-    tch_conn_send_error(c, id, 0x03 /* busy */, NULL, why);
+    refuse_busy(c, id, why);
     return 1;
+}
+
+static int over_partial_limits(tch_conn *c, uint32_t id, size_t payload, int more) {
+    if (more && c->req_parts.len >= c->cfg.max_partial_requests) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "request id %u refused: %zu requests are already arriving on this "
+                 "connection (the limit); retry later",
+                 id, c->req_parts.len);
+        refuse_busy(c, id, why);
+        return 1;
+    }
+    /* A single-frame request is only held once delivered: the connection's
+     * budget (requests still arriving) does not count it. */
+    return over_budget(c, id, first_bound(payload), more);
+}
+
+/* arg1 past the protocol's 16 KiB: the Node and Go peers refuse it, so a
+ * server here must too, or a caller's bug would pass every test. */
+static int arg1_too_long(const tch_reasm *r, tch_error *err) {
+    size_t n = r->msg.args[0].len;
+    if (n <= TCH_ARG1_MAX_SIZE)
+        return 0;
+    tch_error_set(err, TCH_ETOOBIG,
+                  "%s id %u: arg1 of at least %zu bytes is longer than the protocol "
+                  "allows (%d bytes)",
+                  tch_frame_type_name(r->msg.type), r->msg.id, n, TCH_ARG1_MAX_SIZE);
+    return 1;
+}
+
+/* A peer that starts a second message under an id whose first message is
+ * still arriving: neither can be told apart from the other any more. Both
+ * are refused, with one error, as for an id reused while being answered. */
+static void refuse_reused_id(tch_conn *c, int is_req, uint32_t id) {
+    char why[160];
+    snprintf(why, sizeof why,
+             "call id %u reused while the frames of the %s that has it are still arriving",
+             id, is_req ? "request" : "response");
+    drop_part(c, is_req, id);
+    if (is_req)
+        tch_conn_send_error(c, id, 0x06 /* bad request */, NULL, why);
+    else if (c->cb.res_failed)
+        c->cb.res_failed(c->ud, id, TCH_EPROTO, why);
 }
 
 static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_intmap *parts = is_req ? &c->req_parts : &c->res_parts;
-    drop_part(c, is_req, fr->id); /* a new message reusing a live id */
+    if (tch_intmap_get(parts, fr->id)) {
+        refuse_reused_id(c, is_req, fr->id);
+        return 0;
+    }
     if (!is_req && c->cb.expects_response && !c->cb.expects_response(c->ud, fr->id))
         return 0; /* late (the call timed out) or never asked for */
-    if (is_req && (fr->payload.len && (fr->payload.ptr[0] & TCH_CALL_FLAG_MORE)) &&
-        over_partial_limits(c, fr->id))
+    int more = fr->payload.len && (fr->payload.ptr[0] & TCH_CALL_FLAG_MORE);
+    if (is_req && over_partial_limits(c, fr->id, fr->payload.len, more))
         return 0;
     tch_reasm r;
     tch_error err;
     memset(&r, 0, sizeof r);
     int rc = tch_reasm_start(&r, fr, c->cfg.max_arg_size, &err);
+    if (rc >= 0 && arg1_too_long(&r, &err))
+        rc = TCH_ETOOBIG;
     if (rc < 0) {
         tch_reasm_free(&r);
         message_failed(c, is_req, fr->id, rc, &err);
         return 0;
     }
     if (rc == 1) {
-        deliver(c, is_req, &r);
+        size_t charge = 0;
+        if (is_req && c->cfg.shared) {
+            charge = tch_call_msg_bytes(&r.msg);
+            c->cfg.shared->used += charge;
+        }
+        deliver(c, is_req, &r, charge);
         tch_reasm_free(&r);
         return 0;
     }
-    part *held = malloc(sizeof *held);
+    part *held = calloc(1, sizeof *held);
     if (!held || tch_intmap_put(parts, fr->id, held) != 0) {
         free(held);
         tch_reasm_free(&r);
         return fail(c, TCH_ENOMEM, "out of memory");
     }
     held->r = r;
-    held->deadline_ms = 0;
     if (is_req) {
-        c->partial_bytes += held_bytes(&held->r);
+        recharge(c, held);
         if (c->cb.now_ms && r.msg.ttl_ms > 0) {
             held->deadline_ms = c->cb.now_ms(c->ud) + r.msg.ttl_ms;
             if (c->req_parts.len == 1 || !c->next_deadline ||
@@ -455,23 +551,30 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     if (!p)
         return 0; /* e.g. the message was already failed, expired or cancelled */
     tch_reasm *r = &p->r;
-    tch_error err;
-    size_t before = held_bytes(r);
-    int rc = tch_reasm_continue(r, fr, &err);
-    if (is_req)
-        c->partial_bytes += held_bytes(r) - before;
-    if (rc == 0) {
-        if (is_req && c->partial_bytes > c->cfg.max_partial_bytes) {
-            char why[128];
-            snprintf(why, sizeof why, "requests still arriving hold more than %zu bytes",
-                     c->cfg.max_partial_bytes);
+    if (is_req) {
+        /* Checked before the frame is taken: a request that would pass a
+         * budget is dropped rather than grown. */
+        size_t more = growth_bound(r, fr->payload.len);
+        c->partial_bytes -= p->charged; /* its own bytes do not count twice */
+        if (c->cfg.shared)
+            c->cfg.shared->used -= p->charged;
+        int over = over_budget(c, fr->id, p->charged + more, 1);
+        c->partial_bytes += p->charged;
+        if (c->cfg.shared)
+            c->cfg.shared->used += p->charged;
+        if (over) {
             drop_part(c, 1, fr->id);
-            tch_conn_send_error(c, fr->id, 0x03 /* busy */, NULL, why);
+            return 0;
         }
-        return 0;
     }
+    tch_error err;
+    int rc = tch_reasm_continue(r, fr, &err);
+    if (rc >= 0 && arg1_too_long(r, &err))
+        rc = TCH_ETOOBIG;
     if (is_req)
-        c->partial_bytes -= held_bytes(r);
+        recharge(c, p);
+    if (rc == 0)
+        return 0;
     tch_intmap_remove(parts, fr->id);
     int timed = rc == 1 && is_req && p->deadline_ms; /* only requests have TTLs */
     uint32_t left = timed ? ttl_left(c, p) : 0;
@@ -480,11 +583,15 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     } else if (rc == 1) {
         if (timed)
             r->msg.ttl_ms = left;
-        deliver(c, is_req, r);
+        /* The charge moves from the part to the message. */
+        size_t charge = p->charged;
+        c->partial_bytes -= charge;
+        p->charged = 0;
+        deliver(c, is_req, r, charge);
     } else {
         message_failed(c, is_req, fr->id, rc, &err);
     }
-    part_free(p);
+    part_free(c, p);
     return 0;
 }
 
@@ -520,9 +627,8 @@ uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
      * max_partial_requests. */
     while (find_expired(c, now_ms, &id, &next)) {
         part *p = tch_intmap_remove(&c->req_parts, id);
-        c->partial_bytes -= held_bytes(&p->r);
         send_late_timeout(c, id, &p->r.msg, 0);
-        part_free(p);
+        part_free(c, p);
     }
     c->next_deadline = next;
     return next;

@@ -26,6 +26,13 @@ typedef struct tch_conn_config {
      * messages and never ends them cannot exhaust memory. */
     size_t max_partial_requests;
     size_t max_partial_bytes;
+    /* Optional, shared by the owner's connections: bytes of requests still
+     * arriving plus those delivered and not yet released (a delivered
+     * request carries its charge: tch_call_msg_uncharge or _free gives it
+     * back). Past its limit new requests get Busy too. Bytes are counted
+     * as allocated, and checked before a frame is taken, so what is held
+     * stays under both budgets. */
+    tch_mem_budget *shared;
 } tch_conn_config;
 
 typedef struct tch_conn_callbacks {
@@ -58,6 +65,9 @@ typedef struct tch_conn_callbacks {
      * commit before anything else is written. */
     uint8_t *(*reserve)(void *ud, size_t len);
     void (*commit)(void *ud, size_t used);
+    /* Optional: a limit acted (a request refused with Busy): why, for a
+     * log line. */
+    void (*limit)(void *ud, const char *why);
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,

@@ -8,18 +8,46 @@ static int is_call_type(uint8_t t) {
            t == TCH_FRAME_CALL_REQ_CONT || t == TCH_FRAME_CALL_RES_CONT;
 }
 
-/* nh:1 (hk~1 hv~1){nh} */
+/* Whether key appears among the first n headers. */
+static int has_key(const tch_call_fields *f, size_t n, tch_slice key) {
+    for (size_t i = 0; i < n; i++)
+        if (tch_slice_eq(f->headers[i].key, key))
+            return 1;
+    return 0;
+}
+
+/* nh:1 (hk~1 hv~1){nh}. As the Node peer reads them: at most 128, no
+ * empty key, no key twice (a peer that accepted these would hide the
+ * caller's bug from it). */
 static int read_headers(tch_rd *r, tch_call_fields *f) {
     uint8_t nh;
+    size_t at = r->off;
     int rc = tch_rd_u8(r, "header count", &nh);
     if (rc)
         return rc;
+    if (nh > TCH_CALL_HEADERS_ALLOWED)
+        return tch_error_set(r->err, TCH_EPROTO,
+                             "%s: %u transport headers at offset %zu; the "
+                             "protocol allows at most %d",
+                             r->what, nh, at, TCH_CALL_HEADERS_ALLOWED);
     for (size_t i = 0; i < nh; i++) {
+        at = r->off;
         rc = tch_rd_str(r, 1, "header key", &f->headers[i].key);
         if (!rc)
             rc = tch_rd_str(r, 1, "header value", &f->headers[i].value);
         if (rc)
             return rc;
+        tch_slice k = f->headers[i].key;
+        if (k.len == 0)
+            return tch_error_set(r->err, TCH_EPROTO,
+                                 "%s: transport header %zu at offset %zu has "
+                                 "an empty key",
+                                 r->what, i, at);
+        if (has_key(f, i, k))
+            return tch_error_set(r->err, TCH_EPROTO,
+                                 "%s: duplicate transport header key \"%.*s\" "
+                                 "at offset %zu",
+                                 r->what, (int)k.len, (const char *)k.ptr, at);
     }
     f->nheaders = nh;
     return 0;

@@ -19,7 +19,20 @@
 
 static const char *const arg_names[] = {"arg1", "arg2", "arg3"};
 
+void tch_call_msg_uncharge(tch_call_msg *m) {
+    if (m->budget)
+        m->budget->used -= m->charged;
+    m->budget = NULL;
+    m->charged = 0;
+}
+
+size_t tch_call_msg_bytes(const tch_call_msg *m) {
+    return m->args[0].cap + m->args[1].cap + m->args[2].cap + m->meta.cap +
+           m->nheaders * sizeof *m->headers;
+}
+
 void tch_call_msg_free(tch_call_msg *m) {
+    tch_call_msg_uncharge(m);
     free(m->headers);
     m->headers = NULL;
     m->nheaders = 0;

@@ -101,6 +101,13 @@ int tch_init_encode(uint8_t type, uint32_t id, const tch_init *m, uint8_t *out,
 /* ---- call req/res (first frame) and continue frames ------------------ */
 
 #define TCH_CALL_MAX_HEADERS 255 /* nh is one byte */
+/* Transport headers a call frame may carry when read: the protocol's spec
+ * and the Node peer allow at most 128 (tch_call_frame_decode refuses more,
+ * and refuses an empty or repeated key, as Node does). */
+#define TCH_CALL_HEADERS_ALLOWED 128
+/* arg1 (the endpoint) is at most 16 KiB: Go's maxMethodSize, Node's
+ * MaxArg1Size; both peers refuse a longer one, and so does tch_conn. */
+#define TCH_ARG1_MAX_SIZE 0x4000
 
 /* Fields of a call req/res before its arg chunks. For a call req, code is
  * unused; for a call res, ttl_ms and service are unused. For a continue
@@ -182,6 +189,13 @@ uint32_t tch_checksum_copy(uint8_t type, uint32_t prev, uint8_t *dst,
 
 /* ---- a whole call message: fragmenting and reassembling --------------- */
 
+/* Bytes of messages held, counted against a limit. Bookkeeping only:
+ * whoever holds the struct decides what to do when used passes limit. */
+typedef struct tch_mem_budget {
+    size_t limit;
+    size_t used;
+} tch_mem_budget;
+
 /* A complete call request or response with owned storage. */
 typedef struct tch_call_msg {
     uint8_t type; /* TCH_FRAME_CALL_REQ or TCH_FRAME_CALL_RES */
@@ -196,9 +210,17 @@ typedef struct tch_call_msg {
     uint8_t csum_type;
     tch_buf args[3];     /* arg1, arg2, arg3 */
     tch_buf meta;        /* owned copy of the bytes the views point into */
+    /* Set by whoever charged the message's bytes to a budget (the conn, for
+     * requests); the charge is given back by tch_call_msg_uncharge or
+     * tch_call_msg_free, whichever comes first. */
+    tch_mem_budget *budget;
+    size_t charged;
 } tch_call_msg;
 
 void tch_call_msg_free(tch_call_msg *m); /* frees the members, not m */
+void tch_call_msg_uncharge(tch_call_msg *m);
+/* Bytes the message's buffers hold allocated (what a budget counts). */
+size_t tch_call_msg_bytes(const tch_call_msg *m);
 
 /* Splits a call into frames of at most TCH_FRAME_MAX_SIZE bytes. The
  * fields and args are borrowed and must stay valid until the last frame

@@ -28,6 +28,8 @@ typedef struct side {
     size_t room_len;
     int ncommit;     /* frames written in place */
     int refuse_room; /* reserve returns NULL: frames go through write */
+    int nlimit;      /* limits that acted, and the last one's text */
+    char limit_why[256];
 } side;
 
 static void w(void *ud, const uint8_t *d, size_t n) { tch_buf_append(&((side *)ud)->out, d, n); }
@@ -86,10 +88,16 @@ static void commit(void *ud, size_t used) {
 
 /* The client writes through write; the server writes call frames in place,
  * as the transport does, so every test runs both ways of sending. */
-static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of, NULL, NULL};
+static void lim(void *ud, const char *why) {
+    side *s = ud;
+    s->nlimit++;
+    snprintf(s->limit_why, sizeof s->limit_why, "%s", why);
+}
+
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of, NULL, NULL, lim};
 static const tch_conn_callbacks cbs_in_place = {w,    rdy,      creq,    cres,   resfail,
                                                 errf, canc,     fld,     NULL,   NULL,
-                                                clock_of, reserve, commit};
+                                                clock_of, reserve, commit, lim};
 
 typedef struct pair {
     side client, server;
@@ -564,7 +572,7 @@ static void requests_left_unfinished_are_bounded(void **state) {
     tch_conn_free(p.server.c); /* again, with small limits */
     tch_conn_config sc = {.outbound = 0, .host_port = "127.0.0.1:4040", .process_name = "server",
                           .max_arg_size = 1 << 20, .max_partial_requests = 2,
-                          .max_partial_bytes = 150000};
+                          .max_partial_bytes = 300000};
     p.server.c = tch_conn_new(&sc, &cbs, &p.server);
     tch_conn_start(p.client.c);
     pump(&p);
@@ -639,6 +647,141 @@ static void request_arriving_past_its_ttl_is_expired(void **state) {
     destroy(&p);
 }
 
+
+/* A second request under an id whose first request is still arriving:
+ * both are refused with one BadRequest error frame naming the reuse, and
+ * the connection carries the next call. */
+static void id_reused_while_arriving_gets_an_error(void **state) {
+    (void)state;
+    pair p;
+    make_ready(&p, 1 << 20);
+    tch_buf_reset(&p.server.out);
+    send_partial(&p, 31, 300000, 2);
+    send_partial(&p, 31, 1000, 1); /* one whole frame, same id */
+    pump(&p);
+    assert_int_equal(p.server.nreq, 0);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, 31);
+    assert_int_equal(p.client.err_code, 0x06);
+    assert_non_null(strstr(p.client.err_msg, "call id 31 reused while"));
+    assert_int_equal(tch_conn_partial_requests(p.server.c), 0);
+    send_frames(&p, 31, 300000, 2, -1); /* the first one's rest: ignored */
+    assert_int_equal(p.server.nreq, 0);
+    send_partial(&p, 32, 1000, 1);
+    assert_int_equal(p.server.nreq, 1);
+    assert_false(p.server.failed);
+    destroy(&p);
+}
+
+/* A call req frame built by hand (the fragmenter refuses what these test):
+ * no checksum, nh headers key_i=v (key_i from keys, or "k<i>"), arg1 of
+ * arg1_len bytes, empty arg2 and arg3. */
+static size_t raw_call_req(uint8_t *out, uint32_t id, const char *const *keys, size_t nh,
+                           size_t arg1_len) {
+    uint8_t *q = out + TCH_FRAME_HEADER_SIZE;
+    *q++ = 0;                                   /* flags */
+    memcpy(q, "\x00\x00\x03\xe8", 4), q += 4;     /* ttl 1000 */
+    memset(q, 0, 25), q += 25;                  /* tracing */
+    *q++ = 3, memcpy(q, "svc", 3), q += 3;
+    *q++ = (uint8_t)nh;
+    for (size_t i = 0; i < nh; i++) {
+        char k[24];
+        snprintf(k, sizeof k, "k%zu", i);
+        const char *key = keys ? keys[i] : k;
+        *q++ = (uint8_t)strlen(key), memcpy(q, key, strlen(key)), q += strlen(key);
+        *q++ = 1, *q++ = 'v';
+    }
+    *q++ = 0; /* no checksum */
+    *q++ = (uint8_t)(arg1_len >> 8), *q++ = (uint8_t)arg1_len;
+    memset(q, 'e', arg1_len), q += arg1_len;
+    memset(q, 0, 4), q += 4; /* arg2, arg3 empty */
+    size_t n = (size_t)(q - out);
+    tch_frame_header_write(out, TCH_FRAME_CALL_REQ, id, n - TCH_FRAME_HEADER_SIZE);
+    return n;
+}
+
+/* What the Node and Go peers refuse is refused here too: BadRequest naming
+ * the rule, and the connection lives on. */
+static void strict_call_fields_get_bad_request(void **state) {
+    (void)state;
+    static const char *const dup[] = {"as", "cn", "as"};
+    static const char *const empty[] = {"as", ""};
+    static const struct {
+        const char *const *keys;
+        size_t nh, arg1;
+        const char *needle;
+    } cases[] = {
+        {dup, 3, 2, "duplicate transport header key \"as\""},
+        {empty, 2, 2, "empty key"},
+        {NULL, 129, 2, "129 transport headers"},
+        {NULL, 128, 0x4001, "arg1 of at least 16385 bytes is longer than the protocol allows"},
+    };
+    uint8_t *frame = malloc(TCH_FRAME_MAX_SIZE);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pair p;
+        make_ready(&p, 1 << 20);
+        size_t n = raw_call_req(frame, 40 + (uint32_t)i, cases[i].keys, cases[i].nh, cases[i].arg1);
+        tch_conn_feed(p.server.c, frame, n);
+        assert_int_equal(p.server.nreq, 0);
+        assert_false(p.server.failed);
+        expect_error_sent(&p.server, 40 + (uint32_t)i, cases[i].needle);
+        assert_int_equal(p.server.out.ptr[TCH_FRAME_HEADER_SIZE], 0x06); /* bad request */
+        /* the limits themselves pass: 128 headers, a 16 KiB arg1 */
+        n = raw_call_req(frame, 50, NULL, 128, 0x4000);
+        tch_conn_feed(p.server.c, frame, n);
+        assert_int_equal(p.server.nreq, 1);
+        destroy(&p);
+    }
+    free(frame);
+}
+
+/* Two connections share one budget: a request holds its charge while it
+ * arrives and until its owner releases it; past the budget new requests
+ * get Busy (the owner's limit hook hears why), and memory held stays under
+ * the budget. */
+static void shared_budget_refuses_with_busy(void **state) {
+    (void)state;
+    tch_mem_budget budget = {.limit = 800000};
+    pair a, b;
+    pair *ps[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        make(ps[i], 1 << 20);
+        tch_conn_free(ps[i]->server.c);
+        tch_conn_config sc = {.host_port = "127.0.0.1:4040", .process_name = "server",
+                              .max_arg_size = 1 << 20, .shared = &budget};
+        ps[i]->server.c = tch_conn_new(&sc, &cbs, &ps[i]->server);
+        tch_conn_start(ps[i]->client.c);
+        pump(ps[i]);
+        tch_buf_reset(&ps[i]->server.out);
+    }
+    send_frames(&a, 61, 300000, 0, -1); /* whole, and held by its owner */
+    assert_int_equal(a.server.nreq, 1);
+    size_t held = budget.used;
+    assert_true(held >= 300000 && held <= 800000);
+    assert_int_equal(a.server.req->charged, held);
+    send_partial(&b, 62, 300000, 2); /* would pass the budget */
+    pump(&b);
+    assert_int_equal(b.client.nerr, 1);
+    assert_int_equal(b.client.err_id, 62);
+    assert_int_equal(b.client.err_code, 0x03);
+    assert_non_null(strstr(b.client.err_msg, "budget of 800000 bytes"));
+    assert_int_equal(b.server.nlimit, 1);
+    assert_non_null(strstr(b.server.limit_why, "request id 62 refused"));
+    assert_true(budget.used <= budget.limit);
+    assert_int_equal(tch_conn_partial_requests(b.server.c), 0);
+    tch_call_msg_uncharge(a.server.req); /* answered: the charge goes back */
+    assert_int_equal(budget.used, 0);
+    send_frames(&b, 63, 300000, 0, -1);
+    assert_int_equal(b.server.nreq, 1);
+    keep(&b.server.req, NULL); /* freeing gives it back too */
+    assert_int_equal(budget.used, 0);
+    send_partial(&b, 64, 300000, 2);
+    assert_true(budget.used > 0);
+    destroy(&b); /* a conn freed with a request arriving gives its charge back */
+    assert_int_equal(budget.used, 0);
+    destroy(&a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_names_peers),
@@ -659,6 +802,9 @@ int main(void) {
         cmocka_unit_test(response_is_matched_and_cancel_reported),
         cmocka_unit_test(requests_left_unfinished_are_bounded),
         cmocka_unit_test(request_arriving_past_its_ttl_is_expired),
+        cmocka_unit_test(id_reused_while_arriving_gets_an_error),
+        cmocka_unit_test(strict_call_fields_get_bad_request),
+        cmocka_unit_test(shared_budget_refuses_with_busy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
