@@ -3,6 +3,7 @@
  * recording slots, and play accounting. YAML lives in cassette_load.c and
  * cassette_save.c, matching in cassette_match.c. */
 #include "cassette_internal.h"
+#include "cassette_journal.h"
 
 #include "array.h"
 
@@ -184,13 +185,16 @@ int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_ca
     if (rc)
         return rc;
     rc = read_file(path, &data, &len, err);
-    if (rc == TCH_ENOTFOUND) { /* a new cassette: ONCE may record */
-        *out = c;
-        return 0;
-    }
-    c->existed = true;
+    bool exists = rc != TCH_ENOTFOUND; /* a new cassette: ONCE may record */
+    if (!exists)
+        rc = 0;
+    c->existed = exists;
+    if (!rc && exists)
+        rc = cas_load_buffer(c, data, len, err);
+    if (!rc) /* recordings committed to PATH.journal are part of the cassette */
+        rc = cas_journal_merge(c, data, len, exists, err);
     if (!rc)
-        rc = load_into(c, data, len, err);
+        rc = index_all(c, err);
     free(data);
     if (rc) {
         tch_cassette_free(c);
@@ -481,6 +485,17 @@ int tch_cassette_record_finish_error(tch_cassette *c, tch_cassette_slot slot, ui
 int tch_cassette_record_finish_timeout(tch_cassette *c, tch_cassette_slot slot,
                                        const char *message, tch_error *err) {
     return finish_error(c, slot, ERRCODE_TIMEOUT, message, 1, err);
+}
+
+int tch_cassette_record_drop(tch_cassette *c, tch_cassette_slot slot, tch_error *err) {
+    if (slot >= c->n || c->items[slot]->state != ST_DONE)
+        return tch_error_set(err, TCH_ESTATE, "cassette %s: slot %zu is not an unsaved recording",
+                             c->name, slot);
+    c->items[slot]->state = ST_ABORTED;
+    c->dirty = false;
+    for (size_t i = 0; i < c->n && !c->dirty; i++)
+        c->dirty = c->items[i]->state == ST_DONE;
+    return 0;
 }
 
 int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error *err) {

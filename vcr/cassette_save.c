@@ -8,6 +8,7 @@
  * adds something: long single-line JSON, thrift headers, or a thrift body
  * the registered renderer decoded. *Decoded is informational on load. */
 #include "cassette_internal.h"
+#include "cassette_journal.h"
 
 #include <tchannel/json.h>
 
@@ -32,6 +33,7 @@
 typedef struct em {
     yaml_emitter_t e;
     const tch_cassette *c;
+    cas_emit_filter keep; /* which entries the document holds */
 } em;
 
 static int write_handler(void *data, unsigned char *buffer, size_t size) {
@@ -296,10 +298,20 @@ static int emit_interaction(em *m, const tch_cassette_interaction *it) {
 
 /* What the file keeps: every finished interaction in slot order, except
  * that mode ALL forgets what the file held (tchannel-python save_unplayed). */
-static bool saved(const tch_cassette *c, const cas_entry *e) {
+bool cas_keep_saved(const tch_cassette *c, const cas_entry *e) {
     if (e->state == ST_PENDING || e->state == ST_ABORTED)
         return false;
     return !(c->mode == TCH_CASSETTE_ALL && e->from_file);
+}
+
+bool cas_keep_finished(const tch_cassette *c, const cas_entry *e) {
+    (void)c;
+    return e->state != ST_PENDING && e->state != ST_ABORTED;
+}
+
+bool cas_keep_unsaved(const tch_cassette *c, const cas_entry *e) {
+    (void)c;
+    return e->state == ST_DONE;
 }
 
 static int emit_document(em *m) {
@@ -312,7 +324,7 @@ static int emit_document(em *m) {
     if (!rc && !(rc = key(m, "interactions")))
         rc = seq_start(m);
     for (size_t i = 0; !rc && i < m->c->n; i++)
-        if (saved(m->c, m->c->items[i]))
+        if (m->keep(m->c, m->c->items[i]))
             rc = emit_interaction(m, &m->c->items[i]->it);
     if (!rc)
         rc = seq_end(m);
@@ -328,7 +340,11 @@ static int emit_document(em *m) {
 }
 
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err) {
-    em m = {.c = c};
+    return cas_emit_some(c, cas_keep_saved, out, err);
+}
+
+int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, tch_buf *out, tch_error *err) {
+    em m = {.c = c, .keep = keep};
     if (!yaml_emitter_initialize(&m.e))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: yaml emitter", c->name);
     yaml_emitter_set_output(&m.e, write_handler, out);
@@ -347,7 +363,7 @@ int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err) {
 /* ---- atomic save ------------------------------------------------------- */
 
 /* mkdir -p of the cassette's directory (tchannel-python creates it too). */
-static int make_dirs(const char *dir, tch_error *err) {
+int cas_make_dirs(const char *dir, tch_error *err) {
     char *p = strdup(dir);
     if (!p)
         return tch_error_set(err, TCH_ENOMEM, "cassette dir %s", dir);
@@ -383,7 +399,7 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-static void fsync_dir(const char *dir) {
+void cas_fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) { /* best effort: some filesystems refuse fsync on a directory */
         (void)fsync(fd);
@@ -391,7 +407,9 @@ static void fsync_dir(const char *dir) {
     }
 }
 
-/* Writes data to path by way of a temporary file beside it; messages name
+/* Writes data to path by way of a temporary file beside it, named
+ * .NAME.tmp.PID.XXXXXX so that a later start can tell a temp file of a
+ * process that died mid-save (cas_remove_stale_temps); messages name
  * `shown` (what the user asked for). */
 static int write_atomic_at(const char *path, const char *shown, tch_slice data, tch_error *err) {
     char *pcopy = strdup(path), *bcopy = strdup(path);
@@ -400,11 +418,11 @@ static int write_atomic_at(const char *path, const char *shown, tch_slice data, 
     if (!pcopy || !bcopy)
         goto out;
     const char *dir = dirname(pcopy), *base = basename(bcopy);
-    size_t tlen = strlen(dir) + strlen(base) + 32;
+    size_t tlen = strlen(dir) + strlen(base) + 48;
     if (!(tmp = malloc(tlen)))
         goto out;
-    snprintf(tmp, tlen, "%s/.%s.tmp.XXXXXX", dir, base);
-    if ((rc = make_dirs(dir, err)))
+    snprintf(tmp, tlen, "%s/.%s" CAS_TEMP_INFIX "%ld.XXXXXX", dir, base, (long)getpid());
+    if ((rc = cas_make_dirs(dir, err)))
         goto out;
     rc = TCH_EIO;
     if ((fd = mkstemp(tmp)) < 0) {
@@ -427,7 +445,7 @@ static int write_atomic_at(const char *path, const char *shown, tch_slice data, 
         tch_error_set(err, rc, "cassette %s: renaming %s: %s", shown, tmp, strerror(errno));
         goto out_unlink;
     }
-    fsync_dir(dir);
+    cas_fsync_dir(dir);
     rc = 0;
     goto out;
 out_unlink:
@@ -445,11 +463,29 @@ out:
 
 /* Through a symlink, writes (and renames) beside its target, as Python's
  * open(path, "wb") writes through it: the link stays a link. */
-static int write_atomic(const char *path, tch_slice data, tch_error *err) {
+int cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
     char *real = realpath(path, NULL); /* NULL: no file yet, or a dangling link */
     int rc = write_atomic_at(real ? real : path, path, data, err);
     free(real);
     return rc;
+}
+
+/* The file now holds every finished recording: as in tchannel-python, what
+ * was recorded can be replayed once saved. */
+int cas_mark_saved(tch_cassette *c, tch_error *err) {
+    c->dirty = false;
+    if (c->mode == TCH_CASSETTE_ALL)
+        c->only_this_run = true;
+    for (size_t i = 0; i < c->n; i++) {
+        cas_entry *e = c->items[i];
+        if (e->state == ST_DONE) {
+            e->state = ST_LOADED;
+            int rc = cas_index_entry(c, i);
+            if (rc)
+                return tch_error_set(err, rc, "cassette %s: indexing", c->name);
+        }
+    }
+    return 0;
 }
 
 int tch_cassette_save(tch_cassette *c, tch_error *err) {
@@ -460,22 +496,8 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
                              c->name);
     tch_buf out = {0};
     int rc = tch_cassette_emit(c, &out, err);
-    if (!rc)
-        rc = write_atomic(c->path, tch_buf_slice(&out), err);
+    if (!rc) /* folds a journal left beside the file, whose records c holds */
+        rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     tch_buf_free(&out);
-    if (rc)
-        return rc;
-    c->dirty = false;
-    if (c->mode == TCH_CASSETTE_ALL)
-        c->only_this_run = true;
-    /* as in tchannel-python, what was recorded can be replayed once saved */
-    for (size_t i = 0; i < c->n; i++) {
-        cas_entry *e = c->items[i];
-        if (e->state == ST_DONE) {
-            e->state = ST_LOADED;
-            if ((rc = cas_index_entry(c, i)))
-                return tch_error_set(err, rc, "cassette %s: indexing", c->name);
-        }
-    }
-    return 0;
+    return rc ? rc : cas_mark_saved(c, err);
 }

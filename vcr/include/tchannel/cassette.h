@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <tchannel/common.h>
+#include <tchannel/thrift.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -161,6 +162,25 @@ typedef char *(*tch_cassette_render_fn)(void *ud, tch_slice service, tch_slice e
                                         tch_cassette_scheme scheme, tch_cassette_part part,
                                         int response_code, tch_slice bytes);
 
+/* ---- Thrift IDL for explaining misses ---------------------------------- */
+
+/* IDL loaded from one .thrift file, or from a folder of them. In a folder,
+ * as with Uber's tcurl -t, NAME.thrift describes the TChannel service NAME;
+ * a request to a service without its own file is looked up (by the Service
+ * of "Service::method") in every file, in name order. A lone file serves
+ * every service. Owns its IDL. */
+typedef struct tch_cassette_thrift tch_cassette_thrift;
+
+/* Loads path (a file with its includes, or every *.thrift file in a folder).
+ * Errors name path:line:column; a folder without .thrift files is
+ * TCH_ENOTFOUND. */
+int tch_cassette_thrift_load(const char *path, tch_cassette_thrift **out, tch_error *err);
+void tch_cassette_thrift_free(tch_cassette_thrift *t);
+/* The method "Service::method" names for TChannel service `service`, or
+ * NULL. Borrowed from t. */
+const tch_thrift_method *tch_cassette_thrift_method(const tch_cassette_thrift *t, tch_slice service,
+                                                   tch_slice endpoint);
+
 /* ---- opening ----------------------------------------------------------- */
 
 typedef struct tch_cassette tch_cassette;
@@ -180,6 +200,12 @@ typedef struct tch_cassette_options {
     void *redact_ud;
     tch_cassette_render_fn render;
     void *render_ud;
+    /* IDL that decodes thrift bodies when a miss is explained, so the message
+     * names the fields that differ instead of showing bytes. Borrowed: each
+     * must outlive the cassette and its reloads. Either, both or neither;
+     * `thrift` is asked first. Matching itself never depends on them. */
+    const tch_cassette_thrift *thrift;
+    const tch_thrift_idl *thrift_idl;
 } tch_cassette_options;
 
 void tch_cassette_options_init(tch_cassette_options *o);
@@ -245,11 +271,26 @@ typedef enum tch_cassette_action {
 
 #define TCH_CASSETTE_MAX_FIELDS 8
 
+/* How a diff's recorded/requested texts read. */
+typedef enum tch_cassette_diff_form {
+    TCH_CASSETTE_DIFF_BYTES = 0, /* escaped preview around the first differing byte
+                                    (messages quote it) */
+    TCH_CASSETTE_DIFF_JSON,      /* JSON text of the values at `path` ("(absent)" for a
+                                    key or element one side lacks) */
+    TCH_CASSETTE_DIFF_NAME,      /* a plain name, e.g. argScheme's "raw", "json", "thrift" */
+} tch_cassette_diff_form;
+
 typedef struct tch_cassette_field_diff {
     const char *field; /* static matcher name, e.g. "body" */
-    char *recorded;    /* short preview around the first difference (owned) */
+    char *recorded;    /* the recorded side, as `form` says (owned) */
     char *requested;   /* same for the incoming request (owned) */
-    size_t offset;     /* first differing byte (of the normalized form) */
+    size_t offset;     /* BYTES: first differing byte (of the normalized form); else 0 */
+    tch_cassette_diff_form form;
+    char *decoded_as;  /* JSON form: what read the bytes: "json", "thrift" (headers), or
+                          "Service::method args" (a body through the IDL); else NULL (owned) */
+    char *path;        /* JSON form: first place that differs (key, items[2].name,
+                          ["a.b"]); NULL when the whole values differ (owned) */
+    const char *note;  /* static remark or NULL, e.g. "requested is not JSON" */
 } tch_cassette_field_diff;
 
 /* Why a request found no recorded interaction. */
@@ -281,7 +322,9 @@ int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cass
                         tch_error *err);
 void tch_cassette_decision_clear(tch_cassette_decision *d);
 /* {"index":..,"line":..,"matched":..,"total":..,"alreadyPlayed":..,
- *  "diffs":[{"field":..,"recorded":..,"requested":..,"offset":..}]}; NULL on ENOMEM. */
+ *  "diffs":[{"field":..,"form":"bytes"|"json"|"name","recorded":..,"requested":..,
+ *            "offset":.., "decodedAs":.., "path":.., "note":..}]}
+ * (the last three only when set); NULL on ENOMEM. */
 json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm);
 
 /* ---- recording --------------------------------------------------------- */
@@ -311,6 +354,50 @@ int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 int tch_cassette_save(tch_cassette *c, tch_error *err);
 /* Save, then (strict) tch_cassette_check_unused. */
 int tch_cassette_finish(tch_cassette *c, tch_error *err);
+
+/* ---- the journal: a save whose cost does not grow with the cassette ---- */
+
+/* tch_cassette_save rewrites the whole file. A writer that must make each
+ * recording durable before answering (tchannel-mock) uses a journal
+ * instead: each commit appends the recordings finished since the last one
+ * to PATH.journal as one checksummed record and fdatasyncs it: one write
+ * and one sync per batch, whatever the cassette's size. A fold writes the
+ * whole cassette to PATH (atomic rename, as tch_cassette_save) and removes
+ * the journal; until then PATH and PATH.journal together are the cassette.
+ * tch_cassette_open reads both (a torn last record, left by a crash in the
+ * middle of a write, is dropped), so every reader sees every committed
+ * recording; tch_cassette_save folds a journal it finds beside the file.
+ * The file alone is a tchannel-python cassette once folded. */
+typedef struct tch_cassette_journal tch_cassette_journal;
+
+/* Makes j the journal of c (a cassette opened from a path; j borrows c,
+ * which must outlive it). Recovers first: a journal left by a run that did
+ * not finish is folded into the file now, and temp files of saves that
+ * were interrupted (only ours, of processes that are gone) are removed.
+ * *note (if note is not NULL) gets a malloc'd sentence saying what recovery
+ * did, or NULL when there was nothing to do. */
+int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,
+                              tch_error *err);
+/* Appends every recording finished since the last commit and syncs it. On
+ * 0 they are durable and, as after tch_cassette_save, replayable. On
+ * failure the journal is cut back to its last whole record and the
+ * recordings stay unsaved (tch_cassette_dirty): commit again, fold, or drop
+ * them with tch_cassette_record_drop. */
+int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err);
+/* Writes the whole cassette to its file (atomic) and removes the journal.
+ * Does nothing when there is neither a journal nor an unsaved recording. */
+int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err);
+/* Removes the journal without folding it, for a caller that saved the
+ * cassette elsewhere (tchannel-mock's PATH.conflict.yaml). */
+void tch_cassette_journal_discard(tch_cassette_journal *j);
+/* Recordings committed to the journal and not folded yet. */
+size_t tch_cassette_journal_pending(const tch_cassette_journal *j);
+/* Frees j; the journal file stays for the next open to fold. */
+void tch_cassette_journal_free(tch_cassette_journal *j);
+/* A finished recording that could not be saved is given up: it is never
+ * written (its caller was told so). TCH_ESTATE unless the slot is finished
+ * and unsaved. */
+int tch_cassette_record_drop(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
 
 #ifdef __cplusplus
 }

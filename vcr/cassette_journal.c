@@ -1,0 +1,623 @@
+/* The journal beside a cassette: PATH.journal, append-only, so that making
+ * a recording durable costs one write and one fdatasync however large the
+ * cassette is (docs/cassettes.md, "The journal").
+ *
+ * Layout: the line "tchannel-vcr journal 1", then records, each
+ *
+ *     TYPE LEN HASH\n PAYLOAD \n
+ *
+ * TYPE is one letter, LEN the payload's length in decimal, HASH 16 hex
+ * digits of the payload's hash. The first record is B (base): which file
+ * content the journal adds to (`base=HASH` or `base=absent`) and whether
+ * the recordings replace what that file held (`replace=1`: a run in mode
+ * ALL). R records hold recordings: each a whole cassette document. F
+ * (folded) records the hash of a cassette about to replace the file: if
+ * the file has that content, the journal is already in it (a crash came
+ * between the rename and the journal's removal) and must not be applied
+ * twice. A record that is incomplete or fails its hash ends the journal:
+ * a crash tore it, and nothing after it was ever synced. */
+#include "cassette_journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC "tchannel-vcr journal 1\n"
+#define MAX_HEADER 64                      /* "R 18446744073709551615 0123456789abcdef\n" */
+#define MAX_JOURNAL ((size_t)1 << 31)       /* a journal is folded long before this */
+#define LEGACY_TEMP_AGE_S 3600              /* temp files that name no process */
+
+struct tch_cassette_journal {
+    tch_cassette *c;
+    char *path; /* PATH.journal */
+    int fd;     /* -1 until the first commit creates the file */
+    size_t good;    /* bytes up to the end of the last synced record */
+    size_t records; /* recordings committed and not folded */
+    bool dir_synced; /* the journal's name is durable in its folder */
+};
+
+/* ---- hashing and framing ------------------------------------------------ */
+
+/* 64-bit hash, eight bytes at a step (a 200 MB file hashes in a blink). */
+static uint64_t content_hash(const void *p, size_t n) {
+    const uint8_t *b = p;
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+    for (; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int frame(tch_buf *out, char type, tch_slice payload) {
+    char head[MAX_HEADER];
+    int n = snprintf(head, sizeof head, "%c %zu %016" PRIx64 "\n", type, payload.len,
+                     content_hash(payload.ptr, payload.len));
+    if (tch_buf_append(out, head, (size_t)n) || tch_buf_append_slice(out, payload) ||
+        tch_buf_append(out, "\n", 1))
+        return TCH_ENOMEM;
+    return 0;
+}
+
+typedef struct jrec {
+    char type;
+    size_t off; /* of the record */
+    tch_slice payload;
+} jrec;
+
+/* One whole record at off, or 0 when there is none (end, or torn). */
+static int next_record(const char *data, size_t len, size_t off, jrec *r, size_t *end) {
+    size_t max = len - off < MAX_HEADER ? len - off : MAX_HEADER;
+    const char *nl = memchr(data + off, '\n', max);
+    if (!nl)
+        return 0;
+    char head[MAX_HEADER + 1];
+    memcpy(head, data + off, (size_t)(nl - (data + off)));
+    head[nl - (data + off)] = '\0';
+    char type;
+    size_t plen;
+    uint64_t hash;
+    char extra;
+    if (sscanf(head, "%c %zu %16" SCNx64 "%c", &type, &plen, &hash, &extra) != 3)
+        return 0;
+    size_t start = (size_t)(nl - data) + 1;
+    if (plen > len - start || len - start - plen < 1 || data[start + plen] != '\n')
+        return 0;
+    if (content_hash(data + start, plen) != hash)
+        return 0;
+    r->type = type;
+    r->off = off;
+    r->payload = tch_slice_of(data + start, plen);
+    *end = start + plen + 1;
+    return 1;
+}
+
+/* ---- reading a journal -------------------------------------------------- */
+
+typedef struct jscan {
+    bool have_base, base_absent, replace, folded;
+    uint64_t base, folded_hash; /* folded_hash: the last F record's */
+    size_t records;             /* R records */
+    size_t good, torn;          /* end of the last whole record; bytes after it */
+} jscan;
+
+static int bad_journal(const char *path, size_t off, const char *what, tch_error *err) {
+    return tch_error_set(err, TCH_EPARSE, "%s: byte %zu: %s", path, off, what);
+}
+
+static int read_base(const char *path, const jrec *r, jscan *js, tch_error *err) {
+    char text[80];
+    int replace = 0;
+    uint64_t base = 0;
+    if (r->type != 'B' || r->payload.len >= sizeof text)
+        return bad_journal(path, r->off, "expected the base record first", err);
+    memcpy(text, r->payload.ptr, r->payload.len);
+    text[r->payload.len] = '\0';
+    if (sscanf(text, "base=absent replace=%d", &replace) == 1)
+        js->base_absent = true;
+    else if (sscanf(text, "base=%16" SCNx64 " replace=%d", &base, &replace) != 2)
+        return bad_journal(path, r->off, "unreadable base record", err);
+    js->have_base = true;
+    js->base = base;
+    js->replace = replace != 0;
+    return 0;
+}
+
+static bool read_folded(const jrec *r, uint64_t *hash) {
+    char text[32];
+    if (r->payload.len != 23)
+        return false;
+    memcpy(text, r->payload.ptr, r->payload.len);
+    text[r->payload.len] = '\0';
+    return sscanf(text, "folded=%16" SCNx64, hash) == 1;
+}
+
+/* Walks the records, calling fn on each R (fn may be NULL). A journal cut
+ * short inside its first line (a crash while creating it) is empty. */
+static int scan(const char *path, const char *data, size_t len, jscan *js,
+                int (*fn)(void *ud, const jrec *r), void *ud, tch_error *err) {
+    size_t mlen = strlen(MAGIC);
+    memset(js, 0, sizeof *js);
+    if (len < mlen && memcmp(data, MAGIC, len) == 0) {
+        js->torn = len;
+        return 0;
+    }
+    if (len < mlen || memcmp(data, MAGIC, mlen) != 0)
+        return bad_journal(path, 0, "not a tchannel-vcr journal", err);
+    size_t off = mlen, end = 0;
+    jrec r;
+    for (; off < len && next_record(data, len, off, &r, &end); off = end) {
+        int rc = 0;
+        if (!js->have_base)
+            rc = read_base(path, &r, js, err);
+        else if (r.type == 'R') {
+            js->records++;
+            rc = fn ? fn(ud, &r) : 0;
+        } else if (r.type == 'F' && read_folded(&r, &js->folded_hash))
+            js->folded = true;
+        else
+            rc = bad_journal(path, r.off, "unknown record", err);
+        if (rc)
+            return rc;
+    }
+    js->good = off;
+    js->torn = len - off;
+    return 0;
+}
+
+static char *journal_path(const char *path) {
+    size_t n = strlen(path) + sizeof CAS_JOURNAL_SUFFIX;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s%s", path, CAS_JOURNAL_SUFFIX);
+    return p;
+}
+
+/* The whole of a regular file; TCH_ENOTFOUND when there is none. */
+static int slurp(const char *path, size_t max, tch_buf *out, tch_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return errno == ENOENT ? TCH_ENOTFOUND
+                               : tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        close(fd);
+        return tch_error_set(err, TCH_EINVAL, "%s: not a regular file of at most %zu bytes",
+                             path, max);
+    }
+    int rc = tch_buf_reserve(out, (size_t)st.st_size + 1) ? TCH_ENOMEM : 0;
+    while (!rc) {
+        if (out->cap - out->len < 65536 && tch_buf_reserve(out, 65536)) {
+            rc = TCH_ENOMEM;
+            break;
+        }
+        ssize_t n = read(fd, out->ptr + out->len, out->cap - out->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
+        if (n <= 0)
+            break;
+        out->len += (size_t)n;
+        if (out->len > max)
+            rc = tch_error_set(err, TCH_ETOOBIG, "%s: larger than %zu bytes", path, max);
+    }
+    close(fd);
+    if (rc == TCH_ENOMEM)
+        tch_error_set(err, rc, "%s: out of memory", path);
+    return rc;
+}
+
+/* Whether a journal with js adds to a file of these bytes: yes, unless an
+ * F record says the file already is the folded cassette. */
+static bool applies(const jscan *js, const char *data, size_t len, bool exists) {
+    if (!js->have_base || js->records == 0)
+        return false;
+    return !(js->folded && exists && content_hash(data, len) == js->folded_hash);
+}
+
+/* ---- merging a journal on open ------------------------------------------- */
+
+typedef struct merge_ctx {
+    tch_cassette *c;
+    const char *path;
+    tch_error *err;
+} merge_ctx;
+
+static int merge_record(void *ud, const jrec *r) {
+    merge_ctx *m = ud;
+    size_t first = m->c->n;
+    int rc = cas_load_buffer(m->c, (const char *)r->payload.ptr, r->payload.len, m->err);
+    if (rc)
+        return tch_error_wrap(m->err, "%s: the record at byte %zu", m->path, r->off);
+    for (size_t i = first; i < m->c->n; i++)
+        m->c->items[i]->it.line = 0; /* a line of the journal record means nothing */
+    return 0;
+}
+
+static void drop_all(tch_cassette *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        cas_interaction_free(&c->items[i]->it);
+        free(c->items[i]);
+    }
+    c->n = 0;
+}
+
+int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
+                      tch_error *err) {
+    char *jpath = journal_path(c->path);
+    tch_buf j = {0};
+    jscan js;
+    if (!jpath)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    int rc = slurp(jpath, MAX_JOURNAL, &j, err);
+    if (rc == TCH_ENOTFOUND)
+        rc = 0;
+    else if (!rc)
+        rc = scan(jpath, (const char *)j.ptr, j.len, &js, NULL, NULL, err);
+    if (!rc && j.ptr && applies(&js, data, len, exists)) {
+        if (js.replace) /* a run in mode ALL: its recordings are the whole cassette */
+            drop_all(c);
+        merge_ctx m = {c, jpath, err};
+        rc = scan(jpath, (const char *)j.ptr, j.len, &js, merge_record, &m, err);
+        c->existed = true; /* the run that wrote it had made the cassette */
+    }
+    tch_buf_free(&j);
+    free(jpath);
+    return rc;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static int pwrite_all(int fd, const uint8_t *p, size_t n, size_t off) {
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+static void fsync_dir_of(const char *path) {
+    char *copy = strdup(path);
+    if (copy)
+        cas_fsync_dir(dirname(copy));
+    free(copy);
+}
+
+/* Writes buf at off and syncs it; on failure cuts the file back to off (a
+ * later record then overwrites what is left) and sets err. */
+static int append_synced(int fd, const char *jpath, const tch_buf *buf, size_t off,
+                         tch_error *err) {
+    if (pwrite_all(fd, buf->ptr, buf->len, off) == 0 && fdatasync(fd) == 0)
+        return 0;
+    int e = errno;
+    if (ftruncate(fd, (off_t)off) != 0) { /* nothing more to do: the torn tail is dropped on read */
+    }
+    return tch_error_set(err, TCH_EIO, "%s: writing: %s", jpath, strerror(e));
+}
+
+/* Starts a journal for the file's present content. */
+static int create_journal(tch_cassette_journal *j, tch_error *err) {
+    tch_cassette *c = j->c;
+    tch_buf file = {0}, head = {0};
+    int rc = slurp(c->path, MAX_JOURNAL * 2, &file, err);
+    bool exists = rc == 0;
+    if (rc == TCH_ENOTFOUND)
+        rc = 0;
+    char base[80];
+    bool replace = c->mode == TCH_CASSETTE_ALL && !c->only_this_run;
+    if (exists)
+        snprintf(base, sizeof base, "base=%016" PRIx64 " replace=%d",
+                 content_hash(file.ptr, file.len), replace);
+    else
+        snprintf(base, sizeof base, "base=absent replace=%d", replace);
+    tch_buf_free(&file);
+    char *dir = rc ? NULL : strdup(c->path);
+    if (!rc && !dir)
+        rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    if (!rc)
+        rc = cas_make_dirs(dirname(dir), err);
+    free(dir);
+    if (!rc && (tch_buf_append(&head, MAGIC, strlen(MAGIC)) ||
+                frame(&head, 'B', tch_slice_cstr(base))))
+        rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    if (!rc && (j->fd = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        rc = tch_error_set(err, TCH_EIO, "%s: creating: %s", j->path, strerror(errno));
+    if (!rc && pwrite_all(j->fd, head.ptr, head.len, 0) != 0) {
+        rc = tch_error_set(err, TCH_EIO, "%s: writing: %s", j->path, strerror(errno));
+        close(j->fd);
+        j->fd = -1;
+        unlink(j->path);
+    }
+    if (!rc) {
+        j->good = head.len; /* synced with the first record */
+        j->dir_synced = false;
+    }
+    tch_buf_free(&head);
+    return rc;
+}
+
+int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
+    tch_cassette *c = j->c;
+    size_t n = 0;
+    for (size_t i = 0; i < c->n; i++)
+        n += cas_keep_unsaved(c, c->items[i]);
+    if (n == 0)
+        return 0;
+    tch_buf doc = {0}, rec = {0};
+    int rc = cas_emit_some(c, cas_keep_unsaved, &doc, err);
+    if (!rc && frame(&rec, 'R', tch_buf_slice(&doc)))
+        rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    tch_buf_free(&doc);
+    if (!rc && j->fd < 0)
+        rc = create_journal(j, err);
+    if (!rc)
+        rc = append_synced(j->fd, j->path, &rec, j->good, err);
+    if (!rc && !j->dir_synced) { /* a new journal: its name must survive a crash too */
+        fsync_dir_of(j->path);
+        j->dir_synced = true;
+    }
+    if (!rc) {
+        j->good += rec.len;
+        j->records += n;
+    }
+    tch_buf_free(&rec);
+    if (rc)
+        return tch_error_wrap(err, "cassette %s: recording not saved", c->name);
+    return cas_mark_saved(c, err);
+}
+
+/* The end of the whole records of a journal we did not write (to append
+ * an F record where a reader will see it). */
+static int foreign_end(const char *jpath, size_t *good, tch_error *err) {
+    tch_buf b = {0};
+    jscan js;
+    int rc = slurp(jpath, MAX_JOURNAL, &b, err);
+    if (!rc)
+        rc = scan(jpath, (const char *)b.ptr, b.len, &js, NULL, NULL, err);
+    if (!rc)
+        *good = js.have_base ? js.good : 0;
+    tch_buf_free(&b);
+    return rc;
+}
+
+int cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
+                             tch_error *err) {
+    char *jpath = j ? j->path : journal_path(c->path);
+    int fd = j ? j->fd : -1, rc = 0;
+    size_t good = j ? j->good : 0;
+    if (!jpath)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    if (fd < 0 && (fd = open(jpath, O_RDWR | O_CLOEXEC)) < 0 && errno != ENOENT)
+        rc = tch_error_set(err, TCH_EIO, "%s: %s", jpath, strerror(errno));
+    if (!rc && fd >= 0 && !(j && j->fd >= 0))
+        rc = foreign_end(jpath, &good, err);
+    if (!rc && fd >= 0 && good > 0) { /* the F record: the file will be this content */
+        char text[32];
+        tch_buf rec = {0};
+        snprintf(text, sizeof text, "folded=%016" PRIx64, content_hash(data.ptr, data.len));
+        rc = frame(&rec, 'F', tch_slice_cstr(text))
+                 ? tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name)
+                 : append_synced(fd, jpath, &rec, good, err);
+        if (!rc && j)
+            j->good += rec.len;
+        tch_buf_free(&rec);
+    }
+    if (!rc)
+        rc = cas_write_atomic(c->path, data, err);
+    if (!rc && fd >= 0) { /* the file holds everything: the journal goes */
+        unlink(jpath);
+        fsync_dir_of(jpath);
+    }
+    if (fd >= 0 && (!j || j->fd < 0))
+        close(fd);
+    if (!rc && j) {
+        if (j->fd >= 0)
+            close(j->fd);
+        j->fd = -1;
+        j->good = j->records = 0;
+    }
+    if (!j)
+        free(jpath);
+    return rc;
+}
+
+int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
+    tch_cassette *c = j->c;
+    if (!c->dirty && j->fd < 0 && access(j->path, F_OK) != 0)
+        return 0;
+    tch_buf out = {0};
+    int rc = tch_cassette_emit(c, &out, err);
+    if (!rc)
+        rc = cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
+    tch_buf_free(&out);
+    return rc ? rc : cas_mark_saved(c, err);
+}
+
+void tch_cassette_journal_discard(tch_cassette_journal *j) {
+    if (j->fd >= 0)
+        close(j->fd);
+    j->fd = -1;
+    j->good = j->records = 0;
+    if (unlink(j->path) == 0)
+        fsync_dir_of(j->path);
+}
+
+size_t tch_cassette_journal_pending(const tch_cassette_journal *j) { return j->records; }
+
+void tch_cassette_journal_free(tch_cassette_journal *j) {
+    if (!j)
+        return;
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j->path);
+    free(j);
+}
+
+/* ---- recovery at open ------------------------------------------------------ */
+
+/* `.NAME.tmp.PID.XXXXXX` of a process that is gone, or (older naming, or a
+ * process of another PID namespace) a temp file untouched for an hour. */
+static bool stale_temp(const char *dir, const char *name, const char *prefix) {
+    size_t plen = strlen(prefix);
+    if (strncmp(name, prefix, plen) != 0)
+        return false;
+    const char *rest = name + plen, *dot = strchr(rest, '.');
+    char *end = NULL;
+    long pid = dot ? strtol(rest, &end, 10) : 0;
+    const char *suffix = dot && end == dot && pid > 0 ? dot + 1 : rest;
+    if (strlen(suffix) != 6)
+        return false;
+    for (const char *s = suffix; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+            return false;
+    if (suffix != rest && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return true;
+    char full[4096];
+    struct stat st;
+    snprintf(full, sizeof full, "%s/%s", dir, name);
+    return suffix == rest && lstat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+           time(NULL) - st.st_mtime > LEGACY_TEMP_AGE_S;
+}
+
+/* Removes temp files that saves of this cassette left when their process
+ * was killed; returns how many. */
+static size_t remove_stale_temps(const char *path) {
+    char *real = realpath(path, NULL); /* saves write beside a symlink's target */
+    char *dcopy = strdup(real ? real : path), *bcopy = strdup(real ? real : path);
+    size_t removed = 0;
+    DIR *d = dcopy && bcopy ? opendir(dirname(dcopy)) : NULL;
+    if (d) {
+        char prefix[1024];
+        snprintf(prefix, sizeof prefix, ".%s" CAS_TEMP_INFIX, basename(bcopy));
+        for (struct dirent *e; (e = readdir(d));) {
+            char full[4096];
+            if (!stale_temp(dcopy, e->d_name, prefix))
+                continue;
+            snprintf(full, sizeof full, "%s/%s", dcopy, e->d_name);
+            removed += unlink(full) == 0;
+        }
+        closedir(d);
+    }
+    free(real);
+    free(dcopy);
+    free(bcopy);
+    return removed;
+}
+
+static char *recovery_note(const char *jpath, const jscan *js, bool applied, size_t temps) {
+    char text[1024] = "";
+    size_t o = 0;
+    if (js) {
+        o += (size_t)snprintf(text, sizeof text, "%s: ", jpath);
+        if (applied)
+            o += (size_t)snprintf(text + o, sizeof text - o,
+                                  "%zu record%s of recordings left by a run that did not finish "
+                                  "folded into the cassette",
+                                  js->records, js->records == 1 ? "" : "s");
+        else
+            o += (size_t)snprintf(text + o, sizeof text - o,
+                                  js->records ? "already folded into the cassette; removed"
+                                              : "held no recordings; removed");
+        if (js->torn && o < sizeof text)
+            o += (size_t)snprintf(text + o, sizeof text - o,
+                                  "; a torn last record (%zu bytes, from a crash while writing "
+                                  "it; never acknowledged) dropped",
+                                  js->torn);
+    }
+    if (temps && o < sizeof text)
+        snprintf(text + o, sizeof text - o, "%sremoved %zu temp file%s of interrupted saves",
+                 o ? "; " : "", temps, temps == 1 ? "" : "s");
+    return text[0] ? strdup(text) : NULL;
+}
+
+/* A journal found at open: c merged it already (tch_cassette_open); write
+ * the file with everything c holds (whatever the mode: this is the file as
+ * it was when the run began) and remove the journal. */
+static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
+    tch_cassette *c = j->c;
+    tch_buf jb = {0}, file = {0}, out = {0};
+    jscan js;
+    int rc = slurp(j->path, MAX_JOURNAL, &jb, err);
+    if (rc == TCH_ENOTFOUND)
+        return 0;
+    if (!rc)
+        rc = scan(j->path, (const char *)jb.ptr, jb.len, &js, NULL, NULL, err);
+    int frc = rc ? rc : slurp(c->path, MAX_JOURNAL * 2, &file, err);
+    if (frc && frc != TCH_ENOTFOUND)
+        rc = frc;
+    bool applied = !rc && applies(&js, (const char *)file.ptr, file.len, frc == 0);
+    if (!rc && applied && !(rc = cas_emit_some(c, cas_keep_finished, &out, err)))
+        rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
+    else if (!rc && unlink(j->path) == 0)
+        fsync_dir_of(j->path);
+    if (!rc && note)
+        *note = recovery_note(j->path, &js, applied, 0);
+    tch_buf_free(&jb);
+    tch_buf_free(&file);
+    tch_buf_free(&out);
+    return rc ? tch_error_wrap(err, "cassette %s: recovering its journal", c->name) : 0;
+}
+
+int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,
+                              tch_error *err) {
+    if (note)
+        *note = NULL;
+    if (!c || !out || !c->path)
+        return tch_error_set(err, TCH_EINVAL, "tch_cassette_journal_open: a cassette opened "
+                             "from a path is required");
+    tch_cassette_journal *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = journal_path(c->path))) {
+        free(j);
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    }
+    j->c = c;
+    j->fd = -1;
+    char *jnote = NULL;
+    int rc = recover(j, &jnote, err);
+    if (rc) {
+        tch_cassette_journal_free(j);
+        return rc;
+    }
+    size_t temps = remove_stale_temps(c->path);
+    if (note && (jnote || temps)) {
+        if (temps) { /* one sentence for both */
+            char *both = recovery_note(j->path, NULL, false, temps), *joined = NULL;
+            if (jnote && both && (joined = malloc(strlen(jnote) + strlen(both) + 3)))
+                sprintf(joined, "%s; %s", jnote, both);
+            *note = joined ? joined : jnote ? strdup(jnote) : both ? strdup(both) : NULL;
+            free(both);
+        } else {
+            *note = jnote, jnote = NULL;
+        }
+    }
+    free(jnote);
+    *out = j;
+    return 0;
+}
