@@ -102,6 +102,9 @@ void cas_describe(const tch_cassette_request *r, char *out, size_t outsz);
  * sorted keys, optionally without $tracing$ keys; NULL if not that shape. */
 char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted);
 
+/* thrift: the method arg1 ("Service::method") names in idl, or NULL */
+const tch_thrift_method *cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint);
+
 /* match */
 int cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
 void cas_norm_free(cas_norm *n);

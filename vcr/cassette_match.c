@@ -5,6 +5,7 @@
  * the fields that differ). */
 #include "cassette_internal.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,21 @@ static char *json_canonical(tch_slice s, bool headers) {
     return out;
 }
 
+/* A json request's arg2/arg3 as a handler reads it. Empty arg2 is no
+ * headers (Uber's tcurl sends it, our recorder writes {}) and so is "null"
+ * (JSON.stringify of a Node caller's null head); empty arg3 reads as null,
+ * as Node and tchannel-python read it. */
+static char *json_as_read(tch_slice s, bool headers) {
+    if (s.len == 0)
+        return strdup(headers ? "{}" : "null");
+    char *canon = json_canonical(s, headers);
+    if (headers && canon && strcmp(canon, "null") == 0) {
+        free(canon);
+        return strdup("{}");
+    }
+    return canon;
+}
+
 /* Normalized headers (arg2) or body (arg3) of a json/thrift request. Raw
  * bytes when the scheme has no structure or the bytes do not parse. */
 static int norm_structured(const tch_cassette_request *r, bool headers, tch_buf *own,
@@ -132,7 +148,7 @@ static int norm_structured(const tch_cassette_request *r, bool headers, tch_buf 
     tch_slice s = headers ? tch_buf_slice(&r->headers) : tch_buf_slice(&r->body);
     char *canon = NULL;
     if (r->scheme == TCH_CASSETTE_JSON)
-        canon = json_canonical(s, headers);
+        canon = json_as_read(s, headers);
     else if (r->scheme == TCH_CASSETTE_THRIFT && headers)
         canon = cas_thrift_headers_json(s, true, true);
     int rc = canon ? set_marked(own, MARK_JSON, canon, strlen(canon))
@@ -419,39 +435,299 @@ static size_t count_matching(const tch_cassette *c, const cas_norm *in, const ca
     return m;
 }
 
-static int add_diff(tch_cassette_near_miss *nm, int f, tch_slice rec, tch_slice req) {
-    /* skip the marker byte of structured forms: previews show the content */
+/* ---- explaining a miss ------------------------------------------------- */
+
+#define SHOW_MAX 60 /* characters of a value a message shows */
+#define SHOW_LEAD 20 /* of them, before the first difference */
+
+/* text[from..] cut to SHOW_MAX characters, "..." marking what was cut
+ * (inside the quotes of a JSON string, so it still reads as one). */
+static char *crop(const char *text, size_t from) {
+    size_t len = strlen(text);
+    bool str = len >= 2 && text[0] == '"' && text[len - 1] == '"';
+    if (from > len)
+        from = len;
+    size_t n = len - from > SHOW_MAX ? SHOW_MAX : len - from;
+    bool cut_end = from + n < len;
+    const char *head = !from ? "" : str ? "\"..." : "...", *tail = !cut_end ? "" : str ? "...\"" : "...";
+    char *out = malloc(n + 9);
+    if (out)
+        snprintf(out, n + 9, "%s%.*s%s", head, (int)n, text + from, tail);
+    return out;
+}
+
+/* Both texts cropped to show where they first differ. Takes a and b. */
+static int set_cropped(tch_cassette_field_diff *d, char *a, char *b) {
+    int rc = TCH_ENOMEM;
+    if (a && b) {
+        size_t off = 0;
+        while (a[off] && a[off] == b[off])
+            off++;
+        size_t from = (strlen(a) > SHOW_MAX || strlen(b) > SHOW_MAX) && off > SHOW_LEAD
+                          ? off - SHOW_LEAD
+                          : 0;
+        d->recorded = crop(a, from);
+        d->requested = crop(b, from);
+        rc = d->recorded && d->requested ? 0 : TCH_ENOMEM;
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+/* Integers beyond int64 ride through matching as "\u0000bigint:DIGITS"
+ * strings (load_json): shown as the digits they were. In place. */
+static void unmark_bigints(char *text) {
+    static const char mark[] = "\"\\u0000bigint:";
+    char *p;
+    while ((p = strstr(text, mark))) {
+        char *digits = p + sizeof mark - 1, *end = strchr(digits, '"');
+        if (!end)
+            return;
+        memmove(p, digits, (size_t)(end - digits));
+        memmove(p + (end - digits), end + 1, strlen(end + 1) + 1);
+    }
+}
+
+static char *show_json(const json_t *v) {
+    if (!v)
+        return strdup("(absent)");
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+    if (text)
+        unmark_bigints(text);
+    return text;
+}
+
+/* A key as a path step: key, or ["odd key"] when it is not a plain name. */
+static int path_key(tch_buf *path, const char *k, size_t n) {
+    bool plain = n > 0 && !isdigit((unsigned char)k[0]);
+    for (size_t i = 0; plain && i < n; i++)
+        plain = isalnum((unsigned char)k[i]) || k[i] == '_' || k[i] == '$' || k[i] == '-';
+    if (plain)
+        return (path->len && tch_buf_append(path, ".", 1)) || tch_buf_append(path, k, n)
+                   ? TCH_ENOMEM
+                   : 0;
+    json_t *s = json_stringn(k, n);
+    char *q = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+    json_decref(s);
+    int rc = !q || tch_buf_append(path, "[", 1) || tch_buf_append(path, q, strlen(q)) ||
+                     tch_buf_append(path, "]", 1)
+                 ? TCH_ENOMEM
+                 : 0;
+    free(q);
+    return rc;
+}
+
+typedef struct okey {
+    const char *k;
+    size_t n;
+} okey;
+
+static int cmp_okey(const void *pa, const void *pb) {
+    const okey *a = pa, *b = pb;
+    int c = memcmp(a->k, b->k, a->n < b->n ? a->n : b->n);
+    return c ? c : (a->n > b->n) - (a->n < b->n);
+}
+
+/* The first key (in sorted order) whose values differ or that one side
+ * lacks; false when there is none, or on ENOMEM. */
+static bool object_first_diff(const json_t *a, const json_t *b, okey *out) {
+    size_t n = json_object_size(a) + json_object_size(b), i = 0;
+    okey *keys = malloc((n ? n : 1) * sizeof *keys);
+    if (!keys)
+        return false;
+    const char *k;
+    size_t kl;
+    json_t *v;
+    json_object_keylen_foreach((json_t *)a, k, kl, v) keys[i++] = (okey){k, kl};
+    json_object_keylen_foreach((json_t *)b, k, kl, v) keys[i++] = (okey){k, kl};
+    (void)v;
+    qsort(keys, i, sizeof *keys, cmp_okey);
+    bool found = false;
+    for (size_t j = 0; j < i && !found; j++) {
+        const json_t *va = json_object_getn(a, keys[j].k, keys[j].n);
+        const json_t *vb = json_object_getn(b, keys[j].k, keys[j].n);
+        if ((found = !va || !vb || !json_equal(va, vb)))
+            *out = keys[j];
+    }
+    free(keys);
+    return found;
+}
+
+/* Walks a and b (which differ) down to the first place they differ: the
+ * path to it and the two values there (NULL: that side has none). */
+static int json_first_diff(const json_t *a, const json_t *b, tch_buf *path, const json_t **ra,
+                           const json_t **rb) {
+    int rc = 0;
+    while (!rc && a && b) {
+        if (json_is_object(a) && json_is_object(b)) {
+            okey key;
+            if (!object_first_diff(a, b, &key))
+                break;
+            rc = path_key(path, key.k, key.n);
+            a = json_object_getn(a, key.k, key.n);
+            b = json_object_getn(b, key.k, key.n);
+        } else if (json_is_array(a) && json_is_array(b)) {
+            size_t na = json_array_size(a), nb = json_array_size(b), i = 0;
+            while (i < na && i < nb && json_equal(json_array_get(a, i), json_array_get(b, i)))
+                i++;
+            if (i == na && i == nb)
+                break;
+            char step[32];
+            snprintf(step, sizeof step, "[%zu]", i);
+            rc = tch_buf_append(path, step, strlen(step)) ? TCH_ENOMEM : 0;
+            a = json_array_get(a, i);
+            b = json_array_get(b, i);
+        } else {
+            break;
+        }
+    }
+    *ra = a;
+    *rb = b;
+    return rc;
+}
+
+/* A JSON diff of two values that differ, read as `decoded_as`. */
+static int set_json_diff(tch_cassette_field_diff *d, const json_t *rec, const json_t *req,
+                         const char *decoded_as) {
+    tch_buf path = {0};
+    const json_t *a, *b;
+    int rc = json_first_diff(rec, req, &path, &a, &b);
+    d->form = TCH_CASSETTE_DIFF_JSON;
+    if (!rc && !(d->decoded_as = strdup(decoded_as)))
+        rc = TCH_ENOMEM;
+    if (!rc && path.len && !(d->path = tch_slice_strdup(tch_buf_slice(&path))))
+        rc = TCH_ENOMEM;
+    tch_buf_free(&path);
+    return rc ? rc : set_cropped(d, show_json(a), show_json(b));
+}
+
+static json_t *load_canonical(tch_slice view) {
+    return json_loadb((const char *)view.ptr + 1, view.len - 1, JSON_DECODE_ANY | JSON_ALLOW_NUL,
+                      NULL);
+}
+
+/* The method a thrift request's arg1 names in the cassette's IDL, or NULL. */
+static const tch_thrift_method *thrift_method(const tch_cassette *c,
+                                              const tch_cassette_request *r) {
+    if (r->scheme != TCH_CASSETTE_THRIFT)
+        return NULL;
+    const tch_thrift_method *m = tch_cassette_thrift_method(
+        c->opts.thrift, tch_buf_slice(&r->service), tch_buf_slice(&r->endpoint));
+    return m ? m : cas_idl_method(c->opts.thrift_idl, tch_buf_slice(&r->endpoint));
+}
+
+static json_t *thrift_args(const tch_thrift_method *m, const tch_cassette_request *r) {
+    json_t *j = NULL;
+    return m && tch_thrift_method_args_to_json(m, tch_buf_slice(&r->body), &j, NULL) == 0 ? j : NULL;
+}
+
+/* Thrift bodies through the IDL: "KeyValue::getValue args" and the first
+ * field that differs. *done 0 when either side does not decode. */
+static int thrift_body_diff(const tch_cassette *c, const tch_cassette_request *rec,
+                            const tch_cassette_request *req, tch_cassette_field_diff *d,
+                            bool *done) {
+    const tch_thrift_method *mq = thrift_method(c, req);
+    json_t *a = thrift_args(thrift_method(c, rec), rec), *b = thrift_args(mq, req);
+    int rc = 0;
+    *done = a && b;
+    if (*done) {
+        char label[160];
+        snprintf(label, sizeof label, "%s::%s args",
+                 tch_thrift_service_name(tch_thrift_method_service(mq)), tch_thrift_method_name(mq));
+        rc = set_json_diff(d, a, b, label);
+    } else if (mq && (a || b)) {
+        d->note = a ? "requested does not decode with the IDL" : "recorded does not decode with the IDL";
+    }
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
+
+static const char *scheme_name(int s) {
+    switch (s) {
+    case TCH_CASSETTE_RAW: return "raw";
+    case TCH_CASSETTE_JSON: return "json";
+    case TCH_CASSETTE_THRIFT: return "thrift";
+    }
+    return "unknown";
+}
+
+/* headers or body: as JSON when both sides read as JSON (json values,
+ * thrift headers) or decode through the IDL (thrift bodies); else bytes. */
+static int structured_diff(const tch_cassette *c, int f, const tch_cassette_request *rec,
+                           const tch_cassette_request *req, tch_slice rv, tch_slice qv,
+                           tch_cassette_field_diff *d, bool *done) {
+    *done = false;
+    if (f == F_BODY && req->scheme == TCH_CASSETTE_THRIFT) {
+        int rc = thrift_body_diff(c, rec, req, d, done);
+        if (rc || *done)
+            return rc;
+    }
+    bool rj = rv.len && rv.ptr[0] == MARK_JSON, qj = qv.len && qv.ptr[0] == MARK_JSON;
+    if (rj != qj)
+        d->note = req->scheme == TCH_CASSETTE_THRIFT
+                      ? (rj ? "requested is not thrift headers" : "recorded is not thrift headers")
+                      : (rj ? "requested is not JSON" : "recorded is not JSON");
+    if (!rj || !qj)
+        return 0;
+    json_t *a = load_canonical(rv), *b = load_canonical(qv);
+    int rc = 0;
+    if (a && b) {
+        rc = set_json_diff(d, a, b, req->scheme == TCH_CASSETTE_THRIFT ? "thrift" : "json");
+        *done = true;
+    }
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
+
+/* One differing field of the nearest interaction, in the most readable
+ * form its bytes allow. */
+static int add_diff(const tch_cassette *c, tch_cassette_near_miss *nm, int f,
+                    const tch_cassette_request *rec, const tch_cassette_request *req,
+                    tch_slice rv, tch_slice qv) {
+    tch_cassette_field_diff *d = &nm->diffs[nm->n_diffs++];
+    memset(d, 0, sizeof *d);
+    d->field = cas_field_names[f];
+    if (f == F_SCHEME) {
+        d->form = TCH_CASSETTE_DIFF_NAME;
+        d->recorded = strdup(scheme_name(rec->scheme));
+        d->requested = strdup(scheme_name(req->scheme));
+        return d->recorded && d->requested ? 0 : TCH_ENOMEM;
+    }
     if (f == F_HEADERS || f == F_BODY) {
-        rec = tch_slice_of(rec.ptr + 1, rec.len ? rec.len - 1 : 0);
-        req = tch_slice_of(req.ptr + 1, req.len ? req.len - 1 : 0);
+        bool done;
+        int rc = structured_diff(c, f, rec, req, rv, qv, d, &done);
+        if (rc || done)
+            return rc;
+        /* previews show the content, not the marker byte */
+        rv = tch_slice_of(rv.ptr + 1, rv.len ? rv.len - 1 : 0);
+        qv = tch_slice_of(qv.ptr + 1, qv.len ? qv.len - 1 : 0);
     }
     size_t off = 0;
-    while (off < rec.len && off < req.len && rec.ptr[off] == req.ptr[off])
+    while (off < rv.len && off < qv.len && rv.ptr[off] == qv.ptr[off])
         off++;
     size_t from = off > 16 ? off - 16 : 0;
     char a[160], b[160];
-    if (f == F_SCHEME) {
-        snprintf(a, sizeof a, "%d", rec.len ? rec.ptr[0] : -1);
-        snprintf(b, sizeof b, "%d", req.len ? req.ptr[0] : -1);
-    } else if (f == F_THEADERS) {
-        snprintf(a, sizeof a, "(%zu bytes)", rec.len);
-        snprintf(b, sizeof b, "(%zu bytes)", req.len);
+    if (f == F_THEADERS) {
+        snprintf(a, sizeof a, "(%zu bytes)", rv.len);
+        snprintf(b, sizeof b, "(%zu bytes)", qv.len);
     } else {
-        cas_preview(rec, from, 40, a, sizeof a);
-        cas_preview(req, from, 40, b, sizeof b);
+        cas_preview(rv, from, 40, a, sizeof a);
+        cas_preview(qv, from, 40, b, sizeof b);
     }
-    tch_cassette_field_diff *d = &nm->diffs[nm->n_diffs];
-    d->field = cas_field_names[f];
+    d->form = TCH_CASSETTE_DIFF_BYTES;
     d->offset = off;
     d->recorded = strdup(a);
     d->requested = strdup(b);
-    nm->n_diffs++;
     return d->recorded && d->requested ? 0 : TCH_ENOMEM;
 }
 
 /* Nearest replayable interaction: most matching enabled fields, then the
  * earliest. A linear scan, but only on the error path. */
-static int near_miss(tch_cassette *c, const cas_norm *in, tch_cassette_near_miss *nm) {
+static int near_miss(tch_cassette *c, const tch_cassette_request *req, const cas_norm *in,
+                     tch_cassette_near_miss *nm) {
     size_t best = NO_ENTRY, best_m = 0, total = 0;
     for (size_t i = 0; i < c->n; i++) {
         cas_entry *e = c->items[i];
@@ -478,18 +754,47 @@ static int near_miss(tch_cassette *c, const cas_norm *in, tch_cassette_near_miss
         return rc;
     for (int f = 0; !rc && f < F_COUNT; f++)
         if ((c->matcher_mask & (1u << f)) && in->h[f] != e->fh[f])
-            rc = add_diff(nm, f, en.view[f], in->view[f]);
+            rc = add_diff(c, nm, f, &e->it.request, req, en.view[f], in->view[f]);
     cas_norm_free(&en);
     return rc;
 }
 
+/* "svc::ep (thrift) args {"key":"bar"}" when the IDL reads the body, else
+ * cas_describe's byte preview. */
+static void describe(const tch_cassette *c, const tch_cassette_request *r, char *out, size_t outsz) {
+    json_t *args = thrift_args(thrift_method(c, r), r);
+    char *text = args ? show_json(args) : NULL;
+    char *shown = text ? crop(text, 0) : NULL;
+    json_decref(args);
+    free(text);
+    if (!shown) {
+        cas_describe(r, out, outsz);
+        return;
+    }
+    char svc[64], ep[64];
+    cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
+    cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
+    snprintf(out, outsz, "%s::%s (thrift) args %s", svc, ep, shown);
+    free(shown);
+}
+
+/* "; body json: n[1]: recorded 2 vs requested 3 (note)" */
+static void put_diff(char *out, size_t outsz, const tch_cassette_field_diff *d, bool first) {
+    const char *q = d->form == TCH_CASSETTE_DIFF_BYTES ? "\"" : "";
+    snprintf(out, outsz, "%s %s%s%s: %s%srecorded %s%s%s vs requested %s%s%s%s%s%s",
+             first ? "; differs:" : ";", d->field, d->decoded_as ? " " : "",
+             d->decoded_as ? d->decoded_as : "", d->path ? d->path : "", d->path ? ": " : "", q,
+             d->recorded, q, q, d->requested, q, d->note ? " (" : "", d->note ? d->note : "",
+             d->note ? ")" : "");
+}
+
 static void miss_message(const tch_cassette *c, const tch_cassette_request *req,
                          const tch_cassette_near_miss *nm, tch_error *err) {
-    char desc[200], near[300] = "the cassette has no replayable interactions";
-    cas_describe(req, desc, sizeof desc);
+    char desc[200], near[TCH_ERROR_MSG_MAX] = "the cassette has no replayable interactions";
+    describe(c, req, desc, sizeof desc);
     if (nm->found) {
         char rdesc[200];
-        cas_describe(&c->items[nm->index]->it.request, rdesc, sizeof rdesc);
+        describe(c, &c->items[nm->index]->it.request, rdesc, sizeof rdesc);
         int k = snprintf(near, sizeof near, "nearest #%zu (line %zu, %s) matches %zu/%zu fields",
                          nm->index, nm->line, rdesc, nm->matched_fields, nm->total_fields);
         size_t o = k > 0 && (size_t)k < sizeof near ? (size_t)k : sizeof near - 1;
@@ -498,10 +803,8 @@ static void miss_message(const tch_cassette *c, const tch_cassette_request *req,
         else if (nm->custom_rejected)
             snprintf(near + o, sizeof near - o, " but matcher %s refused it", nm->custom_rejected);
         for (size_t i = 0; i < nm->n_diffs && o < sizeof near - 1; i++) {
-            const tch_cassette_field_diff *d = &nm->diffs[i];
             o += strlen(near + o);
-            snprintf(near + o, sizeof near - o, "%s %s: recorded \"%s\" vs requested \"%s\"",
-                     i ? ";" : "; differs:", d->field, d->recorded, d->requested);
+            put_diff(near + o, sizeof near - o, &nm->diffs[i], i == 0);
         }
     }
     tch_error_set(err, TCH_ENOTFOUND,
@@ -531,7 +834,7 @@ static int decide_miss(tch_cassette *c, const tch_cassette_request *req, const c
         if (!nm->custom_rejected)
             return tch_error_set(err, TCH_ENOMEM, "cassette %s: near-miss", c->name);
     } else {
-        int rc = near_miss(c, in, nm);
+        int rc = near_miss(c, req, in, nm);
         if (rc)
             return tch_error_set(err, rc, "cassette %s: near-miss", c->name);
     }
@@ -578,6 +881,8 @@ void tch_cassette_decision_clear(tch_cassette_decision *d) {
     for (size_t i = 0; i < d->near_miss.n_diffs; i++) {
         free(d->near_miss.diffs[i].recorded);
         free(d->near_miss.diffs[i].requested);
+        free(d->near_miss.diffs[i].decoded_as);
+        free(d->near_miss.diffs[i].path);
     }
     free(d->near_miss.custom_rejected);
     memset(d, 0, sizeof *d);
@@ -593,9 +898,15 @@ json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm) {
         goto fail;
     for (size_t i = 0; i < nm->n_diffs; i++) {
         const tch_cassette_field_diff *d = &nm->diffs[i];
-        json_t *jd = json_pack("{s:s,s:s,s:s,s:I}", "field", d->field, "recorded", d->recorded,
-                               "requested", d->requested, "offset", (json_int_t)d->offset);
-        if (!jd || json_array_append_new(diffs, jd))
+        static const char *const forms[] = {"bytes", "json", "name"};
+        json_t *jd = json_pack("{s:s,s:s,s:s,s:s,s:I}", "field", d->field, "form",
+                               forms[d->form <= TCH_CASSETTE_DIFF_NAME ? d->form : 0], "recorded",
+                               d->recorded, "requested", d->requested, "offset",
+                               (json_int_t)d->offset);
+        if (!jd || json_array_append_new(diffs, jd) ||
+            (d->decoded_as && json_object_set_new(jd, "decodedAs", json_string(d->decoded_as))) ||
+            (d->path && json_object_set_new(jd, "path", json_string(d->path))) ||
+            (d->note && json_object_set_new(jd, "note", json_string(d->note))))
             goto fail;
     }
     if (nm->custom_rejected &&

@@ -1,6 +1,7 @@
 /* Matching: JSON by value, $tracing$ ignored (json and thrift headers),
- * configurable and custom matchers, redaction before matching, and
- * near-miss explanations. */
+ * empty JSON arg2 as no headers, configurable and custom matchers,
+ * redaction before matching, and near-miss explanations (JSON paths, Thrift
+ * fields through the IDL, scheme names). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <tchannel/cassette.h>
+#include <unistd.h>
 
 static tch_slice S(const char *s) { return tch_slice_cstr(s); }
 
@@ -308,6 +310,311 @@ static void redaction_applies_before_matching(void **state) {
     tch_cassette_free(c);
 }
 
+/* ---- empty JSON arg2 is no headers; diffs in readable form ------------ */
+
+static tch_cassette *open_text(const char *name, const char *yaml,
+                               const tch_cassette_options *extra) {
+    tch_cassette_options o;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (extra)
+        o = *extra;
+    else
+        tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    if (tch_cassette_open_memory(name, yaml, strlen(yaml), &o, &c, &err))
+        fail_msg("open %s: %s", name, err.msg);
+    return c;
+}
+
+/* Replays index `want`, or fails showing the miss. Rewinds first. */
+static void expect_replay(tch_cassette *c, tch_cassette_call call, size_t want) {
+    tch_cassette_decision d;
+    tch_error err = {0};
+    tch_cassette_rewind(c);
+    int rc = lookup(c, &call, &d, &err);
+    if (rc != TCH_CASSETTE_ACT_REPLAY)
+        fail_msg("expected a replay of #%zu: %s", want, err.msg);
+    assert_int_equal(d.index, want);
+    tch_cassette_decision_clear(&d);
+}
+
+/* Misses and returns the message (static); d is cleared by the caller. */
+static const char *expect_miss(tch_cassette *c, tch_cassette_call call, tch_cassette_decision *d) {
+    static tch_error err;
+    memset(&err, 0, sizeof err);
+    tch_cassette_rewind(c);
+    int rc = lookup(c, &call, d, &err);
+    if (rc != TCH_ENOTFOUND)
+        fail_msg("expected a miss, got %d", rc);
+    return err.msg;
+}
+
+#define assert_has(text, part)                                                                    \
+    do {                                                                                          \
+        if (!strstr((text), (part)))                                                              \
+            fail_msg("missing [%s] in: %s", (part), (text));                                      \
+    } while (0)
+
+static const char *EMPTIES =
+    "version: 1\n"
+    "interactions:\n"
+    "- request: {serviceName: s, endpoint: braces, argScheme: 1, headers: '{}', body: '{\"a\": 1}'}\n"
+    "  response: {body: '1'}\n"
+    "- request: {serviceName: s, endpoint: empty, argScheme: 1, body: '{\"a\": 1}'}\n"
+    "  response: {body: '2'}\n"
+    "- request: {serviceName: s, endpoint: nobody, argScheme: 1, headers: '{}'}\n"
+    "  response: {body: '3'}\n"
+    "- request: {serviceName: s, endpoint: nullbody, argScheme: 1, headers: '{}', body: 'null'}\n"
+    "  response: {body: '4'}\n"
+    "- request:\n"
+    "    serviceName: keyvalue-server\n"
+    "    endpoint: KeyValue::getValue\n"
+    "    argScheme: 2\n"
+    "    headers: !!binary AAA=\n" /* nh = 0 */
+    "    body: !!binary CwABAAAAA2ZvbwA=\n"
+    "  response: {body: '5'}\n"
+    "- request:\n"
+    "    serviceName: keyvalue-server\n"
+    "    endpoint: KeyValue::setValue\n"
+    "    argScheme: 2\n"
+    "    body: !!binary CwABAAAAA2ZvbwA=\n"
+    "  response: {body: '6'}\n";
+
+static tch_cassette_call scall(const char *ep, const char *headers, const char *body) {
+    tch_cassette_call c = {.service = S("s"), .endpoint = S(ep), .headers = S(headers),
+                           .body = S(body), .scheme = TCH_CASSETTE_JSON};
+    return c;
+}
+
+static void empty_json_headers_equal_empty_object(void **state) {
+    (void)state;
+    tch_cassette *c = open_text("empties.yaml", EMPTIES, NULL);
+    /* recorded {} answers Uber's tcurl (empty arg2), and the other way round */
+    expect_replay(c, scall("braces", "", "{\"a\":1}"), 0);
+    expect_replay(c, scall("braces", "{}", "{\"a\":1}"), 0);
+    expect_replay(c, scall("braces", " { } ", "{\"a\":1}"), 0);
+    expect_replay(c, scall("empty", "{}", "{\"a\":1}"), 1);
+    expect_replay(c, scall("empty", "", "{\"a\":1}"), 1);
+    /* a Node caller's null head is no headers too, as every handler reads it */
+    expect_replay(c, scall("braces", "null", "{\"a\":1}"), 0);
+    /* empty arg3 reads as null (Node, tchannel-python): the same body */
+    expect_replay(c, scall("nobody", "", "null"), 2);
+    expect_replay(c, scall("nobody", "{}", ""), 2);
+    expect_replay(c, scall("nullbody", "", ""), 3);
+    /* thrift: empty arg2 and nh=0 are both no headers */
+    const uint8_t args[] = {0x0b, 0, 1, 0, 0, 0, 3, 'f', 'o', 'o', 0};
+    const uint8_t nh0[] = {0, 0};
+    tch_cassette_call t = {.service = S("keyvalue-server"), .endpoint = S("KeyValue::getValue"),
+                           .body = tch_slice_of(args, sizeof args), .scheme = TCH_CASSETTE_THRIFT};
+    expect_replay(c, t, 4);
+    t.endpoint = S("KeyValue::setValue");
+    t.headers = tch_slice_of(nh0, sizeof nh0);
+    expect_replay(c, t, 5);
+
+    /* headers that are really there still count, and the miss says which */
+    tch_cassette_decision d;
+    const char *msg = expect_miss(c, scall("braces", "{\"user\":\"bob\"}", "{\"a\":1}"), &d);
+    assert_has(msg, "headers json: user: recorded (absent) vs requested \"bob\"");
+    tch_cassette_decision_clear(&d);
+    msg = expect_miss(c, scall("empty", "[]", "{\"a\":1}"), &d);
+    assert_has(msg, "headers json: recorded {} vs requested []");
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static void json_miss_names_the_first_differing_path(void **state) {
+    (void)state;
+    tch_cassette *c = open_with(NULL);
+    tch_cassette_decision d;
+    const char *msg = expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"key\":\"foo\",\"n\":[1,3]}"), &d);
+    assert_int_equal(d.near_miss.n_diffs, 1);
+    const tch_cassette_field_diff *df = &d.near_miss.diffs[0];
+    assert_string_equal(df->field, "body");
+    assert_int_equal(df->form, TCH_CASSETTE_DIFF_JSON);
+    assert_string_equal(df->decoded_as, "json");
+    assert_string_equal(df->path, "n[1]");
+    assert_string_equal(df->recorded, "2");
+    assert_string_equal(df->requested, "3");
+    assert_has(msg, "differs: body json: n[1]: recorded 2 vs requested 3");
+    json_t *j = tch_cassette_near_miss_to_json(&d.near_miss);
+    json_t *jd = json_array_get(json_object_get(j, "diffs"), 0);
+    assert_string_equal(json_string_value(json_object_get(jd, "form")), "json");
+    assert_string_equal(json_string_value(json_object_get(jd, "path")), "n[1]");
+    assert_string_equal(json_string_value(json_object_get(jd, "decodedAs")), "json");
+    json_decref(j);
+    tch_cassette_decision_clear(&d);
+
+    /* a key one side lacks; headers by value (tracing keys ignored) */
+    msg = expect_miss(c, json_call("{\"user\":\"bob\",\"$tracing$x\":\"1\"}", "{\"key\":\"foo\"}"), &d);
+    assert_has(msg, "headers json: user: recorded \"alice\" vs requested \"bob\"");
+    assert_has(msg, "body json: n: recorded [1,2] vs requested (absent)");
+    tch_cassette_decision_clear(&d);
+
+    /* keys that are not plain names are quoted; the first differing one in key order */
+    msg = expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"a.b\":1,\"key\":\"foo\",\"n\":[1,2]}"), &d);
+    assert_has(msg, "body json: [\"a.b\"]: recorded (absent) vs requested 1");
+    tch_cassette_decision_clear(&d);
+
+    /* not JSON at all: bytes, and a note saying so */
+    msg = expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"key\": fo"), &d);
+    assert_int_equal(d.near_miss.diffs[0].form, TCH_CASSETTE_DIFF_BYTES);
+    assert_has(msg, "(requested is not JSON)");
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+
+    /* long values are cut around the difference; big integers show their digits */
+    static const char longy[] =
+        "version: 1\ninteractions:\n- request: {serviceName: s, endpoint: e, argScheme: 1, body: "
+        "'{\"t\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaX\", "
+        "\"big\": 123456789012345678901234}'}\n  response: {body: '1'}\n";
+    c = open_text("long.yaml", longy, NULL);
+    msg = expect_miss(c, scall("e", "", "{\"big\":123456789012345678901234,\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaY\"}"), &d);
+    assert_has(msg, "body json: t: recorded \"...aaaaaaaaaaaaaaaaaaaaX\" vs requested \"...aaaaaaaaaaaaaaaaaaaaY\"");
+    tch_cassette_decision_clear(&d);
+    msg = expect_miss(c, scall("e", "", "{\"big\":123456789012345678901235,\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaX\"}"), &d);
+    assert_has(msg, "body json: big: recorded 123456789012345678901234 vs requested 123456789012345678901235");
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static const uint8_t ARGS_BAR[] = {0x0b, 0, 1, 0, 0, 0, 3, 'b', 'a', 'r', 0};
+
+static tch_cassette_call get_value(tch_slice body) {
+    tch_cassette_call c = {.service = S("keyvalue-server"), .endpoint = S("KeyValue::getValue"),
+                           .body = body, .scheme = TCH_CASSETTE_THRIFT};
+    return c;
+}
+
+static void check_thrift_miss(const tch_cassette_options *o) {
+    tch_cassette *c = open_with(o);
+    tch_cassette_decision d;
+    const char *msg = expect_miss(c, get_value(tch_slice_of(ARGS_BAR, sizeof ARGS_BAR)), &d);
+    assert_has(msg, "body KeyValue::getValue args: key: recorded \"foo\" vs requested \"bar\"");
+    assert_has(msg, "no recorded interaction for keyvalue-server::KeyValue::getValue (thrift) args "
+                    "{\"key\":\"bar\"}");
+    const tch_cassette_field_diff *body = &d.near_miss.diffs[d.near_miss.n_diffs - 1];
+    assert_string_equal(body->field, "body");
+    assert_int_equal(body->form, TCH_CASSETTE_DIFF_JSON);
+    assert_string_equal(body->decoded_as, "KeyValue::getValue args");
+    assert_string_equal(body->path, "key");
+    tch_cassette_decision_clear(&d);
+    /* bytes the IDL cannot read: shown as bytes, saying so */
+    const uint8_t cut[] = {0x0b, 0, 1, 0, 0, 0, 9, 'b'};
+    msg = expect_miss(c, get_value(tch_slice_of(cut, sizeof cut)), &d);
+    assert_has(msg, "body: recorded \"\\x0b");
+    assert_has(msg, "(requested does not decode with the IDL)");
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+static void thrift_miss_shows_decoded_fields(void **state) {
+    (void)state;
+    /* without IDL: the bytes, as before */
+    tch_cassette *c = open_with(NULL);
+    tch_cassette_decision d;
+    const char *msg = expect_miss(c, get_value(tch_slice_of(ARGS_BAR, sizeof ARGS_BAR)), &d);
+    assert_has(msg, "body: recorded \"\\x0b\\x00\\x01\\x00\\x00\\x00\\x03foo");
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+
+    tch_error err = {0};
+    const char *idl_path = TCH_SOURCE_DIR "/cassettes/keyvalue.thrift";
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    /* a loaded file */
+    tch_cassette_thrift *t = NULL;
+    if (tch_cassette_thrift_load(idl_path, &t, &err))
+        fail_msg("load: %s", err.msg);
+    o.thrift = t;
+    check_thrift_miss(&o);
+    tch_cassette_thrift_free(t);
+    /* an IDL the caller loaded itself (the VCR's) */
+    tch_thrift_idl *idl = NULL;
+    assert_int_equal(tch_thrift_load(idl_path, &idl, &err), 0);
+    tch_cassette_options_init(&o);
+    o.thrift_idl = idl;
+    check_thrift_miss(&o);
+    tch_thrift_idl_free(idl);
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* A folder, as tcurl -t reads one: NAME.thrift for service NAME first. */
+static void thrift_idl_folder(void **state) {
+    (void)state;
+    char dir[] = "/tmp/cassette-idl-XXXXXX", path[128];
+    assert_non_null(mkdtemp(dir));
+    tch_cassette_thrift *t = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_thrift_load(dir, &t, &err), TCH_ENOTFOUND);
+    assert_has(err.msg, "no .thrift files");
+    /* another service's file declares KeyValue differently: not ours */
+    snprintf(path, sizeof path, "%s/a-other.thrift", dir);
+    write_file(path, "service KeyValue { string getValue(1: i32 id) }\n");
+    snprintf(path, sizeof path, "%s/keyvalue-server.thrift", dir);
+    write_file(path, "exception NotFoundError { 1: string key }\n"
+                     "service KeyValue { string getValue(1: string key) throws (1: NotFoundError nf) }\n");
+    if (tch_cassette_thrift_load(dir, &t, &err))
+        fail_msg("load: %s", err.msg);
+    const tch_thrift_method *m =
+        tch_cassette_thrift_method(t, S("keyvalue-server"), S("KeyValue::getValue"));
+    assert_non_null(m);
+    const tch_thrift_field *f = tch_thrift_struct_field_by_id(tch_thrift_method_args(m), 1);
+    assert_string_equal(tch_thrift_field_name(f), "key");
+    /* a service without its own file: any file that has the method */
+    m = tch_cassette_thrift_method(t, S("elsewhere"), S("KeyValue::getValue"));
+    assert_string_equal(tch_thrift_field_name(tch_thrift_struct_field_by_id(tch_thrift_method_args(m), 1)), "id");
+    assert_null(tch_cassette_thrift_method(t, S("keyvalue-server"), S("KeyValue::nope")));
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.thrift = t;
+    check_thrift_miss(&o);
+    tch_cassette_thrift_free(t);
+    /* a broken file is refused, naming file, line and column */
+    snprintf(path, sizeof path, "%s/zz-broken.thrift", dir);
+    write_file(path, "service Broken {\n  void x(\n");
+    assert_int_equal(tch_cassette_thrift_load(dir, &t, &err) < 0, 1);
+    assert_has(err.msg, "zz-broken.thrift:");
+    unlink(path);
+    snprintf(path, sizeof path, "%s/a-other.thrift", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/keyvalue-server.thrift", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(tch_cassette_thrift_load("/nonexistent/kv.thrift", &t, &err), TCH_ENOTFOUND);
+    assert_has(err.msg, "/nonexistent/kv.thrift");
+}
+
+static void scheme_is_named_in_misses(void **state) {
+    (void)state;
+    tch_cassette *c = open_with(NULL);
+    tch_cassette_decision d;
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S("echo"),
+                              .body = S("hello world"), .scheme = TCH_CASSETTE_JSON};
+    const char *msg = expect_miss(c, call, &d);
+    assert_has(msg, "argScheme: recorded raw vs requested json");
+    assert_has(msg, "keyvalue-server::echo (json)");
+    const tch_cassette_field_diff *df = &d.near_miss.diffs[d.near_miss.n_diffs - 1];
+    assert_string_equal(df->field, "argScheme");
+    assert_int_equal(df->form, TCH_CASSETTE_DIFF_NAME);
+    json_t *j = tch_cassette_near_miss_to_json(&d.near_miss);
+    json_t *diffs = json_object_get(j, "diffs");
+    json_t *last = json_array_get(diffs, json_array_size(diffs) - 1);
+    assert_string_equal(json_string_value(json_object_get(last, "form")), "name");
+    assert_string_equal(json_string_value(json_object_get(last, "recorded")), "raw");
+    assert_string_equal(json_string_value(json_object_get(last, "requested")), "json");
+    json_decref(j);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_matches_by_value_ignoring_tracing),
@@ -318,6 +625,11 @@ int main(void) {
         cmocka_unit_test(configured_matchers),
         cmocka_unit_test(custom_matcher_filters_candidates),
         cmocka_unit_test(redaction_applies_before_matching),
+        cmocka_unit_test(empty_json_headers_equal_empty_object),
+        cmocka_unit_test(json_miss_names_the_first_differing_path),
+        cmocka_unit_test(thrift_miss_shows_decoded_fields),
+        cmocka_unit_test(thrift_idl_folder),
+        cmocka_unit_test(scheme_is_named_in_misses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
