@@ -48,6 +48,8 @@ typedef struct mock_config {
     int verbose;
     size_t journal_size;
     uint32_t grace_ms; /* how long SIGTERM waits for in-flight recordings */
+    int record_failure_answer; /* --record-failure=answer: a caller whose recording could
+                                  not be saved still gets the upstream's answer */
     const char *record_to;
     mock_strv upstreams;
     mock_strv advertise_to;
@@ -77,6 +79,7 @@ typedef struct mock_cassette {
     uint64_t loaded_at_ms;
     unsigned reloads;
     size_t pending;       /* recordings in flight into c: c must not be swapped */
+    tch_cassette_journal *journal; /* PATH.journal: recordings committed, not folded yet */
 } mock_cassette;
 
 typedef struct mock_store {
@@ -155,6 +158,7 @@ typedef struct mock {
     mock_delayed *delayed;     /* answers waiting for their `delay` */
     mock_recording *recordings; /* calls forwarded upstream, not answered yet */
     size_t n_recordings;
+    struct event *commit_ev; /* commits the recordings waiting for disk, then answers */
     int shutting_down;
     int finishing;     /* finish() ran: saving and closing */
     int lost_recordings; /* a save failed at shutdown: exit 1 */

@@ -2,13 +2,31 @@
  * made again to the real service through a client channel (same service,
  * endpoint, arg2, arg3, scheme and transport headers). The slot is reserved
  * with tch_cassette_record_begin when the call arrives, so the file keeps
- * arrival order; the upstream's answer fills it, goes back to the caller,
- * and the cassette is saved at once (atomic rename), so a crash loses at
- * most the calls still in flight. */
+ * arrival order. The upstream's answer fills the slot and waits: once per
+ * loop turn, every recording that finished is committed to the cassette's
+ * journal in one write and one fdatasync (group commit), and only then do
+ * their callers get their answers. A caller is never told "ok" for a
+ * recording that is not on disk: when the commit fails it gets an error
+ * saying so (the upstream's answer goes to the log), unless
+ * --record-failure=answer. */
 #include "mock.h"
 
+#include <event2/event.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The upstream's answer, copied: it goes to the caller after the commit. */
+typedef struct mock_answer {
+    int ok;             /* 1: a call response; 0: an error frame */
+    uint8_t code;       /* response code, or error frame code */
+    tch_buf arg2, arg3; /* ok */
+    char *message;      /* error frame */
+    tch_header *headers;
+    size_t nheaders;
+    tch_buf header_bytes; /* the headers' keys and values */
+} mock_answer;
 
 struct mock_recording {
     mock *m;
@@ -17,8 +35,12 @@ struct mock_recording {
     tch_inbound *in;
     char *service; /* NUL-terminated for tch_call_opts */
     int scheme;
+    int waiting;   /* recorded; the answer waits for the commit */
+    mock_answer answer;
     mock_recording *prev, *next;
 };
+
+static void commit_waiting(evutil_socket_t fd, short what, void *arg);
 
 int mock_record_init(mock *m, tch_error *err) {
     if (m->cfg->upstreams.n == 0)
@@ -33,6 +55,41 @@ int mock_record_init(mock *m, tch_error *err) {
         if (rc)
             return tch_error_wrap(err, "--upstream %s", m->cfg->upstreams.v[i]);
     }
+    m->commit_ev = event_new(m->base, -1, 0, commit_waiting, m);
+    return m->commit_ev ? 0 : tch_error_set(err, TCH_ENOMEM, "cannot create the commit event");
+}
+
+static void answer_free(mock_answer *a) {
+    tch_buf_free(&a->arg2);
+    tch_buf_free(&a->arg3);
+    tch_buf_free(&a->header_bytes);
+    free(a->message);
+    free(a->headers);
+    memset(a, 0, sizeof *a);
+}
+
+static int answer_copy(mock_answer *a, const tch_response *res) {
+    a->ok = res->status == 0;
+    a->code = a->ok ? res->code : res->error_code;
+    if (!a->ok)
+        return (a->message = strdup(res->message ? res->message : "")) ? 0 : TCH_ENOMEM;
+    size_t total = 0;
+    for (size_t i = 0; i < res->nheaders; i++)
+        total += res->headers[i].key.len + res->headers[i].value.len;
+    /* one reservation, so the slices below never move */
+    if (tch_buf_append_slice(&a->arg2, res->arg2) || tch_buf_append_slice(&a->arg3, res->arg3) ||
+        tch_buf_reserve(&a->header_bytes, total + 1) ||
+        (res->nheaders && !(a->headers = calloc(res->nheaders, sizeof *a->headers))))
+        return TCH_ENOMEM;
+    for (size_t i = 0; i < res->nheaders; i++) {
+        tch_slice k = res->headers[i].key, v = res->headers[i].value;
+        size_t at = a->header_bytes.len;
+        tch_buf_append_slice(&a->header_bytes, k);
+        tch_buf_append_slice(&a->header_bytes, v);
+        a->headers[i].key = tch_slice_of(a->header_bytes.ptr + at, k.len);
+        a->headers[i].value = tch_slice_of(a->header_bytes.ptr + at + k.len, v.len);
+    }
+    a->nheaders = res->nheaders;
     return 0;
 }
 
@@ -44,6 +101,7 @@ static void unlink_rec(mock *m, mock_recording *r) {
     if (r->next)
         r->next->prev = r->prev;
     m->n_recordings--;
+    answer_free(&r->answer);
     free(r->service);
     free(r);
 }
@@ -71,6 +129,23 @@ static int record_outcome(mock_cassette *t, tch_cassette_slot slot, const tch_re
     return rc;
 }
 
+static void respond_upstream(tch_inbound *in, const tch_response *res) {
+    if (res->status == 0)
+        tch_inbound_respond_with(in, res->code, res->arg2, res->arg3, res->headers,
+                                 res->nheaders);
+    else
+        tch_inbound_respond_error(in, res->error_code ? res->error_code : TCH_PCODE_UNEXPECTED,
+                                  res->message ? res->message : "upstream failed");
+}
+
+/* The caller's answer is settled: forget r, and end a shutdown that waited. */
+static void settle(mock *m, mock_recording *r) {
+    r->target->pending--;
+    unlink_rec(m, r);
+    if (m->shutting_down && m->n_recordings == 0)
+        mock_begin_shutdown(m); /* the last one we waited for */
+}
+
 static void on_upstream(const tch_response *res, void *ud) {
     mock_recording *r = ud;
     mock *m = r->m;
@@ -79,27 +154,125 @@ static void on_upstream(const tch_response *res, void *ud) {
     int recorded = 0;
     if (record_outcome(t, r->slot, res, &recorded, &err) != 0)
         mock_log("%s: could not record: %s", t->path, err.msg);
-    t->pending--;
-    if (recorded && mock_store_save(m, t, &err) != 0)
-        mock_log("%s: save failed (will retry on the next recording and at exit): %s", t->path,
-                 err.msg);
+    if (recorded && answer_copy(&r->answer, res) == 0) {
+        r->waiting = 1; /* answered once the recording is on disk */
+        event_active(m->commit_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    const char *why = res->message ? res->message : "upstream failed";
+    if (recorded) { /* no memory to hold the answer: give up the recording */
+        tch_cassette_record_drop(t->c, r->slot, NULL);
+        why = "tchannel-mock: out of memory holding the answer; not recorded";
+    }
     mock_journal_add(&m->journal, tch_inbound_service(r->in), tch_inbound_endpoint(r->in),
-                     tch_inbound_peer(r->in), r->scheme, recorded ? MOCK_RECORDED : MOCK_FAILED,
-                     t->path, recorded ? (long)r->slot : -1,
-                     recorded ? NULL : (res->message ? res->message : "upstream failed"), NULL);
-    if (!recorded)
-        mock_log("upstream call %s::%.*s failed, not recorded: %s", r->service,
-                 (int)tch_inbound_endpoint(r->in).len,
-                 (const char *)tch_inbound_endpoint(r->in).ptr, res->message ? res->message : "");
-    if (res->status == 0)
-        tch_inbound_respond_with(r->in, res->code, res->arg2, res->arg3, res->headers,
-                                 res->nheaders);
+                     tch_inbound_peer(r->in), r->scheme, MOCK_FAILED, t->path, -1, why, NULL);
+    mock_log("upstream call %s::%.*s failed, not recorded: %s", r->service,
+             (int)tch_inbound_endpoint(r->in).len,
+             (const char *)tch_inbound_endpoint(r->in).ptr, why);
+    if (recorded && !m->cfg->record_failure_answer)
+        tch_inbound_respond_error(r->in, TCH_PCODE_UNEXPECTED, why);
     else
-        tch_inbound_respond_error(r->in, res->error_code ? res->error_code : TCH_PCODE_UNEXPECTED,
-                                  res->message ? res->message : "upstream failed");
-    unlink_rec(m, r);
-    if (m->shutting_down && m->n_recordings == 0)
-        mock_begin_shutdown(m); /* the last one we waited for */
+        respond_upstream(r->in, res);
+    settle(m, r);
+}
+
+/* ---- group commit ------------------------------------------------------------------------ */
+
+#define MAX_COMMITS 8 /* targets committed per turn; there is one record target at a time */
+
+typedef struct commit_result {
+    mock_cassette *t;
+    int rc;
+    tch_error err;
+} commit_result;
+
+static commit_result *result_for(commit_result *res, size_t n, const mock_cassette *t) {
+    for (size_t i = 0; i < n; i++)
+        if (res[i].t == t)
+            return &res[i];
+    return NULL;
+}
+
+/* One write and one sync for everything t recorded since the last commit
+ * (a whole-file save when t has no journal). */
+static int commit_target(mock *m, mock_cassette *t, tch_error *err) {
+    if (t->journal)
+        return tch_cassette_journal_commit(t->journal, err);
+    int rc = mock_store_save(m, t, err);
+    return rc && t->moved_aside ? 0 : rc; /* saved beside an edited file */
+}
+
+static void log_unsaved(const mock_recording *r, const char *why) {
+    const mock_answer *a = &r->answer;
+    tch_slice ep = tch_inbound_endpoint(r->in);
+    if (a->ok)
+        mock_log("%s::%.*s: recording not saved (%s); the upstream had answered code %u, arg3 "
+                 "%zu bytes \"%.*s%s\"", r->service, (int)ep.len, (const char *)ep.ptr, why,
+                 a->code, a->arg3.len, (int)(a->arg3.len < 64 ? a->arg3.len : 64),
+                 a->arg3.ptr ? (const char *)a->arg3.ptr : "", a->arg3.len > 64 ? "..." : "");
+    else
+        mock_log("%s::%.*s: recording not saved (%s); the upstream had answered error frame "
+                 "0x%02x \"%s\"", r->service, (int)ep.len, (const char *)ep.ptr, why, a->code,
+                 a->message);
+}
+
+static void answer_one(mock *m, mock_recording *r, const commit_result *cr) {
+    mock_cassette *t = r->target;
+    int answer_anyway = m->cfg->record_failure_answer;
+    char msg[TCH_ERROR_MSG_MAX + 128];
+    if (cr->rc) {
+        snprintf(msg, sizeof msg, "tchannel-mock: the upstream answered, but the recording could "
+                 "not be saved: %s", cr->err.msg);
+        log_unsaved(r, answer_anyway ? "answered anyway, --record-failure=answer; saved later if "
+                                       "the disk allows" : "the caller got an error");
+        if (!answer_anyway) /* the cassette keeps what callers were told */
+            tch_cassette_record_drop(t->c, r->slot, NULL);
+    }
+    mock_journal_add(&m->journal, tch_inbound_service(r->in), tch_inbound_endpoint(r->in),
+                     tch_inbound_peer(r->in), r->scheme,
+                     cr->rc && !answer_anyway ? MOCK_FAILED : MOCK_RECORDED, t->path,
+                     cr->rc && !answer_anyway ? -1 : (long)r->slot, cr->rc ? msg : NULL, NULL);
+    const mock_answer *a = &r->answer;
+    if (cr->rc && !answer_anyway)
+        tch_inbound_respond_error(r->in, TCH_PCODE_UNEXPECTED, msg);
+    else if (a->ok)
+        tch_inbound_respond_with(r->in, a->code, tch_buf_slice(&a->arg2), tch_buf_slice(&a->arg3),
+                                 a->headers, a->nheaders);
+    else
+        tch_inbound_respond_error(r->in, a->code ? a->code : TCH_PCODE_UNEXPECTED, a->message);
+    settle(m, r);
+}
+
+/* Runs once per loop turn while recordings wait: commits each target
+ * once, then answers every waiting caller. */
+static void commit_waiting(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    mock *m = arg;
+    commit_result res[MAX_COMMITS];
+    size_t n = 0;
+    int again = 0;
+    for (mock_recording *r = m->recordings; r; r = r->next) {
+        if (!r->waiting || result_for(res, n, r->target))
+            continue;
+        if (n == MAX_COMMITS) {
+            again = 1;
+            continue;
+        }
+        res[n].t = r->target;
+        res[n].err.msg[0] = '\0';
+        res[n].rc = commit_target(m, r->target, &res[n].err);
+        if (res[n].rc)
+            mock_log("%s: recordings could not be saved: %s", r->target->path, res[n].err.msg);
+        n++;
+    }
+    for (mock_recording *r = m->recordings, *next; r; r = next) {
+        next = r->next;
+        const commit_result *cr = r->waiting ? result_for(res, n, r->target) : NULL;
+        if (cr)
+            answer_one(m, r, cr); /* may free r, never next */
+    }
+    if (again && m->commit_ev)
+        event_active(m->commit_ev, EV_TIMEOUT, 0);
 }
 
 static void fail(mock *m, tch_inbound *in, const tch_cassette_call *call, const char *why) {
@@ -172,12 +345,20 @@ void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
     start_upstream(m, r, &rc);
 }
 
-/* Freeing the client channel fails every outstanding call with
- * TCH_ECLOSED; on_upstream then aborts each slot and answers its caller. */
+/* Recordings waiting for the disk are committed and answered first.
+ * Freeing the client channel then fails every outstanding call with
+ * TCH_ECLOSED; on_upstream aborts each slot and answers its caller. */
 void mock_record_shutdown(mock *m) {
-    if (!m->upstream)
-        return;
-    tch_channel *up = m->upstream;
-    m->upstream = NULL;
-    tch_channel_free(up);
+    if (m->commit_ev)
+        commit_waiting(-1, 0, m);
+    if (m->upstream) {
+        tch_channel *up = m->upstream;
+        m->upstream = NULL;
+        tch_channel_free(up);
+    }
+    if (m->commit_ev) {
+        commit_waiting(-1, 0, m);
+        event_free(m->commit_ev);
+        m->commit_ev = NULL;
+    }
 }

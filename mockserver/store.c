@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static mock_file_sig file_sig(const char *path) {
     struct stat st;
@@ -62,6 +63,7 @@ static void set_load_error(mock_cassette *mc, const char *msg) {
 static void cassette_free(mock_cassette *mc) {
     if (!mc)
         return;
+    tch_cassette_journal_free(mc->journal);
     tch_cassette_free(mc->c);
     free(mc->path);
     free(mc->load_error);
@@ -85,6 +87,28 @@ static int open_with_mode(const mock *m, const char *path, tch_cassette_mode mod
     o.matchers = (const char *const *)m->cfg->matchers.v;
     o.n_matchers = m->cfg->matchers.n;
     return tch_cassette_open(path, &o, out, err);
+}
+
+/* Gives mc->c (just opened) its journal. Opening one folds what a run
+ * that did not finish left in PATH.journal and removes stale temp files;
+ * the log says so. */
+static int attach_journal(mock_cassette *mc, tch_error *err) {
+    char *note = NULL;
+    tch_cassette_journal *j = NULL;
+    int rc = tch_cassette_journal_open(mc->c, &j, &note, err);
+    if (note)
+        mock_log("%s", note);
+    free(note);
+    if (rc)
+        return rc;
+    tch_cassette_journal_free(mc->journal); /* the old object's, folded already */
+    mc->journal = j;
+    return 0;
+}
+
+/* Recordings not in the file yet: in memory only, or in the journal. */
+static int unsaved(const mock_cassette *mc) {
+    return tch_cassette_dirty(mc->c) || (mc->journal && tch_cassette_journal_pending(mc->journal));
 }
 
 mock_cassette *mock_store_find(mock_store *s, const char *path) {
@@ -164,6 +188,8 @@ int mock_store_add(mock *m, const char *path, mock_cassette **out, tch_error *er
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
     int rc = open_with_mode(m, path, m->mode, &mc->c, err);
+    if (!rc)
+        rc = attach_journal(mc, err);
     if (rc) {
         cassette_free(mc);
         return rc;
@@ -188,7 +214,9 @@ static int save_beside(mock_cassette *mc, tch_error *err) {
     if (conflict)
         snprintf(conflict, n, "%s.conflict.yaml", mc->path);
     FILE *fp = rc ? NULL : fopen(conflict, "wb");
-    if (!rc && (!fp || fwrite(out.ptr, 1, out.len, fp) != out.len))
+    /* synced: the journal, the recordings' other copy, goes next */
+    if (!rc && (!fp || fwrite(out.ptr, 1, out.len, fp) != out.len || fflush(fp) != 0 ||
+                fsync(fileno(fp)) != 0))
         rc = tch_error_set(err, TCH_EIO, "%s: %s", conflict, strerror(errno));
     if (fp && fclose(fp) != 0 && !rc)
         rc = tch_error_set(err, TCH_EIO, "%s: %s", conflict, strerror(errno));
@@ -202,13 +230,19 @@ static int save_beside(mock_cassette *mc, tch_error *err) {
     return rc;
 }
 
+/* Folds the journal: the whole cassette to its file, the journal removed. */
 int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
     (void)m;
     mc->moved_aside = 0; /* says what this save did */
     /* someone edited or replaced the file while recordings waited */
-    if (tch_cassette_dirty(mc->c) && mock_file_check(mc) == MOCK_FILE_CHANGED)
-        return save_beside(mc, err);
-    int rc = tch_cassette_save(mc->c, err);
+    if (unsaved(mc) && mock_file_check(mc) == MOCK_FILE_CHANGED) {
+        int rc = save_beside(mc, err);
+        if (mc->moved_aside && mc->journal) /* its recordings are in the conflict file */
+            tch_cassette_journal_discard(mc->journal);
+        return rc;
+    }
+    int rc = mc->journal ? tch_cassette_journal_fold(mc->journal, err)
+                         : tch_cassette_save(mc->c, err);
     if (rc == 0)
         remember_file(mc);
     return rc;
@@ -253,12 +287,19 @@ int mock_store_remove(mock *m, const char *path, tch_error *err) {
     return tch_error_set(err, TCH_ENOTFOUND, "%s: not loaded", path);
 }
 
-static void swap_in(mock_cassette *mc, tch_cassette *fresh) {
+/* fresh replaces mc->c (a reload, or a mode change: is_reload 0). */
+static void swap_in(mock_cassette *mc, tch_cassette *fresh, int is_reload) {
     tch_cassette_free(mc->c);
     mc->c = fresh;
+    tch_error err;
+    if (attach_journal(mc, &err) != 0) { /* commits fall back to whole-file saves */
+        mock_log("%s: %s", mc->path, err.msg);
+        tch_cassette_journal_free(mc->journal);
+        mc->journal = NULL;
+    }
     remember_file(mc);
     mc->loaded_at_ms = mock_now_ms();
-    mc->reloads++;
+    mc->reloads += (unsigned)is_reload;
     set_load_error(mc, NULL);
 }
 
@@ -276,10 +317,11 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
     if (mc->pending)
         return tch_error_set(err, TCH_ESTATE, "%s: reload deferred, %zu recordings in flight",
                              mc->path, mc->pending);
-    /* Recordings are saved as they finish; one still unsaved means the last
-     * save failed. Re-reading the file would drop it, so keep the old object. */
+    /* Recordings are committed to the journal as they finish: fold them into
+     * the file first (re-reading the file alone would drop them); when that
+     * fails, keep the old object. */
     int rc = 0;
-    if (tch_cassette_dirty(mc->c) && (rc = mock_store_save(m, mc, err)) != 0) {
+    if (unsaved(mc) && (rc = mock_store_save(m, mc, err)) != 0) {
         if (!mc->moved_aside)
             return tch_error_wrap(err, "%s: reload refused, unsaved recordings", mc->path);
         /* the recordings are safe beside it: load the user's edit */
@@ -299,7 +341,7 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
         mc->failed = file_sig(mc->path);
         return rc;
     }
-    swap_in(mc, fresh);
+    swap_in(mc, fresh, 1);
     return 0;
 }
 
@@ -330,11 +372,7 @@ int mock_store_set_mode(mock *m, tch_cassette_mode mode, tch_error *err) {
             tch_cassette_free(fresh[i]);
             continue;
         }
-        tch_cassette_free(s->items[i]->c);
-        s->items[i]->c = fresh[i];
-        remember_file(s->items[i]);
-        s->items[i]->loaded_at_ms = mock_now_ms();
-        set_load_error(s->items[i], NULL);
+        swap_in(s->items[i], fresh[i], 0);
     }
     free(fresh);
     if (!rc)
