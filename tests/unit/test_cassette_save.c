@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <tchannel/cassette.h>
 
@@ -329,6 +332,366 @@ static void decoded_is_ignored_when_exact_bytes_exist(void **state) {
     assert_non_null(strstr(err.msg, "bodyDecoded without body"));
 }
 
+
+/* ---- the journal ------------------------------------------------------------ */
+
+static void record_body(tch_cassette *c, const char *body) {
+    const sample s = {"echo", TCH_CASSETTE_RAW, S(""), S(body)};
+    record_sample(c, &s);
+}
+
+static tch_cassette_journal *journal_of(tch_cassette *c, char **note) {
+    tch_cassette_journal *j = NULL;
+    tch_error err = {0};
+    if (tch_cassette_journal_open(c, &j, note, &err))
+        fail_msg("journal open: %s", err.msg);
+    return j;
+}
+
+static void commit(tch_cassette_journal *j) {
+    tch_error err = {0};
+    if (tch_cassette_journal_commit(j, &err))
+        fail_msg("commit: %s", err.msg);
+}
+
+static off_t size_of(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* What a reader opening the cassette now sees: bodies in order, joined by ','. */
+static void assert_bodies(const char *path, const char *want) {
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    char got[512] = "";
+    for (size_t i = 0; i < tch_cassette_count(c); i++) {
+        const tch_cassette_interaction *it = tch_cassette_get(c, i);
+        assert_non_null(it);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%.*s", i ? "," : "",
+                 (int)it->request.body.len, (const char *)it->request.body.ptr);
+    }
+    tch_cassette_free(c);
+    assert_string_equal(got, want);
+}
+
+/* Commits append to PATH.journal only (the file is not rewritten), cost the
+ * same however many recordings came before, and every reader sees them. */
+static void journal_commits_append_and_readers_see_them(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "j.yaml"), *jpath = join(dir, "j.yaml.journal");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    record_body(c, "one");
+    record_body(c, "two");
+    commit(j);
+    assert_false(tch_cassette_dirty(c));
+    assert_int_equal(tch_cassette_journal_pending(j), 2);
+    assert_int_equal(access(path, F_OK), -1); /* no file yet: the journal holds them */
+    assert_bodies(path, "one,two");
+    off_t before = size_of(jpath);
+    record_body(c, "six");
+    commit(j);
+    off_t grew = size_of(jpath) - before;
+    for (int i = 0; i < 50; i++)
+        record_body(c, "pad"), commit(j);
+    before = size_of(jpath);
+    record_body(c, "six");
+    commit(j);
+    assert_int_equal(size_of(jpath) - before, grew); /* the same cost, 50 recordings later */
+    /* committed counts as saved: replayable now, as after tch_cassette_save */
+    tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S("echo"),
+                              .body = S("one"), .scheme = TCH_CASSETTE_RAW};
+    tch_cassette_decision d;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_lookup(c, &call, &d, &err), 0);
+    assert_int_equal(d.action, TCH_CASSETTE_ACT_REPLAY);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* A fold writes an ordinary cassette (what tchannel-python reads) and
+ * removes the journal; nothing is read twice. */
+static void fold_writes_the_file_and_removes_the_journal(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "f.yaml"), *jpath = join(dir, "f.yaml.journal");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_journal_fold(j, &err), 0); /* nothing to fold: no file */
+    assert_int_equal(access(path, F_OK), -1);
+    record_body(c, "a");
+    commit(j);
+    record_body(c, "b"); /* not committed: the fold saves it too */
+    assert_int_equal(tch_cassette_journal_fold(j, &err), 0);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_int_equal(tch_cassette_journal_pending(j), 0);
+    assert_int_equal(count_entries(dir), 1);
+    assert_bodies(path, "a,b");
+    /* the file alone is the cassette */
+    FILE *fp = fopen(path, "rb");
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    tch_cassette *mem = NULL;
+    assert_int_equal(tch_cassette_open_memory("folded", text, n, NULL, &mem, &err), 0);
+    assert_int_equal(tch_cassette_count(mem), 2);
+    tch_cassette_free(mem);
+    record_body(c, "c");
+    commit(j); /* a new journal, on top of the folded file */
+    assert_bodies(path, "a,b,c");
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* kill -9 at any point: the next writer folds what the journal holds; a
+ * torn last record (the crash came while writing it) is dropped, and said. */
+static void a_torn_last_record_is_dropped_and_said(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "t.yaml"), *jpath = join(dir, "t.yaml.journal");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    record_body(c, "kept");
+    commit(j);
+    off_t whole = size_of(jpath);
+    record_body(c, "torn");
+    commit(j);
+    tch_cassette_journal_free(j); /* the crash: no fold */
+    tch_cassette_free(c);
+    for (off_t cut = size_of(jpath) - 1; cut > whole; cut -= 7) {
+        assert_int_equal(truncate(jpath, cut), 0);
+        assert_bodies(path, "kept");
+    }
+    /* a flipped byte fails the record's hash the same way */
+    assert_int_equal(truncate(jpath, whole), 0);
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    char *note = NULL;
+    j = journal_of(c, &note);
+    assert_non_null(note);
+    if (!strstr(note, "1 record of recordings left by a run that did not finish") ||
+        strstr(note, "torn"))
+        fail_msg("note: %s", note);
+    free(note);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "kept");
+
+    /* again, with a torn tail, from a cassette that had a file */
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    j = journal_of(c, NULL);
+    record_body(c, "second");
+    commit(j);
+    record_body(c, "lost");
+    commit(j);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    FILE *fp = fopen(jpath, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, -3, SEEK_END), 0);
+    fputc('#', fp); /* inside the last record's payload */
+    fclose(fp);
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    j = journal_of(c, &note);
+    if (!note || !strstr(note, "torn last record"))
+        fail_msg("note: %s", note ? note : "(none)");
+    free(note);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_bodies(path, "kept,second");
+    assert_int_equal(count_entries(dir), 1);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* A crash after the fold's rename, before the journal was removed: the F
+ * record says the file holds it already; it is not added twice. */
+static void a_fold_interrupted_after_its_rename_is_not_applied_twice(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "r.yaml"), *jpath = join(dir, "r.yaml.journal");
+    char *keep = join(dir, "keep");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    record_body(c, "x");
+    record_body(c, "y");
+    commit(j);
+    assert_int_equal(link(jpath, keep), 0); /* sees the F record the fold appends */
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_journal_fold(j, &err), 0);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_int_equal(rename(keep, jpath), 0); /* as if the unlink never happened */
+    assert_bodies(path, "x,y");
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    char *note = NULL;
+    j = journal_of(c, &note);
+    if (!note || !strstr(note, "already folded"))
+        fail_msg("note: %s", note ? note : "(none)");
+    free(note);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "x,y");
+    free(keep);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* A write that fails half-way (here: the file size limit) is cut back, so
+ * the next commit's record follows the last whole one: nothing behind a
+ * broken record is lost on the next read. */
+static void a_failed_commit_is_cut_back_and_reported(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "e.yaml"), *jpath = join(dir, "e.yaml.journal");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    record_body(c, "before");
+    commit(j);
+    off_t good = size_of(jpath);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    lim = old;
+    lim.rlim_cur = (rlim_t)good + 20; /* room for part of the next record only */
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    record_body(c, "failed-to-save");
+    tch_error err = {0};
+    int rc = tch_cassette_journal_commit(j, &err);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_int_equal(rc, TCH_EIO);
+    if (!strstr(err.msg, "e.yaml.journal: writing") || !strstr(err.msg, "recording not saved"))
+        fail_msg("error: %s", err.msg);
+    assert_int_equal(size_of(jpath), good); /* cut back */
+    assert_true(tch_cassette_dirty(c));
+    size_t last = tch_cassette_count(c) - 1;
+    assert_int_equal(tch_cassette_record_drop(c, last, &err), 0); /* its caller got an error */
+    assert_false(tch_cassette_dirty(c));
+    assert_int_equal(tch_cassette_record_drop(c, last, &err), TCH_ESTATE);
+    record_body(c, "after");
+    commit(j);
+    tch_cassette_journal_free(j); /* crash */
+    tch_cassette_free(c);
+    assert_bodies(path, "before,after");
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* Mode ALL: the journal's recordings are the whole cassette (the file's
+ * old interactions go), before and after a crash. */
+static void a_journal_in_mode_all_replaces_the_file(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "all.yaml");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_ONCE, NULL);
+    record_body(c, "old1");
+    record_body(c, "old2");
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    c = open_opts(path, TCH_CASSETTE_ALL, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    record_body(c, "new");
+    commit(j);
+    assert_bodies(path, "new");
+    record_body(c, "newer");
+    commit(j);
+    tch_cassette_journal_free(j); /* crash */
+    tch_cassette_free(c);
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    j = journal_of(c, NULL);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_bodies(path, "new,newer");
+    free(path);
+    rm_tree(dir);
+}
+
+static void touch(const char *dir, const char *name) {
+    char *p = join(dir, name);
+    FILE *fp = fopen(p, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    free(p);
+}
+
+static int exists_in(const char *dir, const char *name) {
+    char *p = join(dir, name);
+    int ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+/* Temp files of saves killed half-way are removed at open: only ours (this
+ * cassette's exact pattern), only of processes that are gone. */
+static void stale_temp_files_are_removed_at_open(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "s.yaml");
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    assert_true(child > 0);
+    assert_int_equal(waitpid(child, NULL, 0), child); /* a pid that is gone */
+    char dead[64], alive[64], other[64], odd[64];
+    snprintf(dead, sizeof dead, ".s.yaml.tmp.%ld.Ab12Zz", (long)child);
+    snprintf(alive, sizeof alive, ".s.yaml.tmp.%ld.Ab12Zz", (long)getppid());
+    snprintf(other, sizeof other, ".t.yaml.tmp.%ld.Ab12Zz", (long)child);
+    snprintf(odd, sizeof odd, ".s.yaml.tmp.%ld.Ab12Zz.bak", (long)child);
+    touch(dir, dead);
+    touch(dir, alive);
+    touch(dir, other);
+    touch(dir, odd);
+    touch(dir, ".s.yaml.tmp.Ab12Zz"); /* older naming: only when an hour old */
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    char *note = NULL;
+    tch_cassette_journal *j = journal_of(c, &note);
+    if (!note || !strstr(note, "removed 1 temp file of interrupted saves"))
+        fail_msg("note: %s", note ? note : "(none)");
+    free(note);
+    assert_false(exists_in(dir, dead));
+    assert_true(exists_in(dir, alive));
+    assert_true(exists_in(dir, other));
+    assert_true(exists_in(dir, odd));
+    assert_true(exists_in(dir, ".s.yaml.tmp.Ab12Zz"));
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    free(path);
+    rm_tree(dir);
+}
+
+/* A journal that is not one is an error naming it, not an empty cassette. */
+static void a_foreign_journal_is_refused(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "x.yaml"), *jpath = join(dir, "x.yaml.journal");
+    FILE *fp = fopen(jpath, "w");
+    fputs("hello\n", fp);
+    fclose(fp);
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_open(path, &o, &c, &err), TCH_EPARSE);
+    if (!strstr(err.msg, "x.yaml.journal: byte 0: not a tchannel-vcr journal"))
+        fail_msg("error: %s", err.msg);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(save_then_load_keeps_bytes_exact),
@@ -337,6 +700,14 @@ int main(void) {
         cmocka_unit_test(nothing_written_when_nothing_new),
         cmocka_unit_test(resave_keeps_python_cassette),
         cmocka_unit_test(decoded_is_ignored_when_exact_bytes_exist),
+        cmocka_unit_test(journal_commits_append_and_readers_see_them),
+        cmocka_unit_test(fold_writes_the_file_and_removes_the_journal),
+        cmocka_unit_test(a_torn_last_record_is_dropped_and_said),
+        cmocka_unit_test(a_fold_interrupted_after_its_rename_is_not_applied_twice),
+        cmocka_unit_test(a_failed_commit_is_cut_back_and_reported),
+        cmocka_unit_test(a_journal_in_mode_all_replaces_the_file),
+        cmocka_unit_test(stale_temp_files_are_removed_at_open),
+        cmocka_unit_test(a_foreign_journal_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
