@@ -1,0 +1,3 @@
+module github.com/tchannel-vcr/tchannel-mock-go
+
+go 1.19
