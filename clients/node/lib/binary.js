@@ -73,4 +73,30 @@ function features(bin) {
     return found;
 }
 
-module.exports = {findBinary: findBinary, features: features, ENV_VAR: ENV_VAR};
+var wrapper;
+
+// Node cannot ask for a parent-death signal itself; util-linux's setpriv can,
+// for the process it then executes. Used only for a mock that does not watch
+// its stdin. Returns setpriv's path, or null.
+function pdeathsigWrapper() {
+    if (wrapper !== undefined) {
+        return wrapper;
+    }
+    wrapper = null;
+    if (process.platform !== 'linux') {
+        return wrapper;
+    }
+    var dirs = (process.env.PATH || '').split(path.delimiter).concat(['/usr/bin', '/bin']);
+    for (var i = 0; i < dirs.length && !wrapper; i++) {
+        var candidate = path.join(dirs[i], 'setpriv');
+        if (dirs[i] && isExecutable(candidate)) {
+            var res = childProcess.spawnSync(candidate, ['--help'],
+                {encoding: 'utf8', timeout: 10000});
+            wrapper = res.status === 0 && /--pdeathsig/.test(res.stdout) ? candidate : null;
+        }
+    }
+    return wrapper;
+}
+
+module.exports = {findBinary: findBinary, features: features, pdeathsigWrapper: pdeathsigWrapper,
+    ENV_VAR: ENV_VAR};

@@ -252,9 +252,15 @@ function startMock(options) {
         token = writeToken(o.adminToken);
     }
     var args = buildArgs(o, feats, token && token.file);
+    var exe = bin.path;
+    var setpriv = feats.exitOnStdinEof ? null : binary.pdeathsigWrapper();
+    if (setpriv) { // SIGTERM to the mock when this process dies; it execs the mock, same pid
+        args = ['--pdeathsig', 'TERM', '--', bin.path].concat(args);
+        exe = setpriv;
+    }
     var child;
     try {
-        child = childProcess.spawn(bin.path, args, {
+        child = childProcess.spawn(exe, args, {
             // stdin stays a pipe only this process holds: it closes when we die
             stdio: ['pipe', 'pipe', 'pipe'], cwd: o.cwd, env: o.env || process.env
         });
@@ -326,7 +332,7 @@ function awaitReady(m, child, o, token) {
             if (!m.exited) {
                 child.kill('SIGKILL');
             }
-            var cmd = m.binary + ' ' + child.spawnargs.slice(1).join(' ');
+            var cmd = child.spawnargs.join(' ');
             reject(MockError(msg + '\ncommand: ' + cmd + '\nstdout so far: ' +
                 JSON.stringify(out), m._stderr));
         }

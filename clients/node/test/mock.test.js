@@ -19,6 +19,7 @@ var ECHO = path.join(CASSETTES, 'echo-raw.yaml');
 var PEER_MODULES = path.join(ROOT, 'tests', 'interop', 'node', 'node_modules');
 var TChannel = require(path.join(PEER_MODULES, 'tchannel'));
 var TChannelJSON = require(path.join(PEER_MODULES, 'tchannel', 'as', 'json'));
+var TChannelThrift = require(path.join(PEER_MODULES, 'tchannel', 'as', 'thrift'));
 var nullLogger = require(path.join(PEER_MODULES, 'tchannel', 'null-logger'));
 
 var BIN = tchmock.findBinary().path;
@@ -52,6 +53,20 @@ function client(t, hostPort) {
                             return reject(err);
                         }
                         resolve(String(arg3));
+                    });
+            });
+        },
+        thrift: function thrift(method, body) {
+            var kv = TChannelThrift({channel: sub, strict: false,
+                source: fs.readFileSync(path.join(CASSETTES, 'keyvalue.thrift'), 'utf8')});
+            return new Promise(function call(resolve, reject) {
+                kv.request({serviceName: 'keyvalue-server', hasNoParent: true, timeout: 2000,
+                    headers: {cn: 'keyvalue-client'}})
+                    .send('KeyValue::' + method, {}, body, function done(err, res) {
+                        if (err) {
+                            return reject(err);
+                        }
+                        resolve(res);
                     });
             });
         },
@@ -98,7 +113,7 @@ async function waitGone(pid, ms) {
     }
 }
 
-test('serves raw and json replays to the Node client; admin counts them', async function t(tt) {
+test('serves raw, json and thrift replays to the Node client; admin counts them', async function t(tt) {
     var m = await started(tt, {cassettes: [KEYVALUE]});
     assert.match(m.hostPort, /^127\.0\.0\.1:\d+$/);
     assert.match(m.adminUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
@@ -107,15 +122,17 @@ test('serves raw and json replays to the Node client; admin counts them', async 
     assert.strictEqual(await c.raw('hello'), 'hello');
     assert.deepStrictEqual(await c.json('json_echo', {key: 'foo', value: 'bar'}),
         {key: 'foo', value: 'bar'});
+    var res = await c.thrift('getValue', {key: 'foo'});
+    assert.deepStrictEqual([res.ok, res.body], [true, 'bar']);
     assert.strictEqual(await m.admin.count({endpoint: 'echo', outcome: 'replayed'}), 1);
-    assert.strictEqual(await m.admin.count({service: 'keyvalue-server'}), 2);
+    assert.strictEqual(await m.admin.count({service: 'keyvalue-server'}), 3);
     var j = await m.admin.journal({limit: 1});
-    assert.strictEqual(j.matching, 2);
+    assert.strictEqual(j.matching, 3);
     assert.strictEqual(j.entries.length, 1);
-    assert.strictEqual(j.entries[0].endpoint, 'json_echo');
+    assert.strictEqual(j.entries[0].endpoint, 'KeyValue::getValue');
     var h = await m.admin.health();
     assert.strictEqual(h.listening, m.hostPort);
-    assert.strictEqual(h.calls, 2);
+    assert.strictEqual(h.calls, 3);
     await m.verify(); // no unmatched request
     await assert.rejects(m.verify({allPlayed: true}), function check(err) {
         assert.ok(err instanceof tchmock.VerifyError);
@@ -282,7 +299,8 @@ test('findBinary: option, then TCHANNEL_MOCK_BIN, then PATH; says what it tried'
     });
 
 test('the mock does not outlive a test process that is killed',
-    {skip: features.exitOnStdinEof ? false : 'this tchannel-mock has no --exit-on-stdin-eof'},
+    {skip: features.exitOnStdinEof || require('../lib/binary').pdeathsigWrapper() ? false :
+        'this tchannel-mock has no --exit-on-stdin-eof, and setpriv --pdeathsig is missing'},
     async function t() {
         var script = 'require(' + JSON.stringify(path.join(__dirname, '..')) + ')' +
             '.startMock({bin: ' + JSON.stringify(BIN) + ', cassettes: [' +
