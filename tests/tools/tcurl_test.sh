@@ -3,82 +3,16 @@
 #
 #   tcurl_test.sh CASE TCURL INTEROP_SERVER TEST_SERVER IDL
 #
-# CASE: raw | json | thrift | errors | usage. Raw calls go to interop-server (echo, slow,
+# CASE: raw | json | thrift | errors | load | usage. Raw calls go to interop-server (echo, slow,
 # busy); json and thrift calls to tcurl-test-server (json_echo, json_error,
 # transport_headers, KeyValue::getValue/setValue over IDL). Servers print
 # `listening HOST:PORT` first; we wait for it with a 20 s bound. One line per check,
-# `ok <what>` or `FAIL <what>: <why>`; exit 0 iff nothing failed.
+# `ok <what>` or `FAIL <what>: <why>`; exit 0 iff nothing failed. Uber's flags against the
+# Node server are tcurl_node.sh's.
 set -u
 case_name=$1 tcurl=$2 interop=$3 testsrv=$4 idl=$5
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# start NAME CMD...: runs CMD, sets HP_<NAME> from its `listening` line.
-start() {
-    local name=$1 fifo="$tmp/$1.out" line
-    shift
-    mkfifo "$fifo"
-    "$@" >"$fifo" &
-    pids+=($!)
-    exec {fd}<"$fifo"
-    if ! IFS= read -r -t 20 -u "$fd" line; then
-        echo "FAIL start $name: no line within 20 s"; exit 1
-    fi
-    case "$line" in
-    "listening "*) printf -v "HP_$name" '%s' "${line#listening }" ;;
-    *) echo "FAIL start $name: unexpected first line: $line"; exit 1 ;;
-    esac
-}
-
-# A port nothing listens on (bound then released by Python's or bash's view: use /dev/tcp probe).
-dead_port() {
-    local p
-    for p in 1 9 19 47 79; do
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "127.0.0.1:$p"; return; fi
-    done
-    echo "127.0.0.1:1"
-}
-
-failed=0 passed=0
-# t NAME WANT_EXIT [WANT_STDOUT|-] [STDERR_SUBSTRING...] -- TCURL_ARGS...
-# (stdin is the file T_STDIN names, /dev/null by default)
-t() {
-    local what=$1 want_rc=$2 want_out=$3
-    shift 3
-    local errs=()
-    while [ "$1" != "--" ]; do errs+=("$1"); shift; done
-    shift
-    "$tcurl" "$@" <"${T_STDIN:-/dev/null}" >"$tmp/out" 2>"$tmp/err"
-    local rc=$? out why=
-    out=$(cat "$tmp/out")
-    [ "$rc" -eq "$want_rc" ] || why="exit $rc, want $want_rc"
-    if [ -z "$why" ] && [ "$want_out" != "-" ] && [ "$out" != "$want_out" ]; then
-        why="stdout [$out], want [$want_out]"
-    fi
-    local e
-    for e in "${errs[@]}"; do
-        if [ -z "$why" ] && ! grep -qF -- "$e" "$tmp/err"; then why="stderr lacks [$e]"; fi
-    done
-    if [ -n "$why" ]; then
-        echo "FAIL $what: $why"
-        sed 's/^/#   stderr: /' "$tmp/err"
-        failed=$((failed + 1))
-    else
-        echo "ok $what"
-        passed=$((passed + 1))
-    fi
-}
-# contains NAME SUBSTRING: the last stdout holds SUBSTRING
-contains() {
-    if grep -qF -- "$2" "$tmp/out"; then echo "ok $1"; passed=$((passed + 1));
-    else echo "FAIL $1: stdout lacks [$2]"; sed 's/^/#   stdout: /' "$tmp/out"; failed=$((failed + 1)); fi
-}
+. "$(dirname "$0")/tcurl_lib.sh"
 
 S=keyvalue-server
 case "$case_name" in
@@ -95,14 +29,18 @@ raw)
     t "empty body" 0 "" -- -p "$HP_raw" $S echo
     printf '["%s"]' "$HP_raw" >"$tmp/hosts.json"
     t "--hostlist" 0 "hello" -- --hostlist "$tmp/hosts.json" $S echo hello
+    t "-P" 0 "hello" -- -P "$tmp/hosts.json" $S echo hello
+    t "-p localhost:PORT" 0 "hello" -- -p "localhost:${HP_raw##*:}" $S echo hello
+    printf '["localhost:%s"]' "${HP_raw##*:}" >"$tmp/names.json"
+    t "a peer list with a host name" 0 "hello" -- -P "$tmp/names.json" $S echo hello
     t "--routers" 0 "hello" -- --routers "$HP_raw" $S echo hello
     t "a dead peer and a live one: retried on the live one" 0 "hello" -- \
         -p "$(dead_port)" -p "$HP_raw" $S echo hello
     # interop-server's own options: --host and --service are used as given,
     # and --port too: a second server asking for a taken port is refused.
     start named "$interop" --host 127.0.0.2 --service other-svc # not the default host
-    case "$HP_named" in 127.0.0.2:*) echo "ok interop-server --host";  passed=$((passed + 1)) ;;
-    *) echo "FAIL interop-server --host: listening on $HP_named"; failed=$((failed + 1)) ;; esac
+    case "$HP_named" in 127.0.0.2:*) pass "interop-server --host" ;;
+    *) flunk "interop-server --host" "listening on $HP_named" ;; esac
     t "interop-server --service: serves that service" 0 "hi" -- -p "$HP_named" other-svc echo hi
     t "interop-server --service: and not the default" 3 - "no handler for service" -- \
         -p "$HP_named" $S echo hi
@@ -132,12 +70,12 @@ json)
   }
 }'
     t "json echo, pretty" 0 "$want" -- -p "$HP_kv" -j $S json_echo '{"a":1,"list":[1,2]}' \
-        -H '{"user":"alice"}'
+        --headers '{"user":"alice"}'
     want='{
   "headers": {},
-  "body": null
+  "body": {}
 }'
-    t "json without BODY sends null" 0 "$want" -- -p "$HP_kv" --json $S json_echo
+    t "json without BODY sends {}" 0 "$want" -- -p "$HP_kv" --json $S json_echo
     t "json application error: exit 1, body printed" 1 '{
   "message": "it went wrong"
 }' -- -p "$HP_kv" -j $S json_error '{}'
@@ -148,11 +86,17 @@ json)
     contains "sk is --shard-key" '"sk": "s1"'
     contains "re is --retry-on" '"re": "n"'
     contains "--transport-header" '"x-a": "1"'
+    t "Uber's spellings: --cn, --sk, --rd" 0 - -- -p "$HP_kv" -j $S transport_headers \
+        --cn them --sk s2 --rd other-svc
+    contains "cn is --cn" '"cn": "them"'
+    contains "sk is --sk" '"sk": "s2"'
+    contains "rd is --rd" '"rd": "other-svc"'
     t "bad BODY json names BODY, line and column" 2 "" "BODY is not valid JSON" "line 1 column" -- \
         -p "$HP_kv" -j $S json_echo '{"a": tru}'
-    t "bad --headers json" 2 "" "--headers is not valid JSON" -- -p "$HP_kv" -j -H '{x' $S json_echo 1
+    t "bad --headers json" 2 "" "--headers is not valid JSON" -- -p "$HP_kv" -j --headers '{x' $S json_echo 1
     t "--headers must be an object" 2 "" "--headers must be a JSON object" -- \
-        -p "$HP_kv" -j -H '[1]' $S json_echo 1
+        -p "$HP_kv" -j --headers '[1]' $S json_echo 1
+    t "bad -2 json names --arg2" 2 "" "--arg2 is not valid JSON" -- -p "$HP_kv" -j -2 '{x' $S json_echo 1
     ;;
 thrift)
     start kv "$testsrv" --idl "$idl"
@@ -171,10 +115,10 @@ thrift)
     "key": "missing"
   }
 }' -- -p "$HP_kv" -t "$idl" $S KeyValue::getValue '{"key":"missing"}'
-    t "thrift with application headers" 0 - -- -p "$HP_kv" -t "$idl" -H '{"user":"alice"}' \
+    t "thrift with application headers" 0 - -- -p "$HP_kv" -t "$idl" --headers '{"user":"alice"}' \
         $S KeyValue::getValue '{"key":"foo"}'
     t "--headers values must be strings for thrift" 2 "" '"user" must be a string' -- \
-        -p "$HP_kv" -t "$idl" -H '{"user":1}' $S KeyValue::getValue '{"key":"foo"}'
+        -p "$HP_kv" -t "$idl" --headers '{"user":1}' $S KeyValue::getValue '{"key":"foo"}'
     t "unknown method" 2 "" "has no method nope" -- -p "$HP_kv" -t "$idl" $S KeyValue::nope '{}'
     t "unknown service" 2 "" "no service Nope" -- -p "$HP_kv" -t "$idl" $S Nope::getValue '{}'
     t "ENDPOINT must be Service::method" 2 "" "Service::method" -- -p "$HP_kv" -t "$idl" $S getValue '{}'
@@ -185,6 +129,15 @@ thrift)
         -p "$HP_kv" -t "$tmp/broken.thrift" $S KeyValue::getValue '{}'
     t "a missing IDL file" 2 "" "/nonexistent/kv.thrift" -- \
         -p "$HP_kv" -t /nonexistent/kv.thrift $S KeyValue::getValue '{}'
+    mkdir "$tmp/idl"
+    cp "$idl" "$tmp/idl/$S.thrift"
+    t "-t FOLDER finds SERVICE.thrift in it" 0 '{
+  "ok": true,
+  "body": "bar"
+}' -- -p "$HP_kv" -t "$tmp/idl" $S KeyValue::getValue '{"key":"foo"}'
+    t "-t FOLDER without SERVICE.thrift" 2 "" "--thrift $tmp/idl: a folder, without other.thrift" -- \
+        -p "$HP_kv" -t "$tmp/idl" other KeyValue::getValue '{"key":"foo"}'
+    t "--no-strict is accepted" 0 - -- -p "$HP_kv" -t "$idl" --no-strict $S KeyValue::getValue '{"key":"foo"}'
     # A service named through an include goes out as the server knows it: KeyValue::getValue.
     cp "$idl" "$tmp/keyvalue.thrift"
     printf 'include "keyvalue.thrift"\n' >"$tmp/outer.thrift"
@@ -209,39 +162,69 @@ errors)
     t "unknown endpoint: bad request" 3 "" "badRequest:" -- -p "$HP_raw" $S no-such-endpoint x
     t "nobody listening: network error" 3 "" "networkError:" -- -p "$(dead_port)" $S echo x
     ;;
+load)
+    start raw "$interop"
+    t "load: --rate 3 --requests 7" 0 - -- -p "$HP_raw" --rate 3 --requests 7 --delay 0 $S echo x
+    [ "$(field calls)" = 7 ] && pass "load: 7 calls" || flunk "load: 7 calls" "calls: $(field calls)"
+    [ "$(field errors)" = 0 ] && pass "load: no errors" || flunk "load: no errors" "errors: $(field errors)"
+    for f in "calls/s" p50 p99 time; do
+        [ -n "$(field "$f")" ] && pass "load: summary has $f" || flunk "load: summary has $f" "missing"
+    done
+    t "load: every call busy: exit 3, counted by code" 3 - -- -p "$HP_raw" --rate 2 --requests 4 \
+        --delay 0 --retry-limit 0 $S busy x
+    [ "$(field errors)" = "4 (busy: 4)" ] && pass "load: 4 busy" || flunk "load: 4 busy" "errors: $(field errors)"
+    t "load: timeouts" 3 - -- -p "$HP_raw" --rate 2 --requests 2 --timeout 50 $S slow 500
+    [ "$(field errors)" = "2 (timeout: 2)" ] && pass "load: 2 timeouts" || flunk "load: 2 timeouts" "errors: $(field errors)"
+    t "load: --time bounds the run" 0 - -- -p "$HP_raw" --rate 1 --time 300 --delay 20 $S echo x
+    n=$(field calls)
+    [ "${n:-0}" -ge 2 ] && pass "load: --time 300 made several calls ($n)" || flunk "load: --time" "calls: $n"
+    ;;
 usage)
-    t "no arguments" 2 "" "SERVICE is required" --
-    t "--help" 0 - --  --help
+    u "no arguments" "SERVICE is required" --
+    t "--help" 0 - -- --help
     contains "--help prints usage" "usage: tcurl"
-    t "no peer" 2 "" "no peer" -- svc echo
-    t "no endpoint" 2 "" "ENDPOINT is required" -- -p 127.0.0.1:1 svc
-    t "unknown option named" 2 "" "unknown option --frob" -- -p 127.0.0.1:1 --frob svc echo
-    t "unknown --name=value named" 2 "" "unknown option --frob" -- -p 127.0.0.1:1 --frob=1 svc echo
-    t "a flag given a value" 2 "" "--health: takes no value" -- -p 127.0.0.1:1 --health=1 svc
-    t "missing option value" 2 "" "--timeout: missing value" -- svc echo -p 127.0.0.1:1 --timeout
-    t "an option where a value belongs" 2 "" "-p: missing value (next comes the option --health" -- \
+    u "no peer" "no peer" -- svc echo
+    u "no endpoint" "ENDPOINT is required" -- -p 127.0.0.1:1 svc
+    u "unknown option named" "unknown option --frob" -- -p 127.0.0.1:1 --frob svc echo
+    u "unknown --name=value named" "unknown option --frob" -- -p 127.0.0.1:1 --frob=1 svc echo
+    u "unknown short option named" "unknown option -x" -- -p 127.0.0.1:1 -jx svc echo
+    u "an ambiguous abbreviation names the candidates" "ambiguous option --hea: " -- \
+        -p 127.0.0.1:1 --hea svc echo
+    u "a flag given a value" "--health: takes no value" -- -p 127.0.0.1:1 --health=1 svc
+    u "missing option value" "--timeout: missing value" -- svc echo -p 127.0.0.1:1 --timeout
+    u "missing short option value" "-p: missing value" -- svc echo -p
+    u "an option where a value belongs" "-p: missing value (next comes the option --health)" -- \
         -p --health svc
-    t "bad --timeout" 2 "" "--timeout" "abc" -- -p 127.0.0.1:1 --timeout abc svc echo
-    t "bad --retry-on" 2 "" "--retry-on" -- -p 127.0.0.1:1 --retry-on x svc echo
-    t "bad --retry-limit" 2 "" "--retry-limit" -- -p 127.0.0.1:1 --retry-limit -1 svc echo
-    t "two schemes" 2 "" "only one of" -- -p 127.0.0.1:1 --json -t "$idl" svc echo
-    t "--health takes SERVICE only" 2 "" "--health: takes SERVICE only" -- -p 127.0.0.1:1 --health svc echo
-    t "--health with a scheme" 2 "" "--health: it is a thrift call" -- -p 127.0.0.1:1 --health --json svc
-    t "--headers with raw" 2 "" "--headers: needs --json or --thrift" -- -p 127.0.0.1:1 -H '{}' svc echo
-    t "BODY and --arg3" 2 "" "--arg3" -- -p 127.0.0.1:1 --arg3 x svc echo y
-    t "extra positional" 2 "" "unexpected argument" -- -p 127.0.0.1:1 svc echo a b
-    t "bad --peer" 2 "" "--peer nohost" -- -p nohost svc echo
-    t "bad --transport-header" 2 "" "KEY=VALUE" -- -p 127.0.0.1:1 --transport-header novalue svc echo
-    t "missing --hostlist file" 2 "" "/nonexistent/hosts.json" -- --hostlist /nonexistent/hosts.json svc echo
+    u "bad --timeout" "--timeout: expected a whole number from 1 to" -- -p 127.0.0.1:1 --timeout abc svc echo
+    u "--timeout 0" "--timeout: expected a whole number from 1 to" -- -p 127.0.0.1:1 --timeout 0 svc echo
+    u "bad --retry-on" "--retry-on" -- -p 127.0.0.1:1 --retry-on x svc echo
+    u "bad --retry-limit" "--retry-limit" -- -p 127.0.0.1:1 --retry-limit -1 svc echo
+    u "two schemes" "only one of" -- -p 127.0.0.1:1 --json -t "$idl" svc echo
+    u "--health takes SERVICE only" "--health: takes SERVICE only" -- -p 127.0.0.1:1 --health svc echo
+    u "--health with a scheme" "--health: it is a thrift call" -- -p 127.0.0.1:1 --health --json svc
+    u "--headers with raw" "--headers: needs --json or --thrift" -- -p 127.0.0.1:1 --headers '{}' svc echo
+    u "-H with headers says -H is the peer list now" "-H takes a peer-list FILE" -- \
+        -p 127.0.0.1:1 -j -H '{"user":"alice"}' svc echo
+    u "--headers and -2" "--headers is given too" -- -p 127.0.0.1:1 -j --headers '{}' -2 '{}' svc echo
+    u "BODY and --arg3" "--arg3" -- -p 127.0.0.1:1 --arg3 x svc echo y
+    u "extra positional" "unexpected argument" -- -p 127.0.0.1:1 svc echo a b
+    u "bad --peer" "--peer nohost" -- -p nohost svc echo
+    u "bad --transport-header" "KEY=VALUE" -- -p 127.0.0.1:1 --transport-header novalue svc echo
+    u "--http is not supported" "--http: the http arg scheme is not supported" -- \
+        -p 127.0.0.1:1 --http GET svc echo
+    u "--requests without --rate" "--requests: needs --rate" -- -p 127.0.0.1:1 --requests 5 svc echo
+    u "--rate 0" "--rate: expected a whole number from 1 to" -- -p 127.0.0.1:1 --rate 0 svc echo
+    u "--health with load options" "--health: not with the load options" -- \
+        -p 127.0.0.1:1 --health --rate 2 svc
+    t "missing --peerlist file" 2 "" "/nonexistent/hosts.json" -- --hostlist /nonexistent/hosts.json svc echo
     printf '["127.0.0.1:1", 5]' >"$tmp/hosts.json"
-    t "bad --hostlist entry" 2 "" "entry 1" -- --hostlist "$tmp/hosts.json" svc echo
+    t "bad --peerlist entry" 2 "" "entry 1" -- -P "$tmp/hosts.json" svc echo
     t "missing --arg3 file" 2 "" "/nonexistent/body" -- -p 127.0.0.1:1 --arg3 @/nonexistent/body svc echo
-    t "@- twice" 2 "" "more than once" -- -p 127.0.0.1:1 --arg2 @- --arg3 @- svc echo
+    u "@- twice" "more than once" -- -p 127.0.0.1:1 --arg2 @- --arg3 @- svc echo
     ;;
 *)
-    echo "usage: tcurl_test.sh raw|json|thrift|errors|usage TCURL INTEROP_SERVER TEST_SERVER IDL" >&2
+    echo "usage: tcurl_test.sh raw|json|thrift|errors|load|usage TCURL INTEROP_SERVER TEST_SERVER IDL" >&2
     exit 2
     ;;
 esac
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
