@@ -4,9 +4,12 @@
 
 #include "array.h"
 
+#include <event2/dns.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +23,10 @@ static const tch_channel_options default_opts = {
     .max_arg_size = 64u << 20,
     .max_pending_calls = 65536,
     .idle_timeout_ms = 5 * 60 * 1000,
+    .frame_timeout_ms = 10 * 1000,
+    .max_connections = 1024,
+    .max_partial_bytes = (size_t)128 << 20,
+    .max_request_bytes = (size_t)256 << 20,
 };
 
 const char *tch_proto_code_name(uint8_t code) {
@@ -83,7 +90,20 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
             ch->opts.max_pending_calls = opts->max_pending_calls;
         if (opts->idle_timeout_ms)
             ch->opts.idle_timeout_ms = opts->idle_timeout_ms;
+        if (opts->frame_timeout_ms)
+            ch->opts.frame_timeout_ms = opts->frame_timeout_ms;
+        if (opts->max_connections)
+            ch->opts.max_connections = opts->max_connections;
+        if (opts->max_partial_bytes)
+            ch->opts.max_partial_bytes = opts->max_partial_bytes;
+        if (opts->max_request_bytes)
+            ch->opts.max_request_bytes = opts->max_request_bytes;
+        ch->opts.log = opts->log;
+        ch->opts.log_ud = opts->log_ud;
     }
+    if (ch->opts.frame_timeout_ms == TCH_IDLE_NEVER)
+        ch->opts.frame_timeout_ms = 0; /* inside the channel, 0 is never */
+    ch->budget.limit = ch->opts.max_request_bytes;
     if (opts && opts->process_name)
         snprintf(ch->process_name, sizeof ch->process_name, "%s", opts->process_name);
     else
@@ -116,6 +136,17 @@ uint64_t channel_random(tch_channel *ch) {
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+void channel_log(tch_channel *ch, const char *fmt, ...) {
+    if (!ch->opts.log)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    CHANNEL_USER_CALL(ch, ch->opts.log(ch->opts.log_ud, line));
+}
+
 const char *tch_channel_name(const tch_channel *ch) { return ch->name; }
 struct event_base *tch_channel_base(const tch_channel *ch) { return ch->base; }
 
@@ -129,6 +160,8 @@ static void chconn_unlink(chconn *cc) {
         ch->conns = cc->next;
     if (cc->next)
         cc->next->prev = cc->prev;
+    if (!cc->outbound) /* each connection is unlinked once */
+        ch->ninbound--;
     cc->prev = cc->next = NULL;
     if (!ch->conns && ch->idle_sweep) /* nothing left to sweep: leave the loop free */
         evtimer_del(ch->idle_sweep);
@@ -202,14 +235,23 @@ static void on_ready(void *ud) {
                  tch_conn_remote_host_port(tch_transport_conn(cc->t)));
 }
 static void on_closed(void *ud, int status, const char *why) {
+    chconn *cc = ud;
+    if (status == TCH_ETIMEOUT) /* the transport's frame timeout */
+        channel_log(cc->ch, "%s: closed connection %s: %s", cc->ch->name,
+                    cc->host_port[0] ? cc->host_port : "(before init)", why);
     chconn_destroy(ud, status, why);
+}
+
+static void on_limit(void *ud, const char *why) {
+    chconn *cc = ud;
+    channel_log(cc->ch, "%s: connection %s: %s", cc->ch->name, cc->host_port, why);
 }
 
 static const tch_transport_events chconn_events = {
     .ready = on_ready, .call_req = on_call_req, .call_res = on_call_res,
     .res_failed = on_res_failed, .error_frame = on_error_frame,
     .cancel = on_cancel, .closed = on_closed, .expects_response = on_expects_response,
-    .ping_res = on_ping_res,
+    .ping_res = on_ping_res, .limit = on_limit,
 };
 
 /* A peer that connects (or is dialled) and never completes the init
@@ -218,8 +260,12 @@ static const tch_transport_events chconn_events = {
 static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
     chconn *cc = arg;
     (void)fd, (void)what;
-    char why[96];
-    snprintf(why, sizeof why, "no init handshake within %u ms", cc->ch->opts.default_timeout_ms);
+    char why[TCH_ERROR_MSG_MAX];
+    tch_transport_explain_wait(cc->t, why, sizeof why); /* ours: lookup, connect, silence */
+    if (!why[0]) /* the peer connected to us and sent no init */
+        snprintf(why, sizeof why, "no init handshake within %u ms", cc->ch->opts.default_timeout_ms);
+    channel_log(cc->ch, "%s: closed %s connection %s: %s", cc->ch->name,
+                cc->outbound ? "outbound" : "inbound", cc->host_port[0] ? cc->host_port : "(before init)", why);
     cc->closing = 1;
     outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
     tch_transport_close(cc->t, TCH_EIO, why); /* first: the close keeps this status */
@@ -244,6 +290,8 @@ static tch_conn_config conn_config(tch_channel *ch, int outbound) {
         .host_port = channel_host_port_or_zero(ch),
         .process_name = ch->process_name,
         .max_arg_size = ch->opts.max_arg_size,
+        .max_partial_bytes = ch->opts.max_partial_bytes,
+        .shared = &ch->budget,
     };
     return cfg;
 }
@@ -256,6 +304,8 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
     cc->outbound = outbound;
     cc->last_active_ms = channel_now_ms();
     snprintf(cc->host_port, sizeof cc->host_port, "%s", host_port ? host_port : "");
+    if (!outbound)
+        ch->ninbound++;
     cc->next = ch->conns;
     if (ch->conns)
         ch->conns->prev = cc;
@@ -264,8 +314,32 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
     return cc;
 }
 
+/* Over max_connections a new connection is told why (a fatal error frame,
+ * which the peer reads as a refused handshake) and closed at once, rather
+ * than left waiting in the listen backlog: the caller learns now, and the
+ * server keeps accepting, so it can tell the next one too. */
+static int refuse_over_cap(tch_channel *ch, evutil_socket_t fd) {
+    if (ch->ninbound < ch->opts.max_connections)
+        return 0;
+    char why[128];
+    snprintf(why, sizeof why, "too many connections: %zu are open (the limit); try again later",
+             ch->ninbound);
+    uint8_t frame[256];
+    size_t len;
+    tch_error_frame e = {.code = TCH_PCODE_FATAL, .message = tch_slice_cstr(why)};
+    if (tch_error_frame_encode(TCH_ID_NONE, &e, frame, sizeof frame, &len, NULL) == 0 &&
+        send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        /* best effort: the close tells it anyway */
+    }
+    evutil_closesocket(fd);
+    channel_log(ch, "%s: refused a connection: %s", ch->name, why);
+    return 1;
+}
+
 static void accept_fd(evutil_socket_t fd, void *ud) {
     tch_channel *ch = ud;
+    if (refuse_over_cap(ch, fd))
+        return;
     chconn *cc = chconn_new(ch, 0, "");
     if (!cc) {
         evutil_closesocket(fd);
@@ -279,6 +353,31 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
         return;
     }
     arm_handshake_timer(cc); /* without it (ENOMEM) the conn just has no bound */
+    tch_transport_set_frame_timeout(cc->t, ch->opts.frame_timeout_ms); /* likewise */
+}
+
+/* The resolver for peers' host names: the one the user set, or the
+ * channel's own, made on first use from /etc/resolv.conf and /etc/hosts. */
+static struct evdns_base *channel_dns(tch_channel *ch, tch_error *err) {
+    if (ch->dns)
+        return ch->dns;
+    ch->dns = evdns_base_new(ch->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                           EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!ch->dns) {
+        tch_error_set(err, TCH_ENOMEM, "cannot start the DNS resolver");
+        return NULL;
+    }
+    ch->own_dns = 1;
+    /* 0x20 case randomizing trips servers that do not echo the case */
+    evdns_base_set_option(ch->dns, "randomize-case:", "0");
+    return ch->dns;
+}
+
+void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns) {
+    if (ch->own_dns)
+        evdns_base_free(ch->dns, 1); /* lookups in flight answer nobody */
+    ch->dns = dns;
+    ch->own_dns = 0;
 }
 
 /* An outbound connection to host_port that is not closing, or a new one. */
@@ -288,13 +387,17 @@ chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) 
             !tch_conn_has_failed(tch_transport_conn(cc->t)))
             return cc;
     }
+    tch_addr a;
+    struct evdns_base *dns = NULL;
+    if (tch_addr_parse(host_port, &a, err) || (!a.sslen && !(dns = channel_dns(ch, err))))
+        return NULL;
     chconn *cc = chconn_new(ch, 1, host_port);
     if (!cc) {
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
     }
     tch_conn_config cfg = conn_config(ch, 1);
-    cc->t = tch_transport_connect(ch->base, host_port, &cfg, &chconn_events, cc,
+    cc->t = tch_transport_connect(ch->base, dns, host_port, &cfg, &chconn_events, cc,
                                   err);
     if (!cc->t) {
         chconn_unlink(cc);
@@ -302,6 +405,7 @@ chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) 
         return NULL;
     }
     arm_handshake_timer(cc);
+    tch_transport_set_frame_timeout(cc->t, ch->opts.frame_timeout_ms);
     return cc;
 }
 
@@ -337,6 +441,10 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
         char why[96];
         snprintf(why, sizeof why, cc->draining ? "the peer is draining" : "idle for %u ms",
                  ch->opts.idle_timeout_ms);
+        if (!cc->draining)
+            channel_log(ch, "%s: closed %s connection %s: %s (idle timeout)", ch->name,
+                        cc->outbound ? "outbound" : "inbound",
+                        cc->host_port[0] ? cc->host_port : "(before init)", why);
         cc->closing = 1;
         tch_transport_close(cc->t, TCH_ECLOSED, why);
     }
@@ -392,19 +500,14 @@ void channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
 }
 
 int tch_host_port_check(const char *host_port, tch_error *err) {
-    struct sockaddr_storage ss;
-    int sslen;
-    return tch_parse_host_port(host_port, &ss, &sslen, err);
+    tch_addr a; /* the form only: a name is looked up when it is called */
+    return tch_addr_parse(host_port, &a, err);
 }
 
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err) {
-    struct sockaddr_storage ss;
-    int sslen;
-    int rc = tch_parse_host_port(host_port, &ss, &sslen, err);
+    int rc = tch_host_port_check(host_port, err);
     if (rc)
         return rc;
-    if (strlen(host_port) >= sizeof ch->peers[0].host_port)
-        return tch_error_set(err, TCH_EINVAL, "host:port too long: %s", host_port);
     if (channel_find_peer(ch, host_port))
         return 0;
     if (ch->npeers == ch->cap_peers) {
@@ -588,6 +691,8 @@ void tch_channel_free(tch_channel *ch) {
     }
     free(ch->handlers);
     free(ch->peers);
+    if (ch->own_dns) /* after the connections: none is waiting on it now */
+        evdns_base_free(ch->dns, 1);
     tch_intmap_free(&ch->cancellable);
     free(ch->name);
     free(ch);

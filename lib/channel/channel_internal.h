@@ -52,6 +52,8 @@ struct tch_channel {
     char process_name[128];
     tch_channel_options opts;
     tch_listener *listener;
+    struct evdns_base *dns; /* looks up peers' host names; made on first use */
+    int own_dns;            /* dns is ours to free (not tch_channel_set_resolver's) */
     handler_entry *handlers;
     size_t nhandlers, cap_handlers;
     tch_handler_fn fallback;
@@ -67,6 +69,8 @@ struct tch_channel {
     tch_outbound *outbound;  /* every live call, to end them when freed */
     uint32_t next_handle;
     struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
+    size_t ninbound;        /* accepted connections open, for max_connections */
+    tch_mem_budget budget;  /* bytes of requests arriving or being served */
     /* graceful close (tch_channel_close) */
     int closing;
     int close_reported;
@@ -95,6 +99,8 @@ struct tch_channel {
 
 /* channel.c */
 uint64_t channel_now_ms(void);
+/* One line to opts.log, when set: a limit acted. */
+void channel_log(tch_channel *ch, const char *fmt, ...) TCH_PRINTF(2, 3);
 /* While closing: closes idle connections and reports when none are left. */
 void channel_close_progress(tch_channel *ch);
 peer *channel_find_peer(tch_channel *ch, const char *host_port);

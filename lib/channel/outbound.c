@@ -533,13 +533,16 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     const char *hp = call->cc ? call->cc->host_port : "";
+    char waiting[TCH_ERROR_MSG_MAX] = ""; /* the connection never got ready: why */
     if (call->cc) {
         tch_intmap_remove(&call->cc->calls, call->id);
         tch_conn_forget_response(tch_transport_conn(call->cc->t), call->id);
+        tch_transport_explain_wait(call->cc->t, waiting, sizeof waiting);
     }
-    snprintf(call->msg, sizeof call->msg, "call to %s::%.*s at %s timed out after %u ms",
+    snprintf(call->msg, sizeof call->msg, "call to %s::%.*s at %s timed out after %u ms%s%.300s",
              call->req.service, (int)(call->req.endpoint.len > 100 ? 100 : call->req.endpoint.len),
-             (const char *)call->req.endpoint.ptr, hp, call->timeout_ms);
+             (const char *)call->req.endpoint.ptr, hp, call->timeout_ms,
+             waiting[0] ? ": " : "", waiting);
     tch_response res = {.status = TCH_ETIMEOUT, .error_code = TCH_PCODE_TIMEOUT,
                         .message = call->msg, .peer = hp};
     call->cc = NULL;

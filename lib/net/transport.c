@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+
+/* A name lookup in flight. evdns answers it later even when the transport
+ * has gone meanwhile (t is then NULL), so it is never cancelled: with the
+ * resolver freed, evdns fails it with a shutdown, which is safe. */
+typedef struct lookup {
+    tch_transport *t;
+} lookup;
 
 struct tch_transport {
     struct event_base *base;
@@ -23,6 +32,8 @@ struct tch_transport {
     struct event *close_timer; /* bounds the flush of a closing connection */
     struct event *expiry; /* a request still arriving outlives its TTL */
     uint64_t expiry_at;   /* when expiry is due (monotonic ms); 0: not armed */
+    struct event *frame_timer; /* a frame begun is still not whole */
+    uint32_t frame_timeout_ms; /* 0: no bound */
     int paused;          /* reading stopped: too much output waiting */
     struct evbuffer *in, *out;
     struct evbuffer_iovec room; /* reserved in out while a frame is encoded */
@@ -31,6 +42,14 @@ struct tch_transport {
     tch_transport_events ev;
     void *ud;
     char peer[64];     /* host:port we dialled, for messages */
+    int dialled;       /* outbound: we connect to peer */
+    int unconnected;   /* no socket yet: a name being looked up or dialled */
+    lookup *lookup;    /* the name's lookup in flight */
+    int lookup_error;  /* EVUTIL_EAI_* when it failed */
+    struct evutil_addrinfo *addrs, *next_addr; /* the name's, tried in order */
+    struct event *dial; /* the next step of an unconnected one, from the loop */
+    char addr[64];      /* the address dialled, for messages */
+    uint64_t started_ms; /* when dialling began */
     int connecting;
     int connect_errno; /* connect(2) failed at once; reported from the loop */
     int flush_pending;
@@ -55,41 +74,104 @@ struct tch_transport {
 #define CLOSE_FLUSH_MS 2000
 #define FLUSH_BYTES (64 * 1024) /* or as soon as this much output is queued */
 
-int tch_parse_host_port(const char *host_port, struct sockaddr_storage *ss,
-                        int *sslen, tch_error *err) {
-    /* evutil_parse_sockaddr_port refuses port 0, which listening needs. */
-    memset(ss, 0, sizeof *ss);
-    const char *colon = host_port ? strrchr(host_port, ':') : NULL;
-    char host[64];
-    char *end = NULL;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    size_t hlen = colon ? (size_t)(colon - host_port) : 0;
-    if (!colon || colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535 ||
-        hlen == 0 || hlen >= sizeof host)
-        goto bad;
-    memcpy(host, host_port, hlen);
-    host[hlen] = '\0';
-    if (host[0] == '[' && host[hlen - 1] == ']') {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-        host[hlen - 1] = '\0';
-        if (evutil_inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
-            goto bad;
+static int bad_host_port(const char *host_port, tch_error *err, const char *why) {
+    return tch_error_set(err, TCH_EINVAL, "invalid host:port \"%.100s\": %s", host_port, why);
+}
+
+/* Letters, digits, '-', '_' and dots: what /etc/hosts and DNS names use. */
+static int is_host_name(const char *h) {
+    if (!*h || *h == '-' || *h == '.')
+        return 0;
+    for (; *h; h++)
+        if (!(*h >= 'a' && *h <= 'z') && !(*h >= 'A' && *h <= 'Z') &&
+            !(*h >= '0' && *h <= '9') && *h != '-' && *h != '_' && *h != '.')
+            return 0;
+    return 1;
+}
+
+static int parse_port(const char *s, uint16_t *port) {
+    unsigned long v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 5 || strspn(s, "0123456789") != n)
+        return -1;
+    v = strtoul(s, NULL, 10);
+    if (v > 65535)
+        return -1;
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int tch_addr_parse(const char *host_port, tch_addr *a, tch_error *err) {
+    /* evutil_parse_sockaddr_port refuses port 0, which listening needs,
+     * and knows no names. */
+    memset(a, 0, sizeof *a);
+    if (!host_port)
+        return tch_error_set(err, TCH_EINVAL, "invalid host:port: none given (NULL)");
+    if (strlen(host_port) >= TCH_HOST_PORT_MAX)
+        return bad_host_port(host_port, err, "longer than 63 bytes");
+    const char *colon = strrchr(host_port, ':');
+    if (!colon || parse_port(colon + 1, &a->port) != 0)
+        return bad_host_port(host_port, err, "want HOST:PORT with a port 0-65535");
+    size_t hlen = (size_t)(colon - host_port);
+    memcpy(a->host, host_port, hlen);
+    a->host[hlen] = '\0';
+    if (hlen == 0)
+        return bad_host_port(host_port, err, "the host is empty");
+    if (a->host[0] == '[' && a->host[hlen - 1] == ']' && hlen > 2) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+        memmove(a->host, a->host + 1, hlen - 2);
+        a->host[hlen - 2] = '\0';
+        if (evutil_inet_pton(AF_INET6, a->host, &sin6->sin6_addr) != 1)
+            return bad_host_port(host_port, err, "what is in brackets is not an IPv6 address");
         sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((uint16_t)port);
-        *sslen = (int)sizeof *sin6;
+        sin6->sin6_port = htons(a->port);
+        a->sslen = (int)sizeof *sin6;
         return 0;
     }
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    if (evutil_inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-        goto bad;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)port);
-    *sslen = (int)sizeof *sin;
-    return 0;
-bad:
-    return tch_error_set(err, TCH_EINVAL,
-                         "invalid host:port \"%s\" (want a numeric IP and a port 0-65535)",
-                         host_port ? host_port : "(null)");
+    if (strchr(a->host, ':'))
+        return bad_host_port(host_port, err,
+                             "an IPv6 address goes in brackets, as in [::1]:4040");
+    struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+    if (evutil_inet_pton(AF_INET, a->host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(a->port);
+        a->sslen = (int)sizeof *sin;
+        return 0;
+    }
+    if (!is_host_name(a->host))
+        return bad_host_port(host_port, err,
+                             "the host is neither an IP address nor a host name");
+    return 0; /* a name: looked up when used */
+}
+
+int tch_parse_host_port(const char *host_port, struct sockaddr_storage *ss,
+                        int *sslen, tch_error *err) {
+    tch_addr a;
+    int rc = tch_addr_parse(host_port, &a, err);
+    if (rc == 0 && a.sslen == 0)
+        rc = bad_host_port(host_port, err, "want a numeric address here");
+    memcpy(ss, &a.ss, sizeof *ss);
+    *sslen = a.sslen;
+    return rc;
+}
+
+/* "1.2.3.4:80" or "[::1]:80". */
+static void sockaddr_text(const struct sockaddr *sa, char *buf, size_t cap) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        port = ntohs(sin->sin_port);
+        snprintf(buf, cap, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        port = ntohs(sin6->sin6_port);
+        snprintf(buf, cap, "[%s]:%d", host, port);
+    } else {
+        snprintf(buf, cap, "?:0");
+    }
 }
 
 static void set_nodelay(evutil_socket_t fd) {
@@ -102,7 +184,8 @@ static void set_nodelay(evutil_socket_t fd) {
 static void release_socket(tch_transport *t) {
     if (t->fd < 0)
         return;
-    struct event *evs[] = {t->rev, t->wev, t->flush, t->close_timer, t->expiry};
+    struct event *evs[] = {t->rev, t->wev, t->flush, t->close_timer, t->expiry,
+                           t->frame_timer};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) /* NULL when construction ran out of memory */
             event_del(evs[i]);
@@ -136,8 +219,11 @@ static void schedule_flush(tch_transport *t) {
  * conn sees the transport vanish under its feet. */
 static void begin_close(tch_transport *t, int status, const char *why) {
     note_close(t, status, why);
-    if (t->fd < 0)
+    if (t->fd < 0) {
+        if (t->unconnected) /* dial_cb reports the close from the loop */
+            event_active(t->dial, EV_TIMEOUT, 0);
         return;
+    }
     event_del(t->rev);
     struct timeval tv = {CLOSE_FLUSH_MS / 1000, (CLOSE_FLUSH_MS % 1000) * 1000};
     if (!evtimer_pending(t->close_timer, NULL))
@@ -158,11 +244,63 @@ void tch_transport_close(tch_transport *t, int status, const char *why) {
     begin_close(t, status, why);
 }
 
+/* Connected by us and waiting for the peer's init response. */
+static int in_handshake(const tch_transport *t) {
+    return t->dialled && !t->connecting && t->fd >= 0 && !tch_conn_is_ready(t->conn);
+}
+
+/* What the peer sent so far, printable and bounded: its first line, at
+ * most SENT_SHOWN bytes, other bytes as \xNN. */
+#define SENT_SHOWN 48
+static void sent_text(const tch_transport *t, char *buf, size_t cap) {
+    uint8_t b[SENT_SHOWN];
+    ev_ssize_t n = evbuffer_copyout(t->in, b, sizeof b);
+    size_t o = 0, i = 0;
+    int line_end = 0;
+    buf[0] = '\0';
+    for (; n > 0 && i < (size_t)n && o + 8 < cap; i++) {
+        if ((b[i] == '\r' || b[i] == '\n') && i > 0) {
+            line_end = 1;
+            break;
+        }
+        if (b[i] >= 0x20 && b[i] < 0x7f && b[i] != '"' && b[i] != '\\')
+            buf[o++] = (char)b[i];
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", b[i]);
+    }
+    buf[o] = '\0';
+    if (!line_end && i < evbuffer_get_length(t->in))
+        snprintf(buf + o, cap - o, "...");
+}
+
+/* A handshake that failed over bytes that are not a TChannel frame (an
+ * init response or an error) means the peer speaks something else. */
+static int not_tchannel(tch_transport *t, char *why, size_t cap) {
+    uint8_t hdr[3];
+    if (!in_handshake(t) || evbuffer_copyout(t->in, hdr, sizeof hdr) < 1 ||
+        (evbuffer_get_length(t->in) >= 3 &&
+         (hdr[2] == TCH_FRAME_INIT_RES || hdr[2] == TCH_FRAME_ERROR)))
+        return 0;
+    char sent[SENT_SHOWN * 4 + 8];
+    sent_text(t, sent, sizeof sent);
+    snprintf(why, cap, "peer %s is not speaking TChannel: it sent \"%s\" instead of an init response",
+             t->peer, sent);
+    return 1;
+}
+
 static void socket_failed(tch_transport *t, int e) {
     char why[TCH_ERROR_MSG_MAX];
-    if (e == 0)
+    if (e == 0 && in_handshake(t) && evbuffer_get_length(t->in) == 0)
+        snprintf(why, sizeof why, "peer %s closed the connection without answering the TChannel handshake",
+                 t->peer);
+    else if (e == 0 && not_tchannel(t, why, sizeof why))
+        ; /* said what it sent instead */
+    else if (e == 0)
         snprintf(why, sizeof why, "connection %s%s closed by peer",
                  t->peer[0] ? "to " : "", t->peer);
+    else if (t->connecting && t->addrs) /* a name: say which of its addresses */
+        snprintf(why, sizeof why, "connection to %s (%s): %s", t->peer, t->addr,
+                 evutil_socket_error_to_string(e));
     else
         snprintf(why, sizeof why, "connection %s%s: %s", t->peer[0] ? "to " : "",
                  t->peer, evutil_socket_error_to_string(e));
@@ -310,8 +448,18 @@ static void conn_cancel(void *ud, uint32_t id) {
         t->ev.cancel(t->ud, id);
 }
 
+static void conn_limit(void *ud, const char *why) {
+    tch_transport *t = ud;
+    if (t->ev.limit)
+        t->ev.limit(t->ud, why);
+}
+
 static void conn_failed(void *ud, int status, const char *why) {
-    begin_close(ud, status, why);
+    tch_transport *t = ud;
+    char instead[TCH_ERROR_MSG_MAX];
+    if (t->in_read && status == TCH_EPROTO && not_tchannel(t, instead, sizeof instead))
+        why = instead; /* what the peer sent says more than the frame type */
+    begin_close(t, status, why);
 }
 
 /* ---- requests that arrive too slowly ------------------------------------ */
@@ -431,10 +579,52 @@ static int read_socket(tch_transport *t) {
     return 0;
 }
 
+/* A peer that starts a frame and never finishes it (slowloris) would hold
+ * the connection open: a frame begun must be whole within the frame
+ * timeout. The clock starts when bytes of a new frame are left over after
+ * a read, and stops when none are (or reading is paused by backpressure). */
+static void frame_timeout_cb(evutil_socket_t fd, short what, void *arg) {
+    tch_transport *t = arg;
+    (void)fd, (void)what;
+    char why[128];
+    snprintf(why, sizeof why,
+             "a frame begun %u ms ago is still not whole (%zu bytes of it arrived): frame timeout",
+             t->frame_timeout_ms, evbuffer_get_length(t->in));
+    begin_close(t, TCH_ETIMEOUT, why); /* first: the close keeps this status */
+    tch_conn_abort(t->conn, why);
+}
+
+static void watch_partial_frame(tch_transport *t, int took_frames) {
+    if (!t->frame_timer || t->fd < 0)
+        return;
+    if (t->closing || t->paused || evbuffer_get_length(t->in) == 0) {
+        event_del(t->frame_timer);
+        return;
+    }
+    if (took_frames || !evtimer_pending(t->frame_timer, NULL)) { /* a new frame */
+        uint32_t ms = t->frame_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(t->frame_timer, &tv);
+    }
+}
+
+int tch_transport_set_frame_timeout(tch_transport *t, uint32_t ms) {
+    if (!t->frame_timer && ms) {
+        t->frame_timer = evtimer_new(t->base, frame_timeout_cb, t);
+        if (!t->frame_timer)
+            return TCH_ENOMEM;
+    }
+    t->frame_timeout_ms = ms;
+    if (!ms && t->frame_timer)
+        event_del(t->frame_timer);
+    return 0;
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
     (void)fd, (void)what;
     int rc = read_socket(t);
+    size_t had = evbuffer_get_length(t->in);
     t->in_read = 1;
     feed_frames(t);
     t->in_read = 0;
@@ -449,8 +639,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     if (t->closing)
         event_del(t->rev);
     arm_expiry(t);
+    watch_partial_frame(t, evbuffer_get_length(t->in) < had);
     try_write(t); /* answers made while reading go out now */
 }
+
+static void undial(tch_transport *t);
+static void dial_next(tch_transport *t, int last_errno);
 
 static void write_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
@@ -460,6 +654,11 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
         socklen_t len = sizeof e;
         if (e == 0)
             getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &e, &len);
+        if (e != 0 && t->next_addr && !t->closing) { /* the name has more addresses */
+            undial(t);
+            dial_next(t, e);
+            return;
+        }
         if (e != 0) {
             socket_failed(t, e);
             return;
@@ -484,7 +683,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
         .call_res = conn_call_res, .res_failed = conn_res_failed,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
         .failed = conn_failed, .expects_response = conn_expects_response,
-        .ping_res = conn_ping_res, .now_ms = conn_now_ms,
+        .ping_res = conn_ping_res, .now_ms = conn_now_ms, .limit = conn_limit,
     };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {
@@ -499,12 +698,14 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     t->conn = tch_conn_new(cfg, &cb, t);
     t->in = evbuffer_new();
     t->out = evbuffer_new();
-    t->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, t);
-    t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
+    if (fd >= 0) { /* a dialled one gets them with its socket (dial) */
+        t->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, t);
+        t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
+    }
     t->flush = event_new(base, -1, 0, flush_cb, t);
     t->close_timer = evtimer_new(base, close_timeout_cb, t);
     t->expiry = evtimer_new(base, expiry_cb, t);
-    if (!t->conn || !t->in || !t->out || !t->rev || !t->wev || !t->flush ||
+    if (!t->conn || !t->in || !t->out || (fd >= 0 && (!t->rev || !t->wev)) || !t->flush ||
         !t->close_timer || !t->expiry) {
         tch_transport_free(t);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
@@ -513,36 +714,176 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     return t;
 }
 
-tch_transport *tch_transport_connect(struct event_base *base,
-                                     const char *host_port,
-                                     const tch_conn_config *cfg,
-                                     const tch_transport_events *ev, void *ud,
-                                     tch_error *err) {
-    struct sockaddr_storage ss;
-    int sslen;
-    if (tch_parse_host_port(host_port, &ss, &sslen, err))
-        return NULL;
-    evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM, 0);
-    if (fd < 0) {
-        tch_error_set(err, TCH_EIO, "socket: %s", strerror(errno));
-        return NULL;
-    }
+/* ---- dialling ------------------------------------------------------------ */
+
+/* Opens a socket to sa and starts connecting. The socket's events are made
+ * here, since a name's socket exists only once it is looked up. A refusal
+ * at once is reported from the loop, like one that comes later. */
+static int dial(tch_transport *t, const struct sockaddr *sa, socklen_t len, tch_error *err) {
+    sockaddr_text(sa, t->addr, sizeof t->addr);
+    evutil_socket_t fd = socket(sa->sa_family, SOCK_STREAM, 0);
+    if (fd < 0)
+        return tch_error_set(err, TCH_EIO, "connection to %s: socket: %s", t->peer,
+                             strerror(errno));
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     set_nodelay(fd);
-    tch_transport *t = transport_new(base, fd, cfg, ev, ud, err);
-    if (!t)
-        return NULL;
-    snprintf(t->peer, sizeof t->peer, "%s", host_port);
+    t->rev = event_new(t->base, fd, EV_READ | EV_PERSIST, read_cb, t);
+    t->wev = event_new(t->base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
+    t->fd = fd;
+    if (!t->rev || !t->wev) {
+        undial(t);
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
+    t->unconnected = 0;
     t->connecting = 1;
-    if (connect(fd, (struct sockaddr *)&ss, (socklen_t)sslen) != 0 && errno != EINPROGRESS) {
+    t->connect_errno = 0;
+    if (connect(fd, sa, len) != 0 && errno != EINPROGRESS) {
         t->connect_errno = errno; /* reported from the loop, like a refusal */
         event_active(t->wev, EV_WRITE, 0);
     } else {
         event_add(t->wev, NULL); /* writable: connected, or SO_ERROR says why not */
     }
+    return 0;
+}
+
+/* Drops the socket of an address that did not answer; the transport waits
+ * for the next one. */
+static void undial(tch_transport *t) {
+    if (t->rev)
+        event_free(t->rev);
+    if (t->wev)
+        event_free(t->wev);
+    t->rev = t->wev = NULL;
+    if (t->fd >= 0)
+        evutil_closesocket(t->fd);
+    t->fd = -1;
+    t->unconnected = 1;
+}
+
+/* Closes a transport that has no socket; runs from the loop only. */
+static void fail_unconnected(tch_transport *t, int status, const char *why) {
+    note_close(t, status, why);
+    t->unconnected = 0;
+    finish_close(t);
+}
+
+/* Dials the name's next address; when none is left, the connection fails
+ * with the last one's error. */
+static void dial_next(tch_transport *t, int last_errno) {
+    tch_error err = {0};
+    while (t->next_addr) {
+        const struct evutil_addrinfo *ai = t->next_addr;
+        t->next_addr = ai->ai_next;
+        if (dial(t, ai->ai_addr, (socklen_t)ai->ai_addrlen, &err) == 0)
+            return;
+        last_errno = 0;
+    }
+    char why[TCH_ERROR_MSG_MAX];
+    if (last_errno)
+        snprintf(why, sizeof why, "connection to %s (%s): %s", t->peer, t->addr,
+                 evutil_socket_error_to_string(last_errno));
+    else
+        snprintf(why, sizeof why, "%s", err.msg[0] ? err.msg : "no address to connect to");
+    fail_unconnected(t, err.code == TCH_ENOMEM ? TCH_ENOMEM : TCH_EIO, why);
+}
+
+/* The next step of a transport without a socket: its name was looked up,
+ * or it was closed meanwhile. */
+static void dial_cb(evutil_socket_t fd, short what, void *arg) {
+    tch_transport *t = arg;
+    (void)fd, (void)what;
+    if (!t->unconnected)
+        return;
+    if (t->closing) {
+        if (t->lookup) { /* its answer goes to nobody */
+            t->lookup->t = NULL;
+            t->lookup = NULL;
+        }
+        fail_unconnected(t, t->close_status, t->close_why);
+        return;
+    }
+    if (t->lookup) /* not answered yet */
+        return;
+    if (t->lookup_error || !t->addrs) {
+        char host[TCH_HOST_PORT_MAX], why[TCH_ERROR_MSG_MAX];
+        const char *colon = strrchr(t->peer, ':');
+        snprintf(host, sizeof host, "%.*s", colon ? (int)(colon - t->peer) : 0, t->peer);
+        snprintf(why, sizeof why, "resolve \"%s\": %s", host,
+                 t->lookup_error ? evutil_gai_strerror(t->lookup_error) : "no addresses");
+        fail_unconnected(t, TCH_EIO, why); /* a network failure: retried, backed off */
+        return;
+    }
+    dial_next(t, 0);
+}
+
+/* evdns' answer; may come from inside evdns_getaddrinfo itself, so it only
+ * records and hands over to dial_cb. */
+static void lookup_done(int result, struct evutil_addrinfo *res, void *arg) {
+    lookup *lk = arg;
+    tch_transport *t = lk->t;
+    free(lk);
+    if (!t) { /* closed meanwhile */
+        if (res)
+            evutil_freeaddrinfo(res);
+        return;
+    }
+    t->lookup = NULL;
+    t->lookup_error = result;
+    t->addrs = t->next_addr = result ? NULL : res;
+    if (result && res)
+        evutil_freeaddrinfo(res);
+    event_active(t->dial, EV_TIMEOUT, 0);
+}
+
+static int start_lookup(tch_transport *t, struct evdns_base *dns, const tch_addr *a,
+                        tch_error *err) {
+    if (!dns)
+        return tch_error_set(err, TCH_EINVAL, "connection to %s: no resolver for a host name",
+                             t->peer);
+    lookup *lk = calloc(1, sizeof *lk);
+    t->dial = event_new(t->base, -1, 0, dial_cb, t);
+    if (!lk || !t->dial) {
+        free(lk);
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
+    lk->t = t;
+    t->lookup = lk;
+    t->unconnected = 1;
+    char port[8];
+    snprintf(port, sizeof port, "%u", a->port);
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP,
+                                    .ai_flags = EVUTIL_AI_NUMERICSERV};
+    evdns_getaddrinfo(dns, a->host, port, &hints, lookup_done, lk);
+    return 0;
+}
+
+tch_transport *tch_transport_connect(struct event_base *base,
+                                     struct evdns_base *dns,
+                                     const char *host_port,
+                                     const tch_conn_config *cfg,
+                                     const tch_transport_events *ev, void *ud,
+                                     tch_error *err) {
+    tch_addr a;
+    if (tch_addr_parse(host_port, &a, err))
+        return NULL;
+    tch_transport *t = transport_new(base, -1, cfg, ev, ud, err);
+    if (!t)
+        return NULL;
+    snprintf(t->peer, sizeof t->peer, "%s", host_port);
+    t->dialled = 1;
+    t->started_ms = mono_ms();
+    int rc = a.sslen ? dial(t, (struct sockaddr *)&a.ss, (socklen_t)a.sslen, err)
+                     : start_lookup(t, dns, &a, err);
+    if (rc) {
+        tch_transport_free(t);
+        return NULL;
+    }
     return t;
 }
+
+/* ---- accepting ------------------------------------------------------------ */
 
 tch_transport *tch_transport_accept(struct event_base *base,
                                     evutil_socket_t fd,
@@ -564,9 +905,37 @@ size_t tch_transport_pending_output(const tch_transport *t) {
     return t->out ? evbuffer_get_length(t->out) : 0;
 }
 
+void tch_transport_explain_wait(const tch_transport *t, char *buf, size_t cap) {
+    buf[0] = '\0';
+    if (!t->dialled || tch_conn_is_ready(t->conn))
+        return;
+    unsigned ms = (unsigned)(mono_ms() - t->started_ms);
+    if (t->lookup) {
+        const char *colon = strrchr(t->peer, ':');
+        snprintf(buf, cap, "resolve \"%.*s\": no answer within %u ms",
+                 colon ? (int)(colon - t->peer) : 0, t->peer, ms);
+    } else if (t->connecting || t->unconnected) {
+        snprintf(buf, cap, "connection to %s not established within %u ms", t->peer, ms);
+    } else if (evbuffer_get_length(t->in) > 0) {
+        char sent[SENT_SHOWN * 4 + 8];
+        sent_text(t, sent, sizeof sent);
+        snprintf(buf, cap, "peer %s did not answer the TChannel handshake within %u ms (it sent \"%s\")",
+                 t->peer, ms, sent);
+    } else {
+        snprintf(buf, cap, "peer %s did not answer the TChannel handshake within %u ms",
+                 t->peer, ms);
+    }
+}
+
 void tch_transport_free(tch_transport *t) {
     if (!t)
         return;
+    if (t->lookup) /* evdns answers it later, to nobody */
+        t->lookup->t = NULL;
+    if (t->addrs)
+        evutil_freeaddrinfo(t->addrs);
+    if (t->dial)
+        event_free(t->dial);
     release_socket(t);
     if (t->rev)
         event_free(t->rev);
@@ -578,6 +947,8 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->close_timer);
     if (t->expiry)
         event_free(t->expiry);
+    if (t->frame_timer)
+        event_free(t->frame_timer);
     if (t->in)
         evbuffer_free(t->in);
     if (t->out)
@@ -607,29 +978,51 @@ static void bound_name(tch_listener *ls) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     evutil_socket_t fd = evconnlistener_get_fd(ls->l);
-    char host[48] = "?";
-    int port = 0;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-            evutil_inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-            port = ntohs(sin->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-            char h6[46];
-            evutil_inet_ntop(AF_INET6, &sin6->sin6_addr, h6, sizeof h6);
-            snprintf(host, sizeof host, "[%s]", h6);
-            port = ntohs(sin6->sin6_port);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+        sockaddr_text((struct sockaddr *)&ss, ls->host_port, sizeof ls->host_port);
+    else
+        snprintf(ls->host_port, sizeof ls->host_port, "?:0");
+}
+
+static struct evconnlistener *bind_one(tch_listener *ls, struct event_base *base,
+                                       const struct sockaddr *sa, int len) {
+    return evconnlistener_new_bind(base, accept_cb, ls, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                   128, sa, len);
+}
+
+/* Binds the first address of a name that takes it, IPv4 ones first (the
+ * Node peer wants a numeric IPv4 host_port in init). Looked up with
+ * getaddrinfo, which blocks: listening is a setup call. */
+static int bind_name(tch_listener *ls, struct event_base *base, const tch_addr *a,
+                     const char *host_port, tch_error *err) {
+    char port[8];
+    snprintf(port, sizeof port, "%u", a->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV}, *res = NULL;
+    int rc = getaddrinfo(a->host, port, &hints, &res);
+    if (rc != 0)
+        return tch_error_set(err, TCH_EIO, "listen on %s: resolve \"%s\": %s", host_port,
+                             a->host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    int e = 0;
+    for (int family = AF_INET; !ls->l && family; family = family == AF_INET ? AF_INET6 : 0) {
+        for (struct addrinfo *ai = res; ai && !ls->l; ai = ai->ai_next) {
+            if (ai->ai_family != family)
+                continue;
+            ls->l = bind_one(ls, base, ai->ai_addr, (int)ai->ai_addrlen);
+            e = ls->l ? 0 : errno;
         }
     }
-    snprintf(ls->host_port, sizeof ls->host_port, "%s:%d", host, port);
+    freeaddrinfo(res);
+    if (ls->l)
+        return 0;
+    return tch_error_set(err, TCH_EIO, "listen on %s: %s", host_port,
+                         e ? strerror(e) : "the name has no IPv4 or IPv6 address");
 }
 
 tch_listener *tch_listener_new(struct event_base *base, const char *host_port,
                                tch_accept_fn fn, void *ud, tch_error *err) {
-    struct sockaddr_storage ss;
-    int sslen;
-    if (tch_parse_host_port(host_port, &ss, &sslen, err))
+    tch_addr a;
+    if (tch_addr_parse(host_port, &a, err))
         return NULL;
     tch_listener *ls = calloc(1, sizeof *ls);
     if (!ls) {
@@ -638,12 +1031,14 @@ tch_listener *tch_listener_new(struct event_base *base, const char *host_port,
     }
     ls->fn = fn;
     ls->ud = ud;
-    ls->l = evconnlistener_new_bind(base, accept_cb, ls,
-                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-                                    128, (struct sockaddr *)&ss, sslen);
+    if (a.sslen) {
+        ls->l = bind_one(ls, base, (struct sockaddr *)&a.ss, a.sslen);
+        if (!ls->l)
+            tch_error_set(err, TCH_EIO, "listen on %s: %s", host_port, strerror(errno));
+    } else {
+        bind_name(ls, base, &a, host_port, err);
+    }
     if (!ls->l) {
-        tch_error_set(err, TCH_EIO, "listen on %s: %s", host_port,
-                      strerror(errno));
         free(ls);
         return NULL;
     }

@@ -27,13 +27,14 @@
 #include <tchannel/hyperbahn.h>
 #include <tchannel/json.h>
 
-#include "transport.h" /* tch_parse_host_port */
+#include "transport.h" /* tch_addr_parse */
 
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,7 +136,9 @@ static void on_first_deadline(evutil_socket_t fd, short what, void *arg) {
 /* ---- advertising ------------------------------------------------------------ */
 
 static void advertise_failed(tch_hyperbahn *hb, const char *router, const char *why) {
-    snprintf(hb->last_error, sizeof hb->last_error, "router %s: %s", router, why);
+    int n = snprintf(hb->last_error, sizeof hb->last_error, "router %s: %s", router, why);
+    if (n >= (int)sizeof hb->last_error) /* a long reason: keep its start, show it was cut */
+        memcpy(hb->last_error + sizeof hb->last_error - 4, "...", 4);
     timer_in(&hb->next_ad, error_delay_ms(hb));
 }
 
@@ -246,13 +249,9 @@ static int send_ad(tch_hyperbahn *hb, int is_retry) {
 /* Checks and keeps one router; they become channel peers only once every
  * option was accepted (a rejected call leaves the channel as it was). */
 static int add_router(tch_hyperbahn *hb, const char *hp, tch_error *err) {
-    struct sockaddr_storage ss;
-    int sslen;
-    int rc = tch_parse_host_port(hp, &ss, &sslen, err);
+    int rc = tch_host_port_check(hp, err); /* a name is looked up when called */
     if (rc)
         return rc;
-    if (strlen(hp) >= 64)
-        return tch_error_set(err, TCH_EINVAL, "host:port too long: %s", hp);
     char **r = realloc(hb->routers, (hb->nrouters + 1) * sizeof *r);
     if (!r)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
@@ -378,6 +377,37 @@ static int build_body(tch_hyperbahn *hb, const tch_hyperbahn_options *o, tch_err
     return rc;
 }
 
+/* The router's first address: a name is looked up with getaddrinfo, which
+ * blocks (advertising is a setup call), IPv4 first as we listen. */
+static int router_address(const char *router, struct sockaddr_storage *ss, int *sslen) {
+    tch_addr a;
+    if (tch_addr_parse(router, &a, NULL) != 0)
+        return -1;
+    if (a.sslen) {
+        *ss = a.ss;
+        *sslen = a.sslen;
+        return 0;
+    }
+    char port[8];
+    snprintf(port, sizeof port, "%u", a.port);
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV}, *res;
+    if (getaddrinfo(a.host, port, &hints, &res) != 0)
+        return -1;
+    const struct addrinfo *pick = res;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+    int rc = pick->ai_addrlen <= sizeof *ss ? 0 : -1;
+    if (rc == 0) {
+        memcpy(ss, pick->ai_addr, pick->ai_addrlen);
+        *sslen = (int)pick->ai_addrlen;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
 /* The router connects back to the host:port we announce, so listen on the
  * interface that reaches the first router (a connected UDP socket's local
  * address: no packet is sent), not on a loopback address it cannot reach. */
@@ -385,8 +415,8 @@ static void local_ip_towards(const char *router, char *ip, size_t cap) {
     snprintf(ip, cap, "127.0.0.1");
     struct sockaddr_storage ss, local;
     int sslen;
-    if (tch_parse_host_port(router, &ss, &sslen, NULL) != 0)
-        return;
+    if (router_address(router, &ss, &sslen) != 0)
+        return; /* the router's lookup fails when advertising, saying why */
     int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
     if (fd < 0)
         return;

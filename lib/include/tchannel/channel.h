@@ -21,6 +21,7 @@ extern "C" {
 #endif
 
 struct event_base;
+struct evdns_base;
 
 /* Error frame codes (the protocol's). */
 enum tch_proto_code {
@@ -74,9 +75,33 @@ typedef struct tch_channel_options {
     uint32_t idle_timeout_ms;    /* close connections with no call in flight
                                     and no traffic for this long; default
                                     300000 (5 min); TCH_IDLE_NEVER keeps them */
+    /* Limits that keep a hostile or broken peer from holding connections
+     * and memory. Each acts with a line to `log` (when set). */
+    uint32_t frame_timeout_ms;   /* a frame begun must be whole within this,
+                                    or the connection is closed (slowloris);
+                                    default 10000; TCH_IDLE_NEVER: no bound */
+    size_t max_connections;      /* inbound connections open at once; one
+                                    more is sent a fatal error frame and
+                                    closed at once; default 1024;
+                                    TCH_NO_LIMIT: none */
+    size_t max_partial_bytes;    /* per connection: bytes held by requests
+                                    whose frames are still arriving; default
+                                    128 MiB */
+    size_t max_request_bytes;    /* per channel, all connections together:
+                                    bytes held by requests arriving or being
+                                    served (until answered); default 256 MiB.
+                                    Past either budget a new request gets a
+                                    Busy error frame (the caller may retry) */
+    /* Called when a limit acts (a connection closed idle or over the frame
+     * timeout or the handshake timeout, one refused over max_connections, a
+     * request refused over a budget) with one line saying what and why.
+     * The library has no logger of its own. */
+    void (*log)(void *ud, const char *line);
+    void *log_ud;
 } tch_channel_options;
 
-#define TCH_IDLE_NEVER UINT32_MAX /* tch_channel_options.idle_timeout_ms */
+#define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
+#define TCH_NO_LIMIT SIZE_MAX     /* max_connections, the byte budgets */
 
 /* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
 tch_channel *tch_channel_new(struct event_base *base, const char *name,
@@ -99,24 +124,48 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
 const char *tch_channel_name(const tch_channel *ch);
 struct event_base *tch_channel_base(const tch_channel *ch);
 
+/* Addresses. Wherever a HOST:PORT is taken (listen, peers, a call's
+ * host_port, ping, Hyperbahn routers), HOST is a host name ("localhost",
+ * a name in /etc/hosts or DNS), an IPv4 address, or an IPv6 address in
+ * brackets ("[::1]:4040"). A malformed one is TCH_EINVAL naming it. */
+
 /* Listens on host_port ("127.0.0.1:0" when NULL: an ephemeral port).
- * Listening twice is TCH_ESTATE. */
+ * Listening twice is TCH_ESTATE. A host name is looked up here with
+ * getaddrinfo, which blocks: this is a setup call, for before the loop
+ * runs. The first of its addresses that binds is used, IPv4 ones first. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
 int tch_channel_is_listening(const tch_channel *ch);
-/* "host:port" actually bound, or NULL when not listening; valid until the
- * channel stops listening (tch_channel_close) or is freed. */
+/* The numeric "host:port" actually bound ("127.0.0.1:4040", "[::1]:4040"),
+ * never a name, or NULL when not listening; valid until the channel stops
+ * listening (tch_channel_close) or is freed. It is also what the channel
+ * announces as host_port in the init handshake (0.0.0.0:0 when not
+ * listening), as the Node peer wants it. */
 const char *tch_channel_host_port(const tch_channel *ch);
 
 /* Open connections, inbound and outbound (for tests and tools). */
 size_t tch_channel_connection_count(const tch_channel *ch);
 
-/* Known peers for calls that give no host_port. */
+/* Known peers for calls that give no host_port. A peer is known by the
+ * string given: "localhost:4040" and "127.0.0.1:4040" are two peers, each
+ * with its own connection and backoff. A name is checked for form here and
+ * looked up when a call first connects to it. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
 
-/* 0 when host_port is what peers, routers and listen take (a numeric IP
- * and a port 0-65535); otherwise TCH_EINVAL with a message naming it. For
- * command lines that check their options before starting anything. */
+/* 0 when host_port is what peers, routers and listen take (a host name, an
+ * IPv4 address or an [IPv6] address, and a port 0-65535); otherwise
+ * TCH_EINVAL with a message naming it. Looks nothing up. For command lines
+ * that check their options before starting anything. */
 int tch_host_port_check(const char *host_port, tch_error *err);
+
+/* Host names of peers are looked up asynchronously with libevent's evdns,
+ * never blocking the loop; the addresses are tried in order. By default the
+ * channel makes its own resolver on first use (from /etc/resolv.conf and
+ * /etc/hosts) and frees it with the channel. This makes it use dns
+ * instead, which stays the caller's: free it after the channel (or set
+ * NULL first). A lookup that fails fails the connection's calls with
+ * TCH_EIO (network error: retried and backed off like a refused
+ * connection), message `resolve "NAME": why`. */
+void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns);
 
 /* ---- inbound ---------------------------------------------------------- */
 
@@ -184,7 +233,9 @@ enum tch_retry_on {
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
 };
 
-#define TCH_MAX_TRANSPORT_HEADERS 250 /* per call, besides as/cn/re/sk/rd */
+/* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
+ * allows (the Node peer refuses more). */
+#define TCH_MAX_TRANSPORT_HEADERS 123
 #define TCH_RETRY_LIMIT_NONE (-1)
 #define TCH_RETRY_LIMIT_DEFAULT 4
 
@@ -221,7 +272,12 @@ typedef struct tch_call_opts {
  * or a local failure (TCH_ETIMEOUT, TCH_ECLOSED, TCH_EIO, TCH_ECHECKSUM,
  * TCH_ETOOBIG, TCH_EPROTO...). For every non-zero status, error_code holds
  * the matching tch_proto_code (a local timeout is TCH_PCODE_TIMEOUT, a
- * connection failure TCH_PCODE_NETWORK) and message says what happened. */
+ * connection failure TCH_PCODE_NETWORK) and message says what happened. A
+ * peer that is not TChannel fails the call with TCH_EPROTO, message `peer
+ * HOST:PORT is not speaking TChannel: it sent "..." instead of an init
+ * response`; a timeout while the connection was not ready says why (the
+ * lookup, the connect, or `peer HOST:PORT did not answer the TChannel
+ * handshake within N ms`). */
 typedef struct tch_response {
     int status;
     uint8_t code;

@@ -15,7 +15,9 @@ typedef struct tch_hyperbahn tch_hyperbahn;
 
 typedef struct tch_hyperbahn_options {
     /* Routers as "host:port", or a file holding a JSON list of them; giving
-     * both, or neither, is TCH_EINVAL. */
+     * both, or neither, is TCH_EINVAL. A host may be a name or an [IPv6]
+     * address (see channel.h); names are looked up when an ad is sent,
+     * without blocking. */
     const char *const *routers;
     size_t nrouters;
     const char *router_file;
@@ -31,7 +33,11 @@ typedef void (*tch_advertise_cb)(int status, const char *message, void *ud);
 
 /* Starts listening if the channel is not yet, adds the routers as peers,
  * advertises, then re-advertises periodically (backing off after failures)
- * until tch_hyperbahn_free. cb runs once, for the first advertise. */
+ * until tch_hyperbahn_free. cb runs once, for the first advertise.
+ * Listening, it picks the local address that reaches the first router (so
+ * the router can call back the host_port we announce); when that router is
+ * given by name, the name is looked up here with getaddrinfo, which blocks:
+ * call this before the loop runs, or listen first. */
 int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
                             tch_advertise_cb cb, void *ud, tch_hyperbahn **out,
                             tch_error *err);
