@@ -18,7 +18,8 @@
  * and without headers, json_error) and KeyValue over Thrift (tch_thrift_call
  * with the IDL --idl, default the source tree's cassettes/keyvalue.thrift:
  * set/get, overwrite, NotFoundError, application headers round trip), and
- * retries with peers [a dead port, the Node server] chosen by the channel.
+ * retries with peers [a dead port, the Node server] chosen by the channel,
+ * and a call to the server by host name (localhost:PORT).
  *
  * Every wait runs the event loop until the awaited callback fired, bounded by
  * a timer; nothing sleeps.
@@ -601,6 +602,29 @@ static void dump(const json_t *v, char *out, size_t n) {
     free(t);
 }
 
+/* The Node server listens on 127.0.0.1; we call it by the name localhost
+ * (looked up without blocking), and the answer names the peer as called. */
+static int case_by_name(run *r, const void *argp, char *why, size_t whylen) {
+    (void)argp;
+    const char *colon = strrchr(r->peer, ':');
+    char named[64];
+    snprintf(named, sizeof named, "localhost%s", colon ? colon : ":0");
+    const char *numeric = r->peer;
+    r->peer = named;
+    result *res = result_new(r);
+    int rc = start_call(r, 1, "echo", tch_slice_cstr("h"), tch_slice_cstr("by name"), 5000, res,
+                        why, whylen);
+    r->peer = numeric;
+    if (rc != 0 || wait_one(r, res, why, whylen) != 0 ||
+        compare("arg3", &res->arg3, (const uint8_t *)"by name", 7, why, whylen) != 0)
+        return -1;
+    if (strcmp(res->peer, named) != 0) {
+        snprintf(why, whylen, "answer from \"%s\", want \"%s\"", res->peer, named);
+        return -1;
+    }
+    return 0;
+}
+
 static int json_expect(const char *what, const json_t *got, const json_t *want, char *why,
                        size_t whylen) {
     if (got && json_equal(got, want))
@@ -1079,6 +1103,7 @@ int main(int argc, char **argv) {
     run_case(&r, "busy -> Busy", case_error, &busy);
     run_case(&r, "concurrent64", case_concurrent, NULL);
     run_case(&r, "ping answered by the Node peer", case_ping, NULL);
+    run_case(&r, "echo to localhost:PORT (a host name)", case_by_name, NULL);
 
     static const json_echo_arg with_h = {1}, without_h = {0};
     run_case(&r, "json echo with headers", case_json_echo, &with_h);
