@@ -33,6 +33,10 @@ raw)
     t "-p localhost:PORT" 0 "hello" -- -p "localhost:${HP_raw##*:}" $S echo hello
     printf '["localhost:%s"]' "${HP_raw##*:}" >"$tmp/names.json"
     t "a peer list with a host name" 0 "hello" -- -P "$tmp/names.json" $S echo hello
+    start v6 "$interop" --host ::1
+    t "-p [::1]:PORT" 0 "hello" -- -p "$HP_v6" $S echo hello
+    printf '["%s"]' "$HP_v6" >"$tmp/v6.json"
+    t "a peer list with [::1]:PORT" 0 "hello" -- -P "$tmp/v6.json" $S echo hello
     t "--routers" 0 "hello" -- --routers "$HP_raw" $S echo hello
     t "a dead peer and a live one: retried on the live one" 0 "hello" -- \
         -p "$(dead_port)" -p "$HP_raw" $S echo hello
