@@ -235,16 +235,15 @@ static void on_ready(void *ud) {
                  tch_conn_remote_host_port(tch_transport_conn(cc->t)));
 }
 static void on_closed(void *ud, int status, const char *why) {
-    chconn *cc = ud;
-    if (status == TCH_ETIMEOUT) /* the transport's frame timeout */
-        channel_log(cc->ch, "%s: closed connection %s: %s", cc->ch->name,
-                    cc->host_port[0] ? cc->host_port : "(before init)", why);
     chconn_destroy(ud, status, why);
 }
 
+/* A limit the connection's layers enforce acted (frame timeout, budget). */
 static void on_limit(void *ud, const char *why) {
     chconn *cc = ud;
-    channel_log(cc->ch, "%s: connection %s: %s", cc->ch->name, cc->host_port, why);
+    channel_log(cc->ch, "%s: %s connection %s: %s", cc->ch->name,
+                cc->outbound ? "outbound" : "inbound",
+                cc->host_port[0] ? cc->host_port : "(before init)", why);
 }
 
 static const tch_transport_events chconn_events = {
@@ -324,6 +323,7 @@ static int refuse_over_cap(tch_channel *ch, evutil_socket_t fd) {
     char why[128];
     snprintf(why, sizeof why, "too many connections: %zu are open (the limit); try again later",
              ch->ninbound);
+    channel_log(ch, "%s: refused a connection: %s", ch->name, why);
     uint8_t frame[256];
     size_t len;
     tch_error_frame e = {.code = TCH_PCODE_FATAL, .message = tch_slice_cstr(why)};
@@ -332,7 +332,6 @@ static int refuse_over_cap(tch_channel *ch, evutil_socket_t fd) {
         /* best effort: the close tells it anyway */
     }
     evutil_closesocket(fd);
-    channel_log(ch, "%s: refused a connection: %s", ch->name, why);
     return 1;
 }
 

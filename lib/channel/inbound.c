@@ -37,6 +37,8 @@ static void detach(tch_inbound *in) {
         in->ch->current = NULL;
     in->ch = NULL; /* the channel may be freed before the handler answers */
     in->cc = NULL;
+    if (in->msg) /* its bytes leave the channel's budget with it */
+        tch_call_msg_uncharge(in->msg);
     in->done = 1;
     if (in->timer_set) {
         event_del(&in->ttl_timer);

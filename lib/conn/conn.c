@@ -391,8 +391,11 @@ static void drop_part(tch_conn *c, int is_req, uint32_t id) {
  * budgets are checked before memory is taken rather than after. */
 static size_t growth_bound(const tch_reasm *r, size_t payload) {
     const tch_buf *b = &r->msg.args[r->arg];
-    size_t grow = b->len + payload > b->cap ? b->cap + 2 * payload : 0;
-    return grow + 2 * payload + 256;
+    /* a continue frame spends at least 4 bytes on flags, checksum type and
+     * a chunk's length: the rest is the most data it can add */
+    size_t data = payload > 4 ? payload - 4 : 0;
+    size_t grow = b->len + data > b->cap ? b->cap + 2 * data : 0;
+    return grow + 2 * data + 256;
 }
 
 /* A first frame holds at most its payload twice over (the fields copied,

@@ -590,6 +590,8 @@ static void frame_timeout_cb(evutil_socket_t fd, short what, void *arg) {
     snprintf(why, sizeof why,
              "a frame begun %u ms ago is still not whole (%zu bytes of it arrived): frame timeout",
              t->frame_timeout_ms, evbuffer_get_length(t->in));
+    if (t->ev.limit)
+        t->ev.limit(t->ud, why);
     begin_close(t, TCH_ETIMEOUT, why); /* first: the close keeps this status */
     tch_conn_abort(t->conn, why);
 }

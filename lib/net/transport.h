@@ -34,7 +34,7 @@ typedef struct tch_transport_events {
      * transport (it may do so from this callback). */
     void (*closed)(void *ud, int status, const char *why);
     /* Optional: a limit acted on this connection (a request refused with
-     * Busy over a budget), for a log line. */
+     * Busy over a budget, the frame timeout), for a log line. */
     void (*limit)(void *ud, const char *why);
 } tch_transport_events;
 
