@@ -42,6 +42,9 @@ struct tch_cassette_journal {
     int fd;     /* -1 until the first commit creates the file */
     size_t good;    /* bytes up to the end of the last synced record */
     size_t records; /* recordings committed and not folded */
+    size_t settled; /* entries before this one are neither pending nor unsaved: a
+                       commit looks at the rest only, so its cost does not grow
+                       with the cassette */
     bool dir_synced; /* the journal's name is durable in its folder */
 };
 
@@ -363,15 +366,24 @@ static int create_journal(tch_cassette_journal *j, tch_error *err) {
     return rc;
 }
 
+/* Moves j->settled past entries that can no longer need a commit. */
+static void settle(tch_cassette_journal *j) {
+    tch_cassette *c = j->c;
+    while (j->settled < c->n && (c->items[j->settled]->state == ST_LOADED ||
+                                 c->items[j->settled]->state == ST_ABORTED))
+        j->settled++;
+}
+
 int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
     size_t n = 0;
-    for (size_t i = 0; i < c->n; i++)
+    settle(j);
+    for (size_t i = j->settled; i < c->n; i++)
         n += cas_keep_unsaved(c, c->items[i]);
     if (n == 0)
         return 0;
     tch_buf doc = {0}, rec = {0};
-    int rc = cas_emit_some(c, cas_keep_unsaved, &doc, err);
+    int rc = cas_emit_some(c, cas_keep_unsaved, j->settled, &doc, err);
     if (!rc && frame(&rec, 'R', tch_buf_slice(&doc)))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
     tch_buf_free(&doc);
@@ -390,7 +402,7 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     tch_buf_free(&rec);
     if (rc)
         return tch_error_wrap(err, "cassette %s: recording not saved", c->name);
-    return cas_mark_saved(c, err);
+    return cas_mark_saved(c, j->settled, err);
 }
 
 /* The end of the whole records of a journal we did not write (to append
@@ -457,7 +469,7 @@ int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
     if (!rc)
         rc = cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
     tch_buf_free(&out);
-    return rc ? rc : cas_mark_saved(c, err);
+    return rc ? rc : cas_mark_saved(c, 0, err);
 }
 
 void tch_cassette_journal_discard(tch_cassette_journal *j) {
@@ -573,7 +585,7 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     if (frc && frc != TCH_ENOTFOUND)
         rc = frc;
     bool applied = !rc && applies(&js, (const char *)file.ptr, file.len, frc == 0);
-    if (!rc && applied && !(rc = cas_emit_some(c, cas_keep_finished, &out, err)))
+    if (!rc && applied && !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
         rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     else if (!rc && unlink(j->path) == 0)
         fsync_dir_of(j->path);

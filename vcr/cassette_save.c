@@ -34,6 +34,7 @@ typedef struct em {
     yaml_emitter_t e;
     const tch_cassette *c;
     cas_emit_filter keep; /* which entries the document holds */
+    size_t from;          /* the first entry it may hold */
 } em;
 
 static int write_handler(void *data, unsigned char *buffer, size_t size) {
@@ -323,7 +324,7 @@ static int emit_document(em *m) {
         rc = map_start(m);
     if (!rc && !(rc = key(m, "interactions")))
         rc = seq_start(m);
-    for (size_t i = 0; !rc && i < m->c->n; i++)
+    for (size_t i = m->from; !rc && i < m->c->n; i++)
         if (m->keep(m->c, m->c->items[i]))
             rc = emit_interaction(m, &m->c->items[i]->it);
     if (!rc)
@@ -340,11 +341,12 @@ static int emit_document(em *m) {
 }
 
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err) {
-    return cas_emit_some(c, cas_keep_saved, out, err);
+    return cas_emit_some(c, cas_keep_saved, 0, out, err);
 }
 
-int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, tch_buf *out, tch_error *err) {
-    em m = {.c = c, .keep = keep};
+int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
+                  tch_error *err) {
+    em m = {.c = c, .keep = keep, .from = from};
     if (!yaml_emitter_initialize(&m.e))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: yaml emitter", c->name);
     yaml_emitter_set_output(&m.e, write_handler, out);
@@ -472,11 +474,11 @@ int cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
 
 /* The file now holds every finished recording: as in tchannel-python, what
  * was recorded can be replayed once saved. */
-int cas_mark_saved(tch_cassette *c, tch_error *err) {
+int cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
     c->dirty = false;
     if (c->mode == TCH_CASSETTE_ALL)
         c->only_this_run = true;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = from; i < c->n; i++) {
         cas_entry *e = c->items[i];
         if (e->state == ST_DONE) {
             e->state = ST_LOADED;
@@ -499,5 +501,5 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
     if (!rc) /* folds a journal left beside the file, whose records c holds */
         rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     tch_buf_free(&out);
-    return rc ? rc : cas_mark_saved(c, err);
+    return rc ? rc : cas_mark_saved(c, 0, err);
 }

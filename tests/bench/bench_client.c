@@ -2,7 +2,7 @@
  *
  *   bench_client --peer HOST:PORT [--impl LABEL] [--conc N] [--size BYTES]
  *                [--duration S] [--warmup S] [--checksum none|crc32|farmhash|crc32c]
- *                [--service NAME] [--args borrow|copy]
+ *                [--service NAME] [--args borrow|copy] [--bodies same|distinct]
  *
  * N callers share one tch_channel (so one connection, calls multiplexed);
  * each sends the next `echo` (arg3 = BYTES bytes, arg2 empty) as soon as its
@@ -10,7 +10,9 @@
  * seconds: throughput = calls completed inside the window / window length;
  * p50/p99 from every call that both started and ended inside the window.
  * The payload lives for the whole run, so calls borrow it (borrow_args, no
- * copy per call) unless --args copy.
+ * copy per call) unless --args copy. With --bodies distinct every call's
+ * arg3 starts with its own number (each caller has its own copy), so a
+ * recording mock records each one instead of replaying the first.
  * An error is any call that failed, answered with code != 0, or echoed the
  * wrong length; a caller stops at its first error. Prints one line (see bench_common.h); exit 0, 2 on bad usage,
  * 1 when nothing could be measured.
@@ -22,6 +24,7 @@
 
 #include <event2/event.h>
 
+#include <inttypes.h>
 #include <signal.h>
 
 typedef struct bench bench;
@@ -29,6 +32,7 @@ typedef struct bench bench;
 typedef struct slot {
     bench *b;
     uint64_t start_ns;
+    uint8_t *own; /* --bodies distinct: this caller's payload */
 } slot;
 
 struct bench {
@@ -39,6 +43,8 @@ struct bench {
     uint8_t *payload;
     size_t size;
     int borrow;
+    int distinct;
+    uint64_t next_id;
     uint64_t warm_end_ns, end_ns;
     unsigned active;
     unsigned long errors;
@@ -55,6 +61,13 @@ static int start_call(slot *s) {
     o.service = b->service;
     o.endpoint = tch_slice_cstr("echo");
     o.arg3 = tch_slice_of(b->payload, b->size);
+    if (b->distinct) { /* the number replaces the first bytes; the size stays */
+        char id[24];
+        int n = snprintf(id, sizeof id, "%" PRIu64 "-", b->next_id++);
+        memcpy(s->own, b->payload, b->size);
+        memcpy(s->own, id, (size_t)n < b->size ? (size_t)n : b->size);
+        o.arg3 = tch_slice_of(s->own, b->size);
+    }
     o.host_port = b->peer;
     o.timeout_ms = 10000;
     o.borrow_args = b->borrow;
@@ -112,7 +125,7 @@ static int usage(const char *bad) {
             "bench_client: bad argument '%s'\n"
             "usage: bench_client --peer HOST:PORT [--impl LABEL] [--conc N] [--size BYTES]\n"
             "                    [--duration S] [--warmup S] [--checksum none|crc32|farmhash|crc32c]\n"
-            "                    [--service NAME] [--args borrow|copy]\n",
+            "                    [--service NAME] [--args borrow|copy] [--bodies same|distinct]\n",
             bad);
     return 2;
 }
@@ -141,6 +154,10 @@ int main(int argc, char **argv) {
             if (strcmp(v, "borrow") && strcmp(v, "copy"))
                 return usage(v);
             b.borrow = !strcmp(v, "borrow");
+        } else if (!strcmp(a, "--bodies")) {
+            if (strcmp(v, "same") && strcmp(v, "distinct"))
+                return usage(v);
+            b.distinct = !strcmp(v, "distinct");
         } else if (!strcmp(a, "--checksum"))
             checksum = v;
         else if (!strcmp(a, "--conc")) {
@@ -190,6 +207,10 @@ int main(int argc, char **argv) {
     b.end_ns = b.warm_end_ns + (uint64_t)(duration * 1e9);
     for (uint64_t i = 0; i < conc; i++) {
         b.slots[i].b = &b;
+        if (b.distinct && !(b.slots[i].own = malloc(b.size))) {
+            fprintf(stderr, "bench_client: out of memory\n");
+            return 1;
+        }
         if (start_call(&b.slots[i]) == 0)
             b.active++;
     }
@@ -208,6 +229,8 @@ int main(int argc, char **argv) {
     tch_channel_free(b.ch);
     event_base_free(b.base);
     free(b.lat.us);
+    for (uint64_t i = 0; i < conc; i++)
+        free(b.slots[i].own);
     free(b.slots);
     free(b.payload);
     return b.lat.len ? 0 : 1;

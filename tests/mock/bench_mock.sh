@@ -9,7 +9,14 @@
 # build/tests/interop/interop-server and build/mockserver/tchannel-mock, and runs
 # build/tests/bench/bench_client (closed loop, conc 64, 100 B, crc32) against each in turn.
 # Prints one bench line per server, the ratio mock/echo (target >= 0.5), and the mock's RSS.
-# Exit 0 when both ran with errors=0.
+#
+# Then recording: a second mock, in mode new_episodes with the echo server as --upstream,
+# serves a cassette of 20,000 interactions already recorded; bench_client --bodies distinct
+# makes every call new, so each one is forwarded, recorded (committed to the cassette's
+# journal before its answer) and answered. Prints the recorded calls/s (target >= 5000),
+# and after SIGTERM (which folds the journal into the file) how many interactions the file
+# holds against how many calls were answered.
+# Exit 0 when every run had errors=0 and the file holds every answered recording.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TCH_BUILD_DIR:-$root/build}
@@ -38,18 +45,21 @@ trap cleanup EXIT
 size=100
 payload=$(python3 -c "print(''.join(chr(97 + i % 26) for i in range($size)))")
 cassette=$tmp/bench.yaml
-python3 - "$cassette" "$payload" <<'PY'
+generate() { # PATH N: N-1 distinct raw echoes never asked for, then the benchmark's call
+    python3 - "$1" "$payload" "$2" <<'PY'
 import sys
-path, payload = sys.argv[1], sys.argv[2]
+path, payload, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 with open(path, "w") as f:
     f.write("interactions:\n")
-    for i in range(10000):
-        body = payload if i == 9999 else "distinct-%05d" % i
+    for i in range(n):
+        body = payload if i == n - 1 else "distinct-%05d" % i
         f.write("- request:\n    argScheme: 0\n    body: %s\n    endpoint: echo\n"
                 "    headers: ''\n    serviceName: keyvalue-server\n"
                 "  response:\n    body: %s\n    code: 0\n    headers: ''\n" % (body, body))
     f.write("version: 1\n")
 PY
+}
+generate "$cassette" 10000
 
 start_server() {
     local name=$1 fifo="$tmp/$1.out" line
@@ -89,4 +99,29 @@ awk -v m="$(rate "$mock_line")" -v e="$(rate "$echo_line")" 'BEGIN {
     printf "ratio mock/echo conc=64 size=100 = %.2f (target >= 0.5) %s\n", r, ((r >= 0.5) ? "PASS" : "MISS")
 }'
 echo "mock RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$mock_pid/status)"
+
+# ---- recording through to the echo server
+record=$tmp/record.yaml
+generate "$record" 20000
+count() { grep -c '^- request:' "$1"; }
+before=$(count "$record")
+start_server recmock "$mock" --mode new_episodes --upstream "$echo_hp" --no-watch "$record"
+rec_hp=$HP rec_pid=$PID
+rec_line=$("$client" --peer "$rec_hp" --impl 'ours->tchannel-mock(record)' --conc 64 \
+    --size "$size" --bodies distinct --duration "$duration" --warmup "$warmup" --checksum crc32 |
+    grep '^impl=')
+[ -n "$rec_line" ] || { rec_line="impl=record calls/s=0 errors=failed-to-run"; status=1; }
+case "$rec_line" in *" errors=0") ;; *) status=1 ;; esac
+echo "$rec_line"
+journal_kb=$(du -k "$record.journal" 2>/dev/null | cut -f1)
+kill -TERM "$rec_pid"
+wait "$rec_pid" || { echo "bench_mock.sh: the recording mock exited $?" >&2; status=1; }
+after=$(count "$record")
+awk -v r="$(rate "$rec_line")" -v b="$before" -v a="$after" -v j="${journal_kb:-0}" 'BEGIN {
+    printf "recorded calls/s with %d interactions already recorded = %.0f (target >= 5000) %s\n",
+        b, r, ((r >= 5000) ? "PASS" : "MISS")
+    printf "cassette after SIGTERM: %d interactions (%d recorded this run; journal was %d kB)\n",
+        a, a - b, j
+}'
+[ -e "$record.journal" ] && { echo "bench_mock.sh: the journal was not folded at exit" >&2; status=1; }
 exit $status
