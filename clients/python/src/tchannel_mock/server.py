@@ -41,15 +41,22 @@ class VerifyError(AssertionError):
 
 
 def _parent_death_signal():
-    """Runs in the child before exec: SIGTERM when the process that started
-    it dies (Linux), whatever killed that process."""
+    """A preexec_fn for Linux: the child gets SIGTERM when the thread that
+    started it dies (the whole process dying included). Everything it needs is
+    resolved here, in the parent: after fork, in a process that may have had
+    other threads, the child must not import or allocate much."""
     import ctypes
 
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # it died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def in_child():
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # it died before prctl took effect
+            os.kill(os.getpid(), term)
+
+    return in_child
 
 
 _live: "weakref.WeakSet[MockServer]" = weakref.WeakSet()
@@ -125,11 +132,13 @@ class MockServer:
         while listening is None or admin is None:
             left = deadline - time.monotonic()
             try:
-                line = self._lines.get(timeout=max(left, 0)) if left > 0 else None
+                if left <= 0:
+                    raise queue.Empty
+                line = self._lines.get(timeout=left)
             except queue.Empty:
-                line = None
-            if line is None:
-                self._fail_start(seen, cmd, timeout)
+                self._fail_start(seen, cmd, timeout, eof=False)
+            if line is None:  # stdout's end
+                self._fail_start(seen, cmd, timeout, eof=True)
             seen.append(line)
             m = re.match(r"^listening (\S+)$", line)
             listening = m.group(1) if m else listening
@@ -142,13 +151,21 @@ class MockServer:
         self.admin_url = "http://" + admin
         self.admin = AdminClient(self.admin_url, token=token)
 
-    def _fail_start(self, seen: List[str], cmd: Sequence[str], timeout: float) -> None:
+    def _fail_start(self, seen: List[str], cmd: Sequence[str], timeout: float,
+                    eof: bool) -> None:
+        if eof:  # stdout closed: the mock is exiting, or has
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                pass
         code = self.proc.poll()
         if code is None:
-            why = "did not print its listening and admin lines within %g s" % timeout
+            why = ("closed its stdout without printing its listening and admin lines" if eof
+                   else "did not print its listening and admin lines within %g s" % timeout)
             self.proc.kill()
         else:
-            why = "exited during start-up (status %d)" % code
+            why = "exited during start-up (%s)" % (
+                "signal %d" % -code if code < 0 else "status %d" % code)
         self._reap()
         self._threads[0].join(timeout=self.stop_timeout)  # the rest of stderr
         raise MockError("tchannel-mock %s\ncommand: %s\nstdout so far: %r"
@@ -300,7 +317,7 @@ def start(cassettes: Union[None, str, Iterable[str]] = None, *, mode: Optional[s
             cwd=cwd, env=None if env is None else dict(env), close_fds=True,
             # the stdin pipe is ours alone; until every mock watches it, the
             # kernel's parent-death signal covers a test process that dies
-            preexec_fn=_parent_death_signal if sys.platform.startswith("linux") else None)
+            preexec_fn=_parent_death_signal() if sys.platform.startswith("linux") else None)
     except BaseException:
         if token_dir:
             shutil.rmtree(token_dir, ignore_errors=True)
