@@ -218,7 +218,7 @@ func writeToken(token string) (dir, file string, err error) {
 		return "", "", err
 	}
 	file = filepath.Join(dir, "token")
-	if err = os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+	if err = os.WriteFile(file, []byte(token), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return "", "", err
 	}

@@ -226,7 +226,7 @@ MockServer.prototype.verify = async function verify(options) {
 function writeToken(token) {
     var dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tchannel-mock-token-'));
     var file = path.join(dir, 'token');
-    fs.writeFileSync(file, token + '\n', {mode: 0o600});
+    fs.writeFileSync(file, token, {mode: 0o600});
     return {dir: dir, file: file};
 }
 

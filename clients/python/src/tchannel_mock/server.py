@@ -272,7 +272,7 @@ def _write_token(token: str) -> (str, str):
     path = os.path.join(d, "token")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+        f.write(token)
     return d, path
 
 
