@@ -88,6 +88,7 @@ func FindBinary(explicit string, getenv func(string) string) (Binary, error) {
 type features struct {
 	exitOnStdinEOF bool
 	adminTokenFile bool
+	cassetteRoot   bool
 }
 
 var featureCache sync.Map // path -> features
@@ -105,6 +106,7 @@ func featuresOf(path string) (features, error) {
 	f := features{
 		exitOnStdinEOF: strings.Contains(string(out), "--exit-on-stdin-eof"),
 		adminTokenFile: strings.Contains(string(out), "--admin-token-file"),
+		cassetteRoot:   strings.Contains(string(out), "--cassette-root"),
 	}
 	featureCache.Store(path, f)
 	return f, nil

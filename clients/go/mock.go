@@ -40,6 +40,8 @@ type Options struct {
 	Dir        string   // the child's working directory
 	Host       string   // listen address (default 127.0.0.1)
 	AdminToken string   // written to a private file passed as --admin-token-file
+	// CassetteRoots are folders the admin API may load from and record into.
+	CassetteRoots []string
 
 	StartTimeout time.Duration // default 10 s
 	StopTimeout  time.Duration // each wait of Stop: after SIGTERM, after SIGKILL; default 5 s
@@ -205,6 +207,9 @@ func buildArgs(o Options, f features, tokenFile string) []string {
 	if tokenFile != "" {
 		args = append(args, "--admin-token-file", tokenFile)
 	}
+	for _, d := range o.CassetteRoots {
+		args = append(args, "--cassette-root", d)
+	}
 	args = append(args, o.Args...)
 	for _, c := range o.Cassettes {
 		args = append(args, positional(c))
@@ -241,6 +246,10 @@ func Start(ctx context.Context, o Options) (*Mock, error) {
 		stderr: &tailBuffer{}, done: make(chan struct{})}
 	if m.StopTimeout <= 0 {
 		m.StopTimeout = 5 * time.Second
+	}
+	if len(o.CassetteRoots) > 0 && !feats.cassetteRoot {
+		return nil, &Error{Message: "CassetteRoots: " + bin.Path +
+			" has no --cassette-root option (see its --help)"}
 	}
 	tokenFile := ""
 	if o.AdminToken != "" {

@@ -212,7 +212,13 @@ func TestStartTVerifiesAndStopsInCleanup(t *testing.T) {
 
 func TestAdminAPI(t *testing.T) {
 	dir := t.TempDir()
-	m := StartT(t, Options{Cassettes: []string{echoRaw}})
+	f, err := featuresOf(mockBin(t))
+	wantNoErr(t, err)
+	var roots []string // the admin API may load from dir (--cassette-root limits it)
+	if f.cassetteRoot {
+		roots = []string{dir}
+	}
+	m := StartT(t, Options{Cassettes: []string{echoRaw}, CassetteRoots: roots})
 	mode, err := m.Admin.Mode(ctx)
 	if err != nil || mode != "none" {
 		t.Fatalf("mode %q %v", mode, err)

@@ -22,6 +22,8 @@ export interface StartOptions {
     host?: string;
     /** Bearer token: written to a private file passed as --admin-token-file. */
     adminToken?: string;
+    /** Folders the admin API may load from and record into (--cassette-root). */
+    cassetteRoots?: string | string[];
     /** Bound on start-up (default 10000 ms). */
     startTimeoutMs?: number;
     /** Bound on each wait of stop(): after SIGTERM, then after SIGKILL (default 5000 ms). */

@@ -67,7 +67,8 @@ function features(bin) {
     }
     var found = {
         exitOnStdinEof: res.stdout.indexOf('--exit-on-stdin-eof') >= 0,
-        adminTokenFile: res.stdout.indexOf('--admin-token-file') >= 0
+        adminTokenFile: res.stdout.indexOf('--admin-token-file') >= 0,
+        cassetteRoot: res.stdout.indexOf('--cassette-root') >= 0
     };
     featureCache.set(bin, found);
     return found;

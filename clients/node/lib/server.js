@@ -93,6 +93,7 @@ function buildArgs(o, feats, tokenFile) {
     if (tokenFile) {
         args.push('--admin-token-file', tokenFile);
     }
+    list(o.cassetteRoots).forEach(function root(d) { args.push('--cassette-root', d); });
     args.push.apply(args, list(o.args));
     list(o.cassettes).forEach(function c(p) { args.push(positional(p)); });
     return args;
@@ -232,7 +233,7 @@ function writeToken(token) {
 
 // Starts tchannel-mock; resolves to a MockServer once it printed its
 // `listening` and `admin` lines. Options: cassettes, mode, upstream, recordTo,
-// allowRepeats, match, args, bin, env, cwd, host, adminToken, startTimeoutMs
+// allowRepeats, match, args, bin, env, cwd, host, adminToken, cassetteRoots, startTimeoutMs
 // (default 10000), stopTimeoutMs (default 5000).
 function startMock(options) {
     var o = options || {};
@@ -242,6 +243,10 @@ function startMock(options) {
         feats = binary.features(bin.path);
     } catch (err) {
         return Promise.reject(err);
+    }
+    if (list(o.cassetteRoots).length && !feats.cassetteRoot) {
+        return Promise.reject(new Error('cassetteRoots: ' + bin.path +
+            ' has no --cassette-root option (see its --help)'));
     }
     var token = null;
     if (o.adminToken) {

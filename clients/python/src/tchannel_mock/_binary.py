@@ -68,5 +68,6 @@ def features(path: str) -> Dict[str, bool]:
         _features[path] = {
             "exit_on_stdin_eof": "--exit-on-stdin-eof" in res.stdout,
             "admin_token_file": "--admin-token-file" in res.stdout,
+            "cassette_root": "--cassette-root" in res.stdout,
         }
     return _features[path]

@@ -282,6 +282,7 @@ def start(cassettes: Union[None, str, Iterable[str]] = None, *, mode: Optional[s
           args: Sequence[str] = (), bin: Optional[str] = None,
           env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
           host: str = "127.0.0.1", admin_token: Optional[str] = None,
+          cassette_roots: Union[None, str, Iterable[str]] = None,
           start_timeout: float = 10.0, stop_timeout: float = 5.0,
           verify: Union[None, bool, dict] = None) -> MockServer:
     """Starts tchannel-mock and returns once it printed its listening and admin
@@ -302,6 +303,12 @@ def start(cassettes: Union[None, str, Iterable[str]] = None, *, mode: Optional[s
         cmd += ["--match", ",".join(_as_list(match))]
     if feats["exit_on_stdin_eof"]:
         cmd.append("--exit-on-stdin-eof")
+    roots = _as_list(cassette_roots)
+    if roots and not feats["cassette_root"]:
+        raise MockError("cassette_roots: %s has no --cassette-root option (see its --help)"
+                        % binary.path)
+    for d in roots:
+        cmd += ["--cassette-root", d]
     token_dir = None
     if admin_token:
         if not feats["admin_token_file"]:
