@@ -127,7 +127,8 @@ struct event_base *tch_channel_base(const tch_channel *ch);
 /* Addresses. Wherever a HOST:PORT is taken (listen, peers, a call's
  * host_port, ping, Hyperbahn routers), HOST is a host name ("localhost",
  * a name in /etc/hosts or DNS), an IPv4 address, or an IPv6 address in
- * brackets ("[::1]:4040"). A malformed one is TCH_EINVAL naming it. */
+ * brackets ("[::1]:4040"), 63 bytes at most in all. A malformed one is
+ * TCH_EINVAL naming it. */
 
 /* Listens on host_port ("127.0.0.1:0" when NULL: an ephemeral port).
  * Listening twice is TCH_ESTATE. A host name is looked up here with
@@ -162,7 +163,8 @@ int tch_host_port_check(const char *host_port, tch_error *err);
  * channel makes its own resolver on first use (from /etc/resolv.conf and
  * /etc/hosts) and frees it with the channel. This makes it use dns
  * instead, which stays the caller's: free it after the channel (or set
- * NULL first). A lookup that fails fails the connection's calls with
+ * NULL first). Set it before the first call: lookups already running on
+ * the channel's own resolver then fail. A lookup that fails fails the connection's calls with
  * TCH_EIO (network error: retried and backed off like a refused
  * connection), message `resolve "NAME": why`. */
 void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns);
