@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -285,6 +286,63 @@ static void an_unresolvable_peer_is_retried_elsewhere(void **state) {
     assert_int_equal(f->served, 3);
 }
 
+/* A resolver whose only nameserver is a UDP socket of the test's that never
+ * answers: lookups stay in flight. Returns the socket (closed by the caller). */
+static int use_silent_resolver(fixture *f) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    char ns[32];
+    snprintf(ns, sizeof ns, "127.0.0.1:%u", ntohs(sin.sin_port));
+    f->dns = evdns_base_new(f->base, 0);
+    assert_non_null(f->dns);
+    assert_int_equal(evdns_base_nameserver_ip_add(f->dns, ns), 0);
+    tch_channel_set_resolver(f->client, f->dns);
+    return fd;
+}
+
+static void a_lookup_that_takes_too_long_is_named_in_the_timeout(void **state) {
+    fixture *f = *state;
+    int ns = use_silent_resolver(f);
+    result r = {0};
+    call(f, f->client, "slow.test:4040", 300, &r);
+    assert_int_equal(r.status, TCH_ETIMEOUT);
+    assert_true(has(r.message, "resolve \"slow.test\": no answer within "));
+    result_free(&r);
+    close(ns);
+}
+
+/* The channel goes while its lookup is in flight: the call ends, and the
+ * lookup's late answer (the resolver's shutdown) finds nothing to touch. */
+static void freeing_the_channel_during_a_lookup_is_harmless(void **state) {
+    fixture *f = *state;
+    int ns = use_silent_resolver(f);
+    result r = {0};
+    tch_call_opts o = {.service = "echo-svc", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = "slow.test:4040", .timeout_ms = 5000};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, NULL), 0);
+    /* run until the query reached the nameserver */
+    fd_set rd;
+    for (int i = 0; i < 100; i++) {
+        event_base_loop(f->base, EVLOOP_NONBLOCK);
+        FD_ZERO(&rd);
+        FD_SET(ns, &rd);
+        struct timeval tv = {0, 20000};
+        if (select(ns + 1, &rd, NULL, NULL, &tv) == 1)
+            break;
+    }
+    assert_true(FD_ISSET(ns, &rd));
+    tch_channel_free(f->client);
+    f->client = NULL;
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.status, TCH_ECLOSED);
+    result_free(&r);
+    close(ns);
+    /* teardown frees the resolver, whose shutdown answers the lookup */
+}
+
 static void malformed_host_ports_are_named(void **state) {
     (void)state;
     static const struct {
@@ -517,6 +575,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(peers_by_name_are_chosen_and_called, setup, teardown),
         cmocka_unit_test_setup_teardown(a_name_that_does_not_resolve_fails_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(an_unresolvable_peer_is_retried_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_lookup_that_takes_too_long_is_named_in_the_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(freeing_the_channel_during_a_lookup_is_harmless, setup, teardown),
         cmocka_unit_test_setup_teardown(malformed_host_ports_are_named, setup, teardown),
         cmocka_unit_test_setup_teardown(listening_on_a_name_that_does_not_resolve_says_so, setup, teardown),
         cmocka_unit_test_setup_teardown(an_http_server_is_not_tchannel, setup, teardown),
