@@ -259,8 +259,10 @@ static int find_method(const tcurl_cli *c, tcurl_request *r) {
         return tcurl_usage_error("ENDPOINT \"%s\": with --thrift it must be Service::method", c->endpoint);
     char *idl_path = NULL;
     int rc = load_idl(c, r, &idl_path);
-    if (rc)
+    if (rc) {
+        free(idl_path);
         return rc;
+    }
     char *sname = tch_slice_strdup(svc), *mname = tch_slice_strdup(meth);
     const tch_thrift_service *s = sname ? tch_thrift_idl_find_service(r->idl, sname) : NULL;
     if (!sname || !mname)

@@ -250,7 +250,7 @@ static int missing_value(char **argv) {
 }
 
 static int apply_number(int opt, const char *name, const char *v, tcurl_cli *c) {
-    unsigned long long n;
+    unsigned long long n = 0;
     int rc;
     switch (opt) {
     case OPT_TIMEOUT:
