@@ -32,8 +32,9 @@ enum {
     OPT_HTTP,
 };
 
-/* The leading ':' makes a missing value return ':' instead of '?'. */
-static const char short_options[] = ":p:P:H:rjJt:2:3:hv";
+/* '-': positionals come back in order as option 1, wherever they are and
+ * whatever POSIXLY_CORRECT says; ':': a missing value returns ':', not '?'. */
+static const char short_options[] = "-:p:P:H:rjJt:2:3:hv";
 
 static const struct option long_options[] = {
     {"peer", required_argument, NULL, 'p'},
@@ -361,15 +362,26 @@ static int bad_option(char **argv) {
     return tcurl_usage_error("unknown option %s", a);
 }
 
-static int take_positionals(tcurl_cli *c, int argc, char **argv) {
+/* SERVICE ENDPOINT [BODY], in the order given; checked once every option is
+ * known (--health may come last). A fourth is kept to be named in the error. */
+typedef struct positionals {
+    const char *v[4];
+    size_t n;
+} positionals;
+
+static void push_positional(positionals *p, const char *a) {
+    if (p->n < sizeof p->v / sizeof p->v[0])
+        p->v[p->n++] = a;
+}
+
+static int take_positionals(tcurl_cli *c, const positionals *p) {
     const char **slots[] = {&c->service, &c->endpoint, &c->body};
-    size_t n = 0;
-    for (int i = optind; i < argc; i++) {
-        if (n == sizeof slots / sizeof slots[0])
-            return tcurl_usage_error("unexpected argument \"%s\" (BODY already given)", argv[i]);
-        if (n == 1 && c->health) /* --health SERVICE: no ENDPOINT */
-            return tcurl_usage_error("--health: takes SERVICE only, not \"%s\"", argv[i]);
-        *slots[n++] = argv[i];
+    for (size_t i = 0; i < p->n; i++) {
+        if (i == 1 && c->health) /* --health SERVICE: no ENDPOINT */
+            return tcurl_usage_error("--health: takes SERVICE only, not \"%s\"", p->v[i]);
+        if (i == sizeof slots / sizeof slots[0])
+            return tcurl_usage_error("unexpected argument \"%s\" (BODY already given)", p->v[i]);
+        *slots[i] = p->v[i];
     }
     return 0;
 }
@@ -443,10 +455,15 @@ int tcurl_parse_cli(int argc, char **argv, tcurl_cli *c) {
     *c = (tcurl_cli){.timeout_ms = 1000, .caller = "tcurl"};
     int seen_requests = 0, seen_delay = 0, seen_time = 0;
     int opt, longindex = -1, rc = 0;
+    positionals pos = {.n = 0};
     char name[64];
     opterr = 0; /* our messages, not getopt's */
     optind = 1;
     while (!rc && (opt = getopt_long(argc, argv, short_options, long_options, &longindex)) != -1) {
+        if (opt == 1) {
+            push_positional(&pos, optarg);
+            continue;
+        }
         if (opt == '?')
             return bad_option(argv);
         if (opt == ':')
@@ -469,8 +486,10 @@ int tcurl_parse_cli(int argc, char **argv, tcurl_cli *c) {
         seen_time |= opt == OPT_TIME;
         rc = apply_option(opt, name, optarg, c);
     }
+    for (int i = optind; !rc && i < argc; i++) /* after "--" */
+        push_positional(&pos, argv[i]);
     if (!rc)
-        rc = take_positionals(c, argc, argv);
+        rc = take_positionals(c, &pos);
     if (!rc)
         rc = check_load(c, seen_requests, seen_delay, seen_time);
     return rc ? rc : check_cli(c);
