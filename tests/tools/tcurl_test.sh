@@ -21,6 +21,8 @@ raw)
     t "raw echo" 0 "hello" -- -p "$HP_raw" $S echo hello
     t "raw is the default and --raw is accepted" 0 "hello" -- --raw -p "$HP_raw" $S echo hello
     t "options after positionals" 0 "hi there" -- $S echo "hi there" -p "$HP_raw" --timeout=2000
+    POSIXLY_CORRECT=1 t "options after positionals, POSIXLY_CORRECT set" 0 "hi" -- $S echo hi -p "$HP_raw"
+    t "-- ends the options" 0 "-5" -- -p "$HP_raw" $S echo -- -5
     t "--arg2 goes to arg2, stdout is arg3" 0 "body" -- -p "$HP_raw" --arg2 head $S echo body
     printf 'from a file\n' >"$tmp/arg3"
     t "--arg3 @FILE" 0 "from a file" -- -p "$HP_raw" --arg3 "@$tmp/arg3" $S echo
