@@ -146,6 +146,24 @@ static void settle(mock *m, mock_recording *r) {
         mock_begin_shutdown(m); /* the last one we waited for */
 }
 
+/* Group commit: a sync costs milliseconds, so it waits for every recording
+ * still at the upstream to join the batch, for at most COMMIT_GATHER_US.
+ * Committing at the first answer instead would split the callers into two
+ * batches that alternate, each waiting out the other's sync. */
+#define COMMIT_GATHER_US 1000
+
+static void schedule_commit(mock *m) {
+    size_t waiting = 0;
+    for (const mock_recording *r = m->recordings; r; r = r->next)
+        waiting += (size_t)r->waiting;
+    if (waiting == m->n_recordings || m->shutting_down) {
+        event_active(m->commit_ev, EV_TIMEOUT, 0);
+    } else if (!event_pending(m->commit_ev, EV_TIMEOUT, NULL)) {
+        struct timeval tv = {0, COMMIT_GATHER_US};
+        event_add(m->commit_ev, &tv);
+    }
+}
+
 static void on_upstream(const tch_response *res, void *ud) {
     mock_recording *r = ud;
     mock *m = r->m;
@@ -156,7 +174,7 @@ static void on_upstream(const tch_response *res, void *ud) {
         mock_log("%s: could not record: %s", t->path, err.msg);
     if (recorded && answer_copy(&r->answer, res) == 0) {
         r->waiting = 1; /* answered once the recording is on disk */
-        event_active(m->commit_ev, EV_TIMEOUT, 0);
+        schedule_commit(m);
         return;
     }
     const char *why = res->message ? res->message : "upstream failed";
@@ -248,6 +266,8 @@ static void answer_one(mock *m, mock_recording *r, const commit_result *cr) {
 static void commit_waiting(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     mock *m = arg;
+    if (m->commit_ev)
+        event_del(m->commit_ev); /* a gather timer still pending: this is the commit */
     commit_result res[MAX_COMMITS];
     size_t n = 0;
     int again = 0;
