@@ -34,7 +34,7 @@
 #define MAGIC "tchannel-vcr journal 1\n"
 #define MAX_HEADER 64                      /* "R 18446744073709551615 0123456789abcdef\n" */
 #define MAX_JOURNAL ((size_t)1 << 31)       /* a journal is folded long before this */
-#define LEGACY_TEMP_AGE_S 3600              /* temp files that name no process */
+#define STALE_TEMP_AGE_S 3600               /* no save takes an hour */
 
 struct tch_cassette_journal {
     tch_cassette *c;
@@ -50,23 +50,89 @@ struct tch_cassette_journal {
 
 /* ---- hashing and framing ------------------------------------------------ */
 
-/* 64-bit hash, eight bytes at a step (a 200 MB file hashes in a blink). */
-static uint64_t content_hash(const void *p, size_t n) {
+/* 64-bit hash, eight bytes at a step (a 200 MB file hashes in a blink),
+ * fed in pieces so that a file is hashed without holding it whole. */
+typedef struct hasher {
+    uint64_t h;
+    uint8_t carry[8];
+    size_t ncarry;
+} hasher;
+
+static void hash_init(hasher *hs, uint64_t total_len) {
+    hs->h = 0x9e3779b97f4a7c15ULL ^ total_len;
+    hs->ncarry = 0;
+}
+
+static void hash_word(hasher *hs, const uint8_t *w8) {
+    uint64_t w;
+    memcpy(&w, w8, 8);
+    hs->h = (hs->h ^ w) * 0xff51afd7ed558ccdULL;
+    hs->h ^= hs->h >> 29;
+}
+
+static void hash_update(hasher *hs, const void *p, size_t n) {
     const uint8_t *b = p;
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)n;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, b + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
+    while (n > 0 && hs->ncarry > 0) { /* finish a word a previous piece began */
+        hs->carry[hs->ncarry++] = *b++, n--;
+        if (hs->ncarry == 8)
+            hash_word(hs, hs->carry), hs->ncarry = 0;
     }
-    for (; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ULL;
+    for (; n >= 8; b += 8, n -= 8)
+        hash_word(hs, b);
+    memcpy(hs->carry, b, n);
+    hs->ncarry = n;
+}
+
+static uint64_t hash_final(hasher *hs) {
+    uint64_t h = hs->h;
+    for (size_t i = 0; i < hs->ncarry; i++)
+        h = (h ^ hs->carry[i]) * 0x100000001b3ULL;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
     return h;
+}
+
+static uint64_t content_hash(const void *p, size_t n) {
+    hasher hs;
+    hash_init(&hs, n);
+    hash_update(&hs, p, n);
+    return hash_final(&hs);
+}
+
+/* The hash of a file's content, read in pieces; TCH_ENOTFOUND when there
+ * is no file. */
+static int hash_file(const char *path, uint64_t *out, tch_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return errno == ENOENT ? TCH_ENOTFOUND
+                               : tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return tch_error_set(err, TCH_EINVAL, "%s: not a regular file", path);
+    }
+    hasher hs;
+    uint8_t buf[65536];
+    size_t total = 0;
+    int rc = 0;
+    hash_init(&hs, (uint64_t)st.st_size);
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
+        if (n <= 0)
+            break;
+        hash_update(&hs, buf, (size_t)n);
+        total += (size_t)n;
+    }
+    close(fd);
+    if (!rc && total != (size_t)st.st_size)
+        rc = tch_error_set(err, TCH_EIO, "%s: changed while being read", path);
+    *out = hash_final(&hs);
+    return rc;
 }
 
 static int frame(tch_buf *out, char type, tch_slice payload) {
@@ -230,10 +296,10 @@ static int slurp(const char *path, size_t max, tch_buf *out, tch_error *err) {
 
 /* Whether a journal with js adds to a file of these bytes: yes, unless an
  * F record says the file already is the folded cassette. */
-static bool applies(const jscan *js, const char *data, size_t len, bool exists) {
+static bool applies(const jscan *js, uint64_t file_hash, bool exists) {
     if (!js->have_base || js->records == 0)
         return false;
-    return !(js->folded && exists && content_hash(data, len) == js->folded_hash);
+    return !(js->folded && exists && file_hash == js->folded_hash);
 }
 
 /* ---- merging a journal on open ------------------------------------------- */
@@ -275,7 +341,7 @@ int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists
         rc = 0;
     else if (!rc)
         rc = scan(jpath, (const char *)j.ptr, j.len, &js, NULL, NULL, err);
-    if (!rc && j.ptr && applies(&js, data, len, exists)) {
+    if (!rc && j.ptr && applies(&js, exists ? content_hash(data, len) : 0, exists)) {
         if (js.replace) /* a run in mode ALL: its recordings are the whole cassette */
             drop_all(c);
         merge_ctx m = {c, jpath, err};
@@ -328,19 +394,18 @@ static int append_synced(int fd, const char *jpath, const tch_buf *buf, size_t o
 /* Starts a journal for the file's present content. */
 static int create_journal(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
-    tch_buf file = {0}, head = {0};
-    int rc = slurp(c->path, MAX_JOURNAL * 2, &file, err);
+    tch_buf head = {0};
+    uint64_t hash = 0;
+    int rc = hash_file(c->path, &hash, err);
     bool exists = rc == 0;
     if (rc == TCH_ENOTFOUND)
         rc = 0;
     char base[80];
     bool replace = c->mode == TCH_CASSETTE_ALL && !c->only_this_run;
     if (exists)
-        snprintf(base, sizeof base, "base=%016" PRIx64 " replace=%d",
-                 content_hash(file.ptr, file.len), replace);
+        snprintf(base, sizeof base, "base=%016" PRIx64 " replace=%d", hash, replace);
     else
         snprintf(base, sizeof base, "base=absent replace=%d", replace);
-    tch_buf_free(&file);
     char *dir = rc ? NULL : strdup(c->path);
     if (!rc && !dir)
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
@@ -494,8 +559,8 @@ void tch_cassette_journal_free(tch_cassette_journal *j) {
 
 /* ---- recovery at open ------------------------------------------------------ */
 
-/* `.NAME.tmp.PID.XXXXXX` of a process that is gone, or (older naming, or a
- * process of another PID namespace) a temp file untouched for an hour. */
+/* `.NAME.tmp.PID.XXXXXX` of a process that is gone, or (the older name
+ * without a PID, or a PID of another namespace) one untouched for an hour. */
 static bool stale_temp(const char *dir, const char *name, const char *prefix) {
     size_t plen = strlen(prefix);
     if (strncmp(name, prefix, plen) != 0)
@@ -514,8 +579,8 @@ static bool stale_temp(const char *dir, const char *name, const char *prefix) {
     char full[4096];
     struct stat st;
     snprintf(full, sizeof full, "%s/%s", dir, name);
-    return suffix == rest && lstat(full, &st) == 0 && S_ISREG(st.st_mode) &&
-           time(NULL) - st.st_mtime > LEGACY_TEMP_AGE_S;
+    return lstat(full, &st) == 0 && S_ISREG(st.st_mode) &&
+           time(NULL) - st.st_mtime > STALE_TEMP_AGE_S;
 }
 
 /* Removes temp files that saves of this cassette left when their process
@@ -574,17 +639,18 @@ static char *recovery_note(const char *jpath, const jscan *js, bool applied, siz
  * it was when the run began) and remove the journal. */
 static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     tch_cassette *c = j->c;
-    tch_buf jb = {0}, file = {0}, out = {0};
+    tch_buf jb = {0}, out = {0};
     jscan js;
+    uint64_t hash = 0;
     int rc = slurp(j->path, MAX_JOURNAL, &jb, err);
     if (rc == TCH_ENOTFOUND)
         return 0;
     if (!rc)
         rc = scan(j->path, (const char *)jb.ptr, jb.len, &js, NULL, NULL, err);
-    int frc = rc ? rc : slurp(c->path, MAX_JOURNAL * 2, &file, err);
+    int frc = rc ? rc : hash_file(c->path, &hash, err);
     if (frc && frc != TCH_ENOTFOUND)
         rc = frc;
-    bool applied = !rc && applies(&js, (const char *)file.ptr, file.len, frc == 0);
+    bool applied = !rc && applies(&js, hash, frc == 0);
     if (!rc && applied && !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
         rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     else if (!rc && unlink(j->path) == 0)
@@ -592,7 +658,6 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     if (!rc && note)
         *note = recovery_note(j->path, &js, applied, 0);
     tch_buf_free(&jb);
-    tch_buf_free(&file);
     tch_buf_free(&out);
     return rc ? tch_error_wrap(err, "cassette %s: recovering its journal", c->name) : 0;
 }
