@@ -133,7 +133,9 @@ enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
 
 static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, const char *b) {
     char what[256];
-    snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
+    int n = snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
+    if (n >= (int)sizeof what) /* a long key or value: show that the text was cut */
+        memcpy(what + sizeof what - 4, "...", 4);
     return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
                          m->column + 1, what);
 }
@@ -685,9 +687,9 @@ typedef struct key_spec {
  * is an error that names it and lists what is allowed. */
 static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nkeys, field_fn fn,
                         void *target, unsigned *seen) {
+    *seen = 0;
     if (l->cur.type != YAML_MAPPING_START_EVENT)
         return fail_at(l, &l->cur.mark, "%s: expected a mapping%s", what, NULL);
-    *seen = 0;
     for (;;) {
         int rc = next(l);
         if (rc)

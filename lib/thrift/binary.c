@@ -439,7 +439,7 @@ int tch_thrift_decode(const tch_thrift_struct *st, tch_slice in, tch_thrift_valu
     if (!st || !out || (!in.ptr && in.len))
         return tch_error_set(err, TCH_EINVAL, "thrift decode: missing argument");
     dec d = {in.ptr, in.len, err};
-    tch_thrift_value *v;
+    tch_thrift_value *v = NULL;
     int rc = dec_struct(&d, st, 0, &v);
     if (rc)
         return rc;
