@@ -7,3 +7,11 @@ add_executable(net_hostile ${CMAKE_CURRENT_SOURCE_DIR}/net_hostile.c)
 target_link_libraries(net_hostile PRIVATE tch_channel Threads::Threads)
 add_test(NAME hostile.net COMMAND net_hostile)
 set_tests_properties(hostile.net PROPERTIES LABELS hostile TIMEOUT 120)
+
+# The same limits set by tchannel-mock's flags, and its log lines.
+if(TARGET tchannel-mock)
+  add_test(NAME hostile.net_mock_flags
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/net_mock_flags.sh
+            $<TARGET_FILE:tchannel-mock> $<TARGET_FILE:net_hostile>)
+  set_tests_properties(hostile.net_mock_flags PROPERTIES LABELS hostile TIMEOUT 60)
+endif()

@@ -13,6 +13,9 @@
  *                                          a running server; prints how
  *                                          many were answered and how many
  *                                          got Busy (for measuring its RSS)
+ *   net_hostile --against HOST:PORT IDLE_MS FRAME_MS MAX_CONNS
+ *                                          checks a running server's idle
+ *                                          and frame timeouts and its cap
  */
 #define _GNU_SOURCE
 #include <tchannel/channel.h>
@@ -59,13 +62,9 @@ static int failures;
     } while (0)
 
 /* The server's limits, small so that each acts within the test's time. */
-enum {
-    IDLE_MS = 1500,
-    FRAME_MS = 1000,
-    HANDSHAKE_MS = 1000,
-    MAX_CONNS = 32,
-    MAX_PENDING = 100,
-};
+enum { HANDSHAKE_MS = 1000, MAX_PENDING = 100 };
+/* Variables: --against takes the running server's. */
+static int idle_ms = 1500, frame_ms = 1000, max_conns = 32;
 #define PARTIAL_BYTES ((size_t)24 << 20)
 #define REQUEST_BYTES ((size_t)40 << 20)
 
@@ -103,7 +102,11 @@ static void on_log(void *ud, const char *line) {
     pthread_mutex_unlock(&S.mu);
 }
 
+/* Whether the in-process server logged needle (against another server,
+ * whose log the caller checks: yes). */
 static int log_has(const char *needle) {
+    if (!S.ch)
+        return 1;
     pthread_mutex_lock(&S.mu);
     int yes = strstr(S.log, needle) != NULL;
     pthread_mutex_unlock(&S.mu);
@@ -163,9 +166,9 @@ static int server_start(void) {
     S.base = event_base_new();
     tch_channel_options o = {
         .default_timeout_ms = HANDSHAKE_MS,
-        .idle_timeout_ms = IDLE_MS,
-        .frame_timeout_ms = FRAME_MS,
-        .max_connections = MAX_CONNS,
+        .idle_timeout_ms = idle_ms,
+        .frame_timeout_ms = frame_ms,
+        .max_connections = max_conns,
         .max_pending_calls = MAX_PENDING,
         .max_partial_bytes = PARTIAL_BYTES,
         .max_request_bytes = REQUEST_BYTES,
@@ -596,8 +599,8 @@ static void idle_and_silent_connections_are_closed(void) {
     int ms = wait_closed(silent, HANDSHAKE_MS + 3000, why, sizeof why);
     CHECK(ms >= HANDSHAKE_MS - 100, "a connection that sent nothing closed after %d ms", ms);
     CHECK(strstr(why, "no init handshake within") != NULL, "silent: \"%s\"", why);
-    ms = wait_closed(idle, IDLE_MS * 2 + 3000, NULL, 0);
-    CHECK(ms >= 0, "an idle connection is still open after %d ms", IDLE_MS * 2 + 3000);
+    ms = wait_closed(idle, idle_ms * 2 + 3000, NULL, 0);
+    CHECK(ms >= 0, "an idle connection is still open after %d ms", idle_ms * 2 + 3000);
     CHECK(log_has("(idle timeout)"), "no log line for the idle timeout:\n%s", S.log);
     CHECK(log_has("no init handshake"), "no log line for the handshake timeout");
     close(idle);
@@ -608,8 +611,9 @@ static void idle_and_silent_connections_are_closed(void) {
  * connections at once; each is closed by the frame timeout, trickle or
  * not. The trickle's pace is the poll on the socket's own close. */
 static void slowloris_is_closed_after_the_frame_timeout(void) {
-    enum { N = 20 };
-    int fds[N], closed_ms[N];
+    enum { MAXN = 20 };
+    const int N = max_conns < MAXN ? max_conns : MAXN; /* within the cap */
+    int fds[MAXN], closed_ms[MAXN];
     int64_t start = now_ms();
     static const uint8_t header[] = {0x07, 0xd0, 0x03, 0x00, 0x00, 0x00, 0x00, 0x09};
     for (int i = 0; i < N; i++) {
@@ -620,8 +624,8 @@ static void slowloris_is_closed_after_the_frame_timeout(void) {
     }
     char why[512] = "";
     int open = N;
-    while (open > 0 && now_ms() - start < FRAME_MS + 4000) {
-        struct pollfd p[N];
+    while (open > 0 && now_ms() - start < frame_ms + 4000) {
+        struct pollfd p[MAXN];
         for (int i = 0; i < N; i++)
             p[i] = (struct pollfd){.fd = closed_ms[i] < 0 ? fds[i] : -1, .events = POLLIN};
         poll(p, N, 200);
@@ -639,9 +643,9 @@ static void slowloris_is_closed_after_the_frame_timeout(void) {
             }
         }
     }
-    CHECK(open == 0, "%d slowloris connections still open after %d ms", open, FRAME_MS + 4000);
+    CHECK(open == 0, "%d slowloris connections still open after %d ms", open, frame_ms + 4000);
     for (int i = 0; i < N; i++) {
-        CHECK(closed_ms[i] < 0 || closed_ms[i] >= FRAME_MS - 100, "closed early: %d ms", closed_ms[i]);
+        CHECK(closed_ms[i] < 0 || closed_ms[i] >= frame_ms - 100, "closed early: %d ms", closed_ms[i]);
         close(fds[i]);
     }
     CHECK(strstr(why, "frame timeout") != NULL, "slowloris closed saying \"%s\"", why);
@@ -672,7 +676,7 @@ static void a_client_that_does_not_read(void) {
           "another client is not served while one does not read");
     CHECK(now_ms() - t0 < 2000, "another client waited %lld ms", (long long)(now_ms() - t0));
     close(other);
-    int ms = wait_closed(lazy, IDLE_MS * 2 + 8000, NULL, 0);
+    int ms = wait_closed(lazy, idle_ms * 2 + 8000, NULL, 0);
     CHECK(ms >= 0, "the client that does not read is still open (it sent %d calls)", calls);
     close(lazy);
 }
@@ -808,12 +812,14 @@ static int wait_conns(int fd, size_t want) {
 }
 
 static void connections_are_capped(void) {
-    int fds[MAX_CONNS];
+    int fds[1024];
+    if (max_conns < 1 || max_conns > 1024)
+        return;
     fds[0] = cl_connect();
-    CHECK(fds[0] >= 0 && wait_conns(fds[0], 1), "the earlier connections are still open");
-    for (int i = 1; i < MAX_CONNS; i++) {
+    CHECK(fds[0] >= 0 && (!S.ch || wait_conns(fds[0], 1)), "the earlier connections are still open");
+    for (int i = 1; i < max_conns; i++) {
         fds[i] = cl_connect();
-        CHECK(fds[i] >= 0, "connection %d of %d refused", i + 1, MAX_CONNS);
+        CHECK(fds[i] >= 0, "connection %d of %d refused", i + 1, max_conns);
     }
     int extra = cl_open();
     char why[256];
@@ -821,13 +827,13 @@ static void connections_are_capped(void) {
     CHECK(ms >= 0 && strstr(why, "too many connections"), "over the cap: %d ms, \"%s\"", ms, why);
     close(extra);
     CHECK(log_has("refused a connection: too many connections"), "no log line for the cap");
-    close(fds[MAX_CONNS - 1]);
+    close(fds[max_conns - 1]);
     int again = -1;
     for (int64_t end = now_ms() + 5000; again < 0 && now_ms() < end;)
         again = cl_connect(); /* refused until the server has seen the close */
     CHECK(again >= 0, "no connection taken after one closed");
     close(again);
-    for (int i = 0; i < MAX_CONNS - 1; i++)
+    for (int i = 0; i < max_conns - 1; i++)
         close(fds[i]);
 }
 
@@ -868,9 +874,33 @@ static int flood(const char *host_port, int n, size_t mib) {
     return 0;
 }
 
+/* The limits of a running server given its settings: what the flags of
+ * tchannel-mock must have set (its log lines are the caller's to check). */
+static int against(const char *host_port, int idle, int frame, int conns) {
+    const char *colon = strrchr(host_port, ':');
+    if (!colon || idle < 100 || frame < 100 || conns < 1 || conns > 1024)
+        return fprintf(stderr, "usage: net_hostile --against HOST:PORT IDLE_MS FRAME_MS "
+                               "MAX_CONNS\n"), 2;
+    snprintf(S.host, sizeof S.host, "%.*s", (int)(colon - host_port), host_port);
+    S.port = atoi(colon + 1);
+    idle_ms = idle, frame_ms = frame, max_conns = conns;
+    int fd = cl_connect();
+    CHECK(fd >= 0, "connect");
+    int ms = wait_closed(fd, idle_ms * 2 + 3000, NULL, 0);
+    CHECK(ms >= idle_ms - 100, "an idle connection closed after %d ms (idle timeout %d)", ms, idle_ms);
+    close(fd);
+    printf("idle connection closed after %d ms\n", ms);
+    slowloris_is_closed_after_the_frame_timeout();
+    connections_are_capped();
+    printf("%d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "--flood") == 0)
         return flood(argv[2], atoi(argv[3]), (size_t)atol(argv[4]));
+    if (argc == 6 && strcmp(argv[1], "--against") == 0)
+        return against(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 20261206;
     if (server_start() != 0) {
         fprintf(stderr, "cannot start the server\n");
