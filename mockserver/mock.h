@@ -56,6 +56,16 @@ typedef struct mock_config {
     mock_strv advertise_services;
     mock_strv matchers; /* empty: the cassette library's default five */
     mock_strv paths;    /* cassette files after directory expansion */
+    mock_strv inputs;   /* the cassettes and folders as given (their folders are roots) */
+    mock_strv cassette_roots;      /* --cassette-root: more folders the admin API may use */
+    const char *admin_token_file;  /* NULL: no authentication */
+    const char *admin_socket;      /* a Unix socket path instead of a TCP port */
+    uint32_t admin_timeout_ms;     /* a request must arrive whole within this */
+    size_t admin_max_conns;        /* concurrent admin connections; more are closed */
+    int exit_on_stdin_eof;         /* shut down as on SIGTERM when stdin ends */
+    /* The channel's connection and memory limits (zero: the library's
+     * defaults); its log hook is set by main.c */
+    tch_channel_options limits;
 } mock_config;
 
 /* ---- loaded cassettes (store.c) ------------------------------------------ */
@@ -152,7 +162,13 @@ typedef struct mock {
     tch_cassette_mode mode;
     mock_journal journal;
     struct evhttp *http;
-    char admin_host_port[64];
+    char admin_host_port[300];  /* HOST:PORT, or unix:PATH */
+    struct mock_admin *admin;   /* confinement, token, connection tracking (admin.c) */
+    struct event *stdin_ev;     /* --exit-on-stdin-eof */
+    /* record-through: the upstreams that refused a connection recently
+     * (serve.c); while all are down, calls are answered without trying */
+    uint64_t *upstream_down_until_ms;
+    char upstream_down_why[256];
     struct event *watch_timer;
     struct event *sig_int, *sig_term, *grace_timer;
     mock_delayed *delayed;     /* answers waiting for their `delay` */
@@ -211,6 +227,12 @@ json_t *mock_cassette_to_json(const mock *m, const mock_cassette *mc);
 
 /* ---- serve.c -------------------------------------------------------------- */
 void mock_serve_handler(tch_inbound *in, void *ud);
+/* Watches record-through calls (the upstream channel's outbound hook): an
+ * upstream that cannot be reached is left alone for a while, and a call made
+ * meanwhile is answered at once with Unexpected ("upstream ... is down"),
+ * which callers do not retry blindly. */
+int mock_upstream_gate_start(mock *m, tch_error *err);
+void mock_upstream_gate_free(mock *m);
 /* Answers every delayed call now (shutdown). */
 void mock_serve_flush_delayed(mock *m);
 int mock_scheme_of(const tch_inbound *in);

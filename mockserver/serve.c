@@ -6,6 +6,7 @@
 
 #include <event2/event.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,10 +187,13 @@ static void log_request(const mock *m, const tch_cassette_call *call, const char
                         const char *cassette, long index) {
     if (!m->cfg->verbose)
         return;
-    mock_log("%.*s::%.*s (%s) %s %s #%ld", (int)call->service.len,
+    char at[32] = ""; /* a recording's index is known only once it is answered */
+    if (index >= 0)
+        snprintf(at, sizeof at, " #%ld", index);
+    mock_log("%.*s::%.*s (%s) %s %s%s", (int)call->service.len,
              (const char *)call->service.ptr, (int)call->endpoint.len,
              (const char *)call->endpoint.ptr, mock_scheme_name(call->scheme), what,
-             cassette ? cassette : "-", index);
+             cassette ? cassette : "-", at);
 }
 
 void mock_serve_handler(tch_inbound *in, void *ud) {
@@ -243,4 +247,85 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
         return;
     }
     answer_miss(m, in, &call, &ms);
+}
+
+/* ---- record-through: an upstream that is down ------------------------------------ */
+
+/* How long an upstream that refused a connection is left alone. Long enough
+ * that a client's retries do not each knock on it, short enough that a
+ * restarted service is used again at once for a test. */
+#define MOCK_UPSTREAM_DOWN_MS 1000
+
+/* Index of the upstream host_port names, or -1. */
+static int upstream_index(const mock *m, const char *host_port) {
+    for (size_t i = 0; host_port && i < m->cfg->upstreams.n; i++)
+        if (!strcmp(m->cfg->upstreams.v[i], host_port))
+            return (int)i;
+    return -1;
+}
+
+/* Every upstream is in its down period: nothing to try. */
+static int all_down(const mock *m, uint64_t now) {
+    for (size_t i = 0; i < m->cfg->upstreams.n; i++)
+        if (m->upstream_down_until_ms[i] <= now)
+            return 0;
+    return 1;
+}
+
+/* Sees each attempt's outcome: a connection that failed (Network, no
+ * answer from the service) marks that upstream down; an answer clears it. */
+static void observe_upstream(const tch_response *res, void *ud) {
+    mock *m = ud;
+    int i = upstream_index(m, res->peer);
+    if (m->cfg->upstreams.n == 1)
+        i = 0; /* the one there is, whatever spelling the channel reports */
+    if (i < 0)
+        return;
+    if (res->status == 0 || res->status == TCH_EREMOTE) {
+        m->upstream_down_until_ms[i] = 0;
+        return;
+    }
+    if (res->error_code != TCH_PCODE_NETWORK)
+        return;
+    if (m->upstream_down_until_ms[i] == 0)
+        mock_log("upstream %s is down: %s", m->cfg->upstreams.v[i],
+                 res->message ? res->message : "no connection");
+    m->upstream_down_until_ms[i] = mock_now_ms() + MOCK_UPSTREAM_DOWN_MS;
+    snprintf(m->upstream_down_why, sizeof m->upstream_down_why, "%s",
+             res->message ? res->message : "no connection");
+}
+
+/* The outbound hook of the upstream channel: every attempt, retries too. */
+static void upstream_hook(tch_outbound *call, void *ud) {
+    mock *m = ud;
+    if (!all_down(m, mock_now_ms())) {
+        tch_outbound_forward(call, observe_upstream, m);
+        return;
+    }
+    char msg[512];
+    snprintf(msg, sizeof msg, "tchannel-mock: upstream %s is down (%s); the call was not "
+             "forwarded and not recorded",
+             m->cfg->upstreams.n == 1 ? m->cfg->upstreams.v[0] : "(every --upstream)",
+             m->upstream_down_why);
+    /* Unexpected: callers do not retry it blindly (Declined and Busy they
+     * would, each retry knocking on the upstream again). Not a remote error,
+     * so record.c aborts the slot instead of recording this answer. */
+    tch_response res = {.status = TCH_ECLOSED, .error_code = TCH_PCODE_UNEXPECTED,
+                        .message = msg, .peer = ""};
+    tch_outbound_answer(call, &res);
+}
+
+int mock_upstream_gate_start(mock *m, tch_error *err) {
+    if (!m->upstream)
+        return 0;
+    m->upstream_down_until_ms = calloc(m->cfg->upstreams.n, sizeof *m->upstream_down_until_ms);
+    if (!m->upstream_down_until_ms)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    tch_channel_set_outbound_hook(m->upstream, upstream_hook, m);
+    return 0;
+}
+
+void mock_upstream_gate_free(mock *m) {
+    free(m->upstream_down_until_ms);
+    m->upstream_down_until_ms = NULL;
 }

@@ -998,7 +998,9 @@ static void bad_command_line_and_corrupt_cassette(void **state) {
     char *a1[] = {TCH_MOCK_BIN, "--bogus", ECHO_YAML, NULL};
     assert_int_equal(run_status(a1, err, sizeof err), 2);
     assert_non_null(strstr(err, "--bogus"));
-    assert_non_null(strstr(err, "usage:"));
+    /* one line naming the problem, not the whole usage text */
+    assert_non_null(strstr(err, "unknown option --bogus; try 'tchannel-mock --help'\n"));
+    assert_null(strstr(err, "usage:"));
     char *a2[] = {TCH_MOCK_BIN, "--port", "x70000", ECHO_YAML, NULL};
     assert_int_equal(run_status(a2, err, sizeof err), 2);
     assert_non_null(strstr(err, "--port: expected a port 0-65535, got \"x70000\""));
