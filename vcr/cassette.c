@@ -92,7 +92,35 @@ static int cassette_new(const char *path, const char *name, const tch_cassette_o
     return 0;
 }
 
+static void buf_fit(tch_buf *b) {
+    if (b->ptr && b->cap > b->len) {
+        uint8_t *p = realloc(b->ptr, b->len ? b->len : 1);
+        if (p) /* a failed shrink keeps the larger buffer */
+            b->ptr = p, b->cap = b->len ? b->len : 1;
+    }
+}
+
+/* A loaded interaction's buffers trimmed to their bytes: they grew by
+ * doubling while being read, which would hold up to twice each body. The
+ * space given back is what the next interaction is read into. */
+static void entry_fit(cas_entry *e) {
+    tch_cassette_request *r = &e->it.request;
+    tch_buf *bufs[] = {&r->service, &r->endpoint, &r->headers, &r->body, &r->host_port,
+                       &e->it.response.headers, &e->it.response.body};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        buf_fit(bufs[i]);
+    for (size_t i = 0; i < r->n_known_peers; i++)
+        buf_fit(&r->known_peers[i]);
+    for (size_t i = 0; i < r->n_transport_headers; i++) {
+        buf_fit(&r->transport_headers[i].key);
+        buf_fit(&r->transport_headers[i].value);
+    }
+}
+
 int cas_append_entry(tch_cassette *c, cas_entry **out) {
+    /* while a file is read (nothing indexed yet, nobody holds its bytes) */
+    if (c->n > 0 && c->nindexed == 0 && c->items[c->n - 1]->from_file)
+        entry_fit(c->items[c->n - 1]);
     if (c->n == c->cap) {
         cas_entry **items = tch_array_grow(c->items, &c->cap, sizeof *items, 16);
         if (!items)
@@ -193,6 +221,8 @@ int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_ca
         rc = cas_load_buffer(c, data, len, err);
     if (!rc) /* recordings committed to PATH.journal are part of the cassette */
         rc = cas_journal_merge(c, data, len, exists, err);
+    if (!rc && c->n > 0)
+        entry_fit(c->items[c->n - 1]);
     if (!rc)
         rc = index_all(c, err);
     free(data);

@@ -2,11 +2,17 @@
  * json and thrift calls), times loading it, then looks up (and so marks
  * played) every recorded request. Run for 1,000 and 10,000 interactions to
  * show the per-lookup cost does not grow with the cassette.
- * Usage: bench_cassette [dir]   (default /tmp; BENCH_KEEP=1 keeps the files) */
+ * Usage: bench_cassette [dir]   (default /tmp; BENCH_KEEP=1 keeps the files)
+ *        bench_cassette --load-mb N [dir]
+ *            writes a cassette of about N MB (1 KiB bodies) and reports the
+ *            memory its loading takes, as a multiple of the file's size (a
+ *            child process loads it, so nothing else counts). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <tchannel/cassette.h>
@@ -109,7 +115,86 @@ static int run(const char *dir, size_t n) {
     return 0;
 }
 
+/* VmHWM (peak RSS) of this process, in kB. */
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* A cassette of about mb MB, written directly (the library would hold it
+ * all in memory to write it). */
+static int write_big(const char *path, size_t mb) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    char body[1025];
+    fputs("interactions:\n", f);
+    size_t bytes = 0;
+    for (size_t i = 0; bytes < mb << 20; i++) {
+        for (size_t k = 0; k < 1024; k++)
+            body[k] = (char)('a' + (i + k) % 26);
+        body[1024] = '\0';
+        int n = fprintf(f, "- request:\n    argScheme: 0\n    body: b%zu-%s\n    endpoint: echo\n"
+                           "    headers: ''\n    serviceName: keyvalue-server\n  response:\n"
+                           "    body: r%zu-%s\n    code: 0\n    headers: ''\n", i, body, i, body);
+        if (n < 0)
+            break;
+        bytes += (size_t)n;
+    }
+    fputs("version: 1\n", f);
+    int failed = ferror(f);
+    return fclose(f) == 0 && !failed ? 0 : -1;
+}
+
+static int load_ratio(const char *dir, size_t mb) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/bench_cassette_%zumb.yaml", dir, mb);
+    if (write_big(path, mb))
+        return fprintf(stderr, "writing %s failed\n", path), -1;
+    struct stat st;
+    stat(path, &st);
+    pid_t pid = fork();
+    if (pid == 0) { /* the child loads: its peak is the load's */
+        tch_cassette_options o;
+        tch_cassette *c;
+        tch_error err;
+        tch_cassette_options_init(&o);
+        o.mode = TCH_CASSETTE_NONE;
+        o.no_env_override = 1;
+        long before = peak_rss_kb();
+        double t0 = now_ns();
+        if (tch_cassette_open(path, &o, &c, &err))
+            _exit((fprintf(stderr, "%s\n", err.msg), 1));
+        double ms = (now_ns() - t0) / 1e6;
+        long after = peak_rss_kb();
+        printf("cassette_file_mb=%.1f interactions=%zu load_ms=%.0f load_peak_mb=%.1f "
+               "ratio=%.2f (target < 1.5)\n", (double)st.st_size / 1048576.0,
+               tch_cassette_count(c), ms, (double)(after - before) / 1024.0,
+               (double)(after - before) * 1024.0 / (double)st.st_size);
+        fflush(stdout);
+        _exit(0); /* freeing 200 MB would only add time */
+    }
+    int status = 1;
+    waitpid(pid, &status, 0);
+    if (!getenv("BENCH_KEEP"))
+        unlink(path);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 2 && !strcmp(argv[1], "--load-mb")) {
+        long mb = atol(argv[2]);
+        if (mb <= 0 || mb > 1000)
+            return fprintf(stderr, "--load-mb: 1 to 1000\n"), 2;
+        return load_ratio(argc > 3 ? argv[3] : "/tmp", (size_t)mb) ? 1 : 0;
+    }
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     if (run(dir, 1000) || run(dir, 10000))
         return 1;
