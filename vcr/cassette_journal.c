@@ -266,10 +266,13 @@ static int slurp(const char *path, size_t max, tch_buf *out, tch_error *err) {
     if (fd < 0)
         return errno == ENOENT ? TCH_ENOTFOUND
                                : tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return tch_error_set(err, TCH_EINVAL, "%s: not a regular file of at most %zu bytes",
-                             path, max);
+        return tch_error_set(err, TCH_EINVAL, "%s: not a regular file", path);
+    }
+    if ((size_t)st.st_size > max) {
+        close(fd);
+        return tch_error_set(err, TCH_ETOOBIG, "%s: larger than %zu bytes", path, max);
     }
     int rc = tch_buf_reserve(out, (size_t)st.st_size + 1) ? TCH_ENOMEM : 0;
     while (!rc) {
@@ -547,6 +550,7 @@ void tch_cassette_journal_discard(tch_cassette_journal *j) {
 }
 
 size_t tch_cassette_journal_pending(const tch_cassette_journal *j) { return j->records; }
+size_t tch_cassette_journal_bytes(const tch_cassette_journal *j) { return j->good; }
 
 void tch_cassette_journal_free(tch_cassette_journal *j) {
     if (!j)

@@ -390,8 +390,10 @@ int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err);
 /* Removes the journal without folding it, for a caller that saved the
  * cassette elsewhere (tchannel-mock's PATH.conflict.yaml). */
 void tch_cassette_journal_discard(tch_cassette_journal *j);
-/* Recordings committed to the journal and not folded yet. */
+/* Recordings committed to the journal and not folded yet, and the
+ * journal's size in bytes (a writer folds when it has grown enough). */
 size_t tch_cassette_journal_pending(const tch_cassette_journal *j);
+size_t tch_cassette_journal_bytes(const tch_cassette_journal *j);
 /* Frees j; the journal file stays for the next open to fold. */
 void tch_cassette_journal_free(tch_cassette_journal *j);
 /* A finished recording that could not be saved is given up: it is never
