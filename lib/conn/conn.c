@@ -30,6 +30,7 @@ struct tch_conn {
     tch_intmap res_parts; /* id -> part*: responses still arriving */
     size_t partial_bytes; /* bytes held in req_parts (as charged) */
     uint64_t next_deadline; /* <= every req_parts deadline; 0: none */
+    uint64_t part_frame_ms; /* when a frame of a request in req_parts last came */
     char *remote_host_port;
     char *remote_process;
     uint8_t scratch[TCH_FRAME_MAX_SIZE];
@@ -109,6 +110,7 @@ void tch_conn_free(tch_conn *c) {
 int tch_conn_is_ready(const tch_conn *c) { return c->state == READY; }
 int tch_conn_has_failed(const tch_conn *c) { return c->state == FAILED; }
 size_t tch_conn_partial_requests(const tch_conn *c) { return c->req_parts.len; }
+uint64_t tch_conn_partial_active_ms(const tch_conn *c) { return c->part_frame_ms; }
 
 const char *tch_conn_remote_host_port(const tch_conn *c) {
     return c->remote_host_port ? c->remote_host_port : "";
@@ -517,8 +519,10 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     held->r = r;
     if (is_req) {
         recharge(c, held);
+        if (c->cb.now_ms)
+            c->part_frame_ms = c->cb.now_ms(c->ud);
         if (c->cb.now_ms && r.msg.ttl_ms > 0) {
-            held->deadline_ms = c->cb.now_ms(c->ud) + r.msg.ttl_ms;
+            held->deadline_ms = c->part_frame_ms + r.msg.ttl_ms;
             if (c->req_parts.len == 1 || !c->next_deadline ||
                 held->deadline_ms < c->next_deadline)
                 c->next_deadline = held->deadline_ms;
@@ -570,6 +574,8 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
             return 0;
         }
     }
+    if (is_req && c->cb.now_ms)
+        c->part_frame_ms = c->cb.now_ms(c->ud);
     tch_error err;
     int rc = tch_reasm_continue(r, fr, &err);
     if (rc >= 0 && arg1_too_long(r, &err))

@@ -89,6 +89,9 @@ int tch_conn_is_ready(const tch_conn *c);
 int tch_conn_has_failed(const tch_conn *c);
 /* Requests whose first frames arrived and whose last has not yet. */
 size_t tch_conn_partial_requests(const tch_conn *c);
+/* When (now_ms clock) a frame of such a request last arrived; 0 without
+ * now_ms. A request that stopped arriving long ago keeps nothing busy. */
+uint64_t tch_conn_partial_active_ms(const tch_conn *c);
 /* The peer's init headers (valid once ready): host_port, process_name. */
 const char *tch_conn_remote_host_port(const tch_conn *c);
 const char *tch_conn_remote_process(const tch_conn *c);

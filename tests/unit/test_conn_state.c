@@ -656,7 +656,9 @@ static void id_reused_while_arriving_gets_an_error(void **state) {
     pair p;
     make_ready(&p, 1 << 20);
     tch_buf_reset(&p.server.out);
+    p.server.now = 777;
     send_partial(&p, 31, 300000, 2);
+    assert_int_equal(tch_conn_partial_active_ms(p.server.c), 777); /* its last frame */
     send_partial(&p, 31, 1000, 1); /* one whole frame, same id */
     pump(&p);
     assert_int_equal(p.server.nreq, 0);
