@@ -61,6 +61,8 @@ static const opt_row OPTIONS[] = {
     {"allow-repeats", 0, NULL, "replay the last match again once all were played"},
     {"match", 0, "M1,M2,...", "matchers (serviceName endpoint headers body argScheme\n"
                               "transportHeaders; default the first five)"},
+    {"thrift", 0, "FILE|DIR", "Thrift IDL (a file, or a folder of SERVICE.thrift files, as\n"
+                              "tcurl -t) to show a thrift miss's differing fields"},
     {"no-watch", 0, NULL, "do not reload cassettes that change on disk"},
     {"watch-interval", 0, "MS", "poll period for changes (default 500)"},
     {"journal-size", 0, "N", "requests kept in the journal (default 10000)"},
@@ -247,6 +249,10 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         rc = mock_strv_push(&c->cassette_roots, v);
     } else if (!strcmp(name, "--record-to")) {
         c->record_to = v;
+    } else if (!strcmp(name, "--thrift")) {
+        if (!*v)
+            return usage_error("%s: expected an IDL file or folder", name);
+        c->thrift_path = v;
     } else if (!strcmp(name, "--admin-socket")) {
         if (!*v)
             return usage_error("%s: expected a path", name);
@@ -390,6 +396,7 @@ static void config_free(mock_config *c) {
     mock_strv_free(&c->paths);
     mock_strv_free(&c->inputs);
     mock_strv_free(&c->cassette_roots);
+    tch_cassette_thrift_free(c->thrift);
 }
 
 /* ---- start-up -------------------------------------------------------------------- */
@@ -642,6 +649,9 @@ int main(int argc, char **argv) {
     }
     tch_error err = {0};
     rc = expand_inputs(&cfg, &err);
+    if (!rc && cfg.thrift_path &&
+        (rc = tch_cassette_thrift_load(cfg.thrift_path, &cfg.thrift, &err)))
+        tch_error_wrap(&err, "--thrift"); /* the message names the file */
     mock m = {0};
     m.cfg = &cfg;
     m.mode = cfg.mode;

@@ -55,6 +55,8 @@ typedef struct mock_config {
     mock_strv advertise_to;
     mock_strv advertise_services;
     mock_strv matchers; /* empty: the cassette library's default five */
+    const char *thrift_path;     /* --thrift: IDL file or folder, or NULL */
+    tch_cassette_thrift *thrift; /* loaded from it: explains thrift misses field by field */
     mock_strv paths;    /* cassette files after directory expansion */
     mock_strv inputs;   /* the cassettes and folders as given (their folders are roots) */
     mock_strv cassette_roots;      /* --cassette-root: more folders the admin API may use */

@@ -86,6 +86,7 @@ static int open_with_mode(const mock *m, const char *path, tch_cassette_mode mod
     o.allow_playback_repeats = m->cfg->allow_repeats;
     o.matchers = (const char *const *)m->cfg->matchers.v;
     o.n_matchers = m->cfg->matchers.n;
+    o.thrift = m->cfg->thrift; /* borrowed: freed after every cassette */
     return tch_cassette_open(path, &o, out, err);
 }
 

@@ -665,7 +665,7 @@ static int structured_diff(const tch_cassette *c, int f, const tch_cassette_requ
             return rc;
     }
     bool rj = rv.len && rv.ptr[0] == MARK_JSON, qj = qv.len && qv.ptr[0] == MARK_JSON;
-    if (rj != qj)
+    if (rj != qj && rec->scheme == req->scheme) /* else argScheme's diff says why */
         d->note = req->scheme == TCH_CASSETTE_THRIFT
                       ? (rj ? "requested is not thrift headers" : "recorded is not thrift headers")
                       : (rj ? "requested is not JSON" : "recorded is not JSON");
