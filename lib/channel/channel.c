@@ -100,6 +100,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
             ch->opts.max_request_bytes = opts->max_request_bytes;
         ch->opts.log = opts->log;
         ch->opts.log_ud = opts->log_ud;
+        ch->opts.trace = opts->trace;
     }
     if (ch->opts.frame_timeout_ms == TCH_IDLE_NEVER)
         ch->opts.frame_timeout_ms = 0; /* inside the channel, 0 is never */
@@ -119,6 +120,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
             return NULL;
         }
     }
+    hooks_init(ch);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
@@ -693,6 +695,7 @@ void tch_channel_free(tch_channel *ch) {
     if (ch->own_dns) /* after the connections: none is waiting on it now */
         evdns_base_free(ch->dns, 1);
     tch_intmap_free(&ch->cancellable);
+    hooks_free(ch);
     free(ch->name);
     free(ch);
 }

@@ -4,6 +4,7 @@
 #define TCH_CHANNEL_INTERNAL_H
 
 #include <tchannel/channel.h>
+#include <tchannel/hooks.h>
 
 #include "intmap.h"
 #include "transport.h"
@@ -13,6 +14,7 @@
 
 typedef struct chconn chconn;
 typedef struct outcall outcall;
+typedef struct channel_hooks channel_hooks;
 
 /* One connection (inbound or outbound) and the calls riding on it. */
 struct chconn {
@@ -64,6 +66,9 @@ struct tch_channel {
     size_t next_peer;
     tch_outbound_hook_fn hook;
     void *hook_ud;
+    channel_hooks *hooks;  /* event observers (hooks.c); NULL until one is added */
+    size_t nhooks;         /* live ones: the one branch a call pays without */
+    uint64_t clock_wall_us, clock_mono_us; /* tch_channel_now_us's origin */
     tch_inbound *current; /* inbound whose handler is running */
     tch_intmap cancellable; /* cancel handle -> tch_outbound* */
     tch_outbound *outbound;  /* every live call, to end them when freed */
@@ -108,6 +113,19 @@ void channel_peer_result(tch_channel *ch, const char *host_port, int ok);
 chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
 const char *channel_host_port_or_zero(const tch_channel *ch);
 uint64_t channel_random(tch_channel *ch);
+
+/* hooks.c: events for the observers of tchannel/hooks.h */
+#define HOOKS_ON(ch) ((ch)->nhooks != 0 && !(ch)->freeing)
+void hooks_init(tch_channel *ch);
+void hooks_free(tch_channel *ch);
+/* An outgoing call's event; res is NULL for SEND_REQUEST. */
+void hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
+                    const tch_tracing *t, const char *peer, int attempt,
+                    uint64_t start_us, const tch_response *res);
+/* An incoming call's event: RECEIVE_REQUEST when end is NULL, else
+ * SEND_RESPONSE with end's outcome (and ERROR after it for a failure). */
+void hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
+                   uint64_t start_us, const tch_response *end);
 
 /* ping.c */
 void ping_on_response(chconn *cc, uint32_t id);

@@ -16,7 +16,20 @@ struct tch_inbound {
     struct event ttl_timer;
     int timer_set;
     char peer[64];
+    uint64_t start_us; /* for the event hooks; 0: they did not hear of it */
 };
+
+/* The event hooks hear how the call ended, once (before detach, which
+ * forgets the channel). */
+static void hook_end(tch_inbound *in, int status, uint8_t code, const char *why) {
+    uint64_t start = in->start_us;
+    in->start_us = 0;
+    if (!start || !in->ch || !HOOKS_ON(in->ch))
+        return;
+    tch_response end = {.status = status, .code = code, .error_code = code,
+                        .message = why};
+    hooks_call_in(in->ch, in->msg, in->peer, start, &end);
+}
 
 static void inbound_free(tch_inbound *in) {
     if (in->ch && in->ch->current == in) /* answered inside its handler */
@@ -58,6 +71,7 @@ static void on_ttl(evutil_socket_t fd, short what, void *arg) {
                  in->msg->ttl_ms);
         tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
                             TCH_PCODE_TIMEOUT, &in->msg->tracing, msg);
+        hook_end(in, TCH_ETIMEOUT, TCH_PCODE_TIMEOUT, msg);
     }
     detach(in);
 }
@@ -159,6 +173,10 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     }
     const handler_entry *h = find_handler(ch, msg->service,
                                           tch_buf_slice(&msg->args[0]));
+    if (HOOKS_ON(ch)) {
+        in->start_us = tch_channel_now_us(ch);
+        hooks_call_in(ch, msg, in->peer, in->start_us, NULL);
+    }
     tch_inbound *outer = ch->current; /* handlers may nest via loopback */
     ch->current = in;
     if (h)
@@ -174,13 +192,16 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
 
 void inbound_cancel(chconn *cc, uint32_t id) {
     tch_inbound *in = tch_intmap_get(&cc->inbound, id);
-    if (in)
+    if (in) {
+        hook_end(in, TCH_ECANCELED, TCH_PCODE_CANCELLED, "cancelled by the caller");
         detach(in);
+    }
 }
 
 void inbound_detach_all(chconn *cc) {
     tch_inbound *in;
     while ((in = tch_intmap_pop_any(&cc->inbound, NULL))) {
+        hook_end(in, TCH_ECLOSED, TCH_PCODE_NETWORK, "connection closed before the answer");
         in->cc = NULL;
         detach(in);
     }
@@ -264,6 +285,9 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
     if (rc < 0) /* e.g. an arg too large for the protocol: tell the caller */
         tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
                             TCH_PCODE_UNEXPECTED, &in->msg->tracing, err.msg);
+    if (in->start_us)
+        hook_end(in, rc < 0 ? TCH_EPROTO : 0, rc < 0 ? TCH_PCODE_UNEXPECTED : code,
+                 rc < 0 ? err.msg : "");
     detach(in);
     inbound_free(in);
     return rc;
@@ -281,6 +305,7 @@ int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg) {
     }
     int rc = tch_conn_send_error(tch_transport_conn(in->cc->t), in->id, code,
                                  &in->msg->tracing, msg ? msg : "");
+    hook_end(in, TCH_EREMOTE, code, msg ? msg : "");
     detach(in);
     inbound_free(in);
     return rc;

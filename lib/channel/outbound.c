@@ -44,6 +44,11 @@ struct tch_outbound {
     int borrowed;        /* req's endpoint and args are the caller's (borrow_args) */
     uint8_t *arg_store;  /* their copy, once the hook takes a borrowed call */
     int expired;         /* deadline passed while the hook held it */
+    /* for the event hooks (hooks.c), kept only while some are installed */
+    tch_tracing span;    /* the ids the latest attempt carried */
+    uint64_t start_us;   /* when the call started */
+    uint64_t sent_us;    /* when the attempt in flight was sent; 0: none */
+    peer_name sent_peer;
     /* a local answer or failure, delivered from the loop */
     int have_local;
     tch_response local;
@@ -187,6 +192,33 @@ static int own_args(tch_outbound *call) {
     return 0;
 }
 
+/* The event hooks hear of an attempt sent (its ids copied first: a hook's
+ * own calls reuse the channel's fields). */
+static void hook_sent(tch_outbound *call, const tch_tracing *t) {
+    call->span = *t;
+    call->sent_us = tch_channel_now_us(call->ch);
+    memcpy(call->sent_peer, call->cc->host_port, sizeof call->sent_peer);
+    hooks_call_out(call->ch, TCH_EVENT_SEND_REQUEST, &call->req, &call->span,
+                   call->sent_peer, call->attempts, call->sent_us, NULL);
+}
+
+/* ... and of its end, once, whatever ended it. */
+static void hook_heard(tch_outbound *call, const tch_response *res) {
+    uint64_t sent = call->sent_us;
+    call->sent_us = 0;
+    if (sent && HOOKS_ON(call->ch))
+        hooks_call_out(call->ch, TCH_EVENT_RECEIVE_RESPONSE, &call->req, &call->span,
+                       call->sent_peer, call->attempts, sent, res);
+}
+
+/* ... and of a call that failed, after its last attempt. */
+static void hook_failed(tch_outbound *call, const tch_response *res) {
+    if (res->status != 0 && HOOKS_ON(call->ch))
+        hooks_call_out(call->ch, TCH_EVENT_ERROR, &call->req, &call->span,
+                       call->sent_peer, call->attempts,
+                       call->start_us ? call->start_us : tch_channel_now_us(call->ch), res);
+}
+
 /* ---- finishing -------------------------------------------------------------- */
 
 static void call_free(tch_outbound *call) {
@@ -212,6 +244,8 @@ static void call_free(tch_outbound *call) {
 /* The final outcome: the caller hears it once, then the call is gone. */
 static void deliver(tch_outbound *call, const tch_response *res) {
     tch_channel *ch = call->ch;
+    hook_heard(call, res);
+    hook_failed(call, res);
     event_del(&call->deadline);
     event_del(&call->defer);
     if (call->handle) { /* final now: a cancel from the callbacks finds nothing */
@@ -331,7 +365,10 @@ static tch_tracing make_tracing(tch_outbound *call) {
         t.flags = parent->flags;
     } else {
         t.trace_id = t.span_id;
+        t.flags = call->ch->opts.trace ? 0x01 : 0;
     }
+    if (call->req.traced != TCH_TRACED_DEFAULT)
+        t.flags = (uint8_t)((t.flags & ~0x01) | (call->req.traced == TCH_TRACED_ON));
     return t;
 }
 
@@ -453,6 +490,8 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     if (ch->opts.idle_timeout_ms)
         cc->last_active_ms = channel_now_ms();
     note_tried(call, cc->host_port);
+    if (HOOKS_ON(ch))
+        hook_sent(call, &f->tracing);
     return 0;
 }
 
@@ -490,6 +529,7 @@ static int retries_after(const tch_outbound *call, const tch_response *res) {
 
 /* An attempt ended with res: retry, or deliver. */
 static void attempt_done(tch_outbound *call, const tch_response *res) {
+    hook_heard(call, res);
     if (call->cc && res->status != 0 && res->error_code == TCH_PCODE_NETWORK)
         conn_failed_peer(call->cc);
     else if (call->cc)
@@ -529,6 +569,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
                             .message = call->msg, .peer = ""};
         tch_call_cb cb = call->cb;
         call->cb = NULL; /* reported: nothing may report it again */
+        hook_failed(call, &res);
         CHANNEL_USER_CALL(call->ch, cb(&res, call->ud));
         return;
     }
@@ -706,6 +747,9 @@ static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *er
     if (o->retry_on < TCH_RETRY_DEFAULT || o->retry_on > TCH_RETRY_CONNECTION_TIMEOUT)
         return tch_error_set(err, TCH_EINVAL, "call to %s: invalid retry_on %d",
                              o->service, o->retry_on);
+    if (o->traced < TCH_TRACED_DEFAULT || o->traced > TCH_TRACED_OFF)
+        return tch_error_set(err, TCH_EINVAL, "call to %s: invalid traced %d",
+                             o->service, o->traced);
     if (o->retry_limit < TCH_RETRY_LIMIT_NONE)
         return tch_error_set(err, TCH_EINVAL, "call to %s: invalid retry_limit %d",
                              o->service, o->retry_limit);
@@ -736,6 +780,8 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     }
     call->cb = cb;
     call->ud = ud;
+    if (HOOKS_ON(ch))
+        call->start_us = tch_channel_now_us(ch);
     call->next = ch->outbound;
     if (ch->outbound)
         ch->outbound->prev = call;

@@ -98,6 +98,12 @@ typedef struct tch_channel_options {
      * The library has no logger of its own. */
     void (*log)(void *ud, const char *line);
     void *log_ud;
+    /* Nonzero: calls that start a new trace (no parent span) set the
+     * traced flag, as tchannel-python's TChannel(trace=True); a call with a
+     * parent keeps the parent's flag, and tch_call_opts.traced overrides
+     * both. Default 0: not traced (tchannel-python's old default, and what
+     * the Node peer sends unless a request asks). See tchannel/trace.h. */
+    int trace;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
@@ -238,6 +244,13 @@ enum tch_retry_on {
 /* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
  * allows (the Node peer refuses more). */
 #define TCH_MAX_TRANSPORT_HEADERS 123
+/* tch_call_opts.traced: the traced flag (0x01) sent with a call. */
+enum tch_traced {
+    TCH_TRACED_DEFAULT = 0, /* the parent's flag, else the channel's trace */
+    TCH_TRACED_ON,
+    TCH_TRACED_OFF,
+};
+
 #define TCH_RETRY_LIMIT_NONE (-1)
 #define TCH_RETRY_LIMIT_DEFAULT 4
 
@@ -259,6 +272,7 @@ typedef struct tch_call_opts {
     const char *shard_key;        /* "sk" */
     const char *routing_delegate; /* "rd" */
     uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
+    int traced;  /* enum tch_traced: this call's traced flag */
     /* Nonzero: endpoint, arg2 and arg3 are read where they are (for every
      * attempt) instead of being copied when the call starts, which saves a
      * copy of each large body. They must then stay valid and unchanged
