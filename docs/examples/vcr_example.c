@@ -8,6 +8,9 @@
  * to a new temporary folder, removed at the end. Exits 0 when the replayed
  * answer is the recorded one, the server is really gone, and a request the
  * cassette does not hold is refused. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, strdup */
+#endif
 #include <tchannel/json.h>
 #include <tchannel/vcr.h>
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# install.consumer: installs BUILD_DIR into a scratch prefix, then builds the
-# getting-started programs (docs/examples) and a VCR program against that
-# prefix alone, once through find_package(tchannel) and once through
-# pkg-config, and runs them: the guide's server and client must talk, and
-# the VCR must load a bundled cassette.
+# install.consumer: installs BUILD_DIR into a scratch prefix, checks that the
+# man pages (every docs/man/*.1), the license and the changelog are there,
+# then builds the getting-started programs (docs/examples), the VCR example
+# and a VCR program against that prefix alone, once through
+# find_package(tchannel) and once through pkg-config, and runs them: the
+# guide's server and client must talk, the VCR example must record and
+# replay, and the VCR must load a bundled cassette.
 # Usage: run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
@@ -26,6 +28,20 @@ info_is() { # binary
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 [ -f "$tmp/prefix/include/tchannel/channel.h" ] || { echo "no headers installed"; exit 1; }
 
+# The man pages and the release's documents, installed byte for byte.
+installed_as() { # source file, installed path
+  cmp -s "$1" "$2" || { echo "$2: missing, or not $1"; return 1; }
+}
+pages=0
+for page in "$src"/docs/man/*.1; do
+  [ -f "$page" ] || continue
+  check "man page ${page##*/} installed" installed_as "$page" "$tmp/prefix/share/man/man1/${page##*/}"
+  pages=$((pages + 1))
+done
+for doc in LICENSE CHANGELOG.md; do
+  check "$doc installed" installed_as "$src/$doc" "$tmp/prefix/share/doc/tchannel-vcr/$doc"
+done
+
 # 1. CMake: find_package(tchannel) with only the prefix to go on.
 cmake -S "$src/tests/install/consumer" -B "$tmp/cmake-build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$tmp/prefix" -DEXAMPLES="$examples" >"$tmp/configure.log" 2>&1 ||
@@ -35,6 +51,7 @@ b=$tmp/cmake-build
 check "find_package: getting-started server and client" \
   bash "$examples/run.sh" "$b/keyvalue_server" "$b/keyvalue_client" "$idl"
 check "find_package: tchannel::tch_vcr loads a cassette" info_is "$b/cassette_info"
+check "find_package: the VCR example records and replays" env -u TCHANNEL_VCR_RECORD_MODE "$b/vcr_example"
 
 # 2. pkg-config, as the README shows it: `pkg-config --cflags --libs tchannel`.
 pc=$(find "$tmp/prefix" -name tchannel.pc -path '*/pkgconfig/*' | head -n 1) # lib or lib64
@@ -47,9 +64,12 @@ for prog in keyvalue_server keyvalue_client; do
   cc -std=c11 -o "$p/$prog" "$examples/$prog.c" $flags
 done
 cc -std=c11 -o "$p/cassette_info" "$src/tests/install/consumer/cassette_info.c" $flags
+cc -std=c11 -o "$p/vcr_example" "$examples/vcr_example.c" $flags
 check "pkg-config: getting-started server and client" \
   bash "$examples/run.sh" "$p/keyvalue_server" "$p/keyvalue_client" "$idl"
 check "pkg-config: the VCR loads a cassette" info_is "$p/cassette_info"
+check "pkg-config: the VCR example records and replays" env -u TCHANNEL_VCR_RECORD_MODE "$p/vcr_example"
 
-echo "install consumer: $((4 - failed)) passed, $failed failed"
+total=$((6 + pages + 2))
+echo "install consumer: $((total - failed)) passed, $failed failed"
 [ "$failed" = 0 ]
