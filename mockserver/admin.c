@@ -1,7 +1,17 @@
 /* The admin API: a thin HTTP face (evhttp + jansson) over the cassette store
- * and the journal. Bound to 127.0.0.1 by default: it can load any file the
- * process can read. Every answer is JSON; errors are {"error": "..."} with a
- * 4xx code. */
+ * and the journal. Every answer is JSON; errors are {"error": "..."} with a
+ * 4xx code. It can read and write files, so it is fenced in:
+ *
+ *   - it listens on 127.0.0.1 by default, or on a Unix socket (mode 0600);
+ *   - with --admin-token-file, every request needs Authorization: Bearer TOKEN
+ *     (compared in constant time), else 401;
+ *   - it loads from and records into the cassette roots only (the folders of
+ *     the cassettes on the command line, and --cassette-root), judged after
+ *     symbolic links and `..` are resolved; anything else is 403 and no byte
+ *     of the file is read;
+ *   - a request must arrive whole within --admin-timeout, and at most
+ *     --admin-max-connections connections are open; past either, the
+ *     connection is closed and the log says so. */
 #include "mock.h"
 
 #include <errno.h>
@@ -11,15 +21,47 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
+
 #include <arpa/inet.h>
-#include <stdarg.h>
+#include <libgen.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define ADMIN_MAX_BODY (1u << 20)
+#define ADMIN_MAX_HEADERS (64u << 10)
+
+/* One admin connection we watch: its deadline and its place in the count. */
+typedef struct admin_conn {
+    struct mock_admin *a;
+    struct bufferevent *bev;           /* made by us for evhttp (new_conn) */
+    struct evhttp_connection *evcon;   /* known from the loop's next turn */
+    struct event *ev;                  /* attach, then the request deadline */
+    char peer[80];
+    struct admin_conn *prev, *next;
+} admin_conn;
+
+struct mock_admin {
+    mock *m;
+    mock_strv roots;     /* real paths of the folders the API may use */
+    char *token;         /* NULL: no authentication */
+    size_t token_len;
+    char *socket_path;   /* ours to remove at exit */
+    admin_conn *conns;
+    size_t live;         /* connections counted against the cap */
+    uint64_t cap_logged_ms;
+    size_t cap_refused;  /* refused since the last log line */
+};
 
 static void reply_json(struct evhttp_request *req, int code, json_t *body) {
     struct evbuffer *out = evbuffer_new();
@@ -71,6 +113,146 @@ static json_t *body_object(struct evhttp_request *req) {
         return NULL;
     }
     return o;
+}
+
+/* ---- confinement ---------------------------------------------------------------- */
+
+/* The real path of p; for a file not there yet, its folder's real path and
+ * its name. NULL when that cannot be had (no folder, a dangling link). */
+static char *resolve(const char *p) {
+    char *r = realpath(p, NULL);
+    if (r || errno != ENOENT)
+        return r;
+    struct stat st;
+    if (lstat(p, &st) == 0) /* a link to nothing: where it points is unknown */
+        return NULL;
+    char *c1 = strdup(p), *c2 = strdup(p), *dir = NULL, *out = NULL;
+    const char *base = c2 ? basename(c2) : NULL;
+    if (c1 && base && strcmp(base, "..") && strcmp(base, ".") && strcmp(base, "/") &&
+        (dir = realpath(dirname(c1), NULL))) {
+        size_t n = strlen(dir) + strlen(base) + 2;
+        if ((out = malloc(n)))
+            snprintf(out, n, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base);
+    }
+    free(c1);
+    free(c2);
+    free(dir);
+    return out;
+}
+
+static int under(const char *root, const char *real) {
+    size_t n = strlen(root);
+    if (n == 1 && root[0] == '/')
+        return 1;
+    return strncmp(real, root, n) == 0 && (real[n] == '/' || real[n] == 0);
+}
+
+/* Whether path may be used by the admin API: inside a root, once resolved. */
+static int allowed(const struct mock_admin *a, const char *path) {
+    char *real = resolve(path);
+    int ok = 0;
+    for (size_t i = 0; real && i < a->roots.n && !ok; i++)
+        ok = under(a->roots.v[i], real);
+    free(real);
+    return ok;
+}
+
+/* 403 naming the rule; never anything from the file itself. */
+static void reply_outside(struct evhttp_request *req, const char *path) {
+    reply_error(req, 403, "%s: outside the folders the admin API may use (the folders of the "
+                "cassettes given on the command line, and --cassette-root DIR), once symbolic "
+                "links and '..' are resolved", path);
+}
+
+static int add_root(struct mock_admin *a, const char *dir, int given, tch_error *err) {
+    char *real = realpath(dir, NULL);
+    struct stat st;
+    if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        int e = real ? ENOTDIR : errno;
+        free(real);
+        /* a cassette's folder that is not there yet adds nothing; a root
+         * asked for by name must exist */
+        return given ? tch_error_set(err, TCH_ENOTFOUND, "--cassette-root %s: %s", dir,
+                                     strerror(e))
+                     : 0;
+    }
+    int rc = mock_strv_push(&a->roots, real);
+    free(real);
+    return rc ? tch_error_set(err, TCH_ENOMEM, "out of memory") : 0;
+}
+
+/* A cassette's root is its folder; a folder given is its own root. */
+static int add_root_of(struct mock_admin *a, const char *path, tch_error *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return add_root(a, path, 0, err);
+    char *copy = strdup(path);
+    int rc = copy ? add_root(a, dirname(copy), 0, err) : tch_error_set(err, TCH_ENOMEM, "out of memory");
+    free(copy);
+    return rc;
+}
+
+static int compute_roots(struct mock_admin *a, const mock_config *c, tch_error *err) {
+    int rc = 0;
+    for (size_t i = 0; i < c->inputs.n && !rc; i++)
+        rc = add_root_of(a, c->inputs.v[i], err);
+    if (!rc && c->record_to)
+        rc = add_root_of(a, c->record_to, err);
+    for (size_t i = 0; i < c->cassette_roots.n && !rc; i++)
+        rc = add_root(a, c->cassette_roots.v[i], 1, err);
+    return rc;
+}
+
+/* ---- authentication ------------------------------------------------------------------ */
+
+/* The token is the file's first line, trimmed: it stays out of `ps`. */
+static int read_token(struct mock_admin *a, const char *file, tch_error *err) {
+    FILE *fp = fopen(file, "r");
+    if (!fp)
+        return tch_error_set(err, TCH_EIO, "--admin-token-file %s: %s", file, strerror(errno));
+    char line[4096];
+    int got = fgets(line, sizeof line, fp) != NULL;
+    fclose(fp);
+    char *b = line, *e = got ? line + strlen(line) : line;
+    while (b < e && strchr(" \t\r\n", *b))
+        b++;
+    while (e > b && strchr(" \t\r\n", e[-1]))
+        e--;
+    if (e == b)
+        return tch_error_set(err, TCH_EINVAL, "--admin-token-file %s: the first line is empty: "
+                             "no token to ask for", file);
+    a->token_len = (size_t)(e - b);
+    if (!(a->token = strndup(b, a->token_len)))
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    return 0;
+}
+
+/* Time depends on the expected token's length only, not on where a guess
+ * first differs. */
+static int token_equal(const struct mock_admin *a, const char *given, size_t n) {
+    volatile unsigned char diff = n != a->token_len;
+    for (size_t i = 0; i < a->token_len; i++)
+        diff |= (unsigned char)(a->token[i] ^ (i < n ? given[i] : 0));
+    return diff == 0;
+}
+
+/* 1 when the request may go on; else 401 has been sent. */
+static int authorized(const struct mock_admin *a, struct evhttp_request *req) {
+    if (!a->token)
+        return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        const char *t = h + 7;
+        while (*t == ' ')
+            t++;
+        if (token_equal(a, t, strlen(t)))
+            return 1;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                      "Bearer realm=\"tchannel-mock\"");
+    reply_error(req, 401, h ? "wrong token in Authorization" :
+                "the admin API needs Authorization: Bearer TOKEN (the token of --admin-token-file)");
+    return 0;
 }
 
 /* ---- endpoints ---------------------------------------------------------------- */
@@ -165,6 +347,11 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
         reply_error(req, 400, "body needs \"path\": a cassette file or directory");
         return;
     }
+    if (!allowed(m->admin, path)) { /* before any look at the file: no oracle either */
+        reply_outside(req, path);
+        json_decref(body); /* after: path points into it */
+        return;
+    }
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT && !target) {
         /* a typo should not load an empty cassette; a new file is for recording */
@@ -176,6 +363,15 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     mock_strv paths = {0};
     tch_error err = {0};
     int rc = mock_expand_path(path, &paths, &err);
+    /* a folder's file may be a link to somewhere else: each is checked */
+    for (size_t i = 0; !rc && i < paths.n; i++) {
+        if (!allowed(m->admin, paths.v[i])) {
+            reply_outside(req, paths.v[i]);
+            mock_strv_free(&paths);
+            json_decref(body);
+            return;
+        }
+    }
     json_t *loaded = json_array();
     /* a folder's files already loaded are skipped, as at start-up */
     int folder = !rc && (paths.n != 1 || strcmp(paths.v[0], path) != 0);
@@ -294,6 +490,128 @@ static void get_hyperbahn(mock *m, struct evhttp_request *req) {
                                    "advertiseTo", adv, "selfAdvertise", m->hb_status));
 }
 
+/* ---- connections: the cap and the deadline ---------------------------------------------- */
+
+static void arm(admin_conn *c, uint32_t ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->ev, &tv);
+}
+
+/* evhttp is done with the connection (or we closed it): forget it. */
+static void conn_closed(struct evhttp_connection *evcon, void *arg) {
+    admin_conn *c = arg;
+    evhttp_connection_set_closecb(evcon, NULL, NULL); /* once */
+    struct mock_admin *a = c->a;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->live--;
+    event_free(c->ev);
+    free(c);
+}
+
+static void conn_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    admin_conn *c = arg;
+    mock_log("admin: closed the connection from %s: no whole request within %u ms "
+             "(--admin-timeout)", c->peer, c->a->m->cfg->admin_timeout_ms);
+    evhttp_connection_free(c->evcon); /* conn_closed frees c */
+}
+
+/* Says how many connections the cap closed, at most once a second. */
+static void log_refused(struct mock_admin *a) {
+    a->cap_refused++;
+    uint64_t now = mock_now_ms();
+    if (now - a->cap_logged_ms < 1000)
+        return;
+    mock_log("admin: %zu connections open, the most --admin-max-connections allows: closed %zu "
+             "new connection%s", a->live, a->cap_refused, a->cap_refused == 1 ? "" : "s");
+    a->cap_logged_ms = now;
+    a->cap_refused = 0;
+}
+
+static void peer_name(int fd, char *out, size_t n) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    snprintf(out, n, "a client");
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, n, "%s:%d", host, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof host);
+        snprintf(out, n, "[%s]:%d", host, ntohs(in->sin6_port));
+    } else if (ss.ss_family == AF_UNIX) {
+        snprintf(out, n, "a Unix socket client");
+    }
+}
+
+/* The loop's next turn after accept: evhttp has made its connection around
+ * our bufferevent (it is the callbacks' argument) and nothing of it has run
+ * yet. Count it, or close it when the cap is reached. */
+static void conn_attach(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    admin_conn *c = arg;
+    struct mock_admin *a = c->a;
+    c->evcon = c->bev->cbarg;
+    event_free(c->ev);
+    c->ev = evtimer_new(a->m->base, conn_deadline, c);
+    if (!c->ev || !c->evcon) {
+        if (c->evcon)
+            evhttp_connection_free(c->evcon);
+        free(c);
+        return;
+    }
+    if (a->live >= a->m->cfg->admin_max_conns) {
+        log_refused(a);
+        event_free(c->ev);
+        struct evhttp_connection *evcon = c->evcon;
+        free(c);
+        evhttp_connection_free(evcon);
+        return;
+    }
+    peer_name(bufferevent_getfd(c->bev), c->peer, sizeof c->peer);
+    c->next = a->conns;
+    if (a->conns)
+        a->conns->prev = c;
+    a->conns = c;
+    a->live++;
+    evhttp_connection_set_closecb(c->evcon, conn_closed, c);
+    arm(c, a->m->cfg->admin_timeout_ms);
+}
+
+/* evhttp asks us for each accepted connection's bufferevent: our way to see
+ * every connection, also those that never send a whole request. */
+static struct bufferevent *new_conn(struct event_base *base, void *arg) {
+    struct mock_admin *a = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    admin_conn *c = bev ? calloc(1, sizeof *c) : NULL;
+    if (c && !(c->ev = event_new(base, -1, 0, conn_attach, c))) {
+        free(c);
+        c = NULL;
+    }
+    if (!c) /* unwatched, but served: evhttp's own timeout still applies */
+        return bev;
+    c->a = a, c->bev = bev;
+    event_active(c->ev, EV_TIMEOUT, 0);
+    return bev;
+}
+
+static admin_conn *conn_of(struct mock_admin *a, struct evhttp_request *req) {
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    for (admin_conn *c = a->conns; c; c = c->next)
+        if (c->evcon == evcon)
+            return c;
+    return NULL;
+}
+
 /* ---- routing -------------------------------------------------------------------- */
 
 static int is_endpoint(const char *path) {
@@ -305,8 +623,18 @@ static int is_endpoint(const char *path) {
     return 0;
 }
 
+static void route(mock *m, struct evhttp_request *req);
+
 static void on_request(struct evhttp_request *req, void *ud) {
     mock *m = ud;
+    admin_conn *c = conn_of(m->admin, req);
+    if (c) /* the next request on this connection has its own time */
+        arm(c, m->cfg->admin_timeout_ms);
+    if (authorized(m->admin, req))
+        route(m, req);
+}
+
+static void route(mock *m, struct evhttp_request *req) {
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = evhttp_uri_get_path(uri);
     const char *query = evhttp_uri_get_query(uri);
@@ -348,24 +676,69 @@ static void on_request(struct evhttp_request *req, void *ud) {
     evhttp_clear_headers(&q);
 }
 
-int mock_admin_start(mock *m, tch_error *err) {
-    if (m->cfg->admin_port < 0)
-        return 0;
-    m->http = evhttp_new(m->base);
-    if (!m->http)
-        return tch_error_set(err, TCH_ENOMEM, "admin: evhttp_new failed");
-    evhttp_set_max_body_size(m->http, ADMIN_MAX_BODY);
-    /* every method reaches on_request, so a wrong one gets our JSON 405, not
-     * libevent's HTML 501 */
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
-    evhttp_set_gencb(m->http, on_request, m);
+/* ---- listening ------------------------------------------------------------------------ */
+
+/* A Unix socket only we can use (0600). A socket file left by a run that
+ * died is replaced; one that answers belongs to a live process. */
+static int bind_unix(mock *m, const char *path, tch_error *err) {
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sa.sun_path)
+        return tch_error_set(err, TCH_EINVAL, "--admin-socket %s: longer than %zu bytes", path,
+                             sizeof sa.sun_path - 1);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return tch_error_set(err, TCH_EINVAL, "--admin-socket %s: exists and is not a socket",
+                                 path);
+        int probe = socket(AF_UNIX, SOCK_STREAM, 0);
+        int in_use = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (in_use)
+            return tch_error_set(err, TCH_EIO, "--admin-socket %s: in use by another process", path);
+        unlink(path);
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        return tch_error_set(err, TCH_EIO, "--admin-socket %s: %s", path, strerror(errno));
+    mode_t old = umask(0177); /* born 0600: no moment where others may connect */
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    umask(old);
+    if (rc != 0 || chmod(path, 0600) != 0 || listen(fd, 128) != 0 ||
+        evutil_make_socket_nonblocking(fd) != 0 || evutil_make_socket_closeonexec(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return tch_error_set(err, TCH_EIO, "--admin-socket %s: %s", path, strerror(e));
+    }
+    if (!evhttp_accept_socket_with_handle(m->http, fd)) {
+        close(fd);
+        return tch_error_set(err, TCH_EIO, "--admin-socket %s: cannot serve on it", path);
+    }
+    if (!(m->admin->socket_path = strdup(path)))
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    snprintf(m->admin_host_port, sizeof m->admin_host_port, "unix:%s", path);
+    return 0;
+}
+
+static int is_loopback(const char *host) {
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "[::1]") ||
+           !strcmp(host, "localhost");
+}
+
+static int bind_tcp(mock *m, tch_error *err) {
+    const char *host = m->cfg->admin_host;
+    char bare[256]; /* evhttp takes an IPv6 address without its brackets */
+    size_t n = strlen(host);
+    if (host[0] == '[' && n > 2 && host[n - 1] == ']' && n - 2 < sizeof bare)
+        snprintf(bare, sizeof bare, "%.*s", (int)(n - 2), host + 1);
+    else
+        snprintf(bare, sizeof bare, "%s", host);
     struct evhttp_bound_socket *bs =
-        evhttp_bind_socket_with_handle(m->http, m->cfg->admin_host, (uint16_t)m->cfg->admin_port);
+        evhttp_bind_socket_with_handle(m->http, bare, (uint16_t)m->cfg->admin_port);
     if (!bs)
-        return tch_error_set(err, TCH_EIO, "admin: cannot listen on %s:%d", m->cfg->admin_host,
-                             m->cfg->admin_port);
+        return tch_error_set(err, TCH_EIO, "admin: cannot listen on %s:%d: %s", host,
+                             m->cfg->admin_port, strerror(errno));
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int port = m->cfg->admin_port;
@@ -375,12 +748,59 @@ int mock_admin_start(mock *m, tch_error *err) {
         else if (ss.ss_family == AF_INET6)
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
-    snprintf(m->admin_host_port, sizeof m->admin_host_port, "%s:%d", m->cfg->admin_host, port);
+    snprintf(m->admin_host_port, sizeof m->admin_host_port, "%s:%d", host, port);
+    if (!is_loopback(bare) && !m->admin->token)
+        mock_log("warning: the admin API listens on %s without a token: whoever reaches it can "
+                 "load and record cassettes; give --admin-token-file FILE, or --admin-socket",
+                 m->admin_host_port);
     return 0;
 }
 
+int mock_admin_start(mock *m, tch_error *err) {
+    if (m->cfg->admin_port < 0 && !m->cfg->admin_socket)
+        return 0;
+    struct mock_admin *a = calloc(1, sizeof *a);
+    if (!a)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    a->m = m;
+    m->admin = a;
+    int rc = compute_roots(a, m->cfg, err);
+    if (!rc && m->cfg->admin_token_file)
+        rc = read_token(a, m->cfg->admin_token_file, err);
+    if (rc)
+        return rc;
+    m->http = evhttp_new(m->base);
+    if (!m->http)
+        return tch_error_set(err, TCH_ENOMEM, "admin: evhttp_new failed");
+    evhttp_set_max_body_size(m->http, ADMIN_MAX_BODY);
+    evhttp_set_max_headers_size(m->http, ADMIN_MAX_HEADERS);
+    /* evhttp's own timeout (a connection silent this long, reading or
+     * writing) backs up ours, which acts first and says so in the log */
+    uint64_t backup_ms = 2 * (uint64_t)m->cfg->admin_timeout_ms;
+    struct timeval tv = {(time_t)(backup_ms / 1000), (suseconds_t)((backup_ms % 1000) * 1000)};
+    evhttp_set_timeout_tv(m->http, &tv);
+    evhttp_set_bevcb(m->http, new_conn, a);
+    /* every method reaches on_request, so a wrong one gets our JSON 405, not
+     * libevent's HTML 501 */
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(m->http, on_request, m);
+    return m->cfg->admin_socket ? bind_unix(m, m->cfg->admin_socket, err) : bind_tcp(m, err);
+}
+
 void mock_admin_free(mock *m) {
-    if (m->http)
+    if (m->http) /* closes every connection: conn_closed forgets each */
         evhttp_free(m->http);
     m->http = NULL;
+    struct mock_admin *a = m->admin;
+    if (!a)
+        return;
+    if (a->socket_path)
+        unlink(a->socket_path);
+    free(a->socket_path);
+    free(a->token);
+    mock_strv_free(&a->roots);
+    free(a);
+    m->admin = NULL;
 }

@@ -509,8 +509,9 @@ static void on_answer_held(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* A recording that cannot be saved (a file where its folder should be) is
- * logged, and the exit status after SIGTERM says it was lost. */
-static void unsaved_recordings_fail_the_exit_status(void **state) {
+ * logged, and its caller gets an error saying so (the recording helper's
+ * default; --record-failure=answer serves it instead). */
+static void an_unsaved_recording_is_refused_to_its_caller(void **state) {
     fx *f = *state;
     upstream u = {0};
     tch_channel *srv = start_upstream(f, &u);
@@ -519,8 +520,13 @@ static void unsaved_recordings_fail_the_exit_status(void **state) {
     snprintf(path, sizeof path, "%s/rec.yaml", blocker);
     start_mock(f, "--mode", "once", "--upstream", tch_channel_host_port(srv), path, NULL);
     write_file(blocker, "not a folder\n");
-    assert_string_equal(echo(f, "keyvalue-server", "lost").arg3, "lost"); /* the caller is served */
-    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 1);
+    /* the caller is told its recording was not kept, not served as if it were */
+    result r = echo(f, "keyvalue-server", "lost");
+    assert_int_equal(r.error_code, TCH_PCODE_UNEXPECTED);
+    assert_non_null(strstr(r.message, "could not be saved"));
+    int status = mp_stop(&f->mp, f->base, SIGTERM, 5000);
+    /* what the caller was refused is not the cassette's: nothing is lost at exit */
+    assert_int_equal(status, 0);
     unlink(blocker);
     tch_channel_free(srv);
 }
@@ -717,7 +723,9 @@ static void admin_api_endpoints(void **state) {
     char path[300];
     snprintf(path, sizeof path, "%s/live.yaml", f->dir);
     write_file(path, V1);
-    start_mock(f, "--no-watch", ECHO_YAML, NULL);
+    /* the test's folder and the fixtures are roots: the admin API loads there */
+    start_mock(f, "--no-watch", "--cassette-root", f->dir, "--cassette-root",
+               SRC "/tests/fixtures/cassettes", ECHO_YAML, NULL);
     json_t *j = admin_get(f, "/health");
     assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
     assert_string_equal(json_string_value(json_object_get(j, "listening")), f->mp.hp);
@@ -1055,7 +1063,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(record_through_then_replay_without_upstream, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(sigterm_saves_every_recording, setup, teardown),
-        cmocka_unit_test_setup_teardown(unsaved_recordings_fail_the_exit_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unsaved_recording_is_refused_to_its_caller, setup, teardown),
         cmocka_unit_test_setup_teardown(record_to_in_another_spelling_still_records, setup, teardown),
         cmocka_unit_test_setup_teardown(a_broken_edit_is_not_overwritten_either, setup, teardown),
         cmocka_unit_test_setup_teardown(miss_names_a_cassette_that_would_record, setup, teardown),
