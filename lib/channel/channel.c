@@ -333,6 +333,11 @@ static int refuse_over_cap(tch_channel *ch, evutil_socket_t fd) {
         send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
         /* best effort: the close tells it anyway */
     }
+    /* Unread input (its init, say) would turn the close into a reset,
+     * which can overtake the error frame: read what has come first. */
+    uint8_t sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
+        ;
     evutil_closesocket(fd);
     return 1;
 }
@@ -435,8 +440,11 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     uint64_t now = channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
+        tch_conn *conn = tch_transport_conn(cc->t);
+        /* a request still arriving keeps it busy, unless it stopped coming */
         if (cc->closing || cc->calls.len || cc->inbound.len || cc->pings.len ||
-            tch_conn_partial_requests(tch_transport_conn(cc->t)) ||
+            (tch_conn_partial_requests(conn) &&
+             now - tch_conn_partial_active_ms(conn) < ch->opts.idle_timeout_ms) ||
             (!cc->draining && now - cc->last_active_ms < ch->opts.idle_timeout_ms))
             continue;
         char why[96];

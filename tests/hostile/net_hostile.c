@@ -592,15 +592,25 @@ static void random_frames_do_no_harm(uint64_t seed) {
         close(fd);
 }
 
+static size_t raw_req(uint8_t *out, uint32_t id, uint8_t flags, const char *const *keys,
+                      size_t nh, const char *endpoint, size_t arg1_len, size_t arg3_len);
+
+/* Idle: no call; silent: not even an init; stalled: a request begun (its
+ * first frame says more follow) and never continued. */
 static void idle_and_silent_connections_are_closed(void) {
-    int idle = cl_connect(), silent = cl_open();
-    CHECK(idle >= 0 && silent >= 0, "connect");
+    int idle = cl_connect(), silent = cl_open(), stalled = cl_connect();
+    CHECK(idle >= 0 && silent >= 0 && stalled >= 0, "connect");
+    static uint8_t buf[1024];
+    send_all(stalled, buf, raw_req(buf, 3, TCH_CALL_FLAG_MORE, NULL, 0, "echo", 0, 100));
     char why[512];
     int ms = wait_closed(silent, HANDSHAKE_MS + 3000, why, sizeof why);
     CHECK(ms >= HANDSHAKE_MS - 100, "a connection that sent nothing closed after %d ms", ms);
     CHECK(strstr(why, "no init handshake within") != NULL, "silent: \"%s\"", why);
     ms = wait_closed(idle, idle_ms * 2 + 3000, NULL, 0);
     CHECK(ms >= 0, "an idle connection is still open after %d ms", idle_ms * 2 + 3000);
+    ms = wait_closed(stalled, idle_ms * 2 + 3000, NULL, 0);
+    CHECK(ms >= 0, "a stalled request keeps its connection open past %d ms", idle_ms * 2 + 3000);
+    close(stalled);
     CHECK(log_has("(idle timeout)"), "no log line for the idle timeout:\n%s", S.log);
     CHECK(log_has("no init handshake"), "no log line for the handshake timeout");
     close(idle);
@@ -822,6 +832,7 @@ static void connections_are_capped(void) {
         CHECK(fds[i] >= 0, "connection %d of %d refused", i + 1, max_conns);
     }
     int extra = cl_open();
+    send_init(extra, 2, 1); /* as a real caller does: it is told all the same */
     char why[256];
     int ms = wait_closed(extra, 3000, why, sizeof why);
     CHECK(ms >= 0 && strstr(why, "too many connections"), "over the cap: %d ms, \"%s\"", ms, why);
