@@ -441,10 +441,13 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     uint64_t now = channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         tch_conn *conn = tch_transport_conn(cc->t);
-        /* a request still arriving keeps it busy, unless it stopped coming */
+        /* a request still arriving keeps it busy while its frames keep
+         * coming, at most a frame timeout apart (a slow upload, not one
+         * that stopped) */
         if (cc->closing || cc->calls.len || cc->inbound.len || cc->pings.len ||
             (tch_conn_partial_requests(conn) &&
-             now - tch_conn_partial_active_ms(conn) < ch->opts.idle_timeout_ms) ||
+             (!ch->opts.frame_timeout_ms ||
+              now - tch_conn_partial_active_ms(conn) < ch->opts.frame_timeout_ms)) ||
             (!cc->draining && now - cc->last_active_ms < ch->opts.idle_timeout_ms))
             continue;
         char why[96];

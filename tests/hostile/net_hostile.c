@@ -596,7 +596,8 @@ static size_t raw_req(uint8_t *out, uint32_t id, uint8_t flags, const char *cons
                       size_t nh, const char *endpoint, size_t arg1_len, size_t arg3_len);
 
 /* Idle: no call; silent: not even an init; stalled: a request begun (its
- * first frame says more follow) and never continued. */
+ * first frame says more follow) and never continued, which keeps its
+ * connection busy for a frame timeout at most. */
 static void idle_and_silent_connections_are_closed(void) {
     int idle = cl_connect(), silent = cl_open(), stalled = cl_connect();
     CHECK(idle >= 0 && silent >= 0 && stalled >= 0, "connect");
