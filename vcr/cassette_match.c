@@ -449,7 +449,8 @@ static char *crop(const char *text, size_t from) {
         from = len;
     size_t n = len - from > SHOW_MAX ? SHOW_MAX : len - from;
     bool cut_end = from + n < len;
-    const char *head = !from ? "" : str ? "\"..." : "...", *tail = !cut_end ? "" : str ? "...\"" : "...";
+    const char *head = !from ? "" : str ? "\"..." : "...";
+    const char *tail = !cut_end ? "" : str ? "...\"" : "...";
     char *out = malloc(n + 9);
     if (out)
         snprintf(out, n + 9, "%s%.*s%s", head, (int)n, text + from, tail);
@@ -619,7 +620,9 @@ static const tch_thrift_method *thrift_method(const tch_cassette *c,
 
 static json_t *thrift_args(const tch_thrift_method *m, const tch_cassette_request *r) {
     json_t *j = NULL;
-    return m && tch_thrift_method_args_to_json(m, tch_buf_slice(&r->body), &j, NULL) == 0 ? j : NULL;
+    if (!m || tch_thrift_method_args_to_json(m, tch_buf_slice(&r->body), &j, NULL) != 0)
+        return NULL;
+    return j;
 }
 
 /* Thrift bodies through the IDL: "KeyValue::getValue args" and the first
@@ -634,10 +637,12 @@ static int thrift_body_diff(const tch_cassette *c, const tch_cassette_request *r
     if (*done) {
         char label[160];
         snprintf(label, sizeof label, "%s::%s args",
-                 tch_thrift_service_name(tch_thrift_method_service(mq)), tch_thrift_method_name(mq));
+                 tch_thrift_service_name(tch_thrift_method_service(mq)),
+                 tch_thrift_method_name(mq));
         rc = set_json_diff(d, a, b, label);
     } else if (mq && (a || b)) {
-        d->note = a ? "requested does not decode with the IDL" : "recorded does not decode with the IDL";
+        d->note = a ? "requested does not decode with the IDL"
+                    : "recorded does not decode with the IDL";
     }
     json_decref(a);
     json_decref(b);
@@ -761,7 +766,8 @@ static int near_miss(tch_cassette *c, const tch_cassette_request *req, const cas
 
 /* "svc::ep (thrift) args {"key":"bar"}" when the IDL reads the body, else
  * cas_describe's byte preview. */
-static void describe(const tch_cassette *c, const tch_cassette_request *r, char *out, size_t outsz) {
+static void describe(const tch_cassette *c, const tch_cassette_request *r, char *out,
+                     size_t outsz) {
     json_t *args = thrift_args(thrift_method(c, r), r);
     char *text = args ? show_json(args) : NULL;
     char *shown = text ? crop(text, 0) : NULL;

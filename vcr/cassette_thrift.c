@@ -122,7 +122,8 @@ static int load_folder(tch_cassette_thrift *t, const char *dir, tch_error *err) 
 
 int tch_cassette_thrift_load(const char *path, tch_cassette_thrift **out, tch_error *err) {
     if (!path || !*path || !out)
-        return tch_error_set(err, TCH_EINVAL, "tch_cassette_thrift_load: path and out are required");
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_cassette_thrift_load: path and out are required");
     *out = NULL;
     tch_cassette_thrift *t = calloc(1, sizeof *t);
     if (!t)

@@ -139,7 +139,8 @@ static void thrift_folder_names_decoded_fields(void **state) {
     rmdir(dir);
     assert_int_equal(started, 0);
     result r = get_baz(f);
-    assert_has(r.message, "body KeyValue::getValue args: key: recorded \"foo\" vs requested \"baz\"");
+    assert_has(r.message,
+               "body KeyValue::getValue args: key: recorded \"foo\" vs requested \"baz\"");
 }
 
 static void without_idl_thrift_bodies_stay_bytes(void **state) {
@@ -158,7 +159,8 @@ static void json_empty_arg2_replays_and_misses_read_as_json(void **state) {
                     tch_slice_cstr("{\"key\": \"foo\", \"value\": \"bar\"}"));
     if (r.status != 0)
         fail_msg("empty arg2 did not replay: %s", r.message);
-    r = call(f, "json", "json_echo", TCH_SLICE_NULL, tch_slice_cstr("{\"key\":\"foo\",\"value\":\"qux\"}"));
+    r = call(f, "json", "json_echo", TCH_SLICE_NULL,
+             tch_slice_cstr("{\"key\":\"foo\",\"value\":\"qux\"}"));
     assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
     assert_has(r.message, "body json: value: recorded \"bar\" vs requested \"qux\"");
 }

@@ -428,7 +428,8 @@ static void json_miss_names_the_first_differing_path(void **state) {
     (void)state;
     tch_cassette *c = open_with(NULL);
     tch_cassette_decision d;
-    const char *msg = expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"key\":\"foo\",\"n\":[1,3]}"), &d);
+    const char *msg =
+        expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"key\":\"foo\",\"n\":[1,3]}"), &d);
     assert_int_equal(d.near_miss.n_diffs, 1);
     const tch_cassette_field_diff *df = &d.near_miss.diffs[0];
     assert_string_equal(df->field, "body");
@@ -447,13 +448,15 @@ static void json_miss_names_the_first_differing_path(void **state) {
     tch_cassette_decision_clear(&d);
 
     /* a key one side lacks; headers by value (tracing keys ignored) */
-    msg = expect_miss(c, json_call("{\"user\":\"bob\",\"$tracing$x\":\"1\"}", "{\"key\":\"foo\"}"), &d);
+    msg = expect_miss(c, json_call("{\"user\":\"bob\",\"$tracing$x\":\"1\"}", "{\"key\":\"foo\"}"),
+                      &d);
     assert_has(msg, "headers json: user: recorded \"alice\" vs requested \"bob\"");
     assert_has(msg, "body json: n: recorded [1,2] vs requested (absent)");
     tch_cassette_decision_clear(&d);
 
     /* keys that are not plain names are quoted; the first differing one in key order */
-    msg = expect_miss(c, json_call("{\"user\":\"alice\"}", "{\"a.b\":1,\"key\":\"foo\",\"n\":[1,2]}"), &d);
+    msg = expect_miss(
+        c, json_call("{\"user\":\"alice\"}", "{\"a.b\":1,\"key\":\"foo\",\"n\":[1,2]}"), &d);
     assert_has(msg, "body json: [\"a.b\"]: recorded (absent) vs requested 1");
     tch_cassette_decision_clear(&d);
 
@@ -465,16 +468,23 @@ static void json_miss_names_the_first_differing_path(void **state) {
     tch_cassette_free(c);
 
     /* long values are cut around the difference; big integers show their digits */
-    static const char longy[] =
-        "version: 1\ninteractions:\n- request: {serviceName: s, endpoint: e, argScheme: 1, body: "
-        "'{\"t\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaX\", "
-        "\"big\": 123456789012345678901234}'}\n  response: {body: '1'}\n";
-    c = open_text("long.yaml", longy, NULL);
-    msg = expect_miss(c, scall("e", "", "{\"big\":123456789012345678901234,\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaY\"}"), &d);
-    assert_has(msg, "body json: t: recorded \"...aaaaaaaaaaaaaaaaaaaaX\" vs requested \"...aaaaaaaaaaaaaaaaaaaaY\"");
+    char a80[81], yaml[400], body[300];
+    memset(a80, 'a', 80);
+    a80[80] = '\0';
+    snprintf(yaml, sizeof yaml,
+             "version: 1\ninteractions:\n- request: {serviceName: s, endpoint: e, argScheme: 1, "
+             "body: '{\"t\": \"%sX\", \"big\": 123456789012345678901234}'}\n"
+             "  response: {body: '1'}\n", a80);
+    c = open_text("long.yaml", yaml, NULL);
+    snprintf(body, sizeof body, "{\"big\":123456789012345678901234,\"t\":\"%sY\"}", a80);
+    msg = expect_miss(c, scall("e", "", body), &d);
+    assert_has(msg, "body json: t: recorded \"...aaaaaaaaaaaaaaaaaaaaX\" vs requested "
+                    "\"...aaaaaaaaaaaaaaaaaaaaY\"");
     tch_cassette_decision_clear(&d);
-    msg = expect_miss(c, scall("e", "", "{\"big\":123456789012345678901235,\"t\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaX\"}"), &d);
-    assert_has(msg, "body json: big: recorded 123456789012345678901234 vs requested 123456789012345678901235");
+    snprintf(body, sizeof body, "{\"big\":123456789012345678901235,\"t\":\"%sX\"}", a80);
+    msg = expect_miss(c, scall("e", "", body), &d);
+    assert_has(msg, "body json: big: recorded 123456789012345678901234 vs requested "
+                    "123456789012345678901235");
     tch_cassette_decision_clear(&d);
     tch_cassette_free(c);
 }
@@ -560,7 +570,9 @@ static void thrift_idl_folder(void **state) {
     write_file(path, "service KeyValue { string getValue(1: i32 id) }\n");
     snprintf(path, sizeof path, "%s/keyvalue-server.thrift", dir);
     write_file(path, "exception NotFoundError { 1: string key }\n"
-                     "service KeyValue { string getValue(1: string key) throws (1: NotFoundError nf) }\n");
+                     "service KeyValue {\n"
+                     "  string getValue(1: string key) throws (1: NotFoundError nf)\n"
+                     "}\n");
     if (tch_cassette_thrift_load(dir, &t, &err))
         fail_msg("load: %s", err.msg);
     const tch_thrift_method *m =
@@ -570,7 +582,8 @@ static void thrift_idl_folder(void **state) {
     assert_string_equal(tch_thrift_field_name(f), "key");
     /* a service without its own file: any file that has the method */
     m = tch_cassette_thrift_method(t, S("elsewhere"), S("KeyValue::getValue"));
-    assert_string_equal(tch_thrift_field_name(tch_thrift_struct_field_by_id(tch_thrift_method_args(m), 1)), "id");
+    f = tch_thrift_struct_field_by_id(tch_thrift_method_args(m), 1);
+    assert_string_equal(tch_thrift_field_name(f), "id");
     assert_null(tch_cassette_thrift_method(t, S("keyvalue-server"), S("KeyValue::nope")));
     tch_cassette_options o;
     tch_cassette_options_init(&o);
