@@ -67,6 +67,9 @@ static const opt_row OPTIONS[] = {
     {"watch-interval", 0, "MS", "poll period for changes (default 500)"},
     {"journal-size", 0, "N", "requests kept in the journal (default 10000)"},
     {"grace", 0, "MS", "on SIGTERM, wait this long for recordings (default 2000)"},
+    {"record-failure", 0, "HOW", "a caller whose recording could not be saved gets an error\n"
+                                 "saying so (error, the default) or the upstream's answer\n"
+                                 "(answer)"},
     {"advertise-to", 0, "HOST:PORT", "advertise the cassettes' services to a Hyperbahn router\n"
                                      "(repeatable)"},
     {"advertise-service", 0, "NAME", "service to advertise (repeatable; default: all served)"},
@@ -276,6 +279,10 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         if (number(name, v, 0, 600000, "milliseconds", &n))
             return 2;
         c->grace_ms = (uint32_t)n;
+    } else if (!strcmp(name, "--record-failure")) {
+        if (strcmp(v, "error") && strcmp(v, "answer"))
+            return usage_error("%s: expected error or answer, got \"%s\"", name, v);
+        c->record_failure_answer = !strcmp(v, "answer");
     } else if (!strcmp(name, "--admin-timeout")) {
         if (number(name, v, 1, 3600000, "milliseconds", &n))
             return 2;
