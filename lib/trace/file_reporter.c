@@ -1,0 +1,78 @@
+/* A span reporter that appends Zipkin v2 JSON, one span per line, to a
+ * file: for tests, and for shipping spans with a log collector. */
+#include <tchannel/trace.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct tch_file_reporter {
+    FILE *f;
+    char *path;
+    uint64_t written, failed;
+    char first_error[160]; /* the first write that failed, for close */
+};
+
+tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err) {
+    if (!path || !*path) {
+        tch_error_set(err, TCH_EINVAL, "span file: a path is required");
+        return NULL;
+    }
+    tch_file_reporter *r = calloc(1, sizeof *r);
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        tch_error_set(err, TCH_ENOMEM, "span file: out of memory");
+        return NULL;
+    }
+    r->f = fopen(path, "a");
+    if (!r->f) {
+        tch_error_set(err, TCH_EIO, "span file %s: %s", path, strerror(errno));
+        free(r->path);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void note_failure(tch_file_reporter *r, const char *why) {
+    if (r->failed++ == 0)
+        snprintf(r->first_error, sizeof r->first_error, "%s", why);
+}
+
+static void report(void *ud, const tch_span *span) {
+    tch_file_reporter *r = ud;
+    char *line = tch_span_to_json(span);
+    if (!line) {
+        note_failure(r, "out of memory");
+        return;
+    }
+    /* one whole line per span, out before returning: a reader tailing the
+     * file never sees half a span, and a crash loses none written */
+    if (fputs(line, r->f) < 0 || fputc('\n', r->f) == EOF || fflush(r->f) != 0)
+        note_failure(r, strerror(errno));
+    else
+        r->written++;
+    free(line);
+}
+
+tch_span_reporter tch_file_reporter_iface(tch_file_reporter *r) {
+    return (tch_span_reporter){report, r};
+}
+
+uint64_t tch_file_reporter_written(const tch_file_reporter *r) { return r->written; }
+uint64_t tch_file_reporter_failed(const tch_file_reporter *r) { return r->failed; }
+
+int tch_file_reporter_close(tch_file_reporter *r, tch_error *err) {
+    if (!r)
+        return 0;
+    int rc = 0;
+    if (fclose(r->f) != 0)
+        note_failure(r, strerror(errno));
+    if (r->failed)
+        rc = tch_error_set(err, TCH_EIO, "span file %s: %llu span(s) not written: %s",
+                           r->path, (unsigned long long)r->failed, r->first_error);
+    free(r->path);
+    free(r);
+    return rc;
+}
