@@ -1,6 +1,6 @@
 /* interop-server: our TChannel server for the interop tests and the benchmarks.
  *
- *   interop-server [--host H] [--port P] [--service NAME] [--idl PATH]
+ *   interop-server [--host H] [--port P] [--service NAME] [--idl PATH] | --help
  *
  * Listens (default 127.0.0.1, an ephemeral port), prints `listening HOST:PORT`
  * as its first stdout line, then serves until SIGINT or SIGTERM and exits 0.
@@ -379,13 +379,18 @@ static void on_closed(tch_channel *ch, void *ud) {
     event_base_loopbreak(ud);
 }
 
-static int usage(const char *bad, const char *why) {
-    fprintf(stderr,
-            "interop-server: %s argument '%s'\n"
+static void print_usage(FILE *out) {
+    fprintf(out,
             "usage: interop-server [--host H] [--port P] [--service NAME] [--idl PATH]\n"
             "  defaults: --host 127.0.0.1 --port 0 (ephemeral) --service keyvalue-server\n"
-            "            --idl %s\n",
-            why, bad, TCH_KV_IDL);
+            "            --idl %s\n"
+            "  -h, --help  print this text and exit\n",
+            TCH_KV_IDL);
+}
+
+static int usage(const char *bad, const char *why) {
+    fprintf(stderr, "interop-server: %s argument '%s'\n", why, bad);
+    print_usage(stderr);
     return 2;
 }
 
@@ -397,6 +402,10 @@ int main(int argc, char **argv) {
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_usage(stdout);
+            return 0;
+        }
         int known = !strcmp(a, "--host") || !strcmp(a, "--port") || !strcmp(a, "--service") ||
                     !strcmp(a, "--idl");
         if (!known)

@@ -196,6 +196,12 @@ static void help_and_version_go_to_stdout(void **state) {
     run_to_end(version, &r);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, "tchannel-mock " TCH_VERSION_STRING "\n");
+    /* the test programs answer --help too */
+    char *server[] = {TCH_INTEROP_SERVER, "--help", NULL};
+    run_to_end(server, &r);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "usage: interop-server"));
+    assert_string_equal(r.err, "");
 }
 
 /* One line naming the problem and pointing to --help; exit 2; nothing on stdout. */
