@@ -332,6 +332,8 @@ test('admin token: requests carry it; without it the mock refuses',
         assert.strictEqual((await m.admin.health()).status, 'ok');
         var anon = new tchmock.AdminClient(m.adminUrl);
         await assert.rejects(anon.health(), function check(err) {
-            return err.status === 401 || err.status === 403;
+            return err.status === 401 && /Bearer/.test(err.mockMessage);
         });
+        var wrong = new tchmock.AdminClient(m.adminUrl, {token: 'guess'});
+        await assert.rejects(wrong.health(), {status: 401});
     });

@@ -241,7 +241,10 @@ def test_admin_token(tchannel_mock_factory):
     assert m.admin.health().status == "ok"
     with pytest.raises(AdminError) as err:
         tchannel_mock.AdminClient(m.admin_url).health()
-    assert err.value.status in (401, 403)
+    assert err.value.status == 401 and "Bearer" in err.value.message
+    with pytest.raises(AdminError) as err:
+        tchannel_mock.AdminClient(m.admin_url, token="guess").health()
+    assert err.value.status == 401
 
 
 def test_fixture_verify_fails_the_test(pytester, monkeypatch):
