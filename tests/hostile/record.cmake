@@ -1,7 +1,7 @@
 # Recordings under faults: kill -9 of tchannel-mock while a client records
 # through it, repeatedly (every answered call must be in the cassette after
-# the restart), and a full disk on a small tmpfs (skipped, exit 77, where the
-# test cannot mount one).
+# the restart), a full disk on a small tmpfs (skipped, exit 77, where the
+# test cannot mount one), and --record-failure=answer.
 add_executable(record_hostile ${CMAKE_CURRENT_SOURCE_DIR}/record_hostile.c)
 target_include_directories(record_hostile PRIVATE ${PROJECT_SOURCE_DIR}/tests/support
   ${PROJECT_SOURCE_DIR}/tests/mock)
@@ -12,5 +12,6 @@ target_compile_definitions(record_hostile PRIVATE TCH_SOURCE_DIR="${PROJECT_SOUR
 add_dependencies(record_hostile tchannel-mock interop-server)
 add_test(NAME hostile.record_kill9 COMMAND record_hostile kill9)
 add_test(NAME hostile.record_disk_full COMMAND record_hostile diskfull)
-set_tests_properties(hostile.record_kill9 hostile.record_disk_full PROPERTIES
+add_test(NAME hostile.record_failure_answer COMMAND record_hostile answer)
+set_tests_properties(hostile.record_kill9 hostile.record_disk_full hostile.record_failure_answer PROPERTIES
   LABELS hostile TIMEOUT 90 SKIP_RETURN_CODE 77 FAIL_REGULAR_EXPRESSION "FAIL")

@@ -11,6 +11,10 @@
  *                            recording could not be saved get an error saying
  *                            so, and no answered recording is lost, neither
  *                            while the disk is full nor once it has room.
+ *   record_hostile answer    --record-failure=answer, with a file where the
+ *                            cassette's folder should be: callers get the
+ *                            upstream's answers, and the exit status (1) says
+ *                            the recordings were lost.
  *
  * Every wait is on an event with a bound; a seeded generator picks when to
  * kill, so a failing run can be repeated (RECORD_HOSTILE_SEED). */
@@ -196,14 +200,19 @@ static int check_cassette(client *cl, const char *dir, const char *path, int wit
     return 0;
 }
 
-static int start_mock(mock_proc *mp, const char *upstream, const char *path) {
+static int start_mock_with(mock_proc *mp, const char *upstream, const char *path,
+                           const char *failure) {
     char *argv[] = {TCH_MOCK_BIN, "--mode", "new_episodes", "--upstream", (char *)upstream,
-                    "--no-watch", (char *)path, NULL};
+                    "--no-watch", "--record-failure", (char *)failure, (char *)path, NULL};
     if (mp_start(mp, argv, 0, 2) != 0) {
         printf("FAIL: tchannel-mock did not start on %s\n", path);
         return -1;
     }
     return 0;
+}
+
+static int start_mock(mock_proc *mp, const char *upstream, const char *path) {
+    return start_mock_with(mp, upstream, path, "error");
 }
 
 static int start_echo(mock_proc *echo) {
@@ -372,9 +381,44 @@ out:
     return rc;
 }
 
+/* ---- --record-failure=answer ---------------------------------------------------------- */
+
+static int answer_anyway(client *cl, const char *upstream) {
+    char dir[] = "/tmp/record_answer_XXXXXX", sub[600], path[640];
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(path, sizeof path, "%s/rec.yaml", sub);
+    mock_proc mp;
+    int rc = start_mock_with(&mp, upstream, path, "answer") != 0;
+    FILE *blocker = rc ? NULL : fopen(sub, "w"); /* the folder can never be made now */
+    if (blocker)
+        fclose(blocker);
+    if (!rc) {
+        start_load(cl, mp.hp);
+        rc = !tch_test_run_until_count(cl->base, &cl->answered, 100, 15000);
+        rc |= drain(cl) != 0;
+        printf("answer: %d answered, %d refused, %d failed\n", cl->answered, cl->refused,
+               cl->failed);
+        if (cl->refused || cl->failed) {
+            printf("FAIL: with --record-failure=answer every caller gets the upstream's answer\n");
+            rc = 1;
+        }
+        int st = mp_stop(&mp, NULL, SIGTERM, 10000);
+        if (st != 1) {
+            printf("FAIL: exit status %d after recordings were lost (expected 1)\n", st);
+            rc = 1;
+        }
+    }
+    unlink(sub);
+    rm_dir(dir);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 2 || (strcmp(argv[1], "kill9") && strcmp(argv[1], "diskfull"))) {
-        fprintf(stderr, "usage: record_hostile kill9|diskfull\n");
+    if (argc != 2 ||
+        (strcmp(argv[1], "kill9") && strcmp(argv[1], "diskfull") && strcmp(argv[1], "answer"))) {
+        fprintf(stderr, "usage: record_hostile kill9|diskfull|answer\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -389,7 +433,9 @@ int main(int argc, char **argv) {
     mock_proc echo;
     if (!cl.base || !cl.acked || !cl.found || start_echo(&echo) != 0)
         return 1;
-    int rc = !strcmp(argv[1], "kill9") ? kill9(&cl, echo.hp) : diskfull(&cl, echo.hp);
+    int rc = !strcmp(argv[1], "kill9")      ? kill9(&cl, echo.hp)
+             : !strcmp(argv[1], "diskfull") ? diskfull(&cl, echo.hp)
+                                            : answer_anyway(&cl, echo.hp);
     if (cl.ch)
         tch_channel_free(cl.ch);
     mp_stop(&echo, NULL, SIGTERM, 5000);
