@@ -204,6 +204,46 @@ static void help_and_version_go_to_stdout(void **state) {
     assert_string_equal(r.err, "");
 }
 
+/* Every option --help lists is in the man page and in docs/mockserver.md. */
+static void man_page_and_docs_list_every_option(void **state) {
+    (void)state;
+    run r;
+    char *help[] = {TCH_MOCK_BIN, "--help", NULL};
+    run_to_end(help, &r);
+    assert_int_equal(r.status, 0);
+    static char man[65536], md[262144];
+    const char *files[] = {SRC "/docs/man/tchannel-mock.1", SRC "/docs/mockserver.md"};
+    char *texts[] = {man, md};
+    size_t sizes[] = {sizeof man, sizeof md};
+    for (int i = 0; i < 2; i++) {
+        FILE *fp = fopen(files[i], "r");
+        assert_non_null(fp);
+        size_t n = fread(texts[i], 1, sizes[i] - 1, fp);
+        texts[i][n] = 0;
+        fclose(fp);
+    }
+    size_t seen = 0;
+    for (const char *p = r.out; (p = strstr(p, "--")); p += 2) {
+        if (p > r.out && p[-1] != ' ')
+            continue;
+        char name[64];
+        size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+        if (n == 0 || n >= 40)
+            continue;
+        char man_form[128], md_form[128];
+        snprintf(name, sizeof name, "%.*s", (int)n, p + 2);
+        /* troff: the leading dashes as \\-\\- (the page writes the rest plain) */
+        snprintf(man_form, sizeof man_form, "\\-\\-%s", name);
+        snprintf(md_form, sizeof md_form, "`--%s", name);
+        if (!strstr(man, man_form))
+            fail_msg("--%s is not in docs/man/tchannel-mock.1", name);
+        if (!strstr(md, md_form))
+            fail_msg("--%s is not in docs/mockserver.md", name);
+        seen++;
+    }
+    assert_true(seen >= 30);
+}
+
 /* One line naming the problem and pointing to --help; exit 2; nothing on stdout. */
 static void expect_usage_error(char **argv, const char *text) {
     run r;
@@ -459,6 +499,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(help_and_version_go_to_stdout),
         cmocka_unit_test(usage_errors_are_one_line),
+        cmocka_unit_test(man_page_and_docs_list_every_option),
         cmocka_unit_test(a_port_in_use_is_said_once),
         cmocka_unit_test_setup_teardown(empty_cassettes_and_folders_are_warned_about, setup,
                                         teardown),
