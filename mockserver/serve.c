@@ -276,6 +276,8 @@ static int all_down(const mock *m, uint64_t now) {
  * answer from the service) marks that upstream down; an answer clears it. */
 static void observe_upstream(const tch_response *res, void *ud) {
     mock *m = ud;
+    if (m->shutting_down) /* calls cut short by our own exit say nothing of the upstream */
+        return;
     int i = upstream_index(m, res->peer);
     if (m->cfg->upstreams.n == 1)
         i = 0; /* the one there is, whatever spelling the channel reports */
