@@ -175,12 +175,41 @@ static FILE *open_regular(const char *path, tch_error *err, int *rc) {
     return f;
 }
 
-static int read_file(const char *path, char **data, size_t *len, tch_error *err) {
+/* What a file was when read: a writer's fold replaces it (a new inode). */
+typedef struct file_id {
+    bool exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} file_id;
+
+static file_id id_of(const struct stat *st) {
+    return (file_id){true, st->st_dev, st->st_ino, st->st_size, st->st_mtim};
+}
+
+static bool same_id(const file_id *a, const file_id *b) {
+    return a->exists == b->exists &&
+           (!a->exists || (a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+                           a->mtime.tv_sec == b->mtime.tv_sec &&
+                           a->mtime.tv_nsec == b->mtime.tv_nsec));
+}
+
+static file_id id_of_path(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? id_of(&st) : (file_id){0};
+}
+
+static int read_file(const char *path, char **data, size_t *len, file_id *id, tch_error *err) {
     int open_rc = 0;
     FILE *f = open_regular(path, err, &open_rc);
     tch_buf b = {0};
+    struct stat st;
+    *id = (file_id){0};
     if (!f)
         return open_rc;
+    if (fstat(fileno(f), &st) == 0)
+        *id = id_of(&st);
     char chunk[65536];
     size_t n;
     int rc = 0;
@@ -202,17 +231,19 @@ static int read_file(const char *path, char **data, size_t *len, tch_error *err)
     return 0;
 }
 
-int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
-                      tch_error *err) {
+/* One read of the file and its journal. *moved: a writer replaced the file
+ * meanwhile (a fold), so the journal read may not be the one that went
+ * with it. */
+static int open_once(const char *path, const tch_cassette_options *opts, tch_cassette **out,
+                     bool *moved, tch_error *err) {
     tch_cassette *c = NULL;
     char *data = NULL;
     size_t len = 0;
-    if (!path || !out)
-        return tch_error_set(err, TCH_EINVAL, "tch_cassette_open: path and out are required");
+    file_id before;
     int rc = cassette_new(path, path, opts, &c, err);
     if (rc)
         return rc;
-    rc = read_file(path, &data, &len, err);
+    rc = read_file(path, &data, &len, &before, err);
     bool exists = rc != TCH_ENOTFOUND; /* a new cassette: ONCE may record */
     if (!exists)
         rc = 0;
@@ -226,12 +257,31 @@ int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_ca
     if (!rc)
         rc = index_all(c, err);
     free(data);
+    file_id after = id_of_path(path);
+    *moved = !same_id(&before, &after);
     if (rc) {
         tch_cassette_free(c);
         return rc;
     }
     *out = c;
     return 0;
+}
+
+int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
+                      tch_error *err) {
+    if (!path || !out)
+        return tch_error_set(err, TCH_EINVAL, "tch_cassette_open: path and out are required");
+    for (int attempt = 1;; attempt++) {
+        bool moved = false;
+        tch_cassette *c = NULL;
+        int rc = open_once(path, opts, &c, &moved, err);
+        if (!moved || attempt == 3) { /* a file rewritten that often is read as it was */
+            if (!rc)
+                *out = c;
+            return rc;
+        }
+        tch_cassette_free(c); /* read again: file and journal of one moment */
+    }
 }
 
 int tch_cassette_open_memory(const char *name, const void *data, size_t len,
