@@ -595,7 +595,7 @@ static int set_json_diff(tch_cassette_field_diff *d, const json_t *rec, const js
     const json_t *a, *b;
     int rc = json_first_diff(rec, req, &path, &a, &b);
     d->form = TCH_CASSETTE_DIFF_JSON;
-    if (!rc && !(d->decoded_as = strdup(decoded_as)))
+    if (!rc && decoded_as && !(d->decoded_as = strdup(decoded_as)))
         rc = TCH_ENOMEM;
     if (!rc && path.len && !(d->path = tch_slice_strdup(tch_buf_slice(&path))))
         rc = TCH_ENOMEM;
@@ -687,6 +687,37 @@ static int structured_diff(const tch_cassette *c, int f, const tch_cassette_requ
     return rc;
 }
 
+/* Transport headers in their order, as [{"as":"thrift"},{"cn":"x"}], so
+ * a diff names the header; NULL when one is not UTF-8 text. */
+static json_t *theaders_json(const tch_cassette_request *r) {
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < r->n_transport_headers; i++) {
+        const tch_cassette_kv *kv = &r->transport_headers[i];
+        json_t *one = json_object();
+        /* the _new calls take their value (NULL too) even when they fail */
+        if (json_array_append_new(list, one) ||
+            json_object_setn_new(one, kv->key.ptr ? (const char *)kv->key.ptr : "", kv->key.len,
+                                 json_stringn(kv->value.ptr ? (const char *)kv->value.ptr : "",
+                                              kv->value.len))) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+static int theaders_diff(const tch_cassette_request *rec, const tch_cassette_request *req,
+                         tch_cassette_field_diff *d, bool *done) {
+    json_t *a = theaders_json(rec), *b = theaders_json(req);
+    int rc = 0;
+    *done = a && b;
+    if (*done)
+        rc = set_json_diff(d, a, b, NULL);
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
+
 /* One differing field of the nearest interaction, in the most readable
  * form its bytes allow. */
 static int add_diff(const tch_cassette *c, tch_cassette_near_miss *nm, int f,
@@ -709,6 +740,12 @@ static int add_diff(const tch_cassette *c, tch_cassette_near_miss *nm, int f,
         /* previews show the content, not the marker byte */
         rv = tch_slice_of(rv.ptr + 1, rv.len ? rv.len - 1 : 0);
         qv = tch_slice_of(qv.ptr + 1, qv.len ? qv.len - 1 : 0);
+    }
+    if (f == F_THEADERS) {
+        bool done;
+        int rc = theaders_diff(rec, req, d, &done);
+        if (rc || done)
+            return rc;
     }
     size_t off = 0;
     while (off < rv.len && off < qv.len && rv.ptr[off] == qv.ptr[off])

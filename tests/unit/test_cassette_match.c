@@ -628,6 +628,36 @@ static void scheme_is_named_in_misses(void **state) {
     tch_cassette_free(c);
 }
 
+/* Transport headers (an opt-in matcher) name the header that differs. */
+static void transport_header_miss_names_the_header(void **state) {
+    (void)state;
+    static const char y[] =
+        "version: 1\ninteractions:\n- request:\n    serviceName: s\n    endpoint: e\n"
+        "    body: hi\n    transportHeaders:\n    - {key: as, value: raw}\n"
+        "    - {key: cn, value: client-a}\n  response: {body: ok}\n";
+    const char *with_th[] = {"serviceName", "endpoint", "body", "transportHeaders"};
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.matchers = with_th;
+    o.n_matchers = 4;
+    tch_cassette *c = open_text("th.yaml", y, &o);
+    tch_cassette_kv_view th[] = {{S("as"), S("raw")}, {S("cn"), S("client-b")}};
+    tch_cassette_call call = {.service = S("s"), .endpoint = S("e"), .body = S("hi"),
+                              .transport_headers = th, .n_transport_headers = 2};
+    tch_cassette_decision d;
+    const char *msg = expect_miss(c, call, &d);
+    assert_has(msg, "transportHeaders: [1].cn: recorded \"client-a\" vs requested \"client-b\"");
+    tch_cassette_decision_clear(&d);
+    call.n_transport_headers = 1;
+    msg = expect_miss(c, call, &d);
+    assert_has(msg, "transportHeaders: [1]: recorded {\"cn\":\"client-a\"} vs requested (absent)");
+    tch_cassette_decision_clear(&d);
+    th[1].value = S("client-a");
+    call.n_transport_headers = 2;
+    expect_replay(c, call, 0);
+    tch_cassette_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_matches_by_value_ignoring_tracing),
@@ -643,6 +673,7 @@ int main(void) {
         cmocka_unit_test(thrift_miss_shows_decoded_fields),
         cmocka_unit_test(thrift_idl_folder),
         cmocka_unit_test(scheme_is_named_in_misses),
+        cmocka_unit_test(transport_header_miss_names_the_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
