@@ -3,6 +3,10 @@
  * copies (a hostile client cannot make an entry large). */
 #include "mock.h"
 
+#include <tchannel/hooks.h>
+
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +104,54 @@ void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, co
     e->index = index;
     e->message = dup_str(message, MOCK_JOURNAL_MSG_MAX);
     e->near_miss = near_miss;
+    /* Inside a handler the request is the channel's current call; an entry
+     * added later (a recording answered) takes the ids of the answer that
+     * follows it at once (on_answer). */
+    tch_inbound *in = j->ch ? tch_channel_current(j->ch) : NULL;
+    if (in) {
+        e->trace = tch_inbound_trace(in);
+        e->has_trace = 1;
+    } else if (j->ch) {
+        j->await_seq = e->seq + 1; /* 0 means none */
+    }
+}
+
+static mock_journal_entry *newest(mock_journal *j) {
+    return j->n ? &j->ring[(j->start + j->n - 1) % j->cap] : NULL;
+}
+
+/* The entry is this answer's request (names cut to the journal's length
+ * compare by their start). */
+static int same_call(const mock_journal_entry *e, const tch_call_event *ev) {
+    tch_slice s = ev->service, p = ev->endpoint;
+    s.len = s.len > MOCK_JOURNAL_STR_MAX ? MOCK_JOURNAL_STR_MAX : s.len;
+    p.len = p.len > MOCK_JOURNAL_STR_MAX ? MOCK_JOURNAL_STR_MAX : p.len;
+    return e->service && e->endpoint && tch_slice_eq_cstr(s, e->service) &&
+           tch_slice_eq_cstr(p, e->endpoint);
+}
+
+static void on_answer(const tch_call_event *ev, void *ud) {
+    mock_journal *j = ud;
+    if (ev->kind != TCH_EVENT_SEND_RESPONSE || !j->await_seq)
+        return;
+    mock_journal_entry *e = newest(j);
+    if (e && e->seq + 1 == j->await_seq && !e->has_trace && same_call(e, ev)) {
+        e->trace = ev->trace;
+        e->has_trace = 1;
+    }
+    j->await_seq = 0;
+}
+
+int mock_journal_watch(mock_journal *j, tch_channel *ch, tch_error *err) {
+    j->ch = ch;
+    int rc = tch_channel_add_hook(ch, on_answer, j, NULL);
+    return rc ? tch_error_set(err, rc, "journal: cannot watch the channel: out of memory") : 0;
+}
+
+static json_t *hex_id(uint64_t id) {
+    char s[17];
+    snprintf(s, sizeof s, "%016" PRIx64, id);
+    return json_string(s);
 }
 
 static json_t *text(const char *s) {
@@ -126,6 +178,12 @@ static json_t *entry_to_json(const mock_journal_entry *e) {
         json_object_set_new(o, "message", text(e->message));
     if (e->near_miss)
         json_object_set(o, "nearMiss", e->near_miss);
+    if (e->has_trace) { /* as Zipkin writes them: 16 lowercase hex digits */
+        json_object_set_new(o, "traceId", hex_id(e->trace.trace_id));
+        json_object_set_new(o, "spanId", hex_id(e->trace.span_id));
+        json_object_set_new(o, "parentId", hex_id(e->trace.parent_id));
+        json_object_set_new(o, "traced", json_boolean(e->trace.flags & 0x01));
+    }
     return o;
 }
 

@@ -93,6 +93,10 @@ static const opt_row OPTIONS[] = {
                                 "connections together; past it: Busy (default 256)"},
     {"connection-budget", 0, "MIB", "bytes of requests still arriving on one connection;\n"
                                     "past it: Busy (default 128)"},
+    {"trace-to", 0, "URL", "post our server spans of traced requests to a Zipkin\n"
+                           "collector (http://HOST:PORT[/PATH], default path\n"
+                           "/api/v2/spans)"},
+    {"trace-file", 0, "PATH", "append those spans to PATH, one Zipkin v2 JSON per line"},
     {"exit-on-stdin-eof", 0, NULL, "shut down as on SIGTERM when stdin is closed"},
     {"verbose", 'v', NULL, "one log line per request"},
     {"help", 'h', NULL, "print this text and exit"},
@@ -260,6 +264,14 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         if (!*v)
             return usage_error("%s: expected a path", name);
         c->admin_socket = v;
+    } else if (!strcmp(name, "--trace-to")) {
+        if (strncmp(v, "http://", 7) != 0 || !v[7])
+            return usage_error("%s: expected an http:// URL, got \"%s\"", name, v);
+        c->trace_to = v;
+    } else if (!strcmp(name, "--trace-file")) {
+        if (!*v)
+            return usage_error("%s: expected a path", name);
+        c->trace_file = v;
     } else if (!strcmp(name, "--admin-token-file")) {
         c->admin_token_file = v;
     } else if (!strcmp(name, "--match")) {
@@ -617,6 +629,7 @@ static void mock_free_all(mock *m) {
     mock_record_shutdown(m);
     mock_upstream_gate_free(m);
     mock_serve_flush_delayed(m);
+    mock_trace_finish(m); /* the last spans out, before the channel goes */
     if (m->ch)
         tch_channel_free(m->ch);
     mock_store_free(&m->store);
@@ -632,6 +645,7 @@ static int start(mock *m, tch_error *err) {
     if (rc)
         return tch_error_set(err, rc, "out of memory");
     if ((rc = load_cassettes(m, err)) || (rc = start_channel(m, err)) ||
+        (rc = mock_journal_watch(&m->journal, m->ch, err)) || (rc = mock_trace_start(m, err)) ||
         (rc = mock_record_init(m, err)) || (rc = mock_upstream_gate_start(m, err)) ||
         (rc = mock_admin_start(m, err)))
         return rc;

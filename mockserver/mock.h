@@ -55,6 +55,8 @@ typedef struct mock_config {
     mock_strv advertise_to;
     mock_strv advertise_services;
     mock_strv matchers; /* empty: the cassette library's default five */
+    const char *trace_to;        /* --trace-to: Zipkin URL for our server spans, or NULL */
+    const char *trace_file;      /* --trace-file: JSON-lines file for them, or NULL */
     const char *thrift_path;     /* --thrift: IDL file or folder, or NULL */
     tch_cassette_thrift *thrift; /* loaded from it: explains thrift misses field by field */
     mock_strv paths;    /* cassette files after directory expansion */
@@ -119,6 +121,8 @@ typedef struct mock_journal_entry {
     long index;     /* interaction index, -1 when none */
     char *message;  /* miss or failure message, or NULL */
     json_t *near_miss;
+    tch_trace trace; /* the request's tracing ids, when has_trace */
+    int has_trace;
 } mock_journal_entry;
 
 typedef struct mock_journal {
@@ -126,11 +130,16 @@ typedef struct mock_journal {
     size_t cap, start, n;
     uint64_t next_seq;      /* seq numbers go on across clears */
     uint64_t total, dropped; /* since the last clear: added, and pushed out of the ring */
+    tch_channel *ch;         /* the serving channel: requests' trace ids (journal.c) */
+    uint64_t await_seq;      /* an entry added outside a handler takes the ids of the
+                                answer sent next; 0: none waits */
 } mock_journal;
 
 int mock_journal_init(mock_journal *j, size_t cap);
 void mock_journal_free(mock_journal *j);
 void mock_journal_clear(mock_journal *j);
+/* Gives each entry the trace ids of its request (an event hook on ch). */
+int mock_journal_watch(mock_journal *j, tch_channel *ch, tch_error *err);
 /* Takes ownership of near_miss (may be NULL). Strings are copied. */
 void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
                       int scheme, mock_outcome outcome, const char *cassette, long index,
@@ -159,6 +168,7 @@ typedef struct mock {
     struct event_base *base;
     mock_config *cfg;
     tch_channel *ch;       /* serves the cassettes */
+    struct mock_trace *trace; /* span reporting (trace.c), or NULL */
     tch_channel *upstream; /* client channel for record-through, or NULL */
     mock_store store;
     tch_cassette_mode mode;
@@ -257,6 +267,11 @@ size_t mock_watch_check(mock *m, int force);
 /* ---- admin.c ---------------------------------------------------------------- */
 int mock_admin_start(mock *m, tch_error *err);
 void mock_admin_free(mock *m);
+
+/* ---- trace.c: our server spans (--trace-to, --trace-file) ------------------------- */
+int mock_trace_start(mock *m, tch_error *err);
+/* After the loop: the last spans are posted (a bounded wait) and the file closed. */
+void mock_trace_finish(mock *m);
 
 /* ---- hyperbahn.c ------------------------------------------------------------ */
 int mock_hyperbahn_init(mock *m, tch_error *err);
