@@ -95,6 +95,7 @@ typedef struct tch_cassette_interaction {
     uint8_t fault_code;             /* `fault`: answer with this error frame instead */
     char *fault_message;            /* owned; may be NULL */
     size_t line;                    /* 1-based source line; 0 when recorded this run */
+    struct tch_stub_info *stub;     /* stub extras (tchannel/stub.h), owned; NULL: exact */
 } tch_cassette_interaction;
 
 /* Error frame codes by cassette name: timeout cancelled busy declined
