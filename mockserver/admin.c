@@ -157,6 +157,59 @@ static int allowed(const struct mock_admin *a, const char *path) {
     return ok;
 }
 
+/* path made absolute with `.` and `..` taken away by spelling alone (no
+ * look at the disk), or NULL. For saying why a path inside a root cannot be
+ * resolved: its folder is missing. */
+static char *lexical(const char *path) {
+    char cwd[PATH_MAX];
+    if (path[0] != '/' && !getcwd(cwd, sizeof cwd))
+        return NULL;
+    size_t n = (path[0] == '/' ? 0 : strlen(cwd)) + strlen(path) + 2;
+    char *in = malloc(n), *out = malloc(n);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        return NULL;
+    }
+    snprintf(in, n, "%s/%s", path[0] == '/' ? "" : cwd, path);
+    size_t len = 0;
+    for (char *save = NULL, *t = strtok_r(in, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(t, "."))
+            continue;
+        if (!strcmp(t, "..")) {
+            while (len > 0 && out[len - 1] != '/')
+                len--;
+            if (len > 0)
+                len--; /* the slash */
+            continue;
+        }
+        len += (size_t)snprintf(out + len, n - len, "/%s", t);
+    }
+    if (len == 0)
+        out[len++] = '/';
+    out[len] = 0;
+    free(in);
+    return out;
+}
+
+/* A record target inside a root whose folder does not exist yet: 1 after
+ * answering 404 (folders are not created), else 0. */
+static int missing_folder(const struct mock_admin *a, struct evhttp_request *req,
+                          const char *path) {
+    char *lex = lexical(path), *parent = lex ? strdup(lex) : NULL;
+    int inside = 0;
+    for (size_t i = 0; parent && i < a->roots.n && !inside; i++)
+        inside = under(a->roots.v[i], lex);
+    struct stat st;
+    int missing = inside && stat(dirname(parent), &st) != 0;
+    if (missing)
+        reply_error(req, 404, "%s: its folder does not exist; the admin API does not create "
+                    "folders", path);
+    free(lex);
+    free(parent);
+    return missing;
+}
+
 /* 403 naming the rule; never anything from the file itself. */
 static void reply_outside(struct evhttp_request *req, const char *path) {
     reply_error(req, 403, "%s: outside the folders the admin API may use (the folders of the "
@@ -348,7 +401,8 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
         return;
     }
     if (!allowed(m->admin, path)) { /* before any look at the file: no oracle either */
-        reply_outside(req, path);
+        if (!(target && missing_folder(m->admin, req, path)))
+            reply_outside(req, path);
         json_decref(body); /* after: path points into it */
         return;
     }

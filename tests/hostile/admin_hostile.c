@@ -210,6 +210,14 @@ static void loads_and_records_only_inside_the_roots(void **state) {
     char out[8192];
     assert_int_equal(post_path(f, f->root, 0, out, sizeof out), 403);
     assert_non_null(strstr(out, "link.yaml: outside the folders"));
+    /* inside, in a folder that is not there: not created either, and said so */
+    snprintf(p, sizeof p, "%s/nodir/new.yaml", f->root);
+    assert_int_equal(post_path(f, p, 1, out, sizeof out), 404);
+    assert_non_null(strstr(out, "nodir/new.yaml: its folder does not exist"));
+    snprintf(p, sizeof p, "%s/nodir", f->root);
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof p, "%s/nodir/../../outside/nodir/new.yaml", f->root);
+    expect_403(f, p, 1);
     /* inside: a new cassette to record into is fine */
     snprintf(p, sizeof p, "%s/new.yaml", f->root);
     assert_int_equal(post_path(f, p, 1, out, sizeof out), 201);
