@@ -23,6 +23,9 @@ struct tch_vcr {
     const tch_thrift_idl *idl;
     pending *pending;
     size_t npending;
+    const tch_cassette_redaction *redaction; /* declarative, after user_redact */
+    tch_cassette_redact_fn user_redact;
+    void *user_redact_ud;
     tch_error record_err; /* the first recording that failed (code 0: none) */
 };
 
@@ -210,6 +213,25 @@ static char *render_thrift(void *ud, tch_slice service, tch_slice endpoint,
     return text;
 }
 
+/* ---- redaction ------------------------------------------------------------------ */
+
+/* The caller's callback first, then the declarative redaction, whose error
+ * says which field could not be redacted (the cassette only passes a code). */
+static int vcr_redact(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
+                      tch_cassette_response *resp) {
+    tch_vcr *v = ud;
+    int rc = v->user_redact ? v->user_redact(v->user_redact_ud, phase, req, resp) : 0;
+    if (rc || phase != TCH_CASSETTE_REDACT_RECORD)
+        return rc;
+    tch_error err;
+    rc = tch_cassette_redaction_request(v->redaction, req, &err);
+    if (!rc && resp)
+        rc = tch_cassette_redaction_response(v->redaction, req, resp, &err);
+    if (rc && v->record_err.code == 0)
+        v->record_err = err;
+    return rc;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------ */
 
 int tch_vcr_use_cassette(tch_channel *ch, const char *path,
@@ -225,10 +247,19 @@ int tch_vcr_use_cassette(tch_channel *ch, const char *path,
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     v->ch = ch;
     v->idl = o.idl;
+    if (o.redaction) {
+        v->redaction = o.redaction;
+        v->user_redact = o.cassette.redact;
+        v->user_redact_ud = o.cassette.redact_ud;
+        o.cassette.redact = vcr_redact;
+        o.cassette.redact_ud = v;
+    }
     if (o.idl && !o.cassette.render) {
         o.cassette.render = render_thrift;
         o.cassette.render_ud = (void *)o.idl;
     }
+    if (o.idl && !o.cassette.thrift_idl) /* misses then show decoded fields */
+        o.cassette.thrift_idl = o.idl;
     int rc = tch_cassette_open(path, &o.cassette, &v->cassette, err);
     if (rc) {
         free(v);
