@@ -15,6 +15,7 @@
 
 #include <tchannel/cassette.h>
 #include <tchannel/channel.h>
+#include <tchannel/redact.h>
 #include <tchannel/thrift.h>
 
 #ifdef __cplusplus
@@ -29,6 +30,12 @@ typedef struct tch_vcr_options {
      * decoded (bodyDecoded) so a reviewer sees fields and values. It must
      * outlive the VCR. */
     const tch_thrift_idl *idl;
+    /* Optional, borrowed (must outlive the VCR): what each recording must
+     * not keep (tchannel/redact.h). It runs after cassette.redact, if both
+     * are given. Thrift fields are read with the redaction's own IDL
+     * (tch_cassette_redaction_set_idl). A redaction that fails drops that recording (the
+     * call keeps its answer) and tch_vcr_eject returns its error. */
+    const tch_cassette_redaction *redaction;
 } tch_vcr_options;
 
 void tch_vcr_options_init(tch_vcr_options *o);
