@@ -81,7 +81,7 @@ uint64_t tch_tracer_spans(const tch_tracer *t); /* spans reported so far */
 /* ---- JSON lines to a file ------------------------------------------------- */
 
 typedef struct tch_file_reporter tch_file_reporter;
-/* Appends to path (created 0644 when missing). NULL with err (TCH_EIO naming
+/* Appends to path (created when missing). NULL with err (TCH_EIO naming
  * the path and why) when it cannot be opened. Each span is one line,
  * written out (flushed) before report returns. */
 tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err);
