@@ -384,6 +384,42 @@ static void test_traced_on_with_channel_off(void **state) {
     result_free(&r);
 }
 
+/* An outbound hook that answers every call itself (as the VCR replaying),
+ * with an error when asked to. */
+static void answer_locally(tch_outbound *call, void *ud) {
+    int *fail = ud;
+    tch_response res = {.status = *fail ? TCH_EREMOTE : 0,
+                        .error_code = *fail ? TCH_PCODE_UNEXPECTED : 0,
+                        .message = *fail ? "recorded failure" : "", .peer = ""};
+    tch_outbound_answer(call, &res);
+}
+
+static void test_locally_answered_calls(void **state) {
+    fixture *f = *state;
+    int fail = 0;
+    tch_channel_set_outbound_hook(f->client, answer_locally, &fail);
+    result r = {0};
+    tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                       .host_port = f->hp, .retry_on = TCH_RETRY_NEVER};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_int_equal(r.status, 0);
+    assert_int_equal(f->cl.n, 0); /* nothing was sent: nothing to hear */
+    fail = 1;
+    result r2 = {0};
+    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r2, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r2.done, 5000));
+    assert_int_equal(f->cl.n, 1);
+    assert_int_equal(f->cl.ev[0].kind, TCH_EVENT_ERROR);
+    assert_int_equal(f->cl.ev[0].error_code, TCH_PCODE_UNEXPECTED);
+    assert_string_equal(f->cl.ev[0].message, "recorded failure");
+    assert_int_equal(f->sv.n, 0);
+    tch_channel_set_outbound_hook(f->client, NULL, NULL);
+    result_free(&r);
+    result_free(&r2);
+}
+
 static void test_clock(void **state) {
     fixture *f = *state;
     uint64_t a = tch_channel_now_us(f->client), b = tch_channel_now_us(f->client);
@@ -403,6 +439,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_remove_hooks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trace_switch_and_override, setup_traced, teardown),
         cmocka_unit_test_setup_teardown(test_traced_on_with_channel_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_locally_answered_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
