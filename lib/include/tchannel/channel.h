@@ -101,8 +101,8 @@ typedef struct tch_channel_options {
     /* Nonzero: calls that start a new trace (no parent span) set the
      * traced flag, as tchannel-python's TChannel(trace=True); a call with a
      * parent keeps the parent's flag, and tch_call_opts.traced overrides
-     * both. Default 0: not traced (tchannel-python's old default, and what
-     * the Node peer sends unless a request asks). See tchannel/trace.h. */
+     * both. Default 0: not traced, so programs that never ask send what
+     * they sent before. See tchannel/trace.h and docs/library.md. */
     int trace;
 } tch_channel_options;
 
