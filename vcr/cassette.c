@@ -354,6 +354,7 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
 void tch_cassette_free(tch_cassette *c) {
     if (!c)
         return;
+    cas_stubs_free(c);
     for (size_t i = 0; i < c->n; i++) {
         cas_interaction_free(&c->items[i]->it);
         free(c->items[i]);

@@ -4,6 +4,7 @@
 #define TCH_CASSETTE_INTERNAL_H
 
 #include <tchannel/cassette.h>
+#include <tchannel/stub.h>
 
 #include <stdbool.h>
 
@@ -46,7 +47,15 @@ typedef struct cas_entry {
     uint64_t fh[F_COUNT]; /* hash of each field's normalized form */
     uint64_t key;         /* combined hash of the enabled matchers' fields */
     size_t next;          /* next entry in the same bucket, file order */
+    bool pattern;         /* matched by rules from the pattern list, never hashed */
+    bool runtime;         /* added by tch_cassette_stub_add */
+    tch_stub_rules *implicit; /* pattern without stub rules: its request, exactly */
 } cas_entry;
+
+typedef struct cas_scenario {
+    char *name;
+    char *state;
+} cas_scenario;
 
 typedef struct cas_custom {
     char *name;
@@ -79,6 +88,14 @@ struct tch_cassette {
     cas_custom *customs;
     size_t ncustoms;
     size_t total_plays;
+    /* stubs: pattern entries by (priority, index); exact lookups never scan them */
+    size_t *patterns;
+    size_t npatterns, cappatterns;
+    size_t pattern_evals; /* rule sets evaluated by lookups (tests check hits cost none) */
+    cas_scenario *scenarios;
+    size_t nscenarios;
+    unsigned long next_stub_id;
+    uint64_t counter; /* {{counter}} */
 };
 
 /* A request's matchable fields in normalized form (JSON by value, $tracing$
@@ -119,5 +136,63 @@ int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *er
 
 /* entries */
 int cas_append_entry(tch_cassette *c, cas_entry **out);
+
+/* ---- stubs (stub_rules.c, jsonpath.c, stub.c) ---- */
+
+/* Fields a stub's rules may name, in the order they are checked. */
+enum { SF_SERVICE = 0, SF_ENDPOINT, SF_SCHEME, SF_HEADERS, SF_BODY, SF_THEADERS, SF_COUNT };
+extern const char *const cas_stub_field_names[SF_COUNT];
+int cas_stub_field_of(const char *name); /* -1 if none */
+
+/* A parsed JSONPath subset: $ then .name, ['name'] or [N] steps. */
+typedef struct cas_jstep {
+    char *key; /* NULL: an index step */
+    size_t index;
+} cas_jstep;
+typedef struct cas_jpath {
+    cas_jstep *steps;
+    size_t n;
+    char *text; /* as written, for messages */
+} cas_jpath;
+int cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err);
+const json_t *cas_jpath_eval(const cas_jpath *p, const json_t *root); /* NULL: absent */
+void cas_jpath_free(cas_jpath *p);
+
+/* A request with its JSON views decoded once, on first use. */
+typedef struct cas_view {
+    const tch_cassette_request *r;
+    tch_stub_idl idl;
+    json_t *json[2]; /* headers, body */
+    bool done[2];
+    char *text[2];   /* thrift: the JSON text string rules read */
+} cas_view;
+void cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl);
+void cas_view_free(cas_view *v);
+/* 1 all rules pass, 0 not (why: the first that failed), or a negative code. */
+int cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t *total,
+                   char *why, size_t whysz);
+int cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_request *r);
+bool cas_rules_has(const tch_stub_rules *rs, int f);
+const json_t *cas_rules_src(const tch_stub_rules *rs, int f);
+bool cas_request_has_redacted(const tch_cassette_request *r);
+void cas_stub_info_free(tch_stub_info *s);
+bool cas_is_pattern(const cas_entry *e);
+int cas_pattern_add(tch_cassette *c, size_t idx);
+void cas_pattern_remove(tch_cassette *c, size_t idx);
+/* Lookup in the pattern list: priorities below `below` only when `below`
+ * is TCH_STUB_PRIORITY_DEFAULT, the rest otherwise. *hit is NO_ENTRY when
+ * none answers. */
+int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
+                     size_t *hit);
+/* The nearest pattern for a miss, when it is nearer than nm's. */
+int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
+                          tch_cassette_near_miss *nm);
+void cas_pattern_played(tch_cassette *c, size_t idx);
+void cas_stubs_free(tch_cassette *c);
+/* delayDistribution: {type: uniform, min, max} | {type: lognormal, median, sigma} */
+int cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err);
+/* Every {{...}} in a templated response names something a request has:
+ * TCH_EINVAL naming the stub and the expression otherwise. */
+int cas_template_check(const tch_cassette_interaction *it, tch_error *err);
 
 #endif

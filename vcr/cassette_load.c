@@ -750,6 +750,111 @@ static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
     return 0;
 }
 
+/* ---- any node as JSON (stub rules) ------------------------------------ */
+
+/* A scalar as YAML 1.1 reads it: plain null, booleans, integers and reals
+ * by their spelling, everything else (and anything quoted) a string. */
+static json_t *scalar_json(const node *n) {
+    if (is_null(n))
+        return json_null();
+    if (n->style == YAML_PLAIN_SCALAR_STYLE && (!n->tagged || strcmp(n->tag, TAG_BOOL) == 0 ||
+                                                 strcmp(n->tag, TAG_INT) == 0)) {
+        const char *v = n->value;
+        if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
+            return json_true();
+        if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
+            return json_false();
+        char *end;
+        errno = 0;
+        long long i = strtoll(v, &end, 10);
+        if (n->len && !*end && !errno)
+            return json_integer(i);
+        double d = strtod(v, &end);
+        if (n->len && !*end && strpbrk(v, ".eE") && !strpbrk(v, "xXnN"))
+            return json_real(d);
+    }
+    return json_stringn(n->value, n->len);
+}
+
+#define JSON_NODE_DEPTH 64
+
+/* The node whose first event is current, as JSON (no recursion: a stack
+ * of open collections); leaves its last event current. */
+static int read_json(ld *l, const char *what, json_t **out) {
+    json_t *stack[JSON_NODE_DEPTH];
+    char *keys[JSON_NODE_DEPTH];
+    size_t sp = 0;
+    json_t *root = NULL;
+    int rc = 0;
+    for (;;) {
+        const node *n = &l->cur;
+        json_t *v = NULL;
+        bool open = false, closed = false;
+        if (n->type == YAML_SCALAR_EVENT && sp && json_is_object(stack[sp - 1]) && !keys[sp - 1]) {
+            if (!(keys[sp - 1] = strdup(n->value))) {
+                rc = nomem(l);
+                break;
+            }
+            goto advance;
+        }
+        if (sp && json_is_object(stack[sp - 1]) && !keys[sp - 1] &&
+            n->type != YAML_MAPPING_END_EVENT) {
+            rc = fail_at(l, &n->mark, "%s: expected a scalar key%s", what, NULL);
+            break;
+        }
+        switch (n->type) {
+        case YAML_SCALAR_EVENT: v = scalar_json(n); break;
+        case YAML_MAPPING_START_EVENT: v = json_object(), open = true; break;
+        case YAML_SEQUENCE_START_EVENT: v = json_array(), open = true; break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT: closed = true; break;
+        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node%s", what, NULL); break;
+        }
+        if (rc)
+            break;
+        if (closed) {
+            sp--;
+            if (sp == 0)
+                break;
+            goto advance;
+        }
+        if (!v) {
+            rc = nomem(l);
+            break;
+        }
+        if (!sp) {
+            root = v;
+        } else if (json_is_array(stack[sp - 1])) {
+            json_array_append_new(stack[sp - 1], v);
+        } else {
+            json_object_set_new(stack[sp - 1], keys[sp - 1], v);
+            free(keys[sp - 1]);
+            keys[sp - 1] = NULL;
+        }
+        if (open) {
+            if (sp == JSON_NODE_DEPTH) {
+                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels%s", what, NULL);
+                break;
+            }
+            keys[sp] = NULL;
+            stack[sp++] = v;
+        } else if (!sp) {
+            break;
+        }
+    advance:
+        if ((rc = next(l)))
+            break;
+    }
+    for (size_t i = 0; i < sp; i++)
+        free(keys[i]);
+    if (rc) {
+        json_decref(root);
+        return rc;
+    }
+    *out = root;
+    return 0;
+}
+
 /* ---- request / response / error --------------------------------------- */
 
 enum {
@@ -768,6 +873,7 @@ typedef struct req_ctx {
     tch_cassette_request *r;
     decoded dec;
     size_t cap;
+    json_t *rules; /* fields given as a rule mapping (a stub), or NULL */
 } req_ctx;
 
 static int peer_item(ld *l, void *target, size_t i) {
@@ -835,9 +941,35 @@ static int read_decoded(ld *l, decoded *d, bool headers) {
     return read_bytes(l, "bodyDecoded", &d->body);
 }
 
+/* `body: {contains: x}`: the field's rule, kept for the stub's rule set. */
+static int read_rule_field(ld *l, req_ctx *rc, const char *field) {
+    json_t *v = NULL;
+    int e = read_json(l, field, &v);
+    if (e)
+        return e;
+    if (!rc->rules && !(rc->rules = json_object())) {
+        json_decref(v);
+        return nomem(l);
+    }
+    return json_object_set_new(rc->rules, field, v) ? nomem(l) : 0;
+}
+
+static bool rule_shaped(const ld *l, int which) {
+    return l->cur.type == YAML_MAPPING_START_EVENT &&
+           (which == RQ_SERVICE || which == RQ_ENDPOINT || which == RQ_HEADERS ||
+            which == RQ_BODY || which == RQ_SCHEME || which == RQ_THEADERS);
+}
+
 static int req_field(ld *l, void *target, int which) {
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
+    if (rule_shaped(l, which)) {
+        static const char *const names[] = {
+            [RQ_SERVICE] = "serviceName", [RQ_ENDPOINT] = "endpoint", [RQ_HEADERS] = "headers",
+            [RQ_BODY] = "body", [RQ_SCHEME] = "argScheme", [RQ_THEADERS] = "transportHeaders",
+        };
+        return read_rule_field(l, rc, names[which]);
+    }
     switch (which) {
     case RQ_SERVICE: return read_bytes(l, "serviceName", &r->service);
     case RQ_ENDPOINT: return read_bytes(l, "endpoint", &r->endpoint);
@@ -893,7 +1025,9 @@ static const key_spec req_keys[] = {
     {"headersDecoded", RQ_HEADERS_DEC}, {"bodyDecoded", RQ_BODY_DEC},
 };
 
-static int read_request(ld *l, tch_cassette_request *r) {
+/* *rules gets the fields given as rules (NULL: none); *plain the req_keys
+ * bits of the fields given as values. */
+static int read_request(ld *l, tch_cassette_request *r, json_t **rules, unsigned *plain) {
     req_ctx rc = {.r = r};
     unsigned seen;
     int e = walk_mapping(l, "request", req_keys, sizeof req_keys / sizeof req_keys[0], req_field,
@@ -901,15 +1035,21 @@ static int read_request(ld *l, tch_cassette_request *r) {
     if (!e)
         e = apply_decoded(l, r->scheme, seen, 1u << 2, 1u << 3, &r->headers, &r->body, &rc.dec);
     decoded_free(&rc.dec);
+    *plain = seen;
+    for (size_t i = 0; rc.rules && i < sizeof req_keys / sizeof req_keys[0]; i++)
+        if (json_object_get(rc.rules, req_keys[i].name))
+            *plain &= ~(1u << i);
+    *rules = rc.rules;
     return e;
 }
 
-enum { RS_CODE, RS_HEADERS, RS_BODY, RS_HEADERS_DEC, RS_BODY_DEC };
+enum { RS_CODE, RS_HEADERS, RS_BODY, RS_HEADERS_DEC, RS_BODY_DEC, RS_TEMPLATE };
 
 typedef struct resp_ctx {
     tch_cassette_response *r;
     decoded dec;
     unsigned seen;
+    int template_response;
 } resp_ctx;
 
 static int resp_field(ld *l, void *target, int which) {
@@ -925,6 +1065,7 @@ static int resp_field(ld *l, void *target, int which) {
     case RS_BODY: return read_bytes(l, "response body", &rc->r->body);
     case RS_HEADERS_DEC: return read_decoded(l, &rc->dec, true);
     case RS_BODY_DEC: return read_decoded(l, &rc->dec, false);
+    case RS_TEMPLATE: return read_bool(l, "response template", &rc->template_response);
     }
     return TCH_EINVAL;
 }
@@ -936,8 +1077,9 @@ static int read_response(ld *l, resp_ctx *rc) {
                                     {"headers", RS_HEADERS},
                                     {"body", RS_BODY},
                                     {"headersDecoded", RS_HEADERS_DEC},
-                                    {"bodyDecoded", RS_BODY_DEC}};
-    return walk_mapping(l, "response", keys, 5, resp_field, rc, &rc->seen);
+                                    {"bodyDecoded", RS_BODY_DEC},
+                                    {"template", RS_TEMPLATE}};
+    return walk_mapping(l, "response", keys, 6, resp_field, rc, &rc->seen);
 }
 
 typedef struct err_ctx {
@@ -979,21 +1121,85 @@ static int read_error_frame(ld *l, const char *what, uint8_t *code, char **messa
 
 /* ---- interactions ------------------------------------------------------ */
 
-enum { IT_REQUEST, IT_RESPONSE, IT_ERROR, IT_DELAY, IT_FAULT };
+enum {
+    IT_REQUEST, IT_RESPONSE, IT_ERROR, IT_DELAY, IT_FAULT, IT_ID, IT_PRIORITY, IT_REQUIRED,
+    IT_SCENARIO, IT_REQUIRED_STATE, IT_NEW_STATE, IT_DELAY_DIST,
+};
 
 typedef struct it_ctx {
     tch_cassette_interaction *it;
     resp_ctx resp;
     deferred resp_err; /* the response's first error, reported after the walk */
+    json_t *rules;     /* the request's rule fields */
+    unsigned plain;    /* the request's plain fields (req_keys bits) */
+    yaml_mark_t request_mark;
 } it_ctx;
+
+/* The interaction's stub extras, made on first use. */
+static tch_stub_info *stub_extras(ld *l, tch_cassette_interaction *it) {
+    if (!it->stub && (it->stub = calloc(1, sizeof *it->stub)))
+        it->stub->priority = TCH_STUB_PRIORITY_DEFAULT;
+    if (!it->stub)
+        nomem(l);
+    return it->stub;
+}
+
+/* `fault: closeConnection | noAnswer | badChecksum`, else an error frame */
+static int read_fault(ld *l, tch_cassette_interaction *it) {
+    static const char *const names[] = {"closeConnection", "noAnswer", "badChecksum"};
+    if (l->cur.type == YAML_SCALAR_EVENT)
+        for (int i = 0; i < 3; i++)
+            if (strcmp(l->cur.value, names[i]) == 0) {
+                tch_stub_info *st = stub_extras(l, it);
+                if (!st)
+                    return TCH_ENOMEM;
+                st->fault = (tch_stub_fault)(TCH_STUB_FAULT_CLOSE + i);
+                return 0;
+            }
+    it->has_fault = 1;
+    return read_error_frame(l, "fault", &it->fault_code, &it->fault_message, NULL);
+}
+
+static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
+    yaml_mark_t m = l->cur.mark;
+    json_t *j = NULL;
+    int rc = read_json(l, "delayDistribution", &j);
+    tch_stub_info *st = rc ? NULL : stub_extras(l, it);
+    if (st) {
+        tch_error e = {0};
+        if (cas_stub_delay_from_json(j, &st->delay, &e))
+            rc = fail_at(l, &m, "%s%s", e.msg, NULL);
+    } else if (!rc) {
+        rc = TCH_ENOMEM;
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int read_stub_str(ld *l, tch_cassette_interaction *it, const char *what, int which) {
+    tch_stub_info *st = stub_extras(l, it);
+    if (!st)
+        return TCH_ENOMEM;
+    char **dst = which == IT_ID ? &st->id
+                 : which == IT_SCENARIO ? &st->scenario
+                 : which == IT_REQUIRED_STATE ? &st->required_state
+                                              : &st->new_state;
+    int rc = read_cstr(l, what, dst);
+    if (!rc && !**dst)
+        rc = fail_at(l, &l->cur.mark, "%s: must not be empty%s", what, NULL);
+    return rc;
+}
 
 static int it_field(ld *l, void *target, int which) {
     it_ctx *ic = target;
     tch_cassette_interaction *it = ic->it;
+    tch_stub_info *st;
     long ms = 0;
     int rc;
     switch (which) {
-    case IT_REQUEST: return read_request(l, &it->request);
+    case IT_REQUEST:
+        ic->request_mark = l->cur.mark;
+        return read_request(l, &it->request, &ic->rules, &ic->plain);
     case IT_RESPONSE:
         defer_begin(l, &ic->resp_err);
         return defer_end(l, &ic->resp_err, read_response(l, &ic->resp));
@@ -1006,22 +1212,65 @@ static int it_field(ld *l, void *target, int which) {
         it->has_delay = 1;
         it->delay_ms = (uint32_t)ms;
         return rc;
-    case IT_FAULT:
-        it->has_fault = 1;
-        return read_error_frame(l, "fault", &it->fault_code, &it->fault_message, NULL);
+    case IT_FAULT: return read_fault(l, it);
+    case IT_ID: return read_stub_str(l, it, "id", which);
+    case IT_SCENARIO: return read_stub_str(l, it, "scenario", which);
+    case IT_REQUIRED_STATE: return read_stub_str(l, it, "requiredState", which);
+    case IT_NEW_STATE: return read_stub_str(l, it, "newState", which);
+    case IT_PRIORITY:
+        if (!(st = stub_extras(l, it)))
+            return TCH_ENOMEM;
+        rc = read_long(l, "priority", -1000000, 1000000, &ms);
+        st->priority = (int)ms;
+        st->has_priority = 1;
+        return rc;
+    case IT_REQUIRED:
+        return (st = stub_extras(l, it)) ? read_bool(l, "required", &st->required) : TCH_ENOMEM;
+    case IT_DELAY_DIST: return read_delay_dist(l, it);
     }
     return TCH_EINVAL;
 }
 
+/* The request's rule fields and plain fields as the stub's rule set. */
+static int stub_rules(ld *l, it_ctx *ic) {
+    tch_cassette_interaction *it = ic->it;
+    /* a stub written by hand: the fields it leaves out match anything */
+    bool by_hand = it->stub && (it->stub->scenario || it->stub->has_priority);
+    if (!ic->rules && !by_hand)
+        return 0;
+    tch_stub_info *st = stub_extras(l, it);
+    if (!st)
+        return TCH_ENOMEM;
+    tch_error e = {0};
+    if (ic->rules && tch_stub_rules_from_json(ic->rules, &st->rules, &e))
+        return fail_at(l, &ic->request_mark, "request %s%s", e.msg, NULL);
+    static const struct {
+        unsigned bit;
+        int field;
+    } plain[] = {{1u << RQ_SERVICE, SF_SERVICE}, {1u << RQ_ENDPOINT, SF_ENDPOINT},
+                 {1u << RQ_HEADERS, SF_HEADERS}, {1u << RQ_BODY, SF_BODY},
+                 {1u << RQ_SCHEME, SF_SCHEME},   {1u << RQ_THEADERS, SF_THEADERS}};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if ((ic->plain & plain[i].bit) && cas_rules_add_exact(&st->rules, plain[i].field,
+                                                              &it->request))
+            return nomem(l);
+    return 0;
+}
+
 static int read_interaction(ld *l, tch_cassette_interaction *it) {
-    static const key_spec keys[] = {{"request", IT_REQUEST}, {"response", IT_RESPONSE},
-                                    {"error", IT_ERROR},     {"delay", IT_DELAY},
-                                    {"fault", IT_FAULT}};
+    static const key_spec keys[] = {
+        {"request", IT_REQUEST},      {"response", IT_RESPONSE},
+        {"error", IT_ERROR},          {"delay", IT_DELAY},
+        {"fault", IT_FAULT},          {"id", IT_ID},
+        {"priority", IT_PRIORITY},    {"required", IT_REQUIRED},
+        {"scenario", IT_SCENARIO},    {"requiredState", IT_REQUIRED_STATE},
+        {"newState", IT_NEW_STATE},   {"delayDistribution", IT_DELAY_DIST}};
     it_ctx ic = {.it = it, .resp = {.r = &it->response}};
     unsigned seen;
     yaml_mark_t m = l->cur.mark;
     it->line = m.line + 1;
-    int rc = walk_mapping(l, "interaction", keys, 5, it_field, &ic, &seen);
+    int rc = walk_mapping(l, "interaction", keys, sizeof keys / sizeof keys[0], it_field, &ic,
+                          &seen);
     if (!rc && !(seen & 1u))
         rc = fail_at(l, &m, "interaction: missing 'request'%s%s", NULL, NULL);
     if (!rc && !!(seen & 2u) == !!(seen & 4u))
@@ -1030,6 +1279,19 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
     if (!rc && (seen & 2u) && !(rc = defer_report(l, &ic.resp_err)))
         rc = apply_decoded(l, it->request.scheme, ic.resp.seen, 1u << 1, 1u << 2,
                            &it->response.headers, &it->response.body, &ic.resp.dec);
+    if (!rc && ic.resp.template_response) {
+        tch_stub_info *st = stub_extras(l, it);
+        if (!st)
+            rc = TCH_ENOMEM;
+        else
+            st->template_response = 1;
+    }
+    if (!rc)
+        rc = stub_rules(l, &ic);
+    tch_error te = {0};
+    if (!rc && it->stub && it->stub->template_response && cas_template_check(it, &te))
+        rc = fail_at(l, &m, "%s%s", te.msg, NULL);
+    json_decref(ic.rules);
     decoded_free(&ic.resp.dec);
     return rc;
 }

@@ -261,6 +261,8 @@ int cas_index_reserve(tch_cassette *c, size_t n) {
  * increasing index order, so appending keeps chains in file order. */
 int cas_index_entry(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
+    if (cas_is_pattern(e)) /* matched by rules, from its own list */
+        return cas_pattern_add(c, idx);
     cas_norm n;
     int rc = cas_normalize(&e->it.request, c->matcher_mask, &n);
     if (rc)
@@ -291,6 +293,7 @@ void tch_cassette_rewind(tch_cassette *c) {
     for (size_t i = 0; i < c->n; i++)
         c->items[i]->plays = 0;
     c->total_plays = 0;
+    tch_cassette_scenarios_reset(c);
     for (size_t b = 0; b < c->nbuckets; b++) { /* every entry is unplayed again */
         c->buckets[b].cursor = c->buckets[b].head;
         c->buckets[b].repeat = NO_ENTRY;
@@ -835,7 +838,11 @@ static void miss_message(const tch_cassette *c, const tch_cassette_request *req,
                          const tch_cassette_near_miss *nm, tch_error *err) {
     char desc[200], near[TCH_ERROR_MSG_MAX] = "the cassette has no replayable interactions";
     describe(c, req, desc, sizeof desc);
-    if (nm->found) {
+    if (nm->found && nm->is_stub) {
+        snprintf(near, sizeof near, "nearest stub %s%s(line %zu) passes %zu/%zu rules; %.300s",
+                 nm->stub_id ? nm->stub_id : "", nm->stub_id ? " " : "", nm->line,
+                 nm->matched_fields, nm->total_fields, nm->rule_failed ? nm->rule_failed : "");
+    } else if (nm->found) {
         char rdesc[200];
         describe(c, &c->items[nm->index]->it.request, rdesc, sizeof rdesc);
         int k = snprintf(near, sizeof near, "nearest #%zu (line %zu, %s) matches %zu/%zu fields",
@@ -878,6 +885,8 @@ static int decide_miss(tch_cassette *c, const tch_cassette_request *req, const c
             return tch_error_set(err, TCH_ENOMEM, "cassette %s: near-miss", c->name);
     } else {
         int rc = near_miss(c, req, in, nm);
+        if (!rc)
+            rc = cas_pattern_near_miss(c, req, nm);
         if (rc)
             return tch_error_set(err, rc, "cassette %s: near-miss", c->name);
     }
@@ -896,13 +905,24 @@ int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision
     if (rc)
         return tch_error_set(err, rc, "cassette %s: normalizing request", c->name);
     uint64_t key = cas_key(&in, c->matcher_mask);
-    find_result fr;
-    rc = find_in_bucket(c, req, &in, key, &fr);
+    find_result fr = {NO_ENTRY, NO_ENTRY, NULL, NO_ENTRY};
+    /* stubs that outrank exact interactions, then the hash, then the other
+     * stubs: an exact hit never evaluates a pattern of default priority */
+    size_t early = NO_ENTRY, late = NO_ENTRY;
+    rc = cas_pattern_find(c, req, true, &early);
+    if (!rc && early == NO_ENTRY)
+        rc = find_in_bucket(c, req, &in, key, &fr);
+    if (!rc && early == NO_ENTRY && fr.first_unplayed == NO_ENTRY)
+        rc = cas_pattern_find(c, req, false, &late);
     if (!rc) {
-        size_t pick = fr.first_unplayed != NO_ENTRY  ? fr.first_unplayed
+        size_t pick = early != NO_ENTRY                  ? early
+                      : fr.first_unplayed != NO_ENTRY    ? fr.first_unplayed
+                      : late != NO_ENTRY                 ? late
                       : c->opts.allow_playback_repeats ? fr.last_played
                                                        : NO_ENTRY;
         if (pick != NO_ENTRY) {
+            if (c->items[pick]->pattern)
+                cas_pattern_played(c, pick);
             c->items[pick]->plays++;
             c->total_plays++;
             out->action = TCH_CASSETTE_ACT_REPLAY;
@@ -928,6 +948,8 @@ void tch_cassette_decision_clear(tch_cassette_decision *d) {
         free(d->near_miss.diffs[i].path);
     }
     free(d->near_miss.custom_rejected);
+    free(d->near_miss.stub_id);
+    free(d->near_miss.rule_failed);
     memset(d, 0, sizeof *d);
 }
 
@@ -954,6 +976,11 @@ json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm) {
     }
     if (nm->custom_rejected &&
         json_object_set_new(o, "customMatcher", json_string(nm->custom_rejected)))
+        goto fail;
+    if (nm->is_stub && (json_object_set_new(o, "stub", json_true()) ||
+                        (nm->stub_id && json_object_set_new(o, "stubId", json_string(nm->stub_id))) ||
+                        (nm->rule_failed &&
+                         json_object_set_new(o, "ruleFailed", json_string(nm->rule_failed)))))
         goto fail;
     if (json_object_set_new(o, "diffs", diffs))
         goto fail_o;

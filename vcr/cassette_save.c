@@ -300,14 +300,14 @@ static int emit_interaction(em *m, const tch_cassette_interaction *it) {
 /* What the file keeps: every finished interaction in slot order, except
  * that mode ALL forgets what the file held (tchannel-python save_unplayed). */
 bool cas_keep_saved(const tch_cassette *c, const cas_entry *e) {
-    if (e->state == ST_PENDING || e->state == ST_ABORTED)
+    if (e->state == ST_PENDING || e->state == ST_ABORTED || e->runtime) /* run-time stubs stay */
         return false;
     return !(c->mode == TCH_CASSETTE_ALL && e->from_file);
 }
 
 bool cas_keep_finished(const tch_cassette *c, const cas_entry *e) {
     (void)c;
-    return e->state != ST_PENDING && e->state != ST_ABORTED;
+    return e->state != ST_PENDING && e->state != ST_ABORTED && !e->runtime;
 }
 
 bool cas_keep_unsaved(const tch_cassette *c, const cas_entry *e) {

@@ -143,6 +143,7 @@ void cas_interaction_free(tch_cassette_interaction *it) {
     tch_buf_free(&it->response.body);
     free(it->error.message);
     free(it->fault_message);
+    cas_stub_info_free(it->stub);
     memset(it, 0, sizeof *it);
 }
 

@@ -305,6 +305,11 @@ typedef struct tch_cassette_near_miss {
     tch_cassette_field_diff diffs[TCH_CASSETTE_MAX_FIELDS];
     size_t n_diffs;
     char *custom_rejected;  /* name of the custom matcher that refused, or NULL (owned) */
+    /* the nearest is a stub (tchannel/stub.h): its id (NULL if it has none)
+     * and the first rule it failed, "body $.user.id: expected 42, got 41" */
+    int is_stub;
+    char *stub_id;          /* owned */
+    char *rule_failed;      /* owned */
 } tch_cassette_near_miss;
 
 typedef struct tch_cassette_decision {

@@ -1,0 +1,403 @@
+/* Stubs in the cassette library: each match rule, priorities, exact hits
+ * that never evaluate a pattern, near-miss texts naming the failed rule,
+ * the redaction placeholder, run-time stubs from JSON, required, scenarios
+ * and delays. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cassette_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tchannel/stub.h>
+
+static tch_slice S(const char *s) { return tch_slice_cstr(s); }
+
+static tch_cassette *open_yaml(const char *yaml) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (tch_cassette_open_memory("stubs.yaml", yaml, strlen(yaml), &o, &c, &err))
+        fail_msg("open: %s", err.msg);
+    return c;
+}
+
+static int open_fails(const char *yaml, tch_error *err) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    int rc = tch_cassette_open_memory("bad.yaml", yaml, strlen(yaml), &o, &c, err);
+    tch_cassette_free(c);
+    return rc;
+}
+
+static tch_cassette_call call_of(const char *svc, const char *ep, tch_cassette_scheme s,
+                                 const char *headers, const char *body) {
+    tch_cassette_call call;
+    memset(&call, 0, sizeof call);
+    call.service = S(svc);
+    call.endpoint = S(ep);
+    call.scheme = s;
+    call.headers = S(headers);
+    call.body = S(body);
+    return call;
+}
+
+/* The index that answers call, or -1 (err gets the miss message). */
+static long answer(tch_cassette *c, const tch_cassette_call *call, tch_error *err) {
+    tch_cassette_decision d;
+    int rc = tch_cassette_lookup(c, call, &d, err);
+    long idx = rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY ? (long)d.index : -1;
+    tch_cassette_decision_clear(&d);
+    return idx;
+}
+
+static const char *RULES =
+    "version: 1\n"
+    "interactions:\n"
+    "- request:\n" /* 0: exact */
+    "    serviceName: kv\n"
+    "    endpoint: get\n"
+    "    argScheme: json\n"
+    "    body: '{\"key\": \"exact\"}'\n"
+    "  response: {body: '\"exact\"'}\n"
+    "- id: jp\n" /* 1 */
+    "  request:\n"
+    "    serviceName: kv\n"
+    "    endpoint: get\n"
+    "    body: {matchesJsonPath: {expression: '$.user.id', equalTo: 42}}\n"
+    "  response: {body: '\"jsonpath\"'}\n"
+    "- id: re\n" /* 2 */
+    "  request:\n"
+    "    serviceName: {matches: '^kv-[0-9]+$'}\n"
+    "    endpoint: {any: true}\n"
+    "  response: {body: regex}\n"
+    "- id: contains\n" /* 3 */
+    "  request:\n"
+    "    serviceName: kv\n"
+    "    endpoint: echo\n"
+    "    body: {contains: needle}\n"
+    "  response: {body: contains}\n"
+    "- id: eqjson\n" /* 4 */
+    "  request:\n"
+    "    endpoint: set\n"
+    "    body: {equalToJson: '{\"a\": [1, 2]}', ignoreExtraElements: true, ignoreArrayOrder: "
+    "true}\n"
+    "  response: {body: eqjson}\n"
+    "- id: hdr\n" /* 5 */
+    "  request:\n"
+    "    endpoint: auth\n"
+    "    headers: {user: {equalTo: alice}, token: {absent: true}}\n"
+    "  response: {body: hdr}\n"
+    "- id: th\n" /* 6 */
+    "  request:\n"
+    "    endpoint: th\n"
+    "    transportHeaders: {cn: {equalTo: caller}}\n"
+    "  response: {body: th}\n";
+
+static void test_rules_each(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml(RULES);
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_JSON, "", "{\"key\":\"exact\"}");
+    assert_int_equal(answer(c, &call, &err), 0);
+    call = call_of("kv", "get", TCH_CASSETTE_JSON, "", "{\"user\": {\"id\": 42}}");
+    assert_int_equal(answer(c, &call, &err), 1);
+    assert_int_equal(answer(c, &call, &err), 1); /* a stub answers again */
+    call = call_of("kv-17", "anything", TCH_CASSETTE_RAW, "", "x");
+    assert_int_equal(answer(c, &call, &err), 2);
+    call = call_of("kv", "echo", TCH_CASSETTE_RAW, "", "hay needle hay");
+    assert_int_equal(answer(c, &call, &err), 3);
+    call = call_of("kv", "echo", TCH_CASSETTE_RAW, "", "hay only");
+    assert_int_equal(answer(c, &call, &err), -1);
+    call = call_of("kv", "set", TCH_CASSETTE_JSON, "", "{\"a\": [3, 2, 1], \"b\": 0}");
+    assert_int_equal(answer(c, &call, &err), 4);
+    call = call_of("kv", "set", TCH_CASSETTE_JSON, "", "{\"a\": [3, 1]}");
+    assert_int_equal(answer(c, &call, &err), -1);
+    call = call_of("kv", "auth", TCH_CASSETTE_JSON, "{\"user\": \"alice\"}", "null");
+    assert_int_equal(answer(c, &call, &err), 5);
+    call = call_of("kv", "auth", TCH_CASSETTE_JSON, "{\"user\": \"alice\", \"token\": \"t\"}", "");
+    assert_int_equal(answer(c, &call, &err), -1);
+    tch_cassette_kv_view th[] = {{S("cn"), S("caller")}};
+    call = call_of("kv", "th", TCH_CASSETTE_RAW, "", "");
+    call.transport_headers = th;
+    call.n_transport_headers = 1;
+    assert_int_equal(answer(c, &call, &err), 6);
+    call.n_transport_headers = 0;
+    assert_int_equal(answer(c, &call, &err), -1);
+    tch_cassette_free(c);
+}
+
+static void test_near_miss_names_rule(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml(RULES);
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_JSON, "", "{\"user\": {\"id\": 41}}");
+    tch_cassette_decision d;
+    assert_int_equal(tch_cassette_lookup(c, &call, &d, &err), TCH_ENOTFOUND);
+    assert_true(d.near_miss.is_stub);
+    assert_string_equal(d.near_miss.stub_id, "jp");
+    assert_string_equal(d.near_miss.rule_failed, "body $.user.id: expected 42, got 41");
+    assert_non_null(strstr(err.msg, "nearest stub jp"));
+    assert_non_null(strstr(err.msg, "body $.user.id: expected 42, got 41"));
+    json_t *j = tch_cassette_near_miss_to_json(&d.near_miss);
+    assert_string_equal(json_string_value(json_object_get(j, "ruleFailed")),
+                        "body $.user.id: expected 42, got 41");
+    json_decref(j);
+    tch_cassette_decision_clear(&d);
+    tch_cassette_free(c);
+}
+
+/* An exact hit is answered from the hash: no pattern of default priority
+ * is evaluated; a miss of the hash evaluates them. */
+static void test_exact_hit_scans_no_pattern(void **state) {
+    (void)state;
+    tch_buf y = {0};
+    const char *head = "version: 1\ninteractions:\n";
+    tch_buf_append(&y, head, strlen(head));
+    char one[300];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(one, sizeof one,
+                         "- request: {serviceName: kv, endpoint: e%d, body: b%d}\n"
+                         "  response: {body: r%d}\n",
+                         i, i, i);
+        tch_buf_append(&y, one, (size_t)n);
+    }
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(one, sizeof one,
+                         "- request: {serviceName: kv, endpoint: {matches: 'p%d$'}}\n"
+                         "  response: {body: p%d}\n",
+                         i, i);
+        tch_buf_append(&y, one, (size_t)n);
+    }
+    tch_buf_append(&y, "", 1);
+    tch_cassette *c = open_yaml((const char *)y.ptr);
+    tch_buf_free(&y);
+    assert_int_equal(c->npatterns, 100);
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "e500", TCH_CASSETTE_RAW, "", "b500");
+    assert_int_equal(answer(c, &call, &err), 500);
+    assert_int_equal(c->pattern_evals, 0);
+    call = call_of("kv", "xp42", TCH_CASSETTE_RAW, "", "");
+    assert_int_equal(answer(c, &call, &err), 1042);
+    assert_true(c->pattern_evals > 0);
+    tch_cassette_free(c);
+}
+
+static void test_priority(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- request: {serviceName: kv, endpoint: get, body: x}\n"
+                                "  response: {body: exact}\n"
+                                "- request: {serviceName: kv, endpoint: {any: true}}\n"
+                                "  priority: 9\n"
+                                "  response: {body: low}\n"
+                                "- request: {serviceName: kv, endpoint: {contains: ge}}\n"
+                                "  priority: 1\n"
+                                "  response: {body: high}\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_RAW, "", "x");
+    assert_int_equal(answer(c, &call, &err), 2); /* priority 1 beats the exact one */
+    call = call_of("kv", "put", TCH_CASSETTE_RAW, "", "x");
+    assert_int_equal(answer(c, &call, &err), 1);
+    tch_cassette_free(c);
+}
+
+static void test_redacted_matches_anything(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- request:\n"
+                                "    serviceName: kv\n"
+                                "    endpoint: login\n"
+                                "    argScheme: 1\n"
+                                "    headers: '{\"token\": \"<redacted>\", \"user\": \"a\"}'\n"
+                                "    body: '{\"password\": \"<redacted>\", \"n\": 1}'\n"
+                                "  response: {body: '\"ok\"'}\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "login", TCH_CASSETTE_JSON,
+                                     "{\"token\": \"s3cret\", \"user\": \"a\"}",
+                                     "{\"password\": \"hunter2\", \"n\": 1}");
+    assert_int_equal(answer(c, &call, &err), 0);
+    assert_int_equal(answer(c, &call, &err), -1); /* a recording answers once */
+    tch_cassette_rewind(c);
+    call.body = S("{\"password\": \"hunter2\", \"n\": 2}");
+    assert_int_equal(answer(c, &call, &err), -1);
+    if (!strstr(err.msg, "body $.n: expected 1, got 2"))
+        fail_msg("%s", err.msg);
+    tch_cassette_free(c);
+}
+
+static void test_rules_match_api(void **state) {
+    (void)state;
+    json_error_t je;
+    json_t *rq = json_loads("{\"endpoint\": \"KeyValue::setValue\", \"body\": {\"matchesJsonPath\": "
+                            "{\"expression\": \"$.key\", \"equalTo\": \"foo\"}}}",
+                            0, &je);
+    tch_stub_rules *rs = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_stub_rules_from_json(rq, &rs, &err), 0);
+    tch_cassette_call call = call_of("kv", "KeyValue::setValue", TCH_CASSETTE_JSON, "",
+                                     "{\"key\": \"foo\", \"value\": \"bar\"}");
+    char why[200];
+    assert_int_equal(tch_stub_rules_match(rs, &call, NULL, why, sizeof why, &err), 1);
+    call.body = S("{\"key\": \"fob\"}");
+    assert_int_equal(tch_stub_rules_match(rs, &call, NULL, why, sizeof why, &err), 0);
+    assert_string_equal(why, "body $.key: expected \"foo\", got \"fob\"");
+    json_t *back = tch_stub_rules_to_json(rs);
+    assert_true(json_equal(back, rq));
+    json_decref(back);
+    tch_stub_rules_free(rs);
+    json_decref(rq);
+}
+
+static void parse_error(const char *text, const char *expect) {
+    json_error_t je;
+    json_t *rq = json_loads(text, 0, &je);
+    assert_non_null(rq);
+    tch_stub_rules *rs = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_stub_rules_from_json(rq, &rs, &err), TCH_EINVAL);
+    assert_null(rs);
+    if (!strstr(err.msg, expect))
+        fail_msg("'%s' does not say '%s'", err.msg, expect);
+    json_decref(rq);
+}
+
+static void test_bad_rules(void **state) {
+    (void)state;
+    parse_error("{\"body\": {\"looksLike\": 1}}", "body: unknown rule 'looksLike'");
+    parse_error("{\"body\": {\"matches\": \"a(\"}}", "body.matches: bad regular expression");
+    parse_error("{\"body\": {\"matchesJsonPath\": \"$.a[\"}}", "body.matchesJsonPath");
+    parse_error("{\"body\": {\"matchesJsonPath\": \"a.b\"}}", "starts with '$'");
+    parse_error("{\"bogus\": 1}", "unknown field 'bogus'");
+    parse_error("{\"argScheme\": \"xml\"}", "argScheme");
+    parse_error("{\"headers\": {\"user\": {\"equalTo\": 1, \"contains\": \"x\"}}}", "two rules");
+    tch_error err = {0};
+    assert_int_equal(open_fails("version: 1\ninteractions:\n"
+                                "- request: {body: {matches: '('}}\n"
+                                "  response: {body: x}\n",
+                                &err),
+                     TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "bad.yaml:3:"));
+    assert_non_null(strstr(err.msg, "body.matches"));
+}
+
+static void test_runtime_stubs(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("");
+    json_error_t je;
+    json_t *s = json_loads("{\"request\": {\"serviceName\": \"kv\", \"endpoint\": \"get\"},"
+                           " \"response\": {\"body\": {\"v\": 1}}, \"required\": true}",
+                           0, &je);
+    const char *id = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_stub_add(c, s, &id, &err), 0);
+    assert_string_equal(id, "stub-1");
+    size_t *req = NULL, nreq = 0;
+    assert_int_equal(tch_cassette_required_unplayed(c, &req, &nreq), 0);
+    assert_int_equal(nreq, 1);
+    free(req);
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_JSON, "", "{}");
+    assert_int_equal(answer(c, &call, &err), 0);
+    assert_string_equal((const char *)tch_cassette_get(c, 0)->response.body.ptr, "{\"v\":1}");
+    assert_int_equal(tch_cassette_required_unplayed(c, &req, &nreq), 0);
+    assert_int_equal(nreq, 0);
+    json_t *j = tch_cassette_interaction_to_json(c, 0);
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "stub-1");
+    assert_int_equal(json_integer_value(json_object_get(j, "plays")), 1);
+    json_decref(j);
+    /* an id in use is refused, replace keeps the id, remove drops it */
+    json_object_set_new(s, "id", json_string("stub-1"));
+    assert_int_equal(tch_cassette_stub_add(c, s, &id, &err), TCH_ESTATE);
+    json_object_set_new(json_object_get(s, "request"), "endpoint", json_string("put"));
+    assert_int_equal(tch_cassette_stub_replace(c, "stub-1", s, &err), 0);
+    assert_int_equal(answer(c, &call, &err), -1);
+    call.endpoint = S("put");
+    assert_true(answer(c, &call, &err) >= 0);
+    assert_int_equal(tch_cassette_stub_remove(c, "stub-1", &err), 0);
+    assert_int_equal(tch_cassette_stub_remove(c, "stub-1", &err), TCH_ENOTFOUND);
+    assert_int_equal(answer(c, &call, &err), -1);
+    /* bad input names the field */
+    json_t *bad = json_loads("{\"request\": {}, \"response\": {}, \"priority\": \"x\"}", 0, &je);
+    assert_int_equal(tch_cassette_stub_add(c, bad, &id, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "priority"));
+    json_decref(bad);
+    json_decref(s);
+    tch_cassette_free(c);
+}
+
+static void test_scenarios(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- request: {endpoint: get}\n"
+                                "  scenario: cart\n"
+                                "  requiredState: Started\n"
+                                "  response: {body: empty}\n"
+                                "- request: {endpoint: add}\n"
+                                "  scenario: cart\n"
+                                "  newState: full\n"
+                                "  response: {body: added}\n"
+                                "- request: {endpoint: get}\n"
+                                "  scenario: cart\n"
+                                "  requiredState: full\n"
+                                "  response: {body: one}\n");
+    tch_error err = {0};
+    tch_cassette_call get = call_of("kv", "get", TCH_CASSETTE_RAW, "", "");
+    tch_cassette_call add = call_of("kv", "add", TCH_CASSETTE_RAW, "", "");
+    assert_int_equal(answer(c, &get, &err), 0);
+    assert_int_equal(answer(c, &get, &err), 0);
+    assert_int_equal(answer(c, &add, &err), 1);
+    assert_int_equal(answer(c, &get, &err), 2);
+    json_t *sc = tch_cassette_scenarios(c);
+    assert_int_equal(json_array_size(sc), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sc, 0), "state")), "full");
+    json_decref(sc);
+    tch_cassette_scenarios_reset(c);
+    assert_int_equal(answer(c, &get, &err), 0);
+    assert_int_equal(tch_cassette_scenario_set(c, "cart", "full", &err), 0);
+    assert_int_equal(answer(c, &get, &err), 2);
+    assert_int_equal(tch_cassette_scenario_set(c, "nope", "x", &err), TCH_ENOTFOUND);
+    tch_cassette_free(c);
+}
+
+static void test_delay_sample(void **state) {
+    (void)state;
+    tch_stub_delay u = {.kind = TCH_STUB_DELAY_UNIFORM, .min_ms = 10, .max_ms = 20};
+    tch_stub_delay ln = {.kind = TCH_STUB_DELAY_LOGNORMAL, .median_ms = 100, .sigma = 0.5};
+    uint64_t s = 1;
+    int below = 0;
+    for (int i = 0; i < 2000; i++) {
+        uint32_t d = tch_stub_delay_sample(&u, &s);
+        assert_true(d >= 10 && d <= 20);
+        below += tch_stub_delay_sample(&ln, &s) < 100;
+    }
+    assert_true(below > 850 && below < 1150); /* the median halves the draws */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rules_each),
+        cmocka_unit_test(test_near_miss_names_rule),
+        cmocka_unit_test(test_exact_hit_scans_no_pattern),
+        cmocka_unit_test(test_priority),
+        cmocka_unit_test(test_redacted_matches_anything),
+        cmocka_unit_test(test_rules_match_api),
+        cmocka_unit_test(test_bad_rules),
+        cmocka_unit_test(test_runtime_stubs),
+        cmocka_unit_test(test_scenarios),
+        cmocka_unit_test(test_delay_sample),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,459 @@
+/* Stubs on a cassette: the pattern list (entries matched by rules, kept
+ * apart from the exact hash so an exact hit never scans them), scenarios,
+ * `required`, run-time stubs from JSON, and their JSON form. */
+#include "cassette_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cas_stub_info_free(tch_stub_info *s) {
+    if (!s)
+        return;
+    free(s->id);
+    tch_stub_rules_free(s->rules);
+    free(s->scenario);
+    free(s->required_state);
+    free(s->new_state);
+    free(s);
+}
+
+const tch_stub_info *tch_cassette_stub_of(const tch_cassette_interaction *it) {
+    return it ? it->stub : NULL;
+}
+
+static int priority_of(const cas_entry *e) {
+    return e->it.stub && e->it.stub->has_priority ? e->it.stub->priority
+                                                   : TCH_STUB_PRIORITY_DEFAULT;
+}
+
+/* Explicit rules or a scenario: answers any number of times, as WireMock's
+ * stubs do. A recording matched by rules only because of a redacted value
+ * answers once, as any recording. */
+static bool repeats(const cas_entry *e) {
+    return e->it.stub && (e->it.stub->rules || e->it.stub->scenario);
+}
+
+bool cas_is_pattern(const cas_entry *e) {
+    const tch_stub_info *s = e->it.stub;
+    return (s && (s->rules || s->scenario || s->has_priority)) ||
+           cas_request_has_redacted(&e->it.request);
+}
+
+static const tch_stub_rules *rules_of(const cas_entry *e) {
+    return e->it.stub && e->it.stub->rules ? e->it.stub->rules : e->implicit;
+}
+
+/* The cassette's matchers as rules on the recorded request. */
+static int implicit_rules(const tch_cassette *c, cas_entry *e) {
+    static const int map[F_COUNT] = {
+        [F_SERVICE] = SF_SERVICE, [F_ENDPOINT] = SF_ENDPOINT, [F_HEADERS] = SF_HEADERS,
+        [F_BODY] = SF_BODY,       [F_SCHEME] = SF_SCHEME,     [F_HOSTPORT] = -1,
+        [F_THEADERS] = SF_THEADERS,
+    };
+    for (int f = 0; f < F_COUNT; f++)
+        if ((c->matcher_mask & (1u << f)) && map[f] >= 0) {
+            int rc = cas_rules_add_exact(&e->implicit, map[f], &e->it.request);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
+
+int cas_pattern_add(tch_cassette *c, size_t idx) {
+    cas_entry *e = c->items[idx];
+    if (!rules_of(e)) {
+        int rc = implicit_rules(c, e);
+        if (rc)
+            return rc;
+    }
+    if (c->npatterns == c->cappatterns) {
+        size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
+        size_t *p = realloc(c->patterns, n * sizeof *p);
+        if (!p)
+            return TCH_ENOMEM;
+        c->patterns = p;
+        c->cappatterns = n;
+    }
+    /* sorted by priority, then index: the first that answers wins */
+    int pr = priority_of(e);
+    size_t at = c->npatterns;
+    while (at > 0) {
+        const cas_entry *o = c->items[c->patterns[at - 1]];
+        if (priority_of(o) < pr || (priority_of(o) == pr && c->patterns[at - 1] < idx))
+            break;
+        at--;
+    }
+    memmove(c->patterns + at + 1, c->patterns + at, (c->npatterns - at) * sizeof *c->patterns);
+    c->patterns[at] = idx;
+    c->npatterns++;
+    e->pattern = true;
+    return 0;
+}
+
+void cas_pattern_remove(tch_cassette *c, size_t idx) {
+    for (size_t i = 0; i < c->npatterns; i++)
+        if (c->patterns[i] == idx) {
+            memmove(c->patterns + i, c->patterns + i + 1,
+                    (c->npatterns - i - 1) * sizeof *c->patterns);
+            c->npatterns--;
+            break;
+        }
+    c->items[idx]->pattern = false;
+}
+
+/* ---- scenarios ------------------------------------------------------------ */
+
+static cas_scenario *scenario_get(tch_cassette *c, const char *name, bool create) {
+    for (size_t i = 0; i < c->nscenarios; i++)
+        if (strcmp(c->scenarios[i].name, name) == 0)
+            return &c->scenarios[i];
+    if (!create)
+        return NULL;
+    cas_scenario *s = realloc(c->scenarios, (c->nscenarios + 1) * sizeof *s);
+    if (!s)
+        return NULL;
+    c->scenarios = s;
+    s = &c->scenarios[c->nscenarios];
+    s->name = strdup(name);
+    s->state = strdup(TCH_STUB_STATE_STARTED);
+    if (!s->name || !s->state) {
+        free(s->name);
+        free(s->state);
+        return NULL;
+    }
+    c->nscenarios++;
+    return s;
+}
+
+static const char *scenario_state(const tch_cassette *c, const char *name) {
+    for (size_t i = 0; i < c->nscenarios; i++)
+        if (strcmp(c->scenarios[i].name, name) == 0)
+            return c->scenarios[i].state;
+    return TCH_STUB_STATE_STARTED;
+}
+
+static bool state_ok(const tch_cassette *c, const cas_entry *e) {
+    const tch_stub_info *s = e->it.stub;
+    return !s || !s->scenario || !s->required_state ||
+           strcmp(scenario_state(c, s->scenario), s->required_state) == 0;
+}
+
+void cas_pattern_played(tch_cassette *c, size_t idx) {
+    const tch_stub_info *s = c->items[idx]->it.stub;
+    if (!s || !s->scenario || !s->new_state)
+        return;
+    cas_scenario *sc = scenario_get(c, s->scenario, true);
+    char *st = sc ? strdup(s->new_state) : NULL;
+    if (st) {
+        free(sc->state);
+        sc->state = st;
+    }
+}
+
+static bool names_scenario(const tch_cassette *c, const char *name) {
+    for (size_t i = 0; i < c->n; i++) {
+        const tch_stub_info *s = c->items[i]->it.stub;
+        if (s && s->scenario && strcmp(s->scenario, name) == 0 &&
+            c->items[i]->state != ST_ABORTED)
+            return true;
+    }
+    return false;
+}
+
+int tch_cassette_scenario_set(tch_cassette *c, const char *name, const char *state,
+                              tch_error *err) {
+    if (!name || !state || !*state)
+        return tch_error_set(err, TCH_EINVAL, "scenario: a name and a state are required");
+    if (!names_scenario(c, name))
+        return tch_error_set(err, TCH_ENOTFOUND, "scenario '%.100s': no stub names it", name);
+    cas_scenario *sc = scenario_get(c, name, true);
+    char *st = sc ? strdup(state) : NULL;
+    if (!st)
+        return tch_error_set(err, TCH_ENOMEM, "scenario '%.100s': out of memory", name);
+    free(sc->state);
+    sc->state = st;
+    return 0;
+}
+
+void tch_cassette_scenarios_reset(tch_cassette *c) {
+    for (size_t i = 0; i < c->nscenarios; i++) {
+        free(c->scenarios[i].name);
+        free(c->scenarios[i].state);
+    }
+    free(c->scenarios);
+    c->scenarios = NULL;
+    c->nscenarios = 0;
+}
+
+static int add_unique(json_t *arr, const char *s) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (strcmp(json_string_value(v), s) == 0) return 0;
+    return json_array_append_new(arr, json_string(s));
+}
+
+json_t *tch_cassette_scenarios(const tch_cassette *c) {
+    json_t *by = json_object();
+    for (size_t i = 0; by && i < c->n; i++) {
+        const tch_stub_info *s = c->items[i]->it.stub;
+        if (!s || !s->scenario || c->items[i]->state == ST_ABORTED)
+            continue;
+        json_t *one = json_object_get(by, s->scenario);
+        if (!one) {
+            one = json_pack("{s:s,s:s,s:[s]}", "name", s->scenario, "state",
+                            scenario_state(c, s->scenario), "possibleStates",
+                            TCH_STUB_STATE_STARTED);
+            if (!one || json_object_set_new(by, s->scenario, one))
+                goto fail;
+        }
+        json_t *ps = json_object_get(one, "possibleStates");
+        if ((s->required_state && add_unique(ps, s->required_state)) ||
+            (s->new_state && add_unique(ps, s->new_state)))
+            goto fail;
+    }
+    json_t *out = json_array();
+    const char *k;
+    json_t *v;
+    /* jansson keeps insertion order; sort the names */
+    size_t n = json_object_size(by), i = 0;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!out || !names) {
+        free(names);
+        json_decref(out);
+        goto fail;
+    }
+    json_object_foreach(by, k, v) names[i++] = k;
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && strcmp(names[b - 1], names[b]) > 0; b--) {
+            const char *t = names[b];
+            names[b] = names[b - 1];
+            names[b - 1] = t;
+        }
+    for (i = 0; i < n; i++)
+        json_array_append(out, json_object_get(by, names[i]));
+    free(names);
+    json_decref(by);
+    return out;
+fail:
+    json_decref(by);
+    return NULL;
+}
+
+/* ---- lookup ------------------------------------------------------------------ */
+
+static tch_stub_idl idl_of(const tch_cassette *c) {
+    return (tch_stub_idl){c->opts.thrift, c->opts.thrift_idl};
+}
+
+int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
+                     size_t *hit) {
+    *hit = NO_ENTRY;
+    if (!c->npatterns)
+        return 0;
+    tch_stub_idl idl = idl_of(c);
+    cas_view v;
+    cas_view_init(&v, req, &idl);
+    int rc = 0;
+    size_t repeat = NO_ENTRY;
+    for (size_t i = 0; i < c->npatterns; i++) {
+        size_t idx = c->patterns[i];
+        cas_entry *e = c->items[idx];
+        bool early = priority_of(e) < TCH_STUB_PRIORITY_DEFAULT;
+        if (before_exact && !early)
+            break;
+        if ((!before_exact && early) || e->state != ST_LOADED || !state_ok(c, e))
+            continue;
+        bool used = !repeats(e) && e->plays > 0;
+        if (used && !c->opts.allow_playback_repeats)
+            continue;
+        size_t passed, total;
+        c->pattern_evals++;
+        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, NULL, 0);
+        if (rc < 0)
+            break;
+        if (rc == 1 && !used) {
+            *hit = idx;
+            break;
+        }
+        if (rc == 1)
+            repeat = idx;
+    }
+    if (*hit == NO_ENTRY)
+        *hit = repeat;
+    cas_view_free(&v);
+    return rc < 0 ? rc : 0;
+}
+
+static void clear_diffs(tch_cassette_near_miss *nm) {
+    for (size_t i = 0; i < nm->n_diffs; i++) {
+        free(nm->diffs[i].recorded);
+        free(nm->diffs[i].requested);
+        free(nm->diffs[i].decoded_as);
+        free(nm->diffs[i].path);
+    }
+    nm->n_diffs = 0;
+    free(nm->custom_rejected);
+    nm->custom_rejected = NULL;
+}
+
+int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
+                          tch_cassette_near_miss *nm) {
+    if (!c->npatterns)
+        return 0;
+    tch_stub_idl idl = idl_of(c);
+    cas_view v;
+    cas_view_init(&v, req, &idl);
+    size_t best = NO_ENTRY, bp = 0, bt = 0;
+    char why[512], best_why[512] = "";
+    int rc = 0;
+    for (size_t i = 0; i < c->npatterns; i++) {
+        size_t idx = c->patterns[i];
+        cas_entry *e = c->items[idx];
+        if (e->state != ST_LOADED)
+            continue;
+        size_t passed, total;
+        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, why, sizeof why);
+        if (rc < 0)
+            break;
+        rc = 0;
+        if (passed == total) {
+            const tch_stub_info *s = e->it.stub;
+            if (!state_ok(c, e))
+                snprintf(why, sizeof why, "scenario %.100s: requires state %.100s, is in %.100s",
+                         s->scenario, s->required_state, scenario_state(c, s->scenario));
+            else
+                snprintf(why, sizeof why, "already played");
+        }
+        if (best == NO_ENTRY || total - passed < bt - bp) { /* fewest rules failed */
+            best = idx, bp = passed, bt = total;
+            snprintf(best_why, sizeof best_why, "%s", why);
+        }
+    }
+    cas_view_free(&v);
+    if (rc || best == NO_ENTRY)
+        return rc;
+    /* the exact nearest stays when it agrees on a larger share of fields */
+    if (nm->found && nm->total_fields - nm->matched_fields < bt - bp)
+        return 0;
+    clear_diffs(nm);
+    const cas_entry *e = c->items[best];
+    nm->found = 1;
+    nm->index = best;
+    nm->line = e->it.line;
+    nm->matched_fields = bp;
+    nm->total_fields = bt;
+    nm->already_played = bp == bt && strcmp(best_why, "already played") == 0;
+    nm->is_stub = 1;
+    free(nm->stub_id);
+    free(nm->rule_failed);
+    nm->stub_id = e->it.stub && e->it.stub->id ? strdup(e->it.stub->id) : NULL;
+    nm->rule_failed = strdup(best_why);
+    return nm->rule_failed ? 0 : TCH_ENOMEM;
+}
+
+/* ---- required -------------------------------------------------------------------- */
+
+int tch_cassette_required_unplayed(const tch_cassette *c, size_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        const cas_entry *e = c->items[i];
+        if (!e->it.stub || !e->it.stub->required || e->plays > 0 || e->state == ST_ABORTED ||
+            e->state == ST_PENDING)
+            continue;
+        size_t *p = realloc(*out, (*n + 1) * sizeof *p);
+        if (!p) {
+            free(*out);
+            *out = NULL;
+            *n = 0;
+            return TCH_ENOMEM;
+        }
+        *out = p;
+        p[(*n)++] = i;
+    }
+    return 0;
+}
+
+/* ---- delays ------------------------------------------------------------------------ */
+
+static double uniform01(uint64_t *s) {
+    /* xorshift64*: good enough to spread delays, and reproducible by seed */
+    uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ULL;
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    *s = x;
+    return (double)((x * 0x2545f4914f6cdd1dULL) >> 11) / 9007199254740992.0;
+}
+
+/* Natural log, square root and exp without libm (the library links none):
+ * delays need a few digits, not last-bit accuracy. */
+static double ln(double x) {
+    int k = 0;
+    while (x > 2.0)
+        x /= 2.0, k++;
+    while (x < 1.0)
+        x *= 2.0, k--;
+    double t = (x - 1.0) / (x + 1.0), t2 = t * t, term = t, sum = 0.0;
+    for (int i = 1; i < 60; i += 2, term *= t2)
+        sum += term / i;
+    return 2.0 * sum + k * 0.6931471805599453;
+}
+
+static double root(double x) {
+    double r = x > 1.0 ? x : 1.0;
+    for (int i = 0; i < 60; i++)
+        r = 0.5 * (r + x / r);
+    return r;
+}
+
+static double ex(double y) {
+    if (y > 30.0)
+        y = 30.0;
+    if (y < -30.0)
+        y = -30.0;
+    int k = (int)(y / 0.6931471805599453);
+    double r = y - k * 0.6931471805599453, term = 1.0, sum = 1.0;
+    for (int i = 1; i < 30; i++)
+        sum += term *= r / i;
+    for (; k > 0; k--)
+        sum *= 2.0;
+    for (; k < 0; k++)
+        sum /= 2.0;
+    return sum;
+}
+
+/* A standard normal draw (Marsaglia's polar method). */
+static double normal(uint64_t *s) {
+    for (;;) {
+        double u = 2.0 * uniform01(s) - 1.0, v = 2.0 * uniform01(s) - 1.0, q = u * u + v * v;
+        if (q > 0.0 && q < 1.0)
+            return u * root(-2.0 * ln(q) / q);
+    }
+}
+
+uint32_t tch_stub_delay_sample(const tch_stub_delay *d, uint64_t *state) {
+    switch (d->kind) {
+    case TCH_STUB_DELAY_NONE: return 0;
+    case TCH_STUB_DELAY_UNIFORM: {
+        uint32_t span = d->max_ms - d->min_ms;
+        uint32_t off = (uint32_t)(uniform01(state) * ((double)span + 1.0));
+        return d->min_ms + (off > span ? span : off);
+    }
+    case TCH_STUB_DELAY_LOGNORMAL: {
+        double ms = d->median_ms * ex(d->sigma * normal(state));
+        return ms > 3600000.0 ? 3600000u : ms < 0 ? 0 : (uint32_t)ms;
+    }
+    }
+    return 0;
+}
+
+void cas_stubs_free(tch_cassette *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        tch_stub_rules_free(c->items[i]->implicit);
+        c->items[i]->implicit = NULL;
+    }
+    free(c->patterns);
+    c->patterns = NULL;
+    c->npatterns = 0;
+    tch_cassette_scenarios_reset(c);
+}
