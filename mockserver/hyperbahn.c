@@ -33,6 +33,7 @@ static int each_service(const json_t *body, int add, mock *m, const char *peer,
     json_array_foreach(services, i, s) {
         const char *name = json_string_value(json_object_get(s, "serviceName"));
         json_t *hosts = json_object_get(m->advertised, name);
+        mock_relay_advertised(m, name, peer, add);
         if (!add) {
             if (hosts)
                 json_object_del(hosts, peer);

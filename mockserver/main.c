@@ -56,8 +56,14 @@ static const opt_row OPTIONS[] = {
     {"host", 0, "HOST", "listen address: a name, IPv4 or IPv6 (default 127.0.0.1)"},
     {"port", 0, "PORT", "listen port (default 0: ephemeral)"},
     {"mode", 0, "MODE", "once|new_episodes|none|all (default none)"},
-    {"upstream", 0, "HOST:PORT", "real service for record-through (repeatable)"},
-    {"record-to", 0, "PATH", "cassette that records (default: the first given)"},
+    {"upstream", 0, "[SERVICE=]HOST:PORT", "real service for record-through; with SERVICE=,\n"
+                                           "an instance of that service to relay to\n"
+                                           "(repeatable)"},
+    {"upstream-router", 0, "HOST:PORT", "a Hyperbahn router that relayed calls of services\n"
+                                        "with no instance go to (repeatable)"},
+    {"relay", 0, NULL, "in mode none, relay a miss to a live instance of its service"},
+    {"record-to", 0, "PATH", "cassette that records (default: the first given); a folder\n"
+                             "(or PATH/) records each service into PATH/SERVICE.yaml"},
     {"allow-repeats", 0, NULL, "replay the last match again once all were played"},
     {"match", 0, "M1,M2,...", "matchers (serviceName endpoint headers body argScheme\n"
                               "transportHeaders; default the first five)"},
@@ -232,6 +238,20 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         c->allow_repeats = 1;
     } else if (!strcmp(name, "--no-watch")) {
         c->watch = 0;
+    } else if (!strcmp(name, "--relay")) {
+        c->relay = 1;
+    } else if (!strcmp(name, "--upstream") && strchr(v, '=')) {
+        const char *eq = strchr(v, '='), *why = host_port_problem(eq + 1);
+        if (eq == v || (size_t)(eq - v) > 255)
+            return usage_error("%s: expected SERVICE=HOST:PORT, got \"%s\"", name, v);
+        if (why)
+            return usage_error("%s: invalid host:port \"%s\": %s", name, eq + 1, why);
+        rc = mock_strv_push(&c->service_upstreams, v);
+    } else if (!strcmp(name, "--upstream-router")) {
+        const char *why = host_port_problem(v);
+        if (why)
+            return usage_error("%s: invalid host:port \"%s\": %s", name, v, why);
+        rc = mock_strv_push(&c->upstream_routers, v);
     } else if (!strcmp(name, "--exit-on-stdin-eof")) {
         c->exit_on_stdin_eof = 1;
     } else if (!strcmp(name, "--host") || !strcmp(name, "--admin-host")) {
@@ -382,8 +402,10 @@ static int parse_args(int argc, char **argv, mock_config *c) {
             return usage_error("out of memory");
     if (c->inputs.n == 0 && !c->record_to)
         return usage_error("no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
-    if (c->mode != TCH_CASSETTE_NONE && c->upstreams.n == 0)
-        return usage_error("--mode %s records and needs --upstream HOST:PORT",
+    if (c->mode != TCH_CASSETTE_NONE && c->upstreams.n == 0 && c->service_upstreams.n == 0 &&
+        c->upstream_routers.n == 0 && !c->relay)
+        return usage_error("--mode %s records and needs --upstream [SERVICE=]HOST:PORT, "
+                           "--upstream-router, or --relay (instances advertise to us)",
                            tch_cassette_mode_name(c->mode));
     if (c->admin_socket && c->admin_port >= 0)
         return usage_error("--admin-socket and --admin-port: give one of them");
@@ -409,6 +431,8 @@ static void config_defaults(mock_config *c) {
 
 static void config_free(mock_config *c) {
     mock_strv_free(&c->upstreams);
+    mock_strv_free(&c->service_upstreams);
+    mock_strv_free(&c->upstream_routers);
     mock_strv_free(&c->advertise_to);
     mock_strv_free(&c->advertise_services);
     mock_strv_free(&c->matchers);
@@ -427,7 +451,9 @@ static int load_cassettes(mock *m, tch_error *err) {
     mock_config *c = m->cfg;
     const char *target = c->record_to ? c->record_to : (c->paths.n ? c->paths.v[0] : NULL);
     int recording = c->mode != TCH_CASSETTE_NONE || c->upstreams.n;
-    if (c->record_to && !mock_store_find(&m->store, c->record_to)) {
+    if (c->record_dir)
+        target = NULL; /* relay.c picks each service's own cassette */
+    if (c->record_to && !c->record_dir && !mock_store_find(&m->store, c->record_to)) {
         int found = 0;
         for (size_t i = 0; i < c->paths.n; i++)
             found |= !strcmp(c->paths.v[i], c->record_to);
@@ -459,6 +485,14 @@ static int load_cassettes(mock *m, tch_error *err) {
 /* The cassettes on the command line, folders expanded; an empty folder is
  * not an error, but is said. */
 static int expand_inputs(mock_config *c, tch_error *err) {
+    struct stat st;
+    size_t rl = c->record_to ? strlen(c->record_to) : 0;
+    if (rl && (c->record_to[rl - 1] == '/' ||
+               (stat(c->record_to, &st) == 0 && S_ISDIR(st.st_mode)))) {
+        c->record_dir = c->record_to; /* its cassettes serve too */
+        if (stat(c->record_to, &st) == 0 && mock_expand_path(c->record_to, &c->paths, err))
+            return err->code;
+    }
     for (size_t i = 0; i < c->inputs.n; i++) {
         size_t before = c->paths.n;
         int rc = mock_expand_path(c->inputs.v[i], &c->paths, err);
@@ -627,6 +661,7 @@ static void mock_free_all(mock *m) {
     mock_hyperbahn_free(m);
     mock_admin_free(m);
     mock_record_shutdown(m);
+    mock_relay_free(m);
     mock_upstream_gate_free(m);
     mock_serve_flush_delayed(m);
     mock_trace_finish(m); /* the last spans out, before the channel goes */
@@ -646,7 +681,8 @@ static int start(mock *m, tch_error *err) {
         return tch_error_set(err, rc, "out of memory");
     if ((rc = load_cassettes(m, err)) || (rc = start_channel(m, err)) ||
         (rc = mock_journal_watch(&m->journal, m->ch, err)) || (rc = mock_trace_start(m, err)) ||
-        (rc = mock_record_init(m, err)) || (rc = mock_upstream_gate_start(m, err)) ||
+        (rc = mock_record_init(m, err)) || (rc = mock_relay_init(m, err)) ||
+        (rc = mock_upstream_gate_start(m, err)) ||
         (rc = mock_admin_start(m, err)))
         return rc;
     if ((rc = mock_watch_start(m)) || (rc = start_signals(m)) || (rc = start_stdin_watch(m)))

@@ -8,6 +8,7 @@
  *   journal.c   bounded ring of received requests
  *   admin.c     HTTP admin API (evhttp + jansson)
  *   hyperbahn.c answer Hyperbahn advertise calls; advertise ourselves
+ *   relay.c     relay calls by service name to advertised or given instances
  *   log.c       stderr lines
  *   text.c      any bytes as a JSON string (for paths, messages, names)
  *
@@ -51,7 +52,11 @@ typedef struct mock_config {
     int record_failure_answer; /* --record-failure=answer: a caller whose recording could
                                   not be saved still gets the upstream's answer */
     const char *record_to;
+    const char *record_dir; /* --record-to DIR/: each service records into DIR/<service>.yaml */
     mock_strv upstreams;
+    mock_strv service_upstreams; /* --upstream SERVICE=HOST:PORT, as given (relay.c) */
+    mock_strv upstream_routers;  /* --upstream-router HOST:PORT (relay.c) */
+    int relay;                   /* --relay: in mode none, misses go to a live instance */
     mock_strv advertise_to;
     mock_strv advertise_services;
     mock_strv matchers; /* empty: the cassette library's default five */
@@ -108,7 +113,7 @@ typedef enum mock_outcome {
     MOCK_RECORDED,     /* forwarded upstream and recorded */
     MOCK_UNMATCHED,    /* miss: BadRequest */
     MOCK_FAILED,       /* could not be served (e.g. upstream down, no memory) */
-    MOCK_HYPERBAHN,    /* an advertise call we answered */
+    MOCK_HYPERBAHN,    /* Hyperbahn's work: an advertise answered, a call relayed */
 } mock_outcome;
 
 typedef struct mock_journal_entry {
@@ -191,6 +196,7 @@ typedef struct mock {
     int finishing;     /* finish() ran: saving and closing */
     int lost_recordings; /* a save failed at shutdown: exit 1 */
     json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
+    struct mock_relay *relay; /* relay.c: instances by service, their channels */
     tch_hyperbahn *hb;
     char *hb_status; /* result of our own first advertise */
     uint64_t started_ms;
@@ -276,6 +282,20 @@ void mock_trace_finish(mock *m);
 /* ---- hyperbahn.c ------------------------------------------------------------ */
 int mock_hyperbahn_init(mock *m, tch_error *err);
 void mock_hyperbahn_free(mock *m);
+
+/* ---- relay.c: calls relayed by service name to an instance -------------------- */
+int mock_relay_init(mock *m, tch_error *err);
+/* Fails the relayed calls in flight (their callers get an error frame). */
+void mock_relay_shutdown(mock *m);
+void mock_relay_free(mock *m);
+/* A call no cassette answered: 1 when relay.c took it (relayed, recorded into
+ * the service's cassette, or declined for want of an instance), else 0. */
+int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call);
+/* Where a recording of service goes: one of its instances, else a router.
+ * 1 and *via / *host_port set, or 0 (the caller keeps its --upstream). */
+int mock_relay_route(mock *m, const char *service, tch_channel **via, const char **host_port);
+/* hyperbahn.c: host_port advertised (add) or unadvertised service. */
+void mock_relay_advertised(mock *m, const char *service, const char *host_port, int add);
 
 /* ---- main.c: orderly exit ---------------------------------------------------- */
 void mock_begin_shutdown(mock *m);

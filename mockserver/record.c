@@ -43,6 +43,10 @@ struct mock_recording {
 static void commit_waiting(evutil_socket_t fd, short what, void *arg);
 
 int mock_record_init(mock *m, tch_error *err) {
+    /* relay.c records through its own channels: the commit is always needed */
+    m->commit_ev = event_new(m->base, -1, 0, commit_waiting, m);
+    if (!m->commit_ev)
+        return tch_error_set(err, TCH_ENOMEM, "cannot create the commit event");
     if (m->cfg->upstreams.n == 0)
         return 0;
     tch_channel_options o = {0};
@@ -55,8 +59,7 @@ int mock_record_init(mock *m, tch_error *err) {
         if (rc)
             return tch_error_wrap(err, "--upstream %s", m->cfg->upstreams.v[i]);
     }
-    m->commit_ev = event_new(m->base, -1, 0, commit_waiting, m);
-    return m->commit_ev ? 0 : tch_error_set(err, TCH_ENOMEM, "cannot create the commit event");
+    return 0;
 }
 
 static void answer_free(mock_answer *a) {
@@ -337,9 +340,16 @@ static void start_upstream(mock *m, mock_recording *r, const tch_cassette_call *
     o.nheaders = nh;
     o.arg_scheme = mock_scheme_name(call->scheme);
     o.host_port = m->cfg->upstreams.n == 1 ? m->cfg->upstreams.v[0] : NULL;
-    o.timeout_ms = tch_inbound_ttl_ms(r->in); /* the caller's budget, not ours */
+    uint32_t ttl = tch_inbound_ttl_ms(r->in); /* the caller's budget less our hop (1 ms) */
+    o.timeout_ms = ttl > 1 ? ttl - 1 : 1;
+    tch_trace parent = tch_inbound_trace(r->in);
+    o.trace = &parent;
+    tch_channel *via = m->upstream; /* an instance of the service first (relay.c) */
+    mock_relay_route(m, r->service, &via, &o.host_port);
     tch_error err = {0};
-    if (tch_channel_call(m->upstream, &o, on_upstream, r, &err) != 0) {
+    if (!via)
+        tch_error_set(&err, TCH_ENOTFOUND, "no upstream for service %s", r->service);
+    if (!via || tch_channel_call(via, &o, on_upstream, r, &err) != 0) {
         tch_error e2;
         tch_cassette_record_abort(r->target->c, r->slot, &e2);
         r->target->pending--;
@@ -395,6 +405,7 @@ void mock_record_shutdown(mock *m) {
         m->upstream = NULL;
         tch_channel_free(up);
     }
+    mock_relay_shutdown(m); /* the same for recordings relayed to instances */
     if (m->commit_ev) {
         commit_waiting(-1, 0, m);
         event_free(m->commit_ev);

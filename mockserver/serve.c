@@ -246,6 +246,10 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
         mock_record_call(m, in, record_into, &call);
         return;
     }
+    if (mock_relay_take(m, in, &call)) { /* an instance of the service answers (relay.c) */
+        json_decref(ms.near_miss);
+        return;
+    }
     answer_miss(m, in, &call, &ms);
 }
 

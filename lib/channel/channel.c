@@ -534,6 +534,16 @@ int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err)
     return 0;
 }
 
+int tch_channel_remove_peer(tch_channel *ch, const char *host_port) {
+    peer *p = host_port ? channel_find_peer(ch, host_port) : NULL;
+    if (!p)
+        return TCH_ENOTFOUND;
+    size_t i = (size_t)(p - ch->peers);
+    memmove(p, p + 1, (ch->npeers - i - 1) * sizeof *p);
+    ch->npeers--;
+    return 0;
+}
+
 void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
                                    void *ud) {
     ch->hook = fn;

@@ -157,6 +157,10 @@ size_t tch_channel_connection_count(const tch_channel *ch);
  * with its own connection and backoff. A name is checked for form here and
  * looked up when a call first connects to it. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
+/* Forgets a known peer (spelled as it was added): later calls that give no
+ * host_port no longer choose it; calls in flight and its connections are
+ * left alone. TCH_ENOTFOUND when it is not a known peer. */
+int tch_channel_remove_peer(tch_channel *ch, const char *host_port);
 
 /* 0 when host_port is what peers, routers and listen take (a host name, an
  * IPv4 address or an [IPv6] address, and a port 0-65535); otherwise

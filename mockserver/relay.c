@@ -1,0 +1,472 @@
+/* Relaying by service name, as a Hyperbahn router does. A call that no
+ * cassette answers goes to an instance of its service:
+ *  - one that advertised itself to us (hyperbahn::ad, hyperbahn.c), or
+ *  - one given as --upstream SERVICE=HOST:PORT, else
+ *  - a real router (--upstream-router), which routes by the call's service.
+ * Each service has its own client channel whose peers are its live
+ * instances, so the library's peer choice applies (least pending calls,
+ * failing peers backed off, retries to another instance on a connection
+ * error). An advertised instance whose connection fails is taken out until it
+ * advertises again; an ad not refreshed within MOCK_AD_TTL_MS lapses.
+ *
+ * In a recording mode the call is recorded through record.c (into
+ * DIR/<service>.yaml with --record-to DIR/), so the journal, group commit
+ * and failed-save rules hold; in mode none it is relayed only with --relay.
+ *
+ * A relayed call keeps its service, endpoint, arg2, arg3 and every transport
+ * header (as, cn, rd, re, sk...); our hop is a child span of the caller's
+ * (same trace id, the caller's span as parent, the traced flag kept); its TTL
+ * is what the caller has left less our time, rounded up to 1 ms. The
+ * instance's answer, error frames included, goes back as it came. */
+#include "mock.h"
+
+#include <tchannel/hooks.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Hyperbahn clients re-advertise every 30-90 s (60 s jittered by half):
+ * two missed ads at the longest interval and the instance is gone. */
+#define MOCK_AD_TTL_MS 180000u
+
+typedef struct relay_instance {
+    char host_port[64];
+    int from_ad;         /* 0: --upstream SERVICE=HOST:PORT, kept for good */
+    uint64_t expires_ms; /* ads: lapses then unless advertised again */
+    int dead;            /* its connection failed: out until it advertises again */
+} relay_instance;
+
+typedef struct relay_service {
+    char *name;
+    tch_channel *ch; /* peers: exactly the live instances */
+    relay_instance *inst;
+    size_t n, cap;
+    struct relay_service *next;
+} relay_service;
+
+typedef struct relay_call relay_call;
+
+struct mock_relay {
+    mock *m;
+    relay_service *services;
+    tch_channel *router; /* peers: the --upstream-router hosts; NULL without */
+    relay_call *calls;   /* relayed (not recorded) calls in flight */
+};
+
+struct relay_call {
+    mock *m;
+    tch_inbound *in;
+    relay_call *prev, *next;
+};
+
+/* ---- instances ------------------------------------------------------------------ */
+
+static void log_line(void *ud, const char *line) {
+    (void)ud;
+    mock_log("relay: %s", line);
+}
+
+static tch_channel *client_channel(mock *m) {
+    tch_channel_options o = {0};
+    o.process_name = "tchannel-mock";
+    o.log = log_line;
+    return tch_channel_new(m->base, "tchannel-mock", &o);
+}
+
+/* Sees each attempt: a connection that failed takes an advertised instance
+ * out (Hyperbahn drops a peer whose connection is gone). The peer list
+ * itself changes at the next routing, never inside the library's call. */
+static void watch_attempts(const tch_call_event *ev, void *ud) {
+    relay_service *s = ud;
+    if (ev->kind != TCH_EVENT_RECEIVE_RESPONSE || !ev->outgoing || ev->status == 0 ||
+        ev->status == TCH_EREMOTE || ev->error_code != TCH_PCODE_NETWORK)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        if (s->inst[i].from_ad && !s->inst[i].dead && !strcmp(s->inst[i].host_port, ev->peer)) {
+            s->inst[i].dead = 1;
+            mock_log("relay: %s instance %s taken out until it advertises again: %s", s->name,
+                     ev->peer, ev->message && *ev->message ? ev->message : "no connection");
+        }
+}
+
+static relay_service *find_service(struct mock_relay *r, const char *name, size_t len) {
+    for (relay_service *s = r->services; s; s = s->next)
+        if (strlen(s->name) == len && !memcmp(s->name, name, len))
+            return s;
+    return NULL;
+}
+
+static relay_service *service_for(struct mock_relay *r, const char *name, tch_error *err) {
+    relay_service *s = find_service(r, name, strlen(name));
+    if (s)
+        return s;
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->name = strdup(name)) || !(s->ch = client_channel(r->m)) ||
+        tch_channel_add_hook(s->ch, watch_attempts, s, NULL) != 0) {
+        if (s && s->ch)
+            tch_channel_free(s->ch);
+        if (s)
+            free(s->name);
+        free(s);
+        tch_error_set(err, TCH_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->next = r->services;
+    r->services = s;
+    return s;
+}
+
+static int add_instance(relay_service *s, const char *host_port, int from_ad, tch_error *err) {
+    relay_instance *in = NULL;
+    if (!s->ch)
+        return tch_error_set(err, TCH_ECLOSED, "shutting down");
+    for (size_t i = 0; i < s->n && !in; i++)
+        if (!strcmp(s->inst[i].host_port, host_port))
+            in = &s->inst[i];
+    if (!in) {
+        if (strlen(host_port) >= sizeof in->host_port)
+            return tch_error_set(err, TCH_EINVAL, "host:port \"%s\" is too long", host_port);
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? 2 * s->cap : 4;
+            relay_instance *v = realloc(s->inst, cap * sizeof *v);
+            if (!v)
+                return tch_error_set(err, TCH_ENOMEM, "out of memory");
+            s->inst = v, s->cap = cap;
+        }
+        in = &s->inst[s->n++];
+        memset(in, 0, sizeof *in);
+        snprintf(in->host_port, sizeof in->host_port, "%s", host_port);
+    }
+    in->from_ad |= from_ad;
+    in->dead = 0;
+    if (in->from_ad)
+        in->expires_ms = mock_now_ms() + MOCK_AD_TTL_MS;
+    return tch_channel_add_peer(s->ch, host_port, err);
+}
+
+static void drop_instance(relay_service *s, size_t i) {
+    tch_channel_remove_peer(s->ch, s->inst[i].host_port);
+    s->inst[i] = s->inst[--s->n];
+}
+
+/* Takes out the dead and lapsed instances; returns how many are left. */
+static size_t live_instances(relay_service *s) {
+    uint64_t now = mock_now_ms();
+    for (size_t i = 0; i < s->n;) {
+        relay_instance *in = &s->inst[i];
+        if (in->from_ad && (in->dead || in->expires_ms <= now)) {
+            if (!in->dead)
+                mock_log("relay: %s instance %s lapsed: no ad for %u s", s->name, in->host_port,
+                         MOCK_AD_TTL_MS / 1000);
+            drop_instance(s, i);
+        } else {
+            i++;
+        }
+    }
+    return s->n;
+}
+
+void mock_relay_advertised(mock *m, const char *service, const char *host_port, int add) {
+    struct mock_relay *r = m->relay;
+    /* a caller that does not listen cannot be called back */
+    if (!r || m->shutting_down || !host_port || !*host_port || !strcmp(host_port, "0.0.0.0:0"))
+        return;
+    tch_error err = {0};
+    if (add) {
+        relay_service *s = service_for(r, service, &err);
+        if (!s || add_instance(s, host_port, 1, &err) != 0)
+            mock_log("relay: cannot add %s instance %s: %s", service, host_port, err.msg);
+        return;
+    }
+    relay_service *s = find_service(r, service, strlen(service));
+    for (size_t i = 0; s && i < s->n; i++)
+        if (!strcmp(s->inst[i].host_port, host_port) && s->inst[i].from_ad) {
+            drop_instance(s, i);
+            return;
+        }
+}
+
+/* ---- routing ------------------------------------------------------------------------- */
+
+static int route(mock *m, const char *service, size_t len, tch_channel **via) {
+    struct mock_relay *r = m->relay;
+    if (!r)
+        return 0;
+    relay_service *s = find_service(r, service, len);
+    if (s && live_instances(s) > 0) {
+        *via = s->ch;
+        return 1;
+    }
+    if (r->router) {
+        *via = r->router;
+        return 1;
+    }
+    return 0;
+}
+
+int mock_relay_route(mock *m, const char *service, tch_channel **via, const char **host_port) {
+    if (!route(m, service, strlen(service), via))
+        return 0;
+    *host_port = NULL; /* the channel's peers: its instances, or the routers */
+    return 1;
+}
+
+/* ---- relaying without recording (--relay in mode none) -------------------------------- */
+
+static void call_unlink(struct mock_relay *r, relay_call *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        r->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+static void on_answer(const tch_response *res, void *ud) {
+    relay_call *c = ud;
+    mock *m = c->m;
+    if (res->status == 0)
+        tch_inbound_respond_with(c->in, res->code, res->arg2, res->arg3, res->headers,
+                                 res->nheaders);
+    else
+        tch_inbound_respond_error(c->in, res->error_code ? res->error_code : TCH_PCODE_UNEXPECTED,
+                                  res->message ? res->message : "relay failed");
+    call_unlink(m->relay, c);
+}
+
+static void journal(mock *m, tch_inbound *in, const tch_cassette_call *call, mock_outcome o,
+                    const char *msg) {
+    mock_journal_add(&m->journal, call->service, call->endpoint, tch_inbound_peer(in),
+                     call->scheme, o, NULL, -1, msg, NULL);
+}
+
+/* The caller's TTL less our time, which is under a millisecond: 1 ms. */
+static uint32_t ttl_left(tch_inbound *in) {
+    uint32_t ttl = tch_inbound_ttl_ms(in);
+    return ttl > 1 ? ttl - 1 : 0;
+}
+
+static void relay_now(mock *m, tch_inbound *in, const tch_cassette_call *call, tch_channel *via) {
+    char service[256], msg[TCH_ERROR_MSG_MAX + 320];
+    snprintf(service, sizeof service, "%.*s", (int)call->service.len,
+             (const char *)call->service.ptr);
+    uint32_t ttl = ttl_left(in);
+    if (ttl == 0) {
+        snprintf(msg, sizeof msg, "tchannel-mock: the call to %s had no time left to relay",
+                 service);
+        journal(m, in, call, MOCK_FAILED, msg);
+        tch_inbound_respond_error(in, TCH_PCODE_TIMEOUT, msg);
+        return;
+    }
+    tch_header hs[256];
+    size_t nh = call->n_transport_headers < 256 ? call->n_transport_headers : 256;
+    for (size_t i = 0; i < nh; i++)
+        hs[i] = (tch_header){call->transport_headers[i].key, call->transport_headers[i].value};
+    tch_trace parent = tch_inbound_trace(in);
+    tch_call_opts o = {0};
+    o.service = service;
+    o.endpoint = call->endpoint;
+    o.arg2 = call->headers;
+    o.arg3 = call->body;
+    o.headers = hs;
+    o.nheaders = nh;
+    o.arg_scheme = mock_scheme_name(call->scheme);
+    o.timeout_ms = ttl;
+    o.trace = &parent;
+    o.borrow_args = 1; /* the inbound's args live until we answer it */
+    relay_call *c = calloc(1, sizeof *c);
+    tch_error err = {0};
+    if (!c) {
+        tch_error_set(&err, TCH_ENOMEM, "tchannel-mock: out of memory");
+    } else {
+        c->m = m, c->in = in;
+        c->next = m->relay->calls;
+        if (c->next)
+            c->next->prev = c;
+        m->relay->calls = c;
+        if (tch_channel_call(via, &o, on_answer, c, &err) == 0) {
+            journal(m, in, call, MOCK_HYPERBAHN, "relayed");
+            return;
+        }
+        call_unlink(m->relay, c);
+    }
+    snprintf(msg, sizeof msg, "tchannel-mock: cannot relay to %s: %s", service, err.msg);
+    journal(m, in, call, MOCK_FAILED, msg);
+    tch_inbound_respond_error(in, TCH_PCODE_DECLINED, msg);
+}
+
+/* ---- recording by service --------------------------------------------------------------- */
+
+/* A service name that is safe as a file name in the record folder. */
+static int file_name_ok(tch_slice s) {
+    if (s.len == 0 || s.len > 200 || s.ptr[0] == '.')
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        char c = (char)s.ptr[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The cassette that records call: DIR/<service>.yaml with --record-to DIR/
+ * (loaded now if it is new), else the record target. NULL and *why set when
+ * there is none. */
+static mock_cassette *record_target(mock *m, const tch_cassette_call *call, char *why,
+                                    size_t n) {
+    const char *dir = m->cfg->record_dir;
+    if (!dir)
+        return mock_store_target(&m->store);
+    if (!file_name_ok(call->service)) {
+        snprintf(why, n, "tchannel-mock: cannot record service \"%.*s\" into %s: its name is "
+                 "not a file name (letters, digits, '.', '-', '_'; not starting with '.')",
+                 (int)(call->service.len > 200 ? 200 : call->service.len),
+                 (const char *)call->service.ptr, dir);
+        return NULL;
+    }
+    size_t dl = strlen(dir);
+    char path[4096];
+    snprintf(path, sizeof path, "%s%s%.*s.yaml", dir, dl && dir[dl - 1] == '/' ? "" : "/",
+             (int)call->service.len, (const char *)call->service.ptr);
+    mock_cassette *mc = mock_store_find(&m->store, path);
+    if (mc)
+        return mc;
+    tch_error err = {0};
+    int rc = mock_store_add(m, path, &mc, &err);
+    if (rc && rc != TCH_ESTATE) {
+        snprintf(why, n, "tchannel-mock: cannot open %s to record: %s", path, err.msg);
+        return NULL;
+    }
+    mock_log("recording service %.*s into %s", (int)call->service.len,
+             (const char *)call->service.ptr, path);
+    return mc;
+}
+
+/* ---- the entry point -------------------------------------------------------------------- */
+
+static void decline(mock *m, tch_inbound *in, const tch_cassette_call *call) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "tchannel-mock: no instance of service \"%.*s\" to relay to: "
+             "none advertised, no --upstream %.*s=HOST:PORT, no --upstream-router",
+             (int)(call->service.len > 100 ? 100 : call->service.len),
+             (const char *)call->service.ptr,
+             (int)(call->service.len > 100 ? 100 : call->service.len),
+             (const char *)call->service.ptr);
+    m->misses++;
+    mock_log("%s", msg);
+    journal(m, in, call, MOCK_FAILED, msg);
+    tch_inbound_respond_error(in, TCH_PCODE_DECLINED, msg);
+}
+
+int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call) {
+    if (!m->relay)
+        return 0;
+    tch_channel *via = NULL;
+    int routed = route(m, (const char *)call->service.ptr, call->service.len, &via);
+    if (m->mode != TCH_CASSETTE_NONE) {
+        char why[TCH_ERROR_MSG_MAX + 128] = "";
+        mock_cassette *t = record_target(m, call, why, sizeof why);
+        if (!t && *why) {
+            mock_log("%s", why);
+            journal(m, in, call, MOCK_FAILED, why);
+            tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, why);
+            return 1;
+        }
+        tch_cassette_decision d;
+        tch_error err = {0};
+        int records = t && tch_cassette_lookup(t->c, call, &d, &err) == 0 &&
+                      d.action == TCH_CASSETTE_ACT_RECORD;
+        if (t)
+            tch_cassette_decision_clear(&d);
+        if (records && !routed && !m->upstream) {
+            decline(m, in, call);
+            return 1;
+        }
+        if (records) {
+            mock_record_call(m, in, t, call);
+            return 1;
+        }
+    }
+    /* replay mode proxies a miss only when asked; a recording mode relays
+     * only what it records */
+    if (m->mode != TCH_CASSETTE_NONE || !m->cfg->relay || !routed)
+        return 0; /* the cassettes' miss says more than "no instance" */
+    relay_now(m, in, call, via);
+    return 1;
+}
+
+/* ---- start and stop ----------------------------------------------------------------------- */
+
+/* SERVICE=HOST:PORT, checked by main.c */
+static int add_given(struct mock_relay *r, const char *spec, tch_error *err) {
+    const char *eq = strchr(spec, '=');
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
+    relay_service *s = service_for(r, name, err);
+    if (!s || add_instance(s, eq + 1, 0, err) != 0)
+        return tch_error_wrap(err, "--upstream %s", spec);
+    return 0;
+}
+
+int mock_relay_init(mock *m, tch_error *err) {
+    mock_config *c = m->cfg;
+    struct mock_relay *r = calloc(1, sizeof *r);
+    if (!r)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    r->m = m;
+    m->relay = r;
+    for (size_t i = 0; i < c->service_upstreams.n; i++)
+        if (add_given(r, c->service_upstreams.v[i], err) != 0)
+            return err->code;
+    if (c->upstream_routers.n && !(r->router = client_channel(m)))
+        return tch_error_set(err, TCH_ENOMEM, "cannot create the router channel");
+    for (size_t i = 0; i < c->upstream_routers.n; i++)
+        if (tch_channel_add_peer(r->router, c->upstream_routers.v[i], err) != 0)
+            return tch_error_wrap(err, "--upstream-router %s", c->upstream_routers.v[i]);
+    if (c->record_dir && mkdir(c->record_dir, 0777) != 0 && errno != EEXIST)
+        return tch_error_set(err, TCH_EIO, "--record-to %s: cannot create the folder: %s",
+                             c->record_dir, strerror(errno));
+    return 0;
+}
+
+/* Freeing a channel fails its calls in flight (TCH_ECLOSED): relayed callers
+ * get an error frame, recordings are aborted by record.c's callback. */
+void mock_relay_shutdown(mock *m) {
+    struct mock_relay *r = m->relay;
+    if (!r)
+        return;
+    for (relay_service *s = r->services; s; s = s->next)
+        if (s->ch) {
+            tch_channel *ch = s->ch;
+            s->ch = NULL;
+            tch_channel_free(ch);
+        }
+    if (r->router) {
+        tch_channel *ch = r->router;
+        r->router = NULL;
+        tch_channel_free(ch);
+    }
+}
+
+void mock_relay_free(mock *m) {
+    struct mock_relay *r = m->relay;
+    if (!r)
+        return;
+    mock_relay_shutdown(m);
+    while (r->services) {
+        relay_service *s = r->services;
+        r->services = s->next;
+        free(s->inst);
+        free(s->name);
+        free(s);
+    }
+    while (r->calls) /* cannot happen once the channels are freed; no leak if it does */
+        call_unlink(r, r->calls);
+    free(r);
+    m->relay = NULL;
+}

@@ -1,0 +1,337 @@
+/* tchannel-mock as a Hyperbahn stand-in: calls relayed by service name to
+ * instances (given with --upstream SERVICE=HOST:PORT, or advertised), each
+ * service recorded into its own cassette and replayed from it, errors passed
+ * through as sent, the TTL shrunk, tracing and cn/rd kept, Declined naming a
+ * service with no instance, and an advertised instance taken out when its
+ * connection fails. The instances are channels in this process. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+#include <tchannel/hyperbahn.h>
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include "mock_proc.h"
+
+typedef struct fx {
+    struct event_base *base;
+    tch_channel *client;
+    tch_channel *inst[2]; /* services alpha and beta */
+    char inst_hp[2][64];
+    char dir[256], rec[300];
+    mock_proc mp;
+} fx;
+
+/* Echoes arg3 and says what the instance received: the TTL, the transport
+ * headers the relay must keep, and the tracing ids. */
+static void on_echo(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_slice cn = TCH_SLICE_NULL, rd = TCH_SLICE_NULL, as = TCH_SLICE_NULL;
+    tch_inbound_header(in, "cn", &cn);
+    tch_inbound_header(in, "rd", &rd);
+    tch_inbound_header(in, "as", &as);
+    tch_trace t = tch_inbound_trace(in);
+    char info[512];
+    snprintf(info, sizeof info, "ttl=%u cn=%.*s rd=%.*s as=%.*s trace=%llx parent=%llx flags=%u",
+             tch_inbound_ttl_ms(in), (int)cn.len, (const char *)cn.ptr, (int)rd.len,
+             (const char *)rd.ptr, (int)as.len, (const char *)as.ptr,
+             (unsigned long long)t.trace_id, (unsigned long long)t.parent_id, t.flags);
+    tch_inbound_respond(in, 0, tch_slice_cstr(info), tch_inbound_arg3(in));
+}
+
+static void on_fail(tch_inbound *in, void *ud) {
+    (void)ud;
+    tch_inbound_respond_error(in, TCH_PCODE_BUSY, "alpha is busy: try later (code 42)");
+}
+
+static void start_instance(fx *f, int i, const char *service) {
+    f->inst[i] = tch_channel_new(f->base, service, NULL);
+    assert_non_null(f->inst[i]);
+    tch_error err;
+    assert_int_equal(tch_channel_listen(f->inst[i], "127.0.0.1:0", &err), 0);
+    snprintf(f->inst_hp[i], sizeof f->inst_hp[i], "%s", tch_channel_host_port(f->inst[i]));
+    assert_int_equal(tch_channel_register(f->inst[i], service, "echo", on_echo, NULL), 0);
+    assert_int_equal(tch_channel_register(f->inst[i], service, "fail", on_fail, NULL), 0);
+}
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    f->client = tch_channel_new(f->base, "relay-client", NULL);
+    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-relay-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->rec, sizeof f->rec, "%s/rec/", f->dir);
+    start_instance(f, 0, "alpha");
+    start_instance(f, 1, "beta");
+    *state = f;
+    return 0;
+}
+
+static void stop_instance(fx *f, int i) {
+    if (f->inst[i])
+        tch_channel_free(f->inst[i]);
+    f->inst[i] = NULL;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (f->mp.pid)
+        mp_stop(&f->mp, f->base, SIGKILL, 5000);
+    stop_instance(f, 0);
+    stop_instance(f, 1);
+    tch_channel_free(f->client);
+    event_base_free(f->base);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* The instances' listening sockets must not leak into the mock: a child
+ * holding one open would leave connections to a stopped instance hanging in
+ * its backlog instead of refused. */
+static void cloexec_all(void) {
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != dirfd(d))
+            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
+static void start_mock(fx *f, const char *first, ...) {
+    cloexec_all();
+    char *argv[32];
+    int n = 0;
+    argv[n++] = TCH_MOCK_BIN;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    assert_int_equal(mp_start(&f->mp, argv, 0, 2), 0);
+}
+
+typedef struct result {
+    int done, status;
+    uint8_t error_code;
+    char message[1024];
+    char arg2[512], arg3[256];
+} result;
+
+static void on_res(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done = 1;
+    r->status = res->status, r->error_code = res->error_code;
+    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
+    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
+}
+
+static const tch_trace PARENT = {.span_id = 0x1111, .parent_id = 0, .trace_id = 0xabcdef12,
+                                 .flags = 1};
+
+static result call(fx *f, const char *service, const char *endpoint, const char *body) {
+    result r = {0};
+    tch_call_opts o = {.service = service, .endpoint = tch_slice_cstr(endpoint),
+                       .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp, .timeout_ms = 2000,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE, .routing_delegate = "rd-svc",
+                       .trace = &PARENT};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    return r;
+}
+
+static size_t interactions_in(const char *path, const char *service) {
+    tch_cassette *c;
+    tch_error err;
+    assert_int_equal(tch_cassette_open(path, NULL, &c, &err), 0);
+    size_t n = tch_cassette_count(c);
+    for (size_t i = 0; i < n; i++) {
+        const tch_cassette_interaction *it = tch_cassette_get(c, i);
+        assert_true(tch_slice_eq_cstr(tch_buf_slice(&it->request.service), service));
+    }
+    tch_cassette_free(c);
+    return n;
+}
+
+/* What the instance saw: the hop keeps cn, rd, as and the trace id; its span
+ * is a child (a parent id that is the client's span, not ours); the TTL is
+ * less than the caller's 2000 ms. */
+static void check_relayed(const result *r) {
+    assert_int_equal(r->status, 0);
+    unsigned ttl = 0;
+    assert_int_equal(sscanf(r->arg2, "ttl=%u", &ttl), 1);
+    assert_true(ttl > 0 && ttl < 2000);
+    assert_non_null(strstr(r->arg2, " cn=relay-client "));
+    assert_non_null(strstr(r->arg2, " rd=rd-svc "));
+    assert_non_null(strstr(r->arg2, " as=raw "));
+    assert_non_null(strstr(r->arg2, " trace=abcdef12 "));
+    assert_null(strstr(r->arg2, " parent=0 "));
+    assert_null(strstr(r->arg2, " parent=1111 ")); /* the client's own span is between */
+    assert_non_null(strstr(r->arg2, " flags=1"));
+}
+
+/* Records alpha and beta into their own cassettes, then replays both from
+ * one process with the instances gone; a miss names alpha's cassette. */
+static void records_each_service_then_replays(void **state) {
+    fx *f = *state;
+    char up_a[128], up_b[128];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    snprintf(up_b, sizeof up_b, "beta=%s", f->inst_hp[1]);
+    start_mock(f, "--mode", "once", "--record-to", f->rec, "--upstream", up_a, "--upstream", up_b,
+               NULL);
+    result r = call(f, "alpha", "echo", "to alpha");
+    check_relayed(&r);
+    assert_string_equal(r.arg3, "to alpha");
+    r = call(f, "beta", "echo", "to beta");
+    check_relayed(&r);
+    assert_string_equal(r.arg3, "to beta");
+    r = call(f, "alpha", "fail", "x"); /* recorded as the error frame it is */
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_string_equal(r.message, "alpha is busy: try later (code 42)");
+    r = call(f, "gamma", "echo", "nobody"); /* no instance: Declined, naming it */
+    assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
+    assert_non_null(strstr(r.message, "\"gamma\""));
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+
+    char pa[400], pb[400], pg[400];
+    snprintf(pa, sizeof pa, "%salpha.yaml", f->rec);
+    snprintf(pb, sizeof pb, "%sbeta.yaml", f->rec);
+    snprintf(pg, sizeof pg, "%sgamma.yaml", f->rec);
+    assert_int_equal(interactions_in(pa, "alpha"), 2);
+    assert_int_equal(interactions_in(pb, "beta"), 1);
+    struct stat st;
+    assert_int_not_equal(stat(pg, &st), 0); /* nothing answered it: nothing recorded */
+
+    stop_instance(f, 0);
+    stop_instance(f, 1);
+    start_mock(f, f->rec, NULL);
+    r = call(f, "beta", "echo", "to beta");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "to beta");
+    r = call(f, "alpha", "echo", "to alpha");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "to alpha");
+    assert_non_null(strstr(r.arg2, "trace=abcdef12")); /* the recorded answer */
+    r = call(f, "alpha", "fail", "x");
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_string_equal(r.message, "alpha is busy: try later (code 42)");
+    r = call(f, "alpha", "echo", "something else");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "alpha.yaml"));
+}
+
+/* Mode none with --relay proxies misses to a live instance, errors as sent;
+ * without --relay a miss stays a miss. */
+static void relays_in_mode_none_only_when_asked(void **state) {
+    fx *f = *state;
+    char up_a[128], empty[300];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    snprintf(empty, sizeof empty, "%s/empty.yaml", f->dir);
+    FILE *fp = fopen(empty, "w");
+    assert_non_null(fp);
+    fputs("version: 1\ninteractions: []\n", fp);
+    assert_int_equal(fclose(fp), 0);
+
+    start_mock(f, "--upstream", up_a, empty, NULL);
+    result r = call(f, "alpha", "echo", "hi");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST); /* a miss, not relayed */
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+
+    start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
+    r = call(f, "alpha", "echo", "hi");
+    check_relayed(&r);
+    assert_string_equal(r.arg3, "hi");
+    r = call(f, "alpha", "fail", "x");
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+    assert_string_equal(r.message, "alpha is busy: try later (code 42)");
+    r = call(f, "beta", "echo", "hi"); /* no instance of beta: the cassettes' miss */
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
+static void on_advertised(int status, const char *message, void *ud) {
+    (void)message;
+    *(int *)ud = status == 0 ? 1 : -1;
+}
+
+/* An instance that advertised is relayed to; once its connection fails it is
+ * taken out, and the next call is no longer sent anywhere. */
+static void advertised_instance_then_gone(void **state) {
+    fx *f = *state;
+    char empty[300];
+    snprintf(empty, sizeof empty, "%s/empty.yaml", f->dir);
+    FILE *fp = fopen(empty, "w");
+    assert_non_null(fp);
+    fputs("version: 1\ninteractions: []\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    start_mock(f, "--relay", empty, NULL);
+
+    const char *routers[] = {f->mp.hp};
+    const char *services[] = {"beta"};
+    tch_hyperbahn_options o = {.routers = routers, .nrouters = 1, .services = services,
+                               .nservices = 1};
+    tch_hyperbahn *hb;
+    tch_error err;
+    int advertised = 0;
+    assert_int_equal(tch_hyperbahn_advertise(f->inst[1], &o, on_advertised, &advertised, &hb,
+                                             &err), 0);
+    assert_true(tch_test_run_until(f->base, &advertised, 5000));
+    assert_int_equal(advertised, 1);
+    result r = call(f, "beta", "echo", "via ad");
+    check_relayed(&r);
+    assert_string_equal(r.arg3, "via ad");
+
+    tch_hyperbahn_free(hb);
+    stop_instance(f, 1);
+    r = call(f, "beta", "echo", "gone"); /* refused: the instance is taken out */
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_NETWORK);
+    r = call(f, "beta", "echo", "gone");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST); /* no instance left: a miss */
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
+/* --upstream SERVICE=HOST:PORT and --upstream-router are checked. */
+static void bad_command_lines(void **state) {
+    (void)state;
+    const char *cases[][3] = {{"--upstream", "=127.0.0.1:1", "SERVICE=HOST:PORT"},
+                              {"--upstream", "alpha=nope", "invalid host:port \"nope\""},
+                              {"--upstream-router", "127.0.0.1:0", "port"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "'%s' %s '%s' x.yaml 2>&1", TCH_MOCK_BIN, cases[i][0],
+                 cases[i][1]);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        char out[1024] = "";
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = 0;
+        assert_int_equal(WEXITSTATUS(pclose(p)), 2);
+        assert_non_null(strstr(out, cases[i][2]));
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(records_each_service_then_replays, setup, teardown),
+        cmocka_unit_test_setup_teardown(relays_in_mode_none_only_when_asked, setup, teardown),
+        cmocka_unit_test_setup_teardown(advertised_instance_then_gone, setup, teardown),
+        cmocka_unit_test(bad_command_lines),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
