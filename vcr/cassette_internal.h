@@ -168,6 +168,8 @@ typedef struct cas_view {
 } cas_view;
 void cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl);
 void cas_view_free(cas_view *v);
+/* headers (0) or body (1) as JSON, or NULL when they do not read as JSON */
+const json_t *cas_view_json(cas_view *v, int which);
 /* 1 all rules pass, 0 not (why: the first that failed), or a negative code. */
 int cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t *total,
                    char *why, size_t whysz);

@@ -469,7 +469,7 @@ static void drop_tracing(json_t *obj) {
 
 /* headers (0) or body (1) as JSON: JSON text, thrift headers, or a thrift
  * body decoded with the IDL; NULL when it does not read as any. */
-static const json_t *view_json(cas_view *v, int which) {
+const json_t *cas_view_json(cas_view *v, int which) {
     if (v->done[which])
         return v->json[which];
     v->done[which] = true;
@@ -508,7 +508,7 @@ static tch_slice view_text(cas_view *v, int which) {
     if (r->scheme != TCH_CASSETTE_THRIFT)
         return s;
     if (!v->text[which]) {
-        const json_t *j = view_json(v, which);
+        const json_t *j = cas_view_json(v, which);
         v->text[which] = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     }
     return v->text[which] ? tch_slice_cstr(v->text[which]) : s;
@@ -805,7 +805,7 @@ static int eval_named(const field_rules *fr, int f, cas_view *cv, char *why, siz
                     scalar_val(tch_buf_slice(&kv->value), &v);
             }
         } else {
-            const json_t *obj = view_json(cv, 0);
+            const json_t *obj = cas_view_json(cv, 0);
             const json_t *m = obj ? json_object_get(obj, nr->name) : NULL;
             if (m) {
                 v.present = true;
@@ -849,7 +849,7 @@ static int eval_field(const tch_stub_rules *rs, int f, cas_view *cv, char *why, 
     case SF_BODY: {
         int which = f == SF_BODY;
         scalar_val(view_text(cv, which), &v);
-        v.json = view_json(cv, which);
+        v.json = cas_view_json(cv, which);
         if (f == SF_HEADERS && !r->headers.len)
             v.present = r->scheme == TCH_CASSETTE_JSON || r->scheme == TCH_CASSETTE_THRIFT;
         if (f == SF_HEADERS && v.json && json_object_size(v.json) == 0 &&

@@ -386,6 +386,77 @@ static void test_delay_sample(void **state) {
     assert_true(below > 850 && below < 1150); /* the median halves the draws */
 }
 
+static void test_templates(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- id: tpl\n"
+                                "  request: {endpoint: {any: true}}\n"
+                                "  response:\n"
+                                "    template: true\n"
+                                "    headers: '{\"who\": \"{{request.headers.user}}\"}'\n"
+                                "    body: '{\"id\": {{request.body.user.id}}, \"ep\": "
+                                "\"{{request.endpoint}}\", \"n\": {{counter}}, \"t\": "
+                                "\"{{now}}\", \"r\": \"{{randomId}}\"}'\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_JSON, "{\"user\": \"a\\\"b\"}",
+                                     "{\"user\": {\"id\": 7}}");
+    long idx = answer(c, &call, &err);
+    assert_int_equal(idx, 0);
+    tch_buf a2 = {0}, a3 = {0};
+    int code = -1;
+    assert_int_equal(tch_cassette_render_response(c, 0, &call, &code, &a2, &a3, &err), 0);
+    assert_int_equal(code, 0);
+    json_error_t je;
+    json_t *h = json_loadb((const char *)a2.ptr, a2.len, 0, &je);
+    json_t *b = json_loadb((const char *)a3.ptr, a3.len, 0, &je);
+    assert_non_null(h);
+    assert_non_null(b);
+    assert_string_equal(json_string_value(json_object_get(h, "who")), "a\"b");
+    assert_int_equal(json_integer_value(json_object_get(b, "id")), 7);
+    assert_string_equal(json_string_value(json_object_get(b, "ep")), "get");
+    assert_int_equal(json_integer_value(json_object_get(b, "n")), 1);
+    assert_int_equal(strlen(json_string_value(json_object_get(b, "t"))), 24);
+    assert_int_equal(strlen(json_string_value(json_object_get(b, "r"))), 36);
+    json_decref(h);
+    json_decref(b);
+    /* a value the request lacks: an error naming the stub and the value */
+    call.body = S("{\"user\": {}}");
+    tch_buf_reset(&a2);
+    tch_buf_reset(&a3);
+    assert_int_equal(tch_cassette_render_response(c, 0, &call, &code, &a2, &a3, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "stub tpl"));
+    assert_non_null(strstr(err.msg, "{{request.body.user.id}}"));
+    tch_buf_free(&a2);
+    tch_buf_free(&a3);
+    tch_cassette_free(c);
+    /* a template that refers to nothing is refused when loaded */
+    assert_int_equal(open_fails("version: 1\ninteractions:\n"
+                                "- request: {endpoint: x}\n"
+                                "  response: {template: true, body: '{{request.nothing}}'}\n",
+                                &err),
+                     TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "refers to nothing"));
+}
+
+static void test_yaml_to_json(void **state) {
+    (void)state;
+    const char *y = "request:\n  endpoint: get\n  body: {matchesJsonPath: {expression: '$.a',"
+                    " equalTo: 42}}\nresponse: {body: 'x', code: 0}\nrequired: true\n";
+    json_t *j = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_stub_yaml_to_json(y, strlen(y), &j, &err), 0);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(json_object_get(j, "request"), "body"),
+                                         "matchesJsonPath"),
+                         "equalTo")),
+                     42);
+    assert_true(json_is_true(json_object_get(j, "required")));
+    json_decref(j);
+    assert_int_equal(tch_stub_yaml_to_json("a: [", 4, &j, &err), TCH_EPARSE);
+    assert_non_null(strstr(err.msg, "YAML line"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_each),
@@ -398,6 +469,8 @@ int main(void) {
         cmocka_unit_test(test_runtime_stubs),
         cmocka_unit_test(test_scenarios),
         cmocka_unit_test(test_delay_sample),
+        cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_yaml_to_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -144,6 +144,11 @@ int tch_cassette_scenario_set(tch_cassette *c, const char *name, const char *sta
 /* Every scenario back to "Started". */
 void tch_cassette_scenarios_reset(tch_cassette *c);
 
+/* A YAML text (one document) as JSON, for stubs written in YAML: plain
+ * true/false/null and numbers as such, everything else a string. Errors
+ * name the line. Aliases expand, within a bound. */
+int tch_stub_yaml_to_json(const char *data, size_t len, json_t **out, tch_error *err);
+
 /* ---- templates ------------------------------------------------------------ */
 
 /* The answer of interaction `index` for `call`: its response with every
