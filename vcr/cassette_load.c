@@ -1235,7 +1235,7 @@ static int it_field(ld *l, void *target, int which) {
 static int stub_rules(ld *l, it_ctx *ic) {
     tch_cassette_interaction *it = ic->it;
     /* a stub written by hand: the fields it leaves out match anything */
-    bool by_hand = it->stub && (it->stub->scenario || it->stub->has_priority);
+    bool by_hand = it->stub && (it->stub->id || it->stub->scenario || it->stub->has_priority);
     if (!ic->rules && !by_hand)
         return 0;
     tch_stub_info *st = stub_extras(l, it);

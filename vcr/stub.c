@@ -36,7 +36,7 @@ static bool repeats(const cas_entry *e) {
 
 bool cas_is_pattern(const cas_entry *e) {
     const tch_stub_info *s = e->it.stub;
-    return (s && (s->rules || s->scenario || s->has_priority)) ||
+    return (s && (s->rules || s->scenario || s->has_priority)) || /* rules: id too (load) */
            cas_request_has_redacted(&e->it.request);
 }
 
