@@ -238,6 +238,12 @@ static void on_answer(const tch_response *res, void *ud) {
     call_unlink(m->relay, c);
 }
 
+/* Our messages to callers say who speaks; the log says it already. */
+static void log_msg(const char *msg) {
+    static const char self[] = "tchannel-mock: ";
+    mock_log("%s", strncmp(msg, self, sizeof self - 1) ? msg : msg + sizeof self - 1);
+}
+
 static void journal(mock *m, tch_inbound *in, const tch_cassette_call *call, mock_outcome o,
                     const char *msg) {
     mock_journal_add(&m->journal, call->service, call->endpoint, tch_inbound_peer(in),
@@ -315,10 +321,10 @@ static int file_name_ok(tch_slice s) {
 }
 
 /* The cassette that records call: DIR/<service>.yaml with --record-to DIR/
- * (loaded now if it is new), else the record target. NULL and *why set when
- * there is none. */
-static mock_cassette *record_target(mock *m, const tch_cassette_call *call, char *why,
-                                    size_t n) {
+ * (loaded now if it is new and create is set), else the record target. NULL
+ * and *why set when there is none. */
+static mock_cassette *record_target(mock *m, const tch_cassette_call *call, int create,
+                                    char *why, size_t n) {
     const char *dir = m->cfg->record_dir;
     if (!dir)
         return mock_store_target(&m->store);
@@ -334,12 +340,14 @@ static mock_cassette *record_target(mock *m, const tch_cassette_call *call, char
     snprintf(path, sizeof path, "%s%s%.*s.yaml", dir, dl && dir[dl - 1] == '/' ? "" : "/",
              (int)call->service.len, (const char *)call->service.ptr);
     mock_cassette *mc = mock_store_find(&m->store, path);
-    if (mc)
+    if (mc || !create)
         return mc;
     tch_error err = {0};
     int rc = mock_store_add(m, path, &mc, &err);
     if (rc && rc != TCH_ESTATE) {
-        snprintf(why, n, "tchannel-mock: cannot open %s to record: %s", path, err.msg);
+        /* the library's message names the file */
+        snprintf(why, n, "tchannel-mock: cannot record service %.*s: %s",
+                 (int)call->service.len, (const char *)call->service.ptr, err.msg);
         return NULL;
     }
     mock_log("recording service %.*s into %s", (int)call->service.len,
@@ -358,7 +366,7 @@ static void decline(mock *m, tch_inbound *in, const tch_cassette_call *call) {
              (int)(call->service.len > 100 ? 100 : call->service.len),
              (const char *)call->service.ptr);
     m->misses++;
-    mock_log("%s", msg);
+    log_msg(msg);
     journal(m, in, call, MOCK_FAILED, msg);
     tch_inbound_respond_error(in, TCH_PCODE_DECLINED, msg);
 }
@@ -370,9 +378,10 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call) {
     int routed = route(m, (const char *)call->service.ptr, call->service.len, &via);
     if (m->mode != TCH_CASSETTE_NONE) {
         char why[TCH_ERROR_MSG_MAX + 128] = "";
-        mock_cassette *t = record_target(m, call, why, sizeof why);
+        /* with nowhere to send the call, no cassette is made for it */
+        mock_cassette *t = record_target(m, call, routed || m->upstream, why, sizeof why);
         if (!t && *why) {
-            mock_log("%s", why);
+            log_msg(why);
             journal(m, in, call, MOCK_FAILED, why);
             tch_inbound_respond_error(in, TCH_PCODE_BAD_REQUEST, why);
             return 1;
@@ -383,7 +392,7 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call) {
                       d.action == TCH_CASSETTE_ACT_RECORD;
         if (t)
             tch_cassette_decision_clear(&d);
-        if (records && !routed && !m->upstream) {
+        if ((records || !t) && !routed && !m->upstream) {
             decline(m, in, call);
             return 1;
         }

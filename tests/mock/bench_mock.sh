@@ -16,6 +16,9 @@
 # journal before its answer) and answered. Prints the recorded calls/s (target >= 5000),
 # and after SIGTERM (which folds the journal into the file) how many interactions the file
 # holds against how many calls were answered.
+#
+# Then relaying: Uber's Node client (tests/bench/node/bench_client.js) to the echo server
+# directly and through a mock relaying by service name, at conc 1 and 64.
 # Exit 0 when every run had errors=0 and the file holds every answered recording.
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -124,4 +127,41 @@ awk -v r="$(rate "$rec_line")" -v b="$before" -v a="$after" -v j="${journal_kb:-
         a, a - b, j
 }'
 [ -e "$record.journal" ] && { echo "bench_mock.sh: the journal was not folded at exit" >&2; status=1; }
+
+# ---- relaying by service name (Hyperbahn stand-in): Uber's Node client to the echo server,
+# direct and through a mock that relays keyvalue-server to it (--relay, mode none, an empty
+# cassette), at conc 1 and 64, the two interleaved in one run. Targets: relayed calls/s at
+# conc 64 >= 0.5 of direct; p50 at conc 1 adds < 100 us.
+node_client=$root/tests/bench/node/bench_client.js
+if command -v node >/dev/null 2>&1 && "$root/tests/interop/node/install.sh" >/dev/null 2>&1; then
+    printf 'version: 1\ninteractions: []\n' >"$tmp/empty.yaml"
+    start_server relaymock "$mock" --relay --no-watch --upstream "keyvalue-server=$echo_hp" \
+        "$tmp/empty.yaml"
+    relay_hp=$HP
+    node_run() { # IMPL HP CONC
+        local line
+        line=$(node "$node_client" --peer "$2" --impl "$1" --conc "$3" --size "$size" \
+            --duration "$duration" --warmup "$warmup" | grep '^impl=')
+        [ -n "$line" ] || { line="impl=$1 conc=$3 calls/s=0 p50_us=0 errors=failed-to-run"; status=1; }
+        case "$line" in *" errors=0") ;; *) status=1 ;; esac
+        echo "$line"
+    }
+    field() { sed -n "s|.* $1=\([0-9.]*\).*|\1|p" <<<"$2"; }
+    for conc in 1 64; do
+        d=$(node_run 'node->echo-server' "$echo_hp" "$conc"); echo "$d"
+        r=$(node_run 'node->tchannel-mock(relay)->echo-server' "$relay_hp" "$conc"); echo "$r"
+        awk -v c="$conc" -v dr="$(field 'calls/s' "$d")" -v rr="$(field 'calls/s' "$r")" \
+            -v dp="$(field p50_us "$d")" -v rp="$(field p50_us "$r")" 'BEGIN {
+            if (dr <= 0 || rr <= 0) { printf "relay conc=%d: n/a MISS\n", c; exit }
+            if (c == 64)
+                printf "ratio relay/direct calls/s conc=64 size=100 = %.2f (target >= 0.5) %s\n",
+                    rr / dr, ((rr / dr >= 0.5) ? "PASS" : "MISS")
+            else
+                printf "relay adds to p50 conc=1 size=100 = %d us (target < 100) %s\n",
+                    rp - dp, ((rp - dp < 100) ? "PASS" : "MISS")
+        }'
+    done
+else
+    echo "relay rows skipped: node or the Node peer is not available"
+fi
 exit $status
