@@ -457,6 +457,55 @@ static void test_yaml_to_json(void **state) {
     assert_non_null(strstr(err.msg, "YAML line"));
 }
 
+/* Thrift: rules read the body decoded with the IDL; a templated answer is
+ * encoded with the method's result type. */
+static void test_thrift_rules_and_template(void **state) {
+    (void)state;
+    tch_cassette_thrift *t = NULL;
+    tch_error err = {0};
+    if (tch_cassette_thrift_load(TCH_SOURCE_DIR "/cassettes/keyvalue.thrift", &t, &err))
+        fail_msg("idl: %s", err.msg);
+    const char *y = "version: 1\n"
+                    "interactions:\n"
+                    "- id: kv\n"
+                    "  request:\n"
+                    "    endpoint: KeyValue::getValue\n"
+                    "    body: {matchesJsonPath: {expression: '$.key', matches: '^fo+$'}}\n"
+                    "  response:\n"
+                    "    template: true\n"
+                    "    body: '{\"success\": \"value of {{request.body.key}}\"}'\n";
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    o.thrift = t;
+    tch_cassette *c = NULL;
+    if (tch_cassette_open_memory("thrift.yaml", y, strlen(y), &o, &c, &err))
+        fail_msg("open: %s", err.msg);
+    static const uint8_t foo[] = {0x0b, 0, 1, 0, 0, 0, 3, 'f', 'o', 'o', 0};
+    static const uint8_t bar[] = {0x0b, 0, 1, 0, 0, 0, 3, 'b', 'a', 'r', 0};
+    tch_cassette_call call = call_of("keyvalue-server", "KeyValue::getValue",
+                                     TCH_CASSETTE_THRIFT, "", "");
+    call.body = tch_slice_of(foo, sizeof foo);
+    assert_int_equal(answer(c, &call, &err), 0);
+    tch_buf a2 = {0}, a3 = {0};
+    int code;
+    assert_int_equal(tch_cassette_render_response(c, 0, &call, &code, &a2, &a3, &err), 0);
+    /* result struct: field 0 string "value of foo", then stop */
+    static const uint8_t want[] = {0x0b, 0, 0, 0, 0, 0, 12, 'v', 'a', 'l', 'u', 'e', ' ',
+                                   'o',  'f', ' ', 'f', 'o', 'o', 0};
+    assert_int_equal(a3.len, sizeof want);
+    assert_memory_equal(a3.ptr, want, sizeof want);
+    tch_buf_free(&a2);
+    tch_buf_free(&a3);
+    call.body = tch_slice_of(bar, sizeof bar);
+    assert_int_equal(answer(c, &call, &err), -1);
+    if (!strstr(err.msg, "body $.key: expected to match the regular expression, got \"bar\""))
+        fail_msg("%s", err.msg);
+    tch_cassette_free(c);
+    tch_cassette_thrift_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_each),
@@ -471,6 +520,7 @@ int main(void) {
         cmocka_unit_test(test_delay_sample),
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_yaml_to_json),
+        cmocka_unit_test(test_thrift_rules_and_template),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
