@@ -217,6 +217,14 @@ static void reply_outside(struct evhttp_request *req, const char *path) {
                 "links and '..' are resolved", path);
 }
 
+int mock_admin_check_write(mock *m, struct evhttp_request *req, const char *path) {
+    if (allowed(m->admin, path))
+        return 0;
+    if (!missing_folder(m->admin, req, path))
+        reply_outside(req, path);
+    return -1;
+}
+
 static int add_root(struct mock_admin *a, const char *dir, int given, tch_error *err) {
     char *real = realpath(dir, NULL);
     struct stat st;
@@ -723,6 +731,8 @@ static void route(mock *m, struct evhttp_request *req) {
         reply_json(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(m->mode)));
     else if (!strcmp(path, "/hyperbahn") && get)
         get_hyperbahn(m, req);
+    else if (mock_stubs_route(m, req, path, (int)method))
+        ; /* run-time stubs and scenarios (stubs.c) */
     else if (is_endpoint(path))
         reply_error(req, 405, "method not allowed on %s", path);
     else
@@ -847,6 +857,7 @@ void mock_admin_free(mock *m) {
     if (m->http) /* closes every connection: conn_closed forgets each */
         evhttp_free(m->http);
     m->http = NULL;
+    mock_stubs_free(m); /* made through the admin API only */
     struct mock_admin *a = m->admin;
     if (!a)
         return;

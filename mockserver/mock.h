@@ -196,6 +196,9 @@ typedef struct mock {
     int finishing;     /* finish() ran: saving and closing */
     int lost_recordings; /* a save failed at shutdown: exit 1 */
     json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
+    tch_cassette *stubs; /* run-time stubs (stubs.c), asked before the cassettes; NULL until
+                            the first is added */
+    uint64_t delay_rng;  /* draws stubs' random delays (serve.c) */
     struct mock_relay *relay; /* relay.c: instances by service, their channels */
     tch_hyperbahn *hb;
     char *hb_status; /* result of our own first advertise */
@@ -273,6 +276,15 @@ size_t mock_watch_check(mock *m, int force);
 /* ---- admin.c ---------------------------------------------------------------- */
 int mock_admin_start(mock *m, tch_error *err);
 void mock_admin_free(mock *m);
+
+/* ---- stubs.c: run-time stubs and scenarios over HTTP ------------------------------ */
+struct evhttp_request;
+/* 1 when path is one of stubs.c's routes (answered, 405 included), else 0. */
+int mock_stubs_route(mock *m, struct evhttp_request *req, const char *path, int method);
+void mock_stubs_free(mock *m);
+/* admin.c: 0 when the admin API may write path; else the request was
+ * answered (403 outside the roots, 404 for a missing folder). */
+int mock_admin_check_write(mock *m, struct evhttp_request *req, const char *path);
 
 /* ---- trace.c: our server spans (--trace-to, --trace-file) ------------------------- */
 int mock_trace_start(mock *m, tch_error *err);

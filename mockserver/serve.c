@@ -4,6 +4,8 @@
  * caller gets BadRequest with the nearest interaction's near-miss message. */
 #include "mock.h"
 
+#include <tchannel/stub.h>
+
 #include <event2/event.h>
 
 #include <stdio.h>
@@ -137,11 +139,69 @@ static int answer_later(mock *m, tch_inbound *in, const answer *a, uint32_t dela
     return 0;
 }
 
-static void replay(mock *m, tch_inbound *in, const tch_cassette_interaction *it) {
+/* The wait before an answer: a stub's random delay, else its fixed one. */
+static uint32_t delay_of(mock *m, const tch_cassette_interaction *it) {
+    const tch_stub_info *st = tch_cassette_stub_of(it);
+    if (st && st->delay.kind != TCH_STUB_DELAY_NONE) {
+        if (!m->delay_rng)
+            m->delay_rng = mock_now_ms() | 1;
+        return tch_stub_delay_sample(&st->delay, &m->delay_rng);
+    }
+    return it->has_delay ? it->delay_ms : 0;
+}
+
+/* noAnswer: the call is held past the caller's deadline, then dropped
+ * (answering is still owed to the library; by then nobody waits for it). */
+#define MOCK_NO_ANSWER_MAX_MS 3600000u
+
+static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
+                   const tch_cassette_call *call, const tch_cassette_interaction *it) {
+    const tch_stub_info *st = tch_cassette_stub_of(it);
     answer a = answer_of(it);
-    if (it->has_delay && it->delay_ms > 0 && answer_later(m, in, &a, it->delay_ms) == 0)
+    tch_buf arg2 = {0}, arg3 = {0};
+    char msg[TCH_ERROR_MSG_MAX + 64];
+    if (st && st->fault == TCH_STUB_FAULT_NO_ANSWER) {
+        uint32_t ttl = tch_inbound_ttl_ms(in);
+        answer late = {1, TCH_PCODE_TIMEOUT, "tchannel-mock: noAnswer fault", {0}, {0}};
+        if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS - 100
+                                                ? ttl + 100 : MOCK_NO_ANSWER_MAX_MS) == 0)
+            return;
+        respond(in, &late);
         return;
-    respond(in, &a);
+    }
+    if (st && (st->fault == TCH_STUB_FAULT_CLOSE || st->fault == TCH_STUB_FAULT_BAD_CHECKSUM)) {
+        /* the channel has no way yet to close a call's connection or spoil
+         * an answer's checksum: say so rather than answer as if it did */
+        snprintf(msg, sizeof msg, "tchannel-mock: stub %s: fault %s is not supported by this "
+                 "build", st->id ? st->id : "?",
+                 st->fault == TCH_STUB_FAULT_CLOSE ? "closeConnection" : "badChecksum");
+        a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}};
+    } else if (st && st->template_response && !it->is_error && !it->has_fault) {
+        tch_error err = {0};
+        int code = 0;
+        if (tch_cassette_render_response(c, index, call, &code, &arg2, &arg3, &err)) {
+            mock_log("template: %s", err.msg);
+            snprintf(msg, sizeof msg, "tchannel-mock: %s", err.msg);
+            a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}};
+        } else {
+            a.code = (uint8_t)code;
+            a.arg2 = tch_buf_slice(&arg2);
+            a.arg3 = tch_buf_slice(&arg3);
+        }
+    }
+    uint32_t delay = delay_of(m, it);
+    if (delay == 0 || answer_later(m, in, &a, delay) != 0)
+        respond(in, &a);
+    tch_buf_free(&arg2);
+    tch_buf_free(&arg3);
+}
+
+/* Whether the run-time stubs (stubs.c) hold anything to ask. */
+static int have_stubs(const mock *m) {
+    for (size_t i = 0; m->stubs && i < tch_cassette_count(m->stubs); i++)
+        if (tch_cassette_get(m->stubs, i))
+            return 1;
+    return 0;
 }
 
 /* ---- the miss ---------------------------------------------------------------- */
@@ -208,6 +268,27 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
     }
     miss ms = {0};
     mock_cassette *record_into = NULL;
+    if (have_stubs(m)) { /* run-time stubs first: a test added them to be answered */
+        tch_cassette_decision d;
+        tch_error err = {0};
+        int rc = tch_cassette_lookup(m->stubs, &call, &d, &err);
+        if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY) {
+            const tch_stub_info *st = tch_cassette_stub_of(d.interaction);
+            log_request(m, &call, "answered by stub", st && st->id ? st->id : "-",
+                        (long)d.index);
+            mock_journal_add(&m->journal, call.service, call.endpoint, tch_inbound_peer(in),
+                             call.scheme, MOCK_REPLAYED, "(run-time stubs)", (long)d.index, NULL,
+                             NULL);
+            replay(m, in, m->stubs, d.index, &call, d.interaction);
+            tch_cassette_decision_clear(&d);
+            return;
+        }
+        if (rc == TCH_ENOTFOUND)
+            miss_consider(&ms, &d, &err);
+        else if (rc != 0)
+            mock_log("lookup in the run-time stubs failed: %s", err.msg);
+        tch_cassette_decision_clear(&d);
+    }
     for (size_t i = 0; i < m->store.n; i++) {
         mock_cassette *mc = m->store.items[i];
         tch_cassette_decision d;
@@ -217,7 +298,7 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
             log_request(m, &call, "replayed from", mc->path, (long)d.index);
             mock_journal_add(&m->journal, call.service, call.endpoint, tch_inbound_peer(in),
                              call.scheme, MOCK_REPLAYED, mc->path, (long)d.index, NULL, NULL);
-            replay(m, in, d.interaction);
+            replay(m, in, mc->c, d.index, &call, d.interaction);
             tch_cassette_decision_clear(&d);
             json_decref(ms.near_miss);
             return;

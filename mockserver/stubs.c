@@ -1,0 +1,389 @@
+/* Run-time stubs and scenarios over the admin API. The stubs live in one
+ * cassette held in memory (m->stubs), asked before the cassette files, so
+ * a test can stub a service with no file on disk:
+ *
+ *   POST   /stubs             add one (JSON, or YAML with Content-Type
+ *                             application/yaml or text/yaml) -> 201 {"id", "stub"}
+ *   GET    /stubs             list them
+ *   DELETE /stubs             drop them all (and their scenarios' states)
+ *   GET    /stubs/ID          one
+ *   PUT    /stubs/ID          replace it (same id)
+ *   DELETE /stubs/ID          drop it
+ *   POST   /stubs/save        {"path": FILE}: write them as a cassette, inside
+ *                             the cassette roots only
+ *   GET    /scenarios         every scenario, of the stubs and the cassettes
+ *   PUT    /scenarios/NAME/state  {"state": S}
+ *   POST   /scenarios/reset   every scenario back to "Started"
+ *
+ * Bad input is a 400 naming the field; nothing here stops the serving. */
+#include "mock.h"
+
+#include <tchannel/stub.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+
+static void reply(struct evhttp_request *req, int code, json_t *body) {
+    struct evbuffer *out = evbuffer_new();
+    char *text = body ? json_dumps(body, JSON_INDENT(2)) : NULL;
+    json_decref(body);
+    if (!out) {
+        free(text);
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(out, "%s\n", text ? text : "{\"error\": \"out of memory\"}");
+    free(text);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, NULL, out);
+    evbuffer_free(out);
+}
+
+static void reply_err(struct evhttp_request *req, int code, const char *msg) {
+    reply(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
+}
+
+static int code_of(int rc) {
+    return rc == TCH_ENOTFOUND ? 404 : rc == TCH_ESTATE ? 409 : rc == TCH_ENOMEM ? 500 : 400;
+}
+
+/* The stubs' cassette, made on first use with the mock's IDL (thrift
+ * bodies are matched and templated through it). */
+static tch_cassette *stubs_of(mock *m, tch_error *err) {
+    if (m->stubs)
+        return m->stubs;
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    o.allow_playback_repeats = m->cfg->allow_repeats;
+    o.thrift = m->cfg->thrift;
+    if (tch_cassette_open_memory("(run-time stubs)", "", 0, &o, &m->stubs, err))
+        return NULL;
+    return m->stubs;
+}
+
+void mock_stubs_free(mock *m) {
+    tch_cassette_free(m->stubs);
+    m->stubs = NULL;
+}
+
+/* The body as JSON (or YAML by its Content-Type); NULL after a 400. */
+static json_t *body_json(struct evhttp_request *req) {
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(in);
+    const char *data = n ? (const char *)evbuffer_pullup(in, -1) : "";
+    const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+    char msg[TCH_ERROR_MSG_MAX + 16];
+    json_t *j = NULL;
+    if (ct && (!strncasecmp(ct, "application/yaml", 16) || !strncasecmp(ct, "text/yaml", 9) ||
+               !strncasecmp(ct, "application/x-yaml", 18))) {
+        tch_error err = {0};
+        if (tch_stub_yaml_to_json(data, n, &j, &err)) {
+            snprintf(msg, sizeof msg, "body: %s", err.msg);
+            reply_err(req, 400, msg);
+            return NULL;
+        }
+    } else {
+        json_error_t je;
+        if (!(j = json_loadb(data, n, 0, &je))) {
+            snprintf(msg, sizeof msg, "body: malformed JSON at line %d column %d: %s", je.line,
+                     je.column, je.text);
+            reply_err(req, 400, msg);
+            return NULL;
+        }
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        reply_err(req, 400, "body: expected an object");
+        return NULL;
+    }
+    return j;
+}
+
+static json_t *stub_json(mock *m, const char *id) {
+    size_t idx;
+    if (!m->stubs || tch_cassette_stub_find(m->stubs, id, &idx))
+        return NULL;
+    return tch_cassette_interaction_to_json(m->stubs, idx);
+}
+
+static json_t *list_json(mock *m) {
+    json_t *list = json_array();
+    size_t n = m->stubs ? tch_cassette_count(m->stubs) : 0;
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *one = tch_cassette_interaction_to_json(m->stubs, i);
+        if (one)
+            json_array_append_new(list, one);
+    }
+    return json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "stubs", list);
+}
+
+static void post_stub(mock *m, struct evhttp_request *req) {
+    json_t *body = body_json(req);
+    if (!body)
+        return;
+    tch_error err = {0};
+    const char *id = NULL;
+    tch_cassette *c = stubs_of(m, &err);
+    int rc = c ? tch_cassette_stub_add(c, body, &id, &err) : err.code;
+    json_decref(body);
+    if (rc) {
+        reply_err(req, code_of(rc), err.msg);
+        return;
+    }
+    mock_log("stub %s added via admin API", id);
+    reply(req, 201, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
+}
+
+static void put_stub(mock *m, struct evhttp_request *req, const char *id) {
+    json_t *body = body_json(req);
+    if (!body)
+        return;
+    tch_error err = {0};
+    int rc = m->stubs ? tch_cassette_stub_replace(m->stubs, id, body, &err)
+                      : tch_error_set(&err, TCH_ENOTFOUND, "no stub with id '%.100s'", id);
+    json_decref(body);
+    if (rc) {
+        reply_err(req, code_of(rc), err.msg);
+        return;
+    }
+    mock_log("stub %s replaced via admin API", id);
+    reply(req, 200, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
+}
+
+static void delete_stub(mock *m, struct evhttp_request *req, const char *id) {
+    tch_error err = {0};
+    int rc = m->stubs ? tch_cassette_stub_remove(m->stubs, id, &err)
+                      : tch_error_set(&err, TCH_ENOTFOUND, "no stub with id '%.100s'", id);
+    if (rc) {
+        reply_err(req, code_of(rc), err.msg);
+        return;
+    }
+    mock_log("stub %s deleted via admin API", id);
+    reply(req, 200, json_pack("{s:s}", "deleted", id));
+}
+
+static void delete_all(mock *m, struct evhttp_request *req) {
+    size_t n = 0;
+    for (size_t i = 0; m->stubs && i < tch_cassette_count(m->stubs); i++)
+        n += tch_cassette_get(m->stubs, i) != NULL;
+    if (m->stubs) {
+        tch_cassette_stub_clear(m->stubs);
+        tch_cassette_scenarios_reset(m->stubs);
+    }
+    mock_log("run-time stubs dropped via admin API (%zu)", n);
+    reply(req, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
+}
+
+/* Writes text to path through a temporary file and a rename, so a reader
+ * never sees half a cassette. */
+static int write_atomic(const char *path, const char *text, char *why, size_t whysz) {
+    size_t n = strlen(path) + 32;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return snprintf(why, whysz, "out of memory"), -1;
+    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t len = strlen(text), off = 0;
+    int ok = fd >= 0;
+    while (ok && off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        off += w > 0 ? (size_t)w : 0;
+    }
+    ok = ok && fsync(fd) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    ok = ok && rename(tmp, path) == 0;
+    if (!ok) {
+        snprintf(why, whysz, "%s: %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
+/* The stubs as a cassette: JSON, which the cassette reader reads as YAML.
+ * Plays are left out; ids, rules and the rest stay. */
+static void save_stubs(mock *m, struct evhttp_request *req) {
+    json_t *body = body_json(req);
+    if (!body)
+        return;
+    const char *path = json_string_value(json_object_get(body, "path"));
+    if (!path || !*path) {
+        reply_err(req, 400, "path: expected the cassette file to write");
+        json_decref(body);
+        return;
+    }
+    if (mock_admin_check_write(m, req, path)) {
+        json_decref(body);
+        return;
+    }
+    json_t *list = json_array();
+    size_t n = m->stubs ? tch_cassette_count(m->stubs) : 0;
+    for (size_t i = 0; list && i < n; i++) {
+        json_t *one = tch_cassette_interaction_to_json(m->stubs, i);
+        if (one) {
+            json_object_del(one, "plays");
+            json_array_append_new(list, one);
+        }
+    }
+    json_t *doc = json_pack("{s:i,s:o}", "version", 1, "interactions", list);
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+    char why[600];
+    size_t saved = json_array_size(list);
+    if (!text) {
+        reply_err(req, 500, "out of memory");
+    } else if (write_atomic(path, text, why, sizeof why)) {
+        reply_err(req, 500, why);
+    } else {
+        mock_log("%zu run-time stub%s saved to %s via admin API", saved, saved == 1 ? "" : "s",
+                 path);
+        reply(req, 200, json_pack("{s:s,s:I}", "path", path, "saved", (json_int_t)saved));
+    }
+    free(text);
+    json_decref(doc);
+    json_decref(body);
+}
+
+/* ---- scenarios -------------------------------------------------------------------- */
+
+static int merge_scenarios(json_t *all, json_t *more) {
+    size_t i;
+    json_t *s;
+    if (!more)
+        return -1;
+    json_array_foreach(more, i, s) json_array_append(all, s);
+    json_decref(more);
+    return 0;
+}
+
+static json_t *scenarios_json(mock *m) {
+    json_t *all = json_array();
+    if (m->stubs && merge_scenarios(all, tch_cassette_scenarios(m->stubs)))
+        return json_decref(all), NULL;
+    for (size_t i = 0; i < m->store.n; i++)
+        if (merge_scenarios(all, tch_cassette_scenarios(m->store.items[i]->c)))
+            return json_decref(all), NULL;
+    return json_pack("{s:o}", "scenarios", all);
+}
+
+static void put_state(mock *m, struct evhttp_request *req, const char *name) {
+    json_t *body = body_json(req);
+    if (!body)
+        return;
+    const char *state = json_string_value(json_object_get(body, "state"));
+    if (!state || !*state) {
+        reply_err(req, 400, "state: expected a non-empty string");
+        json_decref(body);
+        return;
+    }
+    size_t set = 0;
+    tch_error err = {0};
+    if (m->stubs && tch_cassette_scenario_set(m->stubs, name, state, &err) == 0)
+        set++;
+    for (size_t i = 0; i < m->store.n; i++)
+        if (tch_cassette_scenario_set(m->store.items[i]->c, name, state, &err) == 0)
+            set++;
+    if (!set) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "scenario '%.100s': no stub or interaction names it", name);
+        reply_err(req, 404, msg);
+    } else {
+        mock_log("scenario %s set to %s via admin API", name, state);
+        reply(req, 200, json_pack("{s:s,s:s}", "name", name, "state", state));
+    }
+    json_decref(body);
+}
+
+static void reset_scenarios(mock *m, struct evhttp_request *req) {
+    if (m->stubs)
+        tch_cassette_scenarios_reset(m->stubs);
+    for (size_t i = 0; i < m->store.n; i++)
+        tch_cassette_scenarios_reset(m->store.items[i]->c);
+    mock_log("scenarios reset via admin API");
+    reply(req, 200, json_pack("{s:b}", "reset", 1));
+}
+
+/* ---- routing ------------------------------------------------------------------------- */
+
+/* A path segment after prefix, decoded (%XX); NULL when path is not
+ * prefix + one segment + suffix. */
+static char *segment(const char *path, const char *prefix, const char *suffix) {
+    size_t p = strlen(prefix), s = strlen(suffix), n = strlen(path);
+    if (n <= p + s || strncmp(path, prefix, p) || strcmp(path + n - s, suffix))
+        return NULL;
+    char *raw = strndup(path + p, n - p - s);
+    if (!raw || strchr(raw, '/')) {
+        free(raw);
+        return NULL;
+    }
+    char *dec = evhttp_uridecode(raw, 0, NULL);
+    free(raw);
+    return dec;
+}
+
+int mock_stubs_route(mock *m, struct evhttp_request *req, const char *path, int method) {
+    int get = method == EVHTTP_REQ_GET, post = method == EVHTTP_REQ_POST,
+        put = method == EVHTTP_REQ_PUT, del = method == EVHTTP_REQ_DELETE;
+    char *seg = NULL;
+    if (!strcmp(path, "/stubs")) {
+        if (get)
+            reply(req, 200, list_json(m));
+        else if (post)
+            post_stub(m, req);
+        else if (del)
+            delete_all(m, req);
+        else
+            reply_err(req, 405, "method not allowed on /stubs (GET, POST, DELETE)");
+    } else if (!strcmp(path, "/stubs/save")) {
+        if (post)
+            save_stubs(m, req);
+        else
+            reply_err(req, 405, "method not allowed on /stubs/save (POST)");
+    } else if ((seg = segment(path, "/stubs/", ""))) {
+        json_t *one;
+        if (get && (one = stub_json(m, seg)))
+            reply(req, 200, one);
+        else if (get) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "no stub with id '%.100s'", seg);
+            reply_err(req, 404, msg);
+        } else if (put)
+            put_stub(m, req, seg);
+        else if (del)
+            delete_stub(m, req, seg);
+        else
+            reply_err(req, 405, "method not allowed on /stubs/ID (GET, PUT, DELETE)");
+    } else if (!strcmp(path, "/scenarios")) {
+        if (get)
+            reply(req, 200, scenarios_json(m));
+        else
+            reply_err(req, 405, "method not allowed on /scenarios (GET)");
+    } else if (!strcmp(path, "/scenarios/reset")) {
+        if (post)
+            reset_scenarios(m, req);
+        else
+            reply_err(req, 405, "method not allowed on /scenarios/reset (POST)");
+    } else if ((seg = segment(path, "/scenarios/", "/state"))) {
+        if (put)
+            put_state(m, req, seg);
+        else
+            reply_err(req, 405, "method not allowed on /scenarios/NAME/state (PUT)");
+    } else {
+        return 0;
+    }
+    free(seg);
+    return 1;
+}

@@ -1,0 +1,328 @@
+/* tchannel-mock's run-time stubs over real sockets: the admin API adds,
+ * lists, replaces, deletes, saves and drops stubs (JSON and YAML), bad
+ * input is a 400 naming the field while the mock keeps serving, near
+ * misses name the failed rule, templates, scenarios, and faults (noAnswer
+ * makes the caller time out, a random delay stays within its bounds). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+#include <tchannel/stub.h>
+
+#include "mock_proc.h"
+
+typedef struct fx {
+    struct event_base *base;
+    tch_channel *client;
+    char dir[256];
+    mock_proc mp;
+} fx;
+
+static int setup(void **state) {
+    fx *f = calloc(1, sizeof *f);
+    f->base = event_base_new();
+    f->client = tch_channel_new(f->base, "stubs-client", NULL);
+    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-stubs-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fx *f = *state;
+    if (f->mp.pid)
+        mp_stop(&f->mp, f->base, SIGKILL, 5000);
+    tch_channel_free(f->client);
+    event_base_free(f->base);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* The mock on an empty folder: every answer comes from run-time stubs. */
+static void start_mock(fx *f) {
+    char *argv[] = {TCH_MOCK_BIN, "--admin-port", "0", f->dir, NULL};
+    assert_int_equal(mp_start(&f->mp, argv, 1, 2), 0);
+}
+
+typedef struct result {
+    int done, status;
+    uint8_t code, error_code;
+    char message[1024];
+    char arg2[512], arg3[512];
+    long ms;
+} result;
+
+static void on_answer(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done = 1;
+    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
+    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
+    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
+    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
+}
+
+static result call_t(fx *f, const char *endpoint, const char *headers, const char *body,
+                     uint32_t timeout_ms) {
+    result r = {0};
+    tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
+                       .arg2 = tch_slice_cstr(headers), .arg3 = tch_slice_cstr(body),
+                       .host_port = f->mp.hp, .timeout_ms = timeout_ms,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE, .arg_scheme = "json"};
+    tch_error err;
+    long t0 = mp_now_ms();
+    assert_int_equal(tch_channel_call(f->client, &o, on_answer, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, (int)timeout_ms + 5000));
+    r.ms = mp_now_ms() - t0;
+    return r;
+}
+
+static result call(fx *f, const char *endpoint, const char *body) {
+    return call_t(f, endpoint, "", body, 3000);
+}
+
+/* One admin request with an optional Content-Type; the HTTP code, or -1. */
+static int admin_ct(fx *f, enum evhttp_cmd_type method, const char *uri, const char *ctype,
+                    const char *body, json_t **out) {
+    struct evhttp_connection *conn = evhttp_connection_base_new(
+        f->base, NULL, f->mp.admin_host, (uint16_t)f->mp.admin_port);
+    mp_http h = {0};
+    struct evhttp_request *req = evhttp_request_new(mp_http_done, &h);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", "localhost");
+    if (ctype)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    if (body)
+        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+    evhttp_make_request(conn, req, method, uri);
+    tch_test_run_until(f->base, &h.done, 5000);
+    evhttp_connection_free(conn);
+    if (out)
+        *out = h.body;
+    else
+        json_decref(h.body);
+    return h.done ? h.code : -1;
+}
+
+static int admin(fx *f, enum evhttp_cmd_type m, const char *uri, const char *body, json_t **out) {
+    return admin_ct(f, m, uri, NULL, body, out);
+}
+
+static const char *str(const json_t *o, const char *key) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "(none)";
+}
+
+/* A 400 whose error says `says`. */
+static void bad(fx *f, const char *body, const char *says) {
+    json_t *j = NULL;
+    int code = admin(f, EVHTTP_REQ_POST, "/stubs", body, &j);
+    if (code != 400 || !strstr(str(j, "error"), says))
+        fail_msg("POST %s: %d %s (wanted 400 saying '%s')", body, code, str(j, "error"), says);
+    json_decref(j);
+}
+
+static void stubs_crud(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    json_t *j = NULL;
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"id\": \"get-foo\", \"request\": {\"endpoint\": \"get\", \"body\": "
+                           "{\"matchesJsonPath\": {\"expression\": \"$.user.id\", \"equalTo\": "
+                           "42}}}, \"response\": {\"body\": {\"value\": \"bar\"}}}",
+                           &j),
+                     201);
+    assert_string_equal(str(j, "id"), "get-foo");
+    json_decref(j);
+    result r = call(f, "get", "{\"user\": {\"id\": 42}}");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "{\"value\":\"bar\"}");
+    r = call(f, "get", "{\"user\": {\"id\": 41}}"); /* the near miss names the rule */
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    if (!strstr(r.message, "nearest stub get-foo") ||
+        !strstr(r.message, "body $.user.id: expected 42, got 41"))
+        fail_msg("miss: %s", r.message);
+    /* YAML, by its content type */
+    assert_int_equal(admin_ct(f, EVHTTP_REQ_POST, "/stubs", "application/yaml",
+                              "request:\n  endpoint: {matches: '^ech'}\nresponse:\n  body: '\"yaml\"'\n",
+                              &j),
+                     201);
+    char yaml_id[64];
+    snprintf(yaml_id, sizeof yaml_id, "%s", str(j, "id"));
+    json_decref(j);
+    r = call(f, "echo", "{}");
+    assert_string_equal(r.arg3, "\"yaml\"");
+    /* list, get, replace, delete */
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/stubs", NULL, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 2);
+    json_decref(j);
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/stubs/get-foo", NULL, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "plays")), 1);
+    json_decref(j);
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/stubs/get-foo",
+                           "{\"request\": {\"endpoint\": \"get\"}, \"response\": {\"body\": "
+                           "\"\\\"any\\\"\"}}",
+                           NULL),
+                     200);
+    r = call(f, "get", "{\"user\": {\"id\": 1}}");
+    assert_string_equal(r.arg3, "\"any\"");
+    assert_int_equal(admin(f, EVHTTP_REQ_DELETE, "/stubs/get-foo", NULL, NULL), 200);
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/stubs/get-foo", NULL, NULL), 404);
+    assert_int_equal(admin(f, EVHTTP_REQ_DELETE, "/stubs/get-foo", NULL, NULL), 404);
+    r = call(f, "get", "{}");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    /* save: inside the roots only; the file reads back as a cassette */
+    char path[400], body[500];
+    snprintf(path, sizeof path, "%s/saved.yaml", f->dir);
+    snprintf(body, sizeof body, "{\"path\": \"%s\"}", path);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs/save", body, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "saved")), 1);
+    json_decref(j);
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (tch_cassette_open(path, NULL, &c, &err))
+        fail_msg("saved stubs: %s", err.msg);
+    size_t idx;
+    assert_int_equal(tch_cassette_stub_find(c, yaml_id, &idx), 0);
+    tch_cassette_free(c);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs/save", "{\"path\": \"/etc/stubs.yaml\"}",
+                           NULL),
+                     403);
+    /* drop them all */
+    assert_int_equal(admin(f, EVHTTP_REQ_DELETE, "/stubs", NULL, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "deleted")), 1);
+    json_decref(j);
+    r = call(f, "echo", "{}");
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+static void bad_input_is_400_and_serving_goes_on(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"request\": {\"endpoint\": \"ok\"}, \"response\": {\"body\": \"1\"}}",
+                           NULL),
+                     201);
+    bad(f, "{\"request\": ", "malformed JSON");
+    bad(f, "{\"request\": {\"body\": {\"looksLike\": 1}}, \"response\": {}}",
+        "body: unknown rule 'looksLike'");
+    bad(f, "{\"request\": {\"body\": {\"matches\": \"(\"}}, \"response\": {}}",
+        "body.matches: bad regular expression");
+    bad(f, "{\"request\": {\"body\": {\"matchesJsonPath\": \"$.a[x]\"}}, \"response\": {}}",
+        "body.matchesJsonPath");
+    bad(f, "{\"request\": {}, \"response\": {\"template\": true, \"body\": \"{{request.nope}}\"}}",
+        "refers to nothing");
+    bad(f, "{\"request\": {}, \"response\": {}, \"priority\": \"high\"}", "priority");
+    bad(f, "{\"request\": {}, \"response\": {}, \"delayDistribution\": {\"type\": \"weird\"}}",
+        "delayDistribution");
+    assert_int_equal(admin_ct(f, EVHTTP_REQ_POST, "/stubs", "text/yaml", "request: [", NULL), 400);
+    assert_int_equal(admin(f, EVHTTP_REQ_PATCH, "/stubs", "{}", NULL), 405);
+    assert_int_equal(call(f, "ok", "{}").status, 0); /* still serving */
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+static void templates_fill_from_the_request(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"id\": \"tpl\", \"request\": {\"endpoint\": \"hello\"}, \"response\":"
+                           " {\"template\": true, \"headers\": \"{\\\"ep\\\": "
+                           "\\\"{{request.endpoint}}\\\"}\", \"body\": \"{\\\"hi\\\": "
+                           "\\\"{{request.body.name}}\\\", \\\"n\\\": {{counter}}}\"}}",
+                           NULL),
+                     201);
+    result r = call(f, "hello", "{\"name\": \"Ada\"}");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "{\"hi\": \"Ada\", \"n\": 1}");
+    assert_string_equal(r.arg2, "{\"ep\": \"hello\"}");
+    r = call(f, "hello", "{}"); /* nothing to fill: an error naming stub and value */
+    assert_int_not_equal(r.status, 0);
+    if (!strstr(r.message, "stub tpl") || !strstr(r.message, "{{request.body.name}}"))
+        fail_msg("unfilled template: %s", r.message);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+static void scenarios_move_and_reset(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    const char *stubs[] = {
+        "{\"request\": {\"endpoint\": \"cart\"}, \"scenario\": \"shop\", \"requiredState\": "
+        "\"Started\", \"response\": {\"body\": \"\\\"empty\\\"\"}}",
+        "{\"request\": {\"endpoint\": \"add\"}, \"scenario\": \"shop\", \"newState\": \"full\", "
+        "\"response\": {\"body\": \"\\\"added\\\"\"}}",
+        "{\"request\": {\"endpoint\": \"cart\"}, \"scenario\": \"shop\", \"requiredState\": "
+        "\"full\", \"response\": {\"body\": \"\\\"one\\\"\"}}",
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs", stubs[i], NULL), 201);
+    assert_string_equal(call(f, "cart", "{}").arg3, "\"empty\"");
+    assert_string_equal(call(f, "add", "{}").arg3, "\"added\"");
+    assert_string_equal(call(f, "cart", "{}").arg3, "\"one\"");
+    json_t *j = NULL;
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/scenarios", NULL, &j), 200);
+    json_t *s0 = json_array_get(json_object_get(j, "scenarios"), 0);
+    assert_string_equal(str(s0, "name"), "shop");
+    assert_string_equal(str(s0, "state"), "full");
+    json_decref(j);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/scenarios/reset", NULL, NULL), 200);
+    assert_string_equal(call(f, "cart", "{}").arg3, "\"empty\"");
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/scenarios/shop/state", "{\"state\": \"full\"}",
+                           NULL),
+                     200);
+    assert_string_equal(call(f, "cart", "{}").arg3, "\"one\"");
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/scenarios/nope/state", "{\"state\": \"x\"}", NULL),
+                     404);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+static void faults(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"request\": {\"endpoint\": \"hang\"}, \"fault\": \"noAnswer\", "
+                           "\"response\": {\"body\": \"1\"}}",
+                           NULL),
+                     201);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"request\": {\"endpoint\": \"slow\"}, \"delayDistribution\": "
+                           "{\"type\": \"uniform\", \"min\": 150, \"max\": 250}, \"response\": "
+                           "{\"body\": \"1\"}}",
+                           NULL),
+                     201);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs",
+                           "{\"request\": {\"endpoint\": \"lognormal\"}, \"delayDistribution\": "
+                           "{\"type\": \"lognormal\", \"median\": 20, \"sigma\": 0.1}, "
+                           "\"response\": {\"body\": \"1\"}}",
+                           NULL),
+                     201);
+    result r = call_t(f, "hang", "", "{}", 300);
+    assert_int_equal(r.status, TCH_ETIMEOUT);
+    assert_true(r.ms >= 290);
+    for (int i = 0; i < 3; i++) {
+        r = call(f, "slow", "{}");
+        assert_int_equal(r.status, 0);
+        if (r.ms < 150 || r.ms > 1500)
+            fail_msg("uniform 150..250 ms took %ld ms", r.ms);
+    }
+    r = call(f, "lognormal", "{}");
+    assert_int_equal(r.status, 0);
+    assert_true(r.ms >= 10);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(stubs_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_input_is_400_and_serving_goes_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(templates_fill_from_the_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(scenarios_move_and_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(faults, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
