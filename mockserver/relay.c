@@ -28,9 +28,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Hyperbahn clients re-advertise every 30-90 s (60 s jittered by half):
- * two missed ads at the longest interval and the instance is gone. */
-#define MOCK_AD_TTL_MS 180000u
+/* Hyperbahn clients re-advertise about every minute (Node: 30-90 s;
+ * tchannel-python: 60 s, jitter 5 s), and Hyperbahn ejects an instance that
+ * has not re-advertised for 5 minutes (tchannel-python's advertise docs):
+ * the same here. */
+#define MOCK_AD_TTL_MS 300000u
 
 typedef struct relay_instance {
     char host_port[64];
