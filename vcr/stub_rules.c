@@ -566,7 +566,9 @@ static void say(char *why, size_t n, const char *label, const char *path, const 
     if (!why || !n)
         return;
     char tail[400];
-    snprintf(tail, sizeof tail, fmt, a, b);
+    int len = snprintf(tail, sizeof tail, fmt, a, b);
+    if (len >= (int)sizeof tail) /* two long values: show that the text was cut */
+        memcpy(tail + sizeof tail - 4, "...", 4);
     bool show = path && *path && strcmp(path, "$") != 0;
     snprintf(why, n, "%s%s%s: %s", label, show ? " " : "", show ? path : "", tail);
 }
