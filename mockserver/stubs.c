@@ -214,8 +214,7 @@ static int write_atomic(const char *path, const char *text, char *why, size_t wh
     return ok ? 0 : -1;
 }
 
-/* The stubs as a cassette: JSON, which the cassette reader reads as YAML.
- * Plays are left out; ids, rules and the rest stay. */
+/* The stubs as a YAML cassette: ids, rules and the rest stay; plays do not. */
 static void save_stubs(mock *m, struct evhttp_request *req) {
     json_t *body = body_json(req);
     if (!body)
@@ -230,30 +229,27 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
         json_decref(body);
         return;
     }
-    json_t *list = json_array();
-    size_t n = m->stubs ? tch_cassette_count(m->stubs) : 0;
-    for (size_t i = 0; list && i < n; i++) {
-        json_t *one = tch_cassette_interaction_to_json(m->stubs, i);
-        if (one) {
-            json_object_del(one, "plays");
-            json_array_append_new(list, one);
-        }
-    }
-    json_t *doc = json_pack("{s:i,s:o}", "version", 1, "interactions", list);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_ENSURE_ASCII) : NULL;
+    tch_buf out = {0};
+    tch_error err = {0};
+    size_t saved = 0, n = m->stubs ? tch_cassette_count(m->stubs) : 0;
+    for (size_t i = 0; i < n; i++)
+        saved += tch_cassette_get(m->stubs, i) != NULL;
+    static const char empty[] = "version: 1\ninteractions: []\n";
+    int rc = m->stubs ? tch_cassette_stubs_emit(m->stubs, &out, &err)
+                      : (tch_buf_append(&out, empty, sizeof empty - 1) ? TCH_ENOMEM : 0);
     char why[600];
-    size_t saved = json_array_size(list);
-    if (!text) {
-        reply_err(req, 500, "out of memory");
-    } else if (write_atomic(path, text, why, sizeof why)) {
+    if (!rc && tch_buf_append(&out, "", 1))
+        rc = tch_error_set(&err, TCH_ENOMEM, "out of memory");
+    if (rc) {
+        reply_err(req, 500, err.msg);
+    } else if (write_atomic(path, (const char *)out.ptr, why, sizeof why)) {
         reply_err(req, 500, why);
     } else {
         mock_log("%zu run-time stub%s saved to %s via admin API", saved, saved == 1 ? "" : "s",
                  path);
         reply(req, 200, json_pack("{s:s,s:I}", "path", path, "saved", (json_int_t)saved));
     }
-    free(text);
-    json_decref(doc);
+    tch_buf_free(&out);
     json_decref(body);
 }
 

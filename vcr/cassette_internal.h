@@ -191,6 +191,12 @@ int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
                           tch_cassette_near_miss *nm);
 void cas_pattern_played(tch_cassette *c, size_t idx);
 void cas_stubs_free(tch_cassette *c);
+/* An interaction as tch_cassette_interaction_to_json writes it, without plays. */
+json_t *cas_interaction_json(const tch_cassette_interaction *it);
+/* A stub as one YAML mapping, on an emitter inside a sequence: its rules and
+ * extras as written, bytes that are not UTF-8 as !!binary. */
+struct yaml_emitter_s;
+int cas_stub_emit(struct yaml_emitter_s *e, const tch_cassette_interaction *it);
 /* delayDistribution: {type: uniform, min, max} | {type: lognormal, median, sigma} */
 int cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err);
 /* Every {{...}} in a templated response names something a request has:

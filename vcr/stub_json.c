@@ -360,10 +360,10 @@ static json_t *bytes_json(tch_slice s) {
 
 static int set(json_t *o, const char *k, json_t *v) { return json_object_set_new(o, k, v); }
 
-static json_t *request_json(const cas_entry *e) {
+static json_t *request_json(const tch_cassette_interaction *it) {
     static const char *const schemes[] = {"raw", "json", "thrift"};
-    const tch_cassette_request *r = &e->it.request;
-    const tch_stub_rules *rs = e->it.stub ? e->it.stub->rules : NULL;
+    const tch_cassette_request *r = &it->request;
+    const tch_stub_rules *rs = it->stub ? it->stub->rules : NULL;
     json_t *o = json_object();
     for (int f = 0; o && f < SF_COUNT; f++) {
         const json_t *src = cas_rules_src(rs, f);
@@ -414,16 +414,10 @@ static json_t *errframe_json(uint8_t code, const char *message) {
                      "message", message ? message : "");
 }
 
-json_t *tch_cassette_interaction_to_json(const tch_cassette *c, size_t index) {
-    if (index >= c->n)
-        return NULL;
-    const cas_entry *e = c->items[index];
-    if (e->state == ST_PENDING || e->state == ST_ABORTED)
-        return NULL;
-    const tch_cassette_interaction *it = &e->it;
+json_t *cas_interaction_json(const tch_cassette_interaction *it) {
     const tch_stub_info *st = it->stub;
     json_t *o = json_object();
-    if (!o || set(o, "request", request_json(e)))
+    if (!o || set(o, "request", request_json(it)))
         goto fail;
     if (it->is_error) {
         if (set(o, "error", errframe_json(it->error.code, it->error.message)))
@@ -460,10 +454,22 @@ json_t *tch_cassette_interaction_to_json(const tch_cassette *c, size_t index) {
                                                   st->delay.median_ms, "sigma", st->delay.sigma)))
             goto fail;
     }
-    if (set(o, "plays", json_integer(e->plays)))
-        goto fail;
     return o;
 fail:
     json_decref(o);
     return NULL;
+}
+
+json_t *tch_cassette_interaction_to_json(const tch_cassette *c, size_t index) {
+    if (index >= c->n)
+        return NULL;
+    const cas_entry *e = c->items[index];
+    if (e->state == ST_PENDING || e->state == ST_ABORTED)
+        return NULL;
+    json_t *o = cas_interaction_json(&e->it);
+    if (o && set(o, "plays", json_integer(e->plays))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }

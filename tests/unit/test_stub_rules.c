@@ -29,6 +29,18 @@ static tch_cassette *open_yaml(const char *yaml) {
     return c;
 }
 
+static tch_cassette *open_yaml_len(const char *yaml, size_t len) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (tch_cassette_open_memory("again.yaml", yaml, len, &o, &c, &err))
+        fail_msg("reopen: %s\n%.*s", err.msg, (int)len, yaml);
+    return c;
+}
+
 static int open_fails(const char *yaml, tch_error *err) {
     tch_cassette_options o;
     tch_cassette_options_init(&o);
@@ -506,6 +518,56 @@ static void test_thrift_rules_and_template(void **state) {
     tch_cassette_thrift_free(t);
 }
 
+/* A cassette's stubs survive a save: rules, id, priority, scenario, delay
+ * distribution, template and a body that is not UTF-8; run-time stubs are
+ * not written by tch_cassette_emit but by tch_cassette_stubs_emit. */
+static void test_stubs_survive_emit(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml(RULES);
+    json_error_t je;
+    json_t *s = json_loads("{\"id\": \"rt\", \"priority\": 2, \"scenario\": \"s\", \"newState\": "
+                           "\"t\", \"delayDistribution\": {\"type\": \"lognormal\", \"median\": "
+                           "10.0, \"sigma\": 0.5}, \"request\": {\"endpoint\": {\"equalTo\": "
+                           "\"007\"}, \"body\": {\"equalToJson\": {\"n\": 1.5, \"t\": true}}}, "
+                           "\"response\": {\"template\": true, \"body\": \"{{counter}}\"}}",
+                           0, &je);
+    assert_non_null(s);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_stub_add(c, s, NULL, &err), 0);
+    tch_buf out = {0};
+    assert_int_equal(tch_cassette_emit(c, &out, &err), 0);
+    tch_cassette *again = open_yaml_len((const char *)out.ptr, out.len);
+    assert_int_equal(tch_cassette_count(again), 7); /* the run-time stub stays out */
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_JSON, "", "{\"user\": {\"id\": 42}}");
+    assert_int_equal(answer(again, &call, &err), 1);
+    json_t *a = tch_cassette_interaction_to_json(c, 1), *b = tch_cassette_interaction_to_json(again, 1);
+    json_object_del(b, "plays"); /* played once above */
+    json_object_del(a, "plays");
+    if (!json_equal(a, b)) {
+        char *x = json_dumps(a, JSON_SORT_KEYS), *y = json_dumps(b, JSON_SORT_KEYS);
+        fail_msg("%s\nvs\n%s", x, y);
+    }
+    json_decref(a);
+    json_decref(b);
+    tch_cassette_free(again);
+    tch_buf_reset(&out);
+    assert_int_equal(tch_cassette_stubs_emit(c, &out, &err), 0);
+    again = open_yaml_len((const char *)out.ptr, out.len);
+    assert_int_equal(tch_cassette_count(again), 1);
+    a = tch_cassette_interaction_to_json(c, 7);
+    b = tch_cassette_interaction_to_json(again, 0);
+    if (!json_equal(a, b)) {
+        char *x = json_dumps(a, JSON_SORT_KEYS), *y = json_dumps(b, JSON_SORT_KEYS);
+        fail_msg("%s\nvs\n%s\nfrom\n%.*s", x, y, (int)out.len, (const char *)out.ptr);
+    }
+    json_decref(a);
+    json_decref(b);
+    tch_cassette_free(again);
+    tch_buf_free(&out);
+    json_decref(s);
+    tch_cassette_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_each),
@@ -521,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_yaml_to_json),
         cmocka_unit_test(test_thrift_rules_and_template),
+        cmocka_unit_test(test_stubs_survive_emit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

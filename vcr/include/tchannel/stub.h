@@ -120,6 +120,10 @@ int tch_cassette_stub_replace(tch_cassette *c, const char *id, const json_t *int
 int tch_cassette_stub_remove(tch_cassette *c, const char *id, tch_error *err);
 /* Removes every stub added at run time (what came from the file stays). */
 void tch_cassette_stub_clear(tch_cassette *c);
+/* The run-time stubs as a YAML cassette document (appended to out), which
+ * tch_cassette_open reads back with their rules. A cassette file's own
+ * stubs keep their rules and extras when tch_cassette_save writes it. */
+int tch_cassette_stubs_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 /* Index of the interaction with this id: 0 or TCH_ENOTFOUND. */
 int tch_cassette_stub_find(const tch_cassette *c, const char *id, size_t *index);
 /* An interaction as the object tch_cassette_stub_add reads, plus "plays";
