@@ -22,8 +22,8 @@
 typedef struct fx {
     struct event_base *base;
     tch_channel *client;
-    tch_channel *inst[2]; /* services alpha and beta */
-    char inst_hp[2][64];
+    tch_channel *inst[3]; /* services alpha, beta, and a second alpha */
+    char inst_hp[3][64];
     char dir[256], rec[300];
     mock_proc mp;
 } fx;
@@ -31,17 +31,18 @@ typedef struct fx {
 /* Echoes arg3 and says what the instance received: the TTL, the transport
  * headers the relay must keep, and the tracing ids. */
 static void on_echo(tch_inbound *in, void *ud) {
-    (void)ud;
+    const char *label = ud;
     tch_slice cn = TCH_SLICE_NULL, rd = TCH_SLICE_NULL, as = TCH_SLICE_NULL;
     tch_inbound_header(in, "cn", &cn);
     tch_inbound_header(in, "rd", &rd);
     tch_inbound_header(in, "as", &as);
     tch_trace t = tch_inbound_trace(in);
     char info[512];
-    snprintf(info, sizeof info, "ttl=%u cn=%.*s rd=%.*s as=%.*s trace=%llx parent=%llx flags=%u",
+    snprintf(info, sizeof info,
+             "ttl=%u cn=%.*s rd=%.*s as=%.*s trace=%llx parent=%llx flags=%u by=%s",
              tch_inbound_ttl_ms(in), (int)cn.len, (const char *)cn.ptr, (int)rd.len,
              (const char *)rd.ptr, (int)as.len, (const char *)as.ptr,
-             (unsigned long long)t.trace_id, (unsigned long long)t.parent_id, t.flags);
+             (unsigned long long)t.trace_id, (unsigned long long)t.parent_id, t.flags, label);
     tch_inbound_respond(in, 0, tch_slice_cstr(info), tch_inbound_arg3(in));
 }
 
@@ -50,13 +51,25 @@ static void on_fail(tch_inbound *in, void *ud) {
     tch_inbound_respond_error(in, TCH_PCODE_BUSY, "alpha is busy: try later (code 42)");
 }
 
+static const char *const LABELS[] = {"alpha-1", "beta-1", "alpha-2"};
+
+/* A router stand-in: says which service name the call carried. */
+static void on_any(tch_inbound *in, void *ud) {
+    (void)ud;
+    char msg[300];
+    tch_slice sn = tch_inbound_service(in);
+    snprintf(msg, sizeof msg, "router saw %.*s", (int)sn.len, (const char *)sn.ptr);
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr(msg));
+}
+
 static void start_instance(fx *f, int i, const char *service) {
     f->inst[i] = tch_channel_new(f->base, service, NULL);
     assert_non_null(f->inst[i]);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->inst[i], "127.0.0.1:0", &err), 0);
     snprintf(f->inst_hp[i], sizeof f->inst_hp[i], "%s", tch_channel_host_port(f->inst[i]));
-    assert_int_equal(tch_channel_register(f->inst[i], service, "echo", on_echo, NULL), 0);
+    assert_int_equal(tch_channel_register(f->inst[i], service, "echo", on_echo,
+                                          (void *)LABELS[i]), 0);
     assert_int_equal(tch_channel_register(f->inst[i], service, "fail", on_fail, NULL), 0);
 }
 
@@ -83,8 +96,8 @@ static int teardown(void **state) {
     fx *f = *state;
     if (f->mp.pid)
         mp_stop(&f->mp, f->base, SIGKILL, 5000);
-    stop_instance(f, 0);
-    stop_instance(f, 1);
+    for (int i = 0; i < 3; i++)
+        stop_instance(f, i);
     tch_channel_free(f->client);
     event_base_free(f->base);
     char cmd[300];
@@ -306,6 +319,88 @@ static void advertised_instance_then_gone(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+static void write_empty(fx *f, char *path, size_t n) {
+    snprintf(path, n, "%s/empty.yaml", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("version: 1\ninteractions: []\n", fp);
+    assert_int_equal(fclose(fp), 0);
+}
+
+typedef struct many {
+    int done;
+    int by[3];
+    int errors;
+} many;
+
+static void on_many(const tch_response *res, void *ud) {
+    many *m = ud;
+    m->done++;
+    if (res->status != 0) {
+        m->errors++;
+        return;
+    }
+    for (int i = 0; i < 3; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "by=%s", LABELS[i]);
+        tch_slice a2 = res->arg2;
+        if (a2.len >= strlen(want) &&
+            !memcmp(a2.ptr + a2.len - strlen(want), want, strlen(want)))
+            m->by[i]++;
+    }
+}
+
+/* Two instances of alpha share its calls (the library's least-pending choice);
+ * with one of them stopped, calls are retried on the other and none fails. */
+static void instances_share_calls_and_survive_one_gone(void **state) {
+    fx *f = *state;
+    start_instance(f, 2, "alpha");
+    char up1[128], up2[128], empty[300];
+    snprintf(up1, sizeof up1, "alpha=%s", f->inst_hp[0]);
+    snprintf(up2, sizeof up2, "alpha=%s", f->inst_hp[2]);
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--upstream", up1, "--upstream", up2, empty, NULL);
+    for (int round = 0; round < 2; round++) {
+        many m = {0};
+        for (int i = 0; i < 40; i++) {
+            tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
+                               .arg3 = tch_slice_cstr("x"), .host_port = f->mp.hp,
+                               .timeout_ms = 3000, .retry_limit = TCH_RETRY_LIMIT_NONE};
+            tch_error err;
+            assert_int_equal(tch_channel_call(f->client, &o, on_many, &m, &err), 0);
+        }
+        assert_true(tch_test_run_until_count(f->base, &m.done, 40, 10000));
+        assert_int_equal(m.errors, 0);
+        if (round == 0) {
+            assert_true(m.by[0] > 0 && m.by[2] > 0); /* both instances served */
+            assert_int_equal(m.by[0] + m.by[2], 40);
+            stop_instance(f, 2);
+        } else {
+            assert_int_equal(m.by[0], 40); /* the stopped one: retried on the other */
+        }
+    }
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
+/* --upstream-router: a service with no instance goes to the router with its
+ * service name; one with an instance still goes to the instance. */
+static void router_routes_by_service_name(void **state) {
+    fx *f = *state;
+    char up_b[128], empty[300];
+    snprintf(up_b, sizeof up_b, "beta=%s", f->inst_hp[1]);
+    tch_channel_set_fallback(f->inst[0], on_any, NULL); /* alpha's channel plays the router */
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--upstream-router", f->inst_hp[0], "--upstream", up_b, empty,
+               NULL);
+    result r = call(f, "delta", "anything", "x");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "router saw delta");
+    r = call(f, "beta", "echo", "to beta");
+    check_relayed(&r);
+    assert_non_null(strstr(r.arg2, "by=beta-1"));
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
 /* --upstream SERVICE=HOST:PORT and --upstream-router are checked. */
 static void bad_command_lines(void **state) {
     (void)state;
@@ -331,6 +426,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(records_each_service_then_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(relays_in_mode_none_only_when_asked, setup, teardown),
         cmocka_unit_test_setup_teardown(advertised_instance_then_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(instances_share_calls_and_survive_one_gone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(router_routes_by_service_name, setup, teardown),
         cmocka_unit_test(bad_command_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
