@@ -839,8 +839,11 @@ static void miss_message(const tch_cassette *c, const tch_cassette_request *req,
     char desc[200], near[TCH_ERROR_MSG_MAX] = "the cassette has no replayable interactions";
     describe(c, req, desc, sizeof desc);
     if (nm->found && nm->is_stub) {
-        snprintf(near, sizeof near, "nearest stub %s%s(line %zu) passes %zu/%zu rules; %.300s",
-                 nm->stub_id ? nm->stub_id : "", nm->stub_id ? " " : "", nm->line,
+        char line[40] = "";
+        if (nm->line) /* run-time stubs have none */
+            snprintf(line, sizeof line, " (line %zu)", nm->line);
+        snprintf(near, sizeof near, "nearest stub%s%s%s passes %zu/%zu rules; %.300s",
+                 nm->stub_id ? " " : "", nm->stub_id ? nm->stub_id : "", line,
                  nm->matched_fields, nm->total_fields, nm->rule_failed ? nm->rule_failed : "");
     } else if (nm->found) {
         char rdesc[200];

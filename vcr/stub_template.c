@@ -324,6 +324,8 @@ static int fill(fill_ctx *f, tch_slice tpl, bool headers, tch_buf *out, tch_erro
     int rc = walk(tpl, f->where, fill_one, f, &text, err);
     if (!rc && f->view->r->scheme == TCH_CASSETTE_THRIFT && tpl.len)
         rc = thrift_encode(f, headers, &text, out, err);
+    else if (!rc && f->view->r->scheme == TCH_CASSETTE_THRIFT && headers) /* nh = 0: peers refuse an empty arg2 */
+        rc = tch_buf_append(out, "\0\0", 2) ? tch_error_set(err, TCH_ENOMEM, "template") : 0;
     else if (!rc && tch_buf_append(out, text.ptr ? text.ptr : (const uint8_t *)"", text.len))
         rc = tch_error_set(err, TCH_ENOMEM, "%s: template", f->where);
     tch_buf_free(&text);
