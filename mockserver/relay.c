@@ -198,7 +198,7 @@ static int route(mock *m, const char *service, size_t len, tch_channel **via) {
     if (!r)
         return 0;
     relay_service *s = find_service(r, service, len);
-    if (s && live_instances(s) > 0) {
+    if (s && s->ch && live_instances(s) > 0) {
         *via = s->ch;
         return 1;
     }
@@ -297,6 +297,10 @@ static void relay_now(mock *m, tch_inbound *in, const tch_cassette_call *call, t
             c->next->prev = c;
         m->relay->calls = c;
         if (tch_channel_call(via, &o, on_answer, c, &err) == 0) {
+            if (m->cfg->verbose)
+                mock_log("%s::%.*s (%s) relayed%s", service, (int)call->endpoint.len,
+                         (const char *)call->endpoint.ptr, mock_scheme_name(call->scheme),
+                         via == m->relay->router ? " to the router" : "");
             journal(m, in, call, MOCK_HYPERBAHN, "relayed");
             return;
         }
