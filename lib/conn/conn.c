@@ -68,9 +68,22 @@ typedef struct part {
     size_t charged;       /* requests: bytes counted in both budgets */
 } part;
 
+/* Besides its buffers, each request is charged a fixed amount for what
+ * holds it: its part (or message) struct, its map slot, the inbound the
+ * channel makes of it and the allocator's headers. Without this, many
+ * small requests held several times the budget. */
+#define REQ_OVERHEAD ((size_t)512)
+_Static_assert(sizeof(part) + 6 * 16 + 2 * sizeof(tch_intmap_slot) <= REQ_OVERHEAD,
+               "a request's overhead is charged whole");
+
+/* What a request holding msg is charged. */
+static size_t req_charge(const tch_call_msg *m) {
+    return tch_call_msg_bytes(m) + REQ_OVERHEAD;
+}
+
 /* Brings a request's charge in line with what it now holds. */
 static void recharge(tch_conn *c, part *p) {
-    size_t now = tch_call_msg_bytes(&p->r.msg);
+    size_t now = req_charge(&p->r.msg);
     c->partial_bytes = c->partial_bytes - p->charged + now;
     if (c->cfg.shared)
         c->cfg.shared->used = c->cfg.shared->used - p->charged + now;
@@ -387,23 +400,30 @@ static void drop_part(tch_conn *c, int is_req, uint32_t id) {
         part_free(c, p);
 }
 
-/* The most bytes a frame of `payload` bytes can add to a request: its
- * chunks, each possibly in a fresh buffer rounded up (tch_buf_reserve
- * doubles), and a doubling of the arg it extends. An upper bound, so that
- * budgets are checked before memory is taken rather than after. */
+/* The most bytes a frame of `payload` bytes can add to a request, so that
+ * budgets are checked before memory is taken rather than after. A
+ * continue frame spends at least 4 bytes on flags, checksum type and a
+ * chunk's length; the rest is data. The reassembler grows an open arg to
+ * an eighth more than it needs (reasm.c's reserve_arg; an arg that a chunk
+ * closes before it has a buffer gets its exact size). The data goes to
+ * the arg being filled, whose buffer may have room already, and the rest
+ * to fresh ones: the worse of all of it to either is the bound. */
 static size_t growth_bound(const tch_reasm *r, size_t payload) {
     const tch_buf *b = &r->msg.args[r->arg];
-    /* a continue frame spends at least 4 bytes on flags, checksum type and
-     * a chunk's length: the rest is the most data it can add */
     size_t data = payload > 4 ? payload - 4 : 0;
-    size_t grow = b->len + data > b->cap ? b->cap + 2 * data : 0;
-    return grow + 2 * data + 256;
+    size_t all_here = b->len + data, none_here = b->len;
+    all_here += all_here / 8;
+    none_here += none_here / 8;
+    size_t here = all_here > b->cap ? all_here - b->cap : 0;
+    size_t fresh = (none_here > b->cap ? none_here - b->cap : 0) + data + data / 8;
+    return (here > fresh ? here : fresh) + 3 * 64;
 }
 
-/* A first frame holds at most its payload twice over (the fields copied,
- * the open arg rounded up) and the headers array. */
+/* A first frame holds its field bytes and its chunks once each (an open
+ * arg an eighth more), the headers array and the request's overhead. */
 static size_t first_bound(size_t payload) {
-    return 2 * payload + TCH_CALL_MAX_HEADERS * sizeof(tch_kv) + 256;
+    return payload + payload / 8 + TCH_CALL_MAX_HEADERS * sizeof(tch_kv) + 3 * 64 +
+           REQ_OVERHEAD;
 }
 
 /* Refuses request id with Busy and tells the owner why. */
@@ -413,24 +433,48 @@ static void refuse_busy(tch_conn *c, uint32_t id, const char *why) {
         c->cb.limit(c->ud, why);
 }
 
-/* Whether `more` bytes would take a request past either budget (the
- * connection's only while it is still arriving); if so refuses it with
- * Busy naming the budget. */
-static int over_budget(tch_conn *c, uint32_t id, size_t more, int arriving) {
-    char why[200];
+/* Refuses a request that alone needs more than a budget: it could never
+ * be taken, so retrying is no use (BadRequest, not Busy). */
+static void refuse_too_big(tch_conn *c, uint32_t id, size_t need, size_t limit,
+                           const char *scope) {
+    char why[256];
+    snprintf(why, sizeof why,
+             "request id %u refused: a request of at least %zu bytes is larger than "
+             "this server's budget of %zu bytes for %s; it cannot be taken",
+             id, need, limit, scope);
+    tch_conn_send_error(c, id, 0x06 /* bad request */, NULL, why);
+    if (c->cb.limit)
+        c->cb.limit(c->ud, why);
+}
+
+/* Whether a request that holds `own` bytes (already counted) and may take
+ * `more` would pass either budget (the connection's only while it is
+ * still arriving). If so it is refused: with Busy when what others hold is
+ * in the way (retry later), with BadRequest when it alone is too big. */
+static int over_budget(tch_conn *c, uint32_t id, size_t own, size_t more, int arriving) {
     const tch_mem_budget *sh = c->cfg.shared;
-    if (arriving && c->partial_bytes + more > c->cfg.max_partial_bytes)
-        snprintf(why, sizeof why,
-                 "request id %u refused: requests still arriving on this connection "
-                 "hold %zu bytes and would pass its budget of %zu bytes; retry later",
-                 id, c->partial_bytes, c->cfg.max_partial_bytes);
-    else if (sh && sh->used + more > sh->limit)
-        snprintf(why, sizeof why,
-                 "request id %u refused: requests arriving or being served hold %zu "
-                 "bytes and would pass the budget of %zu bytes; retry later",
-                 id, sh->used, sh->limit);
-    else
+    size_t need = own + more, others, limit;
+    const char *scope;
+    if (arriving && c->partial_bytes - own + need > c->cfg.max_partial_bytes) {
+        others = c->partial_bytes - own;
+        limit = c->cfg.max_partial_bytes;
+        scope = "requests still arriving on one connection";
+    } else if (sh && sh->used - own + need > sh->limit) {
+        others = sh->used - own;
+        limit = sh->limit;
+        scope = "requests arriving or being served and answers waiting to be written";
+    } else {
         return 0;
+    }
+    if (need > limit || others == 0) {
+        refuse_too_big(c, id, need, limit, scope);
+        return 1;
+    }
+    char why[320];
+    snprintf(why, sizeof why,
+             "request id %u refused: it would hold %zu bytes, and %s hold %zu bytes "
+             "besides: that would pass the budget of %zu bytes; retry later",
+             id, need, scope, others, limit);
     refuse_busy(c, id, why);
     return 1;
 }
@@ -447,7 +491,7 @@ static int over_partial_limits(tch_conn *c, uint32_t id, size_t payload, int mor
     }
     /* A single-frame request is only held once delivered: the connection's
      * budget (requests still arriving) does not count it. */
-    return over_budget(c, id, first_bound(payload), more);
+    return over_budget(c, id, 0, first_bound(payload), more);
 }
 
 /* arg1 past the protocol's 16 KiB: the Node and Go peers refuse it, so a
@@ -503,7 +547,7 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     if (rc == 1) {
         size_t charge = 0;
         if (is_req && c->cfg.shared) {
-            charge = tch_call_msg_bytes(&r.msg);
+            charge = req_charge(&r.msg);
             c->cfg.shared->used += charge;
         }
         deliver(c, is_req, &r, charge);
@@ -561,15 +605,7 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
     if (is_req) {
         /* Checked before the frame is taken: a request that would pass a
          * budget is dropped rather than grown. */
-        size_t more = growth_bound(r, fr->payload.len);
-        c->partial_bytes -= p->charged; /* its own bytes do not count twice */
-        if (c->cfg.shared)
-            c->cfg.shared->used -= p->charged;
-        int over = over_budget(c, fr->id, p->charged + more, 1);
-        c->partial_bytes += p->charged;
-        if (c->cfg.shared)
-            c->cfg.shared->used += p->charged;
-        if (over) {
+        if (over_budget(c, fr->id, p->charged, growth_bound(r, fr->payload.len), 1)) {
             drop_part(c, 1, fr->id);
             return 0;
         }

@@ -101,6 +101,29 @@ static int check_csum(tch_reasm *r, const tch_frame *fr,
     return 0;
 }
 
+/* Room for extra more bytes in an arg whose final size is not known yet:
+ * an eighth more than it needs (at least 64 bytes). Reallocations stay few
+ * (glibc moves large blocks with mremap rather than copying), and what a
+ * request holds stays within an eighth of its bytes, which is what the
+ * memory budgets count; doubling would hold up to twice, and refuse
+ * requests that fit. conn.c's growth_bound relies on this rule. */
+static int reserve_arg(tch_buf *b, size_t extra) {
+    if (extra > SIZE_MAX / 2 - b->len)
+        return TCH_ENOMEM;
+    size_t need = b->len + extra;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = need + need / 8;
+    if (cap < 64)
+        cap = 64;
+    uint8_t *p = realloc(b->ptr, cap);
+    if (!p)
+        return TCH_ENOMEM;
+    b->ptr = p;
+    b->cap = cap;
+    return 0;
+}
+
 /* Appends a chunk to an arg, advancing the running crc32/crc32c *csum over
  * it in the same pass. A chunk that closes an arg which has no data yet
  * (the common single-frame case) gets an exact-size buffer. */
@@ -113,7 +136,7 @@ static int append(tch_reasm *r, tch_slice c, int closes, uint32_t *csum) {
         if (!b->ptr)
             return TCH_ENOMEM;
         b->cap = c.len;
-    } else if (tch_buf_reserve(b, c.len) != 0) {
+    } else if (reserve_arg(b, c.len) != 0) {
         return TCH_ENOMEM;
     }
     *csum = tch_checksum_copy(r->msg.csum_type, *csum, b->ptr + b->len, c.ptr,

@@ -541,7 +541,7 @@ static void response_is_matched_and_cancel_reported(void **state) {
 /* Feeds the server frames [skip, skip + frames) of a request whose arg3 is
  * `len` bytes (frames < 0: to the end). */
 static void send_frames(pair *p, uint32_t id, size_t len, int skip, int frames) {
-    static uint8_t big[400000];
+    static uint8_t big[1200000];
     tch_call_fields *f = req_fields();
     tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_of(big, len)};
     tch_fragmenter fz;
@@ -589,7 +589,7 @@ static void requests_left_unfinished_are_bounded(void **state) {
     assert_false(p.server.failed);
     /* A request whose frames push the bytes held past the budget is dropped. */
     tch_conn_forget_request(p.server.c, 12);
-    send_partial(&p, 14, 390000, 3);
+    send_partial(&p, 14, 390000, 5);
     pump(&p);
     assert_int_equal(p.client.nerr, 2);
     assert_int_equal(p.client.err_id, 14);
@@ -743,7 +743,7 @@ static void strict_call_fields_get_bad_request(void **state) {
  * the budget. */
 static void shared_budget_refuses_with_busy(void **state) {
     (void)state;
-    tch_mem_budget budget = {.limit = 800000};
+    tch_mem_budget budget = {.limit = 450000};
     pair a, b;
     pair *ps[2] = {&a, &b};
     for (int i = 0; i < 2; i++) {
@@ -759,14 +759,15 @@ static void shared_budget_refuses_with_busy(void **state) {
     send_frames(&a, 61, 300000, 0, -1); /* whole, and held by its owner */
     assert_int_equal(a.server.nreq, 1);
     size_t held = budget.used;
-    assert_true(held >= 300000 && held <= 800000);
+    assert_true(held >= 300000 && held <= 300000 + 300000 / 8 + 4096); /* near what it holds */
     assert_int_equal(a.server.req->charged, held);
     send_partial(&b, 62, 300000, 2); /* would pass the budget */
     pump(&b);
     assert_int_equal(b.client.nerr, 1);
     assert_int_equal(b.client.err_id, 62);
     assert_int_equal(b.client.err_code, 0x03);
-    assert_non_null(strstr(b.client.err_msg, "budget of 800000 bytes"));
+    assert_non_null(strstr(b.client.err_msg, "budget of 450000 bytes; retry later"));
+    assert_non_null(strstr(b.client.err_msg, "it would hold ")); /* its own bytes, not 0 */
     assert_int_equal(b.server.nlimit, 1);
     assert_non_null(strstr(b.server.limit_why, "request id 62 refused"));
     assert_true(budget.used <= budget.limit);
@@ -782,6 +783,77 @@ static void shared_budget_refuses_with_busy(void **state) {
     destroy(&b); /* a conn freed with a request arriving gives its charge back */
     assert_int_equal(budget.used, 0);
     destroy(&a);
+}
+
+/* A server whose connection and shared budgets are both 1 MiB: a request
+ * of 900 KB (fragmented, nothing else held) is taken, since what it holds
+ * is counted close to its size; one of 1.2 MB can never be taken and gets
+ * BadRequest saying so, not a Busy that invites endless retries. */
+static void a_request_is_measured_against_the_budget_by_its_size(void **state) {
+    (void)state;
+    tch_mem_budget budget = {.limit = 1 << 20};
+    pair p;
+    make(&p, 4 << 20);
+    tch_conn_free(p.server.c);
+    tch_conn_config sc = {.host_port = "127.0.0.1:4040", .process_name = "server",
+                          .max_arg_size = 4 << 20, .max_partial_bytes = 1 << 20,
+                          .shared = &budget};
+    p.server.c = tch_conn_new(&sc, &cbs, &p.server);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_buf_reset(&p.server.out);
+    send_frames(&p, 71, 900000, 0, -1);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 0);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.server.req->args[2].len, 900000);
+    assert_true(budget.used <= budget.limit);
+    keep(&p.server.req, NULL);
+    assert_int_equal(budget.used, 0);
+    send_frames(&p, 72, 1200000, 0, -1);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_id, 72);
+    assert_int_equal(p.client.err_code, 0x06); /* bad request: retrying cannot help */
+    assert_non_null(strstr(p.client.err_msg, "is larger than this server's budget of 1048576 bytes"));
+    assert_int_equal(budget.used, 0);
+    assert_int_equal(tch_conn_partial_requests(p.server.c), 0);
+    assert_false(p.server.failed);
+    destroy(&p);
+}
+
+/* Many small requests left arriving: each is charged what holds it (its
+ * structs, map slot, allocator headers), not only its few buffer bytes, so
+ * the number held stays within what the budget can pay for. */
+static void small_partial_requests_are_charged_their_overhead(void **state) {
+    (void)state;
+    tch_mem_budget budget = {.limit = 100000};
+    pair p;
+    make(&p, 1 << 20);
+    tch_conn_free(p.server.c);
+    tch_conn_config sc = {.host_port = "127.0.0.1:4040", .process_name = "server",
+                          .max_arg_size = 1 << 20, .max_partial_requests = 100000,
+                          .shared = &budget};
+    p.server.c = tch_conn_new(&sc, &cbs, &p.server);
+    tch_conn_start(p.client.c);
+    pump(&p);
+    tch_buf_reset(&p.server.out);
+    uint8_t frame[512];
+    for (uint32_t id = 100; id < 1100; id++) {
+        size_t n = raw_call_req(frame, id, NULL, 1, 4);
+        frame[TCH_FRAME_HEADER_SIZE] = TCH_CALL_FLAG_MORE; /* arg3 stays open */
+        tch_conn_feed(p.server.c, frame, n);
+    }
+    size_t held = tch_conn_partial_requests(p.server.c);
+    assert_true(held > 0);
+    assert_true(held * 512 <= budget.limit); /* 512: what each is charged at least */
+    assert_true(budget.used <= budget.limit);
+    pump(&p);
+    assert_int_equal(p.client.nerr, 1000 - (int)held); /* the rest got Busy */
+    assert_int_equal(p.client.err_code, 0x03);
+    destroy(&p);
+    assert_int_equal(budget.used, 0);
 }
 
 int main(void) {
@@ -807,6 +879,8 @@ int main(void) {
         cmocka_unit_test(id_reused_while_arriving_gets_an_error),
         cmocka_unit_test(strict_call_fields_get_bad_request),
         cmocka_unit_test(shared_budget_refuses_with_busy),
+        cmocka_unit_test(a_request_is_measured_against_the_budget_by_its_size),
+        cmocka_unit_test(small_partial_requests_are_charged_their_overhead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
