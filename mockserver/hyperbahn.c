@@ -33,8 +33,8 @@ static int each_service(const json_t *body, int add, mock *m, const char *peer,
     json_array_foreach(services, i, s) {
         const char *name = json_string_value(json_object_get(s, "serviceName"));
         json_t *hosts = json_object_get(m->advertised, name);
-        mock_relay_advertised(m, name, peer, add);
         if (!add) {
+            mock_relay_advertised(m, name, peer, add);
             if (hosts)
                 json_object_del(hosts, peer);
             if (hosts && json_object_size(hosts) == 0)
@@ -51,6 +51,7 @@ static int each_service(const json_t *body, int add, mock *m, const char *peer,
         json_object_set_new(hosts, peer,
                             json_pack("{s:O?, s:I, s:I}", "cost", cost, "count", count + 1,
                                       "lastMs", (json_int_t)mock_now_ms()));
+        mock_relay_advertised(m, name, peer, add); /* after: it marks the entry "relay" */
     }
     return 0;
 }

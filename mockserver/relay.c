@@ -42,6 +42,7 @@ typedef struct relay_instance {
 } relay_instance;
 
 typedef struct relay_service {
+    mock *m;
     char *name;
     tch_channel *ch; /* peers: exactly the live instances */
     relay_instance *inst;
@@ -78,6 +79,13 @@ static tch_channel *client_channel(mock *m) {
     return tch_channel_new(m->base, "tchannel-mock", &o);
 }
 
+/* GET /hyperbahn shows whether an advertised instance is relayed to. */
+static void show_state(mock *m, const char *service, const char *host_port, const char *state) {
+    json_t *h = json_object_get(json_object_get(m->advertised, service), host_port);
+    if (h)
+        json_object_set_new(h, "relay", json_string(state));
+}
+
 /* Sees each attempt: a connection that failed takes an advertised instance
  * out (Hyperbahn drops a peer whose connection is gone). The peer list
  * itself changes at the next routing, never inside the library's call. */
@@ -89,6 +97,7 @@ static void watch_attempts(const tch_call_event *ev, void *ud) {
     for (size_t i = 0; i < s->n; i++)
         if (s->inst[i].from_ad && !s->inst[i].dead && !strcmp(s->inst[i].host_port, ev->peer)) {
             s->inst[i].dead = 1;
+            show_state(s->m, s->name, ev->peer, "out: its connection failed");
             mock_log("relay: %s instance %s taken out until it advertises again: %s", s->name,
                      ev->peer, ev->message && *ev->message ? ev->message : "no connection");
         }
@@ -116,6 +125,7 @@ static relay_service *service_for(struct mock_relay *r, const char *name, tch_er
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
     }
+    s->m = r->m;
     s->next = r->services;
     r->services = s;
     return s;
@@ -160,9 +170,11 @@ static size_t live_instances(relay_service *s) {
     for (size_t i = 0; i < s->n;) {
         relay_instance *in = &s->inst[i];
         if (in->from_ad && (in->dead || in->expires_ms <= now)) {
-            if (!in->dead)
+            if (!in->dead) {
                 mock_log("relay: %s instance %s lapsed: no ad for %u s", s->name, in->host_port,
                          MOCK_AD_TTL_MS / 1000);
+                show_state(s->m, s->name, in->host_port, "lapsed: no ad for 5 minutes");
+            }
             drop_instance(s, i);
         } else {
             i++;
@@ -181,6 +193,8 @@ void mock_relay_advertised(mock *m, const char *service, const char *host_port, 
         relay_service *s = service_for(r, service, &err);
         if (!s || add_instance(s, host_port, 1, &err) != 0)
             mock_log("relay: cannot add %s instance %s: %s", service, host_port, err.msg);
+        else
+            show_state(m, service, host_port, "live");
         return;
     }
     relay_service *s = find_service(r, service, strlen(service));

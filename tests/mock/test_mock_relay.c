@@ -124,15 +124,17 @@ static void cloexec_all(void) {
 static void start_mock(fx *f, const char *first, ...) {
     cloexec_all();
     char *argv[32];
-    int n = 0;
+    int n = 0, admin = 0;
     argv[n++] = TCH_MOCK_BIN;
     va_list ap;
     va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) {
+        admin |= !strcmp(a, "--admin-port");
         argv[n++] = (char *)a;
+    }
     va_end(ap);
     argv[n] = NULL;
-    assert_int_equal(mp_start(&f->mp, argv, 0, 2), 0);
+    assert_int_equal(mp_start(&f->mp, argv, admin, 2), 0);
 }
 
 typedef struct result {
@@ -277,6 +279,18 @@ static void relays_in_mode_none_only_when_asked(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+/* GET /hyperbahn: the "relay" state of service's instance host_port. */
+static const char *relay_state(fx *f, const char *service, const char *host_port) {
+    static char state[256];
+    json_t *j = NULL;
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_GET, "/hyperbahn", NULL, &j), 200);
+    json_t *svc = json_object_get(json_object_get(j, "advertised"), service);
+    const char *v = json_string_value(json_object_get(json_object_get(svc, host_port), "relay"));
+    snprintf(state, sizeof state, "%s", v ? v : "(none)");
+    json_decref(j);
+    return state;
+}
+
 static void on_advertised(int status, const char *message, void *ud) {
     (void)message;
     *(int *)ud = status == 0 ? 1 : -1;
@@ -292,7 +306,7 @@ static void advertised_instance_then_gone(void **state) {
     assert_non_null(fp);
     fputs("version: 1\ninteractions: []\n", fp);
     assert_int_equal(fclose(fp), 0);
-    start_mock(f, "--relay", empty, NULL);
+    start_mock(f, "--relay", "--admin-port", "0", empty, NULL);
 
     const char *routers[] = {f->mp.hp};
     const char *services[] = {"beta"};
@@ -308,12 +322,14 @@ static void advertised_instance_then_gone(void **state) {
     result r = call(f, "beta", "echo", "via ad");
     check_relayed(&r);
     assert_string_equal(r.arg3, "via ad");
+    assert_string_equal(relay_state(f, "beta", f->inst_hp[1]), "live");
 
     tch_hyperbahn_free(hb);
     stop_instance(f, 1);
     r = call(f, "beta", "echo", "gone"); /* refused: the instance is taken out */
     assert_int_equal(r.status, TCH_EREMOTE);
     assert_int_equal(r.error_code, TCH_PCODE_NETWORK);
+    assert_non_null(strstr(relay_state(f, "beta", f->inst_hp[1]), "out: "));
     r = call(f, "beta", "echo", "gone");
     assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST); /* no instance left: a miss */
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
