@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,13 +40,17 @@
 struct tch_cassette_journal {
     tch_cassette *c;
     char *path; /* PATH.journal */
-    int fd;     /* -1 until the first commit creates the file */
+    int fd;     /* -1 until the first commit creates the file; while open, it
+                   holds the file's exclusive lock: nobody else writes,
+                   folds or removes the journal meanwhile */
     size_t good;    /* bytes up to the end of the last synced record */
     size_t records; /* recordings committed and not folded */
     size_t settled; /* entries before this one are neither pending nor unsaved: a
                        commit looks at the rest only, so its cost does not grow
                        with the cassette */
     bool dir_synced; /* the journal's name is durable in its folder */
+    bool base_exists;   /* the file content c holds (besides its recordings): */
+    uint64_t base;      /* its hash; a journal or fold starts only on it */
 };
 
 /* ---- hashing and framing ------------------------------------------------ */
@@ -297,12 +302,21 @@ static int slurp(const char *path, size_t max, tch_buf *out, tch_error *err) {
     return rc;
 }
 
-/* Whether a journal with js adds to a file of these bytes: yes, unless an
- * F record says the file already is the folded cassette. */
-static bool applies(const jscan *js, uint64_t file_hash, bool exists) {
+/* What a journal is to the file beside it now. */
+typedef enum jstate {
+    J_EMPTY,    /* no recordings: nothing to add */
+    J_FOLDED,   /* an F record says the file already holds them */
+    J_APPLIES,  /* the file is the content the B record names: they add to it */
+    J_CONFLICT, /* the file changed under the journal: they add to nothing we know */
+} jstate;
+
+static jstate journal_state(const jscan *js, uint64_t file_hash, bool exists) {
     if (!js->have_base || js->records == 0)
-        return false;
-    return !(js->folded && exists && file_hash == js->folded_hash);
+        return J_EMPTY;
+    if (js->folded && exists && file_hash == js->folded_hash)
+        return J_FOLDED;
+    bool same_base = js->base_absent ? !exists : exists && file_hash == js->base;
+    return same_base ? J_APPLIES : J_CONFLICT;
 }
 
 /* ---- merging a journal on open ------------------------------------------- */
@@ -344,7 +358,10 @@ int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists
         rc = 0;
     else if (!rc)
         rc = scan(jpath, (const char *)j.ptr, j.len, &js, NULL, NULL, err);
-    if (!rc && j.ptr && applies(&js, exists ? content_hash(data, len) : 0, exists)) {
+    /* a journal whose file was replaced meanwhile is not applied: readers see
+     * the file; tch_cassette_journal_open moves its recordings aside */
+    if (!rc && j.ptr &&
+        journal_state(&js, exists ? content_hash(data, len) : 0, exists) == J_APPLIES) {
         if (js.replace) /* a run in mode ALL: its recordings are the whole cassette */
             drop_all(c);
         merge_ctx m = {c, jpath, err};
@@ -353,6 +370,78 @@ int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists
     }
     tch_buf_free(&j);
     free(jpath);
+    return rc;
+}
+
+/* ---- who writes the journal ---------------------------------------------- */
+
+/* A writer holds an exclusive lock (flock: one per open file description,
+ * so two objects of one process exclude each other too) on PATH.journal
+ * from the moment it creates the file until it has folded or removed it.
+ * Whoever finds the journal locked leaves it alone: its writer is alive
+ * and is the only one that may fold it. */
+
+static int busy(const tch_cassette *c, const char *jpath, tch_error *err) {
+    return tch_error_set(err, TCH_ESTATE, "%s: another process is recording into this cassette "
+                         "(it holds the lock on %s)", c->path, jpath);
+}
+
+/* Opens PATH.journal (creating it when create) and takes its lock: 0 and
+ * *out; TCH_ENOTFOUND when there is none and !create; TCH_ESTATE when
+ * another writer holds it. */
+static int lock_journal(const tch_cassette *c, const char *jpath, bool create, int *out,
+                        tch_error *err) {
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int fd = open(jpath, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+        struct stat st, now;
+        if (fd < 0)
+            return errno == ENOENT && !create
+                       ? TCH_ENOTFOUND
+                       : tch_error_set(err, TCH_EIO, "%s: %s", jpath, strerror(errno));
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            close(fd);
+            return tch_error_set(err, TCH_EINVAL, "%s: not a regular file", jpath);
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            close(fd);
+            return e == EWOULDBLOCK ? busy(c, jpath, err)
+                                    : tch_error_set(err, TCH_EIO, "%s: locking: %s", jpath,
+                                                    strerror(e));
+        }
+        /* its writer may have removed (folded) it between our open and lock */
+        if (fstat(fd, &st) == 0 && st.st_nlink > 0 && stat(jpath, &now) == 0 &&
+            now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
+            *out = fd;
+            return 0;
+        }
+        close(fd);
+        if (!create && access(jpath, F_OK) != 0)
+            return TCH_ENOTFOUND;
+    }
+    return tch_error_set(err, TCH_EIO, "%s: removed and created again while being locked", jpath);
+}
+
+/* A journal read under its lock, and what it is to the file now. */
+typedef struct jfound {
+    tch_buf bytes;
+    jscan js;
+    jstate state;
+    bool file_exists;
+    uint64_t file_hash;
+} jfound;
+
+static int read_locked(const tch_cassette *c, const char *jpath, jfound *f, tch_error *err) {
+    memset(f, 0, sizeof *f);
+    int rc = slurp(jpath, MAX_JOURNAL, &f->bytes, err);
+    if (!rc)
+        rc = scan(jpath, (const char *)f->bytes.ptr, f->bytes.len, &f->js, NULL, NULL, err);
+    int frc = rc ? rc : hash_file(c->path, &f->file_hash, err);
+    if (frc && frc != TCH_ENOTFOUND)
+        rc = frc;
+    f->file_exists = frc == 0;
+    if (!rc)
+        f->state = journal_state(&f->js, f->file_hash, f->file_exists);
     return rc;
 }
 
@@ -382,6 +471,11 @@ static void fsync_dir_of(const char *path) {
     free(copy);
 }
 
+static void remove_journal(const char *jpath) {
+    if (unlink(jpath) == 0)
+        fsync_dir_of(jpath);
+}
+
 /* Writes buf at off and syncs it; on failure cuts the file back to off (a
  * later record then overwrites what is left) and sets err. */
 static int append_synced(int fd, const char *jpath, const tch_buf *buf, size_t off,
@@ -394,39 +488,64 @@ static int append_synced(int fd, const char *jpath, const tch_buf *buf, size_t o
     return tch_error_set(err, TCH_EIO, "%s: writing: %s", jpath, strerror(e));
 }
 
-/* Starts a journal for the file's present content. */
+/* Whether the file still is the content c read (or last wrote): a journal
+ * or a fold on top of anything else would drop what changed it. */
+static int check_base(const tch_cassette_journal *j, tch_error *err) {
+    uint64_t hash = 0;
+    int rc = hash_file(j->c->path, &hash, err);
+    if (rc && rc != TCH_ENOTFOUND)
+        return rc;
+    bool exists = rc == 0;
+    if (exists == j->base_exists && (!exists || hash == j->base))
+        return 0;
+    return tch_error_set(err, TCH_ESTATE, "%s changed on disk since this cassette read it "
+                         "(another process saved it, or it was edited): not written over; reload "
+                         "the cassette", j->c->path);
+}
+
+/* Takes PATH.journal for j: created and locked, on the content c holds. */
 static int create_journal(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
+    char *dir = strdup(c->path);
+    int rc = dir ? cas_make_dirs(dirname(dir), err)
+                 : tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    free(dir);
+    int fd = -1;
+    if (!rc)
+        rc = lock_journal(c, j->path, true, &fd, err);
+    if (rc)
+        return rc;
+    jfound f;
+    rc = read_locked(c, j->path, &f, err);
+    tch_buf_free(&f.bytes);
+    bool ours = !rc && (f.state == J_EMPTY || f.state == J_FOLDED); /* nothing to keep in it */
+    if (!rc && !ours) /* its writer died after c was opened */
+        rc = tch_error_set(err, TCH_ESTATE, "%s holds recordings of another run that this "
+                           "cassette did not read: left for the next open to fold", j->path);
+    if (!rc)
+        rc = check_base(j, err);
+    if (rc) {
+        if (ours)
+            remove_journal(j->path);
+        close(fd);
+        return rc;
+    }
     tch_buf head = {0};
-    uint64_t hash = 0;
-    int rc = hash_file(c->path, &hash, err);
-    bool exists = rc == 0;
-    if (rc == TCH_ENOTFOUND)
-        rc = 0;
     char base[80];
     bool replace = c->mode == TCH_CASSETTE_ALL && !c->only_this_run;
-    if (exists)
-        snprintf(base, sizeof base, "base=%016" PRIx64 " replace=%d", hash, replace);
+    if (j->base_exists)
+        snprintf(base, sizeof base, "base=%016" PRIx64 " replace=%d", j->base, replace);
     else
         snprintf(base, sizeof base, "base=absent replace=%d", replace);
-    char *dir = rc ? NULL : strdup(c->path);
-    if (!rc && !dir)
+    if (tch_buf_append(&head, MAGIC, strlen(MAGIC)) || frame(&head, 'B', tch_slice_cstr(base)))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
-    if (!rc)
-        rc = cas_make_dirs(dirname(dir), err);
-    free(dir);
-    if (!rc && (tch_buf_append(&head, MAGIC, strlen(MAGIC)) ||
-                frame(&head, 'B', tch_slice_cstr(base))))
-        rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
-    if (!rc && (j->fd = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        rc = tch_error_set(err, TCH_EIO, "%s: creating: %s", j->path, strerror(errno));
-    if (!rc && pwrite_all(j->fd, head.ptr, head.len, 0) != 0) {
+    if (!rc && (ftruncate(fd, 0) != 0 || pwrite_all(fd, head.ptr, head.len, 0) != 0))
         rc = tch_error_set(err, TCH_EIO, "%s: writing: %s", j->path, strerror(errno));
-        close(j->fd);
-        j->fd = -1;
-        unlink(j->path);
-    }
-    if (!rc) {
+    if (rc) {
+        remove_journal(j->path);
+        close(fd);
+    } else {
+        j->fd = fd;
         j->good = head.len; /* synced with the first record */
         j->dir_synced = false;
     }
@@ -440,6 +559,19 @@ static void settle(tch_cassette_journal *j) {
     while (j->settled < c->n && (c->items[j->settled]->state == ST_LOADED ||
                                  c->items[j->settled]->state == ST_ABORTED))
         j->settled++;
+}
+
+/* Our journal is useless once its name is gone (someone removed it): what
+ * was appended to it is not where any reader looks. */
+static int check_linked(tch_cassette_journal *j, tch_error *err) {
+    struct stat st;
+    if (fstat(j->fd, &st) == 0 && st.st_nlink > 0)
+        return 0;
+    close(j->fd);
+    j->fd = -1;
+    j->good = 0;
+    return tch_error_set(err, TCH_EIO, "%s was removed by someone else while this process "
+                         "wrote it", j->path);
 }
 
 int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
@@ -459,6 +591,8 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
         rc = create_journal(j, err);
     if (!rc)
         rc = append_synced(j->fd, j->path, &rec, j->good, err);
+    if (!rc)
+        rc = check_linked(j, err);
     if (!rc && !j->dir_synced) { /* a new journal: its name must survive a crash too */
         fsync_dir_of(j->path);
         j->dir_synced = true;
@@ -473,80 +607,209 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     return cas_mark_saved(c, j->settled, err);
 }
 
-/* The end of the whole records of a journal we did not write (to append
- * an F record where a reader will see it). */
-static int foreign_end(const char *jpath, size_t *good, tch_error *err) {
-    tch_buf b = {0};
-    jscan js;
-    int rc = slurp(jpath, MAX_JOURNAL, &b, err);
+/* Entries c read at open or has saved since: what the file and journal
+ * hold, if nobody else wrote them. */
+static bool keep_loaded(const tch_cassette *c, const cas_entry *e) {
+    (void)c;
+    return e->state == ST_LOADED && !e->runtime;
+}
+
+/* Whether file + journal, read again now, are what c read: then c's view
+ * may replace them. */
+static int view_is_current(tch_cassette *c, const char *jpath, tch_error *err) {
+    tch_cassette *fresh = NULL;
+    tch_buf mine = {0}, disk = {0};
+    int rc = tch_cassette_reload_as(c, TCH_CASSETTE_NONE, &fresh, err);
     if (!rc)
-        rc = scan(jpath, (const char *)b.ptr, b.len, &js, NULL, NULL, err);
+        rc = cas_emit_some(fresh, cas_keep_finished, 0, &disk, err);
     if (!rc)
-        *good = js.have_base ? js.good : 0;
-    tch_buf_free(&b);
+        rc = cas_emit_some(c, keep_loaded, 0, &mine, err);
+    if (!rc && (mine.len != disk.len || memcmp(mine.ptr, disk.ptr, mine.len) != 0))
+        rc = tch_error_set(err, TCH_ESTATE, "%s holds recordings this cassette did not read "
+                           "(another process wrote them after it was opened): not written "
+                           "over; open the cassette again", jpath);
+    tch_cassette_free(fresh);
+    tch_buf_free(&mine);
+    tch_buf_free(&disk);
     return rc;
 }
 
-int cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
-                             tch_error *err) {
-    char *jpath = j ? j->path : journal_path(c->path);
-    int fd = j ? j->fd : -1, rc = 0;
-    size_t good = j ? j->good : 0;
-    if (!jpath)
-        return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
-    if (fd < 0 && (fd = open(jpath, O_RDWR | O_CLOEXEC)) < 0 && errno != ENOENT)
-        rc = tch_error_set(err, TCH_EIO, "%s: %s", jpath, strerror(errno));
-    if (!rc && fd >= 0 && !(j && j->fd >= 0))
-        rc = foreign_end(jpath, &good, err);
-    if (!rc && fd >= 0 && good > 0) { /* the F record: the file will be this content */
+/* ---- recordings moved aside ------------------------------------------------ */
+
+static int conflict_record(void *ud, const jrec *r) {
+    tch_cassette *m = ud;
+    return cas_load_buffer(m, (const char *)r->payload.ptr, r->payload.len, NULL);
+}
+
+/* Creates a file that did not exist: PATH.conflict.yaml, or
+ * PATH.conflict-N.yaml when that is taken (an earlier conflict). */
+static int write_new_file(const char *path, tch_slice data, char **where, tch_error *err) {
+    size_t n = strlen(path) + 32;
+    char *name = malloc(n);
+    int fd = -1;
+    for (int i = 1; name && fd < 0 && i <= 100; i++) {
+        if (i == 1)
+            snprintf(name, n, "%s.conflict.yaml", path);
+        else
+            snprintf(name, n, "%s.conflict-%d.yaml", path, i);
+        fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (!name)
+        return tch_error_set(err, TCH_ENOMEM, "%s: out of memory", path);
+    int rc = fd < 0 ? tch_error_set(err, TCH_EIO, "%s: %s", name, strerror(errno))
+                    : pwrite_all(fd, data.ptr, data.len, 0) != 0 || fsync(fd) != 0
+                          ? tch_error_set(err, TCH_EIO, "%s: writing: %s", name, strerror(errno))
+                          : 0;
+    if (fd >= 0 && close(fd) != 0 && !rc)
+        rc = tch_error_set(err, TCH_EIO, "%s: closing: %s", name, strerror(errno));
+    if (rc && fd >= 0)
+        unlink(name);
+    if (!rc)
+        fsync_dir_of(name);
+    if (!rc)
+        *where = name;
+    else
+        free(name);
+    return rc;
+}
+
+/* A journal started on content the file no longer holds (it was replaced
+ * or edited): its recordings were acknowledged, so they go to a cassette
+ * of their own beside the file, where the user sees them. */
+static int move_aside(const tch_cassette *c, const char *jpath, const jfound *f, char **where,
+                      tch_error *err) {
+    tch_cassette_options o = c->opts;
+    o.matchers = NULL;
+    o.n_matchers = 0;
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    tch_cassette *m = NULL;
+    tch_buf out = {0};
+    jscan js;
+    int rc = tch_cassette_open_memory(jpath, "", 0, &o, &m, err);
+    if (!rc)
+        rc = scan(jpath, (const char *)f->bytes.ptr, f->bytes.len, &js, conflict_record, m, err);
+    if (!rc)
+        rc = cas_emit_some(m, cas_keep_finished, 0, &out, err);
+    if (!rc)
+        rc = write_new_file(c->path, tch_buf_slice(&out), where, err);
+    tch_cassette_free(m);
+    tch_buf_free(&out);
+    return rc;
+}
+
+static char *aside_note(const char *jpath, const jfound *f, const char *where) {
+    size_t n = strlen(jpath) + strlen(where) + 200;
+    char *note = malloc(n);
+    if (note)
+        snprintf(note, n, "%s: the cassette changed after this journal was started, so its %zu "
+                 "record%s of recordings were not added to it: they are in %s", jpath,
+                 f->js.records, f->js.records == 1 ? "" : "s", where);
+    return note;
+}
+
+/* ---- folding ----------------------------------------------------------------- */
+
+/* With the journal's lock held (fd; its whole records end at good): marks
+ * it folded into data, writes data to the file, removes the journal. */
+static int fold_locked(tch_cassette *c, int fd, const char *jpath, size_t good, tch_slice data,
+                       size_t *appended, tch_error *err) {
+    int rc = 0;
+    if (good > 0) { /* the F record: the file will be this content */
         char text[32];
         tch_buf rec = {0};
         snprintf(text, sizeof text, "folded=%016" PRIx64, content_hash(data.ptr, data.len));
         rc = frame(&rec, 'F', tch_slice_cstr(text))
                  ? tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name)
                  : append_synced(fd, jpath, &rec, good, err);
-        if (!rc && j)
-            j->good += rec.len;
+        if (!rc && appended)
+            *appended = rec.len;
         tch_buf_free(&rec);
     }
     if (!rc)
         rc = cas_write_atomic(c->path, data, err);
-    if (!rc && fd >= 0) { /* the file holds everything: the journal goes */
-        unlink(jpath);
-        fsync_dir_of(jpath);
-    }
-    if (fd >= 0 && (!j || j->fd < 0))
-        close(fd);
-    if (!rc && j) {
-        if (j->fd >= 0)
-            close(j->fd);
-        j->fd = -1;
-        j->good = j->records = 0;
-    }
-    if (!j)
-        free(jpath);
+    if (!rc) /* the file holds everything: the journal goes, while still locked */
+        remove_journal(jpath);
     return rc;
+}
+
+/* A journal beside the file that j did not write (base: NULL for a plain
+ * tch_cassette_save, which replaces whatever the file holds). Folded only
+ * when c read it whole; left alone while its writer holds it. *note: what
+ * was done with recordings moved aside. */
+static int replace_unowned(tch_cassette *c, const tch_cassette_journal *base, tch_slice data,
+                           char **note, tch_error *err) {
+    char *jpath = journal_path(c->path), *where = NULL;
+    int fd = -1;
+    jfound f = {0};
+    if (!jpath)
+        return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
+    int rc = lock_journal(c, jpath, false, &fd, err);
+    if (rc == TCH_ENOTFOUND)
+        rc = 0;
+    if (!rc && fd >= 0)
+        rc = read_locked(c, jpath, &f, err);
+    if (!rc && fd >= 0 && f.state == J_APPLIES)
+        rc = view_is_current(c, jpath, err);
+    if (!rc && fd >= 0 && f.state == J_CONFLICT)
+        rc = move_aside(c, jpath, &f, &where, err);
+    if (!rc && base)
+        rc = check_base(base, err);
+    if (!rc && fd >= 0)
+        rc = fold_locked(c, fd, jpath, f.js.have_base ? f.js.good : 0, data, NULL, err);
+    else if (!rc)
+        rc = cas_write_atomic(c->path, data, err);
+    if (where && note)
+        *note = aside_note(jpath, &f, where);
+    if (fd >= 0)
+        close(fd);
+    tch_buf_free(&f.bytes);
+    free(where);
+    free(jpath);
+    return rc;
+}
+
+int cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
+                             tch_error *err) {
+    if (!j || j->fd < 0)
+        return replace_unowned(c, j, data, NULL, err);
+    size_t appended = 0;
+    int rc = check_base(j, err);
+    if (!rc)
+        rc = fold_locked(c, j->fd, j->path, j->good, data, &appended, err);
+    j->good += appended;
+    if (rc)
+        return rc;
+    close(j->fd); /* the lock goes with it */
+    j->fd = -1;
+    j->good = j->records = 0;
+    return 0;
 }
 
 int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
-    if (!c->dirty && j->fd < 0 && access(j->path, F_OK) != 0)
-        return 0;
+    if (!c->dirty && j->fd < 0 && j->records == 0)
+        return 0; /* nothing of ours: a journal there is another writer's */
     tch_buf out = {0};
     int rc = tch_cassette_emit(c, &out, err);
     if (!rc)
         rc = cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
+    if (!rc) { /* the file is c's content now */
+        j->base_exists = true;
+        j->base = content_hash(out.ptr, out.len);
+        j->records = 0;
+    }
     tch_buf_free(&out);
     return rc ? rc : cas_mark_saved(c, 0, err);
 }
 
 void tch_cassette_journal_discard(tch_cassette_journal *j) {
-    if (j->fd >= 0)
-        close(j->fd);
+    if (j->fd >= 0) /* only a journal we hold: another writer's is its own */
+        remove_journal(j->path), close(j->fd);
     j->fd = -1;
     j->good = j->records = 0;
-    if (unlink(j->path) == 0)
-        fsync_dir_of(j->path);
 }
 
 size_t tch_cassette_journal_pending(const tch_cassette_journal *j) { return j->records; }
@@ -612,20 +875,21 @@ static size_t remove_stale_temps(const char *path) {
     return removed;
 }
 
-static char *recovery_note(const char *jpath, const jscan *js, bool applied, size_t temps) {
+static char *recovery_note(const char *jpath, const jfound *f, size_t temps) {
     char text[1024] = "";
     size_t o = 0;
-    if (js) {
+    if (f) {
+        const jscan *js = &f->js;
         o += (size_t)snprintf(text, sizeof text, "%s: ", jpath);
-        if (applied)
+        if (f->state == J_APPLIES)
             o += (size_t)snprintf(text + o, sizeof text - o,
                                   "%zu record%s of recordings left by a run that did not finish "
                                   "folded into the cassette",
                                   js->records, js->records == 1 ? "" : "s");
         else
             o += (size_t)snprintf(text + o, sizeof text - o,
-                                  js->records ? "already folded into the cassette; removed"
-                                              : "held no recordings; removed");
+                                  f->state == J_FOLDED ? "already folded into the cassette; removed"
+                                                       : "held no recordings; removed");
         if (js->torn && o < sizeof text)
             o += (size_t)snprintf(text + o, sizeof text - o,
                                   "; a torn last record (%zu bytes, from a crash while writing "
@@ -638,30 +902,40 @@ static char *recovery_note(const char *jpath, const jscan *js, bool applied, siz
     return text[0] ? strdup(text) : NULL;
 }
 
-/* A journal found at open: c merged it already (tch_cassette_open); write
- * the file with everything c holds (whatever the mode: this is the file as
- * it was when the run began) and remove the journal. */
+/* A journal found at open, not locked by a live writer: c merged it
+ * already (tch_cassette_open), so the file is written with everything c
+ * holds (whatever the mode: this is the file as it was when the run
+ * began), once a second read under the lock shows nothing changed since. */
 static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     tch_cassette *c = j->c;
-    tch_buf jb = {0}, out = {0};
-    jscan js;
-    uint64_t hash = 0;
-    int rc = slurp(j->path, MAX_JOURNAL, &jb, err);
+    tch_buf out = {0};
+    jfound f = {0};
+    int fd = -1;
+    int rc = lock_journal(c, j->path, false, &fd, err);
     if (rc == TCH_ENOTFOUND)
         return 0;
+    if (rc == TCH_ESTATE) { /* its writer is alive: its journal, its fold */
+        if (note)
+            *note = strdup(err->msg);
+        return 0;
+    }
     if (!rc)
-        rc = scan(j->path, (const char *)jb.ptr, jb.len, &js, NULL, NULL, err);
-    int frc = rc ? rc : hash_file(c->path, &hash, err);
-    if (frc && frc != TCH_ENOTFOUND)
-        rc = frc;
-    bool applied = !rc && applies(&js, hash, frc == 0);
-    if (!rc && applied && !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
-        rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
-    else if (!rc && unlink(j->path) == 0)
-        fsync_dir_of(j->path);
-    if (!rc && note)
-        *note = recovery_note(j->path, &js, applied, 0);
-    tch_buf_free(&jb);
+        rc = read_locked(c, j->path, &f, err);
+    if (!rc && f.state == J_APPLIES && !(rc = view_is_current(c, j->path, err)) &&
+        !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
+        rc = fold_locked(c, fd, j->path, f.js.have_base ? f.js.good : 0, tch_buf_slice(&out),
+                         NULL, err);
+    char *where = NULL;
+    if (!rc && f.state == J_CONFLICT && !(rc = move_aside(c, j->path, &f, &where, err)) && note)
+        *note = aside_note(j->path, &f, where); /* its recordings aside, then it goes */
+    free(where);
+    if (!rc && f.state != J_APPLIES)
+        remove_journal(j->path);
+    if (!rc && note && !*note)
+        *note = recovery_note(j->path, &f, 0);
+    if (fd >= 0)
+        close(fd);
+    tch_buf_free(&f.bytes);
     tch_buf_free(&out);
     return rc ? tch_error_wrap(err, "cassette %s: recovering its journal", c->name) : 0;
 }
@@ -682,14 +956,21 @@ int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char 
     j->fd = -1;
     char *jnote = NULL;
     int rc = recover(j, &jnote, err);
+    /* the content c holds besides its recordings: the file as it is now
+     * (c read it a moment ago, or recovery just wrote it) */
+    int hrc = rc ? 0 : hash_file(c->path, &j->base, err);
+    j->base_exists = hrc == 0;
+    if (!rc && hrc && hrc != TCH_ENOTFOUND)
+        rc = hrc;
     if (rc) {
+        free(jnote);
         tch_cassette_journal_free(j);
         return rc;
     }
     size_t temps = remove_stale_temps(c->path);
     if (note && (jnote || temps)) {
         if (temps) { /* one sentence for both */
-            char *both = recovery_note(j->path, NULL, false, temps), *joined = NULL;
+            char *both = recovery_note(j->path, NULL, temps), *joined = NULL;
             if (jnote && both && (joined = malloc(strlen(jnote) + strlen(both) + 3)))
                 sprintf(joined, "%s; %s", jnote, both);
             *note = joined ? joined : jnote ? strdup(jnote) : both ? strdup(both) : NULL;
