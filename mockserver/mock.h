@@ -303,9 +303,11 @@ void mock_relay_free(mock *m);
 /* A call no cassette answered: 1 when relay.c took it (relayed, recorded into
  * the service's cassette, or declined for want of an instance), else 0. */
 int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call);
-/* Where a recording of service goes: one of its instances, else a router.
- * 1 and *via / *host_port set, or 0 (the caller keeps its --upstream). */
-int mock_relay_route(mock *m, const char *service, tch_channel **via, const char **host_port);
+/* Where a recording of call goes: an instance of its service (or of its
+ * routing delegate, rd), else a router. 1 and *via / *host_port set, or 0
+ * (the caller keeps its --upstream). */
+int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
+                     const char **host_port);
 /* hyperbahn.c: host_port advertised (add) or unadvertised service. */
 void mock_relay_advertised(mock *m, const char *service, const char *host_port, int add);
 

@@ -345,7 +345,7 @@ static void start_upstream(mock *m, mock_recording *r, const tch_cassette_call *
     tch_trace parent = tch_inbound_trace(r->in);
     o.trace = &parent;
     tch_channel *via = m->upstream; /* an instance of the service first (relay.c) */
-    mock_relay_route(m, r->service, &via, &o.host_port);
+    mock_relay_route(m, call, &via, &o.host_port);
     tch_error err = {0};
     if (!via)
         tch_error_set(&err, TCH_ENOTFOUND, "no upstream for service %s", r->service);

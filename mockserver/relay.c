@@ -13,6 +13,8 @@
  * DIR/<service>.yaml with --record-to DIR/), so the journal, group commit
  * and failed-save rules hold; in mode none it is relayed only with --relay.
  *
+ * A call that names a routing delegate (rd) is routed by that service's
+ * name instead, as Hyperbahn does; it is recorded under its own service.
  * A relayed call keeps its service, endpoint, arg2, arg3 and every transport
  * header (as, cn, rd, re, sk...); our hop is a child span of the caller's
  * (same trace id, the caller's span as parent, the traced flag kept); its TTL
@@ -207,11 +209,23 @@ void mock_relay_advertised(mock *m, const char *service, const char *host_port, 
 
 /* ---- routing ------------------------------------------------------------------------- */
 
-static int route(mock *m, const char *service, size_t len, tch_channel **via) {
+/* What a router routes by: the routing delegate (rd) when the call names
+ * one, else its service. The call keeps both: rd's service forwards it. */
+static tch_slice route_name(const tch_cassette_call *call) {
+    for (size_t i = 0; i < call->n_transport_headers; i++) {
+        const tch_cassette_kv_view *h = &call->transport_headers[i];
+        if (tch_slice_eq_cstr(h->key, "rd") && h->value.len)
+            return h->value;
+    }
+    return call->service;
+}
+
+static int route(mock *m, const tch_cassette_call *call, tch_channel **via) {
     struct mock_relay *r = m->relay;
     if (!r)
         return 0;
-    relay_service *s = find_service(r, service, len);
+    tch_slice name = route_name(call);
+    relay_service *s = find_service(r, (const char *)name.ptr, name.len);
     if (s && s->ch && live_instances(s) > 0) {
         *via = s->ch;
         return 1;
@@ -223,8 +237,9 @@ static int route(mock *m, const char *service, size_t len, tch_channel **via) {
     return 0;
 }
 
-int mock_relay_route(mock *m, const char *service, tch_channel **via, const char **host_port) {
-    if (!route(m, service, strlen(service), via))
+int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
+                     const char **host_port) {
+    if (!route(m, call, via))
         return 0;
     *host_port = NULL; /* the channel's peers: its instances, or the routers */
     return 1;
@@ -378,13 +393,16 @@ static mock_cassette *record_target(mock *m, const tch_cassette_call *call, int 
 /* ---- the entry point -------------------------------------------------------------------- */
 
 static void decline(mock *m, tch_inbound *in, const tch_cassette_call *call) {
-    char msg[512];
-    snprintf(msg, sizeof msg, "tchannel-mock: no instance of service \"%.*s\" to relay to: "
-             "none advertised, no --upstream %.*s=HOST:PORT, no --upstream-router",
-             (int)(call->service.len > 100 ? 100 : call->service.len),
-             (const char *)call->service.ptr,
-             (int)(call->service.len > 100 ? 100 : call->service.len),
-             (const char *)call->service.ptr);
+    char msg[768], via_rd[300] = "";
+    tch_slice name = route_name(call);
+    int n = (int)(name.len > 100 ? 100 : name.len);
+    if (name.ptr != call->service.ptr)
+        snprintf(via_rd, sizeof via_rd, " (the routing delegate of a call to %.*s)",
+                 (int)(call->service.len > 100 ? 100 : call->service.len),
+                 (const char *)call->service.ptr);
+    snprintf(msg, sizeof msg, "tchannel-mock: no instance of service \"%.*s\"%s to relay to: "
+             "none advertised, no --upstream %.*s=HOST:PORT, no --upstream-router", n,
+             (const char *)name.ptr, via_rd, n, (const char *)name.ptr);
     m->misses++;
     log_msg(msg);
     journal(m, in, call, MOCK_FAILED, msg);
@@ -395,7 +413,7 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call) {
     if (!m->relay)
         return 0;
     tch_channel *via = NULL;
-    int routed = route(m, (const char *)call->service.ptr, call->service.len, &via);
+    int routed = route(m, call, &via);
     if (m->mode != TCH_CASSETTE_NONE) {
         char why[TCH_ERROR_MSG_MAX + 128] = "";
         /* with nowhere to send the call, no cassette is made for it */

@@ -25,6 +25,7 @@ typedef struct fx {
     tch_channel *inst[3]; /* services alpha, beta, and a second alpha */
     char inst_hp[3][64];
     char dir[256], rec[300];
+    const char *rd; /* the routing delegate calls send, or NULL */
     mock_proc mp;
 } fx;
 
@@ -160,7 +161,7 @@ static result call(fx *f, const char *service, const char *endpoint, const char 
     result r = {0};
     tch_call_opts o = {.service = service, .endpoint = tch_slice_cstr(endpoint),
                        .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp, .timeout_ms = 2000,
-                       .retry_limit = TCH_RETRY_LIMIT_NONE, .routing_delegate = "rd-svc",
+                       .retry_limit = TCH_RETRY_LIMIT_NONE, .routing_delegate = f->rd,
                        .trace = &PARENT};
     tch_error err;
     assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
@@ -181,7 +182,7 @@ static size_t interactions_in(const char *path, const char *service) {
     return n;
 }
 
-/* What the instance saw: the hop keeps cn, rd, as and the trace id; its span
+/* What the instance saw: the hop keeps cn, as and the trace id; its span
  * is a child (a parent id that is the client's span, not ours); the TTL is
  * less than the caller's 2000 ms. */
 static void check_relayed(const result *r) {
@@ -190,7 +191,7 @@ static void check_relayed(const result *r) {
     assert_int_equal(sscanf(r->arg2, "ttl=%u", &ttl), 1);
     assert_true(ttl > 0 && ttl < 2000);
     assert_non_null(strstr(r->arg2, " cn=relay-client "));
-    assert_non_null(strstr(r->arg2, " rd=rd-svc "));
+    assert_non_null(strstr(r->arg2, " rd= ")); /* none sent: none added */
     assert_non_null(strstr(r->arg2, " as=raw "));
     assert_non_null(strstr(r->arg2, " trace=abcdef12 "));
     assert_null(strstr(r->arg2, " parent=0 "));
@@ -398,6 +399,32 @@ static void instances_share_calls_and_survive_one_gone(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+/* A call naming a routing delegate (rd) goes to an instance of that service,
+ * keeps its own service and rd, and records under its own service; an rd
+ * with no instance is Declined naming it. */
+static void routes_by_routing_delegate(void **state) {
+    fx *f = *state;
+    assert_int_equal(tch_channel_register(f->inst[0], "front", "echo", on_echo,
+                                          (void *)LABELS[0]), 0);
+    char up_a[128];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    start_mock(f, "--mode", "once", "--record-to", f->rec, "--upstream", up_a, NULL);
+    f->rd = "alpha";
+    result r = call(f, "front", "echo", "via rd");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "via rd");
+    assert_non_null(strstr(r.arg2, " rd=alpha "));
+    assert_non_null(strstr(r.arg2, " by=alpha-1"));
+    f->rd = "ghost";
+    r = call(f, "front", "echo", "nobody");
+    assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
+    assert_non_null(strstr(r.message, "\"ghost\" (the routing delegate of a call to front)"));
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%sfront.yaml", f->rec);
+    assert_int_equal(interactions_in(path, "front"), 1);
+}
+
 /* --upstream-router: a service with no instance goes to the router with its
  * service name; one with an instance still goes to the instance. */
 static void router_routes_by_service_name(void **state) {
@@ -445,6 +472,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(instances_share_calls_and_survive_one_gone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(router_routes_by_service_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(routes_by_routing_delegate, setup, teardown),
         cmocka_unit_test(bad_command_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,6 +7,8 @@
 //         echo       (raw) arg2 "cn=<caller> rd=<rd> traced=<0|1>", arg3 unchanged
 //         json_echo  (as=json) ok, body {got: <request body>}
 //         busy       a Busy error frame "NAME is busy (on purpose)"
+//       and echo again under service relay-front, which it does not advertise: calls to
+//       relay-front reach it through routing delegate rd=NAME
 //   node relay.js --role client --router-file PATH --service NAME --phase live|replay
 //       calls NAME by service name through HyperbahnClient.getClientChannel (the router file's
 //       routers as its only peers), checks each answer; live also checks what the service saw.
@@ -29,12 +31,14 @@ var nullLogger = lib.tchannelFile('null-logger.js');
 function service() {
     var chan = new TChannel({logger: nullLogger});
     var sub = chan.makeSubChannel({serviceName: args.service});
-    sub.register('echo', function echo(req, res, arg2, arg3) {
+    function echo(req, res, arg2, arg3) {
         var traced = req.tracing && req.tracing.traceflags ? 1 : 0;
         res.headers.as = 'raw';
         res.sendOk('cn=' + req.headers.cn + ' rd=' + (req.headers.rd || '') +
             ' traced=' + traced, arg3);
-    });
+    }
+    sub.register('echo', echo);
+    chan.makeSubChannel({serviceName: 'relay-front'}).register('echo', echo);
     sub.register('busy', function busy(req, res) {
         res.sendError('Busy', args.service + ' is busy (on purpose)');
     });
@@ -77,7 +81,7 @@ function client() {
     function req(extra) {
         var o = {serviceName: args.service, timeout: 2000, hasNoParent: true,
             retryFlags: {never: true, onConnectionError: false, onTimeout: false},
-            headers: {as: 'raw', rd: 'relay-rd'}};
+            headers: {as: 'raw'}};
         Object.keys(extra || {}).forEach(function k(h) { o[h] = extra[h]; });
         return sub.request(o);
     }
@@ -85,7 +89,7 @@ function client() {
         function rawEcho(next) {
             req().send('echo', '', 'hello relay', function done(err, res, arg2, arg3) {
                 if (err) { fail('raw echo', err.type + ': ' + err.message); return next(); }
-                var want = 'cn=relay-node-client rd=relay-rd';
+                var want = 'cn=relay-node-client rd= ';
                 if (String(arg3) !== 'hello relay') {
                     fail('raw echo', 'arg3 ' + JSON.stringify(String(arg3)));
                 } else if (String(arg2).indexOf(want) !== 0) {
@@ -98,7 +102,7 @@ function client() {
             });
         },
         function jsonEcho(next) {
-            asJSON.send(req({headers: {rd: 'relay-rd'}}), 'json_echo', {}, {n: 7},
+            asJSON.send(req({headers: {}}), 'json_echo', {}, {n: 7},
                 function done(err, resp) {
                     if (err) { fail('json echo', err.type + ': ' + err.message); return next(); }
                     if (!resp.ok || !resp.body || !resp.body.got || resp.body.got.n !== 7) {
@@ -119,6 +123,25 @@ function client() {
                 }
                 next();
             });
+        },
+        function routingDelegate(next) {
+            var front = hb.getClientChannel({serviceName: 'relay-front', timeout: 2000});
+            front.request({serviceName: 'relay-front', timeout: 2000, hasNoParent: true,
+                retryFlags: {never: true, onConnectionError: false, onTimeout: false},
+                headers: {as: 'raw', rd: args.service}}).send('echo', '', 'via rd',
+                function done(err, res, arg2, arg3) {
+                    var want = 'cn=relay-node-client rd=' + args.service + ' ';
+                    if (err) {
+                        fail('routing delegate', err.type + ': ' + err.message);
+                    } else if (String(arg3) !== 'via rd' || String(arg2).indexOf(want) !== 0) {
+                        fail('routing delegate', JSON.stringify(String(arg2)) + ' / ' +
+                            JSON.stringify(String(arg3)));
+                    } else {
+                        ok('routing delegate: relay-front reached via rd=' + args.service +
+                            ' (' + args.phase + ')');
+                    }
+                    next();
+                });
         },
         function unknownService(next) {
             if (args.phase !== 'live') { return next(); }

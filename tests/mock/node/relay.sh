@@ -3,8 +3,9 @@
 # 4.0.1, HyperbahnClient with a hostPortFile naming the mock).
 #   relay.sh MOCK_BINARY
 # 1. record: a Node service advertises itself to the mock; a Node client calls it by service
-#    name through the mock (raw, json, an error frame, a service nobody offers); the mock records
-#    into DIR/<service>.yaml (--record-to DIR/).
+#    name through the mock (raw, json, an error frame, a call to relay-front routed by its
+#    routing delegate rd=<service>, a service nobody offers); the mock records into
+#    DIR/<service>.yaml (--record-to DIR/): the service's calls, and relay-front's.
 # 2. replay: the Node service is gone; a new mock serves DIR/ and the same client calls pass.
 # Exit 77 (skip) only when node is missing.
 set -u
@@ -73,8 +74,14 @@ else
     echo "FAIL: $cassette should hold the 3 calls to $svc (has ${n:-no file})"
     status=1
 fi
-if ls "$tmp/rec" | grep -qv "^$svc.yaml"; then
-    echo "FAIL: more than $svc.yaml in the record folder: $(ls "$tmp/rec" | tr '\n' ' ')"
+if [ "$(grep -c 'serviceName: relay-front' "$tmp/rec/relay-front.yaml" 2>/dev/null)" = 1 ]; then
+    echo "ok the rd call recorded under its own service: relay-front.yaml"
+else
+    echo "FAIL: $tmp/rec/relay-front.yaml should hold the call routed by rd"
+    status=1
+fi
+if ls "$tmp/rec" | grep -qv "^\($svc\|relay-front\).yaml"; then
+    echo "FAIL: more than $svc.yaml and relay-front.yaml in the record folder: $(ls "$tmp/rec" | tr '\n' ' ')"
     status=1
 fi
 
