@@ -915,8 +915,11 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     if (rc == TCH_ENOTFOUND)
         return 0;
     if (rc == TCH_ESTATE) { /* its writer is alive: its journal, its fold */
-        if (note)
-            *note = strdup(err->msg);
+        size_t n = strlen(j->path) + 200;
+        if (note && (*note = malloc(n)))
+            snprintf(*note, n, "%s: another process is recording into this cassette (it holds "
+                     "the journal's lock): left to it, not folded; this one cannot record into "
+                     "it meanwhile", j->path);
         return 0;
     }
     if (!rc)

@@ -692,6 +692,265 @@ static void a_foreign_journal_is_refused(void **state) {
     rm_tree(dir);
 }
 
+/* ---- who owns the journal ----------------------------------------------------
+ * flock locks of two open files conflict inside one process too, so a second
+ * cassette object here stands for a second process (tests/hostile/record_*
+ * runs two real tchannel-mock processes). */
+
+static tch_cassette_journal *journal_noted(tch_cassette *c, const char *want) {
+    char *note = NULL;
+    tch_cassette_journal *j = journal_of(c, &note);
+    if (!note || !strstr(note, want))
+        fail_msg("note: %s (wanted: %s)", note ? note : "(none)", want);
+    free(note);
+    return j;
+}
+
+static void assert_error(int rc, int want, const tch_error *err, const char *a, const char *b) {
+    assert_int_equal(rc, want);
+    if (!strstr(err->msg, a) || (b && !strstr(err->msg, b)))
+        fail_msg("error: %s (wanted: %s ... %s)", err->msg, a, b ? b : "");
+}
+
+static void fold_on_open(const char *path) {
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_of(c, NULL);
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+}
+
+/* Opening a cassette whose journal a live writer holds leaves the journal to
+ * it: not folded, not removed, so the writer's later commits still reach
+ * every reader (it used to be folded and unlinked under the writer). */
+static void a_live_writers_journal_is_left_to_it(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "l.yaml"), *jpath = join(dir, "l.yaml.journal");
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "a");
+    commit(jw);
+    tch_cassette *r = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    assert_int_equal(tch_cassette_count(r), 1); /* readers see the journal */
+    tch_cassette_journal *jr = journal_noted(r, "another process is recording into this cassette");
+    assert_int_equal(access(jpath, F_OK), 0);
+    record_body(w, "b");
+    commit(jw);
+    assert_bodies(path, "a,b");
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_journal_fold(jr, &err), 0); /* recorded nothing: touches nothing */
+    assert_int_equal(access(jpath, F_OK), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    tch_cassette_journal_free(jr);
+    tch_cassette_free(r);
+    tch_cassette_journal_free(jw); /* the writer crashes */
+    tch_cassette_free(w);
+    assert_bodies(path, "a,b");
+    fold_on_open(path);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "a,b");
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* A process that recorded nothing, opened before a writer started, never
+ * writes its stale copy over the file nor removes the writer's journal,
+ * even once that writer is dead. */
+static void a_fold_with_nothing_recorded_leaves_another_journal_alone(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "n.yaml"), *jpath = join(dir, "n.yaml.journal");
+    tch_cassette *r = open_opts(path, TCH_CASSETTE_NONE, NULL);
+    tch_cassette_journal *jr = journal_of(r, NULL);
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "rec1");
+    record_body(w, "rec2");
+    commit(jw);
+    tch_cassette_journal_free(jw); /* kill -9 */
+    tch_cassette_free(w);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_journal_fold(jr, &err), 0);
+    assert_int_equal(access(jpath, F_OK), 0);
+    tch_cassette_journal_free(jr);
+    tch_cassette_free(r);
+    assert_bodies(path, "rec1,rec2");
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* Two writers: the second is refused, by name, when it commits or saves,
+ * and the first goes on recording. A plain tch_cassette_save (an in-process
+ * VCR) obeys the same lock, and never folds a journal it did not read. */
+static void a_second_writer_is_refused(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "w.yaml"), *jpath = join(dir, "w.yaml.journal");
+    tch_cassette *vcr = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL); /* before any journal */
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "first");
+    commit(jw);
+    tch_cassette *s = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *js = journal_noted(s, "w.yaml.journal: another process is recording");
+    record_body(s, "second");
+    tch_error err = {0};
+    assert_error(tch_cassette_journal_commit(js, &err), TCH_ESTATE, &err, path,
+                 "another process is recording into this cassette");
+    assert_true(tch_cassette_dirty(s)); /* not saved: its caller is told */
+    assert_error(tch_cassette_journal_fold(js, &err), TCH_ESTATE, &err, path,
+                 "another process is recording into this cassette");
+    assert_error(tch_cassette_save(s, &err), TCH_ESTATE, &err, path,
+                 "another process is recording into this cassette");
+    record_body(vcr, "vcr");
+    assert_error(tch_cassette_save(vcr, &err), TCH_ESTATE, &err, path,
+                 "another process is recording into this cassette");
+    record_body(w, "first2");
+    commit(jw);
+    assert_bodies(path, "first,first2");
+    tch_cassette_journal_free(jw); /* the writer dies; its journal is left */
+    tch_cassette_free(w);
+    /* the VCR read neither: saving its copy would drop them */
+    assert_error(tch_cassette_save(vcr, &err), TCH_ESTATE, &err, "w.yaml.journal",
+                 "did not read");
+    assert_error(tch_cassette_journal_commit(js, &err), TCH_ESTATE, &err, "w.yaml.journal",
+                 "did not read");
+    assert_int_equal(access(path, F_OK), -1);
+    assert_bodies(path, "first,first2");
+    tch_cassette_journal_free(js);
+    tch_cassette_free(s);
+    tch_cassette_free(vcr);
+    fold_on_open(path);
+    assert_bodies(path, "first,first2");
+    assert_int_equal(access(jpath, F_OK), -1);
+    /* a VCR that read the leftover journal folds it with its save */
+    tch_cassette *w2 = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw2 = journal_of(w2, NULL);
+    record_body(w2, "third");
+    commit(jw2);
+    tch_cassette_journal_free(jw2);
+    tch_cassette_free(w2);
+    vcr = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    record_body(vcr, "vcr");
+    assert_int_equal(tch_cassette_save(vcr, &err), 0);
+    tch_cassette_free(vcr);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "first,first2,third,vcr");
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+/* A commit whose journal someone removed meanwhile is not saved (nobody
+ * would read it), and says why; the recordings are not lost: the next
+ * commit and the fold write them. */
+static void a_commit_to_a_removed_journal_fails(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "u.yaml"), *jpath = join(dir, "u.yaml.journal");
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "a");
+    commit(jw);
+    assert_int_equal(unlink(jpath), 0);
+    record_body(w, "b");
+    tch_error err = {0};
+    assert_error(tch_cassette_journal_commit(jw, &err), TCH_EIO, &err, "u.yaml.journal was removed",
+                 "recording not saved");
+    assert_true(tch_cassette_dirty(w));
+    record_body(w, "c");
+    commit(jw); /* a new journal */
+    assert_bodies(path, "b,c");
+    assert_int_equal(tch_cassette_journal_fold(jw, &err), 0);
+    assert_bodies(path, "a,b,c");
+    tch_cassette_journal_free(jw);
+    tch_cassette_free(w);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
+static void replace_file_with(const char *dir, const char *path, const char *body) {
+    char *other = join(dir, "other.yaml");
+    tch_cassette *c = open_opts(other, TCH_CASSETTE_NEW_EPISODES, NULL);
+    record_body(c, body);
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(c, &err), 0);
+    tch_cassette_free(c);
+    assert_int_equal(rename(other, path), 0);
+    free(other);
+}
+
+/* The B record names the content a journal adds to. When the file was
+ * replaced under the journal, its recordings are not stacked on the new
+ * file: readers see the file, and the next open moves them to
+ * PATH.conflict.yaml and says so. A fold on a changed file refuses to write
+ * over it and keeps the journal. */
+static void a_journal_on_a_replaced_file_is_moved_aside(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "c.yaml"), *jpath = join(dir, "c.yaml.journal");
+    char *aside = join(dir, "c.yaml.conflict.yaml"), *aside2 = join(dir, "c.yaml.conflict-2.yaml");
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    record_body(w, "old");
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_save(w, &err), 0);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "a");
+    record_body(w, "b");
+    commit(jw);
+    tch_cassette_journal_free(jw); /* crash */
+    tch_cassette_free(w);
+    replace_file_with(dir, path, "user");
+    assert_bodies(path, "user");
+    tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *j = journal_noted(c, "c.yaml.conflict.yaml");
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "user");
+    assert_bodies(aside, "a,b"); /* the journal's recordings */
+
+    /* a live writer whose file is replaced: its fold does not write over it */
+    w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    jw = journal_of(w, NULL);
+    record_body(w, "x");
+    commit(jw);
+    replace_file_with(dir, path, "edit");
+    assert_error(tch_cassette_journal_fold(jw, &err), TCH_ESTATE, &err, path,
+                 "changed on disk since this cassette read it");
+    assert_int_equal(access(jpath, F_OK), 0);
+    record_body(w, "y"); /* the same journal goes on: it adds to what it named */
+    commit(jw);
+    tch_cassette_journal_free(jw);
+    tch_cassette_free(w);
+    assert_bodies(path, "edit");
+    c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    j = journal_noted(c, "c.yaml.conflict-2.yaml");
+    tch_cassette_journal_free(j);
+    tch_cassette_free(c);
+    assert_bodies(aside2, "x,y");
+    assert_bodies(aside, "a,b");
+    /* a writer that starts a journal on a file changed since it read it */
+    w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    jw = journal_of(w, NULL);
+    replace_file_with(dir, path, "edit2");
+    record_body(w, "z");
+    assert_error(tch_cassette_journal_commit(jw, &err), TCH_ESTATE, &err, path,
+                 "changed on disk since this cassette read it");
+    assert_int_equal(access(jpath, F_OK), -1);
+    tch_cassette_journal_free(jw);
+    tch_cassette_free(w);
+    assert_bodies(path, "edit2");
+    free(aside);
+    free(aside2);
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(save_then_load_keeps_bytes_exact),
@@ -708,6 +967,11 @@ int main(void) {
         cmocka_unit_test(a_journal_in_mode_all_replaces_the_file),
         cmocka_unit_test(stale_temp_files_are_removed_at_open),
         cmocka_unit_test(a_foreign_journal_is_refused),
+        cmocka_unit_test(a_live_writers_journal_is_left_to_it),
+        cmocka_unit_test(a_fold_with_nothing_recorded_leaves_another_journal_alone),
+        cmocka_unit_test(a_second_writer_is_refused),
+        cmocka_unit_test(a_commit_to_a_removed_journal_fails),
+        cmocka_unit_test(a_journal_on_a_replaced_file_is_moved_aside),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
