@@ -52,6 +52,7 @@ struct mock_delayed {
     uint8_t code;
     char *message;
     tch_buf arg2, arg3;
+    int hold; /* noAnswer: answer only once the call is done (the caller gave up) */
     mock_delayed *prev, *next;
 };
 
@@ -105,9 +106,17 @@ static void delayed_free(mock_delayed *d) {
     free(d);
 }
 
+/* How often a held call looks again whether its caller gave up. */
+#define MOCK_HOLD_RECHECK_MS 50
+
 static void delayed_fire(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what;
+    (void)fd;
     mock_delayed *d = arg;
+    if (d->hold && what && !tch_inbound_is_done(d->in)) { /* what 0: a flush, answer now */
+        struct timeval tv = {0, MOCK_HOLD_RECHECK_MS * 1000};
+        if (evtimer_add(d->timer, &tv) == 0)
+            return;
+    }
     answer a = {d->is_error, d->code, d->message ? d->message : "",
                 tch_buf_slice(&d->arg2), tch_buf_slice(&d->arg3)};
     respond(d->in, &a);
@@ -150,8 +159,9 @@ static uint32_t delay_of(mock *m, const tch_cassette_interaction *it) {
     return it->has_delay ? it->delay_ms : 0;
 }
 
-/* noAnswer: the call is held past the caller's deadline, then dropped
- * (answering is still owed to the library; by then nobody waits for it). */
+/* noAnswer: the call is held until the library says it is done (its TTL
+ * passed or the caller went away), then answered into the void: answering
+ * is still owed to the library, and nobody waits for it any more. */
 #define MOCK_NO_ANSWER_MAX_MS 3600000u
 
 static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
@@ -163,9 +173,11 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
     if (st && st->fault == TCH_STUB_FAULT_NO_ANSWER) {
         uint32_t ttl = tch_inbound_ttl_ms(in);
         answer late = {1, TCH_PCODE_TIMEOUT, "tchannel-mock: noAnswer fault", {0}, {0}};
-        if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS - 100
-                                                ? ttl + 100 : MOCK_NO_ANSWER_MAX_MS) == 0)
+        if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS ? ttl : MOCK_NO_ANSWER_MAX_MS) ==
+            0) {
+            m->delayed->hold = 1; /* answer_later put it first */
             return;
+        }
         respond(in, &late);
         return;
     }
