@@ -4,6 +4,7 @@
 #include <tchannel/vcr.h>
 
 #include <tchannel/json.h>
+#include <tchannel/stub.h>
 
 #include <stdio.h>
 #include <stdbool.h>
@@ -98,6 +99,24 @@ static void fail_call(tch_outbound *call, int status, const char *why) {
     tch_outbound_answer(call, &res);
 }
 
+/* A stub whose response is a template (tchannel/stub.h): filled from this
+ * call; a value the call lacks fails it, naming the stub and the value. */
+static void replay_template(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc,
+                            size_t index) {
+    tch_buf arg2 = {0}, arg3 = {0};
+    tch_error err;
+    int code = 0;
+    if (tch_cassette_render_response(v->cassette, index, cc, &code, &arg2, &arg3, &err)) {
+        fail_call(call, err.code, err.msg);
+    } else {
+        tch_response res = {.code = (uint8_t)code, .message = "", .peer = "",
+                            .arg2 = tch_buf_slice(&arg2), .arg3 = tch_buf_slice(&arg3)};
+        tch_outbound_answer(call, &res);
+    }
+    tch_buf_free(&arg2);
+    tch_buf_free(&arg3);
+}
+
 /* ---- recording ------------------------------------------------------------ */
 
 static void pending_unlink(tch_vcr *v, pending *p) {
@@ -173,7 +192,11 @@ static void vcr_hook(tch_outbound *call, void *ud) {
     tch_cassette_decision d;
     tch_error err;
     int rc = tch_cassette_lookup(v->cassette, &cc, &d, &err);
-    if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY)
+    const tch_stub_info *stub = rc == 0 ? tch_cassette_stub_of(d.interaction) : NULL;
+    if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY && stub && stub->template_response &&
+        !d.interaction->is_error)
+        replay_template(v, call, &cc, d.index);
+    else if (rc == 0 && d.action == TCH_CASSETTE_ACT_REPLAY)
         replay(call, d.interaction);
     else if (rc == 0 && d.action == TCH_CASSETTE_ACT_RECORD)
         record(v, call, &cc);
