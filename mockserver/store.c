@@ -260,9 +260,15 @@ int mock_store_save_all(mock *m) {
             mock_log("%s", err.msg);
             continue;
         }
-        if (!tch_cassette_dirty(mc->c)) { /* every recording is committed: nothing lost */
-            mock_log("%s: could not fold the journal into the file (%s); the recordings stay in "
-                     "%s.journal and are folded at the next start", mc->path, err.msg, mc->path);
+        if (!tch_cassette_dirty(mc->c)) { /* nothing unsaved in memory: nothing lost now */
+            size_t kept = mc->journal ? tch_cassette_journal_pending(mc->journal) : 0;
+            if (kept) /* say where they are only when some are there */
+                mock_log("%s: could not fold the journal into the file (%s); the %zu recordings "
+                         "committed to %s.journal stay there and are folded at the next start",
+                         mc->path, err.msg, kept, mc->path);
+            else
+                mock_log("%s: could not save (%s); no recording of this run waits to be saved",
+                         mc->path, err.msg);
             continue;
         }
         mock_log("save %s failed: %s", mc->path, err.msg);

@@ -11,6 +11,13 @@
  *                            recording could not be saved get an error saying
  *                            so, and no answered recording is lost, neither
  *                            while the disk is full nor once it has room.
+ *   record_hostile shared    two mocks on one cassette: a second writer leaves
+ *                            the first one's journal alone and refuses to
+ *                            record; a reader that recorded nothing exits
+ *                            without touching a dead writer's journal; no
+ *                            answered recording is lost.
+ *   record_hostile journaldir PATH.journal a directory: callers are refused,
+ *                            and the shutdown log claims nothing was kept.
  *   record_hostile answer    --record-failure=answer, with a file where the
  *                            cassette's folder should be: callers get the
  *                            upstream's answers, and the exit status (1) says
@@ -24,6 +31,7 @@
 #include "mock_proc.h"
 
 #include <dirent.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +311,152 @@ static int kill9(client *cl, const char *upstream) {
     return rc;
 }
 
+/* ---- two processes on one cassette -------------------------------------------------- */
+
+static int start_mock_mode(mock_proc *mp, const char *mode, const char *upstream,
+                           const char *path, int capture_err) {
+    char *argv[] = {TCH_MOCK_BIN, "--mode", (char *)mode, "--upstream", (char *)upstream,
+                    "--no-watch", (char *)path, NULL};
+    if (mp_start(mp, argv, 0, capture_err) != 0) {
+        printf("FAIL: tchannel-mock --mode %s did not start on %s\n", mode, path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends sig and reads the child's stderr to its end (the child exited),
+ * bounded; then reaps it. Returns the exit status, -1 on the bound. */
+static int stop_reading_err(mock_proc *mp, int sig, char *buf, size_t n) {
+    size_t len = strlen(buf);
+    long end = mp_now_ms() + 10000;
+    kill(mp->pid, sig);
+    while (mp->err_fd >= 0 && len + 1 < n && mp_now_ms() < end) {
+        struct pollfd p = {mp->err_fd, POLLIN, 0};
+        if (poll(&p, 1, (int)(end - mp_now_ms())) <= 0)
+            continue;
+        ssize_t r = read(mp->err_fd, buf + len, n - len - 1);
+        if (r < 0 && errno == EAGAIN)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        buf[len] = '\0';
+    }
+    return mp_stop(mp, NULL, SIGKILL, 5000);
+}
+
+static int expect_in(const char *what, const char *text, const char *want) {
+    if (strstr(text, want))
+        return 0;
+    printf("FAIL: %s does not say \"%s\":\n%s\n", what, want, text);
+    return -1;
+}
+
+/* Runs calls against hp until `count` reaches want (bounded), then drains. */
+static int load_until(client *cl, const char *hp, int *count, int want, const char *what) {
+    start_load(cl, hp);
+    int ok = tch_test_run_until_count(cl->base, count, want, 15000);
+    if (drain(cl) != 0 || !ok) {
+        printf("FAIL %s: %d answered, %d refused, %d failed\n", what, cl->answered, cl->refused,
+               cl->failed);
+        return -1;
+    }
+    return 0;
+}
+
+/* A records; B, a second writer, starts meanwhile: B leaves A's journal
+ * alone (it used to fold and remove it, and A's later recordings went to
+ * the removed file) and refuses to record, saying why. A is killed -9:
+ * every call A answered is in the cassette once a third mock starts. Then
+ * a mock in mode none, started before a writer that is killed -9, exits
+ * without writing its stale copy over the file or removing the journal. */
+static int shared(client *cl, const char *upstream) {
+    char dir[] = "/tmp/record_shared_XXXXXX", path[600], errs[65536] = "";
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/rec.yaml", dir);
+    mock_proc a, b, c;
+    int rc = start_mock_mode(&a, "new_episodes", upstream, path, 2) != 0;
+    rc = rc || load_until(cl, a.hp, &cl->answered, 100, "A records") != 0;
+    rc = rc || start_mock_mode(&b, "new_episodes", upstream, path, 1) != 0;
+    if (!rc) {
+        mp_stderr(&b, errs, sizeof errs);
+        rc |= expect_in("B's start", errs, "rec.yaml.journal: another process is recording into "
+                        "this cassette") != 0;
+        cl->round = 1;
+        rc |= load_until(cl, b.hp, &cl->refused, 20, "B refuses to record") != 0;
+        rc |= expect_in("the answer to B's caller", cl->refusal, "another process is recording "
+                        "into this cassette") != 0;
+        rc |= expect_in("the answer to B's caller", cl->refusal, path) != 0;
+        cl->round = 2;
+        int want = cl->answered + 100;
+        rc |= load_until(cl, a.hp, &cl->answered, want, "A records after B started") != 0;
+        mp_stop(&a, NULL, SIGKILL, 5000);
+        stop_reading_err(&b, SIGTERM, errs, sizeof errs);
+        rc |= check_cassette(cl, dir, path, 1, "A killed -9, B stopped") != 0;
+    }
+    if (!rc && start_mock_mode(&c, "new_episodes", upstream, path, 2) == 0) {
+        rc |= check_cassette(cl, dir, path, 0, "a third mock started") != 0;
+        rc |= mp_stop(&c, NULL, SIGTERM, 5000) != 0;
+    }
+    /* a reader started first, a writer killed -9, the reader stops */
+    if (!rc && start_mock_mode(&b, "none", upstream, path, 2) == 0 &&
+        start_mock_mode(&a, "new_episodes", upstream, path, 2) == 0) {
+        cl->round = 3;
+        int want = cl->answered + 100;
+        rc |= load_until(cl, a.hp, &cl->answered, want, "A records beside a reader") != 0;
+        mp_stop(&a, NULL, SIGKILL, 5000);
+        int st = mp_stop(&b, NULL, SIGTERM, 5000);
+        if (st != 0) {
+            printf("FAIL: the reader exited %d\n", st);
+            rc = 1;
+        }
+        rc |= check_cassette(cl, dir, path, 1, "writer killed -9, reader stopped") != 0;
+    } else {
+        rc = 1;
+    }
+    printf("shared: %d answered by the writer, %d refused by the second writer\n", cl->answered,
+           cl->refused);
+    cl->refused = 0; /* counted, and expected, here */
+    rm_dir(dir);
+    return rc;
+}
+
+/* PATH.journal made a directory after the start: every caller is told its
+ * recording was not saved, and the shutdown log does not claim that any
+ * recording waits in the journal. */
+static int journal_dir(client *cl, const char *upstream) {
+    char dir[] = "/tmp/record_jdir_XXXXXX", path[600], jpath[640], errs[65536] = "";
+    if (!mkdtemp(dir))
+        return 1;
+    snprintf(path, sizeof path, "%s/rec.yaml", dir);
+    snprintf(jpath, sizeof jpath, "%s.journal", path);
+    mock_proc mp;
+    int rc = start_mock_mode(&mp, "new_episodes", upstream, path, 1) != 0;
+    if (!rc && mkdir(jpath, 0755) != 0)
+        rc = 1;
+    if (!rc) {
+        cl->body_size = 8; /* a short log line per refused call: the pipe holds them */
+        rc |= load_until(cl, mp.hp, &cl->refused, 20, "the journal is a directory") != 0;
+        if (cl->answered) {
+            printf("FAIL: %d callers were told their call succeeded\n", cl->answered);
+            rc = 1;
+        }
+        int st = stop_reading_err(&mp, SIGTERM, errs, sizeof errs);
+        printf("journal a directory: %d refused, exit %d\n", cl->refused, st);
+        const char *last = strstr(errs, "SIGTERM");
+        if (!last || strstr(last, "stay in") || strstr(last, "folded at the next start")) {
+            printf("FAIL: the shutdown log claims recordings were kept:\n%s\n",
+                   last ? last : errs);
+            rc = 1;
+        }
+    }
+    rmdir(jpath);
+    cl->refused = 0;
+    rm_dir(dir);
+    return rc;
+}
+
 /* ---- a full disk -------------------------------------------------------------------- */
 
 static int run_cmd(const char *cmd) {
@@ -416,9 +570,10 @@ static int answer_anyway(client *cl, const char *upstream) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 ||
-        (strcmp(argv[1], "kill9") && strcmp(argv[1], "diskfull") && strcmp(argv[1], "answer"))) {
-        fprintf(stderr, "usage: record_hostile kill9|diskfull|answer\n");
+    if (argc != 2 || (strcmp(argv[1], "kill9") && strcmp(argv[1], "diskfull") &&
+                      strcmp(argv[1], "answer") && strcmp(argv[1], "shared") &&
+                      strcmp(argv[1], "journaldir"))) {
+        fprintf(stderr, "usage: record_hostile kill9|diskfull|answer|shared|journaldir\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -435,6 +590,8 @@ int main(int argc, char **argv) {
         return 1;
     int rc = !strcmp(argv[1], "kill9")      ? kill9(&cl, echo.hp)
              : !strcmp(argv[1], "diskfull") ? diskfull(&cl, echo.hp)
+             : !strcmp(argv[1], "shared")   ? shared(&cl, echo.hp)
+             : !strcmp(argv[1], "journaldir") ? journal_dir(&cl, echo.hp)
                                             : answer_anyway(&cl, echo.hp);
     if (cl.ch)
         tch_channel_free(cl.ch);
