@@ -642,17 +642,18 @@ static int conflict_record(void *ud, const jrec *r) {
     return cas_load_buffer(m, (const char *)r->payload.ptr, r->payload.len, NULL);
 }
 
-/* Creates a file that did not exist: PATH.conflict.yaml, or
- * PATH.conflict-N.yaml when that is taken (an earlier conflict). */
+/* Creates a file that did not exist: PATH.journal-conflict.yaml, or
+ * PATH.journal-conflict-N.yaml when that is taken (an earlier conflict).
+ * Not PATH.conflict.yaml: tchannel-mock rewrites that one with its run. */
 static int write_new_file(const char *path, tch_slice data, char **where, tch_error *err) {
     size_t n = strlen(path) + 32;
     char *name = malloc(n);
     int fd = -1;
     for (int i = 1; name && fd < 0 && i <= 100; i++) {
         if (i == 1)
-            snprintf(name, n, "%s.conflict.yaml", path);
+            snprintf(name, n, "%s.journal-conflict.yaml", path);
         else
-            snprintf(name, n, "%s.conflict-%d.yaml", path, i);
+            snprintf(name, n, "%s.journal-conflict-%d.yaml", path, i);
         fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0 && errno != EEXIST)
             break;

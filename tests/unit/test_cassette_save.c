@@ -886,13 +886,14 @@ static void replace_file_with(const char *dir, const char *path, const char *bod
 /* The B record names the content a journal adds to. When the file was
  * replaced under the journal, its recordings are not stacked on the new
  * file: readers see the file, and the next open moves them to
- * PATH.conflict.yaml and says so. A fold on a changed file refuses to write
- * over it and keeps the journal. */
+ * PATH.journal-conflict.yaml and says so. A fold on a changed file refuses
+ * to write over it and keeps the journal. */
 static void a_journal_on_a_replaced_file_is_moved_aside(void **state) {
     (void)state;
     char *dir = tmp_dir();
     char *path = join(dir, "c.yaml"), *jpath = join(dir, "c.yaml.journal");
-    char *aside = join(dir, "c.yaml.conflict.yaml"), *aside2 = join(dir, "c.yaml.conflict-2.yaml");
+    char *aside = join(dir, "c.yaml.journal-conflict.yaml");
+    char *aside2 = join(dir, "c.yaml.journal-conflict-2.yaml");
     tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
     record_body(w, "old");
     tch_error err = {0};
@@ -906,7 +907,7 @@ static void a_journal_on_a_replaced_file_is_moved_aside(void **state) {
     replace_file_with(dir, path, "user");
     assert_bodies(path, "user");
     tch_cassette *c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
-    tch_cassette_journal *j = journal_noted(c, "c.yaml.conflict.yaml");
+    tch_cassette_journal *j = journal_noted(c, "c.yaml.journal-conflict.yaml");
     tch_cassette_journal_free(j);
     tch_cassette_free(c);
     assert_int_equal(access(jpath, F_OK), -1);
@@ -928,7 +929,7 @@ static void a_journal_on_a_replaced_file_is_moved_aside(void **state) {
     tch_cassette_free(w);
     assert_bodies(path, "edit");
     c = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
-    j = journal_noted(c, "c.yaml.conflict-2.yaml");
+    j = journal_noted(c, "c.yaml.journal-conflict-2.yaml");
     tch_cassette_journal_free(j);
     tch_cassette_free(c);
     assert_bodies(aside2, "x,y");
@@ -936,7 +937,7 @@ static void a_journal_on_a_replaced_file_is_moved_aside(void **state) {
     /* a writer that starts a journal on a file changed since it read it:
      * the journal names what the writer read, so it is not stacked on the
      * edit either, and the next open moves it aside */
-    char *aside3 = join(dir, "c.yaml.conflict-3.yaml");
+    char *aside3 = join(dir, "c.yaml.journal-conflict-3.yaml");
     w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
     jw = journal_of(w, NULL);
     replace_file_with(dir, path, "edit2");
