@@ -96,13 +96,16 @@ static int open_with_mode(const mock *m, const char *path, tch_cassette_mode mod
 static int attach_journal(mock_cassette *mc, tch_error *err) {
     char *note = NULL;
     tch_cassette_journal *j = NULL;
+    /* the old object's, folded already: freed first, so that its lock, if
+     * it still holds one, is not taken for another writer's */
+    tch_cassette_journal_free(mc->journal);
+    mc->journal = NULL;
     int rc = tch_cassette_journal_open(mc->c, &j, &note, err);
     if (note)
         mock_log("%s", note);
     free(note);
     if (rc)
         return rc;
-    tch_cassette_journal_free(mc->journal); /* the old object's, folded already */
     mc->journal = j;
     return 0;
 }
