@@ -392,7 +392,7 @@ static int busy(const tch_cassette *c, const char *jpath, tch_error *err) {
 static int lock_journal(const tch_cassette *c, const char *jpath, bool create, int *out,
                         tch_error *err) {
     for (int attempt = 0; attempt < 8; attempt++) {
-        int fd = open(jpath, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+        int fd = open(jpath, O_RDWR | O_NONBLOCK | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
         struct stat st, now;
         if (fd < 0)
             return errno == ENOENT && !create
