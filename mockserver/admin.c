@@ -391,8 +391,10 @@ static void get_journal(mock *m, struct evhttp_request *req, struct evkeyvalq *q
     size_t matching;
     json_t *entries = mock_journal_to_json(&m->journal, &jq, &matching);
     reply_json(req, 200,
-               json_pack("{s:I, s:I, s:I, s:I, s:o}", "capacity", (json_int_t)m->journal.cap,
-                         "total", (json_int_t)m->journal.total, "dropped",
+               json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "capacity",
+                         (json_int_t)m->journal.cap, "bytes", (json_int_t)m->journal.bytes,
+                         "maxBytes", (json_int_t)m->journal.max_bytes, "total",
+                         (json_int_t)m->journal.total, "dropped",
                          (json_int_t)m->journal.dropped, "matching",
                          (json_int_t)matching, "entries", entries));
 }
@@ -733,6 +735,8 @@ static void route(mock *m, struct evhttp_request *req) {
         get_hyperbahn(m, req);
     else if (mock_stubs_route(m, req, path, (int)method))
         ; /* run-time stubs and scenarios (stubs.c) */
+    else if (mock_verify_route(m, req, path, (int)method, &q))
+        ; /* journal queries, verify, redactions (verify.c) */
     else if (is_endpoint(path))
         reply_error(req, 405, "method not allowed on %s", path);
     else

@@ -1,16 +1,19 @@
-/* The journal: the last `cap` requests the mock received, in a ring, so
- * memory stays bounded however long the server runs. Strings are truncated
- * copies (a hostile client cannot make an entry large). */
+/* The journal: the last requests the mock received, whole (transport
+ * headers, arg2, arg3), in a ring bounded by a count (--journal-size) and
+ * a byte budget (--journal-bytes), so memory stays bounded however long the
+ * server runs: the oldest entries make room, and `dropped` counts them. */
 #include "mock.h"
 
 #include <tchannel/hooks.h>
+#include <tchannel/stub.h>
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MOCK_JOURNAL_STR_MAX 256
+/* arg1 is at most 16 KiB on the wire; service and peer far less */
+#define MOCK_JOURNAL_STR_MAX 16384
 #define MOCK_JOURNAL_MSG_MAX 2048
 
 const char *mock_outcome_name(mock_outcome o) {
@@ -37,14 +40,22 @@ int mock_outcome_parse(const char *name, mock_outcome *out) {
     return TCH_EINVAL;
 }
 
-int mock_journal_init(mock_journal *j, size_t cap) {
+int mock_journal_init(mock_journal *j, size_t cap, size_t max_bytes) {
     memset(j, 0, sizeof *j);
     j->cap = cap ? cap : 1;
+    j->max_bytes = max_bytes ? max_bytes : SIZE_MAX;
     j->ring = calloc(j->cap, sizeof *j->ring);
     return j->ring ? 0 : TCH_ENOMEM;
 }
 
 static void entry_clear(mock_journal_entry *e) {
+    tch_buf_free(&e->arg2);
+    tch_buf_free(&e->arg3);
+    for (size_t i = 0; i < e->n_theaders; i++) {
+        tch_buf_free(&e->theaders[i].key);
+        tch_buf_free(&e->theaders[i].value);
+    }
+    free(e->theaders);
     free(e->service);
     free(e->endpoint);
     free(e->peer);
@@ -59,6 +70,8 @@ void mock_journal_clear(mock_journal *j) {
         entry_clear(&j->ring[(j->start + i) % j->cap]);
     j->start = j->n = 0;
     j->total = j->dropped = 0;
+    j->bytes = 0;
+    j->unmatched = 0;
 }
 
 void mock_journal_free(mock_journal *j) {
@@ -79,21 +92,60 @@ static char *dup_str(const char *s, size_t max) {
     return s ? dup_slice(tch_slice_cstr(s), max) : NULL;
 }
 
-void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
-                      int scheme, mock_outcome outcome, const char *cassette, long index,
-                      const char *message, json_t *near_miss) {
-    mock_journal_entry *e;
-    if (j->n == j->cap) { /* full: the oldest entry makes room */
-        e = &j->ring[j->start];
-        entry_clear(e);
-        j->start = (j->start + 1) % j->cap;
-        j->dropped++;
-    } else {
-        e = &j->ring[(j->start + j->n) % j->cap];
-        j->n++;
+static size_t str_bytes(const char *s) { return s ? strlen(s) : 0; }
+
+/* What in carries beyond its names, whole: arg2, arg3, transport headers.
+ * Returns the bytes they take. */
+static size_t request_bytes(const tch_inbound *in) {
+    size_t n = tch_inbound_arg2(in).len + tch_inbound_arg3(in).len;
+    for (size_t i = 0; i < tch_inbound_header_count(in); i++) {
+        tch_header h = tch_inbound_header_at(in, i);
+        n += h.key.len + h.value.len + sizeof(tch_cassette_kv);
     }
+    return n;
+}
+
+static int copy_request(mock_journal_entry *e, const tch_inbound *in) {
+    size_t nh = tch_inbound_header_count(in);
+    if (tch_buf_append_slice(&e->arg2, tch_inbound_arg2(in)) ||
+        tch_buf_append_slice(&e->arg3, tch_inbound_arg3(in)) ||
+        (nh && !(e->theaders = calloc(nh, sizeof *e->theaders))))
+        return TCH_ENOMEM;
+    for (size_t i = 0; i < nh; i++, e->n_theaders++) {
+        tch_header h = tch_inbound_header_at(in, i);
+        if (tch_buf_append_slice(&e->theaders[i].key, h.key) ||
+            tch_buf_append_slice(&e->theaders[i].value, h.value))
+            return TCH_ENOMEM;
+    }
+    return 0;
+}
+
+static void drop_oldest(mock_journal *j) {
+    mock_journal_entry *e = &j->ring[j->start];
+    j->bytes -= e->bytes;
+    entry_clear(e);
+    j->start = (j->start + 1) % j->cap;
+    j->n--;
+    j->dropped++;
+}
+
+/* in: the request, when known (its bytes are kept). */
+static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice endpoint,
+                                const char *peer, int scheme, mock_outcome outcome,
+                                const char *cassette, long index, const char *message,
+                                json_t *near_miss, const tch_inbound *in) {
+    size_t fixed = sizeof(mock_journal_entry) + service.len + endpoint.len + str_bytes(peer) +
+                   str_bytes(cassette) + str_bytes(message);
+    size_t body = in ? request_bytes(in) : 0;
+    int cut = fixed + body > j->max_bytes; /* alone over the budget: its bytes are left out */
+    size_t need = fixed + (cut ? 0 : body);
+    while (j->n && (j->n == j->cap || j->bytes + need > j->max_bytes))
+        drop_oldest(j);
+    mock_journal_entry *e = &j->ring[(j->start + j->n) % j->cap];
+    j->n++;
     e->seq = j->next_seq++;
     j->total++;
+    j->unmatched += outcome == MOCK_UNMATCHED;
     e->time_ms = mock_now_ms();
     e->service = dup_slice(service, MOCK_JOURNAL_STR_MAX);
     e->endpoint = dup_slice(endpoint, MOCK_JOURNAL_STR_MAX);
@@ -104,16 +156,38 @@ void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, co
     e->index = index;
     e->message = dup_str(message, MOCK_JOURNAL_MSG_MAX);
     e->near_miss = near_miss;
+    e->cut = cut && in;
+    if (in && !cut && copy_request(e, in) != 0)
+        e->cut = 1; /* out of memory: the names are still worth keeping */
+    e->bytes = need;
+    j->bytes += need;
+    return e;
+}
+
+void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
+                      int scheme, mock_outcome outcome, const char *cassette, long index,
+                      const char *message, json_t *near_miss) {
     /* Inside a handler the request is the channel's current call; an entry
      * added later (a recording answered) takes the ids of the answer that
      * follows it at once (on_answer). */
     tch_inbound *in = j->ch ? tch_channel_current(j->ch) : NULL;
+    mock_journal_entry *e = push(j, service, endpoint, peer, scheme, outcome, cassette, index,
+                                 message, near_miss, in);
     if (in) {
         e->trace = tch_inbound_trace(in);
         e->has_trace = 1;
     } else if (j->ch) {
         j->await_seq = e->seq + 1; /* 0 means none */
     }
+}
+
+void mock_journal_add_from(mock_journal *j, tch_inbound *in, mock_outcome outcome,
+                           const char *cassette, long index, const char *message) {
+    mock_journal_entry *e =
+        push(j, tch_inbound_service(in), tch_inbound_endpoint(in), tch_inbound_peer(in),
+             mock_scheme_of(in), outcome, cassette, index, message, NULL, in);
+    e->trace = tch_inbound_trace(in);
+    e->has_trace = 1;
 }
 
 static mock_journal_entry *newest(mock_journal *j) {
@@ -158,7 +232,94 @@ static json_t *text(const char *s) {
     return mock_json_text(s ? s : "", s ? strlen(s) : 0);
 }
 
-static json_t *entry_to_json(const mock_journal_entry *e) {
+/* ---- the request as JSON ---------------------------------------------------------- */
+
+/* Bytes as text; bytes that are not UTF-8, or hold a NUL (which many JSON
+ * readers refuse), as text with U+FFFD for those bytes and exactly as
+ * base64 under key64. */
+static void set_bytes(json_t *o, const char *key, const char *key64, const tch_buf *b) {
+    const char *p = b->ptr ? (const char *)b->ptr : "";
+    json_t *exact = memchr(p, 0, b->len) ? NULL : json_stringn(p, b->len); /* NULL: not UTF-8 */
+    if (exact) {
+        json_object_set_new(o, key, exact);
+        return;
+    }
+    char *shown = malloc(b->len + 1);
+    if (shown) { /* a NUL would end the text: U+FFFD as for any byte that is not text */
+        for (size_t i = 0; i < b->len; i++)
+            shown[i] = p[i] ? p[i] : (char)0xff;
+        json_object_set_new(o, key, mock_json_text(shown, b->len));
+    }
+    free(shown);
+    tch_buf b64 = {0};
+    if (tch_base64_encode(tch_buf_slice(b), 0, &b64) == 0)
+        json_object_set_new(o, key64, json_stringn(b64.ptr ? (const char *)b64.ptr : "", b64.len));
+    tch_buf_free(&b64);
+}
+
+static json_t *thrift_headers_json(const tch_buf *arg2) {
+    tch_thrift_header *hs = NULL;
+    size_t n = 0;
+    if (tch_thrift_headers_decode(tch_buf_slice(arg2), &hs, &n, NULL) != 0)
+        return NULL;
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < n; i++) {
+        char *k = tch_slice_strdup(hs[i].key);
+        if (k)
+            json_object_set_new(o, k, mock_json_text((const char *)hs[i].value.ptr, hs[i].value.len));
+        free(k);
+    }
+    free(hs);
+    return o;
+}
+
+static json_t *thrift_body_json(const mock_journal *j, const mock_journal_entry *e) {
+    const tch_thrift_method *m =
+        j->thrift ? tch_cassette_thrift_method(j->thrift, tch_slice_cstr(e->service),
+                                               tch_slice_cstr(e->endpoint))
+                  : NULL;
+    json_t *out = NULL;
+    if (m && tch_thrift_method_args_to_json(m, tch_buf_slice(&e->arg3), &out, NULL) != 0)
+        out = NULL;
+    return out;
+}
+
+/* arg2 and arg3 raw, and read as JSON where the scheme (and for a thrift
+ * body, the IDL) allows; the transport headers as an object. */
+static void request_to_json(const mock_journal *j, const mock_journal_entry *e, json_t *o) {
+    json_t *th = json_object();
+    for (size_t i = 0; th && i < e->n_theaders; i++) {
+        char *k = tch_slice_strdup(tch_buf_slice(&e->theaders[i].key));
+        if (k)
+            json_object_set_new(th, k, mock_json_text((const char *)e->theaders[i].value.ptr,
+                                                      e->theaders[i].value.len));
+        free(k);
+    }
+    json_object_set_new(o, "transportHeaders", th);
+    if (e->cut) {
+        json_object_set_new(o, "omitted", json_string("arg2 and arg3: larger than the whole "
+                                                      "--journal-bytes budget"));
+        return;
+    }
+    set_bytes(o, "headers", "headersBase64", &e->arg2);
+    set_bytes(o, "body", "bodyBase64", &e->arg3);
+    json_object_set_new(o, "bodyBytes", json_integer((json_int_t)e->arg3.len));
+    json_t *hd = NULL, *bd = NULL;
+    if (e->scheme == TCH_CASSETTE_JSON) {
+        hd = e->arg2.len ? json_loadb((const char *)e->arg2.ptr, e->arg2.len, 0, NULL) : json_object();
+        bd = json_loadb(e->arg3.ptr ? (const char *)e->arg3.ptr : "", e->arg3.len,
+                        JSON_DECODE_ANY, NULL);
+    } else if (e->scheme == TCH_CASSETTE_THRIFT) {
+        hd = thrift_headers_json(&e->arg2);
+        bd = thrift_body_json(j, e);
+    }
+    if (hd)
+        json_object_set_new(o, "headersDecoded", hd);
+    if (bd)
+        json_object_set_new(o, "bodyDecoded", bd);
+}
+
+static json_t *entry_to_json(const mock_journal *j, const mock_journal_entry *e) {
     json_t *o = json_object();
     if (!o)
         return NULL;
@@ -184,6 +345,7 @@ static json_t *entry_to_json(const mock_journal_entry *e) {
         json_object_set_new(o, "parentId", hex_id(e->trace.parent_id));
         json_object_set_new(o, "traced", json_boolean(e->trace.flags & 0x01));
     }
+    request_to_json(j, e, o);
     return o;
 }
 
@@ -209,7 +371,46 @@ json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q,
         if (skip > 0)
             skip--;
         else
-            json_array_append_new(arr, entry_to_json(e));
+            json_array_append_new(arr, entry_to_json(j, e));
     }
     return arr;
+}
+
+/* ---- queries with stub rules ---------------------------------------------------------- */
+
+#define MAX_VIEW_HEADERS 256
+
+int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t *count,
+                      json_t *entries, tch_error *err) {
+    tch_cassette_kv_view kv[MAX_VIEW_HEADERS];
+    tch_stub_idl idl = {j->thrift, NULL};
+    *count = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        const mock_journal_entry *e = &j->ring[(j->start + i) % j->cap];
+        if (e->outcome == MOCK_HYPERBAHN)
+            continue;
+        size_t nh = e->n_theaders < MAX_VIEW_HEADERS ? e->n_theaders : MAX_VIEW_HEADERS;
+        for (size_t k = 0; k < nh; k++)
+            kv[k] = (tch_cassette_kv_view){tch_buf_slice(&e->theaders[k].key),
+                                           tch_buf_slice(&e->theaders[k].value)};
+        tch_cassette_call call = {
+            .service = tch_slice_cstr(e->service ? e->service : ""),
+            .endpoint = tch_slice_cstr(e->endpoint ? e->endpoint : ""),
+            .headers = tch_buf_slice(&e->arg2),
+            .body = tch_buf_slice(&e->arg3),
+            .scheme = (tch_cassette_scheme)e->scheme,
+            .host_port = tch_slice_cstr(e->peer ? e->peer : ""),
+            .transport_headers = kv,
+            .n_transport_headers = nh,
+        };
+        int rc = tch_stub_rules_match(rules, &call, &idl, NULL, 0, err);
+        if (rc < 0)
+            return tch_error_wrap(err, "journal entry %" PRIu64, e->seq);
+        if (rc == 0)
+            continue;
+        (*count)++;
+        if (entries && json_array_append_new(entries, entry_to_json(j, e)))
+            return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
+    return 0;
 }

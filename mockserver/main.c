@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include <tchannel/redact.h>
 #include <tchannel/version.h>
 
 #include <errno.h>
@@ -72,6 +73,17 @@ static const opt_row OPTIONS[] = {
     {"no-watch", 0, NULL, "do not reload cassettes that change on disk"},
     {"watch-interval", 0, "MS", "poll period for changes (default 500)"},
     {"journal-size", 0, "N", "requests kept in the journal (default 10000)"},
+    {"journal-bytes", 0, "N", "bytes the journal may hold, suffix K, M or G allowed\n"
+                              "(default 64M); the oldest entries make room"},
+    {"verify-on-exit", 0, NULL, "at shutdown, exit 3 when a required interaction was never\n"
+                                "called or a request went unmatched (as GET /verify)"},
+    {"redact-header", 0, "NAME", "record application header NAME as <redacted> (repeatable)"},
+    {"redact-transport-header", 0, "NAME", "record transport header NAME as <redacted>\n"
+                                           "(repeatable)"},
+    {"redact-json-path", 0, "PATH", "record the values at JSONPath PATH ($.a.b, $.a[0], $.a[*])\n"
+                                    "in json bodies as <redacted> (repeatable)"},
+    {"redact-thrift-field", 0, "NAME", "record thrift fields NAME (at any depth, through\n"
+                                       "--thrift) as <redacted> (repeatable)"},
     {"grace", 0, "MS", "on SIGTERM, wait this long for recordings (default 2000)"},
     {"record-failure", 0, "HOW", "a caller whose recording could not be saved gets an error\n"
                                  "saying so (error, the default) or the upstream's answer\n"
@@ -220,6 +232,38 @@ static int number(const char *name, const char *v, unsigned long min, unsigned l
     return 0;
 }
 
+static int redact_option(mock_config *c, const char *name, const char *v) {
+    static const struct {
+        const char *flag;
+        tch_redact_kind kind;
+    } kinds[] = {{"--redact-header", TCH_REDACT_HEADER},
+                 {"--redact-transport-header", TCH_REDACT_TRANSPORT_HEADER},
+                 {"--redact-json-path", TCH_REDACT_JSON_PATH},
+                 {"--redact-thrift-field", TCH_REDACT_THRIFT_FIELD}};
+    tch_error err;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (!strcmp(name, kinds[i].flag))
+            return tch_cassette_redaction_add(c->redaction, kinds[i].kind, v, &err)
+                       ? usage_error("%s: %s", name, err.msg)
+                       : 0;
+    return usage_error("unknown option %s", name);
+}
+
+/* A byte count with an optional K, M or G (powers of 1024). */
+static int journal_bytes(mock_config *c, const char *name, const char *v) {
+    char *end;
+    errno = 0;
+    unsigned long long n = *v && *v != '-' ? strtoull(v, &end, 10) : 0;
+    int shift = !*v || *v == '-' ? -1 : !*end ? 0 : !strcmp(end, "K") || !strcmp(end, "k") ? 10
+                : !strcmp(end, "M") || !strcmp(end, "m") ? 20
+                : !strcmp(end, "G") || !strcmp(end, "g") ? 30 : -1;
+    if (shift < 0 || errno || n == 0 || n > (1ull << 40) >> shift || (n << shift) < 4096)
+        return usage_error("%s: expected a byte count from 4096 to 1T (suffix K, M or G "
+                           "allowed), got \"%s\"", name, v);
+    c->journal_bytes = (size_t)(n << shift);
+    return 0;
+}
+
 /* name is "--long-name"; v is NULL for a flag. Returns 0, 2 (usage error
  * reported) or -1 (--help or --version printed). */
 static int apply_option(mock_config *c, const char *name, const char *v) {
@@ -254,6 +298,12 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         rc = mock_strv_push(&c->upstream_routers, v);
     } else if (!strcmp(name, "--exit-on-stdin-eof")) {
         c->exit_on_stdin_eof = 1;
+    } else if (!strcmp(name, "--verify-on-exit")) {
+        c->verify_on_exit = 1;
+    } else if (!strncmp(name, "--redact-", 9)) {
+        return redact_option(c, name, v);
+    } else if (!strcmp(name, "--journal-bytes")) {
+        return journal_bytes(c, name, v);
     } else if (!strcmp(name, "--host") || !strcmp(name, "--admin-host")) {
         if (!*v || strpbrk(v, " \t/"))
             return usage_error("%s: expected a host name or address, got \"%s\"", name, v);
@@ -407,6 +457,9 @@ static int parse_args(int argc, char **argv, mock_config *c) {
         return usage_error("--mode %s records and needs --upstream [SERVICE=]HOST:PORT, "
                            "--upstream-router, or --relay (instances advertise to us)",
                            tch_cassette_mode_name(c->mode));
+    if (tch_cassette_redaction_count(c->redaction, TCH_REDACT_THRIFT_FIELD) && !c->thrift_path)
+        return usage_error("--redact-thrift-field needs --thrift FILE|DIR: thrift bodies are "
+                           "read through the IDL");
     if (c->admin_socket && c->admin_port >= 0)
         return usage_error("--admin-socket and --admin-port: give one of them");
     if ((c->admin_token_file || c->cassette_roots.n) && !c->admin_socket && c->admin_port < 0)
@@ -424,6 +477,7 @@ static void config_defaults(mock_config *c) {
     c->watch = 1;
     c->watch_ms = 500;
     c->journal_size = 10000;
+    c->journal_bytes = (size_t)64 << 20;
     c->grace_ms = 2000;
     c->admin_timeout_ms = 10000;
     c->admin_max_conns = 64;
@@ -440,6 +494,7 @@ static void config_free(mock_config *c) {
     mock_strv_free(&c->inputs);
     mock_strv_free(&c->cassette_roots);
     tch_cassette_thrift_free(c->thrift);
+    tch_cassette_redaction_free(c->redaction);
 }
 
 /* ---- start-up -------------------------------------------------------------------- */
@@ -676,9 +731,11 @@ static void mock_free_all(mock *m) {
 }
 
 static int start(mock *m, tch_error *err) {
-    int rc = mock_journal_init(&m->journal, m->cfg->journal_size);
+    int rc = mock_journal_init(&m->journal, m->cfg->journal_size, m->cfg->journal_bytes);
     if (rc)
         return tch_error_set(err, rc, "out of memory");
+    m->journal.thrift = m->cfg->thrift;
+    tch_cassette_redaction_set_idl(m->cfg->redaction, m->cfg->thrift, NULL);
     if ((rc = load_cassettes(m, err)) || (rc = start_channel(m, err)) ||
         (rc = mock_journal_watch(&m->journal, m->ch, err)) || (rc = mock_trace_start(m, err)) ||
         (rc = mock_record_init(m, err)) || (rc = mock_relay_init(m, err)) ||
@@ -696,10 +753,32 @@ static int start(mock *m, tch_error *err) {
     return mock_hyperbahn_init(m, err);
 }
 
+/* --verify-on-exit: GET /verify's check, said on stderr when it fails. */
+static int verified_at_exit(mock *m) {
+    json_t *r = mock_verify_report(m);
+    int ok = json_is_true(json_object_get(r, "ok"));
+    if (!ok) {
+        json_t *nc = json_object_get(r, "notCalled");
+        size_t i;
+        json_t *it;
+        fprintf(stderr, "tchannel-mock: verify failed: %zu required interaction%s never called, "
+                "%" JSON_INTEGER_FORMAT " request%s unmatched\n", json_array_size(nc),
+                json_array_size(nc) == 1 ? "" : "s",
+                json_integer_value(json_object_get(r, "unmatched")),
+                json_integer_value(json_object_get(r, "unmatched")) == 1 ? "" : "s");
+        json_array_foreach(nc, i, it)
+            fprintf(stderr, "tchannel-mock:   not called: %s\n",
+                    json_string_value(json_object_get(it, "describe")));
+    }
+    json_decref(r);
+    return ok;
+}
+
 int main(int argc, char **argv) {
     mock_config cfg;
     config_defaults(&cfg);
-    int rc = parse_args(argc, argv, &cfg);
+    int rc = tch_cassette_redaction_new(&cfg.redaction) ? usage_error("out of memory")
+                                                        : parse_args(argc, argv, &cfg);
     if (rc) {
         config_free(&cfg);
         return rc < 0 ? 0 : rc;
@@ -722,6 +801,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tchannel-mock: %s\n", err.msg);
     else
         event_base_dispatch(m.base);
+    int unverified = !rc && cfg.verify_on_exit && !verified_at_exit(&m);
     int lost = m.lost_recordings;
     if (lost)
         fprintf(stderr, "tchannel-mock: recordings could not be saved (see the log above)\n");
@@ -729,5 +809,5 @@ int main(int argc, char **argv) {
     if (m.base)
         event_base_free(m.base);
     config_free(&cfg);
-    return rc || lost ? 1 : 0;
+    return rc || lost ? 1 : unverified ? 3 : 0;
 }

@@ -48,6 +48,9 @@ typedef struct mock_config {
     uint32_t watch_ms;
     int verbose;
     size_t journal_size;
+    size_t journal_bytes;   /* --journal-bytes: the journal's byte budget */
+    int verify_on_exit;     /* --verify-on-exit: exit 3 when GET /verify would fail */
+    struct tch_cassette_redaction *redaction; /* --redact-*: what recordings must not keep */
     uint32_t grace_ms; /* how long SIGTERM waits for in-flight recordings */
     int record_failure_answer; /* --record-failure=answer: a caller whose recording could
                                   not be saved still gets the upstream's answer */
@@ -128,6 +131,11 @@ typedef struct mock_journal_entry {
     json_t *near_miss;
     tch_trace trace; /* the request's tracing ids, when has_trace */
     int has_trace;
+    tch_buf arg2, arg3;          /* the request's application headers and body */
+    tch_cassette_kv *theaders;   /* its transport headers */
+    size_t n_theaders;
+    size_t bytes;                /* counted against the byte budget */
+    int cut;                     /* arg2/arg3 left out: larger than the whole budget */
 } mock_journal_entry;
 
 typedef struct mock_journal {
@@ -138,9 +146,12 @@ typedef struct mock_journal {
     tch_channel *ch;         /* the serving channel: requests' trace ids (journal.c) */
     uint64_t await_seq;      /* an entry added outside a handler takes the ids of the
                                 answer sent next; 0: none waits */
+    size_t bytes, max_bytes; /* held, and the budget (--journal-bytes) */
+    uint64_t unmatched;      /* misses since the last clear, dropped ones too */
+    const tch_cassette_thrift *thrift; /* decodes thrift bodies (--thrift), or NULL */
 } mock_journal;
 
-int mock_journal_init(mock_journal *j, size_t cap);
+int mock_journal_init(mock_journal *j, size_t cap, size_t max_bytes);
 void mock_journal_free(mock_journal *j);
 void mock_journal_clear(mock_journal *j);
 /* Gives each entry the trace ids of its request (an event hook on ch). */
@@ -149,6 +160,9 @@ int mock_journal_watch(mock_journal *j, tch_channel *ch, tch_error *err);
 void mock_journal_add(mock_journal *j, tch_slice service, tch_slice endpoint, const char *peer,
                       int scheme, mock_outcome outcome, const char *cassette, long index,
                       const char *message, json_t *near_miss);
+/* The same for a request answered outside its handler (a recording). */
+void mock_journal_add_from(mock_journal *j, tch_inbound *in, mock_outcome outcome,
+                           const char *cassette, long index, const char *message);
 /* Which entries a journal query wants: exact service and endpoint (NULL:
  * any), one outcome (-1: any), and only the newest `limit` (0: all). */
 typedef struct mock_journal_query {
@@ -160,6 +174,11 @@ typedef struct mock_journal_query {
 /* The entries q selects, oldest first; *matching counts every entry that
  * passed the filters, before the limit. */
 json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q, size_t *matching);
+/* Entries whose request passes rules (tchannel/stub.h): a JSON array of them,
+ * or only *count when entries is NULL. A rule that fails to run is err. */
+struct tch_stub_rules;
+int mock_journal_find(const mock_journal *j, const struct tch_stub_rules *rules, size_t *count,
+                      json_t *entries, tch_error *err);
 const char *mock_outcome_name(mock_outcome o);
 int mock_outcome_parse(const char *name, mock_outcome *out); /* 0, or TCH_EINVAL */
 
@@ -275,6 +294,15 @@ size_t mock_watch_check(mock *m, int force);
 
 /* ---- admin.c ---------------------------------------------------------------- */
 int mock_admin_start(mock *m, tch_error *err);
+
+/* ---- verify.c: journal queries, verification, redactions over HTTP --------------- */
+struct evhttp_request;
+struct evkeyvalq;
+/* 1 when path is one of verify.c's routes (answered, 405 included), else 0. */
+int mock_verify_route(mock *m, struct evhttp_request *req, const char *path, int method,
+                      struct evkeyvalq *query);
+/* What GET /verify answers: {"ok", "notCalled": [..], "unmatched": N}. */
+json_t *mock_verify_report(mock *m);
 void mock_admin_free(mock *m);
 
 /* ---- stubs.c: run-time stubs and scenarios over HTTP ------------------------------ */

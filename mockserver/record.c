@@ -11,6 +11,8 @@
  * --record-failure=answer. */
 #include "mock.h"
 
+#include <tchannel/redact.h>
+
 #include <event2/event.h>
 
 #include <stdio.h>
@@ -109,15 +111,44 @@ static void unlink_rec(mock *m, mock_recording *r) {
     free(r);
 }
 
+/* The answer as it is recorded: with --redact-*, a redacted copy held in
+ * *copy (the caller gets the answer as it came). */
+static int reply_to_record(const mock *m, const mock_recording *r, const tch_response *res,
+                           tch_cassette_response *copy, tch_cassette_reply *out, tch_error *err) {
+    const tch_cassette_redaction *red = m->cfg->redaction;
+    *out = (tch_cassette_reply){res->code, res->arg2, res->arg3};
+    if (!red || tch_cassette_redaction_empty(red))
+        return 0;
+    tch_cassette_request req = {.scheme = (tch_cassette_scheme)r->scheme};
+    int rc = tch_buf_append(&req.service, r->service, strlen(r->service)) ||
+                     tch_buf_append_slice(&req.endpoint, tch_inbound_endpoint(r->in)) ||
+                     tch_buf_append_slice(&copy->headers, res->arg2) ||
+                     tch_buf_append_slice(&copy->body, res->arg3)
+                 ? tch_error_set(err, TCH_ENOMEM, "out of memory")
+                 : tch_cassette_redaction_response(red, &req, copy, err);
+    tch_buf_free(&req.service);
+    tch_buf_free(&req.endpoint);
+    out->headers = tch_buf_slice(&copy->headers);
+    out->body = tch_buf_slice(&copy->body);
+    return rc;
+}
+
 /* Error frames and timeouts are recorded (a cassette can replay a Busy or a
- * timeout); a call that never reached the service is not, as in vcr.c. */
-static int record_outcome(mock_cassette *t, tch_cassette_slot slot, const tch_response *res,
-                          int *recorded, tch_error *err) {
+ * timeout); a call that never reached the service is not, as in vcr.c.
+ * *unredacted: the answer could not be redacted, so it was not recorded. */
+static int record_outcome(const mock *m, const mock_recording *r, const tch_response *res,
+                          int *recorded, int *unredacted, tch_error *err) {
+    mock_cassette *t = r->target;
+    tch_cassette_slot slot = r->slot;
     int rc;
     *recorded = 1;
     if (res->status == 0) {
-        tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
-        rc = tch_cassette_record_finish(t->c, slot, &reply, err);
+        tch_cassette_response copy = {0};
+        tch_cassette_reply reply;
+        *unredacted = reply_to_record(m, r, res, &copy, &reply, err) != 0;
+        rc = *unredacted ? err->code : tch_cassette_record_finish(t->c, slot, &reply, err);
+        tch_buf_free(&copy.headers);
+        tch_buf_free(&copy.body);
     } else if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT) {
         rc = tch_cassette_record_finish_error(t->c, slot, res->error_code,
                                               res->message ? res->message : "", err);
@@ -172,8 +203,9 @@ static void on_upstream(const tch_response *res, void *ud) {
     mock *m = r->m;
     mock_cassette *t = r->target;
     tch_error err = {0};
-    int recorded = 0;
-    if (record_outcome(t, r->slot, res, &recorded, &err) != 0)
+    int recorded = 0, unredacted = 0;
+    char msg[TCH_ERROR_MSG_MAX + 128];
+    if (record_outcome(m, r, res, &recorded, &unredacted, &err) != 0)
         mock_log("%s: could not record: %s", t->path, err.msg);
     if (recorded && answer_copy(&r->answer, res) == 0) {
         r->waiting = 1; /* answered once the recording is on disk */
@@ -184,13 +216,16 @@ static void on_upstream(const tch_response *res, void *ud) {
     if (recorded) { /* no memory to hold the answer: give up the recording */
         tch_cassette_record_drop(t->c, r->slot, NULL);
         why = "tchannel-mock: out of memory holding the answer; not recorded";
+    } else if (unredacted) {
+        snprintf(msg, sizeof msg, "tchannel-mock: the upstream answered, but its answer could "
+                 "not be redacted, so it was not recorded: %s", err.msg);
+        why = msg;
     }
-    mock_journal_add(&m->journal, tch_inbound_service(r->in), tch_inbound_endpoint(r->in),
-                     tch_inbound_peer(r->in), r->scheme, MOCK_FAILED, t->path, -1, why, NULL);
+    mock_journal_add_from(&m->journal, r->in, MOCK_FAILED, t->path, -1, why);
     mock_log("upstream call %s::%.*s failed, not recorded: %s", r->service,
              (int)tch_inbound_endpoint(r->in).len,
              (const char *)tch_inbound_endpoint(r->in).ptr, why);
-    if (recorded && !m->cfg->record_failure_answer)
+    if ((recorded || unredacted) && !m->cfg->record_failure_answer)
         tch_inbound_respond_error(r->in, TCH_PCODE_UNEXPECTED, why);
     else
         respond_upstream(r->in, res);
@@ -268,10 +303,9 @@ static void answer_one(mock *m, mock_recording *r, const commit_result *cr) {
         if (!answer_anyway) /* the cassette keeps what callers were told */
             tch_cassette_record_drop(t->c, r->slot, NULL);
     }
-    mock_journal_add(&m->journal, tch_inbound_service(r->in), tch_inbound_endpoint(r->in),
-                     tch_inbound_peer(r->in), r->scheme,
-                     cr->rc && !answer_anyway ? MOCK_FAILED : MOCK_RECORDED, t->path,
-                     cr->rc && !answer_anyway ? -1 : (long)r->slot, cr->rc ? msg : NULL, NULL);
+    mock_journal_add_from(&m->journal, r->in, cr->rc && !answer_anyway ? MOCK_FAILED : MOCK_RECORDED,
+                          t->path, cr->rc && !answer_anyway ? -1 : (long)r->slot,
+                          cr->rc ? msg : NULL);
     const mock_answer *a = &r->answer;
     if (cr->rc && !answer_anyway)
         tch_inbound_respond_error(r->in, TCH_PCODE_UNEXPECTED, msg);
@@ -378,7 +412,17 @@ void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
         return;
     }
     tch_error err = {0};
-    if (tch_cassette_record_begin(target->c, &rc, &r->slot, &err) != 0) {
+    /* with --redact-*, the cassette gets a redacted copy; the upstream the call */
+    const tch_cassette_redaction *red = m->cfg->redaction;
+    tch_cassette_redacted_call redacted = {0};
+    int redact = red && !tch_cassette_redaction_empty(red);
+    int begun = redact && tch_cassette_redaction_call(red, &rc, &redacted, &err) != 0
+                    ? (tch_error_wrap(&err, "tchannel-mock: the call was not forwarded: its "
+                                      "recording could not be redacted"), -1)
+                    : tch_cassette_record_begin(target->c, redact ? &redacted.call : &rc,
+                                                &r->slot, &err);
+    tch_cassette_redacted_call_free(&redacted);
+    if (begun != 0) {
         free(r->service);
         free(r);
         fail(m, in, call, err.msg);
