@@ -1,6 +1,16 @@
 /* The in-process VCR: the channel's outbound hook on one side, the cassette
  * library on the other. Each attempt of a call is looked up: replayed from
- * the cassette, forwarded and recorded, or failed when the mode forbids. */
+ * the cassette, forwarded and recorded, or failed when the mode forbids.
+ * A recording is committed to the cassette's journal before its caller
+ * hears the answer, so an answer the cassette could not keep reaches the
+ * caller as an error, never as a success whose recording is gone.
+ *
+ * Two cassettes on one file: `cassette` answers lookups and holds only
+ * what the file held, so this run's recordings are never replayed in the
+ * same run (tchannel-python's rule); `store`, opened at the first
+ * recording, takes the recordings, commits each to its journal (where it
+ * becomes replayable to the store, which nobody asks) and writes the file
+ * at eject. */
 #include <tchannel/vcr.h>
 
 #include <tchannel/json.h>
@@ -28,6 +38,8 @@ struct tch_vcr {
     tch_cassette_redact_fn user_redact;
     void *user_redact_ud;
     tch_error record_err; /* the first recording that failed (code 0: none) */
+    tch_cassette *store;           /* this run's recordings; NULL until the first */
+    tch_cassette_journal *journal; /* the store's */
 };
 
 void tch_vcr_options_init(tch_vcr_options *o) {
@@ -129,35 +141,92 @@ static void pending_unlink(tch_vcr *v, pending *p) {
     v->npending--;
 }
 
-/* Error frames and timeouts are recorded (so retries can be tested from a
- * cassette); a call that never reached the service is not. */
-static void on_recorded(const tch_response *res, void *ud) {
+/* What the service answered, for the message of a call whose recording
+ * was lost (the answer itself is not passed on). */
+static void describe_answer(const tch_response *res, char *out, size_t size) {
+    if (res->status == 0)
+        snprintf(out, size, "code %u, arg3 %zu bytes", res->code, res->arg3.len);
+    else if (res->status == TCH_EREMOTE)
+        snprintf(out, size, "error frame %s \"%.100s\"",
+                 tch_cassette_errcode_name(res->error_code)
+                     ? tch_cassette_errcode_name(res->error_code) : "?",
+                 res->message ? res->message : "");
+    else
+        snprintf(out, size, "no answer: the call timed out");
+}
+
+/* Writes how the attempt ended into its slot; 1 when there is a
+ * recording to keep, 0 when there is none (the call never reached the
+ * service), or an error. Error frames and timeouts are recorded (so
+ * retries can be tested from a cassette). */
+static int finish_slot(tch_vcr *v, tch_cassette_slot slot, const tch_response *res,
+                       tch_error *err) {
+    int rc;
+    if (res->status == 0) {
+        tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
+        rc = tch_cassette_record_finish(v->store, slot, &reply, err);
+    } else if (res->status == TCH_EREMOTE) {
+        rc = tch_cassette_record_finish_error(v->store, slot, res->error_code, res->message, err);
+    } else if (res->status == TCH_ETIMEOUT) {
+        rc = tch_cassette_record_finish_timeout(v->store, slot, res->message, err);
+    } else { /* nothing to keep, and nothing lost */
+        tch_cassette_record_abort(v->store, slot, NULL);
+        return 0;
+    }
+    if (rc) /* no slot left pending */
+        tch_cassette_record_abort(v->store, slot, NULL);
+    return rc ? rc : 1;
+}
+
+/* Finishes the recording and commits it before the caller hears res: 0
+ * lets res stand; otherwise the recording is given up and the caller gets
+ * the error in why (eject reports the first such one too). */
+static int on_recorded(const tch_response *res, void *ud, tch_error *why) {
     pending *p = ud;
     tch_vcr *v = p->vcr;
-    if (v) {
-        tch_error err;
-        int rc;
-        if (res->status == 0) {
-            tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
-            rc = tch_cassette_record_finish(v->cassette, p->slot, &reply, &err);
-        } else if (res->status == TCH_EREMOTE) {
-            rc = tch_cassette_record_finish_error(v->cassette, p->slot, res->error_code,
-                                                  res->message, &err);
-        } else if (res->status == TCH_ETIMEOUT) {
-            rc = tch_cassette_record_finish_timeout(v->cassette, p->slot, res->message, &err);
-        } else {
-            rc = tch_cassette_record_abort(v->cassette, p->slot, &err);
-        }
-        if (rc) { /* the caller has its answer; eject reports the lost recording */
-            fprintf(stderr, "tchannel-vcr: %s: could not record: %s\n",
-                    tch_cassette_name(v->cassette), err.msg);
-            if (v->record_err.code == 0)
-                v->record_err = err;
-            tch_cassette_record_abort(v->cassette, p->slot, NULL); /* no slot left pending */
-        }
+    tch_cassette_slot slot = p->slot;
+    if (v)
         pending_unlink(v, p);
-    }
     free(p);
+    if (!v) /* ejected meanwhile: the recording was left out */
+        return 0;
+    tch_error err = {0};
+    int rc = finish_slot(v, slot, res, &err);
+    if (rc == 1 && tch_cassette_journal_commit(v->journal, &err) != 0) {
+        tch_cassette_record_drop(v->store, slot, NULL); /* never written: its caller is told */
+        rc = err.code ? err.code : TCH_EIO;
+    }
+    if (rc >= 0)
+        return 0;
+    if (v->record_err.code == 0)
+        v->record_err = err;
+    char answer[200];
+    describe_answer(res, answer, sizeof answer);
+    fprintf(stderr, "tchannel-vcr: %s: recording lost, the call fails: %s; the service had "
+            "answered %s\n", tch_cassette_name(v->cassette), err.msg, answer);
+    return tch_error_set(why, rc, "%s (the service had answered %s; not passed on, since the "
+                         "cassette does not hold it)", err.msg, answer);
+}
+
+/* The store and its journal, at the first recording: the file read again
+ * as one run with the lookup cassette (tch_cassette_reload_as); opening
+ * the journal folds what a run that did not finish left in it. */
+static int open_store(tch_vcr *v, tch_error *err) {
+    if (v->store)
+        return 0;
+    tch_cassette *s;
+    char *note = NULL;
+    int rc = tch_cassette_reload_as(v->cassette, tch_cassette_get_mode(v->cassette), &s, err);
+    if (rc)
+        return rc;
+    if ((rc = tch_cassette_journal_open(s, &v->journal, &note, err)) != 0)
+        tch_cassette_free(s);
+    else
+        v->store = s;
+    if (note)
+        fprintf(stderr, "tchannel-vcr: %s\n", note);
+    free(note);
+    return rc;
 }
 
 static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) {
@@ -167,7 +236,7 @@ static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) 
         fail_call(call, TCH_ENOMEM, "vcr: out of memory");
         return;
     }
-    if (tch_cassette_record_begin(v->cassette, cc, &p->slot, &err) != 0) {
+    if (open_store(v, &err) != 0 || tch_cassette_record_begin(v->store, cc, &p->slot, &err) != 0) {
         free(p);
         fail_call(call, err.code, err.msg);
         return;
@@ -178,7 +247,7 @@ static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) 
         v->pending->prev = p;
     v->pending = p;
     v->npending++;
-    tch_outbound_forward(call, on_recorded, p);
+    tch_outbound_forward_checked(call, on_recorded, p);
 }
 
 /* ---- the hook ---------------------------------------------------------------- */
@@ -301,12 +370,12 @@ int tch_vcr_eject(tch_vcr *v, tch_error *err) {
     int rc = 0;
     for (pending *p = v->pending; p; p = p->next) {
         p->vcr = NULL; /* its answer, if it ever comes, is dropped */
-        if (tch_cassette_record_abort(v->cassette, p->slot, &e) != 0 && !rc)
+        if (tch_cassette_record_abort(v->store, p->slot, &e) != 0 && !rc)
             rc = e.code, first = e;
     }
     v->pending = NULL;
     v->npending = 0;
-    if (tch_cassette_save(v->cassette, &e) != 0) {
+    if (v->store && tch_cassette_journal_fold(v->journal, &e) != 0) {
         /* Keep v, and with it what was recorded: the caller may fix the
          * cause and eject again, or give up with tch_vcr_discard. */
         if (err)
@@ -315,7 +384,7 @@ int tch_vcr_eject(tch_vcr *v, tch_error *err) {
     }
     if (!rc && v->record_err.code)
         rc = v->record_err.code, first = v->record_err;
-    if (tch_cassette_finish(v->cassette, &e) != 0 && !rc) /* saved: the strict check */
+    if (tch_cassette_finish(v->cassette, &e) != 0 && !rc) /* it never records: the strict check */
         rc = e.code, first = e;
     tch_vcr_discard(v);
     if (rc && err)
@@ -329,6 +398,10 @@ void tch_vcr_discard(tch_vcr *v) {
     tch_channel_set_outbound_hook(v->ch, NULL, NULL);
     for (pending *p = v->pending; p; p = p->next)
         p->vcr = NULL;
+    if (v->journal) /* what it committed goes too (an eject folded it first) */
+        tch_cassette_journal_discard(v->journal);
+    tch_cassette_journal_free(v->journal);
+    tch_cassette_free(v->store);
     tch_cassette_free(v->cassette);
     free(v);
 }

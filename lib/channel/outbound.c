@@ -26,7 +26,9 @@ struct tch_outbound {
     tch_call_cb cb;
     void *ud;
     tch_call_cb observer;
+    tch_outbound_check_fn check; /* instead of an observer: may replace the outcome */
     void *observer_ud;
+    tch_response checked; /* the outcome a check put in place of an attempt's */
     struct event deadline;
     struct event defer;  /* zero delay: a local answer reaches the loop */
     uint64_t deadline_ms;
@@ -241,20 +243,44 @@ static void call_free(tch_outbound *call) {
     free(call);
 }
 
+/* The hook's observer or check hears how an attempt ended; returns the
+ * outcome that stands: res, or the failure a check put in its place. */
+static const tch_response *observe(tch_outbound *call, const tch_response *res) {
+    tch_call_cb observer = call->observer;
+    tch_outbound_check_fn check = call->check;
+    void *ud = call->observer_ud;
+    call->observer = NULL;
+    call->check = NULL;
+    if (observer)
+        CHANNEL_USER_CALL(call->ch, observer(res, ud));
+    if (!check)
+        return res;
+    tch_error why = {0};
+    int rc;
+    CHANNEL_USER_CALL(call->ch, rc = check(res, ud, &why));
+    if (rc == 0)
+        return res;
+    /* res->message may be call->msg: the check has read it by now */
+    snprintf(call->msg, sizeof call->msg, "%s",
+             why.msg[0] ? why.msg : "the outbound hook refused the answer");
+    call->checked = (tch_response){.status = rc < 0 ? rc : TCH_ESTATE,
+                                   .error_code = TCH_PCODE_UNEXPECTED, .message = call->msg,
+                                   .peer = res->peer ? res->peer : ""};
+    return &call->checked;
+}
+
 /* The final outcome: the caller hears it once, then the call is gone. */
 static void deliver(tch_outbound *call, const tch_response *res) {
     tch_channel *ch = call->ch;
     hook_heard(call, res);
-    hook_failed(call, res);
     event_del(&call->deadline);
     event_del(&call->defer);
     if (call->handle) { /* final now: a cancel from the callbacks finds nothing */
         tch_intmap_remove(&ch->cancellable, call->handle);
         call->handle = 0;
     }
-    if (call->observer) /* the attempt ended here too: its observer hears it */
-        CHANNEL_USER_CALL(ch, call->observer(res, call->observer_ud));
-    call->observer = NULL;
+    res = observe(call, res); /* the attempt ended here too: its observer hears it */
+    hook_failed(call, res);
     if (call->cb) /* NULL once a deadline reported it while the hook held it */
         CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
     call_free(call);
@@ -508,6 +534,7 @@ static int hand_to_hook(tch_outbound *call) {
 static void next_attempt(tch_outbound *call) {
     tch_channel *ch = call->ch;
     call->observer = NULL;
+    call->check = NULL;
     call->observer_ud = NULL;
     call->have_local = 0;
     if (ch->hook) {
@@ -535,14 +562,13 @@ static void attempt_done(tch_outbound *call, const tch_response *res) {
     else if (call->cc)
         channel_peer_result(call->ch, call->cc->host_port, 1);
     call->cc = NULL;
-    if (call->observer)
-        CHANNEL_USER_CALL(call->ch, call->observer(res, call->observer_ud));
-    call->observer = NULL;
+    const tch_response *heard = res;
+    res = observe(call, res);
     if (call->have_local) /* the observer cancelled: that outcome comes from the loop */
         return;
     if (!call->attempts) /* answered by the hook: still an attempt */
         call->attempts = 1;
-    if (retries_after(call, res)) {
+    if (res == heard && retries_after(call, res)) { /* a check's failure is final */
         call->attempts++;
         next_attempt(call);
         return;
@@ -671,14 +697,24 @@ static int drop_if_expired(tch_outbound *call) {
     return 1;
 }
 
-void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
+static void forward(tch_outbound *call, tch_call_cb observer, tch_outbound_check_fn check,
+                    void *ud) {
     if (drop_if_expired(call))
         return;
     call->observer = observer;
+    call->check = check;
     call->observer_ud = ud;
     tch_error err;
     if (start_attempt(call, &err) != 0)
         defer_failure(call, err.code, err.msg);
+}
+
+void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
+    forward(call, observer, NULL, ud);
+}
+
+void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_fn check, void *ud) {
+    forward(call, NULL, check, ud);
 }
 
 void tch_outbound_answer(tch_outbound *call, const tch_response *res) {

@@ -526,28 +526,30 @@ static void strict_accepts_a_run_that_recorded(void **state) {
     assert_non_null(strstr(err.msg, "1 interaction left unused"));
 }
 
-/* A save that fails keeps the VCR and what it recorded; once the cause is
- * fixed, ejecting again writes it. */
+/* A fold that fails at eject keeps the VCR and what it recorded; once the
+ * cause is fixed, ejecting again writes it. */
 static void a_failed_save_loses_nothing(void **state) {
     fixture *f = *state;
-    char sub[160], path[200];
+    char sub[160], away[170], path[200];
     snprintf(sub, sizeof sub, "%s/later", f->dir);
+    snprintf(away, sizeof away, "%s/away", f->dir);
     snprintf(path, sizeof path, "%s/cassette.yaml", sub);
     tch_vcr *v;
     assert_int_equal(tch_vcr_use_cassette(f->client, path, NULL, &v, NULL), 0);
-    assert_int_equal(raw(f, "echo", "keep me").status, 0);
-    /* A file where the cassette's folder should be: the save cannot
-     * succeed (permissions would not stop a test that runs as root). */
+    assert_int_equal(raw(f, "echo", "keep me").status, 0); /* in the journal */
+    /* The folder moved away and a file in its place: the cassette cannot
+     * be written (permissions would not stop a test that runs as root). */
+    assert_int_equal(rename(sub, away), 0);
     FILE *blocker = fopen(sub, "w");
     assert_non_null(blocker);
     fclose(blocker);
     tch_error err = {0};
     assert_int_not_equal(tch_vcr_eject(v, &err), 0);
-    assert_non_null(strstr(err.msg, sub));
-    assert_int_equal(tch_cassette_count(tch_vcr_cassette(v)), 1); /* v is still there */
-    assert_int_equal(unlink(sub), 0); /* the cause fixed: the saver makes the folder */
+    assert_non_null(strstr(err.msg, path));
+    assert_int_equal(unlink(sub), 0); /* the cause fixed */
+    assert_int_equal(rename(away, sub), 0);
     err = (tch_error){0};
-    int rc = tch_vcr_eject(v, &err);
+    int rc = tch_vcr_eject(v, &err); /* v was kept */
     if (rc)
         print_message("second eject: %s\n", err.msg);
     assert_int_equal(rc, 0);
@@ -558,14 +560,83 @@ static void a_failed_save_loses_nothing(void **state) {
     rmdir(sub);
 }
 
+/* Recording into a folder that cannot take it: each call whose recording
+ * is lost fails (the service did answer), eject names the file, and the
+ * cassette holds what its callers were told was recorded, and only that. */
+static void a_recording_that_cannot_be_saved_fails_its_call(void **state) {
+    fixture *f = *state;
+    char sub[160], path[200], journal[220];
+    snprintf(sub, sizeof sub, "%s/gone", f->dir);
+    snprintf(path, sizeof path, "%s/cassette.yaml", sub);
+    snprintf(journal, sizeof journal, "%s.journal", path);
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, path, NULL, &v, NULL), 0);
+    result first = raw(f, "echo", "first");
+    assert_int_equal(first.status, 0);
+    assert_int_equal(access(journal, F_OK), 0); /* durable before the answer came */
+    /* The folder removed, a file in its place. */
+    assert_int_equal(unlink(journal), 0);
+    assert_int_equal(rmdir(sub), 0);
+    FILE *blocker = fopen(sub, "w");
+    assert_non_null(blocker);
+    fclose(blocker);
+    result second = raw(f, "echo", "second");
+    assert_int_equal(f->hits, 2); /* the service answered it */
+    assert_int_equal(second.status, TCH_EIO);
+    assert_int_equal(second.error_code, TCH_PCODE_UNEXPECTED);
+    assert_non_null(strstr(second.message, path));
+    assert_non_null(strstr(second.message, "recording not saved"));
+    assert_non_null(strstr(second.message, "the service had answered code 0"));
+    assert_string_equal(second.body, "");
+    tch_error err = {0};
+    assert_int_not_equal(tch_vcr_eject(v, &err), 0); /* the file cannot be written */
+    assert_non_null(strstr(err.msg, path));
+    assert_int_equal(unlink(sub), 0);
+    err = (tch_error){0};
+    assert_int_equal(tch_vcr_eject(v, &err), TCH_EIO); /* saved, and the lost one reported */
+    assert_non_null(strstr(err.msg, "recording not saved"));
+    const char *text = slurp(path);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "first#1"));
+    assert_null(strstr(text, "second"));
+    unlink(path);
+    rmdir(sub);
+}
+
+/* A folder blocked before the first recording (use_cassette itself
+ * refuses a path already blocked): the VCR cannot record, so that call
+ * fails naming the cassette before it goes out, and nothing is written. */
+static void a_blocked_folder_fails_the_first_call(void **state) {
+    fixture *f = *state;
+    char sub[160], path[200];
+    snprintf(sub, sizeof sub, "%s/file", f->dir);
+    snprintf(path, sizeof path, "%s/cassette.yaml", sub);
+    tch_vcr *v;
+    assert_int_equal(tch_vcr_use_cassette(f->client, path, NULL, &v, NULL), 0);
+    FILE *blocker = fopen(sub, "w");
+    assert_non_null(blocker);
+    fclose(blocker);
+    result r = raw(f, "echo", "lost");
+    assert_int_equal(f->hits, 0);
+    assert_int_not_equal(r.status, 0);
+    assert_int_equal(r.error_code, TCH_PCODE_UNEXPECTED);
+    assert_non_null(strstr(r.message, path));
+    tch_error err = {0};
+    assert_int_equal(tch_vcr_eject(v, &err), 0); /* nothing recorded, nothing lost */
+    struct stat st;
+    assert_int_equal(stat(sub, &st), 0);
+    assert_true(S_ISREG(st.st_mode) && st.st_size == 0);
+    unlink(sub);
+}
+
 static int refuse_to_record(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
                             tch_cassette_response *resp) {
     (void)ud, (void)req, (void)resp;
     return phase == TCH_CASSETTE_REDACT_RECORD ? TCH_EINVAL : 0;
 }
 
-/* A redactor that fails while recording: the call has its answer, the
- * interaction is not written, and eject says so instead of returning 0. */
+/* A redactor that fails while recording: the interaction is not written,
+ * so the call fails instead of answering, and eject says so too. */
 static void a_failed_redaction_is_reported_by_eject(void **state) {
     fixture *f = *state;
     tch_vcr_options o;
@@ -573,7 +644,11 @@ static void a_failed_redaction_is_reported_by_eject(void **state) {
     o.cassette.redact = refuse_to_record;
     tch_vcr *v;
     assert_int_equal(tch_vcr_use_cassette(f->client, f->path, &o, &v, NULL), 0);
-    assert_int_equal(raw(f, "echo", "secret").status, 0);
+    result r = raw(f, "echo", "secret");
+    assert_int_equal(r.status, TCH_EINVAL);
+    assert_int_equal(r.error_code, TCH_PCODE_UNEXPECTED);
+    assert_non_null(strstr(r.message, "redaction hook failed"));
+    assert_string_equal(r.body, "");
     tch_error err = {0};
     assert_int_equal(tch_vcr_eject(v, &err), TCH_EINVAL);
     assert_non_null(strstr(err.msg, "redaction hook failed"));
@@ -659,6 +734,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(blocking_client_goes_through_the_vcr, setup, teardown),
         cmocka_unit_test_setup_teardown(strict_accepts_a_run_that_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_save_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_recording_that_cannot_be_saved_fails_its_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_blocked_folder_fails_the_first_call, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_redaction_is_reported_by_eject, setup, teardown),
         cmocka_unit_test_setup_teardown(python_transport_headers_match, setup, teardown),
     };

@@ -362,6 +362,15 @@ tch_channel *tch_outbound_channel(const tch_outbound *call);
 /* Sends the call (with retries). observer, if not NULL, sees the final
  * response just before the caller's callback does. */
 void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud);
+/* A check on each attempt's outcome: 0 lets res stand; a negative TCH_E*
+ * code replaces it with a local failure of that status, error code
+ * Unexpected (TCH_PCODE_UNEXPECTED) and why->msg as the message, which is
+ * final (never retried). For a hook whose own work on the answer can fail
+ * (the VCR saving a recording): the caller then hears that it failed
+ * instead of an answer whose side effect was lost. */
+typedef int (*tch_outbound_check_fn)(const tch_response *res, void *ud, tch_error *why);
+/* Like tch_outbound_forward, with check in place of an observer. */
+void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_fn check, void *ud);
 /* Answers the call locally; res is copied. The caller's callback runs from
  * the event loop. */
 void tch_outbound_answer(tch_outbound *call, const tch_response *res);

@@ -9,7 +9,15 @@
  *
  * A call that may neither replay nor record fails with status TCH_ENOTFOUND
  * and a message naming the mode, the cassette, the request and the nearest
- * recorded interaction with the fields that differ. */
+ * recorded interaction with the fields that differ.
+ *
+ * A recorded call's answer reaches its caller only once the recording is
+ * durable (appended to PATH.journal and synced). A recording that cannot
+ * be kept (a redactor's error, a disk that refuses it) fails the call
+ * instead: its status is the error's (TCH_EIO, say), error_code
+ * TCH_PCODE_UNEXPECTED, and the message names the cassette, why, and what
+ * the service had answered. Recordings of this run are not replayed in the
+ * same run (tchannel-python's rule). */
 #ifndef TCHANNEL_VCR_H
 #define TCHANNEL_VCR_H
 
@@ -33,8 +41,8 @@ typedef struct tch_vcr_options {
     /* Optional, borrowed (must outlive the VCR): what each recording must
      * not keep (tchannel/redact.h). It runs after cassette.redact, if both
      * are given. Thrift fields are read with the redaction's own IDL
-     * (tch_cassette_redaction_set_idl). A redaction that fails drops that recording (the
-     * call keeps its answer) and tch_vcr_eject returns its error. */
+     * (tch_cassette_redaction_set_idl). A redaction that fails drops that recording, fails
+     * the call (see above) and tch_vcr_eject returns its error. */
     const tch_cassette_redaction *redaction;
 } tch_vcr_options;
 
@@ -50,15 +58,17 @@ tch_cassette *tch_vcr_cassette(tch_vcr *v);
 /* Calls recorded but still waiting for their answer. */
 size_t tch_vcr_pending(const tch_vcr *v);
 
-/* Removes the hook, saves the cassette if anything new was recorded (calls
- * still in flight are left out), runs the strict check, and frees v.
- * Returns the first error: a recording that failed (a redactor's error,
- * say; the call itself had its answer) or the strict check's.
- * If the save fails, v is NOT freed, so nothing recorded is lost: fix the
- * cause (a full disk, a read-only folder) and eject again, or drop the
- * recordings with tch_vcr_discard. */
+/* Removes the hook, writes the cassette file if anything new was recorded
+ * (folding the journal into it; calls still in flight are left out), runs
+ * the strict check, and frees v. Returns the first error: a recording that
+ * was lost (its call failed with that error too) or the strict check's.
+ * If writing the file fails, v is NOT freed and the error names the file:
+ * nothing recorded is lost (the journal holds it meanwhile, and a later
+ * open reads it): fix the cause (a full disk, a folder gone) and eject
+ * again, or drop the recordings with tch_vcr_discard. */
 int tch_vcr_eject(tch_vcr *v, tch_error *err);
-/* Removes the hook and frees v without saving anything. */
+/* Removes the hook and frees v without saving anything: this run's
+ * recordings are dropped, the journal that held them removed. */
 void tch_vcr_discard(tch_vcr *v);
 
 #ifdef __cplusplus
