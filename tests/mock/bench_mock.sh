@@ -10,6 +10,11 @@
 # build/tests/bench/bench_client (closed loop, conc 64, 100 B, crc32) against each in turn.
 # Prints one bench line per server, the ratio mock/echo (target >= 0.5), and the mock's RSS.
 #
+# Then stubs: a cassette of 10,000 exact interactions and 1,000 pattern stubs (body rules
+# `matches`), served once with the benchmark's call as an exact interaction (an exact hit
+# must not scan the patterns) and once with only the last pattern matching it (a pattern
+# hit); each rate against the echo server's, target >= 0.5.
+#
 # Then recording: a second mock, in mode new_episodes with the echo server as --upstream,
 # serves a cassette of 20,000 interactions already recorded; bench_client --bodies distinct
 # makes every call new, so each one is forwarded, recorded (committed to the cassette's
@@ -102,6 +107,37 @@ awk -v m="$(rate "$mock_line")" -v e="$(rate "$echo_line")" 'BEGIN {
     printf "ratio mock/echo conc=64 size=100 = %.2f (target >= 0.5) %s\n", r, ((r >= 0.5) ? "PASS" : "MISS")
 }'
 echo "mock RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$mock_pid/status)"
+
+# ---- stubs: 1,000 pattern stubs beside 10,000 exact interactions (issue 15). An exact hit
+# must stay a hashed lookup (not a scan of the patterns); a pattern hit scans them, the one
+# that matches last. Both against the echo server's rate measured above, target >= 0.5.
+gen_stubs() { # PATH exact|pattern: 10,000 exact interactions and 1,000 pattern stubs
+    python3 - "$1" "$payload" "$2" <<'PY'
+import sys
+path, payload, hit = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(path, "w") as f:
+    f.write("version: 1\ninteractions:\n")
+    for i in range(10000):  # with `exact`, the last is the benchmark's call
+        body = payload if hit == "exact" and i == 9999 else "distinct-%05d" % i
+        f.write("- request: {serviceName: keyvalue-server, endpoint: echo, argScheme: 0, "
+                "headers: '', body: %s}\n  response: {body: %s}\n" % (body, body))
+    for i in range(1000):  # with `pattern`, only the last matches the benchmark's call
+        rule = "'^%s'" % payload[:10] if hit == "pattern" and i == 999 else "'^pattern-%04d-'" % i
+        f.write("- request: {serviceName: keyvalue-server, endpoint: echo, body: {matches: %s}}\n"
+                "  response: {body: %s}\n" % (rule, payload))
+PY
+}
+for hit in exact pattern; do
+    gen_stubs "$tmp/stubs-$hit.yaml" "$hit"
+    start_server "stubs-$hit" "$mock" --allow-repeats --no-watch "$tmp/stubs-$hit.yaml"
+    stub_line=$(run "ours->tchannel-mock(1000 patterns, $hit hit)" "$HP"); echo "$stub_line"
+    awk -v m="$(rate "$stub_line")" -v e="$(rate "$echo_line")" -v h="$hit" 'BEGIN {
+        if (e <= 0 || m <= 0) { printf "ratio %s-hit/echo = n/a (target >= 0.5) MISS\n", h; exit }
+        printf "ratio %s-hit/echo (10000 exact + 1000 patterns) conc=64 size=100 = %.2f (target >= 0.5) %s\n",
+            h, m / e, ((m / e >= 0.5) ? "PASS" : "MISS")
+    }'
+    kill -TERM "$PID"
+done
 
 # ---- recording through to the echo server
 record=$tmp/record.yaml
