@@ -254,9 +254,9 @@ int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value)
 
 /* ---- answering -------------------------------------------------------------- */
 
-int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
-                             tch_slice arg3, const tch_header *headers,
-                             size_t nheaders) {
+/* A call response; send_flags are tch_conn_send_call_with's. */
+static int answer(tch_inbound *in, uint8_t code, tch_slice arg2, tch_slice arg3,
+                  const tch_header *headers, size_t nheaders, unsigned send_flags) {
     if (tch_inbound_is_done(in)) {
         inbound_free(in);
         return TCH_ECLOSED;
@@ -268,6 +268,8 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
     f->tracing = in->msg->tracing;
     f->service = TCH_SLICE_NULL;
     f->csum_type = in->msg->csum_type; /* answer in the caller's checksum */
+    if ((send_flags & TCH_CONN_SEND_BAD_CHECKSUM) && f->csum_type == TCH_CSUM_NONE)
+        f->csum_type = TCH_CSUM_CRC32C; /* a caller that sent none still gets one to fail */
     f->nheaders = 0;
     tch_slice as;
     int has_as = 0;
@@ -280,8 +282,8 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
     /* arg1 of a response is empty, as the Node and Go peers send it */
     tch_slice args[3] = {TCH_SLICE_NULL, arg2, arg3};
     tch_error err;
-    int rc = tch_conn_send_call(tch_transport_conn(in->cc->t), TCH_FRAME_CALL_RES,
-                                in->id, f, args, &err);
+    int rc = tch_conn_send_call_with(tch_transport_conn(in->cc->t), TCH_FRAME_CALL_RES,
+                                     in->id, f, args, send_flags, &err);
     if (rc < 0) /* e.g. an arg too large for the protocol: tell the caller */
         tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
                             TCH_PCODE_UNEXPECTED, &in->msg->tracing, err.msg);
@@ -293,9 +295,48 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
     return rc;
 }
 
+int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
+                             tch_slice arg3, const tch_header *headers,
+                             size_t nheaders) {
+    return answer(in, code, arg2, arg3, headers, nheaders, 0);
+}
+
 int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
                         tch_slice arg3) {
-    return tch_inbound_respond_with(in, code, arg2, arg3, NULL, 0);
+    return answer(in, code, arg2, arg3, NULL, 0, 0);
+}
+
+int tch_inbound_respond_bad_checksum(tch_inbound *in, uint8_t code, tch_slice arg2,
+                                     tch_slice arg3) {
+    return answer(in, code, arg2, arg3, NULL, 0, TCH_CONN_SEND_BAD_CHECKSUM);
+}
+
+int tch_inbound_close_connection(tch_inbound *in, const char *why) {
+    if (tch_inbound_is_done(in)) {
+        inbound_free(in);
+        return TCH_ECLOSED;
+    }
+    chconn *cc = in->cc;
+    tch_channel *ch = cc->ch;
+    char msg[TCH_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "connection closed by the handler of %.*s::%.*s%s%s",
+             (int)(in->msg->service.len > 255 ? 255 : in->msg->service.len),
+             (const char *)in->msg->service.ptr,
+             (int)(in->msg->args[0].len > 255 ? 255 : in->msg->args[0].len),
+             (const char *)in->msg->args[0].ptr, why && *why ? ": " : "", why ? why : "");
+    channel_log(ch, "%s: closed %s connection %s: %s", ch->name,
+                cc->outbound ? "outbound" : "inbound",
+                cc->host_port[0] ? cc->host_port : "(before init)", msg);
+    hook_end(in, TCH_ECLOSED, TCH_PCODE_NETWORK, msg);
+    detach(in);
+    inbound_free(in);
+    /* As if the peer had gone: the other calls on it end now (their answers
+     * are dropped, ours fail), then what was already queued is flushed. */
+    cc->closing = 1;
+    inbound_detach_all(cc);
+    outbound_fail_all(cc, TCH_ECLOSED, msg);
+    tch_transport_close(cc->t, TCH_ECLOSED, msg);
+    return 0;
 }
 
 int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg) {

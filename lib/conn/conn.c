@@ -220,9 +220,43 @@ int tch_conn_send_ping(tch_conn *c, uint32_t id) {
     return 0;
 }
 
+/* Inverts the checksum of the call frame in frame[0..len). The wire
+ * decoder finds it, so the layout is not repeated here: it is the 4 bytes
+ * before the first chunk's length. A fault's path only, hence the malloc
+ * (a decoded frame holds room for 255 headers). */
+static int spoil_checksum(uint8_t *frame, size_t len, tch_error *err) {
+    tch_call_frame *cf = malloc(sizeof *cf);
+    if (!cf)
+        return tch_error_set(err, TCH_ENOMEM, "out of memory spoiling a checksum");
+    tch_frame fr;
+    size_t used;
+    int rc = tch_frame_parse(tch_slice_of(frame, len), &fr, &used, err);
+    if (rc == 0)
+        rc = tch_call_frame_decode(&fr, cf, err);
+    if (rc == 0 && (cf->nchunks == 0 || tch_checksum_size(cf->f.csum_type) != 4))
+        rc = tch_error_set(err, TCH_EINVAL, "%s: no checksum to spoil",
+                           tch_frame_type_name(fr.type));
+    if (rc == 0) {
+        size_t at = (size_t)(cf->chunks[0].ptr - frame) - 2 - 4;
+        for (size_t i = 0; i < 4; i++)
+            frame[at + i] ^= 0xff;
+    }
+    free(cf);
+    return rc;
+}
+
 int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
                        const tch_call_fields *f, const tch_slice args[3],
                        tch_error *err) {
+    return tch_conn_send_call_with(c, type, id, f, args, 0, err);
+}
+
+int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
+                            const tch_call_fields *f, const tch_slice args[3],
+                            unsigned flags, tch_error *err) {
+    if ((flags & TCH_CONN_SEND_BAD_CHECKSUM) && tch_checksum_size(f->csum_type) <= 0)
+        return tch_error_set(err, TCH_EINVAL, "%s: checksum type 0x%02x has no checksum to spoil",
+                             tch_frame_type_name(type), f->csum_type);
     if (c->state == FAILED)
         return tch_error_set(err, TCH_ECLOSED, "connection failed");
     if (c->state != READY && c->held.len > MAX_HELD) /* a peer slow to shake hands */
@@ -238,6 +272,11 @@ int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
                             : NULL;
         size_t len = 0;
         int rc = tch_fragmenter_next(&fz, room ? room : c->scratch, &len, err);
+        if (rc >= 0 && (flags & TCH_CONN_SEND_BAD_CHECKSUM)) {
+            flags &= ~(unsigned)TCH_CONN_SEND_BAD_CHECKSUM; /* the first frame is enough */
+            int spoiled = spoil_checksum(room ? room : c->scratch, len, err);
+            rc = spoiled < 0 ? spoiled : rc;
+        }
         if (room)
             c->cb.commit(c->ud, rc < 0 ? 0 : len);
         if (rc < 0)

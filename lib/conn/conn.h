@@ -104,6 +104,17 @@ uint32_t tch_conn_next_id(tch_conn *c);
 int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
                        const tch_call_fields *f, const tch_slice args[3],
                        tch_error *err);
+/* tch_conn_send_call_with flags. */
+enum {
+    /* The first frame's checksum is sent deliberately wrong (computed, then
+     * inverted), so the peer rejects the message: a fault a test server
+     * injects. f->csum_type must not be none (TCH_EINVAL, nothing sent). */
+    TCH_CONN_SEND_BAD_CHECKSUM = 0x1,
+};
+/* tch_conn_send_call with TCH_CONN_SEND_* flags. */
+int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
+                            const tch_call_fields *f, const tch_slice args[3],
+                            unsigned flags, tch_error *err);
 int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
                         const tch_tracing *tracing, const char *msg);
 int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,

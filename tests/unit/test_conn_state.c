@@ -456,6 +456,76 @@ static void corrupted_response_checksum_fails_that_call_only(void **state) {
     destroy(&p);
 }
 
+/* Bytes at which two encodings of one message differ: where, and how many. */
+static size_t differing(const tch_buf *a, const tch_buf *b, size_t *first) {
+    size_t n = 0;
+    assert_int_equal(a->len, b->len);
+    for (size_t i = 0; i < a->len; i++)
+        if (a->ptr[i] != b->ptr[i] && n++ == 0)
+            *first = i;
+    return n;
+}
+
+/* TCH_CONN_SEND_BAD_CHECKSUM: the first frame goes out with its checksum
+ * inverted and nothing else changed, so the peer refuses that message only,
+ * whether it is written in place (server) or through write (client). */
+static void a_message_can_be_sent_with_a_bad_checksum(void **state) {
+    (void)state;
+    static uint8_t big[150000]; /* three frames: only the first is spoiled */
+    pair p;
+    make_ready(&p, 1 << 20);
+    tch_call_fields *f = req_fields();
+    tch_slice args[3] = {tch_slice_cstr("ep"), TCH_SLICE_NULL, tch_slice_cstr("payload")};
+    uint32_t id = tch_conn_next_id(p.client.c);
+    assert_int_equal(tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL), 0);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    tch_call_fields rf = {.csum_type = TCH_CSUM_CRC32C};
+    tch_slice rargs[3] = {TCH_SLICE_NULL, tch_slice_cstr("h"), tch_slice_of(big, sizeof big)};
+    tch_error err;
+    assert_int_equal(tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, id, &rf, rargs, &err), 0);
+    tch_buf good = p.server.out;
+    p.server.out = (tch_buf){0};
+    assert_int_equal(tch_conn_send_call_with(p.server.c, TCH_FRAME_CALL_RES, id, &rf, rargs,
+                                             TCH_CONN_SEND_BAD_CHECKSUM, &err),
+                     0);
+    size_t at = 0;
+    assert_int_equal(differing(&good, &p.server.out, &at), 4);
+    assert_true(at < 64); /* in the first frame's fields */
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(good.ptr[at + i] ^ p.server.out.ptr[at + i], 0xff);
+    tch_buf_free(&good);
+    pump(&p);
+    assert_int_equal(p.client.nres, 0);
+    assert_int_equal(p.client.nresfail, 1);
+    assert_non_null(strstr(p.client.why, "checksum mismatch in frame index 0"));
+    assert_false(p.client.failed);
+    /* a request too, through write: the server answers BadRequest */
+    id = tch_conn_next_id(p.client.c);
+    assert_int_equal(tch_conn_send_call_with(p.client.c, TCH_FRAME_CALL_REQ, id, f, args,
+                                             TCH_CONN_SEND_BAD_CHECKSUM, &err),
+                     0);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 1);
+    assert_int_equal(p.client.nerr, 1);
+    assert_int_equal(p.client.err_code, 0x06);
+    assert_non_null(strstr(p.client.err_msg, "checksum"));
+    /* the connection carries the next call, checksummed as usual */
+    id = tch_conn_next_id(p.client.c);
+    assert_int_equal(tch_conn_send_call(p.client.c, TCH_FRAME_CALL_REQ, id, f, args, NULL), 0);
+    pump(&p);
+    assert_int_equal(p.server.nreq, 2);
+    /* no checksum, nothing to spoil: refused, and nothing is sent */
+    f->csum_type = TCH_CSUM_NONE;
+    assert_int_equal(tch_conn_send_call_with(p.client.c, TCH_FRAME_CALL_REQ, id, f, args,
+                                             TCH_CONN_SEND_BAD_CHECKSUM, &err),
+                     TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "no checksum to spoil"));
+    assert_int_equal(p.client.out.len, 0);
+    free(f);
+    destroy(&p);
+}
+
 static void ping_is_answered(void **state) {
     (void)state;
     pair p;
@@ -869,6 +939,7 @@ int main(void) {
         cmocka_unit_test(over_limit_request_gets_bad_request_not_a_close),
         cmocka_unit_test(corrupted_checksum_is_reported_for_that_call),
         cmocka_unit_test(corrupted_response_checksum_fails_that_call_only),
+        cmocka_unit_test(a_message_can_be_sent_with_a_bad_checksum),
         cmocka_unit_test(ping_is_answered),
         cmocka_unit_test(fatal_error_frame_fails_the_connection),
         cmocka_unit_test(a_notice_error_frame_keeps_the_connection),

@@ -234,6 +234,22 @@ int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
 /* Answer with an error frame (tch_proto_code). Frees the inbound. */
 int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
 
+/* Faults, for servers that test their callers (tchannel-mock's stubs). */
+
+/* Like tch_inbound_respond, but the answer's checksum is deliberately
+ * wrong, so a caller that verifies checksums (this library, the Node and
+ * Go peers) rejects it. A request sent without a checksum is answered with
+ * a wrong crc32c. Frees the inbound; TCH_ECLOSED as tch_inbound_respond. */
+int tch_inbound_respond_bad_checksum(tch_inbound *in, uint8_t code, tch_slice arg2,
+                                     tch_slice arg3);
+/* Closes the connection the call came on instead of answering, as if the
+ * network had dropped it: the call is finished (the inbound is freed),
+ * the connection's other inbound calls are done (their answers dropped),
+ * its outgoing calls fail with TCH_ECLOSED, and output already queued is
+ * flushed first. why (may be NULL) goes into the log line and the event
+ * hooks. Returns 0, or TCH_ECLOSED when the call was already done. */
+int tch_inbound_close_connection(tch_inbound *in, const char *why);
+
 /* ---- outbound ----------------------------------------------------------- */
 
 /* Which failures a call retries on (transport header "re"). */
