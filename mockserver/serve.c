@@ -53,6 +53,7 @@ struct mock_delayed {
     char *message;
     tch_buf arg2, arg3;
     int hold; /* noAnswer: answer only once the call is done (the caller gave up) */
+    tch_stub_fault fault;
     mock_delayed *prev, *next;
 };
 
@@ -63,6 +64,9 @@ typedef struct answer {
     uint8_t code;
     const char *message;
     tch_slice arg2, arg3;
+    /* CLOSE: close the connection instead (message says why, for the log);
+     * BAD_CHECKSUM: the response goes out with its checksum spoiled */
+    tch_stub_fault fault;
 } answer;
 
 static answer answer_of(const tch_cassette_interaction *it) {
@@ -84,8 +88,12 @@ static answer answer_of(const tch_cassette_interaction *it) {
 }
 
 static void respond(tch_inbound *in, const answer *a) {
-    if (a->is_error)
+    if (a->fault == TCH_STUB_FAULT_CLOSE)
+        tch_inbound_close_connection(in, a->message);
+    else if (a->is_error)
         tch_inbound_respond_error(in, a->code, a->message);
+    else if (a->fault == TCH_STUB_FAULT_BAD_CHECKSUM)
+        tch_inbound_respond_bad_checksum(in, a->code, a->arg2, a->arg3);
     else
         tch_inbound_respond(in, a->code, a->arg2, a->arg3);
 }
@@ -118,7 +126,7 @@ static void delayed_fire(evutil_socket_t fd, short what, void *arg) {
             return;
     }
     answer a = {d->is_error, d->code, d->message ? d->message : "",
-                tch_buf_slice(&d->arg2), tch_buf_slice(&d->arg3)};
+                tch_buf_slice(&d->arg2), tch_buf_slice(&d->arg3), d->fault};
     respond(d->in, &a);
     delayed_free(d);
 }
@@ -133,7 +141,7 @@ static int answer_later(mock *m, tch_inbound *in, const answer *a, uint32_t dela
     mock_delayed *d = calloc(1, sizeof *d);
     if (!d)
         return TCH_ENOMEM;
-    d->m = m, d->in = in, d->is_error = a->is_error, d->code = a->code;
+    d->m = m, d->in = in, d->is_error = a->is_error, d->code = a->code, d->fault = a->fault;
     d->next = m->delayed;
     if (m->delayed)
         m->delayed->prev = d;
@@ -172,7 +180,8 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
     char msg[TCH_ERROR_MSG_MAX + 64];
     if (st && st->fault == TCH_STUB_FAULT_NO_ANSWER) {
         uint32_t ttl = tch_inbound_ttl_ms(in);
-        answer late = {1, TCH_PCODE_TIMEOUT, "tchannel-mock: noAnswer fault", {0}, {0}};
+        answer late = {1, TCH_PCODE_TIMEOUT, "tchannel-mock: noAnswer fault", {0}, {0},
+                       TCH_STUB_FAULT_NONE};
         if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS ? ttl : MOCK_NO_ANSWER_MAX_MS) ==
             0) {
             m->delayed->hold = 1; /* answer_later put it first */
@@ -181,26 +190,31 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
         respond(in, &late);
         return;
     }
-    if (st && (st->fault == TCH_STUB_FAULT_CLOSE || st->fault == TCH_STUB_FAULT_BAD_CHECKSUM)) {
-        /* the channel has no way yet to close a call's connection or spoil
-         * an answer's checksum: say so rather than answer as if it did */
-        snprintf(msg, sizeof msg, "tchannel-mock: stub %s: fault %s is not supported by this "
-                 "build", st->id ? st->id : "?",
-                 st->fault == TCH_STUB_FAULT_CLOSE ? "closeConnection" : "badChecksum");
-        a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}};
+    const char *id = st && st->id ? st->id : "(no id)";
+    if (st && st->fault == TCH_STUB_FAULT_CLOSE) {
+        snprintf(msg, sizeof msg, "stub %s: closeConnection fault", id);
+        a = (answer){.message = msg, .fault = TCH_STUB_FAULT_CLOSE};
+    } else if (st && st->fault == TCH_STUB_FAULT_BAD_CHECKSUM && it->is_error) {
+        /* an error frame carries no checksum: say so rather than answer as
+         * if the fault had been injected */
+        snprintf(msg, sizeof msg, "tchannel-mock: stub %s: fault badChecksum needs a response "
+                 "to spoil, and this stub answers with an error frame", id);
+        a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}, TCH_STUB_FAULT_NONE};
     } else if (st && st->template_response && !it->is_error && !it->has_fault) {
         tch_error err = {0};
         int code = 0;
         if (tch_cassette_render_response(c, index, call, &code, &arg2, &arg3, &err)) {
             mock_log("template: %s", err.msg);
             snprintf(msg, sizeof msg, "tchannel-mock: %s", err.msg);
-            a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}};
+            a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}, TCH_STUB_FAULT_NONE};
         } else {
             a.code = (uint8_t)code;
             a.arg2 = tch_buf_slice(&arg2);
             a.arg3 = tch_buf_slice(&arg3);
         }
     }
+    if (st && st->fault == TCH_STUB_FAULT_BAD_CHECKSUM && !a.is_error)
+        a.fault = TCH_STUB_FAULT_BAD_CHECKSUM; /* a template that failed is answered as such */
     uint32_t delay = delay_of(m, it);
     if (delay == 0 || answer_later(m, in, &a, delay) != 0)
         respond(in, &a);

@@ -2,7 +2,9 @@
  * lists, replaces, deletes, saves and drops stubs (JSON and YAML), bad
  * input is a 400 naming the field while the mock keeps serving, near
  * misses name the failed rule, templates, scenarios, and faults (noAnswer
- * makes the caller time out, a random delay stays within its bounds). */
+ * makes the caller time out, a random delay stays within its bounds,
+ * closeConnection drops the caller's connection with its other calls on it,
+ * badChecksum is refused by the caller's checksum check). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -320,6 +322,111 @@ static void faults(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
 }
 
+static void add_stub(fx *f, const char *json) {
+    json_t *j = NULL;
+    int code = admin(f, EVHTTP_REQ_POST, "/stubs", json, &j);
+    if (code != 201)
+        fail_msg("POST /stubs %s: %d %s", json, code, str(j, "error"));
+    json_decref(j);
+}
+
+/* Starts a call; the answer lands in *r. */
+static void start_call(fx *f, const char *endpoint, uint32_t timeout_ms, result *r) {
+    memset(r, 0, sizeof *r);
+    tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
+                       .arg3 = tch_slice_cstr("{}"), .host_port = f->mp.hp,
+                       .timeout_ms = timeout_ms, .retry_limit = TCH_RETRY_LIMIT_NONE,
+                       .arg_scheme = "json"};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_answer, r, &err), 0);
+}
+
+/* A call that ended because its connection went away, not by an answer. */
+static void expect_closed(const result *r, const char *what) {
+    if (r->status != TCH_ECLOSED && r->status != TCH_EIO)
+        fail_msg("%s: status %d code %u: %s (wanted the connection closed)", what, r->status,
+                 r->error_code, r->message);
+    assert_int_equal(r->error_code, TCH_PCODE_NETWORK);
+}
+
+static void close_connection_fault(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    add_stub(f, "{\"id\": \"drop\", \"request\": {\"endpoint\": \"drop\"}, "
+                "\"fault\": \"closeConnection\", \"response\": {\"body\": \"1\"}}");
+    add_stub(f, "{\"id\": \"drop-late\", \"request\": {\"endpoint\": \"drop-late\"}, "
+                "\"fault\": \"closeConnection\", \"delayDistribution\": {\"type\": "
+                "\"uniform\", \"min\": 150, \"max\": 200}, \"response\": {\"body\": \"1\"}}");
+    add_stub(f, "{\"request\": {\"endpoint\": \"hang\"}, \"fault\": \"noAnswer\", "
+                "\"response\": {\"body\": \"1\"}}");
+    add_stub(f, "{\"request\": {\"endpoint\": \"ok\"}, \"response\": {\"body\": \"fine\"}}");
+    /* a call held on the connection ends with it, long before its 5 s timeout */
+    result held, r;
+    start_call(f, "hang", 5000, &held);
+    long t0 = mp_now_ms();
+    start_call(f, "drop", 5000, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 4000));
+    assert_true(tch_test_run_until(f->base, &held.done, 1000));
+    expect_closed(&r, "closeConnection");
+    expect_closed(&held, "the other call on the connection");
+    assert_true(mp_now_ms() - t0 < 3000);
+    assert_int_equal(tch_channel_connection_count(f->client), 0);
+    /* after its delay, like an answer */
+    start_call(f, "drop-late", 5000, &r);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    expect_closed(&r, "closeConnection after a delay");
+    assert_true(mp_now_ms() - t0 >= 150);
+    /* the mock serves on: a new connection gets its answer */
+    r = call(f, "ok", "{}");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "fine");
+    json_t *j = NULL;
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/stubs/drop", NULL, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "plays")), 1);
+    json_decref(j);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+/* Calls "spoil" from a client channel with this checksum: refused. */
+static void expect_spoiled(fx *f, uint8_t checksum_type) {
+    tch_channel_options o = {.checksum_type = checksum_type};
+    tch_channel *ch = tch_channel_new(f->base, "checksum-client", &o);
+    tch_channel *keep = f->client;
+    f->client = ch;
+    result r = call(f, "spoil", "{}");
+    if (r.status == 0 || r.status == TCH_EREMOTE || !strstr(r.message, "checksum mismatch"))
+        fail_msg("badChecksum (client checksum 0x%02x): status %d code %u: %s", checksum_type,
+                 r.status, r.error_code, r.message);
+    /* only that answer was refused: the connection carries the next call */
+    assert_int_equal(tch_channel_connection_count(ch), 1);
+    r = call(f, "ok", "{}");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "fine");
+    f->client = keep;
+    tch_channel_free(ch);
+}
+
+static void bad_checksum_fault(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    add_stub(f, "{\"id\": \"spoil\", \"request\": {\"endpoint\": \"spoil\"}, "
+                "\"fault\": \"badChecksum\", \"response\": {\"body\": \"spoiled\"}}");
+    add_stub(f, "{\"request\": {\"endpoint\": \"ok\"}, \"response\": {\"body\": \"fine\"}}");
+    add_stub(f, "{\"id\": \"spoil-error\", \"request\": {\"endpoint\": \"spoil-error\"}, "
+                "\"fault\": \"badChecksum\", \"error\": {\"code\": \"busy\", "
+                "\"message\": \"no\"}}");
+    expect_spoiled(f, TCH_CHECKSUM_DEFAULT);
+    expect_spoiled(f, TCH_CHECKSUM_CRC32);
+    expect_spoiled(f, TCH_CHECKSUM_FARMHASH);
+    expect_spoiled(f, TCH_CHECKSUM_NONE); /* answered with a crc32c, wrong */
+    /* an error frame has no checksum to spoil: said so, not answered as if */
+    result r = call(f, "spoil-error", "{}");
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_UNEXPECTED);
+    assert_non_null(strstr(r.message, "stub spoil-error: fault badChecksum needs a response"));
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(stubs_crud, setup, teardown),
@@ -327,6 +434,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(templates_fill_from_the_request, setup, teardown),
         cmocka_unit_test_setup_teardown(scenarios_move_and_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(faults, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_connection_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_checksum_fault, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
