@@ -637,9 +637,45 @@ static int view_is_current(tch_cassette *c, const char *jpath, tch_error *err) {
 
 /* ---- recordings moved aside ------------------------------------------------ */
 
-static int conflict_record(void *ud, const jrec *r) {
-    tch_cassette *m = ud;
-    return cas_load_buffer(m, (const char *)r->payload.ptr, r->payload.len, NULL);
+/* The recordings of a journal's R records, as a cassette of their own. */
+static int journal_cassette(const tch_cassette *c, const char *jpath, const jfound *f,
+                            tch_cassette **out, tch_error *err) {
+    tch_cassette_options o = c->opts;
+    o.matchers = NULL;
+    o.n_matchers = 0;
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    jscan js;
+    int rc = tch_cassette_open_memory(jpath, "", 0, &o, out, err);
+    merge_ctx m = {rc ? NULL : *out, jpath, err};
+    if (!rc)
+        rc = scan(jpath, (const char *)f->bytes.ptr, f->bytes.len, &js, merge_record, &m, err);
+    if (rc && !*out)
+        return rc;
+    if (rc) {
+        tch_cassette_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* At open, before anything is recorded: whether the journal holds what c
+ * merged from it (tch_cassette_open marks those entries line 0), and not
+ * more, written by its writer after c read it and before it died. Counts
+ * parse the journal only, not the whole cassette again. */
+static int journal_is_what_c_read(tch_cassette *c, const char *jpath, const jfound *f,
+                                  tch_error *err) {
+    tch_cassette *m = NULL;
+    int rc = journal_cassette(c, jpath, f, &m, err);
+    size_t merged = 0;
+    for (size_t i = 0; !rc && i < c->n; i++)
+        merged += c->items[i]->it.line == 0 && keep_loaded(c, c->items[i]);
+    if (!rc && merged != tch_cassette_count(m))
+        rc = tch_error_set(err, TCH_ESTATE, "%s holds %zu recordings, of which this cassette read "
+                           "%zu (its writer went on after it was opened): open it again",
+                           jpath, tch_cassette_count(m), merged);
+    tch_cassette_free(m);
+    return rc;
 }
 
 /* Creates a file that did not exist: PATH.journal-conflict.yaml, or
@@ -682,17 +718,9 @@ static int write_new_file(const char *path, tch_slice data, char **where, tch_er
  * of their own beside the file, where the user sees them. */
 static int move_aside(const tch_cassette *c, const char *jpath, const jfound *f, char **where,
                       tch_error *err) {
-    tch_cassette_options o = c->opts;
-    o.matchers = NULL;
-    o.n_matchers = 0;
-    o.mode = TCH_CASSETTE_NONE;
-    o.no_env_override = 1;
     tch_cassette *m = NULL;
     tch_buf out = {0};
-    jscan js;
-    int rc = tch_cassette_open_memory(jpath, "", 0, &o, &m, err);
-    if (!rc)
-        rc = scan(jpath, (const char *)f->bytes.ptr, f->bytes.len, &js, conflict_record, m, err);
+    int rc = journal_cassette(c, jpath, f, &m, err);
     if (!rc)
         rc = cas_emit_some(m, cas_keep_finished, 0, &out, err);
     if (!rc)
@@ -907,7 +935,7 @@ static char *recovery_note(const char *jpath, const jfound *f, size_t temps) {
 /* A journal found at open, not locked by a live writer: c merged it
  * already (tch_cassette_open), so the file is written with everything c
  * holds (whatever the mode: this is the file as it was when the run
- * began), once a second read under the lock shows nothing changed since. */
+ * began), once a second read under the lock shows the journal as c read it. */
 static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     tch_cassette *c = j->c;
     tch_buf out = {0};
@@ -926,7 +954,7 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     }
     if (!rc)
         rc = read_locked(c, j->path, &f, err);
-    if (!rc && f.state == J_APPLIES && !(rc = view_is_current(c, j->path, err)) &&
+    if (!rc && f.state == J_APPLIES && !(rc = journal_is_what_c_read(c, j->path, &f, err)) &&
         !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
         rc = fold_locked(c, fd, j->path, f.js.have_base ? f.js.good : 0, tch_buf_slice(&out),
                          NULL, err);

@@ -781,6 +781,38 @@ static void a_fold_with_nothing_recorded_leaves_another_journal_alone(void **sta
     rm_tree(dir);
 }
 
+/* The writer dies between a reader's open and its journal_open, after
+ * committing more: the reader's copy lacks those, so its recovery refuses
+ * (folding its copy would drop them) and the next open folds them all. */
+static void recovery_refuses_a_journal_that_grew_after_open(void **state) {
+    (void)state;
+    char *dir = tmp_dir();
+    char *path = join(dir, "g.yaml"), *jpath = join(dir, "g.yaml.journal");
+    tch_cassette *w = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL);
+    tch_cassette_journal *jw = journal_of(w, NULL);
+    record_body(w, "a");
+    commit(jw);
+    tch_cassette *r = open_opts(path, TCH_CASSETTE_NEW_EPISODES, NULL); /* reads "a" */
+    record_body(w, "b");
+    commit(jw);
+    tch_cassette_journal_free(jw); /* dies */
+    tch_cassette_free(w);
+    tch_cassette_journal *jr = NULL;
+    tch_error err = {0};
+    assert_error(tch_cassette_journal_open(r, &jr, NULL, &err), TCH_ESTATE, &err,
+                 "g.yaml.journal holds 2 recordings, of which this cassette read 1", NULL);
+    assert_null(jr);
+    tch_cassette_free(r);
+    assert_int_equal(access(jpath, F_OK), 0);
+    assert_bodies(path, "a,b");
+    fold_on_open(path);
+    assert_int_equal(access(jpath, F_OK), -1);
+    assert_bodies(path, "a,b");
+    free(path);
+    free(jpath);
+    rm_tree(dir);
+}
+
 /* Two writers: the second is refused, by name, when it commits or saves,
  * and the first goes on recording. A plain tch_cassette_save (an in-process
  * VCR) obeys the same lock, and never folds a journal it did not read. */
@@ -978,6 +1010,7 @@ int main(void) {
         cmocka_unit_test(a_foreign_journal_is_refused),
         cmocka_unit_test(a_live_writers_journal_is_left_to_it),
         cmocka_unit_test(a_fold_with_nothing_recorded_leaves_another_journal_alone),
+        cmocka_unit_test(recovery_refuses_a_journal_that_grew_after_open),
         cmocka_unit_test(a_second_writer_is_refused),
         cmocka_unit_test(a_commit_to_a_removed_journal_fails),
         cmocka_unit_test(a_journal_on_a_replaced_file_is_moved_aside),
