@@ -49,6 +49,10 @@ stub '{"id": "kv", "request": {"endpoint": "KeyValue::getValue",
         "body": {"matchesJsonPath": {"expression": "$.key", "matches": "^fo+$"}}},
        "response": {"template": true, "body": "{\"success\": \"stubbed {{request.body.key}}\"}"}}'
 stub '{"request": {"endpoint": "hang"}, "fault": "noAnswer", "response": {"body": "{}"}}'
+stub '{"id": "spoil", "request": {"endpoint": "spoil"}, "fault": "badChecksum",
+       "response": {"headers": "{}", "body": "{\"spoiled\": true}"}}'
+stub '{"id": "drop", "request": {"endpoint": "drop"}, "fault": "closeConnection",
+       "response": {"body": "{}"}}'
 
 node "$here/stubs_client.js" --peer "$hp" || status=1
 
