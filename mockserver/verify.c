@@ -121,19 +121,21 @@ static void journal_clear(mock *m, struct evhttp_request *req) {
 
 /* ---- verification ----------------------------------------------------------------- */
 
-static json_t *not_called_json(const mock_cassette *mc, size_t index) {
-    const tch_cassette_interaction *it = tch_cassette_get(mc->c, index);
+static json_t *not_called_json(const char *where, const tch_cassette *c, size_t index) {
+    const tch_cassette_interaction *it = tch_cassette_get(c, index);
     const tch_stub_info *stub = it ? tch_cassette_stub_of(it) : NULL;
     const tch_cassette_request *rq = it ? &it->request : NULL;
-    char desc[600];
-    snprintf(desc, sizeof desc, "%s #%zu%s%s%s (line %zu) %.*s::%.*s", mc->path, index,
+    char desc[600], line[40] = "";
+    if (it && it->line) /* a run-time stub has none */
+        snprintf(line, sizeof line, " (line %zu)", it->line);
+    snprintf(desc, sizeof desc, "%s #%zu%s%s%s%s %.*s::%.*s", where, index,
              stub && stub->id ? " [" : "", stub && stub->id ? stub->id : "",
-             stub && stub->id ? "]" : "", it ? it->line : 0,
+             stub && stub->id ? "]" : "", line,
              rq ? (int)(rq->service.len > 200 ? 200 : rq->service.len) : 0,
              rq && rq->service.ptr ? (const char *)rq->service.ptr : "",
              rq ? (int)(rq->endpoint.len > 200 ? 200 : rq->endpoint.len) : 0,
              rq && rq->endpoint.ptr ? (const char *)rq->endpoint.ptr : "");
-    json_t *o = json_pack("{s:s, s:I, s:I, s:o}", "cassette", mc->path, "index",
+    json_t *o = json_pack("{s:s, s:I, s:I, s:o}", "cassette", where, "index",
                           (json_int_t)index, "line", (json_int_t)(it ? it->line : 0), "describe",
                           mock_json_text(desc, strlen(desc)));
     if (o && stub && stub->id)
@@ -147,18 +149,25 @@ static json_t *not_called_json(const mock_cassette *mc, size_t index) {
     return o;
 }
 
+/* Appends c's required interactions that were never played. */
+static int add_not_called(json_t *nc, const char *where, const tch_cassette *c) {
+    size_t *idx = NULL, n = 0;
+    if (tch_cassette_required_unplayed(c, &idx, &n) != 0)
+        return TCH_ENOMEM;
+    for (size_t k = 0; k < n; k++)
+        json_array_append_new(nc, not_called_json(where, c, idx[k]));
+    free(idx);
+    return 0;
+}
+
 json_t *mock_verify_report(mock *m) {
     json_t *nc = json_array();
-    for (size_t i = 0; nc && i < m->store.n; i++) {
-        mock_cassette *mc = m->store.items[i];
-        size_t *idx = NULL, n = 0;
-        if (tch_cassette_required_unplayed(mc->c, &idx, &n) != 0) {
-            json_decref(nc);
-            return NULL;
-        }
-        for (size_t k = 0; k < n; k++)
-            json_array_append_new(nc, not_called_json(mc, idx[k]));
-        free(idx);
+    int rc = nc && m->stubs ? add_not_called(nc, "(run-time stubs)", m->stubs) : 0;
+    for (size_t i = 0; nc && !rc && i < m->store.n; i++)
+        rc = add_not_called(nc, m->store.items[i]->path, m->store.items[i]->c);
+    if (rc) {
+        json_decref(nc);
+        return NULL;
     }
     mock_journal_query q = {.outcome = MOCK_UNMATCHED, .limit = UNMATCHED_SHOWN};
     size_t shown;
