@@ -325,11 +325,35 @@ static json_t *cassettes_json(const mock *m) {
     return json_pack("{s:s, s:o}", "mode", tch_cassette_mode_name(m->mode), "cassettes", list);
 }
 
-/* Whether a call no cassette replays would be recorded now: an upstream,
- * a record target, and a mode that lets that target record. */
+/* Whether a call could be recorded from somewhere now: --upstream, a
+ * service given as --upstream SERVICE=HOST:PORT, a router, or an instance
+ * that advertised to us and is still live (asked as relay.c routes). */
+static int has_source(mock *m) {
+    const mock_config *c = m->cfg;
+    if (m->upstream || c->service_upstreams.n || c->upstream_routers.n)
+        return 1;
+    const char *service;
+    json_t *hosts;
+    json_object_foreach(m->advertised, service, hosts) {
+        tch_cassette_call call = {.service = tch_slice_cstr(service)};
+        tch_channel *via;
+        const char *hp;
+        if (mock_relay_route(m, &call, &via, &hp))
+            return 1;
+    }
+    return 0;
+}
+
+/* Whether a call no cassette replays would be recorded now: somewhere to
+ * record from, and a mode that lets the record target record (with
+ * --record-to DIR/, each service's own cassette, made when needed). */
 static int recording(mock *m) {
+    if (m->mode == TCH_CASSETTE_NONE || !has_source(m))
+        return 0;
+    if (m->cfg->record_dir)
+        return 1;
     mock_cassette *target = mock_store_target(&m->store);
-    return m->upstream != NULL && target && tch_cassette_can_record(target->c);
+    return target && tch_cassette_can_record(target->c);
 }
 
 static void get_health(mock *m, struct evhttp_request *req) {
@@ -532,9 +556,11 @@ static void put_mode(mock *m, struct evhttp_request *req) {
     tch_error err = {0};
     int rc = name ? tch_cassette_mode_parse(name, &mode, &err)
                   : tch_error_set(&err, TCH_EINVAL, "body needs \"mode\": once|new_episodes|none|all");
-    if (!rc && mode != TCH_CASSETTE_NONE && !m->upstream)
-        rc = tch_error_set(&err, TCH_EINVAL, "mode %s records, but no --upstream was given",
-                           name);
+    /* as at start-up: --relay counts, instances are to advertise to us */
+    if (!rc && mode != TCH_CASSETTE_NONE && !m->cfg->relay && !has_source(m))
+        rc = tch_error_set(&err, TCH_EINVAL, "mode %s records, but there is nothing to record "
+                           "from: no --upstream [SERVICE=]HOST:PORT, no --upstream-router, no "
+                           "--relay, and no instance has advertised to this mock", name);
     if (!rc)
         rc = mock_store_set_mode(m, mode, &err);
     json_decref(body);
