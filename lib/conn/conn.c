@@ -220,6 +220,17 @@ int tch_conn_send_ping(tch_conn *c, uint32_t id) {
     return 0;
 }
 
+/* At most the bytes a call's frames take: its args, and per frame (one per
+ * 64 KiB, and one more) a header, the fields and the chunk lengths. */
+static size_t answer_bound(const tch_call_fields *f, const tch_slice args[3]) {
+    size_t data = args[0].len + args[1].len + args[2].len;
+    size_t fields = 64 + f->service.len;
+    for (size_t i = 0; i < f->nheaders; i++)
+        fields += 2 + f->headers[i].key.len + f->headers[i].value.len;
+    size_t frames = data / (TCH_FRAME_MAX_SIZE / 2) + 2;
+    return data + frames * (TCH_FRAME_HEADER_SIZE + 16) + fields;
+}
+
 /* Inverts the checksum of the call frame in frame[0..len). The wire
  * decoder finds it, so the layout is not repeated here: it is the 4 bytes
  * before the first chunk's length. A fault's path only, hence the malloc
@@ -262,6 +273,14 @@ int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
     if (c->state != READY && c->held.len > MAX_HELD) /* a peer slow to shake hands */
         return tch_error_set(err, TCH_ETOOBIG,
                              "%zu bytes already wait for the connection's handshake", c->held.len);
+    if (type == TCH_FRAME_CALL_RES && c->state == READY && c->cb.admit) {
+        char why[TCH_ERROR_MSG_MAX];
+        size_t len = answer_bound(f, args);
+        if (c->cb.admit(c->ud, len, why, sizeof why) != 0) {
+            fail(c, TCH_ETOOBIG, "%s", why);
+            return tch_error_set(err, TCH_ETOOBIG, "%s", why);
+        }
+    }
     tch_fragmenter fz;
     tch_fragmenter_init(&fz, type, id, f, args);
     for (;;) {
@@ -459,10 +478,11 @@ static size_t growth_bound(const tch_reasm *r, size_t payload) {
 }
 
 /* A first frame holds its field bytes and its chunks once each (an open
- * arg an eighth more), the headers array and the request's overhead. */
+ * arg an eighth more), the headers array (a header takes at least 2 bytes
+ * of the frame) and the request's overhead. */
 static size_t first_bound(size_t payload) {
-    return payload + payload / 8 + TCH_CALL_MAX_HEADERS * sizeof(tch_kv) + 3 * 64 +
-           REQ_OVERHEAD;
+    size_t nh = payload / 2 < TCH_CALL_MAX_HEADERS ? payload / 2 : TCH_CALL_MAX_HEADERS;
+    return payload + payload / 8 + nh * sizeof(tch_kv) + 3 * 64 + REQ_OVERHEAD;
 }
 
 /* Refuses request id with Busy and tells the owner why. */

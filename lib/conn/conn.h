@@ -68,6 +68,11 @@ typedef struct tch_conn_callbacks {
     /* Optional: a limit acted (a request refused with Busy): why, for a
      * log line. */
     void (*limit)(void *ud, const char *why);
+    /* Optional: asked before a call response of at most len bytes is
+     * queued. Nonzero refuses it (a peer that does not read its answers
+     * while memory runs short): why then says so, and the conn fails with
+     * it (TCH_ETOOBIG), queuing nothing. */
+    int (*admit)(void *ud, size_t len, char *why, size_t cap);
 } tch_conn_callbacks;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,

@@ -35,6 +35,8 @@ struct tch_transport {
     struct event *frame_timer; /* a frame begun is still not whole */
     uint32_t frame_timeout_ms; /* 0: no bound */
     int paused;          /* reading stopped: too much output waiting */
+    tch_mem_budget *budget; /* the owner's, shared: output waiting is counted in it */
+    size_t out_charged;     /* bytes of out counted in budget */
     struct evbuffer *in, *out;
     struct evbuffer_iovec room; /* reserved in out while a frame is encoded */
     uint8_t *frame;      /* a frame that straddles input chains (lazily) */
@@ -70,6 +72,13 @@ struct tch_transport {
  * stops being read once this much output waits, until it drains to LOW. */
 #define OUT_HIGH (8u << 20)
 #define OUT_LOW (1u << 20)
+/* Output waiting is counted in the owner's memory budget. While that is
+ * spent, a peer with more than this many bytes of answers unread is read
+ * no further, and one more answer to it closes the connection. */
+#define OUT_SPENT_MARK (64u << 10)
+/* Input read and not yet taken: while reading is paused frames wait here,
+ * so reading stops at this much rather than pile up. */
+#define IN_MAX (1u << 20)
 /* A closing connection gets this long to flush before it is cut. */
 #define CLOSE_FLUSH_MS 2000
 #define FLUSH_BYTES (64 * 1024) /* or as soon as this much output is queued */
@@ -179,6 +188,36 @@ static void set_nodelay(evutil_socket_t fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* ---- output in the memory budget ---------------------------------------- */
+
+/* Brings the budget's count of this connection's waiting output up to
+ * date; called wherever output is added or written. */
+static void charge_output(tch_transport *t) {
+    size_t now = t->out ? evbuffer_get_length(t->out) : 0;
+    if (t->budget)
+        t->budget->used = t->budget->used - t->out_charged + now;
+    t->out_charged = now;
+}
+
+static int budget_spent(const tch_transport *t) {
+    return t->budget && t->budget->used > t->budget->limit;
+}
+
+/* Whether reading should stop: the peer is not taking its answers. A
+ * connection we dialled stops only at OUT_HIGH, so that answers to our
+ * calls are still read when the budget is spent by others. */
+static int output_backlogged(const tch_transport *t) {
+    size_t o = evbuffer_get_length(t->out);
+    return o > OUT_HIGH || (!t->dialled && o > OUT_SPENT_MARK && budget_spent(t));
+}
+
+static void pause_if_backlogged(tch_transport *t) {
+    if (t->paused || t->fd < 0 || t->connecting || !output_backlogged(t))
+        return;
+    t->paused = 1;
+    event_del(t->rev);
+}
+
 /* ---- closing ---------------------------------------------------------- */
 
 static void release_socket(tch_transport *t) {
@@ -236,6 +275,7 @@ static void close_timeout_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
     (void)fd, (void)what;
     evbuffer_drain(t->out, evbuffer_get_length(t->out));
+    charge_output(t);
     if (!t->in_read)
         finish_close(t);
 }
@@ -307,6 +347,7 @@ static void socket_failed(tch_transport *t, int e) {
     t->closing = 0; /* the peer is gone: nothing more can be flushed */
     note_close(t, e == 0 ? TCH_ECLOSED : TCH_EIO, why);
     evbuffer_drain(t->out, evbuffer_get_length(t->out));
+    charge_output(t);
     if (!t->in_read)
         finish_close(t);
 }
@@ -342,6 +383,7 @@ static void try_write(tch_transport *t) {
             return;
         }
         evbuffer_drain(t->out, (size_t)w);
+        charge_output(t);
         maybe_resume(t);
     }
     if (t->fd >= 0)
@@ -353,7 +395,8 @@ static void try_write(tch_transport *t) {
 /* Resumes reading once the peer has taken most of what was waiting; frames
  * already read but not yet processed are picked up by a read_cb pass. */
 static void maybe_resume(tch_transport *t) {
-    if (!t->paused || t->closing || t->fd < 0 || evbuffer_get_length(t->out) > OUT_LOW)
+    if (!t->paused || t->closing || t->fd < 0 || evbuffer_get_length(t->out) > OUT_LOW ||
+        output_backlogged(t))
         return;
     t->paused = 0;
     event_add(t->rev, NULL);
@@ -372,6 +415,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
 /* Output was queued: it is written later in this loop pass, so calls made
  * together share one sendmsg; read_cb writes directly at its end. */
 static void queued_output(tch_transport *t) {
+    charge_output(t);
+    pause_if_backlogged(t); /* answers made outside reading count too */
     if (!t->in_read && !t->connecting)
         schedule_flush(t);
 }
@@ -452,6 +497,27 @@ static void conn_limit(void *ud, const char *why) {
     tch_transport *t = ud;
     if (t->ev.limit)
         t->ev.limit(t->ud, why);
+}
+
+/* An answer to a peer that has more than OUT_SPENT_MARK of answers unread
+ * while the memory budget cannot pay for this one closes the connection:
+ * waiting would hold the memory for as long as the peer likes. What waits
+ * is dropped; the close is logged. */
+static int conn_admit(void *ud, size_t len, char *why, size_t cap) {
+    tch_transport *t = ud;
+    size_t o = evbuffer_get_length(t->out);
+    if (!t->budget || o <= OUT_SPENT_MARK || t->budget->used + len <= t->budget->limit)
+        return 0;
+    snprintf(why, cap,
+             "closed: the peer is not reading its answers: %zu bytes of them wait to be "
+             "written, and one more of up to %zu bytes would pass the memory budget of "
+             "%zu bytes (%zu in use)",
+             o, len, t->budget->limit, t->budget->used);
+    if (t->ev.limit)
+        t->ev.limit(t->ud, why);
+    evbuffer_drain(t->out, o);
+    charge_output(t);
+    return -1;
 }
 
 static void conn_failed(void *ud, int status, const char *why) {
@@ -547,10 +613,7 @@ static void feed_frames(tch_transport *t) {
         size_t queued = evbuffer_get_length(t->out);
         if (queued > 0 && (++frames % FLUSH_EVERY == 0 || queued >= FLUSH_BYTES))
             try_write(t);
-        if (evbuffer_get_length(t->out) > OUT_HIGH) { /* the peer is not reading */
-            t->paused = 1;
-            event_del(t->rev);
-        }
+        pause_if_backlogged(t); /* the peer is not reading */
     }
 }
 
@@ -558,6 +621,8 @@ static void feed_frames(tch_transport *t) {
  * errno (-1 for EOF) that ended the connection. */
 static int read_socket(tch_transport *t) {
     for (int rounds = 0; rounds < 16; rounds++) { /* bounded: others get a turn */
+        if (evbuffer_get_length(t->in) >= IN_MAX) /* frames wait: reading is paused */
+            return 0;
         struct evbuffer_iovec vec[1];
         if (evbuffer_reserve_space(t->in, READ_CHUNK, vec, 1) < 1)
             return ENOMEM;
@@ -686,6 +751,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
         .error_frame = conn_error_frame, .cancel = conn_cancel,
         .failed = conn_failed, .expects_response = conn_expects_response,
         .ping_res = conn_ping_res, .now_ms = conn_now_ms, .limit = conn_limit,
+        .admit = conn_admit,
     };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {
@@ -697,6 +763,7 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     t->fd = fd;
     t->ev = *ev;
     t->ud = ud;
+    t->budget = cfg->shared;
     t->conn = tch_conn_new(cfg, &cb, t);
     t->in = evbuffer_new();
     t->out = evbuffer_new();
@@ -953,8 +1020,11 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->frame_timer);
     if (t->in)
         evbuffer_free(t->in);
-    if (t->out)
+    if (t->out) {
+        evbuffer_drain(t->out, evbuffer_get_length(t->out));
+        charge_output(t);
         evbuffer_free(t->out);
+    }
     free(t->frame);
     tch_conn_free(t->conn);
     free(t);

@@ -150,6 +150,25 @@ static void h_release(tch_inbound *in, void *ud) {
     respond_number(in, n);
 }
 
+/* Answers every held call with 1 MiB, as a handler that answers later
+ * would; says how many were held and how many answers were taken. */
+static void h_release_big(tch_inbound *in, void *ud) {
+    (void)ud;
+    static uint8_t big[1 << 20];
+    size_t n = (size_t)S.nheld, taken = 0;
+    while (S.nheld > 0)
+        taken += tch_inbound_respond(S.held[--S.nheld], 0, TCH_SLICE_NULL,
+                                     tch_slice_of(big, sizeof big)) == 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%zu %zu", n, taken);
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_cstr(buf));
+}
+
+static void h_held(tch_inbound *in, void *ud) {
+    (void)ud;
+    respond_number(in, (size_t)S.nheld);
+}
+
 static void h_quit(tch_inbound *in, void *ud) {
     (void)ud;
     tch_inbound_respond(in, 0, TCH_SLICE_NULL, TCH_SLICE_NULL);
@@ -182,7 +201,8 @@ static int server_start(void) {
         const char *name;
         tch_handler_fn fn;
     } eps[] = {{"echo", h_echo}, {"size", h_size}, {"conns", h_conns},
-               {"hold", h_hold}, {"release", h_release}, {"quit", h_quit}};
+               {"hold", h_hold}, {"release", h_release}, {"quit", h_quit},
+               {"releasebig", h_release_big}, {"held", h_held}};
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
         tch_channel_register(S.ch, NULL, eps[i].name, eps[i].fn, NULL);
     const char *hp = tch_channel_host_port(S.ch);
@@ -692,6 +712,45 @@ static void a_client_that_does_not_read(void) {
     close(lazy);
 }
 
+/* Answers made later (by a handler that waits) to a client that never
+ * reads are bounded too: waiting output counts in the memory budget, and
+ * an answer that would pass it while the client leaves more than 64 KiB
+ * unread closes that connection, with a log line; others are served. */
+static void late_answers_to_a_client_that_does_not_read(void) {
+    enum { HELD = 80 }; /* 80 answers of 1 MiB against a 40 MiB budget */
+    int lazy = cl_connect(), ctl = cl_connect();
+    CHECK(lazy >= 0 && ctl >= 0, "connect");
+    static uint8_t buf[HELD * 128];
+    size_t n = 0;
+    for (uint32_t id = 1; id <= HELD; id++)
+        n += call_req(buf + n, id, "hold", tch_slice_cstr("h"));
+    send_all(lazy, buf, n);
+    uint8_t code;
+    char msg[256] = "";
+    int64_t deadline = now_ms() + 5000;
+    int polls = 0;
+    while (now_ms() < deadline && /* each poll waits on an answer: no sleep */
+           call(ctl, 100 + (uint32_t)polls++, "held", "", &code, msg, sizeof msg) ==
+               TCH_FRAME_CALL_RES &&
+           atoi(msg) < HELD)
+        ;
+    CHECK(atoi(msg) == HELD, "%s of %d calls held", msg, HELD);
+    CHECK(call(ctl, 1, "releasebig", "", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES,
+          "releasebig: %s", msg);
+    unsigned held = 0, taken = HELD;
+    sscanf(msg, "%u %u", &held, &taken);
+    CHECK(held == HELD && taken < HELD / 2,
+          "%u of %u late answers were queued for a client that reads nothing", taken, held);
+    char why[256];
+    CHECK(wait_closed(lazy, 5000, why, sizeof why) >= 0, "the client that does not read is open");
+    CHECK(log_has("the peer is not reading its answers"), "no log line for the close");
+    CHECK(call(ctl, 2, "echo", "after", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES &&
+              !strcmp(msg, "after"),
+          "a call after the close: %s", msg);
+    close(lazy);
+    close(ctl);
+}
+
 /* More calls in flight than max_pending_calls: the extra ones get Busy,
  * the others are all answered once released. */
 static void many_calls_in_flight(void) {
@@ -929,6 +988,7 @@ int main(int argc, char **argv) {
         {"slowloris", slowloris_is_closed_after_the_frame_timeout},
         {"many calls in flight", many_calls_in_flight},
         {"a client that does not read", a_client_that_does_not_read},
+        {"late answers to a client that does not read", late_answers_to_a_client_that_does_not_read},
         {"the connection cap", connections_are_capped},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

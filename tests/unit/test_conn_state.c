@@ -30,6 +30,8 @@ typedef struct side {
     int refuse_room; /* reserve returns NULL: frames go through write */
     int nlimit;      /* limits that acted, and the last one's text */
     char limit_why[256];
+    int refuse_answers; /* admit says no */
+    size_t admit_len;   /* what the last answer admitted could take */
 } side;
 
 static void w(void *ud, const uint8_t *d, size_t n) { tch_buf_append(&((side *)ud)->out, d, n); }
@@ -94,10 +96,21 @@ static void lim(void *ud, const char *why) {
     snprintf(s->limit_why, sizeof s->limit_why, "%s", why);
 }
 
-static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of, NULL, NULL, lim};
+/* Answers are admitted until the test says otherwise; the last answer
+ * asked about is kept. */
+static int adm(void *ud, size_t len, char *why, size_t cap) {
+    side *s = ud;
+    s->admit_len = len;
+    if (!s->refuse_answers)
+        return 0;
+    snprintf(why, cap, "the peer is not reading (test)");
+    return -1;
+}
+
+static const tch_conn_callbacks cbs = {w, rdy, creq, cres, resfail, errf, canc, fld, NULL, NULL, clock_of, NULL, NULL, lim, adm};
 static const tch_conn_callbacks cbs_in_place = {w,    rdy,      creq,    cres,   resfail,
                                                 errf, canc,     fld,     NULL,   NULL,
-                                                clock_of, reserve, commit, lim};
+                                                clock_of, reserve, commit, lim, adm};
 
 typedef struct pair {
     side client, server;
@@ -926,6 +939,35 @@ static void small_partial_requests_are_charged_their_overhead(void **state) {
     assert_int_equal(budget.used, 0);
 }
 
+/* Before an answer is queued its owner is asked, with a bound on its bytes
+ * (the transport says no for a peer that does not read while memory runs
+ * short): refused, nothing of it is queued and the conn fails saying why. */
+static void an_answer_is_admitted_before_it_is_queued(void **state) {
+    (void)state;
+    static uint8_t big[200000];
+    pair p;
+    make_ready(&p, 1 << 20);
+    tch_buf_reset(&p.server.out);
+    tch_call_fields *f = req_fields();
+    f->service = TCH_SLICE_NULL;
+    tch_slice args[3] = {TCH_SLICE_NULL, tch_slice_cstr("h"), tch_slice_of(big, sizeof big)};
+    tch_error err;
+    assert_int_equal(tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, 5, f, args, &err), 0);
+    size_t sent = p.server.out.len;
+    assert_true(p.server.admit_len >= sent); /* a bound: never less than the frames */
+    assert_true(p.server.admit_len <= sent + 4096);
+    tch_buf_reset(&p.server.out);
+    p.server.refuse_answers = 1;
+    assert_int_equal(tch_conn_send_call(p.server.c, TCH_FRAME_CALL_RES, 6, f, args, &err),
+                     TCH_ETOOBIG);
+    assert_non_null(strstr(err.msg, "not reading"));
+    assert_int_equal(p.server.out.len, 0);
+    assert_true(p.server.failed);
+    assert_non_null(strstr(p.server.why, "not reading"));
+    free(f);
+    destroy(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_names_peers),
@@ -952,6 +994,7 @@ int main(void) {
         cmocka_unit_test(shared_budget_refuses_with_busy),
         cmocka_unit_test(a_request_is_measured_against_the_budget_by_its_size),
         cmocka_unit_test(small_partial_requests_are_charged_their_overhead),
+        cmocka_unit_test(an_answer_is_admitted_before_it_is_queued),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
