@@ -56,6 +56,7 @@ static void entry_clear(mock_journal_entry *e) {
         tch_buf_free(&e->theaders[i].value);
     }
     free(e->theaders);
+    free(e->stub_id);
     free(e->service);
     free(e->endpoint);
     free(e->peer);
@@ -129,6 +130,23 @@ static void drop_oldest(mock_journal *j) {
     j->dropped++;
 }
 
+/* The id of the stub at cassette #index, if that interaction is one: run-time
+ * stubs are "(run-time stubs)", others a loaded cassette's path. */
+static char *stub_id_of(const mock_journal *j, const char *cassette, long index) {
+    const mock *m = j->owner;
+    if (!m || !cassette || index < 0)
+        return NULL;
+    const tch_cassette *c = NULL;
+    if (!strcmp(cassette, "(run-time stubs)"))
+        c = m->stubs;
+    for (size_t i = 0; !c && i < m->store.n; i++)
+        if (!strcmp(m->store.items[i]->path, cassette))
+            c = m->store.items[i]->c;
+    const tch_cassette_interaction *it = c ? tch_cassette_get(c, (size_t)index) : NULL;
+    const tch_stub_info *stub = it ? tch_cassette_stub_of(it) : NULL;
+    return stub && stub->id ? strdup(stub->id) : NULL;
+}
+
 /* in: the request, when known (its bytes are kept). */
 static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice endpoint,
                                 const char *peer, int scheme, mock_outcome outcome,
@@ -156,6 +174,7 @@ static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice en
     e->index = index;
     e->message = dup_str(message, MOCK_JOURNAL_MSG_MAX);
     e->near_miss = near_miss;
+    e->stub_id = outcome == MOCK_REPLAYED ? stub_id_of(j, cassette, index) : NULL;
     e->cut = cut && in;
     if (in && !cut && copy_request(e, in) != 0)
         e->cut = 1; /* out of memory: the names are still worth keeping */
@@ -335,6 +354,8 @@ static json_t *entry_to_json(const mock_journal *j, const mock_journal_entry *e)
         json_object_set_new(o, "cassette", text(e->cassette));
     if (e->index >= 0)
         json_object_set_new(o, "index", json_integer(e->index));
+    if (e->stub_id)
+        json_object_set_new(o, "stubId", text(e->stub_id));
     if (e->message)
         json_object_set_new(o, "message", text(e->message));
     if (e->near_miss)

@@ -735,6 +735,7 @@ static int start(mock *m, tch_error *err) {
     if (rc)
         return tch_error_set(err, rc, "out of memory");
     m->journal.thrift = m->cfg->thrift;
+    m->journal.owner = m;
     tch_cassette_redaction_set_idl(m->cfg->redaction, m->cfg->thrift, NULL);
     if ((rc = load_cassettes(m, err)) || (rc = start_channel(m, err)) ||
         (rc = mock_journal_watch(&m->journal, m->ch, err)) || (rc = mock_trace_start(m, err)) ||

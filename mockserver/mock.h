@@ -136,6 +136,7 @@ typedef struct mock_journal_entry {
     size_t n_theaders;
     size_t bytes;                /* counted against the byte budget */
     int cut;                     /* arg2/arg3 left out: larger than the whole budget */
+    char *stub_id;               /* the id of the stub that answered, or NULL */
 } mock_journal_entry;
 
 typedef struct mock_journal {
@@ -149,6 +150,7 @@ typedef struct mock_journal {
     size_t bytes, max_bytes; /* held, and the budget (--journal-bytes) */
     uint64_t unmatched;      /* misses since the last clear, dropped ones too */
     const tch_cassette_thrift *thrift; /* decodes thrift bodies (--thrift), or NULL */
+    const struct mock *owner;          /* its cassettes and stubs: names the stub that answered */
 } mock_journal;
 
 int mock_journal_init(mock_journal *j, size_t cap, size_t max_bytes);

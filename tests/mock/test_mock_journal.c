@@ -289,6 +289,7 @@ static const char REQUIRED[] =
     "- request: {serviceName: keyvalue-server, endpoint: echo, body: must}\n"
     "  response: {body: called}\n"
     "  required: true\n"
+    "  id: must\n"
     "- request: {serviceName: keyvalue-server, endpoint: echo, body: may}\n"
     "  response: {body: optional}\n";
 
@@ -304,9 +305,13 @@ static void verify_required_and_unmatched(void **state) {
     assert_int_equal(json_array_size(json_object_get(j, "notCalled")), 1);
     json_t *nc = json_array_get(json_object_get(j, "notCalled"), 0);
     assert_int_equal(json_integer_value(json_object_get(nc, "index")), 0);
-    assert_non_null(strstr(str(nc, "describe"), "keyvalue-server::echo"));
+    assert_non_null(strstr(str(nc, "describe"), "[must] (line 3) keyvalue-server::echo"));
+    assert_string_equal(str(nc, "id"), "must");
     json_decref(j);
     assert_string_equal(raw(f, "echo", "must").arg3, "called");
+    j = get(f, "/journal"); /* the stub that answered, by its id */
+    assert_string_equal(str(json_array_get(json_object_get(j, "entries"), 0), "stubId"), "must");
+    json_decref(j);
     assert_int_equal(admin(f, EVHTTP_REQ_POST, "/verify", NULL, &j), 200);
     assert_true(json_is_true(json_object_get(j, "ok")));
     json_decref(j);
