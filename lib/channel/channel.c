@@ -705,6 +705,7 @@ void tch_channel_free(tch_channel *ch) {
     tch_listener_free(ch->listener);
     while (ch->conns)
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");
+    inbound_release_detached(ch);
     outbound_end_all(ch);
     for (size_t i = 0; i < ch->nhandlers; i++) {
         release_ud(&ch->handlers[i]);

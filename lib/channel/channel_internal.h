@@ -76,6 +76,9 @@ struct tch_channel {
     struct event *idle_sweep; /* when opts.idle_timeout_ms is set */
     size_t ninbound;        /* accepted connections open, for max_connections */
     tch_mem_budget budget;  /* bytes of requests arriving or being served */
+    tch_inbound *detached;  /* calls detached (cancelled, timed out, connection
+                               gone) that their handler still holds: their
+                               bytes stay in budget until answered */
     /* graceful close (tch_channel_close) */
     int closing;
     int close_reported;
@@ -135,6 +138,9 @@ void ping_fail_all(chconn *cc, int status);
 void inbound_dispatch(chconn *cc, tch_call_msg *msg);
 void inbound_cancel(chconn *cc, uint32_t id);
 void inbound_detach_all(chconn *cc);
+/* At free: detached calls still held give their bytes back (the budget
+ * goes with the channel). */
+void inbound_release_detached(tch_channel *ch);
 
 /* outbound.c */
 void outbound_on_response(chconn *cc, tch_call_msg *msg);

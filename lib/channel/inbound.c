@@ -17,6 +17,11 @@ struct tch_inbound {
     int timer_set;
     char peer[64];
     uint64_t start_us; /* for the event hooks; 0: they did not hear of it */
+    /* Detached while its handler still holds it: listed in home->detached,
+     * its message's bytes still in home's budget (the charge follows the
+     * memory, or cancel-and-repeat would get past the budget). */
+    tch_channel *home;
+    tch_inbound *dprev, *dnext;
 };
 
 /* The event hooks hear how the call ended, once (before detach, which
@@ -31,7 +36,30 @@ static void hook_end(tch_inbound *in, int status, uint8_t code, const char *why)
     hooks_call_in(in->ch, in->msg, in->peer, start, &end);
 }
 
+/* Off home's list of detached calls; the charge stays with the message. */
+static void unlist_detached(tch_inbound *in) {
+    if (!in->home)
+        return;
+    if (in->dprev)
+        in->dprev->dnext = in->dnext;
+    else
+        in->home->detached = in->dnext;
+    if (in->dnext)
+        in->dnext->dprev = in->dprev;
+    in->home = NULL;
+    in->dprev = in->dnext = NULL;
+}
+
+void inbound_release_detached(tch_channel *ch) {
+    while (ch->detached) {
+        tch_inbound *in = ch->detached;
+        tch_call_msg_uncharge(in->msg);
+        unlist_detached(in);
+    }
+}
+
 static void inbound_free(tch_inbound *in) {
+    unlist_detached(in); /* freeing the message gives its bytes back */
     if (in->ch && in->ch->current == in) /* answered inside its handler */
         in->ch->current = NULL;
     if (in->timer_set)
@@ -50,8 +78,15 @@ static void detach(tch_inbound *in) {
         in->ch->current = NULL;
     in->ch = NULL; /* the channel may be freed before the handler answers */
     in->cc = NULL;
-    if (in->msg) /* its bytes leave the channel's budget with it */
+    if (in->msg && in->msg->budget && ch && !ch->freeing && !in->home) {
+        in->home = ch; /* its bytes stay counted until the handler lets go */
+        in->dnext = ch->detached;
+        if (ch->detached)
+            ch->detached->dprev = in;
+        ch->detached = in;
+    } else if (in->msg && !in->home) {
         tch_call_msg_uncharge(in->msg);
+    }
     in->done = 1;
     if (in->timer_set) {
         event_del(&in->ttl_timer);

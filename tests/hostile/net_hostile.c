@@ -793,13 +793,13 @@ static long status_kb(const char *field) {
 
 /* Starts (frame 0) or continues request id of `mib` MiB of arg3 in frames
  * of 60000 bytes; returns 1 once its last frame is sent. */
-static int send_big_step(int fd, uint32_t id, size_t total, size_t *sent) {
+static int send_big_to(int fd, uint32_t id, const char *endpoint, size_t total, size_t *sent) {
     static uint8_t buf[TCH_FRAME_MAX_SIZE];
     size_t chunk = total - *sent < 60000 ? total - *sent : 60000;
     int last = *sent + chunk == total;
     static const char *const as_cn[] = {"as", "cn"};
     size_t n = *sent == 0
-                   ? raw_req(buf, id, TCH_CALL_FLAG_MORE, as_cn, 2, "size", 0, 0)
+                   ? raw_req(buf, id, TCH_CALL_FLAG_MORE, as_cn, 2, endpoint, 0, 0)
                    : raw_cont(buf, id, last ? 0 : TCH_CALL_FLAG_MORE, chunk);
     if (*sent == 0) { /* the first frame carries the fields, no arg3 yet */
         send_all(fd, buf, n);
@@ -808,6 +808,64 @@ static int send_big_step(int fd, uint32_t id, size_t total, size_t *sent) {
     send_all(fd, buf, n);
     *sent += chunk;
     return *sent == total;
+}
+
+static int send_big_step(int fd, uint32_t id, size_t total, size_t *sent) {
+    return send_big_to(fd, id, "size", total, sent);
+}
+
+/* A cancel frame for id (no tracing). */
+static size_t cancel_frame(uint8_t *out, uint32_t id) {
+    uint8_t *q = out + TCH_FRAME_HEADER_SIZE;
+    memset(q, 0, 4 + 25), q += 4 + 25; /* ttl, tracing */
+    *q++ = 0, *q++ = 3, memcpy(q, "bye", 3), q += 3;
+    size_t n = (size_t)(q - out);
+    tch_frame_header_write(out, TCH_FRAME_CANCEL, id, n - TCH_FRAME_HEADER_SIZE);
+    return n;
+}
+
+/* A call its caller cancelled keeps its bytes in the budget for as long as
+ * its handler holds them (the charge follows the memory), so cancelling
+ * and sending again cannot get past the budget: two 16 MiB calls held and
+ * cancelled leave no room for a third under 40 MiB until they are let go. */
+static void cancelled_calls_keep_their_bytes_counted(void) {
+    const size_t total = (size_t)16 << 20;
+    int fd = cl_connect(), other = cl_connect(), ctl = cl_connect();
+    CHECK(fd >= 0 && other >= 0 && ctl >= 0, "connect");
+    for (uint32_t id = 1; id <= 2; id++)
+        for (size_t sent = 0; !send_big_to(fd, id, "hold", total, &sent);)
+            ;
+    uint8_t code;
+    char msg[256] = "";
+    int64_t deadline = now_ms() + 5000;
+    for (uint32_t id = 100; now_ms() < deadline; id++) /* each waits on an answer */
+        if (call(ctl, id, "held", "", &code, msg, sizeof msg) != TCH_FRAME_CALL_RES ||
+            atoi(msg) == 2)
+            break;
+    CHECK(atoi(msg) == 2, "%s of 2 calls held", msg);
+    static uint8_t buf[256];
+    size_t n = cancel_frame(buf, 1);
+    n += cancel_frame(buf + n, 2);
+    n += (size_t)tch_ping_encode(TCH_FRAME_PING_REQ, 9, buf + n);
+    send_all(fd, buf, n);
+    static rframe f;
+    while (read_frame(fd, &f, 5000) == 1 && f.type != TCH_FRAME_PING_RES)
+        ; /* the pong: the cancels before it were taken */
+    CHECK(f.type == TCH_FRAME_PING_RES, "no pong after the cancels");
+    for (size_t sent = 0; !send_big_step(other, 3, total, &sent);)
+        ;
+    CHECK(read_frame(other, &f, 5000) == 1 && error_of(&f, msg, sizeof msg) == TCH_PCODE_BUSY,
+          "a third 16 MiB call while two cancelled ones are held: %s", msg);
+    CHECK(call(ctl, 1, "release", "", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES &&
+              atoi(msg) == 2,
+          "release: %s", msg);
+    for (size_t sent = 0; !send_big_step(other, 4, total, &sent);)
+        ;
+    CHECK(read_frame(other, &f, 5000) == 1 && f.type == TCH_FRAME_CALL_RES,
+          "once they are let go, the call is taken (%s)", error_of(&f, msg, sizeof msg) ? msg : "");
+    close(fd);
+    close(other);
+    close(ctl);
 }
 
 /* Three 16 MiB requests at once against a 40 MiB budget: some get Busy
@@ -984,6 +1042,7 @@ int main(int argc, char **argv) {
         {"garbage and bad inits", garbage_and_bad_inits_are_refused},
         {"the protocol, strictly", protocol_is_applied_strictly},
         {"large arguments and the budget", large_arguments_hit_the_budget},
+        {"cancelled calls keep their bytes counted", cancelled_calls_keep_their_bytes_counted},
         {"idle and silent connections", idle_and_silent_connections_are_closed},
         {"slowloris", slowloris_is_closed_after_the_frame_timeout},
         {"many calls in flight", many_calls_in_flight},
