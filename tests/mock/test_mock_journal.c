@@ -24,6 +24,7 @@ typedef struct fx {
     tch_channel *client;
     char dir[256];
     mock_proc mp;
+    mock_proc up; /* the upstream of record-through, when started */
 } fx;
 
 static int setup(void **state) {
@@ -40,6 +41,8 @@ static int teardown(void **state) {
     fx *f = *state;
     if (f->mp.pid)
         mp_stop(&f->mp, f->base, SIGKILL, 5000);
+    if (f->up.pid) /* a failed assertion left it running */
+        mp_stop(&f->up, NULL, SIGKILL, 5000);
     tch_channel_free(f->client);
     event_base_free(f->base);
     char cmd[300];
@@ -369,12 +372,12 @@ static char *slurp(const char *path) {
 
 static void record_through_redacts(void **state) {
     fx *f = *state;
-    mock_proc up;
+    mock_proc *up = &f->up;
     char *uargv[] = {TCH_INTEROP_SERVER, "--idl", KV_IDL, NULL};
-    assert_int_equal(mp_start(&up, uargv, 0, 0), 0);
+    assert_int_equal(mp_start(up, uargv, 0, 0), 0);
     char path[300];
     snprintf(path, sizeof path, "%s/rec.yaml", f->dir);
-    start_mock(f, "--mode", "new_episodes", "--upstream", up.hp, "--record-to", path,
+    start_mock(f, "--mode", "new_episodes", "--upstream", up->hp, "--record-to", path,
                "--redact-transport-header", "Authorization", "--redact-header", "x-token",
                "--redact-json-path", "$.password", "--redact-json-path", "$.body.password",
                "--redact-json-path", "$.headers['x-token']", NULL);
@@ -397,7 +400,7 @@ static void record_through_redacts(void **state) {
     if (strstr(yaml, "tok-one"))
         fail_msg("a header was recorded:\n%s", yaml);
     assert_non_null(strstr(yaml, "<redacted>"));
-    assert_int_equal(mp_stop(&up, NULL, SIGTERM, 5000), 0);
+    assert_int_equal(mp_stop(up, NULL, SIGTERM, 5000), 0);
     /* the upstream is gone: other secrets replay from the redacted recording */
     r = json_call(f, "json_echo", "{\"x-token\":\"t2\"}", "{\"user\":\"ada\",\"password\":\"pw2\"}");
     if (r.status != 0)
