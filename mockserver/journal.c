@@ -15,6 +15,7 @@
 /* arg1 is at most 16 KiB on the wire; service and peer far less */
 #define MOCK_JOURNAL_STR_MAX 16384
 #define MOCK_JOURNAL_MSG_MAX 2048
+#define MAX_VIEW_HEADERS 256 /* the protocol allows 255 transport headers */
 
 const char *mock_outcome_name(mock_outcome o) {
     switch (o) {
@@ -49,13 +50,7 @@ int mock_journal_init(mock_journal *j, size_t cap, size_t max_bytes) {
 }
 
 static void entry_clear(mock_journal_entry *e) {
-    tch_buf_free(&e->arg2);
-    tch_buf_free(&e->arg3);
-    for (size_t i = 0; i < e->n_theaders; i++) {
-        tch_buf_free(&e->theaders[i].key);
-        tch_buf_free(&e->theaders[i].value);
-    }
-    free(e->theaders);
+    free(e->req);
     free(e->stub_id);
     free(e->service);
     free(e->endpoint);
@@ -95,29 +90,69 @@ static char *dup_str(const char *s, size_t max) {
 
 static size_t str_bytes(const char *s) { return s ? strlen(s) : 0; }
 
-/* What in carries beyond its names, whole: arg2, arg3, transport headers.
- * Returns the bytes they take. */
-static size_t request_bytes(const tch_inbound *in) {
-    size_t n = tch_inbound_arg2(in).len + tch_inbound_arg3(in).len;
-    for (size_t i = 0; i < tch_inbound_header_count(in); i++) {
-        tch_header h = tch_inbound_header_at(in, i);
-        n += h.key.len + h.value.len + sizeof(tch_cassette_kv);
+/* An entry's request is one allocation (one malloc and one free per call,
+ * on the serving path): the key and value lengths of each transport header
+ * (uint32_t pairs), then arg2, arg3, and each header's key and value. */
+static size_t lens_size(size_t nh) { return nh * 2 * sizeof(uint32_t); }
+
+static tch_slice req_arg2(const mock_journal_entry *e) {
+    return e->req ? tch_slice_of(e->req + lens_size(e->n_theaders), e->arg2_len) : TCH_SLICE_NULL;
+}
+
+static tch_slice req_arg3(const mock_journal_entry *e) {
+    return e->req ? tch_slice_of(e->req + lens_size(e->n_theaders) + e->arg2_len, e->arg3_len)
+                  : TCH_SLICE_NULL;
+}
+
+/* Views of up to max transport headers; returns how many. */
+static size_t req_headers(const mock_journal_entry *e, tch_cassette_kv_view *kv, size_t max) {
+    const uint8_t *at = e->req ? e->req + lens_size(e->n_theaders) + e->arg2_len + e->arg3_len
+                               : NULL;
+    size_t n = !e->req ? 0 : e->n_theaders < max ? e->n_theaders : max;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t kl, vl;
+        memcpy(&kl, e->req + (2 * i) * sizeof kl, sizeof kl);
+        memcpy(&vl, e->req + (2 * i + 1) * sizeof vl, sizeof vl);
+        kv[i] = (tch_cassette_kv_view){tch_slice_of(at, kl), tch_slice_of(at + kl, vl)};
+        at += kl + vl;
     }
     return n;
 }
 
-static int copy_request(mock_journal_entry *e, const tch_inbound *in) {
+/* What in carries beyond its names, whole: arg2, arg3, transport headers. */
+static size_t request_bytes(const tch_inbound *in) {
     size_t nh = tch_inbound_header_count(in);
-    if (tch_buf_append_slice(&e->arg2, tch_inbound_arg2(in)) ||
-        tch_buf_append_slice(&e->arg3, tch_inbound_arg3(in)) ||
-        (nh && !(e->theaders = calloc(nh, sizeof *e->theaders))))
-        return TCH_ENOMEM;
-    for (size_t i = 0; i < nh; i++, e->n_theaders++) {
+    size_t n = lens_size(nh) + tch_inbound_arg2(in).len + tch_inbound_arg3(in).len;
+    for (size_t i = 0; i < nh; i++) {
         tch_header h = tch_inbound_header_at(in, i);
-        if (tch_buf_append_slice(&e->theaders[i].key, h.key) ||
-            tch_buf_append_slice(&e->theaders[i].value, h.value))
-            return TCH_ENOMEM;
+        n += h.key.len + h.value.len;
     }
+    return n;
+}
+
+static int copy_request(mock_journal_entry *e, const tch_inbound *in, size_t bytes) {
+    size_t nh = tch_inbound_header_count(in);
+    tch_slice a2 = tch_inbound_arg2(in), a3 = tch_inbound_arg3(in);
+    if (!(e->req = malloc(bytes ? bytes : 1)))
+        return TCH_ENOMEM;
+    uint8_t *at = e->req + lens_size(nh);
+    if (a2.len)
+        memcpy(at, a2.ptr, a2.len);
+    if (a3.len)
+        memcpy(at + a2.len, a3.ptr, a3.len);
+    at += a2.len + a3.len;
+    for (size_t i = 0; i < nh; i++) {
+        tch_header h = tch_inbound_header_at(in, i);
+        uint32_t kl = (uint32_t)h.key.len, vl = (uint32_t)h.value.len;
+        memcpy(e->req + (2 * i) * sizeof kl, &kl, sizeof kl);
+        memcpy(e->req + (2 * i + 1) * sizeof vl, &vl, sizeof vl);
+        if (kl)
+            memcpy(at, h.key.ptr, kl);
+        if (vl)
+            memcpy(at + kl, h.value.ptr, vl);
+        at += kl + vl;
+    }
+    e->arg2_len = a2.len, e->arg3_len = a3.len, e->n_theaders = nh;
     return 0;
 }
 
@@ -176,7 +211,7 @@ static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice en
     e->near_miss = near_miss;
     e->stub_id = outcome == MOCK_REPLAYED ? stub_id_of(j, cassette, index) : NULL;
     e->cut = cut && in;
-    if (in && !cut && copy_request(e, in) != 0)
+    if (in && !cut && copy_request(e, in, body) != 0)
         e->cut = 1; /* out of memory: the names are still worth keeping */
     e->bytes = need;
     j->bytes += need;
@@ -256,30 +291,30 @@ static json_t *text(const char *s) {
 /* Bytes as text; bytes that are not UTF-8, or hold a NUL (which many JSON
  * readers refuse), as text with U+FFFD for those bytes and exactly as
  * base64 under key64. */
-static void set_bytes(json_t *o, const char *key, const char *key64, const tch_buf *b) {
-    const char *p = b->ptr ? (const char *)b->ptr : "";
-    json_t *exact = memchr(p, 0, b->len) ? NULL : json_stringn(p, b->len); /* NULL: not UTF-8 */
+static void set_bytes(json_t *o, const char *key, const char *key64, tch_slice s) {
+    const char *p = s.ptr ? (const char *)s.ptr : "";
+    json_t *exact = memchr(p, 0, s.len) ? NULL : json_stringn(p, s.len); /* NULL: not UTF-8 */
     if (exact) {
         json_object_set_new(o, key, exact);
         return;
     }
-    char *shown = malloc(b->len + 1);
+    char *shown = malloc(s.len + 1);
     if (shown) { /* a NUL would end the text: U+FFFD as for any byte that is not text */
-        for (size_t i = 0; i < b->len; i++)
+        for (size_t i = 0; i < s.len; i++)
             shown[i] = p[i] ? p[i] : (char)0xff;
-        json_object_set_new(o, key, mock_json_text(shown, b->len));
+        json_object_set_new(o, key, mock_json_text(shown, s.len));
     }
     free(shown);
     tch_buf b64 = {0};
-    if (tch_base64_encode(tch_buf_slice(b), 0, &b64) == 0)
+    if (tch_base64_encode(s, 0, &b64) == 0)
         json_object_set_new(o, key64, json_stringn(b64.ptr ? (const char *)b64.ptr : "", b64.len));
     tch_buf_free(&b64);
 }
 
-static json_t *thrift_headers_json(const tch_buf *arg2) {
+static json_t *thrift_headers_json(tch_slice arg2) {
     tch_thrift_header *hs = NULL;
     size_t n = 0;
-    if (tch_thrift_headers_decode(tch_buf_slice(arg2), &hs, &n, NULL) != 0)
+    if (tch_thrift_headers_decode(arg2, &hs, &n, NULL) != 0)
         return NULL;
     json_t *o = json_object();
     for (size_t i = 0; o && i < n; i++) {
@@ -298,7 +333,7 @@ static json_t *thrift_body_json(const mock_journal *j, const mock_journal_entry 
                                                tch_slice_cstr(e->endpoint))
                   : NULL;
     json_t *out = NULL;
-    if (m && tch_thrift_method_args_to_json(m, tch_buf_slice(&e->arg3), &out, NULL) != 0)
+    if (m && tch_thrift_method_args_to_json(m, req_arg3(e), &out, NULL) != 0)
         out = NULL;
     return out;
 }
@@ -307,11 +342,12 @@ static json_t *thrift_body_json(const mock_journal *j, const mock_journal_entry 
  * body, the IDL) allows; the transport headers as an object. */
 static void request_to_json(const mock_journal *j, const mock_journal_entry *e, json_t *o) {
     json_t *th = json_object();
-    for (size_t i = 0; th && i < e->n_theaders; i++) {
-        char *k = tch_slice_strdup(tch_buf_slice(&e->theaders[i].key));
+    tch_cassette_kv_view kv[MAX_VIEW_HEADERS];
+    size_t nh = req_headers(e, kv, MAX_VIEW_HEADERS);
+    for (size_t i = 0; th && i < nh; i++) {
+        char *k = tch_slice_strdup(kv[i].key);
         if (k)
-            json_object_set_new(th, k, mock_json_text((const char *)e->theaders[i].value.ptr,
-                                                      e->theaders[i].value.len));
+            json_object_set_new(th, k, mock_json_text((const char *)kv[i].value.ptr, kv[i].value.len));
         free(k);
     }
     json_object_set_new(o, "transportHeaders", th);
@@ -320,16 +356,16 @@ static void request_to_json(const mock_journal *j, const mock_journal_entry *e, 
                                                       "--journal-bytes budget"));
         return;
     }
-    set_bytes(o, "headers", "headersBase64", &e->arg2);
-    set_bytes(o, "body", "bodyBase64", &e->arg3);
-    json_object_set_new(o, "bodyBytes", json_integer((json_int_t)e->arg3.len));
+    tch_slice a2 = req_arg2(e), a3 = req_arg3(e);
+    set_bytes(o, "headers", "headersBase64", a2);
+    set_bytes(o, "body", "bodyBase64", a3);
+    json_object_set_new(o, "bodyBytes", json_integer((json_int_t)a3.len));
     json_t *hd = NULL, *bd = NULL;
     if (e->scheme == TCH_CASSETTE_JSON) {
-        hd = e->arg2.len ? json_loadb((const char *)e->arg2.ptr, e->arg2.len, 0, NULL) : json_object();
-        bd = json_loadb(e->arg3.ptr ? (const char *)e->arg3.ptr : "", e->arg3.len,
-                        JSON_DECODE_ANY, NULL);
+        hd = a2.len ? json_loadb((const char *)a2.ptr, a2.len, 0, NULL) : json_object();
+        bd = json_loadb(a3.ptr ? (const char *)a3.ptr : "", a3.len, JSON_DECODE_ANY, NULL);
     } else if (e->scheme == TCH_CASSETTE_THRIFT) {
-        hd = thrift_headers_json(&e->arg2);
+        hd = thrift_headers_json(a2);
         bd = thrift_body_json(j, e);
     }
     if (hd)
@@ -399,8 +435,6 @@ json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q,
 
 /* ---- queries with stub rules ---------------------------------------------------------- */
 
-#define MAX_VIEW_HEADERS 256
-
 int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t *count,
                       json_t *entries, tch_error *err) {
     tch_cassette_kv_view kv[MAX_VIEW_HEADERS];
@@ -410,15 +444,12 @@ int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t
         const mock_journal_entry *e = &j->ring[(j->start + i) % j->cap];
         if (e->outcome == MOCK_HYPERBAHN)
             continue;
-        size_t nh = e->n_theaders < MAX_VIEW_HEADERS ? e->n_theaders : MAX_VIEW_HEADERS;
-        for (size_t k = 0; k < nh; k++)
-            kv[k] = (tch_cassette_kv_view){tch_buf_slice(&e->theaders[k].key),
-                                           tch_buf_slice(&e->theaders[k].value)};
+        size_t nh = req_headers(e, kv, MAX_VIEW_HEADERS);
         tch_cassette_call call = {
             .service = tch_slice_cstr(e->service ? e->service : ""),
             .endpoint = tch_slice_cstr(e->endpoint ? e->endpoint : ""),
-            .headers = tch_buf_slice(&e->arg2),
-            .body = tch_buf_slice(&e->arg3),
+            .headers = req_arg2(e),
+            .body = req_arg3(e),
             .scheme = (tch_cassette_scheme)e->scheme,
             .host_port = tch_slice_cstr(e->peer ? e->peer : ""),
             .transport_headers = kv,

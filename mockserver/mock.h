@@ -131,9 +131,9 @@ typedef struct mock_journal_entry {
     json_t *near_miss;
     tch_trace trace; /* the request's tracing ids, when has_trace */
     int has_trace;
-    tch_buf arg2, arg3;          /* the request's application headers and body */
-    tch_cassette_kv *theaders;   /* its transport headers */
-    size_t n_theaders;
+    uint8_t *req;                /* the request's transport headers, arg2 and arg3 in one
+                                    allocation (journal.c reads it), or NULL */
+    size_t arg2_len, arg3_len, n_theaders;
     size_t bytes;                /* counted against the byte budget */
     int cut;                     /* arg2/arg3 left out: larger than the whole budget */
     char *stub_id;               /* the id of the stub that answered, or NULL */
