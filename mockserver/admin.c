@@ -147,12 +147,17 @@ static int under(const char *root, const char *real) {
     return strncmp(real, root, n) == 0 && (real[n] == '/' || real[n] == 0);
 }
 
-/* Whether path may be used by the admin API: inside a root, once resolved. */
-static int allowed(const struct mock_admin *a, const char *path) {
-    char *real = resolve(path);
+static int inside_roots(const struct mock_admin *a, const char *real) {
     int ok = 0;
     for (size_t i = 0; real && i < a->roots.n && !ok; i++)
         ok = under(a->roots.v[i], real);
+    return ok;
+}
+
+/* Whether path may be used by the admin API: inside a root, once resolved. */
+static int allowed(const struct mock_admin *a, const char *path) {
+    char *real = resolve(path);
+    int ok = inside_roots(a, real);
     free(real);
     return ok;
 }
@@ -192,16 +197,31 @@ static char *lexical(const char *path) {
     return out;
 }
 
+/* Whether the deepest folder of lex that exists is inside a root once
+ * resolved: otherwise a 404 would tell whether a folder exists outside the
+ * roots, reached through a link. */
+static int deepest_inside(const struct mock_admin *a, const char *lex) {
+    char *cur = strdup(lex), *real = NULL;
+    while (cur && !(real = realpath(cur, NULL)) && strcmp(cur, "/")) {
+        char *up = strdup(dirname(cur));
+        free(cur);
+        cur = up;
+    }
+    int ok = inside_roots(a, real);
+    free(cur);
+    free(real);
+    return ok;
+}
+
 /* A record target inside a root whose folder does not exist yet: 1 after
  * answering 404 (folders are not created), else 0. */
 static int missing_folder(const struct mock_admin *a, struct evhttp_request *req,
                           const char *path) {
     char *lex = lexical(path), *parent = lex ? strdup(lex) : NULL;
-    int inside = 0;
-    for (size_t i = 0; parent && i < a->roots.n && !inside; i++)
-        inside = under(a->roots.v[i], lex);
     struct stat st;
-    int missing = inside && stat(dirname(parent), &st) != 0;
+    const char *folder = parent ? dirname(parent) : NULL;
+    int missing = folder && inside_roots(a, lex) && stat(folder, &st) != 0 &&
+                  deepest_inside(a, folder);
     if (missing)
         reply_error(req, 404, "%s: its folder does not exist; the admin API does not create "
                     "folders", path);
@@ -271,21 +291,28 @@ static int read_token(struct mock_admin *a, const char *file, tch_error *err) {
     FILE *fp = fopen(file, "r");
     if (!fp)
         return tch_error_set(err, TCH_EIO, "--admin-token-file %s: %s", file, strerror(errno));
-    char line[4096];
-    int got = fgets(line, sizeof line, fp) != NULL;
+    char *line = NULL; /* the whole first line, however long: never a cut token */
+    size_t cap = 0;
+    ssize_t got = getline(&line, &cap, fp);
     fclose(fp);
-    char *b = line, *e = got ? line + strlen(line) : line;
+    if (got < 0) {
+        free(line);
+        line = NULL;
+    }
+    char *b = line, *e = got > 0 ? line + got : line;
     while (b < e && strchr(" \t\r\n", *b))
         b++;
     while (e > b && strchr(" \t\r\n", e[-1]))
         e--;
-    if (e == b)
+    if (e == b) {
+        free(line);
         return tch_error_set(err, TCH_EINVAL, "--admin-token-file %s: the first line is empty: "
                              "no token to ask for", file);
+    }
     a->token_len = (size_t)(e - b);
-    if (!(a->token = strndup(b, a->token_len)))
-        return tch_error_set(err, TCH_ENOMEM, "out of memory");
-    return 0;
+    a->token = strndup(b, a->token_len);
+    free(line);
+    return a->token ? 0 : tch_error_set(err, TCH_ENOMEM, "out of memory");
 }
 
 /* Time depends on the expected token's length only, not on where a guess
@@ -815,9 +842,15 @@ static int bind_unix(mock *m, const char *path, tch_error *err) {
     return 0;
 }
 
-static int is_loopback(const char *host) {
-    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "[::1]") ||
-           !strcmp(host, "localhost");
+/* Judged by the address bound, not by how the host was spelled: a name
+ * such as 127.x.example may lead anywhere, ::ffff:127.0.0.1 is loopback. */
+static int is_loopback(const struct sockaddr_storage *ss) {
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss->ss_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
 static int bind_tcp(mock *m, tch_error *err) {
@@ -836,14 +869,16 @@ static int bind_tcp(mock *m, tch_error *err) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int port = m->cfg->admin_port;
+    int loopback = 0;
     if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &len) == 0) {
+        loopback = is_loopback(&ss);
         if (ss.ss_family == AF_INET)
             port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
         else if (ss.ss_family == AF_INET6)
             port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     snprintf(m->admin_host_port, sizeof m->admin_host_port, "%s:%d", host, port);
-    if (!is_loopback(bare) && !m->admin->token)
+    if (!loopback && !m->admin->token)
         mock_log("warning: the admin API listens on %s without a token: whoever reaches it can "
                  "load and record cassettes; give --admin-token-file FILE, or --admin-socket",
                  m->admin_host_port);

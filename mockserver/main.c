@@ -156,7 +156,8 @@ static int usage_error(const char *fmt, ...) {
 static int parse_uint(const char *s, unsigned long max, unsigned long *out) {
     char *end;
     errno = 0;
-    if (!s || !*s || *s == '-')
+    /* strtoul alone would take leading blanks and a sign */
+    if (!s || *s < '0' || *s > '9')
         return -1;
     unsigned long v = strtoul(s, &end, 10);
     if (errno || *end || v > max)

@@ -22,10 +22,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -184,34 +187,147 @@ static void delete_all(mock *m, struct evhttp_request *req) {
     reply(req, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
 }
 
-/* Writes text to path through a temporary file and a rename, so a reader
- * never sees half a cassette. */
-static int write_atomic(const char *path, const char *text, char *why, size_t whysz) {
-    size_t n = strlen(path) + 32;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return snprintf(why, whysz, "out of memory"), -1;
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t len = strlen(text), off = 0;
-    int ok = fd >= 0;
-    while (ok && off < len) {
-        ssize_t w = write(fd, text + off, len - off);
+/* Where a write to path lands: its folder's real path joined with its
+ * name, or, when path is there already, its own real path (a link is
+ * written through, as the cassette saver does). NULL with errno. */
+static char *write_target(const char *path) {
+    char *real = realpath(path, NULL);
+    if (real || errno != ENOENT)
+        return real;
+    struct stat st;
+    if (lstat(path, &st) == 0) { /* a link to nothing: where it leads is unknown */
+        errno = ENOENT;
+        return NULL;
+    }
+    char *c1 = strdup(path), *c2 = strdup(path), *dir = NULL, *out = NULL;
+    const char *base = c2 ? basename(c2) : NULL;
+    if (base && strcmp(base, ".") && strcmp(base, "..") && strcmp(base, "/") &&
+        (dir = realpath(dirname(c1), NULL))) {
+        size_t n = strlen(dir) + strlen(base) + 2;
+        if ((out = malloc(n)))
+            snprintf(out, n, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base);
+    }
+    free(c1);
+    free(c2);
+    free(dir);
+    return out;
+}
+
+static int write_all(int fd, const char *p, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
-        ok = w > 0;
-        off += w > 0 ? (size_t)w : 0;
+        if (w <= 0)
+            return -1;
+        p += w, len -= (size_t)w;
     }
-    ok = ok && fsync(fd) == 0;
+    return 0;
+}
+
+/* Writes text to real (already resolved and checked) through a temporary
+ * file made by mkstemp beside it, .NAME.tmp.PID.XXXXXX as the cassette
+ * saver names them: O_EXCL, so a link planted under a guessed name is never
+ * followed, and a reader never sees half a cassette. */
+static int write_atomic(const char *real, const char *text, char *why, size_t whysz) {
+    char *c1 = strdup(real), *c2 = strdup(real);
+    size_t n = strlen(real) + 48;
+    char *tmp = c1 && c2 ? malloc(n) : NULL;
+    if (!tmp) {
+        free(c1), free(c2);
+        return snprintf(why, whysz, "out of memory"), -1;
+    }
+    const char *dir = dirname(c1);
+    snprintf(tmp, n, "%s/.%s.tmp.%ld.XXXXXX", dir, basename(c2), (long)getpid());
+    int fd = mkstemp(tmp), ok = fd >= 0, made = ok;
+    ok = ok && fchmod(fd, 0644) == 0 && write_all(fd, text, strlen(text)) == 0 &&
+         fsync(fd) == 0;
     if (fd >= 0 && close(fd) != 0)
         ok = 0;
-    ok = ok && rename(tmp, path) == 0;
+    ok = ok && rename(tmp, real) == 0;
     if (!ok) {
-        snprintf(why, whysz, "%s: %s", path, strerror(errno));
-        unlink(tmp);
+        snprintf(why, whysz, "%s: %s", real, strerror(errno));
+        if (made)
+            unlink(tmp);
+    } else {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) { /* the rename itself lasts; best effort */
+            (void)fsync(dfd);
+            close(dfd);
+        }
     }
     free(tmp);
+    free(c1);
+    free(c2);
     return ok ? 0 : -1;
+}
+
+static int same_file(const struct stat *a, const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_dev == a->st_dev && st.st_ino == a->st_ino;
+}
+
+/* Whether real is the file at path: by device and inode when real exists,
+ * else by resolved name. */
+static int is_file(const char *real, const struct stat *st, int exists, const char *path) {
+    if (exists)
+        return same_file(st, path);
+    char *rp = write_target(path);
+    int same = rp && !strcmp(rp, real);
+    free(rp);
+    return same;
+}
+
+/* The loaded cassette or journal that real is (its name in buf), or NULL:
+ * saving there would swap a file the mock serves under its feet. */
+static const char *loaded_as(mock *m, const char *real, char *buf, size_t bufsz) {
+    struct stat st;
+    int exists = stat(real, &st) == 0;
+    for (size_t i = 0; i < m->store.n; i++) {
+        const char *p = m->store.items[i]->path;
+        snprintf(buf, bufsz, "%s", p);
+        if (is_file(real, &st, exists, buf))
+            return buf;
+        snprintf(buf, bufsz, "%s.journal", p);
+        if (is_file(real, &st, exists, buf))
+            return buf;
+        char *rp = write_target(p); /* a link's journal may lie beside its target */
+        int hit = rp && snprintf(buf, bufsz, "%s.journal", rp) > 0 &&
+                  is_file(real, &st, exists, buf);
+        free(rp);
+        if (hit)
+            return buf;
+    }
+    return NULL;
+}
+
+/* 0 when the stubs may be written to *real (set, to free); else answered. */
+static int save_target(mock *m, struct evhttp_request *req, const char *path, int overwrite,
+                       char **real) {
+    char msg[1200], buf[PATH_MAX + 16];
+    if (mock_admin_check_write(m, req, path))
+        return -1;
+    /* checked again once resolved: the answer holds for the file written */
+    if (!(*real = write_target(path))) {
+        snprintf(msg, sizeof msg, "%.400s: %s", path, strerror(errno));
+        reply_err(req, errno == ENOMEM ? 500 : 400, msg);
+        return -1;
+    }
+    if (mock_admin_check_write(m, req, *real))
+        return free(*real), *real = NULL, -1;
+    const char *loaded = loaded_as(m, *real, buf, sizeof buf);
+    struct stat st;
+    if (loaded)
+        snprintf(msg, sizeof msg, "%.400s: is the loaded cassette %.400s; save elsewhere, or "
+                 "unload it first (DELETE /cassettes?path=...)", path, loaded);
+    else if (!overwrite && lstat(*real, &st) == 0)
+        snprintf(msg, sizeof msg, "%.400s: exists; give \"overwrite\": true to replace it", path);
+    else
+        return 0;
+    reply_err(req, 409, msg);
+    free(*real);
+    *real = NULL;
+    return -1;
 }
 
 /* The stubs as a YAML cassette: ids, rules and the rest stay; plays do not. */
@@ -220,12 +336,19 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     if (!body)
         return;
     const char *path = json_string_value(json_object_get(body, "path"));
+    json_t *ow = json_object_get(body, "overwrite");
+    char *real = NULL;
     if (!path || !*path) {
         reply_err(req, 400, "path: expected the cassette file to write");
         json_decref(body);
         return;
     }
-    if (mock_admin_check_write(m, req, path)) {
+    if (ow && !json_is_boolean(ow)) {
+        reply_err(req, 400, "overwrite: expected true or false");
+        json_decref(body);
+        return;
+    }
+    if (save_target(m, req, path, json_is_true(ow), &real)) {
         json_decref(body);
         return;
     }
@@ -237,18 +360,19 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     static const char empty[] = "version: 1\ninteractions: []\n";
     int rc = m->stubs ? tch_cassette_stubs_emit(m->stubs, &out, &err)
                       : (tch_buf_append(&out, empty, sizeof empty - 1) ? TCH_ENOMEM : 0);
-    char why[600];
+    char why[PATH_MAX + 300];
     if (!rc && tch_buf_append(&out, "", 1))
         rc = tch_error_set(&err, TCH_ENOMEM, "out of memory");
     if (rc) {
         reply_err(req, 500, err.msg);
-    } else if (write_atomic(path, (const char *)out.ptr, why, sizeof why)) {
+    } else if (write_atomic(real, (const char *)out.ptr, why, sizeof why)) {
         reply_err(req, 500, why);
     } else {
         mock_log("%zu run-time stub%s saved to %s via admin API", saved, saved == 1 ? "" : "s",
                  path);
         reply(req, 200, json_pack("{s:s,s:I}", "path", path, "saved", (json_int_t)saved));
     }
+    free(real);
     tch_buf_free(&out);
     json_decref(body);
 }
@@ -275,6 +399,43 @@ static json_t *scenarios_json(mock *m) {
     return json_pack("{s:o}", "scenarios", all);
 }
 
+/* A state no stub or interaction of the scenario requires or moves to
+ * would leave it stuck: 400 naming those that are (1), else 0. A scenario
+ * nothing names is left to the 404 below. */
+static int state_refused(mock *m, struct evhttp_request *req, const char *name,
+                         const char *state) {
+    json_t *all = scenarios_json(m), *sc, *possible = json_array(), *v;
+    size_t i, k;
+    int known = 0;
+    json_array_foreach(json_object_get(all, "scenarios"), i, sc) {
+        if (strcmp(json_string_value(json_object_get(sc, "name")), name))
+            continue;
+        json_array_foreach(json_object_get(sc, "possibleStates"), k, v) {
+            known |= !strcmp(json_string_value(v), state);
+            json_array_append(possible, v);
+        }
+    }
+    int refuse = !known && json_array_size(possible) > 0;
+    if (refuse) {
+        char msg[1200];
+        size_t len = (size_t)snprintf(msg, sizeof msg, "state: '%.100s' is not a state of "
+                                      "scenario '%.100s'; its states:", state, name);
+        json_array_foreach(possible, i, v) {
+            int dup = 0; /* the cassettes may each name the same state */
+            for (k = 0; k < i && !dup; k++)
+                dup = !strcmp(json_string_value(json_array_get(possible, k)),
+                              json_string_value(v));
+            if (!dup && len < sizeof msg)
+                len += (size_t)snprintf(msg + len, sizeof msg - len, "%s '%.100s'",
+                                        i ? "," : "", json_string_value(v));
+        }
+        reply_err(req, 400, msg);
+    }
+    json_decref(possible);
+    json_decref(all);
+    return refuse;
+}
+
 static void put_state(mock *m, struct evhttp_request *req, const char *name) {
     json_t *body = body_json(req);
     if (!body)
@@ -282,6 +443,10 @@ static void put_state(mock *m, struct evhttp_request *req, const char *name) {
     const char *state = json_string_value(json_object_get(body, "state"));
     if (!state || !*state) {
         reply_err(req, 400, "state: expected a non-empty string");
+        json_decref(body);
+        return;
+    }
+    if (state_refused(m, req, name, state)) {
         json_decref(body);
         return;
     }

@@ -142,12 +142,13 @@ static int read_to_close(int s, char *buf, size_t n, int ms) {
 static int http(const fx *f, const char *method, const char *path, const char *auth,
                 const char *body, char *out, size_t n) {
     int s = connect_admin(f);
-    char req[2048];
+    char req[16384];
     int len = snprintf(req, sizeof req,
                        "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n%s%s%s"
                        "Content-Length: %zu\r\n\r\n%s",
                        method, path, auth ? "Authorization: " : "", auth ? auth : "",
                        auth ? "\r\n" : "", body ? strlen(body) : 0, body ? body : "");
+    assert_true(len > 0 && (size_t)len < sizeof req);
     assert_int_equal(write(s, req, (size_t)len), len);
     int closed = read_to_close(s, out, n, 5000);
     close(s);
@@ -234,6 +235,118 @@ static void a_cassette_root_is_a_root(void **state) {
     snprintf(p, sizeof p, "%s/link.yaml", f->root); /* now it leads into a root */
     assert_int_equal(post_path(f, p, 0, out, sizeof out), 400);
     expect_403(f, "/etc/passwd", 0);
+}
+
+/* A folder reached through a link out of the roots: whether it exists
+ * must not show (403 either way, never 404). */
+static void a_missing_folder_outside_is_not_told_apart(void **state) {
+    fx *f = *state;
+    char p[600], out[8192];
+    snprintf(p, sizeof p, "%s/exists", f->outside);
+    assert_int_equal(mkdir(p, 0700), 0);
+    start(f, NULL);
+    snprintf(p, sizeof p, "%s/away/exists/x.yaml", f->root);
+    expect_403(f, p, 1);
+    snprintf(p, sizeof p, "%s/away/missing/x.yaml", f->root);
+    expect_403(f, p, 1);
+    snprintf(p, sizeof p, "%s/away/missing/deeper/x.yaml", f->root);
+    expect_403(f, p, 1);
+    char body[700];
+    snprintf(body, sizeof body, "{\"path\": \"%s/away/missing/x.yaml\"}", f->root);
+    assert_int_equal(http(f, "POST", "/stubs/save", NULL, body, out, sizeof out), 403);
+    /* inside, the missing folder is still said */
+    snprintf(p, sizeof p, "%s/nodir/deeper/new.yaml", f->root);
+    assert_int_equal(post_path(f, p, 1, out, sizeof out), 404);
+}
+
+static void write_stubs_save(const fx *f, const char *path, const char *extra, int want,
+                             const char *says) {
+    char body[900], out[8192];
+    snprintf(body, sizeof body, "{\"path\": \"%s\"%s}", path, extra ? extra : "");
+    int code = http(f, "POST", "/stubs/save", NULL, body, out, sizeof out);
+    if (code != want || (says && !strstr(out, says)))
+        fail_msg("POST /stubs/save %s%s: %d %s", path, extra ? extra : "", code, out);
+}
+
+static long file_size(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* A link planted where the old saver put its temp file (PATH.tmp.PID) is
+ * never followed: the file outside keeps its bytes. */
+static void stubs_save_follows_no_planted_link(void **state) {
+    fx *f = *state;
+    start(f, NULL);
+    char victim[400], link[500], target[400];
+    snprintf(victim, sizeof victim, "%s/victim.conf", f->outside);
+    write_text(victim, "precious\n");
+    snprintf(target, sizeof target, "%s/new.yaml", f->root);
+    snprintf(link, sizeof link, "%s.tmp.%ld", target, (long)f->mp.pid);
+    assert_int_equal(symlink(victim, link), 0);
+    write_stubs_save(f, target, NULL, 200, "\"saved\": 0");
+    assert_int_equal(file_size(victim), 9);
+    struct stat st;
+    assert_int_equal(lstat(target, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(lstat(link, &st), 0); /* left alone: not ours */
+    assert_true(S_ISLNK(st.st_mode));
+    /* no temp file stays behind */
+    char cmd[600], out[64] = "";
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '^\\.new.yaml.tmp' || true", f->root);
+    FILE *fp = popen(cmd, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(out, sizeof out, fp));
+    pclose(fp);
+    assert_string_equal(out, "0\n");
+}
+
+/* /stubs/save never replaces a loaded cassette or its journal, and an
+ * existing file only when asked. */
+static void stubs_save_keeps_loaded_and_existing_files(void **state) {
+    fx *f = *state;
+    start(f, NULL);
+    char p[500], q[500];
+    snprintf(p, sizeof p, "%s/echo.yaml", f->root);
+    long before = file_size(p);
+    assert_true(before > 100);
+    write_stubs_save(f, p, NULL, 409, "is the loaded cassette");
+    write_stubs_save(f, p, ", \"overwrite\": true", 409, "is the loaded cassette");
+    snprintf(q, sizeof q, "%s/./echo.yaml", f->root); /* another spelling */
+    write_stubs_save(f, q, ", \"overwrite\": true", 409, "is the loaded cassette");
+    snprintf(q, sizeof q, "%s/echo.yaml.journal", f->root);
+    write_stubs_save(f, q, ", \"overwrite\": true", 409, "is the loaded cassette");
+    assert_int_equal(access(q, F_OK), -1);
+    snprintf(q, sizeof q, "%s/alias.yaml", f->root); /* a link to it */
+    assert_int_equal(symlink(p, q), 0);
+    write_stubs_save(f, q, ", \"overwrite\": true", 409, "is the loaded cassette");
+    assert_int_equal(file_size(p), before);
+    snprintf(q, sizeof q, "%s/other.yaml", f->root);
+    write_text(q, "keep me\n");
+    write_stubs_save(f, q, NULL, 409, "exists; give");
+    assert_int_equal(file_size(q), 8);
+    write_stubs_save(f, q, ", \"overwrite\": \"yes\"", 400, "overwrite: expected true or false");
+    write_stubs_save(f, q, ", \"overwrite\": true", 200, "\"saved\": 0");
+    assert_int_equal(file_size(q), 28); /* version: 1, interactions: [] */
+}
+
+/* A token of any length is read whole: its first 4095 bytes are not it. */
+static void a_long_token_is_read_whole(void **state) {
+    fx *f = *state;
+    char tok[400], out[8192];
+    static char token[5001], auth[5100];
+    memset(token, 'k', 5000);
+    token[4999] = 'z';
+    snprintf(tok, sizeof tok, "%s/token", f->dir);
+    FILE *fp = fopen(tok, "w");
+    assert_non_null(fp);
+    fprintf(fp, "%s\n", token);
+    assert_int_equal(fclose(fp), 0);
+    start(f, "--admin-token-file", tok, NULL);
+    snprintf(auth, sizeof auth, "Bearer %.4095s", token);
+    assert_int_equal(http(f, "GET", "/health", auth, NULL, out, sizeof out), 401);
+    snprintf(auth, sizeof auth, "Bearer %s", token);
+    assert_int_equal(http(f, "GET", "/health", auth, NULL, out, sizeof out), 200);
 }
 
 /* ---- authentication -------------------------------------------------------------------------- */
@@ -428,6 +541,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(a_slow_body_is_closed_at_the_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(connections_past_the_cap_are_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(the_unix_socket_is_ours_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_missing_folder_outside_is_not_told_apart, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(stubs_save_follows_no_planted_link, setup, teardown),
+        cmocka_unit_test_setup_teardown(stubs_save_keeps_loaded_and_existing_files, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_long_token_is_read_whole, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
