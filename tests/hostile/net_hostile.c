@@ -727,13 +727,11 @@ static void late_answers_to_a_client_that_does_not_read(void) {
     send_all(lazy, buf, n);
     uint8_t code;
     char msg[256] = "";
-    int64_t deadline = now_ms() + 5000;
-    int polls = 0;
-    while (now_ms() < deadline && /* each poll waits on an answer: no sleep */
-           call(ctl, 100 + (uint32_t)polls++, "held", "", &code, msg, sizeof msg) ==
-               TCH_FRAME_CALL_RES &&
-           atoi(msg) < HELD)
-        ;
+    int64_t deadline = now_ms() + 30000;
+    for (uint32_t id = 100; now_ms() < deadline; id++) /* each waits on an answer */
+        if (call(ctl, id, "held", "", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES &&
+            atoi(msg) == HELD)
+            break;
     CHECK(atoi(msg) == HELD, "%s of %d calls held", msg, HELD);
     CHECK(call(ctl, 1, "releasebig", "", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES,
           "releasebig: %s", msg);
@@ -830,16 +828,17 @@ static size_t cancel_frame(uint8_t *out, uint32_t id) {
  * cancelled leave no room for a third under 40 MiB until they are let go. */
 static void cancelled_calls_keep_their_bytes_counted(void) {
     const size_t total = (size_t)16 << 20;
-    int fd = cl_connect(), other = cl_connect(), ctl = cl_connect();
-    CHECK(fd >= 0 && other >= 0 && ctl >= 0, "connect");
+    int fd = cl_connect();
     for (uint32_t id = 1; id <= 2; id++)
         for (size_t sent = 0; !send_big_to(fd, id, "hold", total, &sent);)
             ;
+    int ctl = cl_connect(); /* now: it would idle out while those are sent */
+    CHECK(fd >= 0 && ctl >= 0, "connect");
     uint8_t code;
     char msg[256] = "";
-    int64_t deadline = now_ms() + 5000;
+    int64_t deadline = now_ms() + 30000; /* 32 MiB to take in: slow under sanitizers */
     for (uint32_t id = 100; now_ms() < deadline; id++) /* each waits on an answer */
-        if (call(ctl, id, "held", "", &code, msg, sizeof msg) != TCH_FRAME_CALL_RES ||
+        if (call(ctl, id, "held", "", &code, msg, sizeof msg) == TCH_FRAME_CALL_RES &&
             atoi(msg) == 2)
             break;
     CHECK(atoi(msg) == 2, "%s of 2 calls held", msg);
@@ -852,6 +851,8 @@ static void cancelled_calls_keep_their_bytes_counted(void) {
     while (read_frame(fd, &f, 5000) == 1 && f.type != TCH_FRAME_PING_RES)
         ; /* the pong: the cancels before it were taken */
     CHECK(f.type == TCH_FRAME_PING_RES, "no pong after the cancels");
+    int other = cl_connect(); /* now: it would idle out while the others are sent */
+    CHECK(other >= 0, "connect");
     for (size_t sent = 0; !send_big_step(other, 3, total, &sent);)
         ;
     CHECK(read_frame(other, &f, 5000) == 1 && error_of(&f, msg, sizeof msg) == TCH_PCODE_BUSY,
@@ -911,14 +912,17 @@ static void large_arguments_hit_the_budget(void) {
               (size_t)(peak_kb - base_kb) * 1024 < REQUEST_BYTES + ((size_t)12 << 20),
           "peak grew by %ld kB", peak_kb - base_kb);
     CHECK(log_has("would pass the budget"), "no log line for the budget");
-    /* A caller told Busy may retry: alone, each request fits. */
+    /* A caller told Busy may retry: alone, each request fits. On a new
+     * connection: the others may have idled out meanwhile (sanitizers). */
     for (int i = 0; i < busy; i++) {
+        int rfd = cl_connect();
         size_t s = 0;
-        while (!send_big_step(fds[0], 2 + (uint32_t)i, total, &s))
+        while (!send_big_step(rfd, 2 + (uint32_t)i, total, &s))
             ;
         static rframe fr;
-        CHECK(read_frame(fds[0], &fr, 10000) == 1 && fr.type == TCH_FRAME_CALL_RES,
+        CHECK(read_frame(rfd, &fr, 10000) == 1 && fr.type == TCH_FRAME_CALL_RES,
               "a retried request is not answered");
+        close(rfd);
     }
     for (int i = 0; i < N; i++)
         close(fds[i]);
