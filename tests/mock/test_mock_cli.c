@@ -280,6 +280,14 @@ static void usage_errors_are_one_line(void **state) {
                            "--admin-socket");
     char *a10[] = {TCH_MOCK_BIN, NULL};
     expect_usage_error(a10, "no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
+    /* a number starts with a digit: no blank, no sign */
+    char *a11[] = {TCH_MOCK_BIN, "--port", " 1", ECHO_YAML, NULL};
+    expect_usage_error(a11, "--port: expected a port 0-65535, got \" 1\"");
+    char *a12[] = {TCH_MOCK_BIN, "--admin-port", "+5", ECHO_YAML, NULL};
+    expect_usage_error(a12, "--admin-port: expected a port 0-65535, got \"+5\"");
+    char *a13[] = {TCH_MOCK_BIN, "--upstream", "localhost:+5", ECHO_YAML, NULL};
+    expect_usage_error(a13, "--upstream: invalid host:port \"localhost:+5\": the port must be "
+                            "a number 1-65535");
     /* host names and bracketed IPv6 pass the syntax check */
     char *ok[] = {TCH_MOCK_BIN, "--upstream", "localhost:1", "--advertise-to", "[::1]:2",
                   "--version", NULL};
