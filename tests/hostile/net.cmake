@@ -1,7 +1,8 @@
 # Hostile peers against a channel over 127.0.0.1: malformed frames and
 # inits, reused ids and forbidden headers, a seeded random-frame run, idle,
-# silent, slowloris and non-reading clients, calls over the in-flight
-# limit, arguments over the memory budget, connections over the cap.
+# silent, slowloris and non-reading clients (late answers to one too),
+# calls over the in-flight limit, arguments over the memory budget,
+# cancelled calls still held counted in it, connections over the cap.
 find_package(Threads REQUIRED)
 add_executable(net_hostile ${CMAKE_CURRENT_SOURCE_DIR}/net_hostile.c)
 target_link_libraries(net_hostile PRIVATE tch_channel Threads::Threads)
