@@ -127,6 +127,145 @@ static int exact_rule(rule *r, const json_t *v, const char *where, tch_error *er
     return 0;
 }
 
+/* ---- regular expressions: confined ----------------------------------------------------
+ *
+ * A stub rule comes from whoever reaches the admin API, and glibc's regex
+ * has no step limit: regcomp copies a counted repeat's atom once per count
+ * (nested counts multiply: (a{1,100}){1,100} is 10,000 copies), regexec
+ * backtracks on back-references, and an unanchored search that fails starts
+ * over at every byte ((a|aa)*(a|aa)*x takes seconds on 64 KiB of a). So a
+ * pattern is checked when the rule is parsed, and run as ^.*(PATTERN): one
+ * pass over the text, the same answer (REG_NEWLINE is not used, so ^ is
+ * the start of the text and . takes any byte). What is accepted compiles
+ * and runs in milliseconds on text up to the cap. */
+
+#define RE_MAX_LEN 256          /* bytes of pattern */
+#define RE_MAX_COUNT 32         /* the largest bound of {m,n} */
+#define RE_MAX_WEIGHT 256       /* atoms once counted repeats are copied out */
+#define RE_MAX_TEXT (64u << 10) /* longer text does not match */
+_Static_assert(RE_MAX_TEXT == 65536, "the near miss names 65536 bytes");
+
+/* Skips a bracket expression starting at p[i] == '['; the index after it. */
+static size_t skip_bracket(const char *p, size_t len, size_t i) {
+    size_t j = i + 1;
+    if (j < len && p[j] == '^')
+        j++;
+    if (j < len && p[j] == ']') /* a leading ] is a member */
+        j++;
+    while (j < len && p[j] != ']') {
+        if (p[j] == '[' && j + 1 < len && p[j + 1] && strchr(":=.", p[j + 1])) {
+            size_t end = len; /* [:class:], [=x=], [.x.] */
+            for (size_t k = j + 2; k + 1 < len && end == len; k++)
+                if (p[k] == p[j + 1] && p[k + 1] == ']')
+                    end = k + 2;
+            j = end;
+            continue;
+        }
+        j++;
+    }
+    return j < len ? j + 1 : len;
+}
+
+/* Reads {m}, {m,}, {,n} or {m,n} at p[i]: its largest count in *bound and
+ * the index after it, or 0 when it is not one (regcomp will say why). */
+static size_t read_interval(const char *p, size_t len, size_t i, unsigned long *bound) {
+    unsigned long lo = 0, hi = 0;
+    bool digits = false, comma = false;
+    size_t j = i + 1;
+    for (; j < len && p[j] != '}'; j++) {
+        if (p[j] == ',' && !comma) {
+            comma = true;
+        } else if (p[j] >= '0' && p[j] <= '9') {
+            unsigned long *n = comma ? &hi : &lo;
+            if (*n < 1000000) /* large enough to refuse, small enough not to wrap */
+                *n = *n * 10 + (unsigned long)(p[j] - '0');
+            digits = true;
+        } else {
+            return 0;
+        }
+    }
+    if (j >= len || !digits)
+        return 0;
+    *bound = lo > hi ? lo : hi;
+    return j + 1;
+}
+
+/* One open group while a pattern is checked. */
+typedef struct re_group {
+    bool counted;  /* holds a counted repeat */
+    size_t weight; /* its atoms, counts copied out, before the last atom */
+} re_group;
+
+/* 0 when pattern (len bytes) may be used; else -1 and why. Nested counted
+ * repeats are refused outright, so no product of bounds passes 32; the
+ * weight caps how many copies all the counts make together. */
+static int regex_problem(const char *p, size_t len, char *why, size_t whysz) {
+    if (len > RE_MAX_LEN)
+        return snprintf(why, whysz, "longer than %d bytes", RE_MAX_LEN), -1;
+    re_group g[RE_MAX_LEN + 2] = {{0}}; /* g[0]: the whole pattern */
+    size_t depth = 0, atom = 0;         /* atom: the last atom's weight, 0: none */
+    bool counted = false;               /* the last atom holds a counted repeat */
+    for (size_t i = 0; i < len;) {
+        char c = p[i];
+        unsigned long bound = 0;
+        size_t next = c == '{' && atom ? read_interval(p, len, i, &bound) : 0;
+        if (!next && c != '*' && c != '+' && c != '?') {
+            g[depth].weight += atom; /* the last atom is done: no repeat follows */
+            if (g[depth].weight > RE_MAX_WEIGHT)
+                return snprintf(why, whysz, "too large once its counted repeats are copied out "
+                                "(over %d atoms)", RE_MAX_WEIGHT), -1;
+            atom = 0;
+        }
+        if (c == '\\') {
+            if (i + 1 < len && p[i + 1] >= '1' && p[i + 1] <= '9')
+                return snprintf(why, whysz, "back-references (\\%c) are not supported", p[i + 1]),
+                       -1;
+            atom = 1, counted = false, i += 2;
+        } else if (c == '[') {
+            atom = 1, counted = false, i = skip_bracket(p, len, i);
+        } else if (c == '(') {
+            g[++depth] = (re_group){0}, i++;
+        } else if (c == ')') {
+            if (depth == 0)
+                return snprintf(why, whysz, "an unmatched ')' (write \\) for the character)"),
+                       -1;
+            counted = g[depth].counted, atom = g[depth].weight + 1, depth--, i++;
+            g[depth].counted |= counted;
+        } else if (c == '|') {
+            i++;
+        } else if (next) { /* a counted repeat of the last atom */
+            if (counted)
+                return snprintf(why, whysz, "a counted repeat {..} of something that holds one "
+                                "(nested counts multiply)"), -1;
+            if (bound > RE_MAX_COUNT)
+                return snprintf(why, whysz, "a counted repeat over %d: %.*s", RE_MAX_COUNT,
+                                (int)(next - i), p + i), -1;
+            atom *= bound ? bound : 1;
+            counted = true, g[depth].counted = true, i = next;
+        } else if (c == '*' || c == '+' || c == '?') {
+            i++;
+        } else {
+            atom = 1, counted = false, i++;
+        }
+    }
+    if (g[0].weight + atom > RE_MAX_WEIGHT)
+        return snprintf(why, whysz, "too large once its counted repeats are copied out (over %d "
+                        "atoms)", RE_MAX_WEIGHT), -1;
+    return 0;
+}
+
+/* Compiles pattern as ^.*(pattern): see above. */
+static int regex_compile(regex_t *re, const char *pattern) {
+    size_t n = strlen(pattern) + 8;
+    char *wrapped = malloc(n);
+    if (!wrapped)
+        return REG_ESPACE;
+    snprintf(wrapped, n, "^.*(%s)", pattern);
+    int e = regcomp(re, wrapped, REG_EXTENDED | REG_NOSUB);
+    free(wrapped);
+    return e;
+}
+
 static int bool_opt(const json_t *obj, const char *key, bool *out, const char *where,
                     tch_error *err) {
     const json_t *v = json_object_get(obj, key);
@@ -139,6 +278,19 @@ static int bool_opt(const json_t *obj, const char *key, bool *out, const char *w
 }
 
 static int parse_rule(const json_t *j, rule *r, const char *where, int depth, tch_error *err);
+
+/* The literal text every match of ERE p starts with ("^abc"; the last
+ * character dropped when a repeat follows it) into out, so a lookup refuses
+ * most texts with one memcmp instead of regexec. None when p has a | (an
+ * alternative may start elsewhere). */
+static int regex_prefix(const char *p, tch_buf *out) {
+    if (p[0] != '^' || strchr(p, '|'))
+        return 0;
+    size_t n = strcspn(p + 1, "\\^$.[]()*+?{}|");
+    if (n && p[1 + n] && strchr("*?{", p[1 + n]))
+        n--;
+    return n && tch_buf_append(out, p + 1, n) ? TCH_ENOMEM : 0;
+}
 
 static int jsonpath_rule(rule *r, const json_t *arg, const char *where, int depth,
                          tch_error *err) {
@@ -220,7 +372,11 @@ static int parse_rule(const json_t *j, rule *r, const char *where, int depth, tc
             return scalar_text(arg, &r->text) ? tch_error_set(err, TCH_ENOMEM, "%s", at) : 0;
         }
         r->kind = RK_MATCHES;
-        int e = regcomp(&r->re, json_string_value(arg), REG_EXTENDED | REG_NOSUB);
+        char why[160];
+        if (regex_problem(json_string_value(arg), json_string_length(arg), why, sizeof why))
+            return tch_error_set(err, TCH_EINVAL, "%s: regular expression '%.80s' refused: %s", at,
+                                 json_string_value(arg), why);
+        int e = regex_compile(&r->re, json_string_value(arg));
         if (e) {
             char msg[128];
             regerror(e, &r->re, msg, sizeof msg);
@@ -228,7 +384,9 @@ static int parse_rule(const json_t *j, rule *r, const char *where, int depth, tc
                                  json_string_value(arg), msg);
         }
         r->has_re = true;
-        return 0;
+        return regex_prefix(json_string_value(arg), &r->text) ? tch_error_set(err, TCH_ENOMEM,
+                                                                               "%s", at)
+                                                               : 0;
     }
     if (strcmp(name, "equalToJson") == 0) {
         r->kind = RK_EQ_JSON;
@@ -577,6 +735,7 @@ static void say(char *why, size_t n, const char *label, const char *path, const 
 static bool json_match(const json_t *e, const json_t *a, bool extra, bool order, char *path,
                        size_t plen, const char *label, char *why, size_t whysz) {
     char se[SHOW + 8], sa[SHOW + 8];
+    bool ex = why && whysz; /* a lookup's pass asks yes or no: no text is formatted */
     if (is_redacted(e))
         return true;
     if (json_is_number(e) && json_is_number(a) && numbers_equal(e, a))
@@ -586,9 +745,12 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
         const char *k;
         const json_t *ev;
         json_object_foreach((json_t *)e, k, ev) {
-            snprintf(path + at, plen - at, ".%s", k);
+            if (ex)
+                snprintf(path + at, plen - at, ".%s", k);
             const json_t *av = json_object_get(a, k);
             if (!av) {
+                if (!ex)
+                    return false;
                 show_json_v(ev, se, sizeof se);
                 say(why, whysz, label, path, "expected %s, got (absent)%s", se, "");
                 path[at] = 0;
@@ -601,6 +763,8 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
         if (!extra && json_object_size(a) > json_object_size(e)) {
             json_object_foreach((json_t *)a, k, ev) {
                 if (!json_object_get(e, k)) {
+                    if (!ex)
+                        return false;
                     snprintf(path + at, plen - at, ".%s", k);
                     show_json_v(ev, sa, sizeof sa);
                     say(why, whysz, label, path, "expected (absent), got %s%s", sa, "");
@@ -614,6 +778,8 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
     if (json_is_array(e) && json_is_array(a)) {
         size_t ne = json_array_size(e), na = json_array_size(a);
         if (ne > na || (!extra && ne != na)) {
+            if (!ex)
+                return false;
             char x[32], y[32];
             snprintf(x, sizeof x, "%zu", ne);
             snprintf(y, sizeof y, "%zu", na);
@@ -622,7 +788,8 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
         }
         if (!order) {
             for (size_t i = 0; i < ne; i++) {
-                snprintf(path + at, plen - at, "[%zu]", i);
+                if (ex)
+                    snprintf(path + at, plen - at, "[%zu]", i);
                 if (!json_match(json_array_get(e, i), json_array_get(a, i), extra, order, path,
                                 plen, label, why, whysz))
                     return false;
@@ -641,6 +808,10 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
                                            order, path, plen, label, NULL, 0))
                     break;
             if (j == na) {
+                if (!ex) {
+                    free(used);
+                    return false;
+                }
                 snprintf(path + at, plen - at, "[%zu]", i);
                 show_json_v(json_array_get(e, i), se, sizeof se);
                 say(why, whysz, label, path, "expected %s somewhere in the array%s", se, "");
@@ -655,6 +826,8 @@ static bool json_match(const json_t *e, const json_t *a, bool extra, bool order,
     }
     if (json_equal((json_t *)e, (json_t *)a))
         return true;
+    if (!ex)
+        return false;
     show_json_v(e, se, sizeof se);
     show_json_v(a, sa, sizeof sa);
     say(why, whysz, label, path, "expected %s, got %s", se, sa);
@@ -699,7 +872,8 @@ static int eval_jsonpath(const rule *r, const val *v, const char *label, char *p
         if (!rc)
             say(why, whysz, label, r->path.text, "expected a value, got (absent)%s%s", "", "");
     } else {
-        snprintf(path, plen, "%s", r->path.text);
+        if (why && whysz)
+            snprintf(path, plen, "%s", r->path.text);
         rc = eval_rule(r->sub, &sub, label, path, plen, why, whysz);
     }
     free(own);
@@ -710,17 +884,22 @@ static int eval_jsonpath(const rule *r, const val *v, const char *label, char *p
 static int eval_rule(const rule *r, const val *v, const char *label, char *path, size_t plen,
                      char *why, size_t whysz) {
     char se[SHOW * 4 + 16], sa[SHOW * 4 + 16];
-    if (!path[0] && !strchr(label, '.') && plen > 1) /* a whole body's paths start at $ */
+    bool ex = why && whysz; /* a lookup's pass asks yes or no: no text is formatted */
+    if (ex && !path[0] && !strchr(label, '.') && plen > 1) /* a whole body's paths start at $ */
         snprintf(path, plen, "$");
     switch (r->kind) {
     case RK_ANY: return 1;
     case RK_ABSENT:
         if (!v->present || v->text.len == 0)
             return 1;
+        if (!ex)
+            return 0;
         show_val(v, sa, sizeof sa);
         say(why, whysz, label, path, "expected (absent), got %s%s", sa, "");
         return 0;
     case RK_EXACT: {
+        if (!v->present && r->text.len == 0) /* tchannel-python reads a missing field as empty */
+            return 1;
         if (v->present && (slice_eq(v->text, tch_buf_slice(&r->text)) ||
                            slice_eq(tch_buf_slice(&r->text), tch_slice_cstr(TCH_STUB_REDACTED))))
             return 1;
@@ -736,6 +915,8 @@ static int eval_rule(const rule *r, const val *v, const char *label, char *path,
             return ok;
         }
         json_decref(exp);
+        if (!ex)
+            return 0;
         show_slice(tch_buf_slice(&r->text), se, sizeof se);
         show_val(v, sa, sizeof sa);
         say(why, whysz, label, path, "expected %s, got %s", se, sa);
@@ -749,6 +930,8 @@ static int eval_rule(const rule *r, const val *v, const char *label, char *path,
                                   is_redacted(r->value))) {
             return 1;
         }
+        if (!ex)
+            return 0;
         show_json_v(r->value, se, sizeof se);
         show_val(v, sa, sizeof sa);
         say(why, whysz, label, path, "expected %s, got %s", se, sa);
@@ -756,18 +939,34 @@ static int eval_rule(const rule *r, const val *v, const char *label, char *path,
     case RK_CONTAINS:
         if (v->present && slice_has(v->text, tch_buf_slice(&r->text)))
             return 1;
+        if (!ex)
+            return 0;
         show_slice(tch_buf_slice(&r->text), se, sizeof se);
         show_val(v, sa, sizeof sa);
         say(why, whysz, label, path, "expected to contain %s, got %s", se, sa);
         return 0;
     case RK_MATCHES: {
-        char *t = v->present ? tch_slice_strdup(v->text) : NULL;
-        if (v->present && !t)
+        if (v->present && v->text.len > RE_MAX_TEXT) { /* bounds the time regexec takes */
+            snprintf(sa, sizeof sa, "%zu bytes", v->text.len);
+            say(why, whysz, label, path, "expected to match the regular expression, got %s: "
+                "longer than the %s a regular expression is run on", sa, "65536 bytes");
+            return 0;
+        }
+        /* text without the literal start every match has cannot match */
+        bool may = v->present && v->text.len >= r->text.len &&
+                   (!r->text.len || memcmp(v->text.ptr, r->text.ptr, r->text.len) == 0);
+        char small[256], *t = may && v->text.len < sizeof small ? small : NULL;
+        if (t && v->text.len)
+            memcpy(small, v->text.ptr, v->text.len);
+        if (t)
+            small[v->text.len] = 0;
+        else if (may && !(t = tch_slice_strdup(v->text)))
             return TCH_ENOMEM;
         int ok = t && regexec(&r->re, t, 0, NULL, 0) == 0;
-        free(t);
-        if (ok)
-            return 1;
+        if (t != small)
+            free(t);
+        if (ok || !ex)
+            return ok;
         show_val(v, sa, sizeof sa);
         say(why, whysz, label, path, "expected to match the regular expression, got %s%s", sa,
             "");
@@ -818,8 +1017,9 @@ static int eval_named(const field_rules *fr, int f, cas_view *cv, char *why, siz
                     v.text = tch_slice_cstr(own);
             }
         }
-        char label[160], path[256] = "";
-        snprintf(label, sizeof label, "%s.%.100s", cas_stub_field_names[f], nr->name);
+        char label[160] = "", path[256] = "";
+        if (all && why && whysz)
+            snprintf(label, sizeof label, "%s.%.100s", cas_stub_field_names[f], nr->name);
         int ok = eval_rule(&nr->r, &v, label, path, sizeof path, all ? why : NULL,
                            all ? whysz : 0);
         free(own);
@@ -904,6 +1104,26 @@ int cas_rules_eval(const tch_stub_rules *rs, cas_view *cv, size_t *passed, size_
         all = all && ok;
     }
     return all;
+}
+
+int cas_rules_pass(const tch_stub_rules *rs, cas_view *cv) {
+    for (int f = 0; rs && f < SF_COUNT; f++) {
+        size_t passed = 0, total = 0;
+        int ok = rs->f[f].set ? eval_field(rs, f, cv, NULL, 0, &passed, &total) : 1;
+        if (ok <= 0) /* the first rule that fails ends it */
+            return ok;
+    }
+    return 1;
+}
+
+bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text) {
+    const field_rules *fr = rs ? &rs->f[f] : NULL;
+    if (!fr || !fr->set || fr->per_name)
+        return false;
+    const rule *r = &fr->whole;
+    bool exact = r->kind == RK_EXACT || (r->kind == RK_EQUAL_TO && json_is_string(r->value));
+    *text = tch_buf_slice(&r->text);
+    return exact && !slice_eq(*text, tch_slice_cstr(TCH_STUB_REDACTED));
 }
 
 int tch_stub_rules_match(const tch_stub_rules *rs, const tch_cassette_call *call,

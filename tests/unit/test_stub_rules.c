@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <tchannel/stub.h>
 
 static tch_slice S(const char *s) { return tch_slice_cstr(s); }
@@ -570,6 +571,106 @@ static void test_stubs_survive_emit(void **state) {
     tch_cassette_free(c);
 }
 
+/* ---- regular expressions: confined ---------------------------------------------------- */
+
+static void test_regex_limits_refuse(void **state) {
+    (void)state;
+    parse_error("{\"body\": {\"matches\": \"^((a{1,100}){1,100}){1,20}$\"}}",
+                "body.matches: regular expression '^((a{1,100}){1,100}){1,20}$' refused: a "
+                "counted repeat over 32: {1,100}");
+    parse_error("{\"body\": {\"matches\": \"(a{1,1000}){1,1000}\"}}", "over 32: {1,1000}");
+    parse_error("{\"body\": {\"matches\": \"a{33}\"}}", "over 32: {33}");
+    parse_error("{\"body\": {\"matches\": \"a{,99999999999999999999}\"}}", "over 32");
+    parse_error("{\"body\": {\"matches\": \"((a{1,10})b){1,10}\"}}", "nested counts multiply");
+    parse_error("{\"body\": {\"matches\": \"a{2}{2}\"}}", "nested counts multiply");
+    parse_error("{\"body\": {\"matches\": \"(a)\\\\1\"}}", "back-references (\\1)");
+    parse_error("{\"body\": {\"matches\": \"(a|b|c|d|e|f|g|h){32}\"}}",
+                "too large once its counted repeats are copied out (over 256 atoms)");
+    parse_error("{\"body\": {\"matches\": \"a{32}b{32}c{32}d{32}e{32}f{32}g{32}h{32}i\"}}",
+                "over 256 atoms");
+    parse_error("{\"body\": {\"matches\": \"a)|((a|aa)*x\"}}", "an unmatched ')'");
+    char text[400];
+    snprintf(text, sizeof text, "{\"endpoint\": {\"matches\": \"%0257d\"}}", 0);
+    parse_error(text, "endpoint.matches: regular expression '0000");
+    parse_error(text, "refused: longer than 256 bytes");
+    /* what looks like a repeat inside brackets or escaped is a character */
+    const char *fine[] = {"[{]1000}", "\\{1000}", "[[:digit:]{]{32}", "a{32}b{32}", "(a{32})*"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        json_t *rq = json_pack("{s:{s:s}}", "body", "matches", fine[i]);
+        tch_stub_rules *rs = NULL;
+        tch_error err = {0};
+        if (tch_stub_rules_from_json(rq, &rs, &err))
+            fail_msg("%s: %s", fine[i], err.msg);
+        tch_stub_rules_free(rs);
+        json_decref(rq);
+    }
+}
+
+static long now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000L + ts.tv_nsec / 1000;
+}
+
+/* The worst patterns the limits let through still compile and run in
+ * milliseconds on the longest text they are run on. */
+static void test_regex_accepted_stay_fast(void **state) {
+    (void)state;
+    static char body[(64 << 10) + 1];
+    memset(body, 'a', sizeof body - 1);
+    const char *nasty[] = {
+        "^(a|aa|aaa|aaaa)*(a{1,32}b{1,32}c{1,32}d{1,32}e{1,32}f{1,32})$",
+        "(.*){32}x",
+        "((((((((a*)*)*)*)*)*)*)*)*b",
+        "([a-z]*[a-z]*[a-z]*){32}$b",
+        "(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*(a|aa)*x",
+        "(a?){32}a{32}(a|b|c|d|e|f|g){12}(.*.*.*.*){8}x",
+        "(a|a?){16}(a*|b*){16}(.?){30}(a{0,32}|b{0,32}|c{0,32})z",
+    };
+    for (size_t i = 0; i < sizeof nasty / sizeof nasty[0]; i++) {
+        long t0 = now_us();
+        json_t *rq = json_pack("{s:{s:s}}", "body", "matches", nasty[i]);
+        tch_stub_rules *rs = NULL;
+        tch_error err = {0};
+        if (tch_stub_rules_from_json(rq, &rs, &err))
+            fail_msg("%s: %s", nasty[i], err.msg);
+        tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_RAW, "", body);
+        char why[300];
+        assert_int_equal(tch_stub_rules_match(rs, &call, NULL, why, sizeof why, &err), 0);
+        long took = now_us() - t0;
+        print_message("  %6ld us: %s\n", took, nasty[i]);
+        /* milliseconds in a plain build; the bound leaves room for
+         * sanitizers on a busy machine, far below the seconds refused */
+        if (took > 1000000)
+            fail_msg("%s took %ld us", nasty[i], took);
+        tch_stub_rules_free(rs);
+        json_decref(rq);
+    }
+}
+
+/* Text over 64 KiB does not match a regular expression, and says why. */
+static void test_regex_text_cap(void **state) {
+    (void)state;
+    static char body[(64 << 10) + 2];
+    memset(body, 'a', sizeof body - 1);
+    json_t *rq = json_pack("{s:{s:s}}", "body", "matches", "^a+$");
+    tch_stub_rules *rs = NULL;
+    tch_error err = {0};
+    assert_int_equal(tch_stub_rules_from_json(rq, &rs, &err), 0);
+    char why[300];
+    body[64 << 10] = 0; /* 65536 bytes: run */
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_RAW, "", body);
+    assert_int_equal(tch_stub_rules_match(rs, &call, NULL, why, sizeof why, &err), 1);
+    body[64 << 10] = 'a'; /* 65537 */
+    call = call_of("kv", "get", TCH_CASSETTE_RAW, "", body);
+    assert_int_equal(tch_stub_rules_match(rs, &call, NULL, why, sizeof why, &err), 0);
+    if (!strstr(why, "got 65537 bytes: longer than the 65536 bytes a regular expression is "
+                     "run on"))
+        fail_msg("why: %s", why);
+    tch_stub_rules_free(rs);
+    json_decref(rq);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules_each),
@@ -577,6 +678,9 @@ int main(void) {
         cmocka_unit_test(test_exact_hit_scans_no_pattern),
         cmocka_unit_test(test_priority),
         cmocka_unit_test(test_redacted_matches_anything),
+        cmocka_unit_test(test_regex_limits_refuse),
+        cmocka_unit_test(test_regex_accepted_stay_fast),
+        cmocka_unit_test(test_regex_text_cap),
         cmocka_unit_test(test_rules_match_api),
         cmocka_unit_test(test_bad_rules),
         cmocka_unit_test(test_runtime_stubs),
