@@ -50,7 +50,17 @@ typedef struct cas_entry {
     bool pattern;         /* matched by rules from the pattern list, never hashed */
     bool runtime;         /* added by tch_cassette_stub_add */
     tch_stub_rules *implicit; /* pattern without stub rules: its request, exactly */
+    bool pgrouped;            /* pattern in the group of pkey, else in the wild list */
+    uint64_t pkey;            /* hash of the service and endpoint its rules require */
 } cas_entry;
+
+/* Pattern indexes in the pattern order (priority, then index). */
+typedef struct cas_plist {
+    uint64_t key;
+    size_t *v;
+    size_t n, cap;
+    bool used; /* a slot of the group table that holds a key */
+} cas_plist;
 
 typedef struct cas_scenario {
     char *name;
@@ -92,6 +102,14 @@ struct tch_cassette {
     size_t *patterns;
     size_t npatterns, cappatterns;
     size_t pattern_evals; /* rule sets evaluated by lookups (tests check hits cost none) */
+    /* Patterns whose rules require one service and one endpoint (most do)
+     * are grouped by the two, in an open-addressed table; a lookup merges
+     * its call's group with the wild list (the rest), so it evaluates only
+     * patterns that could match. npearly: how many outrank exact hits. */
+    cas_plist *pgroups;
+    size_t npgroups, npgroups_used; /* slots (a power of two), keys */
+    cas_plist pwild;
+    size_t npearly;
     cas_scenario *scenarios;
     size_t nscenarios;
     unsigned long next_stub_id;
@@ -173,6 +191,11 @@ const json_t *cas_view_json(cas_view *v, int which);
 /* 1 all rules pass, 0 not (why: the first that failed), or a negative code. */
 int cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t *total,
                    char *why, size_t whysz);
+/* The same answer without counting or explaining: stops at the first rule
+ * that fails and formats nothing. What lookups use. */
+int cas_rules_pass(const tch_stub_rules *rs, cas_view *v);
+/* Whether field f's rule passes only for one exact text (*text borrows it). */
+bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text);
 int cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_request *r);
 bool cas_rules_has(const tch_stub_rules *rs, int f);
 const json_t *cas_rules_src(const tch_stub_rules *rs, int f);

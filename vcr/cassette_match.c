@@ -909,20 +909,21 @@ int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision
         return tch_error_set(err, rc, "cassette %s: normalizing request", c->name);
     uint64_t key = cas_key(&in, c->matcher_mask);
     find_result fr = {NO_ENTRY, NO_ENTRY, NULL, NO_ENTRY};
-    /* stubs that outrank exact interactions, then the hash, then the other
-     * stubs: an exact hit never evaluates a pattern of default priority */
+    /* stubs that outrank exact interactions, then the hash (with playback
+     * repeats, an exact interaction played before is still an exact hit),
+     * then the other stubs: an exact hit never evaluates a pattern of
+     * default priority */
     size_t early = NO_ENTRY, late = NO_ENTRY;
     rc = cas_pattern_find(c, req, true, &early);
     if (!rc && early == NO_ENTRY)
         rc = find_in_bucket(c, req, &in, key, &fr);
-    if (!rc && early == NO_ENTRY && fr.first_unplayed == NO_ENTRY)
+    if (!rc && early == NO_ENTRY && fr.first_unplayed == NO_ENTRY && fr.last_played == NO_ENTRY)
         rc = cas_pattern_find(c, req, false, &late);
     if (!rc) {
-        size_t pick = early != NO_ENTRY                  ? early
-                      : fr.first_unplayed != NO_ENTRY    ? fr.first_unplayed
-                      : late != NO_ENTRY                 ? late
-                      : c->opts.allow_playback_repeats ? fr.last_played
-                                                       : NO_ENTRY;
+        size_t pick = early != NO_ENTRY               ? early
+                      : fr.first_unplayed != NO_ENTRY ? fr.first_unplayed
+                      : fr.last_played != NO_ENTRY    ? fr.last_played /* set with repeats only */
+                                                      : late;
         if (pick != NO_ENTRY) {
             if (c->items[pick]->pattern)
                 cas_pattern_played(c, pick);

@@ -60,6 +60,111 @@ static int implicit_rules(const tch_cassette *c, cas_entry *e) {
     return 0;
 }
 
+/* ---- the pattern index: groups by service and endpoint ------------------------- */
+
+static uint64_t group_key(tch_slice service, tch_slice endpoint) {
+    return cas_hash(endpoint.ptr, endpoint.len, cas_hash(service.ptr, service.len, 0x5e41ce));
+}
+
+/* Whether pattern a comes before pattern b: priority, then file order. */
+static bool comes_before(const tch_cassette *c, size_t a, size_t b) {
+    int pa = priority_of(c->items[a]), pb = priority_of(c->items[b]);
+    return pa < pb || (pa == pb && a < b);
+}
+
+static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
+    if (l->n == l->cap) {
+        size_t n = l->cap ? l->cap * 2 : 4;
+        size_t *v = realloc(l->v, n * sizeof *v);
+        if (!v)
+            return TCH_ENOMEM;
+        l->v = v;
+        l->cap = n;
+    }
+    size_t at = l->n;
+    while (at > 0 && comes_before(c, idx, l->v[at - 1]))
+        at--;
+    memmove(l->v + at + 1, l->v + at, (l->n - at) * sizeof *l->v);
+    l->v[at] = idx;
+    l->n++;
+    return 0;
+}
+
+static void plist_remove(cas_plist *l, size_t idx) {
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] == idx) {
+            memmove(l->v + i, l->v + i + 1, (l->n - i - 1) * sizeof *l->v);
+            l->n--;
+            return;
+        }
+}
+
+/* The group of key, or NULL; with create, a new one (NULL on ENOMEM). */
+static cas_plist *group_of(tch_cassette *c, uint64_t key, bool create) {
+    if (create && (c->npgroups_used + 1) * 2 > c->npgroups) { /* grow: half full at most */
+        size_t n = c->npgroups ? c->npgroups * 2 : 16;
+        cas_plist *t = calloc(n, sizeof *t);
+        if (!t)
+            return NULL;
+        for (size_t i = 0; i < c->npgroups; i++) {
+            if (!c->pgroups[i].used)
+                continue;
+            size_t j = c->pgroups[i].key & (n - 1);
+            while (t[j].used)
+                j = (j + 1) & (n - 1);
+            t[j] = c->pgroups[i];
+        }
+        free(c->pgroups);
+        c->pgroups = t;
+        c->npgroups = n;
+    }
+    for (size_t j = c->npgroups ? key & (c->npgroups - 1) : 0; c->npgroups;
+         j = (j + 1) & (c->npgroups - 1)) {
+        cas_plist *g = &c->pgroups[j];
+        if (g->used && g->key == key)
+            return g;
+        if (!g->used) {
+            if (!create)
+                return NULL;
+            g->used = true;
+            g->key = key;
+            c->npgroups_used++;
+            return g;
+        }
+    }
+    return NULL;
+}
+
+/* Files pattern idx in its group when its rules require one service and one
+ * endpoint, else in the wild list. */
+static int index_pattern(tch_cassette *c, size_t idx) {
+    cas_entry *e = c->items[idx];
+    tch_slice svc, ep;
+    cas_plist *l = &c->pwild;
+    e->pgrouped = cas_rules_exact_text(rules_of(e), SF_SERVICE, &svc) &&
+                  cas_rules_exact_text(rules_of(e), SF_ENDPOINT, &ep);
+    if (e->pgrouped) {
+        e->pkey = group_key(svc, ep);
+        if (!(l = group_of(c, e->pkey, true)))
+            return TCH_ENOMEM;
+    }
+    int rc = plist_insert(c, l, idx);
+    if (!rc && priority_of(e) < TCH_STUB_PRIORITY_DEFAULT)
+        c->npearly++;
+    return rc;
+}
+
+static void unindex_pattern(tch_cassette *c, size_t idx) {
+    cas_entry *e = c->items[idx];
+    cas_plist *l = e->pgrouped ? group_of(c, e->pkey, false) : &c->pwild;
+    if (!l)
+        return;
+    size_t n = l->n;
+    plist_remove(l, idx);
+    if (l->n < n && priority_of(e) < TCH_STUB_PRIORITY_DEFAULT)
+        c->npearly--;
+}
+
 int cas_pattern_add(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
     if (!rules_of(e)) {
@@ -67,11 +172,16 @@ int cas_pattern_add(tch_cassette *c, size_t idx) {
         if (rc)
             return rc;
     }
+    int rc = index_pattern(c, idx);
+    if (rc)
+        return rc;
     if (c->npatterns == c->cappatterns) {
         size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
         size_t *p = realloc(c->patterns, n * sizeof *p);
-        if (!p)
+        if (!p) {
+            unindex_pattern(c, idx);
             return TCH_ENOMEM;
+        }
         c->patterns = p;
         c->cappatterns = n;
     }
@@ -92,6 +202,8 @@ int cas_pattern_add(tch_cassette *c, size_t idx) {
 }
 
 void cas_pattern_remove(tch_cassette *c, size_t idx) {
+    if (c->items[idx]->pattern)
+        unindex_pattern(c, idx);
     for (size_t i = 0; i < c->npatterns; i++)
         if (c->patterns[i] == idx) {
             memmove(c->patterns + i, c->patterns + i + 1,
@@ -246,18 +358,29 @@ static tch_stub_idl idl_of(const tch_cassette *c) {
     return (tch_stub_idl){c->opts.thrift, c->opts.thrift_idl};
 }
 
+/* The next pattern of two lists in the pattern order, or NO_ENTRY. */
+static size_t next_of(const tch_cassette *c, const cas_plist *a, size_t *ia, const cas_plist *b,
+                      size_t *ib) {
+    bool ha = a && *ia < a->n, hb = *ib < b->n;
+    if (ha && (!hb || comes_before(c, a->v[*ia], b->v[*ib])))
+        return a->v[(*ia)++];
+    return hb ? b->v[(*ib)++] : NO_ENTRY;
+}
+
 int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
                      size_t *hit) {
     *hit = NO_ENTRY;
-    if (!c->npatterns)
+    if (!c->npatterns || (before_exact && !c->npearly))
         return 0;
+    /* only the call's group and the wild list can hold a pattern that matches */
+    const cas_plist *group = group_of(
+        c, group_key(tch_buf_slice(&req->service), tch_buf_slice(&req->endpoint)), false);
     tch_stub_idl idl = idl_of(c);
     cas_view v;
     cas_view_init(&v, req, &idl);
     int rc = 0;
-    size_t repeat = NO_ENTRY;
-    for (size_t i = 0; i < c->npatterns; i++) {
-        size_t idx = c->patterns[i];
+    size_t repeat = NO_ENTRY, ig = 0, iw = 0;
+    for (size_t idx; (idx = next_of(c, group, &ig, &c->pwild, &iw)) != NO_ENTRY;) {
         cas_entry *e = c->items[idx];
         bool early = priority_of(e) < TCH_STUB_PRIORITY_DEFAULT;
         if (before_exact && !early)
@@ -267,9 +390,8 @@ int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool befo
         bool used = !repeats(e) && e->plays > 0;
         if (used && !c->opts.allow_playback_repeats)
             continue;
-        size_t passed, total;
         c->pattern_evals++;
-        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, NULL, 0);
+        rc = cas_rules_pass(rules_of(e), &v);
         if (rc < 0)
             break;
         if (rc == 1 && !used) {
@@ -305,30 +427,35 @@ int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
     cas_view v;
     cas_view_init(&v, req, &idl);
     size_t best = NO_ENTRY, bp = 0, bt = 0;
-    char why[512], best_why[512] = "";
+    char best_why[512] = "";
     int rc = 0;
+    /* rules counted without text; only the nearest is explained */
     for (size_t i = 0; i < c->npatterns; i++) {
         size_t idx = c->patterns[i];
         cas_entry *e = c->items[idx];
         if (e->state != ST_LOADED)
             continue;
         size_t passed, total;
-        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, why, sizeof why);
+        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, NULL, 0);
         if (rc < 0)
             break;
         rc = 0;
-        if (passed == total) {
-            const tch_stub_info *s = e->it.stub;
-            if (!state_ok(c, e))
-                snprintf(why, sizeof why, "scenario %.100s: requires state %.100s, is in %.100s",
-                         s->scenario, s->required_state, scenario_state(c, s->scenario));
-            else
-                snprintf(why, sizeof why, "already played");
-        }
-        if (best == NO_ENTRY || total - passed < bt - bp) { /* fewest rules failed */
+        if (best == NO_ENTRY || total - passed < bt - bp) /* fewest rules failed */
             best = idx, bp = passed, bt = total;
-            snprintf(best_why, sizeof best_why, "%s", why);
-        }
+    }
+    if (!rc && best != NO_ENTRY) {
+        const cas_entry *e = c->items[best];
+        const tch_stub_info *s = e->it.stub;
+        size_t passed, total;
+        if (bp < bt)
+            rc = cas_rules_eval(rules_of(e), &v, &passed, &total, best_why, sizeof best_why);
+        else if (!state_ok(c, e))
+            snprintf(best_why, sizeof best_why,
+                     "scenario %.100s: requires state %.100s, is in %.100s", s->scenario,
+                     s->required_state, scenario_state(c, s->scenario));
+        else
+            snprintf(best_why, sizeof best_why, "already played");
+        rc = rc < 0 ? rc : 0;
     }
     cas_view_free(&v);
     if (rc || best == NO_ENTRY)
@@ -455,5 +582,13 @@ void cas_stubs_free(tch_cassette *c) {
     free(c->patterns);
     c->patterns = NULL;
     c->npatterns = 0;
+    for (size_t i = 0; i < c->npgroups; i++)
+        free(c->pgroups[i].v);
+    free(c->pgroups);
+    c->pgroups = NULL;
+    c->npgroups = c->npgroups_used = 0;
+    free(c->pwild.v);
+    memset(&c->pwild, 0, sizeof c->pwild);
+    c->npearly = 0;
     tch_cassette_scenarios_reset(c);
 }

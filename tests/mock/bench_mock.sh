@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Replay throughput of tchannel-mock vs the C echo server (not a ctest test).
 #
-#   tests/mock/bench_mock.sh [--quick]     (env TCH_BUILD_DIR: build folder, default ./build)
+#   tests/mock/bench_mock.sh [--quick] [--stubs]   (env TCH_BUILD_DIR: build folder, default ./build)
+#
+# --stubs runs only the echo server and the stub rows (below).
 #
 # Generates a 10,000-interaction cassette (9,999 distinct raw echoes that are never asked
 # for, so the index holds 10,000 entries, and the benchmark's call last, replayed again and
@@ -28,12 +30,14 @@
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TCH_BUILD_DIR:-$root/build}
-duration=5 warmup=1
-case "${1:-}" in
-"") ;;
---quick) duration=1 warmup=0.3 ;;
-*) echo "usage: tests/mock/bench_mock.sh [--quick]" >&2; exit 2 ;;
-esac
+duration=5 warmup=1 stubs_only=0
+for arg in "$@"; do
+    case "$arg" in
+    --quick) duration=1 warmup=0.3 ;;
+    --stubs) stubs_only=1 ;;
+    *) echo "usage: tests/mock/bench_mock.sh [--quick] [--stubs]" >&2; exit 2 ;;
+    esac
+done
 mock=$build/mockserver/tchannel-mock
 echo_server=$build/tests/interop/interop-server
 client=$build/tests/bench/bench_client
@@ -86,8 +90,6 @@ start_server() {
 }
 
 start_server echo "$echo_server" --idl "$root/cassettes/keyvalue.thrift"; echo_hp=$HP
-start_server mock "$mock" --allow-repeats --no-watch "$cassette"; mock_hp=$HP mock_pid=$PID
-echo "# cassette: 10000 interactions ($(du -k "$cassette" | cut -f1) kB); echo on $echo_hp, mock on $mock_hp"
 
 status=0
 run() {
@@ -98,15 +100,19 @@ run() {
     case "$line" in *" errors=0") ;; *) status=1 ;; esac
     echo "$line"
 }
-echo_line=$(run 'ours->echo-server' "$echo_hp"); echo "$echo_line"
-mock_line=$(run 'ours->tchannel-mock' "$mock_hp"); echo "$mock_line"
 rate() { sed -n 's/.*calls\/s=\([0-9.]*\).*/\1/p' <<<"$1"; }
-awk -v m="$(rate "$mock_line")" -v e="$(rate "$echo_line")" 'BEGIN {
-    if (e <= 0 || m <= 0) { print "ratio mock/echo conc=64 size=100 = n/a (target >= 0.5) MISS"; exit }
-    r = m / e
-    printf "ratio mock/echo conc=64 size=100 = %.2f (target >= 0.5) %s\n", r, ((r >= 0.5) ? "PASS" : "MISS")
-}'
-echo "mock RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$mock_pid/status)"
+echo_line=$(run 'ours->echo-server' "$echo_hp"); echo "$echo_line"
+if [ "$stubs_only" = 0 ]; then
+    start_server mock "$mock" --allow-repeats --no-watch "$cassette"; mock_hp=$HP mock_pid=$PID
+    echo "# cassette: 10000 interactions ($(du -k "$cassette" | cut -f1) kB); echo on $echo_hp, mock on $mock_hp"
+    mock_line=$(run 'ours->tchannel-mock' "$mock_hp"); echo "$mock_line"
+    awk -v m="$(rate "$mock_line")" -v e="$(rate "$echo_line")" 'BEGIN {
+        if (e <= 0 || m <= 0) { print "ratio mock/echo conc=64 size=100 = n/a (target >= 0.5) MISS"; exit }
+        r = m / e
+        printf "ratio mock/echo conc=64 size=100 = %.2f (target >= 0.5) %s\n", r, ((r >= 0.5) ? "PASS" : "MISS")
+    }'
+    echo "mock RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$mock_pid/status)"
+fi
 
 # ---- stubs: 1,000 pattern stubs beside 10,000 exact interactions (issue 15). An exact hit
 # must stay a hashed lookup (not a scan of the patterns); a pattern hit scans them, the one
@@ -138,6 +144,8 @@ for hit in exact pattern; do
     }'
     kill -TERM "$PID"
 done
+
+[ "$stubs_only" = 1 ] && exit $status
 
 # ---- recording through to the echo server
 record=$tmp/record.yaml
