@@ -234,10 +234,92 @@ static int save_beside(mock_cassette *mc, tch_error *err) {
     return rc;
 }
 
+/* ---- confinement on reload ------------------------------------------------------------
+ *
+ * The admin API checks a path against the cassette roots when it loads it;
+ * a link swapped afterwards must not make a reload read (and quote) a file
+ * outside them, nor a save write there. The roots follow the admin API's
+ * rule (admin.c): the folder of each cassette given, each folder given,
+ * --record-to's, and each --cassette-root. Cassettes given on the command
+ * line are the user's own choice and are not checked. */
+
+/* path is dir's file NAME (no folder in between), as mock_expand_path and
+ * --record-to DIR/ spell them. */
+static int file_of_folder(const char *dir, const char *path) {
+    size_t n = strlen(dir);
+    if (n == 0 || strncmp(path, dir, n) != 0)
+        return 0;
+    const char *rest = path + n;
+    if (dir[n - 1] != '/' && *rest++ != '/')
+        return 0;
+    return *rest && !strchr(rest, '/');
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int from_command_line(const mock_config *c, const char *path) {
+    for (size_t i = 0; i < c->inputs.n; i++)
+        if (!strcmp(path, c->inputs.v[i]) ||
+            (is_dir(c->inputs.v[i]) && file_of_folder(c->inputs.v[i], path)))
+            return 1;
+    if (c->record_to && !strcmp(path, c->record_to))
+        return 1;
+    return c->record_dir && file_of_folder(c->record_dir, path);
+}
+
+/* Whether real lies in root (a folder, or a file whose folder is the root). */
+static int in_root(const char *root, int folder, const char *real) {
+    char *copy = folder ? NULL : strdup(root);
+    char *r = realpath(folder ? root : dirname(copy), NULL);
+    size_t n = r ? strlen(r) : 0;
+    int ok = r && (!strcmp(r, "/") || (!strncmp(real, r, n) && (real[n] == '/' || !real[n])));
+    free(r);
+    free(copy);
+    return ok;
+}
+
+static int in_roots(const mock_config *c, const char *real) {
+    int ok = 0;
+    for (size_t i = 0; i < c->inputs.n && !ok; i++)
+        ok = in_root(c->inputs.v[i], is_dir(c->inputs.v[i]), real);
+    if (!ok && c->record_to)
+        ok = in_root(c->record_to, is_dir(c->record_to), real);
+    for (size_t i = 0; i < c->cassette_roots.n && !ok; i++)
+        ok = in_root(c->cassette_roots.v[i], 1, real);
+    return ok;
+}
+
+/* 0 when mc may be read and written now; else TCH_EINVAL naming the rule
+ * (nothing of the file is read), noted as its load error. A file not there yet
+ * is judged by its folder; a link to nothing cannot be judged: refused. */
+static int confined(const mock *m, mock_cassette *mc, tch_error *err) {
+    if (!m->admin || from_command_line(m->cfg, mc->path))
+        return 0;
+    char *real = realpath(mc->path, NULL);
+    struct stat st;
+    if (!real && errno == ENOENT && lstat(mc->path, &st) != 0)
+        real = canonical_name(mc->path);
+    int ok = real && in_roots(m->cfg, real);
+    free(real);
+    if (ok)
+        return 0;
+    tch_error_set(err, TCH_EINVAL, "%s: 403: now outside the folders the admin API may use (the "
+                  "folders of the cassettes given on the command line, and --cassette-root DIR) "
+                  "once symbolic links and '..' are resolved; not read or written, the last good "
+                  "version keeps serving", mc->path);
+    set_load_error(mc, err->msg);
+    mc->failed = file_sig(mc->path); /* the watcher says it once */
+    return err->code;
+}
+
 /* Folds the journal: the whole cassette to its file, the journal removed. */
 int mock_store_save(mock *m, mock_cassette *mc, tch_error *err) {
-    (void)m;
     mc->moved_aside = 0; /* says what this save did */
+    if (confined(m, mc, err)) /* neither the file nor PATH.conflict.yaml through a swapped link */
+        return err->code;
     /* someone edited or replaced the file while recordings waited */
     if (unsaved(mc) && mock_file_check(mc) == MOCK_FILE_CHANGED) {
         int rc = save_beside(mc, err);
@@ -332,6 +414,8 @@ int mock_store_reload(mock *m, mock_cassette *mc, tch_error *err) {
     if (mc->pending)
         return tch_error_set(err, TCH_ESTATE, "%s: reload deferred, %zu recordings in flight",
                              mc->path, mc->pending);
+    if (confined(m, mc, err))
+        return err->code;
     /* Recordings are committed to the journal as they finish: fold them into
      * the file first (re-reading the file alone would drop them); when that
      * fails, keep the old object. */

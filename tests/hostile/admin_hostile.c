@@ -349,6 +349,48 @@ static void a_long_token_is_read_whole(void **state) {
     assert_int_equal(http(f, "GET", "/health", auth, NULL, out, sizeof out), 200);
 }
 
+/* A cassette loaded through a link inside the root, the link then pointed
+ * out of the root: a reload (and a reset) neither reads, quotes nor serves
+ * what it now leads to; the last good version keeps serving. */
+static void a_link_swapped_after_load_is_not_followed(void **state) {
+    fx *f = *state;
+    char p[600], q[600], body[700], out[16384], cmd[1400];
+    snprintf(p, sizeof p, "%s/private.yaml", f->outside);
+    write_text(p, "version: 1\ninteractions:\n"
+                  "- request: {serviceName: private-svc, endpoint: secret-endpoint, body: q}\n"
+                  "  response: {body: PRIVATE-BODY}\n");
+    snprintf(p, sizeof p, "%s/a.yaml", f->root);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ECHO_YAML, p);
+    assert_int_equal(system(cmd), 0);
+    snprintf(q, sizeof q, "%s/swap.yaml", f->root);
+    assert_int_equal(symlink("a.yaml", q), 0);
+    start(f, "--no-watch", NULL);
+    assert_int_equal(post_path(f, q, 0, out, sizeof out), 201);
+    const char *leads[] = {"../outside/secret.yaml", "../outside/private.yaml"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "ln -sfn '%s' '%s'", leads[i], q);
+        assert_int_equal(system(cmd), 0);
+        const char *ep[] = {"/reload", "/reset"};
+        for (size_t k = 0; k < 2; k++) {
+            int code = http(f, "POST", ep[k], NULL, NULL, out, sizeof out);
+            if (code != 409 || !strstr(out, "swap.yaml: 403: now outside the folders") ||
+                strstr(out, SECRET) || strstr(out, "private-svc"))
+                fail_msg("POST %s with swap.yaml -> %s: %d %s", ep[k], leads[i], code, out);
+        }
+        assert_int_equal(http(f, "GET", "/cassettes", NULL, NULL, out, sizeof out), 200);
+        if (strstr(out, SECRET) || strstr(out, "private-svc") || !strstr(out, "403: now outside"))
+            fail_msg("GET /cassettes: %s", out);
+    }
+    /* the cassettes given on the command line reload as before */
+    snprintf(body, sizeof body, "%s/echo.yaml", f->root);
+    assert_non_null(strstr(out, body));
+    assert_null(strstr(out, "echo.yaml: 403"));
+    /* back inside: reloads again */
+    snprintf(cmd, sizeof cmd, "ln -sfn a.yaml '%s'", q);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(http(f, "POST", "/reload", NULL, NULL, out, sizeof out), 200);
+}
+
 /* ---- authentication -------------------------------------------------------------------------- */
 
 static void a_token_is_required_when_configured(void **state) {
@@ -547,6 +589,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(stubs_save_keeps_loaded_and_existing_files, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_long_token_is_read_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_link_swapped_after_load_is_not_followed, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
