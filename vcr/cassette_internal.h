@@ -51,13 +51,24 @@ typedef struct cas_entry {
     bool runtime;         /* added by tch_cassette_stub_add */
     tch_stub_rules *implicit; /* pattern without stub rules: its request, exactly */
     bool pgrouped;            /* pattern in the group of pkey, else in the wild list */
+    bool plead;               /* pkey also has the first byte its body must start with */
     uint64_t pkey;            /* hash of the service and endpoint its rules require */
 } cas_entry;
 
-/* Pattern indexes in the pattern order (priority, then index). */
+/* A pattern in an index list, with what a lookup checks before touching
+ * its rules: kept together so passing over many patterns stays in cache. */
+#define CAS_LEAD_MAX 11
+typedef struct cas_pref {
+    size_t idx;
+    int priority;
+    uint8_t nlead;              /* the body text must start with lead[0..nlead) */
+    uint8_t lead[CAS_LEAD_MAX];
+} cas_pref;
+
+/* Patterns in the pattern order (priority, then index). */
 typedef struct cas_plist {
     uint64_t key;
-    size_t *v;
+    cas_pref *v;
     size_t n, cap;
     bool used; /* a slot of the group table that holds a key */
 } cas_plist;
@@ -109,7 +120,7 @@ struct tch_cassette {
     cas_plist *pgroups;
     size_t npgroups, npgroups_used; /* slots (a power of two), keys */
     cas_plist pwild;
-    size_t npearly;
+    size_t npearly, npleads; /* patterns outranking exact hits; grouped by body lead too */
     cas_scenario *scenarios;
     size_t nscenarios;
     unsigned long next_stub_id;
@@ -196,6 +207,10 @@ int cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t
 int cas_rules_pass(const tch_stub_rules *rs, cas_view *v);
 /* Whether field f's rule passes only for one exact text (*text borrows it). */
 bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text);
+/* The literal text a body must start with to pass its `matches` rule
+ * (empty when there is none), and the body text that rule reads. */
+tch_slice cas_rules_body_lead(const tch_stub_rules *rs);
+tch_slice cas_view_body_text(cas_view *v);
 int cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_request *r);
 bool cas_rules_has(const tch_stub_rules *rs, int f);
 const json_t *cas_rules_src(const tch_stub_rules *rs, int f);

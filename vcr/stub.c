@@ -66,33 +66,41 @@ static uint64_t group_key(tch_slice service, tch_slice endpoint) {
     return cas_hash(endpoint.ptr, endpoint.len, cas_hash(service.ptr, service.len, 0x5e41ce));
 }
 
+static uint64_t lead_key(uint64_t group, uint8_t first) {
+    return cas_hash(&first, 1, group ^ 0x1ead);
+}
+
 /* Whether pattern a comes before pattern b: priority, then file order. */
-static bool comes_before(const tch_cassette *c, size_t a, size_t b) {
-    int pa = priority_of(c->items[a]), pb = priority_of(c->items[b]);
-    return pa < pb || (pa == pb && a < b);
+static bool comes_before(const cas_pref *a, const cas_pref *b) {
+    return a->priority < b->priority || (a->priority == b->priority && a->idx < b->idx);
 }
 
 static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
     if (l->n == l->cap) {
         size_t n = l->cap ? l->cap * 2 : 4;
-        size_t *v = realloc(l->v, n * sizeof *v);
+        cas_pref *v = realloc(l->v, n * sizeof *v);
         if (!v)
             return TCH_ENOMEM;
         l->v = v;
         l->cap = n;
     }
+    cas_pref p = {.idx = idx, .priority = priority_of(c->items[idx])};
+    tch_slice lead = cas_rules_body_lead(rules_of(c->items[idx]));
+    p.nlead = (uint8_t)(lead.len < CAS_LEAD_MAX ? lead.len : CAS_LEAD_MAX);
+    if (p.nlead)
+        memcpy(p.lead, lead.ptr, p.nlead);
     size_t at = l->n;
-    while (at > 0 && comes_before(c, idx, l->v[at - 1]))
+    while (at > 0 && comes_before(&p, &l->v[at - 1]))
         at--;
     memmove(l->v + at + 1, l->v + at, (l->n - at) * sizeof *l->v);
-    l->v[at] = idx;
+    l->v[at] = p;
     l->n++;
     return 0;
 }
 
 static void plist_remove(cas_plist *l, size_t idx) {
     for (size_t i = 0; i < l->n; i++)
-        if (l->v[i] == idx) {
+        if (l->v[i].idx == idx) {
             memmove(l->v + i, l->v + i + 1, (l->n - i - 1) * sizeof *l->v);
             l->n--;
             return;
@@ -144,13 +152,19 @@ static int index_pattern(tch_cassette *c, size_t idx) {
     e->pgrouped = cas_rules_exact_text(rules_of(e), SF_SERVICE, &svc) &&
                   cas_rules_exact_text(rules_of(e), SF_ENDPOINT, &ep);
     if (e->pgrouped) {
+        /* one group more per first byte of a required literal body start */
+        tch_slice lead = cas_rules_body_lead(rules_of(e));
         e->pkey = group_key(svc, ep);
+        if ((e->plead = lead.len > 0))
+            e->pkey = lead_key(e->pkey, lead.ptr[0]);
         if (!(l = group_of(c, e->pkey, true)))
             return TCH_ENOMEM;
     }
     int rc = plist_insert(c, l, idx);
     if (!rc && priority_of(e) < TCH_STUB_PRIORITY_DEFAULT)
         c->npearly++;
+    if (!rc && e->pgrouped && e->plead)
+        c->npleads++;
     return rc;
 }
 
@@ -163,6 +177,8 @@ static void unindex_pattern(tch_cassette *c, size_t idx) {
     plist_remove(l, idx);
     if (l->n < n && priority_of(e) < TCH_STUB_PRIORITY_DEFAULT)
         c->npearly--;
+    if (l->n < n && e->pgrouped && e->plead)
+        c->npleads--;
 }
 
 int cas_pattern_add(tch_cassette *c, size_t idx) {
@@ -358,13 +374,17 @@ static tch_stub_idl idl_of(const tch_cassette *c) {
     return (tch_stub_idl){c->opts.thrift, c->opts.thrift_idl};
 }
 
-/* The next pattern of two lists in the pattern order, or NO_ENTRY. */
-static size_t next_of(const tch_cassette *c, const cas_plist *a, size_t *ia, const cas_plist *b,
-                      size_t *ib) {
-    bool ha = a && *ia < a->n, hb = *ib < b->n;
-    if (ha && (!hb || comes_before(c, a->v[*ia], b->v[*ib])))
-        return a->v[(*ia)++];
-    return hb ? b->v[(*ib)++] : NO_ENTRY;
+/* The next pattern of the lists (NULL: none) in the pattern order, or NULL. */
+#define NLISTS 3
+static const cas_pref *next_of(const cas_plist *l[NLISTS], size_t at[NLISTS]) {
+    const cas_pref *best = NULL;
+    int from = 0;
+    for (int i = 0; i < NLISTS; i++)
+        if (l[i] && at[i] < l[i]->n && (!best || comes_before(&l[i]->v[at[i]], best)))
+            best = &l[i]->v[at[i]], from = i;
+    if (best)
+        at[from]++;
+    return best;
 }
 
 int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
@@ -372,20 +392,37 @@ int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool befo
     *hit = NO_ENTRY;
     if (!c->npatterns || (before_exact && !c->npearly))
         return 0;
-    /* only the call's group and the wild list can hold a pattern that matches */
-    const cas_plist *group = group_of(
-        c, group_key(tch_buf_slice(&req->service), tch_buf_slice(&req->endpoint)), false);
     tch_stub_idl idl = idl_of(c);
     cas_view v;
     cas_view_init(&v, req, &idl);
+    /* only the call's groups (its service and endpoint; those and the first
+     * byte of its body) and the wild list hold patterns that could match */
+    uint64_t gk = group_key(tch_buf_slice(&req->service), tch_buf_slice(&req->endpoint));
+    tch_slice body = TCH_SLICE_NULL; /* a thrift body is decoded for it: only when used */
+    bool have_body = c->npleads > 0;
+    if (have_body)
+        body = cas_view_body_text(&v);
+    const cas_plist *lists[NLISTS] = {group_of(c, gk, false), NULL, &c->pwild};
+    if (body.len)
+        lists[1] = group_of(c, lead_key(gk, body.ptr[0]), false);
     int rc = 0;
-    size_t repeat = NO_ENTRY, ig = 0, iw = 0;
-    for (size_t idx; (idx = next_of(c, group, &ig, &c->pwild, &iw)) != NO_ENTRY;) {
-        cas_entry *e = c->items[idx];
-        bool early = priority_of(e) < TCH_STUB_PRIORITY_DEFAULT;
+    size_t repeat = NO_ENTRY, at[NLISTS] = {0};
+    for (const cas_pref *p; (p = next_of(lists, at));) {
+        bool early = p->priority < TCH_STUB_PRIORITY_DEFAULT;
         if (before_exact && !early)
             break;
-        if ((!before_exact && early) || e->state != ST_LOADED || !state_ok(c, e))
+        if (!before_exact && early)
+            continue;
+        if (p->nlead) { /* its body rule needs a literal start: check that first */
+            if (!have_body)
+                body = cas_view_body_text(&v), have_body = true;
+            if (body.len < p->nlead || body.ptr[0] != p->lead[0] ||
+                memcmp(body.ptr, p->lead, p->nlead) != 0)
+                continue;
+        }
+        size_t idx = p->idx;
+        cas_entry *e = c->items[idx];
+        if (e->state != ST_LOADED || !state_ok(c, e))
             continue;
         bool used = !repeats(e) && e->plays > 0;
         if (used && !c->opts.allow_playback_repeats)
@@ -589,6 +626,6 @@ void cas_stubs_free(tch_cassette *c) {
     c->npgroups = c->npgroups_used = 0;
     free(c->pwild.v);
     memset(&c->pwild, 0, sizeof c->pwild);
-    c->npearly = 0;
+    c->npearly = c->npleads = 0;
     tch_cassette_scenarios_reset(c);
 }

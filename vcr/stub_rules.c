@@ -1126,6 +1126,15 @@ bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text) {
     return exact && !slice_eq(*text, tch_slice_cstr(TCH_STUB_REDACTED));
 }
 
+tch_slice cas_rules_body_lead(const tch_stub_rules *rs) {
+    const field_rules *fr = rs ? &rs->f[SF_BODY] : NULL;
+    if (!fr || !fr->set || fr->per_name || fr->whole.kind != RK_MATCHES)
+        return TCH_SLICE_NULL;
+    return tch_buf_slice(&fr->whole.text);
+}
+
+tch_slice cas_view_body_text(cas_view *v) { return view_text(v, 1); }
+
 int tch_stub_rules_match(const tch_stub_rules *rs, const tch_cassette_call *call,
                          const tch_stub_idl *idl, char *why, size_t whysz, tch_error *err) {
     if (!rs || !call)
