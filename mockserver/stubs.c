@@ -130,7 +130,26 @@ static json_t *list_json(mock *m) {
     return json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "stubs", list);
 }
 
+/* Run-time stubs kept at once: each is asked on every call that no exact
+ * interaction answers, so whoever reaches the admin API cannot grow that
+ * work, or the memory, without bound. */
+#define MOCK_MAX_STUBS 10000
+
+static size_t live_stubs(mock *m) {
+    size_t live = 0, n = m->stubs ? tch_cassette_count(m->stubs) : 0;
+    for (size_t i = 0; i < n; i++)
+        live += tch_cassette_get(m->stubs, i) != NULL;
+    return live;
+}
+
 static void post_stub(mock *m, struct evhttp_request *req) {
+    if (live_stubs(m) >= MOCK_MAX_STUBS) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "run-time stubs: %d already, the most the mock keeps; delete "
+                 "some first (DELETE /stubs/ID, DELETE /stubs)", MOCK_MAX_STUBS);
+        reply_err(req, 409, msg);
+        return;
+    }
     json_t *body = body_json(req);
     if (!body)
         return;
@@ -354,9 +373,7 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     }
     tch_buf out = {0};
     tch_error err = {0};
-    size_t saved = 0, n = m->stubs ? tch_cassette_count(m->stubs) : 0;
-    for (size_t i = 0; i < n; i++)
-        saved += tch_cassette_get(m->stubs, i) != NULL;
+    size_t saved = live_stubs(m);
     static const char empty[] = "version: 1\ninteractions: []\n";
     int rc = m->stubs ? tch_cassette_stubs_emit(m->stubs, &out, &err)
                       : (tch_buf_append(&out, empty, sizeof empty - 1) ? TCH_ENOMEM : 0);

@@ -308,6 +308,19 @@ static void drop(tch_cassette *c, size_t idx) {
     if (e->pattern)
         cas_pattern_remove(c, idx);
     e->state = ST_ABORTED; /* never matched, listed or written again */
+    if (!e->runtime)
+        return;
+    /* nothing reads a dropped run-time stub again: its bodies and rules go
+     * now, so add-and-delete churn does not keep them */
+    tch_stub_rules_free(e->implicit);
+    e->implicit = NULL;
+    cas_interaction_free(&e->it);
+    /* dropped stubs at the end leave the array. Only in a cassette that
+     * never records: there no pending slot or journal counts on an index
+     * past the end (run-time stubs are patterns, never in the hash). */
+    while (c->mode == TCH_CASSETTE_NONE && c->n > 0 && c->items[c->n - 1]->runtime &&
+           c->items[c->n - 1]->state == ST_ABORTED)
+        free(c->items[--c->n]);
 }
 
 int tch_cassette_stub_remove(tch_cassette *c, const char *id, tch_error *err) {

@@ -280,6 +280,17 @@ static void scenarios_move_and_reset(void **state) {
     assert_string_equal(call(f, "cart", "{}").arg3, "\"one\"");
     assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/scenarios/nope/state", "{\"state\": \"x\"}", NULL),
                      404);
+    /* a state nothing requires or moves to would leave the scenario stuck */
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/scenarios/shop/state", "{\"state\": \"Typo\"}",
+                           &j),
+                     400);
+    assert_string_equal(str(j, "error"), "state: 'Typo' is not a state of scenario 'shop'; its "
+                                         "states: 'Started', 'full'");
+    json_decref(j);
+    assert_string_equal(call(f, "cart", "{}").arg3, "\"one\""); /* still full */
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/scenarios/shop/state",
+                           "{\"state\": \"Started\"}", NULL),
+                     200);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
 }
 
@@ -427,6 +438,78 @@ static void bad_checksum_fault(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
 }
 
+static long rss_kib(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *fp = fopen(path, "r");
+    long kib = -1;
+    while (fp && fgets(line, sizeof line, fp))
+        if (!strncmp(line, "VmRSS:", 6))
+            kib = atol(line + 6);
+    if (fp)
+        fclose(fp);
+    return kib;
+}
+
+/* Deleted stubs are let go: add-and-delete churn leaves the memory where a
+ * few stubs put it (16 MiB of bodies went through; kept, they would show). */
+static void stub_churn_frees(void **state) {
+    fx *f = *state;
+    /* freed memory is used again at once, also under AddressSanitizer */
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%squarantine_size_mb=0", asan ? asan : "", asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    start_mock(f);
+    static char stub[20000];
+    char big[8001];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    snprintf(stub, sizeof stub, "{\"request\": {\"endpoint\": \"e\", \"body\": \"%s\"}, "
+             "\"response\": {\"body\": \"%s\"}}", big, big);
+    long before = 0;
+    for (int i = 0; i < 1000; i++) {
+        json_t *j = NULL;
+        assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs", stub, &j), 201);
+        char uri[128];
+        snprintf(uri, sizeof uri, "/stubs/%s", str(j, "id"));
+        json_decref(j);
+        assert_int_equal(admin(f, EVHTTP_REQ_DELETE, uri, NULL, NULL), 200);
+        if (i == 49) /* settled: the first rounds grow the heap to its working size */
+            before = rss_kib(f->mp.pid);
+    }
+    long after = rss_kib(f->mp.pid);
+    if (before <= 0 || after - before > 4096)
+        fail_msg("RSS went from %ld to %ld KiB over 950 add+delete rounds", before, after);
+    json_t *j = NULL;
+    assert_int_equal(admin(f, EVHTTP_REQ_GET, "/stubs", NULL, &j), 200);
+    assert_int_equal(json_integer_value(json_object_get(j, "count")), 0);
+    json_decref(j);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+/* At most 10,000 run-time stubs; the next is a 409 naming the cap, and a
+ * deleted one makes room. */
+static void stub_cap(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    const char *stub = "{\"request\": {\"endpoint\": \"e\"}, \"response\": {\"body\": \"b\"}}";
+    for (int i = 0; i < 10000; i++)
+        if (admin(f, EVHTTP_REQ_POST, "/stubs", stub, NULL) != 201)
+            fail_msg("stub %d refused", i + 1);
+    json_t *j = NULL;
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs", stub, &j), 409);
+    assert_string_equal(str(j, "error"), "run-time stubs: 10000 already, the most the mock "
+                                         "keeps; delete some first (DELETE /stubs/ID, DELETE "
+                                         "/stubs)");
+    json_decref(j);
+    assert_int_equal(admin(f, EVHTTP_REQ_DELETE, "/stubs/stub-77", NULL, NULL), 200);
+    assert_int_equal(admin(f, EVHTTP_REQ_POST, "/stubs", stub, NULL), 201);
+    assert_string_equal(call(f, "e", "{}").arg3, "b");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(stubs_crud, setup, teardown),
@@ -436,6 +519,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(faults, setup, teardown),
         cmocka_unit_test_setup_teardown(close_connection_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_checksum_fault, setup, teardown),
+        cmocka_unit_test_setup_teardown(stub_churn_frees, setup, teardown),
+        cmocka_unit_test_setup_teardown(stub_cap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
