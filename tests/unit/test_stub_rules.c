@@ -206,6 +206,203 @@ static void test_exact_hit_scans_no_pattern(void **state) {
     tch_cassette_free(c);
 }
 
+static tch_cassette *open_yaml_repeats(const char *yaml) {
+    tch_cassette_options o;
+    tch_cassette_options_init(&o);
+    o.mode = TCH_CASSETTE_NONE;
+    o.no_env_override = 1;
+    o.allow_playback_repeats = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    if (tch_cassette_open_memory("repeats.yaml", yaml, strlen(yaml), &o, &c, &err))
+        fail_msg("open: %s", err.msg);
+    return c;
+}
+
+/* 1,000 exact interactions on kv::e0..e999, then 1,000 pattern stubs: on
+ * `same` they all name kv::same (bodies matching '^pNNNN-', the last '^hit'),
+ * else one per endpoint kv::o0..o999 and the last on kv::same. */
+static char *index_yaml(bool same) {
+    tch_buf y = {0};
+    const char *head = "version: 1\ninteractions:\n";
+    tch_buf_append(&y, head, strlen(head));
+    char one[300];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(one, sizeof one,
+                         "- request: {serviceName: kv, endpoint: e%d, body: b%d}\n"
+                         "  response: {body: r%d}\n",
+                         i, i, i);
+        tch_buf_append(&y, one, (size_t)n);
+    }
+    for (int i = 0; i < 1000; i++) {
+        char ep[16], re[16];
+        snprintf(ep, sizeof ep, same || i == 999 ? "same" : "o%d", i);
+        snprintf(re, sizeof re, i == 999 ? "^hit" : "^p%04d-", i);
+        int n = snprintf(one, sizeof one,
+                         "- request: {serviceName: kv, endpoint: %s, body: {matches: '%s'}}\n"
+                         "  response: {body: s%d}\n",
+                         ep, re, i);
+        tch_buf_append(&y, one, (size_t)n);
+    }
+    tch_buf_append(&y, "", 1);
+    return (char *)y.ptr;
+}
+
+/* Lookups count the rule sets they evaluate: an exact hit, first or
+ * repeated, none; a pattern hit among 1,000 patterns on other endpoints, or
+ * on the same endpoint with other literal starts, one. */
+static void test_pattern_evaluations_counted(void **state) {
+    (void)state;
+    for (int same = 0; same < 2; same++) {
+        char *y = index_yaml(same);
+        tch_cassette *c = open_yaml_repeats(y);
+        free(y);
+        assert_int_equal(c->npatterns, 1000);
+        tch_error err = {0};
+        tch_cassette_call call = call_of("kv", "e500", TCH_CASSETTE_RAW, "", "b500");
+        for (int i = 0; i < 3; i++) /* played, then repeated */
+            assert_int_equal(answer(c, &call, &err), 500);
+        assert_int_equal(c->pattern_evals, 0);
+        call = call_of("kv", "same", TCH_CASSETTE_RAW, "", "hit me");
+        assert_int_equal(answer(c, &call, &err), 1999);
+        assert_int_equal(c->pattern_evals, 1);
+        assert_int_equal(answer(c, &call, &err), 1999);
+        assert_int_equal(c->pattern_evals, 2);
+        /* a miss still names the nearest stub and the rule it failed */
+        call = call_of("kv", "same", TCH_CASSETTE_RAW, "", "p0003+");
+        assert_int_equal(answer(c, &call, &err), -1);
+        if (!strstr(err.msg, "nearest stub") || !strstr(err.msg, "body: expected to match"))
+            fail_msg("%s", err.msg);
+        tch_cassette_free(c);
+    }
+}
+
+/* The groups, the body-start groups and the wild list are walked as one
+ * list in priority order; a removed stub leaves its group. */
+static void test_pattern_index_order(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- request: {serviceName: kv, endpoint: get}\n" /* 0: group */
+                                "  priority: 7\n"
+                                "  response: {body: group}\n"
+                                "- request: {serviceName: kv, endpoint: get, body: {matches: "
+                                "'^ab'}}\n" /* 1: group and body start */
+                                "  priority: 6\n"
+                                "  response: {body: lead}\n"
+                                "- request: {serviceName: {any: true}, endpoint: get}\n" /* 2 */
+                                "  priority: 8\n"
+                                "  response: {body: wild}\n"
+                                "- request: {serviceName: kv, endpoint: {matches: '^g'}}\n"
+                                "  priority: 2\n" /* 3: wild, before exact hits */
+                                "  response: {body: early}\n"
+                                "- request: {serviceName: kv, endpoint: get, body: x}\n" /* 4 */
+                                "  response: {body: exact}\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_RAW, "", "x");
+    assert_int_equal(answer(c, &call, &err), 3); /* priority 2 beats the exact one */
+    call = call_of("kv", "put", TCH_CASSETTE_RAW, "", "abc");
+    assert_int_equal(answer(c, &call, &err), -1);
+    json_error_t je;
+    json_t *s = json_loads("{\"id\": \"low\", \"priority\": 1, \"request\": {\"serviceName\": "
+                           "\"kv\", \"endpoint\": \"put\", \"body\": {\"matches\": \"^ab\"}},"
+                           " \"response\": {\"body\": \"rt\"}}",
+                           0, &je);
+    assert_int_equal(tch_cassette_stub_add(c, s, NULL, &err), 0);
+    assert_int_equal(answer(c, &call, &err), 5);
+    assert_int_equal(tch_cassette_stub_remove(c, "low", &err), 0);
+    assert_int_equal(answer(c, &call, &err), -1);
+    json_decref(s);
+    tch_cassette_free(c);
+    /* without the early stub: body start (6), group (7), wild (8) */
+    c = open_yaml("version: 1\n"
+                  "interactions:\n"
+                  "- request: {serviceName: kv, endpoint: get}\n"
+                  "  priority: 7\n"
+                  "  response: {body: group}\n"
+                  "- request: {serviceName: kv, endpoint: get, body: {matches: '^ab'}}\n"
+                  "  priority: 6\n"
+                  "  response: {body: lead}\n"
+                  "- request: {serviceName: {any: true}, endpoint: get}\n"
+                  "  priority: 5\n"
+                  "  response: {body: wild}\n");
+    call = call_of("kv", "get", TCH_CASSETTE_RAW, "", "abc");
+    assert_int_equal(answer(c, &call, &err), 2);
+    call = call_of("other", "get", TCH_CASSETTE_RAW, "", "abc");
+    assert_int_equal(answer(c, &call, &err), 2);
+    tch_cassette_free(c);
+    c = open_yaml("version: 1\n"
+                  "interactions:\n"
+                  "- request: {serviceName: kv, endpoint: get}\n"
+                  "  priority: 7\n"
+                  "  response: {body: group}\n"
+                  "- request: {serviceName: kv, endpoint: get, body: {matches: '^ab'}}\n"
+                  "  priority: 6\n"
+                  "  response: {body: lead}\n");
+    assert_int_equal(answer(c, &call, &err), -1);
+    call = call_of("kv", "get", TCH_CASSETTE_RAW, "", "abc");
+    assert_int_equal(answer(c, &call, &err), 1);
+    call.body = S("xbc");
+    assert_int_equal(answer(c, &call, &err), 0);
+    tch_cassette_free(c);
+}
+
+/* With playback repeats, an exact interaction played before answers again
+ * ahead of a stub of default priority (a repeat is an exact hit); a stub
+ * that outranks exact hits still wins. */
+static void test_repeat_is_exact_hit(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml_repeats("version: 1\n"
+                                        "interactions:\n"
+                                        "- request: {serviceName: kv, endpoint: get, body: x}\n"
+                                        "  response: {body: exact}\n"
+                                        "- request: {serviceName: kv, endpoint: {any: true}}\n"
+                                        "  response: {body: stub}\n"
+                                        "- request: {serviceName: kv, endpoint: put}\n"
+                                        "  priority: 1\n"
+                                        "  response: {body: early}\n"
+                                        "- request: {serviceName: kv, endpoint: put, body: y}\n"
+                                        "  response: {body: exact-put}\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "get", TCH_CASSETTE_RAW, "", "x");
+    assert_int_equal(answer(c, &call, &err), 0);
+    assert_int_equal(answer(c, &call, &err), 0);
+    call.body = S("z");
+    assert_int_equal(answer(c, &call, &err), 1);
+    call = call_of("kv", "put", TCH_CASSETTE_RAW, "", "y");
+    assert_int_equal(answer(c, &call, &err), 2);
+    tch_cassette_free(c);
+}
+
+/* tchannel-python reads a missing arg2 as empty: an exact field '' passes
+ * a call without one, in a stub (id) as in a recording. */
+static void test_empty_equals_absent(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- id: echo\n"
+                                "  request: {serviceName: kv, endpoint: echo, argScheme: 0, "
+                                "headers: '', body: hi}\n"
+                                "  response: {body: hi}\n"
+                                "- id: nobody\n"
+                                "  request: {serviceName: kv, endpoint: empty, headers: '', "
+                                "body: ''}\n"
+                                "  response: {body: none}\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "echo", TCH_CASSETTE_RAW, "", "hi");
+    if (answer(c, &call, &err) != 0)
+        fail_msg("%s", err.msg);
+    call = call_of("kv", "empty", TCH_CASSETTE_RAW, "", "");
+    call.headers = TCH_SLICE_NULL;
+    call.body = TCH_SLICE_NULL;
+    if (answer(c, &call, &err) != 1)
+        fail_msg("%s", err.msg);
+    call = call_of("kv", "echo", TCH_CASSETTE_RAW, "h", "hi"); /* not empty: differs */
+    assert_int_equal(answer(c, &call, &err), -1);
+    assert_non_null(strstr(err.msg, "headers: expected \"\", got \"h\""));
+    tch_cassette_free(c);
+}
+
 static void test_priority(void **state) {
     (void)state;
     tch_cassette *c = open_yaml("version: 1\n"
@@ -676,6 +873,10 @@ int main(void) {
         cmocka_unit_test(test_rules_each),
         cmocka_unit_test(test_near_miss_names_rule),
         cmocka_unit_test(test_exact_hit_scans_no_pattern),
+        cmocka_unit_test(test_pattern_evaluations_counted),
+        cmocka_unit_test(test_pattern_index_order),
+        cmocka_unit_test(test_repeat_is_exact_hit),
+        cmocka_unit_test(test_empty_equals_absent),
         cmocka_unit_test(test_priority),
         cmocka_unit_test(test_redacted_matches_anything),
         cmocka_unit_test(test_regex_limits_refuse),
