@@ -25,6 +25,13 @@ import (
 
 const stderrKeep = 64 * 1024
 
+// What stdout keeps before the listening and admin lines (for the error when
+// they never come); after them, nothing.
+const (
+	seenKeep    = 64
+	partialKeep = 16 * 1024
+)
+
 // Options say how to start tchannel-mock. Zero values are the mock's defaults.
 type Options struct {
 	Cassettes    []string // files or directories, in the order the mock asks them
@@ -152,6 +159,10 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 		}
 		line := string(w.partial[:i])
 		w.partial = w.partial[i+1:]
+		// before the two lines, only a bounded tail is kept for the error
+		if len(w.seen) >= seenKeep {
+			w.seen = append(w.seen[:0], w.seen[1:]...)
+		}
 		w.seen = append(w.seen, line)
 		if m := listeningRE.FindStringSubmatch(line); m != nil {
 			w.listening = m[1]
@@ -162,6 +173,9 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 			close(w.ready)
 			break
 		}
+	}
+	if len(w.partial) > partialKeep { // a line that never ends
+		w.partial = append([]byte(nil), w.partial[len(w.partial)-partialKeep:]...)
 	}
 	return len(p), nil
 }

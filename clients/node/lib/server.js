@@ -10,6 +10,7 @@ var admin = require('./admin');
 var binary = require('./binary');
 
 var STDERR_KEEP = 64 * 1024;
+var STDOUT_KEEP = 16 * 1024;
 
 // Mocks still running, so that a test process that exits without stopping
 // them still sends SIGTERM (the stdin pipe covers the exits no handler sees).
@@ -293,7 +294,10 @@ function startMock(options) {
 function awaitReady(m, child, o, token) {
     var startMs = o.startTimeoutMs || 10000;
     return new Promise(function ready(resolve, reject) {
-        var out = '';
+        var out = ''; // a bounded tail of what stdout said, for error messages
+        var partial = ''; // the line being read
+        var listening = null;
+        var adminAt = null;
         var done = false;
         var timer = setTimeout(function late() {
             fail('tchannel-mock did not print its listening and admin lines within ' +
@@ -309,21 +313,35 @@ function awaitReady(m, child, o, token) {
                 (signal ? 'signal ' + signal : 'status ' + code) + ')');
         });
 
+        // Reads lines until both are seen, then stops collecting: the mock
+        // runs as long as the test, and what it prints later is not ours to keep.
         function onData(d) {
-            out += d;
-            var l = /^listening (\S+)$/m.exec(out);
-            var a = /^admin (\S+)$/m.exec(out);
-            if (!l || !a || done) {
+            if (done) {
+                return;
+            }
+            out = (out + d).slice(-STDOUT_KEEP);
+            var lines = (partial + d).split('\n');
+            partial = lines.pop().slice(-STDOUT_KEEP);
+            lines.forEach(function each(line) {
+                var l = /^listening (\S+)$/.exec(line);
+                var a = /^admin (\S+)$/.exec(line);
+                listening = l ? l[1] : listening;
+                adminAt = a ? a[1] : adminAt;
+            });
+            if (!listening || !adminAt) {
                 return;
             }
             done = true;
             clearTimeout(timer);
-            m.hostPort = l[1];
+            // keep the pipe drained so the mock never blocks on a full pipe
+            child.stdout.removeListener('data', onData);
+            child.stdout.resume();
+            m.hostPort = listening;
             var i = m.hostPort.lastIndexOf(':');
             m.host = m.hostPort.slice(0, i).replace(/^\[|\]$/g, '');
             m.port = Number(m.hostPort.slice(i + 1));
-            m.adminHostPort = a[1];
-            m.adminUrl = 'http://' + a[1];
+            m.adminHostPort = adminAt;
+            m.adminUrl = 'http://' + adminAt;
             m.admin = new admin.AdminClient(m.adminUrl, {token: token});
             resolve(m);
         }

@@ -104,7 +104,8 @@ def test_admin_api(tchannel_mock_factory, tmp_path):
     with pytest.raises(AdminError) as err:
         m.admin.set_mode("once")
     assert err.value.status == 400
-    assert err.value.message == "mode once records, but no --upstream was given"
+    # the wording may change; what to give it (--upstream) is named
+    assert "--upstream" in err.value.message
     with pytest.raises(ValueError):
         m.admin.set_mode("sometimes")
     with pytest.raises(ValueError):

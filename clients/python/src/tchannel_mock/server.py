@@ -18,6 +18,7 @@ from . import _binary
 from .admin import AdminClient
 
 STDERR_KEEP = 64 * 1024
+STDOUT_LINE_KEEP = 16 * 1024
 _PR_SET_PDEATHSIG = 1
 
 
@@ -101,6 +102,7 @@ class MockServer:
         self._stderr = bytearray()
         self._stderr_lock = threading.Lock()
         self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._ready = threading.Event()
         self._stopped = False
         self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
                          threading.Thread(target=self._read_stdout, daemon=True)]
@@ -115,9 +117,13 @@ class MockServer:
                 self._stderr += chunk
                 del self._stderr[:-STDERR_KEEP]
 
+    # Lines are queued only until the listening and admin lines were read;
+    # after that the mock's stdout is drained and dropped.
     def _read_stdout(self) -> None:
         for line in self.proc.stdout:
-            self._lines.put(line.decode("utf-8", "replace").rstrip("\n"))
+            if self._ready.is_set():
+                continue
+            self._lines.put(line[:STDOUT_LINE_KEEP].decode("utf-8", "replace").rstrip("\n"))
         self._lines.put(None)
 
     def stderr(self) -> str:
@@ -139,17 +145,26 @@ class MockServer:
                 self._fail_start(seen, cmd, timeout, eof=False)
             if line is None:  # stdout's end
                 self._fail_start(seen, cmd, timeout, eof=True)
-            seen.append(line)
+            seen = seen[-63:] + [line]  # a bounded tail for the error message
             m = re.match(r"^listening (\S+)$", line)
             listening = m.group(1) if m else listening
             m = re.match(r"^admin (\S+)$", line)
             admin = m.group(1) if m else admin
+        self._ready.set()
+        self._drain_lines()
         self.host_port = listening
         host, _, port = listening.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
         self.admin_host_port = admin
         self.admin_url = "http://" + admin
         self.admin = AdminClient(self.admin_url, token=token)
+
+    def _drain_lines(self) -> None:
+        try:
+            while True:
+                self._lines.get_nowait()
+        except queue.Empty:
+            pass
 
     def _fail_start(self, seen: List[str], cmd: Sequence[str], timeout: float,
                     eof: bool) -> None:
