@@ -90,10 +90,131 @@ def test_unmatched_request_fails_verify(tchannel_mock_factory):
     assert u.near_miss["diffs"][0]["field"] == "body"
     with pytest.raises(VerifyError) as err:
         m.verify()
-    assert "1 request(s) matched no interaction" in str(err.value)
+    assert "1 request(s) matched no interaction or stub" in str(err.value)
     assert "keyvalue-server::echo: " in err.value.problems[1]
     m.admin.reset()  # clears the journal and the counters
     m.verify()
+
+
+def test_stubs_scenarios_and_saving(tchannel_mock_factory, tmp_path):
+    m = tchannel_mock_factory([ECHO], cassette_roots=[str(tmp_path)])
+    a = m.admin
+    ping = a.add_stub({"id": "ping", "request": {"serviceName": "keyvalue-server",
+                                                 "endpoint": "ping",
+                                                 "body": {"matches": "^ping-[0-9]+$"}},
+                       "response": {"body": "pong"}})
+    assert (ping.id, ping.plays, ping.request["endpoint"]) == ("ping", 0, "ping")
+    named = a.add_stub({"request": {"serviceName": "keyvalue-server", "endpoint": "x"},
+                        "response": {"body": "x"}})
+    assert named.id and named.id != "ping"  # the mock names a stub given no id
+    assert tcurl(m.host_port, "keyvalue-server", "ping", "ping-42").stdout == "pong"
+    assert tcurl(m.host_port, "keyvalue-server", "ping", "ping-43").stdout == "pong"
+    assert a.stub("ping").plays == 2
+    assert [s.id for s in a.stubs()] == ["ping", named.id]
+    changed = a.replace_stub("ping", {"id": "ping", "request": {
+        "serviceName": "keyvalue-server", "endpoint": "ping"}, "response": {"body": "PONG"}})
+    assert changed.response["body"] == "PONG"
+    assert tcurl(m.host_port, "keyvalue-server", "ping", "anything").stdout == "PONG"
+    with pytest.raises(AdminError) as err:
+        a.stub("nope")
+    assert err.value.status == 404 and "nope" in err.value.message
+    with pytest.raises(AdminError) as err:
+        a.add_stub({"request": {"endpoint": {"matches": "("}}, "response": {"body": "x"}})
+    assert err.value.status == 400 and "endpoint.matches" in err.value.message
+    with pytest.raises(ValueError):
+        a.stub("")
+
+    # scenarios: a stub answers only in its state, and moves it
+    for sid, need, then, body in (("empty", "Started", "full", "empty"),
+                                  ("full", "full", None, "one item")):
+        stub = {"id": sid, "scenario": "cart", "requiredState": need,
+                "request": {"serviceName": "keyvalue-server", "endpoint": "cart"},
+                "response": {"body": body}}
+        if then:
+            stub["newState"] = then
+        a.add_stub(stub)
+    assert tcurl(m.host_port, "keyvalue-server", "cart").stdout == "empty"
+    [cart] = a.scenarios()
+    assert (cart.name, cart.state) == ("cart", "full")
+    assert set(cart.possible_states) >= {"Started", "full"}
+    assert tcurl(m.host_port, "keyvalue-server", "cart").stdout == "one item"
+    assert a.set_scenario_state("cart", "Started") == "Started"
+    assert tcurl(m.host_port, "keyvalue-server", "cart").stdout == "empty"
+    a.reset_scenarios()
+    assert a.scenarios()[0].state == "Started"
+    with pytest.raises(AdminError) as err:
+        a.set_scenario_state("cart", "ful")
+    assert err.value.status == 400 and "'full'" in err.value.message
+    with pytest.raises(AdminError) as err:
+        a.set_scenario_state("no such", "Started")
+    assert err.value.status == 404
+
+    # saved as a cassette another mock serves
+    out = tmp_path / "stubs.yaml"
+    assert a.save_stubs(str(out)) == 4
+    with pytest.raises(AdminError) as err:
+        a.save_stubs(str(out))
+    assert err.value.status == 409 and "overwrite" in err.value.message
+    assert a.save_stubs(str(out), overwrite=True) == 4
+    assert a.delete_stub(named.id) == named.id
+    assert a.delete_stubs() == 3
+    assert a.stubs() == []
+    other = tchannel_mock_factory([str(out)])
+    assert tcurl(other.host_port, "keyvalue-server", "ping", "x").stdout == "PONG"
+
+
+def test_journal_rules_and_verify(tchannel_mock_factory):
+    m = tchannel_mock_factory([KEYVALUE], args=["--thrift", IDL])
+    a = m.admin
+    a.add_stub({"id": "must", "required": True,
+                "request": {"serviceName": "keyvalue-server", "endpoint": "must"},
+                "response": {"body": "done"}})
+    assert tcurl(m.host_port, "-t", IDL, "keyvalue-server", "KeyValue::getValue",
+                 '{"key": "foo"}').returncode == 0
+    assert tcurl(m.host_port, "keyvalue-server", "nothing-here").returncode != 0
+    rules = {"endpoint": "KeyValue::getValue",
+             "body": {"matchesJsonPath": {"expression": "$.key", "equalTo": "foo"}}}
+    assert a.count_requests(rules) == 1
+    [found] = a.find_requests(rules)
+    assert found.outcome == "replayed" and found.raw["bodyDecoded"] == {"key": "foo"}
+    assert a.count_requests() == 2
+    assert a.count_requests({"endpoint": "who"}) == 0
+    with pytest.raises(AdminError) as err:
+        a.count_requests({"body": {"matchesJsonPath": "$.a["}})
+    assert err.value.status == 400 and "body.matchesJsonPath" in err.value.message
+    [miss] = a.unmatched()
+    assert miss.endpoint == "nothing-here" and a.unmatched_since_clear() == 1
+
+    report = a.verify()  # a 409 is a report, not an error
+    assert not report.ok and report.unmatched == 1
+    assert [(n.id, n.endpoint) for n in report.not_called] == [("must", "must")]
+    assert report.unmatched_requests[0].endpoint == "nothing-here"
+    with pytest.raises(VerifyError) as err:
+        m.verify()
+    assert any("required, never called" in p and "[must]" in p for p in err.value.problems)
+    assert any("nothing-here" in p for p in err.value.problems)
+    m.verify(required=False, unmatched=False)  # nothing asked, nothing to fail
+
+    assert a.clear_journal() == 2
+    with pytest.raises(VerifyError) as err:  # the required stub is still not called
+        m.verify()
+    assert len(err.value.problems) == 1
+    assert tcurl(m.host_port, "keyvalue-server", "must").stdout == "done"
+    assert a.verify().ok
+    m.verify()
+
+
+def test_redactions(tchannel_mock_factory):
+    m = tchannel_mock_factory([ECHO])
+    r = m.admin.redactions()
+    assert (r.headers, r.transport_headers, r.json_paths, r.thrift_fields) == ([], [], [], [])
+    r = m.admin.set_redactions(headers=["x-token"], json_paths=["$.password"])
+    assert (r.headers, r.json_paths) == (["x-token"], ["$.password"])
+    with pytest.raises(AdminError) as err:
+        m.admin.set_redactions(json_paths=["password"])
+    assert err.value.status == 400 and "jsonPaths[0]" in err.value.message
+    assert m.admin.redactions().json_paths == ["$.password"]  # left as it was
+    assert m.admin.set_redactions().headers == []
 
 
 def test_admin_api(tchannel_mock_factory, tmp_path):

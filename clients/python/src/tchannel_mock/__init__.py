@@ -3,9 +3,11 @@ its admin API, stop it on teardown. See docs/clients-python.md."""
 
 from ._binary import Binary, BinaryNotFound, find_binary
 from .admin import (AdminClient, AdminError, Cassette, CassetteList, Health, Interaction,
-                    Journal, JournalEntry, ReloadResult)
+                    Journal, JournalEntry, NotCalled, Redactions, ReloadResult, Scenario, Stub,
+                    VerifyReport)
 from .server import MockError, MockServer, VerifyError, start
 
 __all__ = ["AdminClient", "AdminError", "Binary", "BinaryNotFound", "Cassette", "CassetteList",
            "Health", "Interaction", "Journal", "JournalEntry", "MockError", "MockServer",
-           "ReloadResult", "VerifyError", "find_binary", "start"]
+           "NotCalled", "Redactions", "ReloadResult", "Scenario", "Stub", "VerifyError",
+           "VerifyReport", "find_binary", "start"]

@@ -5,11 +5,12 @@ non-2xx answer raises AdminError with the mock's message and the status.
 """
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 MODES = ("once", "new_episodes", "none", "all")
 OUTCOMES = ("replayed", "recorded", "unmatched", "failed", "hyperbahn")
@@ -113,6 +114,7 @@ class JournalEntry:
     matched: bool = False
     cassette: Optional[str] = None
     index: Optional[int] = None
+    stub_id: Optional[str] = None
     message: Optional[str] = None
     near_miss: Optional[Dict[str, Any]] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
@@ -144,6 +146,78 @@ def _reloads(body) -> List[ReloadResult]:
     return [_from_json(ReloadResult, r) for r in body.get("reloaded", [])]
 
 
+@dataclass
+class Stub:
+    """A run-time stub as the mock holds it; ``raw`` is what PUT /stubs/ID takes back."""
+    id: str = ""
+    request: Dict[str, Any] = field(default_factory=dict)
+    response: Optional[Dict[str, Any]] = None
+    error: Optional[Dict[str, Any]] = None
+    priority: Optional[int] = None
+    required: bool = False
+    scenario: Optional[str] = None
+    required_state: Optional[str] = None
+    new_state: Optional[str] = None
+    plays: int = 0
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _stubs(v):
+    return [_from_json(Stub, s) for s in v]
+
+
+@dataclass
+class Scenario:
+    name: str = ""
+    state: str = ""
+    possible_states: List[str] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class NotCalled:
+    """An interaction or stub marked required that was never called."""
+    cassette: str = ""
+    index: int = 0
+    id: Optional[str] = None
+    line: Optional[int] = None
+    service: Optional[str] = None
+    endpoint: Optional[str] = None
+    describe: str = ""
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _not_called(v):
+    return [_from_json(NotCalled, n) for n in v]
+
+
+@dataclass
+class VerifyReport:
+    """GET /verify: ok when every required interaction and stub was called
+    and no request went unmatched since the last clear."""
+    ok: bool = False
+    not_called: List[NotCalled] = field(default_factory=list)
+    unmatched: int = 0
+    unmatched_requests: List[JournalEntry] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class Redactions:
+    """What recordings must not keep (each becomes "<redacted>")."""
+    headers: List[str] = field(default_factory=list)
+    transport_headers: List[str] = field(default_factory=list)
+    json_paths: List[str] = field(default_factory=list)
+    thrift_fields: List[str] = field(default_factory=list)
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _segment(v: str, what: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ValueError("%s: expected a non-empty string, got %r" % (what, v))
+    return urllib.parse.quote(v, safe="")
+
+
 def _message(body: Any, text: str) -> str:
     """The mock's own words: {"error": ...}, or the files a reload could not read."""
     if isinstance(body, dict):
@@ -168,8 +242,9 @@ class AdminClient:
         # the admin API is local: an http_proxy in the environment must not see it
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Sends one request; returns the decoded JSON answer."""
+    def request(self, method: str, path: str, body: Any = None, ok: tuple = ()) -> Any:
+        """Sends one request; returns the decoded JSON answer. A status in
+        ``ok`` (beside 2xx) is an answer too, not an error."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method)
         req.add_header("Accept", "application/json")
@@ -186,7 +261,7 @@ class AdminClient:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = None
-        if not 200 <= status <= 299:
+        if not 200 <= status <= 299 and not (status in ok and isinstance(parsed, dict)):
             raise AdminError(method, path, status, _message(parsed, text), parsed)
         if parsed is None:
             raise AdminError(method, path, status, "answer is not JSON: %r" % text[:200], None)
@@ -242,8 +317,86 @@ class AdminClient:
         return self.journal(service, endpoint, outcome, limit=1).matching
 
     def unmatched(self) -> List[JournalEntry]:
-        """The requests no cassette answered, oldest first."""
-        return self.journal(outcome="unmatched").entries
+        """The requests no cassette or stub answered, oldest first (GET /journal/unmatched)."""
+        return _entries(self.request("GET", "/journal/unmatched")["entries"])
+
+    def unmatched_since_clear(self) -> int:
+        """How many requests went unmatched since start or the last clear,
+        those the journal has let go included."""
+        return self.request("GET", "/journal/unmatched")["unmatchedSinceClear"]
+
+    def find_requests(self, rules: Optional[Dict[str, Any]] = None) -> List[JournalEntry]:
+        """The journal entries the match rules pass (a stub's ``request``
+        object; {} or None: every request), oldest first."""
+        return _entries(self.request("POST", "/journal/find", rules or {})["entries"])
+
+    def count_requests(self, rules: Optional[Dict[str, Any]] = None) -> int:
+        """How many journal entries the match rules pass."""
+        return self.request("POST", "/journal/count", rules or {})["count"]
+
+    def clear_journal(self) -> int:
+        """Empties the journal (not the cassettes); returns how many entries it held."""
+        return self.request("DELETE", "/journal")["cleared"]
+
+    def verify(self) -> VerifyReport:
+        """GET /verify; its 409 (something to report) is an answer, not an error."""
+        return _from_json(VerifyReport, self.request("GET", "/verify", ok=(409,)),
+                          not_called=_not_called, unmatched_requests=_entries)
+
+    # ---- run-time stubs and scenarios
+
+    def stubs(self) -> List[Stub]:
+        return _stubs(self.request("GET", "/stubs")["stubs"])
+
+    def stub(self, stub_id: str) -> Stub:
+        return _from_json(Stub, self.request("GET", "/stubs/" + _segment(stub_id, "stub id")))
+
+    def add_stub(self, stub: Dict[str, Any]) -> Stub:
+        """Adds a stub (docs/cassettes.md#stubs); without an id the mock names it."""
+        return _from_json(Stub, self.request("POST", "/stubs", stub)["stub"])
+
+    def replace_stub(self, stub_id: str, stub: Dict[str, Any]) -> Stub:
+        return _from_json(Stub, self.request("PUT", "/stubs/" + _segment(stub_id, "stub id"),
+                                             stub)["stub"])
+
+    def delete_stub(self, stub_id: str) -> str:
+        return self.request("DELETE", "/stubs/" + _segment(stub_id, "stub id"))["deleted"]
+
+    def delete_stubs(self) -> int:
+        """Drops every run-time stub (and their scenarios' states); returns how many."""
+        return self.request("DELETE", "/stubs")["deleted"]
+
+    def save_stubs(self, path: str, overwrite: bool = False) -> int:
+        """Writes the run-time stubs as a cassette (inside the cassette roots);
+        returns how many were saved."""
+        body: Dict[str, Any] = {"path": os.fspath(path)}
+        if overwrite:
+            body["overwrite"] = True
+        return self.request("POST", "/stubs/save", body)["saved"]
+
+    def scenarios(self) -> List[Scenario]:
+        return [_from_json(Scenario, sc) for sc in self.request("GET", "/scenarios")["scenarios"]]
+
+    def set_scenario_state(self, name: str, state: str) -> str:
+        path = "/scenarios/%s/state" % _segment(name, "scenario name")
+        return self.request("PUT", path, {"state": state})["state"]
+
+    def reset_scenarios(self) -> None:
+        """Every scenario back to "Started"."""
+        self.request("POST", "/scenarios/reset")
+
+    # ---- redactions
+
+    def redactions(self) -> Redactions:
+        return _from_json(Redactions, self.request("GET", "/redactions"))
+
+    def set_redactions(self, headers: Iterable[str] = (), transport_headers: Iterable[str] = (),
+                       json_paths: Iterable[str] = (),
+                       thrift_fields: Iterable[str] = ()) -> Redactions:
+        """Replaces the whole set (a list left empty is emptied)."""
+        body = {"headers": list(headers), "transportHeaders": list(transport_headers),
+                "jsonPaths": list(json_paths), "thriftFields": list(thrift_fields)}
+        return _from_json(Redactions, self.request("PUT", "/redactions", body))
 
     def hyperbahn(self) -> Dict[str, Any]:
         return self.request("GET", "/hyperbahn")

@@ -237,20 +237,23 @@ class MockServer:
                                else "with status %d" % code), self.stderr())
         return code
 
-    def verify(self, unmatched: bool = True, all_played: bool = False) -> None:
-        """Raises VerifyError listing every problem found:
-        unmatched:  a request reached the mock that no cassette answered;
-        all_played: an interaction was never played since the last load,
-                    reset, rewind or mode change."""
+    def verify(self, unmatched: bool = True, required: bool = True,
+               all_played: bool = False) -> None:
+        """Asks the mock (GET /verify) and raises VerifyError listing every
+        problem it found, in the mock's own words:
+        required:   an interaction or stub marked ``required: true`` was never called;
+        unmatched:  a request reached the mock that no cassette or stub answered
+                    (since start or the last clear of the journal);
+        all_played: (not part of /verify) an interaction was never played since
+                    the last load, reset, rewind or mode change."""
         problems: List[str] = []
-        if unmatched:
-            misses = self.admin.health().misses
-            entries = self.admin.unmatched()
-            n = max(misses, len(entries))
-            if n:
-                problems.append("%d request(s) matched no interaction" % n)
-                problems += ["unmatched %s::%s: %s" % (e.service, e.endpoint, e.message)
-                             for e in entries[-5:]]
+        report = self.admin.verify() if (unmatched or required) else None
+        if required and report is not None:
+            problems += ["required, never called: " + n.describe for n in report.not_called]
+        if unmatched and report is not None and report.unmatched:
+            problems.append("%d request(s) matched no interaction or stub" % report.unmatched)
+            problems += ["unmatched %s::%s: %s" % (e.service, e.endpoint, e.message)
+                         for e in report.unmatched_requests]
         if all_played:
             for c in self.admin.cassettes().cassettes:
                 problems += ["never played: %s #%d (line %s) %s::%s"
