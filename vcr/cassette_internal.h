@@ -114,9 +114,10 @@ struct tch_cassette {
     size_t npatterns, cappatterns;
     size_t pattern_evals; /* rule sets evaluated by lookups (tests check hits cost none) */
     /* Patterns whose rules require one service and one endpoint (most do)
-     * are grouped by the two, in an open-addressed table; a lookup merges
-     * its call's group with the wild list (the rest), so it evaluates only
-     * patterns that could match. npearly: how many outrank exact hits. */
+     * are grouped by the two (and, when their body regex has a literal
+     * start, its first byte) in an open-addressed table; a lookup merges
+     * its call's two groups with the wild list (the rest), so it evaluates
+     * only patterns that could match. */
     cas_plist *pgroups;
     size_t npgroups, npgroups_used; /* slots (a power of two), keys */
     cas_plist pwild;

@@ -1050,8 +1050,11 @@ static int eval_field(const tch_stub_rules *rs, int f, cas_view *cv, char *why, 
     case SF_HEADERS:
     case SF_BODY: {
         int which = f == SF_BODY;
+        rkind k = fr->whole.kind;
         scalar_val(view_text(cv, which), &v);
-        v.json = cas_view_json(cv, which);
+        /* parsed only for rules that read JSON, or to show the value */
+        if ((why && whysz) || (k != RK_MATCHES && k != RK_CONTAINS && k != RK_ANY))
+            v.json = cas_view_json(cv, which);
         if (f == SF_HEADERS && !r->headers.len)
             v.present = r->scheme == TCH_CASSETTE_JSON || r->scheme == TCH_CASSETTE_THRIFT;
         if (f == SF_HEADERS && v.json && json_object_size(v.json) == 0 &&

@@ -13,9 +13,11 @@
 # Prints one bench line per server, the ratio mock/echo (target >= 0.5), and the mock's RSS.
 #
 # Then stubs: a cassette of 10,000 exact interactions and 1,000 pattern stubs (body rules
-# `matches`), served once with the benchmark's call as an exact interaction (an exact hit
-# must not scan the patterns) and once with only the last pattern matching it (a pattern
-# hit); each rate against the echo server's, target >= 0.5.
+# `matches`, all on the benchmark call's service and endpoint), served once with the
+# benchmark's call as an exact interaction (an exact hit, repeated with --allow-repeats, must
+# not evaluate the patterns) and once with only the last pattern matching it (a pattern hit:
+# the others' regexes start with other literal text, which the pattern index tells apart
+# without evaluating them); each rate against the echo server's, target >= 0.5.
 #
 # Then recording: a second mock, in mode new_episodes with the echo server as --upstream,
 # serves a cassette of 20,000 interactions already recorded; bench_client --bodies distinct
@@ -115,8 +117,9 @@ if [ "$stubs_only" = 0 ]; then
 fi
 
 # ---- stubs: 1,000 pattern stubs beside 10,000 exact interactions (issue 15). An exact hit
-# must stay a hashed lookup (not a scan of the patterns); a pattern hit scans them, the one
-# that matches last. Both against the echo server's rate measured above, target >= 0.5.
+# must stay a hashed lookup (not a scan of the patterns); a pattern hit evaluates only the
+# patterns its call could match. Both against the echo server's rate measured above,
+# target >= 0.5.
 gen_stubs() { # PATH exact|pattern: 10,000 exact interactions and 1,000 pattern stubs
     python3 - "$1" "$payload" "$2" <<'PY'
 import sys
