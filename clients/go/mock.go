@@ -57,10 +57,12 @@ type Options struct {
 	Verify *VerifyOptions
 }
 
-// VerifyOptions say what Verify checks. The zero value checks for unmatched
-// requests only.
+// VerifyOptions say what Verify checks. The zero value asks GET /verify
+// about both: required interactions and stubs never called, and requests
+// that matched nothing.
 type VerifyOptions struct {
-	IgnoreUnmatched bool // do not fail on requests that matched no interaction
+	IgnoreUnmatched bool // do not fail on requests that matched no interaction or stub
+	IgnoreRequired  bool // do not fail on required interactions and stubs never called
 	AllPlayed       bool // fail on interactions never played since the last (re)load
 }
 
@@ -425,30 +427,27 @@ func (m *Mock) stop() error {
 	return nil
 }
 
-// Verify returns a *VerifyError listing every problem o asks about: requests
-// that matched no interaction and, with AllPlayed, interactions never played
-// since the last load, reset, rewind or mode change.
+// Verify returns a *VerifyError listing every problem o asks about, in the
+// mock's words (GET /verify): interactions and stubs marked required that
+// were never called, requests that matched nothing since start or the last
+// clear of the journal, and, with AllPlayed, interactions never played since
+// the last load, reset, rewind or mode change.
 func (m *Mock) Verify(ctx context.Context, o VerifyOptions) error {
 	var problems []string
-	if !o.IgnoreUnmatched {
-		h, err := m.Admin.Health(ctx)
+	if !o.IgnoreUnmatched || !o.IgnoreRequired {
+		v, err := m.Admin.Verify(ctx)
 		if err != nil {
 			return err
 		}
-		entries, err := m.Admin.Unmatched(ctx)
-		if err != nil {
-			return err
-		}
-		n := h.Misses
-		if int64(len(entries)) > n {
-			n = int64(len(entries))
-		}
-		if n > 0 {
-			problems = append(problems, fmt.Sprintf("%d request(s) matched no interaction", n))
-			if len(entries) > 5 {
-				entries = entries[len(entries)-5:]
+		if !o.IgnoreRequired {
+			for _, n := range v.NotCalled {
+				problems = append(problems, "required, never called: "+n.Describe)
 			}
-			for _, e := range entries {
+		}
+		if !o.IgnoreUnmatched && v.Unmatched > 0 {
+			problems = append(problems, fmt.Sprintf(
+				"%d request(s) matched no interaction or stub", v.Unmatched))
+			for _, e := range v.UnmatchedRequests {
 				problems = append(problems, fmt.Sprintf("unmatched %s::%s: %s", e.Service,
 					e.Endpoint, e.Message))
 			}

@@ -9,6 +9,7 @@ package tchannelmock
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -163,7 +164,7 @@ func TestUnmatchedRequestFailsVerify(t *testing.T) {
 	}
 	err = m.Verify(ctx, VerifyOptions{})
 	var ve *VerifyError
-	if !errors.As(err, &ve) || ve.Problems[0] != "1 request(s) matched no interaction" ||
+	if !errors.As(err, &ve) || ve.Problems[0] != "1 request(s) matched no interaction or stub" ||
 		!strings.HasPrefix(ve.Problems[1], "unmatched keyvalue-server::echo: ") {
 		t.Fatalf("want a VerifyError, got %v", err)
 	}
@@ -453,4 +454,200 @@ func TestAdminToken(t *testing.T) {
 	wantAdminError(t, err, 401, "Bearer")
 	_, err = NewAdmin(m.AdminURL, "guess").Health(ctx)
 	wantAdminError(t, err, 401, "")
+}
+
+func wantOut(t *testing.T, r callResult, want string) {
+	t.Helper()
+	if r.code != 0 || r.stdout != want {
+		t.Fatalf("want %q, got %+v", want, r)
+	}
+}
+
+func TestStubsScenariosAndSaving(t *testing.T) {
+	dir := t.TempDir()
+	m := StartT(t, Options{Cassettes: []string{echoRaw}, CassetteRoots: []string{dir}})
+	a := m.Admin
+	ping, err := a.AddStub(ctx, Stub{ID: "ping", Request: map[string]interface{}{
+		"serviceName": "keyvalue-server", "endpoint": "ping",
+		"body": map[string]interface{}{"matches": "^ping-[0-9]+$"}},
+		Response: map[string]interface{}{"body": "pong"}})
+	wantNoErr(t, err)
+	if ping.ID != "ping" || ping.Plays != 0 || ping.Request["endpoint"] != "ping" {
+		t.Fatalf("added %+v", ping)
+	}
+	named, err := a.AddStub(ctx, json.RawMessage(`{"request": {"serviceName":
+		"keyvalue-server", "endpoint": "x"}, "response": {"body": "x"}}`))
+	wantNoErr(t, err)
+	if named.ID == "" || named.ID == "ping" {
+		t.Fatalf("the mock named a stub %q", named.ID)
+	}
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "ping", "ping-42"), "pong")
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "ping", "ping-43"), "pong")
+	got, err := a.Stub(ctx, "ping")
+	wantNoErr(t, err)
+	if got.Plays != 2 {
+		t.Fatalf("plays %d", got.Plays)
+	}
+	list, err := a.Stubs(ctx)
+	wantNoErr(t, err)
+	if len(list) != 2 || list[0].ID != "ping" || list[1].ID != named.ID {
+		t.Fatalf("stubs %+v", list)
+	}
+	changed, err := a.ReplaceStub(ctx, "ping", map[string]interface{}{"id": "ping",
+		"request":  map[string]string{"serviceName": "keyvalue-server", "endpoint": "ping"},
+		"response": map[string]string{"body": "PONG"}})
+	wantNoErr(t, err)
+	if changed.Response["body"] != "PONG" {
+		t.Fatalf("replaced %+v", changed)
+	}
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "ping", "anything"), "PONG")
+	_, err = a.Stub(ctx, "nope")
+	wantAdminError(t, err, 404, "nope")
+	_, err = a.AddStub(ctx, json.RawMessage(`{"request": {"endpoint": {"matches": "("}},
+		"response": {"body": "x"}}`))
+	wantAdminError(t, err, 400, "endpoint.matches")
+	if _, err := a.Stub(ctx, ""); err == nil {
+		t.Fatal("Stub(\"\") passed")
+	}
+
+	// scenarios: a stub answers only in its state, and moves it
+	cart := map[string]interface{}{"serviceName": "keyvalue-server", "endpoint": "cart"}
+	_, err = a.AddStub(ctx, Stub{ID: "empty", Scenario: "cart", RequiredState: "Started",
+		NewState: "full", Request: cart, Response: map[string]interface{}{"body": "empty"}})
+	wantNoErr(t, err)
+	_, err = a.AddStub(ctx, Stub{ID: "full", Scenario: "cart", RequiredState: "full",
+		Request: cart, Response: map[string]interface{}{"body": "one item"}})
+	wantNoErr(t, err)
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "cart"), "empty")
+	scs, err := a.Scenarios(ctx)
+	wantNoErr(t, err)
+	if len(scs) != 1 || scs[0].Name != "cart" || scs[0].State != "full" ||
+		!strings.Contains(strings.Join(scs[0].PossibleStates, ","), "Started") {
+		t.Fatalf("scenarios %+v", scs)
+	}
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "cart"), "one item")
+	wantNoErr(t, a.SetScenarioState(ctx, "cart", "Started"))
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "cart"), "empty")
+	wantNoErr(t, a.ResetScenarios(ctx))
+	scs, err = a.Scenarios(ctx)
+	wantNoErr(t, err)
+	if scs[0].State != "Started" {
+		t.Fatalf("after reset %+v", scs)
+	}
+	wantAdminError(t, a.SetScenarioState(ctx, "cart", "ful"), 400, "'full'")
+	wantAdminError(t, a.SetScenarioState(ctx, "no such", "Started"), 404, "")
+
+	// saved as a cassette another mock serves
+	out := filepath.Join(dir, "stubs.yaml")
+	n, err := a.SaveStubs(ctx, out, false)
+	wantNoErr(t, err)
+	if n != 4 {
+		t.Fatalf("saved %d", n)
+	}
+	_, err = a.SaveStubs(ctx, out, false)
+	wantAdminError(t, err, 409, "overwrite")
+	_, err = a.SaveStubs(ctx, out, true)
+	wantNoErr(t, err)
+	wantNoErr(t, a.DeleteStub(ctx, named.ID))
+	n, err = a.DeleteStubs(ctx)
+	wantNoErr(t, err)
+	if list, _ = a.Stubs(ctx); n != 3 || len(list) != 0 {
+		t.Fatalf("deleted %d, left %+v", n, list)
+	}
+	other := StartT(t, Options{Cassettes: []string{out}})
+	wantOut(t, tcurl(t, other.HostPort, "keyvalue-server", "ping", "x"), "PONG")
+}
+
+func TestJournalRulesAndVerify(t *testing.T) {
+	m := StartT(t, Options{Cassettes: []string{keyvalue}, Args: []string{"--thrift", idl}})
+	a := m.Admin
+	_, err := a.AddStub(ctx, Stub{ID: "must", Required: true, Request: map[string]interface{}{
+		"serviceName": "keyvalue-server", "endpoint": "must"},
+		Response: map[string]interface{}{"body": "done"}})
+	wantNoErr(t, err)
+	if r := tcurl(t, m.HostPort, "-t", idl, "keyvalue-server", "KeyValue::getValue",
+		`{"key": "foo"}`); r.code != 0 {
+		t.Fatalf("getValue %+v", r)
+	}
+	if r := tcurl(t, m.HostPort, "keyvalue-server", "nothing-here"); r.code == 0 {
+		t.Fatalf("want a miss, got %+v", r)
+	}
+	rules := map[string]interface{}{"endpoint": "KeyValue::getValue",
+		"body": map[string]interface{}{"matchesJsonPath": map[string]string{
+			"expression": "$.key", "equalTo": "foo"}}}
+	n, err := a.CountRequests(ctx, rules)
+	wantNoErr(t, err)
+	found, err := a.FindRequests(ctx, rules)
+	wantNoErr(t, err)
+	var body struct{ Key string }
+	if n != 1 || len(found) != 1 || found[0].Outcome != "replayed" ||
+		json.Unmarshal(found[0].BodyDecoded, &body) != nil || body.Key != "foo" {
+		t.Fatalf("count %d, found %+v", n, found)
+	}
+	if n, err = a.CountRequests(ctx, nil); err != nil || n != 2 {
+		t.Fatalf("count all %d %v", n, err)
+	}
+	_, err = a.CountRequests(ctx, json.RawMessage(`{"body": {"matchesJsonPath": "$.a["}}`))
+	wantAdminError(t, err, 400, "body.matchesJsonPath")
+	u, err := a.UnmatchedReport(ctx)
+	wantNoErr(t, err)
+	if u.Count != 1 || u.SinceClear != 1 || u.Entries[0].Endpoint != "nothing-here" {
+		t.Fatalf("unmatched %+v", u)
+	}
+
+	v, err := a.Verify(ctx) // a 409 is a report, not an error
+	wantNoErr(t, err)
+	if v.OK || v.Unmatched != 1 || len(v.NotCalled) != 1 || v.NotCalled[0].ID != "must" ||
+		v.UnmatchedRequests[0].Endpoint != "nothing-here" {
+		t.Fatalf("verify %+v", v)
+	}
+	err = m.Verify(ctx, VerifyOptions{})
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Problems[0], "required, never called: ") ||
+		!strings.Contains(ve.Problems[0], "[must]") ||
+		!strings.Contains(err.Error(), "nothing-here") {
+		t.Fatalf("want a VerifyError, got %v", err)
+	}
+	tb := &fakeTB{TB: t}
+	m.VerifyT(tb, VerifyOptions{IgnoreUnmatched: true})
+	if len(tb.errs) != 1 || strings.Contains(tb.errs[0], "nothing-here") {
+		t.Fatalf("VerifyT reported %q", tb.errs)
+	}
+	wantNoErr(t, m.Verify(ctx, VerifyOptions{IgnoreUnmatched: true, IgnoreRequired: true}))
+
+	cleared, err := a.ClearJournal(ctx)
+	wantNoErr(t, err)
+	if cleared != 2 {
+		t.Fatalf("cleared %d", cleared)
+	}
+	wantOut(t, tcurl(t, m.HostPort, "keyvalue-server", "must"), "done")
+	if v, err = a.Verify(ctx); err != nil || !v.OK {
+		t.Fatalf("verify %+v %v", v, err)
+	}
+	wantNoErr(t, m.Verify(ctx, VerifyOptions{}))
+}
+
+func TestRedactions(t *testing.T) {
+	m := StartT(t, Options{Cassettes: []string{echoRaw}})
+	r, err := m.Admin.Redactions(ctx)
+	wantNoErr(t, err)
+	if len(r.Headers)+len(r.TransportHeaders)+len(r.JSONPaths)+len(r.ThriftFields) != 0 {
+		t.Fatalf("redactions %+v", r)
+	}
+	r, err = m.Admin.SetRedactions(ctx, Redactions{Headers: []string{"x-token"},
+		JSONPaths: []string{"$.password"}})
+	wantNoErr(t, err)
+	if len(r.Headers) != 1 || r.JSONPaths[0] != "$.password" {
+		t.Fatalf("set %+v", r)
+	}
+	_, err = m.Admin.SetRedactions(ctx, Redactions{JSONPaths: []string{"password"}})
+	wantAdminError(t, err, 400, "jsonPaths[0]")
+	if r, _ = m.Admin.Redactions(ctx); len(r.JSONPaths) != 1 {
+		t.Fatalf("a refused PUT changed the set: %+v", r)
+	}
+	r, err = m.Admin.SetRedactions(ctx, Redactions{})
+	wantNoErr(t, err)
+	if len(r.Headers) != 0 || len(r.JSONPaths) != 0 {
+		t.Fatalf("emptied %+v", r)
+	}
 }

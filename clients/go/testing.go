@@ -28,3 +28,12 @@ func StartT(tb testing.TB, o Options) *Mock {
 	})
 	return m
 }
+
+// VerifyT verifies now (see Verify) and fails the test with the mock's list
+// of problems when there are any; the test goes on.
+func (m *Mock) VerifyT(tb testing.TB, o VerifyOptions) {
+	tb.Helper()
+	if err := m.Verify(context.Background(), o); err != nil {
+		tb.Error(err)
+	}
+}
