@@ -30,6 +30,12 @@ static int each_service(const json_t *body, int add, mock *m, const char *peer,
             return -1;
         }
     }
+    /* relaying to ourselves would go round until the TTL ran out */
+    if (add && mock_is_self(m, peer)) {
+        snprintf(why, n, "hyperbahn: refused the ad from %s: that is this mock's own listening "
+                 "address, and calls relayed there would loop", peer);
+        return -1;
+    }
     json_array_foreach(services, i, s) {
         const char *name = json_string_value(json_object_get(s, "serviceName"));
         json_t *hosts = json_object_get(m->advertised, name);

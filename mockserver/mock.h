@@ -18,6 +18,7 @@
 
 #include <tchannel/cassette.h>
 #include <tchannel/channel.h>
+#include <tchannel/trace.h>
 
 #include <jansson.h>
 #include <stdint.h>
@@ -196,6 +197,7 @@ typedef struct mock {
     tch_channel *ch;       /* serves the cassettes */
     struct mock_trace *trace; /* span reporting (trace.c), or NULL */
     tch_channel *upstream; /* client channel for record-through, or NULL */
+    tch_tracer *upstream_tracer; /* its CLIENT spans, with --trace-*; NULL without */
     mock_store store;
     tch_cassette_mode mode;
     mock_journal journal;
@@ -320,6 +322,10 @@ int mock_admin_check_write(mock *m, struct evhttp_request *req, const char *path
 int mock_trace_start(mock *m, tch_error *err);
 /* After the loop: the last spans are posted (a bounded wait) and the file closed. */
 void mock_trace_finish(mock *m);
+/* The CLIENT spans of a channel we call onward with (relay, record-through)
+ * go to the same reporters: a tracer to free before ch, or NULL when not
+ * tracing (or, logged, out of memory). */
+tch_tracer *mock_trace_attach(mock *m, tch_channel *ch);
 
 /* ---- hyperbahn.c ------------------------------------------------------------ */
 int mock_hyperbahn_init(mock *m, tch_error *err);
@@ -338,6 +344,29 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call);
  * (the caller keeps its --upstream). */
 int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
                      const char **host_port);
+/* The transport header every call we forward carries: a call that comes back
+ * with it has gone round a loop (an instance or router that is this mock). */
+#define MOCK_HOP_HEADER "tchannel-mock-hop"
+/* A forwarded call's transport headers: as, re, sk and rd go to their
+ * tch_call_opts fields (so they do not count against the library's limit of
+ * TCH_MAX_TRANSPORT_HEADERS given headers), the others as they came, plus
+ * our hop mark. The caller's re is passed on and is exactly what we retry
+ * on (re "n": one try; "c": a connection error, busy or declined tries
+ * another instance), within the caller's TTL. */
+typedef struct mock_forward {
+    tch_header hs[TCH_MAX_TRANSPORT_HEADERS];
+    char as[256], sk[256], rd[256];
+} mock_forward;
+/* Fills o->headers, nheaders, arg_scheme, retry_on, shard_key and
+ * routing_delegate from call (scheme: the "as" to send when the call had
+ * none). 0, or TCH_EINVAL with err naming a relay loop (the
+ * call carries our hop mark) or the headers that do not fit: the caller
+ * answers Declined. */
+int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_call_opts *o,
+                         mock_forward *fw, tch_error *err);
+/* host_port is where this mock listens: its port on a local, loopback or
+ * unspecified address. Calls sent there would come back to us. */
+int mock_is_self(mock *m, const char *host_port);
 /* hyperbahn.c: host_port advertised (add) or unadvertised service. */
 void mock_relay_advertised(mock *m, const char *service, const char *host_port, int add);
 

@@ -56,7 +56,12 @@ int mock_record_init(mock *m, tch_error *err) {
     m->upstream = tch_channel_new(m->base, "tchannel-mock", &o);
     if (!m->upstream)
         return tch_error_set(err, TCH_ENOMEM, "cannot create the upstream channel");
+    m->upstream_tracer = mock_trace_attach(m, m->upstream);
     for (size_t i = 0; i < m->cfg->upstreams.n; i++) {
+        if (mock_is_self(m, m->cfg->upstreams.v[i]))
+            return tch_error_set(err, TCH_EINVAL, "--upstream %s: that is this mock's own "
+                                 "listening address; calls sent there would loop",
+                                 m->cfg->upstreams.v[i]);
         int rc = tch_channel_add_peer(m->upstream, m->cfg->upstreams.v[i], err);
         if (rc)
             return tch_error_wrap(err, "--upstream %s", m->cfg->upstreams.v[i]);
@@ -351,28 +356,23 @@ static void commit_waiting(evutil_socket_t fd, short what, void *arg) {
         event_active(m->commit_ev, EV_TIMEOUT, 0);
 }
 
-static void fail(mock *m, tch_inbound *in, const tch_cassette_call *call, const char *why) {
+static void fail(mock *m, tch_inbound *in, const tch_cassette_call *call, const char *why,
+                 uint8_t code) {
     mock_log("record-through %.*s::%.*s failed: %s", (int)call->service.len,
              (const char *)call->service.ptr, (int)call->endpoint.len,
              (const char *)call->endpoint.ptr, why);
     mock_journal_add(&m->journal, call->service, call->endpoint, tch_inbound_peer(in),
                      call->scheme, MOCK_FAILED, NULL, -1, why, NULL);
-    tch_inbound_respond_error(in, TCH_PCODE_UNEXPECTED, why);
+    tch_inbound_respond_error(in, code, why);
 }
 
 static void start_upstream(mock *m, mock_recording *r, const tch_cassette_call *call) {
-    tch_header hs[256];
-    size_t nh = call->n_transport_headers < 256 ? call->n_transport_headers : 256;
-    for (size_t i = 0; i < nh; i++)
-        hs[i] = (tch_header){call->transport_headers[i].key, call->transport_headers[i].value};
+    mock_forward fw; /* the library copies the headers at the call */
     tch_call_opts o = {0};
     o.service = r->service;
     o.endpoint = call->endpoint;
     o.arg2 = call->headers;
     o.arg3 = call->body;
-    o.headers = hs;
-    o.nheaders = nh;
-    o.arg_scheme = mock_scheme_name(call->scheme);
     o.host_port = m->cfg->upstreams.n == 1 ? m->cfg->upstreams.v[0] : NULL;
     uint32_t ttl = tch_inbound_ttl_ms(r->in); /* the caller's budget less our hop (1 ms) */
     o.timeout_ms = ttl > 1 ? ttl - 1 : 1;
@@ -381,13 +381,14 @@ static void start_upstream(mock *m, mock_recording *r, const tch_cassette_call *
     tch_channel *via = m->upstream; /* an instance of the service first (relay.c) */
     mock_relay_route(m, call, &via, &o.host_port);
     tch_error err = {0};
-    if (!via)
+    int refused = mock_forward_headers(call, mock_scheme_name(call->scheme), &o, &fw, &err);
+    if (!refused && !via)
         tch_error_set(&err, TCH_ENOTFOUND, "no upstream for service %s", r->service);
-    if (!via || tch_channel_call(via, &o, on_upstream, r, &err) != 0) {
+    if (refused || !via || tch_channel_call(via, &o, on_upstream, r, &err) != 0) {
         tch_error e2;
         tch_cassette_record_abort(r->target->c, r->slot, &e2);
         r->target->pending--;
-        fail(m, r->in, call, err.msg);
+        fail(m, r->in, call, err.msg, refused ? TCH_PCODE_DECLINED : TCH_PCODE_UNEXPECTED);
         unlink_rec(m, r);
     }
 }
@@ -408,7 +409,7 @@ void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
     mock_recording *r = calloc(1, sizeof *r);
     if (!r || !(r->service = tch_slice_strdup(call->service))) {
         free(r);
-        fail(m, in, call, "tchannel-mock: out of memory");
+        fail(m, in, call, "tchannel-mock: out of memory", TCH_PCODE_UNEXPECTED);
         return;
     }
     tch_error err = {0};
@@ -425,7 +426,7 @@ void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
     if (begun != 0) {
         free(r->service);
         free(r);
-        fail(m, in, call, err.msg);
+        fail(m, in, call, err.msg, TCH_PCODE_UNEXPECTED);
         return;
     }
     r->m = m, r->target = target, r->in = in, r->scheme = call->scheme;
@@ -444,6 +445,8 @@ void mock_record_call(mock *m, tch_inbound *in, mock_cassette *target,
 void mock_record_shutdown(mock *m) {
     if (m->commit_ev)
         commit_waiting(-1, 0, m);
+    tch_tracer_free(m->upstream_tracer); /* before its channel */
+    m->upstream_tracer = NULL;
     if (m->upstream) {
         tch_channel *up = m->upstream;
         m->upstream = NULL;

@@ -24,7 +24,10 @@
 
 #include <tchannel/hooks.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,7 @@ typedef struct relay_service {
     mock *m;
     char *name;
     tch_channel *ch; /* peers: exactly the live instances */
+    tch_tracer *tracer; /* our hop's CLIENT spans; NULL when not tracing */
     relay_instance *inst;
     size_t n, cap;
     struct relay_service *next;
@@ -58,6 +62,7 @@ struct mock_relay {
     mock *m;
     relay_service *services;
     tch_channel *router; /* peers: the --upstream-router hosts; NULL without */
+    tch_tracer *router_tracer;
     relay_call *calls;   /* relayed (not recorded) calls in flight */
 };
 
@@ -74,11 +79,25 @@ static void log_line(void *ud, const char *line) {
     mock_log("relay: %s", line);
 }
 
-static tch_channel *client_channel(mock *m) {
+/* A channel to call instances or routers with; its calls' CLIENT spans are
+ * reported with our SERVER spans (*tracer, freed before the channel). */
+static tch_channel *client_channel(mock *m, tch_tracer **tracer) {
     tch_channel_options o = {0};
     o.process_name = "tchannel-mock";
     o.log = log_line;
-    return tch_channel_new(m->base, "tchannel-mock", &o);
+    tch_channel *ch = tch_channel_new(m->base, "tchannel-mock", &o);
+    *tracer = mock_trace_attach(m, ch);
+    return ch;
+}
+
+static void free_channel(tch_channel **ch, tch_tracer **tracer) {
+    tch_tracer_free(*tracer);
+    *tracer = NULL;
+    if (*ch) {
+        tch_channel *c = *ch;
+        *ch = NULL; /* callbacks run by the free see it gone */
+        tch_channel_free(c);
+    }
 }
 
 /* GET /hyperbahn shows whether an advertised instance is relayed to. */
@@ -117,12 +136,12 @@ static relay_service *service_for(struct mock_relay *r, const char *name, tch_er
     if (s)
         return s;
     s = calloc(1, sizeof *s);
-    if (!s || !(s->name = strdup(name)) || !(s->ch = client_channel(r->m)) ||
+    if (!s || !(s->name = strdup(name)) || !(s->ch = client_channel(r->m, &s->tracer)) ||
         tch_channel_add_hook(s->ch, watch_attempts, s, NULL) != 0) {
-        if (s && s->ch)
-            tch_channel_free(s->ch);
-        if (s)
+        if (s) {
+            free_channel(&s->ch, &s->tracer);
             free(s->name);
+        }
         free(s);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
@@ -245,6 +264,121 @@ int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
     return 1;
 }
 
+/* ---- this mock's own address -------------------------------------------------------------- */
+
+static int port_of(const char *host_port, char *host, size_t n) {
+    const char *colon = host_port ? strrchr(host_port, ':') : NULL;
+    if (!colon || colon == host_port)
+        return -1;
+    size_t hl = (size_t)(colon - host_port);
+    if (host_port[0] == '[' && hl >= 2 && host_port[hl - 1] == ']')
+        host_port++, hl -= 2;
+    if (hl >= n)
+        return -1;
+    memcpy(host, host_port, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    return *end || p <= 0 || p > 65535 ? -1 : (int)p;
+}
+
+/* host is one of this machine's addresses: loopback, unspecified, or an
+ * interface's. */
+static int host_is_local(const char *host) {
+    unsigned char a[16];
+    int v6 = 0;
+    if (!strcmp(host, "localhost"))
+        return 1;
+    if (inet_pton(AF_INET, host, a) != 1) {
+        if (inet_pton(AF_INET6, host, a) != 1)
+            return 0;
+        v6 = 1;
+    }
+    if (!v6 && (a[0] == 127 || !memcmp(a, "\0\0\0\0", 4)))
+        return 1;
+    if (v6 && (!memcmp(a, &in6addr_loopback, 16) || !memcmp(a, &in6addr_any, 16)))
+        return 1;
+    struct ifaddrs *ifs, *i;
+    int local = 0;
+    if (getifaddrs(&ifs) != 0)
+        return 0;
+    for (i = ifs; i && !local; i = i->ifa_next) {
+        if (!i->ifa_addr)
+            continue;
+        if (!v6 && i->ifa_addr->sa_family == AF_INET)
+            local = !memcmp(&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, a, 4);
+        else if (v6 && i->ifa_addr->sa_family == AF_INET6)
+            local = !memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, a, 16);
+    }
+    freeifaddrs(ifs);
+    return local;
+}
+
+int mock_is_self(mock *m, const char *host_port) {
+    char host[256], mine[256];
+    const char *ours = m->ch ? tch_channel_host_port(m->ch) : NULL;
+    int port = port_of(host_port, host, sizeof host);
+    int our_port = port_of(ours, mine, sizeof mine);
+    if (port < 0 || port != our_port)
+        return 0;
+    return !strcmp(host, mine) || host_is_local(host);
+}
+
+/* ---- forwarding a call's transport headers --------------------------------------------- */
+
+static int retry_on_of(tch_slice re, int *out) {
+    static const struct { const char *v; int on; } map[] = {
+        {"n", TCH_RETRY_NEVER}, {"c", TCH_RETRY_CONNECTION}, {"t", TCH_RETRY_TIMEOUT},
+        {"ct", TCH_RETRY_CONNECTION_TIMEOUT}, {"tc", TCH_RETRY_CONNECTION_TIMEOUT},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (tch_slice_eq_cstr(re, map[i].v)) {
+            *out = map[i].on;
+            return 1;
+        }
+    return 0;
+}
+
+static const char *copy_value(char *dst, size_t n, tch_slice v) {
+    snprintf(dst, n, "%.*s", (int)(v.len < n ? v.len : n - 1), (const char *)v.ptr);
+    return dst;
+}
+
+int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_call_opts *o,
+                         mock_forward *fw, tch_error *err) {
+    size_t n = 0;
+    o->arg_scheme = scheme;
+    o->retry_on = TCH_RETRY_DEFAULT; /* "c", the protocol's default, when re is absent */
+    for (size_t i = 0; i < call->n_transport_headers; i++) {
+        tch_slice k = call->transport_headers[i].key, v = call->transport_headers[i].value;
+        if (tch_slice_eq_cstr(k, MOCK_HOP_HEADER))
+            return tch_error_set(err, TCH_EINVAL, "relay loop: the call to %.*s was already "
+                                 "forwarded by a tchannel-mock (it carries %s); an instance or "
+                                 "router given or advertised is this mock itself",
+                                 (int)(call->service.len > 100 ? 100 : call->service.len),
+                                 (const char *)call->service.ptr, MOCK_HOP_HEADER);
+        if (tch_slice_eq_cstr(k, "as")) {
+            o->arg_scheme = copy_value(fw->as, sizeof fw->as, v);
+        } else if (tch_slice_eq_cstr(k, "sk")) {
+            o->shard_key = copy_value(fw->sk, sizeof fw->sk, v);
+        } else if (tch_slice_eq_cstr(k, "rd")) {
+            o->routing_delegate = v.len ? copy_value(fw->rd, sizeof fw->rd, v) : NULL;
+        } else if (tch_slice_eq_cstr(k, "re") && retry_on_of(v, &o->retry_on)) {
+            continue;
+        } else {
+            if (n == TCH_MAX_TRANSPORT_HEADERS - 1) /* room for our mark */
+                return tch_error_set(err, TCH_EINVAL, "too many transport headers to forward: "
+                                     "more than %d besides as, re, sk and rd",
+                                     TCH_MAX_TRANSPORT_HEADERS - 1);
+            fw->hs[n++] = (tch_header){k, v};
+        }
+    }
+    fw->hs[n++] = (tch_header){tch_slice_cstr(MOCK_HOP_HEADER), tch_slice_cstr("1")};
+    o->headers = fw->hs;
+    o->nheaders = n;
+    return 0;
+}
+
 /* ---- relaying without recording (--relay in mode none) -------------------------------- */
 
 static void call_unlink(struct mock_relay *r, relay_call *c) {
@@ -299,25 +433,21 @@ static void relay_now(mock *m, tch_inbound *in, const tch_cassette_call *call, t
         tch_inbound_respond_error(in, TCH_PCODE_TIMEOUT, msg);
         return;
     }
-    tch_header hs[256];
-    size_t nh = call->n_transport_headers < 256 ? call->n_transport_headers : 256;
-    for (size_t i = 0; i < nh; i++)
-        hs[i] = (tch_header){call->transport_headers[i].key, call->transport_headers[i].value};
     tch_trace parent = tch_inbound_trace(in);
     tch_call_opts o = {0};
     o.service = service;
     o.endpoint = call->endpoint;
     o.arg2 = call->headers;
     o.arg3 = call->body;
-    o.headers = hs;
-    o.nheaders = nh;
-    o.arg_scheme = mock_scheme_name(call->scheme);
     o.timeout_ms = ttl;
     o.trace = &parent;
     o.borrow_args = 1; /* the inbound's args live until we answer it */
-    relay_call *c = calloc(1, sizeof *c);
+    mock_forward fw; /* the library copies the headers at the call */
     tch_error err = {0};
-    if (!c) {
+    relay_call *c = NULL;
+    if (mock_forward_headers(call, mock_scheme_name(call->scheme), &o, &fw, &err) != 0) {
+        /* answered below, Declined */
+    } else if (!(c = calloc(1, sizeof *c))) {
         tch_error_set(&err, TCH_ENOMEM, "tchannel-mock: out of memory");
     } else {
         c->m = m, c->in = in;
@@ -452,6 +582,9 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call) {
 /* SERVICE=HOST:PORT, checked by main.c */
 static int add_given(struct mock_relay *r, const char *spec, tch_error *err) {
     const char *eq = strchr(spec, '=');
+    if (mock_is_self(r->m, eq + 1))
+        return tch_error_set(err, TCH_EINVAL, "--upstream %s: that is this mock's own listening "
+                             "address; calls relayed there would loop", spec);
     char name[256];
     snprintf(name, sizeof name, "%.*s", (int)(eq - spec), spec);
     relay_service *s = service_for(r, name, err);
@@ -470,10 +603,14 @@ int mock_relay_init(mock *m, tch_error *err) {
     for (size_t i = 0; i < c->service_upstreams.n; i++)
         if (add_given(r, c->service_upstreams.v[i], err) != 0)
             return err->code;
-    if (c->upstream_routers.n && !(r->router = client_channel(m)))
+    if (c->upstream_routers.n && !(r->router = client_channel(m, &r->router_tracer)))
         return tch_error_set(err, TCH_ENOMEM, "cannot create the router channel");
     for (size_t i = 0; i < c->upstream_routers.n; i++)
-        if (tch_channel_add_peer(r->router, c->upstream_routers.v[i], err) != 0)
+        if (mock_is_self(m, c->upstream_routers.v[i]))
+            return tch_error_set(err, TCH_EINVAL, "--upstream-router %s: that is this mock's own "
+                                 "listening address; calls relayed there would loop",
+                                 c->upstream_routers.v[i]);
+        else if (tch_channel_add_peer(r->router, c->upstream_routers.v[i], err) != 0)
             return tch_error_wrap(err, "--upstream-router %s", c->upstream_routers.v[i]);
     if (c->record_dir && mkdir(c->record_dir, 0777) != 0 && errno != EEXIST)
         return tch_error_set(err, TCH_EIO, "--record-to %s: cannot create the folder: %s",
@@ -488,16 +625,8 @@ void mock_relay_shutdown(mock *m) {
     if (!r)
         return;
     for (relay_service *s = r->services; s; s = s->next)
-        if (s->ch) {
-            tch_channel *ch = s->ch;
-            s->ch = NULL;
-            tch_channel_free(ch);
-        }
-    if (r->router) {
-        tch_channel *ch = r->router;
-        r->router = NULL;
-        tch_channel_free(ch);
-    }
+        free_channel(&s->ch, &s->tracer);
+    free_channel(&r->router, &r->router_tracer);
 }
 
 void mock_relay_free(mock *m) {

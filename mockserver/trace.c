@@ -1,5 +1,6 @@
-/* The mock's own server spans: each traced request it answers (the caller
- * set the traced flag) becomes a SERVER span, posted to a Zipkin collector
+/* The mock's own spans: each traced request it answers (the caller set the
+ * traced flag) becomes a SERVER span, and each call it makes onward for one
+ * (relayed, recorded through) a CLIENT span, posted to a Zipkin collector
  * (--trace-to URL) and/or appended as a JSON line to a file (--trace-file
  * PATH). */
 #include "mock.h"
@@ -64,6 +65,16 @@ int mock_trace_start(mock *m, tch_error *err) {
         return err->code;
     }
     return 0;
+}
+
+tch_tracer *mock_trace_attach(mock *m, tch_channel *ch) {
+    if (!m->trace || !ch)
+        return NULL;
+    tch_error err = {0};
+    tch_tracer *tr = tch_tracer_new(ch, (tch_span_reporter){fan_out, m->trace}, &err);
+    if (!tr)
+        mock_log("tracing: the spans of our calls onward are not reported: %s", err.msg);
+    return tr;
 }
 
 static void zipkin_closed(tch_zipkin_reporter *z, void *ud) {

@@ -3,9 +3,12 @@
 #include <tchannel/trace.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct tch_file_reporter {
     FILE *f;
@@ -13,6 +16,39 @@ struct tch_file_reporter {
     uint64_t written, failed;
     char first_error[160]; /* the first write that failed, for close */
 };
+
+/* Spans are written on the event loop, so the file must be one whose
+ * writes cannot wait on a reader: a FIFO or a device is refused, and the
+ * open itself does not wait (O_NONBLOCK) for a FIFO's reader. */
+static int not_regular(const char *path, tch_error *err) {
+    return tch_error_set(err, TCH_EINVAL, "span file %s: not a regular file (a FIFO, socket or "
+                         "device could block the event loop)", path);
+}
+
+static int open_regular(tch_file_reporter *r, const char *path, tch_error *err) {
+    struct stat st;
+    /* a FIFO without a reader fails the open (ENXIO): say what it is */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return not_regular(path, err);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return tch_error_set(err, TCH_EIO, "span file %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return tch_error_set(err, TCH_EIO, "span file %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) { /* it was swapped since the stat */
+        close(fd);
+        return not_regular(path, err);
+    }
+    if (!(r->f = fdopen(fd, "a"))) {
+        int e = errno;
+        close(fd);
+        return tch_error_set(err, TCH_EIO, "span file %s: %s", path, strerror(e));
+    }
+    return 0;
+}
 
 tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err) {
     if (!path || !*path) {
@@ -25,9 +61,7 @@ tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err) {
         tch_error_set(err, TCH_ENOMEM, "span file: out of memory");
         return NULL;
     }
-    r->f = fopen(path, "a");
-    if (!r->f) {
-        tch_error_set(err, TCH_EIO, "span file %s: %s", path, strerror(errno));
+    if (open_regular(r, path, err) != 0) {
         free(r->path);
         free(r);
         return NULL;

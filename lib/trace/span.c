@@ -12,7 +12,9 @@
 #include <string.h>
 
 int tch_span_from_event(const tch_call_event *ev, tch_span *out) {
-    if (!(ev->trace.flags & 0x01) ||
+    /* Zipkin has no span with a zero trace or span id: a caller that sent
+     * all-zero ids gets no span rather than a "0000000000000000" one */
+    if (!(ev->trace.flags & 0x01) || ev->trace.trace_id == 0 || ev->trace.span_id == 0 ||
         (ev->kind != TCH_EVENT_RECEIVE_RESPONSE && ev->kind != TCH_EVENT_SEND_RESPONSE))
         return 0;
     int client = ev->kind == TCH_EVENT_RECEIVE_RESPONSE;

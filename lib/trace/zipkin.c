@@ -185,6 +185,8 @@ static void post_batch(tch_zipkin_reporter *z) {
     struct evhttp_request *req = NULL;
     if (make_conn(z) != 0 || !(req = evhttp_request_new(post_done, z))) {
         snprintf(z->last_error, sizeof z->last_error, "POST %s: out of memory", z->url);
+        if (!z->closing) /* try again later: the spans stay queued */
+            arm_flush(z);
         return;
     }
     struct evbuffer *body = evhttp_request_get_output_buffer(req);

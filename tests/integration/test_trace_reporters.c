@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -485,6 +486,29 @@ static void test_file_reporter(void **state) {
     assert_non_null(strstr(err.msg, "/nonexistent-dir/spans.jsonl"));
 }
 
+/* A FIFO with no reader would block the loop at open and at every span:
+ * refused at open, at once (alarm bounds the test if the open waits). */
+static void test_file_reporter_refuses_fifo(void **state) {
+    (void)state;
+    char dir[] = "/tmp/tch-fifo-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/spans", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    tch_error err = {0};
+    alarm(10);
+    tch_file_reporter *fr = tch_file_reporter_open(path, &err);
+    alarm(0);
+    assert_null(fr);
+    assert_int_equal(err.code, TCH_EINVAL);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    assert_null(tch_file_reporter_open("/dev/null", &err));
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_span_json_edges(void **state) {
     (void)state;
     tch_span s = made_up(0xabcull);
@@ -540,6 +564,7 @@ int main(void) {
         cmocka_unit_test(test_zipkin_failures_are_counted),
         cmocka_unit_test(test_zipkin_bad_urls),
         cmocka_unit_test_setup_teardown(test_file_reporter, setup, teardown),
+        cmocka_unit_test(test_file_reporter_refuses_fifo),
         cmocka_unit_test(test_span_json_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

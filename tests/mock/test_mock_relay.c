@@ -14,7 +14,10 @@
 #include <tchannel/channel.h>
 #include <tchannel/hyperbahn.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "mock_proc.h"
@@ -444,6 +447,108 @@ static void router_routes_by_service_name(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+/* A port nobody listens on now (bound, read and closed). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Two mocks that are each other's router: a call relayed once carries our
+ * hop mark, so the second mock declines it as a loop instead of sending it
+ * back (which went on until the TTL ran out, thousands of hops). */
+static void relay_loop_is_declined(void **state) {
+    fx *f = *state;
+    char empty[300], port[16], hp_a[64];
+    write_empty(f, empty, sizeof empty);
+    int pa = free_port();
+    snprintf(port, sizeof port, "%d", pa);
+    snprintf(hp_a, sizeof hp_a, "127.0.0.1:%d", pa);
+    mock_proc b;
+    char *argv_b[] = {TCH_MOCK_BIN, "--relay", "--upstream-router", hp_a, empty, NULL};
+    cloexec_all();
+    assert_int_equal(mp_start(&b, argv_b, 0, 2), 0);
+    start_mock(f, "--relay", "--port", port, "--upstream-router", b.hp, empty, NULL);
+    result r = call(f, "alpha", "echo", "round and round");
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
+    assert_non_null(strstr(r.message, "relay loop"));
+    assert_non_null(strstr(r.message, "tchannel-mock-hop"));
+    assert_int_equal(mp_stop(&b, f->base, SIGTERM, 10000), 0);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
+static int busy_calls;
+
+static void on_busy(tch_inbound *in, void *ud) {
+    (void)ud;
+    busy_calls++;
+    tch_inbound_respond_error(in, TCH_PCODE_BUSY, "busy");
+}
+
+/* The caller's re is what the relay retries on: re "n" reaches the instance
+ * once (the library's default retried a Busy answer 4 more times), relayed
+ * and recorded through alike. */
+static void caller_retry_flags_are_kept(void **state) {
+    fx *f = *state;
+    assert_int_equal(tch_channel_register(f->inst[0], "alpha", "busy", on_busy, NULL), 0);
+    char up_a[128], empty[300];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    write_empty(f, empty, sizeof empty);
+    for (int rec = 0; rec < 2; rec++) {
+        if (rec)
+            start_mock(f, "--mode", "once", "--record-to", f->rec, "--upstream", up_a, NULL);
+        else
+            start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
+        busy_calls = 0;
+        result r = {0};
+        tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("busy"),
+                           .host_port = f->mp.hp, .timeout_ms = 2000,
+                           .retry_on = TCH_RETRY_NEVER};
+        tch_error err;
+        assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
+        assert_true(tch_test_run_until(f->base, &r.done, 5000));
+        assert_int_equal(r.error_code, TCH_PCODE_BUSY);
+        assert_int_equal(busy_calls, 1);
+        assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+    }
+}
+
+/* as, re, sk and rd go to the call's own fields, so a call with as many
+ * transport headers as the library lets a caller give (123 besides as, cn
+ * and re) less cn and our hop mark is relayed, not Declined for "too many
+ * transport headers". */
+static void many_transport_headers_are_relayed(void **state) {
+    fx *f = *state;
+    char up_a[128], empty[300];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
+    enum { N = TCH_MAX_TRANSPORT_HEADERS - 2 };
+    static char keys[N][8];
+    tch_header hs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "h%d", i);
+        hs[i] = (tch_header){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
+    }
+    result r = {0};
+    tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("many"), .host_port = f->mp.hp,
+                       .timeout_ms = 2000, .headers = hs, .nheaders = N,
+                       .shard_key = "shard-1", .retry_on = TCH_RETRY_NEVER};
+    tch_error err;
+    assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
+    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+    assert_string_equal(r.message, "");
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.arg3, "many");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
 /* --upstream SERVICE=HOST:PORT and --upstream-router are checked. */
 static void bad_command_lines(void **state) {
     (void)state;
@@ -464,6 +569,36 @@ static void bad_command_lines(void **state) {
     }
 }
 
+/* An instance or router given as the mock's own listening address (any
+ * local address with its port) is refused at start-up, naming it. */
+static void own_address_is_refused(void **state) {
+    (void)state;
+    int p = free_port();
+    char empty[] = "/tmp/tch-mock-self-XXXXXX.yaml";
+    int fd = mkstemps(empty, 5);
+    assert_true(fd >= 0);
+    static const char text[] = "version: 1\ninteractions: []\n";
+    assert_true(write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1));
+    close(fd);
+    const char *cases[][3] = {{"--relay --upstream-router", "127.0.0.1", "--upstream-router"},
+                              {"--relay --upstream", "alpha=localhost", "--upstream alpha="},
+                              {"--mode once --upstream", "0.0.0.0", "--upstream 0.0.0.0"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "'%s' --port %d %s '%s:%d' '%s' 2>&1 </dev/null",
+                 TCH_MOCK_BIN, p, cases[i][0], cases[i][1], p, empty);
+        FILE *pp = popen(cmd, "r");
+        assert_non_null(pp);
+        char out[1024] = "";
+        size_t n = fread(out, 1, sizeof out - 1, pp);
+        out[n] = 0;
+        assert_int_not_equal(WEXITSTATUS(pclose(pp)), 0);
+        assert_non_null(strstr(out, cases[i][2]));
+        assert_non_null(strstr(out, "this mock's own listening address"));
+    }
+    unlink(empty);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(records_each_service_then_replays, setup, teardown),
@@ -473,7 +608,11 @@ int main(void) {
                                         teardown),
         cmocka_unit_test_setup_teardown(router_routes_by_service_name, setup, teardown),
         cmocka_unit_test_setup_teardown(routes_by_routing_delegate, setup, teardown),
+        cmocka_unit_test_setup_teardown(relay_loop_is_declined, setup, teardown),
+        cmocka_unit_test_setup_teardown(caller_retry_flags_are_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_transport_headers_are_relayed, setup, teardown),
         cmocka_unit_test(bad_command_lines),
+        cmocka_unit_test(own_address_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
