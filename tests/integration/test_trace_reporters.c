@@ -509,6 +509,22 @@ static void test_file_reporter_refuses_fifo(void **state) {
     rmdir(dir);
 }
 
+/* Zipkin has no all-zero ids: a traced call that carried them gives no span,
+ * not one with id "0000000000000000". */
+static void test_no_span_for_zero_ids(void **state) {
+    (void)state;
+    tch_call_event ev = {.kind = TCH_EVENT_SEND_RESPONSE, .trace = {.flags = 1},
+                         .service = tch_slice_cstr("svc"), .endpoint = tch_slice_cstr("ep"),
+                         .peer = ""};
+    tch_span s;
+    assert_int_equal(tch_span_from_event(&ev, &s), 0);
+    ev.trace.trace_id = 7;
+    assert_int_equal(tch_span_from_event(&ev, &s), 0); /* span id still 0 */
+    ev.trace.span_id = 9;
+    assert_int_equal(tch_span_from_event(&ev, &s), 1);
+    assert_int_equal(s.id, 9);
+}
+
 static void test_span_json_edges(void **state) {
     (void)state;
     tch_span s = made_up(0xabcull);
@@ -565,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_zipkin_bad_urls),
         cmocka_unit_test_setup_teardown(test_file_reporter, setup, teardown),
         cmocka_unit_test(test_file_reporter_refuses_fifo),
+        cmocka_unit_test(test_no_span_for_zero_ids),
         cmocka_unit_test(test_span_json_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

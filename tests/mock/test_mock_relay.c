@@ -447,6 +447,39 @@ static void router_routes_by_service_name(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+/* With --trace-file, the relay's hop is reported too: the mock's SERVER
+ * span for the caller and its CLIENT span for the call to the instance, in
+ * the caller's trace. */
+static void relayed_hop_span_is_reported(void **state) {
+    fx *f = *state;
+    char up_a[128], empty[300], spans[300];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    snprintf(spans, sizeof spans, "%s/spans.jsonl", f->dir);
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--trace-file", spans, "--upstream", up_a, empty, NULL);
+    result r = call(f, "alpha", "echo", "traced");
+    check_relayed(&r);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+    FILE *in = fopen(spans, "r");
+    assert_non_null(in);
+    char line[4096];
+    int server = 0, client = 0;
+    while (fgets(line, sizeof line, in)) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        assert_non_null(j);
+        const char *kind = json_string_value(json_object_get(j, "kind"));
+        assert_string_equal(json_string_value(json_object_get(j, "traceId")),
+                            "00000000abcdef12");
+        server += kind && !strcmp(kind, "SERVER");
+        client += kind && !strcmp(kind, "CLIENT");
+        json_decref(j);
+    }
+    fclose(in);
+    assert_int_equal(server, 1);
+    assert_int_equal(client, 1);
+}
+
 /* A port nobody listens on now (bound, read and closed). */
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -609,6 +642,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(router_routes_by_service_name, setup, teardown),
         cmocka_unit_test_setup_teardown(routes_by_routing_delegate, setup, teardown),
         cmocka_unit_test_setup_teardown(relay_loop_is_declined, setup, teardown),
+        cmocka_unit_test_setup_teardown(relayed_hop_span_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(caller_retry_flags_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(many_transport_headers_are_relayed, setup, teardown),
         cmocka_unit_test(bad_command_lines),
