@@ -31,8 +31,10 @@ export interface StartOptions {
 }
 
 export interface VerifyOptions {
-    /** Fail if any request matched no interaction (default true). */
+    /** Fail if any request matched no interaction or stub (default true). */
     unmatched?: boolean;
+    /** Fail if an interaction or stub marked required was never called (default true). */
+    required?: boolean;
     /** Fail if an interaction was never played (default false). */
     allPlayed?: boolean;
 }
@@ -93,8 +95,61 @@ export interface JournalEntry {
     matched: boolean;
     cassette?: string;
     index?: number;
+    stubId?: string;
     message?: string;
     nearMiss?: unknown;
+    headers?: string;
+    body?: string;
+    bodyDecoded?: unknown;
+    [more: string]: unknown;
+}
+
+/** Match rules, as a stub's `request` (docs/cassettes.md#stubs). */
+export type MatchRules = Record<string, unknown>;
+
+/** A run-time stub; what the mock answers also has `plays`. */
+export interface Stub {
+    id?: string;
+    priority?: number;
+    required?: boolean;
+    scenario?: string;
+    requiredState?: string;
+    newState?: string;
+    request: MatchRules;
+    response?: Record<string, unknown>;
+    error?: { code: string; message?: string };
+    plays?: number;
+    [more: string]: unknown;
+}
+
+export interface Scenario {
+    name: string;
+    state: string;
+    possibleStates: string[];
+}
+
+export interface NotCalled {
+    cassette: string;
+    index: number;
+    id?: string;
+    line: number;
+    service: string;
+    endpoint: string;
+    describe: string;
+}
+
+export interface VerifyReport {
+    ok: boolean;
+    notCalled: NotCalled[];
+    unmatched: number;
+    unmatchedRequests: JournalEntry[];
+}
+
+export interface Redactions {
+    headers: string[];
+    transportHeaders: string[];
+    jsonPaths: string[];
+    thriftFields: string[];
 }
 
 export interface Journal {
@@ -139,7 +194,7 @@ export declare class VerifyError extends Error {
 export declare class AdminClient {
     constructor(url: string, options?: { token?: string; timeoutMs?: number });
     url: string;
-    request(method: string, path: string, body?: unknown): Promise<any>;
+    request(method: string, path: string, body?: unknown, alsoOk?: number): Promise<any>;
     health(): Promise<Health>;
     cassettes(): Promise<CassetteList>;
     loadCassette(path: string, options?: { recordTarget?: boolean }): Promise<Cassette[]>;
@@ -152,6 +207,25 @@ export declare class AdminClient {
     journal(filter?: JournalFilter): Promise<Journal>;
     count(filter?: Omit<JournalFilter, 'limit'>): Promise<number>;
     unmatched(): Promise<JournalEntry[]>;
+    unmatchedReport(): Promise<{ count: number; unmatchedSinceClear: number;
+        entries: JournalEntry[] }>;
+    findRequests(rules?: MatchRules): Promise<JournalEntry[]>;
+    countRequests(rules?: MatchRules): Promise<number>;
+    clearJournal(): Promise<number>;
+    /** GET /verify; a 409 resolves with ok false. */
+    verify(): Promise<VerifyReport>;
+    stubs(): Promise<Stub[]>;
+    stub(id: string): Promise<Stub>;
+    addStub(stub: Stub): Promise<Stub>;
+    replaceStub(id: string, stub: Stub): Promise<Stub>;
+    deleteStub(id: string): Promise<string>;
+    deleteStubs(): Promise<number>;
+    saveStubs(path: string, options?: { overwrite?: boolean }): Promise<number>;
+    scenarios(): Promise<Scenario[]>;
+    setScenarioState(name: string, state: string): Promise<string>;
+    resetScenarios(): Promise<{ reset: boolean }>;
+    redactions(): Promise<Redactions>;
+    setRedactions(set: Partial<Redactions>): Promise<Redactions>;
     hyperbahn(): Promise<any>;
 }
 

@@ -54,7 +54,8 @@ function AdminClient(url, options) {
     this.timeoutMs = options.timeoutMs || 10000;
 }
 
-AdminClient.prototype.request = function request(method, path, body) {
+// alsoOk: a status (beside 2xx) whose JSON answer resolves instead of rejecting.
+AdminClient.prototype.request = function request(method, path, body, alsoOk) {
     var self = this;
     var payload = body === undefined ? null : Buffer.from(JSON.stringify(body));
     var headers = {Accept: 'application/json'};
@@ -81,7 +82,9 @@ AdminClient.prototype.request = function request(method, path, body) {
                 } catch (err) {
                     parsed = null;
                 }
-                if (res.statusCode < 200 || res.statusCode > 299) {
+                var ok = (res.statusCode >= 200 && res.statusCode <= 299) ||
+                    (res.statusCode === alsoOk && parsed !== null && typeof parsed === 'object');
+                if (!ok) {
                     reject(AdminError(method, path, res.statusCode, messageOf(parsed, text),
                         parsed));
                 } else if (parsed === null) {
@@ -185,9 +188,139 @@ AdminClient.prototype.count = function count(filters) {
     return this.journal(f).then(function c(r) { return r.matching; });
 };
 
-// The journal entries no cassette answered, oldest first.
+// The requests no cassette or stub answered, oldest first.
 AdminClient.prototype.unmatched = function unmatched() {
-    return this.journal({outcome: 'unmatched'}).then(function e(r) { return r.entries; });
+    return this.unmatchedReport().then(function e(r) { return r.entries; });
+};
+
+// GET /journal/unmatched: {count, unmatchedSinceClear, entries}.
+AdminClient.prototype.unmatchedReport = function unmatchedReport() {
+    return this.request('GET', '/journal/unmatched');
+};
+
+// The journal entries the match rules pass (a stub's request object; none:
+// every request), oldest first.
+AdminClient.prototype.findRequests = function findRequests(rules) {
+    return this.request('POST', '/journal/find', rules || {})
+        .then(function e(r) { return r.entries; });
+};
+
+// How many journal entries the match rules pass.
+AdminClient.prototype.countRequests = function countRequests(rules) {
+    return this.request('POST', '/journal/count', rules || {})
+        .then(function c(r) { return r.count; });
+};
+
+// Empties the journal (not the cassettes); resolves to how many it held.
+AdminClient.prototype.clearJournal = function clearJournal() {
+    return this.request('DELETE', '/journal').then(function c(r) { return r.cleared; });
+};
+
+// GET /verify: {ok, notCalled, unmatched, unmatchedRequests}. Its 409
+// (something to report) resolves with ok false; it is not an error.
+AdminClient.prototype.verify = function verify() {
+    return this.request('GET', '/verify', undefined, 409);
+};
+
+// ---- run-time stubs and scenarios
+
+function segment(what, v) {
+    if (typeof v !== 'string' || v === '') {
+        throw new TypeError(what + ': expected a non-empty string, got ' + JSON.stringify(v));
+    }
+    return encodeURIComponent(v);
+}
+
+// Runs fn() and turns what it throws into a rejection.
+function attempt(fn) {
+    try {
+        return fn();
+    } catch (err) {
+        return Promise.reject(err);
+    }
+}
+
+function stubOf(r) {
+    return r.stub;
+}
+
+AdminClient.prototype.stubs = function stubs() {
+    return this.request('GET', '/stubs').then(function s(r) { return r.stubs; });
+};
+
+AdminClient.prototype.stub = function stub(id) {
+    var self = this;
+    return attempt(function get() {
+        return self.request('GET', '/stubs/' + segment('stub id', id));
+    });
+};
+
+// Adds a stub (docs/cassettes.md#stubs); without an id the mock names it.
+// Resolves to the stub as the mock holds it.
+AdminClient.prototype.addStub = function addStub(stub) {
+    return this.request('POST', '/stubs', stub).then(stubOf);
+};
+
+AdminClient.prototype.replaceStub = function replaceStub(id, stub) {
+    var self = this;
+    return attempt(function put() {
+        return self.request('PUT', '/stubs/' + segment('stub id', id), stub).then(stubOf);
+    });
+};
+
+AdminClient.prototype.deleteStub = function deleteStub(id) {
+    var self = this;
+    return attempt(function del() {
+        return self.request('DELETE', '/stubs/' + segment('stub id', id))
+            .then(function d(r) { return r.deleted; });
+    });
+};
+
+// Drops every run-time stub (and their scenarios' states); resolves to how many.
+AdminClient.prototype.deleteStubs = function deleteStubs() {
+    return this.request('DELETE', '/stubs').then(function d(r) { return r.deleted; });
+};
+
+// Writes the run-time stubs as a cassette (inside the cassette roots);
+// resolves to how many it saved.
+AdminClient.prototype.saveStubs = function saveStubs(path, options) {
+    var body = {path: path};
+    if (options && options.overwrite) {
+        body.overwrite = true;
+    }
+    return this.request('POST', '/stubs/save', body).then(function s(r) { return r.saved; });
+};
+
+AdminClient.prototype.scenarios = function scenarios() {
+    return this.request('GET', '/scenarios').then(function s(r) { return r.scenarios; });
+};
+
+AdminClient.prototype.setScenarioState = function setScenarioState(name, state) {
+    var self = this;
+    return attempt(function put() {
+        return self.request('PUT', '/scenarios/' + segment('scenario name', name) + '/state',
+            {state: state}).then(function s(r) { return r.state; });
+    });
+};
+
+// Every scenario back to "Started".
+AdminClient.prototype.resetScenarios = function resetScenarios() {
+    return this.request('POST', '/scenarios/reset');
+};
+
+// ---- redactions: {headers, transportHeaders, jsonPaths, thriftFields}
+
+AdminClient.prototype.redactions = function redactions() {
+    return this.request('GET', '/redactions');
+};
+
+// Replaces the whole set (a list left out is emptied); resolves to the set in force.
+AdminClient.prototype.setRedactions = function setRedactions(set) {
+    var s = set || {};
+    return this.request('PUT', '/redactions', {
+        headers: s.headers || [], transportHeaders: s.transportHeaders || [],
+        jsonPaths: s.jsonPaths || [], thriftFields: s.thriftFields || []
+    });
 };
 
 AdminClient.prototype.hyperbahn = function hyperbahn() {

@@ -190,21 +190,27 @@ MockServer.prototype.stop = function stop() {
     return self._stopping;
 };
 
-// Checks what the options ask for (default: unmatched requests) and rejects
-// with a VerifyError listing every problem:
-//   unmatched: no request reached the mock that no cassette answered;
-//   allPlayed: every recorded interaction was played at least once since the
-//              last load, reset, rewind or mode change.
+// Asks the mock (GET /verify) and rejects with a VerifyError listing every
+// problem the options ask about, in the mock's words:
+//   required:  interactions and stubs marked `required: true` never called
+//              (default true);
+//   unmatched: requests no cassette or stub answered since start or the
+//              last clear of the journal (default true);
+//   allPlayed: (not part of /verify) recorded interactions never played since
+//              the last load, reset, rewind or mode change (default false).
 MockServer.prototype.verify = async function verify(options) {
-    var o = Object.assign({unmatched: true, allPlayed: false}, options || {});
+    var o = Object.assign({unmatched: true, required: true, allPlayed: false}, options || {});
     var problems = [];
-    if (o.unmatched) {
-        var health = await this.admin.health();
-        var entries = await this.admin.unmatched();
-        var n = Math.max(health.misses, entries.length);
-        if (n > 0) {
-            problems.push(n + ' request(s) matched no interaction');
-            entries.slice(-5).forEach(function e(u) {
+    if (o.unmatched || o.required) {
+        var report = await this.admin.verify();
+        if (o.required) {
+            report.notCalled.forEach(function n(c) {
+                problems.push('required, never called: ' + c.describe);
+            });
+        }
+        if (o.unmatched && report.unmatched > 0) {
+            problems.push(report.unmatched + ' request(s) matched no interaction or stub');
+            report.unmatchedRequests.forEach(function e(u) {
                 problems.push('unmatched ' + u.service + '::' + u.endpoint + ': ' + u.message);
             });
         }

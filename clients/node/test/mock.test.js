@@ -45,10 +45,10 @@ function client(t, hostPort) {
         }
     });
     return {
-        raw: function raw(body) {
+        raw: function raw(body, endpoint) {
             return new Promise(function call(resolve, reject) {
                 sub.request({serviceName: 'keyvalue-server', headers: {as: 'raw'}})
-                    .send('echo', '', body, function done(err, res, arg2, arg3) {
+                    .send(endpoint || 'echo', '', body, function done(err, res, arg2, arg3) {
                         if (err) {
                             return reject(err);
                         }
@@ -118,6 +118,8 @@ test('serves raw, json and thrift replays to the Node client; admin counts them'
     assert.match(m.hostPort, /^127\.0\.0\.1:\d+$/);
     assert.match(m.adminUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.strictEqual(m.binary, BIN);
+    // once started, stdout is drained but no longer collected
+    assert.strictEqual(m.child.stdout.listenerCount('data'), 0);
     var c = client(tt, m.hostPort);
     assert.strictEqual(await c.raw('hello'), 'hello');
     assert.deepStrictEqual(await c.json('json_echo', {key: 'foo', value: 'bar'}),
@@ -151,7 +153,7 @@ test('an unmatched request fails verify() with the mock\'s message', async funct
     assert.strictEqual(un[0].outcome, 'unmatched');
     await assert.rejects(m.verify(), function check(err) {
         assert.ok(err instanceof tchmock.VerifyError);
-        assert.match(err.message, /1 request\(s\) matched no interaction/);
+        assert.match(err.message, /1 request\(s\) matched no interaction or stub/);
         assert.match(err.message, /keyvalue-server::echo: .*differs: body/);
         return true;
     });
@@ -338,3 +340,114 @@ test('admin token: requests carry it; without it the mock refuses',
         var wrong = new tchmock.AdminClient(m.adminUrl, {token: 'guess'});
         await assert.rejects(wrong.health(), {status: 401});
     });
+
+test('run-time stubs, scenarios and saving them, called by the Node client', async function t(tt) {
+    var dir = tmpdir(tt);
+    var m = await started(tt, {cassettes: [ECHO], cassetteRoots: [dir]});
+    var a = m.admin;
+    var c = client(tt, m.hostPort);
+    var ping = await a.addStub({id: 'ping', request: {serviceName: 'keyvalue-server',
+        endpoint: 'ping', body: {matches: '^ping-[0-9]+$'}}, response: {body: 'pong'}});
+    assert.deepStrictEqual([ping.id, ping.plays, ping.request.endpoint], ['ping', 0, 'ping']);
+    var named = await a.addStub({request: {serviceName: 'keyvalue-server', endpoint: 'x'},
+        response: {body: 'x'}});
+    assert.ok(named.id && named.id !== 'ping', 'the mock names a stub given no id');
+    assert.strictEqual(await c.raw('ping-42', 'ping'), 'pong');
+    assert.strictEqual(await c.raw('ping-43', 'ping'), 'pong');
+    assert.strictEqual((await a.stub('ping')).plays, 2);
+    assert.deepStrictEqual((await a.stubs()).map(function id(s) { return s.id; }),
+        ['ping', named.id]);
+    var changed = await a.replaceStub('ping', {id: 'ping', request: {
+        serviceName: 'keyvalue-server', endpoint: 'ping'}, response: {body: 'PONG'}});
+    assert.strictEqual(changed.response.body, 'PONG');
+    assert.strictEqual(await c.raw('anything', 'ping'), 'PONG');
+    await assert.rejects(a.stub('nope'), {status: 404, mockMessage: /nope/});
+    await assert.rejects(a.addStub({request: {endpoint: {matches: '('}}, response: {body: 'x'}}),
+        {status: 400, mockMessage: /endpoint\.matches/});
+    await assert.rejects(a.stub(''), TypeError);
+
+    // scenarios: a stub answers only in its state, and moves it
+    var cart = {serviceName: 'keyvalue-server', endpoint: 'cart'};
+    await a.addStub({id: 'empty', scenario: 'cart', requiredState: 'Started', newState: 'full',
+        request: cart, response: {body: 'empty'}});
+    await a.addStub({id: 'full', scenario: 'cart', requiredState: 'full', request: cart,
+        response: {body: 'one item'}});
+    assert.strictEqual(await c.raw('', 'cart'), 'empty');
+    var scs = await a.scenarios();
+    assert.deepStrictEqual([scs.length, scs[0].name, scs[0].state], [1, 'cart', 'full']);
+    assert.ok(scs[0].possibleStates.indexOf('Started') >= 0);
+    assert.strictEqual(await c.raw('', 'cart'), 'one item');
+    assert.strictEqual(await a.setScenarioState('cart', 'Started'), 'Started');
+    assert.strictEqual(await c.raw('', 'cart'), 'empty');
+    await a.resetScenarios();
+    assert.strictEqual((await a.scenarios())[0].state, 'Started');
+    await assert.rejects(a.setScenarioState('cart', 'ful'), {status: 400, mockMessage: /'full'/});
+    await assert.rejects(a.setScenarioState('no such', 'Started'), {status: 404});
+
+    // saved as a cassette another mock serves
+    var out = path.join(dir, 'stubs.yaml');
+    assert.strictEqual(await a.saveStubs(out), 4);
+    await assert.rejects(a.saveStubs(out), {status: 409, mockMessage: /overwrite/});
+    assert.strictEqual(await a.saveStubs(out, {overwrite: true}), 4);
+    assert.strictEqual(await a.deleteStub(named.id), named.id);
+    assert.strictEqual(await a.deleteStubs(), 3);
+    assert.deepStrictEqual(await a.stubs(), []);
+    var other = await started(tt, {cassettes: [out]});
+    assert.strictEqual(await client(tt, other.hostPort).raw('x', 'ping'), 'PONG');
+});
+
+test('journal rules and verify: required stubs never called, unmatched requests',
+    async function t(tt) {
+        var m = await started(tt, {cassettes: [KEYVALUE],
+            args: ['--thrift', path.join(CASSETTES, 'keyvalue.thrift')]});
+        var a = m.admin;
+        var c = client(tt, m.hostPort);
+        await a.addStub({id: 'must', required: true, request: {serviceName: 'keyvalue-server',
+            endpoint: 'must'}, response: {body: 'done'}});
+        var res = await c.thrift('setValue', {key: 'foo', value: 'baz'});
+        assert.strictEqual(res.ok, true);
+        await assert.rejects(c.raw('', 'nothing-here'), {codeName: 'BadRequest'});
+        var rules = {endpoint: 'KeyValue::setValue',
+            body: {matchesJsonPath: {expression: '$.value', equalTo: 'baz'}}};
+        assert.strictEqual(await a.countRequests(rules), 1);
+        var found = await a.findRequests(rules);
+        assert.deepStrictEqual(found[0].bodyDecoded, {key: 'foo', value: 'baz'});
+        assert.strictEqual(await a.countRequests(), 2);
+        await assert.rejects(a.countRequests({body: {matchesJsonPath: '$.a['}}),
+            {status: 400, mockMessage: /body\.matchesJsonPath/});
+        var u = await a.unmatchedReport();
+        assert.deepStrictEqual([u.count, u.unmatchedSinceClear, u.entries[0].endpoint],
+            [1, 1, 'nothing-here']);
+
+        var report = await a.verify(); // a 409 is a report, not an error
+        assert.strictEqual(report.ok, false);
+        assert.strictEqual(report.unmatched, 1);
+        assert.deepStrictEqual(report.notCalled.map(function id(n) { return n.id; }), ['must']);
+        await assert.rejects(m.verify(), function check(err) {
+            assert.ok(err instanceof tchmock.VerifyError);
+            assert.match(err.problems[0], /^required, never called: .*\[must\]/);
+            assert.match(err.message, /nothing-here/);
+            return true;
+        });
+        await assert.rejects(m.verify({unmatched: false}), function check(err) {
+            return err.problems.length === 1 && !/nothing-here/.test(err.message);
+        });
+        await m.verify({unmatched: false, required: false});
+
+        assert.strictEqual(await a.clearJournal(), 2);
+        assert.strictEqual(await c.raw('', 'must'), 'done');
+        assert.strictEqual((await a.verify()).ok, true);
+        await m.verify();
+    });
+
+test('redactions: read, replace, a bad path refused and the set kept', async function t(tt) {
+    var m = await started(tt, {cassettes: [ECHO]});
+    assert.deepStrictEqual(await m.admin.redactions(),
+        {headers: [], transportHeaders: [], jsonPaths: [], thriftFields: []});
+    var r = await m.admin.setRedactions({headers: ['x-token'], jsonPaths: ['$.password']});
+    assert.deepStrictEqual([r.headers, r.jsonPaths], [['x-token'], ['$.password']]);
+    await assert.rejects(m.admin.setRedactions({jsonPaths: ['password']}),
+        {status: 400, mockMessage: /jsonPaths\[0\]/});
+    assert.deepStrictEqual((await m.admin.redactions()).jsonPaths, ['$.password']);
+    assert.deepStrictEqual((await m.admin.setRedactions({})).headers, []);
+});
