@@ -13,7 +13,10 @@
  *
  * Strings go in as their characters (JSON-escaped, without quotes, when
  * the call's scheme is json or thrift, whose templates are JSON text);
- * other values as their JSON text. For thrift the filled body is JSON
+ * other values as their JSON text, itself escaped when the placeholder is
+ * inside a JSON string ("hi {{request.body.o}}" with o = {"a":1} gives
+ * "hi {\"a\":1}"). A json answer's filled text must parse, a thrift one's
+ * encode, or the call gets an error naming the stub. For thrift the filled body is JSON
  * ({"success": ...}) encoded with the method's result type, and filled
  * headers a JSON object of strings encoded as thrift headers. */
 #include "cassette_internal.h"
@@ -155,7 +158,24 @@ typedef struct fill_ctx {
     cas_view *view;
     bool json_text; /* escape strings for JSON */
     const char *where;
+    /* json_text: whether the text filled so far ends inside a JSON string,
+     * read up to scanned (filled values never change it) */
+    bool in_str, esc;
+    size_t scanned;
 } fill_ctx;
+
+static void scan_strings(fill_ctx *f, const tch_buf *out) {
+    for (size_t i = f->scanned; i < out->len; i++) {
+        char ch = (char)out->ptr[i];
+        if (f->esc)
+            f->esc = false;
+        else if (f->in_str && ch == '\\')
+            f->esc = true;
+        else if (ch == '"')
+            f->in_str = !f->in_str;
+    }
+    f->scanned = out->len;
+}
 
 static int put_text(fill_ctx *f, tch_buf *out, const char *s, size_t n) {
     if (!f->json_text)
@@ -170,11 +190,15 @@ static int put_text(fill_ctx *f, tch_buf *out, const char *s, size_t n) {
     return rc;
 }
 
+/* An object, array, number... inside a JSON string goes in as its JSON
+ * text escaped as string content, so the answer stays JSON. */
 static int put_json(fill_ctx *f, tch_buf *out, const json_t *v) {
     if (json_is_string(v))
         return put_text(f, out, json_string_value(v), json_string_length(v));
     char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    int rc = !t || tch_buf_append(out, t, strlen(t)) ? TCH_ENOMEM : 0;
+    int rc = !t ? TCH_ENOMEM
+             : f->json_text && f->in_str ? put_text(f, out, t, strlen(t))
+             : tch_buf_append(out, t, strlen(t)) ? TCH_ENOMEM : 0;
     free(t);
     return rc;
 }
@@ -222,6 +246,8 @@ static int fill_one(void *ud, const parsed *p, const char *text, tch_buf *out, t
     const tch_cassette_request *r = f->view->r;
     char buf[64];
     int rc = 0;
+    if (f->json_text)
+        scan_strings(f, out);
     switch (p->kind) {
     case TX_SERVICE:
         rc = put_text(f, out, (const char *)r->service.ptr, r->service.len);
@@ -269,6 +295,7 @@ static int fill_one(void *ud, const parsed *p, const char *text, tch_buf *out, t
         rc = tch_buf_append(out, buf, strlen(buf)) ? TCH_ENOMEM : 0;
         break;
     }
+    f->scanned = out->len; /* a filled value leaves the string state as it was */
     return rc ? tch_error_set(err, rc, "%s: template: out of memory", f->where) : 0;
 }
 
@@ -319,9 +346,29 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
     return rc;
 }
 
+/* A json answer must be JSON: a template whose filled text is not (a value
+ * that broke it, or a template that never was) is an error naming the stub,
+ * not an answer the client cannot read. */
+static int json_check(fill_ctx *f, bool headers, const tch_buf *text, tch_error *err) {
+    if (f->view->r->scheme != TCH_CASSETTE_JSON || text->len == 0)
+        return 0;
+    json_error_t je;
+    json_t *j = json_loadb((const char *)text->ptr, text->len, JSON_DECODE_ANY, &je);
+    if (j) {
+        json_decref(j);
+        return 0;
+    }
+    return tch_error_set(err, TCH_EINVAL, "%s: the filled %s not JSON: %s at column %d",
+                         f->where, headers ? "headers are" : "body is", je.text, je.column);
+}
+
 static int fill(fill_ctx *f, tch_slice tpl, bool headers, tch_buf *out, tch_error *err) {
     tch_buf text = {0};
+    f->in_str = f->esc = false;
+    f->scanned = 0;
     int rc = walk(tpl, f->where, fill_one, f, &text, err);
+    if (!rc)
+        rc = json_check(f, headers, &text, err);
     if (!rc && f->view->r->scheme == TCH_CASSETTE_THRIFT && tpl.len)
         rc = thrift_encode(f, headers, &text, out, err);
     else if (!rc && f->view->r->scheme == TCH_CASSETTE_THRIFT && headers) /* nh = 0: peers refuse an empty arg2 */
@@ -352,7 +399,8 @@ int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_casset
     cas_view_init(&v, &req, &idl);
     char where[140];
     stub_name(it, where, sizeof where);
-    fill_ctx f = {c, it, &v, req.scheme != TCH_CASSETTE_RAW, where};
+    fill_ctx f = {.c = c, .it = it, .view = &v, .json_text = req.scheme != TCH_CASSETTE_RAW,
+                  .where = where};
     int rc = fill(&f, tch_buf_slice(&it->response.headers), true, arg2, err);
     if (!rc)
         rc = fill(&f, tch_buf_slice(&it->response.body), false, arg3, err);

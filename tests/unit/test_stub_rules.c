@@ -651,6 +651,52 @@ static void test_templates(void **state) {
     assert_non_null(strstr(err.msg, "refers to nothing"));
 }
 
+/* A value that is not a string, put inside a JSON string of the template,
+ * goes in as its JSON text escaped, so the answer stays JSON; a filled json
+ * answer that does not parse is an error naming the stub. */
+static void test_template_values_inside_strings(void **state) {
+    (void)state;
+    tch_cassette *c = open_yaml("version: 1\n"
+                                "interactions:\n"
+                                "- id: greet\n"
+                                "  request: {endpoint: greet}\n"
+                                "  response:\n"
+                                "    template: true\n"
+                                "    body: '{\"greeting\": \"hello, {{request.body.name}}\", "
+                                "\"said\": \"a \\\"{{request.body.name}}\\\"\", "
+                                "\"name\": {{request.body.name}}}'\n"
+                                "- id: broken\n"
+                                "  request: {endpoint: broken}\n"
+                                "  response:\n"
+                                "    template: true\n"
+                                "    body: '{\"x\": {{request.body.s}}}'\n");
+    tch_error err = {0};
+    tch_cassette_call call = call_of("kv", "greet", TCH_CASSETTE_JSON, "{}",
+                                     "{\"name\": {\"a\": [1, 2]}, \"s\": \"text\"}");
+    assert_int_equal(answer(c, &call, &err), 0);
+    tch_buf a2 = {0}, a3 = {0};
+    int code = -1;
+    assert_int_equal(tch_cassette_render_response(c, 0, &call, &code, &a2, &a3, &err), 0);
+    json_error_t je;
+    json_t *b = json_loadb((const char *)a3.ptr, a3.len, 0, &je);
+    assert_non_null(b);
+    assert_string_equal(json_string_value(json_object_get(b, "greeting")),
+                        "hello, {\"a\":[1,2]}");
+    assert_string_equal(json_string_value(json_object_get(b, "said")), "a \"{\"a\":[1,2]}\"");
+    assert_true(json_is_array(json_object_get(json_object_get(b, "name"), "a")));
+    json_decref(b);
+    call.endpoint = S("broken");
+    tch_buf_reset(&a2);
+    tch_buf_reset(&a3);
+    assert_int_equal(tch_cassette_render_response(c, 1, &call, &code, &a2, &a3, &err),
+                     TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "stub broken"));
+    assert_non_null(strstr(err.msg, "filled body is not JSON"));
+    tch_buf_free(&a2);
+    tch_buf_free(&a3);
+    tch_cassette_free(c);
+}
+
 static void test_yaml_to_json(void **state) {
     (void)state;
     const char *y = "request:\n  endpoint: get\n  body: {matchesJsonPath: {expression: '$.a',"
@@ -888,6 +934,7 @@ int main(void) {
         cmocka_unit_test(test_scenarios),
         cmocka_unit_test(test_delay_sample),
         cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_template_values_inside_strings),
         cmocka_unit_test(test_yaml_to_json),
         cmocka_unit_test(test_thrift_rules_and_template),
         cmocka_unit_test(test_stubs_survive_emit),
