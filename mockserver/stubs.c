@@ -332,18 +332,26 @@ static int save_target(mock *m, struct evhttp_request *req, const char *path, in
         reply_err(req, errno == ENOMEM ? 500 : 400, msg);
         return -1;
     }
-    if (mock_admin_check_write(m, req, *real))
-        return free(*real), *real = NULL, -1;
+    if (mock_admin_check_write(m, req, *real)) {
+        free(*real);
+        *real = NULL;
+        return -1;
+    }
     const char *loaded = loaded_as(m, *real, buf, sizeof buf);
     struct stat st;
-    if (loaded)
+    int code = 409;
+    if (stat(*real, &st) == 0 && S_ISDIR(st.st_mode))
+        code = 400; /* no overwrite makes a folder a file */
+    if (code == 400)
+        snprintf(msg, sizeof msg, "%.400s: is a folder; give the file to write", path);
+    else if (loaded)
         snprintf(msg, sizeof msg, "%.400s: is the loaded cassette %.400s; save elsewhere, or "
                  "unload it first (DELETE /cassettes?path=...)", path, loaded);
     else if (!overwrite && lstat(*real, &st) == 0)
         snprintf(msg, sizeof msg, "%.400s: exists; give \"overwrite\": true to replace it", path);
     else
         return 0;
-    reply_err(req, 409, msg);
+    reply_err(req, code, msg);
     free(*real);
     *real = NULL;
     return -1;

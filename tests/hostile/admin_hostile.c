@@ -328,6 +328,7 @@ static void stubs_save_keeps_loaded_and_existing_files(void **state) {
     write_stubs_save(f, q, ", \"overwrite\": \"yes\"", 400, "overwrite: expected true or false");
     write_stubs_save(f, q, ", \"overwrite\": true", 200, "\"saved\": 0");
     assert_int_equal(file_size(q), 28); /* version: 1, interactions: [] */
+    write_stubs_save(f, f->root, ", \"overwrite\": true", 400, "is a folder");
 }
 
 /* A token of any length is read whole: its first 4095 bytes are not it. */
