@@ -10,8 +10,55 @@
 
 #include <tchannel/hyperbahn.h>
 
+#include <event2/event.h>
+
 #include <stdlib.h>
 #include <string.h>
+
+/* Hyperbahn ejects an instance not re-advertised for 5 minutes; so do we
+ * (relay.c takes it out of routing at the same age), swept every 10 s. */
+#define AD_TTL_MS 300000u
+#define AD_SWEEP_MS 10000u
+
+/* An ad that would pass --max-advertised-services, --max-advertised-instances
+ * or --max-ads-per-peer: why set, -1. Counts what the ad adds, not what it
+ * refreshes. */
+static int over_caps(mock *m, const json_t *services, const char *peer, char *why, size_t n) {
+    size_t new_services = 0, new_instances = 0, mine = 0, instances = 0;
+    const char *name;
+    json_t *hosts, *s;
+    json_object_foreach(m->advertised, name, hosts) {
+        instances += json_object_size(hosts);
+        mine += json_object_get(hosts, peer) != NULL;
+    }
+    size_t i;
+    json_array_foreach(services, i, s) {
+        const char *sn = json_string_value(json_object_get(s, "serviceName"));
+        json_t *h = json_object_get(m->advertised, sn);
+        int dup = 0; /* the same name twice in one ad counts once */
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = !strcmp(sn, json_string_value(json_object_get(json_array_get(services, k),
+                                                                "serviceName")));
+        if (dup || (h && json_object_get(h, peer)))
+            continue;
+        new_services += !h;
+        new_instances++;
+    }
+    const mock_config *c = m->cfg;
+    if (json_object_size(m->advertised) + new_services > c->max_ad_services)
+        snprintf(why, n, "hyperbahn: ad refused: it would make %zu services advertised, over "
+                 "--max-advertised-services %zu", json_object_size(m->advertised) + new_services,
+                 c->max_ad_services);
+    else if (instances + new_instances > c->max_ad_instances)
+        snprintf(why, n, "hyperbahn: ad refused: it would make %zu instances advertised, over "
+                 "--max-advertised-instances %zu", instances + new_instances, c->max_ad_instances);
+    else if (mine + new_instances > c->max_ads_per_peer)
+        snprintf(why, n, "hyperbahn: ad refused: %s would advertise %zu services, over "
+                 "--max-ads-per-peer %zu", peer, mine + new_instances, c->max_ads_per_peer);
+    else
+        return 0;
+    return -1;
+}
 
 /* Validates the advertise body and applies fn to each service. */
 static int each_service(const json_t *body, int add, mock *m, const char *peer,
@@ -36,6 +83,8 @@ static int each_service(const json_t *body, int add, mock *m, const char *peer,
                  "address, and calls relayed there would loop", peer);
         return -1;
     }
+    if (add && over_caps(m, services, peer, why, n))
+        return -1;
     json_array_foreach(services, i, s) {
         const char *name = json_string_value(json_object_get(s, "serviceName"));
         json_t *hosts = json_object_get(m->advertised, name);
@@ -125,10 +174,36 @@ static int services_to_advertise(mock *m, mock_strv *out) {
     return 0;
 }
 
+/* Ads not refreshed within AD_TTL_MS leave GET /hyperbahn and the relay, so
+ * a flood of ads does not stay. */
+static void sweep_ads(evutil_socket_t fd, short what, void *ud) {
+    (void)fd, (void)what;
+    mock *m = ud;
+    uint64_t now = mock_now_ms();
+    const char *name, *peer;
+    json_t *hosts, *h;
+    void *t1, *t2;
+    json_object_foreach_safe(m->advertised, t1, name, hosts) {
+        json_object_foreach_safe(hosts, t2, peer, h) {
+            json_int_t last = json_integer_value(json_object_get(h, "lastMs"));
+            if (now - (uint64_t)last >= AD_TTL_MS) {
+                mock_relay_advertised(m, name, peer, 0);
+                json_object_del(hosts, peer);
+            }
+        }
+        if (json_object_size(hosts) == 0)
+            json_object_del(m->advertised, name);
+    }
+}
+
 int mock_hyperbahn_init(mock *m, tch_error *err) {
     m->advertised = json_object();
     if (!m->advertised)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    struct timeval every = {AD_SWEEP_MS / 1000, 0};
+    if (!(m->ad_sweep = event_new(m->base, -1, EV_PERSIST, sweep_ads, m)) ||
+        event_add(m->ad_sweep, &every) != 0)
+        return tch_error_set(err, TCH_ENOMEM, "cannot start the ad sweep timer");
     int rc = tch_channel_register(m->ch, "hyperbahn", "ad", on_ad, m);
     if (!rc)
         rc = tch_channel_register(m->ch, "hyperbahn", "unad", on_unad, m);
@@ -151,6 +226,9 @@ int mock_hyperbahn_init(mock *m, tch_error *err) {
 }
 
 void mock_hyperbahn_free(mock *m) {
+    if (m->ad_sweep)
+        event_free(m->ad_sweep);
+    m->ad_sweep = NULL;
     tch_hyperbahn_free(m->hb);
     m->hb = NULL;
     free(m->hb_status);

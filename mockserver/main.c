@@ -73,6 +73,10 @@ static const opt_row OPTIONS[] = {
     {"no-watch", 0, NULL, "do not reload cassettes that change on disk"},
     {"watch-interval", 0, "MS", "poll period for changes (default 500)"},
     {"journal-size", 0, "N", "requests kept in the journal (default 10000)"},
+    {"max-advertised-services", 0, "N", "services advertised to us at once (default 1024)"},
+    {"max-advertised-instances", 0, "N", "service instances advertised to us at once\n"
+                                         "(default 4096)"},
+    {"max-ads-per-peer", 0, "N", "services one host:port may advertise (default 256)"},
     {"journal-bytes", 0, "N", "bytes the journal may hold, suffix K, M or G allowed\n"
                               "(default 64M); the oldest entries make room"},
     {"verify-on-exit", 0, NULL, "at shutdown, exit 3 when a required interaction was never\n"
@@ -358,6 +362,13 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         if (number(name, v, 1, 10000000, "a number of requests", &n))
             return 2;
         c->journal_size = n;
+    } else if (!strcmp(name, "--max-advertised-services") ||
+               !strcmp(name, "--max-advertised-instances") || !strcmp(name, "--max-ads-per-peer")) {
+        if (number(name, v, 1, 1000000, "a number of ads", &n))
+            return 2;
+        *(!strcmp(name, "--max-advertised-services")    ? &c->max_ad_services
+          : !strcmp(name, "--max-advertised-instances") ? &c->max_ad_instances
+                                                        : &c->max_ads_per_peer) = n;
     } else if (!strcmp(name, "--grace")) {
         if (number(name, v, 0, 600000, "milliseconds", &n))
             return 2;
@@ -478,6 +489,9 @@ static void config_defaults(mock_config *c) {
     c->watch = 1;
     c->watch_ms = 500;
     c->journal_size = 10000;
+    c->max_ad_services = 1024;
+    c->max_ad_instances = 4096;
+    c->max_ads_per_peer = 256;
     c->journal_bytes = (size_t)64 << 20;
     c->grace_ms = 2000;
     c->admin_timeout_ms = 10000;

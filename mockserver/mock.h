@@ -49,6 +49,9 @@ typedef struct mock_config {
     uint32_t watch_ms;
     int verbose;
     size_t journal_size;
+    size_t max_ad_services;  /* --max-advertised-services: services advertised at once */
+    size_t max_ad_instances; /* --max-advertised-instances: (service, host:port) ads at once */
+    size_t max_ads_per_peer; /* --max-ads-per-peer: services one host:port may advertise */
     size_t journal_bytes;   /* --journal-bytes: the journal's byte budget */
     int verify_on_exit;     /* --verify-on-exit: exit 3 when GET /verify would fail */
     struct tch_cassette_redaction *redaction; /* --redact-*: what recordings must not keep */
@@ -198,6 +201,7 @@ typedef struct mock {
     struct mock_trace *trace; /* span reporting (trace.c), or NULL */
     tch_channel *upstream; /* client channel for record-through, or NULL */
     tch_tracer *upstream_tracer; /* its CLIENT spans, with --trace-*; NULL without */
+    struct event *ad_sweep; /* hyperbahn.c: drops lapsed ads */
     mock_store store;
     tch_cassette_mode mode;
     mock_journal journal;
@@ -345,8 +349,9 @@ int mock_relay_take(mock *m, tch_inbound *in, const tch_cassette_call *call);
 int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
                      const char **host_port);
 /* The transport header every call we forward carries: a call that comes back
- * with it has gone round a loop (an instance or router that is this mock). */
-#define MOCK_HOP_HEADER "tchannel-mock-hop"
+ * with it has gone round a loop (an instance or router that is this mock).
+ * 16 bytes at most: the Node peer refuses a longer header key. */
+#define MOCK_HOP_HEADER "tch-mock-hop"
 /* A forwarded call's transport headers: as, re, sk and rd go to their
  * tch_call_opts fields (so they do not count against the library's limit of
  * TCH_MAX_TRANSPORT_HEADERS given headers), the others as they came, plus

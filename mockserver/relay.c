@@ -53,7 +53,8 @@ typedef struct relay_service {
     tch_tracer *tracer; /* our hop's CLIENT spans; NULL when not tracing */
     relay_instance *inst;
     size_t n, cap;
-    struct relay_service *next;
+    struct relay_service *next;  /* all services, for shutdown */
+    struct relay_service *hnext; /* the same hash bucket */
 } relay_service;
 
 typedef struct relay_call relay_call;
@@ -61,9 +62,12 @@ typedef struct relay_call relay_call;
 struct mock_relay {
     mock *m;
     relay_service *services;
+    relay_service **buckets; /* services by name: an ad flood must not make lookups slow */
+    size_t nbuckets, nservices;
     tch_channel *router; /* peers: the --upstream-router hosts; NULL without */
     tch_tracer *router_tracer;
     relay_call *calls;   /* relayed (not recorded) calls in flight */
+    int closed;          /* shut down: no channel is made again */
 };
 
 struct relay_call {
@@ -124,11 +128,40 @@ static void watch_attempts(const tch_call_event *ev, void *ud) {
         }
 }
 
+static size_t name_hash(const char *name, size_t len) {
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)name[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+
 static relay_service *find_service(struct mock_relay *r, const char *name, size_t len) {
-    for (relay_service *s = r->services; s; s = s->next)
+    if (!r->nbuckets)
+        return NULL;
+    for (relay_service *s = r->buckets[name_hash(name, len) % r->nbuckets]; s; s = s->hnext)
         if (strlen(s->name) == len && !memcmp(s->name, name, len))
             return s;
     return NULL;
+}
+
+/* Adds s to the index, doubling the buckets when they are all used. */
+static int index_service(struct mock_relay *r, relay_service *s) {
+    if (r->nservices >= r->nbuckets) {
+        size_t nb = r->nbuckets ? 2 * r->nbuckets : 64;
+        relay_service **b = calloc(nb, sizeof *b);
+        if (!b)
+            return TCH_ENOMEM;
+        for (relay_service *x = r->services; x; x = x->next) {
+            size_t i = name_hash(x->name, strlen(x->name)) % nb;
+            x->hnext = b[i], b[i] = x;
+        }
+        free(r->buckets);
+        r->buckets = b, r->nbuckets = nb;
+    }
+    size_t i = name_hash(s->name, strlen(s->name)) % r->nbuckets;
+    s->hnext = r->buckets[i], r->buckets[i] = s;
+    r->nservices++;
+    return 0;
 }
 
 static relay_service *service_for(struct mock_relay *r, const char *name, tch_error *err) {
@@ -136,25 +169,43 @@ static relay_service *service_for(struct mock_relay *r, const char *name, tch_er
     if (s)
         return s;
     s = calloc(1, sizeof *s);
-    if (!s || !(s->name = strdup(name)) || !(s->ch = client_channel(r->m, &s->tracer)) ||
-        tch_channel_add_hook(s->ch, watch_attempts, s, NULL) != 0) {
-        if (s) {
-            free_channel(&s->ch, &s->tracer);
+    if (!s || !(s->name = strdup(name)) || index_service(r, s) != 0) {
+        if (s)
             free(s->name);
-        }
         free(s);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
     }
     s->m = r->m;
-    s->next = r->services;
+    s->next = r->services; /* after the index: a rehash walks this list */
     r->services = s;
     return s;
 }
 
+/* A service's channel is made when a call is first routed to it, so an ad
+ * costs an entry, not a channel, until it is used. Its peers: the live
+ * instances. */
+static int ensure_channel(relay_service *s, tch_error *err) {
+    if (s->ch)
+        return 0;
+    if (s->m->relay->closed)
+        return tch_error_set(err, TCH_ECLOSED, "shutting down");
+    if (!(s->ch = client_channel(s->m, &s->tracer)) ||
+        tch_channel_add_hook(s->ch, watch_attempts, s, NULL) != 0) {
+        free_channel(&s->ch, &s->tracer);
+        return tch_error_set(err, TCH_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (tch_channel_add_peer(s->ch, s->inst[i].host_port, err) != 0) {
+            free_channel(&s->ch, &s->tracer);
+            return err->code;
+        }
+    return 0;
+}
+
 static int add_instance(relay_service *s, const char *host_port, int from_ad, tch_error *err) {
     relay_instance *in = NULL;
-    if (!s->ch)
+    if (s->m->relay->closed)
         return tch_error_set(err, TCH_ECLOSED, "shutting down");
     for (size_t i = 0; i < s->n && !in; i++)
         if (!strcmp(s->inst[i].host_port, host_port))
@@ -177,11 +228,12 @@ static int add_instance(relay_service *s, const char *host_port, int from_ad, tc
     in->dead = 0;
     if (in->from_ad)
         in->expires_ms = mock_now_ms() + MOCK_AD_TTL_MS;
-    return tch_channel_add_peer(s->ch, host_port, err);
+    return s->ch ? tch_channel_add_peer(s->ch, host_port, err) : 0;
 }
 
 static void drop_instance(relay_service *s, size_t i) {
-    tch_channel_remove_peer(s->ch, s->inst[i].host_port);
+    if (s->ch)
+        tch_channel_remove_peer(s->ch, s->inst[i].host_port);
     s->inst[i] = s->inst[--s->n];
 }
 
@@ -245,9 +297,13 @@ static int route(mock *m, const tch_cassette_call *call, tch_channel **via) {
         return 0;
     tch_slice name = route_name(call);
     relay_service *s = find_service(r, (const char *)name.ptr, name.len);
-    if (s && s->ch && live_instances(s) > 0) {
-        *via = s->ch;
-        return 1;
+    tch_error err = {0};
+    if (s && live_instances(s) > 0) {
+        if (ensure_channel(s, &err) == 0) {
+            *via = s->ch;
+            return 1;
+        }
+        mock_log("relay: cannot call %s's instances: %s", s->name, err.msg);
     }
     if (r->router) {
         *via = r->router;
@@ -624,6 +680,7 @@ void mock_relay_shutdown(mock *m) {
     struct mock_relay *r = m->relay;
     if (!r)
         return;
+    r->closed = 1;
     for (relay_service *s = r->services; s; s = s->next)
         free_channel(&s->ch, &s->tracer);
     free_channel(&r->router, &r->router_tracer);
@@ -641,6 +698,7 @@ void mock_relay_free(mock *m) {
         free(s->name);
         free(s);
     }
+    free(r->buckets);
     while (r->calls) /* cannot happen once the channels are freed; no leak if it does */
         call_unlink(r, r->calls);
     free(r);

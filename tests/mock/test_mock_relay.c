@@ -480,6 +480,57 @@ static void relayed_hop_span_is_reported(void **state) {
     assert_int_equal(client, 1);
 }
 
+typedef struct ad_result {
+    int done, status;
+    char message[512];
+} ad_result;
+
+static void on_ad_result(int status, const char *message, void *ud) {
+    ad_result *a = ud;
+    a->done = 1, a->status = status;
+    snprintf(a->message, sizeof a->message, "%s", message ? message : "");
+}
+
+static ad_result advertise(fx *f, int inst, const char **services, size_t n) {
+    const char *routers[] = {f->mp.hp};
+    /* a refused ad is said when the first wait ends, with the router's reason */
+    tch_hyperbahn_options o = {.routers = routers, .nrouters = 1, .services = services,
+                               .nservices = n, .first_timeout_ms = 1500};
+    tch_hyperbahn *hb;
+    tch_error err;
+    ad_result a = {0};
+    assert_int_equal(tch_hyperbahn_advertise(f->inst[inst], &o, on_ad_result, &a, &hb, &err),
+                     0);
+    assert_true(tch_test_run_until(f->base, &a.done, 5000));
+    tch_hyperbahn_free(hb);
+    return a;
+}
+
+/* Ads are capped (services, instances, services per advertising peer): an
+ * ad over a cap gets BadRequest naming it, and adds nothing; within the
+ * caps, ads are relayed to as before. */
+static void ads_over_the_caps_are_refused(void **state) {
+    fx *f = *state;
+    char empty[300];
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--admin-port", "0", "--max-ads-per-peer", "2",
+               "--max-advertised-services", "3", empty, NULL);
+    const char *three[] = {"beta", "b2", "b3"};
+    ad_result a = advertise(f, 1, three, 3);
+    assert_int_not_equal(a.status, 0);
+    assert_non_null(strstr(a.message, "--max-ads-per-peer 2"));
+    assert_string_equal(relay_state(f, "beta", f->inst_hp[1]), "(none)");
+    a = advertise(f, 1, three, 2);
+    assert_int_equal(a.status, 0);
+    const char *others[] = {"alpha", "a2"};
+    a = advertise(f, 0, others, 2);
+    assert_int_not_equal(a.status, 0);
+    assert_non_null(strstr(a.message, "--max-advertised-services 3"));
+    result r = call(f, "beta", "echo", "within the caps");
+    check_relayed(&r);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
 /* A port nobody listens on now (bound, read and closed). */
 static int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -510,7 +561,7 @@ static void relay_loop_is_declined(void **state) {
     assert_int_equal(r.status, TCH_EREMOTE);
     assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
     assert_non_null(strstr(r.message, "relay loop"));
-    assert_non_null(strstr(r.message, "tchannel-mock-hop"));
+    assert_non_null(strstr(r.message, "tch-mock-hop"));
     assert_int_equal(mp_stop(&b, f->base, SIGTERM, 10000), 0);
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
@@ -642,6 +693,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(router_routes_by_service_name, setup, teardown),
         cmocka_unit_test_setup_teardown(routes_by_routing_delegate, setup, teardown),
         cmocka_unit_test_setup_teardown(relay_loop_is_declined, setup, teardown),
+        cmocka_unit_test_setup_teardown(ads_over_the_caps_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(relayed_hop_span_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(caller_retry_flags_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(many_transport_headers_are_relayed, setup, teardown),
