@@ -424,8 +424,10 @@ int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_
         } else {
             if (n == TCH_MAX_TRANSPORT_HEADERS - 1) /* room for our mark */
                 return tch_error_set(err, TCH_EINVAL, "too many transport headers to forward: "
-                                     "more than %d besides as, re, sk and rd",
-                                     TCH_MAX_TRANSPORT_HEADERS - 1);
+                                     "the call has %zu; besides as, re, sk and rd at most %d "
+                                     "(cn included) go on with the relay's %s mark",
+                                     call->n_transport_headers, TCH_MAX_TRANSPORT_HEADERS - 1,
+                                     MOCK_HOP_HEADER);
             fw->hs[n++] = (tch_header){k, v};
         }
     }
