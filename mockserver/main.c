@@ -462,8 +462,10 @@ static int parse_args(int argc, char **argv, mock_config *c) {
     for (int i = optind; i < argc; i++)
         if (mock_strv_push(&c->inputs, argv[i]))
             return usage_error("out of memory");
-    if (c->inputs.n == 0 && !c->record_to)
-        return usage_error("no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
+    /* With an admin API, stubs added at run time are enough: no file needed. */
+    if (c->inputs.n == 0 && !c->record_to && c->admin_port < 0 && !c->admin_socket)
+        return usage_error("no cassette given (CASSETTE|DIR ..., --record-to PATH, or an "
+                           "admin API to add stubs to: --admin-port/--admin-socket)");
     if (c->mode != TCH_CASSETTE_NONE && c->upstreams.n == 0 && c->service_upstreams.n == 0 &&
         c->upstream_routers.n == 0 && !c->relay)
         return usage_error("--mode %s records and needs --upstream [SERVICE=]HOST:PORT, "

@@ -279,7 +279,8 @@ static void usage_errors_are_one_line(void **state) {
     expect_usage_error(a9, "--admin-token-file applies to the admin API: give --admin-port or "
                            "--admin-socket");
     char *a10[] = {TCH_MOCK_BIN, NULL};
-    expect_usage_error(a10, "no cassette given (CASSETTE|DIR ..., or --record-to PATH)");
+    expect_usage_error(a10, "no cassette given (CASSETTE|DIR ..., --record-to PATH, or an admin "
+                            "API to add stubs to: --admin-port/--admin-socket)");
     /* a number starts with a digit: no blank, no sign */
     char *a11[] = {TCH_MOCK_BIN, "--port", " 1", ECHO_YAML, NULL};
     expect_usage_error(a11, "--port: expected a port 0-65535, got \" 1\"");
@@ -471,6 +472,22 @@ static void a_mapped_loopback_admin_host_is_not_warned_about(void **state) {
 
 /* ---- --exit-on-stdin-eof -------------------------------------------------------------------- */
 
+/* A stub server needs no file: with an admin API the mock starts empty, and a
+ * stub added over HTTP answers the next call. */
+static void no_cassette_with_an_admin_api_serves_runtime_stubs(void **state) {
+    fx *f = *state;
+    char *argv[] = {TCH_MOCK_BIN, "--admin-port", "0", NULL};
+    start(f, argv);
+    assert_int_equal(mp_admin(&f->mp, f->base, EVHTTP_REQ_POST, "/stubs",
+                              "{\"request\": {\"serviceName\": \"keyvalue-server\", "
+                              "\"endpoint\": \"echo\"}, \"response\": {\"body\": \"stubbed\"}}",
+                              NULL),
+                     201);
+    result r = echo(f, "anything");
+    assert_int_equal(r.status, 0);
+    assert_memory_equal(r.arg3, "stubbed", 7);
+}
+
 static void stdin_eof_shuts_down_and_saves(void **state) {
     fx *f = *state;
     tch_channel *srv = start_upstream(f);
@@ -531,6 +548,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(an_upstream_that_is_down_is_said_and_not_retried, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stdin_eof_shuts_down_and_saves, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_cassette_with_an_admin_api_serves_runtime_stubs, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(host_names_for_listen_and_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(a_mapped_loopback_admin_host_is_not_warned_about, setup,
                                         teardown),
