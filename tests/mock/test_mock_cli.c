@@ -16,7 +16,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "mock_proc.h"
+#define MOCK_FX_CLIENT "cli-test"
+#define MOCK_FX_DIR "/tmp/tch-mock-cli-XXXXXX"
+#include "mock_fixture.h"
 #include "ports.h"
 
 #define SRC TCH_SOURCE_DIR
@@ -95,36 +97,6 @@ static size_t count_of(const char *hay, const char *needle) {
 
 /* ---- fixture ---------------------------------------------------------------------------- */
 
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    char dir[256];
-    mock_proc mp;
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "cli-test", NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-cli-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (f->mp.pid)
-        mp_stop(&f->mp, f->base, SIGKILL, 5000);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
@@ -144,29 +116,11 @@ static int stderr_until(fx *f, char *buf, size_t n, const char *want) {
     return strstr(buf, want) != NULL;
 }
 
-typedef struct result {
-    int done, status;
-    uint8_t error_code;
-    char message[1024], arg3[256];
-} result;
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
-}
-
 /* A raw echo call with the library's default retries (as a user's client). */
 static result echo(fx *f, const char *body) {
-    result r = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("echo"),
-                       .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp, .timeout_ms = 3000};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_result, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
-    return r;
+                       .arg3 = tch_slice_cstr(body), .timeout_ms = 3000};
+    return fx_call(f, o, 5000);
 }
 
 static void start(fx *f, char **argv) {

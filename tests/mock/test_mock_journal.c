@@ -13,60 +13,28 @@
 #include <tchannel/json.h>
 #include <tchannel/thrift_scheme.h>
 
-#include "mock_proc.h"
+#define MOCK_FX_EXTRA mock_proc up; /* the upstream of record-through, when started */
+#include "mock_fixture.h"
 
 #define SRC TCH_SOURCE_DIR
 #define KV_YAML SRC "/cassettes/keyvalue.yaml"
 #define KV_IDL SRC "/cassettes/keyvalue.thrift"
 
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    char dir[256];
-    mock_proc mp;
-    mock_proc up; /* the upstream of record-through, when started */
-} fx;
-
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "journal-client", NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-journal-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    *state = f;
+    *state = fx_new("journal-client", "/tmp/tch-mock-journal-XXXXXX");
     return 0;
 }
 
 static int teardown(void **state) {
     fx *f = *state;
-    if (f->mp.pid)
-        mp_stop(&f->mp, f->base, SIGKILL, 5000);
     if (f->up.pid) /* a failed assertion left it running */
         mp_stop(&f->up, NULL, SIGKILL, 5000);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
+    fx_free(f);
     return 0;
 }
 
 /* argv: NULL-terminated, after the binary and an ephemeral admin port. */
-static void start_mock(fx *f, const char *first, ...) {
-    char *argv[40];
-    int n = 0;
-    argv[n++] = TCH_MOCK_BIN;
-    argv[n++] = "--admin-port";
-    argv[n++] = "0";
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 39; a = va_arg(ap, const char *))
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    assert_int_equal(mp_start(&f->mp, argv, 1, 1), 0);
-}
+#define start_mock(f, ...) assert_int_equal(fx_start_mock((f), 1, __VA_ARGS__), 0)
 
 static void write_file(const char *path, const char *text) {
     FILE *fp = fopen(path, "w");
@@ -77,32 +45,13 @@ static void write_file(const char *path, const char *text) {
 
 /* ---- calls -------------------------------------------------------------------- */
 
-typedef struct result {
-    int done, status;
-    uint8_t code, error_code;
-    char message[1024];
-    char arg3[512];
-} result;
-
-static void on_raw(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
-}
-
 static result call(fx *f, const char *scheme, const char *endpoint, const char *arg2,
                    tch_slice arg3, const tch_header *hs, size_t nh) {
-    result r = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
-                       .arg2 = tch_slice_cstr(arg2), .arg3 = arg3, .host_port = f->mp.hp,
-                       .timeout_ms = 3000, .retry_limit = TCH_RETRY_LIMIT_NONE,
-                       .arg_scheme = scheme, .headers = hs, .nheaders = nh};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
-    return r;
+                       .arg2 = tch_slice_cstr(arg2), .arg3 = arg3, .timeout_ms = 3000,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE, .arg_scheme = scheme,
+                       .headers = hs, .nheaders = nh};
+    return fx_call(f, o, 5000);
 }
 
 static result json_call(fx *f, const char *endpoint, const char *headers, const char *body) {

@@ -10,76 +10,22 @@
 
 #include <tchannel/channel.h>
 
-#include "mock_proc.h"
+#define MOCK_FX_CLIENT "keyvalue-client"
+#define MOCK_FX_DIR NULL
+#include "mock_fixture.h"
 
 #define SRC TCH_SOURCE_DIR
 #define KV_YAML SRC "/cassettes/keyvalue.yaml"
 #define KV_IDL SRC "/cassettes/keyvalue.thrift"
 
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    mock_proc mp;
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "keyvalue-client", NULL);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (f->mp.pid)
-        mp_stop(&f->mp, f->base, SIGKILL, 5000);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    free(f);
-    return 0;
-}
-
 /* argv after the binary, NULL-terminated; waits for `listening`. */
-static int start_mock(fx *f, const char *first, ...) {
-    char *argv[16];
-    int n = 0;
-    argv[n++] = TCH_MOCK_BIN;
-    argv[n++] = "--admin-port";
-    argv[n++] = "0";
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 15; a = va_arg(ap, const char *))
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return mp_start(&f->mp, argv, 1, 1);
-}
-
-typedef struct result {
-    int done, status;
-    uint8_t code, error_code;
-    char message[1024];
-    char arg3[256];
-} result;
-
-static void on_answer(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
-}
+#define start_mock(f, ...) fx_start_mock((f), 1, __VA_ARGS__)
 
 static result call(fx *f, const char *as, const char *endpoint, tch_slice arg2, tch_slice arg3) {
-    result r = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
-                       .arg2 = arg2, .arg3 = arg3, .arg_scheme = as, .host_port = f->mp.hp,
-                       .timeout_ms = 3000, .retry_limit = TCH_RETRY_LIMIT_NONE};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_answer, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
-    return r;
+                       .arg2 = arg2, .arg3 = arg3, .arg_scheme = as, .timeout_ms = 3000,
+                       .retry_limit = TCH_RETRY_LIMIT_NONE};
+    return fx_call(f, o, 5000);
 }
 
 #define assert_has(text, part)                                                                    \

@@ -15,15 +15,11 @@
 
 #include <sys/stat.h>
 
-#include "mock_proc.h"
-
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client, *inst;
-    char inst_hp[64];
-    char dir[64], empty[128], rec[128];
-    mock_proc mp;
-} fx;
+#define MOCK_FX_EXTRA                                                                             \
+    tch_channel *inst;                                                                            \
+    char inst_hp[64];                                                                             \
+    char empty[300], rec[300];
+#include "mock_fixture.h"
 
 static void on_echo(tch_inbound *in, void *ud) {
     (void)ud;
@@ -31,15 +27,11 @@ static void on_echo(tch_inbound *in, void *ud) {
 }
 
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "mode-client", NULL);
+    fx *f = fx_new("mode-client", "/tmp/tch-mock-mode-XXXXXX");
     f->inst = tch_channel_new(f->base, "alpha", NULL);
     assert_int_equal(tch_channel_listen(f->inst, "127.0.0.1:0", NULL), 0);
     snprintf(f->inst_hp, sizeof f->inst_hp, "%s", tch_channel_host_port(f->inst));
     assert_int_equal(tch_channel_register(f->inst, "alpha", "echo", on_echo, NULL), 0);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-mode-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
     snprintf(f->empty, sizeof f->empty, "%s/empty.yaml", f->dir);
     snprintf(f->rec, sizeof f->rec, "%s/rec/", f->dir);
     FILE *fp = fopen(f->empty, "w");
@@ -55,29 +47,11 @@ static int teardown(void **state) {
     if (f->mp.pid)
         mp_stop(&f->mp, f->base, SIGKILL, 5000);
     tch_channel_free(f->inst);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
+    fx_free(f);
     return 0;
 }
 
-static void start_mock(fx *f, const char *first, ...) {
-    char *argv[32];
-    int n = 0;
-    argv[n++] = TCH_MOCK_BIN;
-    argv[n++] = "--admin-port";
-    argv[n++] = "0";
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    assert_int_equal(mp_start(&f->mp, argv, 1, 2), 0);
-}
+#define start_mock(f, ...) assert_int_equal(fx_start_mock((f), 2, __VA_ARGS__), 0)
 
 /* PUT /mode; returns the HTTP code, the error text (if any) in msg. */
 static int put_mode(fx *f, const char *mode, char *msg, size_t n) {
@@ -103,25 +77,12 @@ static int health_recording(fx *f, char *mode, size_t n) {
     return r;
 }
 
-typedef struct outcome {
-    int done, status;
-} outcome;
-
-static void on_done(const tch_response *res, void *ud) {
-    outcome *o = ud;
-    o->done = 1;
-    o->status = res->status;
-}
-
 /* A call to service alpha through the mock; returns its status. */
 static int call_alpha(fx *f, const char *body) {
-    outcome o = {0};
     tch_call_opts opts = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
-                          .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp,
-                          .timeout_ms = 2000, .retry_limit = TCH_RETRY_LIMIT_NONE};
-    assert_int_equal(tch_channel_call(f->client, &opts, on_done, &o, NULL), 0);
-    assert_true(tch_test_run_until(f->base, &o.done, 5000));
-    return o.status;
+                          .arg3 = tch_slice_cstr(body), .timeout_ms = 2000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    return fx_call(f, opts, 5000).status;
 }
 
 static size_t count_in(const char *path) {
@@ -153,7 +114,7 @@ static void a_recording_mode_needs_somewhere_to_record_from(void **state) {
  * DIR/<service>.yaml. */
 static void a_service_upstream_is_somewhere_to_record_from(void **state) {
     fx *f = *state;
-    char up[128], path[200], msg[1024], mode[32];
+    char up[128], path[320], msg[1024], mode[32];
     snprintf(up, sizeof up, "alpha=%s", f->inst_hp);
     start_mock(f, "--record-to", f->rec, "--upstream", up, NULL);
     assert_false(health_recording(f, mode, sizeof mode)); /* mode none */

@@ -20,17 +20,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "mock_proc.h"
-
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    tch_channel *inst[3]; /* services alpha, beta, and a second alpha */
-    char inst_hp[3][64];
-    char dir[256], rec[300];
+#define MOCK_FX_EXTRA                                                                             \
+    tch_channel *inst[3]; /* services alpha, beta, and a second alpha */                          \
+    char inst_hp[3][64];                                                                          \
+    char rec[300];                                                                                \
     const char *rd; /* the routing delegate calls send, or NULL */
-    mock_proc mp;
-} fx;
+#include "mock_fixture.h"
 
 /* Echoes arg3 and says what the instance received: the TTL, the transport
  * headers the relay must keep, and the tracing ids. */
@@ -78,11 +73,7 @@ static void start_instance(fx *f, int i, const char *service) {
 }
 
 static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "relay-client", NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-relay-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    fx *f = fx_new("relay-client", "/tmp/tch-mock-relay-XXXXXX");
     snprintf(f->rec, sizeof f->rec, "%s/rec/", f->dir);
     start_instance(f, 0, "alpha");
     start_instance(f, 1, "beta");
@@ -102,12 +93,7 @@ static int teardown(void **state) {
         mp_stop(&f->mp, f->base, SIGKILL, 5000);
     for (int i = 0; i < 3; i++)
         stop_instance(f, i);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
+    fx_free(f);
     return 0;
 }
 
@@ -141,35 +127,15 @@ static void start_mock(fx *f, const char *first, ...) {
     assert_int_equal(mp_start(&f->mp, argv, admin, 2), 0);
 }
 
-typedef struct result {
-    int done, status;
-    uint8_t error_code;
-    char message[1024];
-    char arg2[512], arg3[256];
-} result;
-
-static void on_res(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
-}
-
 static const tch_trace PARENT = {.span_id = 0x1111, .parent_id = 0, .trace_id = 0xabcdef12,
                                  .flags = 1};
 
 static result call(fx *f, const char *service, const char *endpoint, const char *body) {
-    result r = {0};
     tch_call_opts o = {.service = service, .endpoint = tch_slice_cstr(endpoint),
-                       .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp, .timeout_ms = 2000,
+                       .arg3 = tch_slice_cstr(body), .timeout_ms = 2000,
                        .retry_limit = TCH_RETRY_LIMIT_NONE, .routing_delegate = f->rd,
                        .trace = &PARENT};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
-    return r;
+    return fx_call(f, o, 5000);
 }
 
 static size_t interactions_in(const char *path, const char *service) {
@@ -589,13 +555,9 @@ static void caller_retry_flags_are_kept(void **state) {
         else
             start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
         busy_calls = 0;
-        result r = {0};
         tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("busy"),
-                           .host_port = f->mp.hp, .timeout_ms = 2000,
-                           .retry_on = TCH_RETRY_NEVER};
-        tch_error err;
-        assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
-        assert_true(tch_test_run_until(f->base, &r.done, 5000));
+                           .timeout_ms = 2000, .retry_on = TCH_RETRY_NEVER};
+        result r = fx_call(f, o, 5000);
         assert_int_equal(r.error_code, TCH_PCODE_BUSY);
         assert_int_equal(busy_calls, 1);
         assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
@@ -619,14 +581,10 @@ static void many_transport_headers_are_relayed(void **state) {
         snprintf(keys[i], sizeof keys[i], "h%d", i);
         hs[i] = (tch_header){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
     }
-    result r = {0};
     tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
-                       .arg3 = tch_slice_cstr("many"), .host_port = f->mp.hp,
-                       .timeout_ms = 2000, .headers = hs, .nheaders = N,
-                       .shard_key = "shard-1", .retry_on = TCH_RETRY_NEVER};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_res, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
+                       .arg3 = tch_slice_cstr("many"), .timeout_ms = 2000, .headers = hs,
+                       .nheaders = N, .shard_key = "shard-1", .retry_on = TCH_RETRY_NEVER};
+    result r = fx_call(f, o, 5000);
     assert_string_equal(r.message, "");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.arg3, "many");

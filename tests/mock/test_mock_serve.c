@@ -14,7 +14,9 @@
 
 #include <sys/stat.h>
 
-#include "mock_proc.h"
+#define MOCK_FX_CLIENT "keyvalue-client"
+#define MOCK_FX_DIR "/tmp/tch-mock-test-XXXXXX"
+#include "mock_fixture.h"
 #include "ports.h"
 
 #define SRC TCH_SOURCE_DIR
@@ -22,52 +24,9 @@
 #define ECHO_YAML SRC "/cassettes/echo-raw.yaml"
 #define KV_IDL SRC "/cassettes/keyvalue.thrift"
 
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    char dir[256];
-    mock_proc mp;
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "keyvalue-client", NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-test-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (f->mp.pid)
-        mp_stop(&f->mp, f->base, SIGKILL, 5000);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
 /* Starts the mock with the given arguments (NULL-terminated) plus an
  * ephemeral admin port. */
-static void start_mock(fx *f, const char *first, ...) {
-    char *argv[32];
-    int n = 0;
-    argv[n++] = TCH_MOCK_BIN;
-    argv[n++] = "--admin-port";
-    argv[n++] = "0";
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
-        argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    assert_int_equal(mp_start(&f->mp, argv, 1, 1), 0);
-}
+#define start_mock(f, ...) assert_int_equal(fx_start_mock((f), 1, __VA_ARGS__), 0)
 
 static void write_file(const char *path, const char *text) {
     char tmp[512];
@@ -81,36 +40,11 @@ static void write_file(const char *path, const char *text) {
 
 /* ---- calls ---------------------------------------------------------------------- */
 
-typedef struct result {
-    int done, status;
-    uint8_t code, error_code;
-    char message[1024];
-    char arg2[256], arg3[256];
-    long elapsed_ms;
-    long started;
-} result;
-
-static void on_raw(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
-    r->elapsed_ms = mp_now_ms() - r->started;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
-}
-
 static result raw_call(fx *f, const char *service, const char *endpoint, tch_slice arg2,
                        tch_slice arg3) {
-    result r = {0};
-    r.started = mp_now_ms();
     tch_call_opts o = {.service = service, .endpoint = tch_slice_cstr(endpoint), .arg2 = arg2,
-                       .arg3 = arg3, .host_port = f->mp.hp, .timeout_ms = 3000,
-                       .retry_limit = TCH_RETRY_LIMIT_NONE};
-    tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, 5000));
-    return r;
+                       .arg3 = arg3, .timeout_ms = 3000, .retry_limit = TCH_RETRY_LIMIT_NONE};
+    return fx_call(f, o, 5000);
 }
 
 static result echo(fx *f, const char *service, const char *body) {
@@ -367,15 +301,15 @@ static void delay_and_fault_injection(void **state) {
     tch_call_opts o = {.service = "svc", .endpoint = tch_slice_cstr("slow"),
                        .arg3 = tch_slice_cstr("x"), .host_port = f->mp.hp, .timeout_ms = 3000};
     tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &slow, &err), 0);
+    assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, &slow, &err), 0);
     o.endpoint = tch_slice_cstr("nothing");
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &fast, &err), 0);
+    assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, &fast, &err), 0);
     assert_true(tch_test_run_until(f->base, &slow.done, 5000));
     assert_true(fast.done);
     assert_int_equal(slow.status, 0);
     assert_string_equal(slow.arg3, "y");
-    assert_true(slow.elapsed_ms >= 290);
-    assert_true(fast.elapsed_ms < slow.elapsed_ms);
+    assert_true(slow.ms >= 290);
+    assert_true(fast.ms < slow.ms);
 
     result r = raw_call(f, "svc", "flaky", TCH_SLICE_NULL, tch_slice_cstr("x"));
     assert_int_equal(r.status, TCH_EREMOTE);
@@ -383,7 +317,7 @@ static void delay_and_fault_injection(void **state) {
     r = raw_call(f, "svc", "gone", TCH_SLICE_NULL, tch_slice_cstr("x"));
     assert_int_equal(r.error_code, TCH_PCODE_DECLINED);
     assert_string_equal(r.message, "go away");
-    assert_true(r.elapsed_ms >= 95);
+    assert_true(r.ms >= 95);
 }
 
 /* ---- reload -------------------------------------------------------------------------- */
@@ -594,7 +528,7 @@ static void an_edit_is_not_overwritten_by_a_save(void **state) {
     result held = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("hold"),
                        .arg3 = tch_slice_cstr("h"), .host_port = f->mp.hp, .timeout_ms = 5000};
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &held, &err), 0);
+    assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, &held, &err), 0);
     assert_true(tch_test_run_until_count(f->base, &u.nheld, 1, 5000));
     write_file(path, V1); /* the user's edit, while the recording waits */
     tch_inbound_respond(u.held[0], 0, tch_slice_cstr(""), tch_slice_cstr("late"));
@@ -681,7 +615,7 @@ static void sigterm_saves_every_recording(void **state) {
         tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("echo"),
                            .arg3 = tch_slice_cstr(body), .host_port = f->mp.hp,
                            .timeout_ms = 5000};
-        assert_int_equal(tch_channel_call(f->client, &o, on_raw, &rs[i], &err), 0);
+        assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, &rs[i], &err), 0);
     }
     for (long end = mp_now_ms() + 5000; done < N && mp_now_ms() < end;) {
         event_base_loop(f->base, EVLOOP_ONCE);
@@ -694,7 +628,7 @@ static void sigterm_saves_every_recording(void **state) {
     result held = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("hold"),
                        .arg3 = tch_slice_cstr("h"), .host_port = f->mp.hp, .timeout_ms = 5000};
-    assert_int_equal(tch_channel_call(f->client, &o, on_raw, &held, &err), 0);
+    assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, &held, &err), 0);
     assert_true(tch_test_run_until_count(f->base, &u.nheld, 1, 5000));
     struct event *t = evtimer_new(f->base, on_answer_held, &u);
     struct timeval tv = {0, 200000};

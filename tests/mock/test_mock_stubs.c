@@ -15,74 +15,22 @@
 #include <tchannel/channel.h>
 #include <tchannel/stub.h>
 
-#include "mock_proc.h"
-
-typedef struct fx {
-    struct event_base *base;
-    tch_channel *client;
-    char dir[256];
-    mock_proc mp;
-} fx;
-
-static int setup(void **state) {
-    fx *f = calloc(1, sizeof *f);
-    f->base = event_base_new();
-    f->client = tch_channel_new(f->base, "stubs-client", NULL);
-    snprintf(f->dir, sizeof f->dir, "/tmp/tch-mock-stubs-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fx *f = *state;
-    if (f->mp.pid)
-        mp_stop(&f->mp, f->base, SIGKILL, 5000);
-    tch_channel_free(f->client);
-    event_base_free(f->base);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
+#define MOCK_FX_CLIENT "stubs-client"
+#define MOCK_FX_DIR "/tmp/tch-mock-stubs-XXXXXX"
+#include "mock_fixture.h"
 
 /* The mock on an empty folder: every answer comes from run-time stubs. */
 static void start_mock(fx *f) {
-    char *argv[] = {TCH_MOCK_BIN, "--admin-port", "0", f->dir, NULL};
-    assert_int_equal(mp_start(&f->mp, argv, 1, 2), 0);
-}
-
-typedef struct result {
-    int done, status;
-    uint8_t code, error_code;
-    char message[1024];
-    char arg2[512], arg3[512];
-    long ms;
-} result;
-
-static void on_answer(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done = 1;
-    r->status = res->status, r->code = res->code, r->error_code = res->error_code;
-    snprintf(r->message, sizeof r->message, "%s", res->message ? res->message : "");
-    snprintf(r->arg2, sizeof r->arg2, "%.*s", (int)res->arg2.len, (const char *)res->arg2.ptr);
-    snprintf(r->arg3, sizeof r->arg3, "%.*s", (int)res->arg3.len, (const char *)res->arg3.ptr);
+    assert_int_equal(fx_start_mock(f, 2, f->dir, NULL), 0);
 }
 
 static result call_t(fx *f, const char *endpoint, const char *headers, const char *body,
                      uint32_t timeout_ms) {
-    result r = {0};
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
                        .arg2 = tch_slice_cstr(headers), .arg3 = tch_slice_cstr(body),
-                       .host_port = f->mp.hp, .timeout_ms = timeout_ms,
-                       .retry_limit = TCH_RETRY_LIMIT_NONE, .arg_scheme = "json"};
-    tch_error err;
-    long t0 = mp_now_ms();
-    assert_int_equal(tch_channel_call(f->client, &o, on_answer, &r, &err), 0);
-    assert_true(tch_test_run_until(f->base, &r.done, (int)timeout_ms + 5000));
-    r.ms = mp_now_ms() - t0;
-    return r;
+                       .timeout_ms = timeout_ms, .retry_limit = TCH_RETRY_LIMIT_NONE,
+                       .arg_scheme = "json"};
+    return fx_call(f, o, (int)timeout_ms + 5000);
 }
 
 static result call(fx *f, const char *endpoint, const char *body) {
@@ -349,7 +297,7 @@ static void start_call(fx *f, const char *endpoint, uint32_t timeout_ms, result 
                        .timeout_ms = timeout_ms, .retry_limit = TCH_RETRY_LIMIT_NONE,
                        .arg_scheme = "json"};
     tch_error err;
-    assert_int_equal(tch_channel_call(f->client, &o, on_answer, r, &err), 0);
+    assert_int_equal(tch_channel_call(f->client, &o, fx_on_answer, r, &err), 0);
 }
 
 /* A call that ended because its connection went away, not by an answer. */

@@ -6,21 +6,7 @@
 #   journal.sh MOCK_BINARY
 # Exit 77 (skip) only when node is missing; an npm install failure fails.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-mock=${1:?usage: journal.sh MOCK_BINARY}
-nodedir=$root/tests/interop/node
-
-command -v node >/dev/null 2>&1 || { echo "SKIP: node not found"; exit 77; }
-"$nodedir/install.sh" || { echo "FAIL: $nodedir/install.sh failed"; exit 1; }
-
-tmp=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/common.sh"
 
 mkfifo "$tmp/out"
 "$mock" --admin-port 0 --thrift "$root/cassettes/keyvalue.thrift" --verify-on-exit \
@@ -38,12 +24,7 @@ echo "# tchannel-mock on $hp, admin $admin"
 status=0
 node "$here/journal_client.js" --peer "$hp" --admin "$admin" || status=1
 
-kill -TERM "$pid"
-( sleep 10; kill -KILL "$pid" 2>/dev/null ) >/dev/null 2>&1 &   # watchdog only
-w=$!
-wait "$pid"; rc=$?
-pid=
-kill -KILL "$w" 2>/dev/null; wait "$w" 2>/dev/null
+stop "$pid"; rc=$RC; pid=
 if [ "$rc" = 3 ] && grep -q "verify failed: .* 1 request unmatched" "$tmp/err"; then
     echo "ok --verify-on-exit: exit 3 naming the unmatched request"
 else

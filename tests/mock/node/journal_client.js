@@ -9,41 +9,13 @@
 // Output: `ok <case>` / `FAIL <case>: <why>` lines; exit 0 iff none failed.
 'use strict';
 
-var fs = require('fs');
 var http = require('http');
-var path = require('path');
 
-var nodeDir = path.join(__dirname, '..', '..', 'interop', 'node');
-var lib = require(path.join(nodeDir, 'lib.js'));
-var args = lib.parseArgs(process.argv.slice(2), {peer: '', admin: ''},
-    'usage: node journal_client.js --peer HOST:PORT --admin HOST:PORT');
-var TChannel = lib.loadTChannel();
-var TChannelJSON = lib.tchannelFile('as/json.js');
-var TChannelThrift = lib.tchannelFile('as/thrift.js');
-
-var client = new TChannel({logger: lib.tchannelFile('null-logger.js')});
-var sub = client.makeSubChannel({
-    serviceName: 'keyvalue-server',
-    peers: [args.peer],
-    requestDefaults: {
-        hasNoParent: true,
-        retryFlags: {never: true, onConnectionError: false, onTimeout: false},
-        headers: {cn: 'journal-client'}
-    }
-});
-var asJSON = TChannelJSON({logger: lib.tchannelFile('null-logger.js')});
-var asThrift = TChannelThrift({
-    channel: sub,
-    source: fs.readFileSync(path.join(__dirname, '..', '..', '..', 'cassettes', 'keyvalue.thrift'),
-        'utf8'),
-    strict: false
-});
-
-function req(extra) {
-    var headers = {cn: 'journal-client'};
-    Object.keys(extra || {}).forEach(function k(h) { headers[h] = extra[h]; });
-    return sub.request({serviceName: 'keyvalue-server', timeout: 2000, headers: headers});
-}
+var common = require('./common.js');
+var lib = common.lib;
+var c = common.connect({cn: 'journal-client', defaults: {peer: '', admin: ''},
+    usage: 'usage: node journal_client.js --peer HOST:PORT --admin HOST:PORT'});
+var args = c.args, client = c.client, asJSON = c.asJSON, asThrift = c.asThrift, req = c.req;
 
 // POST (or GET without body) to the admin API; cb(err, status, json).
 function admin(method, uri, body, cb) {

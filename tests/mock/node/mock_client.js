@@ -11,40 +11,11 @@
 // failed.
 'use strict';
 
-var fs = require('fs');
-var path = require('path');
-
-var nodeDir = path.join(__dirname, '..', '..', 'interop', 'node');
-var lib = require(path.join(nodeDir, 'lib.js'));
-var args = lib.parseArgs(process.argv.slice(2), {peer: '', phase: 'replay'},
-    'usage: node mock_client.js --peer HOST:PORT --phase replay|record|replay-recorded');
-var TChannel = lib.loadTChannel();
-var TChannelJSON = lib.tchannelFile('as/json.js');
-var TChannelThrift = lib.tchannelFile('as/thrift.js');
-
-var client = new TChannel({logger: lib.tchannelFile('null-logger.js')});
-var sub = client.makeSubChannel({
-    serviceName: 'keyvalue-server',
-    peers: [args.peer],
-    requestDefaults: {
-        hasNoParent: true,
-        retryFlags: {never: true, onConnectionError: false, onTimeout: false},
-        headers: {cn: 'keyvalue-client'}
-    }
-});
-var asJSON = TChannelJSON({logger: lib.tchannelFile('null-logger.js')});
-var asThrift = TChannelThrift({
-    channel: sub,
-    source: fs.readFileSync(path.join(__dirname, '..', '..', '..', 'cassettes', 'keyvalue.thrift'),
-        'utf8'),
-    strict: false
-});
-
-function req(extraHeaders) {
-    var headers = {cn: 'keyvalue-client'};
-    Object.keys(extraHeaders || {}).forEach(function k(h) { headers[h] = extraHeaders[h]; });
-    return sub.request({serviceName: 'keyvalue-server', timeout: 2000, headers: headers});
-}
+var common = require('./common.js');
+var c = common.connect({cn: 'keyvalue-client', defaults: {peer: '', phase: 'replay'},
+    usage: 'usage: node mock_client.js --peer HOST:PORT --phase replay|record|replay-recorded'});
+var args = c.args, client = c.client, asJSON = c.asJSON, asThrift = c.asThrift, req = c.req;
+var expectEq = common.expectEq;
 
 function raw(body, cb) {
     req({as: 'raw'}).send('echo', '', body, function done(err, res, arg2, arg3) {
@@ -65,11 +36,6 @@ function thrift(method, body, cb) {
     asThrift.request({serviceName: 'keyvalue-server', timeout: 2000, hasNoParent: true,
         headers: {cn: 'keyvalue-client'}})
         .send('KeyValue::' + method, {}, body, cb);
-}
-
-function expectEq(got, want) {
-    var g = JSON.stringify(got), w = JSON.stringify(want);
-    return g === w ? null : 'got ' + g + ', want ' + w;
 }
 
 var cases = {
@@ -122,22 +88,4 @@ if (!list) {
     process.stderr.write('unknown --phase ' + args.phase + '\n');
     process.exit(2);
 }
-var passed = 0, failed = 0;
-function run(i) {
-    if (i === list.length) {
-        process.stdout.write(passed + ' passed, ' + failed + ' failed\n');
-        client.close();
-        process.exit(failed ? 1 : 0);
-    }
-    list[i][1](function done(err) {
-        if (err) {
-            failed++;
-            process.stdout.write('FAIL ' + list[i][0] + ': ' + (err.message || err) + '\n');
-        } else {
-            passed++;
-            process.stdout.write('ok ' + list[i][0] + '\n');
-        }
-        run(i + 1);
-    });
-}
-run(0);
+common.runCases(list, client);

@@ -4,23 +4,9 @@
 #   stubs.sh MOCK_BINARY
 # Exit 77 (skip) only when node or curl is missing.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-mock=${1:?usage: stubs.sh MOCK_BINARY}
-nodedir=$root/tests/interop/node
-
-command -v node >/dev/null 2>&1 || { echo "SKIP: node not found"; exit 77; }
-command -v curl >/dev/null 2>&1 || { echo "SKIP: curl not found"; exit 77; }
-"$nodedir/install.sh" || { echo "FAIL: $nodedir/install.sh failed"; exit 1; }
-
-tmp=$(mktemp -d)
+needs=curl
+. "$(dirname "$0")/common.sh"
 mkdir "$tmp/cassettes"
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 # The mock on an empty folder: `listening HOST:PORT`, then `admin HOST:PORT` (20 s bound).
 mkfifo "$tmp/out"
@@ -67,6 +53,6 @@ fi
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$admin/stubs/greet")
 [ "$code" = 200 ] && echo "ok GET /stubs/greet" || { echo "FAIL: GET /stubs/greet -> $code"; status=1; }
 
-kill -TERM "$pid"; wait "$pid"; rc=$?; pid=
+stop "$pid"; rc=$RC; pid=
 [ "$rc" = 0 ] || { echo "FAIL: mock exited $rc on SIGTERM (want 0)"; status=1; }
 exit $status

@@ -10,43 +10,14 @@
 // Output: `ok <case>` / `FAIL <case>: <why>` lines, then `N passed, M failed`.
 'use strict';
 
-var fs = require('fs');
-var path = require('path');
-
-var nodeDir = path.join(__dirname, '..', '..', 'interop', 'node');
-var lib = require(path.join(nodeDir, 'lib.js'));
-var args = lib.parseArgs(process.argv.slice(2), {peer: ''},
-    'usage: node stubs_client.js --peer HOST:PORT');
-var TChannel = lib.loadTChannel();
-var TChannelJSON = lib.tchannelFile('as/json.js');
-var TChannelThrift = lib.tchannelFile('as/thrift.js');
-
-var client = new TChannel({logger: lib.tchannelFile('null-logger.js')});
-var sub = client.makeSubChannel({
-    serviceName: 'keyvalue-server',
-    peers: [args.peer],
-    requestDefaults: {
-        hasNoParent: true,
-        retryFlags: {never: true, onConnectionError: false, onTimeout: false},
-        headers: {cn: 'stubs-client'}
-    }
-});
-var asJSON = TChannelJSON({logger: lib.tchannelFile('null-logger.js')});
-var asThrift = TChannelThrift({
-    channel: sub,
-    source: fs.readFileSync(path.join(__dirname, '..', '..', '..', 'cassettes', 'keyvalue.thrift'),
-        'utf8'),
-    strict: false
-});
+var common = require('./common.js');
+var c = common.connect({cn: 'stubs-client', defaults: {peer: ''},
+    usage: 'usage: node stubs_client.js --peer HOST:PORT'});
+var client = c.client, asJSON = c.asJSON, asThrift = c.asThrift;
+var expectEq = common.expectEq;
 
 function req(timeout) {
-    return sub.request({serviceName: 'keyvalue-server', timeout: timeout || 2000,
-        headers: {cn: 'stubs-client'}});
-}
-
-function expectEq(got, want) {
-    var g = JSON.stringify(got), w = JSON.stringify(want);
-    return g === w ? null : 'got ' + g + ', want ' + w;
+    return c.req(null, timeout);
 }
 
 var list = [
@@ -103,22 +74,4 @@ var list = [
     }]
 ];
 
-var passed = 0, failed = 0;
-function run(i) {
-    if (i === list.length) {
-        process.stdout.write(passed + ' passed, ' + failed + ' failed\n');
-        client.close();
-        process.exit(failed ? 1 : 0);
-    }
-    list[i][1](function done(err) {
-        if (err) {
-            failed++;
-            process.stdout.write('FAIL ' + list[i][0] + ': ' + (err.message || err) + '\n');
-        } else {
-            passed++;
-            process.stdout.write('ok ' + list[i][0] + '\n');
-        }
-        run(i + 1);
-    });
-}
-run(0);
+common.runCases(list, client);
