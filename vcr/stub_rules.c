@@ -205,6 +205,7 @@ static int regex_problem(const char *p, size_t len, char *why, size_t whysz) {
     re_group g[RE_MAX_LEN + 2] = {{0}}; /* g[0]: the whole pattern */
     size_t depth = 0, atom = 0;         /* atom: the last atom's weight, 0: none */
     bool counted = false;               /* the last atom holds a counted repeat */
+    bool repeated = false;              /* the last token was a repeat operator */
     for (size_t i = 0; i < len;) {
         char c = p[i];
         unsigned long bound = 0;
@@ -233,6 +234,10 @@ static int regex_problem(const char *p, size_t len, char *why, size_t whysz) {
             g[depth].counted |= counted;
         } else if (c == '|') {
             i++;
+        } else if ((next || c == '*' || c == '+' || c == '?') && repeated) {
+            /* glibc copies the tree once per stacked operator (a+++...): refuse */
+            return snprintf(why, whysz, "a repeat of a repeat (%.2s): write one operator",
+                            p + i - 1), -1;
         } else if (next) { /* a counted repeat of the last atom */
             if (counted)
                 return snprintf(why, whysz, "a counted repeat {..} of something that holds one "
@@ -242,11 +247,18 @@ static int regex_problem(const char *p, size_t len, char *why, size_t whysz) {
                                 (int)(next - i), p + i), -1;
             atom *= bound ? bound : 1;
             counted = true, g[depth].counted = true, i = next;
+            repeated = true;
+            continue;
         } else if (c == '*' || c == '+' || c == '?') {
+            if (c == '+') /* glibc writes x+ as xx*: nested +'s double the copies */
+                atom *= 2;
             i++;
+            repeated = true;
+            continue;
         } else {
             atom = 1, counted = false, i++;
         }
+        repeated = false;
     }
     if (g[0].weight + atom > RE_MAX_WEIGHT)
         return snprintf(why, whysz, "too large once its counted repeats are copied out (over %d "
