@@ -300,7 +300,9 @@ static void verify_on_exit_sets_the_exit_status(void **state) {
     assert_non_null(strstr(log, "verify failed: 1 required interaction never called, 1 "
                                 "request unmatched"));
     assert_non_null(strstr(log, "not called: "));
-    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 3);
+    /* SIGTERM was sent above: a second one during shutdown would be a
+     * different test. Signal 0 only waits for the exit. */
+    assert_int_equal(mp_stop(&f->mp, f->base, 0, 5000), 3);
     /* all called, nothing unmatched: 0 */
     start_mock(f, "--verify-on-exit", path, NULL);
     assert_string_equal(raw(f, "echo", "must").arg3, "called");
