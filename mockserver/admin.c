@@ -63,7 +63,7 @@ struct mock_admin {
     size_t cap_refused;  /* refused since the last log line */
 };
 
-static void reply_json(struct evhttp_request *req, int code, json_t *body) {
+void mock_admin_reply(struct evhttp_request *req, int code, json_t *body) {
     struct evbuffer *out = evbuffer_new();
     char *text = body ? json_dumps(body, JSON_INDENT(2)) : NULL;
     json_decref(body);
@@ -79,14 +79,13 @@ static void reply_json(struct evhttp_request *req, int code, json_t *body) {
     evbuffer_free(out);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
-static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...) {
-    char msg[1024];
+void mock_admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...) {
+    char msg[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    reply_json(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
+    mock_admin_reply(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
 }
 
 static int http_code_of(int rc) {
@@ -109,7 +108,7 @@ static json_t *body_object(struct evhttp_request *req) {
     json_t *o = json_loadb(data, n, 0, &jerr);
     if (!json_is_object(o)) {
         json_decref(o);
-        reply_error(req, 400, "body must be a JSON object%s%s", o ? "" : ": ", o ? "" : jerr.text);
+        mock_admin_reply_error(req, 400, "body must be a JSON object%s%s", o ? "" : ": ", o ? "" : jerr.text);
         return NULL;
     }
     return o;
@@ -223,7 +222,7 @@ static int missing_folder(const struct mock_admin *a, struct evhttp_request *req
     int missing = folder && inside_roots(a, lex) && stat(folder, &st) != 0 &&
                   deepest_inside(a, folder);
     if (missing)
-        reply_error(req, 404, "%s: its folder does not exist; the admin API does not create "
+        mock_admin_reply_error(req, 404, "%s: its folder does not exist; the admin API does not create "
                     "folders", path);
     free(lex);
     free(parent);
@@ -232,7 +231,7 @@ static int missing_folder(const struct mock_admin *a, struct evhttp_request *req
 
 /* 403 naming the rule; never anything from the file itself. */
 static void reply_outside(struct evhttp_request *req, const char *path) {
-    reply_error(req, 403, "%s: outside the folders the admin API may use (the folders of the "
+    mock_admin_reply_error(req, 403, "%s: outside the folders the admin API may use (the folders of the "
                 "cassettes given on the command line, and --cassette-root DIR), once symbolic "
                 "links and '..' are resolved", path);
 }
@@ -338,7 +337,7 @@ static int authorized(const struct mock_admin *a, struct evhttp_request *req) {
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                       "Bearer realm=\"tchannel-mock\"");
-    reply_error(req, 401, h ? "wrong token in Authorization" :
+    mock_admin_reply_error(req, 401, h ? "wrong token in Authorization" :
                 "the admin API needs Authorization: Bearer TOKEN (the token of --admin-token-file)");
     return 0;
 }
@@ -389,7 +388,7 @@ static void get_health(mock *m, struct evhttp_request *req) {
         interactions += tch_cassette_count(m->store.items[i]->c);
         errors += m->store.items[i]->load_error != NULL;
     }
-    reply_json(req, 200,
+    mock_admin_reply(req, 200,
                json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "status", "ok",
                          "listening", tch_channel_host_port(m->ch), "mode",
                          tch_cassette_mode_name(m->mode), "cassettes", (json_int_t)m->store.n,
@@ -412,7 +411,7 @@ static int journal_query(struct evhttp_request *req, struct evkeyvalq *q, mock_j
         } else if (!strcmp(kv->key, "outcome")) {
             mock_outcome o;
             if (mock_outcome_parse(v, &o) != 0) {
-                reply_error(req, 400, "outcome: expected replayed, recorded, unmatched, failed or "
+                mock_admin_reply_error(req, 400, "outcome: expected replayed, recorded, unmatched, failed or "
                                       "hyperbahn, got \"%s\"", v);
                 return -1;
             }
@@ -422,12 +421,12 @@ static int journal_query(struct evhttp_request *req, struct evkeyvalq *q, mock_j
             errno = 0;
             unsigned long long n = strtoull(v, &end, 10);
             if (!*v || *end || v[0] == '-' || errno == ERANGE || n > SIZE_MAX) {
-                reply_error(req, 400, "limit: expected a whole number, got \"%s\"", v);
+                mock_admin_reply_error(req, 400, "limit: expected a whole number, got \"%s\"", v);
                 return -1;
             }
             jq->limit = (size_t)n;
         } else {
-            reply_error(req, 400, "unknown parameter \"%s\" (journal takes limit, service, "
+            mock_admin_reply_error(req, 400, "unknown parameter \"%s\" (journal takes limit, service, "
                                   "endpoint and outcome)", kv->key);
             return -1;
         }
@@ -441,7 +440,7 @@ static void get_journal(mock *m, struct evhttp_request *req, struct evkeyvalq *q
         return;
     size_t matching;
     json_t *entries = mock_journal_to_json(&m->journal, &jq, &matching);
-    reply_json(req, 200,
+    mock_admin_reply(req, 200,
                json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "capacity",
                          (json_int_t)m->journal.cap, "bytes", (json_int_t)m->journal.bytes,
                          "maxBytes", (json_int_t)m->journal.max_bytes, "total",
@@ -458,7 +457,7 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     int target = json_is_true(json_object_get(body, "recordTarget"));
     if (!path || !*path) {
         json_decref(body);
-        reply_error(req, 400, "body needs \"path\": a cassette file or directory");
+        mock_admin_reply_error(req, 400, "body needs \"path\": a cassette file or directory");
         return;
     }
     if (!allowed(m->admin, path)) { /* before any look at the file: no oracle either */
@@ -470,7 +469,7 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     struct stat st;
     if (stat(path, &st) != 0 && errno == ENOENT && !target) {
         /* a typo should not load an empty cassette; a new file is for recording */
-        reply_error(req, 404, "no such file: %s (give \"recordTarget\": true to start a new cassette)",
+        mock_admin_reply_error(req, 404, "no such file: %s (give \"recordTarget\": true to start a new cassette)",
                     path);
         json_decref(body); /* after: path points into it */
         return;
@@ -507,10 +506,10 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
     if (rc) { /* files loaded before the failure stay loaded (listed in GET /cassettes) */
         json_decref(loaded);
         mock_log("load via admin API failed: %s", err.msg);
-        reply_error(req, rc == TCH_ESTATE ? 409 : 400, "%s", err.msg);
+        mock_admin_reply_error(req, rc == TCH_ESTATE ? 409 : 400, "%s", err.msg);
     } else {
         mock_log("loaded %s via admin API", path);
-        reply_json(req, 201, json_pack("{s:o}", "loaded", loaded));
+        mock_admin_reply(req, 201, json_pack("{s:o}", "loaded", loaded));
     }
     json_decref(body); /* path points into it */
 }
@@ -518,17 +517,17 @@ static void post_cassettes(mock *m, struct evhttp_request *req) {
 static void delete_cassettes(mock *m, struct evhttp_request *req, struct evkeyvalq *q) {
     const char *path = evhttp_find_header(q, "path");
     if (!path) {
-        reply_error(req, 400, "DELETE /cassettes needs ?path=...");
+        mock_admin_reply_error(req, 400, "DELETE /cassettes needs ?path=...");
         return;
     }
     tch_error err = {0};
     int rc = mock_store_remove(m, path, &err);
     if (rc) {
-        reply_error(req, http_code_of(rc), "%s", err.msg);
+        mock_admin_reply_error(req, http_code_of(rc), "%s", err.msg);
         return;
     }
     mock_log("unloaded %s via admin API", path);
-    reply_json(req, 200, json_pack("{s:o}", "unloaded", mock_json_text(path, strlen(path))));
+    mock_admin_reply(req, 200, json_pack("{s:o}", "unloaded", mock_json_text(path, strlen(path))));
 }
 
 /* Re-reads every cassette from disk; failures keep the old version. */
@@ -553,7 +552,7 @@ static json_t *reload_all(mock *m, size_t *failed) {
 static void post_reload(mock *m, struct evhttp_request *req) {
     size_t failed;
     json_t *results = reload_all(m, &failed);
-    reply_json(req, failed ? 409 : 200, json_pack("{s:o}", "reloaded", results));
+    mock_admin_reply(req, failed ? 409 : 200, json_pack("{s:o}", "reloaded", results));
 }
 
 static void post_reset(mock *m, struct evhttp_request *req) {
@@ -561,7 +560,7 @@ static void post_reset(mock *m, struct evhttp_request *req) {
     json_t *results = reload_all(m, &failed);
     mock_journal_clear(&m->journal);
     m->calls = m->misses = 0;
-    reply_json(req, failed ? 409 : 200, json_pack("{s:o, s:b}", "reloaded", results,
+    mock_admin_reply(req, failed ? 409 : 200, json_pack("{s:o, s:b}", "reloaded", results,
                                                   "journalCleared", 1));
 }
 
@@ -571,7 +570,7 @@ static void post_rewind(mock *m, struct evhttp_request *req) {
         tch_cassette_rewind(m->store.items[i]->c);
     mock_log("play counts rewound via admin API (%zu cassette%s)", m->store.n,
              m->store.n == 1 ? "" : "s");
-    reply_json(req, 200, json_pack("{s:I}", "rewound", (json_int_t)m->store.n));
+    mock_admin_reply(req, 200, json_pack("{s:I}", "rewound", (json_int_t)m->store.n));
 }
 
 static void put_mode(mock *m, struct evhttp_request *req) {
@@ -592,18 +591,18 @@ static void put_mode(mock *m, struct evhttp_request *req) {
         rc = mock_store_set_mode(m, mode, &err);
     json_decref(body);
     if (rc) {
-        reply_error(req, http_code_of(rc), "%s", err.msg);
+        mock_admin_reply_error(req, http_code_of(rc), "%s", err.msg);
         return;
     }
     mock_log("mode set to %s via admin API", tch_cassette_mode_name(mode));
-    reply_json(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(mode)));
+    mock_admin_reply(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(mode)));
 }
 
 static void get_hyperbahn(mock *m, struct evhttp_request *req) {
     json_t *adv = json_array();
     for (size_t i = 0; i < m->cfg->advertise_to.n; i++)
         json_array_append_new(adv, json_string(m->cfg->advertise_to.v[i]));
-    reply_json(req, 200, json_pack("{s:O, s:o, s:s?}", "advertised", m->advertised,
+    mock_admin_reply(req, 200, json_pack("{s:O, s:o, s:s?}", "advertised", m->advertised,
                                    "advertiseTo", adv, "selfAdvertise", m->hb_status));
 }
 
@@ -758,7 +757,7 @@ static void route(mock *m, struct evhttp_request *req) {
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     struct evkeyvalq q = {0};
     if (query && evhttp_parse_query_str(query, &q) != 0) {
-        reply_error(req, 400, "bad query string");
+        mock_admin_reply_error(req, 400, "bad query string");
         return;
     }
     if (!path)
@@ -767,7 +766,7 @@ static void route(mock *m, struct evhttp_request *req) {
     if (!strcmp(path, "/health") && get)
         get_health(m, req);
     else if (!strcmp(path, "/cassettes") && get)
-        reply_json(req, 200, cassettes_json(m));
+        mock_admin_reply(req, 200, cassettes_json(m));
     else if (!strcmp(path, "/cassettes") && post)
         post_cassettes(m, req);
     else if (!strcmp(path, "/cassettes") && method == EVHTTP_REQ_DELETE)
@@ -783,7 +782,7 @@ static void route(mock *m, struct evhttp_request *req) {
     else if (!strcmp(path, "/mode") && method == EVHTTP_REQ_PUT)
         put_mode(m, req);
     else if (!strcmp(path, "/mode") && get)
-        reply_json(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(m->mode)));
+        mock_admin_reply(req, 200, json_pack("{s:s}", "mode", tch_cassette_mode_name(m->mode)));
     else if (!strcmp(path, "/hyperbahn") && get)
         get_hyperbahn(m, req);
     else if (mock_stubs_route(m, req, path, (int)method))
@@ -791,9 +790,9 @@ static void route(mock *m, struct evhttp_request *req) {
     else if (mock_verify_route(m, req, path, (int)method, &q))
         ; /* journal queries, verify, redactions (verify.c) */
     else if (is_endpoint(path))
-        reply_error(req, 405, "method not allowed on %s", path);
+        mock_admin_reply_error(req, 405, "method not allowed on %s", path);
     else
-        reply_error(req, 404, "no such endpoint: %s", path);
+        mock_admin_reply_error(req, 404, "no such endpoint: %s", path);
     evhttp_clear_headers(&q);
 }
 

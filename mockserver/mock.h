@@ -321,6 +321,11 @@ void mock_stubs_free(mock *m);
 /* admin.c: 0 when the admin API may write path; else the request was
  * answered (403 outside the roots, 404 for a missing folder). */
 int mock_admin_check_write(mock *m, struct evhttp_request *req, const char *path);
+/* Admin API answers, shared by admin.c, stubs.c and verify.c: body as
+ * indented JSON (the reference is taken), or {"error": TEXT}. */
+void mock_admin_reply(struct evhttp_request *req, int code, json_t *body);
+void mock_admin_reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
+    TCH_PRINTF(3, 4);
 
 /* ---- trace.c: our server spans (--trace-to, --trace-file) ------------------------- */
 int mock_trace_start(mock *m, tch_error *err);

@@ -34,26 +34,6 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-static void reply(struct evhttp_request *req, int code, json_t *body) {
-    struct evbuffer *out = evbuffer_new();
-    char *text = body ? json_dumps(body, JSON_INDENT(2)) : NULL;
-    json_decref(body);
-    if (!out) {
-        free(text);
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add_printf(out, "%s\n", text ? text : "{\"error\": \"out of memory\"}");
-    free(text);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, NULL, out);
-    evbuffer_free(out);
-}
-
-static void reply_err(struct evhttp_request *req, int code, const char *msg) {
-    reply(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
-}
-
 static int code_of(int rc) {
     return rc == TCH_ENOTFOUND ? 404 : rc == TCH_ESTATE ? 409 : rc == TCH_ENOMEM ? 500 : 400;
 }
@@ -92,7 +72,7 @@ static json_t *body_json(struct evhttp_request *req) {
         tch_error err = {0};
         if (tch_stub_yaml_to_json(data, n, &j, &err)) {
             snprintf(msg, sizeof msg, "body: %s", err.msg);
-            reply_err(req, 400, msg);
+            mock_admin_reply_error(req, 400, "%s", msg);
             return NULL;
         }
     } else {
@@ -100,13 +80,13 @@ static json_t *body_json(struct evhttp_request *req) {
         if (!(j = json_loadb(data, n, 0, &je))) {
             snprintf(msg, sizeof msg, "body: malformed JSON at line %d column %d: %s", je.line,
                      je.column, je.text);
-            reply_err(req, 400, msg);
+            mock_admin_reply_error(req, 400, "%s", msg);
             return NULL;
         }
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        reply_err(req, 400, "body: expected an object");
+        mock_admin_reply_error(req, 400, "body: expected an object");
         return NULL;
     }
     return j;
@@ -147,7 +127,7 @@ static void post_stub(mock *m, struct evhttp_request *req) {
         char msg[200];
         snprintf(msg, sizeof msg, "run-time stubs: %d already, the most the mock keeps; delete "
                  "some first (DELETE /stubs/ID, DELETE /stubs)", MOCK_MAX_STUBS);
-        reply_err(req, 409, msg);
+        mock_admin_reply_error(req, 409, "%s", msg);
         return;
     }
     json_t *body = body_json(req);
@@ -159,11 +139,11 @@ static void post_stub(mock *m, struct evhttp_request *req) {
     int rc = c ? tch_cassette_stub_add(c, body, &id, &err) : err.code;
     json_decref(body);
     if (rc) {
-        reply_err(req, code_of(rc), err.msg);
+        mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
     mock_log("stub %s added via admin API", id);
-    reply(req, 201, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
+    mock_admin_reply(req, 201, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
 }
 
 static void put_stub(mock *m, struct evhttp_request *req, const char *id) {
@@ -175,11 +155,11 @@ static void put_stub(mock *m, struct evhttp_request *req, const char *id) {
                       : tch_error_set(&err, TCH_ENOTFOUND, "no stub with id '%.100s'", id);
     json_decref(body);
     if (rc) {
-        reply_err(req, code_of(rc), err.msg);
+        mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
     mock_log("stub %s replaced via admin API", id);
-    reply(req, 200, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
+    mock_admin_reply(req, 200, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
 }
 
 static void delete_stub(mock *m, struct evhttp_request *req, const char *id) {
@@ -187,11 +167,11 @@ static void delete_stub(mock *m, struct evhttp_request *req, const char *id) {
     int rc = m->stubs ? tch_cassette_stub_remove(m->stubs, id, &err)
                       : tch_error_set(&err, TCH_ENOTFOUND, "no stub with id '%.100s'", id);
     if (rc) {
-        reply_err(req, code_of(rc), err.msg);
+        mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
     mock_log("stub %s deleted via admin API", id);
-    reply(req, 200, json_pack("{s:s}", "deleted", id));
+    mock_admin_reply(req, 200, json_pack("{s:s}", "deleted", id));
 }
 
 static void delete_all(mock *m, struct evhttp_request *req) {
@@ -203,7 +183,7 @@ static void delete_all(mock *m, struct evhttp_request *req) {
         tch_cassette_scenarios_reset(m->stubs);
     }
     mock_log("run-time stubs dropped via admin API (%zu)", n);
-    reply(req, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
+    mock_admin_reply(req, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
 }
 
 /* Where a write to path lands: its folder's real path joined with its
@@ -329,7 +309,7 @@ static int save_target(mock *m, struct evhttp_request *req, const char *path, in
     /* checked again once resolved: the answer holds for the file written */
     if (!(*real = write_target(path))) {
         snprintf(msg, sizeof msg, "%.400s: %s", path, strerror(errno));
-        reply_err(req, errno == ENOMEM ? 500 : 400, msg);
+        mock_admin_reply_error(req, errno == ENOMEM ? 500 : 400, "%s", msg);
         return -1;
     }
     if (mock_admin_check_write(m, req, *real)) {
@@ -351,7 +331,7 @@ static int save_target(mock *m, struct evhttp_request *req, const char *path, in
         snprintf(msg, sizeof msg, "%.400s: exists; give \"overwrite\": true to replace it", path);
     else
         return 0;
-    reply_err(req, code, msg);
+    mock_admin_reply_error(req, code, "%s", msg);
     free(*real);
     *real = NULL;
     return -1;
@@ -366,12 +346,12 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     json_t *ow = json_object_get(body, "overwrite");
     char *real = NULL;
     if (!path || !*path) {
-        reply_err(req, 400, "path: expected the cassette file to write");
+        mock_admin_reply_error(req, 400, "path: expected the cassette file to write");
         json_decref(body);
         return;
     }
     if (ow && !json_is_boolean(ow)) {
-        reply_err(req, 400, "overwrite: expected true or false");
+        mock_admin_reply_error(req, 400, "overwrite: expected true or false");
         json_decref(body);
         return;
     }
@@ -389,13 +369,13 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     if (!rc && tch_buf_append(&out, "", 1))
         rc = tch_error_set(&err, TCH_ENOMEM, "out of memory");
     if (rc) {
-        reply_err(req, 500, err.msg);
+        mock_admin_reply_error(req, 500, "%s", err.msg);
     } else if (write_atomic(real, (const char *)out.ptr, why, sizeof why)) {
-        reply_err(req, 500, why);
+        mock_admin_reply_error(req, 500, "%s", why);
     } else {
         mock_log("%zu run-time stub%s saved to %s via admin API", saved, saved == 1 ? "" : "s",
                  path);
-        reply(req, 200, json_pack("{s:s,s:I}", "path", path, "saved", (json_int_t)saved));
+        mock_admin_reply(req, 200, json_pack("{s:s,s:I}", "path", path, "saved", (json_int_t)saved));
     }
     free(real);
     tch_buf_free(&out);
@@ -454,7 +434,7 @@ static int state_refused(mock *m, struct evhttp_request *req, const char *name,
                 len += (size_t)snprintf(msg + len, sizeof msg - len, "%s '%.100s'",
                                         i ? "," : "", json_string_value(v));
         }
-        reply_err(req, 400, msg);
+        mock_admin_reply_error(req, 400, "%s", msg);
     }
     json_decref(possible);
     json_decref(all);
@@ -467,7 +447,7 @@ static void put_state(mock *m, struct evhttp_request *req, const char *name) {
         return;
     const char *state = json_string_value(json_object_get(body, "state"));
     if (!state || !*state) {
-        reply_err(req, 400, "state: expected a non-empty string");
+        mock_admin_reply_error(req, 400, "state: expected a non-empty string");
         json_decref(body);
         return;
     }
@@ -485,10 +465,10 @@ static void put_state(mock *m, struct evhttp_request *req, const char *name) {
     if (!set) {
         char msg[300];
         snprintf(msg, sizeof msg, "scenario '%.100s': no stub or interaction names it", name);
-        reply_err(req, 404, msg);
+        mock_admin_reply_error(req, 404, "%s", msg);
     } else {
         mock_log("scenario %s set to %s via admin API", name, state);
-        reply(req, 200, json_pack("{s:s,s:s}", "name", name, "state", state));
+        mock_admin_reply(req, 200, json_pack("{s:s,s:s}", "name", name, "state", state));
     }
     json_decref(body);
 }
@@ -499,7 +479,7 @@ static void reset_scenarios(mock *m, struct evhttp_request *req) {
     for (size_t i = 0; i < m->store.n; i++)
         tch_cassette_scenarios_reset(m->store.items[i]->c);
     mock_log("scenarios reset via admin API");
-    reply(req, 200, json_pack("{s:b}", "reset", 1));
+    mock_admin_reply(req, 200, json_pack("{s:b}", "reset", 1));
 }
 
 /* ---- routing ------------------------------------------------------------------------- */
@@ -526,47 +506,47 @@ int mock_stubs_route(mock *m, struct evhttp_request *req, const char *path, int 
     char *seg = NULL;
     if (!strcmp(path, "/stubs")) {
         if (get)
-            reply(req, 200, list_json(m));
+            mock_admin_reply(req, 200, list_json(m));
         else if (post)
             post_stub(m, req);
         else if (del)
             delete_all(m, req);
         else
-            reply_err(req, 405, "method not allowed on /stubs (GET, POST, DELETE)");
+            mock_admin_reply_error(req, 405, "method not allowed on /stubs (GET, POST, DELETE)");
     } else if (!strcmp(path, "/stubs/save")) {
         if (post)
             save_stubs(m, req);
         else
-            reply_err(req, 405, "method not allowed on /stubs/save (POST)");
+            mock_admin_reply_error(req, 405, "method not allowed on /stubs/save (POST)");
     } else if ((seg = segment(path, "/stubs/", ""))) {
         json_t *one;
         if (get && (one = stub_json(m, seg)))
-            reply(req, 200, one);
+            mock_admin_reply(req, 200, one);
         else if (get) {
             char msg[300];
             snprintf(msg, sizeof msg, "no stub with id '%.100s'", seg);
-            reply_err(req, 404, msg);
+            mock_admin_reply_error(req, 404, "%s", msg);
         } else if (put)
             put_stub(m, req, seg);
         else if (del)
             delete_stub(m, req, seg);
         else
-            reply_err(req, 405, "method not allowed on /stubs/ID (GET, PUT, DELETE)");
+            mock_admin_reply_error(req, 405, "method not allowed on /stubs/ID (GET, PUT, DELETE)");
     } else if (!strcmp(path, "/scenarios")) {
         if (get)
-            reply(req, 200, scenarios_json(m));
+            mock_admin_reply(req, 200, scenarios_json(m));
         else
-            reply_err(req, 405, "method not allowed on /scenarios (GET)");
+            mock_admin_reply_error(req, 405, "method not allowed on /scenarios (GET)");
     } else if (!strcmp(path, "/scenarios/reset")) {
         if (post)
             reset_scenarios(m, req);
         else
-            reply_err(req, 405, "method not allowed on /scenarios/reset (POST)");
+            mock_admin_reply_error(req, 405, "method not allowed on /scenarios/reset (POST)");
     } else if ((seg = segment(path, "/scenarios/", "/state"))) {
         if (put)
             put_state(m, req, seg);
         else
-            reply_err(req, 405, "method not allowed on /scenarios/NAME/state (PUT)");
+            mock_admin_reply_error(req, 405, "method not allowed on /scenarios/NAME/state (PUT)");
     } else {
         return 0;
     }

@@ -25,33 +25,6 @@
 
 #define UNMATCHED_SHOWN 10 /* /verify lists the newest few misses */
 
-static void reply(struct evhttp_request *req, int code, json_t *body) {
-    struct evbuffer *out = evbuffer_new();
-    char *text = body ? json_dumps(body, JSON_INDENT(2)) : NULL;
-    json_decref(body);
-    if (!out) {
-        free(text);
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add_printf(out, "%s\n", text ? text : "{\"error\": \"out of memory\"}");
-    free(text);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, code, NULL, out);
-    evbuffer_free(out);
-}
-
-static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...)
-    TCH_PRINTF(3, 4);
-static void reply_error(struct evhttp_request *req, int code, const char *fmt, ...) {
-    char msg[1200];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    reply(req, code, json_pack("{s:o}", "error", mock_json_text(msg, strlen(msg))));
-}
-
 /* The body as a JSON object (an empty body is {}); NULL after a 400. */
 static json_t *body_object(struct evhttp_request *req) {
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -61,7 +34,7 @@ static json_t *body_object(struct evhttp_request *req) {
     json_error_t jerr;
     json_t *o = json_loadb((const char *)evbuffer_pullup(in, -1), n, 0, &jerr);
     if (!json_is_object(o)) {
-        reply_error(req, 400, "body must be a JSON object%s%s", o ? "" : ": ", o ? "" : jerr.text);
+        mock_admin_reply_error(req, 400, "body must be a JSON object%s%s", o ? "" : ": ", o ? "" : jerr.text);
         json_decref(o);
         return NULL;
     }
@@ -71,7 +44,7 @@ static json_t *body_object(struct evhttp_request *req) {
 static int no_params(struct evhttp_request *req, struct evkeyvalq *q, const char *path) {
     if (!q->tqh_first)
         return 1;
-    reply_error(req, 400, "%s takes no parameters (got \"%s\")", path, q->tqh_first->key);
+    mock_admin_reply_error(req, 400, "%s takes no parameters (got \"%s\")", path, q->tqh_first->key);
     return 0;
 }
 
@@ -86,7 +59,7 @@ static void journal_find(mock *m, struct evhttp_request *req, int want_entries) 
     int rc = tch_stub_rules_from_json(body, &rules, &err);
     json_decref(body);
     if (rc) {
-        reply_error(req, rc == TCH_ENOMEM ? 500 : 400, "%s", err.msg);
+        mock_admin_reply_error(req, rc == TCH_ENOMEM ? 500 : 400, "%s", err.msg);
         return;
     }
     json_t *entries = want_entries ? json_array() : NULL;
@@ -95,20 +68,20 @@ static void journal_find(mock *m, struct evhttp_request *req, int want_entries) 
     tch_stub_rules_free(rules);
     if (rc) {
         json_decref(entries);
-        reply_error(req, 400, "%s", err.msg);
+        mock_admin_reply_error(req, 400, "%s", err.msg);
         return;
     }
     if (want_entries)
-        reply(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)count, "entries", entries));
+        mock_admin_reply(req, 200, json_pack("{s:I, s:o}", "count", (json_int_t)count, "entries", entries));
     else
-        reply(req, 200, json_pack("{s:I}", "count", (json_int_t)count));
+        mock_admin_reply(req, 200, json_pack("{s:I}", "count", (json_int_t)count));
 }
 
 static void journal_unmatched(mock *m, struct evhttp_request *req) {
     mock_journal_query q = {.outcome = MOCK_UNMATCHED};
     size_t n = 0;
     json_t *entries = mock_journal_to_json(&m->journal, &q, &n);
-    reply(req, 200, json_pack("{s:I, s:I, s:o}", "count", (json_int_t)n, "unmatchedSinceClear",
+    mock_admin_reply(req, 200, json_pack("{s:I, s:I, s:o}", "count", (json_int_t)n, "unmatchedSinceClear",
                               (json_int_t)m->journal.unmatched, "entries", entries));
 }
 
@@ -116,7 +89,7 @@ static void journal_clear(mock *m, struct evhttp_request *req) {
     size_t n = m->journal.n;
     mock_journal_clear(&m->journal);
     mock_log("journal cleared via admin API (%zu entr%s)", n, n == 1 ? "y" : "ies");
-    reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
+    mock_admin_reply(req, 200, json_pack("{s:I}", "cleared", (json_int_t)n));
 }
 
 /* ---- verification ----------------------------------------------------------------- */
@@ -181,10 +154,10 @@ json_t *mock_verify_report(mock *m) {
 static void verify(mock *m, struct evhttp_request *req) {
     json_t *r = mock_verify_report(m);
     if (!r) {
-        reply_error(req, 500, "out of memory");
+        mock_admin_reply_error(req, 500, "out of memory");
         return;
     }
-    reply(req, json_is_true(json_object_get(r, "ok")) ? 200 : 409, r);
+    mock_admin_reply(req, json_is_true(json_object_get(r, "ok")) ? 200 : 409, r);
 }
 
 /* ---- redactions ----------------------------------------------------------------------- */
@@ -201,11 +174,11 @@ static void put_redactions(mock *m, struct evhttp_request *req) {
                  : tch_cassette_redaction_set_json(m->cfg->redaction, body, &err);
     json_decref(body);
     if (rc) {
-        reply_error(req, rc == TCH_ENOMEM ? 500 : 400, "%s", err.msg);
+        mock_admin_reply_error(req, rc == TCH_ENOMEM ? 500 : 400, "%s", err.msg);
         return;
     }
     mock_log("redactions set via admin API");
-    reply(req, 200, tch_cassette_redaction_to_json(m->cfg->redaction));
+    mock_admin_reply(req, 200, tch_cassette_redaction_to_json(m->cfg->redaction));
 }
 
 /* ---- routing ---------------------------------------------------------------------------- */
@@ -228,13 +201,13 @@ int mock_verify_route(mock *m, struct evhttp_request *req, const char *path, int
         if (no_params(req, query, path))
             verify(m, req);
     } else if (!strcmp(path, "/redactions") && get) {
-        reply(req, 200, tch_cassette_redaction_to_json(m->cfg->redaction));
+        mock_admin_reply(req, 200, tch_cassette_redaction_to_json(m->cfg->redaction));
     } else if (!strcmp(path, "/redactions") && put) {
         put_redactions(m, req);
     } else if (!strcmp(path, "/journal/find") || !strcmp(path, "/journal/count") ||
                !strcmp(path, "/journal/unmatched") || !strcmp(path, "/verify") ||
                !strcmp(path, "/redactions")) {
-        reply_error(req, 405, "method not allowed on %s", path);
+        mock_admin_reply_error(req, 405, "method not allowed on %s", path);
     } else {
         return 0;
     }
