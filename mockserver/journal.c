@@ -105,7 +105,7 @@ static tch_slice req_arg3(const mock_journal_entry *e) {
 }
 
 /* Views of up to max transport headers; returns how many. */
-static size_t req_headers(const mock_journal_entry *e, tch_cassette_kv_view *kv, size_t max) {
+static size_t req_headers(const mock_journal_entry *e, tch_kv *kv, size_t max) {
     const uint8_t *at = e->req ? e->req + lens_size(e->n_theaders) + e->arg2_len + e->arg3_len
                                : NULL;
     size_t n = !e->req ? 0 : e->n_theaders < max ? e->n_theaders : max;
@@ -113,7 +113,7 @@ static size_t req_headers(const mock_journal_entry *e, tch_cassette_kv_view *kv,
         uint32_t kl, vl;
         memcpy(&kl, e->req + (2 * i) * sizeof kl, sizeof kl);
         memcpy(&vl, e->req + (2 * i + 1) * sizeof vl, sizeof vl);
-        kv[i] = (tch_cassette_kv_view){tch_slice_of(at, kl), tch_slice_of(at + kl, vl)};
+        kv[i] = (tch_kv){tch_slice_of(at, kl), tch_slice_of(at + kl, vl)};
         at += kl + vl;
     }
     return n;
@@ -124,7 +124,7 @@ static size_t request_bytes(const tch_inbound *in) {
     size_t nh = tch_inbound_header_count(in);
     size_t n = lens_size(nh) + tch_inbound_arg2(in).len + tch_inbound_arg3(in).len;
     for (size_t i = 0; i < nh; i++) {
-        tch_header h = tch_inbound_header_at(in, i);
+        tch_kv h = tch_inbound_header_at(in, i);
         n += h.key.len + h.value.len;
     }
     return n;
@@ -142,7 +142,7 @@ static int copy_request(mock_journal_entry *e, const tch_inbound *in, size_t byt
         memcpy(at + a2.len, a3.ptr, a3.len);
     at += a2.len + a3.len;
     for (size_t i = 0; i < nh; i++) {
-        tch_header h = tch_inbound_header_at(in, i);
+        tch_kv h = tch_inbound_header_at(in, i);
         uint32_t kl = (uint32_t)h.key.len, vl = (uint32_t)h.value.len;
         memcpy(e->req + (2 * i) * sizeof kl, &kl, sizeof kl);
         memcpy(e->req + (2 * i + 1) * sizeof vl, &vl, sizeof vl);
@@ -312,7 +312,7 @@ static void set_bytes(json_t *o, const char *key, const char *key64, tch_slice s
 }
 
 static json_t *thrift_headers_json(tch_slice arg2) {
-    tch_thrift_header *hs = NULL;
+    tch_kv *hs = NULL;
     size_t n = 0;
     if (tch_thrift_headers_decode(arg2, &hs, &n, NULL) != 0)
         return NULL;
@@ -342,7 +342,7 @@ static json_t *thrift_body_json(const mock_journal *j, const mock_journal_entry 
  * body, the IDL) allows; the transport headers as an object. */
 static void request_to_json(const mock_journal *j, const mock_journal_entry *e, json_t *o) {
     json_t *th = json_object();
-    tch_cassette_kv_view kv[MAX_VIEW_HEADERS];
+    tch_kv kv[MAX_VIEW_HEADERS];
     size_t nh = req_headers(e, kv, MAX_VIEW_HEADERS);
     for (size_t i = 0; th && i < nh; i++) {
         char *k = tch_slice_strdup(kv[i].key);
@@ -437,7 +437,7 @@ json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q,
 
 int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t *count,
                       json_t *entries, tch_error *err) {
-    tch_cassette_kv_view kv[MAX_VIEW_HEADERS];
+    tch_kv kv[MAX_VIEW_HEADERS];
     tch_stub_idl idl = {j->thrift, NULL};
     *count = 0;
     for (size_t i = 0; i < j->n; i++) {

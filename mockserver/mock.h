@@ -364,7 +364,7 @@ int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
  * on (re "n": one try; "c": a connection error, busy or declined tries
  * another instance), within the caller's TTL. */
 typedef struct mock_forward {
-    tch_header hs[TCH_MAX_TRANSPORT_HEADERS];
+    tch_kv hs[TCH_MAX_TRANSPORT_HEADERS];
     char as[256], sk[256], rd[256];
 } mock_forward;
 /* Fills o->headers, nheaders, arg_scheme, retry_on, shard_key and

@@ -25,7 +25,7 @@ typedef struct mock_answer {
     uint8_t code;       /* response code, or error frame code */
     tch_buf arg2, arg3; /* ok */
     char *message;      /* error frame */
-    tch_header *headers;
+    tch_kv *headers;
     size_t nheaders;
     tch_buf header_bytes; /* the headers' keys and values */
 } mock_answer;

@@ -284,7 +284,7 @@ void mock_relay_advertised(mock *m, const char *service, const char *host_port, 
  * one, else its service. The call keeps both: rd's service forwards it. */
 static tch_slice route_name(const tch_cassette_call *call) {
     for (size_t i = 0; i < call->n_transport_headers; i++) {
-        const tch_cassette_kv_view *h = &call->transport_headers[i];
+        const tch_kv *h = &call->transport_headers[i];
         if (tch_slice_eq_cstr(h->key, "rd") && h->value.len)
             return h->value;
     }
@@ -428,10 +428,10 @@ int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_
                                      "(cn included) go on with the relay's %s mark",
                                      call->n_transport_headers, TCH_MAX_TRANSPORT_HEADERS - 1,
                                      MOCK_HOP_HEADER);
-            fw->hs[n++] = (tch_header){k, v};
+            fw->hs[n++] = (tch_kv){k, v};
         }
     }
-    fw->hs[n++] = (tch_header){tch_slice_cstr(MOCK_HOP_HEADER), tch_slice_cstr("1")};
+    fw->hs[n++] = (tch_kv){tch_slice_cstr(MOCK_HOP_HEADER), tch_slice_cstr("1")};
     o->headers = fw->hs;
     o->nheaders = n;
     return 0;

@@ -21,13 +21,13 @@ int mock_scheme_of(const tch_inbound *in) {
     return tch_cassette_scheme_of_as(as);
 }
 
-static void call_of(const tch_inbound *in, tch_cassette_kv_view *kv, tch_cassette_call *call) {
+static void call_of(const tch_inbound *in, tch_kv *kv, tch_cassette_call *call) {
     size_t n = tch_inbound_header_count(in);
     if (n > MOCK_MAX_HEADERS)
         n = MOCK_MAX_HEADERS;
     for (size_t i = 0; i < n; i++) {
-        tch_header h = tch_inbound_header_at(in, i);
-        kv[i] = (tch_cassette_kv_view){h.key, h.value};
+        tch_kv h = tch_inbound_header_at(in, i);
+        kv[i] = (tch_kv){h.key, h.value};
     }
     memset(call, 0, sizeof *call);
     call->service = tch_inbound_service(in);
@@ -285,7 +285,7 @@ static void log_request(const mock *m, const tch_cassette_call *call, const char
 void mock_serve_handler(tch_inbound *in, void *ud) {
     mock *m = ud;
     m->calls++;
-    tch_cassette_kv_view kv[MOCK_MAX_HEADERS];
+    tch_kv kv[MOCK_MAX_HEADERS];
     tch_cassette_call call;
     call_of(in, kv, &call);
     if (m->shutting_down) {

@@ -186,7 +186,7 @@ static int encode_thrift_headers(const tcurl_cli *c, tch_buf *out) {
     json_t *h = NULL;
     int rc = parse_headers_json(c, &h);
     size_t n = h ? json_object_size(h) : 0;
-    tch_thrift_header *hs = n ? calloc(n, sizeof *hs) : NULL;
+    tch_kv *hs = n ? calloc(n, sizeof *hs) : NULL;
     if (!rc && n && !hs)
         rc = tcurl_fail(EXIT_INTERNAL, "out of memory");
     size_t i = 0;
@@ -199,7 +199,7 @@ static int encode_thrift_headers(const tcurl_cli *c, tch_buf *out) {
                                 headers_option(c), key);
                 break;
             }
-            hs[i++] = (tch_thrift_header){tch_slice_cstr(key),
+            hs[i++] = (tch_kv){tch_slice_cstr(key),
                                           tch_slice_of(json_string_value(v), json_string_length(v))};
         }
     }

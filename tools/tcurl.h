@@ -40,7 +40,7 @@ typedef struct tcurl_cli {
     const char *headers;     /* --headers: JSON object (json, thrift) */
     const char *arg2;        /* -2: raw bytes, or the headers for json/thrift; TEXT or @FILE */
     const char *arg3;        /* -3: instead of BODY; TEXT or @FILE */
-    tch_header th[TCURL_MAX_TRANSPORT_HEADERS]; /* --transport-header; slices into argv */
+    tch_kv th[TCURL_MAX_TRANSPORT_HEADERS]; /* --transport-header; slices into argv */
     size_t nth;
     uint32_t timeout_ms;
     const char *shard_key;

@@ -199,7 +199,7 @@ static int push_transport_header(tcurl_cli *c, const char *v) {
         return tcurl_usage_error("--transport-header: at most %d", TCURL_MAX_TRANSPORT_HEADERS);
     if ((size_t)(eq - v) > 255 || strlen(eq + 1) > 255)
         return tcurl_usage_error("--transport-header %s: keys and values are at most 255 bytes", v);
-    c->th[c->nth++] = (tch_header){tch_slice_of(v, (size_t)(eq - v)), tch_slice_cstr(eq + 1)};
+    c->th[c->nth++] = (tch_kv){tch_slice_of(v, (size_t)(eq - v)), tch_slice_cstr(eq + 1)};
     return 0;
 }
 

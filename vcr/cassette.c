@@ -48,7 +48,7 @@ static int matcher_mask(const tch_cassette_options *o, unsigned *mask, tch_error
     *mask = 0;
     for (size_t i = 0; i < o->n_matchers; i++) {
         int f = 0;
-        while (f < F_COUNT && strcmp(o->matchers[i], cas_field_names[f]) != 0)
+        while (f < F_COUNT && strcmp(o->matchers[i], tch__cas_field_names[f]) != 0)
             f++;
         if (f == F_COUNT)
             return tch_error_set(err, TCH_EINVAL,
@@ -117,7 +117,7 @@ static void entry_fit(cas_entry *e) {
     }
 }
 
-int cas_append_entry(tch_cassette *c, cas_entry **out) {
+int tch__cas_append_entry(tch_cassette *c, cas_entry **out) {
     /* while a file is read (nothing indexed yet, nobody holds its bytes) */
     if (c->n > 0 && c->nindexed == 0 && c->items[c->n - 1]->from_file)
         entry_fit(c->items[c->n - 1]);
@@ -137,10 +137,10 @@ int cas_append_entry(tch_cassette *c, cas_entry **out) {
 }
 
 static int index_all(tch_cassette *c, tch_error *err) {
-    if (cas_index_reserve(c, c->n))
+    if (tch__cas_index_reserve(c, c->n))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: indexing", c->name);
     for (size_t i = 0; i < c->n; i++) {
-        int rc = cas_index_entry(c, i);
+        int rc = tch__cas_index_entry(c, i);
         if (rc)
             return tch_error_set(err, rc, "cassette %s: indexing", c->name);
     }
@@ -148,7 +148,7 @@ static int index_all(tch_cassette *c, tch_error *err) {
 }
 
 static int load_into(tch_cassette *c, const char *data, size_t len, tch_error *err) {
-    int rc = cas_load_buffer(c, data, len, err);
+    int rc = tch__cas_load_buffer(c, data, len, err);
     return rc ? rc : index_all(c, err);
 }
 
@@ -249,9 +249,9 @@ static int open_once(const char *path, const tch_cassette_options *opts, tch_cas
         rc = 0;
     c->existed = exists;
     if (!rc && exists)
-        rc = cas_load_buffer(c, data, len, err);
+        rc = tch__cas_load_buffer(c, data, len, err);
     if (!rc) /* recordings committed to PATH.journal are part of the cassette */
-        rc = cas_journal_merge(c, data, len, exists, err);
+        rc = tch__cas_journal_merge(c, data, len, exists, err);
     if (!rc && c->n > 0)
         entry_fit(c->items[c->n - 1]);
     if (!rc)
@@ -317,7 +317,7 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
     size_t n = 0;
     for (int f = 0; f < F_COUNT; f++)
         if (old->matcher_mask & (1u << f))
-            names[n++] = cas_field_names[f];
+            names[n++] = tch__cas_field_names[f];
     o.matchers = names;
     o.n_matchers = n;
     o.mode = mode;
@@ -354,9 +354,9 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
 void tch_cassette_free(tch_cassette *c) {
     if (!c)
         return;
-    cas_stubs_free(c);
+    tch__cas_stubs_free(c);
     for (size_t i = 0; i < c->n; i++) {
-        cas_interaction_free(&c->items[i]->it);
+        tch__cas_interaction_free(&c->items[i]->it);
         free(c->items[i]);
     }
     for (size_t i = 0; i < c->ncustoms; i++)
@@ -440,7 +440,7 @@ int tch_cassette_check_unused(const tch_cassette *c, tch_error *err) {
             continue;
         if (count++ < 3 && o < sizeof list) {
             char desc[200];
-            cas_describe(&c->items[i]->it.request, desc, sizeof desc);
+            tch__cas_describe(&c->items[i]->it.request, desc, sizeof desc);
             int k = snprintf(list + o, sizeof list - o, "%s#%zu (line %zu) %s", count > 1 ? "; " : "",
                              i, c->items[i]->it.line, desc);
             o += k > 0 ? (size_t)k : 0;
@@ -477,14 +477,14 @@ int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cass
     memset(out, 0, sizeof *out);
     if (!c || !call)
         return tch_error_set(err, TCH_EINVAL, "tch_cassette_lookup: NULL argument");
-    if (cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(call, &req))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: copying request", c->name);
     int rc = redact(c, TCH_CASSETTE_REDACT_MATCH, &req, NULL, err);
     if (!rc)
-        rc = cas_lookup(c, &req, out, err);
+        rc = tch__cas_lookup(c, &req, out, err);
     if (rc && out->action != TCH_CASSETTE_ACT_ERROR)
         out->action = TCH_CASSETTE_ACT_ERROR;
-    cas_request_free(&req);
+    tch__cas_request_free(&req);
     return rc;
 }
 
@@ -496,9 +496,9 @@ int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
                              c->name, tch_cassette_mode_name(c->mode),
                              c->mode == TCH_CASSETTE_ONCE ? " (the file existed)" : "");
     cas_entry *e = NULL;
-    if (cas_append_entry(c, &e))
+    if (tch__cas_append_entry(c, &e))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
-    if (cas_request_from_call(call, &e->it.request)) {
+    if (tch__cas_request_from_call(call, &e->it.request)) {
         e->state = ST_ABORTED;
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
     }
@@ -527,7 +527,7 @@ int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
                              c->name, reply->code);
     tch_cassette_response *r = &e->it.response;
     r->code = reply->code;
-    if (cas_buf_set(&r->headers, reply->headers) || cas_buf_set(&r->body, reply->body))
+    if (tch__cas_buf_set(&r->headers, reply->headers) || tch__cas_buf_set(&r->body, reply->body))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
     if ((rc = redact(c, TCH_CASSETTE_REDACT_RECORD, &e->it.request, r, err)))
         return rc;

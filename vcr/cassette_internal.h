@@ -23,7 +23,7 @@ enum cas_field {
     ((1u << F_SERVICE) | (1u << F_ENDPOINT) | (1u << F_HEADERS) | (1u << F_BODY) |                \
      (1u << F_SCHEME))
 
-extern const char *const cas_field_names[F_COUNT];
+extern const char *const tch__cas_field_names[F_COUNT];
 
 /* Headers with this prefix carry tracing; matching ignores them. */
 #define TRACING_PREFIX "$tracing$"
@@ -137,42 +137,42 @@ typedef struct cas_norm {
 } cas_norm;
 
 /* util */
-uint64_t cas_hash(const void *p, size_t n, uint64_t seed);
-bool cas_is_text(tch_slice s);
-int cas_buf_set(tch_buf *b, tch_slice s);
-int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out);
-void cas_request_free(tch_cassette_request *r);
-void cas_interaction_free(tch_cassette_interaction *it);
-void cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz);
-void cas_describe(const tch_cassette_request *r, char *out, size_t outsz);
+uint64_t tch__cas_hash(const void *p, size_t n, uint64_t seed);
+bool tch__cas_is_text(tch_slice s);
+int tch__cas_buf_set(tch_buf *b, tch_slice s);
+int tch__cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out);
+void tch__cas_request_free(tch_cassette_request *r);
+void tch__cas_interaction_free(tch_cassette_interaction *it);
+void tch__cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz);
+void tch__cas_describe(const tch_cassette_request *r, char *out, size_t outsz);
 /* Thrift arg2 headers (nh:2 (k~2 v~2){nh}) as a compact JSON object with
  * sorted keys, optionally without $tracing$ keys; NULL if not that shape. */
-char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted);
+char *tch__cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted);
 
 /* thrift: the method arg1 ("Service::method") names in idl, or NULL */
-const tch_thrift_method *cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint);
+const tch_thrift_method *tch__cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint);
 
 /* match */
-int cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
-void cas_norm_free(cas_norm *n);
-uint64_t cas_key(const cas_norm *n, unsigned mask);
-int cas_index_entry(tch_cassette *c, size_t idx);
-int cas_index_reserve(tch_cassette *c, size_t n);
-int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
+int tch__cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
+void tch__cas_norm_free(cas_norm *n);
+uint64_t tch__cas_key(const cas_norm *n, unsigned mask);
+int tch__cas_index_entry(tch_cassette *c, size_t idx);
+int tch__cas_index_reserve(tch_cassette *c, size_t n);
+int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
                tch_error *err);
 
 /* load */
-int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err);
+int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err);
 
 /* entries */
-int cas_append_entry(tch_cassette *c, cas_entry **out);
+int tch__cas_append_entry(tch_cassette *c, cas_entry **out);
 
 /* ---- stubs (stub_rules.c, jsonpath.c, stub.c) ---- */
 
 /* Fields a stub's rules may name, in the order they are checked. */
 enum { SF_SERVICE = 0, SF_ENDPOINT, SF_SCHEME, SF_HEADERS, SF_BODY, SF_THEADERS, SF_COUNT };
-extern const char *const cas_stub_field_names[SF_COUNT];
-int cas_stub_field_of(const char *name); /* -1 if none */
+extern const char *const tch__cas_stub_field_names[SF_COUNT];
+int tch__cas_stub_field_of(const char *name); /* -1 if none */
 
 /* A parsed JSONPath subset: $ then .name, ['name'] or [N] steps. */
 typedef struct cas_jstep {
@@ -184,9 +184,9 @@ typedef struct cas_jpath {
     size_t n;
     char *text; /* as written, for messages */
 } cas_jpath;
-int cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err);
-const json_t *cas_jpath_eval(const cas_jpath *p, const json_t *root); /* NULL: absent */
-void cas_jpath_free(cas_jpath *p);
+int tch__cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err);
+const json_t *tch__cas_jpath_eval(const cas_jpath *p, const json_t *root); /* NULL: absent */
+void tch__cas_jpath_free(cas_jpath *p);
 
 /* A request with its JSON views decoded once, on first use. */
 typedef struct cas_view {
@@ -196,50 +196,50 @@ typedef struct cas_view {
     bool done[2];
     char *text[2];   /* thrift: the JSON text string rules read */
 } cas_view;
-void cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl);
-void cas_view_free(cas_view *v);
+void tch__cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl);
+void tch__cas_view_free(cas_view *v);
 /* headers (0) or body (1) as JSON, or NULL when they do not read as JSON */
-const json_t *cas_view_json(cas_view *v, int which);
+const json_t *tch__cas_view_json(cas_view *v, int which);
 /* 1 all rules pass, 0 not (why: the first that failed), or a negative code. */
-int cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t *total,
+int tch__cas_rules_eval(const tch_stub_rules *rs, cas_view *v, size_t *passed, size_t *total,
                    char *why, size_t whysz);
 /* The same answer without counting or explaining: stops at the first rule
  * that fails and formats nothing. What lookups use. */
-int cas_rules_pass(const tch_stub_rules *rs, cas_view *v);
+int tch__cas_rules_pass(const tch_stub_rules *rs, cas_view *v);
 /* Whether field f's rule passes only for one exact text (*text borrows it). */
-bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text);
+bool tch__cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text);
 /* The literal text a body must start with to pass its `matches` rule
  * (empty when there is none), and the body text that rule reads. */
-tch_slice cas_rules_body_lead(const tch_stub_rules *rs);
-tch_slice cas_view_body_text(cas_view *v);
-int cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_request *r);
-bool cas_rules_has(const tch_stub_rules *rs, int f);
-const json_t *cas_rules_src(const tch_stub_rules *rs, int f);
-bool cas_request_has_redacted(const tch_cassette_request *r);
-void cas_stub_info_free(tch_stub_info *s);
-bool cas_is_pattern(const cas_entry *e);
-int cas_pattern_add(tch_cassette *c, size_t idx);
-void cas_pattern_remove(tch_cassette *c, size_t idx);
+tch_slice tch__cas_rules_body_lead(const tch_stub_rules *rs);
+tch_slice tch__cas_view_body_text(cas_view *v);
+int tch__cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_request *r);
+bool tch__cas_rules_has(const tch_stub_rules *rs, int f);
+const json_t *tch__cas_rules_src(const tch_stub_rules *rs, int f);
+bool tch__cas_request_has_redacted(const tch_cassette_request *r);
+void tch__cas_stub_info_free(tch_stub_info *s);
+bool tch__cas_is_pattern(const cas_entry *e);
+int tch__cas_pattern_add(tch_cassette *c, size_t idx);
+void tch__cas_pattern_remove(tch_cassette *c, size_t idx);
 /* Lookup in the pattern list: priorities below `below` only when `below`
  * is TCH_STUB_PRIORITY_DEFAULT, the rest otherwise. *hit is NO_ENTRY when
  * none answers. */
-int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
+int tch__cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
                      size_t *hit);
 /* The nearest pattern for a miss, when it is nearer than nm's. */
-int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
+int tch__cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
                           tch_cassette_near_miss *nm);
-void cas_pattern_played(tch_cassette *c, size_t idx);
-void cas_stubs_free(tch_cassette *c);
+void tch__cas_pattern_played(tch_cassette *c, size_t idx);
+void tch__cas_stubs_free(tch_cassette *c);
 /* An interaction as tch_cassette_interaction_to_json writes it, without plays. */
-json_t *cas_interaction_json(const tch_cassette_interaction *it);
+json_t *tch__cas_interaction_json(const tch_cassette_interaction *it);
 /* A stub as one YAML mapping, on an emitter inside a sequence: its rules and
  * extras as written, bytes that are not UTF-8 as !!binary. */
 struct yaml_emitter_s;
-int cas_stub_emit(struct yaml_emitter_s *e, const tch_cassette_interaction *it);
+int tch__cas_stub_emit(struct yaml_emitter_s *e, const tch_cassette_interaction *it);
 /* delayDistribution: {type: uniform, min, max} | {type: lognormal, median, sigma} */
-int cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err);
+int tch__cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err);
 /* Every {{...}} in a templated response names something a request has:
  * TCH_EINVAL naming the stub and the expression otherwise. */
-int cas_template_check(const tch_cassette_interaction *it, tch_error *err);
+int tch__cas_template_check(const tch_cassette_interaction *it, tch_error *err);
 
 #endif

@@ -330,7 +330,7 @@ typedef struct merge_ctx {
 static int merge_record(void *ud, const jrec *r) {
     merge_ctx *m = ud;
     size_t first = m->c->n;
-    int rc = cas_load_buffer(m->c, (const char *)r->payload.ptr, r->payload.len, m->err);
+    int rc = tch__cas_load_buffer(m->c, (const char *)r->payload.ptr, r->payload.len, m->err);
     if (rc)
         return tch_error_wrap(m->err, "%s: the record at byte %zu", m->path, r->off);
     for (size_t i = first; i < m->c->n; i++)
@@ -340,13 +340,13 @@ static int merge_record(void *ud, const jrec *r) {
 
 static void drop_all(tch_cassette *c) {
     for (size_t i = 0; i < c->n; i++) {
-        cas_interaction_free(&c->items[i]->it);
+        tch__cas_interaction_free(&c->items[i]->it);
         free(c->items[i]);
     }
     c->n = 0;
 }
 
-int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
+int tch__cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
                       tch_error *err) {
     char *jpath = journal_path(c->path);
     tch_buf j = {0};
@@ -467,7 +467,7 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, size_t off) {
 static void fsync_dir_of(const char *path) {
     char *copy = strdup(path);
     if (copy)
-        cas_fsync_dir(dirname(copy));
+        tch__cas_fsync_dir(dirname(copy));
     free(copy);
 }
 
@@ -510,7 +510,7 @@ static int check_base(const tch_cassette_journal *j, tch_error *err) {
 static int create_journal(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
     char *dir = strdup(c->path);
-    int rc = dir ? cas_make_dirs(dirname(dir), err)
+    int rc = dir ? tch__cas_make_dirs(dirname(dir), err)
                  : tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
     free(dir);
     int fd = -1;
@@ -580,11 +580,11 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     size_t n = 0;
     settle(j);
     for (size_t i = j->settled; i < c->n; i++)
-        n += cas_keep_unsaved(c, c->items[i]);
+        n += tch__cas_keep_unsaved(c, c->items[i]);
     if (n == 0)
         return 0;
     tch_buf doc = {0}, rec = {0};
-    int rc = cas_emit_some(c, cas_keep_unsaved, j->settled, &doc, err);
+    int rc = tch__cas_emit_some(c, tch__cas_keep_unsaved, j->settled, &doc, err);
     if (!rc && frame(&rec, 'R', tch_buf_slice(&doc)))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
     tch_buf_free(&doc);
@@ -605,7 +605,7 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     tch_buf_free(&rec);
     if (rc)
         return tch_error_wrap(err, "cassette %s: recording not saved", c->name);
-    return cas_mark_saved(c, j->settled, err);
+    return tch__cas_mark_saved(c, j->settled, err);
 }
 
 /* Entries c read at open or has saved since: what the file and journal
@@ -622,9 +622,9 @@ static int view_is_current(tch_cassette *c, const char *jpath, tch_error *err) {
     tch_buf mine = {0}, disk = {0};
     int rc = tch_cassette_reload_as(c, TCH_CASSETTE_NONE, &fresh, err);
     if (!rc)
-        rc = cas_emit_some(fresh, cas_keep_finished, 0, &disk, err);
+        rc = tch__cas_emit_some(fresh, tch__cas_keep_finished, 0, &disk, err);
     if (!rc)
-        rc = cas_emit_some(c, keep_loaded, 0, &mine, err);
+        rc = tch__cas_emit_some(c, keep_loaded, 0, &mine, err);
     if (!rc && (mine.len != disk.len || memcmp(mine.ptr, disk.ptr, mine.len) != 0))
         rc = tch_error_set(err, TCH_ESTATE, "%s holds recordings this cassette did not read "
                            "(another process wrote them after it was opened): not written "
@@ -722,7 +722,7 @@ static int move_aside(const tch_cassette *c, const char *jpath, const jfound *f,
     tch_buf out = {0};
     int rc = journal_cassette(c, jpath, f, &m, err);
     if (!rc)
-        rc = cas_emit_some(m, cas_keep_finished, 0, &out, err);
+        rc = tch__cas_emit_some(m, tch__cas_keep_finished, 0, &out, err);
     if (!rc)
         rc = write_new_file(c->path, tch_buf_slice(&out), where, err);
     tch_cassette_free(m);
@@ -759,7 +759,7 @@ static int fold_locked(tch_cassette *c, int fd, const char *jpath, size_t good, 
         tch_buf_free(&rec);
     }
     if (!rc)
-        rc = cas_write_atomic(c->path, data, err);
+        rc = tch__cas_write_atomic(c->path, data, err);
     if (!rc) /* the file holds everything: the journal goes, while still locked */
         remove_journal(jpath);
     return rc;
@@ -790,7 +790,7 @@ static int replace_unowned(tch_cassette *c, const tch_cassette_journal *base, tc
     if (!rc && fd >= 0)
         rc = fold_locked(c, fd, jpath, f.js.have_base ? f.js.good : 0, data, NULL, err);
     else if (!rc)
-        rc = cas_write_atomic(c->path, data, err);
+        rc = tch__cas_write_atomic(c->path, data, err);
     if (where && note)
         *note = aside_note(jpath, &f, where);
     if (fd >= 0)
@@ -801,7 +801,7 @@ static int replace_unowned(tch_cassette *c, const tch_cassette_journal *base, tc
     return rc;
 }
 
-int cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
+int tch__cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
                              tch_error *err) {
     if (!j || j->fd < 0)
         return replace_unowned(c, j, data, NULL, err);
@@ -825,14 +825,14 @@ int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
     tch_buf out = {0};
     int rc = tch_cassette_emit(c, &out, err);
     if (!rc)
-        rc = cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
+        rc = tch__cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
     if (!rc) { /* the file is c's content now */
         j->base_exists = true;
         j->base = content_hash(out.ptr, out.len);
         j->records = 0;
     }
     tch_buf_free(&out);
-    return rc ? rc : cas_mark_saved(c, 0, err);
+    return rc ? rc : tch__cas_mark_saved(c, 0, err);
 }
 
 void tch_cassette_journal_discard(tch_cassette_journal *j) {
@@ -955,7 +955,7 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     if (!rc)
         rc = read_locked(c, j->path, &f, err);
     if (!rc && f.state == J_APPLIES && !(rc = journal_is_what_c_read(c, j->path, &f, err)) &&
-        !(rc = cas_emit_some(c, cas_keep_finished, 0, &out, err)))
+        !(rc = tch__cas_emit_some(c, tch__cas_keep_finished, 0, &out, err)))
         rc = fold_locked(c, fd, j->path, f.js.have_base ? f.js.good : 0, tch_buf_slice(&out),
                          NULL, err);
     char *where = NULL;

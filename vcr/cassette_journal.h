@@ -12,29 +12,29 @@
 
 /* Which entries a written document holds. */
 typedef bool (*cas_emit_filter)(const tch_cassette *c, const cas_entry *e);
-bool cas_keep_saved(const tch_cassette *c, const cas_entry *e);    /* what the file keeps */
-bool cas_keep_finished(const tch_cassette *c, const cas_entry *e); /* every finished one */
-bool cas_keep_unsaved(const tch_cassette *c, const cas_entry *e);  /* recorded, not saved */
+bool tch__cas_keep_saved(const tch_cassette *c, const cas_entry *e);    /* what the file keeps */
+bool tch__cas_keep_finished(const tch_cassette *c, const cas_entry *e); /* every finished one */
+bool tch__cas_keep_unsaved(const tch_cassette *c, const cas_entry *e);  /* recorded, not saved */
 /* Entries from index `from` on that keep accepts, as one cassette document. */
-int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
+int tch__cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
                   tch_error *err);
 
-int cas_make_dirs(const char *dir, tch_error *err);
-void cas_fsync_dir(const char *dir);
-int cas_write_atomic(const char *path, tch_slice data, tch_error *err);
+int tch__cas_make_dirs(const char *dir, tch_error *err);
+void tch__cas_fsync_dir(const char *dir);
+int tch__cas_write_atomic(const char *path, tch_slice data, tch_error *err);
 /* After a save: recordings become replayable, nothing is dirty. Entries
  * before `from` must hold no unsaved recording. */
-int cas_mark_saved(tch_cassette *c, size_t from, tch_error *err);
+int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err);
 
 /* Called by tch_cassette_open after the file's own interactions were read
  * (data/len: the file's bytes; exists: 0 when there was no file): adds the
  * recordings of PATH.journal unless a fold already put them in the file. */
-int cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
+int tch__cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
                       tch_error *err);
 /* Replaces the cassette file with data, folding the journal beside it (j's,
  * or a journal some earlier run left): marks the journal folded, renames,
  * then removes the journal. */
-int cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
+int tch__cas_journal_replace_file(tch_cassette *c, tch_cassette_journal *j, tch_slice data,
                              tch_error *err);
 
 #endif

@@ -182,7 +182,7 @@ static size_t anchor_find(const ld *l, const char *name) {
     if (!l->nahash)
         return NO_ANCHOR;
     size_t mask = l->nahash - 1;
-    for (size_t i = cas_hash(name, strlen(name), 0) & mask;; i = (i + 1) & mask) {
+    for (size_t i = tch__cas_hash(name, strlen(name), 0) & mask;; i = (i + 1) & mask) {
         size_t a = l->ahash[i];
         if (a == NO_ANCHOR || strcmp(l->anchors[a].name, name) == 0)
             return a;
@@ -192,7 +192,7 @@ static size_t anchor_find(const ld *l, const char *name) {
 static int ahash_put(ld *l, size_t a) {
     size_t mask = l->nahash - 1;
     const char *name = l->anchors[a].name;
-    size_t i = cas_hash(name, strlen(name), 0) & mask;
+    size_t i = tch__cas_hash(name, strlen(name), 0) & mask;
     while (l->ahash[i] != NO_ANCHOR)
         i = (i + 1) & mask;
     l->ahash[i] = a;
@@ -567,7 +567,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
     const node *n = &l->cur;
     tch_buf_reset(out);
     if (is_null(n))
-        return cas_buf_set(out, TCH_SLICE_NULL);
+        return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (n->type != YAML_SCALAR_EVENT)
         return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
     /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
@@ -578,7 +578,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
         if (rc)
             return fail_at(l, &n->mark, "%s: invalid base64 in %s", what, n->tag);
         if (!out->ptr)
-            return cas_buf_set(out, TCH_SLICE_NULL);
+            return tch__cas_buf_set(out, TCH_SLICE_NULL);
         return 0;
     }
     /* plain scalars such as 123 resolve to !!int in Python; the bytes are
@@ -586,7 +586,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
     if (!is_string_tag(n->tag) && strcmp(n->tag, TAG_INT) != 0)
         return fail_at(l, &n->mark, "%s: unsupported tag %s (expected a string or !!binary)", what,
                        n->tag);
-    if (cas_buf_set(out, tch_slice_of(n->value, n->len)))
+    if (tch__cas_buf_set(out, tch_slice_of(n->value, n->len)))
         return nomem(l);
     return 0;
 }
@@ -1167,7 +1167,7 @@ static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
     tch_stub_info *st = rc ? NULL : stub_extras(l, it);
     if (st) {
         tch_error e = {0};
-        if (cas_stub_delay_from_json(j, &st->delay, &e))
+        if (tch__cas_stub_delay_from_json(j, &st->delay, &e))
             rc = fail_at(l, &m, "%s%s", e.msg, NULL);
     } else if (!rc) {
         rc = TCH_ENOMEM;
@@ -1251,7 +1251,7 @@ static int stub_rules(ld *l, it_ctx *ic) {
                  {1u << RQ_HEADERS, SF_HEADERS}, {1u << RQ_BODY, SF_BODY},
                  {1u << RQ_SCHEME, SF_SCHEME},   {1u << RQ_THEADERS, SF_THEADERS}};
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-        if ((ic->plain & plain[i].bit) && cas_rules_add_exact(&st->rules, plain[i].field,
+        if ((ic->plain & plain[i].bit) && tch__cas_rules_add_exact(&st->rules, plain[i].field,
                                                               &it->request))
             return nomem(l);
     return 0;
@@ -1289,7 +1289,7 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
     if (!rc)
         rc = stub_rules(l, &ic);
     tch_error te = {0};
-    if (!rc && it->stub && it->stub->template_response && cas_template_check(it, &te))
+    if (!rc && it->stub && it->stub->template_response && tch__cas_template_check(it, &te))
         rc = fail_at(l, &m, "%s%s", te.msg, NULL);
     json_decref(ic.rules);
     decoded_free(&ic.resp.dec);
@@ -1300,7 +1300,7 @@ static int interaction_item(ld *l, void *target, size_t i) {
     (void)target;
     (void)i;
     cas_entry *e = NULL;
-    if (cas_append_entry(l->c, &e))
+    if (tch__cas_append_entry(l->c, &e))
         return nomem(l);
     e->from_file = true;
     return read_interaction(l, &e->it);
@@ -1410,7 +1410,7 @@ static int load(ld *l) {
                          l->c->name, m.line + 1, m.column + 1);
 }
 
-int cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
+int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
     if (len == 0) /* tchannel-python: an existing empty file is an empty cassette */
         return 0;
     ld l;

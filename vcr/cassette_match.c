@@ -150,7 +150,7 @@ static int norm_structured(const tch_cassette_request *r, bool headers, tch_buf 
     if (r->scheme == TCH_CASSETTE_JSON)
         canon = json_as_read(s, headers);
     else if (r->scheme == TCH_CASSETTE_THRIFT && headers)
-        canon = cas_thrift_headers_json(s, true, true);
+        canon = tch__cas_thrift_headers_json(s, true, true);
     int rc = canon ? set_marked(own, MARK_JSON, canon, strlen(canon))
                    : set_marked(own, MARK_RAW, (const char *)s.ptr, s.len);
     free(canon);
@@ -191,31 +191,31 @@ static int norm_field(const tch_cassette_request *r, int f, cas_norm *n) {
 }
 
 /* Normalizes every field (near-miss scoring compares all of them); `mask`
- * is accepted for symmetry with cas_key. */
-int cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n) {
+ * is accepted for symmetry with tch__cas_key. */
+int tch__cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n) {
     (void)mask;
     memset(n, 0, sizeof *n);
     for (int f = 0; f < F_COUNT; f++) {
         int rc = norm_field(r, f, n);
         if (rc) {
-            cas_norm_free(n);
+            tch__cas_norm_free(n);
             return rc;
         }
-        n->h[f] = cas_hash(n->view[f].ptr, n->view[f].len, (uint64_t)f);
+        n->h[f] = tch__cas_hash(n->view[f].ptr, n->view[f].len, (uint64_t)f);
     }
     return 0;
 }
 
-void cas_norm_free(cas_norm *n) {
+void tch__cas_norm_free(cas_norm *n) {
     for (int f = 0; f < F_COUNT; f++)
         tch_buf_free(&n->own[f]);
 }
 
-uint64_t cas_key(const cas_norm *n, unsigned mask) {
+uint64_t tch__cas_key(const cas_norm *n, unsigned mask) {
     uint64_t k = 0x9e3779b97f4a7c15ULL;
     for (int f = 0; f < F_COUNT; f++)
         if (mask & (1u << f))
-            k = cas_hash(&n->h[f], sizeof n->h[f], k);
+            k = tch__cas_hash(&n->h[f], sizeof n->h[f], k);
     return k;
 }
 
@@ -251,7 +251,7 @@ static int rehash(tch_cassette *c, size_t want) {
 
 /* Sizes the table for `n` indexed entries so indexing a loaded cassette
  * does not rehash as it grows. */
-int cas_index_reserve(tch_cassette *c, size_t n) {
+int tch__cas_index_reserve(tch_cassette *c, size_t n) {
     if (n * 2 <= c->nbuckets)
         return 0;
     return rehash(c, n);
@@ -259,17 +259,17 @@ int cas_index_reserve(tch_cassette *c, size_t n) {
 
 /* Makes entry idx replayable through the index. Entries become indexed in
  * increasing index order, so appending keeps chains in file order. */
-int cas_index_entry(tch_cassette *c, size_t idx) {
+int tch__cas_index_entry(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
-    if (cas_is_pattern(e)) /* matched by rules, from its own list */
-        return cas_pattern_add(c, idx);
+    if (tch__cas_is_pattern(e)) /* matched by rules, from its own list */
+        return tch__cas_pattern_add(c, idx);
     cas_norm n;
-    int rc = cas_normalize(&e->it.request, c->matcher_mask, &n);
+    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &n);
     if (rc)
         return rc;
     memcpy(e->fh, n.h, sizeof e->fh);
-    e->key = cas_key(&n, c->matcher_mask);
-    cas_norm_free(&n);
+    e->key = tch__cas_key(&n, c->matcher_mask);
+    tch__cas_norm_free(&n);
     e->indexed = true;
     e->next = NO_ENTRY;
     c->nindexed++;
@@ -311,14 +311,14 @@ static int builtin_equal(const tch_cassette *c, const cas_norm *in, const cas_en
             return 0;
         }
     cas_norm en;
-    int rc = cas_normalize(&e->it.request, c->matcher_mask, &en);
+    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &en);
     if (rc)
         return rc;
     *equal = true;
     for (int f = 0; f < F_COUNT && *equal; f++)
         if ((c->matcher_mask & (1u << f)) && !tch_slice_eq(in->view[f], en.view[f]))
             *equal = false;
-    cas_norm_free(&en);
+    tch__cas_norm_free(&en);
     return 0;
 }
 
@@ -618,7 +618,7 @@ static const tch_thrift_method *thrift_method(const tch_cassette *c,
         return NULL;
     const tch_thrift_method *m = tch_cassette_thrift_method(
         c->opts.thrift, tch_buf_slice(&r->service), tch_buf_slice(&r->endpoint));
-    return m ? m : cas_idl_method(c->opts.thrift_idl, tch_buf_slice(&r->endpoint));
+    return m ? m : tch__cas_idl_method(c->opts.thrift_idl, tch_buf_slice(&r->endpoint));
 }
 
 static json_t *thrift_args(const tch_thrift_method *m, const tch_cassette_request *r) {
@@ -728,7 +728,7 @@ static int add_diff(const tch_cassette *c, tch_cassette_near_miss *nm, int f,
                     tch_slice rv, tch_slice qv) {
     tch_cassette_field_diff *d = &nm->diffs[nm->n_diffs++];
     memset(d, 0, sizeof *d);
-    d->field = cas_field_names[f];
+    d->field = tch__cas_field_names[f];
     if (f == F_SCHEME) {
         d->form = TCH_CASSETTE_DIFF_NAME;
         d->recorded = strdup(scheme_name(rec->scheme));
@@ -759,8 +759,8 @@ static int add_diff(const tch_cassette *c, tch_cassette_near_miss *nm, int f,
         snprintf(a, sizeof a, "(%zu bytes)", rv.len);
         snprintf(b, sizeof b, "(%zu bytes)", qv.len);
     } else {
-        cas_preview(rv, from, 40, a, sizeof a);
-        cas_preview(qv, from, 40, b, sizeof b);
+        tch__cas_preview(rv, from, 40, a, sizeof a);
+        tch__cas_preview(qv, from, 40, b, sizeof b);
     }
     d->form = TCH_CASSETTE_DIFF_BYTES;
     d->offset = off;
@@ -794,18 +794,18 @@ static int near_miss(tch_cassette *c, const tch_cassette_request *req, const cas
     if (best_m == total)
         return 0;
     cas_norm en;
-    int rc = cas_normalize(&e->it.request, c->matcher_mask, &en);
+    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &en);
     if (rc)
         return rc;
     for (int f = 0; !rc && f < F_COUNT; f++)
         if ((c->matcher_mask & (1u << f)) && in->h[f] != e->fh[f])
             rc = add_diff(c, nm, f, &e->it.request, req, en.view[f], in->view[f]);
-    cas_norm_free(&en);
+    tch__cas_norm_free(&en);
     return rc;
 }
 
 /* "svc::ep (thrift) args {"key":"bar"}" when the IDL reads the body, else
- * cas_describe's byte preview. */
+ * tch__cas_describe's byte preview. */
 static void describe(const tch_cassette *c, const tch_cassette_request *r, char *out,
                      size_t outsz) {
     json_t *args = thrift_args(thrift_method(c, r), r);
@@ -814,12 +814,12 @@ static void describe(const tch_cassette *c, const tch_cassette_request *r, char 
     json_decref(args);
     free(text);
     if (!shown) {
-        cas_describe(r, out, outsz);
+        tch__cas_describe(r, out, outsz);
         return;
     }
     char svc[64], ep[64];
-    cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
-    cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
+    tch__cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
+    tch__cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
     snprintf(out, outsz, "%s::%s (thrift) args %s", svc, ep, shown);
     free(shown);
 }
@@ -889,7 +889,7 @@ static int decide_miss(tch_cassette *c, const tch_cassette_request *req, const c
     } else {
         int rc = near_miss(c, req, in, nm);
         if (!rc)
-            rc = cas_pattern_near_miss(c, req, nm);
+            rc = tch__cas_pattern_near_miss(c, req, nm);
         if (rc)
             return tch_error_set(err, rc, "cassette %s: near-miss", c->name);
     }
@@ -897,28 +897,28 @@ static int decide_miss(tch_cassette *c, const tch_cassette_request *req, const c
     return TCH_ENOTFOUND;
 }
 
-int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
+int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
                tch_error *err) {
     if (c->mode == TCH_CASSETTE_ALL) { /* never replays */
         out->action = TCH_CASSETTE_ACT_RECORD;
         return 0;
     }
     cas_norm in;
-    int rc = cas_normalize(req, c->matcher_mask, &in);
+    int rc = tch__cas_normalize(req, c->matcher_mask, &in);
     if (rc)
         return tch_error_set(err, rc, "cassette %s: normalizing request", c->name);
-    uint64_t key = cas_key(&in, c->matcher_mask);
+    uint64_t key = tch__cas_key(&in, c->matcher_mask);
     find_result fr = {NO_ENTRY, NO_ENTRY, NULL, NO_ENTRY};
     /* stubs that outrank exact interactions, then the hash (with playback
      * repeats, an exact interaction played before is still an exact hit),
      * then the other stubs: an exact hit never evaluates a pattern of
      * default priority */
     size_t early = NO_ENTRY, late = NO_ENTRY;
-    rc = cas_pattern_find(c, req, true, &early);
+    rc = tch__cas_pattern_find(c, req, true, &early);
     if (!rc && early == NO_ENTRY)
         rc = find_in_bucket(c, req, &in, key, &fr);
     if (!rc && early == NO_ENTRY && fr.first_unplayed == NO_ENTRY && fr.last_played == NO_ENTRY)
-        rc = cas_pattern_find(c, req, false, &late);
+        rc = tch__cas_pattern_find(c, req, false, &late);
     if (!rc) {
         size_t pick = early != NO_ENTRY               ? early
                       : fr.first_unplayed != NO_ENTRY ? fr.first_unplayed
@@ -926,7 +926,7 @@ int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision
                                                       : late;
         if (pick != NO_ENTRY) {
             if (c->items[pick]->pattern)
-                cas_pattern_played(c, pick);
+                tch__cas_pattern_played(c, pick);
             c->items[pick]->plays++;
             c->total_plays++;
             out->action = TCH_CASSETTE_ACT_REPLAY;
@@ -938,7 +938,7 @@ int cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision
     } else {
         tch_error_set(err, rc, "cassette %s: matching request", c->name);
     }
-    cas_norm_free(&in);
+    tch__cas_norm_free(&in);
     return rc;
 }
 

@@ -116,7 +116,7 @@ static bool is_ascii(tch_slice s) {
  * reads that as the UTF-8 bytes, where a plain string would be unicode and
  * never equal the bytes of a request. */
 static int bytes_value(em *m, tch_slice s) {
-    if (cas_is_text(s)) {
+    if (tch__cas_is_text(s)) {
         yaml_scalar_style_t style = s.len && memchr(s.ptr, '\n', s.len) ? YAML_LITERAL_SCALAR_STYLE
                                     : plain_is_safe(s)        ? YAML_ANY_SCALAR_STYLE
                                                               : YAML_SINGLE_QUOTED_SCALAR_STYLE;
@@ -159,14 +159,14 @@ static char *decoded_for(const em *m, const tch_cassette_request *rq, tch_casset
         return NULL;
     if (rq->scheme == TCH_CASSETTE_JSON) {
         /* already readable as written: multi-line, or short */
-        if (!cas_is_text(exact) || memchr(exact.ptr, '\n', exact.len) || exact.len <= READABLE_LINE)
+        if (!tch__cas_is_text(exact) || memchr(exact.ptr, '\n', exact.len) || exact.len <= READABLE_LINE)
             return NULL;
         return json_pretty((const char *)exact.ptr, exact.len);
     }
     if (rq->scheme != TCH_CASSETTE_THRIFT)
         return NULL;
     if (headers) /* nh:2 = 0 renders as {}: nothing worth a line */
-        json = exact.len > 2 ? cas_thrift_headers_json(exact, false, false) : NULL;
+        json = exact.len > 2 ? tch__cas_thrift_headers_json(exact, false, false) : NULL;
     else if (m->c->opts.render)
         json = m->c->opts.render(m->c->opts.render_ud, tch_buf_slice(&rq->service),
                                  tch_buf_slice(&rq->endpoint), rq->scheme, part, code, exact);
@@ -284,7 +284,7 @@ static int emit_error_frame(em *m, const char *k, uint8_t code, const char *mess
 
 static int emit_interaction(em *m, const tch_cassette_interaction *it) {
     if (it->stub) /* rules and extras as they were written (stub_emit.c) */
-        return cas_stub_emit(&m->e, it);
+        return tch__cas_stub_emit(&m->e, it);
     int rc = map_start(m);
     if (!rc)
         rc = emit_request(m, &it->request);
@@ -301,18 +301,18 @@ static int emit_interaction(em *m, const tch_cassette_interaction *it) {
 
 /* What the file keeps: every finished interaction in slot order, except
  * that mode ALL forgets what the file held (tchannel-python save_unplayed). */
-bool cas_keep_saved(const tch_cassette *c, const cas_entry *e) {
+bool tch__cas_keep_saved(const tch_cassette *c, const cas_entry *e) {
     if (e->state == ST_PENDING || e->state == ST_ABORTED || e->runtime) /* run-time stubs stay */
         return false;
     return !(c->mode == TCH_CASSETTE_ALL && e->from_file);
 }
 
-bool cas_keep_finished(const tch_cassette *c, const cas_entry *e) {
+bool tch__cas_keep_finished(const tch_cassette *c, const cas_entry *e) {
     (void)c;
     return e->state != ST_PENDING && e->state != ST_ABORTED && !e->runtime;
 }
 
-bool cas_keep_unsaved(const tch_cassette *c, const cas_entry *e) {
+bool tch__cas_keep_unsaved(const tch_cassette *c, const cas_entry *e) {
     (void)c;
     return e->state == ST_DONE;
 }
@@ -343,10 +343,10 @@ static int emit_document(em *m) {
 }
 
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err) {
-    return cas_emit_some(c, cas_keep_saved, 0, out, err);
+    return tch__cas_emit_some(c, tch__cas_keep_saved, 0, out, err);
 }
 
-int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
+int tch__cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
                   tch_error *err) {
     em m = {.c = c, .keep = keep, .from = from};
     if (!yaml_emitter_initialize(&m.e))
@@ -367,7 +367,7 @@ int cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_
 /* ---- atomic save ------------------------------------------------------- */
 
 /* mkdir -p of the cassette's directory (tchannel-python creates it too). */
-int cas_make_dirs(const char *dir, tch_error *err) {
+int tch__cas_make_dirs(const char *dir, tch_error *err) {
     char *p = strdup(dir);
     if (!p)
         return tch_error_set(err, TCH_ENOMEM, "cassette dir %s", dir);
@@ -403,7 +403,7 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 
-void cas_fsync_dir(const char *dir) {
+void tch__cas_fsync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0) { /* best effort: some filesystems refuse fsync on a directory */
         (void)fsync(fd);
@@ -426,7 +426,7 @@ static int write_atomic_at(const char *path, const char *shown, tch_slice data, 
     if (!(tmp = malloc(tlen)))
         goto out;
     snprintf(tmp, tlen, "%s/.%s" CAS_TEMP_INFIX "%ld.XXXXXX", dir, base, (long)getpid());
-    if ((rc = cas_make_dirs(dir, err)))
+    if ((rc = tch__cas_make_dirs(dir, err)))
         goto out;
     rc = TCH_EIO;
     if ((fd = mkstemp(tmp)) < 0) {
@@ -449,7 +449,7 @@ static int write_atomic_at(const char *path, const char *shown, tch_slice data, 
         tch_error_set(err, rc, "cassette %s: renaming %s: %s", shown, tmp, strerror(errno));
         goto out_unlink;
     }
-    cas_fsync_dir(dir);
+    tch__cas_fsync_dir(dir);
     rc = 0;
     goto out;
 out_unlink:
@@ -467,7 +467,7 @@ out:
 
 /* Through a symlink, writes (and renames) beside its target, as Python's
  * open(path, "wb") writes through it: the link stays a link. */
-int cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
+int tch__cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
     char *real = realpath(path, NULL); /* NULL: no file yet, or a dangling link */
     int rc = write_atomic_at(real ? real : path, path, data, err);
     free(real);
@@ -476,7 +476,7 @@ int cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
 
 /* The file now holds every finished recording: as in tchannel-python, what
  * was recorded can be replayed once saved. */
-int cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
+int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
     c->dirty = false;
     if (c->mode == TCH_CASSETTE_ALL)
         c->only_this_run = true;
@@ -484,7 +484,7 @@ int cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
         cas_entry *e = c->items[i];
         if (e->state == ST_DONE) {
             e->state = ST_LOADED;
-            int rc = cas_index_entry(c, i);
+            int rc = tch__cas_index_entry(c, i);
             if (rc)
                 return tch_error_set(err, rc, "cassette %s: indexing", c->name);
         }
@@ -501,7 +501,7 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
     tch_buf out = {0};
     int rc = tch_cassette_emit(c, &out, err);
     if (!rc) /* folds a journal left beside the file, whose records c holds */
-        rc = cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
+        rc = tch__cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     tch_buf_free(&out);
-    return rc ? rc : cas_mark_saved(c, 0, err);
+    return rc ? rc : tch__cas_mark_saved(c, 0, err);
 }

@@ -146,7 +146,7 @@ int tch_cassette_thrift_load(const char *path, tch_cassette_thrift **out, tch_er
 }
 
 /* The method arg1 names in one IDL, or NULL. */
-const tch_thrift_method *cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint) {
+const tch_thrift_method *tch__cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint) {
     tch_slice svc, meth;
     if (!idl || tch_thrift_arg1_split(endpoint, &svc, &meth, NULL) != 0)
         return NULL;
@@ -164,9 +164,9 @@ const tch_thrift_method *tch_cassette_thrift_method(const tch_cassette_thrift *t
         return NULL;
     for (size_t i = 0; i < t->n; i++) /* the service's own file first */
         if (t->files[i].service && tch_slice_eq_cstr(service, t->files[i].service))
-            return cas_idl_method(t->files[i].idl, endpoint);
+            return tch__cas_idl_method(t->files[i].idl, endpoint);
     for (size_t i = 0; i < t->n; i++) {
-        const tch_thrift_method *m = cas_idl_method(t->files[i].idl, endpoint);
+        const tch_thrift_method *m = tch__cas_idl_method(t->files[i].idl, endpoint);
         if (m)
             return m;
     }

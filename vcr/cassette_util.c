@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-const char *const cas_field_names[F_COUNT] = {
+const char *const tch__cas_field_names[F_COUNT] = {
     "serviceName", "endpoint", "headers", "body", "argScheme", "hostPort", "transportHeaders",
 };
 
@@ -49,7 +49,7 @@ int tch_cassette_errcode_parse(const char *name, uint8_t *code) {
 }
 
 /* FNV-1a with a murmur finaliser: fast on short fields, well mixed buckets. */
-uint64_t cas_hash(const void *p, size_t n, uint64_t seed) {
+uint64_t tch__cas_hash(const void *p, size_t n, uint64_t seed) {
     const uint8_t *b = p;
     uint64_t h = 0xcbf29ce484222325ULL ^ seed;
     for (size_t i = 0; i < n; i++) {
@@ -67,7 +67,7 @@ uint64_t cas_hash(const void *p, size_t n, uint64_t seed) {
 /* Text we can write as a YAML string and read back byte for byte: valid
  * UTF-8, no control characters but tab and newline (YAML normalises \r and
  * the Unicode line breaks NEL/LS/PS, and drops a BOM). */
-bool cas_is_text(tch_slice s) {
+bool tch__cas_is_text(tch_slice s) {
     size_t i = 0;
     while (i < s.len) {
         uint32_t cp;
@@ -82,18 +82,18 @@ bool cas_is_text(tch_slice s) {
     return true;
 }
 
-int cas_buf_set(tch_buf *b, tch_slice s) {
+int tch__cas_buf_set(tch_buf *b, tch_slice s) {
     tch_buf_reset(b);
     /* an empty value leaves ptr NULL: callers test len, never ptr */
     return tch_buf_append(b, s.ptr ? s.ptr : (const uint8_t *)"", s.len) ? TCH_ENOMEM : 0;
 }
 
-int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out) {
+int tch__cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out) {
     memset(out, 0, sizeof *out);
     out->scheme = call->scheme;
-    if (cas_buf_set(&out->service, call->service) || cas_buf_set(&out->endpoint, call->endpoint) ||
-        cas_buf_set(&out->headers, call->headers) || cas_buf_set(&out->body, call->body) ||
-        cas_buf_set(&out->host_port, call->host_port))
+    if (tch__cas_buf_set(&out->service, call->service) || tch__cas_buf_set(&out->endpoint, call->endpoint) ||
+        tch__cas_buf_set(&out->headers, call->headers) || tch__cas_buf_set(&out->body, call->body) ||
+        tch__cas_buf_set(&out->host_port, call->host_port))
         goto nomem;
     if (call->n_known_peers) {
         out->known_peers = calloc(call->n_known_peers, sizeof *out->known_peers);
@@ -101,7 +101,7 @@ int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *o
             goto nomem;
         out->n_known_peers = call->n_known_peers;
         for (size_t i = 0; i < call->n_known_peers; i++)
-            if (cas_buf_set(&out->known_peers[i], call->known_peers[i]))
+            if (tch__cas_buf_set(&out->known_peers[i], call->known_peers[i]))
                 goto nomem;
     }
     if (call->n_transport_headers) {
@@ -110,17 +110,17 @@ int cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *o
             goto nomem;
         out->n_transport_headers = call->n_transport_headers;
         for (size_t i = 0; i < call->n_transport_headers; i++)
-            if (cas_buf_set(&out->transport_headers[i].key, call->transport_headers[i].key) ||
-                cas_buf_set(&out->transport_headers[i].value, call->transport_headers[i].value))
+            if (tch__cas_buf_set(&out->transport_headers[i].key, call->transport_headers[i].key) ||
+                tch__cas_buf_set(&out->transport_headers[i].value, call->transport_headers[i].value))
                 goto nomem;
     }
     return 0;
 nomem:
-    cas_request_free(out);
+    tch__cas_request_free(out);
     return TCH_ENOMEM;
 }
 
-void cas_request_free(tch_cassette_request *r) {
+void tch__cas_request_free(tch_cassette_request *r) {
     tch_buf_free(&r->service);
     tch_buf_free(&r->endpoint);
     tch_buf_free(&r->headers);
@@ -137,18 +137,18 @@ void cas_request_free(tch_cassette_request *r) {
     memset(r, 0, sizeof *r);
 }
 
-void cas_interaction_free(tch_cassette_interaction *it) {
-    cas_request_free(&it->request);
+void tch__cas_interaction_free(tch_cassette_interaction *it) {
+    tch__cas_request_free(&it->request);
     tch_buf_free(&it->response.headers);
     tch_buf_free(&it->response.body);
     free(it->error.message);
     free(it->fault_message);
-    cas_stub_info_free(it->stub);
+    tch__cas_stub_info_free(it->stub);
     memset(it, 0, sizeof *it);
 }
 
 /* Escaped, bounded preview of s starting at `from`: "...abc\x00def..." */
-void cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz) {
+void tch__cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz) {
     size_t o = 0;
     if (outsz == 0)
         return;
@@ -195,16 +195,16 @@ static const char *scheme_name(tch_cassette_scheme s) {
 }
 
 /* "svc::endpoint (json) body \"{...}\"" */
-void cas_describe(const tch_cassette_request *r, char *out, size_t outsz) {
+void tch__cas_describe(const tch_cassette_request *r, char *out, size_t outsz) {
     char svc[64], ep[64], body[80];
-    cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
-    cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
-    cas_preview(tch_buf_slice(&r->body), 0, 32, body, sizeof body);
+    tch__cas_preview(tch_buf_slice(&r->service), 0, 40, svc, sizeof svc);
+    tch__cas_preview(tch_buf_slice(&r->endpoint), 0, 40, ep, sizeof ep);
+    tch__cas_preview(tch_buf_slice(&r->body), 0, 32, body, sizeof body);
     snprintf(out, outsz, "%s::%s (%s) body \"%s\"", svc, ep, scheme_name(r->scheme), body);
 }
 
-char *cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted) {
-    tch_thrift_header *h;
+char *tch__cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted) {
+    tch_kv *h;
     size_t nh;
     if (tch_thrift_headers_decode(s, &h, &nh, NULL) != 0)
         return NULL;

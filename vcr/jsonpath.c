@@ -10,7 +10,7 @@
 
 #define MAX_STEPS 64
 
-void cas_jpath_free(cas_jpath *p) {
+void tch__cas_jpath_free(cas_jpath *p) {
     for (size_t i = 0; i < p->n; i++)
         free(p->steps[i].key);
     free(p->steps);
@@ -89,7 +89,7 @@ static int step(const char *t, size_t *i, cas_jpath *p, tch_error *err) {
     return push(p, NULL, idx) ? tch_error_set(err, TCH_ENOMEM, "JSONPath") : 0;
 }
 
-int cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err) {
+int tch__cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err) {
     memset(out, 0, sizeof *out);
     if (!text || text[0] != '$')
         return bad(text ? text : "", 0, "a path starts with '$'", err);
@@ -104,11 +104,11 @@ int cas_jpath_parse(const char *text, cas_jpath *out, tch_error *err) {
     if (!rc && !(out->text = strdup(text)))
         rc = tch_error_set(err, TCH_ENOMEM, "JSONPath");
     if (rc)
-        cas_jpath_free(out);
+        tch__cas_jpath_free(out);
     return rc;
 }
 
-const json_t *cas_jpath_eval(const cas_jpath *p, const json_t *root) {
+const json_t *tch__cas_jpath_eval(const cas_jpath *p, const json_t *root) {
     const json_t *v = root;
     for (size_t i = 0; v && i < p->n; i++)
         v = p->steps[i].key ? json_object_get(v, p->steps[i].key)

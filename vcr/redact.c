@@ -375,7 +375,7 @@ static int redact_json_headers(const tch_cassette_redaction *r, tch_buf *arg2) {
 /* arg2 of a thrift call: nh:2 (k~2 v~2){nh}. */
 static int redact_thrift_headers(const tch_cassette_redaction *r, tch_buf *arg2, const char *part,
                                  tch_error *err) {
-    tch_thrift_header *hs = NULL;
+    tch_kv *hs = NULL;
     size_t n = 0, hits = 0;
     if (!arg2->len)
         return 0;
@@ -587,7 +587,7 @@ int tch_cassette_redaction_request(const tch_cassette_redaction *r, tch_cassette
     for (size_t i = 0; i < req->n_transport_headers; i++) {
         tch_cassette_kv *kv = &req->transport_headers[i];
         if (transport_named(r, tch_buf_slice(&kv->key)) &&
-            cas_buf_set(&kv->value, tch_slice_cstr(TCH_CASSETTE_REDACTED)))
+            tch__cas_buf_set(&kv->value, tch_slice_cstr(TCH_CASSETTE_REDACTED)))
             return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
     int rc = redact_arg2(r, req->scheme, &req->headers, "request", err);
@@ -616,7 +616,7 @@ int tch_cassette_redaction_hook(void *ud, tch_cassette_redact_phase phase,
 int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_cassette_call *call,
                                 tch_cassette_redacted_call *out, tch_error *err) {
     memset(out, 0, sizeof *out);
-    if (cas_request_from_call(call, &out->req))
+    if (tch__cas_request_from_call(call, &out->req))
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     int rc = tch_cassette_redaction_request(r, &out->req, err);
     size_t n = out->req.n_transport_headers;
@@ -627,7 +627,7 @@ int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_casse
         return rc;
     }
     for (size_t i = 0; i < n; i++)
-        out->kv[i] = (tch_cassette_kv_view){tch_buf_slice(&out->req.transport_headers[i].key),
+        out->kv[i] = (tch_kv){tch_buf_slice(&out->req.transport_headers[i].key),
                                             tch_buf_slice(&out->req.transport_headers[i].value)};
     out->call = *call; /* host_port and known peers stay the caller's views */
     out->call.headers = tch_buf_slice(&out->req.headers);
@@ -638,7 +638,7 @@ int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_casse
 }
 
 void tch_cassette_redacted_call_free(tch_cassette_redacted_call *rc) {
-    cas_request_free(&rc->req);
+    tch__cas_request_free(&rc->req);
     free(rc->kv);
     memset(rc, 0, sizeof *rc);
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void cas_stub_info_free(tch_stub_info *s) {
+void tch__cas_stub_info_free(tch_stub_info *s) {
     if (!s)
         return;
     free(s->id);
@@ -34,10 +34,10 @@ static bool repeats(const cas_entry *e) {
     return e->it.stub && (e->it.stub->rules || e->it.stub->scenario);
 }
 
-bool cas_is_pattern(const cas_entry *e) {
+bool tch__cas_is_pattern(const cas_entry *e) {
     const tch_stub_info *s = e->it.stub;
     return (s && (s->rules || s->scenario || s->has_priority)) || /* rules: id too (load) */
-           cas_request_has_redacted(&e->it.request);
+           tch__cas_request_has_redacted(&e->it.request);
 }
 
 static const tch_stub_rules *rules_of(const cas_entry *e) {
@@ -53,7 +53,7 @@ static int implicit_rules(const tch_cassette *c, cas_entry *e) {
     };
     for (int f = 0; f < F_COUNT; f++)
         if ((c->matcher_mask & (1u << f)) && map[f] >= 0) {
-            int rc = cas_rules_add_exact(&e->implicit, map[f], &e->it.request);
+            int rc = tch__cas_rules_add_exact(&e->implicit, map[f], &e->it.request);
             if (rc)
                 return rc;
         }
@@ -63,11 +63,11 @@ static int implicit_rules(const tch_cassette *c, cas_entry *e) {
 /* ---- the pattern index: groups by service and endpoint ------------------------- */
 
 static uint64_t group_key(tch_slice service, tch_slice endpoint) {
-    return cas_hash(endpoint.ptr, endpoint.len, cas_hash(service.ptr, service.len, 0x5e41ce));
+    return tch__cas_hash(endpoint.ptr, endpoint.len, tch__cas_hash(service.ptr, service.len, 0x5e41ce));
 }
 
 static uint64_t lead_key(uint64_t group, uint8_t first) {
-    return cas_hash(&first, 1, group ^ 0x1ead);
+    return tch__cas_hash(&first, 1, group ^ 0x1ead);
 }
 
 /* Whether pattern a comes before pattern b: priority, then file order. */
@@ -85,7 +85,7 @@ static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
         l->cap = n;
     }
     cas_pref p = {.idx = idx, .priority = priority_of(c->items[idx])};
-    tch_slice lead = cas_rules_body_lead(rules_of(c->items[idx]));
+    tch_slice lead = tch__cas_rules_body_lead(rules_of(c->items[idx]));
     p.nlead = (uint8_t)(lead.len < CAS_LEAD_MAX ? lead.len : CAS_LEAD_MAX);
     if (p.nlead)
         memcpy(p.lead, lead.ptr, p.nlead);
@@ -149,11 +149,11 @@ static int index_pattern(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
     tch_slice svc, ep;
     cas_plist *l = &c->pwild;
-    e->pgrouped = cas_rules_exact_text(rules_of(e), SF_SERVICE, &svc) &&
-                  cas_rules_exact_text(rules_of(e), SF_ENDPOINT, &ep);
+    e->pgrouped = tch__cas_rules_exact_text(rules_of(e), SF_SERVICE, &svc) &&
+                  tch__cas_rules_exact_text(rules_of(e), SF_ENDPOINT, &ep);
     if (e->pgrouped) {
         /* one group more per first byte of a required literal body start */
-        tch_slice lead = cas_rules_body_lead(rules_of(e));
+        tch_slice lead = tch__cas_rules_body_lead(rules_of(e));
         e->pkey = group_key(svc, ep);
         if ((e->plead = lead.len > 0))
             e->pkey = lead_key(e->pkey, lead.ptr[0]);
@@ -181,7 +181,7 @@ static void unindex_pattern(tch_cassette *c, size_t idx) {
         c->npleads--;
 }
 
-int cas_pattern_add(tch_cassette *c, size_t idx) {
+int tch__cas_pattern_add(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
     if (!rules_of(e)) {
         int rc = implicit_rules(c, e);
@@ -217,7 +217,7 @@ int cas_pattern_add(tch_cassette *c, size_t idx) {
     return 0;
 }
 
-void cas_pattern_remove(tch_cassette *c, size_t idx) {
+void tch__cas_pattern_remove(tch_cassette *c, size_t idx) {
     if (c->items[idx]->pattern)
         unindex_pattern(c, idx);
     for (size_t i = 0; i < c->npatterns; i++)
@@ -267,7 +267,7 @@ static bool state_ok(const tch_cassette *c, const cas_entry *e) {
            strcmp(scenario_state(c, s->scenario), s->required_state) == 0;
 }
 
-void cas_pattern_played(tch_cassette *c, size_t idx) {
+void tch__cas_pattern_played(tch_cassette *c, size_t idx) {
     const tch_stub_info *s = c->items[idx]->it.stub;
     if (!s || !s->scenario || !s->new_state)
         return;
@@ -387,21 +387,21 @@ static const cas_pref *next_of(const cas_plist *l[NLISTS], size_t at[NLISTS]) {
     return best;
 }
 
-int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
+int tch__cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool before_exact,
                      size_t *hit) {
     *hit = NO_ENTRY;
     if (!c->npatterns || (before_exact && !c->npearly))
         return 0;
     tch_stub_idl idl = idl_of(c);
     cas_view v;
-    cas_view_init(&v, req, &idl);
+    tch__cas_view_init(&v, req, &idl);
     /* only the call's groups (its service and endpoint; those and the first
      * byte of its body) and the wild list hold patterns that could match */
     uint64_t gk = group_key(tch_buf_slice(&req->service), tch_buf_slice(&req->endpoint));
     tch_slice body = TCH_SLICE_NULL; /* a thrift body is decoded for it: only when used */
     bool have_body = c->npleads > 0;
     if (have_body)
-        body = cas_view_body_text(&v);
+        body = tch__cas_view_body_text(&v);
     const cas_plist *lists[NLISTS] = {group_of(c, gk, false), NULL, &c->pwild};
     if (body.len)
         lists[1] = group_of(c, lead_key(gk, body.ptr[0]), false);
@@ -415,7 +415,7 @@ int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool befo
             continue;
         if (p->nlead) { /* its body rule needs a literal start: check that first */
             if (!have_body)
-                body = cas_view_body_text(&v), have_body = true;
+                body = tch__cas_view_body_text(&v), have_body = true;
             if (body.len < p->nlead || body.ptr[0] != p->lead[0] ||
                 memcmp(body.ptr, p->lead, p->nlead) != 0)
                 continue;
@@ -428,7 +428,7 @@ int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool befo
         if (used && !c->opts.allow_playback_repeats)
             continue;
         c->pattern_evals++;
-        rc = cas_rules_pass(rules_of(e), &v);
+        rc = tch__cas_rules_pass(rules_of(e), &v);
         if (rc < 0)
             break;
         if (rc == 1 && !used) {
@@ -440,7 +440,7 @@ int cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool befo
     }
     if (*hit == NO_ENTRY)
         *hit = repeat;
-    cas_view_free(&v);
+    tch__cas_view_free(&v);
     return rc < 0 ? rc : 0;
 }
 
@@ -456,13 +456,13 @@ static void clear_diffs(tch_cassette_near_miss *nm) {
     nm->custom_rejected = NULL;
 }
 
-int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
+int tch__cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
                           tch_cassette_near_miss *nm) {
     if (!c->npatterns)
         return 0;
     tch_stub_idl idl = idl_of(c);
     cas_view v;
-    cas_view_init(&v, req, &idl);
+    tch__cas_view_init(&v, req, &idl);
     size_t best = NO_ENTRY, bp = 0, bt = 0;
     char best_why[512] = "";
     int rc = 0;
@@ -473,7 +473,7 @@ int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
         if (e->state != ST_LOADED)
             continue;
         size_t passed, total;
-        rc = cas_rules_eval(rules_of(e), &v, &passed, &total, NULL, 0);
+        rc = tch__cas_rules_eval(rules_of(e), &v, &passed, &total, NULL, 0);
         if (rc < 0)
             break;
         rc = 0;
@@ -485,7 +485,7 @@ int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
         const tch_stub_info *s = e->it.stub;
         size_t passed, total;
         if (bp < bt)
-            rc = cas_rules_eval(rules_of(e), &v, &passed, &total, best_why, sizeof best_why);
+            rc = tch__cas_rules_eval(rules_of(e), &v, &passed, &total, best_why, sizeof best_why);
         else if (!state_ok(c, e))
             snprintf(best_why, sizeof best_why,
                      "scenario %.100s: requires state %.100s, is in %.100s", s->scenario,
@@ -494,7 +494,7 @@ int cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
             snprintf(best_why, sizeof best_why, "already played");
         rc = rc < 0 ? rc : 0;
     }
-    cas_view_free(&v);
+    tch__cas_view_free(&v);
     if (rc || best == NO_ENTRY)
         return rc;
     /* the exact nearest stays when it agrees on a larger share of fields */
@@ -611,7 +611,7 @@ uint32_t tch_stub_delay_sample(const tch_stub_delay *d, uint64_t *state) {
     return 0;
 }
 
-void cas_stubs_free(tch_cassette *c) {
+void tch__cas_stubs_free(tch_cassette *c) {
     for (size_t i = 0; i < c->n; i++) {
         tch_stub_rules_free(c->items[i]->implicit);
         c->items[i]->implicit = NULL;

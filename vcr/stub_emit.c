@@ -94,8 +94,8 @@ static int emit_json(yaml_emitter_t *e, const json_t *v) {
     return TCH_EINVAL;
 }
 
-int cas_stub_emit(struct yaml_emitter_s *e, const tch_cassette_interaction *it) {
-    json_t *j = cas_interaction_json(it);
+int tch__cas_stub_emit(struct yaml_emitter_s *e, const tch_cassette_interaction *it) {
+    json_t *j = tch__cas_interaction_json(it);
     int rc = j ? emit_json(e, j) : TCH_ENOMEM;
     json_decref(j);
     return rc;
@@ -107,5 +107,5 @@ static bool runtime_only(const tch_cassette *c, const cas_entry *e) {
 }
 
 int tch_cassette_stubs_emit(const tch_cassette *c, tch_buf *out, tch_error *err) {
-    return cas_emit_some(c, runtime_only, 0, out, err);
+    return tch__cas_emit_some(c, runtime_only, 0, out, err);
 }

@@ -29,13 +29,13 @@ static int check_keys(const json_t *obj, const char *where, const char *const *a
 static int bytes_of(const json_t *v, tch_buf *out, const char *where, tch_error *err) {
     tch_buf_reset(out);
     if (!v || json_is_null(v))
-        return cas_buf_set(out, TCH_SLICE_NULL);
+        return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (json_is_string(v))
-        return cas_buf_set(out, tch_slice_of(json_string_value(v), json_string_length(v)))
+        return tch__cas_buf_set(out, tch_slice_of(json_string_value(v), json_string_length(v)))
                    ? tch_error_set(err, TCH_ENOMEM, "%s: out of memory", where)
                    : 0;
     char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    int rc = !t || cas_buf_set(out, tch_slice_cstr(t));
+    int rc = !t || tch__cas_buf_set(out, tch_slice_cstr(t));
     free(t);
     return rc ? tch_error_set(err, TCH_ENOMEM, "%s: out of memory", where) : 0;
 }
@@ -71,7 +71,7 @@ static int request_of(const json_t *rq, tch_cassette_request *r, tch_error *err)
     return rc;
 }
 
-int cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err) {
+int tch__cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_error *err) {
     const char *type = json_string_value(json_object_get(j, "type"));
     memset(out, 0, sizeof *out);
     if (!json_is_object(j) || !type)
@@ -203,14 +203,14 @@ static int read_extras(const json_t *j, tch_cassette_interaction *it, tch_error 
         it->delay_ms = (uint32_t)json_integer_value(v);
     }
     if ((v = json_object_get(j, "delayDistribution")) &&
-        (rc = cas_stub_delay_from_json(v, &st->delay, err)))
+        (rc = tch__cas_stub_delay_from_json(v, &st->delay, err)))
         return rc;
     if ((v = json_object_get(j, "fault")) && (rc = read_fault(v, it, err)))
         return rc;
     return 0;
 }
 
-/* it is zeroed; on failure it is left for cas_interaction_free. */
+/* it is zeroed; on failure it is left for tch__cas_interaction_free. */
 static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, tch_error *err) {
     static const char *const keys[] = {
         "id",       "request",       "response", "error",    "delay",
@@ -244,7 +244,7 @@ static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, 
     if (!rc)
         rc = read_extras(j, it, err);
     if (!rc && it->stub->template_response)
-        rc = cas_template_check(it, err);
+        rc = tch__cas_template_check(it, err);
     return rc;
 }
 
@@ -276,13 +276,13 @@ static int insert(tch_cassette *c, tch_cassette_interaction *it, const char **id
             return tch_error_set(err, TCH_ENOMEM, "stub: out of memory");
     }
     cas_entry *e = NULL;
-    if (cas_append_entry(c, &e))
+    if (tch__cas_append_entry(c, &e))
         return tch_error_set(err, TCH_ENOMEM, "stub: out of memory");
     e->it = *it;
     memset(it, 0, sizeof *it);
     e->state = ST_LOADED;
     e->runtime = true;
-    int rc = cas_pattern_add(c, c->n - 1);
+    int rc = tch__cas_pattern_add(c, c->n - 1);
     if (rc) {
         e->state = ST_ABORTED;
         return tch_error_set(err, rc, "stub: out of memory");
@@ -299,14 +299,14 @@ int tch_cassette_stub_add(tch_cassette *c, const json_t *interaction, const char
     int rc = interaction_from_json(interaction, &it, err);
     if (!rc)
         rc = insert(c, &it, id, err);
-    cas_interaction_free(&it);
+    tch__cas_interaction_free(&it);
     return rc;
 }
 
 static void drop(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
     if (e->pattern)
-        cas_pattern_remove(c, idx);
+        tch__cas_pattern_remove(c, idx);
     e->state = ST_ABORTED; /* never matched, listed or written again */
     if (!e->runtime)
         return;
@@ -314,7 +314,7 @@ static void drop(tch_cassette *c, size_t idx) {
      * now, so add-and-delete churn does not keep them */
     tch_stub_rules_free(e->implicit);
     e->implicit = NULL;
-    cas_interaction_free(&e->it);
+    tch__cas_interaction_free(&e->it);
     /* dropped stubs at the end leave the array. Only in a cassette that
      * never records: there no pending slot or journal counts on an index
      * past the end (run-time stubs are patterns, never in the hash). */
@@ -347,7 +347,7 @@ int tch_cassette_stub_replace(tch_cassette *c, const char *id, const json_t *int
         drop(c, idx);
         rc = insert(c, &it, NULL, err);
     }
-    cas_interaction_free(&it);
+    tch__cas_interaction_free(&it);
     return rc;
 }
 
@@ -379,13 +379,13 @@ static json_t *request_json(const tch_cassette_interaction *it) {
     const tch_stub_rules *rs = it->stub ? it->stub->rules : NULL;
     json_t *o = json_object();
     for (int f = 0; o && f < SF_COUNT; f++) {
-        const json_t *src = cas_rules_src(rs, f);
+        const json_t *src = tch__cas_rules_src(rs, f);
         if (src) {
-            if (set(o, cas_stub_field_names[f], json_deep_copy(src)))
+            if (set(o, tch__cas_stub_field_names[f], json_deep_copy(src)))
                 goto fail;
             continue;
         }
-        if (rs && !cas_rules_has(rs, f))
+        if (rs && !tch__cas_rules_has(rs, f))
             continue; /* a stub's field left out: anything */
         int rc = 0;
         switch (f) {
@@ -427,7 +427,7 @@ static json_t *errframe_json(uint8_t code, const char *message) {
                      "message", message ? message : "");
 }
 
-json_t *cas_interaction_json(const tch_cassette_interaction *it) {
+json_t *tch__cas_interaction_json(const tch_cassette_interaction *it) {
     const tch_stub_info *st = it->stub;
     json_t *o = json_object();
     if (!o || set(o, "request", request_json(it)))
@@ -479,7 +479,7 @@ json_t *tch_cassette_interaction_to_json(const tch_cassette *c, size_t index) {
     const cas_entry *e = c->items[index];
     if (e->state == ST_PENDING || e->state == ST_ABORTED)
         return NULL;
-    json_t *o = cas_interaction_json(&e->it);
+    json_t *o = tch__cas_interaction_json(&e->it);
     if (o && set(o, "plays", json_integer(e->plays))) {
         json_decref(o);
         return NULL;

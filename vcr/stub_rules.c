@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const cas_stub_field_names[SF_COUNT] = {
+const char *const tch__cas_stub_field_names[SF_COUNT] = {
     "serviceName", "endpoint", "argScheme", "headers", "body", "transportHeaders",
 };
 
@@ -67,7 +67,7 @@ static void rule_clear(rule *r) {
     json_decref(r->value);
     if (r->has_re)
         regfree(&r->re);
-    cas_jpath_free(&r->path);
+    tch__cas_jpath_free(&r->path);
     if (r->sub) {
         rule_clear(r->sub);
         free(r->sub);
@@ -316,7 +316,7 @@ static int jsonpath_rule(rule *r, const json_t *arg, const char *where, int dept
                              "%s: expected a path such as \"$.a.b[0]\", or {expression: PATH, "
                              "RULE: ...}",
                              at);
-    int rc = cas_jpath_parse(json_string_value(expr), &r->path, err);
+    int rc = tch__cas_jpath_parse(json_string_value(expr), &r->path, err);
     if (rc)
         return tch_error_wrap(err, "%s", at);
     if (!json_is_object(arg) || json_object_size(arg) == 1)
@@ -469,9 +469,9 @@ static int parse_scheme_exact(rule *r, const json_t *v, tch_error *err) {
     return tch_buf_append(&r->text, names[s], strlen(names[s])) ? TCH_ENOMEM : 0;
 }
 
-int cas_stub_field_of(const char *name) {
+int tch__cas_stub_field_of(const char *name) {
     for (int f = 0; f < SF_COUNT; f++)
-        if (strcmp(name, cas_stub_field_names[f]) == 0)
+        if (strcmp(name, tch__cas_stub_field_names[f]) == 0)
             return f;
     return -1;
 }
@@ -488,7 +488,7 @@ int tch_stub_rules_from_json(const json_t *request, tch_stub_rules **out, tch_er
     const json_t *v;
     int rc = 0;
     json_object_foreach((json_t *)request, key, v) {
-        int f = cas_stub_field_of(key);
+        int f = tch__cas_stub_field_of(key);
         if (f < 0) {
             if (!strcmp(key, "hostPort") || !strcmp(key, "knownPeers") ||
                 !strcmp(key, "headersDecoded") || !strcmp(key, "bodyDecoded"))
@@ -546,15 +546,15 @@ json_t *tch_stub_rules_to_json(const tch_stub_rules *rs) {
     return rs && rs->src ? json_deep_copy(rs->src) : json_object();
 }
 
-bool cas_rules_has(const tch_stub_rules *rs, int f) { return rs && rs->f[f].set; }
+bool tch__cas_rules_has(const tch_stub_rules *rs, int f) { return rs && rs->f[f].set; }
 
-const json_t *cas_rules_src(const tch_stub_rules *rs, int f) {
-    return rs && rs->src ? json_object_get(rs->src, cas_stub_field_names[f]) : NULL;
+const json_t *tch__cas_rules_src(const tch_stub_rules *rs, int f) {
+    return rs && rs->src ? json_object_get(rs->src, tch__cas_stub_field_names[f]) : NULL;
 }
 
 /* An exact rule for field f from a request's bytes (a recording, or a
  * cassette stub's plain field). */
-int cas_rules_add_exact(tch_stub_rules **rsp, int f, const tch_cassette_request *r) {
+int tch__cas_rules_add_exact(tch_stub_rules **rsp, int f, const tch_cassette_request *r) {
     if (!*rsp && !(*rsp = calloc(1, sizeof **rsp)))
         return TCH_ENOMEM;
     field_rules *fr = &(*rsp)->f[f];
@@ -587,12 +587,12 @@ int cas_rules_add_exact(tch_stub_rules **rsp, int f, const tch_cassette_request 
         return obj ? 0 : TCH_ENOMEM;
     }
     }
-    if (cas_buf_set(&x->text, s))
+    if (tch__cas_buf_set(&x->text, s))
         return TCH_ENOMEM;
     if (f == SF_HEADERS || f == SF_BODY) {
         x->value = parse_json_text(s);
         if (!x->value && f == SF_HEADERS && r->scheme == TCH_CASSETTE_THRIFT) {
-            char *t = cas_thrift_headers_json(s, true, true);
+            char *t = tch__cas_thrift_headers_json(s, true, true);
             x->value = t ? parse_json_text(tch_slice_cstr(t)) : NULL;
             free(t);
         }
@@ -605,14 +605,14 @@ int cas_rules_add_exact(tch_stub_rules **rsp, int f, const tch_cassette_request 
 
 /* ---- views of a request ------------------------------------------------- */
 
-void cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl) {
+void tch__cas_view_init(cas_view *v, const tch_cassette_request *r, const tch_stub_idl *idl) {
     memset(v, 0, sizeof *v);
     v->r = r;
     if (idl)
         v->idl = *idl;
 }
 
-void cas_view_free(cas_view *v) {
+void tch__cas_view_free(cas_view *v) {
     json_decref(v->json[0]);
     json_decref(v->json[1]);
     free(v->text[0]);
@@ -623,7 +623,7 @@ void cas_view_free(cas_view *v) {
 static const tch_thrift_method *view_method(const cas_view *v, const tch_cassette_request *r) {
     const tch_thrift_method *m = tch_cassette_thrift_method(
         v->idl.thrift, tch_buf_slice(&r->service), tch_buf_slice(&r->endpoint));
-    return m ? m : cas_idl_method(v->idl.idl, tch_buf_slice(&r->endpoint));
+    return m ? m : tch__cas_idl_method(v->idl.idl, tch_buf_slice(&r->endpoint));
 }
 
 static void drop_tracing(json_t *obj) {
@@ -639,7 +639,7 @@ static void drop_tracing(json_t *obj) {
 
 /* headers (0) or body (1) as JSON: JSON text, thrift headers, or a thrift
  * body decoded with the IDL; NULL when it does not read as any. */
-const json_t *cas_view_json(cas_view *v, int which) {
+const json_t *tch__cas_view_json(cas_view *v, int which) {
     if (v->done[which])
         return v->json[which];
     v->done[which] = true;
@@ -647,7 +647,7 @@ const json_t *cas_view_json(cas_view *v, int which) {
     tch_slice s = which ? tch_buf_slice(&r->body) : tch_buf_slice(&r->headers);
     json_t *j = NULL;
     if (r->scheme == TCH_CASSETTE_THRIFT && which == 0) {
-        char *t = cas_thrift_headers_json(s, true, true);
+        char *t = tch__cas_thrift_headers_json(s, true, true);
         j = t ? parse_json_text(tch_slice_cstr(t)) : NULL;
         free(t);
         if (!j && s.len == 0)
@@ -678,7 +678,7 @@ static tch_slice view_text(cas_view *v, int which) {
     if (r->scheme != TCH_CASSETTE_THRIFT)
         return s;
     if (!v->text[which]) {
-        const json_t *j = cas_view_json(v, which);
+        const json_t *j = tch__cas_view_json(v, which);
         v->text[which] = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     }
     return v->text[which] ? tch_slice_cstr(v->text[which]) : s;
@@ -698,7 +698,7 @@ typedef struct val {
 
 static void show_slice(tch_slice s, char *out, size_t n) {
     char p[SHOW * 4 + 8];
-    cas_preview(s, 0, SHOW, p, sizeof p);
+    tch__cas_preview(s, 0, SHOW, p, sizeof p);
     snprintf(out, n, "\"%s\"", p);
 }
 
@@ -869,7 +869,7 @@ static int eval_jsonpath(const rule *r, const val *v, const char *label, char *p
             v->present ? "a value that is not JSON" : "(absent)", "");
         return 0;
     }
-    const json_t *node = cas_jpath_eval(&r->path, v->json);
+    const json_t *node = tch__cas_jpath_eval(&r->path, v->json);
     val sub = {.present = node != NULL, .json = node};
     char *own = NULL;
     if (node && json_is_string(node))
@@ -1018,7 +1018,7 @@ static int eval_named(const field_rules *fr, int f, cas_view *cv, char *why, siz
                     scalar_val(tch_buf_slice(&kv->value), &v);
             }
         } else {
-            const json_t *obj = cas_view_json(cv, 0);
+            const json_t *obj = tch__cas_view_json(cv, 0);
             const json_t *m = obj ? json_object_get(obj, nr->name) : NULL;
             if (m) {
                 v.present = true;
@@ -1031,7 +1031,7 @@ static int eval_named(const field_rules *fr, int f, cas_view *cv, char *why, siz
         }
         char label[160] = "", path[256] = "";
         if (all && why && whysz)
-            snprintf(label, sizeof label, "%s.%.100s", cas_stub_field_names[f], nr->name);
+            snprintf(label, sizeof label, "%s.%.100s", tch__cas_stub_field_names[f], nr->name);
         int ok = eval_rule(&nr->r, &v, label, path, sizeof path, all ? why : NULL,
                            all ? whysz : 0);
         free(own);
@@ -1066,7 +1066,7 @@ static int eval_field(const tch_stub_rules *rs, int f, cas_view *cv, char *why, 
         scalar_val(view_text(cv, which), &v);
         /* parsed only for rules that read JSON, or to show the value */
         if ((why && whysz) || (k != RK_MATCHES && k != RK_CONTAINS && k != RK_ANY))
-            v.json = cas_view_json(cv, which);
+            v.json = tch__cas_view_json(cv, which);
         if (f == SF_HEADERS && !r->headers.len)
             v.present = r->scheme == TCH_CASSETTE_JSON || r->scheme == TCH_CASSETTE_THRIFT;
         if (f == SF_HEADERS && v.json && json_object_size(v.json) == 0 &&
@@ -1095,7 +1095,7 @@ static int eval_field(const tch_stub_rules *rs, int f, cas_view *cv, char *why, 
         ok = json_match(x->value, own, false, false, path, sizeof path, "transportHeaders", why,
                         whysz) ? 1 : 0;
     else
-        ok = eval_rule(x, &v, cas_stub_field_names[f], path, sizeof path, why, whysz);
+        ok = eval_rule(x, &v, tch__cas_stub_field_names[f], path, sizeof path, why, whysz);
     json_decref(own);
     if (ok >= 0) {
         ++*total;
@@ -1104,7 +1104,7 @@ static int eval_field(const tch_stub_rules *rs, int f, cas_view *cv, char *why, 
     return ok;
 }
 
-int cas_rules_eval(const tch_stub_rules *rs, cas_view *cv, size_t *passed, size_t *total,
+int tch__cas_rules_eval(const tch_stub_rules *rs, cas_view *cv, size_t *passed, size_t *total,
                    char *why, size_t whysz) {
     int all = 1;
     *passed = *total = 0;
@@ -1121,7 +1121,7 @@ int cas_rules_eval(const tch_stub_rules *rs, cas_view *cv, size_t *passed, size_
     return all;
 }
 
-int cas_rules_pass(const tch_stub_rules *rs, cas_view *cv) {
+int tch__cas_rules_pass(const tch_stub_rules *rs, cas_view *cv) {
     for (int f = 0; rs && f < SF_COUNT; f++) {
         size_t passed = 0, total = 0;
         int ok = rs->f[f].set ? eval_field(rs, f, cv, NULL, 0, &passed, &total) : 1;
@@ -1131,7 +1131,7 @@ int cas_rules_pass(const tch_stub_rules *rs, cas_view *cv) {
     return 1;
 }
 
-bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text) {
+bool tch__cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text) {
     const field_rules *fr = rs ? &rs->f[f] : NULL;
     if (!fr || !fr->set || fr->per_name)
         return false;
@@ -1141,34 +1141,34 @@ bool cas_rules_exact_text(const tch_stub_rules *rs, int f, tch_slice *text) {
     return exact && !slice_eq(*text, tch_slice_cstr(TCH_STUB_REDACTED));
 }
 
-tch_slice cas_rules_body_lead(const tch_stub_rules *rs) {
+tch_slice tch__cas_rules_body_lead(const tch_stub_rules *rs) {
     const field_rules *fr = rs ? &rs->f[SF_BODY] : NULL;
     if (!fr || !fr->set || fr->per_name || fr->whole.kind != RK_MATCHES)
         return TCH_SLICE_NULL;
     return tch_buf_slice(&fr->whole.text);
 }
 
-tch_slice cas_view_body_text(cas_view *v) { return view_text(v, 1); }
+tch_slice tch__cas_view_body_text(cas_view *v) { return view_text(v, 1); }
 
 int tch_stub_rules_match(const tch_stub_rules *rs, const tch_cassette_call *call,
                          const tch_stub_idl *idl, char *why, size_t whysz, tch_error *err) {
     if (!rs || !call)
         return tch_error_set(err, TCH_EINVAL, "tch_stub_rules_match: NULL argument");
     tch_cassette_request req;
-    if (cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(call, &req))
         return tch_error_set(err, TCH_ENOMEM, "matching: out of memory");
     cas_view cv;
-    cas_view_init(&cv, &req, idl);
+    tch__cas_view_init(&cv, &req, idl);
     size_t passed, total;
-    int rc = cas_rules_eval(rs, &cv, &passed, &total, why, whysz);
-    cas_view_free(&cv);
-    cas_request_free(&req);
+    int rc = tch__cas_rules_eval(rs, &cv, &passed, &total, why, whysz);
+    tch__cas_view_free(&cv);
+    tch__cas_request_free(&req);
     return rc < 0 ? tch_error_set(err, rc, "matching: %s", tch_strerror(rc)) : rc;
 }
 
 /* A recorded value holding the redaction placeholder: such an interaction
  * is matched by rules, not by its hash. */
-bool cas_request_has_redacted(const tch_cassette_request *r) {
+bool tch__cas_request_has_redacted(const tch_cassette_request *r) {
     tch_slice p = tch_slice_cstr(TCH_STUB_REDACTED);
     if (slice_has(tch_buf_slice(&r->headers), p) || slice_has(tch_buf_slice(&r->body), p) ||
         slice_eq(tch_buf_slice(&r->service), p) || slice_eq(tch_buf_slice(&r->endpoint), p))

@@ -78,7 +78,7 @@ static int parse_expr(const char *e, parsed *p, const char *where, tch_error *er
         snprintf(jp, sizeof jp, "$%s", e + 12);
         p->kind = TX_BODY;
         tch_error pe = {0};
-        if (cas_jpath_parse(jp, &p->path, &pe))
+        if (tch__cas_jpath_parse(jp, &p->path, &pe))
             return tch_error_set(err, TCH_EINVAL, "%s: template {{%s}}: %s", where, e, pe.msg);
         return 0;
     }
@@ -123,7 +123,7 @@ static int walk(tch_slice tpl, const char *where, expr_fn fn, void *ud, tch_buf 
         int rc = parse_expr(expr, &p, where, err);
         if (!rc)
             rc = fn(ud, &p, expr, out, err);
-        cas_jpath_free(&p.path);
+        tch__cas_jpath_free(&p.path);
         if (rc)
             return rc;
         i = (size_t)(close - s) + 2;
@@ -143,7 +143,7 @@ static void stub_name(const tch_cassette_interaction *it, char *out, size_t n) {
         snprintf(out, n, "stub at line %zu", it->line);
 }
 
-int cas_template_check(const tch_cassette_interaction *it, tch_error *err) {
+int tch__cas_template_check(const tch_cassette_interaction *it, tch_error *err) {
     char where[140];
     stub_name(it, where, sizeof where);
     int rc = walk(tch_buf_slice(&it->response.headers), where, check_one, NULL, NULL, err);
@@ -256,7 +256,7 @@ static int fill_one(void *ud, const parsed *p, const char *text, tch_buf *out, t
         rc = put_text(f, out, (const char *)r->endpoint.ptr, r->endpoint.len);
         break;
     case TX_HEADER: {
-        const json_t *h = cas_view_json(f->view, 0);
+        const json_t *h = tch__cas_view_json(f->view, 0);
         const json_t *v = h ? json_object_get(h, p->name) : NULL;
         if (!v)
             return missing(f, text, "the request has no such header", err);
@@ -268,14 +268,14 @@ static int fill_one(void *ud, const parsed *p, const char *text, tch_buf *out, t
             rc = put_text(f, out, (const char *)r->body.ptr, r->body.len);
             break;
         }
-        const json_t *b = cas_view_json(f->view, 1);
+        const json_t *b = tch__cas_view_json(f->view, 1);
         if (!b)
             return missing(f, text,
                            r->scheme == TCH_CASSETTE_THRIFT
                                ? "the request body does not decode (is the IDL given?)"
                                : "the request body is not JSON",
                            err);
-        const json_t *v = cas_jpath_eval(&p->path, b);
+        const json_t *v = tch__cas_jpath_eval(&p->path, b);
         if (!v)
             return missing(f, text, "the request body has no such value", err);
         rc = put_json(f, out, v);
@@ -312,7 +312,7 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
     tch_error e = {0};
     if (headers) {
         size_t n = json_object_size(j), i = 0;
-        tch_thrift_header *h = calloc(n ? n : 1, sizeof *h);
+        tch_kv *h = calloc(n ? n : 1, sizeof *h);
         const char *k;
         json_t *v;
         json_object_foreach(j, k, v) {
@@ -321,7 +321,7 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
                                    f->where, k);
                 break;
             }
-            h[i++] = (tch_thrift_header){tch_slice_cstr(k),
+            h[i++] = (tch_kv){tch_slice_cstr(k),
                                          tch_slice_of(json_string_value(v), json_string_length(v))};
         }
         if (!rc && !json_is_object(j))
@@ -334,7 +334,7 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
         const tch_thrift_method *m = tch_cassette_thrift_method(
             f->c->opts.thrift, tch_buf_slice(&r->service), tch_buf_slice(&r->endpoint));
         if (!m)
-            m = cas_idl_method(f->c->opts.thrift_idl, tch_buf_slice(&r->endpoint));
+            m = tch__cas_idl_method(f->c->opts.thrift_idl, tch_buf_slice(&r->endpoint));
         if (!m)
             rc = tch_error_set(err, TCH_EINVAL, "%s: no IDL describes %.*s to encode the answer",
                                f->where, (int)r->endpoint.len, (const char *)r->endpoint.ptr);
@@ -392,11 +392,11 @@ int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_casset
         return 0;
     }
     tch_cassette_request req;
-    if (cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(call, &req))
         return tch_error_set(err, TCH_ENOMEM, "rendering: out of memory");
     tch_stub_idl idl = {c->opts.thrift, c->opts.thrift_idl};
     cas_view v;
-    cas_view_init(&v, &req, &idl);
+    tch__cas_view_init(&v, &req, &idl);
     char where[140];
     stub_name(it, where, sizeof where);
     fill_ctx f = {.c = c, .it = it, .view = &v, .json_text = req.scheme != TCH_CASSETTE_RAW,
@@ -404,7 +404,7 @@ int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_casset
     int rc = fill(&f, tch_buf_slice(&it->response.headers), true, arg2, err);
     if (!rc)
         rc = fill(&f, tch_buf_slice(&it->response.body), false, arg3, err);
-    cas_view_free(&v);
-    cas_request_free(&req);
+    tch__cas_view_free(&v);
+    tch__cas_request_free(&req);
     return rc;
 }

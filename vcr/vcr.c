@@ -64,7 +64,7 @@ static tch_cassette_scheme scheme_of(const tch_call_opts *req) {
  * did not give it: the channel sends it anyway, and tchannel-python
  * records it always, so its cassettes match under the transportHeaders
  * matcher. */
-static void call_view(const tch_call_opts *req, tch_cassette_kv_view *kv,
+static void call_view(const tch_call_opts *req, tch_kv *kv,
                       tch_cassette_call *call) {
     size_t n = 0;
     bool has_as = false;
@@ -255,7 +255,7 @@ static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) 
 static void vcr_hook(tch_outbound *call, void *ud) {
     tch_vcr *v = ud;
     const tch_call_opts *req = tch_outbound_request(call);
-    tch_cassette_kv_view kv[TCH_MAX_TRANSPORT_HEADERS + 1];
+    tch_kv kv[TCH_MAX_TRANSPORT_HEADERS + 1];
     tch_cassette_call cc;
     call_view(req, kv, &cc);
     tch_cassette_decision d;

@@ -29,37 +29,6 @@ static const tch_channel_options default_opts = {
     .max_request_bytes = (size_t)256 << 20,
 };
 
-const char *tch_proto_code_name(uint8_t code) {
-    switch (code) {
-    case TCH_PCODE_INVALID: return "invalid";
-    case TCH_PCODE_TIMEOUT: return "timeout";
-    case TCH_PCODE_CANCELLED: return "cancelled";
-    case TCH_PCODE_BUSY: return "busy";
-    case TCH_PCODE_DECLINED: return "declined";
-    case TCH_PCODE_UNEXPECTED: return "unexpected";
-    case TCH_PCODE_BAD_REQUEST: return "badRequest";
-    case TCH_PCODE_NETWORK: return "networkError";
-    case TCH_PCODE_UNHEALTHY: return "unhealthy";
-    case TCH_PCODE_FATAL: return "fatal";
-    default: return "unknown";
-    }
-}
-
-int tch_proto_code_parse(const char *name, uint8_t *code) {
-    static const uint8_t codes[] = {
-        TCH_PCODE_INVALID, TCH_PCODE_TIMEOUT, TCH_PCODE_CANCELLED,
-        TCH_PCODE_BUSY, TCH_PCODE_DECLINED, TCH_PCODE_UNEXPECTED,
-        TCH_PCODE_BAD_REQUEST, TCH_PCODE_NETWORK, TCH_PCODE_UNHEALTHY,
-        TCH_PCODE_FATAL};
-    for (size_t i = 0; i < sizeof codes; i++) {
-        if (name && strcmp(name, tch_proto_code_name(codes[i])) == 0) {
-            *code = codes[i];
-            return 0;
-        }
-    }
-    return TCH_EINVAL;
-}
-
 tch_channel *tch_channel_new(struct event_base *base, const char *name,
                              const tch_channel_options *opts) {
     if (!base || !name || !*name || strlen(name) > 255)
@@ -120,7 +89,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
             return NULL;
         }
     }
-    hooks_init(ch);
+    tch__hooks_init(ch);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
@@ -128,7 +97,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
     return ch;
 }
 
-uint64_t channel_random(tch_channel *ch) {
+uint64_t tch__channel_random(tch_channel *ch) {
     /* xorshift64*: trace ids and peer choice need spread, not secrecy */
     uint64_t x = ch->rng ? ch->rng : 0x9E3779B97F4A7C15ull;
     x ^= x >> 12;
@@ -138,7 +107,7 @@ uint64_t channel_random(tch_channel *ch) {
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-void channel_log(tch_channel *ch, const char *fmt, ...) {
+void tch__channel_log(tch_channel *ch, const char *fmt, ...) {
     if (!ch->opts.log)
         return;
     char line[512];
@@ -172,9 +141,9 @@ static void chconn_unlink(chconn *cc) {
 static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_channel *ch = cc->ch;
     chconn_unlink(cc);
-    outbound_fail_all(cc, status, why);
-    ping_fail_all(cc, status);
-    inbound_detach_all(cc);
+    tch__outbound_fail_all(cc, status, why);
+    tch__ping_fail_all(cc, status);
+    tch__inbound_detach_all(cc);
     tch_intmap_free(&cc->pings);
     tch_intmap_free(&cc->calls);
     tch_intmap_free(&cc->inbound);
@@ -184,24 +153,24 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     free(cc->draining);
     free(cc);
     if (!ch->freeing)
-        channel_close_progress(ch);
+        tch__channel_close_progress(ch);
 }
 
 static void touch(chconn *cc) {
     if (cc->ch->opts.idle_timeout_ms)
-        cc->last_active_ms = channel_now_ms();
+        cc->last_active_ms = tch__channel_now_ms();
 }
 
 static void on_call_req(void *ud, tch_call_msg *msg) {
     touch(ud);
-    inbound_dispatch(ud, msg);
+    tch__inbound_dispatch(ud, msg);
 }
 static void on_call_res(void *ud, tch_call_msg *msg) {
     touch(ud);
-    outbound_on_response(ud, msg);
+    tch__outbound_on_response(ud, msg);
 }
 static void on_res_failed(void *ud, uint32_t id, int status, const char *why) {
-    outbound_on_failed(ud, id, status, why);
+    tch__outbound_on_failed(ud, id, status, why);
 }
 /* An error frame about no call: a peer that drains (the Node peer's
  * graceful shutdown) says so with Declined "draining: <why>" and answers
@@ -219,10 +188,10 @@ static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
     if (id == TCH_ID_NONE)
         on_connection_notice(ud, e);
     else
-        outbound_on_error_frame(ud, id, e);
+        tch__outbound_on_error_frame(ud, id, e);
 }
-static void on_cancel(void *ud, uint32_t id) { inbound_cancel(ud, id); }
-static void on_ping_res(void *ud, uint32_t id) { ping_on_response(ud, id); }
+static void on_cancel(void *ud, uint32_t id) { tch__inbound_cancel(ud, id); }
+static void on_ping_res(void *ud, uint32_t id) { tch__ping_on_response(ud, id); }
 static int on_expects_response(void *ud, uint32_t id) {
     chconn *cc = ud;
     return tch_intmap_get(&cc->calls, id) != NULL;
@@ -243,7 +212,7 @@ static void on_closed(void *ud, int status, const char *why) {
 /* A limit the connection's layers enforce acted (frame timeout, budget). */
 static void on_limit(void *ud, const char *why) {
     chconn *cc = ud;
-    channel_log(cc->ch, "%s: %s connection %s: %s", cc->ch->name,
+    tch__channel_log(cc->ch, "%s: %s connection %s: %s", cc->ch->name,
                 cc->outbound ? "outbound" : "inbound",
                 cc->host_port[0] ? cc->host_port : "(before init)", why);
 }
@@ -265,10 +234,10 @@ static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
     tch_transport_explain_wait(cc->t, why, sizeof why); /* ours: lookup, connect, silence */
     if (!why[0]) /* the peer connected to us and sent no init */
         snprintf(why, sizeof why, "no init handshake within %u ms", cc->ch->opts.default_timeout_ms);
-    channel_log(cc->ch, "%s: closed %s connection %s: %s", cc->ch->name,
+    tch__channel_log(cc->ch, "%s: closed %s connection %s: %s", cc->ch->name,
                 cc->outbound ? "outbound" : "inbound", cc->host_port[0] ? cc->host_port : "(before init)", why);
     cc->closing = 1;
-    outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
+    tch__outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
     tch_transport_close(cc->t, TCH_EIO, why); /* first: the close keeps this status */
     tch_conn_abort(tch_transport_conn(cc->t), why);
 }
@@ -280,7 +249,7 @@ static int arm_handshake_timer(chconn *cc) {
     return cc->handshake_timer && evtimer_add(cc->handshake_timer, &tv) == 0 ? 0 : TCH_ENOMEM;
 }
 
-const char *channel_host_port_or_zero(const tch_channel *ch) {
+const char *tch__channel_host_port_or_zero(const tch_channel *ch) {
     /* a client that does not listen announces 0.0.0.0:0 */
     return ch->listener ? tch_listener_host_port(ch->listener) : "0.0.0.0:0";
 }
@@ -288,7 +257,7 @@ const char *channel_host_port_or_zero(const tch_channel *ch) {
 static tch_conn_config conn_config(tch_channel *ch, int outbound) {
     tch_conn_config cfg = {
         .outbound = outbound,
-        .host_port = channel_host_port_or_zero(ch),
+        .host_port = tch__channel_host_port_or_zero(ch),
         .process_name = ch->process_name,
         .max_arg_size = ch->opts.max_arg_size,
         .max_partial_bytes = ch->opts.max_partial_bytes,
@@ -303,7 +272,7 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
         return NULL;
     cc->ch = ch;
     cc->outbound = outbound;
-    cc->last_active_ms = channel_now_ms();
+    cc->last_active_ms = tch__channel_now_ms();
     snprintf(cc->host_port, sizeof cc->host_port, "%s", host_port ? host_port : "");
     if (!outbound)
         ch->ninbound++;
@@ -325,7 +294,7 @@ static int refuse_over_cap(tch_channel *ch, evutil_socket_t fd) {
     char why[128];
     snprintf(why, sizeof why, "too many connections: %zu are open (the limit); try again later",
              ch->ninbound);
-    channel_log(ch, "%s: refused a connection: %s", ch->name, why);
+    tch__channel_log(ch, "%s: refused a connection: %s", ch->name, why);
     uint8_t frame[256];
     size_t len;
     tch_error_frame e = {.code = TCH_PCODE_FATAL, .message = tch_slice_cstr(why)};
@@ -387,7 +356,7 @@ void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns) {
 }
 
 /* An outbound connection to host_port that is not closing, or a new one. */
-chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) {
+chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) {
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         if (cc->outbound && !cc->closing && strcmp(cc->host_port, host_port) == 0 &&
             !tch_conn_has_failed(tch_transport_conn(cc->t)))
@@ -438,7 +407,7 @@ static void arm_idle_sweep(tch_channel *ch) {
 static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     tch_channel *ch = arg;
     (void)fd, (void)what;
-    uint64_t now = channel_now_ms();
+    uint64_t now = tch__channel_now_ms();
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         tch_conn *conn = tch_transport_conn(cc->t);
         /* a request still arriving keeps it busy while its frames keep
@@ -454,7 +423,7 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
         snprintf(why, sizeof why, cc->draining ? "the peer is draining" : "idle for %u ms",
                  ch->opts.idle_timeout_ms);
         if (!cc->draining)
-            channel_log(ch, "%s: closed %s connection %s: %s (idle timeout)", ch->name,
+            tch__channel_log(ch, "%s: closed %s connection %s: %s (idle timeout)", ch->name,
                         cc->outbound ? "outbound" : "inbound",
                         cc->host_port[0] ? cc->host_port : "(before init)", why);
         cc->closing = 1;
@@ -481,13 +450,13 @@ const char *tch_channel_host_port(const tch_channel *ch) {
     return ch->listener ? tch_listener_host_port(ch->listener) : NULL;
 }
 
-uint64_t channel_now_ms(void) {
+uint64_t tch__channel_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-peer *channel_find_peer(tch_channel *ch, const char *host_port) {
+peer *tch__channel_find_peer(tch_channel *ch, const char *host_port) {
     for (size_t i = 0; i < ch->npeers; i++)
         if (strcmp(ch->peers[i].host_port, host_port) == 0)
             return &ch->peers[i];
@@ -496,8 +465,8 @@ peer *channel_find_peer(tch_channel *ch, const char *host_port) {
 
 /* Backs a failing peer off exponentially (100 ms doubling, at most 10 s);
  * one success restores it. */
-void channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
-    peer *p = channel_find_peer(ch, host_port);
+void tch__channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
+    peer *p = tch__channel_find_peer(ch, host_port);
     if (!p)
         return;
     if (ok) {
@@ -508,7 +477,7 @@ void channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
     if (p->failures < 16)
         p->failures++;
     uint64_t delay = 100u << (p->failures - 1);
-    p->backoff_until_ms = channel_now_ms() + (delay > 10000 ? 10000 : delay);
+    p->backoff_until_ms = tch__channel_now_ms() + (delay > 10000 ? 10000 : delay);
 }
 
 int tch_host_port_check(const char *host_port, tch_error *err) {
@@ -520,7 +489,7 @@ int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err)
     int rc = tch_host_port_check(host_port, err);
     if (rc)
         return rc;
-    if (channel_find_peer(ch, host_port))
+    if (tch__channel_find_peer(ch, host_port))
         return 0;
     if (ch->npeers == ch->cap_peers) {
         peer *p = tch_array_grow(ch->peers, &ch->cap_peers, sizeof *p, 4);
@@ -535,7 +504,7 @@ int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err)
 }
 
 int tch_channel_remove_peer(tch_channel *ch, const char *host_port) {
-    peer *p = host_port ? channel_find_peer(ch, host_port) : NULL;
+    peer *p = host_port ? tch__channel_find_peer(ch, host_port) : NULL;
     if (!p)
         return TCH_ENOTFOUND;
     size_t i = (size_t)(p - ch->peers);
@@ -617,7 +586,7 @@ void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud) {
 
 /* ---- graceful close ------------------------------------------------------ */
 
-void channel_close_progress(tch_channel *ch) {
+void tch__channel_close_progress(tch_channel *ch) {
     if (!ch->closing || ch->close_reported)
         return;
     for (chconn *cc = ch->conns; cc; cc = cc->next)
@@ -668,7 +637,7 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
         struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
         evtimer_add(ch->close_timeout, &tv);
     }
-    channel_close_progress(ch);
+    tch__channel_close_progress(ch);
     return 0;
 }
 
@@ -705,8 +674,8 @@ void tch_channel_free(tch_channel *ch) {
     tch_listener_free(ch->listener);
     while (ch->conns)
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed");
-    inbound_release_detached(ch);
-    outbound_end_all(ch);
+    tch__inbound_release_detached(ch);
+    tch__outbound_end_all(ch);
     for (size_t i = 0; i < ch->nhandlers; i++) {
         release_ud(&ch->handlers[i]);
         free(ch->handlers[i].service);
@@ -717,7 +686,7 @@ void tch_channel_free(tch_channel *ch) {
     if (ch->own_dns) /* after the connections: none is waiting on it now */
         evdns_base_free(ch->dns, 1);
     tch_intmap_free(&ch->cancellable);
-    hooks_free(ch);
+    tch__hooks_free(ch);
     free(ch->name);
     free(ch);
 }

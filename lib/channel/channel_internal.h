@@ -106,48 +106,48 @@ struct tch_channel {
     } while (0)
 
 /* channel.c */
-uint64_t channel_now_ms(void);
+uint64_t tch__channel_now_ms(void);
 /* One line to opts.log, when set: a limit acted. */
-void channel_log(tch_channel *ch, const char *fmt, ...) TCH_PRINTF(2, 3);
+void tch__channel_log(tch_channel *ch, const char *fmt, ...) TCH_PRINTF(2, 3);
 /* While closing: closes idle connections and reports when none are left. */
-void channel_close_progress(tch_channel *ch);
-peer *channel_find_peer(tch_channel *ch, const char *host_port);
-void channel_peer_result(tch_channel *ch, const char *host_port, int ok);
-chconn *chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
-const char *channel_host_port_or_zero(const tch_channel *ch);
-uint64_t channel_random(tch_channel *ch);
+void tch__channel_close_progress(tch_channel *ch);
+peer *tch__channel_find_peer(tch_channel *ch, const char *host_port);
+void tch__channel_peer_result(tch_channel *ch, const char *host_port, int ok);
+chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err);
+const char *tch__channel_host_port_or_zero(const tch_channel *ch);
+uint64_t tch__channel_random(tch_channel *ch);
 
 /* hooks.c: events for the observers of tchannel/hooks.h */
 #define HOOKS_ON(ch) ((ch)->nhooks != 0 && !(ch)->freeing)
-void hooks_init(tch_channel *ch);
-void hooks_free(tch_channel *ch);
+void tch__hooks_init(tch_channel *ch);
+void tch__hooks_free(tch_channel *ch);
 /* An outgoing call's event; res is NULL for SEND_REQUEST. */
-void hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
-                    const tch_tracing *t, const char *peer, int attempt,
+void tch__hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
+                    const tch_trace *t, const char *peer, int attempt,
                     uint64_t start_us, const tch_response *res);
 /* An incoming call's event: RECEIVE_REQUEST when end is NULL, else
  * SEND_RESPONSE with end's outcome (and ERROR after it for a failure). */
-void hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
+void tch__hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
                    uint64_t start_us, const tch_response *end);
 
 /* ping.c */
-void ping_on_response(chconn *cc, uint32_t id);
-void ping_fail_all(chconn *cc, int status);
+void tch__ping_on_response(chconn *cc, uint32_t id);
+void tch__ping_fail_all(chconn *cc, int status);
 
 /* inbound.c */
-void inbound_dispatch(chconn *cc, tch_call_msg *msg);
-void inbound_cancel(chconn *cc, uint32_t id);
-void inbound_detach_all(chconn *cc);
+void tch__inbound_dispatch(chconn *cc, tch_call_msg *msg);
+void tch__inbound_cancel(chconn *cc, uint32_t id);
+void tch__inbound_detach_all(chconn *cc);
 /* At free: detached calls still held give their bytes back (the budget
  * goes with the channel). */
-void inbound_release_detached(tch_channel *ch);
+void tch__inbound_release_detached(tch_channel *ch);
 
 /* outbound.c */
-void outbound_on_response(chconn *cc, tch_call_msg *msg);
-void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e);
-void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why);
-void outbound_fail_all(chconn *cc, int status, const char *why);
+void tch__outbound_on_response(chconn *cc, tch_call_msg *msg);
+void tch__outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e);
+void tch__outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why);
+void tch__outbound_fail_all(chconn *cc, int status, const char *why);
 /* Ends calls on no connection (answers waiting for the loop) at free. */
-void outbound_end_all(tch_channel *ch);
+void tch__outbound_end_all(tch_channel *ch);
 
 #endif

@@ -41,7 +41,7 @@ static uint64_t mono_us(void) {
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void hooks_init(tch_channel *ch) {
+void tch__hooks_init(tch_channel *ch) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     ch->clock_wall_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
@@ -52,7 +52,7 @@ uint64_t tch_channel_now_us(const tch_channel *ch) {
     return ch->clock_wall_us + (mono_us() - ch->clock_mono_us);
 }
 
-void hooks_free(tch_channel *ch) {
+void tch__hooks_free(tch_channel *ch) {
     if (!ch->hooks)
         return;
     free(ch->hooks->v);
@@ -142,7 +142,7 @@ static int opt_header(const tch_call_opts *o, const char *key, tch_slice *out) {
     return 0;
 }
 
-static tch_trace trace_of(const tch_tracing *t) {
+static tch_trace trace_of(const tch_trace *t) {
     tch_trace out = {0, 0, 0, 0};
     if (t)
         out = (tch_trace){t->span_id, t->parent_id, t->trace_id, t->flags};
@@ -160,8 +160,8 @@ static void set_outcome(tch_call_event *ev, const tch_response *res) {
     }
 }
 
-void hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
-                    const tch_tracing *t, const char *peer, int attempt,
+void tch__hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
+                    const tch_trace *t, const char *peer, int attempt,
                     uint64_t start_us, const tch_response *res) {
     tch_call_event ev = {
         .kind = kind, .outgoing = 1, .service = tch_slice_cstr(req->service),
@@ -181,7 +181,7 @@ void hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
     emit(ch, &ev);
 }
 
-void hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
+void tch__hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
                    uint64_t start_us, const tch_response *end) {
     tch_call_event ev = {
         .kind = end ? TCH_EVENT_SEND_RESPONSE : TCH_EVENT_RECEIVE_REQUEST,

@@ -33,7 +33,7 @@ static void hook_end(tch_inbound *in, int status, uint8_t code, const char *why)
         return;
     tch_response end = {.status = status, .code = code, .error_code = code,
                         .message = why};
-    hooks_call_in(in->ch, in->msg, in->peer, start, &end);
+    tch__hooks_call_in(in->ch, in->msg, in->peer, start, &end);
 }
 
 /* Off home's list of detached calls; the charge stays with the message. */
@@ -50,7 +50,7 @@ static void unlist_detached(tch_inbound *in) {
     in->dprev = in->dnext = NULL;
 }
 
-void inbound_release_detached(tch_channel *ch) {
+void tch__inbound_release_detached(tch_channel *ch) {
     while (ch->detached) {
         tch_inbound *in = ch->detached;
         tch_call_msg_uncharge(in->msg);
@@ -93,7 +93,7 @@ static void detach(tch_inbound *in) {
         in->timer_set = 0;
     }
     if (ch && !ch->freeing)
-        channel_close_progress(ch);
+        tch__channel_close_progress(ch);
 }
 
 static void on_ttl(evutil_socket_t fd, short what, void *arg) {
@@ -174,7 +174,7 @@ static void answer_healthy(tch_inbound *in) {
                         tch_slice_of(result, sizeof result));
 }
 
-void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
+void tch__inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     tch_channel *ch = cc->ch;
     uint8_t code;
     char why[96];
@@ -210,7 +210,7 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
                                           tch_buf_slice(&msg->args[0]));
     if (HOOKS_ON(ch)) {
         in->start_us = tch_channel_now_us(ch);
-        hooks_call_in(ch, msg, in->peer, in->start_us, NULL);
+        tch__hooks_call_in(ch, msg, in->peer, in->start_us, NULL);
     }
     tch_inbound *outer = ch->current; /* handlers may nest via loopback */
     ch->current = in;
@@ -225,7 +225,7 @@ void inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     ch->current = outer;
 }
 
-void inbound_cancel(chconn *cc, uint32_t id) {
+void tch__inbound_cancel(chconn *cc, uint32_t id) {
     tch_inbound *in = tch_intmap_get(&cc->inbound, id);
     if (in) {
         hook_end(in, TCH_ECANCELED, TCH_PCODE_CANCELLED, "cancelled by the caller");
@@ -233,7 +233,7 @@ void inbound_cancel(chconn *cc, uint32_t id) {
     }
 }
 
-void inbound_detach_all(chconn *cc) {
+void tch__inbound_detach_all(chconn *cc) {
     tch_inbound *in;
     while ((in = tch_intmap_pop_any(&cc->inbound, NULL))) {
         hook_end(in, TCH_ECLOSED, TCH_PCODE_NETWORK, "connection closed before the answer");
@@ -261,15 +261,15 @@ int tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
 tch_channel *tch_inbound_channel(const tch_inbound *in) { return in->ch; }
 
 tch_trace tch_inbound_trace(const tch_inbound *in) {
-    const tch_tracing *t = &in->msg->tracing;
+    const tch_trace *t = &in->msg->tracing;
     tch_trace out = {t->span_id, t->parent_id, t->trace_id, t->flags};
     return out;
 }
 
 size_t tch_inbound_header_count(const tch_inbound *in) { return in->msg->nheaders; }
 
-tch_header tch_inbound_header_at(const tch_inbound *in, size_t i) {
-    tch_header h = {TCH_SLICE_NULL, TCH_SLICE_NULL};
+tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i) {
+    tch_kv h = {TCH_SLICE_NULL, TCH_SLICE_NULL};
     if (i < in->msg->nheaders) {
         h.key = in->msg->headers[i].key;
         h.value = in->msg->headers[i].value;
@@ -291,7 +291,7 @@ int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value)
 
 /* A call response; send_flags are tch_conn_send_call_with's. */
 static int answer(tch_inbound *in, uint8_t code, tch_slice arg2, tch_slice arg3,
-                  const tch_header *headers, size_t nheaders, unsigned send_flags) {
+                  const tch_kv *headers, size_t nheaders, unsigned send_flags) {
     if (tch_inbound_is_done(in)) {
         inbound_free(in);
         return TCH_ECLOSED;
@@ -331,7 +331,7 @@ static int answer(tch_inbound *in, uint8_t code, tch_slice arg2, tch_slice arg3,
 }
 
 int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
-                             tch_slice arg3, const tch_header *headers,
+                             tch_slice arg3, const tch_kv *headers,
                              size_t nheaders) {
     return answer(in, code, arg2, arg3, headers, nheaders, 0);
 }
@@ -359,7 +359,7 @@ int tch_inbound_close_connection(tch_inbound *in, const char *why) {
              (const char *)in->msg->service.ptr,
              (int)(in->msg->args[0].len > 255 ? 255 : in->msg->args[0].len),
              (const char *)in->msg->args[0].ptr, why && *why ? ": " : "", why ? why : "");
-    channel_log(ch, "%s: closed %s connection %s: %s", ch->name,
+    tch__channel_log(ch, "%s: closed %s connection %s: %s", ch->name,
                 cc->outbound ? "outbound" : "inbound",
                 cc->host_port[0] ? cc->host_port : "(before init)", msg);
     hook_end(in, TCH_ECLOSED, TCH_PCODE_NETWORK, msg);
@@ -368,8 +368,8 @@ int tch_inbound_close_connection(tch_inbound *in, const char *why) {
     /* As if the peer had gone: the other calls on it end now (their answers
      * are dropped, ours fail), then what was already queued is flushed. */
     cc->closing = 1;
-    inbound_detach_all(cc);
-    outbound_fail_all(cc, TCH_ECLOSED, msg);
+    tch__inbound_detach_all(cc);
+    tch__outbound_fail_all(cc, TCH_ECLOSED, msg);
     tch_transport_close(cc->t, TCH_ECLOSED, msg);
     return 0;
 }

@@ -47,7 +47,7 @@ struct tch_outbound {
     uint8_t *arg_store;  /* their copy, once the hook takes a borrowed call */
     int expired;         /* deadline passed while the hook held it */
     /* for the event hooks (hooks.c), kept only while some are installed */
-    tch_tracing span;    /* the ids the latest attempt carried */
+    tch_trace span;    /* the ids the latest attempt carried */
     uint64_t start_us;   /* when the call started */
     uint64_t sent_us;    /* when the attempt in flight was sent; 0: none */
     peer_name sent_peer;
@@ -147,7 +147,7 @@ static void put_args(uint8_t **at, tch_call_opts *r, const tch_call_opts *src) {
  * borrow_args, endpoint and args stay where the caller keeps them. */
 static int copy_request(tch_outbound *call, const tch_call_opts *o) {
     call->borrowed = o->borrow_args != 0;
-    size_t size = o->nheaders * sizeof(tch_header) + str_size(o->service) +
+    size_t size = o->nheaders * sizeof(tch_kv) + str_size(o->service) +
                   str_size(o->host_port) + str_size(o->arg_scheme) +
                   str_size(o->shard_key) + str_size(o->routing_delegate);
     if (!call->borrowed)
@@ -158,8 +158,8 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
     if (!call->store)
         return TCH_ENOMEM;
     uint8_t *at = call->store;
-    tch_header *hs = (tch_header *)at; /* headers first: keeps them aligned */
-    at += o->nheaders * sizeof(tch_header);
+    tch_kv *hs = (tch_kv *)at; /* headers first: keeps them aligned */
+    at += o->nheaders * sizeof(tch_kv);
     call->req = *o;
     call->req.cancel_handle = NULL; /* the caller's variable: not for the hook */
     for (size_t i = 0; i < o->nheaders; i++) {
@@ -196,11 +196,11 @@ static int own_args(tch_outbound *call) {
 
 /* The event hooks hear of an attempt sent (its ids copied first: a hook's
  * own calls reuse the channel's fields). */
-static void hook_sent(tch_outbound *call, const tch_tracing *t) {
+static void hook_sent(tch_outbound *call, const tch_trace *t) {
     call->span = *t;
     call->sent_us = tch_channel_now_us(call->ch);
     memcpy(call->sent_peer, call->cc->host_port, sizeof call->sent_peer);
-    hooks_call_out(call->ch, TCH_EVENT_SEND_REQUEST, &call->req, &call->span,
+    tch__hooks_call_out(call->ch, TCH_EVENT_SEND_REQUEST, &call->req, &call->span,
                    call->sent_peer, call->attempts, call->sent_us, NULL);
 }
 
@@ -209,14 +209,14 @@ static void hook_heard(tch_outbound *call, const tch_response *res) {
     uint64_t sent = call->sent_us;
     call->sent_us = 0;
     if (sent && HOOKS_ON(call->ch))
-        hooks_call_out(call->ch, TCH_EVENT_RECEIVE_RESPONSE, &call->req, &call->span,
+        tch__hooks_call_out(call->ch, TCH_EVENT_RECEIVE_RESPONSE, &call->req, &call->span,
                        call->sent_peer, call->attempts, sent, res);
 }
 
 /* ... and of a call that failed, after its last attempt. */
 static void hook_failed(tch_outbound *call, const tch_response *res) {
     if (res->status != 0 && HOOKS_ON(call->ch))
-        hooks_call_out(call->ch, TCH_EVENT_ERROR, &call->req, &call->span,
+        tch__hooks_call_out(call->ch, TCH_EVENT_ERROR, &call->req, &call->span,
                        call->sent_peer, call->attempts,
                        call->start_us ? call->start_us : tch_channel_now_us(call->ch), res);
 }
@@ -285,14 +285,14 @@ static void deliver(tch_outbound *call, const tch_response *res) {
         CHANNEL_USER_CALL(ch, call->cb(res, call->ud));
     call_free(call);
     if (!ch->freeing)
-        channel_close_progress(ch);
+        tch__channel_close_progress(ch);
 }
 
 /* Keeps a copy of res to hand to attempt_done from the loop (on_defer). */
 static void defer_response(tch_outbound *call, const tch_response *res) {
     tch_buf *b = &call->local_store;
     tch_buf_reset(b);
-    size_t hsize = res->nheaders * sizeof(tch_header);
+    size_t hsize = res->nheaders * sizeof(tch_kv);
     size_t size = hsize + res->arg2.len + res->arg3.len;
     for (size_t i = 0; i < res->nheaders; i++)
         size += res->headers[i].key.len + res->headers[i].value.len;
@@ -306,7 +306,7 @@ static void defer_response(tch_outbound *call, const tch_response *res) {
                                      .message = "out of memory", .peer = ""};
     } else {
         uint8_t *at = b->ptr;
-        tch_header *hs = (tch_header *)at;
+        tch_kv *hs = (tch_kv *)at;
         at += hsize;
         for (size_t i = 0; i < res->nheaders; i++) {
             hs[i].key = put_slice(&at, res->headers[i].key);
@@ -358,7 +358,7 @@ static const char *pick_peer(tch_outbound *call) {
         return call->req.host_port;
     if (ch->npeers == 0)
         return NULL;
-    uint64_t now = channel_now_ms();
+    uint64_t now = tch__channel_now_ms();
     const peer *best = NULL;
     int64_t best_score = 0;
     size_t start = ch->next_peer++;
@@ -382,9 +382,9 @@ static const char *pick_peer(tch_outbound *call) {
 
 /* A new span, the child of the caller's trace or of the handler's that made
  * the call (taken when the call started: retries run later, from the loop). */
-static tch_tracing make_tracing(tch_outbound *call) {
+static tch_trace make_tracing(tch_outbound *call) {
     const tch_trace *parent = call->req.trace;
-    tch_tracing t = {.span_id = channel_random(call->ch)};
+    tch_trace t = {.span_id = tch__channel_random(call->ch)};
     if (parent) {
         t.parent_id = parent->span_id;
         t.trace_id = parent->trace_id ? parent->trace_id : t.span_id;
@@ -456,7 +456,7 @@ static void conn_failed_peer(chconn *cc) {
     if (cc->peer_failed)
         return;
     cc->peer_failed = 1;
-    channel_peer_result(cc->ch, cc->host_port, 0);
+    tch__channel_peer_result(cc->ch, cc->host_port, 0);
 }
 
 /* A peer that announced it is draining takes no new calls (as the Node peer
@@ -483,7 +483,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return tch_error_set(err, TCH_ENOTFOUND,
                              "call to %s: no host_port given and no known peers",
                              call->req.service);
-    chconn *cc = chconn_for_peer(ch, hp, err);
+    chconn *cc = tch__chconn_for_peer(ch, hp, err);
     if (!cc)
         return err ? err->code : TCH_EIO;
     if (cc->draining)
@@ -492,7 +492,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return tch_error_set(err, TCH_ETOOBIG,
                              "call to %s: %zu calls already pending on the connection to %s (the limit)",
                              call->req.service, cc->calls.len, cc->host_port);
-    uint64_t now = channel_now_ms();
+    uint64_t now = tch__channel_now_ms();
     uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 1;
     tch_call_fields *f = &ch->fields;
     fill_fields(call, (uint32_t)left, f);
@@ -514,7 +514,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     call->cc = cc;
     call->id = id;
     if (ch->opts.idle_timeout_ms)
-        cc->last_active_ms = channel_now_ms();
+        cc->last_active_ms = tch__channel_now_ms();
     note_tried(call, cc->host_port);
     if (HOOKS_ON(ch))
         hook_sent(call, &f->tracing);
@@ -551,7 +551,7 @@ static void next_attempt(tch_outbound *call) {
 static int retries_after(const tch_outbound *call, const tch_response *res) {
     int attempts = call->attempts ? call->attempts : 1; /* a hook's answer is one */
     return should_retry(call, res) && attempts <= call->retry_limit &&
-           channel_now_ms() < call->deadline_ms;
+           tch__channel_now_ms() < call->deadline_ms;
 }
 
 /* An attempt ended with res: retry, or deliver. */
@@ -560,7 +560,7 @@ static void attempt_done(tch_outbound *call, const tch_response *res) {
     if (call->cc && res->status != 0 && res->error_code == TCH_PCODE_NETWORK)
         conn_failed_peer(call->cc);
     else if (call->cc)
-        channel_peer_result(call->ch, call->cc->host_port, 1);
+        tch__channel_peer_result(call->ch, call->cc->host_port, 1);
     call->cc = NULL;
     const tch_response *heard = res;
     res = observe(call, res);
@@ -618,12 +618,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
 
 /* ---- events from connections --------------------------------------------------- */
 
-void outbound_on_response(chconn *cc, tch_call_msg *msg) {
+void tch__outbound_on_response(chconn *cc, tch_call_msg *msg) {
     tch_outbound *call = tch_intmap_remove(&cc->calls, msg->id);
     if (call) {
-        tch_header hs[TCH_CALL_MAX_HEADERS];
+        tch_kv hs[TCH_CALL_MAX_HEADERS];
         for (size_t i = 0; i < msg->nheaders; i++)
-            hs[i] = (tch_header){msg->headers[i].key, msg->headers[i].value};
+            hs[i] = (tch_kv){msg->headers[i].key, msg->headers[i].value};
         tch_response res = {
             .status = 0, .code = msg->code, .message = "",
             .arg2 = tch_buf_slice(&msg->args[1]), .arg3 = tch_buf_slice(&msg->args[2]),
@@ -635,7 +635,7 @@ void outbound_on_response(chconn *cc, tch_call_msg *msg) {
     free(msg);
 }
 
-void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e) {
+void tch__outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e) {
     tch_outbound *call = id == TCH_ID_NONE ? NULL : tch_intmap_remove(&cc->calls, id);
     if (!call)
         return;
@@ -646,7 +646,7 @@ void outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e) 
     attempt_done(call, &res);
 }
 
-void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why) {
+void tch__outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why) {
     tch_outbound *call = tch_intmap_remove(&cc->calls, id);
     if (!call)
         return;
@@ -658,7 +658,7 @@ void outbound_on_failed(chconn *cc, uint32_t id, int status, const char *why) {
     attempt_done(call, &res);
 }
 
-void outbound_fail_all(chconn *cc, int status, const char *why) {
+void tch__outbound_fail_all(chconn *cc, int status, const char *why) {
     tch_outbound *call;
     while ((call = tch_intmap_pop_any(&cc->calls, NULL))) {
         snprintf(call->msg, sizeof call->msg, "call to %s::%.*s failed: %s",
@@ -670,7 +670,7 @@ void outbound_fail_all(chconn *cc, int status, const char *why) {
     }
 }
 
-void outbound_end_all(tch_channel *ch) {
+void tch__outbound_end_all(tch_channel *ch) {
     while (ch->outbound) {
         tch_outbound *call = ch->outbound;
         if (call->have_local) { /* decided, not yet reported: report it now */
@@ -823,7 +823,7 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         ch->outbound->prev = call;
     ch->outbound = call;
     call->timeout_ms = o->timeout_ms ? o->timeout_ms : ch->opts.default_timeout_ms;
-    call->deadline_ms = channel_now_ms() + call->timeout_ms;
+    call->deadline_ms = tch__channel_now_ms() + call->timeout_ms;
     call->retry_on = o->retry_on;
     call->retry_limit = o->retry_limit == 0 ? TCH_RETRY_LIMIT_DEFAULT
                       : o->retry_limit < 0 ? 0 : o->retry_limit;

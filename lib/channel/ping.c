@@ -37,13 +37,13 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
     finish(p, TCH_ETIMEOUT);
 }
 
-void ping_on_response(chconn *cc, uint32_t id) {
+void tch__ping_on_response(chconn *cc, uint32_t id) {
     ping *p = tch_intmap_remove(&cc->pings, id);
     if (p)
         finish(p, 0);
 }
 
-void ping_fail_all(chconn *cc, int status) {
+void tch__ping_fail_all(chconn *cc, int status) {
     ping *p;
     while ((p = tch_intmap_pop_any(&cc->pings, NULL)))
         finish(p, status ? status : TCH_ECLOSED);
@@ -55,7 +55,7 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
         return tch_error_set(err, TCH_EINVAL, "ping: callback is required");
     if (ch->closing || ch->freeing || ch->free_pending)
         return tch_error_set(err, TCH_ECLOSED, "ping: channel %s is closing", ch->name);
-    chconn *cc = chconn_for_peer(ch, host_port, err);
+    chconn *cc = tch__chconn_for_peer(ch, host_port, err);
     if (!cc)
         return err ? err->code : TCH_EIO;
     ping *p = calloc(1, sizeof *p);

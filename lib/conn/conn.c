@@ -187,7 +187,7 @@ int tch_conn_abort(tch_conn *c, const char *why) {
 }
 
 int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
-                        const tch_tracing *tracing, const char *msg) {
+                        const tch_trace *tracing, const char *msg) {
     tch_error_frame e = {.code = code, .message = tch_slice_cstr(msg)};
     if (tracing)
         e.tracing = *tracing;
@@ -201,7 +201,7 @@ int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
     return rc;
 }
 
-int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,
+int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_trace *t,
                          const char *why) {
     tch_cancel m = {.why = tch_slice_cstr(why)};
     if (t)
@@ -487,7 +487,7 @@ static size_t first_bound(size_t payload) {
 
 /* Refuses request id with Busy and tells the owner why. */
 static void refuse_busy(tch_conn *c, uint32_t id, const char *why) {
-    tch_conn_send_error(c, id, 0x03 /* busy */, NULL, why);
+    tch_conn_send_error(c, id, TCH_PCODE_BUSY, NULL, why);
     if (c->cb.limit)
         c->cb.limit(c->ud, why);
 }
@@ -501,7 +501,7 @@ static void refuse_too_big(tch_conn *c, uint32_t id, size_t need, size_t limit,
              "request id %u refused: a request of at least %zu bytes is larger than "
              "this server's budget of %zu bytes for %s; it cannot be taken",
              id, need, limit, scope);
-    tch_conn_send_error(c, id, 0x06 /* bad request */, NULL, why);
+    tch_conn_send_error(c, id, TCH_PCODE_BAD_REQUEST, NULL, why);
     if (c->cb.limit)
         c->cb.limit(c->ud, why);
 }
@@ -576,7 +576,7 @@ static void refuse_reused_id(tch_conn *c, int is_req, uint32_t id) {
              id, is_req ? "request" : "response");
     drop_part(c, is_req, id);
     if (is_req)
-        tch_conn_send_error(c, id, 0x06 /* bad request */, NULL, why);
+        tch_conn_send_error(c, id, TCH_PCODE_BAD_REQUEST, NULL, why);
     else if (c->cb.res_failed)
         c->cb.res_failed(c->ud, id, TCH_EPROTO, why);
 }
@@ -645,7 +645,7 @@ static void send_late_timeout(tch_conn *c, uint32_t id, const tch_call_msg *m,
              m->service.ptr ? (const char *)m->service.ptr : "", m->ttl_ms,
              complete ? "by the time its last frame arrived"
                       : "before its last frame arrived");
-    tch_conn_send_error(c, id, 0x01 /* timeout */, &m->tracing, why);
+    tch_conn_send_error(c, id, TCH_PCODE_TIMEOUT, &m->tracing, why);
 }
 
 /* A request that took a while to arrive keeps only what is left of its TTL

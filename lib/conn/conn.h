@@ -121,8 +121,8 @@ int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
                             const tch_call_fields *f, const tch_slice args[3],
                             unsigned flags, tch_error *err);
 int tch_conn_send_error(tch_conn *c, uint32_t id, uint8_t code,
-                        const tch_tracing *tracing, const char *msg);
-int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_tracing *t,
+                        const tch_trace *tracing, const char *msg);
+int tch_conn_send_cancel(tch_conn *c, uint32_t id, const tch_trace *t,
                          const char *why);
 int tch_conn_send_ping(tch_conn *c, uint32_t id);
 /* The owner gives up on the connection (a handshake that did not finish in

@@ -223,7 +223,7 @@ static int send_ad(tch_hyperbahn *hb, int is_retry) {
     ac->is_retry = is_retry;
     snprintf(ac->router, sizeof ac->router, "%s", router);
     tch_trace no_parent = {0}; /* Node: hasNoParent, trace: false */
-    tch_header cn = {tch_slice_cstr("cn"), tch_slice_cstr(tch_channel_name(hb->ch))};
+    tch_kv cn = {tch_slice_cstr("cn"), tch_slice_cstr(tch_channel_name(hb->ch))};
     tch_call_opts o = {
         .service = "hyperbahn",
         .endpoint = tch_slice_cstr("ad"),

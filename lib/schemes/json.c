@@ -162,14 +162,14 @@ typedef struct json_endpoint {
 
 static void on_json_call(tch_inbound *in, void *ud) {
     json_endpoint *ep = ud;
-    if (scheme_check_as(in, "json") != 0)
+    if (tch__scheme_check_as(in, "json") != 0)
         return;
     json_t *headers = NULL, *body = NULL;
     tch_error err;
     if (decode_headers(tch_inbound_arg2(in), &headers, &err) != 0 ||
         tch_json_decode(tch_inbound_arg3(in), "arg3 (body)", json_null(), &body, &err) != 0) {
         json_decref(headers);
-        scheme_bad_request(in, err.msg);
+        tch__scheme_bad_request(in, err.msg);
         return;
     }
     ep->fn(in, headers, body, ep->ud);

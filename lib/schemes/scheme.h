@@ -7,8 +7,8 @@
 
 /* Returns 0 when the call's "as" header is absent or equals want; else
  * answers the call with BadRequest (freeing it) and returns TCH_EPROTO. */
-int scheme_check_as(tch_inbound *in, const char *want);
+int tch__scheme_check_as(tch_inbound *in, const char *want);
 /* Answers with BadRequest "<service>::<endpoint>: <what>" and frees in. */
-void scheme_bad_request(tch_inbound *in, const char *what);
+void tch__scheme_bad_request(tch_inbound *in, const char *what);
 
 #endif

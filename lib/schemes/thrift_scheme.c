@@ -20,7 +20,7 @@ struct tch_thrift_inbound {
     tch_inbound *in;
     const tch_thrift_method *method;
     tch_thrift_value *args;
-    tch_thrift_header *headers;
+    tch_kv *headers;
     size_t nheaders;
 };
 
@@ -32,7 +32,7 @@ static void thrift_inbound_free(tch_thrift_inbound *ti) {
 
 static void on_thrift_call(tch_inbound *in, void *ud) {
     thrift_endpoint *ep = ud;
-    if (scheme_check_as(in, "thrift") != 0)
+    if (tch__scheme_check_as(in, "thrift") != 0)
         return;
     tch_thrift_inbound *ti = calloc(1, sizeof *ti);
     if (!ti) {
@@ -54,7 +54,7 @@ static void on_thrift_call(tch_inbound *in, void *ud) {
     ep->fn(ti, ep->ud);
     return;
 bad:
-    scheme_bad_request(in, err.msg);
+    tch__scheme_bad_request(in, err.msg);
     thrift_inbound_free(ti);
 }
 
@@ -88,8 +88,8 @@ const tch_thrift_value *tch_thrift_inbound_args(const tch_thrift_inbound *ti) { 
 size_t tch_thrift_inbound_header_count(const tch_thrift_inbound *ti) { return ti->nheaders; }
 tch_inbound *tch_thrift_inbound_raw(tch_thrift_inbound *ti) { return ti->in; }
 
-tch_thrift_header tch_thrift_inbound_header_at(const tch_thrift_inbound *ti, size_t i) {
-    tch_thrift_header none = {TCH_SLICE_NULL, TCH_SLICE_NULL};
+tch_kv tch_thrift_inbound_header_at(const tch_thrift_inbound *ti, size_t i) {
+    tch_kv none = {TCH_SLICE_NULL, TCH_SLICE_NULL};
     return i < ti->nheaders ? ti->headers[i] : none;
 }
 
@@ -102,7 +102,7 @@ const tch_thrift_value *tch_thrift_inbound_arg(const tch_thrift_inbound *ti, con
 /* Encodes the result struct with `v` at `field` (NULL field: void success)
  * and answers with code. */
 static int respond_result(tch_thrift_inbound *ti, uint8_t code, const tch_thrift_field *field,
-                          const tch_thrift_value *v, const tch_thrift_header *headers,
+                          const tch_thrift_value *v, const tch_kv *headers,
                           size_t nheaders) {
     tch_error err;
     tch_buf h = {0}, body = {0};
@@ -132,7 +132,7 @@ static int respond_result(tch_thrift_inbound *ti, uint8_t code, const tch_thrift
 }
 
 int tch_thrift_respond(tch_thrift_inbound *ti, const tch_thrift_value *v,
-                       const tch_thrift_header *headers, size_t nheaders) {
+                       const tch_kv *headers, size_t nheaders) {
     const tch_thrift_field *success =
         tch_thrift_struct_field_by_id(tch_thrift_method_result(ti->method), 0);
     if (success && !v) {
@@ -148,7 +148,7 @@ int tch_thrift_respond(tch_thrift_inbound *ti, const tch_thrift_value *v,
 
 int tch_thrift_respond_exception(tch_thrift_inbound *ti, const char *name,
                                  const tch_thrift_value *exc,
-                                 const tch_thrift_header *headers, size_t nheaders) {
+                                 const tch_kv *headers, size_t nheaders) {
     const tch_thrift_field *f =
         tch_thrift_struct_field_by_name(tch_thrift_method_result(ti->method), name);
     if (!f || tch_thrift_field_id(f) == 0 || !exc) {
@@ -181,7 +181,7 @@ static void on_thrift_response(const tch_response *res, void *ud) {
     tch_thrift_response out = {.status = res->status, .code = res->code,
                                .error_code = res->error_code, .message = res->message};
     tch_thrift_value *result = NULL;
-    tch_thrift_header *headers = NULL;
+    tch_kv *headers = NULL;
     size_t nheaders = 0;
     tch_error err;
     if (res->status == 0) {
@@ -217,7 +217,7 @@ static void on_thrift_response(const tch_response *res, void *ud) {
 int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
                     const tch_thrift_service *svc, const char *method,
                     const tch_thrift_value *args,
-                    const tch_thrift_header *headers, size_t nheaders,
+                    const tch_kv *headers, size_t nheaders,
                     tch_thrift_cb cb, void *ud, tch_error *err) {
     const tch_thrift_method *m = svc ? tch_thrift_service_find_method(svc, method) : NULL;
     if (!m)

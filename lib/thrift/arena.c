@@ -14,7 +14,7 @@ struct arena_chunk {
 
 #define ARENA_CHUNK_MIN 4096
 
-void *arena_alloc(arena *a, size_t n) {
+void *tch__arena_alloc(arena *a, size_t n) {
     const size_t align = sizeof(max_align_t);
     if (n > SIZE_MAX - align)
         return NULL;
@@ -38,10 +38,10 @@ void *arena_alloc(arena *a, size_t n) {
     return p;
 }
 
-char *arena_strndup(arena *a, const char *s, size_t n) {
+char *tch__arena_strndup(arena *a, const char *s, size_t n) {
     if (n == SIZE_MAX)
         return NULL;
-    char *p = arena_alloc(a, n + 1);
+    char *p = tch__arena_alloc(a, n + 1);
     if (p) {
         if (n)
             memcpy(p, s, n);
@@ -50,7 +50,7 @@ char *arena_strndup(arena *a, const char *s, size_t n) {
     return p;
 }
 
-void arena_free(arena *a) {
+void tch__arena_free(arena *a) {
     arena_chunk *c = a->head;
     while (c) {
         arena_chunk *next = c->next;
@@ -62,12 +62,12 @@ void arena_free(arena *a) {
 
 /* Grows by doubling into fresh arena storage; the old array is simply left
  * behind (bounded waste, freed with the arena). */
-int ptrvec_push(arena *a, ptrvec *v, void *item) {
+int tch__ptrvec_push(arena *a, ptrvec *v, void *item) {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 8;
         if (cap > SIZE_MAX / sizeof(void *))
             return TCH_ENOMEM;
-        void **items = arena_alloc(a, cap * sizeof(void *));
+        void **items = tch__arena_alloc(a, cap * sizeof(void *));
         if (!items)
             return TCH_ENOMEM;
         if (v->n)
@@ -82,7 +82,7 @@ int ptrvec_push(arena *a, ptrvec *v, void *item) {
 /* Prepends "a.b: " (or "a: " when b is NULL) to err's message, but only
  * while it fits: deep values would otherwise push the actual error out of the
  * fixed-size message. */
-int thrift_wrap(tch_error *err, const char *a, const char *b) {
+int tch__thrift_wrap(tch_error *err, const char *a, const char *b) {
     if (!err)
         return TCH_EINVAL;
     size_t need = strlen(a) + (b ? strlen(b) + 1 : 0) + 2;

@@ -133,7 +133,7 @@ static int enc_field(enc *e, const tch_thrift_struct *st, const tch_thrift_field
     uint8_t hdr[3] = {wire_of(f->type), (uint8_t)((uint16_t)f->id >> 8), (uint8_t)f->id};
     int rc = put(e, hdr, 3);
     if (!rc && (rc = enc_value(e, f->type, fv, depth)))
-        thrift_wrap(e->err, st->name, f->name);
+        tch__thrift_wrap(e->err, st->name, f->name);
     return rc;
 }
 
@@ -405,7 +405,7 @@ static int dec_field(dec *d, const tch_thrift_struct *st, tch_thrift_value *v, u
     if (!rc && tch_thrift_value_struct_set_take(v, id, fv))
         rc = tch_error_set(d->err, TCH_ENOMEM, "thrift decode: out of memory");
     if (rc && rc != TCH_ENOMEM)
-        thrift_wrap(d->err, st->name, f->name);
+        tch__thrift_wrap(d->err, st->name, f->name);
     return rc;
 }
 

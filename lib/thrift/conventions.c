@@ -62,7 +62,7 @@ static int get_str(tch_slice in, size_t *pos, tch_slice *s) {
     return 0;
 }
 
-int tch_thrift_headers_decode(tch_slice arg2, tch_thrift_header **headers, size_t *count, tch_error *err) {
+int tch_thrift_headers_decode(tch_slice arg2, tch_kv **headers, size_t *count, tch_error *err) {
     *headers = NULL;
     *count = 0;
     if (arg2.len == 0)
@@ -76,7 +76,7 @@ int tch_thrift_headers_decode(tch_slice arg2, tch_thrift_header **headers, size_
     if ((size_t)nh * 4 > arg2.len - pos)
         return tch_error_set(err, TCH_EPROTO, "thrift headers: %u headers cannot fit in %zu bytes", nh,
                              arg2.len - pos);
-    tch_thrift_header *h = nh ? calloc(nh, sizeof *h) : NULL;
+    tch_kv *h = nh ? calloc(nh, sizeof *h) : NULL;
     if (nh && !h)
         return tch_error_set(err, TCH_ENOMEM, "thrift headers: out of memory");
     for (size_t i = 0; i < nh; i++) {
@@ -108,7 +108,7 @@ static int cmp_header_keys(const void *a, const void *b) {
 
 /* The Node peer refuses a header with an empty key or a key given twice
  * (the whole arg2 then fails to parse): refuse them here, naming the key. */
-static int check_header_keys(const tch_thrift_header *headers, size_t count, tch_error *err) {
+static int check_header_keys(const tch_kv *headers, size_t count, tch_error *err) {
     for (size_t i = 0; i < count; i++)
         if (headers[i].key.len == 0)
             return tch_error_set(err, TCH_EINVAL, "thrift headers: header %zu has an empty key", i);
@@ -130,7 +130,7 @@ static int check_header_keys(const tch_thrift_header *headers, size_t count, tch
     return rc;
 }
 
-int tch_thrift_headers_encode(const tch_thrift_header *headers, size_t count, tch_buf *out, tch_error *err) {
+int tch_thrift_headers_encode(const tch_kv *headers, size_t count, tch_buf *out, tch_error *err) {
     if (count > UINT16_MAX)
         return tch_error_set(err, TCH_ETOOBIG, "thrift headers: %zu headers (max 65535)", count);
     int checked = check_header_keys(headers, count, err);

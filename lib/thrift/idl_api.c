@@ -8,26 +8,26 @@
 static void *find_any(const tch_thrift_idl *idl, const ptrvec *(*list)(const idl_doc *), const char *name) {
     if (!idl || !name)
         return NULL;
-    void *hit = idl_lookup(idl->root, list, name);
+    void *hit = tch__idl_lookup(idl->root, list, name);
     if (hit || strchr(name, '.'))
         return hit;
     for (size_t i = 1; i < idl->docs.n && !hit; i++)
-        hit = idl_lookup(idl->docs.items[i], list, name);
+        hit = tch__idl_lookup(idl->docs.items[i], list, name);
     return hit;
 }
 
 const tch_thrift_service *tch_thrift_idl_find_service(const tch_thrift_idl *idl, const char *name) {
-    return find_any(idl, idl_list_services, name);
+    return find_any(idl, tch__idl_list_services, name);
 }
 const tch_thrift_struct *tch_thrift_idl_find_struct(const tch_thrift_idl *idl, const char *name) {
-    return find_any(idl, idl_list_structs, name);
+    return find_any(idl, tch__idl_list_structs, name);
 }
 const tch_thrift_enum *tch_thrift_idl_find_enum(const tch_thrift_idl *idl, const char *name) {
-    return find_any(idl, idl_list_enums, name);
+    return find_any(idl, tch__idl_list_enums, name);
 }
 const tch_thrift_value *tch_thrift_idl_find_const(const tch_thrift_idl *idl, const char *name,
                                                   const tch_thrift_type **type) {
-    const idl_const *c = find_any(idl, idl_list_consts, name);
+    const idl_const *c = find_any(idl, tch__idl_list_consts, name);
     if (type)
         *type = c ? c->type : NULL;
     return c ? c->value : NULL;

@@ -21,9 +21,9 @@ struct idl_loader {
     tch_error *err;
 };
 
-arena *idl_loader_arena(idl_loader *ld) { return &ld->idl->ar; }
-tch_error *idl_loader_err(idl_loader *ld) { return ld->err; }
-int idl_loader_add_ref(idl_loader *ld, tch_thrift_type *t) { return ptrvec_push(&ld->idl->ar, &ld->refs, t); }
+arena *tch__idl_loader_arena(idl_loader *ld) { return &ld->idl->ar; }
+tch_error *tch__idl_loader_err(idl_loader *ld) { return ld->err; }
+int tch__idl_loader_add_ref(idl_loader *ld, tch_thrift_type *t) { return tch__ptrvec_push(&ld->idl->ar, &ld->refs, t); }
 
 static int read_file(void *ud, const char *path, tch_buf *out, tch_error *err) {
     (void)ud;
@@ -58,8 +58,8 @@ static int last_is_dotdot(const char *out, size_t base, size_t o) {
  * spellings is loaded once and cycles are seen. Symlinks are not followed. */
 static char *normalize_path(arena *ar, const char *dir, size_t dirlen, const char *rel) {
     size_t n = dirlen + 1 + strlen(rel);
-    char *joined = arena_alloc(ar, n + 1);
-    char *out = arena_alloc(ar, n + 1);
+    char *joined = tch__arena_alloc(ar, n + 1);
+    char *out = tch__arena_alloc(ar, n + 1);
     if (!joined || !out)
         return NULL;
     if (rel[0] == '/' || dirlen == 0)
@@ -109,7 +109,7 @@ static int parse_into(idl_loader *ld, idl_doc *doc, tch_slice text) {
         return tch_error_set(ld->err, TCH_EPARSE, "%s: includes nested more than %d deep", doc->path,
                              MAX_INCLUDE_DEPTH);
     ld->chain[ld->depth++] = doc->path;
-    int rc = idl_parse_doc(ld, doc, text);
+    int rc = tch__idl_parse_doc(ld, doc, text);
     ld->depth--;
     return rc;
 }
@@ -129,7 +129,7 @@ static int cycle_error(idl_loader *ld, idl_doc *from, const char *path, int line
                          path);
 }
 
-int idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, int line, int col, idl_doc **out) {
+int tch__idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, int line, int col, idl_doc **out) {
     arena *ar = &ld->idl->ar;
     const char *slash = strrchr(from->path, '/');
     size_t dirlen = slash ? (size_t)(slash - from->path) : 0;
@@ -153,8 +153,8 @@ int idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, int li
             tch_error_wrap(ld->err, "%s:%d:%d: cannot include '%s'", from->path, line, col, inc_path);
         return rc;
     }
-    idl_doc *doc = arena_alloc(ar, sizeof *doc);
-    if (!doc || ptrvec_push(ar, &ld->idl->docs, doc)) {
+    idl_doc *doc = tch__arena_alloc(ar, sizeof *doc);
+    if (!doc || tch__ptrvec_push(ar, &ld->idl->docs, doc)) {
         tch_buf_free(&text);
         return tch_error_set(ld->err, TCH_ENOMEM, "%s: out of memory", path);
     }
@@ -171,7 +171,7 @@ void tch_thrift_idl_free(tch_thrift_idl *idl) {
         return;
     for (size_t i = 0; i < idl->values.n; i++)
         tch_thrift_value_free(idl->values.items[i]);
-    arena_free(&idl->ar);
+    tch__arena_free(&idl->ar);
     free(idl);
 }
 
@@ -185,13 +185,13 @@ int tch_thrift_load_string(const char *name, tch_slice text, const tch_thrift_re
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory", name);
     idl_loader ld = {.idl = idl, .reader = reader, .err = err};
     int rc = TCH_ENOMEM;
-    idl_doc *root = arena_alloc(&idl->ar, sizeof *root);
-    if (root && (root->path = arena_strndup(&idl->ar, name, strlen(name))) &&
-        !ptrvec_push(&idl->ar, &idl->docs, root)) {
+    idl_doc *root = tch__arena_alloc(&idl->ar, sizeof *root);
+    if (root && (root->path = tch__arena_strndup(&idl->ar, name, strlen(name))) &&
+        !tch__ptrvec_push(&idl->ar, &idl->docs, root)) {
         idl->root = root;
         rc = parse_into(&ld, root, text);
         if (!rc)
-            rc = idl_resolve(idl, &ld.refs, err);
+            rc = tch__idl_resolve(idl, &ld.refs, err);
     } else {
         tch_error_set(err, rc, "%s: out of memory", name);
     }

@@ -187,7 +187,7 @@ static int lex_string(parser *p) {
     }
     size_t end = p->pos;
     advance(p);
-    char *out = arena_alloc(p->ar, end - start + 1);
+    char *out = tch__arena_alloc(p->ar, end - start + 1);
     if (!out)
         return nomem(p);
     size_t n = 0;
@@ -348,7 +348,7 @@ static int take_ident(parser *p, const char *what, int plain, const char **out, 
         *line = p->tok.line;
         *col = p->tok.col;
     }
-    *out = arena_strndup(p->ar, p->tok.text, p->tok.len);
+    *out = tch__arena_strndup(p->ar, p->tok.text, p->tok.len);
     if (!*out)
         return nomem(p);
     return next(p);
@@ -380,7 +380,7 @@ static int skip_annotations(parser *p) {
 /* ------------------------------------------------------------------ types */
 
 static tch_thrift_type *new_type(parser *p, int kind) {
-    tch_thrift_type *t = arena_alloc(p->ar, sizeof *t);
+    tch_thrift_type *t = tch__arena_alloc(p->ar, sizeof *t);
     if (t) {
         t->kind = kind;
         t->doc = p->doc;
@@ -446,7 +446,7 @@ static int parse_type(parser *p, int depth, tch_thrift_type **out) {
     } else {
         if ((rc = take_ident(p, "type", 0, &t->ref, NULL, NULL)))
             return rc;
-        if (idl_loader_add_ref(p->ld, t))
+        if (tch__idl_loader_add_ref(p->ld, t))
             return nomem(p);
     }
     if (rc || (rc = skip_annotations(p)))
@@ -458,7 +458,7 @@ static int parse_type(parser *p, int depth, tch_thrift_type **out) {
 /* ----------------------------------------------------------- const values */
 
 static cexpr *new_cexpr(parser *p, cexpr_kind kind) {
-    cexpr *e = arena_alloc(p->ar, sizeof *e);
+    cexpr *e = tch__arena_alloc(p->ar, sizeof *e);
     if (e) {
         e->kind = kind;
         e->doc = p->doc;
@@ -478,12 +478,12 @@ static int parse_cexpr_container(parser *p, cexpr *e, int depth) {
         cexpr *item;
         if ((rc = parse_cexpr(p, depth + 1, &item)))
             return rc;
-        if (ptrvec_push(p->ar, &e->items, item))
+        if (tch__ptrvec_push(p->ar, &e->items, item))
             return nomem(p);
         if (e->kind == CEXPR_MAP) {
             if ((rc = expect_punct(p, ':')) || (rc = parse_cexpr(p, depth + 1, &item)))
                 return rc;
-            if (ptrvec_push(p->ar, &e->items, item))
+            if (tch__ptrvec_push(p->ar, &e->items, item))
                 return nomem(p);
         }
         rc = skip_listsep(p);
@@ -557,7 +557,7 @@ static int check_field_unique(parser *p, const ptrvec *fields, const tch_thrift_
 
 /* [id:] [required|optional] Type name [= value] [annotations] [,;] */
 static int parse_field(parser *p, ptrvec *fields, int16_t *auto_id) {
-    tch_thrift_field *f = arena_alloc(p->ar, sizeof *f);
+    tch_thrift_field *f = tch__arena_alloc(p->ar, sizeof *f);
     if (!f)
         return nomem(p);
     int rc;
@@ -585,7 +585,7 @@ static int parse_field(parser *p, ptrvec *fields, int16_t *auto_id) {
     }
     if ((rc = skip_annotations(p)) || (rc = skip_listsep(p)) || (rc = check_field_unique(p, fields, f)))
         return rc;
-    return ptrvec_push(p->ar, fields, f) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, fields, f) ? nomem(p) : 0;
 }
 
 /* Fields up to (and consuming) the closing character. */
@@ -633,7 +633,7 @@ static int take_def_name(parser *p, const char *what, const char **out, int *lin
 }
 
 static int parse_typedef(parser *p) {
-    idl_typedef *td = arena_alloc(p->ar, sizeof *td);
+    idl_typedef *td = tch__arena_alloc(p->ar, sizeof *td);
     if (!td)
         return nomem(p);
     int rc;
@@ -641,11 +641,11 @@ static int parse_typedef(parser *p) {
         (rc = take_def_name(p, "typedef name", &td->name, NULL, NULL)) || (rc = skip_annotations(p)) ||
         (rc = skip_listsep(p)))
         return rc;
-    return ptrvec_push(p->ar, &p->doc->typedefs, td) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &p->doc->typedefs, td) ? nomem(p) : 0;
 }
 
 static int parse_const(parser *p) {
-    idl_const *c = arena_alloc(p->ar, sizeof *c);
+    idl_const *c = tch__arena_alloc(p->ar, sizeof *c);
     if (!c)
         return nomem(p);
     c->doc = p->doc;
@@ -654,11 +654,11 @@ static int parse_const(parser *p) {
         (rc = take_def_name(p, "const name", &c->name, NULL, NULL)) || (rc = expect_punct(p, '=')) ||
         (rc = parse_cexpr(p, 0, &c->expr)) || (rc = skip_listsep(p)))
         return rc;
-    return ptrvec_push(p->ar, &p->doc->consts, c) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &p->doc->consts, c) ? nomem(p) : 0;
 }
 
 static int parse_enum_item(parser *p, tch_thrift_enum *en, int64_t *next_value) {
-    enum_item *it = arena_alloc(p->ar, sizeof *it);
+    enum_item *it = tch__arena_alloc(p->ar, sizeof *it);
     if (!it)
         return nomem(p);
     int line, col, rc;
@@ -683,11 +683,11 @@ static int parse_enum_item(parser *p, tch_thrift_enum *en, int64_t *next_value) 
             return fail_at(p, line, col, "duplicate enum value name");
     if ((rc = skip_annotations(p)) || (rc = skip_listsep(p)))
         return rc;
-    return ptrvec_push(p->ar, &en->items, it) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &en->items, it) ? nomem(p) : 0;
 }
 
 static int parse_enum(parser *p) {
-    tch_thrift_enum *en = arena_alloc(p->ar, sizeof *en);
+    tch_thrift_enum *en = tch__arena_alloc(p->ar, sizeof *en);
     if (!en)
         return nomem(p);
     en->self.kind = TCH_THRIFT_ENUM;
@@ -704,11 +704,11 @@ static int parse_enum(parser *p) {
     }
     if ((rc = next(p)) || (rc = skip_annotations(p)))
         return rc;
-    return ptrvec_push(p->ar, &p->doc->enums, en) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &p->doc->enums, en) ? nomem(p) : 0;
 }
 
 static int parse_struct(parser *p, tch_thrift_struct_kind kind) {
-    tch_thrift_struct *st = arena_alloc(p->ar, sizeof *st);
+    tch_thrift_struct *st = tch__arena_alloc(p->ar, sizeof *st);
     if (!st)
         return nomem(p);
     st->kind = kind;
@@ -723,12 +723,12 @@ static int parse_struct(parser *p, tch_thrift_struct_kind kind) {
         return rc;
     if ((rc = expect_punct(p, '{')) || (rc = parse_fields(p, &st->fields, '}')) || (rc = skip_annotations(p)))
         return rc;
-    return ptrvec_push(p->ar, &p->doc->structs, st) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &p->doc->structs, st) ? nomem(p) : 0;
 }
 
 /* [oneway] (void | Type) name ( params ) [throws ( fields )] [annotations] [,;] */
 static int parse_function(parser *p, tch_thrift_service *svc) {
-    tch_thrift_method *m = arena_alloc(p->ar, sizeof *m);
+    tch_thrift_method *m = tch__arena_alloc(p->ar, sizeof *m);
     if (!m)
         return nomem(p);
     m->service = svc;
@@ -743,7 +743,7 @@ static int parse_function(parser *p, tch_thrift_service *svc) {
         rc = parse_type(p, 0, &m->ret);
     if (rc || (rc = take_ident(p, "method name", 1, &m->name, &m->line, &m->col)))
         return rc;
-    tch_thrift_struct *args = arena_alloc(p->ar, sizeof *args);
+    tch_thrift_struct *args = tch__arena_alloc(p->ar, sizeof *args);
     if (!args)
         return nomem(p);
     m->args = args;
@@ -758,11 +758,11 @@ static int parse_function(parser *p, tch_thrift_service *svc) {
     for (size_t i = 0; i < svc->methods.n; i++)
         if (strcmp(((tch_thrift_method *)svc->methods.items[i])->name, m->name) == 0)
             return fail_at(p, m->line, m->col, "duplicate method name");
-    return ptrvec_push(p->ar, &svc->methods, m) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &svc->methods, m) ? nomem(p) : 0;
 }
 
 static int parse_service(parser *p) {
-    tch_thrift_service *svc = arena_alloc(p->ar, sizeof *svc);
+    tch_thrift_service *svc = tch__arena_alloc(p->ar, sizeof *svc);
     if (!svc)
         return nomem(p);
     svc->doc = p->doc;
@@ -784,7 +784,7 @@ static int parse_service(parser *p) {
     }
     if ((rc = next(p)) || (rc = skip_annotations(p)))
         return rc;
-    return ptrvec_push(p->ar, &p->doc->services, svc) ? nomem(p) : 0;
+    return tch__ptrvec_push(p->ar, &p->doc->services, svc) ? nomem(p) : 0;
 }
 
 /* ---------------------------------------------------------------- headers */
@@ -796,24 +796,24 @@ static int parse_include(parser *p) {
     if (p->tok.kind != TOK_STRING)
         return expected(p, "include path string");
     int line = p->tok.line, col = p->tok.col;
-    char *path = arena_strndup(p->ar, p->tok.text, p->tok.len);
+    char *path = tch__arena_strndup(p->ar, p->tok.text, p->tok.len);
     if (!path)
         return nomem(p);
     if (memchr(p->tok.text, '\0', p->tok.len))
         return fail_at(p, line, col, "include path contains NUL");
     idl_doc *inc;
-    if ((rc = idl_load_include(p->ld, p->doc, path, line, col, &inc)))
+    if ((rc = tch__idl_load_include(p->ld, p->doc, path, line, col, &inc)))
         return rc;
     /* the alias is the file name without directory and extension */
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     size_t n = strlen(base);
     if (n > 7 && strcmp(base + n - 7, ".thrift") == 0)
         n -= 7;
-    idl_include *ii = arena_alloc(p->ar, sizeof *ii);
-    if (!ii || !(ii->alias = arena_strndup(p->ar, base, n)))
+    idl_include *ii = tch__arena_alloc(p->ar, sizeof *ii);
+    if (!ii || !(ii->alias = tch__arena_strndup(p->ar, base, n)))
         return nomem(p);
     ii->doc = inc;
-    if (ptrvec_push(p->ar, &p->doc->includes, ii))
+    if (tch__ptrvec_push(p->ar, &p->doc->includes, ii))
         return nomem(p);
     return next(p);
 }
@@ -864,10 +864,10 @@ static int parse_definition(parser *p) {
     return expected(p, "definition");
 }
 
-int idl_parse_doc(idl_loader *ld, idl_doc *doc, tch_slice text) {
-    parser p = {.ld = ld, .doc = doc, .ar = idl_loader_arena(ld), .err = idl_loader_err(ld), .line = 1, .col = 1};
+int tch__idl_parse_doc(idl_loader *ld, idl_doc *doc, tch_slice text) {
+    parser p = {.ld = ld, .doc = doc, .ar = tch__idl_loader_arena(ld), .err = tch__idl_loader_err(ld), .line = 1, .col = 1};
     /* a NUL-terminated copy lets strtoll & co. stop safely at the end */
-    char *src = arena_strndup(p.ar, (const char *)text.ptr, text.len);
+    char *src = tch__arena_strndup(p.ar, (const char *)text.ptr, text.len);
     if (!src)
         return nomem(&p);
     p.src = src;

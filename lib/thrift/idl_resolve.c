@@ -55,7 +55,7 @@ static const idl_doc *scope_of(const idl_doc *d, const char *name, const char **
     return inc;
 }
 
-void *idl_lookup(const idl_doc *d, const ptrvec *(*list)(const idl_doc *), const char *name) {
+void *tch__idl_lookup(const idl_doc *d, const ptrvec *(*list)(const idl_doc *), const char *name) {
     const char *rest;
     const idl_doc *sd = scope_of(d, name, &rest);
     if (!sd || strchr(rest, '.'))
@@ -63,11 +63,11 @@ void *idl_lookup(const idl_doc *d, const ptrvec *(*list)(const idl_doc *), const
     return find_named(list(sd), rest, strlen(rest));
 }
 
-const ptrvec *idl_list_typedefs(const idl_doc *d) { return &d->typedefs; }
-const ptrvec *idl_list_structs(const idl_doc *d) { return &d->structs; }
-const ptrvec *idl_list_enums(const idl_doc *d) { return &d->enums; }
-const ptrvec *idl_list_services(const idl_doc *d) { return &d->services; }
-const ptrvec *idl_list_consts(const idl_doc *d) { return &d->consts; }
+const ptrvec *tch__idl_list_typedefs(const idl_doc *d) { return &d->typedefs; }
+const ptrvec *tch__idl_list_structs(const idl_doc *d) { return &d->structs; }
+const ptrvec *tch__idl_list_enums(const idl_doc *d) { return &d->enums; }
+const ptrvec *tch__idl_list_services(const idl_doc *d) { return &d->services; }
+const ptrvec *tch__idl_list_consts(const idl_doc *d) { return &d->consts; }
 
 /* ------------------------------------------------------------------ types */
 
@@ -88,9 +88,9 @@ static int resolve_type(resolver *r, tch_thrift_type *t, int depth) {
         return 0;
     if (depth > TCH_THRIFT_MAX_DEPTH)
         return fail_at(r, t->doc, t->line, t->col, "typedef chain too long at '%s'", t->ref);
-    idl_typedef *td = idl_lookup(t->doc, idl_list_typedefs, t->ref);
-    tch_thrift_struct *st = td ? NULL : idl_lookup(t->doc, idl_list_structs, t->ref);
-    tch_thrift_enum *en = td || st ? NULL : idl_lookup(t->doc, idl_list_enums, t->ref);
+    idl_typedef *td = tch__idl_lookup(t->doc, tch__idl_list_typedefs, t->ref);
+    tch_thrift_struct *st = td ? NULL : tch__idl_lookup(t->doc, tch__idl_list_structs, t->ref);
+    tch_thrift_enum *en = td || st ? NULL : tch__idl_lookup(t->doc, tch__idl_list_enums, t->ref);
     tch_thrift_type target;
     if (td) {
         int rc = resolve_typedef(r, td, t, depth);
@@ -120,7 +120,7 @@ static int mismatch(resolver *r, const cexpr *e, const tch_thrift_type *t) {
  * again against the target type) or an enum value "Enum.NAME" /
  * "inc.Enum.NAME" (or a bare NAME of the target enum). */
 static int ident_value(resolver *r, const tch_thrift_type *t, const cexpr *e, int depth, tch_thrift_value **out) {
-    idl_const *c = idl_lookup(e->doc, idl_list_consts, e->s);
+    idl_const *c = tch__idl_lookup(e->doc, tch__idl_list_consts, e->s);
     if (c) {
         if (c->resolving)
             return fail_at(r, e->doc, e->line, e->col, "const '%s' refers to itself", e->s);
@@ -133,10 +133,10 @@ static int ident_value(resolver *r, const tch_thrift_type *t, const cexpr *e, in
     const tch_thrift_enum *en = NULL;
     const char *item = e->s;
     if (dot) {
-        char *prefix = arena_strndup(&r->idl->ar, e->s, (size_t)(dot - e->s));
+        char *prefix = tch__arena_strndup(&r->idl->ar, e->s, (size_t)(dot - e->s));
         if (!prefix)
             return nomem(r);
-        en = idl_lookup(e->doc, idl_list_enums, prefix);
+        en = tch__idl_lookup(e->doc, tch__idl_list_enums, prefix);
         item = dot + 1;
     } else if (t->kind == TCH_THRIFT_ENUM) {
         en = t->en;
@@ -257,7 +257,7 @@ static int struct_value(resolver *r, const tch_thrift_type *t, const cexpr *e, i
         const cexpr *k = e->items.items[i];
         const tch_thrift_field *f = NULL;
         if (k->kind == CEXPR_STRING) {
-            char *name = arena_strndup(&r->idl->ar, k->s, k->slen);
+            char *name = tch__arena_strndup(&r->idl->ar, k->s, k->slen);
             if (!name) {
                 tch_thrift_value_free(v);
                 return nomem(r);
@@ -316,7 +316,7 @@ static int cexpr_value(resolver *r, const tch_thrift_type *t, const cexpr *e, in
 }
 
 static int keep_value(resolver *r, tch_thrift_value *v) {
-    if (ptrvec_push(&r->idl->ar, &r->idl->values, v)) {
+    if (tch__ptrvec_push(&r->idl->ar, &r->idl->values, v)) {
         tch_thrift_value_free(v);
         return nomem(r);
     }
@@ -366,7 +366,7 @@ static int resolve_defaults(resolver *r, tch_thrift_struct *st) {
 
 static char *joined_name(resolver *r, const char *a, const char *b, const char *c) {
     size_t n = strlen(a) + strlen(b) + strlen(c) + 3;
-    char *s = arena_alloc(&r->idl->ar, n);
+    char *s = tch__arena_alloc(&r->idl->ar, n);
     if (s)
         snprintf(s, n, "%s_%s_%s", a, b, c);
     return s;
@@ -382,14 +382,14 @@ static void init_struct(tch_thrift_struct *st, idl_doc *d) {
 
 /* result: 0 "success" unless void, then the declared exceptions (optional). */
 static int build_result(resolver *r, tch_thrift_service *svc, tch_thrift_method *m) {
-    tch_thrift_struct *res = arena_alloc(&r->idl->ar, sizeof *res);
+    tch_thrift_struct *res = tch__arena_alloc(&r->idl->ar, sizeof *res);
     if (!res || !(res->name = joined_name(r, svc->name, m->name, "result")))
         return nomem(r);
     init_struct(res, svc->doc);
     m->result = res;
     if (m->ret) {
-        tch_thrift_field *f = arena_alloc(&r->idl->ar, sizeof *f);
-        if (!f || ptrvec_push(&r->idl->ar, &res->fields, f))
+        tch_thrift_field *f = tch__arena_alloc(&r->idl->ar, sizeof *f);
+        if (!f || tch__ptrvec_push(&r->idl->ar, &res->fields, f))
             return nomem(r);
         f->id = 0;
         f->name = "success";
@@ -403,7 +403,7 @@ static int build_result(resolver *r, tch_thrift_service *svc, tch_thrift_method 
         if (f->id == 0 && m->ret)
             return fail_at(r, svc->doc, f->line, f->col, "throws field '%s' uses id 0, the success field", f->name);
         f->req = TCH_THRIFT_REQ_OPTIONAL;
-        if (ptrvec_push(&r->idl->ar, &res->fields, f))
+        if (tch__ptrvec_push(&r->idl->ar, &res->fields, f))
             return nomem(r);
     }
     sort_fields(&res->fields);
@@ -412,7 +412,7 @@ static int build_result(resolver *r, tch_thrift_service *svc, tch_thrift_method 
 
 static int resolve_service(resolver *r, tch_thrift_service *svc) {
     if (svc->extends_name) {
-        svc->extends = idl_lookup(svc->doc, idl_list_services, svc->extends_name);
+        svc->extends = tch__idl_lookup(svc->doc, tch__idl_list_services, svc->extends_name);
         if (!svc->extends)
             return fail_at(r, svc->doc, svc->ext_line, svc->ext_col, "undefined service '%s'", svc->extends_name);
     }
@@ -478,7 +478,7 @@ static int check_inherited_methods(resolver *r) {
     return 0;
 }
 
-int idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err) {
+int tch__idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err) {
     resolver r = {idl, err};
     int rc = 0;
     for (size_t i = 0; !rc && i < refs->n; i++)

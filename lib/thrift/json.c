@@ -52,7 +52,7 @@ static int struct_to_json(const tch_thrift_struct *st, const tch_thrift_value *v
         int rc = to_json(f->type, fv, depth + 1, &j, err);
         if (rc) {
             json_decref(obj);
-            return thrift_wrap(err, f->name, NULL);
+            return tch__thrift_wrap(err, f->name, NULL);
         }
         if (json_object_set_new(obj, f->name, j)) {
             json_decref(obj);
@@ -148,7 +148,7 @@ static int list_to_json(const tch_thrift_type *t, const tch_thrift_value *v, int
             if (rc != TCH_ENOMEM) {
                 char idx[32];
                 snprintf(idx, sizeof idx, "[%zu]", i);
-                thrift_wrap(err, idx, NULL);
+                tch__thrift_wrap(err, idx, NULL);
             }
             return rc;
         }
@@ -209,7 +209,7 @@ int tch_thrift_to_json(const tch_thrift_type *t, const tch_thrift_value *v, json
         return tch_error_set(err, TCH_EINVAL, "thrift json: missing argument");
     int rc = to_json(t, v, 0, out, err);
     if (rc && rc != TCH_ENOMEM)
-        thrift_wrap(err, "thrift to json", NULL);
+        tch__thrift_wrap(err, "thrift to json", NULL);
     return rc;
 }
 
@@ -363,7 +363,7 @@ static int struct_from_json(const tch_thrift_struct *st, const json_t *j, int de
         tch_thrift_value *fv;
         if ((rc = from_json(f->type, fj, depth + 1, &fv, err))) {
             if (rc != TCH_ENOMEM)
-                thrift_wrap(err, f->name, NULL);
+                tch__thrift_wrap(err, f->name, NULL);
             break;
         }
         if (tch_thrift_value_struct_set_take(v, f->id, fv)) {
@@ -400,7 +400,7 @@ static int list_from_json(const tch_thrift_type *t, const json_t *j, int depth, 
             if (rc != TCH_ENOMEM) {
                 char idx[32];
                 snprintf(idx, sizeof idx, "[%zu]", i);
-                thrift_wrap(err, idx, NULL);
+                tch__thrift_wrap(err, idx, NULL);
             }
             return rc;
         }
@@ -539,7 +539,7 @@ int tch_thrift_from_json(const tch_thrift_type *t, const json_t *j, tch_thrift_v
         return tch_error_set(err, TCH_EINVAL, "thrift json: missing argument");
     int rc = from_json(t, j, 0, out, err);
     if (rc && rc != TCH_ENOMEM)
-        thrift_wrap(err, "thrift from json", NULL);
+        tch__thrift_wrap(err, "thrift from json", NULL);
     return rc;
 }
 

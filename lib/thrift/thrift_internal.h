@@ -14,19 +14,19 @@ typedef struct arena_chunk arena_chunk;
 typedef struct arena {
     arena_chunk *head;
 } arena;
-void *arena_alloc(arena *a, size_t n); /* zeroed; NULL on ENOMEM */
-char *arena_strndup(arena *a, const char *s, size_t n);
-void arena_free(arena *a);
+void *tch__arena_alloc(arena *a, size_t n); /* zeroed; NULL on ENOMEM */
+char *tch__arena_strndup(arena *a, const char *s, size_t n);
+void tch__arena_free(arena *a);
 
 /* A growable array of pointers whose storage comes from an arena. */
 typedef struct ptrvec {
     void **items;
     size_t n, cap;
 } ptrvec;
-int ptrvec_push(arena *a, ptrvec *v, void *item);
+int tch__ptrvec_push(arena *a, ptrvec *v, void *item);
 
 /* Adds "a.b: " in front of err's message while it fits; returns err->code. */
-int thrift_wrap(tch_error *err, const char *a, const char *b);
+int tch__thrift_wrap(tch_error *err, const char *a, const char *b);
 
 /* Kind used for a type reference not yet resolved (never seen by callers). */
 #define TCH_THRIFT_KIND_REF 100
@@ -163,23 +163,23 @@ struct tch_thrift_value {
 
 /* Parses one file's text into doc (loader internals, idl_parse.c). */
 typedef struct idl_loader idl_loader;
-int idl_parse_doc(idl_loader *ld, idl_doc *doc, tch_slice text);
+int tch__idl_parse_doc(idl_loader *ld, idl_doc *doc, tch_slice text);
 /* Loads an included file relative to from (idl_load.c). */
-int idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, int line, int col, idl_doc **out);
-arena *idl_loader_arena(idl_loader *ld);
-tch_error *idl_loader_err(idl_loader *ld);
+int tch__idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, int line, int col, idl_doc **out);
+arena *tch__idl_loader_arena(idl_loader *ld);
+tch_error *tch__idl_loader_err(idl_loader *ld);
 /* Registers a reference type for resolution after parsing. */
-int idl_loader_add_ref(idl_loader *ld, tch_thrift_type *t);
+int tch__idl_loader_add_ref(idl_loader *ld, tch_thrift_type *t);
 
 /* Name lookup in d ("Name" or "inc.Name"), over one kind of definition. */
-void *idl_lookup(const idl_doc *d, const ptrvec *(*list)(const idl_doc *), const char *name);
-const ptrvec *idl_list_typedefs(const idl_doc *d);
-const ptrvec *idl_list_structs(const idl_doc *d);
-const ptrvec *idl_list_enums(const idl_doc *d);
-const ptrvec *idl_list_services(const idl_doc *d);
-const ptrvec *idl_list_consts(const idl_doc *d);
+void *tch__idl_lookup(const idl_doc *d, const ptrvec *(*list)(const idl_doc *), const char *name);
+const ptrvec *tch__idl_list_typedefs(const idl_doc *d);
+const ptrvec *tch__idl_list_structs(const idl_doc *d);
+const ptrvec *tch__idl_list_enums(const idl_doc *d);
+const ptrvec *tch__idl_list_services(const idl_doc *d);
+const ptrvec *tch__idl_list_consts(const idl_doc *d);
 
-/* Resolution (idl_resolve.c) */
-int idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err);
+/* Resolution (tch__idl_resolve.c) */
+int tch__idl_resolve(tch_thrift_idl *idl, ptrvec *refs, tch_error *err);
 
 #endif

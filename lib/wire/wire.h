@@ -11,6 +11,7 @@
 #define TCH_WIRE_H
 
 #include <tchannel/common.h>
+#include <tchannel/protocol.h>
 
 #define TCH_FRAME_HEADER_SIZE 16
 #define TCH_FRAME_MAX_SIZE 0xFFFF
@@ -69,18 +70,6 @@ void tch_frame_header_write(uint8_t out[TCH_FRAME_HEADER_SIZE], uint8_t type,
 
 /* ---- shared payload parts -------------------------------------------- */
 
-typedef struct tch_tracing {
-    uint64_t span_id;
-    uint64_t parent_id;
-    uint64_t trace_id;
-    uint8_t flags; /* 0x01 traced */
-} tch_tracing;
-
-typedef struct tch_kv {
-    tch_slice key;
-    tch_slice value;
-} tch_kv;
-
 /* ---- init req/res ---------------------------------------------------- */
 
 #define TCH_INIT_MAX_HEADERS 32
@@ -116,7 +105,7 @@ typedef struct tch_call_fields {
     uint8_t flags;
     uint32_t ttl_ms;
     uint8_t code;
-    tch_tracing tracing;
+    tch_trace tracing;
     tch_slice service;
     size_t nheaders;
     tch_kv headers[TCH_CALL_MAX_HEADERS];
@@ -139,7 +128,7 @@ int tch_call_frame_decode(const tch_frame *fr, tch_call_frame *out,
 
 typedef struct tch_cancel {
     uint32_t ttl_ms;
-    tch_tracing tracing;
+    tch_trace tracing;
     tch_slice why; /* empty for claim */
 } tch_cancel;
 
@@ -150,7 +139,7 @@ int tch_cancel_encode(uint8_t type, uint32_t id, const tch_cancel *m,
 
 typedef struct tch_error_frame {
     uint8_t code; /* tch_proto_code */
-    tch_tracing tracing;
+    tch_trace tracing;
     tch_slice message;
 } tch_error_frame;
 
@@ -203,7 +192,7 @@ typedef struct tch_call_msg {
     uint8_t flags; /* of the first frame, less TCH_CALL_FLAG_MORE */
     uint32_t ttl_ms;
     uint8_t code;
-    tch_tracing tracing;
+    tch_trace tracing;
     tch_slice service;   /* view into meta */
     size_t nheaders;
     tch_kv *headers;     /* owned array; slices view into meta */

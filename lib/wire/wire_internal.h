@@ -106,7 +106,7 @@ static inline int tch_rd_str(tch_rd *r, int width, const char *field,
 }
 
 /* tracing:25 = spanid:8 parentid:8 traceid:8 flags:1 */
-static inline int tch_rd_tracing(tch_rd *r, tch_tracing *t) {
+static inline int tch_rd_tracing(tch_rd *r, tch_trace *t) {
     int rc = tch_rd_need(r, 25, "tracing");
     if (rc)
         return rc;
@@ -151,7 +151,7 @@ static inline uint8_t *tch_put_bytes(uint8_t *p, tch_slice s) {
     return p + s.len;
 }
 
-static inline uint8_t *tch_put_tracing(uint8_t *p, const tch_tracing *t) {
+static inline uint8_t *tch_put_tracing(uint8_t *p, const tch_trace *t) {
     p = tch_put64(p, t->span_id);
     p = tch_put64(p, t->parent_id);
     p = tch_put64(p, t->trace_id);

@@ -25,7 +25,7 @@ static double now_ns(void) {
 
 /* The i-th request: same shape every time so the lookup pass can rebuild it. */
 static void make_call(size_t i, char *body, size_t bodysz, tch_cassette_call *call,
-                      tch_cassette_kv_view *th) {
+                      tch_kv *th) {
     static const char *const eps[] = {"echo", "json_echo", "KeyValue::getValue"};
     tch_cassette_scheme scheme = (tch_cassette_scheme)(i % 3);
     if (scheme == TCH_CASSETTE_JSON)
@@ -59,7 +59,7 @@ static int generate(const char *path, size_t n) {
     for (size_t i = 0; i < n; i++) {
         char body[128];
         tch_cassette_call call;
-        tch_cassette_kv_view th[1];
+        tch_kv th[1];
         tch_cassette_slot slot;
         make_call(i, body, sizeof body, &call, th);
         tch_cassette_reply r = {0, call.headers, call.body};
@@ -95,7 +95,7 @@ static int run(const char *dir, size_t n) {
     for (size_t i = 0; i < n; i++) {
         char body[128];
         tch_cassette_call call;
-        tch_cassette_kv_view th[1];
+        tch_kv th[1];
         tch_cassette_decision d;
         make_call(i, body, sizeof body, &call, th);
         if (tch_cassette_lookup(c, &call, &d, &err) || d.index != i)

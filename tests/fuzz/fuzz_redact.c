@@ -10,7 +10,7 @@
 #include <tchannel/redact.h>
 
 static void apply(const tch_cassette_redaction *r, tch_slice body) {
-    tch_cassette_kv_view th[] = {{tch_slice_cstr("as"), tch_slice_cstr("json")},
+    tch_kv th[] = {{tch_slice_cstr("as"), tch_slice_cstr("json")},
                                  {tch_slice_cstr("authorization"), tch_slice_cstr("x")}};
     tch_cassette_call c = {.service = tch_slice_cstr("svc"), .endpoint = tch_slice_cstr("ep"),
                            .headers = body, .body = body, .scheme = TCH_CASSETTE_JSON,

@@ -14,7 +14,7 @@
 #include "rich_idl.h"
 
 /* An empty key, or a key given twice: what encode refuses. */
-static int refused_keys(const tch_thrift_header *h, size_t n) {
+static int refused_keys(const tch_kv *h, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (h[i].key.len == 0)
             return 1;
@@ -26,7 +26,7 @@ static int refused_keys(const tch_thrift_header *h, size_t n) {
 }
 
 static void headers_round_trip(tch_slice in) {
-    tch_thrift_header *h;
+    tch_kv *h;
     size_t n;
     tch_buf out = {0};
     if (tch_thrift_headers_decode(in, &h, &n, NULL) != 0)

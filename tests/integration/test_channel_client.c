@@ -49,7 +49,7 @@ static void echo(tch_inbound *in, void *ud) {
     f->seen_current = tch_channel_current(tch_inbound_channel(in));
     f->seen_headers[0] = '\0';
     for (size_t i = 0; i < tch_inbound_header_count(in); i++) {
-        tch_header h = tch_inbound_header_at(in, i);
+        tch_kv h = tch_inbound_header_at(in, i);
         size_t at = strlen(f->seen_headers);
         snprintf(f->seen_headers + at, sizeof f->seen_headers - at, "%.*s=%.*s;",
                  (int)h.key.len, (const char *)h.key.ptr, (int)h.value.len,
@@ -370,7 +370,7 @@ static void timeouts_are_retried_only_with_t(void **state) {
 
 static void transport_headers_reach_the_handler(void **state) {
     fixture *f = *state;
-    tch_header extra = {tch_slice_cstr("fd"), tch_slice_cstr("zone-a")};
+    tch_kv extra = {tch_slice_cstr("fd"), tch_slice_cstr("zone-a")};
     tch_call_opts o = {.endpoint = tch_slice_cstr("echo"), .host_port = f->hp,
                        .retry_on = TCH_RETRY_TIMEOUT, .shard_key = "shard-7",
                        .routing_delegate = "router", .headers = &extra, .nheaders = 1};

@@ -69,12 +69,12 @@ static void get_value(tch_thrift_inbound *call, void *ud) {
     fixture *f = ud;
     char key[64];
     copy_str(key, sizeof key, tch_thrift_inbound_arg(call, "key"));
-    tch_thrift_header echo[1];
+    tch_kv echo[1];
     size_t n = 0;
     for (size_t i = 0; i < tch_thrift_inbound_header_count(call); i++) {
-        tch_thrift_header h = tch_thrift_inbound_header_at(call, i);
+        tch_kv h = tch_thrift_inbound_header_at(call, i);
         if (tch_slice_eq_cstr(h.key, "who")) {
-            echo[0] = (tch_thrift_header){tch_slice_cstr("echo"), h.value};
+            echo[0] = (tch_kv){tch_slice_cstr("echo"), h.value};
             n = 1;
         }
     }
@@ -131,7 +131,7 @@ static tresult call_kv(fixture *f, const char *method, const char *key, const ch
     tch_thrift_value_struct_set_take(args, 1, tch_thrift_value_new_string(tch_slice_cstr(key)));
     if (value)
         tch_thrift_value_struct_set_take(args, 2, tch_thrift_value_new_string(tch_slice_cstr(value)));
-    tch_thrift_header h = {tch_slice_cstr("who"), tch_slice_cstr(who ? who : "")};
+    tch_kv h = {tch_slice_cstr("who"), tch_slice_cstr(who ? who : "")};
     tch_call_opts o = {.service = "keyvalue-server", .host_port = f->hp, .timeout_ms = 2000};
     tresult r = {0};
     tch_error err;

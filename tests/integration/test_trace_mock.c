@@ -89,7 +89,7 @@ static void call_echo(struct event_base *base, tch_channel *ch, const char *hp,
                       const tch_trace *parent, int traced) {
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr("echo"),
                        .arg3 = tch_slice_cstr("hello"), .host_port = hp,
-                       .headers = (tch_header[]){{tch_slice_cstr("cn"),
+                       .headers = (tch_kv[]){{tch_slice_cstr("cn"),
                                                   tch_slice_cstr("keyvalue-client")}},
                        .nheaders = 1, .trace = parent, .traced = traced,
                        .retry_on = TCH_RETRY_NEVER};

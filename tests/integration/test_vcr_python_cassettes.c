@@ -88,7 +88,7 @@ static void py2_cassette_replays(void **state) {
              tch_slice_cstr("caf\xc3\xa9"));
     expect_body(&r, "caf\xc3\xa9", 5);
     /* thrift: headers as a map (other order, other trace id), body exact */
-    tch_thrift_header hs[2] = {
+    tch_kv hs[2] = {
         {tch_slice_cstr("user"), tch_slice_cstr("alice")},
         {tch_slice_cstr("$tracing$uber-trace-id"), tch_slice_cstr("zzz:yyy:0:1")}};
     tch_buf arg2 = {0};

@@ -202,7 +202,7 @@ static int start_json(run *r, const char *endpoint, const json_t *headers, const
 
 /* KeyValue::method with string args key (id 1) and value (id 2, if not NULL). */
 static int start_thrift(run *r, const char *method, const char *key, const char *value,
-                        const tch_thrift_header *h, size_t nh, result *res, char *why,
+                        const tch_kv *h, size_t nh, result *res, char *why,
                         size_t whylen) {
     tch_thrift_value *args = tch_thrift_value_new_struct();
     if (!args || tch_thrift_value_struct_set_take(
@@ -710,7 +710,7 @@ out:
 
 /* A thrift call to completion. */
 static result *thrift_do(run *r, const char *method, const char *key, const char *value,
-                         const tch_thrift_header *h, size_t nh, char *why, size_t whylen) {
+                         const tch_kv *h, size_t nh, char *why, size_t whylen) {
     result *res = result_new(r);
     if (start_thrift(r, method, key, value, h, nh, res, why, whylen) != 0 ||
         wait_one(r, res, why, whylen) != 0)
@@ -789,9 +789,9 @@ static int case_thrift_not_found(run *r, const void *argp, char *why, size_t why
 }
 
 /* Same headers back, compared by key (Node keeps them in an object). */
-static int expect_headers(const char *what, const result *res, const tch_thrift_header *want,
+static int expect_headers(const char *what, const result *res, const tch_kv *want,
                           size_t nwant, char *why, size_t whylen) {
-    tch_thrift_header *got = NULL;
+    tch_kv *got = NULL;
     size_t n = 0;
     tch_error err = {0};
     if (tch_thrift_headers_decode(tch_buf_slice(&res->theaders), &got, &n, &err) != 0) {
@@ -819,7 +819,7 @@ static int expect_headers(const char *what, const result *res, const tch_thrift_
 
 static int case_thrift_headers(run *r, const void *argp, char *why, size_t whylen) {
     (void)argp;
-    const tch_thrift_header h[] = {
+    const tch_kv h[] = {
         {tch_slice_cstr("user"), tch_slice_cstr("ann")},
         {tch_slice_cstr("x-trace"), tch_slice_cstr("t-1")},
         {tch_slice_cstr("empty"), tch_slice_cstr("")},

@@ -217,11 +217,11 @@ static const json_endpoint json_endpoints[] = {
 
 /* The request's application headers, to echo on the answer. *out is malloc'd
  * (free it); its slices point into the inbound, valid until it is answered. */
-static tch_thrift_header *request_headers(tch_thrift_inbound *call, size_t *n) {
+static tch_kv *request_headers(tch_thrift_inbound *call, size_t *n) {
     *n = tch_thrift_inbound_header_count(call);
     if (*n == 0)
         return NULL;
-    tch_thrift_header *h = calloc(*n, sizeof *h);
+    tch_kv *h = calloc(*n, sizeof *h);
     if (!h) {
         *n = 0;
         return NULL;
@@ -281,7 +281,7 @@ static void on_set_value(tch_thrift_inbound *call, void *ud) {
         srv->kv_head = e;
     }
     size_t nh;
-    tch_thrift_header *h = request_headers(call, &nh);
+    tch_kv *h = request_headers(call, &nh);
     (void)tch_thrift_respond(call, NULL, h, nh);
     free(h);
 }
@@ -291,7 +291,7 @@ static void on_get_value(tch_thrift_inbound *call, void *ud) {
     int has_key;
     tch_slice key = arg_bytes(call, "key", &has_key);
     size_t nh;
-    tch_thrift_header *h = request_headers(call, &nh);
+    tch_kv *h = request_headers(call, &nh);
     struct kv_entry *e = has_key ? kv_find(srv, key) : NULL;
     tch_thrift_value *v;
     if (e) {

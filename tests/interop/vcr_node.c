@@ -242,7 +242,7 @@ static void on_thrift(const tch_thrift_response *res, void *ud) {
 static int thrift_call(ctx *c, tch_channel *ch, const char *method, const char *key,
                        const char *value, outcome *oc) {
     memset(oc, 0, sizeof *oc);
-    const tch_thrift_header h[] = {{tch_slice_cstr("user"), tch_slice_cstr("ann")},
+    const tch_kv h[] = {{tch_slice_cstr("user"), tch_slice_cstr("ann")},
                                    {tch_slice_cstr("x-trace"), tch_slice_cstr("vcr-2")}};
     tch_thrift_value *args = tch_thrift_value_new_struct();
     if (!args ||

@@ -46,7 +46,7 @@ static void write_file(const char *path, const char *text) {
 /* ---- calls -------------------------------------------------------------------- */
 
 static result call(fx *f, const char *scheme, const char *endpoint, const char *arg2,
-                   tch_slice arg3, const tch_header *hs, size_t nh) {
+                   tch_slice arg3, const tch_kv *hs, size_t nh) {
     tch_call_opts o = {.service = "keyvalue-server", .endpoint = tch_slice_cstr(endpoint),
                        .arg2 = tch_slice_cstr(arg2), .arg3 = arg3, .timeout_ms = 3000,
                        .retry_limit = TCH_RETRY_LIMIT_NONE, .arg_scheme = scheme,
@@ -55,7 +55,7 @@ static result call(fx *f, const char *scheme, const char *endpoint, const char *
 }
 
 static result json_call(fx *f, const char *endpoint, const char *headers, const char *body) {
-    static const tch_header hs[] = {{{(const uint8_t *)"authorization", 13},
+    static const tch_kv hs[] = {{{(const uint8_t *)"authorization", 13},
                                      {(const uint8_t *)"Bearer live-secret", 18}}};
     return call(f, "json", endpoint, headers, tch_slice_cstr(body), hs, 1);
 }

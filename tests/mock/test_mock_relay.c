@@ -576,10 +576,10 @@ static void many_transport_headers_are_relayed(void **state) {
     start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
     enum { N = TCH_MAX_TRANSPORT_HEADERS - 2 };
     static char keys[N][8];
-    tch_header hs[N];
+    tch_kv hs[N];
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "h%d", i);
-        hs[i] = (tch_header){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
+        hs[i] = (tch_kv){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
     }
     tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
                        .arg3 = tch_slice_cstr("many"), .timeout_ms = 2000, .headers = hs,

@@ -893,7 +893,7 @@ static void answers_hyperbahn_advertise(void **state) {
     fx *f = *state;
     start_mock(f, ECHO_YAML, NULL);
     json_t *body = json_pack("{s:[{s:s, s:i}]}", "services", "serviceName", "my-svc", "cost", 0);
-    tch_header cn = {tch_slice_cstr("cn"), tch_slice_cstr("my-svc")};
+    tch_kv cn = {tch_slice_cstr("cn"), tch_slice_cstr("my-svc")};
     tch_call_opts o = {.service = "hyperbahn", .endpoint = tch_slice_cstr("ad"),
                        .host_port = f->mp.hp, .timeout_ms = 3000, .headers = &cn, .nheaders = 1};
     jresult r = {0};

@@ -50,7 +50,7 @@ static void transport_headers(tch_inbound *in, const json_t *headers, const json
     (void)ud, (void)headers, (void)body;
     json_t *out = json_object();
     for (size_t i = 0; i < tch_inbound_header_count(in); i++) {
-        tch_header h = tch_inbound_header_at(in, i);
+        tch_kv h = tch_inbound_header_at(in, i);
         char *k = tch_slice_strdup(h.key);
         json_object_set_new(out, k, json_stringn((const char *)h.value.ptr, h.value.len));
         free(k);

@@ -641,7 +641,7 @@ static void transport_header_miss_names_the_header(void **state) {
     o.matchers = with_th;
     o.n_matchers = 4;
     tch_cassette *c = open_text("th.yaml", y, &o);
-    tch_cassette_kv_view th[] = {{S("as"), S("raw")}, {S("cn"), S("client-b")}};
+    tch_kv th[] = {{S("as"), S("raw")}, {S("cn"), S("client-b")}};
     tch_cassette_call call = {.service = S("s"), .endpoint = S("e"), .body = S("hi"),
                               .transport_headers = th, .n_transport_headers = 2};
     tch_cassette_decision d;

@@ -85,7 +85,7 @@ typedef struct sample {
 } sample;
 
 static void record_sample(tch_cassette *c, const sample *s) {
-    tch_cassette_kv_view th[] = {{S("as"), S("raw")}, {S("weird"), tch_slice_of("\x00\xff", 2)}};
+    tch_kv th[] = {{S("as"), S("raw")}, {S("weird"), tch_slice_of("\x00\xff", 2)}};
     tch_slice peers[] = {S("127.0.0.1:1"), S("yes")};
     tch_cassette_call call = {.service = S("keyvalue-server"), .endpoint = S(s->name),
                               .headers = s->headers, .body = s->body, .scheme = s->scheme,

@@ -34,7 +34,7 @@ static tch_cassette_redaction *make(const char *spec_json) {
     return r;
 }
 
-static const tch_cassette_kv_view JSON_TH[] = {
+static const tch_kv JSON_TH[] = {
     {{(const uint8_t *)"as", 2}, {(const uint8_t *)"json", 4}},
     {{(const uint8_t *)"Authorization", 13}, {(const uint8_t *)"Bearer s3cret", 13}},
     {{(const uint8_t *)"cn", 2}, {(const uint8_t *)"client", 6}},
@@ -179,7 +179,7 @@ static void test_thrift_fields(void **state) {
                               "{\"number\": \"5500\"}}}, \"otp\": \"999\"}", 0, NULL);
     tch_buf body = {0}, arg2 = {0};
     assert_int_equal(tch_thrift_method_args_from_json(m, args, &body, &err), 0);
-    tch_thrift_header hs[] = {{S("auth"), S("tok")}, {S("cn"), S("c")}};
+    tch_kv hs[] = {{S("auth"), S("tok")}, {S("cn"), S("c")}};
     assert_int_equal(tch_thrift_headers_encode(hs, 2, &arg2, &err), 0);
 
     tch_cassette_redaction *r = make("{\"thriftFields\": [\"password\", \"number\", \"otp\"], "
@@ -202,7 +202,7 @@ static void test_thrift_fields(void **state) {
                               "\"password\":\"" PH "\",\"user\":\"ada\"}}");
     free(text);
     json_decref(got);
-    tch_thrift_header *out = NULL;
+    tch_kv *out = NULL;
     size_t n = 0;
     assert_int_equal(tch_thrift_headers_decode(rc.call.headers, &out, &n, &err), 0);
     assert_int_equal(n, 2);

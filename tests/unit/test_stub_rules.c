@@ -140,7 +140,7 @@ static void test_rules_each(void **state) {
     assert_int_equal(answer(c, &call, &err), 5);
     call = call_of("kv", "auth", TCH_CASSETTE_JSON, "{\"user\": \"alice\", \"token\": \"t\"}", "");
     assert_int_equal(answer(c, &call, &err), -1);
-    tch_cassette_kv_view th[] = {{S("cn"), S("caller")}};
+    tch_kv th[] = {{S("cn"), S("caller")}};
     call = call_of("kv", "th", TCH_CASSETTE_RAW, "", "");
     call.transport_headers = th;
     call.n_transport_headers = 1;

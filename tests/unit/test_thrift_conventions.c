@@ -28,14 +28,14 @@ static void arg1_split_and_join(void **state) {
 
 static void headers_round_trip(void **state) {
     (void)state;
-    tch_thrift_header hs[] = {{tch_slice_cstr("cn"), tch_slice_cstr("client")}, {tch_slice_cstr("k"), tch_slice_cstr("")}};
+    tch_kv hs[] = {{tch_slice_cstr("cn"), tch_slice_cstr("client")}, {tch_slice_cstr("k"), tch_slice_cstr("")}};
     tch_buf b = {0};
     tch_error err = {0};
     assert_int_equal(tch_thrift_headers_encode(hs, 2, &b, &err), 0);
     const uint8_t want[] = {0, 2, 0, 2, 'c', 'n', 0, 6, 'c', 'l', 'i', 'e', 'n', 't', 0, 1, 'k', 0, 0};
     assert_int_equal(b.len, sizeof want);
     assert_memory_equal(b.ptr, want, sizeof want);
-    tch_thrift_header *got;
+    tch_kv *got;
     size_t n;
     assert_int_equal(tch_thrift_headers_decode(tch_buf_slice(&b), &got, &n, &err), 0);
     assert_int_equal(n, 2);
@@ -56,11 +56,11 @@ static void empty_and_repeated_keys_are_refused(void **state) {
     (void)state;
     tch_buf b = {0};
     tch_error err = {0};
-    tch_thrift_header empty[] = {{tch_slice_cstr("a"), tch_slice_cstr("")},
+    tch_kv empty[] = {{tch_slice_cstr("a"), tch_slice_cstr("")},
                                  {tch_slice_cstr(""), tch_slice_cstr("v")}};
     assert_int_equal(tch_thrift_headers_encode(empty, 2, &b, &err), TCH_EINVAL);
     assert_non_null(strstr(err.msg, "header 1 has an empty key"));
-    tch_thrift_header twice[] = {{tch_slice_cstr("b"), tch_slice_cstr("1")},
+    tch_kv twice[] = {{tch_slice_cstr("b"), tch_slice_cstr("1")},
                                  {tch_slice_cstr("a"), tch_slice_cstr("2")},
                                  {tch_slice_cstr("b"), tch_slice_cstr("3")}};
     assert_int_equal(tch_thrift_headers_encode(twice, 3, &b, &err), TCH_EINVAL);
@@ -72,7 +72,7 @@ static void empty_and_repeated_keys_are_refused(void **state) {
 
 static void empty_arg2_means_no_headers(void **state) {
     (void)state;
-    tch_thrift_header *got = (void *)1;
+    tch_kv *got = (void *)1;
     size_t n = 9;
     assert_int_equal(tch_thrift_headers_decode(TCH_SLICE_NULL, &got, &n, NULL), 0);
     assert_null(got);

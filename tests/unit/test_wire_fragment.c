@@ -25,7 +25,7 @@ static uint8_t frame_buf[TCH_FRAME_MAX_SIZE];
 static void node_fields(tch_call_fields *f, uint8_t type, uint8_t csum) {
     memset(f, 0, sizeof *f);
     f->ttl_ms = type == TCH_FRAME_CALL_REQ ? 1000 : 0;
-    f->tracing = (tch_tracing){0x0102030405060708ull, 0x1112131415161718ull,
+    f->tracing = (tch_trace){0x0102030405060708ull, 0x1112131415161718ull,
                                0x2122232425262728ull, 1};
     if (type == TCH_FRAME_CALL_REQ)
         f->service = tch_slice_cstr("svc");

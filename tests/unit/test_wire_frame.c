@@ -15,7 +15,7 @@
 
 #define SL(a) tch_slice_of((a), sizeof(a))
 
-static const tch_tracing node_tracing = {0x0102030405060708ull,
+static const tch_trace node_tracing = {0x0102030405060708ull,
                                          0x1112131415161718ull,
                                          0x2122232425262728ull, 1};
 
@@ -30,7 +30,7 @@ static tch_frame parse_ok(const uint8_t *bytes, size_t len) {
     return f;
 }
 
-static void assert_tracing(const tch_tracing *t) {
+static void assert_tracing(const tch_trace *t) {
     assert_true(t->span_id == node_tracing.span_id);
     assert_true(t->parent_id == node_tracing.parent_id);
     assert_true(t->trace_id == node_tracing.trace_id);

@@ -15,6 +15,7 @@
 #define TCHANNEL_CHANNEL_H
 
 #include <tchannel/common.h>
+#include <tchannel/protocol.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,34 +23,6 @@ extern "C" {
 
 struct event_base;
 struct evdns_base;
-
-/* Error frame codes (the protocol's). */
-enum tch_proto_code {
-    TCH_PCODE_INVALID = 0x00,
-    TCH_PCODE_TIMEOUT = 0x01,
-    TCH_PCODE_CANCELLED = 0x02,
-    TCH_PCODE_BUSY = 0x03,
-    TCH_PCODE_DECLINED = 0x04,
-    TCH_PCODE_UNEXPECTED = 0x05,
-    TCH_PCODE_BAD_REQUEST = 0x06,
-    TCH_PCODE_NETWORK = 0x07,
-    TCH_PCODE_UNHEALTHY = 0x08,
-    TCH_PCODE_FATAL = 0xff,
-};
-const char *tch_proto_code_name(uint8_t code); /* "timeout", "busy", ... */
-int tch_proto_code_parse(const char *name, uint8_t *code); /* 0 or TCH_EINVAL */
-
-typedef struct tch_header {
-    tch_slice key;
-    tch_slice value;
-} tch_header;
-
-typedef struct tch_trace {
-    uint64_t span_id;
-    uint64_t parent_id;
-    uint64_t trace_id;
-    uint8_t flags; /* 0x01: traced */
-} tch_trace;
 
 typedef struct tch_channel tch_channel;
 
@@ -211,7 +184,7 @@ tch_slice tch_inbound_caller(const tch_inbound *in);
 uint8_t tch_inbound_flags(const tch_inbound *in);
 tch_trace tch_inbound_trace(const tch_inbound *in);
 size_t tch_inbound_header_count(const tch_inbound *in);
-tch_header tch_inbound_header_at(const tch_inbound *in, size_t i);
+tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i);
 /* Transport header by key; returns 1 and sets *value when present. */
 int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
 /* Remote "host:port" as announced in the peer's init, or "" if unknown. */
@@ -229,7 +202,7 @@ int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
                         tch_slice arg3);
 /* Like tch_inbound_respond, with transport headers on the response. */
 int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
-                             tch_slice arg3, const tch_header *headers,
+                             tch_slice arg3, const tch_kv *headers,
                              size_t nheaders);
 /* Answer with an error frame (tch_proto_code). Frees the inbound. */
 int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
@@ -281,7 +254,7 @@ typedef struct tch_call_opts {
     tch_slice arg3;
     const char *host_port; /* NULL: choose among known peers */
     uint32_t timeout_ms;   /* 0: the channel's default */
-    const tch_header *headers; /* transport headers (as, cn are added when absent) */
+    const tch_kv *headers; /* transport headers (as, cn are added when absent) */
     size_t nheaders;
     const char *arg_scheme; /* value of the "as" header; default "raw" */
     const tch_trace *trace; /* parent span; NULL: the inbound call being
@@ -321,7 +294,7 @@ typedef struct tch_response {
     const char *message;
     tch_slice arg2;
     tch_slice arg3;
-    const tch_header *headers;
+    const tch_kv *headers;
     size_t nheaders;
     const char *peer; /* host:port that answered, or "" */
 } tch_response;

@@ -63,6 +63,21 @@ typedef struct tch_slice {
 #define TCH_SLICE_NULL ((tch_slice){NULL, 0})
 tch_slice tch_slice_of(const void *ptr, size_t len);
 tch_slice tch_slice_cstr(const char *s);
+
+/* A key and its value: transport headers, init headers, application
+ * headers. Views; whoever hands one out says how long the bytes live. */
+typedef struct tch_kv {
+    tch_slice key;
+    tch_slice value;
+} tch_kv;
+
+/* Zipkin-style tracing as the protocol carries it (25 bytes on the wire). */
+typedef struct tch_trace {
+    uint64_t span_id;
+    uint64_t parent_id;
+    uint64_t trace_id;
+    uint8_t flags; /* 0x01: traced */
+} tch_trace;
 int tch_slice_eq(tch_slice a, tch_slice b);
 int tch_slice_eq_cstr(tch_slice a, const char *s);
 

@@ -20,7 +20,7 @@ typedef struct tch_sync_response {
     char *message;      /* "" when none */
     tch_buf arg2;
     tch_buf arg3;
-    tch_header *headers; /* slices point into header_store */
+    tch_kv *headers; /* slices point into header_store */
     size_t nheaders;
     tch_buf header_store;
 } tch_sync_response;

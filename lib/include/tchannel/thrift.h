@@ -266,17 +266,13 @@ int tch_thrift_arg1_join(const char *service, const char *method, tch_buf *out, 
 
 /* arg2 application headers: nh:2 then (k~2 v~2){nh}, big-endian. An empty
  * arg2 means no headers. */
-typedef struct tch_thrift_header {
-    tch_slice key;
-    tch_slice value;
-} tch_thrift_header;
 /* *headers is a malloc'd array (free() it) of views into arg2, valid while
  * arg2's bytes are; NULL when *count is 0. Duplicate keys are kept. */
-int tch_thrift_headers_decode(tch_slice arg2, tch_thrift_header **headers, size_t *count, tch_error *err);
+int tch_thrift_headers_decode(tch_slice arg2, tch_kv **headers, size_t *count, tch_error *err);
 /* Appends nh and the pairs (nh = 0 for count 0). Keys, values and count must
  * fit in 16 bits (TCH_ETOOBIG); an empty key or one given twice is
  * TCH_EINVAL, naming it (the Node peer refuses the whole arg2). */
-int tch_thrift_headers_encode(const tch_thrift_header *headers, size_t count, tch_buf *out, tch_error *err);
+int tch_thrift_headers_encode(const tch_kv *headers, size_t count, tch_buf *out, tch_error *err);
 
 /* What a decoded result struct holds. */
 typedef enum tch_thrift_outcome_kind {

@@ -36,18 +36,18 @@ const tch_thrift_value *tch_thrift_inbound_args(const tch_thrift_inbound *call);
 const tch_thrift_value *tch_thrift_inbound_arg(const tch_thrift_inbound *call,
                                                const char *name);
 size_t tch_thrift_inbound_header_count(const tch_thrift_inbound *call);
-tch_thrift_header tch_thrift_inbound_header_at(const tch_thrift_inbound *call, size_t i);
+tch_kv tch_thrift_inbound_header_at(const tch_thrift_inbound *call, size_t i);
 /* The underlying call: caller name, ttl, trace, transport headers. */
 tch_inbound *tch_thrift_inbound_raw(tch_thrift_inbound *call);
 
 /* Answers with the success value (NULL for a void method). v is copied. */
 int tch_thrift_respond(tch_thrift_inbound *call, const tch_thrift_value *v,
-                       const tch_thrift_header *headers, size_t nheaders);
+                       const tch_kv *headers, size_t nheaders);
 /* Answers with the declared exception whose result field is `name` (the
  * name in the throws clause), with value exc (a struct); code 1. */
 int tch_thrift_respond_exception(tch_thrift_inbound *call, const char *name,
                                  const tch_thrift_value *exc,
-                                 const tch_thrift_header *headers, size_t nheaders);
+                                 const tch_kv *headers, size_t nheaders);
 /* Answers with a protocol error frame (tch_proto_code). */
 int tch_thrift_respond_error(tch_thrift_inbound *call, uint8_t code, const char *msg);
 
@@ -60,7 +60,7 @@ typedef struct tch_thrift_response {
     const char *message;
     tch_thrift_outcome outcome;     /* when status is 0 */
     const tch_thrift_value *result; /* the whole result struct, or NULL */
-    const tch_thrift_header *headers;
+    const tch_kv *headers;
     size_t nheaders;
 } tch_thrift_response;
 
@@ -72,7 +72,7 @@ typedef void (*tch_thrift_cb)(const tch_thrift_response *res, void *ud);
 int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
                     const tch_thrift_service *svc, const char *method,
                     const tch_thrift_value *args,
-                    const tch_thrift_header *headers, size_t nheaders,
+                    const tch_kv *headers, size_t nheaders,
                     tch_thrift_cb cb, void *ud, tch_error *err);
 
 #ifdef __cplusplus

@@ -105,11 +105,6 @@ int tch_cassette_errcode_parse(const char *name, uint8_t *code); /* 0 or TCH_EIN
 
 /* ---- borrowed input views ---------------------------------------------- */
 
-typedef struct tch_cassette_kv_view {
-    tch_slice key;
-    tch_slice value;
-} tch_cassette_kv_view;
-
 /* An outgoing call as the channel sees it. Everything is borrowed. */
 typedef struct tch_cassette_call {
     tch_slice service;
@@ -120,7 +115,7 @@ typedef struct tch_cassette_call {
     tch_slice host_port;
     const tch_slice *known_peers;
     size_t n_known_peers;
-    const tch_cassette_kv_view *transport_headers;
+    const tch_kv *transport_headers;
     size_t n_transport_headers;
 } tch_cassette_call;
 

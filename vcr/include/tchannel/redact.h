@@ -84,7 +84,7 @@ int tch_cassette_redaction_hook(void *ud, tch_cassette_redact_phase phase,
 typedef struct tch_cassette_redacted_call {
     tch_cassette_call call;
     tch_cassette_request req; /* owns the bytes call points into */
-    tch_cassette_kv_view *kv;
+    tch_kv *kv;
 } tch_cassette_redacted_call;
 
 int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_cassette_call *call,
