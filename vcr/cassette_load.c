@@ -131,6 +131,9 @@ typedef struct ld {
 
 enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
 
+/* Not yet printf-checked: the format takes two strings, NULL shown as "". */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
 static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, const char *b) {
     char what[256];
     int n = snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
@@ -139,6 +142,7 @@ static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, 
     return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
                          m->column + 1, what);
 }
+#pragma GCC diagnostic pop
 
 static int nomem(ld *l) {
     l->hard = HARD_FINAL;

@@ -9,6 +9,7 @@
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 const char *const tch__cas_stub_field_names[SF_COUNT] = {
@@ -731,12 +732,16 @@ static bool numbers_equal(const json_t *a, const json_t *b) {
     return json_number_value(a) == json_number_value(b);
 }
 
-static void say(char *why, size_t n, const char *label, const char *path, const char *fmt,
-                const char *a, const char *b) {
+static void say(char *why, size_t n, const char *label, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void say(char *why, size_t n, const char *label, const char *path, const char *fmt, ...) {
     if (!why || !n)
         return;
     char tail[400];
-    int len = snprintf(tail, sizeof tail, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(tail, sizeof tail, fmt, ap);
+    va_end(ap);
     if (len >= (int)sizeof tail) /* two long values: show that the text was cut */
         memcpy(tail + sizeof tail - 4, "...", 4);
     bool show = path && *path && strcmp(path, "$") != 0;

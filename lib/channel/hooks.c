@@ -161,11 +161,11 @@ static void set_outcome(tch_call_event *ev, const tch_response *res) {
 }
 
 void tch__hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
-                    const tch_trace *t, const char *peer, int attempt,
+                    const tch_trace *t, const char *peer_hp, int attempt,
                     uint64_t start_us, const tch_response *res) {
     tch_call_event ev = {
         .kind = kind, .outgoing = 1, .service = tch_slice_cstr(req->service),
-        .endpoint = req->endpoint, .trace = trace_of(t), .peer = peer ? peer : "",
+        .endpoint = req->endpoint, .trace = trace_of(t), .peer = peer_hp ? peer_hp : "",
         .attempt = attempt, .start_us = start_us, .message = "",
     };
     if (!opt_header(req, "as", &ev.scheme))
@@ -181,12 +181,12 @@ void tch__hooks_call_out(tch_channel *ch, int kind, const tch_call_opts *req,
     emit(ch, &ev);
 }
 
-void tch__hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer,
+void tch__hooks_call_in(tch_channel *ch, const tch_call_msg *msg, const char *peer_hp,
                    uint64_t start_us, const tch_response *end) {
     tch_call_event ev = {
         .kind = end ? TCH_EVENT_SEND_RESPONSE : TCH_EVENT_RECEIVE_REQUEST,
         .service = msg->service, .endpoint = tch_buf_slice(&msg->args[0]),
-        .trace = trace_of(&msg->tracing), .peer = peer, .start_us = start_us,
+        .trace = trace_of(&msg->tracing), .peer = peer_hp, .start_us = start_us,
         .message = "",
     };
     header_of(msg->headers, msg->nheaders, "as", &ev.scheme);

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
 typedef struct resolver {
@@ -16,9 +17,14 @@ typedef struct resolver {
 
 static int nomem(resolver *r) { return tch_error_set(r->err, TCH_ENOMEM, "thrift resolve: out of memory"); }
 
-static int fail_at(resolver *r, const idl_doc *d, int line, int col, const char *fmt, const char *name) {
+static int fail_at(resolver *r, const idl_doc *d, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int fail_at(resolver *r, const idl_doc *d, int line, int col, const char *fmt, ...) {
     char msg[256];
-    snprintf(msg, sizeof msg, fmt, name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     return tch_error_set(r->err, TCH_EPARSE, "%s:%d:%d: %s", d->path, line, col, msg);
 }
 
@@ -288,7 +294,7 @@ static int struct_value(resolver *r, const tch_thrift_type *t, const cexpr *e, i
 
 static int cexpr_value(resolver *r, const tch_thrift_type *t, const cexpr *e, int depth, tch_thrift_value **out) {
     if (depth > TCH_THRIFT_MAX_DEPTH)
-        return fail_at(r, e->doc, e->line, e->col, "const value nested too deeply%s", "");
+        return fail_at(r, e->doc, e->line, e->col, "const value nested too deeply");
     if (e->kind == CEXPR_IDENT)
         return ident_value(r, t, e, depth, out);
     switch (t->kind) {
