@@ -118,6 +118,7 @@ static void help(void) {
 
 /* ---- messages --------------------------------------------------------------- */
 
+static void say(const char *fmt, va_list ap, const char *tail) TCH_PRINTF(1, 0);
 static void say(const char *fmt, va_list ap, const char *tail) {
     fputs("tcurl: ", stderr);
     vfprintf(stderr, fmt, ap);

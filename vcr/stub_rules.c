@@ -733,7 +733,7 @@ static bool numbers_equal(const json_t *a, const json_t *b) {
 }
 
 static void say(char *why, size_t n, const char *label, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+    TCH_PRINTF(5, 6);
 static void say(char *why, size_t n, const char *label, const char *path, const char *fmt, ...) {
     if (!why || !n)
         return;

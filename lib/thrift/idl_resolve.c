@@ -18,7 +18,7 @@ typedef struct resolver {
 static int nomem(resolver *r) { return tch_error_set(r->err, TCH_ENOMEM, "thrift resolve: out of memory"); }
 
 static int fail_at(resolver *r, const idl_doc *d, int line, int col, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+    TCH_PRINTF(5, 6);
 static int fail_at(resolver *r, const idl_doc *d, int line, int col, const char *fmt, ...) {
     char msg[256];
     va_list ap;

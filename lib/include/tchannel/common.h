@@ -12,7 +12,7 @@ extern "C" {
 #endif
 
 /* Library error codes (always negative). Protocol error frame codes are a
- * separate enum, tch_proto_code, in tchannel/channel.h. */
+ * separate enum, tch_proto_code, in tchannel/protocol.h. */
 enum tch_errcode {
     TCH_OK = 0,
     TCH_EAGAIN = -1,     /* need more input; not a failure */
