@@ -12,6 +12,7 @@
 #include "mock.h"
 
 #include <tchannel/redact.h>
+#include <tchannel/vcr_adapt.h>
 
 #include <event2/event.h>
 
@@ -138,34 +139,33 @@ static int reply_to_record(const mock *m, const mock_recording *r, const tch_res
     return rc;
 }
 
-/* Error frames and timeouts are recorded (a cassette can replay a Busy or a
- * timeout); a call that never reached the service is not, as in vcr.c.
- * *unredacted: the answer could not be redacted, so it was not recorded. */
+/* How the call ended, recorded as the VCR records it (tchannel/vcr_adapt.h:
+ * a local timeout is `local: true`); with --redact-*, an answer's redacted
+ * copy. *unredacted: the answer could not be redacted, so it was not
+ * recorded. */
 static int record_outcome(const mock *m, const mock_recording *r, const tch_response *res,
                           int *recorded, int *unredacted, tch_error *err) {
     mock_cassette *t = r->target;
-    tch_cassette_slot slot = r->slot;
-    int rc;
-    *recorded = 1;
+    tch_response as_recorded = *res;
+    tch_cassette_response copy = {0};
+    int rc = 0;
+    *recorded = 0;
     if (res->status == 0) {
-        tch_cassette_response copy = {0};
         tch_cassette_reply reply;
         *unredacted = reply_to_record(m, r, res, &copy, &reply, err) != 0;
-        rc = *unredacted ? err->code : tch_cassette_record_finish(t->c, slot, &reply, err);
-        tch_buf_free(&copy.headers);
-        tch_buf_free(&copy.body);
-    } else if (res->status == TCH_EREMOTE || res->status == TCH_ETIMEOUT) {
-        rc = tch_cassette_record_finish_error(t->c, slot, res->error_code,
-                                              res->message ? res->message : "", err);
+        as_recorded.arg2 = reply.headers;
+        as_recorded.arg3 = reply.body;
+    }
+    if (*unredacted) {
+        rc = err->code;
+        tch_cassette_record_abort(t->c, r->slot, NULL);
     } else {
-        *recorded = 0;
-        return tch_cassette_record_abort(t->c, slot, err);
+        rc = tch_vcr_record_response(t->c, r->slot, &as_recorded, err);
+        *recorded = rc == 1;
     }
-    if (rc) { /* e.g. an error code the cassette cannot name: leave no slot pending */
-        *recorded = 0;
-        tch_cassette_record_abort(t->c, slot, NULL);
-    }
-    return rc;
+    tch_buf_free(&copy.headers);
+    tch_buf_free(&copy.body);
+    return rc < 0 ? rc : 0;
 }
 
 static void respond_upstream(tch_inbound *in, const tch_response *res) {

@@ -5,6 +5,7 @@
 #include "mock.h"
 
 #include <tchannel/stub.h>
+#include <tchannel/vcr_adapt.h>
 
 #include <event2/event.h>
 
@@ -12,32 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The protocol allows 255 transport headers (nh:1). */
+/* The protocol allows 255 transport headers (nh:1), and an implicit "as". */
 #define MOCK_MAX_HEADERS 256
 
 int mock_scheme_of(const tch_inbound *in) {
     tch_slice as = TCH_SLICE_NULL;
     tch_inbound_header(in, "as", &as);
     return tch_cassette_scheme_of_as(as);
-}
-
-static void call_of(const tch_inbound *in, tch_kv *kv, tch_cassette_call *call) {
-    size_t n = tch_inbound_header_count(in);
-    if (n > MOCK_MAX_HEADERS)
-        n = MOCK_MAX_HEADERS;
-    for (size_t i = 0; i < n; i++) {
-        tch_kv h = tch_inbound_header_at(in, i);
-        kv[i] = (tch_kv){h.key, h.value};
-    }
-    memset(call, 0, sizeof *call);
-    call->service = tch_inbound_service(in);
-    call->endpoint = tch_inbound_endpoint(in);
-    call->headers = tch_inbound_arg2(in);
-    call->body = tch_inbound_arg3(in);
-    call->scheme = (tch_cassette_scheme)mock_scheme_of(in);
-    call->host_port = tch_slice_cstr(tch_inbound_peer(in));
-    call->transport_headers = kv;
-    call->n_transport_headers = n;
 }
 
 /* ---- answering -------------------------------------------------------------- */
@@ -287,7 +269,7 @@ void mock_serve_handler(tch_inbound *in, void *ud) {
     m->calls++;
     tch_kv kv[MOCK_MAX_HEADERS];
     tch_cassette_call call;
-    call_of(in, kv, &call);
+    tch_vcr_call_of_inbound(in, kv, MOCK_MAX_HEADERS, &call); /* as the VCR reads it */
     if (m->shutting_down) {
         tch_inbound_respond_error(in, TCH_PCODE_DECLINED, "tchannel-mock: shutting down");
         return;

@@ -10,7 +10,7 @@
 #include "cassette_internal.h"
 #include "cassette_journal.h"
 
-#include <tchannel/json.h>
+#include <tchannel/json_text.h>
 
 #include <errno.h>
 #include <fcntl.h>

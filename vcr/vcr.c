@@ -12,12 +12,11 @@
  * becomes replayable to the store, which nobody asks) and writes the file
  * at eject. */
 #include <tchannel/vcr.h>
+#include <tchannel/vcr_adapt.h>
 
-#include <tchannel/json.h>
 #include <tchannel/stub.h>
 
 #include <stdio.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,43 +49,86 @@ void tch_vcr_options_init(tch_vcr_options *o) {
 tch_cassette *tch_vcr_cassette(tch_vcr *v) { return v->cassette; }
 size_t tch_vcr_pending(const tch_vcr *v) { return v->npending; }
 
-/* ---- the request as the cassette sees it ------------------------------ */
+/* ---- the channel's calls and answers as the cassette sees them ------------ */
 
-static tch_cassette_scheme scheme_of(const tch_call_opts *req) {
-    for (size_t i = 0; i < req->nheaders; i++) /* an explicit "as" header wins */
-        if (tch_slice_eq_cstr(req->headers[i].key, "as"))
-            return tch_cassette_scheme_of_as(req->headers[i].value);
-    return tch_cassette_scheme_of_as(tch_slice_cstr(req->arg_scheme));
+static int has_as(const tch_kv *headers, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tch_slice_eq_cstr(headers[i].key, "as"))
+            return 1;
+    return 0;
 }
 
-/* Fills call with views of req; kv must hold req->nheaders + 1 entries.
- * The transport headers are the caller's, with "as" first when the caller
- * did not give it: the channel sends it anyway, and tchannel-python
- * records it always, so its cassettes match under the transportHeaders
- * matcher. */
-static void call_view(const tch_call_opts *req, tch_kv *kv,
-                      tch_cassette_call *call) {
+size_t tch_vcr_transport_headers(const tch_kv *headers, size_t nheaders,
+                                 const char *default_as, tch_kv *kv) {
     size_t n = 0;
-    bool has_as = false;
-    for (size_t i = 0; i < req->nheaders; i++)
-        has_as |= tch_slice_eq_cstr(req->headers[i].key, "as");
-    if (!has_as) {
-        kv[n].key = tch_slice_cstr("as");
-        kv[n++].value = tch_slice_cstr(req->arg_scheme ? req->arg_scheme : "raw");
-    }
-    for (size_t i = 0; i < req->nheaders; i++, n++) {
-        kv[n].key = req->headers[i].key;
-        kv[n].value = req->headers[i].value;
-    }
+    if (!has_as(headers, nheaders))
+        kv[n++] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr(default_as ? default_as : "raw")};
+    for (size_t i = 0; i < nheaders; i++)
+        kv[n++] = headers[i];
+    return n;
+}
+
+/* The scheme the recorded "as" header names (kv as from tch_vcr_transport_headers). */
+static tch_cassette_scheme scheme_of(const tch_kv *kv, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tch_slice_eq_cstr(kv[i].key, "as"))
+            return tch_cassette_scheme_of_as(kv[i].value);
+    return tch_cassette_scheme_of_as(TCH_SLICE_NULL);
+}
+
+void tch_vcr_call_of_request(const tch_call_opts *req, tch_kv *kv, tch_cassette_call *call) {
     memset(call, 0, sizeof *call);
     call->service = tch_slice_cstr(req->service);
     call->endpoint = req->endpoint;
     call->headers = req->arg2;
     call->body = req->arg3;
-    call->scheme = scheme_of(req);
     call->host_port = tch_slice_cstr(req->host_port);
+    call->n_transport_headers = tch_vcr_transport_headers(req->headers, req->nheaders,
+                                                          req->arg_scheme, kv);
     call->transport_headers = kv;
-    call->n_transport_headers = n;
+    call->scheme = scheme_of(kv, call->n_transport_headers);
+}
+
+void tch_vcr_call_of_inbound(const tch_inbound *in, tch_kv *kv, size_t cap,
+                             tch_cassette_call *call) {
+    size_t n = cap ? cap - 1 : 0, have = tch_inbound_header_count(in);
+    if (have < n)
+        n = have;
+    /* The call's headers at the end of kv; the shared reading then copies
+     * them forward, after an implicit "as" (kv[0] is never read). */
+    for (size_t i = 0; i < n; i++)
+        kv[cap - n + i] = tch_inbound_header_at(in, i);
+    memset(call, 0, sizeof *call);
+    call->service = tch_inbound_service(in);
+    call->endpoint = tch_inbound_endpoint(in);
+    call->headers = tch_inbound_arg2(in);
+    call->body = tch_inbound_arg3(in);
+    call->host_port = tch_slice_cstr(tch_inbound_peer(in));
+    if (cap == 0)
+        return;
+    call->n_transport_headers = tch_vcr_transport_headers(kv + cap - n, n, NULL, kv);
+    call->transport_headers = kv;
+    call->scheme = scheme_of(kv, call->n_transport_headers);
+}
+
+int tch_vcr_record_response(tch_cassette *c, tch_cassette_slot slot, const tch_response *res,
+                            tch_error *err) {
+    const char *msg = res->message ? res->message : "";
+    int rc;
+    if (res->status == 0) {
+        tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
+        rc = tch_cassette_record_finish(c, slot, &reply, err);
+    } else if (res->status == TCH_EREMOTE) {
+        rc = tch_cassette_record_finish_error(c, slot, res->error_code, msg, err);
+    } else if (res->status == TCH_ETIMEOUT) {
+        rc = tch_cassette_record_finish_timeout(c, slot, msg, err);
+    } else { /* the call never reached the service: nothing to keep, nothing lost */
+        tch_cassette_record_abort(c, slot, NULL);
+        return 0;
+    }
+    if (rc) /* no slot left pending */
+        tch_cassette_record_abort(c, slot, NULL);
+    return rc ? rc : 1;
 }
 
 /* ---- replaying ----------------------------------------------------------- */
@@ -155,29 +197,6 @@ static void describe_answer(const tch_response *res, char *out, size_t size) {
         snprintf(out, size, "no answer: the call timed out");
 }
 
-/* Writes how the attempt ended into its slot; 1 when there is a
- * recording to keep, 0 when there is none (the call never reached the
- * service), or an error. Error frames and timeouts are recorded (so
- * retries can be tested from a cassette). */
-static int finish_slot(tch_vcr *v, tch_cassette_slot slot, const tch_response *res,
-                       tch_error *err) {
-    int rc;
-    if (res->status == 0) {
-        tch_cassette_reply reply = {res->code, res->arg2, res->arg3};
-        rc = tch_cassette_record_finish(v->store, slot, &reply, err);
-    } else if (res->status == TCH_EREMOTE) {
-        rc = tch_cassette_record_finish_error(v->store, slot, res->error_code, res->message, err);
-    } else if (res->status == TCH_ETIMEOUT) {
-        rc = tch_cassette_record_finish_timeout(v->store, slot, res->message, err);
-    } else { /* nothing to keep, and nothing lost */
-        tch_cassette_record_abort(v->store, slot, NULL);
-        return 0;
-    }
-    if (rc) /* no slot left pending */
-        tch_cassette_record_abort(v->store, slot, NULL);
-    return rc ? rc : 1;
-}
-
 /* Finishes the recording and commits it before the caller hears res: 0
  * lets res stand; otherwise the recording is given up and the caller gets
  * the error in why (eject reports the first such one too). */
@@ -191,7 +210,7 @@ static int on_recorded(const tch_response *res, void *ud, tch_error *why) {
     if (!v) /* ejected meanwhile: the recording was left out */
         return 0;
     tch_error err = {0};
-    int rc = finish_slot(v, slot, res, &err);
+    int rc = tch_vcr_record_response(v->store, slot, res, &err);
     if (rc == 1 && tch_cassette_journal_commit(v->journal, &err) != 0) {
         tch_cassette_record_drop(v->store, slot, NULL); /* never written: its caller is told */
         rc = err.code ? err.code : TCH_EIO;
@@ -257,7 +276,7 @@ static void vcr_hook(tch_outbound *call, void *ud) {
     const tch_call_opts *req = tch_outbound_request(call);
     tch_kv kv[TCH_MAX_TRANSPORT_HEADERS + 1];
     tch_cassette_call cc;
-    call_view(req, kv, &cc);
+    tch_vcr_call_of_request(req, kv, &cc);
     tch_cassette_decision d;
     tch_error err;
     int rc = tch_cassette_lookup(v->cassette, &cc, &d, &err);

@@ -5,7 +5,10 @@
 # and a VCR program against that prefix alone, once through
 # find_package(tchannel) and once through pkg-config, and runs them: the
 # guide's server and client must talk, the VCR example must record and
-# replay, and the VCR must load a bundled cassette.
+# replay, and the VCR must load a bundled cassette. Then the symbols: every
+# installed archive exports only tch_ names, and a program defining names
+# the library once exported (clash.c) links against it and runs; and the
+# cassette library alone (tchannel-cassette.pc) needs no channel or libevent.
 # Usage: run.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
@@ -70,6 +73,29 @@ check "pkg-config: getting-started server and client" \
 check "pkg-config: the VCR loads a cassette" info_is "$p/cassette_info"
 check "pkg-config: the VCR example records and replays" env -u TCHANNEL_VCR_RECORD_MODE "$p/vcr_example"
 
-total=$((6 + pages + 2))
+# 3. Symbols: only tch_ names are global in the installed archives.
+only_tch_names() {
+  local a bad=0 out
+  for a in "$tmp/prefix"/lib*/libtch_*.a; do
+    out=$(nm -g --defined-only "$a" | awk 'NF == 3 && $3 !~ /^tch_/ {print $3}' | sort -u)
+    if [ -n "$out" ]; then
+      echo "${a##*/} exports names without the tch_ prefix:"; echo "$out" | sed 's/^/  /'
+      bad=1
+    fi
+  done
+  [ "$bad" = 0 ]
+}
+check "installed archives export only tch_ names" only_tch_names
+check "a program with clashing names links and runs" bash -c \
+  "cc -std=c11 -Wall -Werror -o '$p/clash' '$src/tests/install/clash.c' $flags && '$p/clash'"
+
+# 4. The cassette library alone, through its own pkg-config file.
+cflags=$(pkg-config --cflags --libs tchannel-cassette)
+no_channel() { ! grep -qE 'tch_channel|tch_net|event' <<<"$cflags" || { echo "tchannel-cassette.pc: $cflags"; return 1; }; }
+check "pkg-config tchannel-cassette names no channel or libevent" no_channel
+cc -std=c11 -o "$p/cassette_only" "$src/tests/install/consumer/cassette_info.c" $cflags
+check "pkg-config tchannel-cassette: loads a cassette" info_is "$p/cassette_only"
+
+total=$((6 + pages + 2 + 4))
 echo "install consumer: $((total - failed)) passed, $failed failed"
 [ "$failed" = 0 ]

@@ -115,6 +115,13 @@ struct event_base *tch_channel_base(const tch_channel *ch);
  * runs. The first of its addresses that binds is used, IPv4 ones first. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
 int tch_channel_is_listening(const tch_channel *ch);
+/* The local IP address ("10.0.0.5", "[fe80::1]") through which this host
+ * reaches host_port, for a service that announces where to call it back
+ * (Hyperbahn advertise listens there). A name is looked up (blocks). 0, or
+ * TCH_EINVAL (malformed, or ip too small: TCH_IP_TEXT_MAX is enough),
+ * TCH_ENOTFOUND (no such host), TCH_EIO (no route). */
+#define TCH_IP_TEXT_MAX 48
+int tch_local_ip_towards(const char *host_port, char *ip, size_t cap);
 /* The numeric "host:port" actually bound ("127.0.0.1:4040", "[::1]:4040"),
  * never a name, or NULL when not listening; valid until the channel stops
  * listening (tch_channel_close) or is freed. It is also what the channel

@@ -3,7 +3,7 @@
  * Owns: the router list (added to the channel as peers, so calls that give
  * no host:port go through the routers), the ad request body, two timers on
  * the channel's event_base (next advertise, first-advertise deadline) and at
- * most one advertise call in flight. Calls: the channel (listen, add_peer)
+ * most one advertise call in flight. Calls: the channel (listen, add_peer, tch_local_ip_towards)
  * and the json scheme (tch_json_call) only.
  *
  * What is matched from Node:
@@ -27,21 +27,14 @@
 #include <tchannel/hyperbahn.h>
 #include <tchannel/json.h>
 
-#include "transport.h" /* tch_addr_parse */
-
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #define HB_DEFAULT_FIRST_TIMEOUT_MS 30000u
 #define HB_DEFAULT_INTERVAL_MS 60000u
@@ -377,67 +370,16 @@ static int build_body(tch_hyperbahn *hb, const tch_hyperbahn_options *o, tch_err
     return rc;
 }
 
-/* The router's first address: a name is looked up with getaddrinfo, which
- * blocks (advertising is a setup call), IPv4 first as we listen. */
-static int router_address(const char *router, struct sockaddr_storage *ss, int *sslen) {
-    tch_addr a;
-    if (tch_addr_parse(router, &a, NULL) != 0)
-        return -1;
-    if (a.sslen) {
-        *ss = a.ss;
-        *sslen = a.sslen;
-        return 0;
-    }
-    char port[8];
-    snprintf(port, sizeof port, "%u", a.port);
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICSERV}, *res;
-    if (getaddrinfo(a.host, port, &hints, &res) != 0)
-        return -1;
-    const struct addrinfo *pick = res;
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) {
-            pick = ai;
-            break;
-        }
-    int rc = pick->ai_addrlen <= sizeof *ss ? 0 : -1;
-    if (rc == 0) {
-        memcpy(ss, pick->ai_addr, pick->ai_addrlen);
-        *sslen = (int)pick->ai_addrlen;
-    }
-    freeaddrinfo(res);
-    return rc;
-}
-
-/* The router connects back to the host:port we announce, so listen on the
- * interface that reaches the first router (a connected UDP socket's local
- * address: no packet is sent), not on a loopback address it cannot reach. */
-static void local_ip_towards(const char *router, char *ip, size_t cap) {
-    snprintf(ip, cap, "127.0.0.1");
-    struct sockaddr_storage ss, local;
-    int sslen;
-    if (router_address(router, &ss, &sslen) != 0)
-        return; /* the router's lookup fails when advertising, saying why */
-    int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
-    if (fd < 0)
-        return;
-    socklen_t llen = sizeof local;
-    if (connect(fd, (struct sockaddr *)&ss, (socklen_t)sslen) == 0 &&
-        getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
-        char buf[INET6_ADDRSTRLEN];
-        const void *addr = local.ss_family == AF_INET6
-                               ? (const void *)&((struct sockaddr_in6 *)&local)->sin6_addr
-                               : (const void *)&((struct sockaddr_in *)&local)->sin_addr;
-        if (inet_ntop(local.ss_family, addr, buf, sizeof buf))
-            snprintf(ip, cap, local.ss_family == AF_INET6 ? "[%s]" : "%s", buf);
-    }
-    close(fd);
-}
-
 static int ensure_listening(tch_hyperbahn *hb, tch_error *err) {
     if (tch_channel_is_listening(hb->ch))
         return 0;
-    char ip[INET6_ADDRSTRLEN + 2], hp[INET6_ADDRSTRLEN + 10];
-    local_ip_towards(hb->routers[0], ip, sizeof ip);
+    /* The router connects back to the host:port we announce: listen on the
+     * interface that reaches the first router, not on a loopback address it
+     * cannot reach (when the router cannot be looked up, advertising fails
+     * later and says why). */
+    char ip[TCH_IP_TEXT_MAX], hp[TCH_IP_TEXT_MAX + 8];
+    if (tch_local_ip_towards(hb->routers[0], ip, sizeof ip) != 0)
+        snprintf(ip, sizeof ip, "127.0.0.1");
     snprintf(hp, sizeof hp, "%s:0", ip);
     int rc = tch_channel_listen(hb->ch, hp, err);
     if (rc)
