@@ -20,6 +20,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 struct event_base;
 struct evdns_base;
@@ -376,6 +377,7 @@ void tch_outbound_answer(tch_outbound *call, const tch_response *res);
  * trace), or NULL. Only valid during the handler's synchronous part. */
 tch_inbound *tch_channel_current(const tch_channel *ch);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

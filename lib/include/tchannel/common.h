@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* Library error codes (always negative). Protocol error frame codes are a
  * separate enum, tch_proto_code, in tchannel/protocol.h. */
@@ -110,6 +111,7 @@ int tch_base64_decode(const char *in, size_t len, tch_buf *out);
 /* Copies s into a new NUL-terminated heap string (NULL on ENOMEM). */
 char *tch_slice_strdup(tch_slice s);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -40,6 +40,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 enum tch_event_kind {
     TCH_EVENT_SEND_REQUEST = 0,
@@ -92,6 +93,7 @@ size_t tch_channel_hook_count(const tch_channel *ch);
  * since, so durations never go backwards when the wall clock is set. */
 uint64_t tch_channel_now_us(const tch_channel *ch);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 typedef struct tch_hyperbahn tch_hyperbahn;
 
@@ -44,6 +45,7 @@ int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
 /* Stops re-advertising. Free before the channel. */
 void tch_hyperbahn_free(tch_hyperbahn *hb);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

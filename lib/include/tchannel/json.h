@@ -13,6 +13,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* ---- serving ---------------------------------------------------------- */
 
@@ -46,6 +47,7 @@ int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
                   const json_t *headers, const json_t *body, tch_json_cb cb,
                   void *ud, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

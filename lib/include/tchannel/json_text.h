@@ -9,6 +9,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* JSON text <-> value, shared by the json scheme, the cassette library and tools. */
 /* json_dumps, but reals in the fewest digits (15 to 17) with which every
@@ -24,6 +25,7 @@ int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err);
 int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
                     json_t **out, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

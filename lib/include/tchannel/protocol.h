@@ -9,6 +9,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* Error frame codes. */
 enum tch_proto_code {
@@ -30,6 +31,7 @@ const char *tch_proto_code_name(uint8_t code);
  * for a name it does not know; *code is untouched then. */
 int tch_proto_code_parse(const char *name, uint8_t *code);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

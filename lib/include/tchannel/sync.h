@@ -9,6 +9,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 typedef struct tch_sync_client tch_sync_client;
 
@@ -38,6 +39,7 @@ int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
                   tch_sync_response *out, tch_error *err);
 void tch_sync_response_free(tch_sync_response *r);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

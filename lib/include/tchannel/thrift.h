@@ -61,6 +61,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 #define TCH_THRIFT_MAX_DEPTH 64
 
@@ -288,6 +289,7 @@ typedef struct tch_thrift_outcome {
 int tch_thrift_result_classify(const tch_thrift_method *m, const tch_thrift_value *result,
                                tch_thrift_outcome *out, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

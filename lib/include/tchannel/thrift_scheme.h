@@ -14,6 +14,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* ---- serving ---------------------------------------------------------- */
 
@@ -75,6 +76,7 @@ int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
                     const tch_kv *headers, size_t nheaders,
                     tch_thrift_cb cb, void *ud, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

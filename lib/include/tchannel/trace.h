@@ -21,6 +21,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 struct event_base;
 
@@ -137,6 +138,7 @@ int tch_zipkin_reporter_close(tch_zipkin_reporter *z, uint32_t timeout_ms,
 /* Frees at once: a POST in flight is abandoned; queued spans are lost. */
 void tch_zipkin_reporter_free(tch_zipkin_reporter *z);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* ---- data model -------------------------------------------------------- */
 
@@ -402,6 +403,7 @@ void tch_cassette_journal_free(tch_cassette_journal *j);
  * and unsaved. */
 int tch_cassette_record_drop(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

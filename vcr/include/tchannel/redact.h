@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 #define TCH_CASSETTE_REDACTED "<redacted>"
 
@@ -91,6 +92,7 @@ int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_casse
                                 tch_cassette_redacted_call *out, tch_error *err);
 void tch_cassette_redacted_call_free(tch_cassette_redacted_call *rc);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 /* What redaction writes in place of a secret; matching ignores it. */
 #define TCH_STUB_REDACTED "<redacted>"
@@ -162,6 +163,7 @@ int tch_stub_yaml_to_json(const char *data, size_t len, json_t **out, tch_error 
 int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_cassette_call *call,
                                  int *code, tch_buf *arg2, tch_buf *arg3, tch_error *err);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
 typedef struct tch_vcr tch_vcr;
 
@@ -71,6 +72,7 @@ int tch_vcr_eject(tch_vcr *v, tch_error *err);
  * recordings are dropped, the journal that held them removed. */
 void tch_vcr_discard(tch_vcr *v);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif
