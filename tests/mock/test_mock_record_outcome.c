@@ -14,12 +14,14 @@
 #define MOCK_FX_EXTRA                                                                             \
     tch_channel *inst;                                                                            \
     char inst_hp[64];                                                                             \
-    char cas[300];
+    char cas[300];                                                                                \
+    tch_inbound *held;
 #include "mock_fixture.h"
 
-/* never answers: the mock's upstream call ends at its own deadline */
+/* answers only at teardown: the mock's upstream call ends at its own deadline */
 static void on_silent(tch_inbound *in, void *ud) {
-    (void)in, (void)ud;
+    fx *f = ud;
+    f->held = in;
 }
 
 static void on_busy(tch_inbound *in, void *ud) {
@@ -32,7 +34,7 @@ static int setup(void **state) {
     f->inst = tch_channel_new(f->base, "alpha", NULL);
     assert_int_equal(tch_channel_listen(f->inst, "127.0.0.1:0", NULL), 0);
     snprintf(f->inst_hp, sizeof f->inst_hp, "%s", tch_channel_host_port(f->inst));
-    assert_int_equal(tch_channel_register(f->inst, "alpha", "silent", on_silent, NULL), 0);
+    assert_int_equal(tch_channel_register(f->inst, "alpha", "silent", on_silent, f), 0);
     assert_int_equal(tch_channel_register(f->inst, "alpha", "busy", on_busy, NULL), 0);
     snprintf(f->cas, sizeof f->cas, "%s/rec.yaml", f->dir);
     *state = f;
@@ -43,6 +45,8 @@ static int teardown(void **state) {
     fx *f = *state;
     if (f->mp.pid)
         mp_stop(&f->mp, f->base, SIGKILL, 5000);
+    if (f->held) /* too late for anyone; the channel frees it once answered */
+        tch_inbound_respond_error(f->held, TCH_PCODE_UNEXPECTED, "test over");
     tch_channel_free(f->inst);
     fx_free(f);
     return 0;

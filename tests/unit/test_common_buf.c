@@ -53,7 +53,12 @@ static void buffers_grow_reset_and_hand_over(void **state) {
     assert_int_equal(b.len, 0);
     free(p);
     tch_buf_free(&b); /* empty: a no-op */
+    /* a size that overflows is refused before any allocation, b unchanged */
+    assert_int_equal(tch_buf_append(&b, "z", 1), 0);
     assert_int_equal(tch_buf_reserve(&b, SIZE_MAX), TCH_ENOMEM);
+    assert_int_equal(b.len, 1);
+    assert_int_equal(b.ptr[0], 'z');
+    tch_buf_free(&b);
 }
 
 static void errors_set_wrap_and_name(void **state) {
