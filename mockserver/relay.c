@@ -89,7 +89,8 @@ static tch_channel *client_channel(mock *m, tch_tracer **tracer) {
     tch_channel_options o = {0};
     o.process_name = "tchannel-mock";
     o.log = log_line;
-    tch_channel *ch = tch_channel_new(m->base, "tchannel-mock", &o);
+    tch_channel *ch;
+    tch_channel_new(m->base, "tchannel-mock", &o, &ch, NULL);
     *tracer = mock_trace_attach(m, ch);
     return ch;
 }

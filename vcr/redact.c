@@ -180,9 +180,11 @@ static int jpath_apply(const jpath *p, size_t i, json_t *v, int *changed) {
 
 /* ---- the set of names ------------------------------------------------------------- */
 
-int tch_cassette_redaction_new(tch_cassette_redaction **out) {
+int tch_cassette_redaction_new(tch_cassette_redaction **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "redaction: out is NULL");
     *out = calloc(1, sizeof **out);
-    return *out ? 0 : TCH_ENOMEM;
+    return *out ? 0 : tch_error_set(err, TCH_ENOMEM, "redaction: out of memory");
 }
 
 static void clear_lists(tch_cassette_redaction *r) {

@@ -29,21 +29,52 @@ static const tch_channel_options default_opts = {
     .max_request_bytes = (size_t)256 << 20,
 };
 
-tch_channel *tch_channel_new(struct event_base *base, const char *name,
-                             const tch_channel_options *opts) {
-    if (!base || !name || !*name || strlen(name) > 255)
-        return NULL;
-    if (opts && opts->checksum_type > TCH_CHECKSUM_CRC32C &&
-        opts->checksum_type != TCH_CHECKSUM_NONE)
-        return NULL;
+/* Why name and opts cannot make a channel, or 0. */
+static int check_new_args(const struct event_base *base, const char *name,
+                          const tch_channel_options *opts, tch_error *err) {
+    if (!base)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: no event_base");
+    if (!name || !*name)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: the channel name is empty");
+    if (strlen(name) > 255)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: channel name longer than 255 bytes (%zu)",
+                             strlen(name));
+    if (!opts)
+        return 0;
+    if (opts->checksum_type > TCH_CHECKSUM_CRC32C && opts->checksum_type != TCH_CHECKSUM_NONE)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: checksum_type %d is not one of DEFAULT (0), "
+                             "CRC32 (1), FARMHASH (2), CRC32C (3), NONE (0x80)",
+                             (int)opts->checksum_type);
+    if (opts->process_name && strlen(opts->process_name) >= 128)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: process_name longer than 127 bytes (%zu)",
+                             strlen(opts->process_name));
+    return 0;
+}
+
+static int new_failed(tch_channel **out, tch_error *err, const char *what) {
+    *out = NULL;
+    return tch_error_set(err, TCH_ENOMEM, "tch_channel_new: out of memory (%s)", what);
+}
+
+int tch_channel_new(struct event_base *base, const char *name, const tch_channel_options *opts,
+                    tch_channel **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: out is NULL");
+    *out = NULL;
+    int rc = check_new_args(base, name, opts, err);
+    if (rc)
+        return rc;
     tch_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
-        return NULL;
+        return new_failed(out, err, "channel");
     ch->base = base;
     ch->name = strdup(name);
     if (!ch->name) {
         free(ch);
-        return NULL;
+        return new_failed(out, err, "name");
     }
     ch->opts = default_opts;
     if (opts) {
@@ -86,7 +117,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
         ch->idle_sweep = evtimer_new(base, idle_sweep, ch);
         if (!ch->idle_sweep) {
             tch_channel_free(ch);
-            return NULL;
+            return new_failed(out, err, "idle timer");
         }
     }
     tch__hooks_init(ch);
@@ -94,7 +125,8 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
     clock_gettime(CLOCK_REALTIME, &ts);
     ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
               (uint64_t)(uintptr_t)ch;
-    return ch;
+    *out = ch;
+    return 0;
 }
 
 uint64_t tch__channel_random(tch_channel *ch) {

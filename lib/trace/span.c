@@ -175,20 +175,22 @@ static void on_event(const tch_call_event *ev, void *ud) {
     t->rep.report(t->rep.ud, &s);
 }
 
-tch_tracer *tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_error *err) {
-    if (!ch || !rep.report) {
-        tch_error_set(err, TCH_EINVAL, "tracer: %s is required", ch ? "a report function" : "a channel");
-        return NULL;
-    }
+int tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_tracer **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "tracer: out is NULL");
+    *out = NULL;
+    if (!ch || !rep.report)
+        return tch_error_set(err, TCH_EINVAL, "tracer: %s is required",
+                             ch ? "a report function" : "a channel");
     tch_tracer *t = calloc(1, sizeof *t);
     if (!t || tch_channel_add_hook(ch, on_event, t, &t->hook) != 0) {
         free(t);
-        tch_error_set(err, TCH_ENOMEM, "tracer: out of memory");
-        return NULL;
+        return tch_error_set(err, TCH_ENOMEM, "tracer: out of memory");
     }
     t->ch = ch;
     t->rep = rep;
-    return t;
+    *out = t;
+    return 0;
 }
 
 void tch_tracer_free(tch_tracer *t) {

@@ -193,7 +193,7 @@ static int server_start(void) {
         .max_request_bytes = REQUEST_BYTES,
         .log = on_log,
     };
-    S.ch = tch_channel_new(S.base, "hostile", &o);
+    tch_channel_new(S.base, "hostile", &o, &S.ch, NULL);
     tch_error err;
     if (!S.ch || tch_channel_listen(S.ch, "127.0.0.1:0", &err) != 0)
         return -1;

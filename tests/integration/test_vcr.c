@@ -96,7 +96,7 @@ static void get_value(tch_thrift_inbound *call, void *ud) {
 }
 
 static void start_server(fixture *f) {
-    f->server = tch_channel_new(f->base, "server", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
     assert_int_equal(tch_channel_listen(f->server, f->hp[0] ? f->hp : NULL, NULL), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
     tch_channel_register(f->server, NULL, "echo", echo, f);
@@ -119,7 +119,7 @@ static int setup(void **state) {
     snprintf(f->path, sizeof f->path, "%s/cassette.yaml", f->dir);
     assert_int_equal(tch_thrift_load(KV_IDL, &f->idl, NULL), 0);
     start_server(f);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     unsetenv(TCH_CASSETTE_ENV_MODE);
     *state = f;
     return 0;
@@ -704,7 +704,8 @@ static void blocking_client_goes_through_the_vcr(void **state) {
     raw(f, "echo", "sync");
     eject(v);
     stop_server(f);
-    tch_sync_client *sc = tch_sync_client_new("sync", NULL);
+    tch_sync_client *sc;
+    tch_sync_client_new("sync", NULL, &sc, NULL);
     tch_vcr *sv;
     assert_int_equal(tch_vcr_use_cassette(tch_sync_client_channel(sc), f->path, NULL, &sv, NULL), 0);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),

@@ -868,7 +868,8 @@ static int dead_port(char *hp, size_t n) {
 
 static tch_channel *peer_channel(run *r, size_t slot, const char *const *peers, size_t npeers,
                                  char *why, size_t whylen) {
-    tch_channel *ch = tch_channel_new(r->base, "interop-c-retry", NULL);
+    tch_channel *ch;
+    tch_channel_new(r->base, "interop-c-retry", NULL, &ch, NULL);
     if (!ch) {
         snprintf(why, whylen, "tch_channel_new failed");
         return NULL;
@@ -1076,7 +1077,7 @@ int main(int argc, char **argv) {
         tch_channel_options o = {0};
         o.checksum_type = checksums[c].type;
         o.default_timeout_ms = 5000;
-        r.ch[c] = tch_channel_new(r.base, "interop-c-client", &o);
+        tch_channel_new(r.base, "interop-c-client", &o, &r.ch[c], NULL);
         if (!r.ch[c]) {
             fprintf(stderr, "tch_channel_new failed (checksum %s)\n", checksums[c].name);
             node_stop(&nc);

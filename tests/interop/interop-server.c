@@ -446,7 +446,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "interop-server: event_base_new failed\n");
         return 1;
     }
-    srv.ch = tch_channel_new(srv.base, service, NULL);
+    tch_channel_new(srv.base, service, NULL, &srv.ch, NULL);
     if (!srv.ch) {
         fprintf(stderr, "interop-server: tch_channel_new(%s) failed\n", service);
         return 1;

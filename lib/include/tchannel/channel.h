@@ -82,9 +82,13 @@ typedef struct tch_channel_options {
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
 #define TCH_NO_LIMIT SIZE_MAX     /* max_connections, the byte budgets */
 
-/* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
-tch_channel *tch_channel_new(struct event_base *base, const char *name,
-                             const tch_channel_options *opts);
+/* Makes a channel named name (1 to 255 bytes) on base; opts may be NULL
+ * (defaults). *out gets the channel, or NULL on failure. Returns 0,
+ * TCH_EINVAL (no base or out, a bad name, an unknown checksum_type, a
+ * process_name over 127 bytes; err says which), TCH_ENOMEM. */
+int tch_channel_new(struct event_base *base, const char *name,
+                    const tch_channel_options *opts, tch_channel **out,
+                    tch_error *err);
 /* Closes listeners and connections; outstanding calls fail with
  * TCH_ECLOSED (callbacks run before this returns). Called from one of the
  * channel's own callbacks or handlers, it stops taking calls at once and

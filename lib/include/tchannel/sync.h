@@ -25,8 +25,11 @@ typedef struct tch_sync_response {
     tch_buf header_store;
 } tch_sync_response;
 
-tch_sync_client *tch_sync_client_new(const char *name,
-                                     const tch_channel_options *opts);
+/* A client with its own event_base and a channel named name. *out gets
+ * it, or NULL on failure. Returns 0, TCH_EINVAL (as tch_channel_new: a bad
+ * name or options), TCH_ENOMEM. */
+int tch_sync_client_new(const char *name, const tch_channel_options *opts,
+                        tch_sync_client **out, tch_error *err);
 void tch_sync_client_free(tch_sync_client *c);
 /* The channel inside, e.g. to add peers or install an outbound hook. */
 tch_channel *tch_sync_client_channel(tch_sync_client *c);

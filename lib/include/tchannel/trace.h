@@ -71,20 +71,22 @@ typedef struct tch_span_reporter {
 } tch_span_reporter;
 
 /* Turns a channel's traced calls into spans for rep (an event hook on ch).
- * Free it before the channel. NULL with err on TCH_EINVAL (no report
- * function) or TCH_ENOMEM. */
+ * Free it before the channel. *out gets it, or NULL on failure. Returns 0,
+ * TCH_EINVAL (no channel, no report function), TCH_ENOMEM. */
 typedef struct tch_tracer tch_tracer;
-tch_tracer *tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_error *err);
+int tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_tracer **out, tch_error *err);
 void tch_tracer_free(tch_tracer *t);
 uint64_t tch_tracer_spans(const tch_tracer *t); /* spans reported so far */
 
 /* ---- JSON lines to a file ------------------------------------------------- */
 
 typedef struct tch_file_reporter tch_file_reporter;
-/* Appends to path (created when missing). NULL with err (TCH_EIO naming
- * the path and why) when it cannot be opened. Each span is one line,
- * written out (flushed) before report returns. */
-tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err);
+/* Appends to path (created when missing). Each span is one line, written
+ * out (flushed) before report returns. *out gets the reporter, or NULL on
+ * failure. Returns 0, TCH_EINVAL (no path, or not a regular file: a FIFO
+ * or device could block the loop), TCH_EIO (it cannot be opened; err names
+ * the path and why), TCH_ENOMEM. */
+int tch_file_reporter_open(const char *path, tch_file_reporter **out, tch_error *err);
 tch_span_reporter tch_file_reporter_iface(tch_file_reporter *r);
 uint64_t tch_file_reporter_written(const tch_file_reporter *r);
 uint64_t tch_file_reporter_failed(const tch_file_reporter *r); /* lines not written */
@@ -116,11 +118,13 @@ typedef struct tch_zipkin_stats {
 typedef struct tch_zipkin_reporter tch_zipkin_reporter;
 /* url: http://HOST[:PORT][/PATH]; PATH defaults to /api/v2/spans (a Zipkin
  * collector's). One POST is in flight at a time, a JSON array of spans,
- * Content-Type application/json. NULL with err (TCH_EINVAL naming the url
- * and what is wrong with it; https is not supported) or TCH_ENOMEM. */
-tch_zipkin_reporter *tch_zipkin_reporter_new(struct event_base *base, const char *url,
-                                             const tch_zipkin_options *opts,
-                                             tch_error *err);
+ * Content-Type application/json. opts may be NULL. *out gets the reporter,
+ * or NULL on failure. Returns 0, TCH_EINVAL (no base, a url that is missing
+ * or malformed, naming it and what is wrong; https is not supported),
+ * TCH_ENOMEM. */
+int tch_zipkin_reporter_new(struct event_base *base, const char *url,
+                            const tch_zipkin_options *opts, tch_zipkin_reporter **out,
+                            tch_error *err);
 tch_span_reporter tch_zipkin_reporter_iface(tch_zipkin_reporter *z);
 void tch_zipkin_reporter_stats(const tch_zipkin_reporter *z, tch_zipkin_stats *out);
 /* Why the last POST failed ("" when none did). */

@@ -1,7 +1,7 @@
 /* Declarative redaction: what a recording must not keep, by name.
  *
  *     tch_cassette_redaction *r;
- *     tch_cassette_redaction_new(&r);
+ *     tch_cassette_redaction_new(&r, &err);
  *     tch_cassette_redaction_add(r, TCH_REDACT_HEADER, "authorization", &err);
  *     tch_cassette_redaction_add(r, TCH_REDACT_JSON_PATH, "$.user.password", &err);
  *
@@ -41,7 +41,9 @@ typedef enum tch_redact_kind {
 
 typedef struct tch_cassette_redaction tch_cassette_redaction;
 
-int tch_cassette_redaction_new(tch_cassette_redaction **out);
+/* An empty redaction in *out. Returns 0, TCH_EINVAL (out NULL),
+ * TCH_ENOMEM. */
+int tch_cassette_redaction_new(tch_cassette_redaction **out, tch_error *err);
 void tch_cassette_redaction_free(tch_cassette_redaction *r);
 /* Adds one name. A JSON path is parsed here: TCH_EINVAL naming the path and
  * the column that is wrong. An empty name is TCH_EINVAL. Duplicates are
