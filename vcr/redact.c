@@ -303,7 +303,7 @@ json_t *tch_cassette_redaction_to_json(const tch_cassette_redaction *r) {
     return o;
 }
 
-int tch_cassette_redaction_empty(const tch_cassette_redaction *r) {
+bool tch_cassette_redaction_empty(const tch_cassette_redaction *r) {
     for (size_t k = 0; k < N_KINDS; k++)
         if (r->n[k])
             return 0;

@@ -476,7 +476,7 @@ int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err) {
     return ch->listener ? 0 : (err ? err->code : TCH_EIO);
 }
 
-int tch_channel_is_listening(const tch_channel *ch) { return ch->listener != NULL; }
+bool tch_channel_is_listening(const tch_channel *ch) { return ch->listener != NULL; }
 
 const char *tch_channel_host_port(const tch_channel *ch) {
     return ch->listener ? tch_listener_host_port(ch->listener) : NULL;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tch_span_from_event(const tch_call_event *ev, tch_span *out) {
+bool tch_span_from_event(const tch_call_event *ev, tch_span *out) {
     /* Zipkin has no span with a zero trace or span id: a caller that sent
      * all-zero ids gets no span rather than a "0000000000000000" one */
     if (!(ev->trace.flags & 0x01) || ev->trace.trace_id == 0 || ev->trace.span_id == 0 ||

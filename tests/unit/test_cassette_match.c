@@ -253,7 +253,7 @@ static void configured_matchers(void **state) {
     assert_non_null(strstr(err.msg, "'colour' is not a known matcher"));
 }
 
-static int reject_foo(void *ud, const tch_cassette_request *in, const tch_cassette_request *rec) {
+static bool reject_foo(void *ud, const tch_cassette_request *in, const tch_cassette_request *rec) {
     (void)rec;
     ++*(int *)ud;
     return !tch_slice_eq_cstr(tch_buf_slice(&in->endpoint), "echo");

@@ -71,12 +71,12 @@ typedef struct tch_channel_options {
      * The library has no logger of its own. */
     void (*log)(void *ud, const char *line);
     void *log_ud;
-    /* Nonzero: calls that start a new trace (no parent span) set the
+    /* true: calls that start a new trace (no parent span) set the
      * traced flag, as tchannel-python's TChannel(trace=True); a call with a
      * parent keeps the parent's flag, and tch_call_opts.traced overrides
-     * both. Default 0: not traced, so programs that never ask send what
+     * both. Default false: not traced, so programs that never ask send what
      * they sent before. See tchannel/trace.h and docs/library.md. */
-    int trace;
+    bool trace;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
@@ -118,7 +118,7 @@ struct event_base *tch_channel_base(const tch_channel *ch);
  * getaddrinfo, which blocks: this is a setup call, for before the loop
  * runs. The first of its addresses that binds is used, IPv4 ones first. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
-int tch_channel_is_listening(const tch_channel *ch);
+bool tch_channel_is_listening(const tch_channel *ch);
 /* The numeric "host:port" actually bound ("127.0.0.1:4040", "[::1]:4040"),
  * never a name, or NULL when not listening; valid until the channel stops
  * listening (tch_channel_close) or is freed. It is also what the channel
@@ -189,13 +189,13 @@ uint8_t tch_inbound_flags(const tch_inbound *in);
 tch_trace tch_inbound_trace(const tch_inbound *in);
 size_t tch_inbound_header_count(const tch_inbound *in);
 tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i);
-/* Transport header by key; returns 1 and sets *value when present. */
-int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
+/* Transport header by key; returns true and sets *value when present. */
+bool tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
 /* Remote "host:port" as announced in the peer's init, or "" if unknown. */
 const char *tch_inbound_peer(const tch_inbound *in);
-/* 1 once the call can no longer be answered usefully (TTL passed, caller
+/* true once the call can no longer be answered usefully (TTL passed, caller
  * cancelled, connection gone). Answering is still required. */
-int tch_inbound_is_done(const tch_inbound *in);
+bool tch_inbound_is_done(const tch_inbound *in);
 /* The channel serving the call; NULL once the call is done. */
 tch_channel *tch_inbound_channel(const tch_inbound *in);
 
@@ -270,14 +270,14 @@ typedef struct tch_call_opts {
     const char *routing_delegate; /* "rd" */
     uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
     int traced;  /* enum tch_traced: this call's traced flag */
-    /* Nonzero: endpoint, arg2 and arg3 are read where they are (for every
+    /* true: endpoint, arg2 and arg3 are read where they are (for every
      * attempt) instead of being copied when the call starts, which saves a
      * copy of each large body. They must then stay valid and unchanged
      * until cb has run, or until tch_channel_call returns an error. The
      * other fields are always copied. With an outbound hook installed they
      * are copied before the hook sees the call, since a hook may hold it
      * past the callback. */
-    int borrow_args;
+    bool borrow_args;
 } tch_call_opts;
 
 /* The outcome of a call. status is 0 when a call response arrived (code 0

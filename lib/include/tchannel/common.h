@@ -4,6 +4,7 @@
 #ifndef TCHANNEL_COMMON_H
 #define TCHANNEL_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,8 +79,9 @@ typedef struct tch_trace {
     uint64_t trace_id;
     uint8_t flags; /* 0x01: traced */
 } tch_trace;
-int tch_slice_eq(tch_slice a, tch_slice b);
-int tch_slice_eq_cstr(tch_slice a, const char *s);
+/* Same length and bytes. */
+bool tch_slice_eq(tch_slice a, tch_slice b);
+bool tch_slice_eq_cstr(tch_slice a, const char *s);
 
 /* An owned, growable byte buffer. Zero-initialised is empty and valid.
  * tch_buf_free releases the storage; tch_buf_take hands it to the caller. */

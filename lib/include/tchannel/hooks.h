@@ -59,7 +59,7 @@ enum tch_outcome {
 
 typedef struct tch_call_event {
     int kind;        /* enum tch_event_kind */
-    int outgoing;    /* 1: our call to a peer; 0: a peer's call to us */
+    bool outgoing;   /* true: our call to a peer; false: a peer's call to us */
     tch_slice service;
     tch_slice endpoint;  /* arg1 */
     tch_slice scheme;    /* the "as" transport header; empty when absent */

@@ -112,7 +112,7 @@ const tch_thrift_method *tch_thrift_service_find_method(const tch_thrift_service
 
 const char *tch_thrift_method_name(const tch_thrift_method *m);
 const tch_thrift_service *tch_thrift_method_service(const tch_thrift_method *m); /* declaring one */
-int tch_thrift_method_is_oneway(const tch_thrift_method *m);
+bool tch_thrift_method_is_oneway(const tch_thrift_method *m);
 const tch_thrift_type *tch_thrift_method_return_type(const tch_thrift_method *m); /* NULL: void */
 /* "<Service>_<method>_args": the parameters at their ids. */
 const tch_thrift_struct *tch_thrift_method_args(const tch_thrift_method *m);
@@ -184,7 +184,7 @@ int tch_thrift_enum_value_of(const tch_thrift_enum *e, const char *name, int32_t
  * string and binary both use TCH_THRIFT_STRING values (bytes, not
  * NUL-terminated); enum fields use TCH_THRIFT_I32 values. Struct values hold
  * fields by id; union, exception, args and result structs are struct values. */
-tch_thrift_value *tch_thrift_value_new_bool(int b);
+tch_thrift_value *tch_thrift_value_new_bool(bool b);
 tch_thrift_value *tch_thrift_value_new_byte(int8_t v);
 tch_thrift_value *tch_thrift_value_new_i16(int16_t v);
 tch_thrift_value *tch_thrift_value_new_i32(int32_t v);
@@ -200,12 +200,12 @@ void tch_thrift_value_free(tch_thrift_value *v);                   /* NULL is fi
 
 /* Kind of a value: one of BOOL BYTE I16 I32 I64 DOUBLE STRING STRUCT LIST SET MAP. */
 tch_thrift_kind tch_thrift_value_kind(const tch_thrift_value *v);
-int tch_thrift_value_bool(const tch_thrift_value *v);
+bool tch_thrift_value_bool(const tch_thrift_value *v);
 int64_t tch_thrift_value_int(const tch_thrift_value *v); /* any integer kind or bool */
 double tch_thrift_value_double(const tch_thrift_value *v);
 tch_slice tch_thrift_value_bytes(const tch_thrift_value *v); /* STRING; borrowed */
 /* Deep equality (doubles compared bitwise so NaN equals itself). */
-int tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b);
+bool tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b);
 
 /* Struct fields: set replaces an existing value with the same id. */
 int tch_thrift_value_struct_set_take(tch_thrift_value *st, int16_t id, tch_thrift_value *field);

@@ -34,7 +34,7 @@ typedef struct tch_span {
     uint64_t id;
     uint64_t parent_id;     /* 0: a root span */
     int kind;               /* enum tch_span_kind */
-    int shared;             /* a server span with its caller's id */
+    bool shared;            /* a server span with its caller's id */
     tch_slice name;         /* the endpoint (arg1) */
     tch_slice local_service;  /* CLIENT: the caller's name; SERVER: the service called */
     tch_slice remote_service; /* CLIENT: the service called; SERVER: the caller's name */
@@ -48,9 +48,9 @@ typedef struct tch_span {
 } tch_span;
 
 /* Fills *out from an event that ends a traced call (RECEIVE_RESPONSE or
- * SEND_RESPONSE with the traced flag) and returns 1; 0 for any other
- * event. out points into ev: valid while ev is. */
-int tch_span_from_event(const tch_call_event *ev, tch_span *out);
+ * SEND_RESPONSE with the traced flag) and returns true; false for any
+ * other event. out points into ev: valid while ev is. */
+bool tch_span_from_event(const tch_call_event *ev, tch_span *out);
 
 /* The span as one line of Zipkin v2 JSON (no newline), malloc'd; NULL on
  * ENOMEM. Ids are 16 lowercase hex digits; timestamp and duration are in

@@ -79,19 +79,19 @@ typedef struct tch_cassette_response {
 typedef struct tch_cassette_error_frame {
     uint8_t code;  /* wire code: 0x01 timeout ... 0xff fatal */
     char *message; /* owned, NUL-terminated */
-    int local;     /* `local: true` (code timeout only): no frame came; the VCR
+    bool local;    /* `local: true` (code timeout only): no frame came; the VCR
                       replays it as TCH_ETIMEOUT, which is never retried */
 } tch_cassette_error_frame;
 
 typedef struct tch_cassette_interaction {
     tch_cassette_request request;
-    int is_error;                   /* 1: `error` holds the answer, `response` is empty */
+    bool is_error;                  /* `error` holds the answer, `response` is empty */
     tch_cassette_response response;
     tch_cassette_error_frame error;
     /* mock-server extensions (ignored by the in-process VCR) */
-    int has_delay;
+    bool has_delay;
     uint32_t delay_ms;              /* `delay`: wait before answering */
-    int has_fault;
+    bool has_fault;
     uint8_t fault_code;             /* `fault`: answer with this error frame instead */
     char *fault_message;            /* owned; may be NULL */
     size_t line;                    /* 1-based source line; 0 when recorded this run */
@@ -127,9 +127,9 @@ typedef struct tch_cassette_reply {
 
 /* ---- hooks ------------------------------------------------------------- */
 
-/* Custom matcher: nonzero when `incoming` may be answered by `recorded`.
+/* Custom matcher: true when `incoming` may be answered by `recorded`.
  * Runs only on candidates the built-in matchers already accepted. */
-typedef int (*tch_cassette_match_fn)(void *ud, const tch_cassette_request *incoming,
+typedef bool (*tch_cassette_match_fn)(void *ud, const tch_cassette_request *incoming,
                                      const tch_cassette_request *recorded);
 
 typedef enum tch_cassette_redact_phase {
@@ -185,9 +185,9 @@ typedef struct tch_cassette tch_cassette;
 
 typedef struct tch_cassette_options {
     tch_cassette_mode mode;     /* default ONCE */
-    int no_env_override;        /* 1: ignore TCHANNEL_VCR_RECORD_MODE */
-    int allow_playback_repeats; /* 1: after every match was played, replay the last again */
-    int strict;                 /* 1: tch_cassette_finish fails if interactions are unused */
+    bool no_env_override;        /* ignore TCHANNEL_VCR_RECORD_MODE */
+    bool allow_playback_repeats; /* after every match was played, replay the last again */
+    bool strict;                 /* tch_cassette_finish fails if interactions are unused */
     /* Built-in matchers by name (serviceName endpoint headers body argScheme
      * hostPort transportHeaders); NULL = the default five. */
     const char *const *matchers;
@@ -238,18 +238,19 @@ int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_mat
 
 tch_cassette_mode tch_cassette_get_mode(const tch_cassette *c); /* after env override */
 const char *tch_cassette_name(const tch_cassette *c);           /* path or memory name */
-int tch_cassette_existed(const tch_cassette *c);
-int tch_cassette_can_record(const tch_cassette *c);
+bool tch_cassette_existed(const tch_cassette *c);
+bool tch_cassette_can_record(const tch_cassette *c);
 size_t tch_cassette_count(const tch_cassette *c); /* interactions incl. pending slots */
 /* NULL for an out-of-range index or a slot not finished yet. */
 const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t index);
-/* 1 for a recording slot still waiting for its answer; 0 otherwise (an
- * interaction, an aborted slot that will never be written, or out of range). */
-int tch_cassette_is_pending(const tch_cassette *c, size_t index);
+/* true for a recording slot still waiting for its answer; false otherwise
+ * (an interaction, an aborted slot that will never be written, or out of
+ * range). */
+bool tch_cassette_is_pending(const tch_cassette *c, size_t index);
 unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index);
 size_t tch_cassette_play_count(const tch_cassette *c); /* total replays */
-int tch_cassette_all_played(const tch_cassette *c);    /* every replayable one played */
-int tch_cassette_dirty(const tch_cassette *c);
+bool tch_cassette_all_played(const tch_cassette *c);   /* every replayable one played */
+bool tch_cassette_dirty(const tch_cassette *c);          /* recorded, not saved yet */
 /* TCH_ESTATE listing unused interactions ("#3 svc::ep (raw) \"hi\"") or 0. */
 int tch_cassette_check_unused(const tch_cassette *c, tch_error *err);
 /* Sets every play count back to zero, so the cassette answers as if just
@@ -291,18 +292,18 @@ typedef struct tch_cassette_field_diff {
 
 /* Why a request found no recorded interaction. */
 typedef struct tch_cassette_near_miss {
-    int found;              /* 0: the cassette holds nothing to compare with */
+    bool found;             /* false: the cassette holds nothing to compare with */
     size_t index;           /* nearest interaction (0-based) */
     size_t line;            /* its source line, 0 if recorded this run */
     size_t matched_fields;  /* how many of total_fields agree */
     size_t total_fields;
-    int already_played;     /* every field matched: it was used up */
+    bool already_played;    /* every field matched: it was used up */
     tch_cassette_field_diff diffs[TCH_CASSETTE_MAX_FIELDS];
     size_t n_diffs;
     char *custom_rejected;  /* name of the custom matcher that refused, or NULL (owned) */
     /* the nearest is a stub (tchannel/stub.h): its id (NULL if it has none)
      * and the first rule it failed, "body $.user.id: expected 42, got 41" */
-    int is_stub;
+    bool is_stub;
     char *stub_id;          /* owned */
     char *rule_failed;      /* owned */
 } tch_cassette_near_miss;

@@ -57,8 +57,8 @@ int tch_cassette_redaction_set_json(tch_cassette_redaction *r, const json_t *spe
                                     tch_error *err);
 /* The spec as above, every key present (a new reference; NULL on ENOMEM). */
 json_t *tch_cassette_redaction_to_json(const tch_cassette_redaction *r);
-/* Nonzero when nothing is to be redacted. */
-int tch_cassette_redaction_empty(const tch_cassette_redaction *r);
+/* true when nothing is to be redacted. */
+bool tch_cassette_redaction_empty(const tch_cassette_redaction *r);
 size_t tch_cassette_redaction_count(const tch_cassette_redaction *r, tch_redact_kind kind);
 /* Borrowed IDL for Thrift fields (either or both; `thrift` is asked first).
  * Without any, a thrift body is an error when Thrift fields are named. */

@@ -89,12 +89,12 @@ typedef struct tch_stub_info {
     char *id;               /* owned; NULL when the interaction has none */
     tch_stub_rules *rules;  /* owned; NULL: the request's exact fields match */
     int priority;           /* TCH_STUB_PRIORITY_DEFAULT unless given */
-    int has_priority;
-    int required;           /* tch_cassette_required_unplayed lists it until played */
+    bool has_priority;
+    bool required;          /* tch_cassette_required_unplayed lists it until played */
     char *scenario;         /* owned, or NULL */
     char *required_state;   /* owned, or NULL: any state */
     char *new_state;        /* owned, or NULL: the state stays */
-    int template_response;  /* response: {template: true} */
+    bool template_response; /* response: {template: true} */
     tch_stub_delay delay;
     tch_stub_fault fault;
 } tch_stub_info;
