@@ -383,8 +383,8 @@ int mock_is_self(mock *m, const char *host_port) {
 
 /* ---- forwarding a call's transport headers --------------------------------------------- */
 
-static int retry_on_of(tch_slice re, int *out) {
-    static const struct { const char *v; int on; } map[] = {
+static int retry_on_of(tch_slice re, tch_retry_on *out) {
+    static const struct { const char *v; tch_retry_on on; } map[] = {
         {"n", TCH_RETRY_NEVER}, {"c", TCH_RETRY_CONNECTION}, {"t", TCH_RETRY_TIMEOUT},
         {"ct", TCH_RETRY_CONNECTION_TIMEOUT}, {"tc", TCH_RETRY_CONNECTION_TIMEOUT},
     };

@@ -24,7 +24,7 @@ struct channel_hooks {
     int removed;  /* entries with fn NULL waiting to be dropped */
 };
 
-const char *tch_event_kind_name(int kind) {
+const char *tch_event_kind_name(tch_event_kind kind) {
     switch (kind) {
     case TCH_EVENT_SEND_REQUEST: return "send_request";
     case TCH_EVENT_RECEIVE_RESPONSE: return "receive_response";

@@ -60,7 +60,7 @@ struct tch_outbound {
 
 /* ---- classification ------------------------------------------------------ */
 
-int tch_proto_code_retryability(uint8_t code) {
+tch_retryability tch_proto_code_retryability(uint8_t code) {
     switch (code) {
     case TCH_PCODE_BUSY:
     case TCH_PCODE_DECLINED: return TCH_RETRYABLE;

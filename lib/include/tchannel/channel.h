@@ -28,17 +28,17 @@ typedef struct tch_channel tch_channel;
 
 /* Checksum of outgoing calls (tch_channel_options.checksum_type). Zero is
  * the default so that a zeroed options struct means defaults. */
-enum tch_checksum {
+typedef enum tch_checksum {
     TCH_CHECKSUM_DEFAULT = 0,  /* crc32c, as the Node peer */
     TCH_CHECKSUM_CRC32 = 1,    /* zlib's IEEE CRC-32 */
     TCH_CHECKSUM_FARMHASH = 2, /* farmhash Fingerprint32, as the Node peer */
     TCH_CHECKSUM_CRC32C = 3,   /* Castagnoli; SSE4.2 when the CPU has it */
     TCH_CHECKSUM_NONE = 0x80,  /* no checksum */
-};
+} tch_checksum;
 
 typedef struct tch_channel_options {
     const char *process_name;    /* default "<name>[<pid>]" */
-    uint8_t checksum_type;       /* enum tch_checksum */
+    tch_checksum checksum_type;  /* any other value: tch_channel_new fails */
     uint32_t default_timeout_ms; /* default 5000 */
     size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
     size_t max_pending_calls;    /* calls in flight on one connection, in each
@@ -230,23 +230,23 @@ int tch_inbound_close_connection(tch_inbound *in, const char *why);
 /* ---- outbound ----------------------------------------------------------- */
 
 /* Which failures a call retries on (transport header "re"). */
-enum tch_retry_on {
+typedef enum tch_retry_on {
     TCH_RETRY_DEFAULT = 0,     /* connection errors */
     TCH_RETRY_NEVER,           /* "n" */
     TCH_RETRY_CONNECTION,      /* "c": network errors, busy, declined */
     TCH_RETRY_TIMEOUT,         /* "t": timeouts, busy, declined */
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
-};
+} tch_retry_on;
 
 /* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
  * allows (the Node peer refuses more). */
 #define TCH_MAX_TRANSPORT_HEADERS 123
 /* tch_call_opts.traced: the traced flag (0x01) sent with a call. */
-enum tch_traced {
+typedef enum tch_traced {
     TCH_TRACED_DEFAULT = 0, /* the parent's flag, else the channel's trace */
     TCH_TRACED_ON,
     TCH_TRACED_OFF,
-};
+} tch_traced;
 
 #define TCH_RETRY_LIMIT_NONE (-1)
 #define TCH_RETRY_LIMIT_DEFAULT 4
@@ -263,13 +263,13 @@ typedef struct tch_call_opts {
     const char *arg_scheme; /* value of the "as" header; default "raw" */
     const tch_trace *trace; /* parent span; NULL: the inbound call being
                                handled (if any), else a new trace */
-    int retry_on;          /* enum tch_retry_on */
+    tch_retry_on retry_on;
     int retry_limit;       /* retries after the first try: 0 means the
                               default (4); TCH_RETRY_LIMIT_NONE for none */
     const char *shard_key;        /* "sk" */
     const char *routing_delegate; /* "rd" */
     uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
-    int traced;  /* enum tch_traced: this call's traced flag */
+    tch_traced traced;     /* this call's traced flag */
     /* true: endpoint, arg2 and arg3 are read where they are (for every
      * attempt) instead of being copied when the call starts, which saves a
      * copy of each large body. They must then stay valid and unchanged
@@ -330,12 +330,13 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
                      tch_call_cb cb, void *ud, tch_error *err);
 
 /* How an error may be retried, as tchannel-python classifies it. */
-enum tch_retryability {
+typedef enum tch_retryability {
     TCH_NOT_RETRYABLE = 0,   /* bad request, cancelled, unhealthy, fatal */
     TCH_RETRYABLE,           /* busy, declined: the request was not handled */
     TCH_MAYBE_RETRYABLE,     /* timeout, unexpected, network: only if idempotent */
-};
-int tch_proto_code_retryability(uint8_t code);
+} tch_retryability;
+/* An unknown code is TCH_NOT_RETRYABLE. */
+tch_retryability tch_proto_code_retryability(uint8_t code);
 
 /* ---- the outbound hook (the VCR plugs in here) ------------------------- */
 

@@ -24,16 +24,16 @@ extern "C" {
 
 struct event_base;
 
-enum tch_span_kind {
+typedef enum tch_span_kind {
     TCH_SPAN_CLIENT = 0,
     TCH_SPAN_SERVER,
-};
+} tch_span_kind;
 
 typedef struct tch_span {
     uint64_t trace_id;
     uint64_t id;
     uint64_t parent_id;     /* 0: a root span */
-    int kind;               /* enum tch_span_kind */
+    tch_span_kind kind;
     bool shared;            /* a server span with its caller's id */
     tch_slice name;         /* the endpoint (arg1) */
     tch_slice local_service;  /* CLIENT: the caller's name; SERVER: the service called */
@@ -42,7 +42,7 @@ typedef struct tch_span {
     tch_slice scheme;       /* "as" */
     uint64_t timestamp_us;  /* start, microseconds since the Unix epoch */
     uint64_t duration_us;
-    int outcome;            /* enum tch_outcome: OK, APP_ERROR or ERROR */
+    tch_outcome outcome;    /* OK, APP_ERROR or ERROR */
     uint8_t error_code;     /* tch_proto_code when outcome is ERROR */
     const char *message;    /* the error's message, "" */
 } tch_span;
