@@ -579,7 +579,7 @@ static int expand_inputs(mock_config *c, tch_error *err) {
 
 /* The channel's limits say when they act (idle, frame timeout, the
  * connection cap, a budget), always: a refused caller is worth a line. */
-static void log_limit(void *ud, const char *line) {
+static void log_limit(const char *line, void *ud) {
     static const char self[] = "tchannel-mock: "; /* the channel's name; mock_log says it */
     (void)ud;
     mock_log("%s", strncmp(line, self, sizeof self - 1) ? line : line + sizeof self - 1);

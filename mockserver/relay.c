@@ -78,7 +78,7 @@ struct relay_call {
 
 /* ---- instances ------------------------------------------------------------------ */
 
-static void log_line(void *ud, const char *line) {
+static void log_line(const char *line, void *ud) {
     (void)ud;
     mock_log("relay: %s", line);
 }

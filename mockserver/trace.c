@@ -21,15 +21,15 @@ typedef struct mock_trace {
     int flushed;
 } mock_trace;
 
-static void fan_out(void *ud, const tch_span *span) {
+static void fan_out(const tch_span *span, void *ud) {
     mock_trace *t = ud;
     if (t->zipkin) {
         tch_span_reporter r = tch_zipkin_reporter_iface(t->zipkin);
-        r.report(r.ud, span);
+        r.report(span, r.ud);
     }
     if (t->file) {
         tch_span_reporter r = tch_file_reporter_iface(t->file);
-        r.report(r.ud, span);
+        r.report(span, r.ud);
     }
 }
 

@@ -369,7 +369,7 @@ void tch_cassette_free(tch_cassette *c) {
     free(c);
 }
 
-int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err) {
     if (!fn)
         return tch_error_set(err, TCH_EINVAL, "cassette %s: matcher callback is NULL", c->name);
@@ -465,7 +465,7 @@ static int redact(tch_cassette *c, tch_cassette_redact_phase phase, tch_cassette
                   tch_cassette_response *resp, tch_error *err) {
     if (!c->opts.redact)
         return 0;
-    int rc = c->opts.redact(c->opts.redact_ud, phase, req, resp);
+    int rc = c->opts.redact(phase, req, resp, c->opts.redact_ud);
     return rc ? tch_error_set(err, rc, "cassette %s: redaction hook failed (%s)", c->name,
                               tch_strerror(rc))
               : 0;

@@ -603,8 +603,8 @@ int tch_cassette_redaction_response(const tch_cassette_redaction *r,
     return rc ? rc : redact_body(r, req, &resp->body, 1, err);
 }
 
-int tch_cassette_redaction_hook(void *ud, tch_cassette_redact_phase phase,
-                                tch_cassette_request *req, tch_cassette_response *resp) {
+int tch_cassette_redaction_hook(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                                tch_cassette_response *resp, void *ud) {
     const tch_cassette_redaction *r = ud;
     tch_error err;
     if (!r || phase != TCH_CASSETTE_REDACT_RECORD)

@@ -147,7 +147,7 @@ void tch__channel_log(tch_channel *ch, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    CHANNEL_USER_CALL(ch, ch->opts.log(ch->opts.log_ud, line));
+    CHANNEL_USER_CALL(ch, ch->opts.log(line, ch->opts.log_ud));
 }
 
 const char *tch_channel_name(const tch_channel *ch) { return ch->name; }
@@ -545,7 +545,7 @@ int tch_channel_remove_peer(tch_channel *ch, const char *host_port) {
     return 0;
 }
 
-void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_cb fn,
                                    void *ud) {
     ch->hook = fn;
     ch->hook_ud = ud;
@@ -556,7 +556,7 @@ tch_inbound *tch_channel_current(const tch_channel *ch) { return ch->current; }
 /* ---- handlers ------------------------------------------------------------ */
 
 int tch_channel_register(tch_channel *ch, const char *service,
-                         const char *endpoint, tch_handler_fn fn, void *ud) {
+                         const char *endpoint, tch_handler_cb fn, void *ud) {
     return tch_channel_register_with(ch, service, endpoint, fn, ud, NULL);
 }
 
@@ -566,7 +566,7 @@ static void release_ud(handler_entry *h) {
 }
 
 int tch_channel_register_with(tch_channel *ch, const char *service,
-                              const char *endpoint, tch_handler_fn fn,
+                              const char *endpoint, tch_handler_cb fn,
                               void *ud, void (*free_ud)(void *)) {
     if (!endpoint || !fn) {
         if (free_ud)
@@ -611,7 +611,7 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
     return 0;
 }
 
-void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud) {
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_cb fn, void *ud) {
     ch->fallback = fn;
     ch->fallback_ud = ud;
 }
@@ -650,7 +650,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed before the call finished");
 }
 
-int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud) {
     if (ch->closing)
         return TCH_ESTATE;

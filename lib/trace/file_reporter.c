@@ -76,7 +76,7 @@ static void note_failure(tch_file_reporter *r, const char *why) {
         snprintf(r->first_error, sizeof r->first_error, "%s", why);
 }
 
-static void report(void *ud, const tch_span *span) {
+static void report(const tch_span *span, void *ud) {
     tch_file_reporter *r = ud;
     char *line = tch_span_to_json(span);
     if (!line) {

@@ -172,7 +172,7 @@ static void on_event(const tch_call_event *ev, void *ud) {
     if (!tch_span_from_event(ev, &s))
         return;
     t->spans++;
-    t->rep.report(t->rep.ud, &s);
+    t->rep.report(&s, t->rep.ud);
 }
 
 int tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_tracer **out, tch_error *err) {

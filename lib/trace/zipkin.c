@@ -34,7 +34,7 @@ struct tch_zipkin_reporter {
     struct event *close_timer;
     struct event *close_done;   /* runs close_cb from the loop */
     int closing;
-    tch_zipkin_closed_fn close_cb;
+    tch_zipkin_closed_cb close_cb;
     void *close_ud;
     tch_zipkin_stats stats;
     char last_error[256];
@@ -119,7 +119,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg) {
         post_batch(z);
 }
 
-static void report(void *ud, const tch_span *span) {
+static void report(const tch_span *span, void *ud) {
     tch_zipkin_reporter *z = ud;
     z->stats.reported++;
     if (z->n == z->opts.max_queue || z->closing > 1) {
@@ -311,7 +311,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 }
 
 int tch_zipkin_reporter_close(tch_zipkin_reporter *z, uint32_t timeout_ms,
-                              tch_zipkin_closed_fn cb, void *ud) {
+                              tch_zipkin_closed_cb cb, void *ud) {
     if (z->closing)
         return TCH_ESTATE;
     z->close_done = evtimer_new(z->base, on_close_done, z);

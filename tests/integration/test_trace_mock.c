@@ -71,7 +71,7 @@ typedef struct kept {
     int n;
 } kept;
 
-static void keep(void *ud, const tch_span *s) {
+static void keep(const tch_span *s, void *ud) {
     kept *k = ud;
     if (k->n < 8)
         k->v[k->n++] = *s;

@@ -285,7 +285,7 @@ static tch_span made_up(uint64_t id) {
 static void report_n(tch_span_reporter rep, int n, uint64_t first) {
     for (int i = 0; i < n; i++) {
         tch_span s = made_up(first + (uint64_t)i);
-        rep.report(rep.ud, &s);
+        rep.report(&s, rep.ud);
     }
 }
 

@@ -466,8 +466,8 @@ static int mask_in(tch_buf *headers) {
 
 /* The request before matching and writing; the answer (the server echoes
  * the headers back) before writing. */
-static int mask_authorization(void *ud, tch_cassette_redact_phase phase,
-                              tch_cassette_request *req, tch_cassette_response *resp) {
+static int mask_authorization(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                              tch_cassette_response *resp, void *ud) {
     (void)ud, (void)phase;
     int rc = mask_in(&req->headers);
     return rc || !resp ? rc : mask_in(&resp->headers);
@@ -629,8 +629,8 @@ static void a_blocked_folder_fails_the_first_call(void **state) {
     unlink(sub);
 }
 
-static int refuse_to_record(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
-                            tch_cassette_response *resp) {
+static int refuse_to_record(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                            tch_cassette_response *resp, void *ud) {
     (void)ud, (void)req, (void)resp;
     return phase == TCH_CASSETTE_REDACT_RECORD ? TCH_EINVAL : 0;
 }

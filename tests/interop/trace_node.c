@@ -65,7 +65,7 @@ typedef struct keeper {
     int n;
 } keeper;
 
-static void keep(void *ud, const tch_span *span) {
+static void keep(const tch_span *span, void *ud) {
     keeper *k = ud;
     if (k->n == 8)
         return;

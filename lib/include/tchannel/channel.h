@@ -26,6 +26,11 @@ struct evdns_base;
 
 typedef struct tch_channel tch_channel;
 
+/* Callbacks are named *_cb and take their user data (ud) last. */
+
+/* One line of text for a log the caller keeps (the library has none). */
+typedef void (*tch_log_cb)(const char *line, void *ud);
+
 /* Checksum of outgoing calls (tch_channel_options.checksum_type). Zero is
  * the default so that a zeroed options struct means defaults. */
 typedef enum tch_checksum {
@@ -69,7 +74,7 @@ typedef struct tch_channel_options {
      * timeout or the handshake timeout, one refused over max_connections, a
      * request refused over a budget) with one line saying what and why.
      * The library has no logger of its own. */
-    void (*log)(void *ud, const char *line);
+    tch_log_cb log;
     void *log_ud;
     /* true: calls that start a new trace (no parent span) set the
      * traced flag, as tchannel-python's TChannel(trace=True); a call with a
@@ -100,8 +105,8 @@ void tch_channel_free(tch_channel *ch);
  * finish and their answers reach the socket, closes every connection, then
  * runs cb from the loop. Calls still in flight after timeout_ms are failed
  * (0: wait as long as they take). Free the channel from cb or after it. */
-typedef void (*tch_closed_fn)(tch_channel *ch, void *ud);
-int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+typedef void (*tch_closed_cb)(tch_channel *ch, void *ud);
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud);
 
 const char *tch_channel_name(const tch_channel *ch);
@@ -159,21 +164,21 @@ void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns);
 /* ---- inbound ---------------------------------------------------------- */
 
 typedef struct tch_inbound tch_inbound;
-typedef void (*tch_handler_fn)(tch_inbound *call, void *ud);
+typedef void (*tch_handler_cb)(tch_inbound *call, void *ud);
 
 /* service NULL means the channel's own name. Registering the same
  * (service, endpoint) twice replaces the handler. */
 int tch_channel_register(tch_channel *ch, const char *service,
-                         const char *endpoint, tch_handler_fn fn, void *ud);
+                         const char *endpoint, tch_handler_cb fn, void *ud);
 /* Like tch_channel_register; the channel calls free_ud(ud) when the
  * handler is replaced or the channel freed (for wrappers such as the json
  * and thrift schemes that allocate a context per endpoint). */
 int tch_channel_register_with(tch_channel *ch, const char *service,
-                              const char *endpoint, tch_handler_fn fn,
+                              const char *endpoint, tch_handler_cb fn,
                               void *ud, void (*free_ud)(void *));
 /* Called for calls no registered handler takes; without one such calls get
  * a BadRequest error frame naming the service and endpoint. */
-void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud);
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_cb fn, void *ud);
 
 tch_slice tch_inbound_service(const tch_inbound *in);
 tch_slice tch_inbound_endpoint(const tch_inbound *in); /* arg1 */
@@ -344,11 +349,11 @@ tch_retryability tch_proto_code_retryability(uint8_t code);
  * now or later, with tch_outbound_forward (send it; an observer may watch
  * the answer) or tch_outbound_answer (answer it locally). */
 typedef struct tch_outbound tch_outbound;
-typedef void (*tch_outbound_hook_fn)(tch_outbound *call, void *ud);
+typedef void (*tch_outbound_hook_cb)(tch_outbound *call, void *ud);
 
 /* One hook per channel; NULL removes it. A hook must resolve the calls it
  * holds before the channel is freed. */
-void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_cb fn,
                                    void *ud);
 /* The request as made (owned by the call; valid until it is resolved). */
 const tch_call_opts *tch_outbound_request(const tch_outbound *call);
@@ -362,9 +367,9 @@ void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud);
  * final (never retried). For a hook whose own work on the answer can fail
  * (the VCR saving a recording): the caller then hears that it failed
  * instead of an answer whose side effect was lost. */
-typedef int (*tch_outbound_check_fn)(const tch_response *res, void *ud, tch_error *why);
+typedef int (*tch_outbound_check_cb)(const tch_response *res, tch_error *why, void *ud);
 /* Like tch_outbound_forward, with check in place of an observer. */
-void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_fn check, void *ud);
+void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_cb check, void *ud);
 /* Answers the call locally; res is copied. The caller's callback runs from
  * the event loop. */
 void tch_outbound_answer(tch_outbound *call, const tch_response *res);

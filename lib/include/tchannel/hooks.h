@@ -78,11 +78,11 @@ typedef struct tch_call_event {
     const char *message; /* what went wrong; "" when nothing did */
 } tch_call_event;
 
-typedef void (*tch_event_fn)(const tch_call_event *ev, void *ud);
+typedef void (*tch_event_cb)(const tch_call_event *ev, void *ud);
 
 /* Adds a hook; *handle (when not NULL) receives its handle for removal.
  * TCH_EINVAL without fn, TCH_ENOMEM. */
-int tch_channel_add_hook(tch_channel *ch, tch_event_fn fn, void *ud,
+int tch_channel_add_hook(tch_channel *ch, tch_event_cb fn, void *ud,
                          uint32_t *handle);
 /* TCH_ENOTFOUND when no hook has that handle. */
 int tch_channel_remove_hook(tch_channel *ch, uint32_t handle);

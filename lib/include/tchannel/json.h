@@ -15,13 +15,13 @@ extern "C" {
 
 /* ---- serving ---------------------------------------------------------- */
 
-typedef void (*tch_json_handler_fn)(tch_inbound *in, const json_t *headers,
+typedef void (*tch_json_handler_cb)(tch_inbound *in, const json_t *headers,
                                     const json_t *body, void *ud);
 
 /* A request whose arg2/arg3 is not JSON, or whose "as" header names another
  * scheme, is answered with BadRequest naming the problem; fn never sees it. */
 int tch_json_register(tch_channel *ch, const char *service,
-                      const char *endpoint, tch_json_handler_fn fn, void *ud);
+                      const char *endpoint, tch_json_handler_cb fn, void *ud);
 /* Answers with code 0 (ok) or 1 (application error); headers NULL: none. */
 int tch_json_respond(tch_inbound *in, uint8_t code, const json_t *headers,
                      const json_t *body);

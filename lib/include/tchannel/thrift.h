@@ -77,8 +77,9 @@ typedef struct tch_thrift_value tch_thrift_value;
 
 /* Reads a whole file for the loader. Returns 0 and fills out (caller frees
  * it with tch_buf_free), or a negative TCH_E* with err set. */
+typedef int (*tch_thrift_read_cb)(const char *path, tch_buf *out, tch_error *err, void *ud);
 typedef struct tch_thrift_reader {
-    int (*read)(void *ud, const char *path, tch_buf *out, tch_error *err);
+    tch_thrift_read_cb read;
     void *ud;
 } tch_thrift_reader;
 

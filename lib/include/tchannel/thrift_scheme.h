@@ -20,7 +20,7 @@ extern "C" {
 /* One inbound Thrift call, owned by the channel until answered with one of
  * tch_thrift_respond* (exactly once, now or later). */
 typedef struct tch_thrift_inbound tch_thrift_inbound;
-typedef void (*tch_thrift_handler_fn)(tch_thrift_inbound *call, void *ud);
+typedef void (*tch_thrift_handler_cb)(tch_thrift_inbound *call, void *ud);
 
 /* Serves `method` of svc (methods of services it extends included) under
  * the TChannel service `service` (NULL: the channel's name). The IDL must
@@ -28,7 +28,7 @@ typedef void (*tch_thrift_handler_fn)(tch_thrift_inbound *call, void *ud);
  * BadRequest naming the problem; fn never sees it. */
 int tch_thrift_register(tch_channel *ch, const char *service,
                         const tch_thrift_service *svc, const char *method,
-                        tch_thrift_handler_fn fn, void *ud);
+                        tch_thrift_handler_cb fn, void *ud);
 
 const tch_thrift_method *tch_thrift_inbound_method(const tch_thrift_inbound *call);
 /* The decoded args struct, and one arg by parameter name (NULL if unset). */

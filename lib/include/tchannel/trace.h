@@ -65,8 +65,9 @@ char *tch_span_to_json(const tch_span *s);
 /* A reporter: report is called once per span, on the loop, and must copy
  * what it keeps (the span is valid during the call only). It must not
  * block: a reporter that cannot keep up drops and counts. */
+typedef void (*tch_span_report_cb)(const tch_span *span, void *ud);
 typedef struct tch_span_reporter {
-    void (*report)(void *ud, const tch_span *span);
+    tch_span_report_cb report;
     void *ud;
 } tch_span_reporter;
 
@@ -135,9 +136,9 @@ const char *tch_zipkin_reporter_last_error(const tch_zipkin_reporter *z);
  * (0: the post timeout); spans not sent by then are counted dropped. Spans
  * reported meanwhile are still taken. Free z from cb or after it.
  * TCH_ESTATE when already closing. */
-typedef void (*tch_zipkin_closed_fn)(tch_zipkin_reporter *z, void *ud);
+typedef void (*tch_zipkin_closed_cb)(tch_zipkin_reporter *z, void *ud);
 int tch_zipkin_reporter_close(tch_zipkin_reporter *z, uint32_t timeout_ms,
-                              tch_zipkin_closed_fn cb, void *ud);
+                              tch_zipkin_closed_cb cb, void *ud);
 /* Frees at once: a POST in flight is abandoned; queued spans are lost. */
 void tch_zipkin_reporter_free(tch_zipkin_reporter *z);
 

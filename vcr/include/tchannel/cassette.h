@@ -129,8 +129,8 @@ typedef struct tch_cassette_reply {
 
 /* Custom matcher: true when `incoming` may be answered by `recorded`.
  * Runs only on candidates the built-in matchers already accepted. */
-typedef bool (*tch_cassette_match_fn)(void *ud, const tch_cassette_request *incoming,
-                                     const tch_cassette_request *recorded);
+typedef bool (*tch_cassette_match_cb)(const tch_cassette_request *incoming,
+                                      const tch_cassette_request *recorded, void *ud);
 
 typedef enum tch_cassette_redact_phase {
     TCH_CASSETTE_REDACT_MATCH = 0, /* an incoming request, before matching (resp NULL) */
@@ -141,8 +141,8 @@ typedef enum tch_cassette_redact_phase {
  * 0 or a negative TCH_E*: in the MATCH phase the call then fails with that
  * code; in the RECORD phase the interaction is not recorded (the call has
  * its answer already) and tch_vcr_eject returns the error. */
-typedef int (*tch_cassette_redact_fn)(void *ud, tch_cassette_redact_phase phase,
-                                      tch_cassette_request *req, tch_cassette_response *resp);
+typedef int (*tch_cassette_redact_cb)(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                                      tch_cassette_response *resp, void *ud);
 
 typedef enum tch_cassette_part {
     TCH_CASSETTE_REQUEST_HEADERS,
@@ -154,9 +154,9 @@ typedef enum tch_cassette_part {
  * `bytes` (written as `bodyDecoded`/`headersDecoded`, ignored on load), or
  * NULL to write only the exact bytes. `response_code` is meaningful for
  * response parts. */
-typedef char *(*tch_cassette_render_fn)(void *ud, tch_slice service, tch_slice endpoint,
+typedef char *(*tch_cassette_render_cb)(tch_slice service, tch_slice endpoint,
                                         tch_cassette_scheme scheme, tch_cassette_part part,
-                                        int response_code, tch_slice bytes);
+                                        int response_code, tch_slice bytes, void *ud);
 
 /* ---- Thrift IDL for explaining misses ---------------------------------- */
 
@@ -192,9 +192,9 @@ typedef struct tch_cassette_options {
      * hostPort transportHeaders); NULL = the default five. */
     const char *const *matchers;
     size_t n_matchers;
-    tch_cassette_redact_fn redact;
+    tch_cassette_redact_cb redact;
     void *redact_ud;
-    tch_cassette_render_fn render;
+    tch_cassette_render_cb render;
     void *render_ud;
     /* IDL that decodes thrift bodies when a miss is explained, so the message
      * names the fields that differ instead of showing bytes. Borrowed: each
@@ -231,7 +231,7 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
 void tch_cassette_free(tch_cassette *c);
 
 /* Adds a custom matcher (name is for messages). */
-int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err);
 
 /* ---- state ------------------------------------------------------------- */

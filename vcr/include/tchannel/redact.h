@@ -74,11 +74,11 @@ int tch_cassette_redaction_response(const tch_cassette_redaction *r,
                                     const tch_cassette_request *req,
                                     tch_cassette_response *resp, tch_error *err);
 
-/* A tch_cassette_redact_fn (ud: the redaction): redacts in the RECORD phase
+/* A tch_cassette_redact_cb (ud: the redaction): redacts in the RECORD phase
  * and does nothing in the MATCH phase, where the placeholder matches
  * anything already. */
-int tch_cassette_redaction_hook(void *ud, tch_cassette_redact_phase phase,
-                                tch_cassette_request *req, tch_cassette_response *resp);
+int tch_cassette_redaction_hook(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                                tch_cassette_response *resp, void *ud);
 
 /* A redacted copy of a call, for a writer that records views
  * (tch_cassette_record_begin) but forwards the original. `call` is
