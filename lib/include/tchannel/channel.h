@@ -104,7 +104,8 @@ void tch_channel_free(tch_channel *ch);
  * Declined error frame, outbound ones TCH_ECLOSED), lets calls in flight
  * finish and their answers reach the socket, closes every connection, then
  * runs cb from the loop. Calls still in flight after timeout_ms are failed
- * (0: wait as long as they take). Free the channel from cb or after it. */
+ * (0: wait as long as they take). Free the channel from cb or after it.
+ * Returns 0, TCH_ESTATE (already closing), TCH_ENOMEM. */
 typedef void (*tch_closed_cb)(tch_channel *ch, void *ud);
 int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud);
@@ -121,7 +122,10 @@ struct event_base *tch_channel_base(const tch_channel *ch);
 /* Listens on host_port ("127.0.0.1:0" when NULL: an ephemeral port).
  * Listening twice is TCH_ESTATE. A host name is looked up here with
  * getaddrinfo, which blocks: this is a setup call, for before the loop
- * runs. The first of its addresses that binds is used, IPv4 ones first. */
+ * runs. The first of its addresses that binds is used, IPv4 ones first.
+ * Returns 0, TCH_EINVAL (a malformed host_port), TCH_ESTATE (listening
+ * already), TCH_EIO (lookup, bind or listen failed; err says which),
+ * TCH_ENOMEM. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
 bool tch_channel_is_listening(const tch_channel *ch);
 /* The numeric "host:port" actually bound ("127.0.0.1:4040", "[::1]:4040"),
@@ -137,7 +141,8 @@ size_t tch_channel_connection_count(const tch_channel *ch);
 /* Known peers for calls that give no host_port. A peer is known by the
  * string given: "localhost:4040" and "127.0.0.1:4040" are two peers, each
  * with its own connection and backoff. A name is checked for form here and
- * looked up when a call first connects to it. */
+ * looked up when a call first connects to it. Returns 0 (also for a peer
+ * known already), TCH_EINVAL (a malformed host_port), TCH_ENOMEM. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
 /* Forgets a known peer (spelled as it was added): later calls that give no
  * host_port no longer choose it; calls in flight and its connections are
@@ -167,12 +172,14 @@ typedef struct tch_inbound tch_inbound;
 typedef void (*tch_handler_cb)(tch_inbound *call, void *ud);
 
 /* service NULL means the channel's own name. Registering the same
- * (service, endpoint) twice replaces the handler. */
+ * (service, endpoint) twice replaces the handler. Returns 0, TCH_EINVAL
+ * (no endpoint or fn), TCH_ENOMEM. */
 int tch_channel_register(tch_channel *ch, const char *service,
                          const char *endpoint, tch_handler_cb fn, void *ud);
 /* Like tch_channel_register; the channel calls free_ud(ud) when the
  * handler is replaced or the channel freed (for wrappers such as the json
- * and thrift schemes that allocate a context per endpoint). */
+ * and thrift schemes that allocate a context per endpoint). free_ud(ud)
+ * also runs when registering fails. Returns as tch_channel_register. */
 int tch_channel_register_with(tch_channel *ch, const char *service,
                               const char *endpoint, tch_handler_cb fn,
                               void *ud, void (*free_ud)(void *));
@@ -205,15 +212,19 @@ bool tch_inbound_is_done(const tch_inbound *in);
 tch_channel *tch_inbound_channel(const tch_inbound *in);
 
 /* Answer with a call response: code 0 (ok) or 1 (application error).
- * Frees the inbound. Returns TCH_ECLOSED (answer dropped) when the call is
- * already done; the inbound is freed either way. */
+ * Frees the inbound. Returns 0, TCH_ECLOSED (answer dropped) when the call
+ * is already done, or the send's error (TCH_ETOOBIG: an arg over the
+ * protocol's limit; TCH_ENOMEM), when the caller gets an Unexpected error
+ * frame instead; the inbound is freed either way. */
 int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
                         tch_slice arg3);
-/* Like tch_inbound_respond, with transport headers on the response. */
+/* Like tch_inbound_respond, with transport headers on the response; the
+ * same returns. */
 int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
                              tch_slice arg3, const tch_kv *headers,
                              size_t nheaders);
-/* Answer with an error frame (tch_proto_code). Frees the inbound. */
+/* Answer with an error frame (tch_proto_code). Frees the inbound. Returns
+ * 0, TCH_ECLOSED (the call was already done), TCH_ENOMEM. */
 int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
 
 /* Faults, for servers that test their callers (tchannel-mock's stubs). */
@@ -320,7 +331,9 @@ int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why);
 
 /* Pings host_port (a ping req frame; the peer's library answers it, no
  * handler involved). cb runs once from the loop: status 0 with the round
- * trip in microseconds, TCH_ETIMEOUT, or a connection error. */
+ * trip in microseconds, TCH_ETIMEOUT, or a connection error. Returns 0
+ * (cb will run), or (cb will not run) TCH_EINVAL (a malformed host_port),
+ * TCH_ECLOSED (the channel is closing), TCH_EIO, TCH_ENOMEM. */
 typedef void (*tch_ping_cb)(int status, uint64_t rtt_us, void *ud);
 int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms,
                      tch_ping_cb cb, void *ud, tch_error *err);
@@ -330,7 +343,12 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
  * when the options are invalid or the first attempt cannot even start (no
  * peers, a malformed host:port, the pending-call limit, a closing
  * channel). With an outbound hook installed, such attempt failures reach
- * cb instead, since the hook decides when the attempt starts. */
+ * cb instead, since the hook decides when the attempt starts.
+ * Returns 0, TCH_EINVAL (bad options: no service or endpoint, too many
+ * transport headers, a malformed host_port...; err names it), TCH_ETOOBIG
+ * (an arg over max_arg_size, the pending-call limit), TCH_ENOTFOUND (no
+ * host_port and no known peer), TCH_ECLOSED (the channel is closing),
+ * TCH_EIO, TCH_ENOMEM. */
 int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
                      tch_call_cb cb, void *ud, tch_error *err);
 

@@ -19,10 +19,14 @@ typedef void (*tch_json_handler_cb)(tch_inbound *in, const json_t *headers,
                                     const json_t *body, void *ud);
 
 /* A request whose arg2/arg3 is not JSON, or whose "as" header names another
- * scheme, is answered with BadRequest naming the problem; fn never sees it. */
+ * scheme, is answered with BadRequest naming the problem; fn never sees it.
+ * Returns 0, TCH_EINVAL (no endpoint or fn), TCH_ENOMEM. */
 int tch_json_register(tch_channel *ch, const char *service,
                       const char *endpoint, tch_json_handler_cb fn, void *ud);
-/* Answers with code 0 (ok) or 1 (application error); headers NULL: none. */
+/* Answers with code 0 (ok) or 1 (application error); headers NULL: none.
+ * Returns as tch_inbound_respond, or TCH_EINVAL when headers is not an
+ * object or a value cannot be written as JSON (the caller then gets an
+ * Unexpected error frame). */
 int tch_json_respond(tch_inbound *in, uint8_t code, const json_t *headers,
                      const json_t *body);
 
@@ -40,7 +44,9 @@ typedef struct tch_json_response {
 typedef void (*tch_json_cb)(const tch_json_response *res, void *ud);
 
 /* opts gives service, endpoint, target, timeout...; its arg2/arg3 and
- * arg_scheme are replaced. headers NULL: none. */
+ * arg_scheme are replaced. headers NULL: none. Returns 0, TCH_EINVAL
+ * (headers not an object, a value not writable as JSON), TCH_ENOMEM, or
+ * tch_channel_call's errors. */
 int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
                   const json_t *headers, const json_t *body, tch_json_cb cb,
                   void *ud, tch_error *err);
@@ -50,12 +56,16 @@ int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
  * real of v reads back the same: 0.1 as Node writes it, not jansson's
  * 0.10000000000000001 (one precision for the whole text). free() it. */
 char *tch_json_dumps(const json_t *v, size_t flags);
+/* Appends v's JSON text to out. Returns 0, TCH_EINVAL (v cannot be
+ * written: NaN, infinity), TCH_ENOMEM. */
 int tch_json_encode(const json_t *v, tch_buf *out, tch_error *err);
 /* empty_default: the value for empty input (NULL: empty is an error).
  * Reads what JSON.parse reads: strings may hold "\u0000" (use
  * json_string_length), a lone surrogate escape (a JS string cut inside a
  * pair) reads as U+FFFD, and a text with an integer beyond 64 bits has all
- * its integers as reals (JSON_DECODE_INT_AS_REAL), as Node's are doubles. */
+ * its integers as reals (JSON_DECODE_INT_AS_REAL), as Node's are doubles.
+ * what names the input in messages. Returns 0 (*out a new reference),
+ * TCH_EPARSE (not JSON, or empty without a default; err says where). */
 int tch_json_decode(tch_slice in, const char *what, json_t *empty_default,
                     json_t **out, tch_error *err);
 

@@ -36,7 +36,9 @@ tch_channel *tch_sync_client_channel(tch_sync_client *c);
 
 /* Makes the call and waits for its outcome (bounded by the call's timeout).
  * Returns 0 when *out holds an outcome (check out->status), or an error
- * when the call could not be started. */
+ * when the call could not be started: tch_channel_call's (TCH_EINVAL,
+ * TCH_ETOOBIG, TCH_ENOTFOUND, TCH_ECLOSED, TCH_EIO, TCH_ENOMEM), or
+ * TCH_EIO when the event loop fails. */
 int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
                   tch_sync_response *out, tch_error *err);
 void tch_sync_response_free(tch_sync_response *r);

@@ -91,8 +91,8 @@ int tch_file_reporter_open(const char *path, tch_file_reporter **out, tch_error 
 tch_span_reporter tch_file_reporter_iface(tch_file_reporter *r);
 uint64_t tch_file_reporter_written(const tch_file_reporter *r);
 uint64_t tch_file_reporter_failed(const tch_file_reporter *r); /* lines not written */
-/* Closes the file and frees r: 0, or TCH_EIO (naming the path and the
- * first failure) when any span could not be written. */
+/* Closes the file and frees r. Returns 0, or TCH_EIO (naming the path and
+ * the first failure) when any span could not be written. */
 int tch_file_reporter_close(tch_file_reporter *r, tch_error *err);
 
 /* ---- Zipkin v2 over HTTP ---------------------------------------------------- */
@@ -135,7 +135,7 @@ const char *tch_zipkin_reporter_last_error(const tch_zipkin_reporter *z);
  * from the loop once the last POST is answered, or when timeout_ms pass
  * (0: the post timeout); spans not sent by then are counted dropped. Spans
  * reported meanwhile are still taken. Free z from cb or after it.
- * TCH_ESTATE when already closing. */
+ * Returns 0, TCH_ESTATE (already closing), TCH_ENOMEM. */
 typedef void (*tch_zipkin_closed_cb)(tch_zipkin_reporter *z, void *ud);
 int tch_zipkin_reporter_close(tch_zipkin_reporter *z, uint32_t timeout_ms,
                               tch_zipkin_closed_cb cb, void *ud);

@@ -168,8 +168,9 @@ typedef char *(*tch_cassette_render_cb)(tch_slice service, tch_slice endpoint,
 typedef struct tch_cassette_thrift tch_cassette_thrift;
 
 /* Loads path (a file with its includes, or every *.thrift file in a folder).
- * Errors name path:line:column; a folder without .thrift files is
- * TCH_ENOTFOUND. */
+ * Errors name path:line:column. Returns 0, TCH_ENOTFOUND (no such path, or
+ * a folder without .thrift files), TCH_EIO, TCH_EPARSE (tch_thrift_load's
+ * errors), TCH_EINVAL, TCH_ENOMEM. */
 int tch_cassette_thrift_load(const char *path, tch_cassette_thrift **out, tch_error *err);
 void tch_cassette_thrift_free(tch_cassette_thrift *t);
 /* The method "Service::method" names for TChannel service `service`, or
@@ -206,22 +207,28 @@ typedef struct tch_cassette_options {
 
 void tch_cassette_options_init(tch_cassette_options *o);
 
-/* Parses once/new_episodes/none/all, case-insensitive. */
+/* Parses once/new_episodes/none/all, case-insensitive. Returns 0 or
+ * TCH_EINVAL naming the modes. */
 int tch_cassette_mode_parse(const char *s, tch_cassette_mode *out, tch_error *err);
 const char *tch_cassette_mode_name(tch_cassette_mode m);
 
 /* Loads `path` (missing file = new, empty cassette that may record under
  * ONCE; an existing empty file = existing empty cassette). Errors name
- * file:line:column. opts may be NULL (defaults). */
+ * file:line:column. opts may be NULL (defaults). Returns 0, TCH_EINVAL (a
+ * NULL argument, an unknown matcher or TCHANNEL_VCR_RECORD_MODE value),
+ * TCH_EPARSE (bad YAML or cassette fields), TCH_ETOOBIG, TCH_EIO (the file
+ * or its journal cannot be read), TCH_ENOMEM. */
 int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
                       tch_error *err);
 /* Loads from memory; `name` is used in messages. The cassette counts as
- * existing; it has no path, so tch_cassette_save fails (use _emit). */
+ * existing; it has no path, so tch_cassette_save fails (use _emit).
+ * Returns as tch_cassette_open. */
 int tch_cassette_open_memory(const char *name, const void *data, size_t len,
                              const tch_cassette_options *opts, tch_cassette **out,
                              tch_error *err);
 /* Re-reads old's path into a new object with old's options and custom
- * matchers; old is untouched (swap on success, keep old on failure). */
+ * matchers; old is untouched (swap on success, keep old on failure).
+ * Returns as tch_cassette_open. */
 int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err);
 /* The same in another record mode, as one run: a cassette that did not
  * exist when the run began keeps recording in mode ONCE, and what a run in
@@ -230,7 +237,8 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
                            tch_error *err);
 void tch_cassette_free(tch_cassette *c);
 
-/* Adds a custom matcher (name is for messages). */
+/* Adds a custom matcher (name is for messages). Returns 0, TCH_EINVAL (no
+ * fn), TCH_ENOMEM. */
 int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err);
 
@@ -318,8 +326,8 @@ typedef struct tch_cassette_decision {
 /* Decides what to do with an outgoing call. REPLAY marks the interaction
  * played. Returns 0 for REPLAY/RECORD; TCH_ENOTFOUND with action ERROR, err
  * naming mode, cassette, request and nearest interaction; other negative
- * codes for failures (ENOMEM, a redactor's error). Always release with
- * tch_cassette_decision_clear. */
+ * codes for failures (TCH_EINVAL for a NULL argument, TCH_ENOMEM, a
+ * redactor's error). Always release with tch_cassette_decision_clear. */
 int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cassette_decision *out,
                         tch_error *err);
 void tch_cassette_decision_clear(tch_cassette_decision *d);
@@ -334,7 +342,10 @@ json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm);
 typedef size_t tch_cassette_slot;
 
 /* Reserves the next place in the cassette (saved order = issue order).
- * TCH_ESTATE if the mode may not record. */
+ * The record functions return 0, TCH_ESTATE (begin: the mode may not
+ * record; the others: a slot that is not pending), TCH_EINVAL (a response
+ * code other than 0 or 1), TCH_ENOMEM, or the redactor's error (finish:
+ * the interaction is then not kept). */
 int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
                               tch_cassette_slot *slot, tch_error *err);
 int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
@@ -349,12 +360,14 @@ int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* Writes the YAML document to out (appends). */
+/* Writes the YAML document to out (appends). Returns 0, TCH_ENOMEM. */
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 /* Atomic save (temp file in the same directory, fsync, rename, fsync dir)
- * if anything new was recorded; otherwise writes nothing and returns 0. */
+ * if anything new was recorded; otherwise writes nothing and returns 0.
+ * Returns 0, TCH_EINVAL (a cassette without a path), TCH_EIO (naming the
+ * file and why), TCH_ENOMEM. */
 int tch_cassette_save(tch_cassette *c, tch_error *err);
-/* Save, then (strict) tch_cassette_check_unused. */
+/* Save, then (strict) tch_cassette_check_unused: their codes. */
 int tch_cassette_finish(tch_cassette *c, tch_error *err);
 
 /* ---- the journal: a save whose cost does not grow with the cassette ---- */
@@ -377,17 +390,21 @@ typedef struct tch_cassette_journal tch_cassette_journal;
  * not finish is folded into the file now, and temp files of saves that
  * were interrupted (only ours, of processes that are gone) are removed.
  * *note (if note is not NULL) gets a malloc'd sentence saying what recovery
- * did, or NULL when there was nothing to do. */
+ * did, or NULL when there was nothing to do. Returns 0, TCH_EINVAL (a
+ * cassette without a path), TCH_EIO, TCH_EPARSE (a journal record that
+ * is not a torn tail), TCH_ESTATE, TCH_ENOMEM. */
 int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,
                               tch_error *err);
 /* Appends every recording finished since the last commit and syncs it. On
  * 0 they are durable and, as after tch_cassette_save, replayable. On
  * failure the journal is cut back to its last whole record and the
  * recordings stay unsaved (tch_cassette_dirty): commit again, fold, or drop
- * them with tch_cassette_record_drop. */
+ * them with tch_cassette_record_drop. Returns 0, TCH_EIO, TCH_ETOOBIG,
+ * TCH_ESTATE, TCH_ENOMEM. */
 int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err);
 /* Writes the whole cassette to its file (atomic) and removes the journal.
- * Does nothing when there is neither a journal nor an unsaved recording. */
+ * Does nothing when there is neither a journal nor an unsaved recording.
+ * Returns as tch_cassette_save. */
 int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err);
 /* Removes the journal without folding it, for a caller that saved the
  * cassette elsewhere (tchannel-mock's PATH.conflict.yaml). */
@@ -400,7 +417,7 @@ size_t tch_cassette_journal_bytes(const tch_cassette_journal *j);
 void tch_cassette_journal_free(tch_cassette_journal *j);
 /* A finished recording that could not be saved is given up: it is never
  * written (its caller was told so). TCH_ESTATE unless the slot is finished
- * and unsaved. */
+ * and unsaved. Returns 0 or TCH_ESTATE. */
 int tch_cassette_record_drop(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
 
 #ifdef __cplusplus
