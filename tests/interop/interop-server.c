@@ -446,9 +446,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "interop-server: event_base_new failed\n");
         return 1;
     }
-    tch_channel_new(srv.base, service, NULL, &srv.ch, NULL);
-    if (!srv.ch) {
-        fprintf(stderr, "interop-server: tch_channel_new(%s) failed\n", service);
+    tch_error nerr;
+    if (tch_channel_new(srv.base, service, NULL, &srv.ch, &nerr) != 0) {
+        fprintf(stderr, "interop-server: %s\n", nerr.msg);
         return 1;
     }
     if (register_all(&srv) != 0)
