@@ -579,7 +579,7 @@ static int expand_inputs(mock_config *c, tch_error *err) {
 
 /* The channel's limits say when they act (idle, frame timeout, the
  * connection cap, a budget), always: a refused caller is worth a line. */
-static void log_limit(void *ud, const char *line) {
+static void log_limit(const char *line, void *ud) {
     static const char self[] = "tchannel-mock: "; /* the channel's name; mock_log says it */
     (void)ud;
     mock_log("%s", strncmp(line, self, sizeof self - 1) ? line : line + sizeof self - 1);
@@ -588,15 +588,15 @@ static void log_limit(void *ud, const char *line) {
 static int start_channel(mock *m, tch_error *err) {
     tch_channel_options o = m->cfg->limits;
     o.log = log_limit;
-    m->ch = tch_channel_new(m->base, "tchannel-mock", &o);
-    if (!m->ch)
-        return tch_error_set(err, TCH_ENOMEM, "cannot create the channel");
+    int rc = tch_channel_new(m->base, "tchannel-mock", &o, &m->ch, err);
+    if (rc)
+        return rc;
     tch_channel_set_fallback(m->ch, mock_serve_handler, m);
     char hp[300];
     /* an IPv6 address needs its brackets to take a port */
     int bare_v6 = strchr(m->cfg->host, ':') && m->cfg->host[0] != '[';
     snprintf(hp, sizeof hp, bare_v6 ? "[%s]:%d" : "%s:%d", m->cfg->host, m->cfg->port);
-    int rc = tch_channel_listen(m->ch, hp, err);
+    rc = tch_channel_listen(m->ch, hp, err);
     /* the library's message names the address already; say it once */
     return rc && !strstr(err->msg, hp) ? tch_error_wrap(err, "listen on %s", hp) : rc;
 }
@@ -795,7 +795,7 @@ static int verified_at_exit(mock *m) {
 int main(int argc, char **argv) {
     mock_config cfg;
     config_defaults(&cfg);
-    int rc = tch_cassette_redaction_new(&cfg.redaction) ? usage_error("out of memory")
+    int rc = tch_cassette_redaction_new(&cfg.redaction, NULL) ? usage_error("out of memory")
                                                         : parse_args(argc, argv, &cfg);
     if (rc) {
         config_free(&cfg);

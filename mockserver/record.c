@@ -54,9 +54,8 @@ int mock_record_init(mock *m, tch_error *err) {
         return 0;
     tch_channel_options o = {0};
     o.process_name = "tchannel-mock";
-    m->upstream = tch_channel_new(m->base, "tchannel-mock", &o);
-    if (!m->upstream)
-        return tch_error_set(err, TCH_ENOMEM, "cannot create the upstream channel");
+    if (tch_channel_new(m->base, "tchannel-mock", &o, &m->upstream, err) != 0)
+        return tch_error_wrap(err, "upstream channel");
     m->upstream_tracer = mock_trace_attach(m, m->upstream);
     for (size_t i = 0; i < m->cfg->upstreams.n; i++) {
         if (mock_is_self(m, m->cfg->upstreams.v[i]))

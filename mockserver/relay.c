@@ -78,7 +78,7 @@ struct relay_call {
 
 /* ---- instances ------------------------------------------------------------------ */
 
-static void log_line(void *ud, const char *line) {
+static void log_line(const char *line, void *ud) {
     (void)ud;
     mock_log("relay: %s", line);
 }
@@ -89,7 +89,8 @@ static tch_channel *client_channel(mock *m, tch_tracer **tracer) {
     tch_channel_options o = {0};
     o.process_name = "tchannel-mock";
     o.log = log_line;
-    tch_channel *ch = tch_channel_new(m->base, "tchannel-mock", &o);
+    tch_channel *ch;
+    tch_channel_new(m->base, "tchannel-mock", &o, &ch, NULL);
     *tracer = mock_trace_attach(m, ch);
     return ch;
 }
@@ -382,8 +383,8 @@ int mock_is_self(mock *m, const char *host_port) {
 
 /* ---- forwarding a call's transport headers --------------------------------------------- */
 
-static int retry_on_of(tch_slice re, int *out) {
-    static const struct { const char *v; int on; } map[] = {
+static int retry_on_of(tch_slice re, tch_retry_on *out) {
+    static const struct { const char *v; tch_retry_on on; } map[] = {
         {"n", TCH_RETRY_NEVER}, {"c", TCH_RETRY_CONNECTION}, {"t", TCH_RETRY_TIMEOUT},
         {"ct", TCH_RETRY_CONNECTION_TIMEOUT}, {"tc", TCH_RETRY_CONNECTION_TIMEOUT},
     };

@@ -21,15 +21,15 @@ typedef struct mock_trace {
     int flushed;
 } mock_trace;
 
-static void fan_out(void *ud, const tch_span *span) {
+static void fan_out(const tch_span *span, void *ud) {
     mock_trace *t = ud;
     if (t->zipkin) {
         tch_span_reporter r = tch_zipkin_reporter_iface(t->zipkin);
-        r.report(r.ud, span);
+        r.report(span, r.ud);
     }
     if (t->file) {
         tch_span_reporter r = tch_file_reporter_iface(t->file);
-        r.report(r.ud, span);
+        r.report(span, r.ud);
     }
 }
 
@@ -52,15 +52,15 @@ int mock_trace_start(mock *m, tch_error *err) {
     mock_trace *t = m->trace = calloc(1, sizeof *t);
     if (!t)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
-    if (c->trace_to && !(t->zipkin = tch_zipkin_reporter_new(m->base, c->trace_to, NULL, err))) {
+    if (c->trace_to && tch_zipkin_reporter_new(m->base, c->trace_to, NULL, &t->zipkin, err)) {
         trace_free(m);
         return tch_error_wrap(err, "--trace-to");
     }
-    if (c->trace_file && !(t->file = tch_file_reporter_open(c->trace_file, err))) {
+    if (c->trace_file && tch_file_reporter_open(c->trace_file, &t->file, err)) {
         trace_free(m);
         return tch_error_wrap(err, "--trace-file");
     }
-    if (!(t->tracer = tch_tracer_new(m->ch, (tch_span_reporter){fan_out, t}, err))) {
+    if (tch_tracer_new(m->ch, (tch_span_reporter){fan_out, t}, &t->tracer, err)) {
         trace_free(m);
         return err->code;
     }
@@ -71,8 +71,8 @@ tch_tracer *mock_trace_attach(mock *m, tch_channel *ch) {
     if (!m->trace || !ch)
         return NULL;
     tch_error err = {0};
-    tch_tracer *tr = tch_tracer_new(ch, (tch_span_reporter){fan_out, m->trace}, &err);
-    if (!tr)
+    tch_tracer *tr;
+    if (tch_tracer_new(ch, (tch_span_reporter){fan_out, m->trace}, &tr, &err))
         mock_log("tracing: the spans of our calls onward are not reported: %s", err.msg);
     return tr;
 }

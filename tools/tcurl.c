@@ -465,9 +465,10 @@ int main(int argc, char **argv) {
     tch_sync_client *client = NULL;
     if (!rc) {
         tch_channel_options copts = {0}; /* defaults */
-        client = tch_sync_client_new(c.caller, &copts);
-        rc = client ? add_peers(tch_sync_client_channel(client), &c)
-                    : tcurl_fail(EXIT_INTERNAL, "cannot create a channel named %s", c.caller);
+        tch_error err;
+        rc = tch_sync_client_new(c.caller, &copts, &client, &err)
+                 ? tcurl_fail(EXIT_INTERNAL, "%s", err.msg)
+                 : add_peers(tch_sync_client_channel(client), &c);
     }
     if (!rc)
         rc = c.load ? tcurl_load_run(&c, client, &r) : call_and_print(&c, client, &r);

@@ -369,7 +369,7 @@ void tch_cassette_free(tch_cassette *c) {
     free(c);
 }
 
-int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err) {
     if (!fn)
         return tch_error_set(err, TCH_EINVAL, "cassette %s: matcher callback is NULL", c->name);
@@ -388,13 +388,13 @@ int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_mat
 
 tch_cassette_mode tch_cassette_get_mode(const tch_cassette *c) { return c->mode; }
 const char *tch_cassette_name(const tch_cassette *c) { return c->name; }
-int tch_cassette_existed(const tch_cassette *c) { return c->existed; }
+bool tch_cassette_existed(const tch_cassette *c) { return c->existed; }
 size_t tch_cassette_count(const tch_cassette *c) { return c->n; }
 size_t tch_cassette_play_count(const tch_cassette *c) { return c->total_plays; }
-int tch_cassette_dirty(const tch_cassette *c) { return c->dirty; }
+bool tch_cassette_dirty(const tch_cassette *c) { return c->dirty; }
 
 /* RecordMode.can_record: ONCE only when the file did not exist. */
-int tch_cassette_can_record(const tch_cassette *c) {
+bool tch_cassette_can_record(const tch_cassette *c) {
     switch (c->mode) {
     case TCH_CASSETTE_ONCE: return !c->existed;
     case TCH_CASSETTE_NEW_EPISODES:
@@ -411,7 +411,7 @@ const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t i
     return e->state == ST_PENDING || e->state == ST_ABORTED ? NULL : &e->it;
 }
 
-int tch_cassette_is_pending(const tch_cassette *c, size_t index) {
+bool tch_cassette_is_pending(const tch_cassette *c, size_t index) {
     return index < c->n && c->items[index]->state == ST_PENDING;
 }
 
@@ -425,7 +425,7 @@ static bool unused(const tch_cassette *c, const cas_entry *e) {
     return c->mode != TCH_CASSETTE_ALL && e->state == ST_LOADED && e->from_file && e->plays == 0;
 }
 
-int tch_cassette_all_played(const tch_cassette *c) {
+bool tch_cassette_all_played(const tch_cassette *c) {
     for (size_t i = 0; i < c->n; i++)
         if (unused(c, c->items[i]))
             return 0;
@@ -465,7 +465,7 @@ static int redact(tch_cassette *c, tch_cassette_redact_phase phase, tch_cassette
                   tch_cassette_response *resp, tch_error *err) {
     if (!c->opts.redact)
         return 0;
-    int rc = c->opts.redact(c->opts.redact_ud, phase, req, resp);
+    int rc = c->opts.redact(phase, req, resp, c->opts.redact_ud);
     return rc ? tch_error_set(err, rc, "cassette %s: redaction hook failed (%s)", c->name,
                               tch_strerror(rc))
               : 0;

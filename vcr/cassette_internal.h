@@ -80,7 +80,7 @@ typedef struct cas_scenario {
 
 typedef struct cas_custom {
     char *name;
-    tch_cassette_match_fn fn;
+    tch_cassette_match_cb fn;
     void *ud;
 } cas_custom;
 

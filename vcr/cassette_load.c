@@ -650,7 +650,7 @@ static int read_errcode(ld *l, const char *what, uint8_t *out) {
 }
 
 /* YAML 1.1's spellings of a boolean, as PyYAML reads them. */
-static int read_bool(ld *l, const char *what, int *out) {
+static int read_bool(ld *l, const char *what, bool *out) {
     static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
     static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
     const node *n = &l->cur;
@@ -1053,7 +1053,7 @@ typedef struct resp_ctx {
     tch_cassette_response *r;
     decoded dec;
     unsigned seen;
-    int template_response;
+    bool template_response;
 } resp_ctx;
 
 static int resp_field(ld *l, void *target, int which) {
@@ -1089,7 +1089,7 @@ static int read_response(ld *l, resp_ctx *rc) {
 typedef struct err_ctx {
     uint8_t *code;
     char **message;
-    int *local;
+    bool *local;
 } err_ctx;
 
 static int err_field(ld *l, void *target, int which) {
@@ -1105,7 +1105,7 @@ static int err_field(ld *l, void *target, int which) {
  * was the caller's own deadline; `fault` also takes a bare code name and no
  * `local` (local is NULL then). */
 static int read_error_frame(ld *l, const char *what, uint8_t *code, char **message,
-                            int *local) {
+                            bool *local) {
     static const key_spec keys[] = {{"code", 0}, {"message", 1}, {"local", 2}};
     if (l->cur.type == YAML_SCALAR_EVENT && !local)
         return read_errcode(l, what, code);

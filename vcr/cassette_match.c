@@ -325,7 +325,7 @@ static int builtin_equal(const tch_cassette *c, const cas_norm *in, const cas_en
 static const char *custom_reject(const tch_cassette *c, const tch_cassette_request *req,
                                  const cas_entry *e) {
     for (size_t i = 0; i < c->ncustoms; i++)
-        if (!c->customs[i].fn(c->customs[i].ud, req, &e->it.request))
+        if (!c->customs[i].fn(req, &e->it.request, c->customs[i].ud))
             return c->customs[i].name;
     return NULL;
 }

@@ -168,8 +168,8 @@ static char *decoded_for(const em *m, const tch_cassette_request *rq, tch_casset
     if (headers) /* nh:2 = 0 renders as {}: nothing worth a line */
         json = exact.len > 2 ? tch__cas_thrift_headers_json(exact, false, false) : NULL;
     else if (m->c->opts.render)
-        json = m->c->opts.render(m->c->opts.render_ud, tch_buf_slice(&rq->service),
-                                 tch_buf_slice(&rq->endpoint), rq->scheme, part, code, exact);
+        json = m->c->opts.render(tch_buf_slice(&rq->service), tch_buf_slice(&rq->endpoint),
+                                 rq->scheme, part, code, exact, m->c->opts.render_ud);
     if (!json)
         return NULL;
     char *pretty = json_pretty(json, strlen(json));

@@ -180,9 +180,11 @@ static int jpath_apply(const jpath *p, size_t i, json_t *v, int *changed) {
 
 /* ---- the set of names ------------------------------------------------------------- */
 
-int tch_cassette_redaction_new(tch_cassette_redaction **out) {
+int tch_cassette_redaction_new(tch_cassette_redaction **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "redaction: out is NULL");
     *out = calloc(1, sizeof **out);
-    return *out ? 0 : TCH_ENOMEM;
+    return *out ? 0 : tch_error_set(err, TCH_ENOMEM, "redaction: out of memory");
 }
 
 static void clear_lists(tch_cassette_redaction *r) {
@@ -301,7 +303,7 @@ json_t *tch_cassette_redaction_to_json(const tch_cassette_redaction *r) {
     return o;
 }
 
-int tch_cassette_redaction_empty(const tch_cassette_redaction *r) {
+bool tch_cassette_redaction_empty(const tch_cassette_redaction *r) {
     for (size_t k = 0; k < N_KINDS; k++)
         if (r->n[k])
             return 0;
@@ -601,8 +603,8 @@ int tch_cassette_redaction_response(const tch_cassette_redaction *r,
     return rc ? rc : redact_body(r, req, &resp->body, 1, err);
 }
 
-int tch_cassette_redaction_hook(void *ud, tch_cassette_redact_phase phase,
-                                tch_cassette_request *req, tch_cassette_response *resp) {
+int tch_cassette_redaction_hook(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                                tch_cassette_response *resp, void *ud) {
     const tch_cassette_redaction *r = ud;
     tch_error err;
     if (!r || phase != TCH_CASSETTE_REDACT_RECORD)

@@ -34,7 +34,7 @@ struct tch_vcr {
     pending *pending;
     size_t npending;
     const tch_cassette_redaction *redaction; /* declarative, after user_redact */
-    tch_cassette_redact_fn user_redact;
+    tch_cassette_redact_cb user_redact;
     void *user_redact_ud;
     tch_error record_err; /* the first recording that failed (code 0: none) */
     tch_cassette *store;           /* this run's recordings; NULL until the first */
@@ -200,7 +200,7 @@ static void describe_answer(const tch_response *res, char *out, size_t size) {
 /* Finishes the recording and commits it before the caller hears res: 0
  * lets res stand; otherwise the recording is given up and the caller gets
  * the error in why (eject reports the first such one too). */
-static int on_recorded(const tch_response *res, void *ud, tch_error *why) {
+static int on_recorded(const tch_response *res, tch_error *why, void *ud) {
     pending *p = ud;
     tch_vcr *v = p->vcr;
     tch_cassette_slot slot = p->slot;
@@ -295,9 +295,9 @@ static void vcr_hook(tch_outbound *call, void *ud) {
 
 /* ---- Thrift bodies rendered for reviewers ------------------------------------- */
 
-static char *render_thrift(void *ud, tch_slice service, tch_slice endpoint,
-                           tch_cassette_scheme scheme, tch_cassette_part part,
-                           int response_code, tch_slice bytes) {
+static char *render_thrift(tch_slice service, tch_slice endpoint, tch_cassette_scheme scheme,
+                           tch_cassette_part part, int response_code, tch_slice bytes,
+                           void *ud) {
     const tch_thrift_idl *idl = ud;
     (void)service, (void)response_code;
     if (scheme != TCH_CASSETTE_THRIFT || part == TCH_CASSETTE_REQUEST_HEADERS ||
@@ -328,10 +328,10 @@ static char *render_thrift(void *ud, tch_slice service, tch_slice endpoint,
 
 /* The caller's callback first, then the declarative redaction, whose error
  * says which field could not be redacted (the cassette only passes a code). */
-static int vcr_redact(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
-                      tch_cassette_response *resp) {
+static int vcr_redact(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                      tch_cassette_response *resp, void *ud) {
     tch_vcr *v = ud;
-    int rc = v->user_redact ? v->user_redact(v->user_redact_ud, phase, req, resp) : 0;
+    int rc = v->user_redact ? v->user_redact(phase, req, resp, v->user_redact_ud) : 0;
     if (rc || phase != TCH_CASSETTE_REDACT_RECORD)
         return rc;
     tch_error err;

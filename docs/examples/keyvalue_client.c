@@ -62,7 +62,12 @@ int main(int argc, char **argv) {
         return 1;
     }
     const tch_thrift_service *kv = tch_thrift_idl_find_service(idl, "KeyValue");
-    tch_sync_client *c = tch_sync_client_new("keyvalue-client", NULL);
+    tch_sync_client *c;
+    if (tch_sync_client_new("keyvalue-client", NULL, &c, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        tch_thrift_idl_free(idl);
+        return 1;
+    }
     json_t *r;
     int rc = call(c, argv[2], tch_thrift_service_find_method(kv, "setValue"),
                   "{\"key\": \"foo\", \"value\": \"bar\"}", &r);

@@ -83,7 +83,11 @@ int main(int argc, char **argv) {
     }
     const tch_thrift_service *kv = tch_thrift_idl_find_service(idl, "KeyValue");
     struct event_base *base = event_base_new();
-    tch_channel *ch = tch_channel_new(base, "keyvalue-server", NULL);
+    tch_channel *ch;
+    if (tch_channel_new(base, "keyvalue-server", NULL, &ch, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
     store s = {0};
     tch_thrift_register(ch, NULL, kv, "getValue", get_value, &s);
     tch_thrift_register(ch, NULL, kv, "setValue", set_value, &s);

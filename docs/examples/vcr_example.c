@@ -158,7 +158,8 @@ static int replay(struct event_base *base, tch_channel *client, const char *cass
 /* Starts the greeter service on an ephemeral port of 127.0.0.1. */
 static tch_channel *start_server(struct event_base *base, char *host_port, size_t size) {
     tch_error err;
-    tch_channel *server = tch_channel_new(base, "greeter", NULL);
+    tch_channel *server;
+    tch_channel_new(base, "greeter", NULL, &server, NULL);
     if (!server)
         return NULL;
     if (tch_json_register(server, NULL, "greet", greet, NULL)) {
@@ -194,7 +195,8 @@ int main(int argc, char **argv) {
     struct event_base *base = event_base_new();
     char server_hp[64];
     tch_channel *server = start_server(base, server_hp, sizeof server_hp);
-    tch_channel *client = tch_channel_new(base, "vcr-example", NULL);
+    tch_channel *client;
+    tch_channel_new(base, "vcr-example", NULL, &client, NULL);
     char *recorded = NULL;
     int rc = server && client ? 0 : 1;
     if (!rc)

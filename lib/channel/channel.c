@@ -29,21 +29,52 @@ static const tch_channel_options default_opts = {
     .max_request_bytes = (size_t)256 << 20,
 };
 
-tch_channel *tch_channel_new(struct event_base *base, const char *name,
-                             const tch_channel_options *opts) {
-    if (!base || !name || !*name || strlen(name) > 255)
-        return NULL;
-    if (opts && opts->checksum_type > TCH_CHECKSUM_CRC32C &&
-        opts->checksum_type != TCH_CHECKSUM_NONE)
-        return NULL;
+/* Why name and opts cannot make a channel, or 0. */
+static int check_new_args(const struct event_base *base, const char *name,
+                          const tch_channel_options *opts, tch_error *err) {
+    if (!base)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: no event_base");
+    if (!name || !*name)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: the channel name is empty");
+    if (strlen(name) > 255)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: channel name longer than 255 bytes (%zu)",
+                             strlen(name));
+    if (!opts)
+        return 0;
+    if (opts->checksum_type > TCH_CHECKSUM_CRC32C && opts->checksum_type != TCH_CHECKSUM_NONE)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: checksum_type %d is not one of DEFAULT (0), "
+                             "CRC32 (1), FARMHASH (2), CRC32C (3), NONE (0x80)",
+                             (int)opts->checksum_type);
+    if (opts->process_name && strlen(opts->process_name) >= 128)
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: process_name longer than 127 bytes (%zu)",
+                             strlen(opts->process_name));
+    return 0;
+}
+
+static int new_failed(tch_channel **out, tch_error *err, const char *what) {
+    *out = NULL;
+    return tch_error_set(err, TCH_ENOMEM, "tch_channel_new: out of memory (%s)", what);
+}
+
+int tch_channel_new(struct event_base *base, const char *name, const tch_channel_options *opts,
+                    tch_channel **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "tch_channel_new: out is NULL");
+    *out = NULL;
+    int rc = check_new_args(base, name, opts, err);
+    if (rc)
+        return rc;
     tch_channel *ch = calloc(1, sizeof *ch);
     if (!ch)
-        return NULL;
+        return new_failed(out, err, "channel");
     ch->base = base;
     ch->name = strdup(name);
     if (!ch->name) {
         free(ch);
-        return NULL;
+        return new_failed(out, err, "name");
     }
     ch->opts = default_opts;
     if (opts) {
@@ -86,7 +117,7 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
         ch->idle_sweep = evtimer_new(base, idle_sweep, ch);
         if (!ch->idle_sweep) {
             tch_channel_free(ch);
-            return NULL;
+            return new_failed(out, err, "idle timer");
         }
     }
     tch__hooks_init(ch);
@@ -94,7 +125,8 @@ tch_channel *tch_channel_new(struct event_base *base, const char *name,
     clock_gettime(CLOCK_REALTIME, &ts);
     ch->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
               (uint64_t)(uintptr_t)ch;
-    return ch;
+    *out = ch;
+    return 0;
 }
 
 uint64_t tch__channel_random(tch_channel *ch) {
@@ -115,7 +147,7 @@ void tch__channel_log(tch_channel *ch, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    CHANNEL_USER_CALL(ch, ch->opts.log(ch->opts.log_ud, line));
+    CHANNEL_USER_CALL(ch, ch->opts.log(line, ch->opts.log_ud));
 }
 
 const char *tch_channel_name(const tch_channel *ch) { return ch->name; }
@@ -444,7 +476,7 @@ int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err) {
     return ch->listener ? 0 : (err ? err->code : TCH_EIO);
 }
 
-int tch_channel_is_listening(const tch_channel *ch) { return ch->listener != NULL; }
+bool tch_channel_is_listening(const tch_channel *ch) { return ch->listener != NULL; }
 
 const char *tch_channel_host_port(const tch_channel *ch) {
     return ch->listener ? tch_listener_host_port(ch->listener) : NULL;
@@ -513,7 +545,7 @@ int tch_channel_remove_peer(tch_channel *ch, const char *host_port) {
     return 0;
 }
 
-void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_cb fn,
                                    void *ud) {
     ch->hook = fn;
     ch->hook_ud = ud;
@@ -524,7 +556,7 @@ tch_inbound *tch_channel_current(const tch_channel *ch) { return ch->current; }
 /* ---- handlers ------------------------------------------------------------ */
 
 int tch_channel_register(tch_channel *ch, const char *service,
-                         const char *endpoint, tch_handler_fn fn, void *ud) {
+                         const char *endpoint, tch_handler_cb fn, void *ud) {
     return tch_channel_register_with(ch, service, endpoint, fn, ud, NULL);
 }
 
@@ -534,7 +566,7 @@ static void release_ud(handler_entry *h) {
 }
 
 int tch_channel_register_with(tch_channel *ch, const char *service,
-                              const char *endpoint, tch_handler_fn fn,
+                              const char *endpoint, tch_handler_cb fn,
                               void *ud, void (*free_ud)(void *)) {
     if (!endpoint || !fn) {
         if (free_ud)
@@ -579,7 +611,7 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
     return 0;
 }
 
-void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud) {
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_cb fn, void *ud) {
     ch->fallback = fn;
     ch->fallback_ud = ud;
 }
@@ -618,7 +650,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
         chconn_destroy(ch->conns, TCH_ECLOSED, "channel closed before the call finished");
 }
 
-int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud) {
     if (ch->closing)
         return TCH_ESTATE;

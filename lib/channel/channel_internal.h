@@ -43,7 +43,7 @@ typedef struct peer {
 typedef struct handler_entry {
     char *service;
     char *endpoint;
-    tch_handler_fn fn;
+    tch_handler_cb fn;
     void *ud;
     void (*free_ud)(void *);
 } handler_entry;
@@ -58,13 +58,13 @@ struct tch_channel {
     int own_dns;            /* dns is ours to free (not tch_channel_set_resolver's) */
     handler_entry *handlers;
     size_t nhandlers, cap_handlers;
-    tch_handler_fn fallback;
+    tch_handler_cb fallback;
     void *fallback_ud;
     chconn *conns; /* every live connection */
     peer *peers; /* known peers */
     size_t npeers, cap_peers;
     size_t next_peer;
-    tch_outbound_hook_fn hook;
+    tch_outbound_hook_cb hook;
     void *hook_ud;
     channel_hooks *hooks;  /* event observers (hooks.c); NULL until one is added */
     size_t nhooks;         /* live ones: the one branch a call pays without */
@@ -84,7 +84,7 @@ struct tch_channel {
     int close_reported;
     struct event *close_done;    /* runs close_cb from the loop */
     struct event *close_timeout;
-    tch_closed_fn close_cb;
+    tch_closed_cb close_cb;
     void *close_ud;
     uint64_t rng;
     int freeing;

@@ -11,7 +11,7 @@
 #include <time.h>
 
 typedef struct hook_entry {
-    tch_event_fn fn; /* NULL: removed while the list was being walked */
+    tch_event_cb fn; /* NULL: removed while the list was being walked */
     void *ud;
     uint32_t handle;
 } hook_entry;
@@ -24,7 +24,7 @@ struct channel_hooks {
     int removed;  /* entries with fn NULL waiting to be dropped */
 };
 
-const char *tch_event_kind_name(int kind) {
+const char *tch_event_kind_name(tch_event_kind kind) {
     switch (kind) {
     case TCH_EVENT_SEND_REQUEST: return "send_request";
     case TCH_EVENT_RECEIVE_RESPONSE: return "receive_response";
@@ -61,7 +61,7 @@ void tch__hooks_free(tch_channel *ch) {
     ch->nhooks = 0;
 }
 
-int tch_channel_add_hook(tch_channel *ch, tch_event_fn fn, void *ud, uint32_t *handle) {
+int tch_channel_add_hook(tch_channel *ch, tch_event_cb fn, void *ud, uint32_t *handle) {
     if (!ch || !fn)
         return TCH_EINVAL;
     channel_hooks *h = ch->hooks;

@@ -257,7 +257,7 @@ tch_slice tch_inbound_caller(const tch_inbound *in) {
     return cn;
 }
 const char *tch_inbound_peer(const tch_inbound *in) { return in->peer; }
-int tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
+bool tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
 tch_channel *tch_inbound_channel(const tch_inbound *in) { return in->ch; }
 
 tch_trace tch_inbound_trace(const tch_inbound *in) {
@@ -277,7 +277,7 @@ tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i) {
     return h;
 }
 
-int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value) {
+bool tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value) {
     for (size_t i = 0; i < in->msg->nheaders; i++) {
         if (tch_slice_eq_cstr(in->msg->headers[i].key, key)) {
             *value = in->msg->headers[i].value;

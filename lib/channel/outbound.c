@@ -26,7 +26,7 @@ struct tch_outbound {
     tch_call_cb cb;
     void *ud;
     tch_call_cb observer;
-    tch_outbound_check_fn check; /* instead of an observer: may replace the outcome */
+    tch_outbound_check_cb check; /* instead of an observer: may replace the outcome */
     void *observer_ud;
     tch_response checked; /* the outcome a check put in place of an attempt's */
     struct event deadline;
@@ -60,7 +60,7 @@ struct tch_outbound {
 
 /* ---- classification ------------------------------------------------------ */
 
-int tch_proto_code_retryability(uint8_t code) {
+tch_retryability tch_proto_code_retryability(uint8_t code) {
     switch (code) {
     case TCH_PCODE_BUSY:
     case TCH_PCODE_DECLINED: return TCH_RETRYABLE;
@@ -247,7 +247,7 @@ static void call_free(tch_outbound *call) {
  * outcome that stands: res, or the failure a check put in its place. */
 static const tch_response *observe(tch_outbound *call, const tch_response *res) {
     tch_call_cb observer = call->observer;
-    tch_outbound_check_fn check = call->check;
+    tch_outbound_check_cb check = call->check;
     void *ud = call->observer_ud;
     call->observer = NULL;
     call->check = NULL;
@@ -257,7 +257,7 @@ static const tch_response *observe(tch_outbound *call, const tch_response *res) 
         return res;
     tch_error why = {0};
     int rc;
-    CHANNEL_USER_CALL(call->ch, rc = check(res, ud, &why));
+    CHANNEL_USER_CALL(call->ch, rc = check(res, &why, ud));
     if (rc == 0)
         return res;
     /* res->message may be call->msg: the check has read it by now */
@@ -697,7 +697,7 @@ static int drop_if_expired(tch_outbound *call) {
     return 1;
 }
 
-static void forward(tch_outbound *call, tch_call_cb observer, tch_outbound_check_fn check,
+static void forward(tch_outbound *call, tch_call_cb observer, tch_outbound_check_cb check,
                     void *ud) {
     if (drop_if_expired(call))
         return;
@@ -713,7 +713,7 @@ void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud) {
     forward(call, observer, NULL, ud);
 }
 
-void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_fn check, void *ud) {
+void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_cb check, void *ud) {
     forward(call, NULL, check, ud);
 }
 

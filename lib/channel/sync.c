@@ -10,18 +10,23 @@ struct tch_sync_client {
     tch_channel *ch;
 };
 
-tch_sync_client *tch_sync_client_new(const char *name,
-                                     const tch_channel_options *opts) {
+int tch_sync_client_new(const char *name, const tch_channel_options *opts,
+                        tch_sync_client **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "tch_sync_client_new: out is NULL");
+    *out = NULL;
     tch_sync_client *c = calloc(1, sizeof *c);
     if (!c)
-        return NULL;
+        return tch_error_set(err, TCH_ENOMEM, "tch_sync_client_new: out of memory");
     c->base = event_base_new();
-    c->ch = c->base ? tch_channel_new(c->base, name, opts) : NULL;
-    if (!c->ch) {
+    int rc = c->base ? tch_channel_new(c->base, name, opts, &c->ch, err)
+                     : tch_error_set(err, TCH_ENOMEM, "tch_sync_client_new: no event_base");
+    if (rc) {
         tch_sync_client_free(c);
-        return NULL;
+        return rc;
     }
-    return c;
+    *out = c;
+    return 0;
 }
 
 void tch_sync_client_free(tch_sync_client *c) {

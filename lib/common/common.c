@@ -70,11 +70,11 @@ tch_slice tch_slice_cstr(const char *s) {
     return tch_slice_of(s, s ? strlen(s) : 0);
 }
 
-int tch_slice_eq(tch_slice a, tch_slice b) {
+bool tch_slice_eq(tch_slice a, tch_slice b) {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
 }
 
-int tch_slice_eq_cstr(tch_slice a, const char *s) {
+bool tch_slice_eq_cstr(tch_slice a, const char *s) {
     return tch_slice_eq(a, tch_slice_cstr(s));
 }
 

@@ -35,7 +35,7 @@ static int encode_headers(const json_t *headers, tch_buf *out, tch_error *err) {
 /* ---- serving ---------------------------------------------------------- */
 
 typedef struct json_endpoint {
-    tch_json_handler_fn fn;
+    tch_json_handler_cb fn;
     void *ud;
 } json_endpoint;
 
@@ -57,7 +57,7 @@ static void on_json_call(tch_inbound *in, void *ud) {
 }
 
 int tch_json_register(tch_channel *ch, const char *service,
-                      const char *endpoint, tch_json_handler_fn fn, void *ud) {
+                      const char *endpoint, tch_json_handler_cb fn, void *ud) {
     if (!fn)
         return TCH_EINVAL;
     json_endpoint *ep = malloc(sizeof *ep);

@@ -12,7 +12,7 @@
 
 typedef struct thrift_endpoint {
     const tch_thrift_method *method;
-    tch_thrift_handler_fn fn;
+    tch_thrift_handler_cb fn;
     void *ud;
 } thrift_endpoint;
 
@@ -60,7 +60,7 @@ bad:
 
 int tch_thrift_register(tch_channel *ch, const char *service,
                         const tch_thrift_service *svc, const char *method,
-                        tch_thrift_handler_fn fn, void *ud) {
+                        tch_thrift_handler_cb fn, void *ud) {
     const tch_thrift_method *m = svc ? tch_thrift_service_find_method(svc, method) : NULL;
     if (!m || !fn || tch_thrift_method_check_supported(m, NULL) != 0)
         return m ? TCH_EINVAL : TCH_ENOTFOUND;

@@ -53,7 +53,7 @@ const tch_thrift_method *tch_thrift_service_find_method(const tch_thrift_service
 
 const char *tch_thrift_method_name(const tch_thrift_method *m) { return m->name; }
 const tch_thrift_service *tch_thrift_method_service(const tch_thrift_method *m) { return m->service; }
-int tch_thrift_method_is_oneway(const tch_thrift_method *m) { return m->oneway; }
+bool tch_thrift_method_is_oneway(const tch_thrift_method *m) { return m->oneway; }
 const tch_thrift_type *tch_thrift_method_return_type(const tch_thrift_method *m) { return m->ret; }
 const tch_thrift_struct *tch_thrift_method_args(const tch_thrift_method *m) { return m->args; }
 const tch_thrift_struct *tch_thrift_method_result(const tch_thrift_method *m) { return m->result; }

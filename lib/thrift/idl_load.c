@@ -25,7 +25,7 @@ arena *tch__idl_loader_arena(idl_loader *ld) { return &ld->idl->ar; }
 tch_error *tch__idl_loader_err(idl_loader *ld) { return ld->err; }
 int tch__idl_loader_add_ref(idl_loader *ld, tch_thrift_type *t) { return tch__ptrvec_push(&ld->idl->ar, &ld->refs, t); }
 
-static int read_file(void *ud, const char *path, tch_buf *out, tch_error *err) {
+static int read_file(const char *path, tch_buf *out, tch_error *err, void *ud) {
     (void)ud;
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -147,7 +147,7 @@ int tch__idl_load_include(idl_loader *ld, idl_doc *from, const char *inc_path, i
         return tch_error_set(ld->err, TCH_EINVAL, "%s:%d:%d: cannot include '%s': no file reader given",
                              from->path, line, col, inc_path);
     tch_buf text = {0};
-    int rc = ld->reader->read(ld->reader->ud, path, &text, ld->err);
+    int rc = ld->reader->read(path, &text, ld->err, ld->reader->ud);
     if (rc) {
         if (ld->err)
             tch_error_wrap(ld->err, "%s:%d:%d: cannot include '%s'", from->path, line, col, inc_path);
@@ -207,7 +207,7 @@ int tch_thrift_load(const char *path, tch_thrift_idl **out, tch_error *err) {
     if (!path || !out)
         return tch_error_set(err, TCH_EINVAL, "thrift load: missing argument");
     tch_buf text = {0};
-    int rc = read_file(NULL, path, &text, err);
+    int rc = read_file(path, &text, err, NULL);
     if (rc)
         return rc;
     static const tch_thrift_reader file_reader = {read_file, NULL}; /* immutable */

@@ -20,7 +20,7 @@ static tch_thrift_value *new_int(tch_thrift_kind kind, int64_t i) {
     return v;
 }
 
-tch_thrift_value *tch_thrift_value_new_bool(int b) { return new_int(TCH_THRIFT_BOOL, b != 0); }
+tch_thrift_value *tch_thrift_value_new_bool(bool b) { return new_int(TCH_THRIFT_BOOL, b != 0); }
 tch_thrift_value *tch_thrift_value_new_byte(int8_t v) { return new_int(TCH_THRIFT_BYTE, v); }
 tch_thrift_value *tch_thrift_value_new_i16(int16_t v) { return new_int(TCH_THRIFT_I16, v); }
 tch_thrift_value *tch_thrift_value_new_i32(int32_t v) { return new_int(TCH_THRIFT_I32, v); }
@@ -185,7 +185,7 @@ const tch_thrift_value *tch_thrift_value_map_value_at(const tch_thrift_value *m,
 }
 
 tch_thrift_kind tch_thrift_value_kind(const tch_thrift_value *v) { return v->kind; }
-int tch_thrift_value_bool(const tch_thrift_value *v) { return v->kind == TCH_THRIFT_BOOL && v->u.i != 0; }
+bool tch_thrift_value_bool(const tch_thrift_value *v) { return v->kind == TCH_THRIFT_BOOL && v->u.i != 0; }
 
 int64_t tch_thrift_value_int(const tch_thrift_value *v) {
     switch (v->kind) {
@@ -243,7 +243,7 @@ fail:
     return NULL;
 }
 
-int tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b) {
+bool tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b) {
     if (!a || !b)
         return a == b;
     if (a->kind != b->kind)

@@ -50,23 +50,25 @@ static int open_regular(tch_file_reporter *r, const char *path, tch_error *err) 
     return 0;
 }
 
-tch_file_reporter *tch_file_reporter_open(const char *path, tch_error *err) {
-    if (!path || !*path) {
-        tch_error_set(err, TCH_EINVAL, "span file: a path is required");
-        return NULL;
-    }
+int tch_file_reporter_open(const char *path, tch_file_reporter **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "span file: out is NULL");
+    *out = NULL;
+    if (!path || !*path)
+        return tch_error_set(err, TCH_EINVAL, "span file: a path is required");
     tch_file_reporter *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path))) {
         free(r);
-        tch_error_set(err, TCH_ENOMEM, "span file: out of memory");
-        return NULL;
+        return tch_error_set(err, TCH_ENOMEM, "span file: out of memory");
     }
-    if (open_regular(r, path, err) != 0) {
+    int rc = open_regular(r, path, err);
+    if (rc != 0) {
         free(r->path);
         free(r);
-        return NULL;
+        return rc;
     }
-    return r;
+    *out = r;
+    return 0;
 }
 
 static void note_failure(tch_file_reporter *r, const char *why) {
@@ -74,7 +76,7 @@ static void note_failure(tch_file_reporter *r, const char *why) {
         snprintf(r->first_error, sizeof r->first_error, "%s", why);
 }
 
-static void report(void *ud, const tch_span *span) {
+static void report(const tch_span *span, void *ud) {
     tch_file_reporter *r = ud;
     char *line = tch_span_to_json(span);
     if (!line) {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int tch_span_from_event(const tch_call_event *ev, tch_span *out) {
+bool tch_span_from_event(const tch_call_event *ev, tch_span *out) {
     /* Zipkin has no span with a zero trace or span id: a caller that sent
      * all-zero ids gets no span rather than a "0000000000000000" one */
     if (!(ev->trace.flags & 0x01) || ev->trace.trace_id == 0 || ev->trace.span_id == 0 ||
@@ -172,23 +172,25 @@ static void on_event(const tch_call_event *ev, void *ud) {
     if (!tch_span_from_event(ev, &s))
         return;
     t->spans++;
-    t->rep.report(t->rep.ud, &s);
+    t->rep.report(&s, t->rep.ud);
 }
 
-tch_tracer *tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_error *err) {
-    if (!ch || !rep.report) {
-        tch_error_set(err, TCH_EINVAL, "tracer: %s is required", ch ? "a report function" : "a channel");
-        return NULL;
-    }
+int tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_tracer **out, tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "tracer: out is NULL");
+    *out = NULL;
+    if (!ch || !rep.report)
+        return tch_error_set(err, TCH_EINVAL, "tracer: %s is required",
+                             ch ? "a report function" : "a channel");
     tch_tracer *t = calloc(1, sizeof *t);
     if (!t || tch_channel_add_hook(ch, on_event, t, &t->hook) != 0) {
         free(t);
-        tch_error_set(err, TCH_ENOMEM, "tracer: out of memory");
-        return NULL;
+        return tch_error_set(err, TCH_ENOMEM, "tracer: out of memory");
     }
     t->ch = ch;
     t->rep = rep;
-    return t;
+    *out = t;
+    return 0;
 }
 
 void tch_tracer_free(tch_tracer *t) {

@@ -34,7 +34,7 @@ struct tch_zipkin_reporter {
     struct event *close_timer;
     struct event *close_done;   /* runs close_cb from the loop */
     int closing;
-    tch_zipkin_closed_fn close_cb;
+    tch_zipkin_closed_cb close_cb;
     void *close_ud;
     tch_zipkin_stats stats;
     char last_error[256];
@@ -119,7 +119,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg) {
         post_batch(z);
 }
 
-static void report(void *ud, const tch_span *span) {
+static void report(const tch_span *span, void *ud) {
     tch_zipkin_reporter *z = ud;
     z->stats.reported++;
     if (z->n == z->opts.max_queue || z->closing > 1) {
@@ -220,18 +220,18 @@ static void post_batch(tch_zipkin_reporter *z) {
 
 /* ---- life ------------------------------------------------------------------- */
 
-tch_zipkin_reporter *tch_zipkin_reporter_new(struct event_base *base, const char *url,
-                                             const tch_zipkin_options *opts,
-                                             tch_error *err) {
-    if (!base || !url) {
-        tch_error_set(err, TCH_EINVAL, "zipkin: %s is required", base ? "a url" : "an event base");
-        return NULL;
-    }
+int tch_zipkin_reporter_new(struct event_base *base, const char *url,
+                            const tch_zipkin_options *opts, tch_zipkin_reporter **out,
+                            tch_error *err) {
+    if (!out)
+        return tch_error_set(err, TCH_EINVAL, "zipkin: out is NULL");
+    *out = NULL;
+    if (!base || !url)
+        return tch_error_set(err, TCH_EINVAL, "zipkin: %s is required",
+                             base ? "a url" : "an event base");
     tch_zipkin_reporter *z = calloc(1, sizeof *z);
-    if (!z) {
-        tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory");
-        return NULL;
-    }
+    if (!z)
+        return tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory");
     z->base = base;
     z->opts = (tch_zipkin_options){100, 1000, 10000, 5000};
     if (opts) {
@@ -244,22 +244,27 @@ tch_zipkin_reporter *tch_zipkin_reporter_new(struct event_base *base, const char
         if (opts->post_timeout_ms)
             z->opts.post_timeout_ms = opts->post_timeout_ms;
     }
-    if (!(z->url = strdup(url)) || parse_url(z, url, err) != 0) {
-        if (!z->url)
-            tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory");
+    if (!(z->url = strdup(url))) {
         tch_zipkin_reporter_free(z);
-        return NULL;
+        return tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory");
+    }
+    int rc = parse_url(z, url, err);
+    if (rc != 0) {
+        tch_zipkin_reporter_free(z);
+        return rc;
     }
     if (!is_address(z->host))
         z->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     z->queue = calloc(z->opts.max_queue, sizeof *z->queue);
     z->flush_timer = evtimer_new(base, on_flush, z);
     if (!z->queue || !z->flush_timer || (!is_address(z->host) && !z->dns)) {
-        tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory (or no resolver for %s)", z->host);
+        rc = tch_error_set(err, TCH_ENOMEM, "zipkin: out of memory (or no resolver for %s)",
+                           z->host);
         tch_zipkin_reporter_free(z);
-        return NULL;
+        return rc;
     }
-    return z;
+    *out = z;
+    return 0;
 }
 
 void tch_zipkin_reporter_stats(const tch_zipkin_reporter *z, tch_zipkin_stats *out) {
@@ -306,7 +311,7 @@ static void on_close_timeout(evutil_socket_t fd, short what, void *arg) {
 }
 
 int tch_zipkin_reporter_close(tch_zipkin_reporter *z, uint32_t timeout_ms,
-                              tch_zipkin_closed_fn cb, void *ud) {
+                              tch_zipkin_closed_cb cb, void *ud) {
     if (z->closing)
         return TCH_ESTATE;
     z->close_done = evtimer_new(z->base, on_close_done, z);

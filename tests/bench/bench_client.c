@@ -194,7 +194,7 @@ int main(int argc, char **argv) {
     opts.checksum_type = csum == 0 ? TCH_CHECKSUM_NONE : (uint8_t)csum;
     opts.default_timeout_ms = 10000;
     if (b.payload && b.base)
-        b.ch = tch_channel_new(b.base, "bench-client", &opts);
+        tch_channel_new(b.base, "bench-client", &opts, &b.ch, NULL);
     if (!b.payload || !b.slots || !b.base || !b.ch) {
         fprintf(stderr, "bench_client: setup failed (out of memory?)\n");
         return 1;

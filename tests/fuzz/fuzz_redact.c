@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tch_slice body = nul ? tch_slice_of(nul + 1, size - spec_len - 1) : TCH_SLICE_NULL;
     tch_cassette_redaction *r = NULL;
     tch_error err;
-    if (tch_cassette_redaction_new(&r) != 0)
+    if (tch_cassette_redaction_new(&r, NULL) != 0)
         return 0;
     json_t *spec = json_loadb((const char *)data, spec_len, 0, NULL);
     int rc;
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {
         json_t *back = tch_cassette_redaction_to_json(r);
         tch_cassette_redaction *again = NULL;
-        if (!back || tch_cassette_redaction_new(&again) != 0 ||
+        if (!back || tch_cassette_redaction_new(&again, NULL) != 0 ||
             tch_cassette_redaction_set_json(again, back, &err) != 0)
             abort(); /* what we list we must read back */
         json_decref(back);

@@ -89,7 +89,7 @@ static struct {
     int nheld;
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static void on_log(void *ud, const char *line) {
+static void on_log(const char *line, void *ud) {
     (void)ud;
     pthread_mutex_lock(&S.mu);
     size_t n = strlen(line);
@@ -193,13 +193,13 @@ static int server_start(void) {
         .max_request_bytes = REQUEST_BYTES,
         .log = on_log,
     };
-    S.ch = tch_channel_new(S.base, "hostile", &o);
+    tch_channel_new(S.base, "hostile", &o, &S.ch, NULL);
     tch_error err;
     if (!S.ch || tch_channel_listen(S.ch, "127.0.0.1:0", &err) != 0)
         return -1;
     static const struct {
         const char *name;
-        tch_handler_fn fn;
+        tch_handler_cb fn;
     } eps[] = {{"echo", h_echo}, {"size", h_size}, {"conns", h_conns},
                {"hold", h_hold}, {"release", h_release}, {"quit", h_quit},
                {"releasebig", h_release_big}, {"held", h_held}};

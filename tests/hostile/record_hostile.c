@@ -119,7 +119,7 @@ static int start_call(client *cl) {
 static void start_load(client *cl, const char *hp) {
     if (cl->ch)
         tch_channel_free(cl->ch);
-    cl->ch = tch_channel_new(cl->base, "record-hostile", NULL);
+    tch_channel_new(cl->base, "record-hostile", NULL, &cl->ch, NULL);
     cl->hp = hp;
     cl->stop = 0;
     for (int i = 0; i < CONC; i++)

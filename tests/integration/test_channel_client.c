@@ -126,8 +126,8 @@ static void front(tch_inbound *in, void *ud) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->server = tch_channel_new(f->base, "server", NULL);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     assert_int_equal(tch_channel_listen(f->server, NULL, NULL), 0);
     f->hp = tch_channel_host_port(f->server);
     tch_channel_register(f->server, NULL, "echo", echo, f);
@@ -248,7 +248,7 @@ static void a_retry_goes_to_a_peer_not_tried_yet(void **state) {
     one_peer ud[MANY];
     for (int i = 0; i < MANY; i++) {
         ud[i] = (one_peer){&m, i};
-        s[i] = tch_channel_new(f->base, "server", NULL);
+        tch_channel_new(f->base, "server", NULL, &s[i], NULL);
         tch_channel_register(s[i], NULL, "x", busy_counting, &ud[i]);
         assert_int_equal(tch_channel_listen(s[i], NULL, NULL), 0);
         assert_int_equal(tch_channel_add_peer(f->client, tch_channel_host_port(s[i]), NULL), 0);
@@ -273,7 +273,8 @@ static void a_retry_goes_to_a_peer_not_tried_yet(void **state) {
  * backoff alone would cover 100 ms). */
 static void a_draining_peer_is_avoided(void **state) {
     fixture *f = *state;
-    tch_channel *b = tch_channel_new(f->base, "server", NULL);
+    tch_channel *b;
+    tch_channel_new(f->base, "server", NULL, &b, NULL);
     fixture fb = {0};
     tch_channel_register(b, NULL, "echo", echo, &fb);
     assert_int_equal(tch_channel_listen(b, NULL, NULL), 0);
@@ -526,7 +527,8 @@ static void a_hook_holds_a_copy_of_borrowed_args(void **state) {
 static void freeing_the_channel_ends_answers_still_queued(void **state) {
     fixture *f = *state;
     hook_state h = {0};
-    tch_channel *c = tch_channel_new(f->base, "short-lived", NULL);
+    tch_channel *c;
+    tch_channel_new(f->base, "short-lived", NULL, &c, NULL);
     tch_channel_set_outbound_hook(c, hook, &h); /* answers locally, from the loop */
     result r = {0};
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
@@ -668,7 +670,8 @@ static void free_channel_in_callback(const tch_response *res, void *ud) {
 
 static void freeing_the_channel_from_its_own_callback_is_safe(void **state) {
     fixture *f = *state;
-    freer fr = {tch_channel_new(f->base, "freed-in-callback", NULL), 0};
+    freer fr = {0};
+    assert_int_equal(tch_channel_new(f->base, "freed-in-callback", NULL, &fr.ch, NULL), 0);
     result other = {0};
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                        .host_port = f->hp, .timeout_ms = 2000};
@@ -695,7 +698,8 @@ static void an_answer_over_the_limit_is_not_retried(void **state) {
     fixture *f = *state;
     tch_channel_register(f->server, NULL, "big", big_answer, f);
     tch_channel_options opts = {.max_arg_size = 100000};
-    tch_channel *c = tch_channel_new(f->base, "small-client", &opts);
+    tch_channel *c;
+    tch_channel_new(f->base, "small-client", &opts, &c, NULL);
     result r = {0};
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("big"),
                        .host_port = f->hp, .timeout_ms = 2000};
@@ -739,7 +743,7 @@ static void *serve(void *arg) {
 /* A server with an echo endpoint on its own loop, in its own thread. */
 static pthread_t serve_echo(served *s, fixture *f, const tch_channel_options *opts) {
     s->base = event_base_new();
-    s->ch = tch_channel_new(s->base, "server", opts);
+    tch_channel_new(s->base, "server", opts, &s->ch, NULL);
     tch_channel_register(s->ch, NULL, "echo", echo, f);
     assert_int_equal(tch_channel_listen(s->ch, NULL, NULL), 0);
     snprintf(s->hp, sizeof s->hp, "%s", tch_channel_host_port(s->ch));
@@ -761,7 +765,8 @@ static void blocking_client_calls_without_a_loop(void **state) {
     fixture f = {0};
     pthread_t th = serve_echo(&s, &f, NULL);
 
-    tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
+    tch_sync_client *c;
+    tch_sync_client_new("sync-client", NULL, &c, NULL);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                        .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr("blocking"),
                        .host_port = s.hp, .timeout_ms = 2000};
@@ -799,7 +804,8 @@ static void blocking_client_sees_a_close_between_calls(void **state) {
     fixture f = {0};
     tch_channel_options so = {.idle_timeout_ms = 20}; /* closes the client's connection soon */
     pthread_t th = serve_echo(&s, &f, &so);
-    tch_sync_client *c = tch_sync_client_new("sync-client", NULL);
+    tch_sync_client *c;
+    tch_sync_client_new("sync-client", NULL, &c, NULL);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                        .arg3 = tch_slice_cstr("x"), .host_port = s.hp, .timeout_ms = 2000,
                        .retry_on = TCH_RETRY_NEVER};

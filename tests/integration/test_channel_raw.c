@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <tchannel/channel.h>
+#include <tchannel/sync.h>
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -59,8 +60,8 @@ static void answer_held(holder *h) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->server = tch_channel_new(f->base, "server", NULL);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->server, NULL, &err), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
@@ -177,7 +178,8 @@ static void handlers_are_per_service(void **state) {
  * one gets an error naming it, and the first keeps serving. */
 static void listen_on_a_given_host_port(void **state) {
     fixture *f = *state;
-    tch_channel *probe = tch_channel_new(f->base, "probe", NULL);
+    tch_channel *probe;
+    tch_channel_new(f->base, "probe", NULL, &probe, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(probe, NULL, &err), 0);
     char hp[64];
@@ -186,11 +188,13 @@ static void listen_on_a_given_host_port(void **state) {
      * could take it in between; ephemeral ports are drawn at random from
      * tens of thousands, so that is not worth a retry loop.) */
     tch_channel_free(probe);
-    tch_channel *fixed = tch_channel_new(f->base, "fixed", NULL);
+    tch_channel *fixed;
+    tch_channel_new(f->base, "fixed", NULL, &fixed, NULL);
     assert_int_equal(tch_channel_listen(fixed, hp, &err), 0);
     assert_string_equal(tch_channel_host_port(fixed), hp);
     tch_channel_register(fixed, NULL, "echo", echo, NULL);
-    tch_channel *clash = tch_channel_new(f->base, "clash", NULL);
+    tch_channel *clash;
+    tch_channel_new(f->base, "clash", NULL, &clash, NULL);
     assert_int_not_equal(tch_channel_listen(clash, hp, &err), 0);
     assert_non_null(strstr(err.msg, hp));
     assert_false(tch_channel_is_listening(clash));
@@ -359,7 +363,8 @@ static void server_going_away_fails_in_flight_calls(void **state) {
 static void arg_over_limit_is_refused_with_a_clear_error(void **state) {
     fixture *f = *state;
     tch_channel_options o = {.max_arg_size = 1024};
-    tch_channel *small = tch_channel_new(f->base, "small", &o);
+    tch_channel *small;
+    tch_channel_new(f->base, "small", &o, &small, NULL);
     static uint8_t big[2048];
     tch_call_opts co = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                         .arg3 = tch_slice_of(big, sizeof big), .host_port = f->hp};
@@ -374,7 +379,8 @@ static void arg_over_limit_is_refused_with_a_clear_error(void **state) {
 static void server_limit_answers_bad_request(void **state) {
     fixture *f = *state;
     tch_channel_options o = {.max_arg_size = 1024};
-    tch_channel *small = tch_channel_new(f->base, "server", &o);
+    tch_channel *small;
+    tch_channel_new(f->base, "server", &o, &small, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(small, NULL, &err), 0);
     tch_channel_register(small, NULL, "echo", echo, NULL);
@@ -395,7 +401,8 @@ static void server_limit_answers_bad_request(void **state) {
 static void idle_connections_are_closed_and_redialled(void **state) {
     fixture *f = *state;
     tch_channel_options o = {.idle_timeout_ms = 60};
-    tch_channel *idle = tch_channel_new(f->base, "idler", &o);
+    tch_channel *idle;
+    tch_channel_new(f->base, "idler", &o, &idle, NULL);
     result r = {0};
     tch_call_opts co = {.service = "server", .endpoint = tch_slice_cstr("echo"),
                         .arg3 = tch_slice_cstr("1"), .host_port = f->hp, .timeout_ms = 1000};
@@ -446,7 +453,8 @@ static void pending_call_limit_is_enforced(void **state) {
     holder h = {0};
     tch_channel_register(f->server, NULL, "hold", hold, &h);
     tch_channel_options opts = {.max_pending_calls = 2};
-    tch_channel *c = tch_channel_new(f->base, "limited", &opts);
+    tch_channel *c;
+    tch_channel_new(f->base, "limited", &opts, &c, NULL);
     result rs[3] = {{0}};
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("hold"),
                        .host_port = f->hp, .timeout_ms = 2000};
@@ -475,7 +483,8 @@ static void incoming_calls_beyond_the_limit_get_busy(void **state) {
     fixture *f = *state;
     holder h = {0};
     tch_channel_options opts = {.max_pending_calls = 2};
-    tch_channel *srv = tch_channel_new(f->base, "limited", &opts);
+    tch_channel *srv;
+    tch_channel_new(f->base, "limited", &opts, &srv, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
     tch_channel_register(srv, NULL, "hold", hold, &h);
@@ -513,8 +522,10 @@ static void incoming_calls_beyond_the_limit_get_busy(void **state) {
 static void default_idle_sweep_leaves_an_empty_loop(void **state) {
     (void)state;
     struct event_base *base = event_base_new();
-    tch_channel *srv = tch_channel_new(base, "srv", NULL);
-    tch_channel *cli = tch_channel_new(base, "cli", NULL);
+    tch_channel *srv;
+    tch_channel_new(base, "srv", NULL, &srv, NULL);
+    tch_channel *cli;
+    tch_channel_new(base, "cli", NULL, &cli, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
     tch_channel_register(srv, NULL, "echo", echo, NULL);
@@ -701,7 +712,8 @@ static void skipping_init_is_refused(void **state) {
 static void silent_peer_is_told_and_closed(void **state) {
     fixture *f = *state;
     tch_channel_options o = {.default_timeout_ms = 100};
-    tch_channel *impatient = tch_channel_new(f->base, "impatient", &o);
+    tch_channel *impatient;
+    tch_channel_new(f->base, "impatient", &o, &impatient, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(impatient, NULL, &err), 0);
     fixture g = *f;
@@ -984,7 +996,8 @@ static void request_that_stops_arriving_times_out(void **state) {
 static void idle_sweep_spares_a_request_still_arriving(void **state) {
     fixture *f = *state;
     tch_channel_options so = {.idle_timeout_ms = 20};
-    tch_channel *srv = tch_channel_new(f->base, "server", &so);
+    tch_channel *srv;
+    tch_channel_new(f->base, "server", &so, &srv, NULL);
     tch_channel_register(srv, NULL, "echo", echo, NULL);
     assert_int_equal(tch_channel_listen(srv, NULL, NULL), 0);
     char hp[64];
@@ -1017,8 +1030,56 @@ static void idle_sweep_spares_a_request_still_arriving(void **state) {
     tch_buf_free(&idle.got);
 }
 
+/* Constructors say why they refuse: code and message, and *out NULL. */
+static void expect_new_fails(struct event_base *base, const char *name,
+                             const tch_channel_options *o, int code, const char *says) {
+    tch_channel *ch = (tch_channel *)&ch; /* must be overwritten */
+    tch_error err = {0};
+    assert_int_equal(tch_channel_new(base, name, o, &ch, &err), code);
+    assert_null(ch);
+    assert_int_equal(err.code, code);
+    if (!strstr(err.msg, says))
+        fail_msg("expected \"%s\" in \"%s\"", says, err.msg);
+}
+
+static void constructors_report_bad_input(void **state) {
+    fixture *f = *state;
+    char long_name[300];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    expect_new_fails(NULL, "svc", NULL, TCH_EINVAL, "no event_base");
+    expect_new_fails(f->base, NULL, NULL, TCH_EINVAL, "name is empty");
+    expect_new_fails(f->base, "", NULL, TCH_EINVAL, "name is empty");
+    expect_new_fails(f->base, long_name, NULL, TCH_EINVAL, "longer than 255 bytes (299)");
+    tch_channel_options o = {.checksum_type = 9};
+    expect_new_fails(f->base, "svc", &o, TCH_EINVAL, "checksum_type 9 is not one of");
+    o = (tch_channel_options){.process_name = long_name};
+    expect_new_fails(f->base, "svc", &o, TCH_EINVAL, "process_name longer than 127");
+    tch_error err = {0};
+    assert_int_equal(tch_channel_new(f->base, "svc", NULL, NULL, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "out is NULL"));
+    /* err may be NULL; the code still says what happened */
+    tch_channel *ch = NULL;
+    assert_int_equal(tch_channel_new(f->base, "", NULL, &ch, NULL), TCH_EINVAL);
+    assert_int_equal(tch_channel_new(f->base, long_name + 44, NULL, &ch, NULL), 0);
+    assert_non_null(ch); /* exactly 255 bytes is fine */
+    tch_channel_free(ch);
+
+    tch_sync_client *c = (tch_sync_client *)&c;
+    o = (tch_channel_options){.checksum_type = TCH_CHECKSUM_NONE + 1};
+    assert_int_equal(tch_sync_client_new("tool", &o, &c, &err), TCH_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(err.msg, "checksum_type 129"));
+    assert_int_equal(tch_sync_client_new("", NULL, &c, &err), TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "name is empty"));
+    assert_int_equal(tch_sync_client_new("tool", NULL, &c, &err), 0);
+    assert_non_null(tch_sync_client_channel(c));
+    tch_sync_client_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(constructors_report_bad_input, setup, teardown),
         cmocka_unit_test_setup_teardown(listen_is_ephemeral_and_listen_twice_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(echo_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(application_error_code, setup, teardown),

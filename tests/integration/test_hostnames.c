@@ -50,7 +50,8 @@ static void on_echo(tch_inbound *in, void *ud) {
 }
 
 static tch_channel *echo_server(fixture *f, const char *listen_on, tch_error *err) {
-    tch_channel *ch = tch_channel_new(f->base, "echo-svc", NULL);
+    tch_channel *ch;
+    tch_channel_new(f->base, "echo-svc", NULL, &ch, NULL);
     assert_non_null(ch);
     assert_int_equal(tch_channel_register(ch, NULL, "echo", on_echo, f), 0);
     if (tch_channel_listen(ch, listen_on, err) != 0) {
@@ -69,7 +70,7 @@ static int setup(void **state) {
     assert_non_null(f->server);
     const char *hp = tch_channel_host_port(f->server);
     snprintf(f->port, sizeof f->port, "%s", strrchr(hp, ':') + 1);
-    f->client = tch_channel_new(f->base, "caller", NULL);
+    tch_channel_new(f->base, "caller", NULL, &f->client, NULL);
     *state = f;
     return 0;
 }

@@ -114,12 +114,12 @@ static void on_routed(tch_inbound *in, void *ud) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->r.ch = tch_channel_new(f->base, "hyperbahn", NULL);
+    tch_channel_new(f->base, "hyperbahn", NULL, &f->r.ch, NULL);
     assert_int_equal(tch_channel_listen(f->r.ch, NULL, NULL), 0);
     f->r.hp = tch_channel_host_port(f->r.ch);
     assert_int_equal(tch_json_register(f->r.ch, "hyperbahn", "ad", on_ad, &f->r), 0);
     tch_channel_set_fallback(f->r.ch, on_routed, &f->r);
-    f->client = tch_channel_new(f->base, "svc-a", NULL);
+    tch_channel_new(f->base, "svc-a", NULL, &f->client, NULL);
     *state = f;
     return 0;
 }
@@ -263,7 +263,7 @@ static void the_retry_goes_to_the_other_router(void **state) {
     tch_channel *r[2];
     const char *hps[2];
     for (int i = 0; i < 2; i++) {
-        r[i] = tch_channel_new(f->base, "hyperbahn", NULL);
+        tch_channel_new(f->base, "hyperbahn", NULL, &r[i], NULL);
         assert_int_equal(tch_channel_listen(r[i], NULL, NULL), 0);
         tch_channel_register(r[i], "hyperbahn", "ad", busy_ad, &ud[i]);
         hps[i] = tch_channel_host_port(r[i]);

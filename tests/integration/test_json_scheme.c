@@ -75,8 +75,8 @@ static void not_json(tch_inbound *in, void *ud) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->server = tch_channel_new(f->base, "server", NULL);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     assert_int_equal(tch_channel_listen(f->server, NULL, NULL), 0);
     f->hp = tch_channel_host_port(f->server);
     assert_int_equal(tch_json_register(f->server, NULL, "json_echo", json_echo, NULL), 0);

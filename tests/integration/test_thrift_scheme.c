@@ -105,8 +105,8 @@ static int setup(void **state) {
     f->svc = tch_thrift_idl_find_service(f->idl, "KeyValue");
     assert_non_null(f->svc);
     f->base = event_base_new();
-    f->server = tch_channel_new(f->base, "keyvalue-server", NULL);
-    f->client = tch_channel_new(f->base, "keyvalue-client", NULL);
+    tch_channel_new(f->base, "keyvalue-server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "keyvalue-client", NULL, &f->client, NULL);
     assert_int_equal(tch_channel_listen(f->server, NULL, NULL), 0);
     f->hp = tch_channel_host_port(f->server);
     assert_int_equal(tch_thrift_register(f->server, NULL, f->svc, "getValue", get_value, f), 0);
@@ -154,7 +154,8 @@ static void answer_with_an_unknown_exception(tch_inbound *in, void *ud) {
  * otherwise read as success (Node: ok false). */
 static void an_exception_the_idl_does_not_declare_is_a_failure(void **state) {
     fixture *f = *state;
-    tch_channel *newer = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_channel *newer;
+    tch_channel_new(f->base, "keyvalue-server", NULL, &newer, NULL);
     assert_int_equal(tch_channel_listen(newer, NULL, NULL), 0);
     tch_channel_register(newer, NULL, "KeyValue::setValue", answer_with_an_unknown_exception, NULL);
     tch_channel_register(newer, NULL, "KeyValue::getValue", answer_with_an_unknown_exception, NULL);

@@ -102,8 +102,8 @@ static int setup_with(void **state, int client_trace) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
     tch_channel_options co = {.trace = client_trace};
-    f->server = tch_channel_new(f->base, "server", NULL);
-    f->client = tch_channel_new(f->base, "client", &co);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "client", &co, &f->client, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->server, NULL, &err), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));

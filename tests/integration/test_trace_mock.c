@@ -71,7 +71,7 @@ typedef struct kept {
     int n;
 } kept;
 
-static void keep(void *ud, const tch_span *s) {
+static void keep(const tch_span *s, void *ud) {
     kept *k = ud;
     if (k->n < 8)
         k->v[k->n++] = *s;
@@ -116,10 +116,12 @@ static void test_journal_ids_and_server_spans(void **state) {
     mock_proc mp;
     assert_int_equal(mp_start(&mp, argv, 1, 2), 0);
 
-    tch_channel *ch = tch_channel_new(base, "keyvalue-client", NULL);
+    tch_channel *ch;
+    tch_channel_new(base, "keyvalue-client", NULL, &ch, NULL);
     kept k = {0};
     tch_error err;
-    tch_tracer *tr = tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &err);
+    tch_tracer *tr;
+    tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &tr, &err);
     tch_trace parent = {.span_id = 0x1111222233334444ull, .trace_id = 0xaaaabbbbccccddddull,
                         .flags = 1};
     call_echo(base, ch, mp.hp, &parent, 0);  /* traced through its parent */

@@ -103,8 +103,8 @@ static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
     tch_channel_options co = {.trace = 1};
-    f->server = tch_channel_new(f->base, "kv-server", NULL);
-    f->client = tch_channel_new(f->base, "kv-client", &co);
+    tch_channel_new(f->base, "kv-server", NULL, &f->server, NULL);
+    tch_channel_new(f->base, "kv-client", &co, &f->client, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->server, NULL, &err), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
@@ -113,12 +113,12 @@ static int setup(void **state) {
     tch_channel_register(f->server, NULL, "get", echo, NULL);
     receiver_start(&f->rx, f->base, 202);
     tch_zipkin_options zo = {.batch_size = 1};
-    f->zc = tch_zipkin_reporter_new(f->base, f->rx.url, &zo, &err);
-    f->zs = tch_zipkin_reporter_new(f->base, f->rx.url, &zo, &err);
+    tch_zipkin_reporter_new(f->base, f->rx.url, &zo, &f->zc, &err);
+    tch_zipkin_reporter_new(f->base, f->rx.url, &zo, &f->zs, &err);
     assert_non_null(f->zc);
     assert_non_null(f->zs);
-    f->tc = tch_tracer_new(f->client, tch_zipkin_reporter_iface(f->zc), &err);
-    f->ts = tch_tracer_new(f->server, tch_zipkin_reporter_iface(f->zs), &err);
+    tch_tracer_new(f->client, tch_zipkin_reporter_iface(f->zc), &f->tc, &err);
+    tch_tracer_new(f->server, tch_zipkin_reporter_iface(f->zs), &f->ts, &err);
     assert_non_null(f->tc);
     assert_non_null(f->ts);
     *state = f;
@@ -285,7 +285,7 @@ static tch_span made_up(uint64_t id) {
 static void report_n(tch_span_reporter rep, int n, uint64_t first) {
     for (int i = 0; i < n; i++) {
         tch_span s = made_up(first + (uint64_t)i);
-        rep.report(rep.ud, &s);
+        rep.report(&s, rep.ud);
     }
 }
 
@@ -301,7 +301,8 @@ static void test_zipkin_batches_by_count_and_time(void **state) {
     receiver_start(&rx, base, 202);
     tch_error err;
     tch_zipkin_options o = {.batch_size = 3, .flush_interval_ms = 100};
-    tch_zipkin_reporter *z = tch_zipkin_reporter_new(base, rx.url, &o, &err);
+    tch_zipkin_reporter *z;
+    tch_zipkin_reporter_new(base, rx.url, &o, &z, &err);
     assert_non_null(z);
     report_n(tch_zipkin_reporter_iface(z), 3, 1); /* a full batch: posted at once */
     assert_true(tch_test_run_until_count(base, &rx.spans, 3, 5000));
@@ -337,7 +338,8 @@ static void test_zipkin_flush_on_close(void **state) {
     receiver_start(&rx, base, 202);
     tch_error err;
     tch_zipkin_options o = {.batch_size = 100, .flush_interval_ms = 60000};
-    tch_zipkin_reporter *z = tch_zipkin_reporter_new(base, rx.url, &o, &err);
+    tch_zipkin_reporter *z;
+    tch_zipkin_reporter_new(base, rx.url, &o, &z, &err);
     report_n(tch_zipkin_reporter_iface(z), 5, 1);
     int done = 0;
     assert_int_equal(tch_zipkin_reporter_close(z, 2000, closed, &done), 0);
@@ -363,7 +365,8 @@ static void test_zipkin_drops_when_full(void **state) {
     receiver_start(&rx, base, 0);
     tch_error err;
     tch_zipkin_options o = {.batch_size = 2, .max_queue = 4, .post_timeout_ms = 30000};
-    tch_zipkin_reporter *z = tch_zipkin_reporter_new(base, rx.url, &o, &err);
+    tch_zipkin_reporter *z;
+    tch_zipkin_reporter_new(base, rx.url, &o, &z, &err);
     report_n(tch_zipkin_reporter_iface(z), 10, 1);
     tch_zipkin_stats st;
     tch_zipkin_reporter_stats(z, &st);
@@ -390,7 +393,8 @@ static void test_zipkin_failures_are_counted(void **state) {
     receiver_start(&rx, base, 500);
     tch_error err;
     tch_zipkin_options o = {.batch_size = 2};
-    tch_zipkin_reporter *z = tch_zipkin_reporter_new(base, rx.url, &o, &err);
+    tch_zipkin_reporter *z;
+    tch_zipkin_reporter_new(base, rx.url, &o, &z, &err);
     report_n(tch_zipkin_reporter_iface(z), 2, 1);
     int done = 0;
     assert_int_equal(tch_zipkin_reporter_close(z, 2000, closed, &done), 0);
@@ -404,7 +408,7 @@ static void test_zipkin_failures_are_counted(void **state) {
     char dead[64], url[128];
     assert_int_equal(tch_test_dead_port(dead, sizeof dead), 0);
     snprintf(url, sizeof url, "http://%s", dead); /* the default path */
-    z = tch_zipkin_reporter_new(base, url, &o, &err);
+    tch_zipkin_reporter_new(base, url, &o, &z, &err);
     assert_non_null(z);
     report_n(tch_zipkin_reporter_iface(z), 2, 1);
     done = 0;
@@ -426,12 +430,15 @@ static void test_zipkin_bad_urls(void **state) {
                          "http:///api/v2/spans"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         tch_error err = {0};
-        assert_null(tch_zipkin_reporter_new(base, bad[i], NULL, &err));
+        tch_zipkin_reporter *z = (tch_zipkin_reporter *)&err; /* overwritten with NULL */
+        assert_int_equal(tch_zipkin_reporter_new(base, bad[i], NULL, &z, &err), TCH_EINVAL);
+        assert_null(z);
         assert_int_equal(err.code, TCH_EINVAL);
         assert_non_null(strstr(err.msg, bad[i]));
     }
     tch_error err = {0};
-    assert_null(tch_zipkin_reporter_new(base, NULL, NULL, &err));
+    tch_zipkin_reporter *z = NULL;
+    assert_int_equal(tch_zipkin_reporter_new(base, NULL, NULL, &z, &err), TCH_EINVAL);
     assert_int_equal(err.code, TCH_EINVAL);
     event_base_free(base);
 }
@@ -445,9 +452,11 @@ static void test_file_reporter(void **state) {
     assert_true(fd >= 0);
     close(fd);
     tch_error err;
-    tch_file_reporter *fr = tch_file_reporter_open(path, &err);
+    tch_file_reporter *fr;
+    tch_file_reporter_open(path, &fr, &err);
     assert_non_null(fr);
-    tch_tracer *t = tch_tracer_new(f->server, tch_file_reporter_iface(fr), &err);
+    tch_tracer *t;
+    tch_tracer_new(f->server, tch_file_reporter_iface(fr), &t, &err);
     for (int i = 0; i < 3; i++) {
         result r = {0};
         call(f, "get", NULL, 0, &r);
@@ -481,7 +490,8 @@ static void test_file_reporter(void **state) {
     assert_int_equal(lines, 3);
     unlink(path);
 
-    assert_null(tch_file_reporter_open("/nonexistent-dir/spans.jsonl", &err));
+    assert_int_equal(tch_file_reporter_open("/nonexistent-dir/spans.jsonl", &fr, &err), TCH_EIO);
+    assert_null(fr);
     assert_int_equal(err.code, TCH_EIO);
     assert_non_null(strstr(err.msg, "/nonexistent-dir/spans.jsonl"));
 }
@@ -497,13 +507,14 @@ static void test_file_reporter_refuses_fifo(void **state) {
     assert_int_equal(mkfifo(path, 0600), 0);
     tch_error err = {0};
     alarm(10);
-    tch_file_reporter *fr = tch_file_reporter_open(path, &err);
+    tch_file_reporter *fr;
+    tch_file_reporter_open(path, &fr, &err);
     alarm(0);
     assert_null(fr);
     assert_int_equal(err.code, TCH_EINVAL);
     assert_non_null(strstr(err.msg, path));
     assert_non_null(strstr(err.msg, "not a regular file"));
-    assert_null(tch_file_reporter_open("/dev/null", &err));
+    assert_int_equal(tch_file_reporter_open("/dev/null", &fr, &err), TCH_EINVAL);
     assert_non_null(strstr(err.msg, "not a regular file"));
     unlink(path);
     rmdir(dir);
@@ -566,7 +577,9 @@ static void test_span_json_edges(void **state) {
 
     tch_error err;
     tch_span_reporter none = {0};
-    assert_null(tch_tracer_new(NULL, none, &err));
+    tch_tracer *t = NULL;
+    assert_int_equal(tch_tracer_new(NULL, none, &t, &err), TCH_EINVAL);
+    assert_null(t);
     assert_int_equal(err.code, TCH_EINVAL);
 }
 

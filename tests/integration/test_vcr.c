@@ -96,7 +96,7 @@ static void get_value(tch_thrift_inbound *call, void *ud) {
 }
 
 static void start_server(fixture *f) {
-    f->server = tch_channel_new(f->base, "server", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
     assert_int_equal(tch_channel_listen(f->server, f->hp[0] ? f->hp : NULL, NULL), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
     tch_channel_register(f->server, NULL, "echo", echo, f);
@@ -119,7 +119,7 @@ static int setup(void **state) {
     snprintf(f->path, sizeof f->path, "%s/cassette.yaml", f->dir);
     assert_int_equal(tch_thrift_load(KV_IDL, &f->idl, NULL), 0);
     start_server(f);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     unsetenv(TCH_CASSETTE_ENV_MODE);
     *state = f;
     return 0;
@@ -466,8 +466,8 @@ static int mask_in(tch_buf *headers) {
 
 /* The request before matching and writing; the answer (the server echoes
  * the headers back) before writing. */
-static int mask_authorization(void *ud, tch_cassette_redact_phase phase,
-                              tch_cassette_request *req, tch_cassette_response *resp) {
+static int mask_authorization(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                              tch_cassette_response *resp, void *ud) {
     (void)ud, (void)phase;
     int rc = mask_in(&req->headers);
     return rc || !resp ? rc : mask_in(&resp->headers);
@@ -629,8 +629,8 @@ static void a_blocked_folder_fails_the_first_call(void **state) {
     unlink(sub);
 }
 
-static int refuse_to_record(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
-                            tch_cassette_response *resp) {
+static int refuse_to_record(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                            tch_cassette_response *resp, void *ud) {
     (void)ud, (void)req, (void)resp;
     return phase == TCH_CASSETTE_REDACT_RECORD ? TCH_EINVAL : 0;
 }
@@ -704,7 +704,8 @@ static void blocking_client_goes_through_the_vcr(void **state) {
     raw(f, "echo", "sync");
     eject(v);
     stop_server(f);
-    tch_sync_client *sc = tch_sync_client_new("sync", NULL);
+    tch_sync_client *sc;
+    tch_sync_client_new("sync", NULL, &sc, NULL);
     tch_vcr *sv;
     assert_int_equal(tch_vcr_use_cassette(tch_sync_client_channel(sc), f->path, NULL, &sv, NULL), 0);
     tch_call_opts o = {.service = "server", .endpoint = tch_slice_cstr("echo"),

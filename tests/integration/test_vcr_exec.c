@@ -35,11 +35,11 @@ static void echo(tch_inbound *in, void *ud) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->server = tch_channel_new(f->base, "server", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
     assert_int_equal(tch_channel_listen(f->server, "127.0.0.1:0", NULL), 0);
     snprintf(f->hp, sizeof f->hp, "%s", tch_channel_host_port(f->server));
     tch_channel_register(f->server, NULL, "echo", echo, NULL);
-    f->client = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "client", NULL, &f->client, NULL);
     *state = f;
     return 0;
 }
@@ -146,7 +146,7 @@ static void the_port_is_free_once_the_parent_closes_it(void **state) {
     int to, from;
     pid_t pid = spawn_cat(&to, &from); /* lives on while the port is closed and taken again */
     tch_channel_free(f->server);
-    f->server = tch_channel_new(f->base, "server", NULL);
+    tch_channel_new(f->base, "server", NULL, &f->server, NULL);
     tch_error err = {0};
     int rc = tch_channel_listen(f->server, f->hp, &err);
     if (rc)

@@ -30,7 +30,7 @@ typedef struct fixture {
 static fixture *open_fixture(const char *name) {
     fixture *f = calloc(1, sizeof *f);
     f->base = event_base_new();
-    f->ch = tch_channel_new(f->base, "client", NULL);
+    tch_channel_new(f->base, "client", NULL, &f->ch, NULL);
     tch_vcr_options o;
     tch_vcr_options_init(&o);
     o.cassette.mode = TCH_CASSETTE_NONE; /* replay only: nothing is written */

@@ -868,9 +868,10 @@ static int dead_port(char *hp, size_t n) {
 
 static tch_channel *peer_channel(run *r, size_t slot, const char *const *peers, size_t npeers,
                                  char *why, size_t whylen) {
-    tch_channel *ch = tch_channel_new(r->base, "interop-c-retry", NULL);
-    if (!ch) {
-        snprintf(why, whylen, "tch_channel_new failed");
+    tch_channel *ch;
+    tch_error nerr;
+    if (tch_channel_new(r->base, "interop-c-retry", NULL, &ch, &nerr) != 0) {
+        snprintf(why, whylen, "%s", nerr.msg);
         return NULL;
     }
     r->retry_ch[slot] = ch;
@@ -1076,9 +1077,9 @@ int main(int argc, char **argv) {
         tch_channel_options o = {0};
         o.checksum_type = checksums[c].type;
         o.default_timeout_ms = 5000;
-        r.ch[c] = tch_channel_new(r.base, "interop-c-client", &o);
-        if (!r.ch[c]) {
-            fprintf(stderr, "tch_channel_new failed (checksum %s)\n", checksums[c].name);
+        tch_error err;
+        if (tch_channel_new(r.base, "interop-c-client", &o, &r.ch[c], &err) != 0) {
+            fprintf(stderr, "%s (checksum %s)\n", err.msg, checksums[c].name);
             node_stop(&nc);
             return 1;
         }

@@ -74,7 +74,7 @@ struct kv_entry {
 
 typedef struct endpoint {
     const char *name;
-    tch_handler_fn fn;
+    tch_handler_cb fn;
 } endpoint;
 
 /* Parses a decimal slice (no sign, no spaces) into *out; 0 or -1. */
@@ -205,7 +205,7 @@ static void on_json_error(tch_inbound *in, const json_t *headers, const json_t *
 
 typedef struct json_endpoint {
     const char *name;
-    tch_json_handler_fn fn;
+    tch_json_handler_cb fn;
 } json_endpoint;
 
 static const json_endpoint json_endpoints[] = {
@@ -317,7 +317,7 @@ static void on_get_value(tch_thrift_inbound *call, void *ud) {
 
 static const struct {
     const char *method;
-    tch_thrift_handler_fn fn;
+    tch_thrift_handler_cb fn;
 } thrift_methods[] = {
     {"getValue", on_get_value},
     {"setValue", on_set_value},
@@ -446,9 +446,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "interop-server: event_base_new failed\n");
         return 1;
     }
-    srv.ch = tch_channel_new(srv.base, service, NULL);
-    if (!srv.ch) {
-        fprintf(stderr, "interop-server: tch_channel_new(%s) failed\n", service);
+    tch_error nerr;
+    if (tch_channel_new(srv.base, service, NULL, &srv.ch, &nerr) != 0) {
+        fprintf(stderr, "interop-server: %s\n", nerr.msg);
         return 1;
     }
     if (register_all(&srv) != 0)

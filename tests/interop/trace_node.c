@@ -65,7 +65,7 @@ typedef struct keeper {
     int n;
 } keeper;
 
-static void keep(void *ud, const tch_span *span) {
+static void keep(const tch_span *span, void *ud) {
     keeper *k = ud;
     if (k->n == 8)
         return;
@@ -241,10 +241,12 @@ static void c_client_node_server(struct event_base *base, const char *node, cons
         return;
     }
     tch_channel_options co = {.trace = 1};
-    tch_channel *ch = tch_channel_new(base, "trace-c-client", &co);
+    tch_channel *ch;
+    tch_channel_new(base, "trace-c-client", &co, &ch, NULL);
     keeper k = {0};
     tch_error err;
-    tch_tracer *tr = tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &err);
+    tch_tracer *tr;
+    tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &tr, &err);
     tch_call_opts o = {.service = SERVICE, .endpoint = tch_slice_cstr("echo"),
                        .arg2 = tch_slice_cstr("head"), .arg3 = tch_slice_cstr("body"),
                        .host_port = hp, .timeout_ms = 5000, .retry_on = TCH_RETRY_NEVER};
@@ -299,7 +301,8 @@ static void node_client_c_server(struct event_base *base, const char *node, cons
     const char *name = "node_client_c_server";
     char why[512];
     const char *fail = NULL;
-    tch_channel *ch = tch_channel_new(base, SERVICE, NULL);
+    tch_channel *ch;
+    tch_channel_new(base, SERVICE, NULL, &ch, NULL);
     tch_error err;
     if (tch_channel_listen(ch, "127.0.0.1:0", &err) != 0) {
         verdict(name, err.msg);
@@ -308,7 +311,8 @@ static void node_client_c_server(struct event_base *base, const char *node, cons
     }
     tch_channel_register(ch, NULL, "echo", echo, NULL);
     keeper k = {0};
-    tch_tracer *tr = tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &err);
+    tch_tracer *tr;
+    tch_tracer_new(ch, (tch_span_reporter){keep, &k}, &tr, &err);
     char ours[64], node_hp[128];
     snprintf(ours, sizeof ours, "%s", tch_channel_host_port(ch));
     const char *extra[] = {"--mode", "client", "--peer", ours, NULL};

@@ -412,9 +412,12 @@ int main(int argc, char **argv) {
     printf("# node server.js listening on %s; cassette %s\n", peer, path);
     c.peer = peer;
     c.base = event_base_new();
-    tch_channel *rec = tch_channel_new(c.base, "vcr-node-client", NULL);
-    tch_channel *direct = tch_channel_new(c.base, "vcr-node-direct", NULL);
-    tch_channel *play = tch_channel_new(c.base, "vcr-node-client", NULL);
+    tch_channel *rec;
+    tch_channel_new(c.base, "vcr-node-client", NULL, &rec, NULL);
+    tch_channel *direct;
+    tch_channel_new(c.base, "vcr-node-direct", NULL, &direct, NULL);
+    tch_channel *play;
+    tch_channel_new(c.base, "vcr-node-client", NULL, &play, NULL);
     if (!c.base || !rec || !direct || !play) {
         fprintf(stderr, "out of memory setting up\n");
         node_stop(&nc);

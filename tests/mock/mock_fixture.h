@@ -36,7 +36,7 @@ static inline fx *fx_new(const char *client_name, const char *dir_template) {
     fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
     f->base = event_base_new();
-    f->client = tch_channel_new(f->base, client_name, NULL);
+    tch_channel_new(f->base, client_name, NULL, &f->client, NULL);
     if (dir_template) {
         snprintf(f->dir, sizeof f->dir, "%s", dir_template);
         assert_non_null(mkdtemp(f->dir));

@@ -330,7 +330,8 @@ static void up_echo(tch_inbound *in, void *ud) {
 }
 
 static tch_channel *start_upstream(fx *f) {
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_channel *srv;
+    tch_channel_new(f->base, "keyvalue-server", NULL, &srv, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
     tch_channel_register(srv, NULL, "echo", up_echo, NULL);

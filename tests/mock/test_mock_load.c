@@ -151,7 +151,8 @@ static void sixty_four_clients_with_garbage(void **state) {
     load l = {.base = event_base_new(), .hp = mp->hp};
     static client cs[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        cs[i] = (client){.l = &l, .ch = tch_channel_new(l.base, "load-client", NULL)};
+        cs[i] = (client){.l = &l};
+        assert_int_equal(tch_channel_new(l.base, "load-client", NULL, &cs[i].ch, NULL), 0);
         next_call(&cs[i]);
     }
     for (int g = 0; g < GARBAGE_SOCKETS; g++) /* mixed in while calls are in flight */

@@ -28,7 +28,7 @@ static void on_echo(tch_inbound *in, void *ud) {
 
 static int setup(void **state) {
     fx *f = fx_new("mode-client", "/tmp/tch-mock-mode-XXXXXX");
-    f->inst = tch_channel_new(f->base, "alpha", NULL);
+    tch_channel_new(f->base, "alpha", NULL, &f->inst, NULL);
     assert_int_equal(tch_channel_listen(f->inst, "127.0.0.1:0", NULL), 0);
     snprintf(f->inst_hp, sizeof f->inst_hp, "%s", tch_channel_host_port(f->inst));
     assert_int_equal(tch_channel_register(f->inst, "alpha", "echo", on_echo, NULL), 0);

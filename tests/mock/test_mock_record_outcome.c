@@ -31,7 +31,7 @@ static void on_busy(tch_inbound *in, void *ud) {
 
 static int setup(void **state) {
     fx *f = fx_new("outcome-client", "/tmp/tch-mock-outcome-XXXXXX");
-    f->inst = tch_channel_new(f->base, "alpha", NULL);
+    assert_int_equal(tch_channel_new(f->base, "alpha", NULL, &f->inst, NULL), 0);
     assert_int_equal(tch_channel_listen(f->inst, "127.0.0.1:0", NULL), 0);
     snprintf(f->inst_hp, sizeof f->inst_hp, "%s", tch_channel_host_port(f->inst));
     assert_int_equal(tch_channel_register(f->inst, "alpha", "silent", on_silent, f), 0);

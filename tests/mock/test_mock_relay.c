@@ -62,7 +62,7 @@ static void on_any(tch_inbound *in, void *ud) {
 }
 
 static void start_instance(fx *f, int i, const char *service) {
-    f->inst[i] = tch_channel_new(f->base, service, NULL);
+    tch_channel_new(f->base, service, NULL, &f->inst[i], NULL);
     assert_non_null(f->inst[i]);
     tch_error err;
     assert_int_equal(tch_channel_listen(f->inst[i], "127.0.0.1:0", &err), 0);

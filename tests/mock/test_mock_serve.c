@@ -426,7 +426,8 @@ static void up_hold(tch_inbound *in, void *ud) {
 /* A real service for the mock to record through: keyvalue-server with
  * echo (answers at once) and hold (answers when the test says). */
 static tch_channel *start_upstream(fx *f, upstream *u) {
-    tch_channel *srv = tch_channel_new(f->base, "keyvalue-server", NULL);
+    tch_channel *srv;
+    tch_channel_new(f->base, "keyvalue-server", NULL, &srv, NULL);
     tch_error err;
     assert_int_equal(tch_channel_listen(srv, NULL, &err), 0);
     tch_channel_register(srv, NULL, "echo", up_echo, u);

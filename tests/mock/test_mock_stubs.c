@@ -349,7 +349,8 @@ static void close_connection_fault(void **state) {
 /* Calls "spoil" from a client channel with this checksum: refused. */
 static void expect_spoiled(fx *f, uint8_t checksum_type) {
     tch_channel_options o = {.checksum_type = checksum_type};
-    tch_channel *ch = tch_channel_new(f->base, "checksum-client", &o);
+    tch_channel *ch;
+    tch_channel_new(f->base, "checksum-client", &o, &ch, NULL);
     tch_channel *keep = f->client;
     f->client = ch;
     result r = call(f, "spoil", "{}");

@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     const tch_thrift_service *kv = tch_thrift_idl_find_service(idl, "KeyValue");
     server s = {0};
     s.base = event_base_new();
-    s.ch = tch_channel_new(s.base, service, NULL);
+    tch_channel_new(s.base, service, NULL, &s.ch, NULL);
     if (!kv || tch_json_register(s.ch, NULL, "json_echo", json_echo, &s) ||
         tch_json_register(s.ch, NULL, "json_error", json_error, &s) ||
         tch_json_register(s.ch, NULL, "transport_headers", transport_headers, &s) ||

@@ -253,7 +253,7 @@ static void configured_matchers(void **state) {
     assert_non_null(strstr(err.msg, "'colour' is not a known matcher"));
 }
 
-static int reject_foo(void *ud, const tch_cassette_request *in, const tch_cassette_request *rec) {
+static bool reject_foo(const tch_cassette_request *in, const tch_cassette_request *rec, void *ud) {
     (void)rec;
     ++*(int *)ud;
     return !tch_slice_eq_cstr(tch_buf_slice(&in->endpoint), "echo");
@@ -277,8 +277,8 @@ static void custom_matcher_filters_candidates(void **state) {
 }
 
 /* Masks the digits after "token=" (in place: same length). */
-static int mask_token(void *ud, tch_cassette_redact_phase phase, tch_cassette_request *req,
-                      tch_cassette_response *resp) {
+static int mask_token(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                      tch_cassette_response *resp, void *ud) {
     (void)resp;
     ++((int *)ud)[phase];
     for (size_t i = 0; i + 6 <= req->body.len; i++)

@@ -65,7 +65,7 @@ static void rm_tree(char *dir) {
     free(dir);
 }
 
-static tch_cassette *open_opts(const char *path, tch_cassette_mode mode, tch_cassette_render_fn r) {
+static tch_cassette *open_opts(const char *path, tch_cassette_mode mode, tch_cassette_render_cb r) {
     tch_cassette_options o;
     tch_cassette *c = NULL;
     tch_error err = {0};
@@ -99,8 +99,8 @@ static void record_sample(tch_cassette *c, const sample *s) {
     assert_int_equal(tch_cassette_record_finish(c, slot, &r, &err), 0);
 }
 
-static char *render_thrift(void *ud, tch_slice svc, tch_slice ep, tch_cassette_scheme scheme,
-                           tch_cassette_part part, int code, tch_slice bytes) {
+static char *render_thrift(tch_slice svc, tch_slice ep, tch_cassette_scheme scheme,
+                           tch_cassette_part part, int code, tch_slice bytes, void *ud) {
     (void)ud, (void)svc, (void)ep, (void)code, (void)bytes;
     if (scheme != TCH_CASSETTE_THRIFT || part != TCH_CASSETTE_REQUEST_BODY)
         return NULL;

@@ -25,7 +25,7 @@ static int slice_is(tch_slice s, const char *want) {
 static tch_cassette_redaction *make(const char *spec_json) {
     tch_cassette_redaction *r = NULL;
     tch_error err = {0};
-    assert_int_equal(tch_cassette_redaction_new(&r), 0);
+    assert_int_equal(tch_cassette_redaction_new(&r, NULL), 0);
     json_t *spec = json_loads(spec_json, 0, NULL);
     assert_non_null(spec);
     if (tch_cassette_redaction_set_json(r, spec, &err))
@@ -95,7 +95,7 @@ static void test_bad_specs(void **state) {
     (void)state;
     tch_cassette_redaction *r = NULL;
     tch_error err = {0};
-    assert_int_equal(tch_cassette_redaction_new(&r), 0);
+    assert_int_equal(tch_cassette_redaction_new(&r, NULL), 0);
     static const struct {
         const char *path, *says;
     } bad[] = {
@@ -308,8 +308,17 @@ static void test_replay_matches(void **state) {
     tch_cassette_redaction_free(r);
 }
 
+static void test_new_reports_bad_input(void **state) {
+    (void)state;
+    tch_error err = {0};
+    assert_int_equal(tch_cassette_redaction_new(NULL, &err), TCH_EINVAL);
+    assert_int_equal(err.code, TCH_EINVAL);
+    assert_non_null(strstr(err.msg, "out is NULL"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_reports_bad_input),
         cmocka_unit_test(test_headers_and_paths),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_thrift_fields),

@@ -70,7 +70,8 @@ static void test_vcr_answers_from_a_templated_stub(void **state) {
     assert_int_equal(write(fd, yaml, sizeof yaml - 1), (ssize_t)(sizeof yaml - 1));
     close(fd);
     struct event_base *base = event_base_new();
-    tch_channel *ch = tch_channel_new(base, "vcr-client", NULL);
+    tch_channel *ch;
+    tch_channel_new(base, "vcr-client", NULL, &ch, NULL);
     tch_vcr_options o;
     tch_vcr_options_init(&o);
     o.cassette.mode = TCH_CASSETTE_NONE;

@@ -272,7 +272,7 @@ typedef struct mem_file {
     const char *path, *text;
 } mem_file;
 
-static int mem_read(void *ud, const char *path, tch_buf *out, tch_error *err) {
+static int mem_read(const char *path, tch_buf *out, tch_error *err, void *ud) {
     for (const mem_file *f = ud; f->path; f++)
         if (strcmp(f->path, path) == 0)
             return tch_buf_append(out, f->text, strlen(f->text)) ? TCH_ENOMEM : 0;

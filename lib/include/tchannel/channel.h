@@ -27,19 +27,24 @@ struct evdns_base;
 
 typedef struct tch_channel tch_channel;
 
+/* Callbacks are named *_cb and take their user data (ud) last. */
+
+/* One line of text for a log the caller keeps (the library has none). */
+typedef void (*tch_log_cb)(const char *line, void *ud);
+
 /* Checksum of outgoing calls (tch_channel_options.checksum_type). Zero is
  * the default so that a zeroed options struct means defaults. */
-enum tch_checksum {
+typedef enum tch_checksum {
     TCH_CHECKSUM_DEFAULT = 0,  /* crc32c, as the Node peer */
     TCH_CHECKSUM_CRC32 = 1,    /* zlib's IEEE CRC-32 */
     TCH_CHECKSUM_FARMHASH = 2, /* farmhash Fingerprint32, as the Node peer */
     TCH_CHECKSUM_CRC32C = 3,   /* Castagnoli; SSE4.2 when the CPU has it */
     TCH_CHECKSUM_NONE = 0x80,  /* no checksum */
-};
+} tch_checksum;
 
 typedef struct tch_channel_options {
     const char *process_name;    /* default "<name>[<pid>]" */
-    uint8_t checksum_type;       /* enum tch_checksum */
+    tch_checksum checksum_type;  /* any other value: tch_channel_new fails */
     uint32_t default_timeout_ms; /* default 5000 */
     size_t max_arg_size;         /* per arg, both directions; default 64 MiB */
     size_t max_pending_calls;    /* calls in flight on one connection, in each
@@ -70,22 +75,26 @@ typedef struct tch_channel_options {
      * timeout or the handshake timeout, one refused over max_connections, a
      * request refused over a budget) with one line saying what and why.
      * The library has no logger of its own. */
-    void (*log)(void *ud, const char *line);
+    tch_log_cb log;
     void *log_ud;
-    /* Nonzero: calls that start a new trace (no parent span) set the
+    /* true: calls that start a new trace (no parent span) set the
      * traced flag, as tchannel-python's TChannel(trace=True); a call with a
      * parent keeps the parent's flag, and tch_call_opts.traced overrides
-     * both. Default 0: not traced, so programs that never ask send what
+     * both. Default false: not traced, so programs that never ask send what
      * they sent before. See tchannel/trace.h and docs/library.md. */
-    int trace;
+    bool trace;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
 #define TCH_NO_LIMIT SIZE_MAX     /* max_connections, the byte budgets */
 
-/* Returns NULL on ENOMEM or an invalid name. opts may be NULL. */
-tch_channel *tch_channel_new(struct event_base *base, const char *name,
-                             const tch_channel_options *opts);
+/* Makes a channel named name (1 to 255 bytes) on base; opts may be NULL
+ * (defaults). *out gets the channel, or NULL on failure. Returns 0,
+ * TCH_EINVAL (no base or out, a bad name, an unknown checksum_type, a
+ * process_name over 127 bytes; err says which), TCH_ENOMEM. */
+int tch_channel_new(struct event_base *base, const char *name,
+                    const tch_channel_options *opts, tch_channel **out,
+                    tch_error *err);
 /* Closes listeners and connections; outstanding calls fail with
  * TCH_ECLOSED (callbacks run before this returns). Called from one of the
  * channel's own callbacks or handlers, it stops taking calls at once and
@@ -96,9 +105,10 @@ void tch_channel_free(tch_channel *ch);
  * Declined error frame, outbound ones TCH_ECLOSED), lets calls in flight
  * finish and their answers reach the socket, closes every connection, then
  * runs cb from the loop. Calls still in flight after timeout_ms are failed
- * (0: wait as long as they take). Free the channel from cb or after it. */
-typedef void (*tch_closed_fn)(tch_channel *ch, void *ud);
-int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_fn cb,
+ * (0: wait as long as they take). Free the channel from cb or after it.
+ * Returns 0, TCH_ESTATE (already closing), TCH_ENOMEM. */
+typedef void (*tch_closed_cb)(tch_channel *ch, void *ud);
+int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud);
 
 const char *tch_channel_name(const tch_channel *ch);
@@ -113,9 +123,12 @@ struct event_base *tch_channel_base(const tch_channel *ch);
 /* Listens on host_port ("127.0.0.1:0" when NULL: an ephemeral port).
  * Listening twice is TCH_ESTATE. A host name is looked up here with
  * getaddrinfo, which blocks: this is a setup call, for before the loop
- * runs. The first of its addresses that binds is used, IPv4 ones first. */
+ * runs. The first of its addresses that binds is used, IPv4 ones first.
+ * Returns 0, TCH_EINVAL (a malformed host_port), TCH_ESTATE (listening
+ * already), TCH_EIO (lookup, bind or listen failed; err says which),
+ * TCH_ENOMEM. */
 int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err);
-int tch_channel_is_listening(const tch_channel *ch);
+bool tch_channel_is_listening(const tch_channel *ch);
 /* The local IP address ("10.0.0.5", "[fe80::1]") through which this host
  * reaches host_port, for a service that announces where to call it back
  * (Hyperbahn advertise listens there). A name is looked up (blocks). 0, or
@@ -136,7 +149,8 @@ size_t tch_channel_connection_count(const tch_channel *ch);
 /* Known peers for calls that give no host_port. A peer is known by the
  * string given: "localhost:4040" and "127.0.0.1:4040" are two peers, each
  * with its own connection and backoff. A name is checked for form here and
- * looked up when a call first connects to it. */
+ * looked up when a call first connects to it. Returns 0 (also for a peer
+ * known already), TCH_EINVAL (a malformed host_port), TCH_ENOMEM. */
 int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err);
 /* Forgets a known peer (spelled as it was added): later calls that give no
  * host_port no longer choose it; calls in flight and its connections are
@@ -163,21 +177,23 @@ void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns);
 /* ---- inbound ---------------------------------------------------------- */
 
 typedef struct tch_inbound tch_inbound;
-typedef void (*tch_handler_fn)(tch_inbound *call, void *ud);
+typedef void (*tch_handler_cb)(tch_inbound *call, void *ud);
 
 /* service NULL means the channel's own name. Registering the same
- * (service, endpoint) twice replaces the handler. */
+ * (service, endpoint) twice replaces the handler. Returns 0, TCH_EINVAL
+ * (no endpoint or fn), TCH_ENOMEM. */
 int tch_channel_register(tch_channel *ch, const char *service,
-                         const char *endpoint, tch_handler_fn fn, void *ud);
+                         const char *endpoint, tch_handler_cb fn, void *ud);
 /* Like tch_channel_register; the channel calls free_ud(ud) when the
  * handler is replaced or the channel freed (for wrappers such as the json
- * and thrift schemes that allocate a context per endpoint). */
+ * and thrift schemes that allocate a context per endpoint). free_ud(ud)
+ * also runs when registering fails. Returns as tch_channel_register. */
 int tch_channel_register_with(tch_channel *ch, const char *service,
-                              const char *endpoint, tch_handler_fn fn,
+                              const char *endpoint, tch_handler_cb fn,
                               void *ud, void (*free_ud)(void *));
 /* Called for calls no registered handler takes; without one such calls get
  * a BadRequest error frame naming the service and endpoint. */
-void tch_channel_set_fallback(tch_channel *ch, tch_handler_fn fn, void *ud);
+void tch_channel_set_fallback(tch_channel *ch, tch_handler_cb fn, void *ud);
 
 tch_slice tch_inbound_service(const tch_inbound *in);
 tch_slice tch_inbound_endpoint(const tch_inbound *in); /* arg1 */
@@ -193,26 +209,30 @@ uint8_t tch_inbound_flags(const tch_inbound *in);
 tch_trace tch_inbound_trace(const tch_inbound *in);
 size_t tch_inbound_header_count(const tch_inbound *in);
 tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i);
-/* Transport header by key; returns 1 and sets *value when present. */
-int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
+/* Transport header by key; returns true and sets *value when present. */
+bool tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
 /* Remote "host:port" as announced in the peer's init, or "" if unknown. */
 const char *tch_inbound_peer(const tch_inbound *in);
-/* 1 once the call can no longer be answered usefully (TTL passed, caller
+/* true once the call can no longer be answered usefully (TTL passed, caller
  * cancelled, connection gone). Answering is still required. */
-int tch_inbound_is_done(const tch_inbound *in);
+bool tch_inbound_is_done(const tch_inbound *in);
 /* The channel serving the call; NULL once the call is done. */
 tch_channel *tch_inbound_channel(const tch_inbound *in);
 
 /* Answer with a call response: code 0 (ok) or 1 (application error).
- * Frees the inbound. Returns TCH_ECLOSED (answer dropped) when the call is
- * already done; the inbound is freed either way. */
+ * Frees the inbound. Returns 0, TCH_ECLOSED (answer dropped) when the call
+ * is already done, or the send's error (TCH_ETOOBIG: an arg over the
+ * protocol's limit; TCH_ENOMEM), when the caller gets an Unexpected error
+ * frame instead; the inbound is freed either way. */
 int tch_inbound_respond(tch_inbound *in, uint8_t code, tch_slice arg2,
                         tch_slice arg3);
-/* Like tch_inbound_respond, with transport headers on the response. */
+/* Like tch_inbound_respond, with transport headers on the response; the
+ * same returns. */
 int tch_inbound_respond_with(tch_inbound *in, uint8_t code, tch_slice arg2,
                              tch_slice arg3, const tch_kv *headers,
                              size_t nheaders);
-/* Answer with an error frame (tch_proto_code). Frees the inbound. */
+/* Answer with an error frame (tch_proto_code). Frees the inbound. Returns
+ * 0, TCH_ECLOSED (the call was already done), TCH_ENOMEM. */
 int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg);
 
 /* Faults, for servers that test their callers (tchannel-mock's stubs). */
@@ -234,23 +254,23 @@ int tch_inbound_close_connection(tch_inbound *in, const char *why);
 /* ---- outbound ----------------------------------------------------------- */
 
 /* Which failures a call retries on (transport header "re"). */
-enum tch_retry_on {
+typedef enum tch_retry_on {
     TCH_RETRY_DEFAULT = 0,     /* connection errors */
     TCH_RETRY_NEVER,           /* "n" */
     TCH_RETRY_CONNECTION,      /* "c": network errors, busy, declined */
     TCH_RETRY_TIMEOUT,         /* "t": timeouts, busy, declined */
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
-};
+} tch_retry_on;
 
 /* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
  * allows (the Node peer refuses more). */
 #define TCH_MAX_TRANSPORT_HEADERS 123
 /* tch_call_opts.traced: the traced flag (0x01) sent with a call. */
-enum tch_traced {
+typedef enum tch_traced {
     TCH_TRACED_DEFAULT = 0, /* the parent's flag, else the channel's trace */
     TCH_TRACED_ON,
     TCH_TRACED_OFF,
-};
+} tch_traced;
 
 #define TCH_RETRY_LIMIT_NONE (-1)
 #define TCH_RETRY_LIMIT_DEFAULT 4
@@ -267,21 +287,21 @@ typedef struct tch_call_opts {
     const char *arg_scheme; /* value of the "as" header; default "raw" */
     const tch_trace *trace; /* parent span; NULL: the inbound call being
                                handled (if any), else a new trace */
-    int retry_on;          /* enum tch_retry_on */
+    tch_retry_on retry_on;
     int retry_limit;       /* retries after the first try: 0 means the
                               default (4); TCH_RETRY_LIMIT_NONE for none */
     const char *shard_key;        /* "sk" */
     const char *routing_delegate; /* "rd" */
     uint32_t *cancel_handle;      /* if set, receives a handle for tch_channel_cancel */
-    int traced;  /* enum tch_traced: this call's traced flag */
-    /* Nonzero: endpoint, arg2 and arg3 are read where they are (for every
+    tch_traced traced;     /* this call's traced flag */
+    /* true: endpoint, arg2 and arg3 are read where they are (for every
      * attempt) instead of being copied when the call starts, which saves a
      * copy of each large body. They must then stay valid and unchanged
      * until cb has run, or until tch_channel_call returns an error. The
      * other fields are always copied. With an outbound hook installed they
      * are copied before the hook sees the call, since a hook may hold it
      * past the callback. */
-    int borrow_args;
+    bool borrow_args;
 } tch_call_opts;
 
 /* The outcome of a call. status is 0 when a call response arrived (code 0
@@ -319,7 +339,9 @@ int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why);
 
 /* Pings host_port (a ping req frame; the peer's library answers it, no
  * handler involved). cb runs once from the loop: status 0 with the round
- * trip in microseconds, TCH_ETIMEOUT, or a connection error. */
+ * trip in microseconds, TCH_ETIMEOUT, or a connection error. Returns 0
+ * (cb will run), or (cb will not run) TCH_EINVAL (a malformed host_port),
+ * TCH_ECLOSED (the channel is closing), TCH_EIO, TCH_ENOMEM. */
 typedef void (*tch_ping_cb)(int status, uint64_t rtt_us, void *ud);
 int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms,
                      tch_ping_cb cb, void *ud, tch_error *err);
@@ -329,17 +351,23 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
  * when the options are invalid or the first attempt cannot even start (no
  * peers, a malformed host:port, the pending-call limit, a closing
  * channel). With an outbound hook installed, such attempt failures reach
- * cb instead, since the hook decides when the attempt starts. */
+ * cb instead, since the hook decides when the attempt starts.
+ * Returns 0, TCH_EINVAL (bad options: no service or endpoint, too many
+ * transport headers, a malformed host_port...; err names it), TCH_ETOOBIG
+ * (an arg over max_arg_size, the pending-call limit), TCH_ENOTFOUND (no
+ * host_port and no known peer), TCH_ECLOSED (the channel is closing),
+ * TCH_EIO, TCH_ENOMEM. */
 int tch_channel_call(tch_channel *ch, const tch_call_opts *opts,
                      tch_call_cb cb, void *ud, tch_error *err);
 
 /* How an error may be retried, as tchannel-python classifies it. */
-enum tch_retryability {
+typedef enum tch_retryability {
     TCH_NOT_RETRYABLE = 0,   /* bad request, cancelled, unhealthy, fatal */
     TCH_RETRYABLE,           /* busy, declined: the request was not handled */
     TCH_MAYBE_RETRYABLE,     /* timeout, unexpected, network: only if idempotent */
-};
-int tch_proto_code_retryability(uint8_t code);
+} tch_retryability;
+/* An unknown code is TCH_NOT_RETRYABLE. */
+tch_retryability tch_proto_code_retryability(uint8_t code);
 
 /* ---- the outbound hook (the VCR plugs in here) ------------------------- */
 
@@ -347,11 +375,11 @@ int tch_proto_code_retryability(uint8_t code);
  * now or later, with tch_outbound_forward (send it; an observer may watch
  * the answer) or tch_outbound_answer (answer it locally). */
 typedef struct tch_outbound tch_outbound;
-typedef void (*tch_outbound_hook_fn)(tch_outbound *call, void *ud);
+typedef void (*tch_outbound_hook_cb)(tch_outbound *call, void *ud);
 
 /* One hook per channel; NULL removes it. A hook must resolve the calls it
  * holds before the channel is freed. */
-void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_fn fn,
+void tch_channel_set_outbound_hook(tch_channel *ch, tch_outbound_hook_cb fn,
                                    void *ud);
 /* The request as made (owned by the call; valid until it is resolved). */
 const tch_call_opts *tch_outbound_request(const tch_outbound *call);
@@ -365,9 +393,9 @@ void tch_outbound_forward(tch_outbound *call, tch_call_cb observer, void *ud);
  * final (never retried). For a hook whose own work on the answer can fail
  * (the VCR saving a recording): the caller then hears that it failed
  * instead of an answer whose side effect was lost. */
-typedef int (*tch_outbound_check_fn)(const tch_response *res, void *ud, tch_error *why);
+typedef int (*tch_outbound_check_cb)(const tch_response *res, tch_error *why, void *ud);
 /* Like tch_outbound_forward, with check in place of an observer. */
-void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_fn check, void *ud);
+void tch_outbound_forward_checked(tch_outbound *call, tch_outbound_check_cb check, void *ud);
 /* Answers the call locally; res is copied. The caller's callback runs from
  * the event loop. */
 void tch_outbound_answer(tch_outbound *call, const tch_response *res);

@@ -4,6 +4,7 @@
 #ifndef TCHANNEL_COMMON_H
 #define TCHANNEL_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,7 +52,8 @@ typedef struct tch_error {
 /* Sets err (if non-NULL) and returns code, so callers can write
  * `return tch_error_set(err, TCH_EPROTO, "call req: service length %u", n);` */
 int tch_error_set(tch_error *err, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
-/* Prepends "prefix: " to an already-set message (adds context on the way up). */
+/* Prepends "prefix: " to an already-set message (adds context on the way
+ * up). Returns err->code (TCH_EINVAL when err is NULL). */
 int tch_error_wrap(tch_error *err, const char *fmt, ...) TCH_PRINTF(2, 3);
 const char *tch_strerror(int code);
 
@@ -79,8 +81,9 @@ typedef struct tch_trace {
     uint64_t trace_id;
     uint8_t flags; /* 0x01: traced */
 } tch_trace;
-int tch_slice_eq(tch_slice a, tch_slice b);
-int tch_slice_eq_cstr(tch_slice a, const char *s);
+/* Same length and bytes. */
+bool tch_slice_eq(tch_slice a, tch_slice b);
+bool tch_slice_eq_cstr(tch_slice a, const char *s);
 
 /* An owned, growable byte buffer. Zero-initialised is empty and valid.
  * tch_buf_free releases the storage; tch_buf_take hands it to the caller. */
@@ -90,6 +93,7 @@ typedef struct tch_buf {
     size_t cap;
 } tch_buf;
 
+/* These return 0 or TCH_ENOMEM (b is left as it was). */
 int tch_buf_reserve(tch_buf *b, size_t extra);
 int tch_buf_append(tch_buf *b, const void *data, size_t len);
 int tch_buf_append_slice(tch_buf *b, tch_slice s);
@@ -104,7 +108,8 @@ static inline tch_slice tch_buf_slice(const tch_buf *b) {
 
 /* Base64, RFC 4648 standard alphabet. encode appends, breaking lines every
  * line_len characters (0: one line). decode appends; white space is
- * skipped and padding is optional; TCH_EPARSE for anything else. */
+ * skipped and padding is optional. Both return 0 or TCH_ENOMEM; decode
+ * TCH_EPARSE for anything else. */
 int tch_base64_encode(tch_slice in, size_t line_len, tch_buf *out);
 int tch_base64_decode(const char *in, size_t len, tch_buf *out);
 

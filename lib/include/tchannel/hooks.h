@@ -42,25 +42,26 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
-enum tch_event_kind {
+typedef enum tch_event_kind {
     TCH_EVENT_SEND_REQUEST = 0,
     TCH_EVENT_RECEIVE_RESPONSE,
     TCH_EVENT_RECEIVE_REQUEST,
     TCH_EVENT_SEND_RESPONSE,
     TCH_EVENT_ERROR,
-};
-const char *tch_event_kind_name(int kind); /* "send_request", ... */
+} tch_event_kind;
+/* "send_request", ...; "unknown" for a value not in the enum. */
+const char *tch_event_kind_name(tch_event_kind kind);
 
-enum tch_outcome {
+typedef enum tch_outcome {
     TCH_OUTCOME_PENDING = 0, /* SEND_REQUEST, RECEIVE_REQUEST: not over yet */
     TCH_OUTCOME_OK,          /* a call response with code 0 */
     TCH_OUTCOME_APP_ERROR,   /* a call response with code 1 */
     TCH_OUTCOME_ERROR,       /* an error frame or a local failure */
-};
+} tch_outcome;
 
 typedef struct tch_call_event {
-    int kind;        /* enum tch_event_kind */
-    int outgoing;    /* 1: our call to a peer; 0: a peer's call to us */
+    tch_event_kind kind;
+    bool outgoing;   /* true: our call to a peer; false: a peer's call to us */
     tch_slice service;
     tch_slice endpoint;  /* arg1 */
     tch_slice scheme;    /* the "as" transport header; empty when absent */
@@ -72,17 +73,17 @@ typedef struct tch_call_event {
      * while the call is pending. */
     uint64_t start_us;
     uint64_t end_us;
-    int outcome;         /* enum tch_outcome */
+    tch_outcome outcome;
     int status;          /* 0, TCH_EREMOTE, or the local TCH_E* failure */
     uint8_t error_code;  /* tch_proto_code when outcome is ERROR */
     const char *message; /* what went wrong; "" when nothing did */
 } tch_call_event;
 
-typedef void (*tch_event_fn)(const tch_call_event *ev, void *ud);
+typedef void (*tch_event_cb)(const tch_call_event *ev, void *ud);
 
 /* Adds a hook; *handle (when not NULL) receives its handle for removal.
  * TCH_EINVAL without fn, TCH_ENOMEM. */
-int tch_channel_add_hook(tch_channel *ch, tch_event_fn fn, void *ud,
+int tch_channel_add_hook(tch_channel *ch, tch_event_cb fn, void *ud,
                          uint32_t *handle);
 /* TCH_ENOTFOUND when no hook has that handle. */
 int tch_channel_remove_hook(tch_channel *ch, uint32_t handle);

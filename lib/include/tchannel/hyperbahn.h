@@ -38,7 +38,11 @@ typedef void (*tch_advertise_cb)(int status, const char *message, void *ud);
  * Listening, it picks the local address that reaches the first router (so
  * the router can call back the host_port we announce); when that router is
  * given by name, the name is looked up here with getaddrinfo, which blocks:
- * call this before the loop runs, or listen first. */
+ * call this before the loop runs, or listen first. Returns 0 (*out set),
+ * TCH_EINVAL (both or neither of routers and router_file, a malformed
+ * router, no cb), TCH_ENOTFOUND / TCH_EIO / TCH_ETOOBIG / TCH_EPARSE (the
+ * router file is missing, unreadable, too big or not a JSON list of
+ * strings), tch_channel_listen's errors, TCH_ENOMEM. */
 int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
                             tch_advertise_cb cb, void *ud, tch_hyperbahn **out,
                             tch_error *err);

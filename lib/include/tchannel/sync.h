@@ -26,15 +26,20 @@ typedef struct tch_sync_response {
     tch_buf header_store;
 } tch_sync_response;
 
-tch_sync_client *tch_sync_client_new(const char *name,
-                                     const tch_channel_options *opts);
+/* A client with its own event_base and a channel named name. *out gets
+ * it, or NULL on failure. Returns 0, TCH_EINVAL (as tch_channel_new: a bad
+ * name or options), TCH_ENOMEM. */
+int tch_sync_client_new(const char *name, const tch_channel_options *opts,
+                        tch_sync_client **out, tch_error *err);
 void tch_sync_client_free(tch_sync_client *c);
 /* The channel inside, e.g. to add peers or install an outbound hook. */
 tch_channel *tch_sync_client_channel(tch_sync_client *c);
 
 /* Makes the call and waits for its outcome (bounded by the call's timeout).
  * Returns 0 when *out holds an outcome (check out->status), or an error
- * when the call could not be started. */
+ * when the call could not be started: tch_channel_call's (TCH_EINVAL,
+ * TCH_ETOOBIG, TCH_ENOTFOUND, TCH_ECLOSED, TCH_EIO, TCH_ENOMEM), or
+ * TCH_EIO when the event loop fails. */
 int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
                   tch_sync_response *out, tch_error *err);
 void tch_sync_response_free(tch_sync_response *r);

@@ -78,16 +78,21 @@ typedef struct tch_thrift_value tch_thrift_value;
 
 /* Reads a whole file for the loader. Returns 0 and fills out (caller frees
  * it with tch_buf_free), or a negative TCH_E* with err set. */
+typedef int (*tch_thrift_read_cb)(const char *path, tch_buf *out, tch_error *err, void *ud);
 typedef struct tch_thrift_reader {
-    int (*read)(void *ud, const char *path, tch_buf *out, tch_error *err);
+    tch_thrift_read_cb read;
     void *ud;
 } tch_thrift_reader;
 
 /* Loads path and everything it includes (relative to the including file).
- * On success *out owns the IDL; free it with tch_thrift_idl_free. */
+ * On success *out owns the IDL; free it with tch_thrift_idl_free. Returns
+ * 0, TCH_EINVAL (a NULL argument), TCH_ENOTFOUND / TCH_EIO / TCH_ETOOBIG
+ * (a file missing, unreadable, too big), TCH_EPARSE (bad IDL:
+ * path:line:column), TCH_ENOMEM. */
 int tch_thrift_load(const char *path, tch_thrift_idl **out, tch_error *err);
 /* Same, from text in memory; name is used in error messages and as the base
- * for includes, which are read through reader (NULL: includes are an error). */
+ * for includes, which are read through reader (NULL: includes are an error).
+ * Returns as tch_thrift_load, the reader's codes for includes. */
 int tch_thrift_load_string(const char *name, tch_slice text, const tch_thrift_reader *reader,
                            tch_thrift_idl **out, tch_error *err);
 void tch_thrift_idl_free(tch_thrift_idl *idl);
@@ -113,7 +118,7 @@ const tch_thrift_method *tch_thrift_service_find_method(const tch_thrift_service
 
 const char *tch_thrift_method_name(const tch_thrift_method *m);
 const tch_thrift_service *tch_thrift_method_service(const tch_thrift_method *m); /* declaring one */
-int tch_thrift_method_is_oneway(const tch_thrift_method *m);
+bool tch_thrift_method_is_oneway(const tch_thrift_method *m);
 const tch_thrift_type *tch_thrift_method_return_type(const tch_thrift_method *m); /* NULL: void */
 /* "<Service>_<method>_args": the parameters at their ids. */
 const tch_thrift_struct *tch_thrift_method_args(const tch_thrift_method *m);
@@ -185,7 +190,7 @@ int tch_thrift_enum_value_of(const tch_thrift_enum *e, const char *name, int32_t
  * string and binary both use TCH_THRIFT_STRING values (bytes, not
  * NUL-terminated); enum fields use TCH_THRIFT_I32 values. Struct values hold
  * fields by id; union, exception, args and result structs are struct values. */
-tch_thrift_value *tch_thrift_value_new_bool(int b);
+tch_thrift_value *tch_thrift_value_new_bool(bool b);
 tch_thrift_value *tch_thrift_value_new_byte(int8_t v);
 tch_thrift_value *tch_thrift_value_new_i16(int16_t v);
 tch_thrift_value *tch_thrift_value_new_i32(int32_t v);
@@ -201,14 +206,16 @@ void tch_thrift_value_free(tch_thrift_value *v);                   /* NULL is fi
 
 /* Kind of a value: one of BOOL BYTE I16 I32 I64 DOUBLE STRING STRUCT LIST SET MAP. */
 tch_thrift_kind tch_thrift_value_kind(const tch_thrift_value *v);
-int tch_thrift_value_bool(const tch_thrift_value *v);
+bool tch_thrift_value_bool(const tch_thrift_value *v);
 int64_t tch_thrift_value_int(const tch_thrift_value *v); /* any integer kind or bool */
 double tch_thrift_value_double(const tch_thrift_value *v);
 tch_slice tch_thrift_value_bytes(const tch_thrift_value *v); /* STRING; borrowed */
 /* Deep equality (doubles compared bitwise so NaN equals itself). */
-int tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b);
+bool tch_thrift_value_equal(const tch_thrift_value *a, const tch_thrift_value *b);
 
-/* Struct fields: set replaces an existing value with the same id. */
+/* Struct fields: set replaces an existing value with the same id.
+ * The _take functions return 0, TCH_EINVAL (the container is not of that
+ * kind, a NULL value), TCH_ENOMEM. */
 int tch_thrift_value_struct_set_take(tch_thrift_value *st, int16_t id, tch_thrift_value *field);
 const tch_thrift_value *tch_thrift_value_struct_get(const tch_thrift_value *st, int16_t id);
 /* Field ids in the order they were set (or decoded). */
@@ -228,14 +235,19 @@ const tch_thrift_value *tch_thrift_value_map_value_at(const tch_thrift_value *ma
 /* ---- Binary protocol (strict TBinaryProtocol, struct only, no envelope) ---- */
 /* Appends the encoding of struct value v (of type st) to out. Fields go out in
  * id order; a field id not in st, a missing required field, or a value of the
- * wrong kind is TCH_EINVAL with the struct and field named. */
+ * wrong kind is TCH_EINVAL with the struct and field named. Returns 0,
+ * TCH_EINVAL, TCH_ENOMEM. */
 int tch_thrift_encode(const tch_thrift_struct *st, const tch_thrift_value *v, tch_buf *out, tch_error *err);
-/* Decodes exactly in (one struct of type st); *out is a new struct value. */
+/* Decodes exactly in (one struct of type st); *out is a new struct value.
+ * Returns 0, TCH_EPROTO (malformed bytes, a missing required field,
+ * trailing bytes, too deep; err says where), TCH_EINVAL, TCH_ENOMEM. */
 int tch_thrift_decode(const tch_thrift_struct *st, tch_slice in, tch_thrift_value **out, tch_error *err);
 
 /* ---- JSON (mapping described at the top of this file) ---- */
 typedef struct json_t json_t;
-/* *out is a new reference (json_decref it). */
+/* *out is a new reference (json_decref it). These four return 0,
+ * TCH_EINVAL (a value that does not fit the type; err names the field and
+ * the path), TCH_ENOMEM. */
 int tch_thrift_to_json(const tch_thrift_type *t, const tch_thrift_value *v, json_t **out, tch_error *err);
 int tch_thrift_struct_to_json(const tch_thrift_struct *st, const tch_thrift_value *v, json_t **out,
                               tch_error *err);
@@ -248,7 +260,8 @@ int tch_thrift_struct_from_json(const tch_thrift_struct *st, const json_t *j, tc
  * methods are TCH_EINVAL "not supported": TChannel Thrift has no oneway).
  * args: JSON object keyed by parameter name <-> encoded args struct.
  * result: {"success": v} (v is null for void) or {"<exceptionField>": {...}}
- * <-> encoded result struct. */
+ * <-> encoded result struct. Return 0, TCH_EINVAL (oneway; JSON that does
+ * not fit), TCH_EPROTO (bytes that do not decode), TCH_ENOMEM. */
 int tch_thrift_method_args_from_json(const tch_thrift_method *m, const json_t *args, tch_buf *out,
                                      tch_error *err);
 int tch_thrift_method_args_to_json(const tch_thrift_method *m, tch_slice bytes, json_t **out, tch_error *err);
@@ -261,18 +274,22 @@ int tch_thrift_method_result_to_json(const tch_thrift_method *m, tch_slice bytes
 /* 0 for a method that can be called; TCH_EINVAL naming it for oneway. */
 int tch_thrift_method_check_supported(const tch_thrift_method *m, tch_error *err);
 
-/* arg1 is "Service::method". split gives borrowed views into arg1. */
+/* arg1 is "Service::method". split gives borrowed views into arg1:
+ * TCH_EPROTO when there is no "::". join: TCH_EINVAL for an empty name or
+ * a service holding "::", TCH_ENOMEM. Both return 0 on success. */
 int tch_thrift_arg1_split(tch_slice arg1, tch_slice *service, tch_slice *method, tch_error *err);
 int tch_thrift_arg1_join(const char *service, const char *method, tch_buf *out, tch_error *err);
 
 /* arg2 application headers: nh:2 then (k~2 v~2){nh}, big-endian. An empty
  * arg2 means no headers. */
 /* *headers is a malloc'd array (free() it) of views into arg2, valid while
- * arg2's bytes are; NULL when *count is 0. Duplicate keys are kept. */
+ * arg2's bytes are; NULL when *count is 0. Duplicate keys are kept.
+ * Returns 0, TCH_EPROTO (malformed arg2), TCH_ENOMEM. */
 int tch_thrift_headers_decode(tch_slice arg2, tch_kv **headers, size_t *count, tch_error *err);
 /* Appends nh and the pairs (nh = 0 for count 0). Keys, values and count must
  * fit in 16 bits (TCH_ETOOBIG); an empty key or one given twice is
- * TCH_EINVAL, naming it (the Node peer refuses the whole arg2). */
+ * TCH_EINVAL, naming it (the Node peer refuses the whole arg2). Returns 0,
+ * TCH_ETOOBIG, TCH_EINVAL, TCH_ENOMEM. */
 int tch_thrift_headers_encode(const tch_kv *headers, size_t count, tch_buf *out, tch_error *err);
 
 /* What a decoded result struct holds. */
@@ -285,7 +302,8 @@ typedef struct tch_thrift_outcome {
     const tch_thrift_field *field;  /* result-struct field (success or exception) or NULL for void */
     const tch_thrift_value *value;  /* borrowed from the result value */
 } tch_thrift_outcome;
-/* TCH_EPROTO when a non-void method's result holds no value, or more than one. */
+/* Returns 0, TCH_EPROTO when a non-void method's result holds no value, or
+ * more than one, TCH_EINVAL (not a struct value). */
 int tch_thrift_result_classify(const tch_thrift_method *m, const tch_thrift_value *result,
                                tch_thrift_outcome *out, tch_error *err);
 

@@ -80,19 +80,19 @@ typedef struct tch_cassette_response {
 typedef struct tch_cassette_error_frame {
     uint8_t code;  /* wire code: 0x01 timeout ... 0xff fatal */
     char *message; /* owned, NUL-terminated */
-    int local;     /* `local: true` (code timeout only): no frame came; the VCR
+    bool local;    /* `local: true` (code timeout only): no frame came; the VCR
                       replays it as TCH_ETIMEOUT, which is never retried */
 } tch_cassette_error_frame;
 
 typedef struct tch_cassette_interaction {
     tch_cassette_request request;
-    int is_error;                   /* 1: `error` holds the answer, `response` is empty */
+    bool is_error;                  /* `error` holds the answer, `response` is empty */
     tch_cassette_response response;
     tch_cassette_error_frame error;
     /* mock-server extensions (ignored by the in-process VCR) */
-    int has_delay;
+    bool has_delay;
     uint32_t delay_ms;              /* `delay`: wait before answering */
-    int has_fault;
+    bool has_fault;
     uint8_t fault_code;             /* `fault`: answer with this error frame instead */
     char *fault_message;            /* owned; may be NULL */
     size_t line;                    /* 1-based source line; 0 when recorded this run */
@@ -128,10 +128,10 @@ typedef struct tch_cassette_reply {
 
 /* ---- hooks ------------------------------------------------------------- */
 
-/* Custom matcher: nonzero when `incoming` may be answered by `recorded`.
+/* Custom matcher: true when `incoming` may be answered by `recorded`.
  * Runs only on candidates the built-in matchers already accepted. */
-typedef int (*tch_cassette_match_fn)(void *ud, const tch_cassette_request *incoming,
-                                     const tch_cassette_request *recorded);
+typedef bool (*tch_cassette_match_cb)(const tch_cassette_request *incoming,
+                                      const tch_cassette_request *recorded, void *ud);
 
 typedef enum tch_cassette_redact_phase {
     TCH_CASSETTE_REDACT_MATCH = 0, /* an incoming request, before matching (resp NULL) */
@@ -142,8 +142,8 @@ typedef enum tch_cassette_redact_phase {
  * 0 or a negative TCH_E*: in the MATCH phase the call then fails with that
  * code; in the RECORD phase the interaction is not recorded (the call has
  * its answer already) and tch_vcr_eject returns the error. */
-typedef int (*tch_cassette_redact_fn)(void *ud, tch_cassette_redact_phase phase,
-                                      tch_cassette_request *req, tch_cassette_response *resp);
+typedef int (*tch_cassette_redact_cb)(tch_cassette_redact_phase phase, tch_cassette_request *req,
+                                      tch_cassette_response *resp, void *ud);
 
 typedef enum tch_cassette_part {
     TCH_CASSETTE_REQUEST_HEADERS,
@@ -155,9 +155,9 @@ typedef enum tch_cassette_part {
  * `bytes` (written as `bodyDecoded`/`headersDecoded`, ignored on load), or
  * NULL to write only the exact bytes. `response_code` is meaningful for
  * response parts. */
-typedef char *(*tch_cassette_render_fn)(void *ud, tch_slice service, tch_slice endpoint,
+typedef char *(*tch_cassette_render_cb)(tch_slice service, tch_slice endpoint,
                                         tch_cassette_scheme scheme, tch_cassette_part part,
-                                        int response_code, tch_slice bytes);
+                                        int response_code, tch_slice bytes, void *ud);
 
 /* ---- Thrift IDL for explaining misses ---------------------------------- */
 
@@ -169,8 +169,9 @@ typedef char *(*tch_cassette_render_fn)(void *ud, tch_slice service, tch_slice e
 typedef struct tch_cassette_thrift tch_cassette_thrift;
 
 /* Loads path (a file with its includes, or every *.thrift file in a folder).
- * Errors name path:line:column; a folder without .thrift files is
- * TCH_ENOTFOUND. */
+ * Errors name path:line:column. Returns 0, TCH_ENOTFOUND (no such path, or
+ * a folder without .thrift files), TCH_EIO, TCH_EPARSE (tch_thrift_load's
+ * errors), TCH_EINVAL, TCH_ENOMEM. */
 int tch_cassette_thrift_load(const char *path, tch_cassette_thrift **out, tch_error *err);
 void tch_cassette_thrift_free(tch_cassette_thrift *t);
 /* The method "Service::method" names for TChannel service `service`, or
@@ -186,16 +187,16 @@ typedef struct tch_cassette tch_cassette;
 
 typedef struct tch_cassette_options {
     tch_cassette_mode mode;     /* default ONCE */
-    int no_env_override;        /* 1: ignore TCHANNEL_VCR_RECORD_MODE */
-    int allow_playback_repeats; /* 1: after every match was played, replay the last again */
-    int strict;                 /* 1: tch_cassette_finish fails if interactions are unused */
+    bool no_env_override;        /* ignore TCHANNEL_VCR_RECORD_MODE */
+    bool allow_playback_repeats; /* after every match was played, replay the last again */
+    bool strict;                 /* tch_cassette_finish fails if interactions are unused */
     /* Built-in matchers by name (serviceName endpoint headers body argScheme
      * hostPort transportHeaders); NULL = the default five. */
     const char *const *matchers;
     size_t n_matchers;
-    tch_cassette_redact_fn redact;
+    tch_cassette_redact_cb redact;
     void *redact_ud;
-    tch_cassette_render_fn render;
+    tch_cassette_render_cb render;
     void *render_ud;
     /* IDL that decodes thrift bodies when a miss is explained, so the message
      * names the fields that differ instead of showing bytes. Borrowed: each
@@ -207,22 +208,28 @@ typedef struct tch_cassette_options {
 
 void tch_cassette_options_init(tch_cassette_options *o);
 
-/* Parses once/new_episodes/none/all, case-insensitive. */
+/* Parses once/new_episodes/none/all, case-insensitive. Returns 0 or
+ * TCH_EINVAL naming the modes. */
 int tch_cassette_mode_parse(const char *s, tch_cassette_mode *out, tch_error *err);
 const char *tch_cassette_mode_name(tch_cassette_mode m);
 
 /* Loads `path` (missing file = new, empty cassette that may record under
  * ONCE; an existing empty file = existing empty cassette). Errors name
- * file:line:column. opts may be NULL (defaults). */
+ * file:line:column. opts may be NULL (defaults). Returns 0, TCH_EINVAL (a
+ * NULL argument, an unknown matcher or TCHANNEL_VCR_RECORD_MODE value),
+ * TCH_EPARSE (bad YAML or cassette fields), TCH_ETOOBIG, TCH_EIO (the file
+ * or its journal cannot be read), TCH_ENOMEM. */
 int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,
                       tch_error *err);
 /* Loads from memory; `name` is used in messages. The cassette counts as
- * existing; it has no path, so tch_cassette_save fails (use _emit). */
+ * existing; it has no path, so tch_cassette_save fails (use _emit).
+ * Returns as tch_cassette_open. */
 int tch_cassette_open_memory(const char *name, const void *data, size_t len,
                              const tch_cassette_options *opts, tch_cassette **out,
                              tch_error *err);
 /* Re-reads old's path into a new object with old's options and custom
- * matchers; old is untouched (swap on success, keep old on failure). */
+ * matchers; old is untouched (swap on success, keep old on failure).
+ * Returns as tch_cassette_open. */
 int tch_cassette_reload(const tch_cassette *old, tch_cassette **out, tch_error *err);
 /* The same in another record mode, as one run: a cassette that did not
  * exist when the run began keeps recording in mode ONCE, and what a run in
@@ -231,26 +238,28 @@ int tch_cassette_reload_as(const tch_cassette *old, tch_cassette_mode mode, tch_
                            tch_error *err);
 void tch_cassette_free(tch_cassette *c);
 
-/* Adds a custom matcher (name is for messages). */
-int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_fn fn,
+/* Adds a custom matcher (name is for messages). Returns 0, TCH_EINVAL (no
+ * fn), TCH_ENOMEM. */
+int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err);
 
 /* ---- state ------------------------------------------------------------- */
 
 tch_cassette_mode tch_cassette_get_mode(const tch_cassette *c); /* after env override */
 const char *tch_cassette_name(const tch_cassette *c);           /* path or memory name */
-int tch_cassette_existed(const tch_cassette *c);
-int tch_cassette_can_record(const tch_cassette *c);
+bool tch_cassette_existed(const tch_cassette *c);
+bool tch_cassette_can_record(const tch_cassette *c);
 size_t tch_cassette_count(const tch_cassette *c); /* interactions incl. pending slots */
 /* NULL for an out-of-range index or a slot not finished yet. */
 const tch_cassette_interaction *tch_cassette_get(const tch_cassette *c, size_t index);
-/* 1 for a recording slot still waiting for its answer; 0 otherwise (an
- * interaction, an aborted slot that will never be written, or out of range). */
-int tch_cassette_is_pending(const tch_cassette *c, size_t index);
+/* true for a recording slot still waiting for its answer; false otherwise
+ * (an interaction, an aborted slot that will never be written, or out of
+ * range). */
+bool tch_cassette_is_pending(const tch_cassette *c, size_t index);
 unsigned tch_cassette_play_count_of(const tch_cassette *c, size_t index);
 size_t tch_cassette_play_count(const tch_cassette *c); /* total replays */
-int tch_cassette_all_played(const tch_cassette *c);    /* every replayable one played */
-int tch_cassette_dirty(const tch_cassette *c);
+bool tch_cassette_all_played(const tch_cassette *c);   /* every replayable one played */
+bool tch_cassette_dirty(const tch_cassette *c);          /* recorded, not saved yet */
 /* TCH_ESTATE listing unused interactions ("#3 svc::ep (raw) \"hi\"") or 0. */
 int tch_cassette_check_unused(const tch_cassette *c, tch_error *err);
 /* Sets every play count back to zero, so the cassette answers as if just
@@ -292,18 +301,18 @@ typedef struct tch_cassette_field_diff {
 
 /* Why a request found no recorded interaction. */
 typedef struct tch_cassette_near_miss {
-    int found;              /* 0: the cassette holds nothing to compare with */
+    bool found;             /* false: the cassette holds nothing to compare with */
     size_t index;           /* nearest interaction (0-based) */
     size_t line;            /* its source line, 0 if recorded this run */
     size_t matched_fields;  /* how many of total_fields agree */
     size_t total_fields;
-    int already_played;     /* every field matched: it was used up */
+    bool already_played;    /* every field matched: it was used up */
     tch_cassette_field_diff diffs[TCH_CASSETTE_MAX_FIELDS];
     size_t n_diffs;
     char *custom_rejected;  /* name of the custom matcher that refused, or NULL (owned) */
     /* the nearest is a stub (tchannel/stub.h): its id (NULL if it has none)
      * and the first rule it failed, "body $.user.id: expected 42, got 41" */
-    int is_stub;
+    bool is_stub;
     char *stub_id;          /* owned */
     char *rule_failed;      /* owned */
 } tch_cassette_near_miss;
@@ -318,8 +327,8 @@ typedef struct tch_cassette_decision {
 /* Decides what to do with an outgoing call. REPLAY marks the interaction
  * played. Returns 0 for REPLAY/RECORD; TCH_ENOTFOUND with action ERROR, err
  * naming mode, cassette, request and nearest interaction; other negative
- * codes for failures (ENOMEM, a redactor's error). Always release with
- * tch_cassette_decision_clear. */
+ * codes for failures (TCH_EINVAL for a NULL argument, TCH_ENOMEM, a
+ * redactor's error). Always release with tch_cassette_decision_clear. */
 int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cassette_decision *out,
                         tch_error *err);
 void tch_cassette_decision_clear(tch_cassette_decision *d);
@@ -334,7 +343,10 @@ json_t *tch_cassette_near_miss_to_json(const tch_cassette_near_miss *nm);
 typedef size_t tch_cassette_slot;
 
 /* Reserves the next place in the cassette (saved order = issue order).
- * TCH_ESTATE if the mode may not record. */
+ * The record functions return 0, TCH_ESTATE (begin: the mode may not
+ * record; the others: a slot that is not pending), TCH_EINVAL (a response
+ * code other than 0 or 1), TCH_ENOMEM, or the redactor's error (finish:
+ * the interaction is then not kept). */
 int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
                               tch_cassette_slot *slot, tch_error *err);
 int tch_cassette_record_finish(tch_cassette *c, tch_cassette_slot slot,
@@ -349,12 +361,14 @@ int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error
 
 /* ---- writing ----------------------------------------------------------- */
 
-/* Writes the YAML document to out (appends). */
+/* Writes the YAML document to out (appends). Returns 0, TCH_ENOMEM. */
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 /* Atomic save (temp file in the same directory, fsync, rename, fsync dir)
- * if anything new was recorded; otherwise writes nothing and returns 0. */
+ * if anything new was recorded; otherwise writes nothing and returns 0.
+ * Returns 0, TCH_EINVAL (a cassette without a path), TCH_EIO (naming the
+ * file and why), TCH_ENOMEM. */
 int tch_cassette_save(tch_cassette *c, tch_error *err);
-/* Save, then (strict) tch_cassette_check_unused. */
+/* Save, then (strict) tch_cassette_check_unused: their codes. */
 int tch_cassette_finish(tch_cassette *c, tch_error *err);
 
 /* ---- the journal: a save whose cost does not grow with the cassette ---- */
@@ -377,17 +391,21 @@ typedef struct tch_cassette_journal tch_cassette_journal;
  * not finish is folded into the file now, and temp files of saves that
  * were interrupted (only ours, of processes that are gone) are removed.
  * *note (if note is not NULL) gets a malloc'd sentence saying what recovery
- * did, or NULL when there was nothing to do. */
+ * did, or NULL when there was nothing to do. Returns 0, TCH_EINVAL (a
+ * cassette without a path), TCH_EIO, TCH_EPARSE (a journal record that
+ * is not a torn tail), TCH_ESTATE, TCH_ENOMEM. */
 int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,
                               tch_error *err);
 /* Appends every recording finished since the last commit and syncs it. On
  * 0 they are durable and, as after tch_cassette_save, replayable. On
  * failure the journal is cut back to its last whole record and the
  * recordings stay unsaved (tch_cassette_dirty): commit again, fold, or drop
- * them with tch_cassette_record_drop. */
+ * them with tch_cassette_record_drop. Returns 0, TCH_EIO, TCH_ETOOBIG,
+ * TCH_ESTATE, TCH_ENOMEM. */
 int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err);
 /* Writes the whole cassette to its file (atomic) and removes the journal.
- * Does nothing when there is neither a journal nor an unsaved recording. */
+ * Does nothing when there is neither a journal nor an unsaved recording.
+ * Returns as tch_cassette_save. */
 int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err);
 /* Removes the journal without folding it, for a caller that saved the
  * cassette elsewhere (tchannel-mock's PATH.conflict.yaml). */
@@ -400,7 +418,7 @@ size_t tch_cassette_journal_bytes(const tch_cassette_journal *j);
 void tch_cassette_journal_free(tch_cassette_journal *j);
 /* A finished recording that could not be saved is given up: it is never
  * written (its caller was told so). TCH_ESTATE unless the slot is finished
- * and unsaved. */
+ * and unsaved. Returns 0 or TCH_ESTATE. */
 int tch_cassette_record_drop(tch_cassette *c, tch_cassette_slot slot, tch_error *err);
 
 #pragma GCC visibility pop

@@ -41,7 +41,8 @@ typedef struct tch_stub_rules tch_stub_rules;
 /* Parses a request object ({"serviceName": .., "endpoint": .., "argScheme":
  * .., "headers": .., "body": .., "transportHeaders": ..}; a field left out
  * matches anything). Regular expressions are compiled here. Errors name the
- * field and the rule: "body.matchesJsonPath: cannot parse '$.a[': ...". */
+ * field and the rule: "body.matchesJsonPath: cannot parse '$.a[': ...".
+ * Returns 0, TCH_EINVAL, TCH_ENOMEM. */
 int tch_stub_rules_from_json(const json_t *request, tch_stub_rules **out, tch_error *err);
 /* The rules as they were given (a new reference; NULL on ENOMEM). */
 json_t *tch_stub_rules_to_json(const tch_stub_rules *r);
@@ -55,7 +56,8 @@ typedef struct tch_stub_idl {
 
 /* 1 when call passes every rule, 0 when not (why, if not NULL, gets which
  * rule failed and how: "body $.user.id: expected 42, got 41"), or a
- * negative TCH_E* (err says why). idl may be NULL. */
+ * negative TCH_E* (err says why: TCH_EINVAL for a NULL argument,
+ * TCH_ENOMEM). idl may be NULL. */
 int tch_stub_rules_match(const tch_stub_rules *r, const tch_cassette_call *call,
                          const tch_stub_idl *idl, char *why, size_t whysz, tch_error *err);
 
@@ -90,12 +92,12 @@ typedef struct tch_stub_info {
     char *id;               /* owned; NULL when the interaction has none */
     tch_stub_rules *rules;  /* owned; NULL: the request's exact fields match */
     int priority;           /* TCH_STUB_PRIORITY_DEFAULT unless given */
-    int has_priority;
-    int required;           /* tch_cassette_required_unplayed lists it until played */
+    bool has_priority;
+    bool required;          /* tch_cassette_required_unplayed lists it until played */
     char *scenario;         /* owned, or NULL */
     char *required_state;   /* owned, or NULL: any state */
     char *new_state;        /* owned, or NULL: the state stays */
-    int template_response;  /* response: {template: true} */
+    bool template_response; /* response: {template: true} */
     tch_stub_delay delay;
     tch_stub_fault fault;
 } tch_stub_info;
@@ -111,19 +113,23 @@ uint32_t tch_stub_delay_sample(const tch_stub_delay *d, uint64_t *state);
 /* Adds an interaction from an object with the same fields as a cassette
  * interaction (YAML's field names; bytes as strings). Replayable at once.
  * *id gets its id (given, or "stub-N"), borrowed from the cassette.
- * TCH_EINVAL naming the field for bad input; TCH_ESTATE for an id in use. */
+ * Returns 0, TCH_EINVAL naming the field for bad input, TCH_ESTATE for an
+ * id in use, TCH_ENOMEM. */
 int tch_cassette_stub_add(tch_cassette *c, const json_t *interaction, const char **id,
                           tch_error *err);
-/* Replaces stub id in place (its play count restarts). TCH_ENOTFOUND. */
+/* Replaces stub id in place (its play count restarts). Returns 0,
+ * TCH_ENOTFOUND (no stub id), TCH_EINVAL (as tch_cassette_stub_add),
+ * TCH_ENOMEM. */
 int tch_cassette_stub_replace(tch_cassette *c, const char *id, const json_t *interaction,
                               tch_error *err);
-/* Removes stub id. TCH_ENOTFOUND. */
+/* Removes stub id. Returns 0, TCH_ENOTFOUND. */
 int tch_cassette_stub_remove(tch_cassette *c, const char *id, tch_error *err);
 /* Removes every stub added at run time (what came from the file stays). */
 void tch_cassette_stub_clear(tch_cassette *c);
 /* The run-time stubs as a YAML cassette document (appended to out), which
  * tch_cassette_open reads back with their rules. A cassette file's own
- * stubs keep their rules and extras when tch_cassette_save writes it. */
+ * stubs keep their rules and extras when tch_cassette_save writes it.
+ * Returns 0, TCH_ENOMEM. */
 int tch_cassette_stubs_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 /* Index of the interaction with this id: 0 or TCH_ENOTFOUND. */
 int tch_cassette_stub_find(const tch_cassette *c, const char *id, size_t *index);
@@ -134,7 +140,8 @@ json_t *tch_cassette_interaction_to_json(const tch_cassette *c, size_t index);
 /* ---- required ------------------------------------------------------------ */
 
 /* The indexes of interactions marked `required: true` that were never
- * played, in order: *out malloc'd (NULL when *n is 0). */
+ * played, in order: *out malloc'd (NULL when *n is 0). Returns 0,
+ * TCH_ENOMEM. */
 int tch_cassette_required_unplayed(const tch_cassette *c, size_t **out, size_t *n);
 
 /* ---- scenarios ------------------------------------------------------------ */
@@ -143,7 +150,8 @@ int tch_cassette_required_unplayed(const tch_cassette *c, size_t **out, size_t *
 
 /* [{"name": .., "state": .., "possibleStates": [..]}], names sorted. */
 json_t *tch_cassette_scenarios(const tch_cassette *c);
-/* TCH_ENOTFOUND for a scenario no interaction names. */
+/* Returns 0, TCH_ENOTFOUND for a scenario no interaction names,
+ * TCH_EINVAL (no name, no or an empty state), TCH_ENOMEM. */
 int tch_cassette_scenario_set(tch_cassette *c, const char *name, const char *state,
                               tch_error *err);
 /* Every scenario back to "Started". */
@@ -151,7 +159,8 @@ void tch_cassette_scenarios_reset(tch_cassette *c);
 
 /* A YAML text (one document) as JSON, for stubs written in YAML: plain
  * true/false/null and numbers as such, everything else a string. Errors
- * name the line. Aliases expand, within a bound. */
+ * name the line. Aliases expand, within a bound. Returns 0 (*out a new
+ * reference), TCH_EPARSE, TCH_ENOMEM. */
 int tch_stub_yaml_to_json(const char *data, size_t len, json_t **out, tch_error *err);
 
 /* ---- templates ------------------------------------------------------------ */
@@ -159,7 +168,8 @@ int tch_stub_yaml_to_json(const char *data, size_t len, json_t **out, tch_error 
 /* The answer of interaction `index` for `call`: its response with every
  * {{...}} filled when the stub asks for templating (else the response
  * copied). arg2/arg3 receive the bytes; *code the response code. A value
- * that cannot be filled is TCH_EINVAL, err naming the stub and the value. */
+ * that cannot be filled is TCH_EINVAL, err naming the stub and the value.
+ * Returns 0, TCH_EINVAL, TCH_ENOMEM. */
 int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_cassette_call *call,
                                  int *code, tch_buf *arg2, tch_buf *arg3, tch_error *err);
 

@@ -50,7 +50,9 @@ typedef struct tch_vcr_options {
 void tch_vcr_options_init(tch_vcr_options *o);
 
 /* Opens the cassette at path and installs the VCR on ch (replacing any
- * outbound hook). opts may be NULL. */
+ * outbound hook). opts may be NULL. *out gets the VCR. Returns 0,
+ * tch_cassette_open's errors (TCH_EINVAL, TCH_EPARSE, TCH_EIO...: err
+ * names file:line:column), TCH_ENOMEM. */
 int tch_vcr_use_cassette(tch_channel *ch, const char *path,
                          const tch_vcr_options *opts, tch_vcr **out,
                          tch_error *err);
@@ -66,7 +68,9 @@ size_t tch_vcr_pending(const tch_vcr *v);
  * If writing the file fails, v is NOT freed and the error names the file:
  * nothing recorded is lost (the journal holds it meanwhile, and a later
  * open reads it): fix the cause (a full disk, a folder gone) and eject
- * again, or drop the recordings with tch_vcr_discard. */
+ * again, or drop the recordings with tch_vcr_discard. Returns 0, the lost
+ * recording's code (a redactor's, TCH_EIO), TCH_EIO (the file could not
+ * be written), TCH_ESTATE (strict: interactions went unused), TCH_ENOMEM. */
 int tch_vcr_eject(tch_vcr *v, tch_error *err);
 /* Removes the hook and frees v without saving anything: this run's
  * recordings are dropped, the journal that held them removed. */
