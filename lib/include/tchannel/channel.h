@@ -77,6 +77,13 @@ typedef struct tch_channel_options {
      * both. Default 0: not traced, so programs that never ask send what
      * they sent before. See tchannel/trace.h and docs/library.md. */
     int trace;
+    /* The channel's clock: monotonic milliseconds, with clock_ud. NULL: the
+     * system's monotonic clock. Every deadline the channel and its
+     * connections keep (call timeouts, TTLs of requests still arriving, the
+     * frame timeout, idle connections, peers' backoff) is read from it, so
+     * a test can replace it to drive a timeout without waiting for it. */
+    uint64_t (*now_ms)(void *clock_ud);
+    void *clock_ud;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
