@@ -442,6 +442,9 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     uint64_t now = tch__channel_now_ms(ch);
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         tch_conn *conn = cc->conn;
+        /* the buffers kept for the next read and write go back: a quiet
+         * connection holds none, a busy one allocates them again once */
+        tch_conn_trim(conn);
         /* a request still arriving keeps it busy while its frames keep
          * coming, at most a frame timeout apart (a slow upload, not one
          * that stopped) */

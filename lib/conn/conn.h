@@ -109,6 +109,12 @@ int tch_conn_wants_read(const tch_conn *c);
 /* Bytes received and not yet processed (a frame still arriving). */
 size_t tch_conn_in_pending(const tch_conn *c);
 
+/* Gives back the buffers kept for the next read and write (the input's,
+ * when it holds nothing, and the spare output block): a busy connection
+ * keeps them so that it allocates nothing per call; the owner trims one
+ * that has gone quiet. */
+void tch_conn_trim(tch_conn *c);
+
 /* ---- bytes out -----------------------------------------------------------
  * Frames are queued in the conn's blocks; the owner writes them. */
 

@@ -283,10 +283,12 @@ static void sent_text(const tch_transport *t, char *buf, size_t cap) {
 /* A handshake that failed over bytes that are not a TChannel frame (an
  * init response or an error) means the peer speaks something else. */
 static int not_tchannel(tch_transport *t, char *why, size_t cap) {
-    const uint8_t *hdr = t->head;
-    if (!in_handshake(t) || t->head_len < 1 ||
-        (t->head_len >= 3 && (hdr[2] == TCH_FRAME_INIT_RES || hdr[2] == TCH_FRAME_ERROR)))
+    tch_frame_header h;
+    if (!in_handshake(t) || t->head_len < 1)
         return 0;
+    tch_frame_header_decode(tch_slice_of(t->head, t->head_len), &h, NULL); /* h: what came */
+    if (t->head_len >= 3 && (h.type == TCH_FRAME_INIT_RES || h.type == TCH_FRAME_ERROR))
+        return 0; /* TChannel, however wrong */
     char sent[SENT_SHOWN * 4 + 8];
     sent_text(t, sent, sizeof sent);
     snprintf(why, cap, "peer %s is not speaking TChannel: it sent \"%s\" instead of an init response",

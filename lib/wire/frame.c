@@ -28,7 +28,14 @@ int tch_frame_header_decode(tch_slice in, tch_frame_header *h, tch_error *err) {
     if (in.len < 2)
         return tch_error_set(err, TCH_EAGAIN, "frame: need 2 bytes for size, "
                              "have %zu", in.len);
+    /* What has arrived is decoded (type with 3 bytes, id with 8), so even a
+     * short or bad start can be judged. Reserved bytes (1 and 8) are
+     * ignored, as the Node peer does. */
     h->size = tch_get16(in.ptr);
+    if (in.len >= 3)
+        h->type = in.ptr[2];
+    if (in.len >= 8)
+        h->id = tch_get32(in.ptr + 4);
     if (h->size < TCH_FRAME_HEADER_SIZE)
         return tch_error_set(err, TCH_EPROTO,
                              "frame: size %zu is smaller than the %d-byte "
@@ -37,9 +44,6 @@ int tch_frame_header_decode(tch_slice in, tch_frame_header *h, tch_error *err) {
     if (in.len < TCH_FRAME_HEADER_SIZE)
         return tch_error_set(err, TCH_EAGAIN, "frame: need %d bytes for the header, have %zu",
                              TCH_FRAME_HEADER_SIZE, in.len);
-    /* Reserved bytes (1 and 8) are ignored, as the Node peer does. */
-    h->type = in.ptr[2];
-    h->id = tch_get32(in.ptr + 4);
     return 0;
 }
 

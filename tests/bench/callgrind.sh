@@ -41,6 +41,7 @@ ir=$(callgrind_annotate "$tmp/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub
 echo "build=$1 conc=$conc size=$size calls=$calls server_Ir=$ir Ir_per_call=$((ir / calls))"
 callgrind_annotate --threshold=100 "$tmp/cg.out" 2>/dev/null |
     awk -v n="$top" -v calls="$calls" '
+        n == 0 { exit }
         /file:function/ { on = 1; next }
         on && NF >= 2 && $1 ~ /^[0-9,]+$/ {
             ir = $1; gsub(",", "", ir)

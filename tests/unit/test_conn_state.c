@@ -459,6 +459,11 @@ static void a_backlog_of_output_stops_reading(void **state) {
     assert_true(tch_conn_wants_read(p.server.c));
     assert_int_equal(tch_conn_process(p.server.c, 32, p.server.now), 0);
     assert_int_equal(tch_conn_out_pending(p.server.c), sizeof ping);
+    tch_conn_trim(p.server.c); /* buffers given back; the conn goes on */
+    drain(&p.server);
+    tch_conn_trim(p.server.c);
+    tch_conn_feed(p.server.c, ping, sizeof ping, p.server.now);
+    assert_int_equal(tch_conn_out_pending(p.server.c), sizeof ping);
     assert_false(p.server.failed);
     destroy(&p);
 }
