@@ -101,6 +101,8 @@ int tch_channel_new(struct event_base *base, const char *name, const tch_channel
         ch->opts.log = opts->log;
         ch->opts.log_ud = opts->log_ud;
         ch->opts.trace = opts->trace;
+        ch->opts.now_ms = opts->now_ms;
+        ch->opts.clock_ud = opts->clock_ud;
     }
     if (ch->opts.frame_timeout_ms == TCH_IDLE_NEVER)
         ch->opts.frame_timeout_ms = 0; /* inside the channel, 0 is never */
@@ -180,6 +182,7 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_intmap_free(&cc->calls);
     tch_intmap_free(&cc->inbound);
     tch_transport_free(cc->t);
+    tch_conn_free(cc->conn); /* after its transport, which writes from it */
     if (cc->handshake_timer)
         event_free(cc->handshake_timer);
     free(cc->draining);
@@ -190,7 +193,7 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
 
 static void touch(chconn *cc) {
     if (cc->ch->opts.idle_timeout_ms)
-        cc->last_active_ms = tch__channel_now_ms();
+        cc->last_active_ms = tch__channel_now_ms(cc->ch);
 }
 
 static void on_call_req(void *ud, tch_call_msg *msg) {
@@ -235,7 +238,7 @@ static void on_ready(void *ud) {
         event_del(cc->handshake_timer);
     if (!cc->outbound) /* name inbound conns by what the peer announced */
         snprintf(cc->host_port, sizeof cc->host_port, "%s",
-                 tch_conn_remote_host_port(tch_transport_conn(cc->t)));
+                 tch_conn_remote_host_port(cc->conn));
 }
 static void on_closed(void *ud, int status, const char *why) {
     chconn_destroy(ud, status, why);
@@ -249,12 +252,32 @@ static void on_limit(void *ud, const char *why) {
                 cc->host_port[0] ? cc->host_port : "(before init)", why);
 }
 
-static const tch_transport_events chconn_events = {
+/* The conn failed: its transport flushes what waits (the error frame that
+ * tells the peer why) and closes; `closed` then ends the chconn. */
+static void on_failed(void *ud, int status, const char *why) {
+    chconn *cc = ud;
+    if (cc->t)
+        tch_transport_close(cc->t, status, why);
+}
+
+/* The conn has output waiting: its transport writes it. */
+static void on_output(void *ud) {
+    chconn *cc = ud;
+    if (cc->t)
+        tch_transport_want_write(cc->t);
+}
+
+static const tch_conn_events chconn_events = {
     .ready = on_ready, .call_req = on_call_req, .call_res = on_call_res,
     .res_failed = on_res_failed, .error_frame = on_error_frame,
-    .cancel = on_cancel, .closed = on_closed, .expects_response = on_expects_response,
-    .ping_res = on_ping_res, .limit = on_limit,
+    .cancel = on_cancel, .failed = on_failed, .expects_response = on_expects_response,
+    .ping_res = on_ping_res, .limit = on_limit, .output = on_output,
 };
+
+static uint64_t owner_now_ms(void *ud) {
+    chconn *cc = ud;
+    return tch__channel_now_ms(cc->ch);
+}
 
 /* A peer that connects (or is dialled) and never completes the init
  * handshake is told why in an error frame and dropped; the calls waiting
@@ -271,7 +294,7 @@ static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg) {
     cc->closing = 1;
     tch__outbound_fail_all(cc, TCH_EIO, why); /* a network failure: retried elsewhere */
     tch_transport_close(cc->t, TCH_EIO, why); /* first: the close keeps this status */
-    tch_conn_abort(tch_transport_conn(cc->t), why);
+    tch_conn_abort(cc->conn, why);
 }
 
 static int arm_handshake_timer(chconn *cc) {
@@ -293,6 +316,7 @@ static tch_conn_config conn_config(tch_channel *ch, int outbound) {
         .process_name = ch->process_name,
         .max_arg_size = ch->opts.max_arg_size,
         .max_partial_bytes = ch->opts.max_partial_bytes,
+        .frame_timeout_ms = ch->opts.frame_timeout_ms,
         .shared = &ch->budget,
     };
     return cfg;
@@ -304,7 +328,7 @@ static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) 
         return NULL;
     cc->ch = ch;
     cc->outbound = outbound;
-    cc->last_active_ms = tch__channel_now_ms();
+    cc->last_active_ms = tch__channel_now_ms(ch);
     snprintf(cc->host_port, sizeof cc->host_port, "%s", host_port ? host_port : "");
     if (!outbound)
         ch->ninbound++;
@@ -353,14 +377,18 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
         return;
     }
     tch_conn_config cfg = conn_config(ch, 0);
-    cc->t = tch_transport_accept(ch->base, fd, &cfg, &chconn_events, cc, NULL);
+    tch_transport_owner owner = {owner_now_ms, on_closed, cc};
+    cc->conn = tch_conn_new(&cfg, &chconn_events, cc);
+    cc->t = cc->conn ? tch_transport_accept(ch->base, fd, cc->conn, &owner, NULL) : NULL;
     if (!cc->t) {
+        if (!cc->conn)
+            evutil_closesocket(fd);
+        tch_conn_free(cc->conn);
         chconn_unlink(cc);
         free(cc);
         return;
     }
     arm_handshake_timer(cc); /* without it (ENOMEM) the conn just has no bound */
-    tch_transport_set_frame_timeout(cc->t, ch->opts.frame_timeout_ms); /* likewise */
 }
 
 /* The resolver for peers' host names: the one the user set, or the
@@ -391,7 +419,7 @@ void tch_channel_set_resolver(tch_channel *ch, struct evdns_base *dns) {
 chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *err) {
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
         if (cc->outbound && !cc->closing && strcmp(cc->host_port, host_port) == 0 &&
-            !tch_conn_has_failed(tch_transport_conn(cc->t)))
+            !tch_conn_has_failed(cc->conn))
             return cc;
     }
     tch_addr a;
@@ -404,15 +432,19 @@ chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *
         return NULL;
     }
     tch_conn_config cfg = conn_config(ch, 1);
-    cc->t = tch_transport_connect(ch->base, dns, host_port, &cfg, &chconn_events, cc,
-                                  err);
+    tch_transport_owner owner = {owner_now_ms, on_closed, cc};
+    cc->conn = tch_conn_new(&cfg, &chconn_events, cc);
+    if (!cc->conn)
+        tch_error_set(err, TCH_ENOMEM, "out of memory");
+    else
+        cc->t = tch_transport_connect(ch->base, dns, host_port, cc->conn, &owner, err);
     if (!cc->t) {
+        tch_conn_free(cc->conn);
         chconn_unlink(cc);
         free(cc);
         return NULL;
     }
     arm_handshake_timer(cc);
-    tch_transport_set_frame_timeout(cc->t, ch->opts.frame_timeout_ms);
     return cc;
 }
 
@@ -423,12 +455,17 @@ size_t tch_channel_connection_count(const tch_channel *ch) {
     return n;
 }
 
-/* The sweep runs every half idle timeout, and only while the channel has
- * connections: a channel with none leaves nothing pending in the loop. */
+/* The sweep runs every half idle timeout but at least once a second (it
+ * also gives quiet connections' read and write buffers back, up to 1 MiB
+ * each), and only while the channel has connections: a channel with none
+ * leaves nothing pending in the loop. */
+#define SWEEP_MAX_MS 1000u
 static void arm_idle_sweep(tch_channel *ch) {
     if (!ch->idle_sweep || evtimer_pending(ch->idle_sweep, NULL))
         return;
     uint32_t every = ch->opts.idle_timeout_ms / 2;
+    if (every > SWEEP_MAX_MS)
+        every = SWEEP_MAX_MS;
     struct timeval tv = {every / 1000, (every % 1000) * 1000 + (every ? 0 : 1000)};
     evtimer_add(ch->idle_sweep, &tv);
 }
@@ -439,9 +476,12 @@ static void arm_idle_sweep(tch_channel *ch) {
 static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
     tch_channel *ch = arg;
     (void)fd, (void)what;
-    uint64_t now = tch__channel_now_ms();
+    uint64_t now = tch__channel_now_ms(ch);
     for (chconn *cc = ch->conns; cc; cc = cc->next) {
-        tch_conn *conn = tch_transport_conn(cc->t);
+        tch_conn *conn = cc->conn;
+        /* the buffers kept for the next read and write go back: a quiet
+         * connection holds none, a busy one allocates them again once */
+        tch_conn_trim(conn);
         /* a request still arriving keeps it busy while its frames keep
          * coming, at most a frame timeout apart (a slow upload, not one
          * that stopped) */
@@ -482,7 +522,9 @@ const char *tch_channel_host_port(const tch_channel *ch) {
     return ch->listener ? tch_listener_host_port(ch->listener) : NULL;
 }
 
-uint64_t tch__channel_now_ms(void) {
+uint64_t tch__channel_now_ms(const tch_channel *ch) {
+    if (ch->opts.now_ms)
+        return ch->opts.now_ms(ch->opts.clock_ud);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -509,7 +551,7 @@ void tch__channel_peer_result(tch_channel *ch, const char *host_port, int ok) {
     if (p->failures < 16)
         p->failures++;
     uint64_t delay = 100u << (p->failures - 1);
-    p->backoff_until_ms = tch__channel_now_ms() + (delay > 10000 ? 10000 : delay);
+    p->backoff_until_ms = tch__channel_now_ms(ch) + (delay > 10000 ? 10000 : delay);
 }
 
 int tch_host_port_check(const char *host_port, tch_error *err) {

@@ -19,7 +19,8 @@ typedef struct channel_hooks channel_hooks;
 /* One connection (inbound or outbound) and the calls riding on it. */
 struct chconn {
     tch_channel *ch;
-    tch_transport *t;
+    tch_conn *conn;      /* the protocol state; the channel implements its events */
+    tch_transport *t;    /* moves conn's bytes to and from the socket */
     int outbound;
     char host_port[64]; /* dialled address, or the peer's announced one */
     tch_intmap calls;    /* our outgoing call ids -> outcall* */
@@ -106,7 +107,8 @@ struct tch_channel {
     } while (0)
 
 /* channel.c */
-uint64_t tch__channel_now_ms(void);
+/* The channel's one clock (opts.now_ms, or the monotonic clock). */
+uint64_t tch__channel_now_ms(const tch_channel *ch);
 /* One line to opts.log, when set: a limit acted. */
 void tch__channel_log(tch_channel *ch, const char *fmt, ...) TCH_PRINTF(2, 3);
 /* While closing: closes idle connections and reports when none are left. */

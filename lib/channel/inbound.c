@@ -104,7 +104,7 @@ static void on_ttl(evutil_socket_t fd, short what, void *arg) {
         char msg[128];
         snprintf(msg, sizeof msg, "call timed out on the server after %u ms",
                  in->msg->ttl_ms);
-        tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
+        tch_conn_send_error(in->cc->conn, in->id,
                             TCH_PCODE_TIMEOUT, &in->msg->tracing, msg);
         hook_end(in, TCH_ETIMEOUT, TCH_PCODE_TIMEOUT, msg);
     }
@@ -180,14 +180,14 @@ void tch__inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     char why[96];
     const char *refuse = refusal(cc, msg, &code, why, sizeof why);
     if (refuse) {
-        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, code, &msg->tracing, refuse);
+        tch_conn_send_error(cc->conn, msg->id, code, &msg->tracing, refuse);
         tch_call_msg_free(msg);
         free(msg);
         return;
     }
     tch_inbound *in = calloc(1, sizeof *in);
     if (!in || tch_intmap_put(&cc->inbound, msg->id, in) != 0) {
-        tch_conn_send_error(tch_transport_conn(cc->t), msg->id, TCH_PCODE_BUSY,
+        tch_conn_send_error(cc->conn, msg->id, TCH_PCODE_BUSY,
                             &msg->tracing, "server out of memory");
         free(in);
         tch_call_msg_free(msg);
@@ -317,10 +317,10 @@ static int answer(tch_inbound *in, uint8_t code, tch_slice arg2, tch_slice arg3,
     /* arg1 of a response is empty, as the Node and Go peers send it */
     tch_slice args[3] = {TCH_SLICE_NULL, arg2, arg3};
     tch_error err;
-    int rc = tch_conn_send_call_with(tch_transport_conn(in->cc->t), TCH_FRAME_CALL_RES,
+    int rc = tch_conn_send_call_with(in->cc->conn, TCH_FRAME_CALL_RES,
                                      in->id, f, args, send_flags, &err);
     if (rc < 0) /* e.g. an arg too large for the protocol: tell the caller */
-        tch_conn_send_error(tch_transport_conn(in->cc->t), in->id,
+        tch_conn_send_error(in->cc->conn, in->id,
                             TCH_PCODE_UNEXPECTED, &in->msg->tracing, err.msg);
     if (in->start_us)
         hook_end(in, rc < 0 ? TCH_EPROTO : 0, rc < 0 ? TCH_PCODE_UNEXPECTED : code,
@@ -379,7 +379,7 @@ int tch_inbound_respond_error(tch_inbound *in, uint8_t code, const char *msg) {
         inbound_free(in);
         return TCH_ECLOSED;
     }
-    int rc = tch_conn_send_error(tch_transport_conn(in->cc->t), in->id, code,
+    int rc = tch_conn_send_error(in->cc->conn, in->id, code,
                                  &in->msg->tracing, msg ? msg : "");
     hook_end(in, TCH_EREMOTE, code, msg ? msg : "");
     detach(in);

@@ -358,7 +358,7 @@ static const char *pick_peer(tch_outbound *call) {
         return call->req.host_port;
     if (ch->npeers == 0)
         return NULL;
-    uint64_t now = tch__channel_now_ms();
+    uint64_t now = tch__channel_now_ms(ch);
     const peer *best = NULL;
     int64_t best_score = 0;
     size_t start = ch->next_peer++;
@@ -492,17 +492,17 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
         return tch_error_set(err, TCH_ETOOBIG,
                              "call to %s: %zu calls already pending on the connection to %s (the limit)",
                              call->req.service, cc->calls.len, cc->host_port);
-    uint64_t now = tch__channel_now_ms();
+    uint64_t now = tch__channel_now_ms(ch);
     uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 1;
     tch_call_fields *f = &ch->fields;
     fill_fields(call, (uint32_t)left, f);
-    uint32_t id = tch_conn_next_id(tch_transport_conn(cc->t));
+    uint32_t id = tch_conn_next_id(cc->conn);
     while (tch_intmap_get(&cc->calls, id)) /* after a wrap, skip ids still live */
-        id = tch_conn_next_id(tch_transport_conn(cc->t));
+        id = tch_conn_next_id(cc->conn);
     tch_slice args[3] = {call->req.endpoint, call->req.arg2, call->req.arg3};
     int rc = tch_intmap_put(&cc->calls, id, call);
     if (rc == 0) {
-        rc = tch_conn_send_call(tch_transport_conn(cc->t), TCH_FRAME_CALL_REQ, id,
+        rc = tch_conn_send_call(cc->conn, TCH_FRAME_CALL_REQ, id,
                                 f, args, err);
         if (rc)
             tch_intmap_remove(&cc->calls, id);
@@ -514,7 +514,7 @@ static int start_attempt(tch_outbound *call, tch_error *err) {
     call->cc = cc;
     call->id = id;
     if (ch->opts.idle_timeout_ms)
-        cc->last_active_ms = tch__channel_now_ms();
+        cc->last_active_ms = tch__channel_now_ms(ch);
     note_tried(call, cc->host_port);
     if (HOOKS_ON(ch))
         hook_sent(call, &f->tracing);
@@ -551,7 +551,7 @@ static void next_attempt(tch_outbound *call) {
 static int retries_after(const tch_outbound *call, const tch_response *res) {
     int attempts = call->attempts ? call->attempts : 1; /* a hook's answer is one */
     return should_retry(call, res) && attempts <= call->retry_limit &&
-           tch__channel_now_ms() < call->deadline_ms;
+           tch__channel_now_ms(call->ch) < call->deadline_ms;
 }
 
 /* An attempt ended with res: retry, or deliver. */
@@ -603,7 +603,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg) {
     char waiting[TCH_ERROR_MSG_MAX] = ""; /* the connection never got ready: why */
     if (call->cc) {
         tch_intmap_remove(&call->cc->calls, call->id);
-        tch_conn_forget_response(tch_transport_conn(call->cc->t), call->id);
+        tch_conn_forget_response(call->cc->conn, call->id);
         tch_transport_explain_wait(call->cc->t, waiting, sizeof waiting);
     }
     snprintf(call->msg, sizeof call->msg, "call to %s::%.*s at %s timed out after %u ms%s%.300s",
@@ -735,8 +735,8 @@ int tch_channel_cancel(tch_channel *ch, uint32_t handle, const char *why) {
         return TCH_ESTATE;
     if (call->cc) { /* in flight: tell the peer, forget its answer */
         tch_intmap_remove(&call->cc->calls, call->id);
-        tch_conn_forget_response(tch_transport_conn(call->cc->t), call->id);
-        tch_conn_send_cancel(tch_transport_conn(call->cc->t), call->id, NULL,
+        tch_conn_forget_response(call->cc->conn, call->id);
+        tch_conn_send_cancel(call->cc->conn, call->id, NULL,
                              why ? why : "cancelled by the caller");
     }
     call->retry_on = TCH_RETRY_NEVER; /* a cancelled call is final */
@@ -823,7 +823,7 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
         ch->outbound->prev = call;
     ch->outbound = call;
     call->timeout_ms = o->timeout_ms ? o->timeout_ms : ch->opts.default_timeout_ms;
-    call->deadline_ms = tch__channel_now_ms() + call->timeout_ms;
+    call->deadline_ms = tch__channel_now_ms(ch) + call->timeout_ms;
     call->retry_on = o->retry_on;
     call->retry_limit = o->retry_limit == 0 ? TCH_RETRY_LIMIT_DEFAULT
                       : o->retry_limit < 0 ? 0 : o->retry_limit;

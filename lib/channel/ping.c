@@ -61,7 +61,7 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
     ping *p = calloc(1, sizeof *p);
     if (!p)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
-    tch_conn *conn = tch_transport_conn(cc->t);
+    tch_conn *conn = cc->conn;
     p->cc = cc;
     p->cb = cb;
     p->ud = ud;

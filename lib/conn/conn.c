@@ -1,10 +1,13 @@
-/* Connection state machine (see conn.h). Owns: handshake state, id
- * counters, partial reassemblies, frames held until the handshake is done.
- * Calls only the wire codec. */
+/* Connection state machine (see conn.h). Owns: framing of the input,
+ * the output queue, handshake state, id counters, partial reassemblies,
+ * frames held until the handshake is done, TTLs and the frame timeout.
+ * Calls only the wire codec; every allocation of its buffers goes through
+ * out_block_new and in_room. */
 #include "conn.h"
 
 #include "intmap.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,17 +18,45 @@ enum conn_state { WAIT_INIT_REQ, WAIT_INIT_RES, READY, FAILED };
 /* Calls made before the handshake wait in `held`; past this much more are
  * refused rather than queued without bound. */
 #define MAX_HELD ((size_t)64 << 20)
+/* Output is queued in blocks of this size (a bigger one for a bigger
+ * write); one spare block is kept, so steady traffic allocates nothing. */
+#define OUT_BLOCK ((size_t)128 << 10)
+/* Backpressure: a peer that sends requests but does not read the answers
+ * is read no further once this much output waits. */
+#define OUT_HIGH ((size_t)8 << 20)
+/* Output waiting is counted in the shared memory budget. While that is
+ * spent, a peer with more than this many bytes of answers unread is read
+ * no further, and one more answer to it fails the connection. */
+#define OUT_SPENT_MARK ((size_t)64 << 10)
+/* Input taken and not yet processed: reading stops at this much. */
+#define IN_MAX ((size_t)1 << 20)
+/* tch_conn_process stops once this much output waits, so the owner writes
+ * the first answers while later ones are still being made. */
+#define OUT_FLUSH ((size_t)64 << 10)
+
+typedef struct out_block {
+    struct out_block *next;
+    size_t off, len, cap; /* data[off..len) waits to be written */
+    uint8_t data[];
+} out_block;
 
 struct tch_conn {
     tch_conn_config cfg;
     char *host_port;
     char *process_name;
-    tch_conn_callbacks cb;
+    tch_conn_events ev;
     void *ud;
     enum conn_state state;
     uint32_t next_id;
     tch_buf held;  /* frames sent before the handshake completed */
-    tch_buf inbuf; /* partial frame bytes for tch_conn_feed */
+    uint8_t *in;   /* input: in[in_off..in_off+in_len) not yet processed */
+    size_t in_off, in_len, in_cap;
+    out_block *out_head, *out_tail, *out_spare;
+    size_t out_len;     /* bytes waiting in the blocks */
+    size_t out_charged; /* of them, counted in cfg.shared */
+    uint64_t now;       /* the owner's now_ms, as last given */
+    uint64_t frame_begun_ms; /* a frame still not whole began; 0: none */
+    int took;                /* frames were taken since the input last settled */
     tch_intmap req_parts; /* id -> part*: requests still arriving */
     tch_intmap res_parts; /* id -> part*: responses still arriving */
     size_t partial_bytes; /* bytes held in req_parts (as charged) */
@@ -37,7 +68,7 @@ struct tch_conn {
 };
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
-                       const tch_conn_callbacks *cb, void *ud) {
+                       const tch_conn_events *ev, void *ud) {
     tch_conn *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
@@ -54,7 +85,7 @@ tch_conn *tch_conn_new(const tch_conn_config *cfg,
         c->cfg.max_partial_requests = 1024;
     if (!c->cfg.max_partial_bytes)
         c->cfg.max_partial_bytes = (size_t)256 << 20;
-    c->cb = *cb;
+    c->ev = *ev;
     c->ud = ud;
     c->state = cfg->outbound ? WAIT_INIT_RES : WAIT_INIT_REQ;
     c->next_id = 1;
@@ -112,7 +143,9 @@ void tch_conn_free(tch_conn *c) {
     free_parts(c, &c->req_parts);
     free_parts(c, &c->res_parts);
     tch_buf_free(&c->held);
-    tch_buf_free(&c->inbuf);
+    free(c->in);
+    tch_conn_out_drop(c);
+    free(c->out_spare);
     free(c->host_port);
     free(c->process_name);
     free(c->remote_host_port);
@@ -144,15 +177,133 @@ uint32_t tch_conn_next_id(tch_conn *c) {
 
 static int fail(tch_conn *c, int status, const char *fmt, ...) TCH_PRINTF(3, 4);
 
+/* The output's count in the shared budget, brought up to date. */
+static void charge_output(tch_conn *c) {
+    if (c->cfg.shared)
+        c->cfg.shared->used = c->cfg.shared->used - c->out_charged + c->out_len;
+    c->out_charged = c->out_len;
+}
+
+static int budget_spent(const tch_conn *c) {
+    const tch_mem_budget *b = c->cfg.shared;
+    return b && b->used > b->limit;
+}
+
+/* The peer is not taking its answers. A connection we dialled stops only
+ * at OUT_HIGH, so that answers to our calls are still read when the budget
+ * is spent by others. */
+static int backlogged(const tch_conn *c) {
+    return c->out_len > OUT_HIGH ||
+           (!c->cfg.outbound && c->out_len > OUT_SPENT_MARK && budget_spent(c));
+}
+
+static out_block *out_block_new(tch_conn *c, size_t need) {
+    out_block *b = c->out_spare;
+    if (b && b->cap >= need) {
+        c->out_spare = NULL;
+    } else {
+        size_t cap = need > OUT_BLOCK ? need : OUT_BLOCK;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->cap = cap;
+    }
+    b->next = NULL;
+    b->off = b->len = 0;
+    return b;
+}
+
+/* Room for len bytes at the end of the output, contiguous (NULL: out of
+ * memory). Followed by out_commit before anything else is queued. */
+static uint8_t *out_reserve(tch_conn *c, size_t len) {
+    out_block *t = c->out_tail;
+    if (t && t->cap - t->len >= len)
+        return t->data + t->len;
+    out_block *b = out_block_new(c, len);
+    if (!b)
+        return NULL;
+    if (t)
+        t->next = b;
+    else
+        c->out_head = b;
+    c->out_tail = b;
+    return b->data;
+}
+
+static void out_commit(tch_conn *c, size_t used) {
+    if (!used)
+        return;
+    int was_empty = c->out_len == 0;
+    c->out_tail->len += used;
+    c->out_len += used;
+    charge_output(c);
+    if (was_empty && c->ev.output)
+        c->ev.output(c->ud);
+}
+
+static int out_append(tch_conn *c, const uint8_t *data, size_t len) {
+    uint8_t *room = out_reserve(c, len);
+    if (!room)
+        return TCH_ENOMEM;
+    memcpy(room, data, len);
+    out_commit(c, len);
+    return 0;
+}
+
+int tch_conn_out(const tch_conn *c, struct iovec *iov, int n) {
+    int i = 0;
+    for (const out_block *b = c->out_head; b && i < n; b = b->next) {
+        if (b->len == b->off)
+            continue;
+        iov[i].iov_base = (void *)(b->data + b->off);
+        iov[i].iov_len = b->len - b->off;
+        i++;
+    }
+    return i;
+}
+
+/* Unlinks the head block: kept as the spare when it is the usual size. */
+static void out_pop(tch_conn *c) {
+    out_block *b = c->out_head;
+    c->out_head = b->next;
+    if (!c->out_head)
+        c->out_tail = NULL;
+    if (!c->out_spare && b->cap == OUT_BLOCK)
+        c->out_spare = b;
+    else
+        free(b);
+}
+
+void tch_conn_out_done(tch_conn *c, size_t n) {
+    c->out_len -= n;
+    while (n > 0 && c->out_head) {
+        out_block *b = c->out_head;
+        size_t k = b->len - b->off < n ? b->len - b->off : n;
+        b->off += k;
+        n -= k;
+        if (b->off == b->len && (b != c->out_tail || b->off == b->cap))
+            out_pop(c);
+    }
+    if (c->out_len == 0 && c->out_tail) /* reuse the tail from its start */
+        c->out_tail->off = c->out_tail->len = 0;
+    charge_output(c);
+}
+
+size_t tch_conn_out_pending(const tch_conn *c) { return c->out_len; }
+
+void tch_conn_out_drop(tch_conn *c) {
+    while (c->out_head)
+        out_pop(c);
+    c->out_len = 0;
+    charge_output(c);
+}
+
 static void emit(tch_conn *c, const uint8_t *data, size_t len) {
     if (c->state == FAILED)
         return;
-    if (c->state != READY) {
-        if (tch_buf_append(&c->held, data, len) != 0)
-            fail(c, TCH_ENOMEM, "out of memory holding frames until the handshake");
-        return;
-    }
-    c->cb.write(c->ud, data, len);
+    int rc = c->state == READY ? out_append(c, data, len) : tch_buf_append(&c->held, data, len);
+    if (rc != 0)
+        fail(c, TCH_ENOMEM, "out of memory queuing frames");
 }
 
 
@@ -165,21 +316,26 @@ static int fail(tch_conn *c, int status, const char *fmt, ...) {
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     c->state = FAILED;
-    if (c->cb.failed)
-        c->cb.failed(c->ud, status, why);
+    c->frame_begun_ms = 0;
+    if (c->ev.failed)
+        c->ev.failed(c->ud, status, why);
     return status;
 }
 
-/* A protocol violation that ends the connection: tell the peer, then fail. */
-static int fail_fatal(tch_conn *c, uint32_t id, const char *why) {
+/* A violation that ends the connection: tell the peer, then fail. */
+static int fail_fatal_status(tch_conn *c, int status, uint32_t id, const char *why) {
     if (c->state != FAILED) {
         tch_error_frame e = {.code = 0xff, .message = tch_slice_cstr(why)};
         size_t len;
         if (tch_error_frame_encode(id, &e, c->scratch, sizeof c->scratch, &len,
                                    NULL) == 0)
-            c->cb.write(c->ud, c->scratch, len); /* bypasses `held` on purpose */
+            out_append(c, c->scratch, len); /* bypasses `held` on purpose */
     }
-    return fail(c, TCH_EPROTO, "%s", why);
+    return fail(c, status, "%s", why);
+}
+
+static int fail_fatal(tch_conn *c, uint32_t id, const char *why) {
+    return fail_fatal_status(c, TCH_EPROTO, id, why);
 }
 
 int tch_conn_abort(tch_conn *c, const char *why) {
@@ -231,6 +387,30 @@ static size_t answer_bound(const tch_call_fields *f, const tch_slice args[3]) {
     return data + frames * (TCH_FRAME_HEADER_SIZE + 16) + fields;
 }
 
+/* An answer to a peer that has more than OUT_SPENT_MARK of answers unread
+ * while the shared budget cannot pay for this one fails the connection:
+ * waiting would hold the memory for as long as the peer likes. What waits
+ * is dropped; the limit is reported. */
+static int refuse_answer(tch_conn *c, const tch_call_fields *f, const tch_slice args[3],
+                         tch_error *err) {
+    const tch_mem_budget *b = c->cfg.shared;
+    size_t len = answer_bound(f, args);
+    if (!b || c->out_len <= OUT_SPENT_MARK || b->used + len <= b->limit)
+        return 0;
+    char why[TCH_ERROR_MSG_MAX];
+    snprintf(why, sizeof why,
+             "closed: the peer is not reading its answers: %zu bytes of them wait to be "
+             "written, and one more of up to %zu bytes would pass the memory budget of "
+             "%zu bytes (%zu in use)",
+             c->out_len, len, b->limit, b->used);
+    if (c->ev.limit)
+        c->ev.limit(c->ud, why);
+    tch_conn_out_drop(c);
+    fail(c, TCH_ETOOBIG, "%s", why);
+    tch_error_set(err, TCH_ETOOBIG, "%s", why);
+    return 1;
+}
+
 /* Inverts the checksum of the call frame in frame[0..len). The wire
  * decoder finds it, so the layout is not repeated here: it is the 4 bytes
  * before the first chunk's length. A fault's path only, hence the malloc
@@ -273,22 +453,14 @@ int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
     if (c->state != READY && c->held.len > MAX_HELD) /* a peer slow to shake hands */
         return tch_error_set(err, TCH_ETOOBIG,
                              "%zu bytes already wait for the connection's handshake", c->held.len);
-    if (type == TCH_FRAME_CALL_RES && c->state == READY && c->cb.admit) {
-        char why[TCH_ERROR_MSG_MAX];
-        size_t len = answer_bound(f, args);
-        if (c->cb.admit(c->ud, len, why, sizeof why) != 0) {
-            fail(c, TCH_ETOOBIG, "%s", why);
-            return tch_error_set(err, TCH_ETOOBIG, "%s", why);
-        }
-    }
+    if (type == TCH_FRAME_CALL_RES && c->state == READY && refuse_answer(c, f, args, err))
+        return TCH_ETOOBIG;
     tch_fragmenter fz;
     tch_fragmenter_init(&fz, type, id, f, args);
     for (;;) {
-        /* In place when the owner offers room: a 64 KiB frame is then
-         * copied once (with its checksum) rather than twice. */
-        uint8_t *room = c->state == READY && c->cb.reserve
-                            ? c->cb.reserve(c->ud, tch_fragmenter_bound(&fz))
-                            : NULL;
+        /* In place in the output: a 64 KiB frame is copied once (with its
+         * checksum) rather than twice. */
+        uint8_t *room = c->state == READY ? out_reserve(c, tch_fragmenter_bound(&fz)) : NULL;
         size_t len = 0;
         int rc = tch_fragmenter_next(&fz, room ? room : c->scratch, &len, err);
         if (rc >= 0 && (flags & TCH_CONN_SEND_BAD_CHECKSUM)) {
@@ -297,7 +469,7 @@ int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
             rc = spoiled < 0 ? spoiled : rc;
         }
         if (room)
-            c->cb.commit(c->ud, rc < 0 ? 0 : len);
+            out_commit(c, rc < 0 ? 0 : len);
         if (rc < 0)
             return rc;
         if (!room)
@@ -327,7 +499,8 @@ static int send_init(tch_conn *c, uint8_t type, uint32_t id) {
                              &err);
     if (rc)
         return fail(c, rc, "init: %s", err.msg);
-    c->cb.write(c->ud, c->scratch, len); /* init goes out before held frames */
+    if (out_append(c, c->scratch, len) != 0) /* init goes out before held frames */
+        return fail(c, TCH_ENOMEM, "out of memory queuing init");
     return 0;
 }
 
@@ -342,11 +515,15 @@ static void become_ready(tch_conn *c) {
     if (c->held.len) {
         tch_buf held = c->held;
         c->held = (tch_buf){0};
-        c->cb.write(c->ud, held.ptr, held.len);
+        int rc = out_append(c, held.ptr, held.len);
         tch_buf_free(&held);
+        if (rc != 0) {
+            fail(c, TCH_ENOMEM, "out of memory queuing the frames held for the handshake");
+            return;
+        }
     }
-    if (c->cb.ready)
-        c->cb.ready(c->ud);
+    if (c->ev.ready)
+        c->ev.ready(c->ud);
 }
 
 /* Checks an init req/res and records the peer's identity. */
@@ -426,8 +603,8 @@ static void message_failed(tch_conn *c, int is_req, uint32_t id, int rc,
     if (is_req) {
         uint8_t code = 0x06; /* bad request: checksum, limit, bad fields */
         tch_conn_send_error(c, id, code, NULL, err->msg);
-    } else if (c->cb.res_failed) {
-        c->cb.res_failed(c->ud, id, rc, err->msg);
+    } else if (c->ev.res_failed) {
+        c->ev.res_failed(c->ud, id, rc, err->msg);
     }
 }
 
@@ -446,9 +623,9 @@ static void deliver(tch_conn *c, int is_req, tch_reasm *r, size_t charge) {
         return;
     }
     if (is_req)
-        c->cb.call_req(c->ud, m);
+        c->ev.call_req(c->ud, m);
     else
-        c->cb.call_res(c->ud, m);
+        c->ev.call_res(c->ud, m);
 }
 
 /* Removes and frees a partial message, keeping the byte counts right. */
@@ -488,8 +665,8 @@ static size_t first_bound(size_t payload) {
 /* Refuses request id with Busy and tells the owner why. */
 static void refuse_busy(tch_conn *c, uint32_t id, const char *why) {
     tch_conn_send_error(c, id, TCH_PCODE_BUSY, NULL, why);
-    if (c->cb.limit)
-        c->cb.limit(c->ud, why);
+    if (c->ev.limit)
+        c->ev.limit(c->ud, why);
 }
 
 /* Refuses a request that alone needs more than a budget: it could never
@@ -502,8 +679,8 @@ static void refuse_too_big(tch_conn *c, uint32_t id, size_t need, size_t limit,
              "this server's budget of %zu bytes for %s; it cannot be taken",
              id, need, limit, scope);
     tch_conn_send_error(c, id, TCH_PCODE_BAD_REQUEST, NULL, why);
-    if (c->cb.limit)
-        c->cb.limit(c->ud, why);
+    if (c->ev.limit)
+        c->ev.limit(c->ud, why);
 }
 
 /* Whether a request that holds `own` bytes (already counted) and may take
@@ -577,8 +754,8 @@ static void refuse_reused_id(tch_conn *c, int is_req, uint32_t id) {
     drop_part(c, is_req, id);
     if (is_req)
         tch_conn_send_error(c, id, TCH_PCODE_BAD_REQUEST, NULL, why);
-    else if (c->cb.res_failed)
-        c->cb.res_failed(c->ud, id, TCH_EPROTO, why);
+    else if (c->ev.res_failed)
+        c->ev.res_failed(c->ud, id, TCH_EPROTO, why);
 }
 
 static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
@@ -587,7 +764,7 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
         refuse_reused_id(c, is_req, fr->id);
         return 0;
     }
-    if (!is_req && c->cb.expects_response && !c->cb.expects_response(c->ud, fr->id))
+    if (!is_req && c->ev.expects_response && !c->ev.expects_response(c->ud, fr->id))
         return 0; /* late (the call timed out) or never asked for */
     int more = fr->payload.len && (fr->payload.ptr[0] & TCH_CALL_FLAG_MORE);
     if (is_req && over_partial_limits(c, fr->id, fr->payload.len, more))
@@ -622,9 +799,8 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     held->r = r;
     if (is_req) {
         recharge(c, held);
-        if (c->cb.now_ms)
-            c->part_frame_ms = c->cb.now_ms(c->ud);
-        if (c->cb.now_ms && r.msg.ttl_ms > 0) {
+        c->part_frame_ms = c->now;
+        if (r.msg.ttl_ms > 0) {
             held->deadline_ms = c->part_frame_ms + r.msg.ttl_ms;
             if (c->req_parts.len == 1 || !c->next_deadline ||
                 held->deadline_ms < c->next_deadline)
@@ -651,7 +827,7 @@ static void send_late_timeout(tch_conn *c, uint32_t id, const tch_call_msg *m,
 /* A request that took a while to arrive keeps only what is left of its TTL
  * (counted from its first frame); 0 when nothing is. */
 static uint32_t ttl_left(tch_conn *c, const part *p) {
-    uint64_t now = c->cb.now_ms(c->ud);
+    uint64_t now = c->now;
     return p->deadline_ms > now ? (uint32_t)(p->deadline_ms - now) : 0;
 }
 
@@ -669,8 +845,8 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
             return 0;
         }
     }
-    if (is_req && c->cb.now_ms)
-        c->part_frame_ms = c->cb.now_ms(c->ud);
+    if (is_req)
+        c->part_frame_ms = c->now;
     tch_error err;
     int rc = tch_reasm_continue(r, fr, &err);
     if (rc >= 0 && arg1_too_long(r, &err))
@@ -701,8 +877,16 @@ static int on_call_cont(tch_conn *c, const tch_frame *fr, int is_req) {
 
 void tch_conn_forget_request(tch_conn *c, uint32_t id) { drop_part(c, 1, id); }
 
+/* The frame timeout's deadline; 0: none. */
+static uint64_t frame_deadline(const tch_conn *c) {
+    return c->frame_begun_ms && c->cfg.frame_timeout_ms
+               ? c->frame_begun_ms + c->cfg.frame_timeout_ms
+               : 0;
+}
+
 uint64_t tch_conn_next_deadline(const tch_conn *c) {
-    return c->req_parts.len ? c->next_deadline : 0;
+    uint64_t ttl = c->req_parts.len ? c->next_deadline : 0, fr = frame_deadline(c);
+    return !ttl || (fr && fr < ttl) ? fr : ttl;
 }
 
 /* The id of one request past its deadline, and the earliest deadline of
@@ -724,7 +908,7 @@ static int find_expired(const tch_conn *c, uint64_t now_ms, uint32_t *id,
     return 0;
 }
 
-uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
+static void expire_requests(tch_conn *c, uint64_t now_ms) {
     uint32_t id;
     uint64_t next;
     /* One at a time: removal shifts the map's slots. Rare and bounded by
@@ -735,7 +919,25 @@ uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms) {
         part_free(c, p);
     }
     c->next_deadline = next;
-    return next;
+}
+
+uint64_t tch_conn_tick(tch_conn *c, uint64_t now_ms) {
+    c->now = now_ms;
+    if (c->state == FAILED)
+        return 0;
+    expire_requests(c, now_ms); /* queues Timeout error frames */
+    uint64_t due = frame_deadline(c);
+    if (due && due <= now_ms) {
+        char why[128];
+        snprintf(why, sizeof why,
+                 "a frame begun %u ms ago is still not whole (%zu bytes of it arrived): frame timeout",
+                 c->cfg.frame_timeout_ms, c->in_len);
+        if (c->ev.limit)
+            c->ev.limit(c->ud, why);
+        fail_fatal_status(c, TCH_ETIMEOUT, TCH_ID_NONE, why);
+        return 0;
+    }
+    return tch_conn_next_deadline(c);
 }
 void tch_conn_forget_response(tch_conn *c, uint32_t id) { drop_part(c, 0, id); }
 
@@ -745,8 +947,8 @@ static int on_error(tch_conn *c, const tch_frame *fr) {
     if (tch_error_frame_decode(fr->payload, &e, &err) != 0)
         return fail_fatal(c, TCH_ID_NONE, err.msg);
     drop_part(c, 0, fr->id);
-    if (c->cb.error_frame)
-        c->cb.error_frame(c->ud, fr->id, &e);
+    if (c->ev.error_frame)
+        c->ev.error_frame(c->ud, fr->id, &e);
     /* Only a protocol error ends the connection. An error frame about no
      * message (id 0xffffffff) with another code is a notice: the Node peer
      * announces draining with one (Declined, "draining: ...") and keeps
@@ -769,15 +971,15 @@ static int on_ready_frame(tch_conn *c, const tch_frame *fr) {
         return 0;
     }
     case TCH_FRAME_PING_RES:
-        if (c->cb.ping_res)
-            c->cb.ping_res(c->ud, fr->id);
+        if (c->ev.ping_res)
+            c->ev.ping_res(c->ud, fr->id);
         return 0;
     case TCH_FRAME_CLAIM:
         return 0;
     case TCH_FRAME_CANCEL:
         tch_conn_forget_request(c, fr->id);
-        if (c->cb.cancel)
-            c->cb.cancel(c->ud, fr->id);
+        if (c->ev.cancel)
+            c->ev.cancel(c->ud, fr->id);
         return 0;
     case TCH_FRAME_ERROR: return on_error(c, fr);
     default: {
@@ -789,21 +991,18 @@ static int on_ready_frame(tch_conn *c, const tch_frame *fr) {
     }
 }
 
-int tch_conn_peek_header(tch_conn *c, const uint8_t *hdr, size_t len) {
-    if (len < TCH_FRAME_HEADER_SIZE || c->state == READY || c->state == FAILED)
-        return 0;
-    /* During the handshake only init (or an error) may come: refuse
-     * anything else now rather than wait for a payload that never ends. */
+/* During the handshake only init (or an error) may come: a frame whose
+ * header says otherwise is refused before its payload arrives, so a peer
+ * that speaks something else fails at once. */
+static int check_handshake_header(tch_conn *c, const tch_frame_header *h) {
     uint8_t want = c->state == WAIT_INIT_REQ ? TCH_FRAME_INIT_REQ : TCH_FRAME_INIT_RES;
-    if (hdr[2] == want || hdr[2] == TCH_FRAME_ERROR)
+    if (h->type == want || h->type == TCH_FRAME_ERROR)
         return 0;
-    tch_frame fr = {.type = hdr[2],
-                    .id = (uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
-                          (uint32_t)hdr[6] << 8 | hdr[7]};
+    tch_frame fr = {.type = h->type, .id = h->id};
     return on_handshake_frame(c, &fr);
 }
 
-int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr) {
+static int feed_frame(tch_conn *c, const tch_frame *fr) {
     switch (c->state) {
     case FAILED: return TCH_ECLOSED;
     case READY: return on_ready_frame(c, fr);
@@ -811,45 +1010,99 @@ int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr) {
     }
 }
 
-static int feed_frames(tch_conn *c, tch_slice in, size_t *used) {
-    *used = 0;
-    while (c->state != FAILED) {
-        if (in.len == 0) /* the usual end: no EAGAIN message to format */
-            return 0;
-        tch_frame fr;
-        size_t n;
-        tch_error err;
-        int rc = tch_frame_parse(in, &fr, &n, &err);
-        if (rc == TCH_EAGAIN)
-            return 0;
-        if (rc)
-            return fail_fatal(c, TCH_ID_NONE, err.msg);
-        rc = tch_conn_feed_frame(c, &fr);
-        if (rc)
-            return rc;
-        in.ptr += n;
-        in.len -= n;
-        *used += n;
+uint8_t *tch_conn_in_room(tch_conn *c, size_t want, size_t *cap) {
+    if (c->in_cap - c->in_off - c->in_len < want && c->in_off) {
+        memmove(c->in, c->in + c->in_off, c->in_len); /* at most a frame */
+        c->in_off = 0;
     }
-    return TCH_ECLOSED;
+    if (c->in_cap - c->in_len < want) {
+        uint8_t *p = realloc(c->in, c->in_len + want);
+        if (!p)
+            return NULL;
+        c->in = p;
+        c->in_cap = c->in_len + want;
+    }
+    *cap = c->in_cap - c->in_off - c->in_len;
+    return c->in + c->in_off + c->in_len;
 }
 
-int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len) {
-    size_t used;
-    if (c->inbuf.len == 0) { /* fast path: parse in place */
-        int rc = feed_frames(c, tch_slice_of(data, len), &used);
+void tch_conn_received(tch_conn *c, size_t n, uint64_t now_ms) {
+    c->in_len += n;
+    c->now = now_ms;
+}
+
+size_t tch_conn_in_pending(const tch_conn *c) { return c->in_len; }
+
+int tch_conn_wants_read(const tch_conn *c) {
+    return c->state != FAILED && !backlogged(c) && c->in_len < IN_MAX;
+}
+
+/* Input fully processed. The buffer is kept for the next read: freeing it
+ * here cost 17 page faults a call at 64 KiB (glibc gives the top of the
+ * heap back and the next read faults it in again); tch_conn_trim returns
+ * it once the connection is quiet. */
+static void in_settle(tch_conn *c) {
+    if (c->in_len == 0)
+        c->in_off = 0;
+    /* The frame clock runs while a frame is incomplete and reading goes on;
+     * a new frame (one was taken) starts it afresh. */
+    if (c->in_len == 0 || c->state == FAILED || backlogged(c))
+        c->frame_begun_ms = 0;
+    else if (c->took || !c->frame_begun_ms)
+        c->frame_begun_ms = c->now ? c->now : 1;
+    c->took = 0;
+}
+
+int tch_conn_process(tch_conn *c, unsigned max_frames, uint64_t now_ms) {
+    c->now = now_ms;
+    unsigned took = 0;
+    while (c->state != FAILED && c->in_len > 0 && !backlogged(c)) {
+        tch_slice in = tch_slice_of(c->in + c->in_off, c->in_len);
+        tch_frame_header h;
+        tch_error err;
+        int rc = tch_frame_header_decode(in, &h, &err);
+        if (rc == TCH_EPROTO)
+            return fail_fatal(c, TCH_ID_NONE, err.msg);
+        if (rc == 0 && c->state != READY && (rc = check_handshake_header(c, &h)) != 0)
+            return rc;
+        if (rc == TCH_EAGAIN || in.len < h.size)
+            break;
+        tch_frame fr = {.type = h.type, .id = h.id,
+                        .payload = tch_slice_of(in.ptr + TCH_FRAME_HEADER_SIZE,
+                                                h.size - TCH_FRAME_HEADER_SIZE)};
+        rc = feed_frame(c, &fr);
+        c->in_off += h.size;
+        c->in_len -= h.size;
+        took++;
+        c->took = 1;
         if (rc)
             return rc;
-        rc = tch_buf_append(&c->inbuf, data + used, len - used);
-        return rc ? fail(c, rc, "out of memory") : 0;
+        if (c->in_len && (took >= max_frames || c->out_len >= OUT_FLUSH))
+            return 1; /* the owner writes, then comes back */
     }
-    int rc = tch_buf_append(&c->inbuf, data, len);
-    if (rc)
-        return fail(c, rc, "out of memory");
-    rc = feed_frames(c, tch_buf_slice(&c->inbuf), &used);
-    if (rc)
-        return rc;
-    memmove(c->inbuf.ptr, c->inbuf.ptr + used, c->inbuf.len - used);
-    c->inbuf.len -= used;
-    return 0;
+    in_settle(c);
+    return c->state == FAILED ? TCH_ECLOSED : 0;
+}
+
+void tch_conn_trim(tch_conn *c) {
+    if (c->in_len == 0) {
+        free(c->in);
+        c->in = NULL;
+        c->in_off = c->in_cap = 0;
+    }
+    free(c->out_spare);
+    c->out_spare = NULL;
+}
+
+int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len, uint64_t now_ms) {
+    size_t cap;
+    uint8_t *room = tch_conn_in_room(c, len, &cap);
+    if (!room)
+        return fail(c, TCH_ENOMEM, "out of memory");
+    memcpy(room, data, len);
+    tch_conn_received(c, len, now_ms);
+    int rc;
+    while ((rc = tch_conn_process(c, UINT_MAX, now_ms)) == 1)
+        ;
+    return rc;
 }

@@ -1,17 +1,23 @@
-/* The connection state machine: frames in, frames out, no sockets.
+/* The connection state machine: bytes in, bytes out, no sockets, no clock.
  *
- * A tch_conn is fed frames (or raw bytes) read by the transport and emits
- * the bytes to write through the write callback. It owns the init
- * handshake, message-id allocation, reassembly of fragmented messages,
- * answering pings, and protocol-error handling. Calls, timers and handlers
- * live in the channel above; the conn only reports complete messages.
+ * In nghttp2's shape: the conn owns framing and all protocol state (the
+ * init handshake, message ids, reassembly, answering pings, budgets,
+ * output backpressure, TTLs of requests still arriving, the frame
+ * timeout). It takes bytes in (tch_conn_feed, or tch_conn_in_room +
+ * tch_conn_received + tch_conn_process), hands bytes out when asked
+ * (tch_conn_out / tch_conn_out_done), takes the time as an argument
+ * (tch_conn_tick(now_ms)) and reports through one event table. The
+ * transport below only moves bytes between a socket and the conn; the
+ * channel above owns the conn, implements its events and sends through it.
  *
- * Callbacks run synchronously from feed/send functions. After `failed`
- * the conn emits nothing more; the owner should flush and close. */
+ * After `failed` the conn queues nothing more; the owner flushes what
+ * waits and closes. */
 #ifndef TCH_CONN_H
 #define TCH_CONN_H
 
 #include "wire.h"
+
+#include <sys/uio.h>
 
 typedef struct tch_conn tch_conn;
 
@@ -26,6 +32,9 @@ typedef struct tch_conn_config {
      * messages and never ends them cannot exhaust memory. */
     size_t max_partial_requests;
     size_t max_partial_bytes;
+    /* A frame begun must be whole within this many ms (0: no bound);
+     * past it tch_conn_tick fails the conn. */
+    uint32_t frame_timeout_ms;
     /* Optional, shared by the owner's connections: bytes of requests still
      * arriving plus those delivered and not yet released (a delivered
      * request carries its charge: tch_call_msg_uncharge or _free gives it
@@ -35,8 +44,10 @@ typedef struct tch_conn_config {
     tch_mem_budget *shared;
 } tch_conn_config;
 
-typedef struct tch_conn_callbacks {
-    void (*write)(void *ud, const uint8_t *data, size_t len);
+/* The one table of events, implemented by the conn's owner (the channel).
+ * Every event runs synchronously from a conn function (feed, send, tick);
+ * user_data is the pointer given to tch_conn_new. */
+typedef struct tch_conn_events {
     void (*ready)(void *ud); /* handshake done */
     /* A complete inbound request or response; the callee owns msg (free
      * with tch_call_msg_free, then free()). */
@@ -48,54 +59,95 @@ typedef struct tch_conn_callbacks {
      * the connection). Only code 0xff (protocol error) fails the conn. */
     void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
     void (*cancel)(void *ud, uint32_t id);
+    /* The conn failed: it takes no more input and queues nothing more (an
+     * error frame telling the peer why may still wait in its output). */
     void (*failed)(void *ud, int status, const char *why);
     /* Optional: whether a response for id is awaited. Responses nobody
      * awaits are dropped before any of their bytes are kept, so a peer
      * cannot fill memory with fragments of answers to nothing. */
     int (*expects_response)(void *ud, uint32_t id);
     void (*ping_res)(void *ud, uint32_t id); /* optional */
-    /* Optional: a monotonic clock in ms. With it, a request whose frames
-     * are still arriving when its TTL (counted from its first frame) runs
-     * out can be expired by tch_conn_expire_requests. */
-    uint64_t (*now_ms)(void *ud);
-    /* Optional: lets call frames be written in place instead of through
-     * write. reserve returns room for at least len bytes of output (NULL:
-     * use write); commit then appends the first used bytes of that room
-     * (0 when nothing was written). Each reserve is followed by one
-     * commit before anything else is written. */
-    uint8_t *(*reserve)(void *ud, size_t len);
-    void (*commit)(void *ud, size_t used);
-    /* Optional: a limit acted (a request refused with Busy): why, for a
-     * log line. */
+    /* Optional: a limit acted (a request refused with Busy, the frame
+     * timeout, an answer refused to a peer that does not read): why, for
+     * a log line. */
     void (*limit)(void *ud, const char *why);
-    /* Optional: asked before a call response of at most len bytes is
-     * queued. Nonzero refuses it (a peer that does not read its answers
-     * while memory runs short): why then says so, and the conn fails with
-     * it (TCH_ETOOBIG), queuing nothing. */
-    int (*admit)(void *ud, size_t len, char *why, size_t cap);
-} tch_conn_callbacks;
+    /* Optional: output became waiting where none was (tch_conn_out has
+     * something to hand out): the owner gets it written. */
+    void (*output)(void *ud);
+} tch_conn_events;
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
-                       const tch_conn_callbacks *cb, void *ud);
+                       const tch_conn_events *ev, void *ud);
 void tch_conn_free(tch_conn *c);
 
-/* Outbound connections send their init req here. */
+/* Outbound connections queue their init req here. */
 int tch_conn_start(tch_conn *c);
 
-/* Feeds one whole frame. Returns 0, or negative after `failed` ran. */
-int tch_conn_feed_frame(tch_conn *c, const tch_frame *fr);
-/* Looks at a frame header before its payload has arrived (len >= 16),
- * so a peer that sends garbage instead of init fails at once. */
-int tch_conn_peek_header(tch_conn *c, const uint8_t *hdr, size_t len);
-/* Feeds arbitrary bytes, buffering partial frames. */
-int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len);
+/* ---- bytes in ------------------------------------------------------------
+ * The conn owns framing: it takes bytes as they come and decodes frames
+ * itself (with wire's one frame-header decoder). now_ms is the owner's
+ * clock: when a frame began (the frame timeout) and a request's first
+ * frame arrived (its TTL) are counted with it. */
+
+/* Takes len bytes (copied), then processes every whole frame. Returns 0,
+ * or negative after `failed` ran. */
+int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len, uint64_t now_ms);
+/* Zero-copy input: room for at least want bytes at the end of the conn's
+ * input buffer (NULL: out of memory). Read into it, then tch_conn_received. */
+uint8_t *tch_conn_in_room(tch_conn *c, size_t want, size_t *cap);
+/* The first n bytes of the room were filled. Processes nothing. */
+void tch_conn_received(tch_conn *c, size_t n, uint64_t now_ms);
+/* Processes whole frames from the input, at most max_frames of them, and
+ * stops early while the output is backlogged (tch_conn_wants_read). Returns
+ * 1 when whole frames are left to process, 0 when none are, negative after
+ * `failed` ran. */
+int tch_conn_process(tch_conn *c, unsigned max_frames, uint64_t now_ms);
+/* Whether the owner should read more: not while the output waiting is
+ * backlogged (a peer that sends but does not read its answers) or the
+ * input holds frames enough. */
+int tch_conn_wants_read(const tch_conn *c);
+/* Bytes received and not yet processed (a frame still arriving). */
+size_t tch_conn_in_pending(const tch_conn *c);
+
+/* Gives back the buffers kept for the next read and write (the input's,
+ * when it holds nothing, and the spare output block): a busy connection
+ * keeps them so that it allocates nothing per call; the owner trims one
+ * that has gone quiet. */
+void tch_conn_trim(tch_conn *c);
+
+/* ---- bytes out -----------------------------------------------------------
+ * Frames are queued in the conn's blocks; the owner writes them. */
+
+/* Fills up to n iovecs with the output waiting, in order, and returns how
+ * many (0: nothing waits). The bytes stay valid until tch_conn_out_done
+ * or any other conn call. */
+int tch_conn_out(const tch_conn *c, struct iovec *iov, int n);
+/* n bytes of the output were written: drops them. */
+void tch_conn_out_done(tch_conn *c, size_t n);
+/* Bytes waiting to be written. */
+size_t tch_conn_out_pending(const tch_conn *c);
+/* Drops the output waiting (the peer is gone). */
+void tch_conn_out_drop(tch_conn *c);
+
+/* ---- time ----------------------------------------------------------------- */
+
+/* When (now_ms clock) tick has something to do: a request still arriving
+ * outlives its TTL, or a frame begun is past the frame timeout; 0: never.
+ * May be early, never late. */
+uint64_t tch_conn_next_deadline(const tch_conn *c);
+/* Acts on what is due by now_ms: requests still arriving past their TTL
+ * are dropped and answered with Timeout (a peer that trickles a request in
+ * cannot hold it open past its TTL); a frame begun more than frame_timeout
+ * ms ago fails the conn (TCH_ETIMEOUT, with a fatal error frame to the
+ * peer). Returns the new tch_conn_next_deadline. */
+uint64_t tch_conn_tick(tch_conn *c, uint64_t now_ms);
 
 int tch_conn_is_ready(const tch_conn *c);
 int tch_conn_has_failed(const tch_conn *c);
 /* Requests whose first frames arrived and whose last has not yet. */
 size_t tch_conn_partial_requests(const tch_conn *c);
-/* When (now_ms clock) a frame of such a request last arrived; 0 without
- * now_ms. A request that stopped arriving long ago keeps nothing busy. */
+/* When (now_ms) a frame of such a request last arrived. A request that
+ * stopped arriving long ago keeps nothing busy. */
 uint64_t tch_conn_partial_active_ms(const tch_conn *c);
 /* The peer's init headers (valid once ready): host_port, process_name. */
 const char *tch_conn_remote_host_port(const tch_conn *c);
@@ -104,8 +156,12 @@ const char *tch_conn_remote_process(const tch_conn *c);
 /* Message ids for outgoing calls and pings. */
 uint32_t tch_conn_next_id(tch_conn *c);
 
-/* Sends a call req/res (fragmenting it). Before the handshake completes
- * the frames are held and written right after it. */
+/* Queues a call req/res (fragmenting it, each frame encoded straight into
+ * the output). Before the handshake completes the frames are held and
+ * queued right after init. An answer (call res) to a peer that has more
+ * than 64 KiB of answers unread while the shared budget cannot pay for
+ * this one fails the conn (TCH_ETOOBIG, `limit` says why): waiting would
+ * hold the memory for as long as the peer likes. */
 int tch_conn_send_call(tch_conn *c, uint8_t type, uint32_t id,
                        const tch_call_fields *f, const tch_slice args[3],
                        tch_error *err);
@@ -134,15 +190,5 @@ int tch_conn_abort(tch_conn *c, const char *why);
 void tch_conn_forget_request(tch_conn *c, uint32_t id);
 /* The same for a response whose call ended (timeout, cancel). */
 void tch_conn_forget_response(tch_conn *c, uint32_t id);
-
-/* The earliest time (now_ms clock) at which a request still arriving
- * outlives its TTL; 0 when none can. May be early, never late: the owner
- * arms a timer for it and then calls tch_conn_expire_requests. */
-uint64_t tch_conn_next_deadline(const tch_conn *c);
-/* Drops every request still arriving whose TTL has run out by now_ms and
- * answers each with a Timeout error frame, so a peer that trickles a
- * request in cannot hold it open past its TTL. Returns the new
- * tch_conn_next_deadline. */
-uint64_t tch_conn_expire_requests(tch_conn *c, uint64_t now_ms);
 
 #endif

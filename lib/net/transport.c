@@ -1,8 +1,8 @@
-/* libevent transport (see transport.h). Calls the conn layer and libevent. */
+/* libevent transport (see transport.h). Moves bytes; calls the conn for
+ * them and libevent for the socket. */
 #include "transport.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 
 /* A name lookup in flight. evdns answers it later even when the transport
  * has gone meanwhile (t is then NULL), so it is never cancelled: with the
@@ -30,19 +29,14 @@ struct tch_transport {
     struct event *wev;   /* writable: connect completion, or output backlog */
     struct event *flush; /* made active when output was queued: one write per loop pass */
     struct event *close_timer; /* bounds the flush of a closing connection */
-    struct event *expiry; /* a request still arriving outlives its TTL */
-    uint64_t expiry_at;   /* when expiry is due (monotonic ms); 0: not armed */
-    struct event *frame_timer; /* a frame begun is still not whole */
-    uint32_t frame_timeout_ms; /* 0: no bound */
-    int paused;          /* reading stopped: too much output waiting */
-    tch_mem_budget *budget; /* the owner's, shared: output waiting is counted in it */
-    size_t out_charged;     /* bytes of out counted in budget */
-    struct evbuffer *in, *out;
-    struct evbuffer_iovec room; /* reserved in out while a frame is encoded */
-    uint8_t *frame;      /* a frame that straddles input chains (lazily) */
-    tch_conn *conn;
-    tch_transport_events ev;
-    void *ud;
+    struct event *tick;   /* the conn's next deadline (TTLs, frame timeout) */
+    uint64_t tick_at;     /* when tick is due (owner's clock); 0: not armed */
+    int paused;          /* reading stopped: the conn wants no more input */
+    tch_conn *conn;      /* the owner's */
+    tch_transport_owner owner;
+    uint8_t head[48];    /* the first bytes the peer sent, for messages */
+    size_t head_len;
+    int head_more;       /* it sent more than head holds */
     char peer[64];     /* host:port we dialled, for messages */
     int dialled;       /* outbound: we connect to peer */
     int unconnected;   /* no socket yet: a name being looked up or dialled */
@@ -64,24 +58,16 @@ struct tch_transport {
 /* Reads and writes go straight to the socket (no bufferevent): per call
  * that saves the epoll_ctl pair and FIONREAD that bufferevents spend, and
  * sendmsg(MSG_NOSIGNAL) keeps a vanished peer from raising SIGPIPE in the
- * host program. */
+ * host program. Reads land in the conn's input buffer, writes come from
+ * its output blocks: no copy in between. */
 #define READ_CHUNK (64 * 1024)
 #define WRITE_IOVECS 64
-#define FLUSH_EVERY 32          /* frames read between writes of the answers */
-/* Backpressure: a peer that sends requests but does not read the answers
- * stops being read once this much output waits, until it drains to LOW. */
-#define OUT_HIGH (8u << 20)
+#define FLUSH_EVERY 32          /* frames processed between writes of the answers */
+/* Reading paused by the conn (backpressure) resumes once the output has
+ * drained to this much. */
 #define OUT_LOW (1u << 20)
-/* Output waiting is counted in the owner's memory budget. While that is
- * spent, a peer with more than this many bytes of answers unread is read
- * no further, and one more answer to it closes the connection. */
-#define OUT_SPENT_MARK (64u << 10)
-/* Input read and not yet taken: while reading is paused frames wait here,
- * so reading stops at this much rather than pile up. */
-#define IN_MAX (1u << 20)
 /* A closing connection gets this long to flush before it is cut. */
 #define CLOSE_FLUSH_MS 2000
-#define FLUSH_BYTES (64 * 1024) /* or as soon as this much output is queued */
 
 static int bad_host_port(const char *host_port, tch_error *err, const char *why) {
     return tch_error_set(err, TCH_EINVAL, "invalid host:port \"%.100s\": %s", host_port, why);
@@ -188,31 +174,10 @@ static void set_nodelay(evutil_socket_t fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* ---- output in the memory budget ---------------------------------------- */
-
-/* Brings the budget's count of this connection's waiting output up to
- * date; called wherever output is added or written. */
-static void charge_output(tch_transport *t) {
-    size_t now = t->out ? evbuffer_get_length(t->out) : 0;
-    if (t->budget)
-        t->budget->used = t->budget->used - t->out_charged + now;
-    t->out_charged = now;
-}
-
-static int budget_spent(const tch_transport *t) {
-    return t->budget && t->budget->used > t->budget->limit;
-}
-
-/* Whether reading should stop: the peer is not taking its answers. A
- * connection we dialled stops only at OUT_HIGH, so that answers to our
- * calls are still read when the budget is spent by others. */
-static int output_backlogged(const tch_transport *t) {
-    size_t o = evbuffer_get_length(t->out);
-    return o > OUT_HIGH || (!t->dialled && o > OUT_SPENT_MARK && budget_spent(t));
-}
+static uint64_t now_ms(const tch_transport *t) { return t->owner.now_ms(t->owner.ud); }
 
 static void pause_if_backlogged(tch_transport *t) {
-    if (t->paused || t->fd < 0 || t->connecting || !output_backlogged(t))
+    if (t->paused || t->fd < 0 || t->connecting || tch_conn_wants_read(t->conn))
         return;
     t->paused = 1;
     event_del(t->rev);
@@ -223,8 +188,7 @@ static void pause_if_backlogged(tch_transport *t) {
 static void release_socket(tch_transport *t) {
     if (t->fd < 0)
         return;
-    struct event *evs[] = {t->rev, t->wev, t->flush, t->close_timer, t->expiry,
-                           t->frame_timer};
+    struct event *evs[] = {t->rev, t->wev, t->flush, t->close_timer, t->tick};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i]) /* NULL when construction ran out of memory */
             event_del(evs[i]);
@@ -234,8 +198,7 @@ static void release_socket(tch_transport *t) {
 
 static void finish_close(tch_transport *t) {
     release_socket(t);
-    if (t->ev.closed)
-        t->ev.closed(t->ud, t->close_status, t->close_why);
+    t->owner.closed(t->owner.ud, t->close_status, t->close_why);
 }
 
 static void note_close(tch_transport *t, int status, const char *why) {
@@ -274,13 +237,17 @@ static void begin_close(tch_transport *t, int status, const char *why) {
 static void close_timeout_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
     (void)fd, (void)what;
-    evbuffer_drain(t->out, evbuffer_get_length(t->out));
-    charge_output(t);
+    tch_conn_out_drop(t->conn);
     if (!t->in_read)
         finish_close(t);
 }
 
+static int not_tchannel(tch_transport *t, char *why, size_t cap);
+
 void tch_transport_close(tch_transport *t, int status, const char *why) {
+    char instead[TCH_ERROR_MSG_MAX];
+    if (status == TCH_EPROTO && not_tchannel(t, instead, sizeof instead))
+        why = instead; /* what the peer sent says more than the frame type */
     begin_close(t, status, why);
 }
 
@@ -293,12 +260,12 @@ static int in_handshake(const tch_transport *t) {
  * most SENT_SHOWN bytes, other bytes as \xNN. */
 #define SENT_SHOWN 48
 static void sent_text(const tch_transport *t, char *buf, size_t cap) {
-    uint8_t b[SENT_SHOWN];
-    ev_ssize_t n = evbuffer_copyout(t->in, b, sizeof b);
+    const uint8_t *b = t->head;
+    size_t n = t->head_len;
     size_t o = 0, i = 0;
     int line_end = 0;
     buf[0] = '\0';
-    for (; n > 0 && i < (size_t)n && o + 8 < cap; i++) {
+    for (; i < n && o + 8 < cap; i++) {
         if ((b[i] == '\r' || b[i] == '\n') && i > 0) {
             line_end = 1;
             break;
@@ -309,18 +276,19 @@ static void sent_text(const tch_transport *t, char *buf, size_t cap) {
             o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", b[i]);
     }
     buf[o] = '\0';
-    if (!line_end && i < evbuffer_get_length(t->in))
+    if (!line_end && (i < n || t->head_more))
         snprintf(buf + o, cap - o, "...");
 }
 
 /* A handshake that failed over bytes that are not a TChannel frame (an
  * init response or an error) means the peer speaks something else. */
 static int not_tchannel(tch_transport *t, char *why, size_t cap) {
-    uint8_t hdr[3];
-    if (!in_handshake(t) || evbuffer_copyout(t->in, hdr, sizeof hdr) < 1 ||
-        (evbuffer_get_length(t->in) >= 3 &&
-         (hdr[2] == TCH_FRAME_INIT_RES || hdr[2] == TCH_FRAME_ERROR)))
+    tch_frame_header h;
+    if (!in_handshake(t) || t->head_len < 1)
         return 0;
+    tch_frame_header_decode(tch_slice_of(t->head, t->head_len), &h, NULL); /* h: what came */
+    if (t->head_len >= 3 && (h.type == TCH_FRAME_INIT_RES || h.type == TCH_FRAME_ERROR))
+        return 0; /* TChannel, however wrong */
     char sent[SENT_SHOWN * 4 + 8];
     sent_text(t, sent, sizeof sent);
     snprintf(why, cap, "peer %s is not speaking TChannel: it sent \"%s\" instead of an init response",
@@ -330,7 +298,7 @@ static int not_tchannel(tch_transport *t, char *why, size_t cap) {
 
 static void socket_failed(tch_transport *t, int e) {
     char why[TCH_ERROR_MSG_MAX];
-    if (e == 0 && in_handshake(t) && evbuffer_get_length(t->in) == 0)
+    if (e == 0 && in_handshake(t) && t->head_len == 0)
         snprintf(why, sizeof why, "peer %s closed the connection without answering the TChannel handshake",
                  t->peer);
     else if (e == 0 && not_tchannel(t, why, sizeof why))
@@ -346,8 +314,7 @@ static void socket_failed(tch_transport *t, int e) {
                  t->peer, evutil_socket_error_to_string(e));
     t->closing = 0; /* the peer is gone: nothing more can be flushed */
     note_close(t, e == 0 ? TCH_ECLOSED : TCH_EIO, why);
-    evbuffer_drain(t->out, evbuffer_get_length(t->out));
-    charge_output(t);
+    tch_conn_out_drop(t->conn);
     if (!t->in_read)
         finish_close(t);
 }
@@ -359,16 +326,9 @@ static void socket_failed(tch_transport *t, int e) {
 static void maybe_resume(tch_transport *t);
 
 static void try_write(tch_transport *t) {
-    while (t->fd >= 0 && evbuffer_get_length(t->out) > 0) {
-        struct evbuffer_iovec vec[WRITE_IOVECS];
-        int n = evbuffer_peek(t->out, -1, NULL, vec, WRITE_IOVECS);
-        if (n > WRITE_IOVECS)
-            n = WRITE_IOVECS;
+    while (t->fd >= 0 && !t->connecting && tch_conn_out_pending(t->conn) > 0) {
         struct iovec iov[WRITE_IOVECS];
-        for (int i = 0; i < n; i++) {
-            iov[i].iov_base = vec[i].iov_base;
-            iov[i].iov_len = vec[i].iov_len;
-        }
+        int n = tch_conn_out(t->conn, iov, WRITE_IOVECS);
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
         ssize_t w = sendmsg(t->fd, &msg, MSG_NOSIGNAL);
         if (w < 0) {
@@ -382,11 +342,10 @@ static void try_write(tch_transport *t) {
             socket_failed(t, e);
             return;
         }
-        evbuffer_drain(t->out, (size_t)w);
-        charge_output(t);
+        tch_conn_out_done(t->conn, (size_t)w);
         maybe_resume(t);
     }
-    if (t->fd >= 0)
+    if (t->fd >= 0 && !t->connecting)
         event_del(t->wev);
     if (t->closing && t->fd >= 0 && !t->in_read)
         finish_close(t);
@@ -395,8 +354,8 @@ static void try_write(tch_transport *t) {
 /* Resumes reading once the peer has taken most of what was waiting; frames
  * already read but not yet processed are picked up by a read_cb pass. */
 static void maybe_resume(tch_transport *t) {
-    if (!t->paused || t->closing || t->fd < 0 || evbuffer_get_length(t->out) > OUT_LOW ||
-        output_backlogged(t))
+    if (!t->paused || t->closing || t->fd < 0 || tch_conn_out_pending(t->conn) > OUT_LOW ||
+        !tch_conn_wants_read(t->conn))
         return;
     t->paused = 0;
     event_add(t->rev, NULL);
@@ -410,290 +369,99 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg) {
     try_write(t);
 }
 
-/* ---- conn callbacks: forwarded to the owner ---------------------------- */
-
-/* Output was queued: it is written later in this loop pass, so calls made
- * together share one sendmsg; read_cb writes directly at its end. */
-static void queued_output(tch_transport *t) {
-    charge_output(t);
+void tch_transport_want_write(tch_transport *t) {
     pause_if_backlogged(t); /* answers made outside reading count too */
     if (!t->in_read && !t->connecting)
         schedule_flush(t);
 }
 
-static void conn_write(void *ud, const uint8_t *data, size_t len) {
-    tch_transport *t = ud;
-    if (t->fd < 0)
-        return;
-    if (evbuffer_add(t->out, data, len) != 0) {
-        begin_close(t, TCH_ENOMEM, "cannot queue output");
-        return;
-    }
-    queued_output(t);
-}
+/* ---- the conn's deadlines ---------------------------------------------- */
 
-/* Call frames are encoded straight into the output buffer's free space. */
-static uint8_t *conn_reserve(void *ud, size_t len) {
-    tch_transport *t = ud;
-    if (t->fd < 0 || evbuffer_reserve_space(t->out, (ev_ssize_t)len, &t->room, 1) < 1)
-        return NULL; /* conn_write then drops it, or reports the lack of memory */
-    return t->room.iov_base;
-}
-
-static void conn_commit(void *ud, size_t used) {
-    tch_transport *t = ud;
-    t->room.iov_len = used;
-    evbuffer_commit_space(t->out, &t->room, 1);
-    if (used > 0)
-        queued_output(t);
-}
-
-static void conn_ready(void *ud) {
-    tch_transport *t = ud;
-    if (t->ev.ready)
-        t->ev.ready(t->ud);
-}
-
-static void conn_call_req(void *ud, tch_call_msg *m) {
-    tch_transport *t = ud;
-    t->ev.call_req(t->ud, m);
-}
-
-static void conn_call_res(void *ud, tch_call_msg *m) {
-    tch_transport *t = ud;
-    t->ev.call_res(t->ud, m);
-}
-
-static void conn_res_failed(void *ud, uint32_t id, int status, const char *why) {
-    tch_transport *t = ud;
-    if (t->ev.res_failed)
-        t->ev.res_failed(t->ud, id, status, why);
-}
-
-static void conn_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
-    tch_transport *t = ud;
-    if (t->ev.error_frame)
-        t->ev.error_frame(t->ud, id, e);
-}
-
-static int conn_expects_response(void *ud, uint32_t id) {
-    tch_transport *t = ud;
-    return t->ev.expects_response ? t->ev.expects_response(t->ud, id) : 1;
-}
-
-static void conn_ping_res(void *ud, uint32_t id) {
-    tch_transport *t = ud;
-    if (t->ev.ping_res)
-        t->ev.ping_res(t->ud, id);
-}
-
-static void conn_cancel(void *ud, uint32_t id) {
-    tch_transport *t = ud;
-    if (t->ev.cancel)
-        t->ev.cancel(t->ud, id);
-}
-
-static void conn_limit(void *ud, const char *why) {
-    tch_transport *t = ud;
-    if (t->ev.limit)
-        t->ev.limit(t->ud, why);
-}
-
-/* An answer to a peer that has more than OUT_SPENT_MARK of answers unread
- * while the memory budget cannot pay for this one closes the connection:
- * waiting would hold the memory for as long as the peer likes. What waits
- * is dropped; the close is logged. */
-static int conn_admit(void *ud, size_t len, char *why, size_t cap) {
-    tch_transport *t = ud;
-    size_t o = evbuffer_get_length(t->out);
-    if (!t->budget || o <= OUT_SPENT_MARK || t->budget->used + len <= t->budget->limit)
-        return 0;
-    snprintf(why, cap,
-             "closed: the peer is not reading its answers: %zu bytes of them wait to be "
-             "written, and one more of up to %zu bytes would pass the memory budget of "
-             "%zu bytes (%zu in use)",
-             o, len, t->budget->limit, t->budget->used);
-    if (t->ev.limit)
-        t->ev.limit(t->ud, why);
-    evbuffer_drain(t->out, o);
-    charge_output(t);
-    return -1;
-}
-
-static void conn_failed(void *ud, int status, const char *why) {
-    tch_transport *t = ud;
-    char instead[TCH_ERROR_MSG_MAX];
-    if (t->in_read && status == TCH_EPROTO && not_tchannel(t, instead, sizeof instead))
-        why = instead; /* what the peer sent says more than the frame type */
-    begin_close(t, status, why);
-}
-
-/* ---- requests that arrive too slowly ------------------------------------ */
-
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t conn_now_ms(void *ud) {
-    (void)ud;
-    return mono_ms();
-}
-
-/* Keeps the expiry timer no later than the conn's earliest deadline. Early
- * is fine (the timer finds nothing due and re-arms), so an armed timer is
- * only moved forward: no timer churn while requests come and go. */
-static void arm_expiry(tch_transport *t) {
+/* Keeps the tick timer no later than the conn's next deadline. Early is
+ * fine (tick finds nothing due and re-arms), so an armed timer is only
+ * moved forward: no timer churn while requests come and go. */
+static void arm_tick(tch_transport *t, uint64_t now) {
     uint64_t due = tch_conn_next_deadline(t->conn);
-    if (t->fd < 0 || due == 0 || (t->expiry_at && due >= t->expiry_at))
+    if (t->fd < 0 || due == 0)
         return;
-    uint64_t now = mono_ms(), wait = due > now ? due - now : 0;
+    if (due <= now) { /* due by the owner's clock already (one a test moves, say) */
+        due = tch_conn_tick(t->conn, now);
+        if (due == 0 || t->fd < 0 || t->closing)
+            return;
+    }
+    if (t->tick_at && due >= t->tick_at)
+        return;
+    uint64_t wait = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
-    evtimer_add(t->expiry, &tv);
-    t->expiry_at = due;
+    evtimer_add(t->tick, &tv);
+    t->tick_at = due;
 }
 
-static void expiry_cb(evutil_socket_t fd, short what, void *arg) {
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
     (void)fd, (void)what;
-    t->expiry_at = 0;
-    tch_conn_expire_requests(t->conn, mono_ms()); /* queues Timeout error frames */
-    arm_expiry(t);
+    t->tick_at = 0;
+    uint64_t now = now_ms(t);
+    tch_conn_tick(t->conn, now); /* Timeout error frames, or the conn fails */
+    arm_tick(t, now);
 }
 
 /* ---- reading -------------------------------------------------------------- */
 
-/* The first size bytes of the input, contiguous: in place when one chain
- * holds them, else copied into the connection's frame buffer. (A pullup
- * would allocate fresh memory and fault its pages in, for about one frame
- * in two at 64 KiB, which straddle the 64 KiB reads.) */
-static const uint8_t *frame_bytes(tch_transport *t, size_t size) {
-    struct evbuffer_iovec v;
-    if (evbuffer_peek(t->in, (ev_ssize_t)size, NULL, &v, 1) == 1)
-        return v.iov_base;
-    if (!t->frame) {
-        t->frame = malloc(TCH_FRAME_MAX_SIZE);
-        if (!t->frame)
-            return NULL;
-    }
-    evbuffer_copyout(t->in, t->frame, size);
-    return t->frame;
+/* Has the conn process what was read. Output made on the way is written
+ * whenever the conn stops early (every FLUSH_EVERY frames, or once 64 KiB
+ * wait) rather than only at the end: the peer starts on the first answers
+ * while later ones are still being made, so both sides work at once. */
+static void process_input(tch_transport *t, uint64_t now) {
+    while (!t->closing && tch_conn_process(t->conn, FLUSH_EVERY, now) == 1)
+        try_write(t);
+    pause_if_backlogged(t); /* the peer is not reading */
 }
 
-/* Feeds every whole frame in the input buffer to the conn. Output made on
- * the way is written every FLUSH_EVERY frames (or FLUSH_BYTES) rather than
- * only at the end:
- * the peer starts on the first answers while later ones are still being
- * made, so both sides work at once instead of taking turns. */
-static void feed_frames(tch_transport *t) {
-    struct evbuffer *in = t->in;
-    unsigned frames = 0;
-    while (!t->closing && !t->paused) {
-        size_t avail = evbuffer_get_length(in);
-        uint8_t hdr[TCH_FRAME_HEADER_SIZE];
-        if (avail < 2)
-            break;
-        evbuffer_copyout(in, hdr, avail < sizeof hdr ? avail : sizeof hdr);
-        size_t size = (size_t)hdr[0] << 8 | hdr[1];
-        if (size < TCH_FRAME_HEADER_SIZE)
-            size = avail < TCH_FRAME_HEADER_SIZE ? avail : TCH_FRAME_HEADER_SIZE;
-        if (avail < size) {
-            if (avail >= sizeof hdr) /* refuse a garbage first frame now */
-                tch_conn_peek_header(t->conn, hdr, sizeof hdr);
-            break;
-        }
-        const uint8_t *p = frame_bytes(t, size);
-        if (!p) {
-            note_close(t, TCH_ENOMEM, "out of memory");
-            break;
-        }
-        tch_conn_feed(t->conn, p, size);
-        evbuffer_drain(in, size);
-        size_t queued = evbuffer_get_length(t->out);
-        if (queued > 0 && (++frames % FLUSH_EVERY == 0 || queued >= FLUSH_BYTES))
-            try_write(t);
-        pause_if_backlogged(t); /* the peer is not reading */
-    }
+/* The first bytes of the peer's, kept while the handshake is on: they say
+ * what it speaks when it is not TChannel. */
+static void keep_head(tch_transport *t, const uint8_t *p, size_t n) {
+    if (tch_conn_is_ready(t->conn))
+        return;
+    size_t k = sizeof t->head - t->head_len < n ? sizeof t->head - t->head_len : n;
+    memcpy(t->head + t->head_len, p, k);
+    t->head_len += k;
+    t->head_more |= k < n;
 }
 
 /* Reads what the socket holds into the input buffer. Returns 0, or the
  * errno (-1 for EOF) that ended the connection. */
-static int read_socket(tch_transport *t) {
+static int read_socket(tch_transport *t, uint64_t now) {
     for (int rounds = 0; rounds < 16; rounds++) { /* bounded: others get a turn */
-        if (evbuffer_get_length(t->in) >= IN_MAX) /* frames wait: reading is paused */
+        if (!tch_conn_wants_read(t->conn)) /* frames wait, or answers do */
             return 0;
-        struct evbuffer_iovec vec[1];
-        if (evbuffer_reserve_space(t->in, READ_CHUNK, vec, 1) < 1)
+        size_t cap;
+        uint8_t *room = tch_conn_in_room(t->conn, READ_CHUNK, &cap);
+        if (!room)
             return ENOMEM;
-        ssize_t n = recv(t->fd, vec[0].iov_base, vec[0].iov_len, 0);
+        ssize_t n = recv(t->fd, room, READ_CHUNK, 0);
         if (n < 0) {
-            vec[0].iov_len = 0;
-            evbuffer_commit_space(t->in, vec, 1);
             if (errno == EINTR)
                 continue;
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : errno;
         }
-        vec[0].iov_len = (size_t)n;
-        evbuffer_commit_space(t->in, vec, 1);
         if (n == 0)
             return -1;
+        keep_head(t, room, (size_t)n);
+        tch_conn_received(t->conn, (size_t)n, now);
         if ((size_t)n < READ_CHUNK)
             return 0;
     }
     return 0;
 }
 
-/* A peer that starts a frame and never finishes it (slowloris) would hold
- * the connection open: a frame begun must be whole within the frame
- * timeout. The clock starts when bytes of a new frame are left over after
- * a read, and stops when none are (or reading is paused by backpressure). */
-static void frame_timeout_cb(evutil_socket_t fd, short what, void *arg) {
-    tch_transport *t = arg;
-    (void)fd, (void)what;
-    char why[128];
-    snprintf(why, sizeof why,
-             "a frame begun %u ms ago is still not whole (%zu bytes of it arrived): frame timeout",
-             t->frame_timeout_ms, evbuffer_get_length(t->in));
-    if (t->ev.limit)
-        t->ev.limit(t->ud, why);
-    begin_close(t, TCH_ETIMEOUT, why); /* first: the close keeps this status */
-    tch_conn_abort(t->conn, why);
-}
-
-static void watch_partial_frame(tch_transport *t, int took_frames) {
-    if (!t->frame_timer || t->fd < 0)
-        return;
-    if (t->closing || t->paused || evbuffer_get_length(t->in) == 0) {
-        event_del(t->frame_timer);
-        return;
-    }
-    if (took_frames || !evtimer_pending(t->frame_timer, NULL)) { /* a new frame */
-        uint32_t ms = t->frame_timeout_ms;
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-        evtimer_add(t->frame_timer, &tv);
-    }
-}
-
-int tch_transport_set_frame_timeout(tch_transport *t, uint32_t ms) {
-    if (!t->frame_timer && ms) {
-        t->frame_timer = evtimer_new(t->base, frame_timeout_cb, t);
-        if (!t->frame_timer)
-            return TCH_ENOMEM;
-    }
-    t->frame_timeout_ms = ms;
-    if (!ms && t->frame_timer)
-        event_del(t->frame_timer);
-    return 0;
-}
-
 static void read_cb(evutil_socket_t fd, short what, void *arg) {
     tch_transport *t = arg;
     (void)fd, (void)what;
-    int rc = read_socket(t);
-    size_t had = evbuffer_get_length(t->in);
+    uint64_t now = now_ms(t); /* one reading of the owner's clock per read */
+    int rc = read_socket(t, now);
     t->in_read = 1;
-    feed_frames(t);
+    process_input(t, now);
     t->in_read = 0;
     if (rc != 0 && !t->closing) { /* EOF or error, after what did arrive */
         socket_failed(t, rc < 0 ? 0 : rc);
@@ -705,8 +473,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg) {
     }
     if (t->closing)
         event_del(t->rev);
-    arm_expiry(t);
-    watch_partial_frame(t, evbuffer_get_length(t->in) < had);
+    arm_tick(t, now);
     try_write(t); /* answers made while reading go out now */
 }
 
@@ -741,18 +508,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
 /* ---- construction ------------------------------------------------------ */
 
 static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
-                                    const tch_conn_config *cfg,
-                                    const tch_transport_events *ev, void *ud,
+                                    tch_conn *conn, const tch_transport_owner *owner,
                                     tch_error *err) {
-    static const tch_conn_callbacks cb = {
-        .write = conn_write, .reserve = conn_reserve, .commit = conn_commit,
-        .ready = conn_ready, .call_req = conn_call_req,
-        .call_res = conn_call_res, .res_failed = conn_res_failed,
-        .error_frame = conn_error_frame, .cancel = conn_cancel,
-        .failed = conn_failed, .expects_response = conn_expects_response,
-        .ping_res = conn_ping_res, .now_ms = conn_now_ms, .limit = conn_limit,
-        .admit = conn_admit,
-    };
     tch_transport *t = calloc(1, sizeof *t);
     if (!t) {
         evutil_closesocket(fd);
@@ -761,21 +518,16 @@ static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
     }
     t->base = base;
     t->fd = fd;
-    t->ev = *ev;
-    t->ud = ud;
-    t->budget = cfg->shared;
-    t->conn = tch_conn_new(cfg, &cb, t);
-    t->in = evbuffer_new();
-    t->out = evbuffer_new();
+    t->conn = conn;
+    t->owner = *owner;
     if (fd >= 0) { /* a dialled one gets them with its socket (dial) */
         t->rev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, t);
         t->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, write_cb, t);
     }
     t->flush = event_new(base, -1, 0, flush_cb, t);
     t->close_timer = evtimer_new(base, close_timeout_cb, t);
-    t->expiry = evtimer_new(base, expiry_cb, t);
-    if (!t->conn || !t->in || !t->out || (fd >= 0 && (!t->rev || !t->wev)) || !t->flush ||
-        !t->close_timer || !t->expiry) {
+    t->tick = evtimer_new(base, tick_cb, t);
+    if ((fd >= 0 && (!t->rev || !t->wev)) || !t->flush || !t->close_timer || !t->tick) {
         tch_transport_free(t);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
@@ -930,19 +682,18 @@ static int start_lookup(tch_transport *t, struct evdns_base *dns, const tch_addr
 
 tch_transport *tch_transport_connect(struct event_base *base,
                                      struct evdns_base *dns,
-                                     const char *host_port,
-                                     const tch_conn_config *cfg,
-                                     const tch_transport_events *ev, void *ud,
+                                     const char *host_port, tch_conn *conn,
+                                     const tch_transport_owner *owner,
                                      tch_error *err) {
     tch_addr a;
     if (tch_addr_parse(host_port, &a, err))
         return NULL;
-    tch_transport *t = transport_new(base, -1, cfg, ev, ud, err);
+    tch_transport *t = transport_new(base, -1, conn, owner, err);
     if (!t)
         return NULL;
     snprintf(t->peer, sizeof t->peer, "%s", host_port);
     t->dialled = 1;
-    t->started_ms = mono_ms();
+    t->started_ms = now_ms(t);
     int rc = a.sslen ? dial(t, (struct sockaddr *)&a.ss, (socklen_t)a.sslen, err)
                      : start_lookup(t, dns, &a, err);
     if (rc) {
@@ -955,37 +706,30 @@ tch_transport *tch_transport_connect(struct event_base *base,
 /* ---- accepting ------------------------------------------------------------ */
 
 tch_transport *tch_transport_accept(struct event_base *base,
-                                    evutil_socket_t fd,
-                                    const tch_conn_config *cfg,
-                                    const tch_transport_events *ev, void *ud,
+                                    evutil_socket_t fd, tch_conn *conn,
+                                    const tch_transport_owner *owner,
                                     tch_error *err) {
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     set_nodelay(fd);
-    tch_transport *t = transport_new(base, fd, cfg, ev, ud, err);
+    tch_transport *t = transport_new(base, fd, conn, owner, err);
     if (t)
         event_add(t->rev, NULL);
     return t;
-}
-
-tch_conn *tch_transport_conn(tch_transport *t) { return t->conn; }
-
-size_t tch_transport_pending_output(const tch_transport *t) {
-    return t->out ? evbuffer_get_length(t->out) : 0;
 }
 
 void tch_transport_explain_wait(const tch_transport *t, char *buf, size_t cap) {
     buf[0] = '\0';
     if (!t->dialled || tch_conn_is_ready(t->conn))
         return;
-    unsigned ms = (unsigned)(mono_ms() - t->started_ms);
+    unsigned ms = (unsigned)(now_ms(t) - t->started_ms);
     if (t->lookup) {
         const char *colon = strrchr(t->peer, ':');
         snprintf(buf, cap, "resolve \"%.*s\": no answer within %u ms",
                  colon ? (int)(colon - t->peer) : 0, t->peer, ms);
     } else if (t->connecting || t->unconnected) {
         snprintf(buf, cap, "connection to %s not established within %u ms", t->peer, ms);
-    } else if (evbuffer_get_length(t->in) > 0) {
+    } else if (t->head_len > 0) {
         char sent[SENT_SHOWN * 4 + 8];
         sent_text(t, sent, sizeof sent);
         snprintf(buf, cap, "peer %s did not answer the TChannel handshake within %u ms (it sent \"%s\")",
@@ -1014,19 +758,8 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->flush);
     if (t->close_timer)
         event_free(t->close_timer);
-    if (t->expiry)
-        event_free(t->expiry);
-    if (t->frame_timer)
-        event_free(t->frame_timer);
-    if (t->in)
-        evbuffer_free(t->in);
-    if (t->out) {
-        evbuffer_drain(t->out, evbuffer_get_length(t->out));
-        charge_output(t);
-        evbuffer_free(t->out);
-    }
-    free(t->frame);
-    tch_conn_free(t->conn);
+    if (t->tick)
+        event_free(t->tick);
     free(t);
 }
 

@@ -1,12 +1,14 @@
 /* libevent transport: moves bytes between a socket and a tch_conn.
  *
- * A tch_transport owns one bufferevent and one tch_conn. It reads whole
- * frames out of the input buffer and feeds them to the conn, writes what the
- * conn emits, and on failure flushes what was queued (an error frame, say)
- * before closing. Owner callbacks are never run from inside tch_conn code,
- * so the owner may free the transport from `closed`. A host name is looked
- * up with the caller's evdns resolver (never blocking the loop) and its
- * addresses are tried in order. */
+ * A tch_transport owns the socket, its libevent events and the dialling
+ * (name lookup, connect) or the accepted socket. It reads straight into
+ * the conn's input, has the conn process it, and writes what the conn
+ * hands out (tch_conn_out / tch_conn_out_done); it decodes no frames and
+ * reports no protocol events: those go from the conn to its owner through
+ * the conn's one event table. The conn belongs to the owner, which frees
+ * it after the transport. A host name is looked up with the caller's
+ * evdns resolver (never blocking the loop) and its addresses are tried in
+ * order. */
 #ifndef TCH_TRANSPORT_H
 #define TCH_TRANSPORT_H
 
@@ -21,47 +23,39 @@ struct event_base;
 struct evdns_base;
 typedef struct tch_transport tch_transport;
 
-typedef struct tch_transport_events {
-    void (*ready)(void *ud);
-    void (*call_req)(void *ud, tch_call_msg *msg); /* callee owns msg */
-    void (*call_res)(void *ud, tch_call_msg *msg); /* callee owns msg */
-    void (*res_failed)(void *ud, uint32_t id, int status, const char *why);
-    void (*error_frame)(void *ud, uint32_t id, const tch_error_frame *e);
-    void (*cancel)(void *ud, uint32_t id);
-    int (*expects_response)(void *ud, uint32_t id); /* optional */
-    void (*ping_res)(void *ud, uint32_t id);         /* optional */
+/* What the transport needs from its owner: the owner's clock (passed to
+ * the conn, the one clock of the connection) and the end. */
+typedef struct tch_transport_owner {
+    uint64_t (*now_ms)(void *ud); /* monotonic ms */
     /* The connection is gone; no further events. The owner frees the
-     * transport (it may do so from this callback). */
+     * transport (it may do so from this callback). Never run from inside
+     * a tch_transport or tch_conn call. */
     void (*closed)(void *ud, int status, const char *why);
-    /* Optional: a limit acted on this connection (a request refused with
-     * Busy over a budget, the frame timeout), for a log line. */
-    void (*limit)(void *ud, const char *why);
-} tch_transport_events;
+    void *ud;
+} tch_transport_owner;
 
 /* dns looks up host names; it may be NULL when host_port is numeric. A
- * failed lookup or connect ends in `closed` (TCH_EIO), never here. */
+ * failed lookup or connect ends in `closed` (TCH_EIO), never here. The
+ * conn (outbound) gets its init queued once connected. */
 tch_transport *tch_transport_connect(struct event_base *base,
                                      struct evdns_base *dns,
-                                     const char *host_port,
-                                     const tch_conn_config *cfg,
-                                     const tch_transport_events *ev, void *ud,
+                                     const char *host_port, tch_conn *conn,
+                                     const tch_transport_owner *owner,
                                      tch_error *err);
 /* Takes ownership of fd (an accepted socket). */
 tch_transport *tch_transport_accept(struct event_base *base,
-                                    evutil_socket_t fd,
-                                    const tch_conn_config *cfg,
-                                    const tch_transport_events *ev, void *ud,
+                                    evutil_socket_t fd, tch_conn *conn,
+                                    const tch_transport_owner *owner,
                                     tch_error *err);
-tch_conn *tch_transport_conn(tch_transport *t);
-/* Flushes pending output then closes; `closed` follows. */
+/* The conn has output waiting (its `output` event): written later in this
+ * loop pass, so what is queued together shares one write. */
+void tch_transport_want_write(tch_transport *t);
+/* Flushes pending output then closes; `closed` follows with status and
+ * why (a conn that failed during the handshake over bytes that are not
+ * TChannel gets why replaced by what the peer sent). */
 void tch_transport_close(tch_transport *t, int status, const char *why);
 /* Closes at once without callbacks and frees. */
 void tch_transport_free(tch_transport *t);
-size_t tch_transport_pending_output(const tch_transport *t);
-/* A frame begun must be whole within ms (0: no bound, the default); past
- * it the peer gets a fatal error frame and the connection closes with
- * TCH_ETIMEOUT. */
-int tch_transport_set_frame_timeout(tch_transport *t, uint32_t ms);
 /* Why an outbound connection is not ready yet, for a timeout's message:
  * the lookup, the connect or the peer's silence (with what it sent, if
  * anything), and for how long. Empty once ready, or for an accepted one. */

@@ -21,27 +21,50 @@ const char *tch_frame_type_name(uint8_t type) {
 
 const char *tch_frame_what(uint8_t type) { return tch_frame_type_name(type); }
 
-int tch_frame_parse(tch_slice in, tch_frame *out, size_t *consumed,
-                    tch_error *err) {
+int tch_frame_header_decode(tch_slice in, tch_frame_header *h, tch_error *err) {
+    h->size = 0;
+    h->type = 0;
+    h->id = 0;
     if (in.len < 2)
         return tch_error_set(err, TCH_EAGAIN, "frame: need 2 bytes for size, "
                              "have %zu", in.len);
-    size_t size = tch_get16(in.ptr);
-    if (size < TCH_FRAME_HEADER_SIZE)
+    /* What has arrived is decoded (type with 3 bytes, id with 8), so even a
+     * short or bad start can be judged. Reserved bytes (1 and 8) are
+     * ignored, as the Node peer does. */
+    h->size = tch_get16(in.ptr);
+    if (in.len >= 3)
+        h->type = in.ptr[2];
+    if (in.len >= 8)
+        h->id = tch_get32(in.ptr + 4);
+    if (h->size < TCH_FRAME_HEADER_SIZE)
         return tch_error_set(err, TCH_EPROTO,
                              "frame: size %zu is smaller than the %d-byte "
                              "header at offset 0",
-                             size, TCH_FRAME_HEADER_SIZE);
-    if (in.len < size)
+                             h->size, TCH_FRAME_HEADER_SIZE);
+    if (in.len < TCH_FRAME_HEADER_SIZE)
+        return tch_error_set(err, TCH_EAGAIN, "frame: need %d bytes for the header, have %zu",
+                             TCH_FRAME_HEADER_SIZE, in.len);
+    return 0;
+}
+
+int tch_frame_parse(tch_slice in, tch_frame *out, size_t *consumed,
+                    tch_error *err) {
+    tch_frame_header h;
+    int rc = tch_frame_header_decode(in, &h, err);
+    if (rc == TCH_EAGAIN && h.size && in.len < h.size)
         return tch_error_set(err, TCH_EAGAIN, "frame: need %zu bytes, have %zu",
-                             size, in.len);
-    /* Reserved bytes (1 and 8) are ignored, as the Node peer does. */
-    out->type = in.ptr[2];
-    out->id = tch_get32(in.ptr + 4);
+                             h.size, in.len);
+    if (rc)
+        return rc;
+    if (in.len < h.size)
+        return tch_error_set(err, TCH_EAGAIN, "frame: need %zu bytes, have %zu",
+                             h.size, in.len);
+    out->type = h.type;
+    out->id = h.id;
     out->payload.ptr = in.ptr + TCH_FRAME_HEADER_SIZE;
-    out->payload.len = size - TCH_FRAME_HEADER_SIZE;
+    out->payload.len = h.size - TCH_FRAME_HEADER_SIZE;
     if (consumed)
-        *consumed = size;
+        *consumed = h.size;
     return 0;
 }
 

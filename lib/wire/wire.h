@@ -58,6 +58,20 @@ typedef struct tch_frame {
     tch_slice payload; /* view into the input */
 } tch_frame;
 
+/* A frame's header, decoded before its payload has arrived. */
+typedef struct tch_frame_header {
+    size_t size; /* the whole frame's, header included */
+    uint8_t type;
+    uint32_t id;
+} tch_frame_header;
+
+/* The one decoder of frame headers: everything that looks at a frame's
+ * size, type or id comes through here. Returns 0 with h set when in holds
+ * the 16 header bytes; TCH_EAGAIN when it does not; TCH_EPROTO when the
+ * size field is smaller than the header. Either way what has arrived is
+ * decoded (size once 2 bytes are there, type 3, id 8; else 0). */
+int tch_frame_header_decode(tch_slice in, tch_frame_header *h, tch_error *err);
+
 /* Parses one frame from the front of in. Returns 0 and sets *consumed;
  * TCH_EAGAIN when in holds less than a whole frame; TCH_EPROTO when the
  * size field is smaller than the header. */

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Benchmark harness: closed-loop raw echo over loopback, ours vs Node vs a plain-socket floor.
 #
-#   tests/bench/run.sh [--quick] [--repeat N]   (env TCH_BUILD_DIR: build folder, default ./build)
+#   tests/bench/run.sh [--quick] [--repeat N] [--before DIR]
+#                                      (env TCH_BUILD_DIR: build folder, default ./build)
+#
+# --before DIR: a second build (the code before a change, say) whose interop-server and
+# bench_client also run, as impl=before:ours->ours, in every round between the others,
+# so both builds meet the machine's same spells; ratio lines then compare the two.
 #
 # Builds nothing: expects build/tests/interop/interop-server, build/tests/bench/bench_client
 # and build/tests/bench/pingpong, and installs the Node peer via tests/interop/node/install.sh.
@@ -20,13 +25,18 @@ build=${TCH_BUILD_DIR:-$root/build}
 duration=5
 warmup=1
 repeat=
-usage() { echo "usage: tests/bench/run.sh [--quick] [--repeat N]" >&2; exit 2; }
+before=
+usage() { echo "usage: tests/bench/run.sh [--quick] [--repeat N] [--before BUILD_DIR]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) duration=1; warmup=0.3; repeat=${repeat:-1} ;;
     --repeat)
         [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]?$ ]] || usage
         repeat=$2
+        shift ;;
+    --before)
+        [ $# -ge 2 ] && [ -d "$2" ] || usage
+        before=$(cd "$2" && pwd)
         shift ;;
     *) usage ;;
     esac
@@ -39,7 +49,9 @@ ours_client=$build/tests/bench/bench_client
 pingpong=$build/tests/bench/pingpong
 node_server=$root/tests/interop/node/server.js
 node_client=$root/tests/bench/node/bench_client.js
-for f in "$ours_server" "$ours_client" "$pingpong"; do
+before_server=${before:+$before/tests/interop/interop-server}
+before_client=${before:+$before/tests/bench/bench_client}
+for f in "$ours_server" "$ours_client" "$pingpong" $before_server $before_client; do
     if [ ! -x "$f" ]; then
         echo "run.sh: $f is missing; build first (cmake --build build)" >&2
         exit 2
@@ -85,6 +97,9 @@ start_server() {
 start_server ours "$ours_server"; ours_hp=$HP; ours_pid=$PID
 start_server node node "$node_server"; node_hp=$HP; node_pid=$PID
 start_server socket "$pingpong" server; socket_hp=$HP; socket_pid=$PID
+if [ -n "$before" ]; then
+    start_server before "$before_server"; before_hp=$HP; before_pid=$PID
+fi
 ticks_per_s=$(getconf CLK_TCK)
 
 # cpu_ticks PID [children] : prints the process's user and kernel CPU so far, in
@@ -138,6 +153,8 @@ for ((run_no = 1; run_no <= repeat; run_no++)); do
     for size in 100 65536; do
         for conc in 1 64; do
             run_case 'ours->ours' "$conc" "$size" "$ours_pid" "$ours_client" --peer "$ours_hp"
+            [ -n "$before" ] && run_case 'before:ours->ours' "$conc" "$size" "$before_pid" \
+                "$before_client" --peer "$before_hp"
             run_case 'node->ours' "$conc" "$size" "$ours_pid" node "$node_client" --peer "$ours_hp"
             run_case 'node->node' "$conc" "$size" "$node_pid" node "$node_client" --peer "$node_hp"
         done
@@ -227,7 +244,16 @@ END {
     # Context for the line above: if even plain sockets cannot reach 10x the
     # Node pair at 64 KiB, no TChannel implementation can on this machine.
     ratio("floor/node conc=64 size=65536", "socket->socket 64 65536", "node->node 64 65536", 10)
-    ratio("ours/floor conc=64 size=65536", "ours->ours 64 65536", "socket->socket 64 65536", 0.5)
+    ratio("ours/floor conc=64 size=65536", "ours->ours 64 65536", "socket->socket 64 65536", 0.85)
+    if (("before:ours->ours 64 65536") in med) {
+        ratio("before/floor conc=64 size=65536", "before:ours->ours 64 65536", "socket->socket 64 65536", 0.85)
+        split("1 64", concs, " ")
+        for (i = 1; i <= 2; i++)
+            for (j = 1; j <= 2; j++) {
+                c = concs[i]; z = j == 1 ? 100 : 65536
+                ratio("after/before conc=" c " size=" z, "ours->ours " c " " z, "before:ours->ours " c " " z, 0.95)
+            }
+    }
     split("100 65536", sizes, " ")
     for (i = 1; i <= 2; i++) {
         k = "ours->ours 64 " sizes[i]

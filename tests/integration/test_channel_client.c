@@ -286,7 +286,7 @@ static void a_draining_peer_is_avoided(void **state) {
     result_free(&r);
     /* A drains, as Node does: an error frame about no call on every connection */
     assert_non_null(f->server->conns);
-    tch_conn_send_error(tch_transport_conn(f->server->conns->t), TCH_ID_NONE,
+    tch_conn_send_error(f->server->conns->conn, TCH_ID_NONE,
                         TCH_PCODE_DECLINED, NULL, "draining: going away");
     int expired = 0; /* wait for the client to have read it, 3 s at most */
     struct timeval bound = {3, 0};
@@ -827,6 +827,72 @@ static void blocking_client_sees_a_close_between_calls(void **state) {
     stop_serving(&s, th);
 }
 
+/* ---- the channel's one clock ---------------------------------------------- */
+
+typedef struct fake_clock {
+    uint64_t ms;
+} fake_clock;
+
+static uint64_t read_fake_clock(void *ud) { return ((fake_clock *)ud)->ms; }
+
+/* Runs base until done(ud) or ms (real) pass; returns done(ud). */
+static int run_until_fn(struct event_base *base, int (*done)(void *), void *ud, int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    int expired = 0;
+    struct event *t = evtimer_new(base, tch_test_bound_fired, &expired);
+    evtimer_add(t, &tv);
+    while (!done(ud) && !expired && event_base_loop(base, EVLOOP_ONCE) == 0)
+        ;
+    event_free(t);
+    return done(ud);
+}
+
+static int frame_begun(void *ud) {
+    tch_channel *ch = ud;
+    return ch->conns && tch_conn_in_pending(ch->conns->conn) >= 8;
+}
+
+static int no_conns(void *ud) { return ((tch_channel *)ud)->conns == NULL; }
+
+/* Every deadline of a connection is read from the channel's clock: moved
+ * by a test, it drives a frame timeout of a minute in no time. */
+static void the_channels_clock_drives_the_frame_timeout(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    fake_clock clk = {.ms = 1000000};
+    tch_channel_options o = {.frame_timeout_ms = 60000, .now_ms = read_fake_clock,
+                             .clock_ud = &clk};
+    tch_channel *ch;
+    tch_error err;
+    assert_int_equal(tch_channel_new(base, "clocked", &o, &ch, &err), 0);
+    assert_int_equal(tch_channel_listen(ch, "127.0.0.1:0", &err), 0);
+    struct sockaddr_storage ss;
+    int sslen;
+    assert_int_equal(tch_parse_host_port(tch_channel_host_port(ch), &ss, &sslen, &err), 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&ss, (socklen_t)sslen), 0);
+    static const uint8_t header[] = {0x07, 0xd0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01};
+    assert_int_equal(send(fd, header, sizeof header, 0), (ssize_t)sizeof header); /* an init begins */
+    assert_true(run_until_fn(base, frame_begun, ch, 3000));
+    clk.ms += 59999;
+    assert_int_equal(send(fd, "z", 1, 0), 1);
+    assert_false(run_until_fn(base, no_conns, ch, 100)); /* within the timeout still */
+    clk.ms += 1;
+    assert_int_equal(send(fd, "z", 1, 0), 1); /* read: the deadline has passed */
+    assert_true(run_until_fn(base, no_conns, ch, 3000));
+    uint8_t got[512];
+    ssize_t n = recv(fd, got, sizeof got - 1, MSG_DONTWAIT);
+    assert_true(n > 16);
+    assert_int_equal(got[2], TCH_FRAME_ERROR); /* the peer is told why */
+    got[n] = 0;
+    for (ssize_t i = 0; i < n; i++) /* the message, as text */
+        got[i] = got[i] ? got[i] : ' ';
+    assert_non_null(strstr((char *)got, "frame timeout"));
+    close(fd);
+    tch_channel_free(ch);
+    event_base_free(base);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(retries_go_to_the_live_peer, setup, teardown),
@@ -851,6 +917,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(an_answer_over_the_limit_is_not_retried, setup, teardown),
         cmocka_unit_test(blocking_client_calls_without_a_loop),
         cmocka_unit_test(blocking_client_sees_a_close_between_calls),
+        cmocka_unit_test(the_channels_clock_drives_the_frame_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

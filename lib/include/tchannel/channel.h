@@ -31,6 +31,8 @@ typedef struct tch_channel tch_channel;
 
 /* One line of text for a log the caller keeps (the library has none). */
 typedef void (*tch_log_cb)(const char *line, void *ud);
+/* The channel's clock (tch_channel_options.now_ms): monotonic milliseconds. */
+typedef uint64_t (*tch_clock_cb)(void *ud);
 
 /* Checksum of outgoing calls (tch_channel_options.checksum_type). Zero is
  * the default so that a zeroed options struct means defaults. */
@@ -83,6 +85,13 @@ typedef struct tch_channel_options {
      * both. Default false: not traced, so programs that never ask send what
      * they sent before. See tchannel/trace.h and docs/library.md. */
     bool trace;
+    /* The channel's clock: monotonic milliseconds, with clock_ud. NULL: the
+     * system's monotonic clock. Every deadline the channel and its
+     * connections keep (call timeouts, TTLs of requests still arriving, the
+     * frame timeout, idle connections, peers' backoff) is read from it, so
+     * a test can replace it to drive a timeout without waiting for it. */
+    tch_clock_cb now_ms;
+    void *clock_ud;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
