@@ -111,10 +111,13 @@ static const opt_row OPTIONS[] = {
                                "is closed (0: no bound; default 10000)"},
     {"max-connections", 0, "N", "TChannel connections open at once; more are refused\n"
                                 "(0: no limit; default 1024)"},
-    {"memory-budget", 0, "MIB", "bytes of requests arriving or being served, all\n"
-                                "connections together; past it: Busy (default 256)"},
-    {"connection-budget", 0, "MIB", "bytes of requests still arriving on one connection;\n"
-                                    "past it: Busy (default 128)"},
+    {"memory-budget", 0, "MIB", "bytes held for callers, all connections together:\n"
+                                "requests arriving or being served (until answered)\n"
+                                "and answers queued for writing (delayed ones too);\n"
+                                "past it: Busy. The copies kept of delayed answers\n"
+                                "are held to it apart (default 256)"},
+    {"connection-budget", 0, "MIB", "bytes of requests still arriving on one connection\n"
+                                    "(not answers); past it: Busy (default 128)"},
     {"trace-to", 0, "URL", "post our server spans of traced requests to a Zipkin\n"
                            "collector (http://HOST:PORT[/PATH], default path\n"
                            "/api/v2/spans)"},

@@ -20,6 +20,8 @@
 #include <tchannel/channel.h>
 #include <tchannel/trace.h>
 
+#include "intmap.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -191,6 +193,7 @@ int mock_outcome_parse(const char *name, mock_outcome *out); /* 0, or TCH_EINVAL
 /* ---- the server context ---------------------------------------------------- */
 
 typedef struct mock_delayed mock_delayed;
+typedef struct mock_held mock_held;
 typedef struct mock_recording mock_recording;
 typedef struct tch_hyperbahn tch_hyperbahn;
 
@@ -216,6 +219,8 @@ typedef struct mock {
     struct event *watch_timer;
     struct event *sig_int, *sig_term, *grace_timer;
     mock_delayed *delayed;     /* answers waiting for their `delay` */
+    tch_intmap held;           /* their bytes, one copy per answer (serve.c) */
+    size_t held_bytes;         /* what those copies take: within --memory-budget */
     mock_recording *recordings; /* calls forwarded upstream, not answered yet */
     size_t n_recordings;
     struct event *commit_ev; /* commits the recordings waiting for disk, then answers */

@@ -457,6 +457,45 @@ static void stub_cap(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
 }
 
+/* Calls waiting on a delayed stub hold its answer, not the stub: deleting
+ * the stub (or replacing it) meanwhile changes nothing for them, and calls
+ * waiting on one answer each get it whole. */
+static void delayed_answers_outlive_their_stub(void **state) {
+    fx *f = *state;
+    start_mock(f);
+    add_stub(f, "{\"id\": \"late\", \"request\": {\"endpoint\": \"late\"}, \"delay\": 300, "
+                "\"plays\": 100, \"response\": {\"body\": \"late answer\"}}");
+    add_stub(f, "{\"id\": \"other\", \"request\": {\"endpoint\": \"other\"}, \"delay\": 300, "
+                "\"response\": {\"body\": \"other answer\"}}");
+    enum { N = 4 };
+    result r[N + 1];
+    for (int i = 0; i < N; i++)
+        start_call(f, "late", 5000, &r[i]);
+    start_call(f, "other", 5000, &r[N]);
+    /* the calls reach the mock before the admin request does: wait for them */
+    json_t *j = NULL;
+    long deadline = mp_now_ms() + 5000;
+    json_int_t seen = 0;
+    while (seen < N + 1 && mp_now_ms() < deadline) {
+        assert_int_equal(admin(f, EVHTTP_REQ_GET, "/journal", NULL, &j), 200);
+        seen = json_integer_value(json_object_get(j, "total"));
+        json_decref(j);
+    }
+    assert_int_equal(seen, N + 1);
+    assert_int_equal(admin(f, EVHTTP_REQ_DELETE, "/stubs/late", NULL, NULL), 200);
+    assert_int_equal(admin(f, EVHTTP_REQ_PUT, "/stubs/other",
+                           "{\"request\": {\"endpoint\": \"other\"}, "
+                           "\"response\": {\"body\": \"replaced\"}}", NULL),
+                     200);
+    for (int i = 0; i <= N; i++) {
+        assert_true(tch_test_run_until(f->base, &r[i].done, 5000));
+        assert_int_equal(r[i].status, 0);
+        assert_string_equal(r[i].arg3, i < N ? "late answer" : "other answer");
+    }
+    assert_int_equal(call(f, "late", "{}").status, TCH_EREMOTE); /* gone: a miss */
+    assert_string_equal(call(f, "other", "{}").arg3, "replaced");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
@@ -469,6 +508,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(bad_checksum_fault, setup, teardown),
         cmocka_unit_test_setup_teardown(stub_churn_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(stub_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(delayed_answers_outlive_their_stub, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
