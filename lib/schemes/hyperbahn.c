@@ -417,7 +417,7 @@ static void local_ip_towards(const char *router, char *ip, size_t cap) {
     int sslen;
     if (router_address(router, &ss, &sslen) != 0)
         return; /* the router's lookup fails when advertising, saying why */
-    int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return;
     socklen_t llen = sizeof local;

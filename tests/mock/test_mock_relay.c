@@ -15,7 +15,6 @@
 #include <tchannel/hyperbahn.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,22 +96,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* The instances' listening sockets must not leak into the mock: a child
- * holding one open would leave connections to a stopped instance hanging in
- * its backlog instead of refused. */
-static void cloexec_all(void) {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        int fd = atoi(e->d_name);
-        if (fd > 2 && fd != dirfd(d))
-            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
-    }
-    closedir(d);
-}
-
 static void start_mock(fx *f, const char *first, ...) {
-    cloexec_all();
     char *argv[32];
     int n = 0, admin = 0;
     argv[n++] = TCH_MOCK_BIN;
@@ -520,7 +504,6 @@ static void relay_loop_is_declined(void **state) {
     snprintf(hp_a, sizeof hp_a, "127.0.0.1:%d", pa);
     mock_proc b;
     char *argv_b[] = {TCH_MOCK_BIN, "--relay", "--upstream-router", hp_a, empty, NULL};
-    cloexec_all();
     assert_int_equal(mp_start(&b, argv_b, 0, 2), 0);
     start_mock(f, "--relay", "--port", port, "--upstream-router", b.hp, empty, NULL);
     result r = call(f, "alpha", "echo", "round and round");
