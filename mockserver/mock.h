@@ -128,7 +128,9 @@ typedef enum mock_outcome {
 typedef struct mock_journal_entry {
     uint64_t seq;
     uint64_t time_ms; /* wall clock */
-    char *service, *endpoint, *peer; /* truncated copies */
+    char *service, *endpoint; /* truncated copies */
+    char *peer;      /* the caller's socket address, NULL when not known */
+    char *announced; /* the host:port it announced in init (0.0.0.0:0: it does not listen) */
     int scheme;
     mock_outcome outcome;
     char *cassette; /* path, or NULL */

@@ -58,6 +58,9 @@ void tch_transport_close(tch_transport *t, int status, const char *why);
 /* Closes at once without callbacks and frees. */
 void tch_transport_free(tch_transport *t);
 size_t tch_transport_pending_output(const tch_transport *t);
+/* An accepted socket's remote address, "IP:PORT" or "[IP6]:PORT" (read
+ * once at accept); "" for one we dialled or when it could not be read. */
+const char *tch_transport_remote_addr(const tch_transport *t);
 /* A frame begun must be whole within ms (0: no bound, the default); past
  * it the peer gets a fatal error frame and the connection closes with
  * TCH_ETIMEOUT. */

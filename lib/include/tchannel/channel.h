@@ -187,8 +187,12 @@ size_t tch_inbound_header_count(const tch_inbound *in);
 tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i);
 /* Transport header by key; returns 1 and sets *value when present. */
 int tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
-/* Remote "host:port" as announced in the peer's init, or "" if unknown. */
+/* Remote "host:port" as announced in the peer's init, or "" if unknown.
+ * A client that does not listen announces "0.0.0.0:0". */
 const char *tch_inbound_peer(const tch_inbound *in);
+/* The caller's socket address, "IP:PORT" or "[IP6]:PORT", or "" once the
+ * call's connection is gone. Valid until the handler returns. */
+const char *tch_inbound_remote_addr(const tch_inbound *in);
 /* 1 once the call can no longer be answered usefully (TTL passed, caller
  * cancelled, connection gone). Answering is still required. */
 int tch_inbound_is_done(const tch_inbound *in);
