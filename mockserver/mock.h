@@ -51,6 +51,7 @@ typedef struct mock_config {
     uint32_t watch_ms;
     int verbose;
     size_t journal_size;
+    size_t max_stubs;        /* --max-stubs: run-time stubs kept at once */
     size_t max_ad_services;  /* --max-advertised-services: services advertised at once */
     size_t max_ad_instances; /* --max-advertised-instances: (service, host:port) ads at once */
     size_t max_ads_per_peer; /* --max-ads-per-peer: services one host:port may advertise */
@@ -232,6 +233,7 @@ typedef struct mock {
     json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
     tch_cassette *stubs; /* run-time stubs (stubs.c), asked before the cassettes; NULL until
                             the first is added */
+    size_t n_stubs;      /* live ones in it (--max-stubs caps them) */
     uint64_t delay_rng;  /* draws stubs' random delays (serve.c) */
     struct mock_relay *relay; /* relay.c: instances by service, their channels */
     tch_hyperbahn *hb;
