@@ -366,21 +366,25 @@ int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
  * with it has gone round a loop (an instance or router that is this mock).
  * 16 bytes at most: the Node peer refuses a longer header key. */
 #define MOCK_HOP_HEADER "tch-mock-hop"
+/* A forwarded call carries at most this many transport headers in all: what
+ * a TChannel peer accepts (nh is one byte; the Node peer refuses more than
+ * 128, and so does our own channel). */
+#define MOCK_FORWARD_MAX_HEADERS 128
 /* A forwarded call's transport headers: as, re, sk and rd go to their
- * tch_call_opts fields (so they do not count against the library's limit of
- * TCH_MAX_TRANSPORT_HEADERS given headers), the others as they came, plus
- * our hop mark. The caller's re is passed on and is exactly what we retry
- * on (re "n": one try; "c": a connection error, busy or declined tries
- * another instance), within the caller's TTL. */
+ * tch_call_opts fields (the library writes them), the others as they came,
+ * plus our hop mark. The caller's re is passed on and is exactly what we
+ * retry on (re "n": one try; "c": a connection error, busy or declined
+ * tries another instance), within the caller's TTL. */
 typedef struct mock_forward {
-    tch_kv hs[TCH_MAX_TRANSPORT_HEADERS];
+    tch_kv hs[MOCK_FORWARD_MAX_HEADERS];
     char as[256], sk[256], rd[256];
 } mock_forward;
 /* Fills o->headers, nheaders, arg_scheme, retry_on, shard_key and
  * routing_delegate from call (scheme: the "as" to send when the call had
- * none). 0, or TCH_EINVAL with err naming a relay loop (the
- * call carries our hop mark) or the headers that do not fit: the caller
- * answers Declined. */
+ * none). 0; TCH_EINVAL with err naming a relay loop (the call carries our
+ * hop mark: answer Declined); TCH_ETOOBIG when the forwarded call would
+ * carry more than MOCK_FORWARD_MAX_HEADERS (the caller had 128, or 127
+ * without cn: answer BadRequest, err names the rule). */
 int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_call_opts *o,
                          mock_forward *fw, tch_error *err);
 /* host_port is where this mock listens: its port on a local, loopback or

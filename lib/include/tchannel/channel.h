@@ -238,8 +238,10 @@ enum tch_retry_on {
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
 };
 
-/* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
- * allows (the Node peer refuses more). */
+/* Transport headers a call may always give besides as/cn/re/sk/rd. The
+ * limit is 128 in all on the wire, what the Node peer accepts (nh is one
+ * byte): a call that gives some of those five itself may give that many
+ * more (the library adds only those not given). */
 #define TCH_MAX_TRANSPORT_HEADERS 123
 /* tch_call_opts.traced: the traced flag (0x01) sent with a call. */
 enum tch_traced {
