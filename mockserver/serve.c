@@ -114,7 +114,7 @@ static void respond(tch_inbound *in, const answer *a) {
 
 /* The slot of an answer's bytes in m->held: where they live in the
  * interaction, folded. Two sources on one slot are told apart by content
- * (held_same); the later one is then held unshared. */
+ * (held_same); the later one takes the slot. */
 static uint32_t held_key(const answer *a) {
     uintptr_t p = (uintptr_t)(a->arg3.len ? (const void *)a->arg3.ptr
                               : a->arg2.len ? (const void *)a->arg2.ptr
@@ -180,9 +180,14 @@ static mock_held *held_take(mock *m, const answer *a, int share, int *rc) {
         held_release(m, h);
         return NULL;
     }
-    /* a slot taken by other bytes keeps them: this copy goes unshared */
-    if (key && !tch_intmap_get(&m->held, key) && tch_intmap_put(&m->held, key, h) == 0)
+    /* a slot held by other bytes (a source freed, its address reused) goes
+     * to the newest: those calls keep their copy, the next ones share this */
+    mock_held *old = key ? tch_intmap_get(&m->held, key) : NULL;
+    if (key && tch_intmap_put(&m->held, key, h) == 0) {
         h->key = key;
+        if (old)
+            old->key = 0;
+    }
     return h;
 }
 
