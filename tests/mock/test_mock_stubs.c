@@ -515,6 +515,39 @@ static void stub_ids_are_hashed(void **state) {
     tch_cassette_free(c);
 }
 
+/* What the mock holds for delayed answers is held to --memory-budget: a
+ * templated answer is rendered per call, so 40 calls waiting on a 100 KB
+ * one would hold 4 MB; with a budget of 1 MiB the ones past it get Busy at
+ * once, naming the flag, and the others their answer. */
+static void delayed_copies_are_held_to_the_budget(void **state) {
+    fx *f = *state;
+    assert_int_equal(fx_start_mock(f, 2, "--memory-budget", "1", f->dir, NULL), 0);
+    enum { BIG = 100000, N = 40 };
+    static char stub[BIG + 300];
+    int at = snprintf(stub, sizeof stub, "{\"request\": {\"endpoint\": \"big\"}, \"delay\": "
+                      "500, \"response\": {\"template\": true, \"body\": \"[\\\"");
+    memset(stub + at, 'z', BIG); /* the body: ["zz..z", REQUEST BODY] */
+    snprintf(stub + at + BIG, sizeof stub - (size_t)(at + BIG), "\\\", {{request.body}}]\"}}");
+    add_stub(f, stub);
+    static result r[N];
+    for (int i = 0; i < N; i++)
+        start_call(f, "big", 5000, &r[i]);
+    int busy = 0, answered = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(tch_test_run_until(f->base, &r[i].done, 10000));
+        if (r[i].status == 0) {
+            answered++;
+        } else {
+            if (r[i].error_code != TCH_PCODE_BUSY || !strstr(r[i].message, "delayed answer") || !strstr(r[i].message, "--memory-budget"))
+                fail_msg("Busy: %s", r[i].message);
+            busy++;
+        }
+    }
+    if (busy == 0 || answered == 0 || answered > 11)
+        fail_msg("%d answered, %d Busy", answered, busy);
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 5000), 0);
+}
+
 /* --max-stubs sets the cap: past it 409 naming the flag; a delete (one,
  * or all) makes room, and a replace counts once. */
 static void max_stubs_flag(void **state) {
@@ -595,6 +628,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(delayed_answers_outlive_their_stub, setup, teardown),
         cmocka_unit_test_setup_teardown(max_stubs_flag, setup, teardown),
         cmocka_unit_test(stub_ids_are_hashed),
+        cmocka_unit_test_setup_teardown(delayed_copies_are_held_to_the_budget, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
