@@ -55,6 +55,7 @@ static void entry_clear(mock_journal_entry *e) {
     free(e->service);
     free(e->endpoint);
     free(e->peer);
+    free(e->announced);
     free(e->cassette);
     free(e->message);
     json_decref(e->near_miss);
@@ -182,13 +183,15 @@ static char *stub_id_of(const mock_journal *j, const char *cassette, long index)
     return stub && stub->id ? strdup(stub->id) : NULL;
 }
 
-/* in: the request, when known (its bytes are kept). */
+/* in: the request, when known (its bytes are kept, and the address of
+ * its socket). announced: the host:port its caller gave in init. */
 static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice endpoint,
-                                const char *peer, int scheme, mock_outcome outcome,
+                                const char *announced, int scheme, mock_outcome outcome,
                                 const char *cassette, long index, const char *message,
                                 json_t *near_miss, const tch_inbound *in) {
+    const char *peer = in ? tch_inbound_remote_addr(in) : NULL;
     size_t fixed = sizeof(mock_journal_entry) + service.len + endpoint.len + str_bytes(peer) +
-                   str_bytes(cassette) + str_bytes(message);
+                   str_bytes(announced) + str_bytes(cassette) + str_bytes(message);
     size_t body = in ? request_bytes(in) : 0;
     int cut = fixed + body > j->max_bytes; /* alone over the budget: its bytes are left out */
     size_t need = fixed + (cut ? 0 : body);
@@ -202,7 +205,8 @@ static mock_journal_entry *push(mock_journal *j, tch_slice service, tch_slice en
     e->time_ms = mock_now_ms();
     e->service = dup_slice(service, MOCK_JOURNAL_STR_MAX);
     e->endpoint = dup_slice(endpoint, MOCK_JOURNAL_STR_MAX);
-    e->peer = dup_str(peer, MOCK_JOURNAL_STR_MAX);
+    e->peer = peer && *peer ? dup_str(peer, MOCK_JOURNAL_STR_MAX) : NULL;
+    e->announced = dup_str(announced, MOCK_JOURNAL_STR_MAX);
     e->scheme = scheme;
     e->outcome = outcome;
     e->cassette = dup_str(cassette, 4096);
@@ -383,7 +387,8 @@ static json_t *entry_to_json(const mock_journal *j, const mock_journal_entry *e)
     json_object_set_new(o, "service", text(e->service));
     json_object_set_new(o, "endpoint", text(e->endpoint));
     json_object_set_new(o, "scheme", json_string(mock_scheme_name(e->scheme)));
-    json_object_set_new(o, "peer", text(e->peer));
+    json_object_set_new(o, "peer", e->peer ? text(e->peer) : json_null());
+    json_object_set_new(o, "announcedHostPort", text(e->announced));
     json_object_set_new(o, "outcome", json_string(mock_outcome_name(e->outcome)));
     json_object_set_new(o, "matched", json_boolean(e->outcome == MOCK_REPLAYED));
     if (e->cassette)
@@ -451,7 +456,7 @@ int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t
             .headers = req_arg2(e),
             .body = req_arg3(e),
             .scheme = (tch_cassette_scheme)e->scheme,
-            .host_port = tch_slice_cstr(e->peer ? e->peer : ""),
+            .host_port = tch_slice_cstr(e->announced ? e->announced : ""), /* as served */
             .transport_headers = kv,
             .n_transport_headers = nh,
         };

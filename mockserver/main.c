@@ -73,6 +73,8 @@ static const opt_row OPTIONS[] = {
     {"no-watch", 0, NULL, "do not reload cassettes that change on disk"},
     {"watch-interval", 0, "MS", "poll period for changes (default 500)"},
     {"journal-size", 0, "N", "requests kept in the journal (default 10000)"},
+    {"max-stubs", 0, "N", "run-time stubs (POST /stubs) kept at once; one more is\n"
+                          "refused with 409 (default 10000)"},
     {"max-advertised-services", 0, "N", "services advertised to us at once (default 1024)"},
     {"max-advertised-instances", 0, "N", "service instances advertised to us at once\n"
                                          "(default 4096)"},
@@ -111,10 +113,13 @@ static const opt_row OPTIONS[] = {
                                "is closed (0: no bound; default 10000)"},
     {"max-connections", 0, "N", "TChannel connections open at once; more are refused\n"
                                 "(0: no limit; default 1024)"},
-    {"memory-budget", 0, "MIB", "bytes of requests arriving or being served, all\n"
-                                "connections together; past it: Busy (default 256)"},
-    {"connection-budget", 0, "MIB", "bytes of requests still arriving on one connection;\n"
-                                    "past it: Busy (default 128)"},
+    {"memory-budget", 0, "MIB", "bytes held for callers, all connections together:\n"
+                                "requests arriving or being served (until answered)\n"
+                                "and answers queued for writing (delayed ones too);\n"
+                                "past it: Busy. The copies kept of delayed answers\n"
+                                "are held to it apart (default 256)"},
+    {"connection-budget", 0, "MIB", "bytes of requests still arriving on one connection\n"
+                                    "(not answers); past it: Busy (default 128)"},
     {"trace-to", 0, "URL", "post our server spans of traced requests to a Zipkin\n"
                            "collector (http://HOST:PORT[/PATH], default path\n"
                            "/api/v2/spans)"},
@@ -362,6 +367,10 @@ static int apply_option(mock_config *c, const char *name, const char *v) {
         if (number(name, v, 1, 10000000, "a number of requests", &n))
             return 2;
         c->journal_size = n;
+    } else if (!strcmp(name, "--max-stubs")) {
+        if (number(name, v, 1, 10000000, "a number of stubs", &n))
+            return 2;
+        c->max_stubs = n;
     } else if (!strcmp(name, "--max-advertised-services") ||
                !strcmp(name, "--max-advertised-instances") || !strcmp(name, "--max-ads-per-peer")) {
         if (number(name, v, 1, 1000000, "a number of ads", &n))
@@ -491,6 +500,7 @@ static void config_defaults(mock_config *c) {
     c->watch = 1;
     c->watch_ms = 500;
     c->journal_size = 10000;
+    c->max_stubs = 10000;
     c->max_ad_services = 1024;
     c->max_ad_instances = 4096;
     c->max_ads_per_peer = 256;

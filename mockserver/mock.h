@@ -20,6 +20,8 @@
 #include <tchannel/channel.h>
 #include <tchannel/trace.h>
 
+#include "intmap.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -49,6 +51,7 @@ typedef struct mock_config {
     uint32_t watch_ms;
     int verbose;
     size_t journal_size;
+    size_t max_stubs;        /* --max-stubs: run-time stubs kept at once */
     size_t max_ad_services;  /* --max-advertised-services: services advertised at once */
     size_t max_ad_instances; /* --max-advertised-instances: (service, host:port) ads at once */
     size_t max_ads_per_peer; /* --max-ads-per-peer: services one host:port may advertise */
@@ -126,7 +129,9 @@ typedef enum mock_outcome {
 typedef struct mock_journal_entry {
     uint64_t seq;
     uint64_t time_ms; /* wall clock */
-    char *service, *endpoint, *peer; /* truncated copies */
+    char *service, *endpoint; /* truncated copies */
+    char *peer;      /* the caller's socket address, NULL when not known */
+    char *announced; /* the host:port it announced in init (0.0.0.0:0: it does not listen) */
     int scheme;
     mock_outcome outcome;
     char *cassette; /* path, or NULL */
@@ -191,6 +196,7 @@ int mock_outcome_parse(const char *name, mock_outcome *out); /* 0, or TCH_EINVAL
 /* ---- the server context ---------------------------------------------------- */
 
 typedef struct mock_delayed mock_delayed;
+typedef struct mock_held mock_held;
 typedef struct mock_recording mock_recording;
 typedef struct tch_hyperbahn tch_hyperbahn;
 
@@ -216,6 +222,8 @@ typedef struct mock {
     struct event *watch_timer;
     struct event *sig_int, *sig_term, *grace_timer;
     mock_delayed *delayed;     /* answers waiting for their `delay` */
+    tch_intmap held;           /* their bytes, one copy per answer (serve.c) */
+    size_t held_bytes;         /* what those copies take: within --memory-budget */
     mock_recording *recordings; /* calls forwarded upstream, not answered yet */
     size_t n_recordings;
     struct event *commit_ev; /* commits the recordings waiting for disk, then answers */
@@ -225,6 +233,7 @@ typedef struct mock {
     json_t *advertised; /* serviceName -> {hostPort, cost, count, lastMs} */
     tch_cassette *stubs; /* run-time stubs (stubs.c), asked before the cassettes; NULL until
                             the first is added */
+    size_t n_stubs;      /* live ones in it (--max-stubs caps them) */
     uint64_t delay_rng;  /* draws stubs' random delays (serve.c) */
     struct mock_relay *relay; /* relay.c: instances by service, their channels */
     tch_hyperbahn *hb;
@@ -357,21 +366,25 @@ int mock_relay_route(mock *m, const tch_cassette_call *call, tch_channel **via,
  * with it has gone round a loop (an instance or router that is this mock).
  * 16 bytes at most: the Node peer refuses a longer header key. */
 #define MOCK_HOP_HEADER "tch-mock-hop"
+/* A forwarded call carries at most this many transport headers in all: what
+ * a TChannel peer accepts (nh is one byte; the Node peer refuses more than
+ * 128, and so does our own channel). */
+#define MOCK_FORWARD_MAX_HEADERS 128
 /* A forwarded call's transport headers: as, re, sk and rd go to their
- * tch_call_opts fields (so they do not count against the library's limit of
- * TCH_MAX_TRANSPORT_HEADERS given headers), the others as they came, plus
- * our hop mark. The caller's re is passed on and is exactly what we retry
- * on (re "n": one try; "c": a connection error, busy or declined tries
- * another instance), within the caller's TTL. */
+ * tch_call_opts fields (the library writes them), the others as they came,
+ * plus our hop mark. The caller's re is passed on and is exactly what we
+ * retry on (re "n": one try; "c": a connection error, busy or declined
+ * tries another instance), within the caller's TTL. */
 typedef struct mock_forward {
-    tch_kv hs[TCH_MAX_TRANSPORT_HEADERS];
+    tch_kv hs[MOCK_FORWARD_MAX_HEADERS];
     char as[256], sk[256], rd[256];
 } mock_forward;
 /* Fills o->headers, nheaders, arg_scheme, retry_on, shard_key and
  * routing_delegate from call (scheme: the "as" to send when the call had
- * none). 0, or TCH_EINVAL with err naming a relay loop (the
- * call carries our hop mark) or the headers that do not fit: the caller
- * answers Declined. */
+ * none). 0; TCH_EINVAL with err naming a relay loop (the call carries our
+ * hop mark: answer Declined); TCH_ETOOBIG when the forwarded call would
+ * carry more than MOCK_FORWARD_MAX_HEADERS (the caller had 128, or 127
+ * without cn: answer BadRequest, err names the rule). */
 int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_call_opts *o,
                          mock_forward *fw, tch_error *err);
 /* host_port is where this mock listens: its port on a local, loopback or

@@ -404,6 +404,7 @@ static const char *copy_value(char *dst, size_t n, tch_slice v) {
 int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_call_opts *o,
                          mock_forward *fw, tch_error *err) {
     size_t n = 0;
+    int has_cn = 0, has_re = 0;
     o->arg_scheme = scheme;
     o->retry_on = TCH_RETRY_DEFAULT; /* "c", the protocol's default, when re is absent */
     for (size_t i = 0; i < call->n_transport_headers; i++) {
@@ -422,16 +423,27 @@ int mock_forward_headers(const tch_cassette_call *call, const char *scheme, tch_
             o->routing_delegate = v.len ? copy_value(fw->rd, sizeof fw->rd, v) : NULL;
         } else if (tch_slice_eq_cstr(k, "re") && retry_on_of(v, &o->retry_on)) {
             continue;
-        } else {
-            if (n == TCH_MAX_TRANSPORT_HEADERS - 1) /* room for our mark */
-                return tch_error_set(err, TCH_EINVAL, "too many transport headers to forward: "
-                                     "the call has %zu; besides as, re, sk and rd at most %d "
-                                     "(cn included) go on with the relay's %s mark",
-                                     call->n_transport_headers, TCH_MAX_TRANSPORT_HEADERS - 1,
-                                     MOCK_HOP_HEADER);
+        } else if (n < MOCK_FORWARD_MAX_HEADERS - 1) { /* past it, refused below */
+            has_cn |= tch_slice_eq_cstr(k, "cn");
+            has_re |= tch_slice_eq_cstr(k, "re"); /* one retry_on_of did not take */
             fw->hs[n++] = (tch_kv){k, v};
+        } else {
+            n++;
         }
     }
+    /* on the wire: these, our mark, and what the library adds: as, re
+     * (always written), cn when the caller gave none, sk and rd */
+    size_t total = n + 1 + 1 + !has_re + !has_cn + (o->shard_key != NULL) +
+                   (o->routing_delegate != NULL);
+    if (total > MOCK_FORWARD_MAX_HEADERS)
+        return tch_error_set(err, TCH_ETOOBIG, "too many transport headers to relay: the call "
+                             "has %zu, and relayed it would carry %zu (the relay adds its %s "
+                             "mark%s), more than the %d a TChannel peer accepts (the Node peer "
+                             "refuses more): send at most %zu",
+                             call->n_transport_headers, total, MOCK_HOP_HEADER,
+                             has_cn ? "" : ", and a cn header as the call has none",
+                             MOCK_FORWARD_MAX_HEADERS,
+                             call->n_transport_headers - (total - MOCK_FORWARD_MAX_HEADERS));
     fw->hs[n++] = (tch_kv){tch_slice_cstr(MOCK_HOP_HEADER), tch_slice_cstr("1")};
     o->headers = fw->hs;
     o->nheaders = n;
@@ -504,8 +516,10 @@ static void relay_now(mock *m, tch_inbound *in, const tch_cassette_call *call, t
     mock_forward fw; /* the library copies the headers at the call */
     tch_error err = {0};
     relay_call *c = NULL;
-    if (mock_forward_headers(call, mock_scheme_name(call->scheme), &o, &fw, &err) != 0) {
-        /* answered below, Declined */
+    int refused = mock_forward_headers(call, mock_scheme_name(call->scheme), &o, &fw, &err);
+    if (refused) {
+        /* answered below: BadRequest for headers that cannot fit (the
+         * caller must change the call), Declined for a loop */
     } else if (!(c = calloc(1, sizeof *c))) {
         tch_error_set(&err, TCH_ENOMEM, "tchannel-mock: out of memory");
     } else {
@@ -526,7 +540,8 @@ static void relay_now(mock *m, tch_inbound *in, const tch_cassette_call *call, t
     }
     snprintf(msg, sizeof msg, "tchannel-mock: cannot relay to %s: %s", service, err.msg);
     journal(m, in, call, MOCK_FAILED, msg);
-    tch_inbound_respond_error(in, TCH_PCODE_DECLINED, msg);
+    tch_inbound_respond_error(in, refused == TCH_ETOOBIG ? TCH_PCODE_BAD_REQUEST
+                                                         : TCH_PCODE_DECLINED, msg);
 }
 
 /* ---- recording by service --------------------------------------------------------------- */

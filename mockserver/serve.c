@@ -7,6 +7,8 @@
 #include <tchannel/stub.h>
 #include <tchannel/vcr_adapt.h>
 
+#include "intmap.h"
+
 #include <event2/event.h>
 
 #include <stdio.h>
@@ -24,18 +26,28 @@ int mock_scheme_of(const tch_inbound *in) {
 
 /* ---- answering -------------------------------------------------------------- */
 
-/* An answer copied out of the cassette: a reload may free the interaction
- * while the answer waits for its delay. */
-struct mock_delayed {
-    mock *m;
-    tch_inbound *in;
-    struct event *timer;
+/* An answer waiting for its delay holds its bytes here, not in the
+ * interaction: a reload or a stub's removal (admin API) may free that
+ * meanwhile. One copy serves every call waiting with the same answer
+ * (--allow-repeats and a delay would otherwise copy it per call: a caller
+ * that never reads made the mock hold a copy for each call it sent). */
+struct mock_held {
+    size_t refs;
+    uint32_t key;  /* its slot in m->held (the source's address, folded), 0: not shared */
+    size_t bytes;  /* counted in m->held_bytes */
     int is_error;
     uint8_t code;
     char *message;
     tch_buf arg2, arg3;
-    int hold; /* noAnswer: answer only once the call is done (the caller gave up) */
     tch_stub_fault fault;
+};
+
+struct mock_delayed {
+    mock *m;
+    tch_inbound *in;
+    struct event *timer;
+    mock_held *a;
+    int hold; /* noAnswer: answer only once the call is done (the caller gave up) */
     mock_delayed *prev, *next;
 };
 
@@ -80,6 +92,87 @@ static void respond(tch_inbound *in, const answer *a) {
         tch_inbound_respond(in, a->code, a->arg2, a->arg3);
 }
 
+/* ---- answers held for a delay ------------------------------------------------ */
+
+/* The slot of an answer's bytes in m->held: where they live in the
+ * interaction, folded. Two sources on one slot are told apart by content
+ * (held_same); the later one takes the slot. */
+static uint32_t held_key(const answer *a) {
+    uintptr_t p = (uintptr_t)(a->arg3.len ? (const void *)a->arg3.ptr
+                              : a->arg2.len ? (const void *)a->arg2.ptr
+                                            : (const void *)a->message);
+    uint64_t x = (uint64_t)p * 0x9e3779b97f4a7c15ull;
+    uint32_t k = (uint32_t)(x >> 32);
+    return k ? k : 1;
+}
+
+static int slice_is(tch_slice s, const tch_buf *b) {
+    return s.len == b->len && (!s.len || memcmp(s.ptr, b->ptr, s.len) == 0);
+}
+
+static int held_same(const mock_held *h, const answer *a) {
+    return h->is_error == a->is_error && h->code == a->code && h->fault == a->fault &&
+           !strcmp(h->message ? h->message : "", a->message ? a->message : "") &&
+           slice_is(a->arg2, &h->arg2) && slice_is(a->arg3, &h->arg3);
+}
+
+static void held_release(mock *m, mock_held *h) {
+    if (!h || --h->refs > 0)
+        return;
+    if (h->key && tch_intmap_get(&m->held, h->key) == h)
+        tch_intmap_remove(&m->held, h->key);
+    m->held_bytes -= h->bytes;
+    free(h->message);
+    tch_buf_free(&h->arg2);
+    tch_buf_free(&h->arg3);
+    free(h);
+}
+
+/* What the mock may hold for delayed answers: the --memory-budget. */
+static size_t held_limit(const mock *m) {
+    size_t b = m->cfg->limits.max_request_bytes;
+    return b ? b : (size_t)256 << 20;
+}
+
+/* A reference to a's bytes: the copy held already for the same answer, or
+ * a new one (shared when it can be: a template's answer, made per call,
+ * never is). NULL with *rc: TCH_ENOMEM, or TCH_ETOOBIG when a new copy
+ * would take the bytes held past the memory budget. */
+static mock_held *held_take(mock *m, const answer *a, int share, int *rc) {
+    uint32_t key = share ? held_key(a) : 0;
+    mock_held *h = key ? tch_intmap_get(&m->held, key) : NULL;
+    if (h && held_same(h, a)) {
+        h->refs++;
+        return h;
+    }
+    size_t msg = a->message ? strlen(a->message) + 1 : 0;
+    size_t bytes = sizeof *h + msg + a->arg2.len + a->arg3.len;
+    if (bytes > held_limit(m) - (m->held_bytes < held_limit(m) ? m->held_bytes : held_limit(m))) {
+        *rc = TCH_ETOOBIG;
+        return NULL;
+    }
+    *rc = TCH_ENOMEM;
+    if (!(h = calloc(1, sizeof *h)))
+        return NULL;
+    h->refs = 1, h->is_error = a->is_error, h->code = a->code, h->fault = a->fault;
+    h->bytes = bytes;
+    m->held_bytes += bytes;
+    if ((a->message && !(h->message = strdup(a->message))) ||
+        tch_buf_append_slice(&h->arg2, a->arg2) || tch_buf_append_slice(&h->arg3, a->arg3)) {
+        held_release(m, h);
+        return NULL;
+    }
+    /* a slot held by other bytes (a source freed, its address reused) goes
+     * to the newest: those calls keep their copy, the next ones share this */
+    mock_held *old = key ? tch_intmap_get(&m->held, key) : NULL;
+    if (key && tch_intmap_put(&m->held, key, h) == 0) {
+        h->key = key;
+        if (old)
+            old->key = 0;
+    }
+    return h;
+}
+
 static void delayed_free(mock_delayed *d) {
     mock *m = d->m;
     if (d->prev)
@@ -90,9 +183,7 @@ static void delayed_free(mock_delayed *d) {
         d->next->prev = d->prev;
     if (d->timer)
         event_free(d->timer);
-    free(d->message);
-    tch_buf_free(&d->arg2);
-    tch_buf_free(&d->arg3);
+    held_release(m, d->a);
     free(d);
 }
 
@@ -107,8 +198,9 @@ static void delayed_fire(evutil_socket_t fd, short what, void *arg) {
         if (evtimer_add(d->timer, &tv) == 0)
             return;
     }
-    answer a = {d->is_error, d->code, d->message ? d->message : "",
-                tch_buf_slice(&d->arg2), tch_buf_slice(&d->arg3), d->fault};
+    const mock_held *h = d->a;
+    answer a = {h->is_error, h->code, h->message ? h->message : "",
+                tch_buf_slice(&h->arg2), tch_buf_slice(&h->arg3), h->fault};
     respond(d->in, &a);
     delayed_free(d);
 }
@@ -116,26 +208,41 @@ static void delayed_fire(evutil_socket_t fd, short what, void *arg) {
 void mock_serve_flush_delayed(mock *m) {
     while (m->delayed)
         delayed_fire(-1, 0, m->delayed);
+    tch_intmap_free(&m->held);
 }
 
-/* Returns 0, or an error (nothing scheduled) so the caller can answer now. */
-static int answer_later(mock *m, tch_inbound *in, const answer *a, uint32_t delay_ms) {
+/* Returns 0, or an error (nothing scheduled) so the caller can answer now:
+ * TCH_ETOOBIG when holding a's bytes would pass the memory budget.
+ * share: a's bytes are the interaction's own (not made for this call). */
+static int answer_later(mock *m, tch_inbound *in, const answer *a, uint32_t delay_ms, int share) {
+    int rc = 0;
     mock_delayed *d = calloc(1, sizeof *d);
     if (!d)
         return TCH_ENOMEM;
-    d->m = m, d->in = in, d->is_error = a->is_error, d->code = a->code, d->fault = a->fault;
+    d->m = m, d->in = in;
     d->next = m->delayed;
     if (m->delayed)
         m->delayed->prev = d;
     m->delayed = d;
     struct timeval tv = {delay_ms / 1000, (delay_ms % 1000) * 1000};
-    if ((a->message && !(d->message = strdup(a->message))) ||
-        tch_buf_append_slice(&d->arg2, a->arg2) || tch_buf_append_slice(&d->arg3, a->arg3) ||
+    if (!(d->a = held_take(m, a, share, &rc)) ||
         !(d->timer = evtimer_new(m->base, delayed_fire, d)) || evtimer_add(d->timer, &tv)) {
         delayed_free(d);
-        return TCH_ENOMEM;
+        return rc ? rc : TCH_ENOMEM;
     }
     return 0;
+}
+
+/* A delayed answer the budget cannot hold: Busy now, as the channel
+ * refuses a request over it (the caller may retry). */
+static void answer_over_budget(mock *m, tch_inbound *in, const answer *a) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "tchannel-mock: a delayed answer of %zu bytes would take what the "
+             "mock holds for delayed answers (%zu bytes) past the memory budget of %zu bytes "
+             "(--memory-budget); retry later",
+             a->arg2.len + a->arg3.len, m->held_bytes, held_limit(m));
+    mock_log("refused: %s", msg + 14);
+    tch_inbound_respond_error(in, TCH_PCODE_BUSY, msg);
 }
 
 /* The wait before an answer: a stub's random delay, else its fixed one. */
@@ -159,13 +266,14 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
     const tch_stub_info *st = tch_cassette_stub_of(it);
     answer a = answer_of(it);
     tch_buf arg2 = {0}, arg3 = {0};
+    int rendered = 0;
     char msg[TCH_ERROR_MSG_MAX + 64];
     if (st && st->fault == TCH_STUB_FAULT_NO_ANSWER) {
         uint32_t ttl = tch_inbound_ttl_ms(in);
         answer late = {1, TCH_PCODE_TIMEOUT, "tchannel-mock: noAnswer fault", {0}, {0},
                        TCH_STUB_FAULT_NONE};
-        if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS ? ttl : MOCK_NO_ANSWER_MAX_MS) ==
-            0) {
+        if (answer_later(m, in, &late, ttl < MOCK_NO_ANSWER_MAX_MS ? ttl : MOCK_NO_ANSWER_MAX_MS,
+                         1) == 0) {
             m->delayed->hold = 1; /* answer_later put it first */
             return;
         }
@@ -191,6 +299,7 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
             a = (answer){1, TCH_PCODE_UNEXPECTED, msg, {0}, {0}, TCH_STUB_FAULT_NONE};
         } else {
             a.code = (uint8_t)code;
+            rendered = 1;
             a.arg2 = tch_buf_slice(&arg2);
             a.arg3 = tch_buf_slice(&arg3);
         }
@@ -198,7 +307,11 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
     if (st && st->fault == TCH_STUB_FAULT_BAD_CHECKSUM && !a.is_error)
         a.fault = TCH_STUB_FAULT_BAD_CHECKSUM; /* a template that failed is answered as such */
     uint32_t delay = delay_of(m, it);
-    if (delay == 0 || answer_later(m, in, &a, delay) != 0)
+    /* a rendered template is this call's own: not worth a slot to share */
+    int rc = delay ? answer_later(m, in, &a, delay, !rendered) : -1;
+    if (rc == TCH_ETOOBIG)
+        answer_over_budget(m, in, &a);
+    else if (rc != 0)
         respond(in, &a);
     tch_buf_free(&arg2);
     tch_buf_free(&arg3);
@@ -206,10 +319,7 @@ static void replay(mock *m, tch_inbound *in, tch_cassette *c, size_t index,
 
 /* Whether the run-time stubs (stubs.c) hold anything to ask. */
 static int have_stubs(const mock *m) {
-    for (size_t i = 0; m->stubs && i < tch_cassette_count(m->stubs); i++)
-        if (tch_cassette_get(m->stubs, i))
-            return 1;
-    return 0;
+    return m->stubs && m->n_stubs > 0; /* counted by stubs.c: no scan per call */
 }
 
 /* ---- the miss ---------------------------------------------------------------- */

@@ -57,6 +57,7 @@ static tch_cassette *stubs_of(mock *m, tch_error *err) {
 void mock_stubs_free(mock *m) {
     tch_cassette_free(m->stubs);
     m->stubs = NULL;
+    m->n_stubs = 0;
 }
 
 /* The body as JSON (or YAML by its Content-Type); NULL after a 400. */
@@ -110,11 +111,10 @@ static json_t *list_json(mock *m) {
     return json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list), "stubs", list);
 }
 
-/* Run-time stubs kept at once: each is asked on every call that no exact
- * interaction answers, so whoever reaches the admin API cannot grow that
- * work, or the memory, without bound. */
-#define MOCK_MAX_STUBS 10000
-
+/* Run-time stubs kept at once are capped (--max-stubs): each is asked on
+ * every call that no exact interaction answers, so whoever reaches the
+ * admin API cannot grow that work, or the memory, without bound. m->n_stubs
+ * counts them (a scan after a replace that failed half-way). */
 static size_t live_stubs(mock *m) {
     size_t live = 0, n = m->stubs ? tch_cassette_count(m->stubs) : 0;
     for (size_t i = 0; i < n; i++)
@@ -123,10 +123,11 @@ static size_t live_stubs(mock *m) {
 }
 
 static void post_stub(mock *m, struct evhttp_request *req) {
-    if (live_stubs(m) >= MOCK_MAX_STUBS) {
+    if (m->n_stubs >= m->cfg->max_stubs) {
         char msg[200];
-        snprintf(msg, sizeof msg, "run-time stubs: %d already, the most the mock keeps; delete "
-                 "some first (DELETE /stubs/ID, DELETE /stubs)", MOCK_MAX_STUBS);
+        snprintf(msg, sizeof msg, "run-time stubs: %zu already, the most the mock keeps "
+                 "(--max-stubs); delete some first (DELETE /stubs/ID, DELETE /stubs)",
+                 m->n_stubs);
         mock_admin_reply_error(req, 409, "%s", msg);
         return;
     }
@@ -142,6 +143,7 @@ static void post_stub(mock *m, struct evhttp_request *req) {
         mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
+    m->n_stubs++;
     mock_log("stub %s added via admin API", id);
     mock_admin_reply(req, 201, json_pack("{s:s,s:o}", "id", id, "stub", stub_json(m, id)));
 }
@@ -155,6 +157,7 @@ static void put_stub(mock *m, struct evhttp_request *req, const char *id) {
                       : tch_error_set(&err, TCH_ENOTFOUND, "no stub with id '%.100s'", id);
     json_decref(body);
     if (rc) {
+        m->n_stubs = live_stubs(m); /* a replace that failed may have dropped the old one */
         mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
@@ -170,14 +173,14 @@ static void delete_stub(mock *m, struct evhttp_request *req, const char *id) {
         mock_admin_reply_error(req, code_of(rc), "%s", err.msg);
         return;
     }
+    m->n_stubs--;
     mock_log("stub %s deleted via admin API", id);
     mock_admin_reply(req, 200, json_pack("{s:s}", "deleted", id));
 }
 
 static void delete_all(mock *m, struct evhttp_request *req) {
-    size_t n = 0;
-    for (size_t i = 0; m->stubs && i < tch_cassette_count(m->stubs); i++)
-        n += tch_cassette_get(m->stubs, i) != NULL;
+    size_t n = m->n_stubs;
+    m->n_stubs = 0;
     if (m->stubs) {
         tch_cassette_stub_clear(m->stubs);
         tch_cassette_scenarios_reset(m->stubs);
@@ -361,7 +364,7 @@ static void save_stubs(mock *m, struct evhttp_request *req) {
     }
     tch_buf out = {0};
     tch_error err = {0};
-    size_t saved = live_stubs(m);
+    size_t saved = m->n_stubs;
     static const char empty[] = "version: 1\ninteractions: []\n";
     int rc = m->stubs ? tch_cassette_stubs_emit(m->stubs, &out, &err)
                       : (tch_buf_append(&out, empty, sizeof empty - 1) ? TCH_ENOMEM : 0);

@@ -125,6 +125,10 @@ struct tch_cassette {
     cas_scenario *scenarios;
     size_t nscenarios;
     unsigned long next_stub_id;
+    /* stub id -> index of its live entry (a JSON object of integers), made
+     * by the first run-time insert and kept by insert and drop; NULL: ids
+     * are found by a scan */
+    struct json_t *stub_ids;
     uint64_t counter; /* {{counter}} */
 };
 

@@ -612,6 +612,8 @@ uint32_t tch_stub_delay_sample(const tch_stub_delay *d, uint64_t *state) {
 }
 
 void tch__cas_stubs_free(tch_cassette *c) {
+    json_decref(c->stub_ids);
+    c->stub_ids = NULL;
     for (size_t i = 0; i < c->n; i++) {
         tch_stub_rules_free(c->items[i]->implicit);
         c->items[i]->implicit = NULL;

@@ -250,11 +250,21 @@ static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, 
 
 /* ---- on a cassette ------------------------------------------------------------ */
 
+static int live_id(const cas_entry *e) {
+    return e->state != ST_ABORTED && e->state != ST_PENDING && e->it.stub && e->it.stub->id;
+}
+
 int tch_cassette_stub_find(const tch_cassette *c, const char *id, size_t *index) {
+    if (id && c->stub_ids) {
+        json_t *at = json_object_get(c->stub_ids, id);
+        if (!at)
+            return TCH_ENOTFOUND;
+        *index = (size_t)json_integer_value(at);
+        return 0;
+    }
     for (size_t i = 0; id && i < c->n; i++) {
         const cas_entry *e = c->items[i];
-        if (e->state != ST_ABORTED && e->state != ST_PENDING && e->it.stub && e->it.stub->id &&
-            strcmp(e->it.stub->id, id) == 0) {
+        if (live_id(e) && strcmp(e->it.stub->id, id) == 0) {
             *index = i;
             return 0;
         }
@@ -262,9 +272,24 @@ int tch_cassette_stub_find(const tch_cassette *c, const char *id, size_t *index)
     return TCH_ENOTFOUND;
 }
 
+/* Makes c->stub_ids from the entries (the first of two with one id wins,
+ * as the scan finds it). Out of memory leaves it NULL: ids are scanned. */
+static void index_ids(tch_cassette *c) {
+    json_t *ix = c->stub_ids ? NULL : json_object();
+    for (size_t i = c->n; ix && i-- > 0;)
+        if (live_id(c->items[i]) &&
+            json_object_set_new(ix, c->items[i]->it.stub->id, json_integer((json_int_t)i))) {
+            json_decref(ix);
+            ix = NULL;
+        }
+    if (ix)
+        c->stub_ids = ix;
+}
+
 static int insert(tch_cassette *c, tch_cassette_interaction *it, const char **id,
                   tch_error *err) {
     size_t at;
+    index_ids(c);
     if (it->stub->id && tch_cassette_stub_find(c, it->stub->id, &at) == 0)
         return tch_error_set(err, TCH_ESTATE, "id: '%.100s' is in use", it->stub->id);
     while (!it->stub->id) {
@@ -287,6 +312,11 @@ static int insert(tch_cassette *c, tch_cassette_interaction *it, const char **id
         e->state = ST_ABORTED;
         return tch_error_set(err, rc, "stub: out of memory");
     }
+    if (c->stub_ids && json_object_set_new(c->stub_ids, e->it.stub->id,
+                                           json_integer((json_int_t)(c->n - 1)))) {
+        json_decref(c->stub_ids); /* out of memory: back to the scan */
+        c->stub_ids = NULL;
+    }
     if (id)
         *id = e->it.stub->id;
     return 0;
@@ -305,6 +335,8 @@ int tch_cassette_stub_add(tch_cassette *c, const json_t *interaction, const char
 
 static void drop(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
+    if (c->stub_ids && e->it.stub && e->it.stub->id)
+        json_object_del(c->stub_ids, e->it.stub->id);
     if (e->pattern)
         tch__cas_pattern_remove(c, idx);
     e->state = ST_ABORTED; /* never matched, listed or written again */

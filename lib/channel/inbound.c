@@ -257,6 +257,9 @@ tch_slice tch_inbound_caller(const tch_inbound *in) {
     return cn;
 }
 const char *tch_inbound_peer(const tch_inbound *in) { return in->peer; }
+const char *tch_inbound_remote_addr(const tch_inbound *in) {
+    return in->cc && in->cc->t ? tch_transport_remote_addr(in->cc->t) : "";
+}
 bool tch_inbound_is_done(const tch_inbound *in) { return in->done || !in->cc; }
 tch_channel *tch_inbound_channel(const tch_inbound *in) { return in->ch; }
 

@@ -48,7 +48,7 @@ int tch_local_ip_towards(const char *host_port, char *ip, size_t cap) {
     int rc = peer_address(host_port, &ss, &sslen);
     if (rc)
         return rc;
-    int fd = socket(ss.ss_family, SOCK_DGRAM, 0);
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return TCH_EIO;
     rc = TCH_EIO;

@@ -777,9 +777,15 @@ static int validate(const tch_channel *ch, const tch_call_opts *o, tch_error *er
             return tch_error_set(err, TCH_ETOOBIG,
                                  "call to %s: arg%d is %zu bytes, over the limit of %zu",
                                  o->service, i + 1, args[i]->len, ch->opts.max_arg_size);
-    if (o->nheaders > TCH_MAX_TRANSPORT_HEADERS)
-        return tch_error_set(err, TCH_EINVAL, "call to %s: too many transport headers (%zu)",
-                             o->service, o->nheaders);
+    /* what goes on the wire: the given headers and those of as, cn, re, sk
+     * and rd that fill_fields adds (re always has a value) */
+    size_t added = !header_given(o, "as") + !header_given(o, "cn") + !header_given(o, "re") +
+                   (o->shard_key && !header_given(o, "sk")) +
+                   (o->routing_delegate && !header_given(o, "rd"));
+    if (o->nheaders + added > TCH_CALL_HEADERS_ALLOWED)
+        return tch_error_set(err, TCH_EINVAL, "call to %s: too many transport headers (%zu, "
+                             "and %zu of as, cn, re, sk, rd added: over %d)",
+                             o->service, o->nheaders, added, TCH_CALL_HEADERS_ALLOWED);
     if (o->retry_on < TCH_RETRY_DEFAULT || o->retry_on > TCH_RETRY_CONNECTION_TIMEOUT)
         return tch_error_set(err, TCH_EINVAL, "call to %s: invalid retry_on %d",
                              o->service, o->retry_on);

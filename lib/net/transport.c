@@ -45,6 +45,7 @@ struct tch_transport {
     struct evutil_addrinfo *addrs, *next_addr; /* the name's, tried in order */
     struct event *dial; /* the next step of an unconnected one, from the loop */
     char addr[64];      /* the address dialled, for messages */
+    char remote[64];    /* an accepted socket's peer address ("" if unknown) */
     uint64_t started_ms; /* when dialling began */
     int connecting;
     int connect_errno; /* connect(2) failed at once; reported from the loop */
@@ -713,10 +714,17 @@ tch_transport *tch_transport_accept(struct event_base *base,
     evutil_make_socket_closeonexec(fd);
     set_nodelay(fd);
     tch_transport *t = transport_new(base, fd, conn, owner, err);
-    if (t)
-        event_add(t->rev, NULL);
+    if (!t)
+        return NULL;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        sockaddr_text((const struct sockaddr *)&ss, t->remote, sizeof t->remote);
+    event_add(t->rev, NULL);
     return t;
 }
+
+const char *tch_transport_remote_addr(const tch_transport *t) { return t->remote; }
 
 void tch_transport_explain_wait(const tch_transport *t, char *buf, size_t cap) {
     buf[0] = '\0';

@@ -56,6 +56,9 @@ void tch_transport_want_write(tch_transport *t);
 void tch_transport_close(tch_transport *t, int status, const char *why);
 /* Closes at once without callbacks and frees. */
 void tch_transport_free(tch_transport *t);
+/* An accepted socket's remote address, "IP:PORT" or "[IP6]:PORT" (read
+ * once at accept); "" for one we dialled or when it could not be read. */
+const char *tch_transport_remote_addr(const tch_transport *t);
 /* Why an outbound connection is not ready yet, for a timeout's message:
  * the lookup, the connect or the peer's silence (with what it sent, if
  * anything), and for how long. Empty once ready, or for an accepted one. */

@@ -16,3 +16,16 @@ if(TARGET tchannel-mock)
             $<TARGET_FILE:tchannel-mock> $<TARGET_FILE:net_hostile>)
   set_tests_properties(hostile.net_mock_flags PROPERTIES LABELS hostile TIMEOUT 60)
 endif()
+
+# Delayed answers to a caller that never reads: the waiting calls share the
+# answer's bytes and the answers count in --memory-budget (peak RSS bound;
+# not meaningful under a sanitizer, which pads and quarantines memory).
+if(TARGET tchannel-mock)
+  add_test(NAME hostile.delayed_answers
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/delayed_answers.sh
+            $<TARGET_FILE:tchannel-mock> $<TARGET_FILE:net_hostile>)
+  set_tests_properties(hostile.delayed_answers PROPERTIES LABELS "hostile;mock" TIMEOUT 60)
+  if(TCH_SANITIZE)
+    set_tests_properties(hostile.delayed_answers PROPERTIES ENVIRONMENT TCH_RSS_MEANINGFUL=0)
+  endif()
+endif()

@@ -16,6 +16,8 @@
  *   net_hostile --against HOST:PORT IDLE_MS FRAME_MS MAX_CONNS
  *                                          checks a running server's idle
  *                                          and frame timeouts and its cap
+ *   net_hostile --delayed HOST:PORT N      N calls to hostile::slow, never
+ *                                          read; waits for the close
  */
 #define _GNU_SOURCE
 #include <tchannel/channel.h>
@@ -1007,6 +1009,42 @@ static int flood(const char *host_port, int n, size_t mib) {
     return 0;
 }
 
+/* Delayed answers to a client that never reads: n calls to hostile::slow
+ * (which a running tchannel-mock answers after a delay), then no read at
+ * all, only a wait (bounded) for the server to close the connection. The
+ * caller measures the server's memory meanwhile. */
+static int delayed(const char *host_port, int n) {
+    const char *colon = strrchr(host_port, ':');
+    if (!colon || n < 1 || n > 60000)
+        return fprintf(stderr, "usage: net_hostile --delayed HOST:PORT N\n"), 2;
+    snprintf(S.host, sizeof S.host, "%.*s", (int)(colon - host_port), host_port);
+    S.port = atoi(colon + 1);
+    int fd = cl_connect();
+    if (fd < 0)
+        return fprintf(stderr, "delayed: cannot connect to %s\n", host_port), 1;
+    static uint8_t buf[256 * 128];
+    int sent = 0;
+    while (sent < n) {
+        size_t len = 0;
+        for (int k = 0; k < 256 && sent < n; k++, sent++)
+            len += call_req(buf + len, (uint32_t)sent + 1, "slow", tch_slice_cstr("x"));
+        if (send_all(fd, buf, len) != 0)
+            break;
+    }
+    /* POLLRDHUP alone: the answers waiting unread do not wake it, the
+     * server's close does */
+    int64_t t0 = now_ms();
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    int closed = 0;
+    while (!closed && now_ms() - t0 < 30000)
+        closed = poll(&p, 1, 1000) > 0;
+    printf("delayed: %d calls sent; %s after %lld ms\n", sent,
+           closed ? "the server closed the connection" : "still open",
+           (long long)(now_ms() - t0));
+    close(fd);
+    return closed ? 0 : 1;
+}
+
 /* The limits of a running server given its settings: what the flags of
  * tchannel-mock must have set (its log lines are the caller's to check). */
 static int against(const char *host_port, int idle, int frame, int conns) {
@@ -1032,6 +1070,8 @@ static int against(const char *host_port, int idle, int frame, int conns) {
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "--flood") == 0)
         return flood(argv[2], atoi(argv[3]), (size_t)atol(argv[4]));
+    if (argc == 4 && strcmp(argv[1], "--delayed") == 0)
+        return delayed(argv[2], atoi(argv[3]));
     if (argc == 6 && strcmp(argv[1], "--against") == 0)
         return against(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
     uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : 20261206;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -35,6 +36,7 @@ typedef struct receiver {
     char url[128];
     int port;
     int code;      /* the answer; 0: never answer */
+    int fail_first; /* answer this many POSTs 500 first */
     int posts;
     int spans;     /* in every body so far */
     json_t *all;   /* every span received, in order */
@@ -58,24 +60,31 @@ static void on_post(struct evhttp_request *req, void *arg) {
     rx->spans += (int)json_array_size(body);
     json_array_extend(rx->all, body);
     json_decref(body);
-    if (rx->code)
-        evhttp_send_reply(req, rx->code, rx->code < 300 ? "Accepted" : "Oops", NULL);
+    int code = rx->posts <= rx->fail_first ? 500 : rx->code;
+    if (code)
+        evhttp_send_reply(req, code, code < 300 ? "Accepted" : "Oops", NULL);
     /* else: held until the receiver is freed, as a stuck collector would */
 }
 
-static void receiver_start(receiver *rx, struct event_base *base, int code) {
+/* On port (0: any free one). */
+static void receiver_start_on(receiver *rx, struct event_base *base, int code, int port) {
     memset(rx, 0, sizeof *rx);
     rx->code = code;
     rx->all = json_array();
     rx->http = evhttp_new(base);
     evhttp_set_gencb(rx->http, on_post, rx);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(rx->http, "127.0.0.1", 0);
+    struct evhttp_bound_socket *s =
+        evhttp_bind_socket_with_handle(rx->http, "127.0.0.1", (uint16_t)port);
     assert_non_null(s);
     struct sockaddr_in a;
     socklen_t len = sizeof a;
     assert_int_equal(getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&a, &len), 0);
     rx->port = ntohs(a.sin_port);
     snprintf(rx->url, sizeof rx->url, "http://127.0.0.1:%d/api/v2/spans", rx->port);
+}
+
+static void receiver_start(receiver *rx, struct event_base *base, int code) {
+    receiver_start_on(rx, base, code, 0);
 }
 
 static void receiver_free(receiver *rx) {
@@ -423,6 +432,85 @@ static void test_zipkin_failures_are_counted(void **state) {
     event_base_free(base);
 }
 
+/* Runs the loop until z counts want spans sent and failed together (the
+ * collector's answer reaches z after the collector has the spans), at
+ * most 5 s; its stats. */
+static tch_zipkin_stats settled(struct event_base *base, tch_zipkin_reporter *z, uint64_t want) {
+    tch_zipkin_stats st;
+    tch_zipkin_reporter_stats(z, &st);
+    for (time_t end = time(NULL) + 5; st.sent + st.failed < want && time(NULL) <= end;) {
+        event_base_loop(base, EVLOOP_ONCE);
+        tch_zipkin_reporter_stats(z, &st);
+    }
+    return st;
+}
+
+/* A failed POST costs its own batch only: spans queued while it was in
+ * flight are posted when it fails, and a span reported after it, alone, is
+ * still posted when the flush interval passes (the timer is armed again). */
+static void test_zipkin_after_a_failed_post(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    receiver rx;
+    receiver_start(&rx, base, 202);
+    rx.fail_first = 1;
+    tch_error err;
+    tch_zipkin_options o = {.batch_size = 2, .flush_interval_ms = 100};
+    tch_zipkin_reporter *z;
+    assert_int_equal(tch_zipkin_reporter_new(base, rx.url, &o, &z, &err), 0);
+    report_n(tch_zipkin_reporter_iface(z), 2, 1); /* posted at once: answered 500 */
+    report_n(tch_zipkin_reporter_iface(z), 2, 3); /* queued behind it */
+    assert_true(tch_test_run_until_count(base, &rx.posts, 2, 5000));
+    tch_zipkin_stats st;
+    assert_true(tch_test_run_until_count(base, &rx.spans, 4, 5000));
+    assert_non_null(strstr(tch_zipkin_reporter_last_error(z), "HTTP 500"));
+    report_n(tch_zipkin_reporter_iface(z), 1, 5); /* less than a batch: the timer posts it */
+    assert_true(tch_test_run_until_count(base, &rx.spans, 5, 5000));
+    assert_int_equal(rx.posts, 3);
+    st = settled(base, z, 5);
+    assert_int_equal(st.failed, 2);
+    assert_int_equal(st.sent, 3);
+    assert_int_equal(st.dropped, 0);
+    /* what the collector kept: the spans after the failure, in order */
+    assert_string_equal(str(json_array_get(rx.all, 2), "id"), "0000000000000003");
+    assert_string_equal(str(json_array_get(rx.all, 4), "id"), "0000000000000005");
+    tch_zipkin_reporter_free(z);
+    receiver_free(&rx);
+    event_base_free(base);
+}
+
+/* A collector that refuses connections, then comes up on the same port:
+ * the spans reported once it listens are delivered (the connection is
+ * dialled again after the refusal). */
+static void test_zipkin_refused_then_accepted(void **state) {
+    (void)state;
+    struct event_base *base = event_base_new();
+    char dead[64], url[128];
+    assert_int_equal(tch_test_dead_port(dead, sizeof dead), 0);
+    snprintf(url, sizeof url, "http://%s/api/v2/spans", dead);
+    tch_error err;
+    tch_zipkin_options o = {.batch_size = 2, .flush_interval_ms = 100};
+    tch_zipkin_reporter *z;
+    assert_int_equal(tch_zipkin_reporter_new(base, url, &o, &z, &err), 0);
+    report_n(tch_zipkin_reporter_iface(z), 2, 1); /* refused */
+    tch_zipkin_stats st = settled(base, z, 2);
+    assert_int_equal(st.failed, 2);
+    assert_non_null(strstr(tch_zipkin_reporter_last_error(z), "no answer"));
+    receiver rx;
+    receiver_start_on(&rx, base, 202, atoi(strrchr(dead, ':') + 1));
+    report_n(tch_zipkin_reporter_iface(z), 2, 3); /* a batch */
+    assert_true(tch_test_run_until_count(base, &rx.spans, 2, 5000));
+    report_n(tch_zipkin_reporter_iface(z), 1, 5); /* and one on the timer */
+    assert_true(tch_test_run_until_count(base, &rx.spans, 3, 5000));
+    st = settled(base, z, 5);
+    assert_int_equal(st.sent, 3);
+    assert_int_equal(st.failed, 2);
+    assert_string_equal(str(json_array_get(rx.all, 0), "id"), "0000000000000003");
+    tch_zipkin_reporter_free(z);
+    receiver_free(&rx);
+    event_base_free(base);
+}
+
 static void test_zipkin_bad_urls(void **state) {
     (void)state;
     struct event_base *base = event_base_new();
@@ -591,6 +679,8 @@ int main(void) {
         cmocka_unit_test(test_zipkin_flush_on_close),
         cmocka_unit_test(test_zipkin_drops_when_full),
         cmocka_unit_test(test_zipkin_failures_are_counted),
+        cmocka_unit_test(test_zipkin_after_a_failed_post),
+        cmocka_unit_test(test_zipkin_refused_then_accepted),
         cmocka_unit_test(test_zipkin_bad_urls),
         cmocka_unit_test_setup_teardown(test_file_reporter, setup, teardown),
         cmocka_unit_test(test_file_reporter_refuses_fifo),

@@ -71,6 +71,13 @@ static inline int mp_start(mock_proc *mp, char *const argv[], int want_admin, in
     int out[2], err[2] = {-1, -1};
     if (pipe(out) != 0 || (capture_err == 1 && pipe(err) != 0))
         return -1;
+    /* close-on-exec: a mock started later must not hold this one's pipes
+     * (dup2 onto 1 and 2 clears the flag for the child's own) */
+    for (int i = 0; i < 2; i++) {
+        fcntl(out[i], F_SETFD, FD_CLOEXEC);
+        if (err[i] >= 0)
+            fcntl(err[i], F_SETFD, FD_CLOEXEC);
+    }
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -79,7 +86,7 @@ static inline int mp_start(mock_proc *mp, char *const argv[], int want_admin, in
         if (capture_err == 1)
             dup2(err[1], 2), close(err[0]), close(err[1]);
         if (capture_err == 2) {
-            int null = open("/dev/null", O_WRONLY);
+            int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
             dup2(null, 2);
             close(null);
         }

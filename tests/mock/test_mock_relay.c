@@ -15,7 +15,6 @@
 #include <tchannel/hyperbahn.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,22 +96,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* The instances' listening sockets must not leak into the mock: a child
- * holding one open would leave connections to a stopped instance hanging in
- * its backlog instead of refused. */
-static void cloexec_all(void) {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    for (struct dirent *e; (e = readdir(d));) {
-        int fd = atoi(e->d_name);
-        if (fd > 2 && fd != dirfd(d))
-            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
-    }
-    closedir(d);
-}
-
 static void start_mock(fx *f, const char *first, ...) {
-    cloexec_all();
     char *argv[32];
     int n = 0, admin = 0;
     argv[n++] = TCH_MOCK_BIN;
@@ -520,7 +504,6 @@ static void relay_loop_is_declined(void **state) {
     snprintf(hp_a, sizeof hp_a, "127.0.0.1:%d", pa);
     mock_proc b;
     char *argv_b[] = {TCH_MOCK_BIN, "--relay", "--upstream-router", hp_a, empty, NULL};
-    cloexec_all();
     assert_int_equal(mp_start(&b, argv_b, 0, 2), 0);
     start_mock(f, "--relay", "--port", port, "--upstream-router", b.hp, empty, NULL);
     result r = call(f, "alpha", "echo", "round and round");
@@ -565,9 +548,8 @@ static void caller_retry_flags_are_kept(void **state) {
 }
 
 /* as, re, sk and rd go to the call's own fields, so a call with as many
- * transport headers as the library lets a caller give (123 besides as, cn
- * and re) less cn and our hop mark is relayed, not Declined for "too many
- * transport headers". */
+ * transport headers as the library always lets a caller give (123 besides
+ * as, cn, re, sk and rd) less cn and our hop mark is relayed. */
 static void many_transport_headers_are_relayed(void **state) {
     fx *f = *state;
     char up_a[128], empty[300];
@@ -588,6 +570,52 @@ static void many_transport_headers_are_relayed(void **state) {
     assert_string_equal(r.message, "");
     assert_int_equal(r.status, 0);
     assert_string_equal(r.arg3, "many");
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
+/* A call with T transport headers of its own: as, cn and re given, and
+ * T - 3 others; its answer. */
+static result call_with_headers(fx *f, int total) {
+    static char keys[128][8];
+    static tch_kv hs[128];
+    hs[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    hs[1] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr("many-client")};
+    hs[2] = (tch_kv){tch_slice_cstr("re"), tch_slice_cstr("n")};
+    for (int i = 3; i < total; i++) {
+        snprintf(keys[i], sizeof keys[i], "h%d", i);
+        hs[i] = (tch_kv){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
+    }
+    tch_call_opts o = {.service = "alpha", .endpoint = tch_slice_cstr("echo"),
+                       .arg3 = tch_slice_cstr("many"), .timeout_ms = 2000, .headers = hs,
+                       .nheaders = (size_t)total, .retry_on = TCH_RETRY_NEVER};
+    return fx_call(f, o, 5000);
+}
+
+/* What a TChannel peer accepts is 128 transport headers (the Node peer's
+ * limit; nh is one byte). The relay adds its hop mark, so a call with 127
+ * (cn and re among them) is relayed with 128, and one with 128 gets a
+ * BadRequest naming the rule (not a Declined, which callers retry). */
+static void the_header_limit_is_the_peers(void **state) {
+    fx *f = *state;
+    char up_a[128], empty[300];
+    snprintf(up_a, sizeof up_a, "alpha=%s", f->inst_hp[0]);
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
+    for (int total = 122; total <= 127; total++) {
+        result r = call_with_headers(f, total);
+        if (r.status != 0)
+            fail_msg("%d transport headers: status %d code %u: %s", total, r.status,
+                     r.error_code, r.message);
+        assert_string_equal(r.arg3, "many");
+    }
+    result r = call_with_headers(f, 128);
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_string_equal(r.message, "tchannel-mock: cannot relay to alpha: too many transport "
+                                   "headers to relay: the call has 128, and relayed it would "
+                                   "carry 129 (the relay adds its tch-mock-hop mark), more "
+                                   "than the 128 a TChannel peer accepts (the Node peer refuses "
+                                   "more): send at most 127");
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
@@ -654,6 +682,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(ads_over_the_caps_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(relayed_hop_span_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(caller_retry_flags_are_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_header_limit_is_the_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(many_transport_headers_are_relayed, setup, teardown),
         cmocka_unit_test(bad_command_lines),
         cmocka_unit_test(own_address_is_refused),

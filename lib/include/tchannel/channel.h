@@ -220,8 +220,12 @@ size_t tch_inbound_header_count(const tch_inbound *in);
 tch_kv tch_inbound_header_at(const tch_inbound *in, size_t i);
 /* Transport header by key; returns true and sets *value when present. */
 bool tch_inbound_header(const tch_inbound *in, const char *key, tch_slice *value);
-/* Remote "host:port" as announced in the peer's init, or "" if unknown. */
+/* Remote "host:port" as announced in the peer's init, or "" if unknown.
+ * A client that does not listen announces "0.0.0.0:0". */
 const char *tch_inbound_peer(const tch_inbound *in);
+/* The caller's socket address, "IP:PORT" or "[IP6]:PORT", or "" once the
+ * call's connection is gone. Valid until the handler returns. */
+const char *tch_inbound_remote_addr(const tch_inbound *in);
 /* true once the call can no longer be answered usefully (TTL passed, caller
  * cancelled, connection gone). Answering is still required. */
 bool tch_inbound_is_done(const tch_inbound *in);
@@ -271,8 +275,10 @@ typedef enum tch_retry_on {
     TCH_RETRY_CONNECTION_TIMEOUT, /* "ct" */
 } tch_retry_on;
 
-/* Per call, besides as/cn/re/sk/rd: 128 in all, the most the protocol
- * allows (the Node peer refuses more). */
+/* Transport headers a call may always give besides as/cn/re/sk/rd. The
+ * limit is 128 in all on the wire, what the Node peer accepts (nh is one
+ * byte): a call that gives some of those five itself may give that many
+ * more (the library adds only those not given). */
 #define TCH_MAX_TRANSPORT_HEADERS 123
 /* tch_call_opts.traced: the traced flag (0x01) sent with a call. */
 typedef enum tch_traced {
