@@ -21,7 +21,9 @@
  * to free are told apart from ours by a set of the pointers we handed out.
  *
  * TCH_ALLOC_FAIL_ONLY=N runs only that N, in this process (for a
- * debugger); TCH_ALLOC_FAIL_VERBOSE=1 prints every N's outcome. */
+ * debugger); TCH_ALLOC_FAIL_VERBOSE=1 prints every N's outcome;
+ * TCH_ALLOC_FAIL_PERSIST=1 fails every allocation from the N-th on (the
+ * error paths then get no memory either). */
 #include <tchannel/cassette.h>
 #include <tchannel/channel.h>
 #include <tchannel/json.h>
@@ -58,6 +60,7 @@ static struct {
     int counting;        /* 0: pass through without counting or failing */
     long count;          /* allocations counted so far */
     long fail_at;        /* this allocation fails (1-based); 0: none */
+    int persist;         /* 1: and every one after it */
     long failed;         /* how many were failed */
     void *where[16];     /* the failed allocation's stack */
     int nwhere;
@@ -119,9 +122,9 @@ static int should_fail(void) {
     if (!A.counting)
         return 0;
     A.count++;
-    if (A.count == A.fail_at) {
-        A.failed++;
-        A.nwhere = backtrace(A.where, 16);
+    if (A.count == A.fail_at || (A.persist && A.fail_at && A.count > A.fail_at)) {
+        if (A.failed++ == 0)
+            A.nwhere = backtrace(A.where, 16);
         return 1;
     }
     return 0;
@@ -532,6 +535,7 @@ int main(void) {
     }
     int verbose = getenv("TCH_ALLOC_FAIL_VERBOSE") != NULL;
     const char *only = getenv("TCH_ALLOC_FAIL_ONLY");
+    A.persist = getenv("TCH_ALLOC_FAIL_PERSIST") != NULL;
     long m = 0;
     int bad = 0;
     if (only) {
