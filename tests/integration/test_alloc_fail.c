@@ -1,9 +1,10 @@
 /* Every allocation may fail, and a failure is an error, never a crash or a
  * leak. One scenario on 127.0.0.1 with one event_base: a server channel
- * with a raw and a JSON echo handler; a client channel with the VCR
- * recording into a fresh cassette; a raw call and a JSON call; eject
- * (save); the server goes away; a second client replays both from the
- * cassette (mode none); eject; teardown.
+ * with raw, JSON and Thrift (KeyValue.getValue) handlers; a client channel
+ * with the VCR recording into a fresh cassette (with the IDL, so Thrift
+ * bodies are also written decoded); a raw, a JSON and a Thrift call; eject
+ * (save); the server goes away; a second client replays all three from
+ * the cassette (mode none); eject; teardown. Loading the IDL is a step too.
  *
  * A clean run counts its allocations (M). Then, for N = 1..M, the N-th
  * allocation fails and the scenario runs again in a forked child, so one
@@ -27,6 +28,7 @@
 #include <tchannel/cassette.h>
 #include <tchannel/channel.h>
 #include <tchannel/json.h>
+#include <tchannel/thrift_scheme.h>
 #include <tchannel/vcr.h>
 
 #include <event2/event.h>
@@ -221,6 +223,29 @@ static void on_json(const tch_json_response *res, void *ud) {
     free(t);
 }
 
+static void get_value(tch_thrift_inbound *call, void *ud) {
+    (void)ud;
+    tch_slice key = tch_thrift_value_bytes(tch_thrift_inbound_arg(call, "key"));
+    char val[64];
+    snprintf(val, sizeof val, "v:%.*s", (int)key.len, (const char *)key.ptr);
+    tch_thrift_value *v = tch_thrift_value_new_string(tch_slice_cstr(val));
+    if (v)
+        tch_thrift_respond(call, v, NULL, 0);
+    else
+        tch_thrift_respond_error(call, TCH_PCODE_UNEXPECTED, "out of memory");
+    tch_thrift_value_free(v);
+}
+
+static void on_thrift(const tch_thrift_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    if (res->status == 0 && res->outcome.value) {
+        tch_slice b = tch_thrift_value_bytes(res->outcome.value);
+        snprintf(r->body, sizeof r->body, "%.*s", (int)b.len, (const char *)b.ptr);
+    }
+}
+
 static void on_result(const tch_response *res, void *ud) {
     result *r = ud;
     r->done++;
@@ -263,6 +288,7 @@ static int call(tch_channel *ch, const char *hp, outcome *o, result *r) {
     return r->status;
 }
 
+#define KV_IDL TCH_SOURCE_DIR "/cassettes/keyvalue.thrift"
 #define JSON_BODY "{\"k\":\"v\"}"
 
 /* One JSON call; 0 on success (the body came back), else the error. */
@@ -286,9 +312,37 @@ static int call_json(tch_channel *ch, const char *hp, outcome *o, result *r) {
     return r->status;
 }
 
-static int use(tch_channel *ch, const char *path, tch_cassette_mode mode, tch_vcr **v) {
+/* One Thrift call; 0 on success (the value came), else the error. */
+static int call_thrift(tch_channel *ch, const char *hp, const tch_thrift_idl *idl,
+                       outcome *o, result *r) {
+    tch_call_opts opts = {.service = "server", .host_port = hp, .timeout_ms = 1000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    tch_thrift_value *args = tch_thrift_value_new_struct();
+    int rc = tch_thrift_value_struct_set_take(args, 1,
+                                              tch_thrift_value_new_string(tch_slice_cstr("k")));
+    tch_error err = {0};
+    if (!args)
+        rc = TCH_ENOMEM;
+    if (!rc)
+        rc = tch_thrift_call(ch, &opts, tch_thrift_idl_find_service(idl, "KeyValue"),
+                             "getValue", args, NULL, 0, on_thrift, r, &err);
+    tch_thrift_value_free(args);
+    if (rc != 0)
+        return rc;
+    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
+        broken(o, "the Thrift call's callback never ran", 0);
+        return -1000;
+    }
+    if (r->status == 0 && strcmp(r->body, "v:k") != 0)
+        broken(o, "a Thrift call succeeded without its value", 0);
+    return r->status;
+}
+
+static int use(tch_channel *ch, const char *path, tch_cassette_mode mode,
+               const tch_thrift_idl *idl, tch_vcr **v) {
     tch_vcr_options vo;
     tch_vcr_options_init(&vo);
+    vo.idl = idl;
     vo.cassette.mode = mode;
     vo.cassette.no_env_override = 1;
     tch_error err = {0};
@@ -314,7 +368,7 @@ static int eject(tch_vcr *v) {
     return rc;
 }
 
-/* Reads the saved cassette without counting: 1 when it holds both calls. */
+/* Reads the saved cassette without counting: 1 when it holds the three calls. */
 static int cassette_holds_echo(const char *path) {
     int was = A.counting;
     A.counting = 0;
@@ -327,12 +381,14 @@ static int cassette_holds_echo(const char *path) {
     int ok = 0;
     if (tch_cassette_open(path, &co, &c, &err) == 0) {
         const tch_cassette_interaction *it =
-            tch_cassette_count(c) == 2 ? tch_cassette_get(c, 0) : NULL;
+            tch_cassette_count(c) == 3 ? tch_cassette_get(c, 0) : NULL;
         const tch_cassette_interaction *js = it ? tch_cassette_get(c, 1) : NULL;
+        const tch_cassette_interaction *th = it ? tch_cassette_get(c, 2) : NULL;
         ok = it && !it->is_error && it->response.body.len == strlen(ECHOED) &&
              memcmp(it->response.body.ptr, ECHOED, strlen(ECHOED)) == 0 &&
              js && !js->is_error && js->request.scheme == TCH_CASSETTE_JSON &&
-             js->response.body.len > 0;
+             js->response.body.len > 0 && th && !th->is_error &&
+             th->request.scheme == TCH_CASSETTE_THRIFT && th->response.body.len > 0;
         tch_cassette_free(c);
     }
     A.counting = was;
@@ -343,17 +399,23 @@ static int cassette_holds_echo(const char *path) {
 static void record_and_replay(struct event_base *base, const char *path, outcome *o) {
     tch_channel *server = NULL, *client = NULL, *replayer = NULL;
     tch_vcr *vcr = NULL;
-    result r1 = {0}, r2 = {0}, j1 = {0}, j2 = {0};
+    result r1 = {0}, r2 = {0}, j1 = {0}, j2 = {0}, t1 = {0}, t2 = {0};
+    tch_thrift_idl *idl = NULL;
     char hp[64] = "";
     int rc;
 
     o->steps = 1;
+    tch_error err = {0};
+    if ((rc = tch_thrift_load(KV_IDL, &idl, &err)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
     if (!(server = tch_channel_new(base, "server", NULL))) {
         step_failed(o, -1);
         goto out;
     }
     o->steps++;
-    tch_error err = {0};
     if ((rc = tch_channel_listen(server, NULL, &err)) != 0) {
         step_failed(o, rc);
         goto out;
@@ -370,12 +432,18 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
         goto out;
     }
     o->steps++;
+    if ((rc = tch_thrift_register(server, NULL, tch_thrift_idl_find_service(idl, "KeyValue"),
+                                  "getValue", get_value, NULL)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
     if (!(client = tch_channel_new(base, "client", NULL))) {
         step_failed(o, -1);
         goto out;
     }
     o->steps++;
-    if ((rc = use(client, path, TCH_CASSETTE_ONCE, &vcr)) != 0) {
+    if ((rc = use(client, path, TCH_CASSETTE_ONCE, idl, &vcr)) != 0) {
         step_failed(o, rc);
         goto out;
     }
@@ -384,6 +452,10 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
     if (rc == 0) {
         o->steps++;
         rc = call_json(client, hp, o, &j1);
+    }
+    if (rc == 0) {
+        o->steps++;
+        rc = call_thrift(client, hp, idl, o, &t1);
     }
     if (rc != 0) {
         step_failed(o, rc);
@@ -411,7 +483,7 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
         goto out;
     }
     o->steps++;
-    if ((rc = use(replayer, path, TCH_CASSETTE_NONE, &vcr)) != 0) {
+    if ((rc = use(replayer, path, TCH_CASSETTE_NONE, idl, &vcr)) != 0) {
         step_failed(o, rc);
         goto out;
     }
@@ -420,6 +492,10 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
     if (rc == 0) {
         o->steps++;
         rc = call_json(replayer, hp, o, &j2);
+    }
+    if (rc == 0) {
+        o->steps++;
+        rc = call_thrift(replayer, hp, idl, o, &t2);
     }
     if (rc != 0) {
         step_failed(o, rc);
@@ -434,7 +510,9 @@ out:
     tch_channel_free(replayer);
     tch_channel_free(client);
     tch_channel_free(server);
-    if (r1.done > 1 || r2.done > 1 || j1.done > 1 || j2.done > 1)
+    tch_thrift_idl_free(idl);
+    if (r1.done > 1 || r2.done > 1 || j1.done > 1 || j2.done > 1 || t1.done > 1 ||
+        t2.done > 1)
         broken(o, "a callback ran twice", 0);
 }
 
