@@ -20,6 +20,9 @@
  * jansson, libyaml and libc are neither counted nor failed (the same reach
  * a per-channel allocator hook would have). Blocks such a library hands us
  * to free are told apart from ours by a set of the pointers we handed out.
+ * Under AddressSanitizer each child also runs LeakSanitizer, which sees
+ * what leaks through those libraries' allocations too (an event never
+ * freed, a JSON value never released).
  *
  * TCH_ALLOC_FAIL_ONLY=N runs only that N, in this process (for a
  * debugger); TCH_ALLOC_FAIL_VERBOSE=1 prints every N's outcome;
@@ -43,6 +46,17 @@
 #include <unistd.h>
 
 #include "loop.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TCH_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TCH_LSAN 1
+#endif
+#endif
+#ifdef TCH_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t k, size_t n);
@@ -585,7 +599,14 @@ static int run_child(const char *dir, long n, int verbose) {
     }
     if (pid == 0) {
         long count;
-        _exit(run_once(dir, n, &count, verbose) ? 1 : 0);
+        int bad = run_once(dir, n, &count, verbose);
+#ifdef TCH_LSAN /* what leaks through libevent's or jansson's allocator too */
+        if (__lsan_do_recoverable_leak_check()) {
+            printf("N=%ld: LeakSanitizer found a leak (above)\n", n);
+            bad = 1;
+        }
+#endif
+        _exit(bad ? 1 : 0);
     }
     int st;
     if (waitpid(pid, &st, 0) != pid) {
