@@ -24,6 +24,13 @@
  * what leaks through those libraries' allocations too (an event never
  * freed, a JSON value never released).
  *
+ * A failure the library absorbs (the whole run succeeds) is not an error
+ * here; TCH_ALLOC_FAIL_VERBOSE=1 prints where each one happened, for a
+ * reviewer. Known and harmless: a buffer shrink (the larger one is kept),
+ * the clean-up of a dead process's temp files, and the decoded form of a
+ * Thrift body (a renderer's NULL means "exact bytes only"; those are
+ * always written).
+ *
  * TCH_ALLOC_FAIL_ONLY=N runs only that N, in this process (for a
  * debugger); TCH_ALLOC_FAIL_VERBOSE=1 prints every N's outcome;
  * TCH_ALLOC_FAIL_PERSIST=1 fails every allocation from the N-th on (the
