@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -464,11 +465,12 @@ static int pwrite_all(int fd, const uint8_t *p, size_t n, size_t off) {
     return 0;
 }
 
+/* Copies on the stack: a failed allocation must not skip the sync that
+ * makes a new journal's name durable. */
 static void fsync_dir_of(const char *path) {
-    char *copy = strdup(path);
-    if (copy)
+    char copy[PATH_MAX];
+    if (snprintf(copy, sizeof copy, "%s", path) < (int)sizeof copy)
         tch__cas_fsync_dir(dirname(copy));
-    free(copy);
 }
 
 static void remove_journal(const char *jpath) {

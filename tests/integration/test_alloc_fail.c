@@ -1,0 +1,666 @@
+/* Every allocation may fail, and a failure is an error, never a crash or a
+ * leak. One scenario on 127.0.0.1 with one event_base: a server channel
+ * with raw, JSON and Thrift (KeyValue.getValue) handlers; a client channel
+ * with the VCR recording into a fresh cassette (with the IDL, so Thrift
+ * bodies are also written decoded); a raw, a JSON and a Thrift call; eject
+ * (save); the server goes away; a second client replays all three from
+ * the cassette (mode none); eject; teardown. Loading the IDL is a step too.
+ *
+ * A clean run counts its allocations (M). Then, for N = 1..M, the N-th
+ * allocation fails and the scenario runs again in a forked child, so one
+ * crash does not hide the next. Each child checks that a step either
+ * returned an error or did its work (a call that succeeded got the echo; a
+ * save that succeeded wrote the interaction; a replay that succeeded gave
+ * the recorded answer), that every call's callback ran within its bound,
+ * and that every block the scenario allocated was freed.
+ *
+ * Reach: the link wraps malloc, calloc, realloc, free, strdup and strndup
+ * (-Wl,--wrap) for the objects linked statically, i.e. this test and the
+ * project's archives. Allocations made inside the shared libevent,
+ * jansson, libyaml and libc are neither counted nor failed (the same reach
+ * a per-channel allocator hook would have). Blocks such a library hands us
+ * to free are told apart from ours by a set of the pointers we handed out.
+ * Under AddressSanitizer each child also runs LeakSanitizer, which sees
+ * what leaks through those libraries' allocations too (an event never
+ * freed, a JSON value never released).
+ *
+ * A failure the library absorbs (the whole run succeeds) is not an error
+ * here; TCH_ALLOC_FAIL_VERBOSE=1 prints where each one happened, for a
+ * reviewer. Known and harmless: a buffer shrink (the larger one is kept),
+ * the clean-up of a dead process's temp files, and the decoded form of a
+ * Thrift body (a renderer's NULL means "exact bytes only"; those are
+ * always written).
+ *
+ * TCH_ALLOC_FAIL_ONLY=N runs only that N, in this process (for a
+ * debugger); TCH_ALLOC_FAIL_VERBOSE=1 prints every N's outcome;
+ * TCH_ALLOC_FAIL_PERSIST=1 fails every allocation from the N-th on (the
+ * error paths then get no memory either). */
+#include <tchannel/cassette.h>
+#include <tchannel/channel.h>
+#include <tchannel/json.h>
+#include <tchannel/thrift_scheme.h>
+#include <tchannel/vcr.h>
+
+#include <event2/event.h>
+#include <execinfo.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TCH_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TCH_LSAN 1
+#endif
+#endif
+#ifdef TCH_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+char *__wrap_strdup(const char *s);
+char *__wrap_strndup(const char *s, size_t n);
+
+/* ---- the counting allocator -------------------------------------------- */
+
+/* Process-wide by nature: the wrapped allocator has no context argument. */
+static struct {
+    int counting;        /* 0: pass through without counting or failing */
+    long count;          /* allocations counted so far */
+    long fail_at;        /* this allocation fails (1-based); 0: none */
+    int persist;         /* 1: and every one after it */
+    long failed;         /* how many were failed */
+    void *where[16];     /* the failed allocation's stack */
+    int nwhere;
+    void **set;          /* open addressing: our live blocks */
+    size_t cap, live;
+} A;
+
+#define TOMB ((void *)1)
+
+static size_t slot_of(const void *p) {
+    uintptr_t x = (uintptr_t)p;
+    x ^= x >> 17;
+    x *= 0x9E3779B97F4A7C15u;
+    return (size_t)(x >> 7) & (A.cap - 1);
+}
+
+static void set_grow(void) {
+    size_t oldcap = A.cap;
+    void **old = A.set;
+    A.cap = oldcap ? oldcap * 2 : 1u << 16;
+    A.set = __real_calloc(A.cap, sizeof *A.set);
+    if (!A.set)
+        abort();
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i] && old[i] != TOMB) {
+            size_t j = slot_of(old[i]);
+            while (A.set[j])
+                j = (j + 1) & (A.cap - 1);
+            A.set[j] = old[i];
+        }
+    __real_free(old);
+}
+
+static void set_add(void *p) {
+    if ((A.live + 1) * 2 > A.cap)
+        set_grow();
+    size_t j = slot_of(p);
+    while (A.set[j] && A.set[j] != TOMB)
+        j = (j + 1) & (A.cap - 1);
+    A.set[j] = p;
+    A.live++;
+}
+
+/* Returns 1 when p was ours (and forgets it). */
+static int set_remove(void *p) {
+    if (!A.cap)
+        return 0;
+    for (size_t j = slot_of(p); A.set[j]; j = (j + 1) & (A.cap - 1))
+        if (A.set[j] == p) {
+            A.set[j] = TOMB;
+            A.live--;
+            return 1;
+        }
+    return 0;
+}
+
+/* 1 when this allocation is to fail. */
+static int should_fail(void) {
+    if (!A.counting)
+        return 0;
+    A.count++;
+    if (A.count == A.fail_at || (A.persist && A.fail_at && A.count > A.fail_at)) {
+        if (A.failed++ == 0)
+            A.nwhere = backtrace(A.where, 16);
+        return 1;
+    }
+    return 0;
+}
+
+static void *track(void *p) {
+    if (p)
+        set_add(p);
+    return p;
+}
+
+void *__wrap_malloc(size_t n) {
+    return should_fail() ? NULL : track(__real_malloc(n));
+}
+
+void *__wrap_calloc(size_t k, size_t n) {
+    return should_fail() ? NULL : track(__real_calloc(k, n));
+}
+
+void *__wrap_realloc(void *p, size_t n) {
+    if (!p)
+        return __wrap_malloc(n);
+    if (should_fail())
+        return NULL;
+    int ours = set_remove(p);
+    void *q = __real_realloc(p, n);
+    if (!q && n && ours)
+        set_add(p); /* the real one failed: p is still live */
+    else if (q && ours)
+        set_add(q);
+    return q;
+}
+
+void __wrap_free(void *p) {
+    if (p)
+        set_remove(p);
+    __real_free(p);
+}
+
+char *__wrap_strndup(const char *s, size_t n) {
+    size_t len = strnlen(s, n);
+    char *d = __wrap_malloc(len + 1);
+    if (d) {
+        memcpy(d, s, len);
+        d[len] = '\0';
+    }
+    return d;
+}
+
+char *__wrap_strdup(const char *s) {
+    return __wrap_strndup(s, SIZE_MAX);
+}
+
+/* ---- the scenario ------------------------------------------------------- */
+
+#define BOUND_MS 3000
+#define BODY "hello"
+#define ECHOED "echo:" BODY
+
+typedef struct outcome {
+    int steps;      /* steps reached */
+    int failed_at;  /* the step that returned an error (0: none) */
+    int code;       /* its code */
+    int recorded;   /* the record call succeeded */
+    int saved;      /* eject succeeded */
+    int replayed;   /* the replay call succeeded */
+    char why[600];  /* a broken promise: empty when all is well */
+} outcome;
+
+typedef struct result {
+    int done, status;
+    char body[64];
+} result;
+
+static void echo(tch_inbound *in, void *ud) {
+    (void)ud;
+    char body[64];
+    snprintf(body, sizeof body, "echo:%.*s", (int)tch_inbound_arg3(in).len,
+             (const char *)tch_inbound_arg3(in).ptr);
+    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_slice_cstr(body));
+}
+
+static void json_echo(tch_inbound *in, const json_t *h, const json_t *b, void *ud) {
+    (void)ud;
+    tch_json_respond(in, 0, h, b);
+}
+
+static void on_json(const tch_json_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    char *t = res->status == 0 && res->body ? json_dumps(res->body, JSON_COMPACT) : NULL;
+    snprintf(r->body, sizeof r->body, "%s", t ? t : "");
+    free(t);
+}
+
+static void get_value(tch_thrift_inbound *call, void *ud) {
+    (void)ud;
+    tch_slice key = tch_thrift_value_bytes(tch_thrift_inbound_arg(call, "key"));
+    char val[64];
+    snprintf(val, sizeof val, "v:%.*s", (int)key.len, (const char *)key.ptr);
+    tch_thrift_value *v = tch_thrift_value_new_string(tch_slice_cstr(val));
+    if (v)
+        tch_thrift_respond(call, v, NULL, 0);
+    else
+        tch_thrift_respond_error(call, TCH_PCODE_UNEXPECTED, "out of memory");
+    tch_thrift_value_free(v);
+}
+
+static void on_thrift(const tch_thrift_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    if (res->status == 0 && res->outcome.value) {
+        tch_slice b = tch_thrift_value_bytes(res->outcome.value);
+        snprintf(r->body, sizeof r->body, "%.*s", (int)b.len, (const char *)b.ptr);
+    }
+}
+
+static void on_result(const tch_response *res, void *ud) {
+    result *r = ud;
+    r->done++;
+    r->status = res->status;
+    if (res->status == 0)
+        snprintf(r->body, sizeof r->body, "%.*s", (int)res->arg3.len,
+                 (const char *)res->arg3.ptr);
+}
+
+static void broken(outcome *o, const char *what, int detail) {
+    if (!o->why[0])
+        snprintf(o->why, sizeof o->why, "step %d: %s (%d)", o->steps, what, detail);
+}
+
+/* Records a failed step; returns 1 so callers can `return step_failed()`. */
+static int step_failed(outcome *o, int code) {
+    o->failed_at = o->steps;
+    o->code = code;
+    if (code >= 0)
+        broken(o, "a failing step returned no error code", code);
+    return 1;
+}
+
+/* One call; 0 on success (the echo came), else the error. */
+static int call(tch_channel *ch, const char *hp, outcome *o, result *r) {
+    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(BODY),
+                          .host_port = hp, .timeout_ms = 1000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    tch_error err = {0};
+    int rc = tch_channel_call(ch, &opts, on_result, r, &err);
+    if (rc != 0)
+        return rc;
+    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
+        broken(o, "the call's callback never ran", 0);
+        return -1000;
+    }
+    if (r->status == 0 && strcmp(r->body, ECHOED) != 0)
+        broken(o, "a call succeeded without the echo", 0);
+    return r->status;
+}
+
+#define KV_IDL TCH_SOURCE_DIR "/cassettes/keyvalue.thrift"
+#define JSON_BODY "{\"k\":\"v\"}"
+
+/* One JSON call; 0 on success (the body came back), else the error. */
+static int call_json(tch_channel *ch, const char *hp, outcome *o, result *r) {
+    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("json_echo"),
+                          .host_port = hp, .timeout_ms = 1000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    json_t *b = json_loads(JSON_BODY, 0, NULL), *h = json_object();
+    tch_error err = {0};
+    int rc = b && h ? tch_json_call(ch, &opts, h, b, on_json, r, &err) : -1;
+    json_decref(b);
+    json_decref(h);
+    if (rc != 0)
+        return rc;
+    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
+        broken(o, "the JSON call's callback never ran", 0);
+        return -1000;
+    }
+    if (r->status == 0 && strcmp(r->body, JSON_BODY) != 0)
+        broken(o, "a JSON call succeeded without its body", 0);
+    return r->status;
+}
+
+/* One Thrift call; 0 on success (the value came), else the error. */
+static int call_thrift(tch_channel *ch, const char *hp, const tch_thrift_idl *idl,
+                       outcome *o, result *r) {
+    tch_call_opts opts = {.service = "server", .host_port = hp, .timeout_ms = 1000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    tch_thrift_value *args = tch_thrift_value_new_struct();
+    int rc = tch_thrift_value_struct_set_take(args, 1,
+                                              tch_thrift_value_new_string(tch_slice_cstr("k")));
+    tch_error err = {0};
+    if (!args)
+        rc = TCH_ENOMEM;
+    if (!rc)
+        rc = tch_thrift_call(ch, &opts, tch_thrift_idl_find_service(idl, "KeyValue"),
+                             "getValue", args, NULL, 0, on_thrift, r, &err);
+    tch_thrift_value_free(args);
+    if (rc != 0)
+        return rc;
+    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
+        broken(o, "the Thrift call's callback never ran", 0);
+        return -1000;
+    }
+    if (r->status == 0 && strcmp(r->body, "v:k") != 0)
+        broken(o, "a Thrift call succeeded without its value", 0);
+    return r->status;
+}
+
+static int use(tch_channel *ch, const char *path, tch_cassette_mode mode,
+               const tch_thrift_idl *idl, tch_vcr **v) {
+    tch_vcr_options vo;
+    tch_vcr_options_init(&vo);
+    vo.idl = idl;
+    vo.cassette.mode = mode;
+    vo.cassette.no_env_override = 1;
+    tch_error err = {0};
+    return tch_vcr_use_cassette(ch, path, &vo, v, &err);
+}
+
+/* 1 when p is a live block of ours. */
+static int set_has(const void *p) {
+    for (size_t j = slot_of(p); A.set[j]; j = (j + 1) & (A.cap - 1))
+        if (A.set[j] == p)
+            return 1;
+    return 0;
+}
+
+static int eject(tch_vcr *v) {
+    tch_error err = {0};
+    int rc = tch_vcr_eject(v, &err);
+    /* Eject keeps v only when writing the file failed, which its code does
+     * not tell apart from a lost recording's: v's block still being live
+     * does (eject frees v last, allocating nothing after). */
+    if (rc != 0 && set_has(v))
+        tch_vcr_discard(v);
+    return rc;
+}
+
+/* Reads the saved cassette without counting: 1 when it holds the three calls. */
+static int cassette_holds_echo(const char *path) {
+    int was = A.counting;
+    A.counting = 0;
+    tch_cassette_options co;
+    tch_cassette_options_init(&co);
+    co.mode = TCH_CASSETTE_NONE;
+    co.no_env_override = 1;
+    tch_cassette *c = NULL;
+    tch_error err = {0};
+    int ok = 0;
+    if (tch_cassette_open(path, &co, &c, &err) == 0) {
+        const tch_cassette_interaction *it =
+            tch_cassette_count(c) == 3 ? tch_cassette_get(c, 0) : NULL;
+        const tch_cassette_interaction *js = it ? tch_cassette_get(c, 1) : NULL;
+        const tch_cassette_interaction *th = it ? tch_cassette_get(c, 2) : NULL;
+        ok = it && !it->is_error && it->response.body.len == strlen(ECHOED) &&
+             memcmp(it->response.body.ptr, ECHOED, strlen(ECHOED)) == 0 &&
+             js && !js->is_error && js->request.scheme == TCH_CASSETTE_JSON &&
+             js->response.body.len > 0 && th && !th->is_error &&
+             th->request.scheme == TCH_CASSETTE_THRIFT && th->response.body.len > 0;
+        tch_cassette_free(c);
+    }
+    A.counting = was;
+    return ok;
+}
+
+/* Record then replay, through every step that may fail. */
+static void record_and_replay(struct event_base *base, const char *path, outcome *o) {
+    tch_channel *server = NULL, *client = NULL, *replayer = NULL;
+    tch_vcr *vcr = NULL;
+    result r1 = {0}, r2 = {0}, j1 = {0}, j2 = {0}, t1 = {0}, t2 = {0};
+    tch_thrift_idl *idl = NULL;
+    char hp[64] = "";
+    int rc;
+
+    o->steps = 1;
+    tch_error err = {0};
+    if ((rc = tch_thrift_load(KV_IDL, &idl, &err)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    if (!(server = tch_channel_new(base, "server", NULL))) {
+        step_failed(o, -1);
+        goto out;
+    }
+    o->steps++;
+    if ((rc = tch_channel_listen(server, NULL, &err)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    snprintf(hp, sizeof hp, "%s", tch_channel_host_port(server));
+    o->steps++;
+    if ((rc = tch_channel_register(server, NULL, "echo", echo, NULL)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    if ((rc = tch_json_register(server, NULL, "json_echo", json_echo, NULL)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    if ((rc = tch_thrift_register(server, NULL, tch_thrift_idl_find_service(idl, "KeyValue"),
+                                  "getValue", get_value, NULL)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    if (!(client = tch_channel_new(base, "client", NULL))) {
+        step_failed(o, -1);
+        goto out;
+    }
+    o->steps++;
+    if ((rc = use(client, path, TCH_CASSETTE_ONCE, idl, &vcr)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    rc = call(client, hp, o, &r1);
+    if (rc == 0) {
+        o->steps++;
+        rc = call_json(client, hp, o, &j1);
+    }
+    if (rc == 0) {
+        o->steps++;
+        rc = call_thrift(client, hp, idl, o, &t1);
+    }
+    if (rc != 0) {
+        step_failed(o, rc);
+        eject(vcr);
+        goto out;
+    }
+    o->recorded = 1;
+    o->steps++;
+    rc = eject(vcr);
+    if (rc != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->saved = 1;
+    if (!cassette_holds_echo(path)) {
+        broken(o, "eject succeeded but the cassette lacks the interaction", 0);
+        goto out;
+    }
+    /* Offline from here: the replay must not need the server. */
+    tch_channel_free(server);
+    server = NULL;
+    o->steps++;
+    if (!(replayer = tch_channel_new(base, "client", NULL))) {
+        step_failed(o, -1);
+        goto out;
+    }
+    o->steps++;
+    if ((rc = use(replayer, path, TCH_CASSETTE_NONE, idl, &vcr)) != 0) {
+        step_failed(o, rc);
+        goto out;
+    }
+    o->steps++;
+    rc = call(replayer, hp, o, &r2);
+    if (rc == 0) {
+        o->steps++;
+        rc = call_json(replayer, hp, o, &j2);
+    }
+    if (rc == 0) {
+        o->steps++;
+        rc = call_thrift(replayer, hp, idl, o, &t2);
+    }
+    if (rc != 0) {
+        step_failed(o, rc);
+        eject(vcr);
+        goto out;
+    }
+    o->replayed = 1;
+    o->steps++;
+    if ((rc = eject(vcr)) != 0)
+        step_failed(o, rc);
+out:
+    tch_channel_free(replayer);
+    tch_channel_free(client);
+    tch_channel_free(server);
+    tch_thrift_idl_free(idl);
+    if (r1.done > 1 || r2.done > 1 || j1.done > 1 || j2.done > 1 || t1.done > 1 ||
+        t2.done > 1)
+        broken(o, "a callback ran twice", 0);
+}
+
+/* The failed allocation's callers, as the C library can name them. */
+static void print_where(void) {
+    if (!A.failed)
+        return;
+    fflush(stdout);
+    backtrace_symbols_fd(A.where, A.nwhere, STDOUT_FILENO);
+}
+
+static void remove_cassette(const char *path) {
+    char p[512];
+    unlink(path);
+    snprintf(p, sizeof p, "%s.journal", path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s.lock", path);
+    unlink(p);
+}
+
+/* Runs the scenario with allocation fail_at failing (0: none). Returns 0
+ * when every promise held; prints why not. *count receives the number of
+ * allocations counted. */
+static int run_once(const char *dir, long fail_at, long *count, int verbose) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/c%ld.yaml", dir, fail_at);
+    remove_cassette(path);
+    struct event_base *base = event_base_new();
+    if (!base) {
+        fprintf(stderr, "event_base_new failed\n");
+        return 1;
+    }
+    outcome o = {0};
+    size_t live0 = A.live;
+    A.count = 0;
+    A.failed = 0;
+    A.fail_at = fail_at;
+    A.counting = 1;
+    record_and_replay(base, path, &o);
+    A.counting = 0;
+    event_base_free(base);
+    remove_cassette(path);
+    *count = A.count;
+    if (A.live != live0)
+        broken(&o, "blocks leaked", (int)(A.live - live0));
+    if (fail_at == 0 && (o.failed_at || !o.replayed))
+        broken(&o, "the clean run failed", o.code);
+    if (o.why[0]) {
+        printf("N=%ld: %s (allocations %ld; failed step %d code %d)\n", fail_at,
+               o.why, A.count, o.failed_at, o.code);
+        print_where();
+        return 1;
+    }
+    if (verbose) {
+        printf("N=%ld: ok: failed step %d code %d, recorded %d saved %d replayed %d\n",
+               fail_at, o.failed_at, o.code, o.recorded, o.saved, o.replayed);
+        if (A.failed && !o.failed_at) /* absorbed: say where, for a reviewer */
+            print_where();
+    }
+    return 0;
+}
+
+/* Runs one N in a child so a crash is reported, not fatal. */
+static int run_child(const char *dir, long n, int verbose) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        long count;
+        int bad = run_once(dir, n, &count, verbose);
+#ifdef TCH_LSAN /* what leaks through libevent's or jansson's allocator too */
+        if (__lsan_do_recoverable_leak_check()) {
+            printf("N=%ld: LeakSanitizer found a leak (above)\n", n);
+            bad = 1;
+        }
+#endif
+        _exit(bad ? 1 : 0);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) {
+        perror("waitpid");
+        return 1;
+    }
+    if (WIFSIGNALED(st)) {
+        printf("N=%ld: crashed with signal %d\n", n, WTERMSIG(st));
+        return 1;
+    }
+    return WEXITSTATUS(st) != 0;
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    /* In memory when it can: each run syncs the journal and the cassette,
+     * which is what takes the time on a disk. */
+    char dir[] = "/dev/shm/tch-alloc-fail-XXXXXX", alt[] = "/tmp/tch-alloc-fail-XXXXXX";
+    char *d = mkdtemp(dir);
+    if (!d)
+        d = mkdtemp(alt);
+    if (!d) {
+        perror("mkdtemp");
+        return 1;
+    }
+    int verbose = getenv("TCH_ALLOC_FAIL_VERBOSE") != NULL;
+    const char *only = getenv("TCH_ALLOC_FAIL_ONLY");
+    A.persist = getenv("TCH_ALLOC_FAIL_PERSIST") != NULL;
+    long m = 0;
+    int bad = 0;
+    if (only) {
+        bad = run_once(d, atol(only), &m, 1);
+    } else if (run_once(d, 0, &m, verbose) != 0 || m == 0) {
+        printf("the clean run failed (allocations %ld)\n", m);
+        bad = 1;
+    } else {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        long nbad = 0;
+        for (long n = 1; n <= m; n++)
+            nbad += run_child(d, n, verbose);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        printf("allocations in a clean run: %ld; failed each in turn: %ld runs, "
+               "%ld broke a promise; %.1f s\n", m, m, nbad, s);
+        bad = nbad != 0;
+    }
+    rmdir(d);
+    return bad;
+}
