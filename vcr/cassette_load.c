@@ -101,8 +101,9 @@ typedef struct frame {
 } frame;
 
 typedef struct ld {
-    const char *data; /* the whole input, for positions of reader errors */
+    const char *data; /* a buffer's input, for positions of reader errors */
     size_t len;
+    cas_stream *in;   /* or a file's, read in pieces (data is NULL) */
     tch_cassette *c;
     tch_error *err;     /* schema errors go here (may be a side buffer) */
     tch_error *err_out; /* the caller's: YAML errors, ENOMEM, limits */
@@ -151,15 +152,33 @@ static int nomem(ld *l) {
 
 /* libyaml's reader (bad UTF-8, control characters) gives only a byte
  * offset: count lines and characters up to it. */
-static yaml_mark_t mark_at(const char *data, size_t len, size_t offset) {
-    yaml_mark_t m = {0};
-    for (size_t i = 0; i < offset && i < len; i++) {
+static void mark_advance(yaml_mark_t *m, const char *data, size_t len) {
+    for (size_t i = 0; i < len; i++) {
         if (data[i] == '\n') {
-            m.line++;
-            m.column = 0;
+            m->line++;
+            m->column = 0;
         } else if (((unsigned char)data[i] & 0xC0) != 0x80) { /* not a UTF-8 continuation */
-            m.column++;
+            m->column++;
         }
+    }
+}
+
+static yaml_mark_t mark_at(const ld *l, size_t offset) {
+    yaml_mark_t m = {0};
+    if (l->data) {
+        mark_advance(&m, l->data, offset < l->len ? offset : l->len);
+        return m;
+    }
+    /* a file's bytes are not kept: read them again up to the offset (an
+     * error is rare, the bytes to it were read once already) */
+    char chunk[8192];
+    size_t n;
+    if (fseek(l->in->f, 0, SEEK_SET) != 0)
+        return m;
+    while (offset > 0 &&
+           (n = fread(chunk, 1, offset < sizeof chunk ? offset : sizeof chunk, l->in->f)) > 0) {
+        mark_advance(&m, chunk, n);
+        offset -= n;
     }
     return m;
 }
@@ -168,7 +187,12 @@ static int parser_error(const ld *l, const yaml_parser_t *p, tch_error *err) {
     const tch_cassette *c = l->c;
     if (p->error == YAML_MEMORY_ERROR)
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory while parsing", c->name);
-    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l->data, l->len, p->problem_offset)
+    if (l->in && l->in->too_big)
+        return tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", c->name,
+                             l->in->max >> 20);
+    if (l->in && l->in->io_error)
+        return tch_error_set(err, TCH_EIO, "cassette %s: read error", c->name);
+    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l, p->problem_offset)
                                                    : p->problem_mark;
     const yaml_mark_t *m = &at;
     if (p->context)
@@ -1414,30 +1438,90 @@ static int load(ld *l) {
                          l->c->name, m.line + 1, m.column + 1);
 }
 
+/* libyaml's input from a file: every byte read is passed to the tap too. */
+static int stream_read(void *ud, unsigned char *buf, size_t size, size_t *got) {
+    cas_stream *in = ud;
+    size_t n = fread(buf, 1, size, in->f);
+    if (n < size && ferror(in->f)) {
+        in->io_error = true;
+        return 0;
+    }
+    if (n > in->max - in->got) {
+        in->too_big = true;
+        return 0;
+    }
+    in->got += n;
+    if (in->tap && n)
+        in->tap(in->tap_ud, buf, n);
+    *got = n;
+    return 1;
+}
+
+/* What a document may cost in aliases: proportional to its size. */
+static size_t alias_budget(size_t len) {
+    return ALIAS_BUDGET_MIN +
+           (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2 ? SIZE_MAX / 2 : len * ALIAS_BUDGET_RATIO);
+}
+
+static int load_with(ld *l) {
+    int rc = load(l);
+    if (l->have_ev)
+        yaml_event_delete(&l->ev);
+    yaml_parser_delete(&l->parser);
+    anchors_reset(l);
+    free(l->anchors);
+    free(l->ahash);
+    free(l->open);
+    free(l->log);
+    free(l->frames);
+    return rc;
+}
+
+static int ld_init(ld *l, tch_cassette *c, size_t len, tch_error *err) {
+    memset(l, 0, sizeof *l);
+    l->c = c;
+    l->err = l->err_out = err;
+    l->budget = alias_budget(len);
+    if (!yaml_parser_initialize(&l->parser))
+        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
+    return 0;
+}
+
 int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
     if (len == 0) /* tchannel-python: an existing empty file is an empty cassette */
         return 0;
     ld l;
-    memset(&l, 0, sizeof l);
-    l.c = c;
+    tch_error scratch = {0};
+    int rc = ld_init(&l, c, len, err ? err : &scratch);
+    if (rc)
+        return rc;
     l.data = data;
     l.len = len;
-    l.err = l.err_out = err ? err : &(tch_error){0};
-    l.budget = ALIAS_BUDGET_MIN + (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2
-                                       ? SIZE_MAX / 2
-                                       : len * ALIAS_BUDGET_RATIO);
-    if (!yaml_parser_initialize(&l.parser))
-        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)data, len);
-    int rc = load(&l);
-    if (l.have_ev)
-        yaml_event_delete(&l.ev);
-    yaml_parser_delete(&l.parser);
-    anchors_reset(&l);
-    free(l.anchors);
-    free(l.ahash);
-    free(l.open);
-    free(l.log);
-    free(l.frames);
+    return load_with(&l);
+}
+
+int tch__cas_load_stream(tch_cassette *c, cas_stream *in, tch_error *err) {
+    ld l;
+    tch_error scratch = {0};
+    int rc = 0;
+    if (in->size > 0) { /* tchannel-python: an empty file is an empty cassette */
+        if ((rc = ld_init(&l, c, in->size, err ? err : &scratch)))
+            return rc;
+        l.in = in;
+        yaml_parser_set_input(&l.parser, stream_read, in);
+        rc = load_with(&l);
+    }
+    /* the parser stops at the end of the stream; whatever follows (nothing,
+     * unless the file grew) still counts for the file's identity */
+    unsigned char chunk[8192];
+    size_t got;
+    while (!rc && stream_read(in, chunk, sizeof chunk, &got) && got > 0)
+        ;
+    if (!rc && in->too_big)
+        rc = tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", c->name,
+                           in->max >> 20);
+    if (!rc && in->io_error)
+        rc = tch_error_set(err, TCH_EIO, "cassette %s: read error", c->name);
     return rc;
 }
