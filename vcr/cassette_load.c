@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,18 +133,19 @@ typedef struct ld {
 
 enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
 
-/* Not yet printf-checked: the format takes two strings, NULL shown as "". */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, const char *b) {
+/* A schema error at m: "NAME:LINE:COL: " and the formatted text. */
+static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) TCH_PRINTF(3, 4);
+static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) {
     char what[256];
-    int n = snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     if (n >= (int)sizeof what) /* a long key or value: show that the text was cut */
         memcpy(what + sizeof what - 4, "...", 4);
     return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
                          m->column + 1, what);
 }
-#pragma GCC diagnostic pop
 
 static int nomem(ld *l) {
     l->hard = HARD_FINAL;
@@ -452,7 +454,7 @@ static int next(ld *l) {
                     yaml_mark_t m = f->mark;
                     tch_error *e = l->err;
                     l->err = l->err_out;
-                    int rc = fail_at(l, &m, "alias inside the node it refers to%s%s", NULL, NULL);
+                    int rc = fail_at(l, &m, "alias inside the node it refers to");
                     l->err = e;
                     return rc;
                 }
@@ -591,13 +593,30 @@ static bool is_null(const node *n) {
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
+/* A scalar's text held in exactly its size: a body the doubling of a
+ * growable buffer sized would leave up to half of its block unused. */
+static int buf_set_exact(tch_buf *out, const char *p, size_t len) {
+    if (len == 0)
+        return tch__cas_buf_set(out, TCH_SLICE_NULL);
+    if (out->cap != len) {
+        uint8_t *q = realloc(out->ptr, len);
+        if (!q)
+            return TCH_ENOMEM;
+        out->ptr = q;
+        out->cap = len;
+    }
+    memcpy(out->ptr, p, len);
+    out->len = len;
+    return 0;
+}
+
 static int read_bytes(ld *l, const char *what, tch_buf *out) {
     const node *n = &l->cur;
     tch_buf_reset(out);
     if (is_null(n))
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
+        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar", what);
     /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
     if (strcmp(n->tag, TAG_BINARY) == 0 || strcmp(n->tag, "tag:yaml.org,2002:python/bytes") == 0) {
         int rc = tch_base64_decode(n->value, n->len, out);
@@ -614,7 +633,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
     if (!is_string_tag(n->tag) && strcmp(n->tag, TAG_INT) != 0)
         return fail_at(l, &n->mark, "%s: unsupported tag %s (expected a string or !!binary)", what,
                        n->tag);
-    if (tch__cas_buf_set(out, tch_slice_of(n->value, n->len)))
+    if (buf_set_exact(out, n->value, n->len))
         return nomem(l);
     return 0;
 }
@@ -622,7 +641,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
 static int read_long(ld *l, const char *what, long min, long max, long *out) {
     const node *n = &l->cur;
     if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected an integer%s", what, NULL);
+        return fail_at(l, &n->mark, "%s: expected an integer", what);
     const char *v = n->value;
     char *end;
     errno = 0;
@@ -669,8 +688,8 @@ static int read_errcode(ld *l, const char *what, uint8_t *out) {
     }
     return fail_at(l, &n->mark,
                    "%s: expected an error code name (timeout, cancelled, busy, declined, "
-                   "unexpected, badRequest, networkError, unhealthy, fatal)%s",
-                   what, NULL);
+                   "unexpected, badRequest, networkError, unhealthy, fatal)",
+                   what);
 }
 
 /* YAML 1.1's spellings of a boolean, as PyYAML reads them. */
@@ -685,7 +704,7 @@ static int read_bool(ld *l, const char *what, int *out) {
                 *out = strcmp(n->value, yes[i]) == 0;
                 return 0;
             }
-    return fail_at(l, &n->mark, "%s: expected true or false%s", what, NULL);
+    return fail_at(l, &n->mark, "%s: expected true or false", what);
 }
 
 static int read_cstr(ld *l, const char *what, char **out) {
@@ -717,7 +736,7 @@ static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nk
                         void *target, unsigned *seen) {
     *seen = 0;
     if (l->cur.type != YAML_MAPPING_START_EVENT)
-        return fail_at(l, &l->cur.mark, "%s: expected a mapping%s", what, NULL);
+        return fail_at(l, &l->cur.mark, "%s: expected a mapping", what);
     for (;;) {
         int rc = next(l);
         if (rc)
@@ -726,7 +745,7 @@ static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nk
         if (k->type == YAML_MAPPING_END_EVENT)
             return 0;
         if (k->type != YAML_SCALAR_EVENT)
-            return fail_at(l, &k->mark, "%s: expected a scalar key%s", what, NULL);
+            return fail_at(l, &k->mark, "%s: expected a scalar key", what);
         size_t i = 0;
         while (i < nkeys && strcmp(keys[i].name, k->value) != 0)
             i++;
@@ -827,7 +846,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         }
         if (sp && json_is_object(stack[sp - 1]) && !keys[sp - 1] &&
             n->type != YAML_MAPPING_END_EVENT) {
-            rc = fail_at(l, &n->mark, "%s: expected a scalar key%s", what, NULL);
+            rc = fail_at(l, &n->mark, "%s: expected a scalar key", what);
             break;
         }
         switch (n->type) {
@@ -836,7 +855,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         case YAML_SEQUENCE_START_EVENT: v = json_array(), open = true; break;
         case YAML_MAPPING_END_EVENT:
         case YAML_SEQUENCE_END_EVENT: closed = true; break;
-        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node%s", what, NULL); break;
+        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node", what); break;
         }
         if (rc)
             break;
@@ -861,7 +880,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         }
         if (open) {
             if (sp == JSON_NODE_DEPTH) {
-                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels%s", what, NULL);
+                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels", what);
                 break;
             }
             keys[sp] = NULL;
@@ -918,7 +937,7 @@ static int read_peers(ld *l, req_ctx *rc) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "knownPeers: expected a list%s%s", NULL, NULL);
+        return fail_at(l, &l->cur.mark, "knownPeers: expected a list");
     rc->cap = 0;
     return walk_sequence(l, peer_item, rc);
 }
@@ -943,8 +962,7 @@ static int th_item(ld *l, void *target, size_t i) {
                           &seen)))
         return e;
     if (seen != 3)
-        return fail_at(l, &m, "transportHeaders item: expected both key and value%s%s", NULL,
-                       NULL);
+        return fail_at(l, &m, "transportHeaders item: expected both key and value");
     return 0;
 }
 
@@ -952,8 +970,7 @@ static int read_theaders(ld *l, req_ctx *rc) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}%s%s",
-                       NULL, NULL);
+        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}");
     rc->cap = 0;
     return walk_sequence(l, th_item, rc);
 }
@@ -1138,10 +1155,10 @@ static int read_error_frame(ld *l, const char *what, uint8_t *code, char **messa
     unsigned seen;
     int rc = walk_mapping(l, what, keys, local ? 3 : 2, err_field, &ec, &seen);
     if (!rc && !(seen & 1u))
-        return fail_at(l, &m, "%s: missing 'code'%s", what, NULL);
+        return fail_at(l, &m, "%s: missing 'code'", what);
     if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
         return fail_at(l, &m, "%s: 'local: true' is for code timeout only (the caller's own "
-                              "deadline)%s", what, NULL);
+                              "deadline)", what);
     if (!rc && !*message && !(*message = strdup("")))
         return nomem(l);
     return rc;
@@ -1196,7 +1213,7 @@ static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
     if (st) {
         tch_error e = {0};
         if (tch__cas_stub_delay_from_json(j, &st->delay, &e))
-            rc = fail_at(l, &m, "%s%s", e.msg, NULL);
+            rc = fail_at(l, &m, "%s", e.msg);
     } else if (!rc) {
         rc = TCH_ENOMEM;
     }
@@ -1214,7 +1231,7 @@ static int read_stub_str(ld *l, tch_cassette_interaction *it, const char *what, 
                                               : &st->new_state;
     int rc = read_cstr(l, what, dst);
     if (!rc && !**dst)
-        rc = fail_at(l, &l->cur.mark, "%s: must not be empty%s", what, NULL);
+        rc = fail_at(l, &l->cur.mark, "%s: must not be empty", what);
     return rc;
 }
 
@@ -1271,7 +1288,7 @@ static int stub_rules(ld *l, it_ctx *ic) {
         return TCH_ENOMEM;
     tch_error e = {0};
     if (ic->rules && tch_stub_rules_from_json(ic->rules, &st->rules, &e))
-        return fail_at(l, &ic->request_mark, "request %s%s", e.msg, NULL);
+        return fail_at(l, &ic->request_mark, "request %s", e.msg);
     static const struct {
         unsigned bit;
         int field;
@@ -1300,10 +1317,9 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
     int rc = walk_mapping(l, "interaction", keys, sizeof keys / sizeof keys[0], it_field, &ic,
                           &seen);
     if (!rc && !(seen & 1u))
-        rc = fail_at(l, &m, "interaction: missing 'request'%s%s", NULL, NULL);
+        rc = fail_at(l, &m, "interaction: missing 'request'");
     if (!rc && !!(seen & 2u) == !!(seen & 4u))
-        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'%s%s",
-                     NULL, NULL);
+        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'");
     if (!rc && (seen & 2u) && !(rc = defer_report(l, &ic.resp_err)))
         rc = apply_decoded(l, it->request.scheme, ic.resp.seen, 1u << 1, 1u << 2,
                            &it->response.headers, &it->response.body, &ic.resp.dec);
@@ -1318,7 +1334,7 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
         rc = stub_rules(l, &ic);
     tch_error te = {0};
     if (!rc && it->stub && it->stub->template_response && tch__cas_template_check(it, &te))
-        rc = fail_at(l, &m, "%s%s", te.msg, NULL);
+        rc = fail_at(l, &m, "%s", te.msg);
     json_decref(ic.rules);
     decoded_free(&ic.resp.dec);
     return rc;
@@ -1338,7 +1354,7 @@ static int read_interactions(ld *l) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "interactions: expected a list%s%s", NULL, NULL);
+        return fail_at(l, &l->cur.mark, "interactions: expected a list");
     return walk_sequence(l, interaction_item, NULL);
 }
 
@@ -1382,12 +1398,11 @@ static int read_top(ld *l) {
     if (!t.have_interactions && !t.have_version)
         return 0;
     if (!t.have_version)
-        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)%s%s", NULL,
-                       NULL);
+        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)");
     if (!t.version_scalar || !t.version_ok)
         return fail_at(l, &t.version_mark,
-                       "unsupported cassette version '%s' (only version 1 is known)%s",
-                       t.version_scalar ? t.version : "?", NULL);
+                       "unsupported cassette version '%s' (only version 1 is known)",
+                       t.version_scalar ? t.version : "?");
     return defer_report(l, &t.inter_err);
 }
 
