@@ -39,7 +39,12 @@
  * 200,000 nested `[` took minutes (with the tree loader too). Deeper input
  * fails with "nesting deeper than 1000 levels" where it happens; if a
  * schema error was already final (the rest of the document was only being
- * parsed for YAML errors), that schema error is reported instead. */
+ * parsed for YAML errors), that schema error is reported instead.
+ *
+ * Memory: a file is fed to the parser in pieces (tch__cas_load_stream),
+ * never held whole, and each scalar is copied once, into a buffer of its
+ * exact size, so a loaded cassette costs its text plus the entries (about
+ * 1.2 times the file for 1 KiB bodies; bench_cassette --load-mb). */
 #include "cassette_internal.h"
 
 #include "array.h"
