@@ -201,8 +201,8 @@ static file_id id_of_path(const char *path) {
 }
 
 /* The file parsed as it is read (never held whole), hashed on the way for
- * the journal. *id: the file when opened; *whole: every byte it had then
- * was read and no more (an in-place write changes the size). */
+ * the journal. *id: the file when opened; *whole (on success): every byte
+ * it had then was read and no more (an in-place write changes the size). */
 static int read_file(tch_cassette *c, file_id *id, uint64_t *hash, bool *whole,
                      tch_error *err) {
     int rc = 0;
@@ -226,7 +226,7 @@ static int read_file(tch_cassette *c, file_id *id, uint64_t *hash, bool *whole,
         rc = tch__cas_load_stream(c, &in, err);
     fclose(f);
     *hash = tch__cas_hash_final(&hs);
-    *whole = in.got == in.size;
+    *whole = rc != 0 || in.got == in.size; /* an error stops the read early */
     return rc;
 }
 
