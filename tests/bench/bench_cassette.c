@@ -6,7 +6,9 @@
  *        bench_cassette --load-mb N [dir]
  *            writes a cassette of about N MB (1 KiB bodies) and reports the
  *            memory its loading takes, as a multiple of the file's size (a
- *            child process loads it, so nothing else counts). */
+ *            child process loads it, so nothing else counts).
+ * Load times are given as wall clock and as CPU time (load_cpu_ms): on a
+ * shared machine the second is the one to compare. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
