@@ -200,35 +200,34 @@ static file_id id_of_path(const char *path) {
     return stat(path, &st) == 0 ? id_of(&st) : (file_id){0};
 }
 
-static int read_file(const char *path, char **data, size_t *len, file_id *id, tch_error *err) {
-    int open_rc = 0;
-    FILE *f = open_regular(path, err, &open_rc);
-    tch_buf b = {0};
+/* The file parsed as it is read (never held whole), hashed on the way for
+ * the journal. *id: the file when opened; *whole (on success): every byte
+ * it had then was read and no more (an in-place write changes the size). */
+static int read_file(tch_cassette *c, file_id *id, uint64_t *hash, bool *whole,
+                     tch_error *err) {
+    int rc = 0;
+    FILE *f = open_regular(c->path, err, &rc);
     struct stat st;
     *id = (file_id){0};
     if (!f)
-        return open_rc;
-    if (fstat(fileno(f), &st) == 0)
-        *id = id_of(&st);
-    char chunk[65536];
-    size_t n;
-    int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > MAX_CASSETTE_BYTES)
-            rc = tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than 1 GiB", path);
-        else if (tch_buf_append(&b, chunk, n))
-            rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", path);
-    }
-    if (!rc && ferror(f))
-        rc = tch_error_set(err, TCH_EIO, "cassette %s: read error", path);
-    fclose(f);
-    if (rc) {
-        tch_buf_free(&b);
         return rc;
+    if (fstat(fileno(f), &st) != 0) {
+        fclose(f);
+        return tch_error_set(err, TCH_EIO, "cassette %s: %s", c->path, strerror(errno));
     }
-    *data = (char *)b.ptr;
-    *len = b.len;
-    return 0;
+    *id = id_of(&st);
+    cas_hasher hs;
+    tch__cas_hash_init(&hs, (uint64_t)st.st_size);
+    cas_stream in = {.f = f, .size = (size_t)st.st_size, .max = MAX_CASSETTE_BYTES,
+                     .tap = tch__cas_hash_update, .tap_ud = &hs};
+    if (in.size > in.max)
+        rc = tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than 1 GiB", c->path);
+    else
+        rc = tch__cas_load_stream(c, &in, err);
+    fclose(f);
+    *hash = tch__cas_hash_final(&hs);
+    *whole = rc != 0 || in.got == in.size; /* an error stops the read early */
+    return rc;
 }
 
 /* One read of the file and its journal. *moved: a writer replaced the file
@@ -237,28 +236,25 @@ static int read_file(const char *path, char **data, size_t *len, file_id *id, tc
 static int open_once(const char *path, const tch_cassette_options *opts, tch_cassette **out,
                      bool *moved, tch_error *err) {
     tch_cassette *c = NULL;
-    char *data = NULL;
-    size_t len = 0;
     file_id before;
+    uint64_t hash = 0;
+    bool whole = true;
     int rc = cassette_new(path, path, opts, &c, err);
     if (rc)
         return rc;
-    rc = read_file(path, &data, &len, &before, err);
+    rc = read_file(c, &before, &hash, &whole, err);
     bool exists = rc != TCH_ENOTFOUND; /* a new cassette: ONCE may record */
     if (!exists)
         rc = 0;
     c->existed = exists;
-    if (!rc && exists)
-        rc = tch__cas_load_buffer(c, data, len, err);
     if (!rc) /* recordings committed to PATH.journal are part of the cassette */
-        rc = tch__cas_journal_merge(c, data, len, exists, err);
+        rc = tch__cas_journal_merge(c, hash, exists, err);
     if (!rc && c->n > 0)
         entry_fit(c->items[c->n - 1]);
     if (!rc)
         rc = index_all(c, err);
-    free(data);
     file_id after = id_of_path(path);
-    *moved = !same_id(&before, &after);
+    *moved = !whole || !same_id(&before, &after);
     if (rc) {
         tch_cassette_free(c);
         return rc;

@@ -7,6 +7,7 @@
 #include <tchannel/stub.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Built-in matchable fields, in tchannel-python's matcher names. */
 enum cas_field {
@@ -167,6 +168,21 @@ int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_dec
 
 /* load */
 int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err);
+
+/* A file read in pieces as it is parsed, so that it is never held whole;
+ * tap sees every byte read (the journal's identity of the file). */
+typedef void (*cas_tap_fn)(void *ud, const void *p, size_t n);
+typedef struct cas_stream {
+    FILE *f;
+    size_t size; /* when opened: sizes the alias budget; 0 reads as empty */
+    size_t max;  /* more than this is TCH_ETOOBIG */
+    cas_tap_fn tap;
+    void *tap_ud;
+    size_t got; /* out: bytes read (the whole file, unless an error) */
+    bool too_big, io_error;
+} cas_stream;
+/* Parses f from its start and then reads it to its end. */
+int tch__cas_load_stream(tch_cassette *c, cas_stream *in, tch_error *err);
 
 /* entries */
 int tch__cas_append_entry(tch_cassette *c, cas_entry **out);

@@ -58,25 +58,20 @@ struct tch_cassette_journal {
 
 /* 64-bit hash, eight bytes at a step (a 200 MB file hashes in a blink),
  * fed in pieces so that a file is hashed without holding it whole. */
-typedef struct hasher {
-    uint64_t h;
-    uint8_t carry[8];
-    size_t ncarry;
-} hasher;
-
-static void hash_init(hasher *hs, uint64_t total_len) {
+void tch__cas_hash_init(cas_hasher *hs, uint64_t total_len) {
     hs->h = 0x9e3779b97f4a7c15ULL ^ total_len;
     hs->ncarry = 0;
 }
 
-static void hash_word(hasher *hs, const uint8_t *w8) {
+static void hash_word(cas_hasher *hs, const uint8_t *w8) {
     uint64_t w;
     memcpy(&w, w8, 8);
     hs->h = (hs->h ^ w) * 0xff51afd7ed558ccdULL;
     hs->h ^= hs->h >> 29;
 }
 
-static void hash_update(hasher *hs, const void *p, size_t n) {
+void tch__cas_hash_update(void *ud, const void *p, size_t n) {
+    cas_hasher *hs = ud;
     const uint8_t *b = p;
     while (n > 0 && hs->ncarry > 0) { /* finish a word a previous piece began */
         hs->carry[hs->ncarry++] = *b++, n--;
@@ -89,7 +84,7 @@ static void hash_update(hasher *hs, const void *p, size_t n) {
     hs->ncarry = n;
 }
 
-static uint64_t hash_final(hasher *hs) {
+uint64_t tch__cas_hash_final(const cas_hasher *hs) {
     uint64_t h = hs->h;
     for (size_t i = 0; i < hs->ncarry; i++)
         h = (h ^ hs->carry[i]) * 0x100000001b3ULL;
@@ -100,10 +95,10 @@ static uint64_t hash_final(hasher *hs) {
 }
 
 static uint64_t content_hash(const void *p, size_t n) {
-    hasher hs;
-    hash_init(&hs, n);
-    hash_update(&hs, p, n);
-    return hash_final(&hs);
+    cas_hasher hs;
+    tch__cas_hash_init(&hs, n);
+    tch__cas_hash_update(&hs, p, n);
+    return tch__cas_hash_final(&hs);
 }
 
 /* The hash of a file's content, read in pieces; TCH_ENOTFOUND when there
@@ -118,11 +113,11 @@ static int hash_file(const char *path, uint64_t *out, tch_error *err) {
         close(fd);
         return tch_error_set(err, TCH_EINVAL, "%s: not a regular file", path);
     }
-    hasher hs;
+    cas_hasher hs;
     uint8_t buf[65536];
     size_t total = 0;
     int rc = 0;
-    hash_init(&hs, (uint64_t)st.st_size);
+    tch__cas_hash_init(&hs, (uint64_t)st.st_size);
     for (;;) {
         ssize_t n = read(fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
@@ -131,13 +126,13 @@ static int hash_file(const char *path, uint64_t *out, tch_error *err) {
             rc = tch_error_set(err, TCH_EIO, "%s: %s", path, strerror(errno));
         if (n <= 0)
             break;
-        hash_update(&hs, buf, (size_t)n);
+        tch__cas_hash_update(&hs, buf, (size_t)n);
         total += (size_t)n;
     }
     close(fd);
     if (!rc && total != (size_t)st.st_size)
         rc = tch_error_set(err, TCH_EIO, "%s: changed while being read", path);
-    *out = hash_final(&hs);
+    *out = tch__cas_hash_final(&hs);
     return rc;
 }
 
@@ -347,8 +342,7 @@ static void drop_all(tch_cassette *c) {
     c->n = 0;
 }
 
-int tch__cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
-                      tch_error *err) {
+int tch__cas_journal_merge(tch_cassette *c, uint64_t file_hash, bool exists, tch_error *err) {
     char *jpath = journal_path(c->path);
     tch_buf j = {0};
     jscan js;
@@ -362,7 +356,7 @@ int tch__cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool e
     /* a journal whose file was replaced meanwhile is not applied: readers see
      * the file; tch_cassette_journal_open moves its recordings aside */
     if (!rc && j.ptr &&
-        journal_state(&js, exists ? content_hash(data, len) : 0, exists) == J_APPLIES) {
+        journal_state(&js, exists ? file_hash : 0, exists) == J_APPLIES) {
         if (js.replace) /* a run in mode ALL: its recordings are the whole cassette */
             drop_all(c);
         merge_ctx m = {c, jpath, err};

@@ -26,11 +26,24 @@ int tch__cas_write_atomic(const char *path, tch_slice data, tch_error *err);
  * before `from` must hold no unsaved recording. */
 int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err);
 
+/* The hash that identifies a file's content to its journal (a B record
+ * names the file it adds to, an F record the file it was folded into), fed
+ * in pieces so that a file is hashed as it is read. total_len: the whole
+ * content's length, known before the first piece. */
+typedef struct cas_hasher {
+    uint64_t h;
+    uint8_t carry[8];
+    size_t ncarry;
+} cas_hasher;
+void tch__cas_hash_init(cas_hasher *hs, uint64_t total_len);
+void tch__cas_hash_update(void *hs, const void *p, size_t n); /* a cas_tap_fn */
+uint64_t tch__cas_hash_final(const cas_hasher *hs);
+
 /* Called by tch_cassette_open after the file's own interactions were read
- * (data/len: the file's bytes; exists: 0 when there was no file): adds the
- * recordings of PATH.journal unless a fold already put them in the file. */
-int tch__cas_journal_merge(tch_cassette *c, const char *data, size_t len, bool exists,
-                      tch_error *err);
+ * (file_hash: of the file's bytes as read; exists: 0 when there was no
+ * file): adds the recordings of PATH.journal unless a fold already put them
+ * in the file. */
+int tch__cas_journal_merge(tch_cassette *c, uint64_t file_hash, bool exists, tch_error *err);
 /* Replaces the cassette file with data, folding the journal beside it (j's,
  * or a journal some earlier run left): marks the journal folded, renames,
  * then removes the journal. */

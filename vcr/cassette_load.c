@@ -39,13 +39,19 @@
  * 200,000 nested `[` took minutes (with the tree loader too). Deeper input
  * fails with "nesting deeper than 1000 levels" where it happens; if a
  * schema error was already final (the rest of the document was only being
- * parsed for YAML errors), that schema error is reported instead. */
+ * parsed for YAML errors), that schema error is reported instead.
+ *
+ * Memory: a file is fed to the parser in pieces (tch__cas_load_stream),
+ * never held whole, and each scalar is copied once, into a buffer of its
+ * exact size, so a loaded cassette costs its text plus the entries (about
+ * 1.2 times the file for 1 KiB bodies; bench_cassette --load-mb). */
 #include "cassette_internal.h"
 
 #include "array.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,8 +107,9 @@ typedef struct frame {
 } frame;
 
 typedef struct ld {
-    const char *data; /* the whole input, for positions of reader errors */
+    const char *data; /* a buffer's input, for positions of reader errors */
     size_t len;
+    cas_stream *in;   /* or a file's, read in pieces (data is NULL) */
     tch_cassette *c;
     tch_error *err;     /* schema errors go here (may be a side buffer) */
     tch_error *err_out; /* the caller's: YAML errors, ENOMEM, limits */
@@ -131,18 +138,19 @@ typedef struct ld {
 
 enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
 
-/* Not yet printf-checked: the format takes two strings, NULL shown as "". */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wformat-nonliteral"
-static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, const char *a, const char *b) {
+/* A schema error at m: "NAME:LINE:COL: " and the formatted text. */
+static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) TCH_PRINTF(3, 4);
+static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) {
     char what[256];
-    int n = snprintf(what, sizeof what, fmt, a ? a : "", b ? b : "");
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     if (n >= (int)sizeof what) /* a long key or value: show that the text was cut */
         memcpy(what + sizeof what - 4, "...", 4);
     return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
                          m->column + 1, what);
 }
-#pragma GCC diagnostic pop
 
 static int nomem(ld *l) {
     l->hard = HARD_FINAL;
@@ -151,15 +159,33 @@ static int nomem(ld *l) {
 
 /* libyaml's reader (bad UTF-8, control characters) gives only a byte
  * offset: count lines and characters up to it. */
-static yaml_mark_t mark_at(const char *data, size_t len, size_t offset) {
-    yaml_mark_t m = {0};
-    for (size_t i = 0; i < offset && i < len; i++) {
+static void mark_advance(yaml_mark_t *m, const char *data, size_t len) {
+    for (size_t i = 0; i < len; i++) {
         if (data[i] == '\n') {
-            m.line++;
-            m.column = 0;
+            m->line++;
+            m->column = 0;
         } else if (((unsigned char)data[i] & 0xC0) != 0x80) { /* not a UTF-8 continuation */
-            m.column++;
+            m->column++;
         }
+    }
+}
+
+static yaml_mark_t mark_at(const ld *l, size_t offset) {
+    yaml_mark_t m = {0};
+    if (l->data) {
+        mark_advance(&m, l->data, offset < l->len ? offset : l->len);
+        return m;
+    }
+    /* a file's bytes are not kept: read them again up to the offset (an
+     * error is rare, the bytes to it were read once already) */
+    char chunk[8192];
+    size_t n;
+    if (fseek(l->in->f, 0, SEEK_SET) != 0)
+        return m;
+    while (offset > 0 &&
+           (n = fread(chunk, 1, offset < sizeof chunk ? offset : sizeof chunk, l->in->f)) > 0) {
+        mark_advance(&m, chunk, n);
+        offset -= n;
     }
     return m;
 }
@@ -168,7 +194,12 @@ static int parser_error(const ld *l, const yaml_parser_t *p, tch_error *err) {
     const tch_cassette *c = l->c;
     if (p->error == YAML_MEMORY_ERROR)
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory while parsing", c->name);
-    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l->data, l->len, p->problem_offset)
+    if (l->in && l->in->too_big)
+        return tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", c->name,
+                             l->in->max >> 20);
+    if (l->in && l->in->io_error)
+        return tch_error_set(err, TCH_EIO, "cassette %s: read error", c->name);
+    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l, p->problem_offset)
                                                    : p->problem_mark;
     const yaml_mark_t *m = &at;
     if (p->context)
@@ -428,7 +459,7 @@ static int next(ld *l) {
                     yaml_mark_t m = f->mark;
                     tch_error *e = l->err;
                     l->err = l->err_out;
-                    int rc = fail_at(l, &m, "alias inside the node it refers to%s%s", NULL, NULL);
+                    int rc = fail_at(l, &m, "alias inside the node it refers to");
                     l->err = e;
                     return rc;
                 }
@@ -567,13 +598,30 @@ static bool is_null(const node *n) {
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
+/* A scalar's text held in exactly its size: a body the doubling of a
+ * growable buffer sized would leave up to half of its block unused. */
+static int buf_set_exact(tch_buf *out, const char *p, size_t len) {
+    if (len == 0)
+        return tch__cas_buf_set(out, TCH_SLICE_NULL);
+    if (out->cap != len) {
+        uint8_t *q = realloc(out->ptr, len);
+        if (!q)
+            return TCH_ENOMEM;
+        out->ptr = q;
+        out->cap = len;
+    }
+    memcpy(out->ptr, p, len);
+    out->len = len;
+    return 0;
+}
+
 static int read_bytes(ld *l, const char *what, tch_buf *out) {
     const node *n = &l->cur;
     tch_buf_reset(out);
     if (is_null(n))
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar%s", what, NULL);
+        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar", what);
     /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
     if (strcmp(n->tag, TAG_BINARY) == 0 || strcmp(n->tag, "tag:yaml.org,2002:python/bytes") == 0) {
         int rc = tch_base64_decode(n->value, n->len, out);
@@ -590,7 +638,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
     if (!is_string_tag(n->tag) && strcmp(n->tag, TAG_INT) != 0)
         return fail_at(l, &n->mark, "%s: unsupported tag %s (expected a string or !!binary)", what,
                        n->tag);
-    if (tch__cas_buf_set(out, tch_slice_of(n->value, n->len)))
+    if (buf_set_exact(out, n->value, n->len))
         return nomem(l);
     return 0;
 }
@@ -598,7 +646,7 @@ static int read_bytes(ld *l, const char *what, tch_buf *out) {
 static int read_long(ld *l, const char *what, long min, long max, long *out) {
     const node *n = &l->cur;
     if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected an integer%s", what, NULL);
+        return fail_at(l, &n->mark, "%s: expected an integer", what);
     const char *v = n->value;
     char *end;
     errno = 0;
@@ -645,8 +693,8 @@ static int read_errcode(ld *l, const char *what, uint8_t *out) {
     }
     return fail_at(l, &n->mark,
                    "%s: expected an error code name (timeout, cancelled, busy, declined, "
-                   "unexpected, badRequest, networkError, unhealthy, fatal)%s",
-                   what, NULL);
+                   "unexpected, badRequest, networkError, unhealthy, fatal)",
+                   what);
 }
 
 /* YAML 1.1's spellings of a boolean, as PyYAML reads them. */
@@ -661,7 +709,7 @@ static int read_bool(ld *l, const char *what, bool *out) {
                 *out = strcmp(n->value, yes[i]) == 0;
                 return 0;
             }
-    return fail_at(l, &n->mark, "%s: expected true or false%s", what, NULL);
+    return fail_at(l, &n->mark, "%s: expected true or false", what);
 }
 
 static int read_cstr(ld *l, const char *what, char **out) {
@@ -693,7 +741,7 @@ static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nk
                         void *target, unsigned *seen) {
     *seen = 0;
     if (l->cur.type != YAML_MAPPING_START_EVENT)
-        return fail_at(l, &l->cur.mark, "%s: expected a mapping%s", what, NULL);
+        return fail_at(l, &l->cur.mark, "%s: expected a mapping", what);
     for (;;) {
         int rc = next(l);
         if (rc)
@@ -702,7 +750,7 @@ static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nk
         if (k->type == YAML_MAPPING_END_EVENT)
             return 0;
         if (k->type != YAML_SCALAR_EVENT)
-            return fail_at(l, &k->mark, "%s: expected a scalar key%s", what, NULL);
+            return fail_at(l, &k->mark, "%s: expected a scalar key", what);
         size_t i = 0;
         while (i < nkeys && strcmp(keys[i].name, k->value) != 0)
             i++;
@@ -803,7 +851,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         }
         if (sp && json_is_object(stack[sp - 1]) && !keys[sp - 1] &&
             n->type != YAML_MAPPING_END_EVENT) {
-            rc = fail_at(l, &n->mark, "%s: expected a scalar key%s", what, NULL);
+            rc = fail_at(l, &n->mark, "%s: expected a scalar key", what);
             break;
         }
         switch (n->type) {
@@ -812,7 +860,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         case YAML_SEQUENCE_START_EVENT: v = json_array(), open = true; break;
         case YAML_MAPPING_END_EVENT:
         case YAML_SEQUENCE_END_EVENT: closed = true; break;
-        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node%s", what, NULL); break;
+        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node", what); break;
         }
         if (rc)
             break;
@@ -837,7 +885,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         }
         if (open) {
             if (sp == JSON_NODE_DEPTH) {
-                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels%s", what, NULL);
+                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels", what);
                 break;
             }
             keys[sp] = NULL;
@@ -894,7 +942,7 @@ static int read_peers(ld *l, req_ctx *rc) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "knownPeers: expected a list%s%s", NULL, NULL);
+        return fail_at(l, &l->cur.mark, "knownPeers: expected a list");
     rc->cap = 0;
     return walk_sequence(l, peer_item, rc);
 }
@@ -919,8 +967,7 @@ static int th_item(ld *l, void *target, size_t i) {
                           &seen)))
         return e;
     if (seen != 3)
-        return fail_at(l, &m, "transportHeaders item: expected both key and value%s%s", NULL,
-                       NULL);
+        return fail_at(l, &m, "transportHeaders item: expected both key and value");
     return 0;
 }
 
@@ -928,8 +975,7 @@ static int read_theaders(ld *l, req_ctx *rc) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}%s%s",
-                       NULL, NULL);
+        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}");
     rc->cap = 0;
     return walk_sequence(l, th_item, rc);
 }
@@ -1114,10 +1160,10 @@ static int read_error_frame(ld *l, const char *what, uint8_t *code, char **messa
     unsigned seen;
     int rc = walk_mapping(l, what, keys, local ? 3 : 2, err_field, &ec, &seen);
     if (!rc && !(seen & 1u))
-        return fail_at(l, &m, "%s: missing 'code'%s", what, NULL);
+        return fail_at(l, &m, "%s: missing 'code'", what);
     if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
         return fail_at(l, &m, "%s: 'local: true' is for code timeout only (the caller's own "
-                              "deadline)%s", what, NULL);
+                              "deadline)", what);
     if (!rc && !*message && !(*message = strdup("")))
         return nomem(l);
     return rc;
@@ -1172,7 +1218,7 @@ static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
     if (st) {
         tch_error e = {0};
         if (tch__cas_stub_delay_from_json(j, &st->delay, &e))
-            rc = fail_at(l, &m, "%s%s", e.msg, NULL);
+            rc = fail_at(l, &m, "%s", e.msg);
     } else if (!rc) {
         rc = TCH_ENOMEM;
     }
@@ -1190,7 +1236,7 @@ static int read_stub_str(ld *l, tch_cassette_interaction *it, const char *what, 
                                               : &st->new_state;
     int rc = read_cstr(l, what, dst);
     if (!rc && !**dst)
-        rc = fail_at(l, &l->cur.mark, "%s: must not be empty%s", what, NULL);
+        rc = fail_at(l, &l->cur.mark, "%s: must not be empty", what);
     return rc;
 }
 
@@ -1247,7 +1293,7 @@ static int stub_rules(ld *l, it_ctx *ic) {
         return TCH_ENOMEM;
     tch_error e = {0};
     if (ic->rules && tch_stub_rules_from_json(ic->rules, &st->rules, &e))
-        return fail_at(l, &ic->request_mark, "request %s%s", e.msg, NULL);
+        return fail_at(l, &ic->request_mark, "request %s", e.msg);
     static const struct {
         unsigned bit;
         int field;
@@ -1276,10 +1322,9 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
     int rc = walk_mapping(l, "interaction", keys, sizeof keys / sizeof keys[0], it_field, &ic,
                           &seen);
     if (!rc && !(seen & 1u))
-        rc = fail_at(l, &m, "interaction: missing 'request'%s%s", NULL, NULL);
+        rc = fail_at(l, &m, "interaction: missing 'request'");
     if (!rc && !!(seen & 2u) == !!(seen & 4u))
-        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'%s%s",
-                     NULL, NULL);
+        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'");
     if (!rc && (seen & 2u) && !(rc = defer_report(l, &ic.resp_err)))
         rc = apply_decoded(l, it->request.scheme, ic.resp.seen, 1u << 1, 1u << 2,
                            &it->response.headers, &it->response.body, &ic.resp.dec);
@@ -1294,7 +1339,7 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
         rc = stub_rules(l, &ic);
     tch_error te = {0};
     if (!rc && it->stub && it->stub->template_response && tch__cas_template_check(it, &te))
-        rc = fail_at(l, &m, "%s%s", te.msg, NULL);
+        rc = fail_at(l, &m, "%s", te.msg);
     json_decref(ic.rules);
     decoded_free(&ic.resp.dec);
     return rc;
@@ -1314,7 +1359,7 @@ static int read_interactions(ld *l) {
     if (is_null(&l->cur))
         return 0;
     if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "interactions: expected a list%s%s", NULL, NULL);
+        return fail_at(l, &l->cur.mark, "interactions: expected a list");
     return walk_sequence(l, interaction_item, NULL);
 }
 
@@ -1358,12 +1403,11 @@ static int read_top(ld *l) {
     if (!t.have_interactions && !t.have_version)
         return 0;
     if (!t.have_version)
-        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)%s%s", NULL,
-                       NULL);
+        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)");
     if (!t.version_scalar || !t.version_ok)
         return fail_at(l, &t.version_mark,
-                       "unsupported cassette version '%s' (only version 1 is known)%s",
-                       t.version_scalar ? t.version : "?", NULL);
+                       "unsupported cassette version '%s' (only version 1 is known)",
+                       t.version_scalar ? t.version : "?");
     return defer_report(l, &t.inter_err);
 }
 
@@ -1414,30 +1458,90 @@ static int load(ld *l) {
                          l->c->name, m.line + 1, m.column + 1);
 }
 
+/* libyaml's input from a file: every byte read is passed to the tap too. */
+static int stream_read(void *ud, unsigned char *buf, size_t size, size_t *got) {
+    cas_stream *in = ud;
+    size_t n = fread(buf, 1, size, in->f);
+    if (n < size && ferror(in->f)) {
+        in->io_error = true;
+        return 0;
+    }
+    if (n > in->max - in->got) {
+        in->too_big = true;
+        return 0;
+    }
+    in->got += n;
+    if (in->tap && n)
+        in->tap(in->tap_ud, buf, n);
+    *got = n;
+    return 1;
+}
+
+/* What a document may cost in aliases: proportional to its size. */
+static size_t alias_budget(size_t len) {
+    return ALIAS_BUDGET_MIN +
+           (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2 ? SIZE_MAX / 2 : len * ALIAS_BUDGET_RATIO);
+}
+
+static int load_with(ld *l) {
+    int rc = load(l);
+    if (l->have_ev)
+        yaml_event_delete(&l->ev);
+    yaml_parser_delete(&l->parser);
+    anchors_reset(l);
+    free(l->anchors);
+    free(l->ahash);
+    free(l->open);
+    free(l->log);
+    free(l->frames);
+    return rc;
+}
+
+static int ld_init(ld *l, tch_cassette *c, size_t len, tch_error *err) {
+    memset(l, 0, sizeof *l);
+    l->c = c;
+    l->err = l->err_out = err;
+    l->budget = alias_budget(len);
+    if (!yaml_parser_initialize(&l->parser))
+        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
+    return 0;
+}
+
 int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
     if (len == 0) /* tchannel-python: an existing empty file is an empty cassette */
         return 0;
     ld l;
-    memset(&l, 0, sizeof l);
-    l.c = c;
+    tch_error scratch = {0};
+    int rc = ld_init(&l, c, len, err ? err : &scratch);
+    if (rc)
+        return rc;
     l.data = data;
     l.len = len;
-    l.err = l.err_out = err ? err : &(tch_error){0};
-    l.budget = ALIAS_BUDGET_MIN + (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2
-                                       ? SIZE_MAX / 2
-                                       : len * ALIAS_BUDGET_RATIO);
-    if (!yaml_parser_initialize(&l.parser))
-        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
     yaml_parser_set_input_string(&l.parser, (const unsigned char *)data, len);
-    int rc = load(&l);
-    if (l.have_ev)
-        yaml_event_delete(&l.ev);
-    yaml_parser_delete(&l.parser);
-    anchors_reset(&l);
-    free(l.anchors);
-    free(l.ahash);
-    free(l.open);
-    free(l.log);
-    free(l.frames);
+    return load_with(&l);
+}
+
+int tch__cas_load_stream(tch_cassette *c, cas_stream *in, tch_error *err) {
+    ld l;
+    tch_error scratch = {0};
+    int rc = 0;
+    if (in->size > 0) { /* tchannel-python: an empty file is an empty cassette */
+        if ((rc = ld_init(&l, c, in->size, err ? err : &scratch)))
+            return rc;
+        l.in = in;
+        yaml_parser_set_input(&l.parser, stream_read, in);
+        rc = load_with(&l);
+    }
+    /* the parser stops at the end of the stream; whatever follows (nothing,
+     * unless the file grew) still counts for the file's identity */
+    unsigned char chunk[8192];
+    size_t got;
+    while (!rc && stream_read(in, chunk, sizeof chunk, &got) && got > 0)
+        ;
+    if (!rc && in->too_big)
+        rc = tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", c->name,
+                           in->max >> 20);
+    if (!rc && in->io_error)
+        rc = tch_error_set(err, TCH_EIO, "cassette %s: read error", c->name);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <tchannel/cassette.h>
 
 #define FIX TCH_SOURCE_DIR "/tests/fixtures/cassettes/"
@@ -349,6 +350,30 @@ static void bad_utf8_names_line_and_column(void **state) {
                  "control");
 }
 
+/* A file is parsed as it is read, in pieces: a reader error far past the
+ * first piece still names its line and column (the bytes up to it are read
+ * again to count them), and a file that is not YAML fails the same way. */
+static void reader_error_deep_in_a_file_names_line_and_column(void **state) {
+    (void)state;
+    char path[] = "/tmp/cassette_load_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("version: 1\n", f);
+    for (int i = 0; i < 3000; i++) /* about 150 KB of comments before the error */
+        fprintf(f, "# line %04d of padding: the parser reads this in pieces\n", i + 2);
+    fputs("# caf\xc3\xa9 \x01 control\n", f); /* line 3002, column 8: two bytes, one character */
+    assert_int_equal(fclose(f), 0);
+    tch_error err = {0};
+    assert_int_equal(open_err(path, &err), TCH_EPARSE);
+    char where[64];
+    snprintf(where, sizeof where, "%s:3002:8:", path);
+    if (!strstr(err.msg, where) || !strstr(err.msg, "control"))
+        fail_msg("got '%s', want '%s' and 'control'", err.msg, where);
+    unlink(path);
+}
+
 /* PyYAML reads !!python/bytes as base64, as !!binary. */
 static void python_bytes_are_base64(void **state) {
     (void)state;
@@ -601,6 +626,7 @@ int main(void) {
         cmocka_unit_test(deeply_nested_junk_is_rejected),
         cmocka_unit_test(huge_scalars_load),
         cmocka_unit_test(error_precedence_is_kept),
+        cmocka_unit_test(reader_error_deep_in_a_file_names_line_and_column),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
