@@ -387,7 +387,8 @@ static void start_upstream(mock *m, mock_recording *r, const tch_cassette_call *
         tch_error e2;
         tch_cassette_record_abort(r->target->c, r->slot, &e2);
         r->target->pending--;
-        fail(m, r->in, call, err.msg, refused ? TCH_PCODE_DECLINED : TCH_PCODE_UNEXPECTED);
+        fail(m, r->in, call, err.msg, refused == TCH_ETOOBIG ? TCH_PCODE_BAD_REQUEST
+                          : refused ? TCH_PCODE_DECLINED : TCH_PCODE_UNEXPECTED);
         unlink_rec(m, r);
     }
 }

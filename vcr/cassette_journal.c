@@ -328,7 +328,7 @@ static int merge_record(void *ud, const jrec *r) {
     size_t first = m->c->n;
     int rc = tch__cas_load_buffer(m->c, (const char *)r->payload.ptr, r->payload.len, m->err);
     if (rc)
-        return tch_error_wrap(m->err, "%s: the record at byte %zu", m->path, r->off);
+        return tch_error_wrap(m->err, "%s: the record at byte %zu", m->path, r->off), rc;
     for (size_t i = first; i < m->c->n; i++)
         m->c->items[i]->it.line = 0; /* a line of the journal record means nothing */
     return 0;
@@ -600,7 +600,7 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     }
     tch_buf_free(&rec);
     if (rc)
-        return tch_error_wrap(err, "cassette %s: recording not saved", c->name);
+        return tch_error_wrap(err, "cassette %s: recording not saved", c->name), rc;
     return tch__cas_mark_saved(c, j->settled, err);
 }
 
@@ -966,7 +966,9 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
         close(fd);
     tch_buf_free(&f.bytes);
     tch_buf_free(&out);
-    return rc ? tch_error_wrap(err, "cassette %s: recovering its journal", c->name) : 0;
+    if (rc)
+        tch_error_wrap(err, "cassette %s: recovering its journal", c->name);
+    return rc;
 }
 
 int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,

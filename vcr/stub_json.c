@@ -228,7 +228,7 @@ static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, 
         return tch_error_set(err, TCH_EINVAL, "request: expected an object");
     int rc = tch_stub_rules_from_json(rq, &it->stub->rules, err);
     if (rc)
-        return tch_error_wrap(err, "request");
+        return tch_error_wrap(err, "request"), rc;
     if ((rc = request_of(rq, &it->request, err)))
         return rc;
     const json_t *resp = json_object_get(j, "response"), *e = json_object_get(j, "error");

@@ -319,7 +319,7 @@ static int jsonpath_rule(rule *r, const json_t *arg, const char *where, int dept
                              at);
     int rc = tch__cas_jpath_parse(json_string_value(expr), &r->path, err);
     if (rc)
-        return tch_error_wrap(err, "%s", at);
+        return tch_error_wrap(err, "%s", at), rc;
     if (!json_is_object(arg) || json_object_size(arg) == 1)
         return 0;
     json_t *rest = json_deep_copy(arg);

@@ -432,8 +432,8 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
         goto out;
     }
     o->steps++;
-    if (!(server = tch_channel_new(base, "server", NULL))) {
-        step_failed(o, -1);
+    if ((rc = tch_channel_new(base, "server", NULL, &server, NULL)) != 0) {
+        step_failed(o, rc);
         goto out;
     }
     o->steps++;
@@ -459,8 +459,8 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
         goto out;
     }
     o->steps++;
-    if (!(client = tch_channel_new(base, "client", NULL))) {
-        step_failed(o, -1);
+    if ((rc = tch_channel_new(base, "client", NULL, &client, NULL)) != 0) {
+        step_failed(o, rc);
         goto out;
     }
     o->steps++;
@@ -499,8 +499,8 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
     tch_channel_free(server);
     server = NULL;
     o->steps++;
-    if (!(replayer = tch_channel_new(base, "client", NULL))) {
-        step_failed(o, -1);
+    if ((rc = tch_channel_new(base, "client", NULL, &replayer, NULL)) != 0) {
+        step_failed(o, rc);
         goto out;
     }
     o->steps++;

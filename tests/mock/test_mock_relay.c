@@ -619,6 +619,23 @@ static void the_header_limit_is_the_peers(void **state) {
     assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
 }
 
+/* Recording through to an upstream applies the same rule, with the same
+ * BadRequest (a Declined would be retried by the caller, to no end). */
+static void recording_through_has_the_same_header_limit(void **state) {
+    fx *f = *state;
+    char empty[300];
+    write_empty(f, empty, sizeof empty);
+    start_mock(f, "--mode", "all", "--upstream", f->inst_hp[0], empty, NULL);
+    result ok = call_with_headers(f, 127);
+    if (ok.status != 0)
+        fail_msg("127 transport headers: status %d: %s", ok.status, ok.message);
+    result r = call_with_headers(f, 128);
+    assert_int_equal(r.status, TCH_EREMOTE);
+    assert_int_equal(r.error_code, TCH_PCODE_BAD_REQUEST);
+    assert_non_null(strstr(r.message, "send at most 127"));
+    assert_int_equal(mp_stop(&f->mp, f->base, SIGTERM, 10000), 0);
+}
+
 /* --upstream SERVICE=HOST:PORT and --upstream-router are checked. */
 static void bad_command_lines(void **state) {
     (void)state;
@@ -683,6 +700,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(relayed_hop_span_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(caller_retry_flags_are_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(the_header_limit_is_the_peers, setup, teardown),
+        cmocka_unit_test_setup_teardown(recording_through_has_the_same_header_limit, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(many_transport_headers_are_relayed, setup, teardown),
         cmocka_unit_test(bad_command_lines),
         cmocka_unit_test(own_address_is_refused),

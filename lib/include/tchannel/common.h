@@ -53,7 +53,9 @@ typedef struct tch_error {
  * `return tch_error_set(err, TCH_EPROTO, "call req: service length %u", n);` */
 int tch_error_set(tch_error *err, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
 /* Prepends "prefix: " to an already-set message (adds context on the way
- * up). Returns err->code (TCH_EINVAL when err is NULL). */
+ * up). Returns err->code; with a NULL err there is no code to return
+ * (TCH_EINVAL), so a function whose caller may pass NULL returns its own:
+ * `return tch_error_wrap(err, "request"), rc;`. */
 int tch_error_wrap(tch_error *err, const char *fmt, ...) TCH_PRINTF(2, 3);
 const char *tch_strerror(int code);
 
