@@ -115,12 +115,12 @@ int tch_channel_new(struct event_base *base, const char *name, const tch_channel
     ch->opts.process_name = ch->process_name;
     if (ch->opts.idle_timeout_ms == TCH_IDLE_NEVER)
         ch->opts.idle_timeout_ms = 0; /* inside the channel, 0 is never */
-    if (ch->opts.idle_timeout_ms) {
-        ch->idle_sweep = evtimer_new(base, idle_sweep, ch);
-        if (!ch->idle_sweep) {
-            tch_channel_free(ch);
-            return new_failed(out, err, "idle timer");
-        }
+    /* the sweep also trims quiet connections' buffers: on even with no idle
+     * timeout */
+    ch->idle_sweep = evtimer_new(base, idle_sweep, ch);
+    if (!ch->idle_sweep) {
+        tch_channel_free(ch);
+        return new_failed(out, err, "idle timer");
     }
     tch__hooks_init(ch);
     struct timespec ts;
@@ -464,7 +464,7 @@ static void arm_idle_sweep(tch_channel *ch) {
     if (!ch->idle_sweep || evtimer_pending(ch->idle_sweep, NULL))
         return;
     uint32_t every = ch->opts.idle_timeout_ms / 2;
-    if (every > SWEEP_MAX_MS)
+    if (!ch->opts.idle_timeout_ms || every > SWEEP_MAX_MS) /* none: trim only */
         every = SWEEP_MAX_MS;
     struct timeval tv = {every / 1000, (every % 1000) * 1000 + (every ? 0 : 1000)};
     evtimer_add(ch->idle_sweep, &tv);
@@ -489,7 +489,8 @@ static void idle_sweep(evutil_socket_t fd, short what, void *arg) {
             (tch_conn_partial_requests(conn) &&
              (!ch->opts.frame_timeout_ms ||
               now - tch_conn_partial_active_ms(conn) < ch->opts.frame_timeout_ms)) ||
-            (!cc->draining && now - cc->last_active_ms < ch->opts.idle_timeout_ms))
+            (!cc->draining && (!ch->opts.idle_timeout_ms ||
+                               now - cc->last_active_ms < ch->opts.idle_timeout_ms)))
             continue;
         char why[96];
         snprintf(why, sizeof why, cc->draining ? "the peer is draining" : "idle for %u ms",

@@ -1092,6 +1092,14 @@ void tch_conn_trim(tch_conn *c) {
     }
     free(c->out_spare);
     c->out_spare = NULL;
+    if (c->out_len == 0) { /* the emptied tail kept for reuse goes too */
+        while (c->out_head) {
+            out_block *b = c->out_head;
+            c->out_head = b->next;
+            free(b);
+        }
+        c->out_tail = NULL;
+    }
 }
 
 int tch_conn_feed(tch_conn *c, const uint8_t *data, size_t len, uint64_t now_ms) {

@@ -355,8 +355,11 @@ static void try_write(tch_transport *t) {
 /* Resumes reading once the peer has taken most of what was waiting; frames
  * already read but not yet processed are picked up by a read_cb pass. */
 static void maybe_resume(tch_transport *t) {
+    /* Not on tch_conn_wants_read: with a full input buffer (IN_MAX) it says
+     * no, and nothing else would ever process those frames; read_cb does,
+     * reading nothing from the socket while the buffer is full. */
     if (!t->paused || t->closing || t->fd < 0 || tch_conn_out_pending(t->conn) > OUT_LOW ||
-        !tch_conn_wants_read(t->conn))
+        tch_conn_has_failed(t->conn))
         return;
     t->paused = 0;
     event_add(t->rev, NULL);

@@ -154,6 +154,13 @@ static void h_release(tch_inbound *in, void *ud) {
 
 /* Answers every held call with 1 MiB, as a handler that answers later
  * would; says how many were held and how many answers were taken. */
+/* 64 KiB answers: a few fill the output a peer leaves unread. */
+static void h_big(tch_inbound *in, void *ud) {
+    (void)ud;
+    static const uint8_t big[64 << 10];
+    tch_inbound_respond(in, 0, TCH_SLICE_NULL, tch_slice_of(big, sizeof big));
+}
+
 static void h_release_big(tch_inbound *in, void *ud) {
     (void)ud;
     static uint8_t big[1 << 20];
@@ -204,7 +211,7 @@ static int server_start(void) {
         tch_handler_cb fn;
     } eps[] = {{"echo", h_echo}, {"size", h_size}, {"conns", h_conns},
                {"hold", h_hold}, {"release", h_release}, {"quit", h_quit},
-               {"releasebig", h_release_big}, {"held", h_held}};
+               {"releasebig", h_release_big}, {"big", h_big}, {"held", h_held}};
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++)
         tch_channel_register(S.ch, NULL, eps[i].name, eps[i].fn, NULL);
     const char *hp = tch_channel_host_port(S.ch);
@@ -714,6 +721,52 @@ static void a_client_that_does_not_read(void) {
     close(lazy);
 }
 
+/* A client that pipelines more small calls than the server's input buffer
+ * holds (1 MiB), asking for 64 KiB answers, then reads them in spells with
+ * pauses (its own pace, not a wait for anything): the server stops reading
+ * whenever the answers back up and must always take up the frames already
+ * read once they drain. It once resumed only when the input buffer had
+ * room, and with it still full the connection stalled for good. */
+enum { BURST_CALLS = 16000 };
+static uint8_t burst_reqs[BURST_CALLS * 96];
+static size_t burst_len;
+static int burst_fd;
+static void *burst_writer(void *arg) {
+    (void)arg;
+    send_all_within(burst_fd, burst_reqs, burst_len, 30000);
+    return NULL;
+}
+
+static void a_client_that_reads_in_spells(void) {
+    burst_fd = cl_connect();
+    CHECK(burst_fd >= 0, "connect");
+    burst_len = 0;
+    for (uint32_t id = 1; id <= BURST_CALLS; id++)
+        burst_len += call_req(burst_reqs + burst_len, id, "big", tch_slice_cstr("x"));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, burst_writer, NULL) == 0, "writer thread");
+    static rframe f;
+    int answered = 0, errors = 0, rc, pauses = 0;
+    size_t got = 0;
+    while (answered < BURST_CALLS && (rc = read_frame(burst_fd, &f, 5000)) == 1) {
+        got += f.len + 16;
+        if (pauses < 6 && got >= ((size_t)8 << 20)) { /* a slow spell */
+            got = 0;
+            pauses++;
+            usleep(200 * 1000);
+        }
+        if (f.type == TCH_FRAME_ERROR)
+            answered++, errors++;
+        else if ((f.type == TCH_FRAME_CALL_RES || f.type == TCH_FRAME_CALL_RES_CONT) &&
+                 !(f.payload[0] & 1))
+            answered++;
+    }
+    pthread_join(th, NULL);
+    CHECK(answered == BURST_CALLS, "%d of %d pipelined calls answered (%d errors), then "
+          "nothing for 5 s", answered, BURST_CALLS, errors);
+    close(burst_fd);
+}
+
 /* Answers made later (by a handler that waits) to a client that never
  * reads are bounded too: waiting output counts in the memory budget, and
  * an answer that would pass it while the client leaves more than 64 KiB
@@ -1092,6 +1145,7 @@ int main(int argc, char **argv) {
         {"many calls in flight", many_calls_in_flight},
         {"a client that does not read", a_client_that_does_not_read},
         {"late answers to a client that does not read", late_answers_to_a_client_that_does_not_read},
+        {"a client that reads in spells", a_client_that_reads_in_spells},
         {"the connection cap", connections_are_capped},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
