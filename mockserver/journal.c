@@ -6,6 +6,7 @@
 
 #include <tchannel/hooks.h>
 #include <tchannel/stub.h>
+#include <tchannel/vcr_adapt.h>
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -442,14 +443,17 @@ json_t *mock_journal_to_json(const mock_journal *j, const mock_journal_query *q,
 
 int mock_journal_find(const mock_journal *j, const tch_stub_rules *rules, size_t *count,
                       json_t *entries, tch_error *err) {
-    tch_kv kv[MAX_VIEW_HEADERS];
+    tch_kv raw[MAX_VIEW_HEADERS], kv[MAX_VIEW_HEADERS + 1];
     tch_stub_idl idl = {j->thrift, NULL};
     *count = 0;
     for (size_t i = 0; i < j->n; i++) {
         const mock_journal_entry *e = &j->ring[(j->start + i) % j->cap];
         if (e->outcome == MOCK_HYPERBAHN)
             continue;
-        size_t nh = req_headers(e, kv, MAX_VIEW_HEADERS);
+        /* the headers as serving saw them: an implicit "as" first when the
+         * caller gave none (tch_vcr_call_of_inbound) */
+        size_t nh = tch_vcr_transport_headers(raw, req_headers(e, raw, MAX_VIEW_HEADERS), NULL,
+                                              kv);
         tch_cassette_call call = {
             .service = tch_slice_cstr(e->service ? e->service : ""),
             .endpoint = tch_slice_cstr(e->endpoint ? e->endpoint : ""),

@@ -267,6 +267,7 @@ int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_ca
                       tch_error *err) {
     if (!path || !out)
         return tch_error_set(err, TCH_EINVAL, "tch_cassette_open: path and out are required");
+    *out = NULL;
     for (int attempt = 1;; attempt++) {
         bool moved = false;
         tch_cassette *c = NULL;

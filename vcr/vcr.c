@@ -76,15 +76,18 @@ static tch_cassette_scheme scheme_of(const tch_kv *kv, size_t n) {
     return tch_cassette_scheme_of_as(TCH_SLICE_NULL);
 }
 
-void tch_vcr_call_of_request(const tch_call_opts *req, tch_kv *kv, tch_cassette_call *call) {
+void tch_vcr_call_of_request(const tch_call_opts *req, tch_kv *kv, size_t cap,
+                             tch_cassette_call *call) {
     memset(call, 0, sizeof *call);
     call->service = tch_slice_cstr(req->service);
     call->endpoint = req->endpoint;
     call->headers = req->arg2;
     call->body = req->arg3;
     call->host_port = tch_slice_cstr(req->host_port);
-    call->n_transport_headers = tch_vcr_transport_headers(req->headers, req->nheaders,
-                                                          req->arg_scheme, kv);
+    size_t nh = cap && req->nheaders > cap - 1 ? cap - 1 : req->nheaders;
+    call->n_transport_headers = cap ? tch_vcr_transport_headers(req->headers, nh,
+                                                                req->arg_scheme, kv)
+                                    : 0;
     call->transport_headers = kv;
     call->scheme = scheme_of(kv, call->n_transport_headers);
 }
@@ -274,9 +277,9 @@ static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) 
 static void vcr_hook(tch_outbound *call, void *ud) {
     tch_vcr *v = ud;
     const tch_call_opts *req = tch_outbound_request(call);
-    tch_kv kv[TCH_MAX_TRANSPORT_HEADERS + 1];
+    tch_kv kv[TCH_PROTO_MAX_CALL_HEADERS + 1]; /* the most a call may carry, and "as" */
     tch_cassette_call cc;
-    tch_vcr_call_of_request(req, kv, &cc);
+    tch_vcr_call_of_request(req, kv, sizeof kv / sizeof kv[0], &cc);
     tch_cassette_decision d;
     tch_error err;
     int rc = tch_cassette_lookup(v->cassette, &cc, &d, &err);
@@ -348,6 +351,10 @@ static int vcr_redact(tch_cassette_redact_phase phase, tch_cassette_request *req
 int tch_vcr_use_cassette(tch_channel *ch, const char *path,
                          const tch_vcr_options *opts, tch_vcr **out,
                          tch_error *err) {
+    if (!ch || !path || !out)
+        return tch_error_set(err, TCH_EINVAL, "tch_vcr_use_cassette: channel, path and out "
+                                              "are required");
+    *out = NULL;
     tch_vcr_options o;
     if (opts)
         o = *opts;

@@ -107,7 +107,7 @@ int tch_init_encode(uint8_t type, uint32_t id, const tch_init *m, uint8_t *out,
 /* Transport headers a call frame may carry when read: the protocol's spec
  * and the Node peer allow at most 128 (tch_call_frame_decode refuses more,
  * and refuses an empty or repeated key, as Node does). */
-#define TCH_CALL_HEADERS_ALLOWED 128
+#define TCH_CALL_HEADERS_ALLOWED TCH_PROTO_MAX_CALL_HEADERS
 /* arg1 (the endpoint) is at most 16 KiB: Go's maxMethodSize, Node's
  * MaxArg1Size; both peers refuse a longer one, and so does tch_conn. */
 #define TCH_ARG1_MAX_SIZE 0x4000

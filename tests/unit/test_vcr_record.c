@@ -30,7 +30,7 @@ static int setup(void **state) {
                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr("b")};
     tch_kv kv[1];
     tch_cassette_call call;
-    tch_vcr_call_of_request(&req, kv, &call);
+    tch_vcr_call_of_request(&req, kv, sizeof kv / sizeof kv[0], &call);
     if (tch_cassette_record_begin(f.c, &call, &f.slot, &err) != 0)
         return -1;
     *state = &f;
@@ -120,7 +120,7 @@ static void implicit_as_comes_first(void **state) {
                          .headers = given, .nheaders = 1, .arg_scheme = "json"};
     tch_kv kv[2];
     tch_cassette_call call;
-    tch_vcr_call_of_request(&req, kv, &call);
+    tch_vcr_call_of_request(&req, kv, sizeof kv / sizeof kv[0], &call);
     assert_int_equal(call.n_transport_headers, 2);
     assert_true(tch_slice_eq_cstr(call.transport_headers[0].key, "as"));
     assert_true(tch_slice_eq_cstr(call.transport_headers[0].value, "json"));
@@ -132,7 +132,7 @@ static void implicit_as_comes_first(void **state) {
     req.headers = own;
     req.nheaders = 2;
     tch_kv kv3[3];
-    tch_vcr_call_of_request(&req, kv3, &call);
+    tch_vcr_call_of_request(&req, kv3, sizeof kv3 / sizeof kv3[0], &call);
     assert_int_equal(call.n_transport_headers, 2);
     assert_true(tch_slice_eq_cstr(call.transport_headers[1].value, "thrift"));
     assert_int_equal(call.scheme, TCH_CASSETTE_THRIFT);
@@ -140,6 +140,32 @@ static void implicit_as_comes_first(void **state) {
     tch_kv out[1];
     assert_int_equal(tch_vcr_transport_headers(NULL, 0, NULL, out), 1);
     assert_true(tch_slice_eq_cstr(out[0].value, "raw"));
+}
+
+/* A call may carry 128 transport headers (as, cn and re among them): all
+ * are seen, and a small kv is never written past its cap. */
+static void as_many_headers_as_a_call_may_carry(void **state) {
+    (void)state;
+    static char keys[TCH_PROTO_MAX_CALL_HEADERS][8];
+    tch_kv given[TCH_PROTO_MAX_CALL_HEADERS];
+    given[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
+    given[1] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr("c")};
+    given[2] = (tch_kv){tch_slice_cstr("re"), tch_slice_cstr("n")};
+    for (int i = 3; i < TCH_PROTO_MAX_CALL_HEADERS; i++) {
+        snprintf(keys[i], sizeof keys[i], "h%d", i);
+        given[i] = (tch_kv){tch_slice_cstr(keys[i]), tch_slice_cstr("v")};
+    }
+    tch_call_opts req = {.service = "svc", .endpoint = tch_slice_cstr("ep"),
+                         .headers = given, .nheaders = TCH_PROTO_MAX_CALL_HEADERS};
+    tch_kv kv[TCH_PROTO_MAX_CALL_HEADERS + 1];
+    tch_cassette_call call;
+    tch_vcr_call_of_request(&req, kv, sizeof kv / sizeof kv[0], &call);
+    assert_int_equal(call.n_transport_headers, TCH_PROTO_MAX_CALL_HEADERS);
+    tch_kv small[5 + 1];
+    small[5] = (tch_kv){tch_slice_cstr("guard"), TCH_SLICE_NULL};
+    tch_vcr_call_of_request(&req, small, 5, &call);
+    assert_int_equal(call.n_transport_headers, 4);
+    assert_true(tch_slice_eq_cstr(small[5].key, "guard"));
 }
 
 int main(void) {
@@ -151,6 +177,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(ok_is_a_response, setup, teardown),
         cmocka_unit_test_setup_teardown(never_reached_records_nothing, setup, teardown),
         cmocka_unit_test(implicit_as_comes_first),
+        cmocka_unit_test(as_many_headers_as_a_call_may_carry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,10 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default) /* the API; the rest of the library is hidden */
 
+/* Transport headers a call may carry on the wire, in all: what the
+ * protocol's spec and the Node peer allow (nh itself is one byte). */
+#define TCH_PROTO_MAX_CALL_HEADERS 128
+
 /* Error frame codes. */
 enum tch_proto_code {
     TCH_PCODE_INVALID = 0x00,

@@ -216,7 +216,8 @@ const char *tch_cassette_mode_name(tch_cassette_mode m);
 /* Loads `path` (missing file = new, empty cassette that may record under
  * ONCE; an existing empty file = existing empty cassette). Errors name
  * file:line:column. opts may be NULL (defaults). Returns 0, TCH_EINVAL (a
- * NULL argument, an unknown matcher or TCHANNEL_VCR_RECORD_MODE value),
+ * NULL argument, an unknown matcher or TCHANNEL_VCR_RECORD_MODE value, a
+ * path that is not a regular file),
  * TCH_EPARSE (bad YAML or cassette fields), TCH_ETOOBIG, TCH_EIO (the file
  * or its journal cannot be read), TCH_ENOMEM. */
 int tch_cassette_open(const char *path, const tch_cassette_options *opts, tch_cassette **out,

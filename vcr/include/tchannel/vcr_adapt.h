@@ -21,10 +21,12 @@ extern "C" {
 size_t tch_vcr_transport_headers(const tch_kv *headers, size_t nheaders,
                                  const char *default_as, tch_kv *kv);
 
-/* An outgoing call (the outbound hook's request): views of req; kv must
- * hold req->nheaders + 1 entries. The scheme is the "as" header's, else
- * req->arg_scheme's. */
-void tch_vcr_call_of_request(const tch_call_opts *req, tch_kv *kv, tch_cassette_call *call);
+/* An outgoing call (the outbound hook's request): views of req; kv holds
+ * cap entries (headers beyond cap - 1 are left out: cap
+ * TCH_PROTO_MAX_CALL_HEADERS + 1 holds every call the channel sends). The
+ * scheme is the "as" header's, else req->arg_scheme's. */
+void tch_vcr_call_of_request(const tch_call_opts *req, tch_kv *kv, size_t cap,
+                             tch_cassette_call *call);
 
 /* An incoming call: views of in, host_port the caller's address; kv holds
  * cap entries (headers beyond cap - 1 are left out). */
