@@ -557,7 +557,7 @@ static void many_transport_headers_are_relayed(void **state) {
     write_empty(f, empty, sizeof empty);
     start_mock(f, "--relay", "--upstream", up_a, empty, NULL);
     enum { N = TCH_MAX_TRANSPORT_HEADERS - 2 };
-    static char keys[N][8];
+    static char keys[N][16];
     tch_kv hs[N];
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "h%d", i);
@@ -576,7 +576,7 @@ static void many_transport_headers_are_relayed(void **state) {
 /* A call with T transport headers of its own: as, cn and re given, and
  * T - 3 others; its answer. */
 static result call_with_headers(fx *f, int total) {
-    static char keys[128][8];
+    static char keys[128][16];
     static tch_kv hs[128];
     hs[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
     hs[1] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr("many-client")};

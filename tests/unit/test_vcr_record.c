@@ -146,7 +146,7 @@ static void implicit_as_comes_first(void **state) {
  * are seen, and a small kv is never written past its cap. */
 static void as_many_headers_as_a_call_may_carry(void **state) {
     (void)state;
-    static char keys[TCH_PROTO_MAX_CALL_HEADERS][8];
+    static char keys[TCH_PROTO_MAX_CALL_HEADERS][16];
     tch_kv given[TCH_PROTO_MAX_CALL_HEADERS];
     given[0] = (tch_kv){tch_slice_cstr("as"), tch_slice_cstr("raw")};
     given[1] = (tch_kv){tch_slice_cstr("cn"), tch_slice_cstr("c")};
