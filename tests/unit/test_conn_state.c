@@ -422,7 +422,7 @@ static void frame_timeout_runs_on_the_owners_clock(void **state) {
     p.server.now = 10500; /* its rest and half of another: the count restarts */
     uint8_t more[TCH_FRAME_HEADER_SIZE - 10 + 8];
     memcpy(more, ping + 10, TCH_FRAME_HEADER_SIZE - 10);
-    memcpy(more + TCH_FRAME_HEADER_SIZE - 10, ping, 8);
+    memcpy(more + (TCH_FRAME_HEADER_SIZE - 10), ping, 8);
     tch_conn_feed(p.server.c, more, sizeof more, p.server.now);
     assert_int_equal(p.server.out.len, TCH_FRAME_HEADER_SIZE); /* the ping was answered */
     assert_int_equal(tch_conn_next_deadline(p.server.c), 11500);
