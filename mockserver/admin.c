@@ -116,15 +116,15 @@ static json_t *body_object(struct evhttp_request *req) {
 
 /* ---- confinement ---------------------------------------------------------------- */
 
-/* The real path of p; for a file not there yet, its folder's real path and
- * its name. NULL when that cannot be had (no folder, a dangling link). */
-static char *resolve(const char *p) {
+char *mock_real_target(const char *p) {
     char *r = realpath(p, NULL);
     if (r || errno != ENOENT)
         return r;
     struct stat st;
-    if (lstat(p, &st) == 0) /* a link to nothing: where it points is unknown */
+    if (lstat(p, &st) == 0) { /* a link to nothing: where it leads is unknown */
+        errno = ENOENT;
         return NULL;
+    }
     char *c1 = strdup(p), *c2 = strdup(p), *dir = NULL, *out = NULL;
     const char *base = c2 ? basename(c2) : NULL;
     if (c1 && base && strcmp(base, "..") && strcmp(base, ".") && strcmp(base, "/") &&
@@ -155,7 +155,7 @@ static int inside_roots(const struct mock_admin *a, const char *real) {
 
 /* Whether path may be used by the admin API: inside a root, once resolved. */
 static int allowed(const struct mock_admin *a, const char *path) {
-    char *real = resolve(path);
+    char *real = mock_real_target(path);
     int ok = inside_roots(a, real);
     free(real);
     return ok;

@@ -330,6 +330,11 @@ void mock_stubs_free(mock *m);
 /* admin.c: 0 when the admin API may write path; else the request was
  * answered (403 outside the roots, 404 for a missing folder). */
 int mock_admin_check_write(mock *m, struct evhttp_request *req, const char *path);
+/* admin.c: the real path of p, or for a file not there yet its folder's
+ * real path joined with its name (a link is followed, as the cassette saver
+ * writes through it). NULL with errno when neither can be had (no folder, a
+ * dangling link: ENOENT). Free it. */
+char *mock_real_target(const char *p);
 /* Admin API answers, shared by admin.c, stubs.c and verify.c: body as
  * indented JSON (the reference is taken), or {"error": TEXT}. */
 void mock_admin_reply(struct evhttp_request *req, int code, json_t *body);

@@ -189,32 +189,6 @@ static void delete_all(mock *m, struct evhttp_request *req) {
     mock_admin_reply(req, 200, json_pack("{s:I}", "deleted", (json_int_t)n));
 }
 
-/* Where a write to path lands: its folder's real path joined with its
- * name, or, when path is there already, its own real path (a link is
- * written through, as the cassette saver does). NULL with errno. */
-static char *write_target(const char *path) {
-    char *real = realpath(path, NULL);
-    if (real || errno != ENOENT)
-        return real;
-    struct stat st;
-    if (lstat(path, &st) == 0) { /* a link to nothing: where it leads is unknown */
-        errno = ENOENT;
-        return NULL;
-    }
-    char *c1 = strdup(path), *c2 = strdup(path), *dir = NULL, *out = NULL;
-    const char *base = c2 ? basename(c2) : NULL;
-    if (base && strcmp(base, ".") && strcmp(base, "..") && strcmp(base, "/") &&
-        (dir = realpath(dirname(c1), NULL))) {
-        size_t n = strlen(dir) + strlen(base) + 2;
-        if ((out = malloc(n)))
-            snprintf(out, n, "%s%s%s", dir, strcmp(dir, "/") ? "/" : "", base);
-    }
-    free(c1);
-    free(c2);
-    free(dir);
-    return out;
-}
-
 static int write_all(int fd, const char *p, size_t len) {
     while (len > 0) {
         ssize_t w = write(fd, p, len);
@@ -274,7 +248,7 @@ static int same_file(const struct stat *a, const char *path) {
 static int is_file(const char *real, const struct stat *st, int exists, const char *path) {
     if (exists)
         return same_file(st, path);
-    char *rp = write_target(path);
+    char *rp = mock_real_target(path);
     int same = rp && !strcmp(rp, real);
     free(rp);
     return same;
@@ -293,7 +267,7 @@ static const char *loaded_as(mock *m, const char *real, char *buf, size_t bufsz)
         snprintf(buf, bufsz, "%s.journal", p);
         if (is_file(real, &st, exists, buf))
             return buf;
-        char *rp = write_target(p); /* a link's journal may lie beside its target */
+        char *rp = mock_real_target(p); /* a link's journal may lie beside its target */
         int hit = rp && snprintf(buf, bufsz, "%s.journal", rp) > 0 &&
                   is_file(real, &st, exists, buf);
         free(rp);
@@ -310,7 +284,7 @@ static int save_target(mock *m, struct evhttp_request *req, const char *path, in
     if (mock_admin_check_write(m, req, path))
         return -1;
     /* checked again once resolved: the answer holds for the file written */
-    if (!(*real = write_target(path))) {
+    if (!(*real = mock_real_target(path))) {
         snprintf(msg, sizeof msg, "%.400s: %s", path, strerror(errno));
         mock_admin_reply_error(req, errno == ENOMEM ? 500 : 400, "%s", msg);
         return -1;
