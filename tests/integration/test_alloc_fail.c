@@ -416,6 +416,37 @@ static int cassette_holds_echo(const char *path) {
     return ok;
 }
 
+/* A client channel named "client" with the VCR on path in mode, and its
+ * raw, JSON and Thrift calls: the record half and the replay half. Returns
+ * 0 with *vcr still attached (the caller ejects it), or the failed step's
+ * code, already counted, with the VCR ejected. */
+static int calls_through_vcr(struct event_base *base, const char *hp, const tch_thrift_idl *idl,
+                             const char *path, tch_cassette_mode mode, outcome *o,
+                             tch_channel **ch, tch_vcr **vcr, result *r, result *j, result *t) {
+    int rc;
+    o->steps++;
+    if ((rc = tch_channel_new(base, "client", NULL, ch, NULL)) != 0)
+        return step_failed(o, rc), rc;
+    o->steps++;
+    if ((rc = use(*ch, path, mode, idl, vcr)) != 0)
+        return step_failed(o, rc), rc;
+    o->steps++;
+    rc = call(*ch, hp, o, r);
+    if (rc == 0) {
+        o->steps++;
+        rc = call_json(*ch, hp, o, j);
+    }
+    if (rc == 0) {
+        o->steps++;
+        rc = call_thrift(*ch, hp, idl, o, t);
+    }
+    if (rc != 0) {
+        step_failed(o, rc);
+        eject(*vcr);
+    }
+    return rc;
+}
+
 /* Record then replay, through every step that may fail. */
 static void record_and_replay(struct event_base *base, const char *path, outcome *o) {
     tch_channel *server = NULL, *client = NULL, *replayer = NULL;
@@ -458,31 +489,9 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
         step_failed(o, rc);
         goto out;
     }
-    o->steps++;
-    if ((rc = tch_channel_new(base, "client", NULL, &client, NULL)) != 0) {
-        step_failed(o, rc);
+    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_ONCE, o, &client, &vcr, &r1, &j1,
+                          &t1) != 0)
         goto out;
-    }
-    o->steps++;
-    if ((rc = use(client, path, TCH_CASSETTE_ONCE, idl, &vcr)) != 0) {
-        step_failed(o, rc);
-        goto out;
-    }
-    o->steps++;
-    rc = call(client, hp, o, &r1);
-    if (rc == 0) {
-        o->steps++;
-        rc = call_json(client, hp, o, &j1);
-    }
-    if (rc == 0) {
-        o->steps++;
-        rc = call_thrift(client, hp, idl, o, &t1);
-    }
-    if (rc != 0) {
-        step_failed(o, rc);
-        eject(vcr);
-        goto out;
-    }
     o->recorded = 1;
     o->steps++;
     rc = eject(vcr);
@@ -498,31 +507,9 @@ static void record_and_replay(struct event_base *base, const char *path, outcome
     /* Offline from here: the replay must not need the server. */
     tch_channel_free(server);
     server = NULL;
-    o->steps++;
-    if ((rc = tch_channel_new(base, "client", NULL, &replayer, NULL)) != 0) {
-        step_failed(o, rc);
+    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_NONE, o, &replayer, &vcr, &r2, &j2,
+                          &t2) != 0)
         goto out;
-    }
-    o->steps++;
-    if ((rc = use(replayer, path, TCH_CASSETTE_NONE, idl, &vcr)) != 0) {
-        step_failed(o, rc);
-        goto out;
-    }
-    o->steps++;
-    rc = call(replayer, hp, o, &r2);
-    if (rc == 0) {
-        o->steps++;
-        rc = call_json(replayer, hp, o, &j2);
-    }
-    if (rc == 0) {
-        o->steps++;
-        rc = call_thrift(replayer, hp, idl, o, &t2);
-    }
-    if (rc != 0) {
-        step_failed(o, rc);
-        eject(vcr);
-        goto out;
-    }
     o->replayed = 1;
     o->steps++;
     if ((rc = eject(vcr)) != 0)
