@@ -105,11 +105,6 @@ typedef struct nchunk {
     cnode v[];
 } nchunk;
 
-typedef struct anchor {
-    char *name;
-    cnode *node;
-} anchor;
-
 /* A collection open in the composer: its children are stack[base..]. */
 typedef struct open_coll {
     size_t base, slot; /* slot: its own node on the stack (unanchored) */
@@ -142,10 +137,9 @@ typedef struct ld {
     size_t nstack, capstack;
     open_coll *opens;
     size_t nopen, capopen;
-    anchor *anchors;
-    size_t nanchors, capanchors;
-    size_t *ahash; /* open addressing over anchors, SIZE_MAX = free */
-    size_t nahash; /* power of two */
+    json_t *anchors; /* name -> index in anodes */
+    cnode **anodes;
+    size_t nanodes, capanodes;
     char **tags;   /* texts of TG_OTHER tags */
     size_t ntags, captags;
     size_t budget; /* what visits of shared nodes may still cost */
@@ -338,56 +332,29 @@ static void chunks_clear(nchunk **list, bool keep) {
 
 /* ---- anchors ------------------------------------------------------------ */
 
-static size_t anchor_find(const ld *l, const char *name) {
-    if (!l->nahash)
-        return SIZE_MAX;
-    size_t mask = l->nahash - 1;
-    for (size_t i = tch__cas_hash(name, strlen(name), 0) & mask;; i = (i + 1) & mask) {
-        size_t a = l->ahash[i];
-        if (a == SIZE_MAX || strcmp(l->anchors[a].name, name) == 0)
-            return a;
-    }
+/* The node anchored as name, or NULL. */
+static cnode *anchor_find(const ld *l, const char *name) {
+    json_t *i = l->anchors ? json_object_get(l->anchors, name) : NULL;
+    return i ? l->anodes[json_integer_value(i)] : NULL;
 }
 
-static void ahash_put(ld *l, size_t a) {
-    size_t mask = l->nahash - 1;
-    const char *name = l->anchors[a].name;
-    size_t i = tch__cas_hash(name, strlen(name), 0) & mask;
-    while (l->ahash[i] != SIZE_MAX)
-        i = (i + 1) & mask;
-    l->ahash[i] = a;
-}
-
-/* Registers *name (taken) for node; libyaml's composer: once per document. */
-static int anchor_add(ld *l, yaml_char_t **name, cnode *node) {
-    size_t prev = anchor_find(l, (const char *)*name);
-    if (prev != SIZE_MAX)
+/* libyaml's composer: a name may be anchored once per document. */
+static int anchor_add(ld *l, const char *name, cnode *node) {
+    cnode *prev = anchor_find(l, name);
+    if (prev)
         return fail_read(l, TCH_EPARSE,
                          "malformed YAML: second occurrence found duplicate anchor; first "
-                         "occurrence (which started at line %zu)",
-                         (size_t)l->anchors[prev].node->line + 1);
-    if (l->nanchors == l->capanchors) {
-        anchor *a = tch_array_grow(l->anchors, &l->capanchors, sizeof *a, 8);
-        if (!a)
+                         "occurrence (which started at line %zu)", (size_t)prev->line + 1);
+    if (l->nanodes == l->capanodes) {
+        cnode **v = tch_array_grow(l->anodes, &l->capanodes, sizeof *v, 8);
+        if (!v)
             return nomem(l);
-        l->anchors = a;
+        l->anodes = v;
     }
-    if ((l->nanchors + 1) * 2 > l->nahash) {
-        size_t nh = l->nahash ? l->nahash * 2 : 16;
-        size_t *h = malloc(nh * sizeof *h);
-        if (!h)
-            return nomem(l);
-        for (size_t i = 0; i < nh; i++)
-            h[i] = SIZE_MAX;
-        free(l->ahash);
-        l->ahash = h;
-        l->nahash = nh;
-        for (size_t i = 0; i < l->nanchors; i++)
-            ahash_put(l, i);
-    }
-    l->anchors[l->nanchors] = (anchor){(char *)*name, node};
-    *name = NULL;
-    ahash_put(l, l->nanchors++);
+    if ((!l->anchors && !(l->anchors = json_object())) ||
+        json_object_set_new_nocheck(l->anchors, name, json_integer((json_int_t)l->nanodes)))
+        return nomem(l);
+    l->anodes[l->nanodes++] = node;
     return 0;
 }
 
@@ -438,18 +405,18 @@ static cnode *stack_push(ld *l) {
 
 /* The node of the current event: on the stack, or (anchored) kept, with a
  * REF to it on the stack. */
-static int new_node(ld *l, yaml_char_t **anchor_name, uint8_t kind, cnode **out) {
+static int new_node(ld *l, const yaml_char_t *anchor, uint8_t kind, cnode **out) {
     bool shared = l->nopen && l->opens[l->nopen - 1].shared;
     cnode *slot = stack_push(l), *n = slot;
     if (!slot)
         return TCH_ENOMEM;
-    if (*anchor_name) {
+    if (anchor) {
         if (!(n = chunk_take(l, &l->kept, 1)))
             return TCH_ENOMEM;
         slot->kind = N_REF;
         slot->u.ref = n;
         shared = true;
-        int rc = anchor_add(l, anchor_name, n);
+        int rc = anchor_add(l, (const char *)anchor, n);
         if (rc)
             return rc;
     }
@@ -497,7 +464,7 @@ static int compose_event(ld *l) {
     int rc;
     switch (e->type) {
     case YAML_SCALAR_EVENT:
-        if ((rc = new_node(l, &e->data.scalar.anchor, N_SCALAR, &n)) ||
+        if ((rc = new_node(l, e->data.scalar.anchor, N_SCALAR, &n)) ||
             (rc = tag_of(l, &e->data.scalar.tag, n)))
             return rc;
         n->style = (uint8_t)e->data.scalar.style;
@@ -506,20 +473,20 @@ static int compose_event(ld *l) {
         e->data.scalar.value = NULL;
         return 0;
     case YAML_ALIAS_EVENT: {
-        size_t a = anchor_find(l, (const char *)e->data.alias.anchor);
-        if (a == SIZE_MAX)
+        cnode *a = anchor_find(l, (const char *)e->data.alias.anchor);
+        if (!a)
             return fail_read(l, TCH_EPARSE, "malformed YAML: found undefined alias");
         if (!(n = stack_push(l)))
             return TCH_ENOMEM;
         n->kind = N_REF;
-        n->u.ref = l->anchors[a].node;
+        n->u.ref = a;
         return 0;
     }
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
         bool seq = e->type == YAML_SEQUENCE_START_EVENT;
         if ((rc = depth_in(l)) ||
-            (rc = new_node(l, seq ? &e->data.sequence_start.anchor : &e->data.mapping_start.anchor,
+            (rc = new_node(l, seq ? e->data.sequence_start.anchor : e->data.mapping_start.anchor,
                            seq ? N_SEQ : N_MAP, &n)))
             return rc;
         return open_coll_push(l, n);
@@ -1493,14 +1460,12 @@ static int load_with(ld *l) {
         node_free(&l->stack[i]);
     chunks_clear(&l->piece, false);
     chunks_clear(&l->kept, false);
-    for (size_t i = 0; i < l->nanchors; i++)
-        free(l->anchors[i].name);
+    json_decref(l->anchors);
     for (size_t i = 0; i < l->ntags; i++)
         free(l->tags[i]);
     free(l->stack);
     free(l->opens);
-    free(l->anchors);
-    free(l->ahash);
+    free(l->anodes);
     free(l->tags);
     return rc;
 }
