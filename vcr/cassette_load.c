@@ -19,10 +19,9 @@
  * undefined alias, a repeated anchor, nesting past MAX_DEPTH) comes before
  * its content errors; checks of a mapping as a whole (a missing key,
  * `bodyDecoded` without the exact bytes...) come after its keys. One
- * exception: when `interactions` comes before `version` (tchannel-python
- * sorts it first), a content error in the interactions gives way to a
- * missing or unsupported version (version_first). A second document is an
- * error where it starts, whatever it holds.
+ * exception: content errors in `interactions` written before `version` are
+ * reported after the rest of the file is read and checked (read_top). A
+ * second document is an error where it starts, whatever it holds.
  *
  * Anchors and aliases: py2 tchannel-python cassettes contain them (PyYAML
  * writes a knownPeers list shared by several requests as `&id001` /
@@ -1326,39 +1325,21 @@ static int read_version(ld *l, const cnode *v) {
                    v->kind == N_SCALAR ? v->u.text : "?");
 }
 
-/* A content error in `interactions` written before `version` (as
- * tchannel-python sorts them) gives way to a missing or unsupported
- * version: the rest is read only to find it. If reading fails first, the
- * error in the interactions stands. */
-static int version_first(ld *l, coll *top, coll *items, const cnode *root, int rc) {
-    tch_error held = *l->err;
-    int held_rc = rc;
-    cnode *k, *v = NULL;
-    rc = skip_rest(l, items);
-    while (!rc && !(rc = child(l, top, &k)) && !(rc = child(l, top, &v))) {
-        if (k->kind == N_SCALAR && strcmp(k->u.text, "version") == 0)
-            return read_version(l, v) ? TCH_EPARSE : (*l->err = held, held_rc);
-        piece_done(l, top);
-    }
-    if (fatal(l, rc))
-        return rc;
-    if (rc == 1)
-        return fail_at(l, root, "cassette: missing 'version' (expected version: 1)");
-    *l->err = held;
-    return held_rc;
-}
-
 /* The top-level mapping, from the parser (a key or value at a time) or
- * composed; root gives its position. */
+ * composed; root gives its position. A content error in `interactions`
+ * written before `version` (tchannel-python sorts them so) is held and
+ * reported after the rest of the mapping is read and checked: a missing or
+ * unsupported version, for one, comes first. */
 static int read_top(ld *l, coll *top, const cnode *root) {
     static const key_spec keys[] = {{"version", 0}, {"interactions", 1}};
     unsigned seen = 0;
+    tch_error held = {0};
+    int rc;
     for (;;) {
         cnode *k, *v;
         coll items = {0};
         size_t i;
-        int rc = child(l, top, &k);
-        if (rc == 1)
+        if ((rc = child(l, top, &k)) == 1)
             break;
         if (rc || (rc = key_of(l, k, "cassette", keys, 2, &seen, &i)))
             return rc;
@@ -1366,8 +1347,10 @@ static int read_top(ld *l, coll *top, const cnode *root) {
             rc = read_version(l, v);
         else if (i == 1)
             rc = read_interactions(l, top, &items);
-        if (rc && i == 1 && !(seen & 1u) && !l->read_failed && !fatal(l, rc))
-            return version_first(l, top, &items, root, rc);
+        if (rc && i == 1 && !(seen & 1u) && !l->read_failed && !fatal(l, rc)) {
+            held = *l->err;
+            rc = skip_rest(l, &items);
+        }
         if (rc)
             return rc;
         piece_done(l, top);
@@ -1375,7 +1358,9 @@ static int read_top(ld *l, coll *top, const cnode *root) {
     /* tchannel-python: a mapping without interactions is an empty cassette */
     if (seen && !(seen & 1u))
         return fail_at(l, root, "cassette: missing 'version' (expected version: 1)");
-    return 0;
+    if (held.code)
+        *l->err = held;
+    return held.code;
 }
 
 /* The document's root: an unanchored mapping is read from the parser,

@@ -557,9 +557,9 @@ static void huge_scalars_load(void **state) {
 
 /* Which error is reported is a rule of the format (docs/cassettes.md):
  * document order, the first wins; a piece (a top-level key or value, an
- * interaction) is read whole before it is checked; a missing or bad
- * version written after the interactions is reported instead of an error
- * in them; a second document fails where it starts. */
+ * interaction) is read whole before it is checked; content errors in
+ * interactions written before the version come after the rest is checked;
+ * a second document fails where it starts. */
 static void errors_come_in_document_order(void **state) {
     (void)state;
     /* an interaction's content error comes before a YAML error after it */
@@ -575,19 +575,24 @@ static void errors_come_in_document_order(void **state) {
                  TCH_EPARSE, "m.yaml:1:10:", "unsupported cassette version '3'");
     expect_error("version: 2\nx: 1\n", TCH_EPARSE, "m.yaml:1:10:",
                  "unsupported cassette version '2'");
-    /* the exception: interactions written before the version (as
-     * tchannel-python sorts them) give way to a missing or bad version */
+    /* the exception: content errors in interactions written before the
+     * version (as tchannel-python sorts them) come after the rest is checked */
     expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 2\n", TCH_EPARSE,
                  "m.yaml:4:10:", "unsupported cassette version '2'");
     expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\n- 7\nversion: 2\n",
                  TCH_EPARSE, "m.yaml:5:10:", "unsupported cassette version '2'");
-    expect_error("interactions: 7\nx: 1\n", TCH_EPARSE, "m.yaml:1:1:",
-                 "cassette: missing 'version'");
+    expect_error("interactions: 7\n", TCH_EPARSE, "m.yaml:1:1:", "cassette: missing 'version'");
+    expect_error("interactions: 7\nversoin: 1\n", TCH_EPARSE, "m.yaml:2:1:",
+                 "cassette: unknown key 'versoin'");
     expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 1\nextra: 1\n",
-                 TCH_EPARSE, "m.yaml:2:13:", "request: unknown key 'bogus'");
-    /* ...but a YAML error before the version leaves the first error */
-    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nx: [\nversion: 2\n",
-                 TCH_EPARSE, "m.yaml:2:13:", "request: unknown key 'bogus'");
+                 TCH_EPARSE, "m.yaml:5:1:", "cassette: unknown key 'extra'");
+    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\n- [\nversion: 1\n",
+                 TCH_EPARSE, "m.yaml:", "malformed YAML");
+    expect_error("interactions:\n- request: {bogus: 1}\n  response: {}\nversion: 1\n", TCH_EPARSE,
+                 "m.yaml:2:13:", "request: unknown key 'bogus'");
+    /* ...not when the version came first */
+    expect_error("version: 1\ninteractions:\n- request: {bogus: 1}\n  response: {}\nextra: 1\n",
+                 TCH_EPARSE, "m.yaml:3:13:", "request: unknown key 'bogus'");
     /* an interaction's keys in document order, then its checks as a whole */
     expect_error("version: 1\ninteractions:\n- request: {}\n  response: {code: 7}\n  delay: x\n",
                  TCH_EPARSE, "m.yaml:4:20:", "response code");
