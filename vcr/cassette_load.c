@@ -78,7 +78,7 @@ static const char *const tag_names[] = {
 
 enum { N_SCALAR, N_SEQ, N_MAP, N_REF };
 
-/* A node: 32 bytes. A collection's children are contiguous (a mapping's
+/* A node (32 bytes on 64-bit systems). A collection's children are contiguous (a mapping's
  * are key, value, key, value...); an anchored node sits in its parent as a
  * REF, and so does every alias of it. */
 typedef struct cnode {
@@ -353,22 +353,20 @@ static int anchor_add(ld *l, const char *name, cnode *node) {
 
 static uint32_t u32(size_t v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
 
+/* A scalar's tag as a TG_* kind; another tag's text is taken (ld.tags). */
 static int tag_of(ld *l, yaml_char_t **tagp, cnode *n) {
     const char *tag = (const char *)*tagp;
-    if (!tag)
-        return n->tag = TG_NONE, 0;
-    if (strcmp(tag, "!") == 0)
-        return n->tag = TG_BANG, 0;
-    for (uint8_t t = TG_STR; t < TG_OTHER; t++)
-        if (strcmp(tag, tag_names[t]) == 0)
-            return n->tag = t, 0;
+    n->tag = !tag ? TG_NONE : strcmp(tag, "!") == 0 ? TG_BANG : TG_STR;
+    while (n->tag >= TG_STR && n->tag < TG_OTHER && strcmp(tag, tag_names[n->tag]) != 0)
+        n->tag++;
+    if (n->tag != TG_OTHER)
+        return 0;
     if (l->ntags == l->captags) {
         char **v = tch_array_grow(l->tags, &l->captags, sizeof *v, 4);
         if (!v)
             return nomem(l);
         l->tags = v;
     }
-    n->tag = TG_OTHER;
     n->tagx = u32(l->ntags);
     l->tags[l->ntags++] = (char *)*tagp;
     *tagp = NULL;

@@ -692,6 +692,13 @@ static void anchored_scalars_resolve_like_pyyaml(void **state) {
     tch_cassette_free(c);
     expect_error("version: 1\ninteractions:\n- request: {}\n  response: {template: !!str true}\n",
                  TCH_EPARSE, "m.yaml:4:24:", "response template: expected true or false");
+    /* tags other than the string ones are named in full */
+    expect_error("version: 1\ninteractions:\n- request: {body: !!float 1.5}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:3:19:", "body: unsupported tag tag:yaml.org,2002:float");
+    expect_error("version: 1\ninteractions:\n- request: {body: !foo x}\n  response: {}\n",
+                 TCH_EPARSE, "m.yaml:3:19:", "body: unsupported tag !foo (expected");
+    expect_error("version: 1\ninteractions:\n- request: {body: &x !!bool true}\n  response: {body: *x}\n",
+                 TCH_EPARSE, "m.yaml:3:19:", "body: unsupported tag tag:yaml.org,2002:bool");
 }
 
 /* py2 cassettes share a knownPeers list (&id001 / *id001) across
