@@ -1,146 +1,151 @@
-/* Reading cassettes: libyaml's event API (yaml_parser_parse) and a small
- * recursive descent over the events that fills interactions directly, with
- * no node tree in between. Accepts what tchannel-python writes under py2
- * (plain, !!python/str, !!python/unicode) and py3 (!!binary) plus our
- * extensions; rejects unknown keys and wrong shapes with file:line:column.
+/* Reading cassettes. libyaml's event parser (yaml_parser_parse) is the
+ * only YAML parser; a small composer here builds compact nodes from its
+ * events, and a walk over the nodes fills interactions. Accepts what
+ * tchannel-python writes under py2 (plain, !!python/str, !!python/unicode)
+ * and py3 (!!binary) plus our extensions; rejects unknown keys and wrong
+ * shapes with file:line:column.
  *
- * The results, errors included, are those of reading the whole document
- * into a node tree first (as this file did with yaml_parser_load) and then
- * walking it:
- *   - a YAML error anywhere in the first document wins over a schema error
- *     earlier in it: after a schema error the rest of the document is still
- *     parsed (drain) and a YAML error found there is reported instead;
- *   - a second document is parsed to its end before "expected one YAML
- *     document" is reported, so a YAML error inside it is reported instead;
- *   - the tree walk read `response` after the other keys of its interaction
- *     (it needs argScheme), and `interactions` after the other top-level
- *     keys and the version check (tchannel-python sorts `interactions`
- *     before `version`). Both are read when they come, into their final
- *     place, but their first error is kept aside and reported only where
- *     the tree walk would have reported it.
+ * Pieces: the document is composed and walked one piece at a time: each
+ * key and each value of the top-level mapping, and within `interactions`
+ * each interaction. A piece is composed whole, walked into the cassette,
+ * and its nodes are released, so reading costs about the cassette itself
+ * plus one interaction's nodes (1.2 times the file for 1 KiB bodies;
+ * bench_cassette --load-mb). An anchored root or `interactions` value is
+ * composed whole.
  *
- * Anchors and aliases are supported: py2 tchannel-python cassettes contain
- * them (PyYAML writes a knownPeers list shared by several requests as
- * `&id001` / `*id001`), and the tree loader resolved them. Every event
- * inside an anchored node is kept in a log; an alias replays that node's
- * events with their original marks, so an error inside an aliased node
- * names the anchored node, as before. libyaml's composer rules are kept:
- * an alias to an undefined anchor and a repeated anchor name in one
- * document are YAML errors, with libyaml's messages. Unlike the tree walk,
- * expansion is bounded: aliases may replay at most ALIAS_BUDGET_MIN plus
- * ALIAS_BUDGET_RATIO times the input size (one unit per event plus its
- * scalar bytes), so "billion laughs"-style inputs fail with an error instead
- * of exhausting memory. Real cassettes use a tiny fraction of that.
+ * Which error is reported (the rule of the format, docs/cassettes.md):
+ * errors come in document order and the first one wins; a piece is read
+ * whole before it is checked, so a YAML error inside it (libyaml's, an
+ * undefined alias, a repeated anchor, nesting past MAX_DEPTH) comes before
+ * its content errors; checks of a mapping as a whole (a missing key,
+ * `bodyDecoded` without the exact bytes...) come after its keys. One
+ * exception: content errors in `interactions` written before `version` are
+ * reported after the rest of the file is read and checked (read_top). A
+ * second document is an error where it starts, whatever it holds.
  *
- * Nesting depth: nothing here recurses on the input's nesting. The descent
- * follows the fixed cassette schema (at most six levels), and skipping and
- * draining count depth in a loop. Depth is still bounded, at MAX_DEPTH:
- * libyaml's scanner costs O(depth) per token in flow collections, so
- * 200,000 nested `[` took minutes (with the tree loader too). Deeper input
- * fails with "nesting deeper than 1000 levels" where it happens; if a
- * schema error was already final (the rest of the document was only being
- * parsed for YAML errors), that schema error is reported instead.
+ * Anchors and aliases: py2 tchannel-python cassettes contain them (PyYAML
+ * writes a knownPeers list shared by several requests as `&id001` /
+ * `*id001`). As in libyaml's loader, an alias is the anchored node itself
+ * (a REF node, no copy, no replay); an alias to an undefined anchor and a
+ * repeated anchor name are YAML errors with libyaml's messages. An
+ * anchored node and everything in it is kept until the document ends (a
+ * later alias may name it) and is "shared": every visit of it costs
+ * NODE_COST plus its text from a budget of BUDGET_MIN plus BUDGET_RATIO
+ * times the input, so a "billion laughs" file stays small and fails early.
+ * A node that contains itself ends on its shape, on a stub rule's depth
+ * (JSON_NODE_DEPTH) or on the budget.
  *
- * Memory: a file is fed to the parser in pieces (tch__cas_load_stream),
- * never held whole, and each scalar is copied once, into a buffer of its
- * exact size, so a loaded cassette costs its text plus the entries (about
- * 1.2 times the file for 1 KiB bodies; bench_cassette --load-mb). */
+ * Nesting: nothing recurses on the input's nesting (the composer keeps its
+ * own stack; the walk follows the schema), but depth is bounded at
+ * MAX_DEPTH: libyaml's scanner costs O(depth) per token in flow
+ * collections (200,000 nested `[` took minutes). */
 #include "cassette_internal.h"
 
 #include "array.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <yaml.h>
 
-#define TAG_STR "tag:yaml.org,2002:str"
-#define TAG_BINARY "tag:yaml.org,2002:binary"
-#define TAG_NULL "tag:yaml.org,2002:null"
-#define TAG_INT "tag:yaml.org,2002:int"
-#define TAG_BOOL "tag:yaml.org,2002:bool"
 #define MAX_DELAY_MS 3600000
-#define ALIAS_BUDGET_MIN ((size_t)64 << 20)
-#define ALIAS_BUDGET_RATIO 16
-#define NO_ANCHOR ((size_t)-1)
+#define BUDGET_MIN ((size_t)64 << 20)
+#define BUDGET_RATIO 16
+#define NODE_COST 64 /* bytes: about what reading a node again may take */
 #define MAX_DEPTH 1000 /* the schema needs 6 levels */
+#define JSON_NODE_DEPTH 64
+#define CHUNK_NODES 256
 
-/* An event as the reader sees it: a parser event or a replayed one. */
-typedef struct node {
-    yaml_event_type_t type;
-    yaml_mark_t mark;
-    const char *tag; /* scalars: resolved (untagged and `!` read as !!str) */
-    bool tagged;     /* a tag was written (`!!str null` is text, not null) */
-    const char *value;
-    size_t len;
-    yaml_scalar_style_t style;
-} node;
+/* Scalar tags the schema tells apart; others keep their text (ld.tags). */
+enum {
+    TG_NONE, /* untagged: a string, or null/bool/int by its spelling */
+    TG_BANG, /* `!`: a string, and tagged */
+    TG_STR, TG_PYSTR, TG_PYUNICODE, TG_BINARY, TG_PYBYTES, TG_NULL, TG_INT, TG_BOOL, TG_OTHER,
+};
 
-/* A parser event kept for replay (inside an anchored node). */
-typedef struct xev {
-    yaml_event_type_t type;
-    yaml_mark_t mark;
-    char *tag;   /* as parsed (NULL: untagged) */
-    char *value; /* scalars, NUL-terminated */
-    size_t len;
-    yaml_scalar_style_t style;
-    size_t target; /* aliases: anchor index */
-} xev;
+static const char *const tag_names[] = {
+    [TG_NONE] = "tag:yaml.org,2002:str",   [TG_BANG] = "tag:yaml.org,2002:str",
+    [TG_STR] = "tag:yaml.org,2002:str",    [TG_PYSTR] = "tag:yaml.org,2002:python/str",
+    [TG_PYUNICODE] = "tag:yaml.org,2002:python/unicode",
+    [TG_BINARY] = "tag:yaml.org,2002:binary", [TG_PYBYTES] = "tag:yaml.org,2002:python/bytes",
+    [TG_NULL] = "tag:yaml.org,2002:null",  [TG_INT] = "tag:yaml.org,2002:int",
+    [TG_BOOL] = "tag:yaml.org,2002:bool",
+};
 
-typedef struct anchor {
-    char *name;
-    yaml_mark_t mark;
-    size_t start, end; /* its events: log[start, end) */
-    size_t depth;      /* parser depth inside it (collections) */
-    bool closed;
-} anchor;
+enum { N_SCALAR, N_SEQ, N_MAP, N_REF };
 
-typedef struct frame {
-    size_t pos, end;
-    bool partial; /* an alias inside its own anchor: only the prefix exists */
-    size_t depth; /* l->depth when the alias was met */
-    yaml_mark_t mark;
-} frame;
+/* A node (32 bytes on 64-bit systems). A collection's children are contiguous (a mapping's
+ * are key, value, key, value...); an anchored node sits in its parent as a
+ * REF, and so does every alias of it. */
+typedef struct cnode {
+    uint8_t kind;
+    uint8_t style;  /* yaml_scalar_style_t */
+    uint8_t tag;    /* TG_* (scalars) */
+    uint8_t shared; /* in an anchored node: visits are charged */
+    uint32_t tagx;  /* TG_OTHER: its text is ld.tags[tagx] */
+    uint32_t line, col; /* 0-based */
+    size_t n;       /* scalar: bytes; collection: children */
+    union {
+        char *text; /* NUL-terminated */
+        struct cnode *kids;
+        struct cnode *ref;
+    } u;
+} cnode;
+
+/* Nodes in chunks that never move (a REF points into them). */
+typedef struct nchunk {
+    struct nchunk *next;
+    size_t used, cap;
+    cnode v[];
+} nchunk;
+
+/* A collection open in the composer: its children are stack[base..]. */
+typedef struct open_coll {
+    size_t base, slot; /* slot: its own node on the stack (unanchored) */
+    cnode *anchored;   /* or its node in the kept chunks */
+    bool shared;
+} open_coll;
+
+/* A collection read child by child: from the parser (a piece at a time)
+ * or from a composed node. */
+typedef struct coll {
+    cnode *tree; /* NULL: the parser */
+    size_t i;
+    bool stream, done;
+} coll;
 
 typedef struct ld {
+    tch_cassette *c;
+    tch_error *err;
     const char *data; /* a buffer's input, for positions of reader errors */
     size_t len;
-    cas_stream *in;   /* or a file's, read in pieces (data is NULL) */
-    tch_cassette *c;
-    tch_error *err;     /* schema errors go here (may be a side buffer) */
-    tch_error *err_out; /* the caller's: YAML errors, ENOMEM, limits */
-    int hard;           /* 0, HARD_NODEFER (limits: drain, then report), HARD_FINAL */
+    cas_stream *in; /* or a file's, read in pieces (data is NULL) */
     yaml_parser_t parser;
     yaml_event_t ev;
     bool have_ev;
-    bool draining; /* register anchors only: no log, no replay */
-    bool skipping; /* aliases are leaves: the node is being passed over */
-    bool too_deep; /* MAX_DEPTH was exceeded while draining */
-    node cur;
-    size_t depth;  /* open collections among delivered events */
-    size_t pdepth; /* open collections among parser events */
-    anchor *anchors;
-    size_t nanchors, capanchors;
-    size_t *ahash; /* open addressing over anchors, NO_ANCHOR = free */
-    size_t nahash; /* power of two */
-    size_t *open;  /* anchors being recorded, innermost last */
+    bool read_failed; /* the parser or the composer failed: no more reading */
+    size_t depth;     /* open collections */
+    nchunk *piece;     /* the current piece's nodes */
+    nchunk *kept;      /* anchored nodes and their insides: until the end */
+    cnode *stack;     /* nodes being composed */
+    size_t nstack, capstack;
+    open_coll *opens;
     size_t nopen, capopen;
-    xev *log;
-    size_t nlog, caplog;
-    frame *frames;
-    size_t nframes, capframes;
-    size_t budget;
+    json_t *anchors; /* name -> index in anodes */
+    cnode **anodes;
+    size_t nanodes, capanodes;
+    char **tags;   /* texts of TG_OTHER tags */
+    size_t ntags, captags;
+    size_t budget; /* what visits of shared nodes may still cost */
 } ld;
 
-enum { HARD_NODEFER = 1, HARD_FINAL = 2 };
-
-/* A schema error at m: "NAME:LINE:COL: " and the formatted text. */
-static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) TCH_PRINTF(3, 4);
-static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) {
+/* A content error at node `at`: "NAME:LINE:COL: " and the formatted text. */
+static int fail_at(ld *l, const cnode *at, const char *fmt, ...) TCH_PRINTF(3, 4);
+static int fail_at(ld *l, const cnode *at, const char *fmt, ...) {
     char what[256];
     va_list ap;
     va_start(ap, fmt);
@@ -148,14 +153,37 @@ static int fail_at(ld *l, const yaml_mark_t *m, const char *fmt, ...) {
     va_end(ap);
     if (n >= (int)sizeof what) /* a long key or value: show that the text was cut */
         memcpy(what + sizeof what - 4, "...", 4);
-    return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, m->line + 1,
-                         m->column + 1, what);
+    return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, (size_t)at->line + 1,
+                         (size_t)at->col + 1, what);
 }
 
 static int nomem(ld *l) {
-    l->hard = HARD_FINAL;
-    return tch_error_set(l->err_out, TCH_ENOMEM, "%s: out of memory", l->c->name);
+    return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
 }
+
+/* Errors that are not about the content: always reported at once. */
+static bool fatal(const ld *l, int rc) {
+    return rc == TCH_ENOMEM || rc == TCH_EIO || (l->in && (l->in->too_big || l->in->io_error));
+}
+
+/* ---- memory kept by the cassette -------------------------------------- */
+
+/* The one place the cassette gets a scalar's text: a copy of exactly its
+ * size. (Handing libyaml's buffer over, shrunk in place, saves the copy
+ * but not memory: the buffer grew by doubling, and the holes left behind
+ * took the peak of a 200 MB load from 1.2 to 1.45 times the file.) */
+static int take_text(const cnode *n, tch_buf *out) {
+    tch_buf_free(out);
+    if (n->n == 0)
+        return tch__cas_buf_set(out, TCH_SLICE_NULL);
+    if (!(out->ptr = malloc(n->n)))
+        return TCH_ENOMEM;
+    memcpy(out->ptr, n->u.text, n->n);
+    out->len = out->cap = n->n;
+    return 0;
+}
+
+/* ---- positions and parser errors --------------------------------------- */
 
 /* libyaml's reader (bad UTF-8, control characters) gives only a byte
  * offset: count lines and characters up to it. */
@@ -190,531 +218,470 @@ static yaml_mark_t mark_at(const ld *l, size_t offset) {
     return m;
 }
 
-static int parser_error(const ld *l, const yaml_parser_t *p, tch_error *err) {
-    const tch_cassette *c = l->c;
+static int parser_error(ld *l) {
+    const yaml_parser_t *p = &l->parser;
+    const char *name = l->c->name;
+    tch_error *err = l->err;
     if (p->error == YAML_MEMORY_ERROR)
-        return tch_error_set(err, TCH_ENOMEM, "%s: out of memory while parsing", c->name);
+        return tch_error_set(err, TCH_ENOMEM, "%s: out of memory while parsing", name);
     if (l->in && l->in->too_big)
-        return tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", c->name,
+        return tch_error_set(err, TCH_ETOOBIG, "cassette %s: larger than %zu MiB", name,
                              l->in->max >> 20);
     if (l->in && l->in->io_error)
-        return tch_error_set(err, TCH_EIO, "cassette %s: read error", c->name);
-    yaml_mark_t at = p->error == YAML_READER_ERROR ? mark_at(l, p->problem_offset)
-                                                   : p->problem_mark;
-    const yaml_mark_t *m = &at;
+        return tch_error_set(err, TCH_EIO, "cassette %s: read error", name);
+    yaml_mark_t m = p->error == YAML_READER_ERROR ? mark_at(l, p->problem_offset)
+                                                  : p->problem_mark;
+    const char *problem = p->problem ? p->problem : "error";
     if (p->context)
-        return tch_error_set(err, TCH_EPARSE, "%s:%zu:%zu: malformed YAML: %s %s (which started at line %zu)",
-                             c->name, m->line + 1, m->column + 1,
-                             p->problem ? p->problem : "error", p->context,
+        return tch_error_set(err, TCH_EPARSE,
+                             "%s:%zu:%zu: malformed YAML: %s %s (which started at line %zu)", name,
+                             m.line + 1, m.column + 1, problem, p->context,
                              p->context_mark.line + 1);
-    return tch_error_set(err, TCH_EPARSE, "%s:%zu:%zu: malformed YAML: %s", c->name, m->line + 1,
-                         m->column + 1, p->problem ? p->problem : "error");
+    return tch_error_set(err, TCH_EPARSE, "%s:%zu:%zu: malformed YAML: %s", name, m.line + 1,
+                         m.column + 1, problem);
 }
 
-/* ---- anchors ------------------------------------------------------------ */
-
-static size_t anchor_find(const ld *l, const char *name) {
-    if (!l->nahash)
-        return NO_ANCHOR;
-    size_t mask = l->nahash - 1;
-    for (size_t i = tch__cas_hash(name, strlen(name), 0) & mask;; i = (i + 1) & mask) {
-        size_t a = l->ahash[i];
-        if (a == NO_ANCHOR || strcmp(l->anchors[a].name, name) == 0)
-            return a;
-    }
+/* A reading error at the current event (libyaml's wording where it has one). */
+static int fail_read(ld *l, int code, const char *fmt, ...) TCH_PRINTF(3, 4);
+static int fail_read(ld *l, int code, const char *fmt, ...) {
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    const yaml_mark_t *m = &l->ev.start_mark;
+    l->read_failed = true;
+    return tch_error_set(l->err, code, "%s:%zu:%zu: %s", l->c->name, m->line + 1, m->column + 1,
+                         what);
 }
 
-static int ahash_put(ld *l, size_t a) {
-    size_t mask = l->nahash - 1;
-    const char *name = l->anchors[a].name;
-    size_t i = tch__cas_hash(name, strlen(name), 0) & mask;
-    while (l->ahash[i] != NO_ANCHOR)
-        i = (i + 1) & mask;
-    l->ahash[i] = a;
-    return 0;
-}
-
-/* libyaml's composer: a name may be anchored once per document. */
-static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *out) {
-    size_t prev = anchor_find(l, name);
-    if (prev != NO_ANCHOR) {
-        l->hard = HARD_FINAL;
-        return tch_error_set(l->err_out, TCH_EPARSE,
-                             "%s:%zu:%zu: malformed YAML: second occurrence found duplicate "
-                             "anchor; first occurrence (which started at line %zu)",
-                             l->c->name, mark->line + 1, mark->column + 1,
-                             l->anchors[prev].mark.line + 1);
-    }
-    if (l->nanchors == l->capanchors) {
-        anchor *a = tch_array_grow(l->anchors, &l->capanchors, sizeof *a, 8);
-        if (!a)
-            return nomem(l);
-        l->anchors = a;
-    }
-    if ((l->nanchors + 1) * 2 > l->nahash) {
-        size_t nh = l->nahash ? l->nahash * 2 : 16;
-        size_t *h = malloc(nh * sizeof *h);
-        if (!h)
-            return nomem(l);
-        for (size_t i = 0; i < nh; i++)
-            h[i] = NO_ANCHOR;
-        free(l->ahash);
-        l->ahash = h;
-        l->nahash = nh;
-        for (size_t i = 0; i < l->nanchors; i++)
-            ahash_put(l, i);
-    }
-    anchor *a = &l->anchors[l->nanchors];
-    memset(a, 0, sizeof *a);
-    if (!(a->name = strdup(name)))
-        return nomem(l);
-    a->mark = *mark;
-    a->start = a->end = l->nlog;
-    *out = l->nanchors++;
-    ahash_put(l, *out);
-    return 0;
-}
-
-static void anchors_reset(ld *l) {
-    for (size_t i = 0; i < l->nanchors; i++)
-        free(l->anchors[i].name);
-    l->nanchors = 0;
-    for (size_t i = 0; i < l->nahash; i++)
-        l->ahash[i] = NO_ANCHOR;
-    for (size_t i = 0; i < l->nlog; i++) {
-        free(l->log[i].tag);
-        free(l->log[i].value);
-    }
-    l->nlog = 0;
-    l->nopen = 0;
-    l->nframes = 0;
-}
-
-static int log_event(ld *l, const yaml_event_t *e, size_t target) {
-    if (l->nlog == l->caplog) {
-        xev *x = tch_array_grow(l->log, &l->caplog, sizeof *x, 64);
-        if (!x)
-            return nomem(l);
-        l->log = x;
-    }
-    xev *x = &l->log[l->nlog];
-    memset(x, 0, sizeof *x);
-    x->type = e->type;
-    x->mark = e->start_mark;
-    x->target = target;
-    const yaml_char_t *tag = e->type == YAML_SCALAR_EVENT           ? e->data.scalar.tag
-                             : e->type == YAML_SEQUENCE_START_EVENT ? e->data.sequence_start.tag
-                             : e->type == YAML_MAPPING_START_EVENT  ? e->data.mapping_start.tag
-                                                                    : NULL;
-    if (tag && !(x->tag = strdup((const char *)tag)))
-        return nomem(l);
-    if (e->type == YAML_SCALAR_EVENT) {
-        x->len = e->data.scalar.length;
-        x->style = e->data.scalar.style;
-        if (!(x->value = malloc(x->len + 1)))
-            return nomem(l);
-        memcpy(x->value, e->data.scalar.value, x->len);
-        x->value[x->len] = '\0';
-    }
-    l->nlog++;
-    return 0;
-}
-
-/* ---- the event stream ----------------------------------------------------- */
-
-static void set_cur(ld *l, yaml_event_type_t type, const yaml_mark_t *mark, const char *tag,
-                    const char *value, size_t len, yaml_scalar_style_t style) {
-    node *n = &l->cur;
-    n->type = type;
-    n->mark = *mark;
-    n->tag = tag;
-    n->tagged = tag != NULL;
-    if (type == YAML_SCALAR_EVENT && (!tag || strcmp(tag, "!") == 0))
-        n->tag = TAG_STR; /* libyaml's loader gives untagged scalars !!str */
-    n->value = value;
-    n->len = len;
-    n->style = style;
-    if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT)
-        l->depth++;
-    else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
-        l->depth--;
-}
-
-/* Next parser event: anchors registered and recorded, aliases resolved to
- * an anchor index in *target. */
-static int pull(ld *l, size_t *target) {
+/* The next event into l->ev. */
+static int pull(ld *l) {
     if (l->have_ev) {
         yaml_event_delete(&l->ev);
         l->have_ev = false;
     }
     if (!yaml_parser_parse(&l->parser, &l->ev)) {
-        l->hard = HARD_FINAL;
-        return parser_error(l, &l->parser, l->err_out);
+        l->read_failed = true;
+        return parser_error(l);
     }
     l->have_ev = true;
-    const yaml_event_t *e = &l->ev;
-    const yaml_char_t *name = NULL;
-    *target = NO_ANCHOR;
-    switch (e->type) {
-    case YAML_SCALAR_EVENT: name = e->data.scalar.anchor; break;
-    case YAML_SEQUENCE_START_EVENT: name = e->data.sequence_start.anchor; break;
-    case YAML_MAPPING_START_EVENT: name = e->data.mapping_start.anchor; break;
-    case YAML_ALIAS_EVENT:
-        *target = anchor_find(l, (const char *)e->data.alias.anchor);
-        if (*target == NO_ANCHOR) {
-            l->hard = HARD_FINAL;
-            return tch_error_set(l->err_out, TCH_EPARSE,
-                                 "%s:%zu:%zu: malformed YAML: found undefined alias", l->c->name,
-                                 e->start_mark.line + 1, e->start_mark.column + 1);
-        }
-        break;
-    default: break;
-    }
-    bool start = e->type == YAML_SEQUENCE_START_EVENT || e->type == YAML_MAPPING_START_EVENT;
-    bool end = e->type == YAML_SEQUENCE_END_EVENT || e->type == YAML_MAPPING_END_EVENT;
-    size_t a = NO_ANCHOR;
-    int rc;
-    if (start && ++l->pdepth > MAX_DEPTH) {
-        if (l->draining) { /* a schema error is known: keep it */
-            l->too_deep = true;
-            return TCH_EPARSE;
-        }
-        l->hard = HARD_NODEFER;
-        return tch_error_set(l->err_out, TCH_EPARSE, "%s:%zu:%zu: nesting deeper than %d levels",
-                             l->c->name, e->start_mark.line + 1, e->start_mark.column + 1,
-                             MAX_DEPTH);
-    }
-    if (name && (rc = anchor_add(l, (const char *)name, &e->start_mark, &a)))
-        return rc;
-    if (l->draining) {
-        if (end)
-            l->pdepth--;
+    return 0;
+}
+
+/* A collection starts: MAX_DEPTH bounds the scanner's work. */
+static int depth_in(ld *l) {
+    if (++l->depth <= MAX_DEPTH)
         return 0;
-    }
-    if (a != NO_ANCHOR) {
-        if (l->nopen == l->capopen) {
-            size_t *o = tch_array_grow(l->open, &l->capopen, sizeof *o, 8);
-            if (!o)
-                return nomem(l);
-            l->open = o;
-        }
-        l->open[l->nopen++] = a;
-        l->anchors[a].depth = l->pdepth;
-    }
-    if (l->nopen && (rc = log_event(l, e, *target)))
-        return rc;
-    /* close what this event completes: an anchored scalar, or collections */
-    while (l->nopen) {
-        size_t ti = l->open[l->nopen - 1];
-        anchor *top = &l->anchors[ti];
-        bool done = end ? top->depth == l->pdepth : (!start && ti == a);
-        if (!done)
-            break;
-        top->end = l->nlog;
-        top->closed = true;
-        l->nopen--;
-    }
-    if (end)
-        l->pdepth--;
-    return 0;
+    return fail_read(l, TCH_EPARSE, "nesting deeper than %d levels", MAX_DEPTH);
 }
 
-/* `logged`: the alias itself is the last logged event (met in the parser
- * stream inside an open anchor); a prefix replay must stop before it. */
-static int push_alias(ld *l, size_t target, const yaml_mark_t *mark, bool logged) {
-    if (l->nframes == l->capframes) {
-        frame *f = tch_array_grow(l->frames, &l->capframes, sizeof *f, 8);
-        if (!f)
+/* ---- node chunks ------------------------------------------------------- */
+
+/* k contiguous zeroed nodes from the chunk list *list. */
+static cnode *chunk_take(ld *l, nchunk **list, size_t k) {
+    nchunk *c = *list;
+    if (!c || c->cap - c->used < k) {
+        size_t cap = k > CHUNK_NODES ? k : CHUNK_NODES;
+        if (!(c = malloc(sizeof *c + cap * sizeof(cnode)))) {
+            nomem(l);
+            return NULL;
+        }
+        c->used = 0;
+        c->cap = cap;
+        c->next = *list;
+        *list = c;
+    }
+    cnode *n = &c->v[c->used];
+    c->used += k;
+    memset(n, 0, k * sizeof *n);
+    return n;
+}
+
+static void node_free(cnode *n) {
+    if (n->kind == N_SCALAR)
+        free(n->u.text);
+}
+
+/* Frees the nodes of *list; keep: its newest chunk stays for reuse. */
+static void chunks_clear(nchunk **list, bool keep) {
+    nchunk *c = *list;
+    while (c) {
+        nchunk *next = c->next;
+        for (size_t i = 0; i < c->used; i++)
+            node_free(&c->v[i]);
+        c->used = 0;
+        if (keep && c == *list)
+            c->next = NULL;
+        else
+            free(c);
+        c = next;
+    }
+    if (!keep)
+        *list = NULL;
+}
+
+/* ---- anchors ------------------------------------------------------------ */
+
+/* The node anchored as name, or NULL. */
+static cnode *anchor_find(const ld *l, const char *name) {
+    json_t *i = l->anchors ? json_object_get(l->anchors, name) : NULL;
+    return i ? l->anodes[json_integer_value(i)] : NULL;
+}
+
+/* libyaml's composer: a name may be anchored once per document. */
+static int anchor_add(ld *l, const char *name, cnode *node) {
+    cnode *prev = anchor_find(l, name);
+    if (prev)
+        return fail_read(l, TCH_EPARSE,
+                         "malformed YAML: second occurrence found duplicate anchor; first "
+                         "occurrence (which started at line %zu)", (size_t)prev->line + 1);
+    if (l->nanodes == l->capanodes) {
+        cnode **v = tch_array_grow(l->anodes, &l->capanodes, sizeof *v, 8);
+        if (!v)
             return nomem(l);
-        l->frames = f;
+        l->anodes = v;
     }
-    const anchor *a = &l->anchors[target];
-    frame *f = &l->frames[l->nframes++];
-    f->pos = a->start;
-    f->end = a->closed ? a->end : l->nlog - (logged ? 1 : 0);
-    f->partial = !a->closed;
-    f->depth = l->depth;
-    f->mark = *mark;
+    if ((!l->anchors && !(l->anchors = json_object())) ||
+        json_object_set_new_nocheck(l->anchors, name, json_integer((json_int_t)l->nanodes)))
+        return nomem(l);
+    l->anodes[l->nanodes++] = node;
     return 0;
 }
 
-/* The next event of the document with aliases expanded. */
-static int next(ld *l) {
-    for (;;) {
-        if (l->nframes) {
-            frame *f = &l->frames[l->nframes - 1];
-            if (f->pos == f->end) {
-                if (f->partial && l->skipping) {
-                    /* passing over a node that contains itself: treat the
-                     * alias as complete */
-                    l->depth = f->depth;
-                    l->nframes--;
-                    l->cur.type = YAML_NO_EVENT;
-                    return 0;
-                }
-                if (f->partial) {
-                    /* unreachable with this schema: a node that contains
-                     * itself always has the wrong shape somewhere first */
-                    l->hard = HARD_NODEFER;
-                    yaml_mark_t m = f->mark;
-                    tch_error *e = l->err;
-                    l->err = l->err_out;
-                    int rc = fail_at(l, &m, "alias inside the node it refers to");
-                    l->err = e;
-                    return rc;
-                }
-                l->nframes--;
-                continue;
-            }
-            const xev *x = &l->log[f->pos++];
-            if (x->type == YAML_ALIAS_EVENT && l->skipping) {
-                set_cur(l, x->type, &x->mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
-                return 0;
-            }
-            if (x->type == YAML_ALIAS_EVENT) {
-                int rc = push_alias(l, x->target, &x->mark, false);
-                if (rc)
-                    return rc;
-                continue;
-            }
-            size_t cost = 1 + x->len;
-            if (cost > l->budget) {
-                l->hard = HARD_NODEFER;
-                return tch_error_set(l->err_out, TCH_ETOOBIG,
-                                     "%s:%zu:%zu: aliases expand to too much data", l->c->name,
-                                     x->mark.line + 1, x->mark.column + 1);
-            }
-            l->budget -= cost;
-            set_cur(l, x->type, &x->mark, x->tag, x->value, x->len, x->style);
-            return 0;
+/* ---- the composer ------------------------------------------------------ */
+
+static uint32_t u32(size_t v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
+
+/* A scalar's tag as a TG_* kind; another tag's text is taken (ld.tags). */
+static int tag_of(ld *l, yaml_char_t **tagp, cnode *n) {
+    const char *tag = (const char *)*tagp;
+    n->tag = !tag ? TG_NONE : strcmp(tag, "!") == 0 ? TG_BANG : TG_STR;
+    while (n->tag >= TG_STR && n->tag < TG_OTHER && strcmp(tag, tag_names[n->tag]) != 0)
+        n->tag++;
+    if (n->tag != TG_OTHER)
+        return 0;
+    if (l->ntags == l->captags) {
+        char **v = tch_array_grow(l->tags, &l->captags, sizeof *v, 4);
+        if (!v)
+            return nomem(l);
+        l->tags = v;
+    }
+    n->tagx = u32(l->ntags);
+    l->tags[l->ntags++] = (char *)*tagp;
+    *tagp = NULL;
+    return 0;
+}
+
+static const char *tag_name(const ld *l, const cnode *n) {
+    return n->tag == TG_OTHER ? l->tags[n->tagx] : tag_names[n->tag];
+}
+
+/* A slot on the stack for a new node (zeroed). */
+static cnode *stack_push(ld *l) {
+    if (l->nstack == l->capstack) {
+        cnode *s = tch_array_grow(l->stack, &l->capstack, sizeof *s, 64);
+        if (!s) {
+            nomem(l);
+            return NULL;
         }
-        size_t target;
-        int rc = pull(l, &target);
+        l->stack = s;
+    }
+    cnode *n = &l->stack[l->nstack++];
+    memset(n, 0, sizeof *n);
+    return n;
+}
+
+/* The node of the current event: on the stack, or (anchored) kept, with a
+ * REF to it on the stack. */
+static int new_node(ld *l, const yaml_char_t *anchor, uint8_t kind, cnode **out) {
+    bool shared = l->nopen && l->opens[l->nopen - 1].shared;
+    cnode *slot = stack_push(l), *n = slot;
+    if (!slot)
+        return TCH_ENOMEM;
+    if (anchor) {
+        if (!(n = chunk_take(l, &l->kept, 1)))
+            return TCH_ENOMEM;
+        slot->kind = N_REF;
+        slot->u.ref = n;
+        shared = true;
+        int rc = anchor_add(l, (const char *)anchor, n);
         if (rc)
             return rc;
-        const yaml_event_t *e = &l->ev;
-        switch (e->type) {
-        case YAML_ALIAS_EVENT:
-            if (l->skipping) {
-                set_cur(l, e->type, &e->start_mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
-                return 0;
-            }
-            if ((rc = push_alias(l, target, &e->start_mark, l->nopen > 0)))
-                return rc;
-            continue;
-        case YAML_SCALAR_EVENT:
-            set_cur(l, e->type, &e->start_mark, (const char *)e->data.scalar.tag,
-                    (const char *)e->data.scalar.value, e->data.scalar.length,
-                    e->data.scalar.style);
-            return 0;
-        case YAML_SEQUENCE_START_EVENT:
-            set_cur(l, e->type, &e->start_mark, (const char *)e->data.sequence_start.tag, NULL, 0,
-                    YAML_ANY_SCALAR_STYLE);
-            return 0;
-        case YAML_MAPPING_START_EVENT:
-            set_cur(l, e->type, &e->start_mark, (const char *)e->data.mapping_start.tag, NULL, 0,
-                    YAML_ANY_SCALAR_STYLE);
-            return 0;
-        default:
-            set_cur(l, e->type, &e->start_mark, NULL, NULL, 0, YAML_ANY_SCALAR_STYLE);
-            return 0;
-        }
+    }
+    n->kind = kind;
+    n->shared = shared;
+    n->line = u32(l->ev.start_mark.line);
+    n->col = u32(l->ev.start_mark.column);
+    *out = n;
+    return 0;
+}
+
+static int open_coll_push(ld *l, cnode *n) {
+    if (l->nopen == l->capopen) {
+        open_coll *o = tch_array_grow(l->opens, &l->capopen, sizeof *o, 16);
+        if (!o)
+            return nomem(l);
+        l->opens = o;
+    }
+    bool anchored = l->stack[l->nstack - 1].kind == N_REF;
+    l->opens[l->nopen++] = (open_coll){l->nstack, l->nstack - 1, anchored ? n : NULL, n->shared};
+    return 0;
+}
+
+/* The collection on top ends: its children move into one block. */
+static int close_coll(ld *l) {
+    open_coll *o = &l->opens[--l->nopen];
+    size_t k = l->nstack - o->base;
+    cnode *kids = NULL;
+    if (k && !(kids = chunk_take(l, o->shared ? &l->kept : &l->piece, k)))
+        return TCH_ENOMEM;
+    if (k)
+        memcpy(kids, &l->stack[o->base], k * sizeof *kids);
+    l->nstack = o->base;
+    cnode *n = o->anchored ? o->anchored : &l->stack[o->slot];
+    n->n = k;
+    n->u.kids = kids;
+    l->depth--;
+    return 0;
+}
+
+/* Adds the current event to the node being composed. */
+static int compose_event(ld *l) {
+    yaml_event_t *e = &l->ev;
+    cnode *n;
+    int rc;
+    switch (e->type) {
+    case YAML_SCALAR_EVENT:
+        if ((rc = new_node(l, e->data.scalar.anchor, N_SCALAR, &n)) ||
+            (rc = tag_of(l, &e->data.scalar.tag, n)))
+            return rc;
+        n->style = (uint8_t)e->data.scalar.style;
+        n->n = e->data.scalar.length;
+        n->u.text = (char *)e->data.scalar.value; /* taken: the event frees NULL */
+        e->data.scalar.value = NULL;
+        return 0;
+    case YAML_ALIAS_EVENT: {
+        cnode *a = anchor_find(l, (const char *)e->data.alias.anchor);
+        if (!a)
+            return fail_read(l, TCH_EPARSE, "malformed YAML: found undefined alias");
+        if (!(n = stack_push(l)))
+            return TCH_ENOMEM;
+        n->kind = N_REF;
+        n->u.ref = a;
+        return 0;
+    }
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT: {
+        bool seq = e->type == YAML_SEQUENCE_START_EVENT;
+        if ((rc = depth_in(l)) ||
+            (rc = new_node(l, seq ? e->data.sequence_start.anchor : e->data.mapping_start.anchor,
+                           seq ? N_SEQ : N_MAP, &n)))
+            return rc;
+        return open_coll_push(l, n);
+    }
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT: return close_coll(l);
+    default: return fail_read(l, TCH_EPARSE, "malformed YAML: unexpected event");
     }
 }
 
-/* Consumes the rest of the node whose first event was delivered at depth
- * d0 (l->depth before it), leaving its last event current. */
-static int skip_to(ld *l, size_t d0) {
-    bool was = l->skipping;
-    int rc = 0;
-    l->skipping = true;
-    while (!rc && l->depth > d0)
-        rc = next(l);
-    l->skipping = was;
+/* Composes the node whose first event is current; leaves its last event
+ * current. The node is kept in the piece's chunks. */
+static int compose(ld *l, cnode **out) {
+    size_t base = l->nstack, open0 = l->nopen;
+    int rc;
+    for (;;) {
+        if ((rc = compose_event(l))) {
+            l->read_failed = true;
+            return rc;
+        }
+        if (l->nopen == open0)
+            break;
+        if ((rc = pull(l)))
+            return rc;
+    }
+    if (!(*out = chunk_take(l, &l->piece, 1)))
+        return l->read_failed = true, TCH_ENOMEM;
+    **out = l->stack[base];
+    l->nstack = base;
+    return 0;
+}
+
+/* ---- visiting nodes ------------------------------------------------------ */
+
+/* The node n stands for (a REF: the anchored node). A visit of a shared
+ * node is charged to the budget. */
+static int visit(ld *l, cnode *n, cnode **out) {
+    if (n->kind == N_REF)
+        n = n->u.ref;
+    if (n->shared) {
+        size_t cost = NODE_COST + (n->kind == N_SCALAR ? n->n : 0);
+        if (cost > l->budget)
+            return tch_error_set(l->err, TCH_ETOOBIG,
+                                 "%s:%zu:%zu: aliases expand to too much data", l->c->name,
+                                 (size_t)n->line + 1, (size_t)n->col + 1);
+        l->budget -= cost;
+    }
+    *out = n;
+    return 0;
+}
+
+/* The next child of c: 1 at its end. From the parser, its first event is
+ * current and *out is NULL (see child). */
+static int child_begin(ld *l, coll *c, cnode **out) {
+    *out = NULL;
+    if (c->done)
+        return 1;
+    if (c->tree) {
+        if (c->i == c->tree->n)
+            return c->done = true, 1;
+        return visit(l, &c->tree->u.kids[c->i++], out);
+    }
+    int rc = pull(l);
+    if (rc)
+        return rc;
+    if (l->ev.type == YAML_SEQUENCE_END_EVENT || l->ev.type == YAML_MAPPING_END_EVENT) {
+        l->depth--;
+        return c->done = true, 1;
+    }
+    return 0;
+}
+
+/* The next child of c, composed whole: 1 at the end. */
+static int child(ld *l, coll *c, cnode **out) {
+    int rc = child_begin(l, c, out);
+    if (!rc && !*out && !(rc = compose(l, out)))
+        rc = visit(l, *out, out);
     return rc;
 }
 
-static size_t depth_before(const ld *l) {
-    bool start = l->cur.type == YAML_SEQUENCE_START_EVENT || l->cur.type == YAML_MAPPING_START_EVENT;
-    return l->depth - (start ? 1 : 0);
+/* A piece is done: its nodes go (read from the parser only). */
+static void piece_done(ld *l, const coll *c) {
+    if (c->stream)
+        chunks_clear(&l->piece, true);
 }
 
-/* A node read now whose first schema error is reported later (where the
- * tree walk read it): the error goes to `side`; the node is skipped. */
-typedef struct deferred {
-    tch_error side;
-    tch_error *saved;
-    size_t d0;
-    int rc;
-} deferred;
-
-static void defer_begin(ld *l, deferred *d) {
-    d->saved = l->err;
-    d->d0 = depth_before(l);
-    d->side.code = 0;
-    d->side.msg[0] = '\0';
-    l->err = &d->side; /* each key is read once: a repeat fails before */
-}
-
-static int defer_end(ld *l, deferred *d, int rc) {
-    l->err = d->saved;
-    if (!rc)
-        return 0;
-    if (l->hard)
-        return rc;
-    d->rc = rc;
-    return skip_to(l, d->d0);
-}
-
-static int defer_report(ld *l, deferred *d) {
-    if (d->rc && l->err)
-        *l->err = d->side;
-    return d->rc;
+/* Composes and drops what is left of c (read from the parser). */
+static int skip_rest(ld *l, coll *c) {
+    cnode *n;
+    int rc = 0;
+    while (c->stream && !(rc = child(l, c, &n)))
+        piece_done(l, c);
+    return rc == 1 ? 0 : rc;
 }
 
 /* ---- scalars ------------------------------------------------------------ */
 
-/* Strings in any of the spellings Python's YAML dumpers produce. */
-static bool is_string_tag(const char *tag) {
-    static const char *const ok[] = {
-        TAG_STR, "tag:yaml.org,2002:python/str", "tag:yaml.org,2002:python/unicode",
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (strcmp(tag, ok[i]) == 0)
-            return true;
-    return false;
+static bool is_string_tag(uint8_t tag) {
+    return tag == TG_NONE || tag == TG_BANG || tag == TG_STR || tag == TG_PYSTR ||
+           tag == TG_PYUNICODE;
 }
 
+static bool plain(const cnode *n) { return n->style == YAML_PLAIN_SCALAR_STYLE; }
+
 /* A plain `~`/`null`/empty scalar or an explicit !!null: the field is unset. */
-static bool is_null(const node *n) {
-    if (n->type != YAML_SCALAR_EVENT)
+static bool is_null(const cnode *n) {
+    if (n->kind != N_SCALAR)
         return false;
-    if (strcmp(n->tag, TAG_NULL) == 0)
+    if (n->tag == TG_NULL)
         return true;
-    if (n->style != YAML_PLAIN_SCALAR_STYLE || n->tagged)
+    if (!plain(n) || n->tag != TG_NONE)
         return false;
-    const char *v = n->value;
-    return n->len == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+    const char *v = n->u.text;
+    return n->n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
-/* A scalar's text held in exactly its size: a body the doubling of a
- * growable buffer sized would leave up to half of its block unused. */
-static int buf_set_exact(tch_buf *out, const char *p, size_t len) {
-    if (len == 0)
-        return tch__cas_buf_set(out, TCH_SLICE_NULL);
-    if (out->cap != len) {
-        uint8_t *q = realloc(out->ptr, len);
-        if (!q)
-            return TCH_ENOMEM;
-        out->ptr = q;
-        out->cap = len;
-    }
-    memcpy(out->ptr, p, len);
-    out->len = len;
-    return 0;
-}
-
-static int read_bytes(ld *l, const char *what, tch_buf *out) {
-    const node *n = &l->cur;
+static int read_bytes(ld *l, cnode *n, const char *what, tch_buf *out) {
     tch_buf_reset(out);
     if (is_null(n))
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
-    if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected a string or !!binary scalar", what);
+    if (n->kind != N_SCALAR)
+        return fail_at(l, n, "%s: expected a string or !!binary scalar", what);
     /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
-    if (strcmp(n->tag, TAG_BINARY) == 0 || strcmp(n->tag, "tag:yaml.org,2002:python/bytes") == 0) {
-        int rc = tch_base64_decode(n->value, n->len, out);
+    if (n->tag == TG_BINARY || n->tag == TG_PYBYTES) {
+        int rc = tch_base64_decode(n->u.text, n->n, out);
         if (rc == TCH_ENOMEM)
             return nomem(l);
         if (rc)
-            return fail_at(l, &n->mark, "%s: invalid base64 in %s", what, n->tag);
+            return fail_at(l, n, "%s: invalid base64 in %s", what, tag_name(l, n));
         if (!out->ptr)
             return tch__cas_buf_set(out, TCH_SLICE_NULL);
         return 0;
     }
     /* plain scalars such as 123 resolve to !!int in Python; the bytes are
      * still the text, which is what tchannel-python would have sent */
-    if (!is_string_tag(n->tag) && strcmp(n->tag, TAG_INT) != 0)
-        return fail_at(l, &n->mark, "%s: unsupported tag %s (expected a string or !!binary)", what,
-                       n->tag);
-    if (buf_set_exact(out, n->value, n->len))
-        return nomem(l);
-    return 0;
+    if (!is_string_tag(n->tag) && n->tag != TG_INT)
+        return fail_at(l, n, "%s: unsupported tag %s (expected a string or !!binary)", what,
+                       tag_name(l, n));
+    return take_text(n, out) ? nomem(l) : 0;
 }
 
-static int read_long(ld *l, const char *what, long min, long max, long *out) {
-    const node *n = &l->cur;
-    if (n->type != YAML_SCALAR_EVENT)
-        return fail_at(l, &n->mark, "%s: expected an integer", what);
-    const char *v = n->value;
+static int read_long(ld *l, const cnode *n, const char *what, long min, long max, long *out) {
+    if (n->kind != N_SCALAR)
+        return fail_at(l, n, "%s: expected an integer", what);
+    const char *v = n->u.text;
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < min || x > max) {
-        char range[64];
-        snprintf(range, sizeof range, " from %ld to %ld", min, max);
-        return fail_at(l, &n->mark, "%s: expected an integer%s", what, range);
-    }
+    if (errno || end == v || *end || x < min || x > max)
+        return fail_at(l, n, "%s: expected an integer from %ld to %ld", what, min, max);
     *out = x;
     return 0;
 }
 
 /* argScheme: the proxy.thrift number, or a name (lenient for hand-written files). */
-static int read_scheme(ld *l, tch_cassette_scheme *out) {
+static int read_scheme(ld *l, const cnode *n, tch_cassette_scheme *out) {
     static const char *const names[] = {"raw", "json", "thrift"};
-    if (l->cur.type == YAML_SCALAR_EVENT)
+    if (n->kind == N_SCALAR)
         for (int i = 0; i < 3; i++)
-            if (strcasecmp(l->cur.value, names[i]) == 0) {
+            if (strcasecmp(n->u.text, names[i]) == 0) {
                 *out = (tch_cassette_scheme)i;
                 return 0;
             }
     long v = 0;
-    int rc = read_long(l, "argScheme (0 raw, 1 json, 2 thrift)", 0, 2, &v);
+    int rc = read_long(l, n, "argScheme (0 raw, 1 json, 2 thrift)", 0, 2, &v);
     *out = (tch_cassette_scheme)v;
     return rc;
 }
 
-static int read_errcode(ld *l, const char *what, uint8_t *out) {
-    const node *n = &l->cur;
-    if (n->type == YAML_SCALAR_EVENT && tch_cassette_errcode_parse(n->value, out) == 0)
-        return 0;
-    long v;
-    if (n->type == YAML_SCALAR_EVENT) {
-        /* read_long's own message is replaced by the one below */
-        tch_error scratch, *saved = l->err;
-        l->err = &scratch;
-        int rc = read_long(l, what, 1, 255, &v);
-        l->err = saved;
-        if (rc == 0 && tch_cassette_errcode_name((uint8_t)v)) {
-            *out = (uint8_t)v;
+static int read_errcode(ld *l, const cnode *n, const char *what, uint8_t *out) {
+    if (n->kind == N_SCALAR) {
+        const char *v = n->u.text;
+        if (tch_cassette_errcode_parse(v, out) == 0)
+            return 0;
+        char *end;
+        errno = 0;
+        long x = strtol(v, &end, 10);
+        if (!errno && end != v && !*end && x >= 1 && x <= 255 &&
+            tch_cassette_errcode_name((uint8_t)x)) {
+            *out = (uint8_t)x;
             return 0;
         }
     }
-    return fail_at(l, &n->mark,
+    return fail_at(l, n,
                    "%s: expected an error code name (timeout, cancelled, busy, declined, "
                    "unexpected, badRequest, networkError, unhealthy, fatal)",
                    what);
 }
 
 /* YAML 1.1's spellings of a boolean, as PyYAML reads them. */
-static int read_bool(ld *l, const char *what, bool *out) {
+static int read_bool(ld *l, const cnode *n, const char *what, bool *out) {
     static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
     static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
-    const node *n = &l->cur;
-    if (n->type == YAML_SCALAR_EVENT && n->style == YAML_PLAIN_SCALAR_STYLE &&
-        (!n->tagged || strcmp(n->tag, TAG_BOOL) == 0))
+    if (n->kind == N_SCALAR && plain(n) && (n->tag == TG_NONE || n->tag == TG_BOOL))
         for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
-            if (strcmp(n->value, yes[i]) == 0 || strcmp(n->value, no[i]) == 0) {
-                *out = strcmp(n->value, yes[i]) == 0;
+            if (strcmp(n->u.text, yes[i]) == 0 || strcmp(n->u.text, no[i]) == 0) {
+                *out = strcmp(n->u.text, yes[i]) == 0;
                 return 0;
             }
-    return fail_at(l, &n->mark, "%s: expected true or false", what);
+    return fail_at(l, n, "%s: expected true or false", what);
 }
 
-static int read_cstr(ld *l, const char *what, char **out) {
+static int read_cstr(ld *l, cnode *n, const char *what, char **out) {
     tch_buf b = {0};
-    int rc = read_bytes(l, what, &b);
+    int rc = read_bytes(l, n, what, &b);
     if (!rc) {
         free(*out);
         *out = tch_slice_strdup(tch_buf_slice(&b));
@@ -727,65 +694,67 @@ static int read_cstr(ld *l, const char *what, char **out) {
 
 /* ---- mappings with a fixed key set ----------------------------------- */
 
-/* Called with the value's first event current; leaves its last current. */
-typedef int (*field_fn)(ld *l, void *target, int which);
+/* Called with the value node. */
+typedef int (*field_fn)(ld *l, cnode *v, void *target, int which);
 
 typedef struct key_spec {
     const char *name;
     int which;
 } key_spec;
 
-/* Walks a mapping, dispatching known keys to fn; an unknown or repeated key
- * is an error that names it and lists what is allowed. */
-static int walk_mapping(ld *l, const char *what, const key_spec *keys, size_t nkeys, field_fn fn,
-                        void *target, unsigned *seen) {
-    *seen = 0;
-    if (l->cur.type != YAML_MAPPING_START_EVENT)
-        return fail_at(l, &l->cur.mark, "%s: expected a mapping", what);
-    for (;;) {
-        int rc = next(l);
-        if (rc)
-            return rc;
-        const node *k = &l->cur;
-        if (k->type == YAML_MAPPING_END_EVENT)
-            return 0;
-        if (k->type != YAML_SCALAR_EVENT)
-            return fail_at(l, &k->mark, "%s: expected a scalar key", what);
-        size_t i = 0;
-        while (i < nkeys && strcmp(keys[i].name, k->value) != 0)
-            i++;
-        if (i == nkeys) {
-            char allowed[256] = "";
-            for (size_t j = 0; j < nkeys; j++) {
-                strncat(allowed, j ? ", " : " (allowed: ", sizeof allowed - strlen(allowed) - 1);
-                strncat(allowed, keys[j].name, sizeof allowed - strlen(allowed) - 1);
-            }
-            strncat(allowed, ")", sizeof allowed - strlen(allowed) - 1);
-            char who[200];
-            snprintf(who, sizeof who, "%s: unknown key '%.100s'", what, k->value);
-            return fail_at(l, &k->mark, "%s%s", who, allowed);
+/* Which of keys k is (*idx); an unknown or repeated key is an error that
+ * names it and lists what is allowed. */
+static int key_of(ld *l, const cnode *k, const char *what, const key_spec *keys, size_t nkeys,
+                  unsigned *seen, size_t *idx) {
+    if (k->kind != N_SCALAR)
+        return fail_at(l, k, "%s: expected a scalar key", what);
+    size_t i = 0;
+    while (i < nkeys && strcmp(keys[i].name, k->u.text) != 0)
+        i++;
+    if (i == nkeys) {
+        char allowed[256] = "";
+        for (size_t j = 0; j < nkeys; j++) {
+            strncat(allowed, j ? ", " : " (allowed: ", sizeof allowed - strlen(allowed) - 1);
+            strncat(allowed, keys[j].name, sizeof allowed - strlen(allowed) - 1);
         }
-        if (*seen & (1u << i))
-            return fail_at(l, &k->mark, "%s: duplicate key '%s'", what, keys[i].name);
-        *seen |= 1u << i;
-        if ((rc = next(l)) || (rc = fn(l, target, keys[i].which)))
-            return rc;
+        strncat(allowed, ")", sizeof allowed - strlen(allowed) - 1);
+        return fail_at(l, k, "%s: unknown key '%.100s'%s", what, k->u.text, allowed);
     }
+    if (*seen & (1u << i))
+        return fail_at(l, k, "%s: duplicate key '%s'", what, keys[i].name);
+    *seen |= 1u << i;
+    *idx = i;
+    return 0;
 }
 
-/* Items of a sequence: fn is called with each item's first event current. */
-typedef int (*item_fn)(ld *l, void *target, size_t index);
-
-static int walk_sequence(ld *l, item_fn fn, void *target) {
-    for (size_t i = 0;; i++) {
-        int rc = next(l);
-        if (rc)
-            return rc;
-        if (l->cur.type == YAML_SEQUENCE_END_EVENT)
-            return 0;
-        if ((rc = fn(l, target, i)))
+/* Walks a mapping in document order, dispatching known keys to fn. */
+static int walk_mapping(ld *l, cnode *m, const char *what, const key_spec *keys, size_t nkeys,
+                        field_fn fn, void *target, unsigned *seen) {
+    *seen = 0;
+    if (m->kind != N_MAP)
+        return fail_at(l, m, "%s: expected a mapping", what);
+    for (size_t p = 0; p < m->n; p += 2) {
+        cnode *k, *v;
+        size_t i;
+        int rc = visit(l, &m->u.kids[p], &k);
+        if (rc || (rc = key_of(l, k, what, keys, nkeys, seen, &i)) ||
+            (rc = visit(l, &m->u.kids[p + 1], &v)) || (rc = fn(l, v, target, keys[i].which)))
             return rc;
     }
+    return 0;
+}
+
+/* Items of a sequence: fn is called with each item. */
+typedef int (*item_fn)(ld *l, cnode *item, void *target, size_t index);
+
+static int walk_sequence(ld *l, cnode *s, item_fn fn, void *target) {
+    for (size_t i = 0; i < s->n; i++) {
+        cnode *n;
+        int rc = visit(l, &s->u.kids[i], &n);
+        if (rc || (rc = fn(l, n, target, i)))
+            return rc;
+    }
+    return 0;
 }
 
 /* Grows a zeroed array so that index i exists. */
@@ -806,12 +775,11 @@ static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
 
 /* A scalar as YAML 1.1 reads it: plain null, booleans, integers and reals
  * by their spelling, everything else (and anything quoted) a string. */
-static json_t *scalar_json(const node *n) {
+static json_t *scalar_json(const cnode *n) {
     if (is_null(n))
         return json_null();
-    if (n->style == YAML_PLAIN_SCALAR_STYLE && (!n->tagged || strcmp(n->tag, TAG_BOOL) == 0 ||
-                                                 strcmp(n->tag, TAG_INT) == 0)) {
-        const char *v = n->value;
+    const char *v = n->u.text;
+    if (plain(n) && (n->tag == TG_NONE || n->tag == TG_BOOL || n->tag == TG_INT)) {
         if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
             return json_true();
         if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE"))
@@ -819,94 +787,63 @@ static json_t *scalar_json(const node *n) {
         char *end;
         errno = 0;
         long long i = strtoll(v, &end, 10);
-        if (n->len && !*end && !errno)
+        if (n->n && !*end && !errno)
             return json_integer(i);
         double d = strtod(v, &end);
-        if (n->len && !*end && strpbrk(v, ".eE") && !strpbrk(v, "xXnN"))
+        if (n->n && !*end && strpbrk(v, ".eE") && !strpbrk(v, "xXnN"))
             return json_real(d);
     }
-    return json_stringn(n->value, n->len);
+    return json_stringn(v, n->n);
 }
 
-#define JSON_NODE_DEPTH 64
+static int node_json(ld *l, const cnode *n, const char *what, int depth, json_t **out);
 
-/* The node whose first event is current, as JSON (no recursion: a stack
- * of open collections); leaves its last event current. */
-static int read_json(ld *l, const char *what, json_t **out) {
-    json_t *stack[JSON_NODE_DEPTH];
-    char *keys[JSON_NODE_DEPTH];
-    size_t sp = 0;
-    json_t *root = NULL;
+static int collection_json(ld *l, const cnode *n, const char *what, int depth, json_t *j) {
+    cnode *k, *v;
+    json_t *x;
     int rc = 0;
-    for (;;) {
-        const node *n = &l->cur;
-        json_t *v = NULL;
-        bool open = false, closed = false;
-        if (n->type == YAML_SCALAR_EVENT && sp && json_is_object(stack[sp - 1]) && !keys[sp - 1]) {
-            if (!(keys[sp - 1] = strdup(n->value))) {
+    if (n->kind == N_SEQ) {
+        for (size_t i = 0; !rc && i < n->n; i++)
+            if (!(rc = visit(l, &n->u.kids[i], &v)) &&
+                !(rc = node_json(l, v, what, depth + 1, &x)) && json_array_append_new(j, x))
                 rc = nomem(l);
-                break;
-            }
-            goto advance;
-        }
-        if (sp && json_is_object(stack[sp - 1]) && !keys[sp - 1] &&
-            n->type != YAML_MAPPING_END_EVENT) {
-            rc = fail_at(l, &n->mark, "%s: expected a scalar key", what);
-            break;
-        }
-        switch (n->type) {
-        case YAML_SCALAR_EVENT: v = scalar_json(n); break;
-        case YAML_MAPPING_START_EVENT: v = json_object(), open = true; break;
-        case YAML_SEQUENCE_START_EVENT: v = json_array(), open = true; break;
-        case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT: closed = true; break;
-        default: rc = fail_at(l, &n->mark, "%s: unexpected YAML node", what); break;
-        }
-        if (rc)
-            break;
-        if (closed) {
-            sp--;
-            if (sp == 0)
-                break;
-            goto advance;
-        }
-        if (!v) {
-            rc = nomem(l);
-            break;
-        }
-        if (!sp) {
-            root = v;
-        } else if (json_is_array(stack[sp - 1])) {
-            json_array_append_new(stack[sp - 1], v);
-        } else {
-            json_object_set_new(stack[sp - 1], keys[sp - 1], v);
-            free(keys[sp - 1]);
-            keys[sp - 1] = NULL;
-        }
-        if (open) {
-            if (sp == JSON_NODE_DEPTH) {
-                rc = fail_at(l, &n->mark, "%s: nested deeper than 64 levels", what);
-                break;
-            }
-            keys[sp] = NULL;
-            stack[sp++] = v;
-        } else if (!sp) {
-            break;
-        }
-    advance:
-        if ((rc = next(l)))
-            break;
-    }
-    for (size_t i = 0; i < sp; i++)
-        free(keys[i]);
-    if (rc) {
-        json_decref(root);
         return rc;
     }
-    *out = root;
+    for (size_t p = 0; !rc && p < n->n; p += 2) {
+        if ((rc = visit(l, &n->u.kids[p], &k)))
+            break;
+        if (k->kind != N_SCALAR)
+            return fail_at(l, k, "%s: expected a scalar key", what);
+        if (!(rc = visit(l, &n->u.kids[p + 1], &v)) &&
+            !(rc = node_json(l, v, what, depth + 1, &x)) && json_object_set_new(j, k->u.text, x))
+            rc = nomem(l);
+    }
+    return rc;
+}
+
+/* Recursion is bounded by JSON_NODE_DEPTH (a node containing itself too). */
+static int node_json(ld *l, const cnode *n, const char *what, int depth, json_t **out) {
+    if (n->kind == N_SCALAR) {
+        *out = scalar_json(n);
+        return *out ? 0 : nomem(l);
+    }
+    if (depth == JSON_NODE_DEPTH)
+        return fail_at(l, n, "%s: nested deeper than %d levels", what, JSON_NODE_DEPTH);
+    json_t *j = n->kind == N_SEQ ? json_array() : json_object();
+    if (!j)
+        return nomem(l);
+    int rc = collection_json(l, n, what, depth, j);
+    if (rc) {
+        json_decref(j);
+        return rc;
+    }
+    *out = j;
     return 0;
 }
 
+static int read_json(ld *l, const cnode *n, const char *what, json_t **out) {
+    return node_json(l, n, what, 0, out);
+}
 /* ---- request / response / error --------------------------------------- */
 
 enum {
@@ -918,7 +855,7 @@ enum {
 typedef struct decoded {
     tch_buf headers, body;
     bool have_headers, have_body;
-    yaml_mark_t headers_mark, body_mark;
+    const cnode *headers_at, *body_at;
 } decoded;
 
 typedef struct req_ctx {
@@ -928,32 +865,32 @@ typedef struct req_ctx {
     json_t *rules; /* fields given as a rule mapping (a stub), or NULL */
 } req_ctx;
 
-static int peer_item(ld *l, void *target, size_t i) {
+static int peer_item(ld *l, cnode *n, void *target, size_t i) {
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
     int e = grow(l, (void **)&r->known_peers, &rc->cap, i, sizeof *r->known_peers);
     if (e)
         return e;
     r->n_known_peers = i + 1;
-    return read_bytes(l, "knownPeers item", &r->known_peers[i]);
+    return read_bytes(l, n, "knownPeers item", &r->known_peers[i]);
 }
 
-static int read_peers(ld *l, req_ctx *rc) {
-    if (is_null(&l->cur))
+static int read_peers(ld *l, cnode *n, req_ctx *rc) {
+    if (is_null(n))
         return 0;
-    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "knownPeers: expected a list");
+    if (n->kind != N_SEQ)
+        return fail_at(l, n, "knownPeers: expected a list");
     rc->cap = 0;
-    return walk_sequence(l, peer_item, rc);
+    return walk_sequence(l, n, peer_item, rc);
 }
 
-static int th_field(ld *l, void *target, int which) {
+static int th_field(ld *l, cnode *n, void *target, int which) {
     tch_cassette_kv *kv = target;
-    return read_bytes(l, which ? "transportHeaders value" : "transportHeaders key",
+    return read_bytes(l, n, which ? "transportHeaders value" : "transportHeaders key",
                       which ? &kv->value : &kv->key);
 }
 
-static int th_item(ld *l, void *target, size_t i) {
+static int th_item(ld *l, cnode *n, void *target, size_t i) {
     static const key_spec keys[] = {{"key", 0}, {"value", 1}};
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
@@ -961,40 +898,39 @@ static int th_item(ld *l, void *target, size_t i) {
     if (e)
         return e;
     r->n_transport_headers = i + 1;
-    yaml_mark_t m = l->cur.mark;
     unsigned seen;
-    if ((e = walk_mapping(l, "transportHeaders item", keys, 2, th_field, &r->transport_headers[i],
-                          &seen)))
+    if ((e = walk_mapping(l, n, "transportHeaders item", keys, 2, th_field,
+                          &r->transport_headers[i], &seen)))
         return e;
     if (seen != 3)
-        return fail_at(l, &m, "transportHeaders item: expected both key and value");
+        return fail_at(l, n, "transportHeaders item: expected both key and value");
     return 0;
 }
 
-static int read_theaders(ld *l, req_ctx *rc) {
-    if (is_null(&l->cur))
+static int read_theaders(ld *l, cnode *n, req_ctx *rc) {
+    if (is_null(n))
         return 0;
-    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "transportHeaders: expected a list of {key, value}");
+    if (n->kind != N_SEQ)
+        return fail_at(l, n, "transportHeaders: expected a list of {key, value}");
     rc->cap = 0;
-    return walk_sequence(l, th_item, rc);
+    return walk_sequence(l, n, th_item, rc);
 }
 
-static int read_decoded(ld *l, decoded *d, bool headers) {
+static int read_decoded(ld *l, cnode *n, decoded *d, bool headers) {
     if (headers) {
         d->have_headers = true;
-        d->headers_mark = l->cur.mark;
-        return read_bytes(l, "headersDecoded", &d->headers);
+        d->headers_at = n;
+        return read_bytes(l, n, "headersDecoded", &d->headers);
     }
     d->have_body = true;
-    d->body_mark = l->cur.mark;
-    return read_bytes(l, "bodyDecoded", &d->body);
+    d->body_at = n;
+    return read_bytes(l, n, "bodyDecoded", &d->body);
 }
 
 /* `body: {contains: x}`: the field's rule, kept for the stub's rule set. */
-static int read_rule_field(ld *l, req_ctx *rc, const char *field) {
+static int read_rule_field(ld *l, cnode *n, req_ctx *rc, const char *field) {
     json_t *v = NULL;
-    int e = read_json(l, field, &v);
+    int e = read_json(l, n, field, &v);
     if (e)
         return e;
     if (!rc->rules && !(rc->rules = json_object())) {
@@ -1004,33 +940,33 @@ static int read_rule_field(ld *l, req_ctx *rc, const char *field) {
     return json_object_set_new(rc->rules, field, v) ? nomem(l) : 0;
 }
 
-static bool rule_shaped(const ld *l, int which) {
-    return l->cur.type == YAML_MAPPING_START_EVENT &&
+static bool rule_shaped(cnode *n, int which) {
+    return n->kind == N_MAP &&
            (which == RQ_SERVICE || which == RQ_ENDPOINT || which == RQ_HEADERS ||
             which == RQ_BODY || which == RQ_SCHEME || which == RQ_THEADERS);
 }
 
-static int req_field(ld *l, void *target, int which) {
+static int req_field(ld *l, cnode *n, void *target, int which) {
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
-    if (rule_shaped(l, which)) {
+    if (rule_shaped(n, which)) {
         static const char *const names[] = {
             [RQ_SERVICE] = "serviceName", [RQ_ENDPOINT] = "endpoint", [RQ_HEADERS] = "headers",
             [RQ_BODY] = "body", [RQ_SCHEME] = "argScheme", [RQ_THEADERS] = "transportHeaders",
         };
-        return read_rule_field(l, rc, names[which]);
+        return read_rule_field(l, n, rc, names[which]);
     }
     switch (which) {
-    case RQ_SERVICE: return read_bytes(l, "serviceName", &r->service);
-    case RQ_ENDPOINT: return read_bytes(l, "endpoint", &r->endpoint);
-    case RQ_HEADERS: return read_bytes(l, "headers", &r->headers);
-    case RQ_BODY: return read_bytes(l, "body", &r->body);
-    case RQ_SCHEME: return is_null(&l->cur) ? 0 : read_scheme(l, &r->scheme);
-    case RQ_HOSTPORT: return read_bytes(l, "hostPort", &r->host_port);
-    case RQ_PEERS: return read_peers(l, rc);
-    case RQ_THEADERS: return read_theaders(l, rc);
-    case RQ_HEADERS_DEC: return read_decoded(l, &rc->dec, true);
-    case RQ_BODY_DEC: return read_decoded(l, &rc->dec, false);
+    case RQ_SERVICE: return read_bytes(l, n, "serviceName", &r->service);
+    case RQ_ENDPOINT: return read_bytes(l, n, "endpoint", &r->endpoint);
+    case RQ_HEADERS: return read_bytes(l, n, "headers", &r->headers);
+    case RQ_BODY: return read_bytes(l, n, "body", &r->body);
+    case RQ_SCHEME: return is_null(n) ? 0 : read_scheme(l, n, &r->scheme);
+    case RQ_HOSTPORT: return read_bytes(l, n, "hostPort", &r->host_port);
+    case RQ_PEERS: return read_peers(l, n, rc);
+    case RQ_THEADERS: return read_theaders(l, n, rc);
+    case RQ_HEADERS_DEC: return read_decoded(l, n, &rc->dec, true);
+    case RQ_BODY_DEC: return read_decoded(l, n, &rc->dec, false);
     }
     return TCH_EINVAL;
 }
@@ -1038,12 +974,12 @@ static int req_field(ld *l, void *target, int which) {
 /* The exact bytes win; a hand-written cassette may give only the decoded
  * JSON, which for the json scheme is the bytes themselves. */
 static int use_decoded(ld *l, tch_cassette_scheme scheme, bool have_exact, tch_buf *exact,
-                       tch_buf *dec, bool have_dec, const yaml_mark_t *dec_mark,
+                       tch_buf *dec, bool have_dec, const cnode *dec_at,
                        const char *what) {
     if (have_exact || !have_dec)
         return 0;
     if (scheme != TCH_CASSETTE_JSON)
-        return fail_at(l, dec_mark,
+        return fail_at(l, dec_at,
                        "%sDecoded without %s: only json bodies can be rebuilt from the decoded "
                        "form; add the exact bytes",
                        what, what);
@@ -1056,9 +992,9 @@ static int use_decoded(ld *l, tch_cassette_scheme scheme, bool have_exact, tch_b
 static int apply_decoded(ld *l, tch_cassette_scheme scheme, unsigned seen, unsigned headers_bit,
                          unsigned body_bit, tch_buf *headers, tch_buf *body, decoded *d) {
     int e = use_decoded(l, scheme, seen & headers_bit, headers, &d->headers, d->have_headers,
-                        &d->headers_mark, "headers");
+                        d->headers_at, "headers");
     if (!e)
-        e = use_decoded(l, scheme, seen & body_bit, body, &d->body, d->have_body, &d->body_mark,
+        e = use_decoded(l, scheme, seen & body_bit, body, &d->body, d->have_body, d->body_at,
                         "body");
     return e;
 }
@@ -1077,11 +1013,12 @@ static const key_spec req_keys[] = {
 
 /* *rules gets the fields given as rules (NULL: none); *plain the req_keys
  * bits of the fields given as values. */
-static int read_request(ld *l, tch_cassette_request *r, json_t **rules, unsigned *plain) {
+static int read_request(ld *l, cnode *n, tch_cassette_request *r, json_t **rules,
+                        unsigned *plain) {
     req_ctx rc = {.r = r};
     unsigned seen;
-    int e = walk_mapping(l, "request", req_keys, sizeof req_keys / sizeof req_keys[0], req_field,
-                         &rc, &seen);
+    int e = walk_mapping(l, n, "request", req_keys, sizeof req_keys / sizeof req_keys[0],
+                         req_field, &rc, &seen);
     if (!e)
         e = apply_decoded(l, r->scheme, seen, 1u << 2, 1u << 3, &r->headers, &r->body, &rc.dec);
     decoded_free(&rc.dec);
@@ -1102,34 +1039,33 @@ typedef struct resp_ctx {
     bool template_response;
 } resp_ctx;
 
-static int resp_field(ld *l, void *target, int which) {
+static int resp_field(ld *l, cnode *n, void *target, int which) {
     resp_ctx *rc = target;
     long code = 0;
     int e;
     switch (which) {
     case RS_CODE:
-        e = read_long(l, "response code (0 ok, 1 application error)", 0, 1, &code);
+        e = read_long(l, n, "response code (0 ok, 1 application error)", 0, 1, &code);
         rc->r->code = (int)code;
         return e;
-    case RS_HEADERS: return read_bytes(l, "response headers", &rc->r->headers);
-    case RS_BODY: return read_bytes(l, "response body", &rc->r->body);
-    case RS_HEADERS_DEC: return read_decoded(l, &rc->dec, true);
-    case RS_BODY_DEC: return read_decoded(l, &rc->dec, false);
-    case RS_TEMPLATE: return read_bool(l, "response template", &rc->template_response);
+    case RS_HEADERS: return read_bytes(l, n, "response headers", &rc->r->headers);
+    case RS_BODY: return read_bytes(l, n, "response body", &rc->r->body);
+    case RS_HEADERS_DEC: return read_decoded(l, n, &rc->dec, true);
+    case RS_BODY_DEC: return read_decoded(l, n, &rc->dec, false);
+    case RS_TEMPLATE: return read_bool(l, n, "response template", &rc->template_response);
     }
     return TCH_EINVAL;
 }
 
-/* The walk only; the decoded fallback needs the request's scheme, which
- * may come later in the interaction. */
-static int read_response(ld *l, resp_ctx *rc) {
+/* The walk only; the decoded fallback needs the request's scheme. */
+static int read_response(ld *l, cnode *n, resp_ctx *rc) {
     static const key_spec keys[] = {{"code", RS_CODE},
                                     {"headers", RS_HEADERS},
                                     {"body", RS_BODY},
                                     {"headersDecoded", RS_HEADERS_DEC},
                                     {"bodyDecoded", RS_BODY_DEC},
                                     {"template", RS_TEMPLATE}};
-    return walk_mapping(l, "response", keys, 6, resp_field, rc, &rc->seen);
+    return walk_mapping(l, n, "response", keys, 6, resp_field, rc, &rc->seen);
 }
 
 typedef struct err_ctx {
@@ -1138,32 +1074,32 @@ typedef struct err_ctx {
     bool *local;
 } err_ctx;
 
-static int err_field(ld *l, void *target, int which) {
+static int err_field(ld *l, cnode *n, void *target, int which) {
     err_ctx *ec = target;
     switch (which) {
-    case 0: return read_errcode(l, "error code", ec->code);
-    case 1: return read_cstr(l, "error message", ec->message);
-    default: return read_bool(l, "error local", ec->local);
+    case 0: return read_errcode(l, n, "error code", ec->code);
+    case 1: return read_cstr(l, n, "error message", ec->message);
+    default: return read_bool(l, n, "error local", ec->local);
     }
 }
 
 /* `error: {code: busy, message: ...}`, and `local: true` for a timeout that
  * was the caller's own deadline; `fault` also takes a bare code name and no
  * `local` (local is NULL then). */
-static int read_error_frame(ld *l, const char *what, uint8_t *code, char **message,
-                            bool *local) {
+static int read_error_frame(ld *l, cnode *n, const char *what, uint8_t *code,
+                            char **message, bool *local) {
     static const key_spec keys[] = {{"code", 0}, {"message", 1}, {"local", 2}};
-    if (l->cur.type == YAML_SCALAR_EVENT && !local)
-        return read_errcode(l, what, code);
+    if (n->kind == N_SCALAR && !local)
+        return read_errcode(l, n, what, code);
     err_ctx ec = {code, message, local};
-    yaml_mark_t m = l->cur.mark;
+    const cnode *m = n;
     unsigned seen;
-    int rc = walk_mapping(l, what, keys, local ? 3 : 2, err_field, &ec, &seen);
+    int rc = walk_mapping(l, n, what, keys, local ? 3 : 2, err_field, &ec, &seen);
     if (!rc && !(seen & 1u))
-        return fail_at(l, &m, "%s: missing 'code'", what);
+        return fail_at(l, m, "%s: missing 'code'", what);
     if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
-        return fail_at(l, &m, "%s: 'local: true' is for code timeout only (the caller's own "
-                              "deadline)", what);
+        return fail_at(l, m, "%s: 'local: true' is for code timeout only (the caller's own "
+                             "deadline)", what);
     if (!rc && !*message && !(*message = strdup("")))
         return nomem(l);
     return rc;
@@ -1179,10 +1115,9 @@ enum {
 typedef struct it_ctx {
     tch_cassette_interaction *it;
     resp_ctx resp;
-    deferred resp_err; /* the response's first error, reported after the walk */
-    json_t *rules;     /* the request's rule fields */
-    unsigned plain;    /* the request's plain fields (req_keys bits) */
-    yaml_mark_t request_mark;
+    json_t *rules;               /* the request's rule fields */
+    unsigned plain;              /* the request's plain fields (req_keys bits) */
+    const cnode *request_at;
 } it_ctx;
 
 /* The interaction's stub extras, made on first use. */
@@ -1195,11 +1130,11 @@ static tch_stub_info *stub_extras(ld *l, tch_cassette_interaction *it) {
 }
 
 /* `fault: closeConnection | noAnswer | badChecksum`, else an error frame */
-static int read_fault(ld *l, tch_cassette_interaction *it) {
+static int read_fault(ld *l, cnode *n, tch_cassette_interaction *it) {
     static const char *const names[] = {"closeConnection", "noAnswer", "badChecksum"};
-    if (l->cur.type == YAML_SCALAR_EVENT)
+    if (n->kind == N_SCALAR)
         for (int i = 0; i < 3; i++)
-            if (strcmp(l->cur.value, names[i]) == 0) {
+            if (strcmp(n->u.text, names[i]) == 0) {
                 tch_stub_info *st = stub_extras(l, it);
                 if (!st)
                     return TCH_ENOMEM;
@@ -1207,18 +1142,17 @@ static int read_fault(ld *l, tch_cassette_interaction *it) {
                 return 0;
             }
     it->has_fault = 1;
-    return read_error_frame(l, "fault", &it->fault_code, &it->fault_message, NULL);
+    return read_error_frame(l, n, "fault", &it->fault_code, &it->fault_message, NULL);
 }
 
-static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
-    yaml_mark_t m = l->cur.mark;
+static int read_delay_dist(ld *l, cnode *n, tch_cassette_interaction *it) {
     json_t *j = NULL;
-    int rc = read_json(l, "delayDistribution", &j);
+    int rc = read_json(l, n, "delayDistribution", &j);
     tch_stub_info *st = rc ? NULL : stub_extras(l, it);
     if (st) {
         tch_error e = {0};
         if (tch__cas_stub_delay_from_json(j, &st->delay, &e))
-            rc = fail_at(l, &m, "%s", e.msg);
+            rc = fail_at(l, n, "%s", e.msg);
     } else if (!rc) {
         rc = TCH_ENOMEM;
     }
@@ -1226,7 +1160,8 @@ static int read_delay_dist(ld *l, tch_cassette_interaction *it) {
     return rc;
 }
 
-static int read_stub_str(ld *l, tch_cassette_interaction *it, const char *what, int which) {
+static int read_stub_str(ld *l, cnode *n, tch_cassette_interaction *it, const char *what,
+                         int which) {
     tch_stub_info *st = stub_extras(l, it);
     if (!st)
         return TCH_ENOMEM;
@@ -1234,13 +1169,13 @@ static int read_stub_str(ld *l, tch_cassette_interaction *it, const char *what, 
                  : which == IT_SCENARIO ? &st->scenario
                  : which == IT_REQUIRED_STATE ? &st->required_state
                                               : &st->new_state;
-    int rc = read_cstr(l, what, dst);
+    int rc = read_cstr(l, n, what, dst);
     if (!rc && !**dst)
-        rc = fail_at(l, &l->cur.mark, "%s: must not be empty", what);
+        rc = fail_at(l, n, "%s: must not be empty", what);
     return rc;
 }
 
-static int it_field(ld *l, void *target, int which) {
+static int it_field(ld *l, cnode *n, void *target, int which) {
     it_ctx *ic = target;
     tch_cassette_interaction *it = ic->it;
     tch_stub_info *st;
@@ -1248,35 +1183,34 @@ static int it_field(ld *l, void *target, int which) {
     int rc;
     switch (which) {
     case IT_REQUEST:
-        ic->request_mark = l->cur.mark;
-        return read_request(l, &it->request, &ic->rules, &ic->plain);
-    case IT_RESPONSE:
-        defer_begin(l, &ic->resp_err);
-        return defer_end(l, &ic->resp_err, read_response(l, &ic->resp));
+        ic->request_at = n;
+        return read_request(l, n, &it->request, &ic->rules, &ic->plain);
+    case IT_RESPONSE: return read_response(l, n, &ic->resp);
     case IT_ERROR:
         it->is_error = 1;
-        return read_error_frame(l, "error", &it->error.code, &it->error.message,
+        return read_error_frame(l, n, "error", &it->error.code, &it->error.message,
                                 &it->error.local);
     case IT_DELAY:
-        rc = read_long(l, "delay (milliseconds)", 0, MAX_DELAY_MS, &ms);
+        rc = read_long(l, n, "delay (milliseconds)", 0, MAX_DELAY_MS, &ms);
         it->has_delay = 1;
         it->delay_ms = (uint32_t)ms;
         return rc;
-    case IT_FAULT: return read_fault(l, it);
-    case IT_ID: return read_stub_str(l, it, "id", which);
-    case IT_SCENARIO: return read_stub_str(l, it, "scenario", which);
-    case IT_REQUIRED_STATE: return read_stub_str(l, it, "requiredState", which);
-    case IT_NEW_STATE: return read_stub_str(l, it, "newState", which);
+    case IT_FAULT: return read_fault(l, n, it);
+    case IT_ID: return read_stub_str(l, n, it, "id", which);
+    case IT_SCENARIO: return read_stub_str(l, n, it, "scenario", which);
+    case IT_REQUIRED_STATE: return read_stub_str(l, n, it, "requiredState", which);
+    case IT_NEW_STATE: return read_stub_str(l, n, it, "newState", which);
     case IT_PRIORITY:
         if (!(st = stub_extras(l, it)))
             return TCH_ENOMEM;
-        rc = read_long(l, "priority", -1000000, 1000000, &ms);
+        rc = read_long(l, n, "priority", -1000000, 1000000, &ms);
         st->priority = (int)ms;
         st->has_priority = 1;
         return rc;
     case IT_REQUIRED:
-        return (st = stub_extras(l, it)) ? read_bool(l, "required", &st->required) : TCH_ENOMEM;
-    case IT_DELAY_DIST: return read_delay_dist(l, it);
+        return (st = stub_extras(l, it)) ? read_bool(l, n, "required", &st->required)
+                                         : TCH_ENOMEM;
+    case IT_DELAY_DIST: return read_delay_dist(l, n, it);
     }
     return TCH_EINVAL;
 }
@@ -1293,7 +1227,7 @@ static int stub_rules(ld *l, it_ctx *ic) {
         return TCH_ENOMEM;
     tch_error e = {0};
     if (ic->rules && tch_stub_rules_from_json(ic->rules, &st->rules, &e))
-        return fail_at(l, &ic->request_mark, "request %s", e.msg);
+        return fail_at(l, ic->request_at, "request %s", e.msg);
     static const struct {
         unsigned bit;
         int field;
@@ -1302,12 +1236,13 @@ static int stub_rules(ld *l, it_ctx *ic) {
                  {1u << RQ_SCHEME, SF_SCHEME},   {1u << RQ_THEADERS, SF_THEADERS}};
     for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         if ((ic->plain & plain[i].bit) && tch__cas_rules_add_exact(&st->rules, plain[i].field,
-                                                              &it->request))
+                                                                   &it->request))
             return nomem(l);
     return 0;
 }
 
-static int read_interaction(ld *l, tch_cassette_interaction *it) {
+/* The keys in document order, then the checks of the whole interaction. */
+static int read_interaction(ld *l, cnode *n, tch_cassette_interaction *it) {
     static const key_spec keys[] = {
         {"request", IT_REQUEST},      {"response", IT_RESPONSE},
         {"error", IT_ERROR},          {"delay", IT_DELAY},
@@ -1317,15 +1252,15 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
         {"newState", IT_NEW_STATE},   {"delayDistribution", IT_DELAY_DIST}};
     it_ctx ic = {.it = it, .resp = {.r = &it->response}};
     unsigned seen;
-    yaml_mark_t m = l->cur.mark;
-    it->line = m.line + 1;
-    int rc = walk_mapping(l, "interaction", keys, sizeof keys / sizeof keys[0], it_field, &ic,
+    const cnode *m = n;
+    it->line = m->line + 1;
+    int rc = walk_mapping(l, n, "interaction", keys, sizeof keys / sizeof keys[0], it_field, &ic,
                           &seen);
     if (!rc && !(seen & 1u))
-        rc = fail_at(l, &m, "interaction: missing 'request'");
+        rc = fail_at(l, m, "interaction: missing 'request'");
     if (!rc && !!(seen & 2u) == !!(seen & 4u))
-        rc = fail_at(l, &m, "interaction: expected exactly one of 'response' or 'error'");
-    if (!rc && (seen & 2u) && !(rc = defer_report(l, &ic.resp_err)))
+        rc = fail_at(l, m, "interaction: expected exactly one of 'response' or 'error'");
+    if (!rc && (seen & 2u))
         rc = apply_decoded(l, it->request.scheme, ic.resp.seen, 1u << 1, 1u << 2,
                            &it->response.headers, &it->response.body, &ic.resp.dec);
     if (!rc && ic.resp.template_response) {
@@ -1339,123 +1274,127 @@ static int read_interaction(ld *l, tch_cassette_interaction *it) {
         rc = stub_rules(l, &ic);
     tch_error te = {0};
     if (!rc && it->stub && it->stub->template_response && tch__cas_template_check(it, &te))
-        rc = fail_at(l, &m, "%s", te.msg);
+        rc = fail_at(l, m, "%s", te.msg);
     json_decref(ic.rules);
     decoded_free(&ic.resp.dec);
     return rc;
 }
 
-static int interaction_item(ld *l, void *target, size_t i) {
-    (void)target;
-    (void)i;
+static int interaction_item(ld *l, cnode *n) {
     cas_entry *e = NULL;
     if (tch__cas_append_entry(l->c, &e))
         return nomem(l);
     e->from_file = true;
-    return read_interaction(l, &e->it);
+    return read_interaction(l, n, &e->it);
 }
 
-static int read_interactions(ld *l) {
-    if (is_null(&l->cur))
-        return 0;
-    if (l->cur.type != YAML_SEQUENCE_START_EVENT)
-        return fail_at(l, &l->cur.mark, "interactions: expected a list");
-    return walk_sequence(l, interaction_item, NULL);
-}
-
-typedef struct top_ctx {
-    bool have_version, version_scalar, version_ok;
-    yaml_mark_t version_mark;
-    char version[256]; /* enough for the message */
-    bool have_interactions;
-    deferred inter_err; /* read when met, reported after the version check */
-} top_ctx;
-
-static int top_field(ld *l, void *target, int which) {
-    top_ctx *t = target;
-    if (which == 0) {
-        t->have_version = true;
-        t->version_mark = l->cur.mark;
-        t->version_scalar = l->cur.type == YAML_SCALAR_EVENT;
-        if (t->version_scalar) {
-            t->version_ok = strcmp(l->cur.value, "1") == 0;
-            snprintf(t->version, sizeof t->version, "%s", l->cur.value);
-            return 0;
-        }
-        return skip_to(l, depth_before(l));
-    }
-    t->have_interactions = true;
-    defer_begin(l, &t->inter_err);
-    return defer_end(l, &t->inter_err, read_interactions(l));
-}
-
-static int read_top(ld *l) {
-    static const key_spec keys[] = {{"version", 0}, {"interactions", 1}};
-    top_ctx t = {0};
-    unsigned seen;
-    if (is_null(&l->cur)) /* a file of only comments or `~` is empty, like an empty file */
-        return 0;
-    yaml_mark_t root = l->cur.mark;
-    int rc = walk_mapping(l, "cassette", keys, 2, top_field, &t, &seen);
+/* `interactions`, the value after top's current key: a list read one
+ * interaction at a time from the parser, or a composed node. *items is
+ * left where reading stopped. */
+static int read_interactions(ld *l, coll *top, coll *items) {
+    cnode *v;
+    *items = (coll){0};
+    int rc = child_begin(l, top, &v);
     if (rc)
         return rc;
-    /* tchannel-python: a mapping without interactions is an empty cassette */
-    if (!t.have_interactions && !t.have_version)
+    if (!v && l->ev.type == YAML_SEQUENCE_START_EVENT && !l->ev.data.sequence_start.anchor) {
+        items->stream = true;
+        if ((rc = depth_in(l)))
+            return rc;
+    } else {
+        if (!v && ((rc = compose(l, &v)) || (rc = visit(l, v, &v))))
+            return rc;
+        if (is_null(v))
+            return 0;
+        if (v->kind != N_SEQ)
+            return fail_at(l, v, "interactions: expected a list");
+        items->tree = v;
+    }
+    cnode *it;
+    while (!(rc = child(l, items, &it)) && !(rc = interaction_item(l, it)))
+        piece_done(l, items);
+    return rc == 1 ? 0 : rc;
+}
+
+static int read_version(ld *l, const cnode *v) {
+    if (v->kind == N_SCALAR && strcmp(v->u.text, "1") == 0)
         return 0;
-    if (!t.have_version)
-        return fail_at(l, &root, "cassette: missing 'version' (expected version: 1)");
-    if (!t.version_scalar || !t.version_ok)
-        return fail_at(l, &t.version_mark,
-                       "unsupported cassette version '%s' (only version 1 is known)",
-                       t.version_scalar ? t.version : "?");
-    return defer_report(l, &t.inter_err);
+    return fail_at(l, v, "unsupported cassette version '%.255s' (only version 1 is known)",
+                   v->kind == N_SCALAR ? v->u.text : "?");
 }
 
-/* After a schema error: parse the rest of the document (a YAML error there
- * is what the tree loader would have reported). */
-static int drain_document(ld *l) {
-    size_t target;
-    l->draining = true;
-    l->nframes = 0;
-    while (!(l->have_ev && (l->ev.type == YAML_DOCUMENT_END_EVENT ||
-                            l->ev.type == YAML_STREAM_END_EVENT))) {
-        int rc = pull(l, &target);
+/* The top-level mapping, from the parser (a key or value at a time) or
+ * composed; root gives its position. A content error in `interactions`
+ * written before `version` (tchannel-python sorts them so) is held and
+ * reported after the rest of the mapping is read and checked: a missing or
+ * unsupported version, for one, comes first. */
+static int read_top(ld *l, coll *top, const cnode *root) {
+    static const key_spec keys[] = {{"version", 0}, {"interactions", 1}};
+    unsigned seen = 0;
+    tch_error held = {0};
+    int rc;
+    for (;;) {
+        cnode *k, *v;
+        coll items = {0};
+        size_t i;
+        if ((rc = child(l, top, &k)) == 1)
+            break;
+        if (rc || (rc = key_of(l, k, "cassette", keys, 2, &seen, &i)))
+            return rc;
+        if (i == 0 && !(rc = child(l, top, &v)))
+            rc = read_version(l, v);
+        else if (i == 1)
+            rc = read_interactions(l, top, &items);
+        if (rc && i == 1 && !(seen & 1u) && !l->read_failed && !fatal(l, rc)) {
+            held = *l->err;
+            rc = skip_rest(l, &items);
+        }
         if (rc)
-            return l->too_deep ? 0 : rc;
+            return rc;
+        piece_done(l, top);
     }
-    return 0;
+    /* tchannel-python: a mapping without interactions is an empty cassette */
+    if (seen && !(seen & 1u))
+        return fail_at(l, root, "cassette: missing 'version' (expected version: 1)");
+    if (held.code)
+        *l->err = held;
+    return held.code;
 }
 
-static int load(ld *l) {
-    int rc = next(l); /* stream start */
-    if (!rc)
-        rc = next(l);
-    if (rc || l->cur.type == YAML_STREAM_END_EVENT)
-        return rc;
-    if ((rc = next(l))) /* the root's first event */
-        return rc;
-    rc = read_top(l);
-    if (rc) {
-        if (l->hard != HARD_FINAL && drain_document(l))
-            rc = l->err_out->code; /* the YAML error wins */
-        return rc;
+/* The document's root: an unanchored mapping is read from the parser,
+ * anything else composed whole. */
+static int read_root(ld *l) {
+    cnode at = {.line = u32(l->ev.start_mark.line), .col = u32(l->ev.start_mark.column)};
+    coll top = {.stream = true};
+    if (l->ev.type == YAML_MAPPING_START_EVENT && !l->ev.data.mapping_start.anchor) {
+        int rc = depth_in(l);
+        return rc ? rc : read_top(l, &top, &at);
     }
-    if ((rc = next(l))) /* document end */
+    cnode *root;
+    int rc = compose(l, &root);
+    if (rc || (rc = visit(l, root, &root)))
         return rc;
-    /* a second document is not a cassette, whatever it holds; it is parsed
-     * to its end first, with its own anchors */
-    anchors_reset(l);
-    l->draining = true;
-    size_t target;
-    if ((rc = pull(l, &target)) || l->ev.type == YAML_STREAM_END_EVENT)
+    if (is_null(root)) /* a file of only comments or `~` is empty, like an empty file */
+        return 0;
+    if (root->kind != N_MAP)
+        return fail_at(l, root, "cassette: expected a mapping");
+    top = (coll){.tree = root};
+    return read_top(l, &top, root);
+}
+
+/* One document (none: an empty cassette); a second is an error where it
+ * starts, whatever it holds. */
+static int load(ld *l) {
+    int rc;
+    if ((rc = pull(l)) || (rc = pull(l)) || l->ev.type == YAML_STREAM_END_EVENT)
+        return rc; /* stream start, then document start or stream end */
+    if ((rc = pull(l)) || (rc = read_root(l)) || (rc = pull(l)) || (rc = pull(l)))
+        return rc; /* the root, document end, then stream end or a document */
+    if (l->ev.type == YAML_STREAM_END_EVENT)
+        return 0;
+    if ((rc = pull(l)))
         return rc;
-    if ((rc = pull(l, &target)))
-        return rc;
-    yaml_mark_t m = l->ev.start_mark;
-    if ((rc = drain_document(l)))
-        return rc;
-    return tch_error_set(l->err_out, TCH_EPARSE, "%s:%zu:%zu: expected one YAML document",
-                         l->c->name, m.line + 1, m.column + 1);
+    return fail_read(l, TCH_EPARSE, "expected one YAML document");
 }
 
 /* libyaml's input from a file: every byte read is passed to the tap too. */
@@ -1477,10 +1416,14 @@ static int stream_read(void *ud, unsigned char *buf, size_t size, size_t *got) {
     return 1;
 }
 
-/* What a document may cost in aliases: proportional to its size. */
-static size_t alias_budget(size_t len) {
-    return ALIAS_BUDGET_MIN +
-           (len > SIZE_MAX / ALIAS_BUDGET_RATIO / 2 ? SIZE_MAX / 2 : len * ALIAS_BUDGET_RATIO);
+static int ld_init(ld *l, tch_cassette *c, size_t len, tch_error *err) {
+    memset(l, 0, sizeof *l);
+    l->c = c;
+    l->err = err;
+    l->budget = BUDGET_MIN + (len > SIZE_MAX / BUDGET_RATIO / 2 ? SIZE_MAX / 2 : len * BUDGET_RATIO);
+    if (!yaml_parser_initialize(&l->parser))
+        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
+    return 0;
 }
 
 static int load_with(ld *l) {
@@ -1488,23 +1431,18 @@ static int load_with(ld *l) {
     if (l->have_ev)
         yaml_event_delete(&l->ev);
     yaml_parser_delete(&l->parser);
-    anchors_reset(l);
-    free(l->anchors);
-    free(l->ahash);
-    free(l->open);
-    free(l->log);
-    free(l->frames);
+    for (size_t i = 0; i < l->nstack; i++) /* left by an error */
+        node_free(&l->stack[i]);
+    chunks_clear(&l->piece, false);
+    chunks_clear(&l->kept, false);
+    json_decref(l->anchors);
+    for (size_t i = 0; i < l->ntags; i++)
+        free(l->tags[i]);
+    free(l->stack);
+    free(l->opens);
+    free(l->anodes);
+    free(l->tags);
     return rc;
-}
-
-static int ld_init(ld *l, tch_cassette *c, size_t len, tch_error *err) {
-    memset(l, 0, sizeof *l);
-    l->c = c;
-    l->err = l->err_out = err;
-    l->budget = alias_budget(len);
-    if (!yaml_parser_initialize(&l->parser))
-        return tch_error_set(err, TCH_ENOMEM, "%s: yaml parser", c->name);
-    return 0;
 }
 
 int tch__cas_load_buffer(tch_cassette *c, const char *data, size_t len, tch_error *err) {
