@@ -92,6 +92,20 @@ typedef struct tch_channel_options {
      * a test can replace it to drive a timeout without waiting for it. */
     tch_clock_cb now_ms;
     void *clock_ud;
+    /* Where the channel gets its memory (tchannel/common.h): NULL, the C
+     * library. The struct is copied; its user_data must outlive the
+     * channel. The channel, its peers, connections, their buffers and
+     * reassembly, calls, inbound calls, the sync client, the json and
+     * thrift schemes' per-call work, the trace reporters' spans and
+     * Hyperbahn's advertiser all use it, and so does the VCR on the
+     * channel (and its cassette). Not covered: libevent's own memory (its
+     * events, evdns; event_set_mem_functions is process-wide), jansson's
+     * json_t values and the Thrift values and IDL (their own allocators),
+     * and a name lookup's small record (it may outlive the channel). Memory
+     * handed to the caller says which allocator frees it. A callback must
+     * not free the channel's blocks itself; an allocator missing one of
+     * its three callbacks is TCH_EINVAL. See docs/library.md. */
+    const tch_allocator *allocator;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
@@ -121,6 +135,10 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud);
 
 const char *tch_channel_name(const tch_channel *ch);
+/* The channel's allocator (its copy of opts.allocator), or NULL for the C
+ * library: for layers above that allocate on its behalf. Valid as long as
+ * the channel. */
+const tch_allocator *tch_channel_allocator(const tch_channel *ch);
 struct event_base *tch_channel_base(const tch_channel *ch);
 
 /* Addresses. Wherever a HOST:PORT is taken (listen, peers, a call's

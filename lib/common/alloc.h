@@ -1,0 +1,32 @@
+/* Allocation through a tch_allocator (tchannel/common.h), NULL meaning the
+ * C library. Internal to the project; not installed. Every block the
+ * library keeps comes from these with the allocator of the object that
+ * owns it, and goes back with tch__free and the same allocator. */
+#ifndef TCH_ALLOC_H
+#define TCH_ALLOC_H
+
+#include <tchannel/common.h>
+
+#include <stddef.h>
+
+/* NULL when out of memory. A size of 0 asks for 1 byte, so that NULL
+ * always means failure and the hook is never asked for 0. */
+void *tch__malloc(const tch_allocator *a, size_t size);
+/* n * size zeroed bytes; NULL on overflow too. */
+void *tch__calloc(const tch_allocator *a, size_t n, size_t size);
+/* As realloc: a NULL p allocates; NULL on failure leaves p as it was. */
+void *tch__realloc(const tch_allocator *a, void *p, size_t size);
+/* p may be NULL. */
+void tch__free(const tch_allocator *a, void *p);
+char *tch__strdup(const tch_allocator *a, const char *s);
+/* At most n bytes of s, NUL-terminated. */
+char *tch__strndup(const tch_allocator *a, const char *s, size_t n);
+
+/* For an object that may outlive whoever lent it the allocator (an
+ * inbound call answered after its channel is freed): copies *a into *keep
+ * and returns keep, or NULL for NULL. */
+const tch_allocator *tch__alloc_keep(tch_allocator *keep, const tch_allocator *a);
+/* Frees p with a when *a lies inside p itself (a tch__alloc_keep copy). */
+void tch__free_self(const tch_allocator *a, void *p);
+
+#endif
