@@ -246,19 +246,19 @@ static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *
                              l->anchors[prev].mark.line + 1);
     }
     if (l->nanchors == l->capanchors) {
-        anchor *a = tch_array_grow(l->anchors, &l->capanchors, sizeof *a, 8);
+        anchor *a = tch__array_grow_with(l->c->alloc, l->anchors, &l->capanchors, sizeof *a, 8);
         if (!a)
             return nomem(l);
         l->anchors = a;
     }
     if ((l->nanchors + 1) * 2 > l->nahash) {
         size_t nh = l->nahash ? l->nahash * 2 : 16;
-        size_t *h = malloc(nh * sizeof *h);
+        size_t *h = tch__malloc(l->c->alloc, nh * sizeof *h);
         if (!h)
             return nomem(l);
         for (size_t i = 0; i < nh; i++)
             h[i] = NO_ANCHOR;
-        free(l->ahash);
+        tch__free(l->c->alloc, l->ahash);
         l->ahash = h;
         l->nahash = nh;
         for (size_t i = 0; i < l->nanchors; i++)
@@ -266,7 +266,7 @@ static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *
     }
     anchor *a = &l->anchors[l->nanchors];
     memset(a, 0, sizeof *a);
-    if (!(a->name = strdup(name)))
+    if (!(a->name = tch__strdup(l->c->alloc, name)))
         return nomem(l);
     a->mark = *mark;
     a->start = a->end = l->nlog;
@@ -277,13 +277,13 @@ static int anchor_add(ld *l, const char *name, const yaml_mark_t *mark, size_t *
 
 static void anchors_reset(ld *l) {
     for (size_t i = 0; i < l->nanchors; i++)
-        free(l->anchors[i].name);
+        tch__free(l->c->alloc, l->anchors[i].name);
     l->nanchors = 0;
     for (size_t i = 0; i < l->nahash; i++)
         l->ahash[i] = NO_ANCHOR;
     for (size_t i = 0; i < l->nlog; i++) {
-        free(l->log[i].tag);
-        free(l->log[i].value);
+        tch__free(l->c->alloc, l->log[i].tag);
+        tch__free(l->c->alloc, l->log[i].value);
     }
     l->nlog = 0;
     l->nopen = 0;
@@ -292,7 +292,7 @@ static void anchors_reset(ld *l) {
 
 static int log_event(ld *l, const yaml_event_t *e, size_t target) {
     if (l->nlog == l->caplog) {
-        xev *x = tch_array_grow(l->log, &l->caplog, sizeof *x, 64);
+        xev *x = tch__array_grow_with(l->c->alloc, l->log, &l->caplog, sizeof *x, 64);
         if (!x)
             return nomem(l);
         l->log = x;
@@ -306,12 +306,12 @@ static int log_event(ld *l, const yaml_event_t *e, size_t target) {
                              : e->type == YAML_SEQUENCE_START_EVENT ? e->data.sequence_start.tag
                              : e->type == YAML_MAPPING_START_EVENT  ? e->data.mapping_start.tag
                                                                     : NULL;
-    if (tag && !(x->tag = strdup((const char *)tag)))
+    if (tag && !(x->tag = tch__strdup(l->c->alloc, (const char *)tag)))
         return nomem(l);
     if (e->type == YAML_SCALAR_EVENT) {
         x->len = e->data.scalar.length;
         x->style = e->data.scalar.style;
-        if (!(x->value = malloc(x->len + 1)))
+        if (!(x->value = tch__malloc(l->c->alloc, x->len + 1)))
             return nomem(l);
         memcpy(x->value, e->data.scalar.value, x->len);
         x->value[x->len] = '\0';
@@ -393,7 +393,7 @@ static int pull(ld *l, size_t *target) {
     }
     if (a != NO_ANCHOR) {
         if (l->nopen == l->capopen) {
-            size_t *o = tch_array_grow(l->open, &l->capopen, sizeof *o, 8);
+            size_t *o = tch__array_grow_with(l->c->alloc, l->open, &l->capopen, sizeof *o, 8);
             if (!o)
                 return nomem(l);
             l->open = o;
@@ -423,7 +423,7 @@ static int pull(ld *l, size_t *target) {
  * stream inside an open anchor); a prefix replay must stop before it. */
 static int push_alias(ld *l, size_t target, const yaml_mark_t *mark, bool logged) {
     if (l->nframes == l->capframes) {
-        frame *f = tch_array_grow(l->frames, &l->capframes, sizeof *f, 8);
+        frame *f = tch__array_grow_with(l->c->alloc, l->frames, &l->capframes, sizeof *f, 8);
         if (!f)
             return nomem(l);
         l->frames = f;
@@ -604,7 +604,7 @@ static int buf_set_exact(tch_buf *out, const char *p, size_t len) {
     if (len == 0)
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (out->cap != len) {
-        uint8_t *q = realloc(out->ptr, len);
+        uint8_t *q = tch__realloc(out->alloc, out->ptr, len);
         if (!q)
             return TCH_ENOMEM;
         out->ptr = q;
@@ -716,8 +716,8 @@ static int read_cstr(ld *l, const char *what, char **out) {
     tch_buf b = {0};
     int rc = read_bytes(l, what, &b);
     if (!rc) {
-        free(*out);
-        *out = tch_slice_strdup(tch_buf_slice(&b));
+        tch__free(l->c->alloc, *out);
+        *out = tch_slice_strdup_with(l->c->alloc, tch_buf_slice(&b));
         if (!*out)
             rc = nomem(l);
     }
@@ -793,7 +793,7 @@ static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
     if (i < *cap)
         return 0;
     size_t n = *cap ? *cap * 2 : 2;
-    void *p = realloc(*arr, n * size);
+    void *p = tch__realloc(l->c->alloc, *arr, n * size);
     if (!p)
         return nomem(l);
     memset((char *)p + *cap * size, 0, (n - *cap) * size);
@@ -843,7 +843,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
         json_t *v = NULL;
         bool open = false, closed = false;
         if (n->type == YAML_SCALAR_EVENT && sp && json_is_object(stack[sp - 1]) && !keys[sp - 1]) {
-            if (!(keys[sp - 1] = strdup(n->value))) {
+            if (!(keys[sp - 1] = tch__strdup(l->c->alloc, n->value))) {
                 rc = nomem(l);
                 break;
             }
@@ -880,7 +880,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
             json_array_append_new(stack[sp - 1], v);
         } else {
             json_object_set_new(stack[sp - 1], keys[sp - 1], v);
-            free(keys[sp - 1]);
+            tch__free(l->c->alloc, keys[sp - 1]);
             keys[sp - 1] = NULL;
         }
         if (open) {
@@ -898,7 +898,7 @@ static int read_json(ld *l, const char *what, json_t **out) {
             break;
     }
     for (size_t i = 0; i < sp; i++)
-        free(keys[i]);
+        tch__free(l->c->alloc, keys[i]);
     if (rc) {
         json_decref(root);
         return rc;
@@ -1164,7 +1164,7 @@ static int read_error_frame(ld *l, const char *what, uint8_t *code, char **messa
     if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
         return fail_at(l, &m, "%s: 'local: true' is for code timeout only (the caller's own "
                               "deadline)", what);
-    if (!rc && !*message && !(*message = strdup("")))
+    if (!rc && !*message && !(*message = tch__strdup(l->c->alloc, "")))
         return nomem(l);
     return rc;
 }
@@ -1187,7 +1187,7 @@ typedef struct it_ctx {
 
 /* The interaction's stub extras, made on first use. */
 static tch_stub_info *stub_extras(ld *l, tch_cassette_interaction *it) {
-    if (!it->stub && (it->stub = calloc(1, sizeof *it->stub)))
+    if (!it->stub && (it->stub = tch__calloc(l->c->alloc, 1, sizeof *it->stub)))
         it->stub->priority = TCH_STUB_PRIORITY_DEFAULT;
     if (!it->stub)
         nomem(l);
@@ -1489,11 +1489,11 @@ static int load_with(ld *l) {
         yaml_event_delete(&l->ev);
     yaml_parser_delete(&l->parser);
     anchors_reset(l);
-    free(l->anchors);
-    free(l->ahash);
-    free(l->open);
-    free(l->log);
-    free(l->frames);
+    tch__free(l->c->alloc, l->anchors);
+    tch__free(l->c->alloc, l->ahash);
+    tch__free(l->c->alloc, l->open);
+    tch__free(l->c->alloc, l->log);
+    tch__free(l->c->alloc, l->frames);
     return rc;
 }
 
