@@ -92,19 +92,15 @@ typedef struct tch_channel_options {
      * a test can replace it to drive a timeout without waiting for it. */
     tch_clock_cb now_ms;
     void *clock_ud;
-    /* Where the channel gets its memory (tchannel/common.h): NULL, the C
-     * library. The struct is copied; its user_data must outlive the
-     * channel. The channel, its peers, connections, their buffers and
-     * reassembly, calls, inbound calls, the sync client, the json and
-     * thrift schemes' per-call work, the trace reporters' spans and
-     * Hyperbahn's advertiser all use it, and so does the VCR on the
-     * channel (and its cassette). Not covered: libevent's own memory (its
-     * events, evdns; event_set_mem_functions is process-wide), jansson's
-     * json_t values and the Thrift values and IDL (their own allocators),
-     * and a name lookup's small record (it may outlive the channel). Memory
-     * handed to the caller says which allocator frees it. A callback must
-     * not free the channel's blocks itself; an allocator missing one of
-     * its three callbacks is TCH_EINVAL. See docs/library.md. */
+    /* Where the channel gets its memory (tchannel/common.h); NULL: the C
+     * library. The struct is copied; user_data must outlive the channel,
+     * the inbound calls its handlers still hold and its sync responses.
+     * The channel, its connections (buffers, reassembly, messages),
+     * transport, calls, inbound calls, pings, hooks, the json and thrift
+     * schemes' per-call work, the tracer, Hyperbahn's advertiser and a VCR
+     * on the channel (and its cassettes) use it. libevent's, jansson's and
+     * the Thrift values' memory do not (docs/library.md lists what does
+     * not). One missing callback is TCH_EINVAL. */
     const tch_allocator *allocator;
 } tch_channel_options;
 
