@@ -20,6 +20,9 @@ int tch_sync_client_new(const char *name, const tch_channel_options *opts,
         return tch_error_set(err, TCH_EINVAL, "tch_sync_client_new: out is NULL");
     *out = NULL;
     const tch_allocator *alloc = opts ? opts->allocator : NULL;
+    if (alloc && (!alloc->malloc_cb || !alloc->realloc_cb || !alloc->free_cb))
+        return tch_error_set(err, TCH_EINVAL, "tch_sync_client_new: the allocator lacks "
+                             "malloc_cb, realloc_cb or free_cb");
     tch_sync_client *c = tch__calloc(alloc, 1, sizeof *c);
     if (!c)
         return tch_error_set(err, TCH_ENOMEM, "tch_sync_client_new: out of memory");

@@ -31,6 +31,7 @@
 #include <tchannel/cassette.h>
 #include <tchannel/channel.h>
 #include <tchannel/json.h>
+#include <tchannel/sync.h>
 #include <tchannel/thrift_scheme.h>
 #include <tchannel/vcr.h>
 
@@ -538,6 +539,16 @@ static int refuses_incomplete(void) {
         tch_channel_free(ch);
     }
     bad += check(c.live == 0 && c.foreign == 0, "the channel gives every block back");
+    /* the sync client: its own struct on the allocator too */
+    tch_sync_client *sc = NULL;
+    a.malloc_cb = NULL;
+    bad += check(tch_sync_client_new("s", &co, &sc, NULL) == TCH_EINVAL && !sc,
+                 "a sync client refuses an allocator without malloc_cb");
+    a.malloc_cb = hook_malloc;
+    bad += check(tch_sync_client_new("s", &co, &sc, NULL) == 0 && c.live >= 2,
+                 "a sync client on the hook");
+    tch_sync_client_free(sc);
+    bad += check(c.live == 0 && c.foreign == 0, "the sync client gives every block back");
     bad += check(tch_channel_allocator(NULL) == NULL, "no channel: the C library");
     event_base_free(base);
     return bad;
