@@ -67,10 +67,16 @@ static int cassette_new(const char *path, const char *name, const tch_cassette_o
         tch_cassette_options_init(&defaults);
         opts = &defaults;
     }
-    tch_cassette *c = calloc(1, sizeof *c);
+    const tch_allocator *a = opts->allocator;
+    if (a && (!a->malloc_cb || !a->realloc_cb || !a->free_cb))
+        return tch_error_set(err, TCH_EINVAL, "cassette %s: the allocator lacks malloc_cb, "
+                             "realloc_cb or free_cb", name);
+    tch_cassette *c = tch__calloc(a, 1, sizeof *c);
     if (!c)
         return tch_error_set(err, TCH_ENOMEM, "cassette %s", name);
     c->opts = *opts;
+    c->alloc = tch__alloc_keep(&c->alloc_copy, a); /* the caller's may go */
+    c->opts.allocator = c->alloc;
     c->opts.matchers = NULL; /* the caller's array is not ours to keep */
     c->opts.n_matchers = 0;
     c->mode = opts->mode;
@@ -82,7 +88,8 @@ static int cassette_new(const char *path, const char *name, const tch_cassette_o
         if (env && (rc = tch_cassette_mode_parse(env, &c->mode, err)))
             tch_error_wrap(err, "%s", TCH_CASSETTE_ENV_MODE);
     }
-    if (!rc && ((path && !(c->path = strdup(path))) || !(c->name = strdup(name))))
+    if (!rc && ((path && !(c->path = tch__strdup(c->alloc, path))) ||
+                !(c->name = tch__strdup(c->alloc, name))))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s", name);
     if (rc) {
         tch_cassette_free(c);
@@ -94,7 +101,7 @@ static int cassette_new(const char *path, const char *name, const tch_cassette_o
 
 static void buf_fit(tch_buf *b) {
     if (b->ptr && b->cap > b->len) {
-        uint8_t *p = realloc(b->ptr, b->len ? b->len : 1);
+        uint8_t *p = tch__realloc(b->alloc, b->ptr, b->len ? b->len : 1);
         if (p) /* a failed shrink keeps the larger buffer */
             b->ptr = p, b->cap = b->len ? b->len : 1;
     }
@@ -122,14 +129,15 @@ int tch__cas_append_entry(tch_cassette *c, cas_entry **out) {
     if (c->n > 0 && c->nindexed == 0 && c->items[c->n - 1]->from_file)
         entry_fit(c->items[c->n - 1]);
     if (c->n == c->cap) {
-        cas_entry **items = tch_array_grow(c->items, &c->cap, sizeof *items, 16);
+        cas_entry **items = tch__array_grow_with(c->alloc, c->items, &c->cap, sizeof *items, 16);
         if (!items)
             return TCH_ENOMEM;
         c->items = items;
     }
-    cas_entry *e = calloc(1, sizeof *e);
+    cas_entry *e = tch__calloc(c->alloc, 1, sizeof *e);
     if (!e)
         return TCH_ENOMEM;
+    tch__cas_interaction_bufs_on(c->alloc, &e->it);
     e->next = NO_ENTRY;
     c->items[c->n++] = e;
     *out = e;
@@ -353,28 +361,28 @@ void tch_cassette_free(tch_cassette *c) {
         return;
     tch__cas_stubs_free(c);
     for (size_t i = 0; i < c->n; i++) {
-        tch__cas_interaction_free(&c->items[i]->it);
-        free(c->items[i]);
+        tch__cas_interaction_free(c->alloc, &c->items[i]->it);
+        tch__free(c->alloc, c->items[i]);
     }
     for (size_t i = 0; i < c->ncustoms; i++)
-        free(c->customs[i].name);
-    free(c->customs);
-    free(c->items);
-    free(c->buckets);
-    free(c->path);
-    free(c->name);
-    free(c);
+        tch__free(c->alloc, c->customs[i].name);
+    tch__free(c->alloc, c->customs);
+    tch__free(c->alloc, c->items);
+    tch__free(c->alloc, c->buckets);
+    tch__free(c->alloc, c->path);
+    tch__free(c->alloc, c->name);
+    tch__free_self(c->alloc, c);
 }
 
 int tch_cassette_add_matcher(tch_cassette *c, const char *name, tch_cassette_match_cb fn,
                              void *ud, tch_error *err) {
     if (!fn)
         return tch_error_set(err, TCH_EINVAL, "cassette %s: matcher callback is NULL", c->name);
-    cas_custom *m = realloc(c->customs, (c->ncustoms + 1) * sizeof *m);
+    cas_custom *m = tch__realloc(c->alloc, c->customs, (c->ncustoms + 1) * sizeof *m);
     if (!m)
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: matcher", c->name);
     c->customs = m;
-    char *nm = strdup(name ? name : "custom");
+    char *nm = tch__strdup(c->alloc, name ? name : "custom");
     if (!nm)
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: matcher", c->name);
     c->customs[c->ncustoms++] = (cas_custom){nm, fn, ud};
@@ -474,14 +482,14 @@ int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cass
     memset(out, 0, sizeof *out);
     if (!c || !call)
         return tch_error_set(err, TCH_EINVAL, "tch_cassette_lookup: NULL argument");
-    if (tch__cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(c->alloc, call, &req))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: copying request", c->name);
     int rc = redact(c, TCH_CASSETTE_REDACT_MATCH, &req, NULL, err);
     if (!rc)
         rc = tch__cas_lookup(c, &req, out, err);
     if (rc && out->action != TCH_CASSETTE_ACT_ERROR)
         out->action = TCH_CASSETTE_ACT_ERROR;
-    tch__cas_request_free(&req);
+    tch__cas_request_free(c->alloc, &req);
     return rc;
 }
 
@@ -495,7 +503,7 @@ int tch_cassette_record_begin(tch_cassette *c, const tch_cassette_call *call,
     cas_entry *e = NULL;
     if (tch__cas_append_entry(c, &e))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
-    if (tch__cas_request_from_call(call, &e->it.request)) {
+    if (tch__cas_request_from_call(c->alloc, call, &e->it.request)) {
         e->state = ST_ABORTED;
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
     }
@@ -542,8 +550,8 @@ static int finish_error(tch_cassette *c, tch_cassette_slot slot, uint8_t code,
     if (!tch_cassette_errcode_name(code))
         return tch_error_set(err, TCH_EINVAL, "cassette %s: unknown error frame code 0x%02x",
                              c->name, code);
-    free(e->it.error.message);
-    if (!(e->it.error.message = strdup(message ? message : "")))
+    tch__free(c->alloc, e->it.error.message);
+    if (!(e->it.error.message = tch__strdup(c->alloc, message ? message : "")))
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: recording", c->name);
     e->it.is_error = 1;
     e->it.error.code = code;

@@ -6,6 +6,8 @@
 #include <tchannel/cassette.h>
 #include <tchannel/stub.h>
 
+#include "alloc.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -94,6 +96,10 @@ typedef struct cas_bucket {
 } cas_bucket;
 
 struct tch_cassette {
+    /* Where everything the cassette keeps comes from: NULL (the C library)
+     * or &alloc_copy (opts.allocator, copied; opts.allocator points here). */
+    const tch_allocator *alloc;
+    tch_allocator alloc_copy;
     char *path; /* NULL for memory cassettes */
     char *name; /* for messages */
     tch_cassette_options opts; /* matchers pointer cleared; see matcher_mask */
@@ -145,9 +151,16 @@ typedef struct cas_norm {
 uint64_t tch__cas_hash(const void *p, size_t n, uint64_t seed);
 bool tch__cas_is_text(tch_slice s);
 int tch__cas_buf_set(tch_buf *b, tch_slice s);
-int tch__cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out);
-void tch__cas_request_free(tch_cassette_request *r);
-void tch__cas_interaction_free(tch_cassette_interaction *it);
+/* A request's copy on a (NULL: the C library): its buffers carry a, its
+ * arrays are a's. Freed with tch__cas_request_free and the same a. */
+int tch__cas_request_from_call(const tch_allocator *a, const tch_cassette_call *call,
+                               tch_cassette_request *out);
+void tch__cas_request_free(const tch_allocator *a, tch_cassette_request *r);
+/* Frees what it holds: buffers with their own allocator, the rest (arrays,
+ * messages, stub extras) with a, the cassette's. */
+void tch__cas_interaction_free(const tch_allocator *a, tch_cassette_interaction *it);
+/* Sets a on the buffers of an interaction that hold nothing yet. */
+void tch__cas_interaction_bufs_on(const tch_allocator *a, tch_cassette_interaction *it);
 void tch__cas_preview(tch_slice s, size_t from, size_t max, char *out, size_t outsz);
 void tch__cas_describe(const tch_cassette_request *r, char *out, size_t outsz);
 /* Thrift arg2 headers (nh:2 (k~2 v~2){nh}) as a compact JSON object with
@@ -158,7 +171,9 @@ char *tch__cas_thrift_headers_json(tch_slice s, bool drop_tracing, bool sorted);
 const tch_thrift_method *tch__cas_idl_method(const tch_thrift_idl *idl, tch_slice endpoint);
 
 /* match */
-int tch__cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n);
+/* n's own buffers on a (the cassette's). */
+int tch__cas_normalize(const tch_allocator *a, const tch_cassette_request *r, unsigned mask,
+                       cas_norm *n);
 void tch__cas_norm_free(cas_norm *n);
 uint64_t tch__cas_key(const cas_norm *n, unsigned mask);
 int tch__cas_index_entry(tch_cassette *c, size_t idx);
@@ -236,7 +251,7 @@ int tch__cas_rules_add_exact(tch_stub_rules **rs, int f, const tch_cassette_requ
 bool tch__cas_rules_has(const tch_stub_rules *rs, int f);
 const json_t *tch__cas_rules_src(const tch_stub_rules *rs, int f);
 bool tch__cas_request_has_redacted(const tch_cassette_request *r);
-void tch__cas_stub_info_free(tch_stub_info *s);
+void tch__cas_stub_info_free(const tch_allocator *a, tch_stub_info *s);
 bool tch__cas_is_pattern(const cas_entry *e);
 int tch__cas_pattern_add(tch_cassette *c, size_t idx);
 void tch__cas_pattern_remove(tch_cassette *c, size_t idx);

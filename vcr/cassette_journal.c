@@ -40,6 +40,9 @@
 
 struct tch_cassette_journal {
     tch_cassette *c;
+    /* the cassette's allocator, copied: a journal may be freed after it */
+    const tch_allocator *alloc; /* NULL or &alloc_copy */
+    tch_allocator alloc_copy;
     char *path; /* PATH.journal */
     int fd;     /* -1 until the first commit creates the file; while open, it
                    holds the file's exclusive lock: nobody else writes,
@@ -252,9 +255,9 @@ static int scan(const char *path, const char *data, size_t len, jscan *js,
     return 0;
 }
 
-static char *journal_path(const char *path) {
+static char *journal_path(const tch_allocator *a, const char *path) {
     size_t n = strlen(path) + sizeof CAS_JOURNAL_SUFFIX;
-    char *p = malloc(n);
+    char *p = tch__malloc(a, n);
     if (p)
         snprintf(p, n, "%s%s", path, CAS_JOURNAL_SUFFIX);
     return p;
@@ -336,15 +339,15 @@ static int merge_record(void *ud, const jrec *r) {
 
 static void drop_all(tch_cassette *c) {
     for (size_t i = 0; i < c->n; i++) {
-        tch__cas_interaction_free(&c->items[i]->it);
-        free(c->items[i]);
+        tch__cas_interaction_free(c->alloc, &c->items[i]->it);
+        tch__free(c->alloc, c->items[i]);
     }
     c->n = 0;
 }
 
 int tch__cas_journal_merge(tch_cassette *c, uint64_t file_hash, bool exists, tch_error *err) {
-    char *jpath = journal_path(c->path);
-    tch_buf j = {0};
+    char *jpath = journal_path(c->alloc, c->path);
+    tch_buf j = {.alloc = c->alloc};
     jscan js;
     if (!jpath)
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
@@ -364,7 +367,7 @@ int tch__cas_journal_merge(tch_cassette *c, uint64_t file_hash, bool exists, tch
         c->existed = true; /* the run that wrote it had made the cassette */
     }
     tch_buf_free(&j);
-    free(jpath);
+    tch__free(c->alloc, jpath);
     return rc;
 }
 
@@ -428,6 +431,7 @@ typedef struct jfound {
 
 static int read_locked(const tch_cassette *c, const char *jpath, jfound *f, tch_error *err) {
     memset(f, 0, sizeof *f);
+    f->bytes.alloc = c->alloc;
     int rc = slurp(jpath, MAX_JOURNAL, &f->bytes, err);
     if (!rc)
         rc = scan(jpath, (const char *)f->bytes.ptr, f->bytes.len, &f->js, NULL, NULL, err);
@@ -505,10 +509,10 @@ static int check_base(const tch_cassette_journal *j, tch_error *err) {
  * moves them aside (acknowledged recordings are never dropped). */
 static int create_journal(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
-    char *dir = strdup(c->path);
-    int rc = dir ? tch__cas_make_dirs(dirname(dir), err)
+    char *dir = tch__strdup(c->alloc, c->path);
+    int rc = dir ? tch__cas_make_dirs(c->alloc, dirname(dir), err)
                  : tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
-    free(dir);
+    tch__free(c->alloc, dir);
     int fd = -1;
     if (!rc)
         rc = lock_journal(c, j->path, true, &fd, err);
@@ -527,7 +531,7 @@ static int create_journal(tch_cassette_journal *j, tch_error *err) {
         close(fd);
         return rc;
     }
-    tch_buf head = {0};
+    tch_buf head = {.alloc = c->alloc};
     char base[80];
     bool replace = c->mode == TCH_CASSETTE_ALL && !c->only_this_run;
     if (j->base_exists)
@@ -579,7 +583,7 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
         n += tch__cas_keep_unsaved(c, c->items[i]);
     if (n == 0)
         return 0;
-    tch_buf doc = {0}, rec = {0};
+    tch_buf doc = {.alloc = c->alloc}, rec = {.alloc = c->alloc};
     int rc = tch__cas_emit_some(c, tch__cas_keep_unsaved, j->settled, &doc, err);
     if (!rc && frame(&rec, 'R', tch_buf_slice(&doc)))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
@@ -615,7 +619,7 @@ static bool keep_loaded(const tch_cassette *c, const cas_entry *e) {
  * may replace them. */
 static int view_is_current(tch_cassette *c, const char *jpath, tch_error *err) {
     tch_cassette *fresh = NULL;
-    tch_buf mine = {0}, disk = {0};
+    tch_buf mine = {.alloc = c->alloc}, disk = {.alloc = c->alloc};
     int rc = tch_cassette_reload_as(c, TCH_CASSETTE_NONE, &fresh, err);
     if (!rc)
         rc = tch__cas_emit_some(fresh, tch__cas_keep_finished, 0, &disk, err);
@@ -677,9 +681,10 @@ static int journal_is_what_c_read(tch_cassette *c, const char *jpath, const jfou
 /* Creates a file that did not exist: PATH.journal-conflict.yaml, or
  * PATH.journal-conflict-N.yaml when that is taken (an earlier conflict).
  * Not PATH.conflict.yaml: tchannel-mock rewrites that one with its run. */
-static int write_new_file(const char *path, tch_slice data, char **where, tch_error *err) {
+static int write_new_file(const tch_allocator *a, const char *path, tch_slice data, char **where,
+                          tch_error *err) {
     size_t n = strlen(path) + 32;
-    char *name = malloc(n);
+    char *name = tch__malloc(a, n);
     int fd = -1;
     for (int i = 1; name && fd < 0 && i <= 100; i++) {
         if (i == 1)
@@ -705,7 +710,7 @@ static int write_new_file(const char *path, tch_slice data, char **where, tch_er
     if (!rc)
         *where = name;
     else
-        free(name);
+        tch__free(a, name);
     return rc;
 }
 
@@ -715,20 +720,21 @@ static int write_new_file(const char *path, tch_slice data, char **where, tch_er
 static int move_aside(const tch_cassette *c, const char *jpath, const jfound *f, char **where,
                       tch_error *err) {
     tch_cassette *m = NULL;
-    tch_buf out = {0};
+    tch_buf out = {.alloc = c->alloc};
     int rc = journal_cassette(c, jpath, f, &m, err);
     if (!rc)
         rc = tch__cas_emit_some(m, tch__cas_keep_finished, 0, &out, err);
     if (!rc)
-        rc = write_new_file(c->path, tch_buf_slice(&out), where, err);
+        rc = write_new_file(c->alloc, c->path, tch_buf_slice(&out), where, err);
     tch_cassette_free(m);
     tch_buf_free(&out);
     return rc;
 }
 
-static char *aside_note(const char *jpath, const jfound *f, const char *where) {
+static char *aside_note(const tch_allocator *a, const char *jpath, const jfound *f,
+                        const char *where) {
     size_t n = strlen(jpath) + strlen(where) + 200;
-    char *note = malloc(n);
+    char *note = tch__malloc(a, n);
     if (note)
         snprintf(note, n, "%s: the cassette changed after this journal was started, so its %zu "
                  "record%s of recordings were not added to it: they are in %s", jpath,
@@ -745,7 +751,7 @@ static int fold_locked(tch_cassette *c, int fd, const char *jpath, size_t good, 
     int rc = 0;
     if (good > 0) { /* the F record: the file will be this content */
         char text[32];
-        tch_buf rec = {0};
+        tch_buf rec = {.alloc = c->alloc};
         snprintf(text, sizeof text, "folded=%016" PRIx64, content_hash(data.ptr, data.len));
         rc = frame(&rec, 'F', tch_slice_cstr(text))
                  ? tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name)
@@ -755,7 +761,7 @@ static int fold_locked(tch_cassette *c, int fd, const char *jpath, size_t good, 
         tch_buf_free(&rec);
     }
     if (!rc)
-        rc = tch__cas_write_atomic(c->path, data, err);
+        rc = tch__cas_write_atomic(c->alloc, c->path, data, err);
     if (!rc) /* the file holds everything: the journal goes, while still locked */
         remove_journal(jpath);
     return rc;
@@ -767,7 +773,7 @@ static int fold_locked(tch_cassette *c, int fd, const char *jpath, size_t good, 
  * was done with recordings moved aside. */
 static int replace_unowned(tch_cassette *c, const tch_cassette_journal *base, tch_slice data,
                            char **note, tch_error *err) {
-    char *jpath = journal_path(c->path), *where = NULL;
+    char *jpath = journal_path(c->alloc, c->path), *where = NULL;
     int fd = -1;
     jfound f = {0};
     if (!jpath)
@@ -786,14 +792,14 @@ static int replace_unowned(tch_cassette *c, const tch_cassette_journal *base, tc
     if (!rc && fd >= 0)
         rc = fold_locked(c, fd, jpath, f.js.have_base ? f.js.good : 0, data, NULL, err);
     else if (!rc)
-        rc = tch__cas_write_atomic(c->path, data, err);
+        rc = tch__cas_write_atomic(c->alloc, c->path, data, err);
     if (where && note)
-        *note = aside_note(jpath, &f, where);
+        *note = aside_note(c->alloc, jpath, &f, where);
     if (fd >= 0)
         close(fd);
     tch_buf_free(&f.bytes);
-    free(where);
-    free(jpath);
+    tch__free(c->alloc, where);
+    tch__free(c->alloc, jpath);
     return rc;
 }
 
@@ -818,7 +824,7 @@ int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
     tch_cassette *c = j->c;
     if (!c->dirty && j->fd < 0 && j->records == 0)
         return 0; /* nothing of ours: a journal there is another writer's */
-    tch_buf out = {0};
+    tch_buf out = {.alloc = c->alloc};
     int rc = tch_cassette_emit(c, &out, err);
     if (!rc)
         rc = tch__cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
@@ -846,8 +852,8 @@ void tch_cassette_journal_free(tch_cassette_journal *j) {
         return;
     if (j->fd >= 0)
         close(j->fd);
-    free(j->path);
-    free(j);
+    tch__free(j->alloc, j->path);
+    tch__free_self(j->alloc, j);
 }
 
 /* ---- recovery at open ------------------------------------------------------ */
@@ -878,9 +884,9 @@ static bool stale_temp(const char *dir, const char *name, const char *prefix) {
 
 /* Removes temp files that saves of this cassette left when their process
  * was killed; returns how many. */
-static size_t remove_stale_temps(const char *path) {
+static size_t remove_stale_temps(const tch_allocator *a, const char *path) {
     char *real = realpath(path, NULL); /* saves write beside a symlink's target */
-    char *dcopy = strdup(real ? real : path), *bcopy = strdup(real ? real : path);
+    char *dcopy = tch__strdup(a, real ? real : path), *bcopy = tch__strdup(a, real ? real : path);
     size_t removed = 0;
     DIR *d = dcopy && bcopy ? opendir(dirname(dcopy)) : NULL;
     if (d) {
@@ -895,13 +901,14 @@ static size_t remove_stale_temps(const char *path) {
         }
         closedir(d);
     }
-    free(real);
-    free(dcopy);
-    free(bcopy);
+    free(real); /* realpath's: the C library's */
+    tch__free(a, dcopy);
+    tch__free(a, bcopy);
     return removed;
 }
 
-static char *recovery_note(const char *jpath, const jfound *f, size_t temps) {
+static char *recovery_note(const tch_allocator *a, const char *jpath, const jfound *f,
+                           size_t temps) {
     char text[1024] = "";
     size_t o = 0;
     if (f) {
@@ -925,7 +932,7 @@ static char *recovery_note(const char *jpath, const jfound *f, size_t temps) {
     if (temps && o < sizeof text)
         snprintf(text + o, sizeof text - o, "%sremoved %zu temp file%s of interrupted saves",
                  o ? "; " : "", temps, temps == 1 ? "" : "s");
-    return text[0] ? strdup(text) : NULL;
+    return text[0] ? tch__strdup(a, text) : NULL;
 }
 
 /* A journal found at open, not locked by a live writer: c merged it
@@ -934,7 +941,7 @@ static char *recovery_note(const char *jpath, const jfound *f, size_t temps) {
  * began), once a second read under the lock shows the journal as c read it. */
 static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
     tch_cassette *c = j->c;
-    tch_buf out = {0};
+    tch_buf out = {.alloc = c->alloc};
     jfound f = {0};
     int fd = -1;
     int rc = lock_journal(c, j->path, false, &fd, err);
@@ -942,7 +949,7 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
         return 0;
     if (rc == TCH_ESTATE) { /* its writer is alive: its journal, its fold */
         size_t n = strlen(j->path) + 200;
-        if (note && (*note = malloc(n)))
+        if (note && (*note = tch__malloc(c->alloc, n)))
             snprintf(*note, n, "%s: another process is recording into this cassette (it holds "
                      "the journal's lock): left to it, not folded; this one cannot record into "
                      "it meanwhile", j->path);
@@ -956,12 +963,12 @@ static int recover(tch_cassette_journal *j, char **note, tch_error *err) {
                          NULL, err);
     char *where = NULL;
     if (!rc && f.state == J_CONFLICT && !(rc = move_aside(c, j->path, &f, &where, err)) && note)
-        *note = aside_note(j->path, &f, where); /* its recordings aside, then it goes */
-    free(where);
+        *note = aside_note(c->alloc, j->path, &f, where); /* its recordings aside, then it goes */
+    tch__free(c->alloc, where);
     if (!rc && f.state != J_APPLIES)
         remove_journal(j->path);
     if (!rc && note && !*note)
-        *note = recovery_note(j->path, &f, 0);
+        *note = recovery_note(c->alloc, j->path, &f, 0);
     if (fd >= 0)
         close(fd);
     tch_buf_free(&f.bytes);
@@ -978,12 +985,13 @@ int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char 
     if (!c || !out || !c->path)
         return tch_error_set(err, TCH_EINVAL, "tch_cassette_journal_open: a cassette opened "
                              "from a path is required");
-    tch_cassette_journal *j = calloc(1, sizeof *j);
-    if (!j || !(j->path = journal_path(c->path))) {
-        free(j);
+    tch_cassette_journal *j = tch__calloc(c->alloc, 1, sizeof *j);
+    if (!j || !(j->path = journal_path(c->alloc, c->path))) {
+        tch__free(c->alloc, j);
         return tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
     }
     j->c = c;
+    j->alloc = tch__alloc_keep(&j->alloc_copy, c->alloc);
     j->fd = -1;
     char *jnote = NULL;
     int rc = recover(j, &jnote, err);
@@ -994,23 +1002,24 @@ int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char 
     if (!rc && hrc && hrc != TCH_ENOTFOUND)
         rc = hrc;
     if (rc) {
-        free(jnote);
+        tch__free(c->alloc, jnote);
         tch_cassette_journal_free(j);
         return rc;
     }
-    size_t temps = remove_stale_temps(c->path);
+    size_t temps = remove_stale_temps(c->alloc, c->path);
     if (note && (jnote || temps)) {
         if (temps) { /* one sentence for both */
-            char *both = recovery_note(j->path, NULL, temps), *joined = NULL;
-            if (jnote && both && (joined = malloc(strlen(jnote) + strlen(both) + 3)))
+            const tch_allocator *a = c->alloc;
+            char *both = recovery_note(a, j->path, NULL, temps), *joined = NULL;
+            if (jnote && both && (joined = tch__malloc(a, strlen(jnote) + strlen(both) + 3)))
                 sprintf(joined, "%s; %s", jnote, both);
-            *note = joined ? joined : jnote ? strdup(jnote) : both ? strdup(both) : NULL;
-            free(both);
+            *note = joined ? joined : jnote ? tch__strdup(a, jnote) : both ? tch__strdup(a, both) : NULL;
+            tch__free(a, both);
         } else {
             *note = jnote, jnote = NULL;
         }
     }
-    free(jnote);
+    tch__free(c->alloc, jnote);
     *out = j;
     return 0;
 }

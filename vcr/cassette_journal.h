@@ -19,9 +19,10 @@ bool tch__cas_keep_unsaved(const tch_cassette *c, const cas_entry *e);  /* recor
 int tch__cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from, tch_buf *out,
                   tch_error *err);
 
-int tch__cas_make_dirs(const char *dir, tch_error *err);
+int tch__cas_make_dirs(const tch_allocator *a, const char *dir, tch_error *err);
 void tch__cas_fsync_dir(const char *dir);
-int tch__cas_write_atomic(const char *path, tch_slice data, tch_error *err);
+int tch__cas_write_atomic(const tch_allocator *a, const char *path, tch_slice data,
+                          tch_error *err);
 /* After a save: recordings become replayable, nothing is dirty. Entries
  * before `from` must hold no unsaved recording. */
 int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err);

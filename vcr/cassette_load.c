@@ -172,11 +172,10 @@ static bool fatal(const ld *l, int rc) {
  * size. (Handing libyaml's buffer over, shrunk in place, saves the copy
  * but not memory: the buffer grew by doubling, and the holes left behind
  * took the peak of a 200 MB load from 1.2 to 1.45 times the file.) */
-static int take_text(const cnode *n, tch_buf *out) {
-    tch_buf_free(out);
+static int take_text(const cnode *n, tch_buf *out) { /* out->alloc: the cassette's */
     if (n->n == 0)
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
-    if (!(out->ptr = malloc(n->n)))
+    if (!(out->ptr = tch__malloc(out->alloc, n->n)))
         return TCH_ENOMEM;
     memcpy(out->ptr, n->u.text, n->n);
     out->len = out->cap = n->n;
@@ -283,7 +282,7 @@ static cnode *chunk_take(ld *l, nchunk **list, size_t k) {
     nchunk *c = *list;
     if (!c || c->cap - c->used < k) {
         size_t cap = k > CHUNK_NODES ? k : CHUNK_NODES;
-        if (!(c = malloc(sizeof *c + cap * sizeof(cnode)))) {
+        if (!(c = tch__malloc(l->c->alloc, sizeof *c + cap * sizeof(cnode)))) {
             nomem(l);
             return NULL;
         }
@@ -300,11 +299,11 @@ static cnode *chunk_take(ld *l, nchunk **list, size_t k) {
 
 static void node_free(cnode *n) {
     if (n->kind == N_SCALAR)
-        free(n->u.text);
+        free(n->u.text); /* libyaml's, taken from its event */
 }
 
 /* Frees the nodes of *list; keep: its newest chunk stays for reuse. */
-static void chunks_clear(nchunk **list, bool keep) {
+static void chunks_clear(const tch_allocator *a, nchunk **list, bool keep) {
     nchunk *c = *list;
     while (c) {
         nchunk *next = c->next;
@@ -314,7 +313,7 @@ static void chunks_clear(nchunk **list, bool keep) {
         if (keep && c == *list)
             c->next = NULL;
         else
-            free(c);
+            tch__free(a, c);
         c = next;
     }
     if (!keep)
@@ -337,7 +336,7 @@ static int anchor_add(ld *l, const char *name, cnode *node) {
                          "malformed YAML: second occurrence found duplicate anchor; first "
                          "occurrence (which started at line %zu)", (size_t)prev->line + 1);
     if (l->nanodes == l->capanodes) {
-        cnode **v = tch_array_grow(l->anodes, &l->capanodes, sizeof *v, 8);
+        cnode **v = tch__array_grow_with(l->c->alloc, l->anodes, &l->capanodes, sizeof *v, 8);
         if (!v)
             return nomem(l);
         l->anodes = v;
@@ -362,7 +361,7 @@ static int tag_of(ld *l, yaml_char_t **tagp, cnode *n) {
     if (n->tag != TG_OTHER)
         return 0;
     if (l->ntags == l->captags) {
-        char **v = tch_array_grow(l->tags, &l->captags, sizeof *v, 4);
+        char **v = tch__array_grow_with(l->c->alloc, l->tags, &l->captags, sizeof *v, 4);
         if (!v)
             return nomem(l);
         l->tags = v;
@@ -380,7 +379,7 @@ static const char *tag_name(const ld *l, const cnode *n) {
 /* A slot on the stack for a new node (zeroed). */
 static cnode *stack_push(ld *l) {
     if (l->nstack == l->capstack) {
-        cnode *s = tch_array_grow(l->stack, &l->capstack, sizeof *s, 64);
+        cnode *s = tch__array_grow_with(l->c->alloc, l->stack, &l->capstack, sizeof *s, 64);
         if (!s) {
             nomem(l);
             return NULL;
@@ -419,7 +418,7 @@ static int new_node(ld *l, const yaml_char_t *anchor, uint8_t kind, cnode **out)
 
 static int open_coll_push(ld *l, cnode *n) {
     if (l->nopen == l->capopen) {
-        open_coll *o = tch_array_grow(l->opens, &l->capopen, sizeof *o, 16);
+        open_coll *o = tch__array_grow_with(l->c->alloc, l->opens, &l->capopen, sizeof *o, 16);
         if (!o)
             return nomem(l);
         l->opens = o;
@@ -559,7 +558,7 @@ static int child(ld *l, coll *c, cnode **out) {
 /* A piece is done: its nodes go (read from the parser only). */
 static void piece_done(ld *l, const coll *c) {
     if (c->stream)
-        chunks_clear(&l->piece, true);
+        chunks_clear(l->c->alloc, &l->piece, true);
 }
 
 /* Composes and drops what is left of c (read from the parser). */
@@ -593,8 +592,10 @@ static bool is_null(const cnode *n) {
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
+/* Every buffer the reader fills is the cassette's, on its allocator. */
 static int read_bytes(ld *l, cnode *n, const char *what, tch_buf *out) {
-    tch_buf_reset(out);
+    tch_buf_free(out);
+    out->alloc = l->c->alloc;
     if (is_null(n))
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (n->kind != N_SCALAR)
@@ -683,8 +684,8 @@ static int read_cstr(ld *l, cnode *n, const char *what, char **out) {
     tch_buf b = {0};
     int rc = read_bytes(l, n, what, &b);
     if (!rc) {
-        free(*out);
-        *out = tch_slice_strdup(tch_buf_slice(&b));
+        tch__free(l->c->alloc, *out);
+        *out = tch_slice_strdup_with(l->c->alloc, tch_buf_slice(&b));
         if (!*out)
             rc = nomem(l);
     }
@@ -762,7 +763,7 @@ static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
     if (i < *cap)
         return 0;
     size_t n = *cap ? *cap * 2 : 2;
-    void *p = realloc(*arr, n * size);
+    void *p = tch__realloc(l->c->alloc, *arr, n * size);
     if (!p)
         return nomem(l);
     memset((char *)p + *cap * size, 0, (n - *cap) * size);
@@ -1100,7 +1101,7 @@ static int read_error_frame(ld *l, cnode *n, const char *what, uint8_t *code,
     if (!rc && local && *local && *code != ERRCODE_TIMEOUT)
         return fail_at(l, m, "%s: 'local: true' is for code timeout only (the caller's own "
                              "deadline)", what);
-    if (!rc && !*message && !(*message = strdup("")))
+    if (!rc && !*message && !(*message = tch__strdup(l->c->alloc, "")))
         return nomem(l);
     return rc;
 }
@@ -1122,7 +1123,7 @@ typedef struct it_ctx {
 
 /* The interaction's stub extras, made on first use. */
 static tch_stub_info *stub_extras(ld *l, tch_cassette_interaction *it) {
-    if (!it->stub && (it->stub = calloc(1, sizeof *it->stub)))
+    if (!it->stub && (it->stub = tch__calloc(l->c->alloc, 1, sizeof *it->stub)))
         it->stub->priority = TCH_STUB_PRIORITY_DEFAULT;
     if (!it->stub)
         nomem(l);
@@ -1433,15 +1434,15 @@ static int load_with(ld *l) {
     yaml_parser_delete(&l->parser);
     for (size_t i = 0; i < l->nstack; i++) /* left by an error */
         node_free(&l->stack[i]);
-    chunks_clear(&l->piece, false);
-    chunks_clear(&l->kept, false);
+    chunks_clear(l->c->alloc, &l->piece, false);
+    chunks_clear(l->c->alloc, &l->kept, false);
     json_decref(l->anchors);
     for (size_t i = 0; i < l->ntags; i++)
-        free(l->tags[i]);
-    free(l->stack);
-    free(l->opens);
-    free(l->anodes);
-    free(l->tags);
+        free(l->tags[i]); /* libyaml's */
+    tch__free(l->c->alloc, l->stack);
+    tch__free(l->c->alloc, l->opens);
+    tch__free(l->c->alloc, l->anodes);
+    tch__free(l->c->alloc, l->tags);
     return rc;
 }
 

@@ -192,9 +192,12 @@ static int norm_field(const tch_cassette_request *r, int f, cas_norm *n) {
 
 /* Normalizes every field (near-miss scoring compares all of them); `mask`
  * is accepted for symmetry with tch__cas_key. */
-int tch__cas_normalize(const tch_cassette_request *r, unsigned mask, cas_norm *n) {
+int tch__cas_normalize(const tch_allocator *a, const tch_cassette_request *r, unsigned mask,
+                       cas_norm *n) {
     (void)mask;
     memset(n, 0, sizeof *n);
+    for (int f = 0; f < F_COUNT; f++)
+        n->own[f].alloc = a;
     for (int f = 0; f < F_COUNT; f++) {
         int rc = norm_field(r, f, n);
         if (rc) {
@@ -225,12 +228,12 @@ static int rehash(tch_cassette *c, size_t want) {
     size_t nb = 64;
     while (nb < want * 2)
         nb *= 2;
-    cas_bucket *b = malloc(nb * sizeof *b);
+    cas_bucket *b = tch__malloc(c->alloc, nb * sizeof *b);
     if (!b)
         return TCH_ENOMEM;
     for (size_t i = 0; i < nb; i++)
         b[i].head = b[i].tail = b[i].cursor = b[i].repeat = NO_ENTRY;
-    free(c->buckets);
+    tch__free(c->alloc, c->buckets);
     c->buckets = b;
     c->nbuckets = nb;
     /* re-chain in file order so a chain stays sorted by index */
@@ -264,7 +267,7 @@ int tch__cas_index_entry(tch_cassette *c, size_t idx) {
     if (tch__cas_is_pattern(e)) /* matched by rules, from its own list */
         return tch__cas_pattern_add(c, idx);
     cas_norm n;
-    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &n);
+    int rc = tch__cas_normalize(c->alloc, &e->it.request, c->matcher_mask, &n);
     if (rc)
         return rc;
     memcpy(e->fh, n.h, sizeof e->fh);
@@ -311,7 +314,7 @@ static int builtin_equal(const tch_cassette *c, const cas_norm *in, const cas_en
             return 0;
         }
     cas_norm en;
-    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &en);
+    int rc = tch__cas_normalize(c->alloc, &e->it.request, c->matcher_mask, &en);
     if (rc)
         return rc;
     *equal = true;
@@ -794,7 +797,7 @@ static int near_miss(tch_cassette *c, const tch_cassette_request *req, const cas
     if (best_m == total)
         return 0;
     cas_norm en;
-    int rc = tch__cas_normalize(&e->it.request, c->matcher_mask, &en);
+    int rc = tch__cas_normalize(c->alloc, &e->it.request, c->matcher_mask, &en);
     if (rc)
         return rc;
     for (int f = 0; !rc && f < F_COUNT; f++)
@@ -904,7 +907,7 @@ int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_dec
         return 0;
     }
     cas_norm in;
-    int rc = tch__cas_normalize(req, c->matcher_mask, &in);
+    int rc = tch__cas_normalize(c->alloc, req, c->matcher_mask, &in);
     if (rc)
         return tch_error_set(err, rc, "cassette %s: normalizing request", c->name);
     uint64_t key = tch__cas_key(&in, c->matcher_mask);

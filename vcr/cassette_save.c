@@ -125,7 +125,7 @@ static int bytes_value(em *m, tch_slice s) {
             return scalar(m, TAG_PYTHON_STR, text, s.len, 0, style);
         return scalar(m, TAG_STR, text, s.len, 1, style);
     }
-    tch_buf b64 = {0};
+    tch_buf b64 = {.alloc = m->c->alloc};
     int rc = tch_base64_encode(s, 76, &b64);
     if (!rc)
         rc = scalar(m, TAG_BINARY, b64.ptr ? (const char *)b64.ptr : "", b64.len, 0,
@@ -367,8 +367,8 @@ int tch__cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from,
 /* ---- atomic save ------------------------------------------------------- */
 
 /* mkdir -p of the cassette's directory (tchannel-python creates it too). */
-int tch__cas_make_dirs(const char *dir, tch_error *err) {
-    char *p = strdup(dir);
+int tch__cas_make_dirs(const tch_allocator *a, const char *dir, tch_error *err) {
+    char *p = tch__strdup(a, dir);
     if (!p)
         return tch_error_set(err, TCH_ENOMEM, "cassette dir %s", dir);
     for (char *s = p + 1;; s++) {
@@ -379,14 +379,14 @@ int tch__cas_make_dirs(const char *dir, tch_error *err) {
         if (mkdir(p, 0777) != 0 && errno != EEXIST) {
             int e = errno;
             tch_error_set(err, TCH_EIO, "creating directory %s: %s", p, strerror(e));
-            free(p);
+            tch__free(a, p);
             return TCH_EIO;
         }
         *s = saved_ch;
         if (saved_ch == '\0')
             break;
     }
-    free(p);
+    tch__free(a, p);
     return 0;
 }
 
@@ -415,18 +415,19 @@ void tch__cas_fsync_dir(const char *dir) {
  * .NAME.tmp.PID.XXXXXX so that a later start can tell a temp file of a
  * process that died mid-save (cas_remove_stale_temps); messages name
  * `shown` (what the user asked for). */
-static int write_atomic_at(const char *path, const char *shown, tch_slice data, tch_error *err) {
-    char *pcopy = strdup(path), *bcopy = strdup(path);
+static int write_atomic_at(const tch_allocator *a, const char *path, const char *shown,
+                           tch_slice data, tch_error *err) {
+    char *pcopy = tch__strdup(a, path), *bcopy = tch__strdup(a, path);
     char *tmp = NULL;
     int rc = TCH_ENOMEM, fd = -1;
     if (!pcopy || !bcopy)
         goto out;
     const char *dir = dirname(pcopy), *base = basename(bcopy);
     size_t tlen = strlen(dir) + strlen(base) + 48;
-    if (!(tmp = malloc(tlen)))
+    if (!(tmp = tch__malloc(a, tlen)))
         goto out;
     snprintf(tmp, tlen, "%s/.%s" CAS_TEMP_INFIX "%ld.XXXXXX", dir, base, (long)getpid());
-    if ((rc = tch__cas_make_dirs(dir, err)))
+    if ((rc = tch__cas_make_dirs(a, dir, err)))
         goto out;
     rc = TCH_EIO;
     if ((fd = mkstemp(tmp)) < 0) {
@@ -459,18 +460,19 @@ out_unlink:
 out:
     if (rc == TCH_ENOMEM)
         tch_error_set(err, rc, "cassette %s: out of memory", shown);
-    free(tmp);
-    free(pcopy);
-    free(bcopy);
+    tch__free(a, tmp);
+    tch__free(a, pcopy);
+    tch__free(a, bcopy);
     return rc;
 }
 
 /* Through a symlink, writes (and renames) beside its target, as Python's
  * open(path, "wb") writes through it: the link stays a link. */
-int tch__cas_write_atomic(const char *path, tch_slice data, tch_error *err) {
+int tch__cas_write_atomic(const tch_allocator *a, const char *path, tch_slice data,
+                          tch_error *err) {
     char *real = realpath(path, NULL); /* NULL: no file yet, or a dangling link */
-    int rc = write_atomic_at(real ? real : path, path, data, err);
-    free(real);
+    int rc = write_atomic_at(a, real ? real : path, path, data, err);
+    free(real); /* realpath's: the C library's */
     return rc;
 }
 
@@ -498,7 +500,7 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
     if (!c->path)
         return tch_error_set(err, TCH_EINVAL, "cassette %s: loaded from memory, no path to save",
                              c->name);
-    tch_buf out = {0};
+    tch_buf out = {.alloc = c->alloc};
     int rc = tch_cassette_emit(c, &out, err);
     if (!rc) /* folds a journal left beside the file, whose records c holds */
         rc = tch__cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);

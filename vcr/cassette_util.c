@@ -88,39 +88,57 @@ int tch__cas_buf_set(tch_buf *b, tch_slice s) {
     return tch_buf_append(b, s.ptr ? s.ptr : (const uint8_t *)"", s.len) ? TCH_ENOMEM : 0;
 }
 
-int tch__cas_request_from_call(const tch_cassette_call *call, tch_cassette_request *out) {
+static void request_bufs_on(const tch_allocator *a, tch_cassette_request *r) {
+    r->service.alloc = r->endpoint.alloc = r->headers.alloc = r->body.alloc = a;
+    r->host_port.alloc = a;
+}
+
+void tch__cas_interaction_bufs_on(const tch_allocator *a, tch_cassette_interaction *it) {
+    request_bufs_on(a, &it->request);
+    it->response.headers.alloc = it->response.body.alloc = a;
+}
+
+int tch__cas_request_from_call(const tch_allocator *a, const tch_cassette_call *call,
+                               tch_cassette_request *out) {
     memset(out, 0, sizeof *out);
+    request_bufs_on(a, out);
     out->scheme = call->scheme;
     if (tch__cas_buf_set(&out->service, call->service) || tch__cas_buf_set(&out->endpoint, call->endpoint) ||
         tch__cas_buf_set(&out->headers, call->headers) || tch__cas_buf_set(&out->body, call->body) ||
         tch__cas_buf_set(&out->host_port, call->host_port))
         goto nomem;
     if (call->n_known_peers) {
-        out->known_peers = calloc(call->n_known_peers, sizeof *out->known_peers);
+        out->known_peers = tch__calloc(a, call->n_known_peers, sizeof *out->known_peers);
         if (!out->known_peers)
             goto nomem;
         out->n_known_peers = call->n_known_peers;
-        for (size_t i = 0; i < call->n_known_peers; i++)
+        for (size_t i = 0; i < call->n_known_peers; i++) {
+            out->known_peers[i].alloc = a;
             if (tch__cas_buf_set(&out->known_peers[i], call->known_peers[i]))
                 goto nomem;
+        }
     }
     if (call->n_transport_headers) {
-        out->transport_headers = calloc(call->n_transport_headers, sizeof *out->transport_headers);
+        out->transport_headers =
+            tch__calloc(a, call->n_transport_headers, sizeof *out->transport_headers);
         if (!out->transport_headers)
             goto nomem;
         out->n_transport_headers = call->n_transport_headers;
-        for (size_t i = 0; i < call->n_transport_headers; i++)
-            if (tch__cas_buf_set(&out->transport_headers[i].key, call->transport_headers[i].key) ||
-                tch__cas_buf_set(&out->transport_headers[i].value, call->transport_headers[i].value))
+        for (size_t i = 0; i < call->n_transport_headers; i++) {
+            tch_cassette_kv *kv = &out->transport_headers[i];
+            kv->key.alloc = kv->value.alloc = a;
+            if (tch__cas_buf_set(&kv->key, call->transport_headers[i].key) ||
+                tch__cas_buf_set(&kv->value, call->transport_headers[i].value))
                 goto nomem;
+        }
     }
     return 0;
 nomem:
-    tch__cas_request_free(out);
+    tch__cas_request_free(a, out);
     return TCH_ENOMEM;
 }
 
-void tch__cas_request_free(tch_cassette_request *r) {
+void tch__cas_request_free(const tch_allocator *a, tch_cassette_request *r) {
     tch_buf_free(&r->service);
     tch_buf_free(&r->endpoint);
     tch_buf_free(&r->headers);
@@ -128,22 +146,22 @@ void tch__cas_request_free(tch_cassette_request *r) {
     tch_buf_free(&r->host_port);
     for (size_t i = 0; i < r->n_known_peers; i++)
         tch_buf_free(&r->known_peers[i]);
-    free(r->known_peers);
+    tch__free(a, r->known_peers);
     for (size_t i = 0; i < r->n_transport_headers; i++) {
         tch_buf_free(&r->transport_headers[i].key);
         tch_buf_free(&r->transport_headers[i].value);
     }
-    free(r->transport_headers);
+    tch__free(a, r->transport_headers);
     memset(r, 0, sizeof *r);
 }
 
-void tch__cas_interaction_free(tch_cassette_interaction *it) {
-    tch__cas_request_free(&it->request);
+void tch__cas_interaction_free(const tch_allocator *a, tch_cassette_interaction *it) {
+    tch__cas_request_free(a, &it->request);
     tch_buf_free(&it->response.headers);
     tch_buf_free(&it->response.body);
-    free(it->error.message);
-    free(it->fault_message);
-    tch__cas_stub_info_free(it->stub);
+    tch__free(a, it->error.message);
+    tch__free(a, it->fault_message);
+    tch__cas_stub_info_free(a, it->stub);
     memset(it, 0, sizeof *it);
 }
 

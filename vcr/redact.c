@@ -339,6 +339,7 @@ static int transport_named(const tch_cassette_redaction *r, tch_slice key) {
     return slice_named(r, TCH_REDACT_TRANSPORT_HEADER, key);
 }
 
+/* b takes with's storage; with was made on b's allocator (with carries it). */
 static int replace_buf(tch_buf *b, tch_buf *with) {
     tch_buf_free(b);
     *b = *with;
@@ -389,7 +390,7 @@ static int redact_thrift_headers(const tch_cassette_redaction *r, tch_buf *arg2,
             hs[i].value = tch_slice_cstr(TCH_CASSETTE_REDACTED);
             hits++;
         }
-    tch_buf out = {0};
+    tch_buf out = {.alloc = arg2->alloc}; /* it replaces arg2 */
     int rc = hits ? tch_thrift_headers_encode(hs, n, &out, err) : 0;
     free(hs);
     if (hits && !rc)
@@ -565,7 +566,7 @@ static int redact_thrift_body(const tch_cassette_redaction *r, const tch_cassett
                              response ? "response" : "request", derr.msg);
     int changed = 0;
     int rc = redact_tstruct(r, st, v, &changed, err);
-    tch_buf out = {0};
+    tch_buf out = {.alloc = body->alloc}; /* it replaces body */
     if (!rc && changed && (rc = tch_thrift_encode(st, v, &out, err)) == 0)
         replace_buf(body, &out);
     tch_buf_free(&out);
@@ -618,7 +619,7 @@ int tch_cassette_redaction_hook(tch_cassette_redact_phase phase, tch_cassette_re
 int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_cassette_call *call,
                                 tch_cassette_redacted_call *out, tch_error *err) {
     memset(out, 0, sizeof *out);
-    if (tch__cas_request_from_call(call, &out->req))
+    if (tch__cas_request_from_call(NULL, call, &out->req)) /* the caller's: the C library */
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     int rc = tch_cassette_redaction_request(r, &out->req, err);
     size_t n = out->req.n_transport_headers;
@@ -640,7 +641,7 @@ int tch_cassette_redaction_call(const tch_cassette_redaction *r, const tch_casse
 }
 
 void tch_cassette_redacted_call_free(tch_cassette_redacted_call *rc) {
-    tch__cas_request_free(&rc->req);
+    tch__cas_request_free(NULL, &rc->req);
     free(rc->kv);
     memset(rc, 0, sizeof *rc);
 }

@@ -7,15 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-void tch__cas_stub_info_free(tch_stub_info *s) {
+void tch__cas_stub_info_free(const tch_allocator *a, tch_stub_info *s) {
     if (!s)
         return;
-    free(s->id);
-    tch_stub_rules_free(s->rules);
-    free(s->scenario);
-    free(s->required_state);
-    free(s->new_state);
-    free(s);
+    tch__free(a, s->id);
+    tch_stub_rules_free(s->rules); /* rules are the C library's (tchannel/stub.h) */
+    tch__free(a, s->scenario);
+    tch__free(a, s->required_state);
+    tch__free(a, s->new_state);
+    tch__free(a, s);
 }
 
 const tch_stub_info *tch_cassette_stub_of(const tch_cassette_interaction *it) {
@@ -78,7 +78,7 @@ static bool comes_before(const cas_pref *a, const cas_pref *b) {
 static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
     if (l->n == l->cap) {
         size_t n = l->cap ? l->cap * 2 : 4;
-        cas_pref *v = realloc(l->v, n * sizeof *v);
+        cas_pref *v = tch__realloc(c->alloc, l->v, n * sizeof *v);
         if (!v)
             return TCH_ENOMEM;
         l->v = v;
@@ -111,7 +111,7 @@ static void plist_remove(cas_plist *l, size_t idx) {
 static cas_plist *group_of(tch_cassette *c, uint64_t key, bool create) {
     if (create && (c->npgroups_used + 1) * 2 > c->npgroups) { /* grow: half full at most */
         size_t n = c->npgroups ? c->npgroups * 2 : 16;
-        cas_plist *t = calloc(n, sizeof *t);
+        cas_plist *t = tch__calloc(c->alloc, n, sizeof *t);
         if (!t)
             return NULL;
         for (size_t i = 0; i < c->npgroups; i++) {
@@ -122,7 +122,7 @@ static cas_plist *group_of(tch_cassette *c, uint64_t key, bool create) {
                 j = (j + 1) & (n - 1);
             t[j] = c->pgroups[i];
         }
-        free(c->pgroups);
+        tch__free(c->alloc, c->pgroups);
         c->pgroups = t;
         c->npgroups = n;
     }
@@ -193,7 +193,7 @@ int tch__cas_pattern_add(tch_cassette *c, size_t idx) {
         return rc;
     if (c->npatterns == c->cappatterns) {
         size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
-        size_t *p = realloc(c->patterns, n * sizeof *p);
+        size_t *p = tch__realloc(c->alloc, c->patterns, n * sizeof *p);
         if (!p) {
             unindex_pattern(c, idx);
             return TCH_ENOMEM;
@@ -238,16 +238,16 @@ static cas_scenario *scenario_get(tch_cassette *c, const char *name, bool create
             return &c->scenarios[i];
     if (!create)
         return NULL;
-    cas_scenario *s = realloc(c->scenarios, (c->nscenarios + 1) * sizeof *s);
+    cas_scenario *s = tch__realloc(c->alloc, c->scenarios, (c->nscenarios + 1) * sizeof *s);
     if (!s)
         return NULL;
     c->scenarios = s;
     s = &c->scenarios[c->nscenarios];
-    s->name = strdup(name);
-    s->state = strdup(TCH_STUB_STATE_STARTED);
+    s->name = tch__strdup(c->alloc, name);
+    s->state = tch__strdup(c->alloc, TCH_STUB_STATE_STARTED);
     if (!s->name || !s->state) {
-        free(s->name);
-        free(s->state);
+        tch__free(c->alloc, s->name);
+        tch__free(c->alloc, s->state);
         return NULL;
     }
     c->nscenarios++;
@@ -272,9 +272,9 @@ void tch__cas_pattern_played(tch_cassette *c, size_t idx) {
     if (!s || !s->scenario || !s->new_state)
         return;
     cas_scenario *sc = scenario_get(c, s->scenario, true);
-    char *st = sc ? strdup(s->new_state) : NULL;
+    char *st = sc ? tch__strdup(c->alloc, s->new_state) : NULL;
     if (st) {
-        free(sc->state);
+        tch__free(c->alloc, sc->state);
         sc->state = st;
     }
 }
@@ -296,20 +296,20 @@ int tch_cassette_scenario_set(tch_cassette *c, const char *name, const char *sta
     if (!names_scenario(c, name))
         return tch_error_set(err, TCH_ENOTFOUND, "scenario '%.100s': no stub names it", name);
     cas_scenario *sc = scenario_get(c, name, true);
-    char *st = sc ? strdup(state) : NULL;
+    char *st = sc ? tch__strdup(c->alloc, state) : NULL;
     if (!st)
         return tch_error_set(err, TCH_ENOMEM, "scenario '%.100s': out of memory", name);
-    free(sc->state);
+    tch__free(c->alloc, sc->state);
     sc->state = st;
     return 0;
 }
 
 void tch_cassette_scenarios_reset(tch_cassette *c) {
     for (size_t i = 0; i < c->nscenarios; i++) {
-        free(c->scenarios[i].name);
-        free(c->scenarios[i].state);
+        tch__free(c->alloc, c->scenarios[i].name);
+        tch__free(c->alloc, c->scenarios[i].state);
     }
-    free(c->scenarios);
+    tch__free(c->alloc, c->scenarios);
     c->scenarios = NULL;
     c->nscenarios = 0;
 }
@@ -345,9 +345,9 @@ json_t *tch_cassette_scenarios(const tch_cassette *c) {
     json_t *v;
     /* jansson keeps insertion order; sort the names */
     size_t n = json_object_size(by), i = 0;
-    const char **names = calloc(n ? n : 1, sizeof *names);
+    const char **names = tch__calloc(c->alloc, n, sizeof *names);
     if (!out || !names) {
-        free(names);
+        tch__free(c->alloc, names);
         json_decref(out);
         goto fail;
     }
@@ -360,7 +360,7 @@ json_t *tch_cassette_scenarios(const tch_cassette *c) {
         }
     for (i = 0; i < n; i++)
         json_array_append(out, json_object_get(by, names[i]));
-    free(names);
+    tch__free(c->alloc, names);
     json_decref(by);
     return out;
 fail:
@@ -618,15 +618,15 @@ void tch__cas_stubs_free(tch_cassette *c) {
         tch_stub_rules_free(c->items[i]->implicit);
         c->items[i]->implicit = NULL;
     }
-    free(c->patterns);
+    tch__free(c->alloc, c->patterns);
     c->patterns = NULL;
     c->npatterns = 0;
     for (size_t i = 0; i < c->npgroups; i++)
-        free(c->pgroups[i].v);
-    free(c->pgroups);
+        tch__free(c->alloc, c->pgroups[i].v);
+    tch__free(c->alloc, c->pgroups);
     c->pgroups = NULL;
     c->npgroups = c->npgroups_used = 0;
-    free(c->pwild.v);
+    tch__free(c->alloc, c->pwild.v);
     memset(&c->pwild, 0, sizeof c->pwild);
     c->npearly = c->npleads = 0;
     tch_cassette_scenarios_reset(c);

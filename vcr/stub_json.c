@@ -108,16 +108,16 @@ int tch__cas_stub_delay_from_json(const json_t *j, tch_stub_delay *out, tch_erro
                          "delayDistribution.type: '%.40s' (expected uniform or lognormal)", type);
 }
 
-static int opt_str(const json_t *obj, const char *key, char **out, tch_error *err) {
+static int opt_str(const tch_allocator *a, const json_t *obj, const char *key, char **out, tch_error *err) {
     const json_t *v = json_object_get(obj, key);
     if (!v)
         return 0;
     if (!json_is_string(v) || !json_string_length(v))
         return tch_error_set(err, TCH_EINVAL, "%s: expected a non-empty string", key);
-    return (*out = strdup(json_string_value(v))) ? 0 : tch_error_set(err, TCH_ENOMEM, "%s", key);
+    return (*out = tch__strdup(a, json_string_value(v))) ? 0 : tch_error_set(err, TCH_ENOMEM, "%s", key);
 }
 
-static int read_errframe(const json_t *v, const char *what, uint8_t *code, char **message,
+static int read_errframe(const tch_allocator *a, const json_t *v, const char *what, uint8_t *code, char **message,
                          tch_error *err) {
     const json_t *c = json_is_object(v) ? json_object_get(v, "code") : v;
     const json_t *m = json_is_object(v) ? json_object_get(v, "message") : NULL;
@@ -136,7 +136,7 @@ static int read_errframe(const json_t *v, const char *what, uint8_t *code, char 
     }
     if (m && !json_is_string(m))
         return tch_error_set(err, TCH_EINVAL, "%s.message: expected a string", what);
-    *message = strdup(m ? json_string_value(m) : "");
+    *message = tch__strdup(a, m ? json_string_value(m) : "");
     return *message ? 0 : tch_error_set(err, TCH_ENOMEM, "%s", what);
 }
 
@@ -160,7 +160,8 @@ static int read_response(const json_t *v, tch_cassette_interaction *it, tch_erro
     return rc ? rc : bytes_of(json_object_get(v, "body"), &it->response.body, "response.body", err);
 }
 
-static int read_fault(const json_t *v, tch_cassette_interaction *it, tch_error *err) {
+static int read_fault(const tch_allocator *a, const json_t *v, tch_cassette_interaction *it,
+                      tch_error *err) {
     static const char *const names[] = {"closeConnection", "noAnswer", "badChecksum"};
     for (int i = 0; i < 3 && json_is_string(v); i++)
         if (strcmp(json_string_value(v), names[i]) == 0) {
@@ -168,19 +169,20 @@ static int read_fault(const json_t *v, tch_cassette_interaction *it, tch_error *
             return 0;
         }
     it->has_fault = 1;
-    return read_errframe(v, "fault", &it->fault_code, &it->fault_message, err);
+    return read_errframe(a, v, "fault", &it->fault_code, &it->fault_message, err);
 }
 
-static int read_extras(const json_t *j, tch_cassette_interaction *it, tch_error *err) {
+static int read_extras(const tch_allocator *a, const json_t *j, tch_cassette_interaction *it,
+                       tch_error *err) {
     tch_stub_info *st = it->stub;
     const json_t *v;
-    int rc = opt_str(j, "id", &st->id, err);
+    int rc = opt_str(a, j, "id", &st->id, err);
     if (!rc)
-        rc = opt_str(j, "scenario", &st->scenario, err);
+        rc = opt_str(a, j, "scenario", &st->scenario, err);
     if (!rc)
-        rc = opt_str(j, "requiredState", &st->required_state, err);
+        rc = opt_str(a, j, "requiredState", &st->required_state, err);
     if (!rc)
-        rc = opt_str(j, "newState", &st->new_state, err);
+        rc = opt_str(a, j, "newState", &st->new_state, err);
     if (rc)
         return rc;
     if ((v = json_object_get(j, "priority"))) {
@@ -205,13 +207,14 @@ static int read_extras(const json_t *j, tch_cassette_interaction *it, tch_error 
     if ((v = json_object_get(j, "delayDistribution")) &&
         (rc = tch__cas_stub_delay_from_json(v, &st->delay, err)))
         return rc;
-    if ((v = json_object_get(j, "fault")) && (rc = read_fault(v, it, err)))
+    if ((v = json_object_get(j, "fault")) && (rc = read_fault(a, v, it, err)))
         return rc;
     return 0;
 }
 
 /* it is zeroed; on failure it is left for tch__cas_interaction_free. */
-static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, tch_error *err) {
+static int interaction_from_json(const tch_allocator *a, const json_t *j,
+                                 tch_cassette_interaction *it, tch_error *err) {
     static const char *const keys[] = {
         "id",       "request",       "response", "error",    "delay",
         "fault",    "priority",      "required", "scenario", "requiredState",
@@ -220,7 +223,8 @@ static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, 
         return tch_error_set(err, TCH_EINVAL, "stub: expected a JSON object");
     if (check_keys(j, "stub", keys, err))
         return err->code;
-    if (!(it->stub = calloc(1, sizeof *it->stub)))
+    tch__cas_interaction_bufs_on(a, it);
+    if (!(it->stub = tch__calloc(a, 1, sizeof *it->stub)))
         return tch_error_set(err, TCH_ENOMEM, "stub: out of memory");
     it->stub->priority = TCH_STUB_PRIORITY_DEFAULT;
     const json_t *rq = json_object_get(j, "request");
@@ -239,10 +243,10 @@ static int interaction_from_json(const json_t *j, tch_cassette_interaction *it, 
         rc = read_response(resp, it, err);
     else {
         it->is_error = 1;
-        rc = read_errframe(e, "error", &it->error.code, &it->error.message, err);
+        rc = read_errframe(a, e, "error", &it->error.code, &it->error.message, err);
     }
     if (!rc)
-        rc = read_extras(j, it, err);
+        rc = read_extras(a, j, it, err);
     if (!rc && it->stub->template_response)
         rc = tch__cas_template_check(it, err);
     return rc;
@@ -297,7 +301,7 @@ static int insert(tch_cassette *c, tch_cassette_interaction *it, const char **id
         snprintf(gen, sizeof gen, "stub-%lu", ++c->next_stub_id);
         if (tch_cassette_stub_find(c, gen, &at) == 0)
             continue;
-        if (!(it->stub->id = strdup(gen)))
+        if (!(it->stub->id = tch__strdup(c->alloc, gen)))
             return tch_error_set(err, TCH_ENOMEM, "stub: out of memory");
     }
     cas_entry *e = NULL;
@@ -326,10 +330,10 @@ int tch_cassette_stub_add(tch_cassette *c, const json_t *interaction, const char
                           tch_error *err) {
     tch_cassette_interaction it;
     memset(&it, 0, sizeof it);
-    int rc = interaction_from_json(interaction, &it, err);
+    int rc = interaction_from_json(c->alloc, interaction, &it, err);
     if (!rc)
         rc = insert(c, &it, id, err);
-    tch__cas_interaction_free(&it);
+    tch__cas_interaction_free(c->alloc, &it);
     return rc;
 }
 
@@ -346,13 +350,13 @@ static void drop(tch_cassette *c, size_t idx) {
      * now, so add-and-delete churn does not keep them */
     tch_stub_rules_free(e->implicit);
     e->implicit = NULL;
-    tch__cas_interaction_free(&e->it);
+    tch__cas_interaction_free(c->alloc, &e->it);
     /* dropped stubs at the end leave the array. Only in a cassette that
      * never records: there no pending slot or journal counts on an index
      * past the end (run-time stubs are patterns, never in the hash). */
     while (c->mode == TCH_CASSETTE_NONE && c->n > 0 && c->items[c->n - 1]->runtime &&
            c->items[c->n - 1]->state == ST_ABORTED)
-        free(c->items[--c->n]);
+        tch__free(c->alloc, c->items[--c->n]);
 }
 
 int tch_cassette_stub_remove(tch_cassette *c, const char *id, tch_error *err) {
@@ -370,16 +374,16 @@ int tch_cassette_stub_replace(tch_cassette *c, const char *id, const json_t *int
         return tch_error_set(err, TCH_ENOTFOUND, "no stub with id '%.100s'", id ? id : "");
     tch_cassette_interaction it;
     memset(&it, 0, sizeof it);
-    int rc = interaction_from_json(interaction, &it, err);
+    int rc = interaction_from_json(c->alloc, interaction, &it, err);
     if (!rc && it.stub->id && strcmp(it.stub->id, id) != 0)
         rc = tch_error_set(err, TCH_EINVAL, "id: '%.100s' differs from the stub replaced", it.stub->id);
-    if (!rc && !it.stub->id && !(it.stub->id = strdup(id)))
+    if (!rc && !it.stub->id && !(it.stub->id = tch__strdup(c->alloc, id)))
         rc = tch_error_set(err, TCH_ENOMEM, "stub: out of memory");
     if (!rc) {
         drop(c, idx);
         rc = insert(c, &it, NULL, err);
     }
-    tch__cas_interaction_free(&it);
+    tch__cas_interaction_free(c->alloc, &it);
     return rc;
 }
 

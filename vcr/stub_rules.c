@@ -1160,14 +1160,14 @@ int tch_stub_rules_match(const tch_stub_rules *rs, const tch_cassette_call *call
     if (!rs || !call)
         return tch_error_set(err, TCH_EINVAL, "tch_stub_rules_match: NULL argument");
     tch_cassette_request req;
-    if (tch__cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(NULL, call, &req)) /* no cassette: the C library */
         return tch_error_set(err, TCH_ENOMEM, "matching: out of memory");
     cas_view cv;
     tch__cas_view_init(&cv, &req, idl);
     size_t passed, total;
     int rc = tch__cas_rules_eval(rs, &cv, &passed, &total, why, whysz);
     tch__cas_view_free(&cv);
-    tch__cas_request_free(&req);
+    tch__cas_request_free(NULL, &req);
     return rc < 0 ? tch_error_set(err, rc, "matching: %s", tch_strerror(rc)) : rc;
 }
 

@@ -312,10 +312,14 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
     tch_error e = {0};
     if (headers) {
         size_t n = json_object_size(j), i = 0;
-        tch_kv *h = calloc(n ? n : 1, sizeof *h);
+        tch_kv *h = tch__calloc(f->c->alloc, n, sizeof *h);
         const char *k;
         json_t *v;
+        if (!h)
+            rc = tch_error_set(err, TCH_ENOMEM, "%s: template", f->where);
         json_object_foreach(j, k, v) {
+            if (rc)
+                break;
             if (!json_is_string(v)) {
                 rc = tch_error_set(err, TCH_EINVAL, "%s: thrift header %s: expected a string",
                                    f->where, k);
@@ -328,7 +332,7 @@ static int thrift_encode(fill_ctx *f, bool headers, tch_buf *text, tch_buf *out,
             rc = tch_error_set(err, TCH_EINVAL, "%s: thrift headers: expected an object", f->where);
         if (!rc && tch_thrift_headers_encode(h, i, out, &e))
             rc = tch_error_set(err, TCH_EINVAL, "%s: thrift headers: %s", f->where, e.msg);
-        free(h);
+        tch__free(f->c->alloc, h);
     } else {
         const tch_cassette_request *r = f->view->r;
         const tch_thrift_method *m = tch_cassette_thrift_method(
@@ -363,7 +367,7 @@ static int json_check(fill_ctx *f, bool headers, const tch_buf *text, tch_error 
 }
 
 static int fill(fill_ctx *f, tch_slice tpl, bool headers, tch_buf *out, tch_error *err) {
-    tch_buf text = {0};
+    tch_buf text = {.alloc = f->c->alloc};
     f->in_str = f->esc = false;
     f->scanned = 0;
     int rc = walk(tpl, f->where, fill_one, f, &text, err);
@@ -392,7 +396,7 @@ int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_casset
         return 0;
     }
     tch_cassette_request req;
-    if (tch__cas_request_from_call(call, &req))
+    if (tch__cas_request_from_call(c->alloc, call, &req))
         return tch_error_set(err, TCH_ENOMEM, "rendering: out of memory");
     tch_stub_idl idl = {c->opts.thrift, c->opts.thrift_idl};
     cas_view v;
@@ -405,6 +409,6 @@ int tch_cassette_render_response(tch_cassette *c, size_t index, const tch_casset
     if (!rc)
         rc = fill(&f, tch_buf_slice(&it->response.body), false, arg3, err);
     tch__cas_view_free(&v);
-    tch__cas_request_free(&req);
+    tch__cas_request_free(c->alloc, &req);
     return rc;
 }

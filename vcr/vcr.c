@@ -16,17 +16,22 @@
 
 #include <tchannel/stub.h>
 
+#include "alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* A recording waiting for its answer. */
 typedef struct pending {
+    const tch_allocator *alloc; /* the channel's, which outlives it */
     struct tch_vcr *vcr; /* NULL once ejected: the answer is dropped */
     tch_cassette_slot slot;
     struct pending *prev, *next;
 } pending;
 
+/* On its channel's allocator (tch_channel_allocator), as are its
+ * cassettes: the VCR is ejected before its channel is freed. */
 struct tch_vcr {
     tch_channel *ch;
     tch_cassette *cassette;
@@ -160,7 +165,8 @@ static void fail_call(tch_outbound *call, int status, const char *why) {
  * call; a value the call lacks fails it, naming the stub and the value. */
 static void replay_template(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc,
                             size_t index) {
-    tch_buf arg2 = {0}, arg3 = {0};
+    const tch_allocator *a = tch_channel_allocator(v->ch);
+    tch_buf arg2 = {.alloc = a}, arg3 = {.alloc = a};
     tch_error err;
     int code = 0;
     if (tch_cassette_render_response(v->cassette, index, cc, &code, &arg2, &arg3, &err)) {
@@ -209,7 +215,7 @@ static int on_recorded(const tch_response *res, tch_error *why, void *ud) {
     tch_cassette_slot slot = p->slot;
     if (v)
         pending_unlink(v, p);
-    free(p);
+    tch__free(p->alloc, p);
     if (!v) /* ejected meanwhile: the recording was left out */
         return 0;
     tch_error err = {0};
@@ -247,19 +253,21 @@ static int open_store(tch_vcr *v, tch_error *err) {
         v->store = s;
     if (note)
         fprintf(stderr, "tchannel-vcr: %s\n", note);
-    free(note);
+    tch__free(tch_channel_allocator(v->ch), note); /* the cassette's allocator */
     return rc;
 }
 
 static void record(tch_vcr *v, tch_outbound *call, const tch_cassette_call *cc) {
     tch_error err;
-    pending *p = calloc(1, sizeof *p);
+    const tch_allocator *a = tch_channel_allocator(v->ch);
+    pending *p = tch__calloc(a, 1, sizeof *p);
     if (!p) {
         fail_call(call, TCH_ENOMEM, "vcr: out of memory");
         return;
     }
+    p->alloc = a;
     if (open_store(v, &err) != 0 || tch_cassette_record_begin(v->store, cc, &p->slot, &err) != 0) {
-        free(p);
+        tch__free(a, p);
         fail_call(call, err.code, err.msg);
         return;
     }
@@ -301,7 +309,9 @@ static void vcr_hook(tch_outbound *call, void *ud) {
 static char *render_thrift(tch_slice service, tch_slice endpoint, tch_cassette_scheme scheme,
                            tch_cassette_part part, int response_code, tch_slice bytes,
                            void *ud) {
-    const tch_thrift_idl *idl = ud;
+    const tch_vcr *v = ud;
+    const tch_thrift_idl *idl = v->idl;
+    const tch_allocator *a = tch_channel_allocator(v->ch);
     (void)service, (void)response_code;
     if (scheme != TCH_CASSETTE_THRIFT || part == TCH_CASSETTE_REQUEST_HEADERS ||
         part == TCH_CASSETTE_RESPONSE_HEADERS)
@@ -309,11 +319,11 @@ static char *render_thrift(tch_slice service, tch_slice endpoint, tch_cassette_s
     tch_slice svc_name, method_name;
     if (tch_thrift_arg1_split(endpoint, &svc_name, &method_name, NULL) != 0)
         return NULL;
-    char *svc_s = tch_slice_strdup(svc_name), *m_s = tch_slice_strdup(method_name);
+    char *svc_s = tch_slice_strdup_with(a, svc_name), *m_s = tch_slice_strdup_with(a, method_name);
     const tch_thrift_service *svc = svc_s ? tch_thrift_idl_find_service(idl, svc_s) : NULL;
     const tch_thrift_method *m = svc && m_s ? tch_thrift_service_find_method(svc, m_s) : NULL;
-    free(svc_s);
-    free(m_s);
+    tch__free(a, svc_s);
+    tch__free(a, m_s);
     if (!m)
         return NULL;
     json_t *j = NULL;
@@ -322,7 +332,7 @@ static char *render_thrift(tch_slice service, tch_slice endpoint, tch_cassette_s
                  : tch_thrift_method_result_to_json(m, bytes, &j, NULL);
     if (rc)
         return NULL;
-    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS); /* free()d, as render's are */
     json_decref(j);
     return text;
 }
@@ -360,10 +370,12 @@ int tch_vcr_use_cassette(tch_channel *ch, const char *path,
         o = *opts;
     else
         tch_vcr_options_init(&o);
-    tch_vcr *v = calloc(1, sizeof *v);
+    const tch_allocator *a = tch_channel_allocator(ch);
+    tch_vcr *v = tch__calloc(a, 1, sizeof *v);
     if (!v)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     v->ch = ch;
+    o.cassette.allocator = a; /* the cassettes allocate as the channel does */
     v->idl = o.idl;
     if (o.redaction) {
         v->redaction = o.redaction;
@@ -374,13 +386,13 @@ int tch_vcr_use_cassette(tch_channel *ch, const char *path,
     }
     if (o.idl && !o.cassette.render) {
         o.cassette.render = render_thrift;
-        o.cassette.render_ud = (void *)o.idl;
+        o.cassette.render_ud = v;
     }
     if (o.idl && !o.cassette.thrift_idl) /* misses then show decoded fields */
         o.cassette.thrift_idl = o.idl;
     int rc = tch_cassette_open(path, &o.cassette, &v->cassette, err);
     if (rc) {
-        free(v);
+        tch__free(a, v);
         return rc;
     }
     tch_channel_set_outbound_hook(ch, vcr_hook, v);
@@ -429,5 +441,5 @@ void tch_vcr_discard(tch_vcr *v) {
     tch_cassette_journal_free(v->journal);
     tch_cassette_free(v->store);
     tch_cassette_free(v->cassette);
-    free(v);
+    tch__free(tch_channel_allocator(v->ch), v);
 }

@@ -47,6 +47,10 @@ static int check_new_args(const struct event_base *base, const char *name,
                              "tch_channel_new: checksum_type %d is not one of DEFAULT (0), "
                              "CRC32 (1), FARMHASH (2), CRC32C (3), NONE (0x80)",
                              (int)opts->checksum_type);
+    const tch_allocator *a = opts->allocator;
+    if (a && (!a->malloc_cb || !a->realloc_cb || !a->free_cb))
+        return tch_error_set(err, TCH_EINVAL,
+                             "tch_channel_new: the allocator lacks malloc_cb, realloc_cb or free_cb");
     if (opts->process_name && strlen(opts->process_name) >= 128)
         return tch_error_set(err, TCH_EINVAL,
                              "tch_channel_new: process_name longer than 127 bytes (%zu)",
@@ -67,13 +71,16 @@ int tch_channel_new(struct event_base *base, const char *name, const tch_channel
     int rc = check_new_args(base, name, opts, err);
     if (rc)
         return rc;
-    tch_channel *ch = calloc(1, sizeof *ch);
+    const tch_allocator *alloc = opts ? opts->allocator : NULL;
+    tch_channel *ch = tch__calloc(alloc, 1, sizeof *ch);
     if (!ch)
         return new_failed(out, err, "channel");
+    ch->alloc = tch__alloc_keep(&ch->alloc_copy, alloc); /* the caller's may go */
+    ch->cancellable.alloc = ch->alloc;
     ch->base = base;
-    ch->name = strdup(name);
+    ch->name = tch__strdup(ch->alloc, name);
     if (!ch->name) {
-        free(ch);
+        tch__free(alloc, ch);
         return new_failed(out, err, "name");
     }
     ch->opts = default_opts;
@@ -185,8 +192,8 @@ static void chconn_destroy(chconn *cc, int status, const char *why) {
     tch_conn_free(cc->conn); /* after its transport, which writes from it */
     if (cc->handshake_timer)
         event_free(cc->handshake_timer);
-    free(cc->draining);
-    free(cc);
+    tch__free(ch->alloc, cc->draining);
+    tch__free(ch->alloc, cc);
     if (!ch->freeing)
         tch__channel_close_progress(ch);
 }
@@ -216,7 +223,7 @@ static void on_connection_notice(chconn *cc, const tch_error_frame *e) {
     if (e->code != TCH_PCODE_DECLINED || cc->draining || e->message.len < sizeof prefix - 1 ||
         memcmp(e->message.ptr, prefix, sizeof prefix - 1) != 0)
         return;
-    cc->draining = tch_slice_strdup(e->message); /* NULL on ENOMEM: not marked */
+    cc->draining = tch_slice_strdup_with(cc->ch->alloc, e->message); /* NULL on ENOMEM: not marked */
 }
 
 static void on_error_frame(void *ud, uint32_t id, const tch_error_frame *e) {
@@ -318,14 +325,16 @@ static tch_conn_config conn_config(tch_channel *ch, int outbound) {
         .max_partial_bytes = ch->opts.max_partial_bytes,
         .frame_timeout_ms = ch->opts.frame_timeout_ms,
         .shared = &ch->budget,
+        .alloc = ch->alloc,
     };
     return cfg;
 }
 
 static chconn *chconn_new(tch_channel *ch, int outbound, const char *host_port) {
-    chconn *cc = calloc(1, sizeof *cc);
+    chconn *cc = tch__calloc(ch->alloc, 1, sizeof *cc);
     if (!cc)
         return NULL;
+    cc->calls.alloc = cc->inbound.alloc = cc->pings.alloc = ch->alloc;
     cc->ch = ch;
     cc->outbound = outbound;
     cc->last_active_ms = tch__channel_now_ms(ch);
@@ -377,7 +386,7 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
         return;
     }
     tch_conn_config cfg = conn_config(ch, 0);
-    tch_transport_owner owner = {owner_now_ms, on_closed, cc};
+    tch_transport_owner owner = {owner_now_ms, on_closed, cc, ch->alloc};
     cc->conn = tch_conn_new(&cfg, &chconn_events, cc);
     cc->t = cc->conn ? tch_transport_accept(ch->base, fd, cc->conn, &owner, NULL) : NULL;
     if (!cc->t) {
@@ -385,7 +394,7 @@ static void accept_fd(evutil_socket_t fd, void *ud) {
             evutil_closesocket(fd);
         tch_conn_free(cc->conn);
         chconn_unlink(cc);
-        free(cc);
+        tch__free(ch->alloc, cc);
         return;
     }
     arm_handshake_timer(cc); /* without it (ENOMEM) the conn just has no bound */
@@ -432,7 +441,7 @@ chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *
         return NULL;
     }
     tch_conn_config cfg = conn_config(ch, 1);
-    tch_transport_owner owner = {owner_now_ms, on_closed, cc};
+    tch_transport_owner owner = {owner_now_ms, on_closed, cc, ch->alloc};
     cc->conn = tch_conn_new(&cfg, &chconn_events, cc);
     if (!cc->conn)
         tch_error_set(err, TCH_ENOMEM, "out of memory");
@@ -441,7 +450,7 @@ chconn *tch__chconn_for_peer(tch_channel *ch, const char *host_port, tch_error *
     if (!cc->t) {
         tch_conn_free(cc->conn);
         chconn_unlink(cc);
-        free(cc);
+        tch__free(ch->alloc, cc);
         return NULL;
     }
     arm_handshake_timer(cc);
@@ -513,7 +522,7 @@ int tch_channel_listen(tch_channel *ch, const char *host_port, tch_error *err) {
         return tch_error_set(err, TCH_ESTATE, "channel \"%s\" is already listening on %s",
                              ch->name, tch_listener_host_port(ch->listener));
     ch->listener = tch_listener_new(ch->base, host_port ? host_port : "127.0.0.1:0",
-                                    accept_fd, ch, err);
+                                    accept_fd, ch, ch->alloc, err);
     return ch->listener ? 0 : (err ? err->code : TCH_EIO);
 }
 
@@ -567,7 +576,7 @@ int tch_channel_add_peer(tch_channel *ch, const char *host_port, tch_error *err)
     if (tch__channel_find_peer(ch, host_port))
         return 0;
     if (ch->npeers == ch->cap_peers) {
-        peer *p = tch_array_grow(ch->peers, &ch->cap_peers, sizeof *p, 4);
+        peer *p = tch__array_grow_with(ch->alloc, ch->peers, &ch->cap_peers, sizeof *p, 4);
         if (!p)
             return tch_error_set(err, TCH_ENOMEM, "out of memory");
         ch->peers = p;
@@ -629,7 +638,7 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
         }
     }
     if (ch->nhandlers == ch->cap_handlers) {
-        handler_entry *p = tch_array_grow(ch->handlers, &ch->cap_handlers, sizeof *p, 8);
+        handler_entry *p = tch__array_grow_with(ch->alloc, ch->handlers, &ch->cap_handlers, sizeof *p, 8);
         if (!p) {
             if (free_ud)
                 free_ud(ud);
@@ -638,11 +647,11 @@ int tch_channel_register_with(tch_channel *ch, const char *service,
         ch->handlers = p;
     }
     handler_entry *h = &ch->handlers[ch->nhandlers];
-    h->service = strdup(service);
-    h->endpoint = strdup(endpoint);
+    h->service = tch__strdup(ch->alloc, service);
+    h->endpoint = tch__strdup(ch->alloc, endpoint);
     if (!h->service || !h->endpoint) {
-        free(h->service);
-        free(h->endpoint);
+        tch__free(ch->alloc, h->service);
+        tch__free(ch->alloc, h->endpoint);
         if (free_ud)
             free_ud(ud);
         return TCH_ENOMEM;
@@ -753,15 +762,19 @@ void tch_channel_free(tch_channel *ch) {
     tch__outbound_end_all(ch);
     for (size_t i = 0; i < ch->nhandlers; i++) {
         release_ud(&ch->handlers[i]);
-        free(ch->handlers[i].service);
-        free(ch->handlers[i].endpoint);
+        tch__free(ch->alloc, ch->handlers[i].service);
+        tch__free(ch->alloc, ch->handlers[i].endpoint);
     }
-    free(ch->handlers);
-    free(ch->peers);
+    tch__free(ch->alloc, ch->handlers);
+    tch__free(ch->alloc, ch->peers);
     if (ch->own_dns) /* after the connections: none is waiting on it now */
         evdns_base_free(ch->dns, 1);
     tch_intmap_free(&ch->cancellable);
     tch__hooks_free(ch);
-    free(ch->name);
-    free(ch);
+    tch__free(ch->alloc, ch->name);
+    tch__free_self(ch->alloc, ch);
+}
+
+const tch_allocator *tch_channel_allocator(const tch_channel *ch) {
+    return ch ? ch->alloc : NULL;
 }

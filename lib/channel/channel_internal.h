@@ -6,6 +6,7 @@
 #include <tchannel/channel.h>
 #include <tchannel/hooks.h>
 
+#include "alloc.h"
 #include "intmap.h"
 #include "transport.h"
 
@@ -50,6 +51,10 @@ typedef struct handler_entry {
 } handler_entry;
 
 struct tch_channel {
+    /* Where everything the channel makes comes from: NULL (the C library)
+     * or &alloc_copy (opts.allocator, copied). */
+    const tch_allocator *alloc;
+    tch_allocator alloc_copy;
     struct event_base *base;
     char *name;
     char process_name[128];

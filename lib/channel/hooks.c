@@ -55,8 +55,8 @@ uint64_t tch_channel_now_us(const tch_channel *ch) {
 void tch__hooks_free(tch_channel *ch) {
     if (!ch->hooks)
         return;
-    free(ch->hooks->v);
-    free(ch->hooks);
+    tch__free(ch->alloc, ch->hooks->v);
+    tch__free(ch->alloc, ch->hooks);
     ch->hooks = NULL;
     ch->nhooks = 0;
 }
@@ -65,11 +65,11 @@ int tch_channel_add_hook(tch_channel *ch, tch_event_cb fn, void *ud, uint32_t *h
     if (!ch || !fn)
         return TCH_EINVAL;
     channel_hooks *h = ch->hooks;
-    if (!h && !(h = ch->hooks = calloc(1, sizeof *h)))
+    if (!h && !(h = ch->hooks = tch__calloc(ch->alloc, 1, sizeof *h)))
         return TCH_ENOMEM;
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 4;
-        hook_entry *v = realloc(h->v, cap * sizeof *v);
+        hook_entry *v = tch__realloc(ch->alloc, h->v, cap * sizeof *v);
         if (!v)
             return TCH_ENOMEM;
         h->v = v;

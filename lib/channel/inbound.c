@@ -22,6 +22,11 @@ struct tch_inbound {
      * memory, or cancel-and-repeat would get past the budget). */
     tch_channel *home;
     tch_inbound *dprev, *dnext;
+    /* The channel's allocator, copied: an inbound (and its message) may be
+     * answered, and freed, after the channel is gone. NULL: the C library,
+     * else &alloc_copy. */
+    const tch_allocator *alloc;
+    tch_allocator alloc_copy;
 };
 
 /* The event hooks hear how the call ended, once (before detach, which
@@ -65,8 +70,20 @@ static void inbound_free(tch_inbound *in) {
     if (in->timer_set)
         event_del(&in->ttl_timer);
     tch_call_msg_free(in->msg);
-    free(in->msg);
-    free(in);
+    tch__free(in->alloc, in->msg);
+    tch__free_self(in->alloc, in);
+}
+
+/* The message and its buffers move to the inbound's copy of the allocator,
+ * which lives as long as they do. */
+static void adopt_msg(tch_inbound *in, tch_call_msg *msg) {
+    in->msg = msg;
+    if (!in->alloc)
+        return;
+    msg->alloc = in->alloc;
+    msg->meta.alloc = in->alloc;
+    for (int i = 0; i < 3; i++)
+        msg->args[i].alloc = in->alloc;
 }
 
 /* Stops tracking the call on its connection; the handler still owns it. */
@@ -182,22 +199,23 @@ void tch__inbound_dispatch(chconn *cc, tch_call_msg *msg) {
     if (refuse) {
         tch_conn_send_error(cc->conn, msg->id, code, &msg->tracing, refuse);
         tch_call_msg_free(msg);
-        free(msg);
+        tch__free(msg->alloc, msg);
         return;
     }
-    tch_inbound *in = calloc(1, sizeof *in);
+    tch_inbound *in = tch__calloc(ch->alloc, 1, sizeof *in);
     if (!in || tch_intmap_put(&cc->inbound, msg->id, in) != 0) {
         tch_conn_send_error(cc->conn, msg->id, TCH_PCODE_BUSY,
                             &msg->tracing, "server out of memory");
-        free(in);
+        tch__free(ch->alloc, in);
         tch_call_msg_free(msg);
-        free(msg);
+        tch__free(msg->alloc, msg);
         return;
     }
+    in->alloc = tch__alloc_keep(&in->alloc_copy, ch->alloc);
     in->ch = ch;
     in->cc = cc;
     in->id = msg->id;
-    in->msg = msg;
+    adopt_msg(in, msg);
     _Static_assert(sizeof in->peer == sizeof cc->host_port, "peer names are copied whole");
     memcpy(in->peer, cc->host_port, sizeof in->peer); /* hot path: no snprintf */
     if (msg->ttl_ms > 0) {

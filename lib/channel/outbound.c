@@ -154,7 +154,7 @@ static int copy_request(tch_outbound *call, const tch_call_opts *o) {
         size += args_size(o);
     for (size_t i = 0; i < o->nheaders; i++)
         size += o->headers[i].key.len + o->headers[i].value.len;
-    call->store = malloc(size ? size : 1);
+    call->store = tch__malloc(call->ch->alloc, size);
     if (!call->store)
         return TCH_ENOMEM;
     uint8_t *at = call->store;
@@ -186,7 +186,7 @@ static int own_args(tch_outbound *call) {
     if (!call->borrowed)
         return 0;
     size_t size = args_size(&call->req);
-    uint8_t *at = call->arg_store = malloc(size ? size : 1);
+    uint8_t *at = call->arg_store = tch__malloc(call->ch->alloc, size);
     if (!at)
         return TCH_ENOMEM;
     put_args(&at, &call->req, &call->req);
@@ -237,10 +237,10 @@ static void call_free(tch_outbound *call) {
     event_del(&call->defer);
     tch_buf_free(&call->local_store);
     if (call->tried != call->tried_inline)
-        free(call->tried);
-    free(call->store);
-    free(call->arg_store);
-    free(call);
+        tch__free(ch->alloc, call->tried);
+    tch__free(ch->alloc, call->store);
+    tch__free(ch->alloc, call->arg_store);
+    tch__free(ch->alloc, call);
 }
 
 /* The hook's observer or check hears how an attempt ended; returns the
@@ -438,8 +438,10 @@ static void note_tried(tch_outbound *call, const char *host_port) {
         return;
     if (call->ntried == call->cap_tried) {
         size_t cap = call->cap_tried * 2;
-        peer_name *more = call->tried == call->tried_inline ? malloc(cap * sizeof *more)
-                                                            : realloc(call->tried, cap * sizeof *more);
+        const tch_allocator *a = call->ch->alloc;
+        peer_name *more = call->tried == call->tried_inline
+                              ? tch__malloc(a, cap * sizeof *more)
+                              : tch__realloc(a, call->tried, cap * sizeof *more);
         if (!more)
             return;
         if (call->tried == call->tried_inline)
@@ -632,7 +634,7 @@ void tch__outbound_on_response(chconn *cc, tch_call_msg *msg) {
         attempt_done(call, &res);
     } /* else: a late answer to a call that already timed out */
     tch_call_msg_free(msg);
-    free(msg);
+    tch__free(msg->alloc, msg);
 }
 
 void tch__outbound_on_error_frame(chconn *cc, uint32_t id, const tch_error_frame *e) {
@@ -808,12 +810,15 @@ int tch_channel_call(tch_channel *ch, const tch_call_opts *o, tch_call_cb cb,
     if (ch->closing || ch->freeing || ch->free_pending) /* e.g. from a callback run by tch_channel_free */
         return tch_error_set(err, TCH_ECLOSED, "call to %s: channel %s is closing",
                              o->service, ch->name);
-    tch_outbound *call = calloc(1, sizeof *call);
+    tch_outbound *call = tch__calloc(ch->alloc, 1, sizeof *call);
+    if (call) {
+        call->ch = ch;
+        call->local_store.alloc = ch->alloc;
+    }
     if (!call || copy_request(call, o) != 0) {
-        free(call);
+        tch__free(ch->alloc, call);
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
-    call->ch = ch;
     call->tried = call->tried_inline;
     call->cap_tried = TRIED_INLINE;
     if (!o->trace && ch->current) { /* a handler's call: its trace, for every attempt */

@@ -26,7 +26,7 @@ static void finish(ping *p, int status) {
     uint64_t rtt = status == 0 ? now_us() - p->started_us : 0;
     tch_ping_cb cb = p->cb;
     void *ud = p->ud;
-    free(p);
+    tch__free(ch->alloc, p);
     CHANNEL_USER_CALL(ch, cb(status, rtt, ud));
 }
 
@@ -58,7 +58,7 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
     chconn *cc = tch__chconn_for_peer(ch, host_port, err);
     if (!cc)
         return err ? err->code : TCH_EIO;
-    ping *p = calloc(1, sizeof *p);
+    ping *p = tch__calloc(ch->alloc, 1, sizeof *p);
     if (!p)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     tch_conn *conn = cc->conn;
@@ -70,7 +70,7 @@ int tch_channel_ping(tch_channel *ch, const char *host_port, uint32_t timeout_ms
         p->id = tch_conn_next_id(conn);
     while (tch_intmap_get(&cc->calls, p->id) || tch_intmap_get(&cc->pings, p->id));
     if (tch_intmap_put(&cc->pings, p->id, p) != 0) {
-        free(p);
+        tch__free(ch->alloc, p);
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     }
     uint32_t ms = timeout_ms ? timeout_ms : ch->opts.default_timeout_ms;

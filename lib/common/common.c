@@ -1,6 +1,8 @@
 /* Error reporting, byte slices and growable buffers shared by all layers. */
 #include <tchannel/common.h>
 
+#include "alloc.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,7 +81,11 @@ bool tch_slice_eq_cstr(tch_slice a, const char *s) {
 }
 
 char *tch_slice_strdup(tch_slice s) {
-    char *out = malloc(s.len + 1);
+    return tch_slice_strdup_with(NULL, s);
+}
+
+char *tch_slice_strdup_with(const tch_allocator *alloc, tch_slice s) {
+    char *out = tch__malloc(alloc, s.len + 1);
     if (!out)
         return NULL;
     if (s.len)
@@ -97,7 +103,7 @@ int tch_buf_reserve(tch_buf *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    uint8_t *p = realloc(b->ptr, cap);
+    uint8_t *p = tch__realloc(b->alloc, b->ptr, cap);
     if (!p)
         return TCH_ENOMEM;
     b->ptr = p;
@@ -123,7 +129,7 @@ int tch_buf_append_slice(tch_buf *b, tch_slice s) {
 void tch_buf_reset(tch_buf *b) { b->len = 0; }
 
 void tch_buf_free(tch_buf *b) {
-    free(b->ptr);
+    tch__free(b->alloc, b->ptr);
     b->ptr = NULL;
     b->len = b->cap = 0;
 }
@@ -135,4 +141,8 @@ uint8_t *tch_buf_take(tch_buf *b, size_t *len) {
     b->ptr = NULL;
     b->len = b->cap = 0;
     return p;
+}
+
+void tch_free_with(const tch_allocator *alloc, void *p) {
+    tch__free(alloc, p);
 }

@@ -1,6 +1,7 @@
 #include "intmap.h"
 
-#include <stdlib.h>
+#include "alloc.h"
+
 #include <tchannel/common.h>
 
 static size_t slot_of(uint32_t key, size_t cap) {
@@ -9,7 +10,7 @@ static size_t slot_of(uint32_t key, size_t cap) {
 }
 
 void tch_intmap_free(tch_intmap *m) {
-    free(m->slots);
+    tch__free(m->alloc, m->slots);
     m->slots = NULL;
     m->cap = m->len = 0;
 }
@@ -44,14 +45,14 @@ static void insert_slot(tch_intmap_slot *slots, size_t cap, uint32_t key,
 
 static int grow(tch_intmap *m) {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    tch_intmap_slot *slots = calloc(cap, sizeof *slots);
+    tch_intmap_slot *slots = tch__calloc(m->alloc, cap, sizeof *slots);
     if (!slots)
         return TCH_ENOMEM;
     size_t len = 0;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].value)
             insert_slot(slots, cap, m->slots[i].key, m->slots[i].value, &len);
-    free(m->slots);
+    tch__free(m->alloc, m->slots);
     m->slots = slots;
     m->cap = cap;
     m->len = len;

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <tchannel/common.h>
+
 typedef struct tch_intmap_slot {
     uint32_t key;
     void *value; /* NULL marks an empty slot; values must be non-NULL */
@@ -17,9 +19,11 @@ typedef struct tch_intmap {
     tch_intmap_slot *slots;
     size_t cap; /* power of two, or 0 */
     size_t len;
+    const tch_allocator *alloc; /* the slots' (NULL: the C library); set
+                                   while empty, must outlive the slots */
 } tch_intmap;
 
-/* Zero-initialised is an empty, valid map. */
+/* Zero-initialised is an empty, valid map (on the C library). */
 void tch_intmap_free(tch_intmap *m);
 void *tch_intmap_get(const tch_intmap *m, uint32_t key);
 /* Inserts or replaces. Returns 0 or TCH_ENOMEM. */

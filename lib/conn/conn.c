@@ -5,6 +5,7 @@
  * out_block_new and in_room. */
 #include "conn.h"
 
+#include "alloc.h"
 #include "intmap.h"
 
 #include <limits.h>
@@ -69,12 +70,14 @@ struct tch_conn {
 
 tch_conn *tch_conn_new(const tch_conn_config *cfg,
                        const tch_conn_events *ev, void *ud) {
-    tch_conn *c = calloc(1, sizeof *c);
+    tch_conn *c = tch__calloc(cfg->alloc, 1, sizeof *c);
     if (!c)
         return NULL;
     c->cfg = *cfg;
-    c->host_port = strdup(cfg->host_port ? cfg->host_port : "0.0.0.0:0");
-    c->process_name = strdup(cfg->process_name ? cfg->process_name : "tchannel-c");
+    c->held.alloc = cfg->alloc;
+    c->req_parts.alloc = c->res_parts.alloc = cfg->alloc;
+    c->host_port = tch__strdup(cfg->alloc, cfg->host_port ? cfg->host_port : "0.0.0.0:0");
+    c->process_name = tch__strdup(cfg->alloc, cfg->process_name ? cfg->process_name : "tchannel-c");
     if (!c->host_port || !c->process_name) {
         tch_conn_free(c);
         return NULL;
@@ -127,7 +130,7 @@ static void part_free(tch_conn *c, part *p) {
     if (c->cfg.shared)
         c->cfg.shared->used -= p->charged;
     tch_reasm_free(&p->r);
-    free(p);
+    tch__free(c->cfg.alloc, p);
 }
 
 static void free_parts(tch_conn *c, tch_intmap *m) {
@@ -143,14 +146,14 @@ void tch_conn_free(tch_conn *c) {
     free_parts(c, &c->req_parts);
     free_parts(c, &c->res_parts);
     tch_buf_free(&c->held);
-    free(c->in);
+    tch__free(c->cfg.alloc, c->in);
     tch_conn_out_drop(c);
-    free(c->out_spare);
-    free(c->host_port);
-    free(c->process_name);
-    free(c->remote_host_port);
-    free(c->remote_process);
-    free(c);
+    tch__free(c->cfg.alloc, c->out_spare);
+    tch__free(c->cfg.alloc, c->host_port);
+    tch__free(c->cfg.alloc, c->process_name);
+    tch__free(c->cfg.alloc, c->remote_host_port);
+    tch__free(c->cfg.alloc, c->remote_process);
+    tch__free(c->cfg.alloc, c);
 }
 
 int tch_conn_is_ready(const tch_conn *c) { return c->state == READY; }
@@ -203,7 +206,7 @@ static out_block *out_block_new(tch_conn *c, size_t need) {
         c->out_spare = NULL;
     } else {
         size_t cap = need > OUT_BLOCK ? need : OUT_BLOCK;
-        b = malloc(sizeof *b + cap);
+        b = tch__malloc(c->cfg.alloc, sizeof *b + cap);
         if (!b)
             return NULL;
         b->cap = cap;
@@ -271,7 +274,7 @@ static void out_pop(tch_conn *c) {
     if (!c->out_spare && b->cap == OUT_BLOCK)
         c->out_spare = b;
     else
-        free(b);
+        tch__free(c->cfg.alloc, b);
 }
 
 void tch_conn_out_done(tch_conn *c, size_t n) {
@@ -415,8 +418,8 @@ static int refuse_answer(tch_conn *c, const tch_call_fields *f, const tch_slice 
  * decoder finds it, so the layout is not repeated here: it is the 4 bytes
  * before the first chunk's length. A fault's path only, hence the malloc
  * (a decoded frame holds room for 255 headers). */
-static int spoil_checksum(uint8_t *frame, size_t len, tch_error *err) {
-    tch_call_frame *cf = malloc(sizeof *cf);
+static int spoil_checksum(tch_conn *c, uint8_t *frame, size_t len, tch_error *err) {
+    tch_call_frame *cf = tch__malloc(c->cfg.alloc, sizeof *cf);
     if (!cf)
         return tch_error_set(err, TCH_ENOMEM, "out of memory spoiling a checksum");
     tch_frame fr;
@@ -432,7 +435,7 @@ static int spoil_checksum(uint8_t *frame, size_t len, tch_error *err) {
         for (size_t i = 0; i < 4; i++)
             frame[at + i] ^= 0xff;
     }
-    free(cf);
+    tch__free(c->cfg.alloc, cf);
     return rc;
 }
 
@@ -465,7 +468,7 @@ int tch_conn_send_call_with(tch_conn *c, uint8_t type, uint32_t id,
         int rc = tch_fragmenter_next(&fz, room ? room : c->scratch, &len, err);
         if (rc >= 0 && (flags & TCH_CONN_SEND_BAD_CHECKSUM)) {
             flags &= ~(unsigned)TCH_CONN_SEND_BAD_CHECKSUM; /* the first frame is enough */
-            int spoiled = spoil_checksum(room ? room : c->scratch, len, err);
+            int spoiled = spoil_checksum(c, room ? room : c->scratch, len, err);
             rc = spoiled < 0 ? spoiled : rc;
         }
         if (room)
@@ -514,7 +517,7 @@ static void become_ready(tch_conn *c) {
     c->state = READY;
     if (c->held.len) {
         tch_buf held = c->held;
-        c->held = (tch_buf){0};
+        c->held = (tch_buf){.alloc = c->cfg.alloc};
         int rc = out_append(c, held.ptr, held.len);
         tch_buf_free(&held);
         if (rc != 0) {
@@ -549,10 +552,10 @@ static int accept_init(tch_conn *c, const tch_frame *fr) {
                                                     : "host_port");
         return fail_fatal(c, fr->id, why);
     }
-    free(c->remote_host_port);
-    free(c->remote_process);
-    c->remote_host_port = tch_slice_strdup(hp);
-    c->remote_process = tch_slice_strdup(proc);
+    tch__free(c->cfg.alloc, c->remote_host_port);
+    tch__free(c->cfg.alloc, c->remote_process);
+    c->remote_host_port = tch_slice_strdup_with(c->cfg.alloc, hp);
+    c->remote_process = tch_slice_strdup_with(c->cfg.alloc, proc);
     if (!c->remote_host_port || !c->remote_process)
         return fail(c, TCH_ENOMEM, "out of memory");
     return 0;
@@ -589,7 +592,7 @@ static int on_handshake_frame(tch_conn *c, const tch_frame *fr) {
 /* ---- calls ------------------------------------------------------------ */
 
 static tch_call_msg *take_msg(tch_reasm *r) {
-    tch_call_msg *m = malloc(sizeof *m);
+    tch_call_msg *m = tch__malloc(r->msg.alloc, sizeof *m);
     if (!m)
         return NULL;
     *m = r->msg;
@@ -772,7 +775,7 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
     tch_reasm r;
     tch_error err;
     memset(&r, 0, sizeof r);
-    int rc = tch_reasm_start(&r, fr, c->cfg.max_arg_size, &err);
+    int rc = tch__reasm_start_with(&r, fr, c->cfg.max_arg_size, c->cfg.alloc, &err);
     if (rc >= 0 && arg1_too_long(&r, &err))
         rc = TCH_ETOOBIG;
     if (rc < 0) {
@@ -790,9 +793,9 @@ static int on_call_first(tch_conn *c, const tch_frame *fr, int is_req) {
         tch_reasm_free(&r);
         return 0;
     }
-    part *held = calloc(1, sizeof *held);
+    part *held = tch__calloc(c->cfg.alloc, 1, sizeof *held);
     if (!held || tch_intmap_put(parts, fr->id, held) != 0) {
-        free(held);
+        tch__free(c->cfg.alloc, held);
         tch_reasm_free(&r);
         return fail(c, TCH_ENOMEM, "out of memory");
     }
@@ -1016,7 +1019,7 @@ uint8_t *tch_conn_in_room(tch_conn *c, size_t want, size_t *cap) {
         c->in_off = 0;
     }
     if (c->in_cap - c->in_len < want) {
-        uint8_t *p = realloc(c->in, c->in_len + want);
+        uint8_t *p = tch__realloc(c->cfg.alloc, c->in, c->in_len + want);
         if (!p)
             return NULL;
         c->in = p;
@@ -1086,17 +1089,17 @@ int tch_conn_process(tch_conn *c, unsigned max_frames, uint64_t now_ms) {
 
 void tch_conn_trim(tch_conn *c) {
     if (c->in_len == 0) {
-        free(c->in);
+        tch__free(c->cfg.alloc, c->in);
         c->in = NULL;
         c->in_off = c->in_cap = 0;
     }
-    free(c->out_spare);
+    tch__free(c->cfg.alloc, c->out_spare);
     c->out_spare = NULL;
     if (c->out_len == 0) { /* the emptied tail kept for reuse goes too */
         while (c->out_head) {
             out_block *b = c->out_head;
             c->out_head = b->next;
-            free(b);
+            tch__free(c->cfg.alloc, b);
         }
         c->out_tail = NULL;
     }

@@ -42,6 +42,9 @@ typedef struct tch_conn_config {
      * as allocated, and checked before a frame is taken, so what is held
      * stays under both budgets. */
     tch_mem_budget *shared;
+    /* Where the conn, its buffers and the messages it delivers get their
+     * memory (NULL: the C library); must outlive the conn and them. */
+    const tch_allocator *alloc;
 } tch_conn_config;
 
 /* The one table of events, implemented by the conn's owner (the channel).
@@ -50,7 +53,7 @@ typedef struct tch_conn_config {
 typedef struct tch_conn_events {
     void (*ready)(void *ud); /* handshake done */
     /* A complete inbound request or response; the callee owns msg (free
-     * with tch_call_msg_free, then free()). */
+     * with tch_call_msg_free, then tch__free(msg->alloc, msg)). */
     void (*call_req)(void *ud, tch_call_msg *msg);
     void (*call_res)(void *ud, tch_call_msg *msg);
     /* A response for id could not be reassembled (checksum, limit). */

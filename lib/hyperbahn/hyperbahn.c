@@ -27,6 +27,8 @@
 #include <tchannel/hyperbahn.h>
 #include <tchannel/json.h>
 
+#include "alloc.h"
+
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -68,6 +70,7 @@ struct tch_hyperbahn {
 /* One advertise call. It outlives the hyperbahn when freed mid-call: the
  * call's callback then only frees this (hb is NULL). */
 struct ad_call {
+    const tch_allocator *alloc; /* the channel's (hb may be gone) */
     tch_hyperbahn *hb;
     char router[64];
     int is_retry; /* the one retry, sent to another router */
@@ -168,12 +171,12 @@ static void on_ad_response(const tch_json_response *res, void *ud) {
     char router[64];
     snprintf(router, sizeof router, "%s", ac->router);
     if (!hb) { /* freed while the call was in flight */
-        free(ac);
+        tch__free(ac->alloc, ac);
         return;
     }
     hb->inflight = NULL;
     int retried = retry_on_another_router(hb, ac, res);
-    free(ac);
+    tch__free(ac->alloc, ac);
     if (retried)
         return;
     if (res->status != 0) {
@@ -206,12 +209,14 @@ static void advertise_now(tch_hyperbahn *hb) {
 /* Sends one ad to the next router; a failure to start it is reported (and
  * the next ad scheduled) by advertise_failed. */
 static int send_ad(tch_hyperbahn *hb, int is_retry) {
-    ad_call *ac = calloc(1, sizeof *ac);
+    const tch_allocator *a = tch_channel_allocator(hb->ch);
+    ad_call *ac = tch__calloc(a, 1, sizeof *ac);
     const char *router = pick_router(hb);
     if (!ac) {
         advertise_failed(hb, router, "out of memory");
         return TCH_ENOMEM;
     }
+    ac->alloc = a;
     ac->hb = hb;
     ac->is_retry = is_retry;
     snprintf(ac->router, sizeof ac->router, "%s", router);
@@ -229,7 +234,7 @@ static int send_ad(tch_hyperbahn *hb, int is_retry) {
     };
     tch_error err;
     if (tch_json_call(hb->ch, &o, NULL, hb->body, on_ad_response, ac, &err) != 0) {
-        free(ac);
+        tch__free(a, ac);
         advertise_failed(hb, router, err.msg);
         return err.code ? err.code : TCH_EIO;
     }
@@ -245,11 +250,12 @@ static int add_router(tch_hyperbahn *hb, const char *hp, tch_error *err) {
     int rc = tch_host_port_check(hp, err); /* a name is looked up when called */
     if (rc)
         return rc;
-    char **r = realloc(hb->routers, (hb->nrouters + 1) * sizeof *r);
+    const tch_allocator *a = tch_channel_allocator(hb->ch);
+    char **r = tch__realloc(a, hb->routers, (hb->nrouters + 1) * sizeof *r);
     if (!r)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     hb->routers = r;
-    if (!(r[hb->nrouters] = strdup(hp)))
+    if (!(r[hb->nrouters] = tch__strdup(a, hp)))
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     hb->nrouters++;
     return 0;
@@ -288,7 +294,7 @@ static int read_file(const char *path, tch_buf *out, tch_error *err) {
 /* The router file is a JSON list of "host:port" strings (as Node's
  * hostPortFile). */
 static int load_router_file(tch_hyperbahn *hb, const char *path, tch_error *err) {
-    tch_buf text = {0};
+    tch_buf text = {.alloc = tch_channel_allocator(hb->ch)};
     int rc = read_file(path, &text, err);
     json_t *list = NULL;
     if (!rc) {
@@ -347,7 +353,8 @@ static int build_body(tch_hyperbahn *hb, const tch_hyperbahn_options *o, tch_err
     const char *const *names = o->services && o->nservices ? o->services : self;
     size_t n = o->services && o->nservices ? o->nservices : 1;
     json_t *list = json_array();
-    tch_buf msg = {0};
+    const tch_allocator *a = tch_channel_allocator(hb->ch);
+    tch_buf msg = {.alloc = a};
     int rc = list ? 0 : TCH_ENOMEM;
     for (size_t i = 0; !rc && i < n; i++) {
         if (!names[i] || !*names[i] || strlen(names[i]) > 255) {
@@ -362,7 +369,7 @@ static int build_body(tch_hyperbahn *hb, const tch_hyperbahn_options *o, tch_err
         rc = TCH_ENOMEM;
     else if (rc)
         json_decref(list);
-    if (!rc && !(hb->service_list = tch_slice_strdup(tch_buf_slice(&msg))))
+    if (!rc && !(hb->service_list = tch_slice_strdup_with(a, tch_buf_slice(&msg))))
         rc = TCH_ENOMEM;
     tch_buf_free(&msg);
     if (rc == TCH_ENOMEM)
@@ -388,12 +395,13 @@ static int ensure_listening(tch_hyperbahn *hb, tch_error *err) {
 }
 
 static void hb_destroy(tch_hyperbahn *hb) {
+    const tch_allocator *a = tch_channel_allocator(hb->ch); /* freed before the channel */
     for (size_t i = 0; i < hb->nrouters; i++)
-        free(hb->routers[i]);
-    free(hb->routers);
+        tch__free(a, hb->routers[i]);
+    tch__free(a, hb->routers);
     json_decref(hb->body);
-    free(hb->service_list);
-    free(hb);
+    tch__free(a, hb->service_list);
+    tch__free(a, hb);
 }
 
 int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
@@ -403,7 +411,7 @@ int tch_hyperbahn_advertise(tch_channel *ch, const tch_hyperbahn_options *opts,
         return tch_error_set(err, TCH_EINVAL,
                              "hyperbahn: channel, options, callback and out are required");
     *out = NULL;
-    tch_hyperbahn *hb = calloc(1, sizeof *hb);
+    tch_hyperbahn *hb = tch__calloc(tch_channel_allocator(ch), 1, sizeof *hb);
     if (!hb)
         return tch_error_set(err, TCH_ENOMEM, "out of memory");
     hb->ch = ch;

@@ -2,6 +2,8 @@
  * them and libevent for the socket. */
 #include "transport.h"
 
+#include "alloc.h"
+
 #include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -17,7 +19,10 @@
 
 /* A name lookup in flight. evdns answers it later even when the transport
  * has gone meanwhile (t is then NULL), so it is never cancelled: with the
- * resolver freed, evdns fails it with a shutdown, which is safe. */
+ * resolver freed, evdns fails it with a shutdown, which is safe. It is on
+ * the C library's malloc, not the owner's allocator: with a resolver of the
+ * caller's (tch_channel_set_resolver) it may be answered after the channel,
+ * and its allocator, are gone. */
 typedef struct lookup {
     tch_transport *t;
 } lookup;
@@ -514,7 +519,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
 static tch_transport *transport_new(struct event_base *base, evutil_socket_t fd,
                                     tch_conn *conn, const tch_transport_owner *owner,
                                     tch_error *err) {
-    tch_transport *t = calloc(1, sizeof *t);
+    tch_transport *t = tch__calloc(owner->alloc, 1, sizeof *t);
     if (!t) {
         evutil_closesocket(fd);
         tch_error_set(err, TCH_ENOMEM, "out of memory");
@@ -771,7 +776,7 @@ void tch_transport_free(tch_transport *t) {
         event_free(t->close_timer);
     if (t->tick)
         event_free(t->tick);
-    free(t);
+    tch__free(t->owner.alloc, t);
 }
 
 /* ---- listener ---------------------------------------------------------- */
@@ -780,6 +785,7 @@ struct tch_listener {
     struct evconnlistener *l;
     tch_accept_fn fn;
     void *ud;
+    const tch_allocator *alloc;
     char host_port[64];
 };
 
@@ -840,11 +846,12 @@ static int bind_name(tch_listener *ls, struct event_base *base, const tch_addr *
 }
 
 tch_listener *tch_listener_new(struct event_base *base, const char *host_port,
-                               tch_accept_fn fn, void *ud, tch_error *err) {
+                               tch_accept_fn fn, void *ud, const tch_allocator *alloc,
+                               tch_error *err) {
     tch_addr a;
     if (tch_addr_parse(host_port, &a, err))
         return NULL;
-    tch_listener *ls = calloc(1, sizeof *ls);
+    tch_listener *ls = tch__calloc(alloc, 1, sizeof *ls);
     if (!ls) {
         tch_error_set(err, TCH_ENOMEM, "out of memory");
         return NULL;
@@ -859,9 +866,10 @@ tch_listener *tch_listener_new(struct event_base *base, const char *host_port,
         bind_name(ls, base, &a, host_port, err);
     }
     if (!ls->l) {
-        free(ls);
+        tch__free(alloc, ls);
         return NULL;
     }
+    ls->alloc = alloc;
     bound_name(ls);
     return ls;
 }
@@ -872,5 +880,5 @@ void tch_listener_free(tch_listener *l) {
     if (!l)
         return;
     evconnlistener_free(l->l);
-    free(l);
+    tch__free(l->alloc, l);
 }

@@ -32,6 +32,10 @@ typedef struct tch_transport_owner {
      * a tch_transport or tch_conn call. */
     void (*closed)(void *ud, int status, const char *why);
     void *ud;
+    /* Where the transport's own struct comes from (NULL: the C library);
+     * must outlive it. libevent's events and evdns' lookups inside it use
+     * libevent's allocator (event_set_mem_functions is process-wide). */
+    const tch_allocator *alloc;
 } tch_transport_owner;
 
 /* dns looks up host names; it may be NULL when host_port is numeric. A
@@ -69,8 +73,10 @@ void tch_transport_explain_wait(const tch_transport *t, char *buf, size_t cap);
  * IPv4 ones first, since the Node peer wants a numeric IPv4 host_port. */
 typedef struct tch_listener tch_listener;
 typedef void (*tch_accept_fn)(evutil_socket_t fd, void *ud);
+/* alloc (NULL: the C library) is for the listener's struct; must outlive it. */
 tch_listener *tch_listener_new(struct event_base *base, const char *host_port,
-                               tch_accept_fn fn, void *ud, tch_error *err);
+                               tch_accept_fn fn, void *ud, const tch_allocator *alloc,
+                               tch_error *err);
 /* The numeric "host:port" actually bound ("[::1]:4040" for IPv6). */
 const char *tch_listener_host_port(const tch_listener *l);
 void tch_listener_free(tch_listener *l);

@@ -3,6 +3,8 @@
 
 #include "scheme.h"
 
+#include "alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +37,15 @@ static int encode_headers(const json_t *headers, tch_buf *out, tch_error *err) {
 /* ---- serving ---------------------------------------------------------- */
 
 typedef struct json_endpoint {
+    const tch_allocator *alloc; /* the channel's, which outlives it */
     tch_json_handler_cb fn;
     void *ud;
 } json_endpoint;
+
+static void json_endpoint_free(void *ud) {
+    json_endpoint *ep = ud;
+    tch__free(ep->alloc, ep);
+}
 
 static void on_json_call(tch_inbound *in, void *ud) {
     json_endpoint *ep = ud;
@@ -60,17 +68,22 @@ int tch_json_register(tch_channel *ch, const char *service,
                       const char *endpoint, tch_json_handler_cb fn, void *ud) {
     if (!fn)
         return TCH_EINVAL;
-    json_endpoint *ep = malloc(sizeof *ep);
+    const tch_allocator *a = tch_channel_allocator(ch);
+    json_endpoint *ep = tch__malloc(a, sizeof *ep);
     if (!ep)
         return TCH_ENOMEM;
+    ep->alloc = a;
     ep->fn = fn;
     ep->ud = ud;
-    return tch_channel_register_with(ch, service, endpoint, on_json_call, ep, free);
+    return tch_channel_register_with(ch, service, endpoint, on_json_call, ep,
+                                     json_endpoint_free);
 }
 
 int tch_json_respond(tch_inbound *in, uint8_t code, const json_t *headers,
                      const json_t *body) {
-    tch_buf h = {0}, b = {0};
+    const tch_allocator *a = tch_inbound_channel(in) ? tch_channel_allocator(tch_inbound_channel(in))
+                                                     : NULL; /* done: the answer is dropped */
+    tch_buf h = {.alloc = a}, b = {.alloc = a};
     tch_error err;
     int rc = 0;
     if (headers && !json_is_object(headers))
@@ -92,6 +105,7 @@ int tch_json_respond(tch_inbound *in, uint8_t code, const json_t *headers,
 /* ---- calling ---------------------------------------------------------- */
 
 typedef struct json_call {
+    const tch_allocator *alloc; /* the channel's, which outlives the call */
     tch_json_cb cb;
     void *ud;
 } json_call;
@@ -116,7 +130,7 @@ static void on_json_response(const tch_response *res, void *ud) {
     jc->cb(&out, jc->ud);
     json_decref(headers);
     json_decref(body);
-    free(jc);
+    tch__free(jc->alloc, jc);
 }
 
 int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
@@ -126,15 +140,17 @@ int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
         return tch_error_set(err, TCH_EINVAL, "json call: callback is required");
     if (headers && !json_is_object(headers))
         return tch_error_set(err, TCH_EINVAL, "json call: headers must be a JSON object");
-    tch_buf h = {0}, b = {0};
+    const tch_allocator *a = tch_channel_allocator(ch);
+    tch_buf h = {.alloc = a}, b = {.alloc = a};
     int rc = 0;
     rc = encode_headers(headers, &h, err);
     if (!rc)
         rc = tch_json_encode(body ? body : json_null(), &b, err);
-    json_call *jc = rc ? NULL : malloc(sizeof *jc);
+    json_call *jc = rc ? NULL : tch__malloc(a, sizeof *jc);
     if (!rc && !jc)
         rc = tch_error_set(err, TCH_ENOMEM, "out of memory");
     if (!rc) {
+        jc->alloc = a;
         jc->cb = cb;
         jc->ud = ud;
         tch_call_opts o = *opts;
@@ -143,7 +159,7 @@ int tch_json_call(tch_channel *ch, const tch_call_opts *opts,
         o.arg_scheme = "json";
         rc = tch_channel_call(ch, &o, on_json_response, jc, err); /* copies args */
         if (rc)
-            free(jc);
+            tch__free(a, jc);
     }
     tch_buf_free(&h);
     tch_buf_free(&b);

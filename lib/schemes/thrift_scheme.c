@@ -4,6 +4,8 @@
 
 #include "scheme.h"
 
+#include "alloc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,34 +13,47 @@
 /* ---- serving ---------------------------------------------------------- */
 
 typedef struct thrift_endpoint {
+    const tch_allocator *alloc; /* the channel's, which outlives it */
     const tch_thrift_method *method;
     tch_thrift_handler_cb fn;
     void *ud;
 } thrift_endpoint;
 
+/* args and headers are lib/thrift's (the C library); the struct is the
+ * channel's allocator's, copied: it may be answered after the channel is
+ * freed, as its inbound may. */
 struct tch_thrift_inbound {
     tch_inbound *in;
     const tch_thrift_method *method;
     tch_thrift_value *args;
     tch_kv *headers;
     size_t nheaders;
+    const tch_allocator *alloc; /* NULL or &alloc_copy */
+    tch_allocator alloc_copy;
 };
 
 static void thrift_inbound_free(tch_thrift_inbound *ti) {
     tch_thrift_value_free(ti->args);
     free(ti->headers);
-    free(ti);
+    tch__free_self(ti->alloc, ti);
+}
+
+static void thrift_endpoint_free(void *ud) {
+    thrift_endpoint *ep = ud;
+    tch__free(ep->alloc, ep);
 }
 
 static void on_thrift_call(tch_inbound *in, void *ud) {
     thrift_endpoint *ep = ud;
     if (tch__scheme_check_as(in, "thrift") != 0)
         return;
-    tch_thrift_inbound *ti = calloc(1, sizeof *ti);
+    const tch_allocator *a = tch_channel_allocator(tch_inbound_channel(in));
+    tch_thrift_inbound *ti = tch__calloc(a, 1, sizeof *ti);
     if (!ti) {
         tch_inbound_respond_error(in, TCH_PCODE_BUSY, "server out of memory");
         return;
     }
+    ti->alloc = tch__alloc_keep(&ti->alloc_copy, a);
     ti->in = in;
     ti->method = ep->method;
     tch_error err;
@@ -64,20 +79,22 @@ int tch_thrift_register(tch_channel *ch, const char *service,
     const tch_thrift_method *m = svc ? tch_thrift_service_find_method(svc, method) : NULL;
     if (!m || !fn || tch_thrift_method_check_supported(m, NULL) != 0)
         return m ? TCH_EINVAL : TCH_ENOTFOUND;
-    tch_buf arg1 = {0};
+    const tch_allocator *a = tch_channel_allocator(ch);
+    tch_buf arg1 = {.alloc = a};
     if (tch_thrift_arg1_join(tch_thrift_service_name(svc), method, &arg1, NULL) != 0 ||
         tch_buf_append(&arg1, "", 1) != 0) {
         tch_buf_free(&arg1);
         return TCH_ENOMEM;
     }
-    thrift_endpoint *ep = malloc(sizeof *ep);
+    thrift_endpoint *ep = tch__malloc(a, sizeof *ep);
     int rc = TCH_ENOMEM;
     if (ep) {
+        ep->alloc = a;
         ep->method = m;
         ep->fn = fn;
         ep->ud = ud;
         rc = tch_channel_register_with(ch, service, (const char *)arg1.ptr,
-                                       on_thrift_call, ep, free);
+                                       on_thrift_call, ep, thrift_endpoint_free);
     }
     tch_buf_free(&arg1);
     return rc;
@@ -105,7 +122,7 @@ static int respond_result(tch_thrift_inbound *ti, uint8_t code, const tch_thrift
                           const tch_thrift_value *v, const tch_kv *headers,
                           size_t nheaders) {
     tch_error err;
-    tch_buf h = {0}, body = {0};
+    tch_buf h = {.alloc = ti->alloc}, body = {.alloc = ti->alloc};
     tch_thrift_value *result = tch_thrift_value_new_struct();
     tch_thrift_value *copy = v ? tch_thrift_value_copy(v) : NULL;
     int rc = result && (!v || copy) ? 0 : tch_error_set(&err, TCH_ENOMEM, "out of memory");
@@ -171,6 +188,7 @@ int tch_thrift_respond_error(tch_thrift_inbound *ti, uint8_t code, const char *m
 /* ---- calling ---------------------------------------------------------- */
 
 typedef struct thrift_call {
+    const tch_allocator *alloc; /* the channel's, which outlives the call */
     const tch_thrift_method *method;
     tch_thrift_cb cb;
     void *ud;
@@ -210,8 +228,8 @@ static void on_thrift_response(const tch_response *res, void *ud) {
     }
     tc->cb(&out, tc->ud);
     tch_thrift_value_free(result);
-    free(headers);
-    free(tc);
+    free(headers); /* tch_thrift_headers_decode's */
+    tch__free(tc->alloc, tc);
 }
 
 int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
@@ -228,16 +246,18 @@ int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
     int rc = tch_thrift_method_check_supported(m, err);
     if (rc)
         return rc;
-    tch_buf arg1 = {0}, arg2 = {0}, arg3 = {0};
+    const tch_allocator *a = tch_channel_allocator(ch);
+    tch_buf arg1 = {.alloc = a}, arg2 = {.alloc = a}, arg3 = {.alloc = a};
     thrift_call *tc = NULL;
     rc = tch_thrift_arg1_join(tch_thrift_service_name(svc), method, &arg1, err);
     if (!rc)
         rc = tch_thrift_headers_encode(headers, nheaders, &arg2, err);
     if (!rc)
         rc = tch_thrift_encode(tch_thrift_method_args(m), args, &arg3, err);
-    if (!rc && !(tc = malloc(sizeof *tc)))
+    if (!rc && !(tc = tch__malloc(a, sizeof *tc)))
         rc = tch_error_set(err, TCH_ENOMEM, "out of memory");
     if (!rc) {
+        tc->alloc = a;
         tc->method = m;
         tc->cb = cb;
         tc->ud = ud;
@@ -248,7 +268,7 @@ int tch_thrift_call(tch_channel *ch, const tch_call_opts *opts,
         o.arg_scheme = "thrift";
         rc = tch_channel_call(ch, &o, on_thrift_response, tc, err);
         if (rc)
-            free(tc);
+            tch__free(a, tc);
     }
     tch_buf_free(&arg1);
     tch_buf_free(&arg2);

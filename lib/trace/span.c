@@ -2,6 +2,7 @@
  * hook that hands a channel's spans to a reporter. */
 #include <tchannel/trace.h>
 
+#include "alloc.h"
 #include "utf8.h"
 
 #include <arpa/inet.h>
@@ -182,9 +183,10 @@ int tch_tracer_new(tch_channel *ch, tch_span_reporter rep, tch_tracer **out, tch
     if (!ch || !rep.report)
         return tch_error_set(err, TCH_EINVAL, "tracer: %s is required",
                              ch ? "a report function" : "a channel");
-    tch_tracer *t = calloc(1, sizeof *t);
+    const tch_allocator *a = tch_channel_allocator(ch);
+    tch_tracer *t = tch__calloc(a, 1, sizeof *t);
     if (!t || tch_channel_add_hook(ch, on_event, t, &t->hook) != 0) {
-        free(t);
+        tch__free(a, t);
         return tch_error_set(err, TCH_ENOMEM, "tracer: out of memory");
     }
     t->ch = ch;
@@ -197,7 +199,7 @@ void tch_tracer_free(tch_tracer *t) {
     if (!t)
         return;
     tch_channel_remove_hook(t->ch, t->hook);
-    free(t);
+    tch__free(tch_channel_allocator(t->ch), t);
 }
 
 uint64_t tch_tracer_spans(const tch_tracer *t) { return t->spans; }

@@ -15,7 +15,7 @@
  * any), one exact-size malloc per non-empty arg. */
 #include "wire_internal.h"
 
-#include <stdlib.h>
+#include "alloc.h"
 
 static const char *const arg_names[] = {"arg1", "arg2", "arg3"};
 
@@ -33,7 +33,7 @@ size_t tch_call_msg_bytes(const tch_call_msg *m) {
 
 void tch_call_msg_free(tch_call_msg *m) {
     tch_call_msg_uncharge(m);
-    free(m->headers);
+    tch__free(m->alloc, m->headers);
     m->headers = NULL;
     m->nheaders = 0;
     m->service = TCH_SLICE_NULL;
@@ -65,7 +65,7 @@ static int copy_fields(tch_call_msg *m, const tch_frame *fr,
                        const tch_call_frame *cf, tch_error *err) {
     size_t n = fr->payload.len - chunks_size(cf);
     const uint8_t *base = fr->payload.ptr;
-    m->meta.ptr = malloc(n);
+    m->meta.ptr = tch__malloc(m->alloc, n);
     if (!m->meta.ptr)
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory for fields",
                              tch_frame_what(fr->type));
@@ -75,7 +75,7 @@ static int copy_fields(tch_call_msg *m, const tch_frame *fr,
         m->service = rebase(cf->f.service, base, m->meta.ptr);
     if (cf->f.nheaders == 0)
         return 0;
-    m->headers = malloc(cf->f.nheaders * sizeof *m->headers);
+    m->headers = tch__malloc(m->alloc, cf->f.nheaders * sizeof *m->headers);
     if (!m->headers)
         return tch_error_set(err, TCH_ENOMEM, "%s: out of memory for headers",
                              tch_frame_what(fr->type));
@@ -116,7 +116,7 @@ static int reserve_arg(tch_buf *b, size_t extra) {
     size_t cap = need + need / 8;
     if (cap < 64)
         cap = 64;
-    uint8_t *p = realloc(b->ptr, cap);
+    uint8_t *p = tch__realloc(b->alloc, b->ptr, cap);
     if (!p)
         return TCH_ENOMEM;
     b->ptr = p;
@@ -132,7 +132,7 @@ static int append(tch_reasm *r, tch_slice c, int closes, uint32_t *csum) {
     if (c.len == 0)
         return 0;
     if (closes && b->cap == 0) {
-        b->ptr = malloc(c.len);
+        b->ptr = tch__malloc(b->alloc, c.len);
         if (!b->ptr)
             return TCH_ENOMEM;
         b->cap = c.len;
@@ -210,7 +210,16 @@ static int absorb(tch_reasm *r, const tch_frame *fr, const tch_call_frame *cf,
 
 int tch_reasm_start(tch_reasm *r, const tch_frame *first, size_t max_arg,
                     tch_error *err) {
+    return tch__reasm_start_with(r, first, max_arg, NULL, err);
+}
+
+int tch__reasm_start_with(tch_reasm *r, const tch_frame *first, size_t max_arg,
+                          const tch_allocator *alloc, tch_error *err) {
     memset(r, 0, sizeof *r);
+    r->msg.alloc = alloc;
+    for (int i = 0; i < 3; i++)
+        r->msg.args[i].alloc = alloc;
+    r->msg.meta.alloc = alloc;
     r->max_arg = max_arg ? max_arg : SIZE_MAX;
     if (first->type != TCH_FRAME_CALL_REQ && first->type != TCH_FRAME_CALL_RES)
         return tch_error_set(err, TCH_EPROTO,

@@ -213,6 +213,9 @@ typedef struct tch_call_msg {
     uint8_t csum_type;
     tch_buf args[3];     /* arg1, arg2, arg3 */
     tch_buf meta;        /* owned copy of the bytes the views point into */
+    /* Where the headers array and the buffers' storage come from (the
+     * buffers carry it too): the reassembler's, NULL for the C library. */
+    const tch_allocator *alloc;
     /* Set by whoever charged the message's bytes to a budget (the conn, for
      * requests); the charge is given back by tch_call_msg_uncharge or
      * tch_call_msg_free, whichever comes first. */
@@ -269,6 +272,10 @@ typedef struct tch_reasm {
  * A taken message is freed with tch_call_msg_free, not tch_reasm_free. */
 int tch_reasm_start(tch_reasm *r, const tch_frame *first, size_t max_arg,
                     tch_error *err);
+/* The same with an allocator for the message's storage (NULL: the C
+ * library); it must outlive the message. */
+int tch__reasm_start_with(tch_reasm *r, const tch_frame *first, size_t max_arg,
+                          const tch_allocator *alloc, tch_error *err);
 int tch_reasm_continue(tch_reasm *r, const tch_frame *cont, tch_error *err);
 void tch_reasm_free(tch_reasm *r);
 

@@ -92,6 +92,16 @@ typedef struct tch_channel_options {
      * a test can replace it to drive a timeout without waiting for it. */
     tch_clock_cb now_ms;
     void *clock_ud;
+    /* Where the channel gets its memory (tchannel/common.h); NULL: the C
+     * library. The struct is copied; user_data must outlive the channel,
+     * the inbound calls its handlers still hold and its sync responses.
+     * The channel, its connections (buffers, reassembly, messages),
+     * transport, calls, inbound calls, pings, hooks, the json and thrift
+     * schemes' per-call work, the tracer, Hyperbahn's advertiser and a VCR
+     * on the channel (and its cassettes) use it. libevent's, jansson's and
+     * the Thrift values' memory do not (docs/library.md lists what does
+     * not). One missing callback is TCH_EINVAL. */
+    const tch_allocator *allocator;
 } tch_channel_options;
 
 #define TCH_IDLE_NEVER UINT32_MAX /* idle_timeout_ms, frame_timeout_ms */
@@ -121,6 +131,10 @@ int tch_channel_close(tch_channel *ch, uint32_t timeout_ms, tch_closed_cb cb,
                       void *ud);
 
 const char *tch_channel_name(const tch_channel *ch);
+/* The channel's allocator (its copy of opts.allocator), or NULL for the C
+ * library: for layers above that allocate on its behalf. Valid as long as
+ * the channel. */
+const tch_allocator *tch_channel_allocator(const tch_channel *ch);
 struct event_base *tch_channel_base(const tch_channel *ch);
 
 /* Addresses. Wherever a HOST:PORT is taken (listen, peers, a call's

@@ -87,12 +87,51 @@ typedef struct tch_trace {
 bool tch_slice_eq(tch_slice a, tch_slice b);
 bool tch_slice_eq_cstr(tch_slice a, const char *s);
 
-/* An owned, growable byte buffer. Zero-initialised is empty and valid.
- * tch_buf_free releases the storage; tch_buf_take hands it to the caller. */
+/* ---- allocators ------------------------------------------------------------
+ * Where a channel (tch_channel_options.allocator), a cassette
+ * (tch_cassette_options.allocator) or a buffer (tch_buf.alloc) gets its
+ * memory. A NULL `const tch_allocator *` everywhere means the C library's
+ * malloc, realloc and free.
+ *
+ * The library never asks malloc_cb or realloc_cb for 0 bytes, never calls
+ * realloc_cb with a NULL ptr (it calls malloc_cb) and never calls free_cb
+ * with NULL. Blocks must be aligned for any type (as malloc's are).
+ * malloc_cb and realloc_cb return NULL when out of memory (realloc_cb then
+ * leaves ptr as it was); the library answers that with TCH_ENOMEM, never a
+ * crash. Every block the library gets from an allocator it gives back to the
+ * same allocator, unless the API says the caller takes it (tch_buf_take,
+ * strings a function documents as freed with an allocator).
+ *
+ * The callbacks run on whatever thread uses the object that allocates (a
+ * channel: its event loop's thread), so an allocator shared by objects on
+ * several threads must be thread-safe itself. user_data must outlive every
+ * object made with the allocator; the struct itself is copied by a channel
+ * and a cassette, but a tch_buf keeps the pointer (see tch_buf.alloc). */
+typedef void *(*tch_malloc_cb)(size_t size, void *user_data);
+typedef void *(*tch_realloc_cb)(void *ptr, size_t size, void *user_data);
+typedef void (*tch_free_cb)(void *ptr, void *user_data);
+
+typedef struct tch_allocator {
+    tch_malloc_cb malloc_cb;   /* all three required */
+    tch_realloc_cb realloc_cb;
+    tch_free_cb free_cb;
+    void *user_data;
+} tch_allocator;
+
+/* An owned, growable byte buffer. Zero-initialised is empty and valid (and
+ * uses the C library). tch_buf_free releases the storage; tch_buf_take
+ * hands it to the caller.
+ *
+ * alloc is where the storage comes from and goes back to: NULL for the C
+ * library. Set it only while the buffer holds no storage (ptr NULL); it
+ * must stay valid for as long as the buffer has storage. A buffer the
+ * library fills for the caller (tch_base64_encode's, say) keeps the
+ * caller's alloc; one the library hands out says whose it is. */
 typedef struct tch_buf {
     uint8_t *ptr;
     size_t len;
     size_t cap;
+    const tch_allocator *alloc;
 } tch_buf;
 
 /* These return 0 or TCH_ENOMEM (b is left as it was). */
@@ -101,7 +140,9 @@ int tch_buf_append(tch_buf *b, const void *data, size_t len);
 int tch_buf_append_slice(tch_buf *b, tch_slice s);
 void tch_buf_reset(tch_buf *b); /* len = 0, keeps storage */
 void tch_buf_free(tch_buf *b);
-/* Returns the storage (caller frees with free()) and leaves b empty. */
+/* Returns the storage and leaves b empty (its alloc unchanged). The caller
+ * frees it with the buffer's allocator: free() when b->alloc is NULL,
+ * else b->alloc->free_cb (tch_free_with does either). NULL when empty. */
 uint8_t *tch_buf_take(tch_buf *b, size_t *len);
 static inline tch_slice tch_buf_slice(const tch_buf *b) {
     tch_slice s = {b->ptr, b->len};
@@ -115,8 +156,14 @@ static inline tch_slice tch_buf_slice(const tch_buf *b) {
 int tch_base64_encode(tch_slice in, size_t line_len, tch_buf *out);
 int tch_base64_decode(const char *in, size_t len, tch_buf *out);
 
-/* Copies s into a new NUL-terminated heap string (NULL on ENOMEM). */
+/* Copies s into a new NUL-terminated heap string (NULL on ENOMEM), from
+ * malloc (free it with free()). */
 char *tch_slice_strdup(tch_slice s);
+/* The same from alloc (NULL: malloc); free it with tch_free_with(alloc, s). */
+char *tch_slice_strdup_with(const tch_allocator *alloc, tch_slice s);
+/* Gives p (may be NULL) back to alloc (NULL: free()): for what a function
+ * hands out from an allocator, such as tch_buf_take's storage. */
+void tch_free_with(const tch_allocator *alloc, void *p);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -13,7 +13,9 @@ extern "C" {
 
 typedef struct tch_sync_client tch_sync_client;
 
-/* A response with owned storage; free with tch_sync_response_free. */
+/* A response with owned storage; free with tch_sync_response_free. With
+ * an allocator in the client's options its storage comes from it (alloc
+ * points at the client's copy): free such a response before the client. */
 typedef struct tch_sync_response {
     int status;         /* as tch_response.status */
     uint8_t code;       /* call res code when status is 0 */
@@ -24,6 +26,7 @@ typedef struct tch_sync_response {
     tch_kv *headers; /* slices point into header_store */
     size_t nheaders;
     tch_buf header_store;
+    const tch_allocator *alloc; /* message's and headers' (NULL: malloc) */
 } tch_sync_response;
 
 /* A client with its own event_base and a channel named name. *out gets

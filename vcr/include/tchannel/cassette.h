@@ -204,6 +204,17 @@ typedef struct tch_cassette_options {
      * `thrift` is asked first. Matching itself never depends on them. */
     const tch_cassette_thrift *thrift;
     const tch_thrift_idl *thrift_idl;
+    /* Where the cassette gets its memory (tchannel/common.h): NULL, the C
+     * library. The struct is copied; its user_data must outlive the
+     * cassette (and a journal of it). Everything the cassette keeps (its
+     * interactions, their buffers, which carry it as tch_buf.alloc, the
+     * index, stubs, the journal) and its lookups' work use it. Strings it
+     * hands out say how to free them. Not covered: jansson's json_t values
+     * and texts (json_dumps), libyaml's parser and emitter, the Thrift
+     * decoder's values, and a render callback's strings (free()d). An
+     * allocator missing a callback is TCH_EINVAL. The VCR sets it to its
+     * channel's. */
+    const tch_allocator *allocator;
 } tch_cassette_options;
 
 void tch_cassette_options_init(tch_cassette_options *o);
@@ -391,8 +402,10 @@ typedef struct tch_cassette_journal tch_cassette_journal;
  * which must outlive it). Recovers first: a journal left by a run that did
  * not finish is folded into the file now, and temp files of saves that
  * were interrupted (only ours, of processes that are gone) are removed.
- * *note (if note is not NULL) gets a malloc'd sentence saying what recovery
- * did, or NULL when there was nothing to do. Returns 0, TCH_EINVAL (a
+ * *note (if note is not NULL) gets a sentence saying what recovery did, or
+ * NULL when there was nothing to do; it is the cassette's allocator's:
+ * free it with tch_free_with(opts.allocator, note) (free() without one).
+ * The journal keeps a copy of the allocator, so it may be freed after c. Returns 0, TCH_EINVAL (a
  * cassette without a path), TCH_EIO, TCH_EPARSE (a journal record that
  * is not a torn tail), TCH_ESTATE, TCH_ENOMEM. */
 int tch_cassette_journal_open(tch_cassette *c, tch_cassette_journal **out, char **note,

@@ -50,7 +50,9 @@ typedef struct tch_vcr_options {
 void tch_vcr_options_init(tch_vcr_options *o);
 
 /* Opens the cassette at path and installs the VCR on ch (replacing any
- * outbound hook). opts may be NULL. *out gets the VCR. Returns 0,
+ * outbound hook). opts may be NULL. *out gets the VCR. The VCR and its
+ * cassettes allocate with the channel's allocator
+ * (tch_channel_allocator; opts->cassette.allocator is ignored). Returns 0,
  * tch_cassette_open's errors (TCH_EINVAL, TCH_EPARSE, TCH_EIO...: err
  * names file:line:column), TCH_ENOMEM. */
 int tch_vcr_use_cassette(tch_channel *ch, const char *path,
