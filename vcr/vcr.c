@@ -415,10 +415,13 @@ int tch_vcr_eject(tch_vcr *v, tch_error *err) {
     v->npending = 0;
     if (v->store && tch_cassette_journal_fold(v->journal, &e) != 0) {
         /* Keep v, and with it what was recorded: the caller may fix the
-         * cause and eject again, or give up with tch_vcr_discard. */
-        if (err)
+         * cause and eject again, or give up with tch_vcr_discard. Its own
+         * code, so the caller knows v is still theirs. */
+        if (err) {
             *err = e;
-        return e.code;
+            err->code = TCH_ENOTSAVED;
+        }
+        return TCH_ENOTSAVED;
     }
     if (!rc && v->record_err.code)
         rc = v->record_err.code, first = v->record_err;

@@ -59,6 +59,7 @@ const char *tch_strerror(int code) {
     case TCH_ENOTFOUND: return "not found";
     case TCH_EPARSE: return "parse error";
     case TCH_ECANCELED: return "cancelled";
+    case TCH_ENOTSAVED: return "not saved";
     default: return "unknown error";
     }
 }

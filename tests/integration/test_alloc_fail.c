@@ -381,10 +381,14 @@ static int set_has(const void *p) {
 static int eject(tch_vcr *v) {
     tch_error err = {0};
     int rc = tch_vcr_eject(v, &err);
-    /* Eject keeps v only when writing the file failed, which its code does
-     * not tell apart from a lost recording's: v's block still being live
-     * does (eject frees v last, allocating nothing after). */
-    if (rc != 0 && set_has(v))
+    /* Eject keeps v only when the file could not be written, and says so
+     * with its own code; v's block must then still be live, and only then. */
+    if ((rc == TCH_ENOTSAVED) != set_has(v)) { /* a broken contract: fail loudly */
+        fprintf(stderr, "eject returned %s but v is %s\n", tch_strerror(rc),
+                set_has(v) ? "live" : "freed");
+        abort();
+    }
+    if (rc == TCH_ENOTSAVED)
         tch_vcr_discard(v);
     return rc;
 }

@@ -352,13 +352,18 @@ static int calls_through_vcr(struct event_base *base, const tch_allocator *alloc
     return rc;
 }
 
-/* Eject; when it keeps the VCR (the file could not be written), discard.
- * Its code does not tell that from a lost recording's; the VCR's block
- * still being live does (the VCR is on its channel's allocator). */
+/* Eject; when it keeps the VCR (TCH_ENOTSAVED: the file could not be
+ * written), discard. The code must agree with the VCR's block (on its
+ * channel's allocator) still being live. */
 static int eject(tch_vcr *v, const counter *c) {
     tch_error err = {0};
     int rc = tch_vcr_eject(v, &err);
-    if (rc != 0 && c && live_block(c, v))
+    if (c && (rc == TCH_ENOTSAVED) != (live_block(c, v) != NULL)) { /* a broken contract */
+        fprintf(stderr, "eject returned %s but the VCR is %s\n", tch_strerror(rc),
+                live_block(c, v) ? "live" : "freed");
+        abort();
+    }
+    if (rc == TCH_ENOTSAVED)
         tch_vcr_discard(v);
     return rc;
 }

@@ -31,6 +31,8 @@ enum tch_errcode {
     TCH_ENOTFOUND = -12, /* no such service, endpoint, peer, file, key */
     TCH_EPARSE = -13,    /* malformed text input (IDL, cassette, JSON) */
     TCH_ECANCELED = -14,
+    TCH_ENOTSAVED = -15, /* a file could not be written; the object that would
+                            have written it is kept (tch_vcr_eject) */
 };
 
 #define TCH_ERROR_MSG_MAX 512

@@ -67,12 +67,13 @@ size_t tch_vcr_pending(const tch_vcr *v);
  * (folding the journal into it; calls still in flight are left out), runs
  * the strict check, and frees v. Returns the first error: a recording that
  * was lost (its call failed with that error too) or the strict check's.
- * If writing the file fails, v is NOT freed and the error names the file:
- * nothing recorded is lost (the journal holds it meanwhile, and a later
- * open reads it): fix the cause (a full disk, a folder gone) and eject
- * again, or drop the recordings with tch_vcr_discard. Returns 0, the lost
- * recording's code (a redactor's, TCH_EIO), TCH_EIO (the file could not
- * be written), TCH_ESTATE (strict: interactions went unused), TCH_ENOMEM. */
+ * If writing the file fails, it returns TCH_ENOTSAVED and v is NOT freed
+ * (every other return frees v); err names the file and the cause. Nothing
+ * recorded is lost (the journal holds it meanwhile, and a later open reads
+ * it): fix the cause (a full disk, a folder gone) and eject again, or drop
+ * the recordings with tch_vcr_discard. Returns 0, TCH_ENOTSAVED, the lost
+ * recording's code (a redactor's, TCH_EIO), TCH_ESTATE (strict:
+ * interactions went unused), TCH_ENOMEM. */
 int tch_vcr_eject(tch_vcr *v, tch_error *err);
 /* Removes the hook and frees v without saving anything: this run's
  * recordings are dropped, the journal that held them removed. */
