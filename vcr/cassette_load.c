@@ -153,12 +153,14 @@ static int fail_at(ld *l, const cnode *at, const char *fmt, ...) {
     va_end(ap);
     if (n >= (int)sizeof what) /* a long key or value: show that the text was cut */
         memcpy(what + sizeof what - 4, "...", 4);
-    return tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, (size_t)at->line + 1,
-                         (size_t)at->col + 1, what);
+    tch_error_set(l->err, TCH_EPARSE, "%s:%zu:%zu: %s", l->c->name, (size_t)at->line + 1,
+                  (size_t)at->col + 1, what);
+    return TCH_EPARSE; /* a constant, so the compiler sees the failure paths */
 }
 
 static int nomem(ld *l) {
-    return tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
+    tch_error_set(l->err, TCH_ENOMEM, "%s: out of memory", l->c->name);
+    return TCH_ENOMEM;
 }
 
 /* Errors that are not about the content: always reported at once. */
@@ -516,10 +518,11 @@ static int visit(ld *l, cnode *n, cnode **out) {
         n = n->u.ref;
     if (n->shared) {
         size_t cost = NODE_COST + (n->kind == N_SCALAR ? n->n : 0);
-        if (cost > l->budget)
-            return tch_error_set(l->err, TCH_ETOOBIG,
-                                 "%s:%zu:%zu: aliases expand to too much data", l->c->name,
-                                 (size_t)n->line + 1, (size_t)n->col + 1);
+        if (cost > l->budget) {
+            tch_error_set(l->err, TCH_ETOOBIG, "%s:%zu:%zu: aliases expand to too much data",
+                          l->c->name, (size_t)n->line + 1, (size_t)n->col + 1);
+            return TCH_ETOOBIG;
+        }
         l->budget -= cost;
     }
     *out = n;
@@ -736,7 +739,7 @@ static int walk_mapping(ld *l, cnode *m, const char *what, const key_spec *keys,
         return fail_at(l, m, "%s: expected a mapping", what);
     for (size_t p = 0; p < m->n; p += 2) {
         cnode *k, *v;
-        size_t i;
+        size_t i = 0;
         int rc = visit(l, &m->u.kids[p], &k);
         if (rc || (rc = key_of(l, k, what, keys, nkeys, seen, &i)) ||
             (rc = visit(l, &m->u.kids[p + 1], &v)) || (rc = fn(l, v, target, keys[i].which)))
