@@ -11,7 +11,9 @@
  * and its nodes are released, so reading costs about the cassette itself
  * plus one interaction's nodes (1.2 times the file for 1 KiB bodies;
  * bench_cassette --load-mb). An anchored root or `interactions` value is
- * composed whole.
+ * composed whole. Short texts (under 8 bytes: most keys) live in their
+ * node, other tag texts go with their piece, and a composer stack grown
+ * past STACK_KEEP by a large piece is given back.
  *
  * Which error is reported (the rule of the format, docs/cassettes.md):
  * errors come in document order and the first one wins; a piece is read
@@ -20,8 +22,8 @@
  * its content errors; checks of a mapping as a whole (a missing key,
  * `bodyDecoded` without the exact bytes...) come after its keys. One
  * exception: content errors in `interactions` written before `version` are
- * reported after the rest of the file is read and checked (read_top). A
- * second document is an error where it starts, whatever it holds.
+ * reported after the rest of the top-level mapping is read and checked
+ * (read_top). A second document is an error at its first token.
  *
  * Anchors and aliases: py2 tchannel-python cassettes contain them (PyYAML
  * writes a knownPeers list shared by several requests as `&id001` /
@@ -29,8 +31,8 @@
  * (a REF node, no copy, no replay); an alias to an undefined anchor and a
  * repeated anchor name are YAML errors with libyaml's messages. An
  * anchored node and everything in it is kept until the document ends (a
- * later alias may name it) and is "shared": every visit of it costs
- * NODE_COST plus its text from a budget of BUDGET_MIN plus BUDGET_RATIO
+ * later alias may name it) and is "shared": every visit of it after the
+ * first costs NODE_COST plus its text from a budget of BUDGET_MIN plus BUDGET_RATIO
  * times the input, so a "billion laughs" file stays small and fails early.
  * A node that contains itself ends on its shape, on a stub rule's depth
  * (JSON_NODE_DEPTH) or on the budget.
@@ -59,6 +61,7 @@
 #define MAX_DEPTH 1000 /* the schema needs 6 levels */
 #define JSON_NODE_DEPTH 64
 #define CHUNK_NODES 256
+#define STACK_KEEP 4096 /* nodes: a larger composer stack is freed after its piece */
 
 /* Scalar tags the schema tells apart; others keep their text (ld.tags). */
 enum {
@@ -85,16 +88,27 @@ typedef struct cnode {
     uint8_t kind;
     uint8_t style;  /* yaml_scalar_style_t */
     uint8_t tag;    /* TG_* (scalars) */
-    uint8_t shared; /* in an anchored node: visits are charged */
-    uint32_t tagx;  /* TG_OTHER: its text is ld.tags[tagx] */
+    uint8_t flags;  /* F_* */
+    uint32_t tagx;  /* TG_OTHER: its text is ld.tags[tagx] (F_SHARED) or ld.ptags[tagx] */
     uint32_t line, col; /* 0-based */
     size_t n;       /* scalar: bytes; collection: children */
     union {
-        char *text; /* NUL-terminated */
+        char *text; /* NUL-terminated, libyaml's */
+        char small[8]; /* F_INLINE: a text shorter than 8 bytes (most keys) */
         struct cnode *kids;
         struct cnode *ref;
     } u;
 } cnode;
+
+enum {
+    F_SHARED = 1,  /* in an anchored node: visits after the first are charged */
+    F_VISITED = 2, /* a shared node's first visit happened */
+    F_INLINE = 4,  /* the text is in u.small */
+};
+
+static const char *text(const cnode *n) {
+    return n->flags & F_INLINE ? n->u.small : n->u.text;
+}
 
 /* Nodes in chunks that never move (a REF points into them). */
 typedef struct nchunk {
@@ -138,8 +152,10 @@ typedef struct ld {
     json_t *anchors; /* name -> index in anodes */
     cnode **anodes;
     size_t nanodes, capanodes;
-    char **tags;   /* texts of TG_OTHER tags */
+    char **tags;   /* texts of TG_OTHER tags of shared nodes: until the end */
     size_t ntags, captags;
+    char **ptags;  /* and of the current piece's nodes */
+    size_t nptags, capptags;
     size_t budget; /* what visits of shared nodes may still cost */
 } ld;
 
@@ -179,7 +195,7 @@ static int take_text(const cnode *n, tch_buf *out) { /* out->alloc: the cassette
         return tch__cas_buf_set(out, TCH_SLICE_NULL);
     if (!(out->ptr = tch__malloc(out->alloc, n->n)))
         return TCH_ENOMEM;
-    memcpy(out->ptr, n->u.text, n->n);
+    memcpy(out->ptr, text(n), n->n);
     out->len = out->cap = n->n;
     return 0;
 }
@@ -300,7 +316,7 @@ static cnode *chunk_take(ld *l, nchunk **list, size_t k) {
 }
 
 static void node_free(cnode *n) {
-    if (n->kind == N_SCALAR)
+    if (n->kind == N_SCALAR && !(n->flags & F_INLINE))
         free(n->u.text); /* libyaml's, taken from its event */
 }
 
@@ -362,20 +378,25 @@ static int tag_of(ld *l, yaml_char_t **tagp, cnode *n) {
         n->tag++;
     if (n->tag != TG_OTHER)
         return 0;
-    if (l->ntags == l->captags) {
-        char **v = tch__array_grow_with(l->c->alloc, l->tags, &l->captags, sizeof *v, 4);
+    bool kept = n->flags & F_SHARED;
+    char ***tags = kept ? &l->tags : &l->ptags;
+    size_t *ntags = kept ? &l->ntags : &l->nptags, *cap = kept ? &l->captags : &l->capptags;
+    if (*ntags == *cap) {
+        char **v = tch__array_grow_with(l->c->alloc, *tags, cap, sizeof *v, 4);
         if (!v)
             return nomem(l);
-        l->tags = v;
+        *tags = v;
     }
-    n->tagx = u32(l->ntags);
-    l->tags[l->ntags++] = (char *)*tagp;
+    n->tagx = u32(*ntags);
+    (*tags)[(*ntags)++] = (char *)*tagp;
     *tagp = NULL;
     return 0;
 }
 
 static const char *tag_name(const ld *l, const cnode *n) {
-    return n->tag == TG_OTHER ? l->tags[n->tagx] : tag_names[n->tag];
+    if (n->tag != TG_OTHER)
+        return tag_names[n->tag];
+    return n->flags & F_SHARED ? l->tags[n->tagx] : l->ptags[n->tagx];
 }
 
 /* A slot on the stack for a new node (zeroed). */
@@ -411,7 +432,7 @@ static int new_node(ld *l, const yaml_char_t *anchor, uint8_t kind, cnode **out)
             return rc;
     }
     n->kind = kind;
-    n->shared = shared;
+    n->flags = shared ? F_SHARED : 0;
     n->line = u32(l->ev.start_mark.line);
     n->col = u32(l->ev.start_mark.column);
     *out = n;
@@ -426,7 +447,8 @@ static int open_coll_push(ld *l, cnode *n) {
         l->opens = o;
     }
     bool anchored = l->stack[l->nstack - 1].kind == N_REF;
-    l->opens[l->nopen++] = (open_coll){l->nstack, l->nstack - 1, anchored ? n : NULL, n->shared};
+    l->opens[l->nopen++] = (open_coll){l->nstack, l->nstack - 1, anchored ? n : NULL,
+                                       (n->flags & F_SHARED) != 0};
     return 0;
 }
 
@@ -459,8 +481,13 @@ static int compose_event(ld *l) {
             return rc;
         n->style = (uint8_t)e->data.scalar.style;
         n->n = e->data.scalar.length;
-        n->u.text = (char *)e->data.scalar.value; /* taken: the event frees NULL */
-        e->data.scalar.value = NULL;
+        if (n->n < sizeof n->u.small) { /* copied; the event frees its own */
+            memcpy(n->u.small, e->data.scalar.value, n->n + 1);
+            n->flags |= F_INLINE;
+        } else {
+            n->u.text = (char *)e->data.scalar.value; /* taken: the event frees NULL */
+            e->data.scalar.value = NULL;
+        }
         return 0;
     case YAML_ALIAS_EVENT: {
         cnode *a = anchor_find(l, (const char *)e->data.alias.anchor);
@@ -516,7 +543,9 @@ static int compose(ld *l, cnode **out) {
 static int visit(ld *l, cnode *n, cnode **out) {
     if (n->kind == N_REF)
         n = n->u.ref;
-    if (n->shared) {
+    if ((n->flags & (F_SHARED | F_VISITED)) == F_SHARED) {
+        n->flags |= F_VISITED; /* its first visit is free: the file paid for it */
+    } else if (n->flags & F_SHARED) {
         size_t cost = NODE_COST + (n->kind == N_SCALAR ? n->n : 0);
         if (cost > l->budget) {
             tch_error_set(l->err, TCH_ETOOBIG, "%s:%zu:%zu: aliases expand to too much data",
@@ -558,10 +587,24 @@ static int child(ld *l, coll *c, cnode **out) {
     return rc;
 }
 
-/* A piece is done: its nodes go (read from the parser only). */
+static void ptags_clear(ld *l) {
+    for (size_t i = 0; i < l->nptags; i++)
+        free(l->ptags[i]); /* libyaml's */
+    l->nptags = 0;
+}
+
+/* A piece is done: its nodes and tag texts go (read from the parser only),
+ * and a stack grown by a large piece is given back. */
 static void piece_done(ld *l, const coll *c) {
-    if (c->stream)
-        chunks_clear(l->c->alloc, &l->piece, true);
+    if (!c->stream)
+        return;
+    chunks_clear(l->c->alloc, &l->piece, true);
+    ptags_clear(l);
+    if (l->nstack == 0 && l->capstack > STACK_KEEP) {
+        tch__free(l->c->alloc, l->stack);
+        l->stack = NULL;
+        l->capstack = 0;
+    }
 }
 
 /* Composes and drops what is left of c (read from the parser). */
@@ -590,7 +633,7 @@ static bool is_null(const cnode *n) {
         return true;
     if (!plain(n) || n->tag != TG_NONE)
         return false;
-    const char *v = n->u.text;
+    const char *v = text(n);
     return n->n == 0 || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
@@ -605,7 +648,7 @@ static int read_bytes(ld *l, cnode *n, const char *what, tch_buf *out) {
         return fail_at(l, n, "%s: expected a string or !!binary scalar", what);
     /* PyYAML writes bytes as !!binary, and reads !!python/bytes as base64 too */
     if (n->tag == TG_BINARY || n->tag == TG_PYBYTES) {
-        int rc = tch_base64_decode(n->u.text, n->n, out);
+        int rc = tch_base64_decode(text(n), n->n, out);
         if (rc == TCH_ENOMEM)
             return nomem(l);
         if (rc)
@@ -625,7 +668,7 @@ static int read_bytes(ld *l, cnode *n, const char *what, tch_buf *out) {
 static int read_long(ld *l, const cnode *n, const char *what, long min, long max, long *out) {
     if (n->kind != N_SCALAR)
         return fail_at(l, n, "%s: expected an integer", what);
-    const char *v = n->u.text;
+    const char *v = text(n);
     char *end;
     errno = 0;
     long x = strtol(v, &end, 10);
@@ -640,7 +683,7 @@ static int read_scheme(ld *l, const cnode *n, tch_cassette_scheme *out) {
     static const char *const names[] = {"raw", "json", "thrift"};
     if (n->kind == N_SCALAR)
         for (int i = 0; i < 3; i++)
-            if (strcasecmp(n->u.text, names[i]) == 0) {
+            if (strcasecmp(text(n), names[i]) == 0) {
                 *out = (tch_cassette_scheme)i;
                 return 0;
             }
@@ -652,7 +695,7 @@ static int read_scheme(ld *l, const cnode *n, tch_cassette_scheme *out) {
 
 static int read_errcode(ld *l, const cnode *n, const char *what, uint8_t *out) {
     if (n->kind == N_SCALAR) {
-        const char *v = n->u.text;
+        const char *v = text(n);
         if (tch_cassette_errcode_parse(v, out) == 0)
             return 0;
         char *end;
@@ -676,8 +719,8 @@ static int read_bool(ld *l, const cnode *n, const char *what, bool *out) {
     static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
     if (n->kind == N_SCALAR && plain(n) && (n->tag == TG_NONE || n->tag == TG_BOOL))
         for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
-            if (strcmp(n->u.text, yes[i]) == 0 || strcmp(n->u.text, no[i]) == 0) {
-                *out = strcmp(n->u.text, yes[i]) == 0;
+            if (strcmp(text(n), yes[i]) == 0 || strcmp(text(n), no[i]) == 0) {
+                *out = strcmp(text(n), yes[i]) == 0;
                 return 0;
             }
     return fail_at(l, n, "%s: expected true or false", what);
@@ -713,7 +756,7 @@ static int key_of(ld *l, const cnode *k, const char *what, const key_spec *keys,
     if (k->kind != N_SCALAR)
         return fail_at(l, k, "%s: expected a scalar key", what);
     size_t i = 0;
-    while (i < nkeys && strcmp(keys[i].name, k->u.text) != 0)
+    while (i < nkeys && strcmp(keys[i].name, text(k)) != 0)
         i++;
     if (i == nkeys) {
         char allowed[256] = "";
@@ -722,7 +765,7 @@ static int key_of(ld *l, const cnode *k, const char *what, const key_spec *keys,
             strncat(allowed, keys[j].name, sizeof allowed - strlen(allowed) - 1);
         }
         strncat(allowed, ")", sizeof allowed - strlen(allowed) - 1);
-        return fail_at(l, k, "%s: unknown key '%.100s'%s", what, k->u.text, allowed);
+        return fail_at(l, k, "%s: unknown key '%.100s'%s", what, text(k), allowed);
     }
     if (*seen & (1u << i))
         return fail_at(l, k, "%s: duplicate key '%s'", what, keys[i].name);
@@ -761,11 +804,14 @@ static int walk_sequence(ld *l, cnode *s, item_fn fn, void *target) {
     return 0;
 }
 
-/* Grows a zeroed array so that index i exists. */
-static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
+/* Grows a zeroed array so that index i exists; the first time to want
+ * elements, the length of the list it holds, so it is not doubled past it. */
+static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t want, size_t size) {
     if (i < *cap)
         return 0;
-    size_t n = *cap ? *cap * 2 : 2;
+    size_t n = *cap ? *cap * 2 : want > i ? want : 2; /* want: the list's length */
+    if (n > SIZE_MAX / size)
+        return nomem(l);
     void *p = tch__realloc(l->c->alloc, *arr, n * size);
     if (!p)
         return nomem(l);
@@ -782,7 +828,7 @@ static int grow(ld *l, void **arr, size_t *cap, size_t i, size_t size) {
 static json_t *scalar_json(const cnode *n) {
     if (is_null(n))
         return json_null();
-    const char *v = n->u.text;
+    const char *v = text(n);
     if (plain(n) && (n->tag == TG_NONE || n->tag == TG_BOOL || n->tag == TG_INT)) {
         if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE"))
             return json_true();
@@ -819,7 +865,7 @@ static int collection_json(ld *l, const cnode *n, const char *what, int depth, j
         if (k->kind != N_SCALAR)
             return fail_at(l, k, "%s: expected a scalar key", what);
         if (!(rc = visit(l, &n->u.kids[p + 1], &v)) &&
-            !(rc = node_json(l, v, what, depth + 1, &x)) && json_object_set_new(j, k->u.text, x))
+            !(rc = node_json(l, v, what, depth + 1, &x)) && json_object_set_new(j, text(k), x))
             rc = nomem(l);
     }
     return rc;
@@ -865,14 +911,14 @@ typedef struct decoded {
 typedef struct req_ctx {
     tch_cassette_request *r;
     decoded dec;
-    size_t cap;
+    size_t cap, want; /* a list being read: its array's room, its length */
     json_t *rules; /* fields given as a rule mapping (a stub), or NULL */
 } req_ctx;
 
 static int peer_item(ld *l, cnode *n, void *target, size_t i) {
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
-    int e = grow(l, (void **)&r->known_peers, &rc->cap, i, sizeof *r->known_peers);
+    int e = grow(l, (void **)&r->known_peers, &rc->cap, i, rc->want, sizeof *r->known_peers);
     if (e)
         return e;
     r->n_known_peers = i + 1;
@@ -885,6 +931,7 @@ static int read_peers(ld *l, cnode *n, req_ctx *rc) {
     if (n->kind != N_SEQ)
         return fail_at(l, n, "knownPeers: expected a list");
     rc->cap = 0;
+    rc->want = n->n;
     return walk_sequence(l, n, peer_item, rc);
 }
 
@@ -898,7 +945,8 @@ static int th_item(ld *l, cnode *n, void *target, size_t i) {
     static const key_spec keys[] = {{"key", 0}, {"value", 1}};
     req_ctx *rc = target;
     tch_cassette_request *r = rc->r;
-    int e = grow(l, (void **)&r->transport_headers, &rc->cap, i, sizeof *r->transport_headers);
+    int e = grow(l, (void **)&r->transport_headers, &rc->cap, i, rc->want,
+                 sizeof *r->transport_headers);
     if (e)
         return e;
     r->n_transport_headers = i + 1;
@@ -917,6 +965,7 @@ static int read_theaders(ld *l, cnode *n, req_ctx *rc) {
     if (n->kind != N_SEQ)
         return fail_at(l, n, "transportHeaders: expected a list of {key, value}");
     rc->cap = 0;
+    rc->want = n->n;
     return walk_sequence(l, n, th_item, rc);
 }
 
@@ -1138,7 +1187,7 @@ static int read_fault(ld *l, cnode *n, tch_cassette_interaction *it) {
     static const char *const names[] = {"closeConnection", "noAnswer", "badChecksum"};
     if (n->kind == N_SCALAR)
         for (int i = 0; i < 3; i++)
-            if (strcmp(n->u.text, names[i]) == 0) {
+            if (strcmp(text(n), names[i]) == 0) {
                 tch_stub_info *st = stub_extras(l, it);
                 if (!st)
                     return TCH_ENOMEM;
@@ -1321,10 +1370,10 @@ static int read_interactions(ld *l, coll *top, coll *items) {
 }
 
 static int read_version(ld *l, const cnode *v) {
-    if (v->kind == N_SCALAR && strcmp(v->u.text, "1") == 0)
+    if (v->kind == N_SCALAR && strcmp(text(v), "1") == 0)
         return 0;
     return fail_at(l, v, "unsupported cassette version '%.255s' (only version 1 is known)",
-                   v->kind == N_SCALAR ? v->u.text : "?");
+                   v->kind == N_SCALAR ? text(v) : "?");
 }
 
 /* The top-level mapping, from the parser (a key or value at a time) or
@@ -1442,6 +1491,8 @@ static int load_with(ld *l) {
     json_decref(l->anchors);
     for (size_t i = 0; i < l->ntags; i++)
         free(l->tags[i]); /* libyaml's */
+    ptags_clear(l);
+    tch__free(l->c->alloc, l->ptags);
     tch__free(l->c->alloc, l->stack);
     tch__free(l->c->alloc, l->opens);
     tch__free(l->c->alloc, l->anodes);

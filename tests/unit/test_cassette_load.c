@@ -474,7 +474,7 @@ static void alias_expansion_is_bounded(void **state) {
     assert_null(c);
     assert_non_null(strstr(err.msg, "aliases expand to too much data"));
     /* the same file with few aliases loads (every read of a shared node
-     * counts, 64 bytes plus its text: 3 * 4096 reads of 4 KiB fit) */
+     * after its first counts, 64 bytes plus its text: these fit) */
     y.len = strlen(head) + 4096 + strlen(mid) + 4 * 4096 + 18 + 5 * 2;
     assert_int_equal(load_mem((const char *)y.ptr, y.len, &c, &err), 0);
     assert_int_equal(tch_cassette_count(c), 4);
