@@ -25,7 +25,9 @@
  *
  * Also: a NULL allocator and one that forwards to the C library give the
  * same outcome; an allocator lacking a callback is refused; a tch_buf uses
- * its own allocator.
+ * its own allocator; a sync call (the client calling its own channel) with
+ * each of its allocations failing in turn hands back a response whose
+ * message is a string.
  *
  * TCH_ALLOC_HOOK_VERBOSE=1 prints every N's outcome. */
 #include <tchannel/cassette.h>
