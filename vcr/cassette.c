@@ -480,6 +480,7 @@ int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cass
                         tch_error *err) {
     tch_cassette_request req;
     memset(out, 0, sizeof *out);
+    out->action = TCH_CASSETTE_ACT_ERROR; /* until decided: 0 would read as REPLAY */
     if (!c || !call)
         return tch_error_set(err, TCH_EINVAL, "tch_cassette_lookup: NULL argument");
     if (tch__cas_request_from_call(c->alloc, call, &req))

@@ -46,6 +46,7 @@ typedef struct cas_entry {
     entry_state state;
     bool from_file;   /* loaded at open: dropped from the file in mode ALL */
     bool indexed;
+    bool keyed;       /* fh and key are computed */
     unsigned plays;
     uint64_t fh[F_COUNT]; /* hash of each field's normalized form */
     uint64_t key;         /* combined hash of the enabled matchers' fields */
@@ -178,6 +179,10 @@ void tch__cas_norm_free(cas_norm *n);
 uint64_t tch__cas_key(const cas_norm *n, unsigned mask);
 int tch__cas_index_entry(tch_cassette *c, size_t idx);
 int tch__cas_index_reserve(tch_cassette *c, size_t n);
+/* Allocates now all that indexing the unsaved recordings (ST_DONE) from
+ * index `from` on will need, so that tch__cas_mark_saved cannot fail once
+ * they are written: a save calls it before it writes. 0 or TCH_ENOMEM. */
+int tch__cas_index_prepare(tch_cassette *c, size_t from);
 int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_decision *out,
                tch_error *err);
 
@@ -254,6 +259,10 @@ bool tch__cas_request_has_redacted(const tch_cassette_request *r);
 void tch__cas_stub_info_free(const tch_allocator *a, tch_stub_info *s);
 bool tch__cas_is_pattern(const cas_entry *e);
 int tch__cas_pattern_add(tch_cassette *c, size_t idx);
+/* Room for k more patterns, among them the unsaved ones from index `from`
+ * (their implicit rules built, their lists and groups made), so that
+ * tch__cas_pattern_add of each allocates nothing. */
+int tch__cas_pattern_reserve(tch_cassette *c, size_t from, size_t k);
 void tch__cas_pattern_remove(tch_cassette *c, size_t idx);
 /* Lookup in the pattern list: priorities below `below` only when `below`
  * is TCH_STUB_PRIORITY_DEFAULT, the rest otherwise. *hit is NO_ENTRY when
@@ -263,7 +272,9 @@ int tch__cas_pattern_find(tch_cassette *c, const tch_cassette_request *req, bool
 /* The nearest pattern for a miss, when it is nearer than nm's. */
 int tch__cas_pattern_near_miss(tch_cassette *c, const tch_cassette_request *req,
                           tch_cassette_near_miss *nm);
-void tch__cas_pattern_played(tch_cassette *c, size_t idx);
+/* The scenario step of pattern idx, which a lookup answers with: 0, or
+ * TCH_ENOMEM with nothing moved. */
+int tch__cas_pattern_played(tch_cassette *c, size_t idx);
 void tch__cas_stubs_free(tch_cassette *c);
 /* An interaction as tch_cassette_interaction_to_json writes it, without plays. */
 json_t *tch__cas_interaction_json(const tch_cassette_interaction *it);

@@ -584,7 +584,10 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     if (n == 0)
         return 0;
     tch_buf doc = {.alloc = c->alloc}, rec = {.alloc = c->alloc};
-    int rc = tch__cas_emit_some(c, tch__cas_keep_unsaved, j->settled, &doc, err);
+    /* first: once the record is durable, nothing may fail */
+    int rc = tch__cas_prepare_saved(c, j->settled, err);
+    if (!rc)
+        rc = tch__cas_emit_some(c, tch__cas_keep_unsaved, j->settled, &doc, err);
     if (!rc && frame(&rec, 'R', tch_buf_slice(&doc)))
         rc = tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory", c->name);
     tch_buf_free(&doc);
@@ -605,7 +608,8 @@ int tch_cassette_journal_commit(tch_cassette_journal *j, tch_error *err) {
     tch_buf_free(&rec);
     if (rc)
         return tch_error_wrap(err, "cassette %s: recording not saved", c->name), rc;
-    return tch__cas_mark_saved(c, j->settled, err);
+    tch__cas_mark_saved(c, j->settled);
+    return 0;
 }
 
 /* Entries c read at open or has saved since: what the file and journal
@@ -825,16 +829,19 @@ int tch_cassette_journal_fold(tch_cassette_journal *j, tch_error *err) {
     if (!c->dirty && j->fd < 0 && j->records == 0)
         return 0; /* nothing of ours: a journal there is another writer's */
     tch_buf out = {.alloc = c->alloc};
-    int rc = tch_cassette_emit(c, &out, err);
+    int rc = tch__cas_prepare_saved(c, 0, err);
+    if (!rc)
+        rc = tch_cassette_emit(c, &out, err);
     if (!rc)
         rc = tch__cas_journal_replace_file(c, j, tch_buf_slice(&out), err);
     if (!rc) { /* the file is c's content now */
         j->base_exists = true;
         j->base = content_hash(out.ptr, out.len);
         j->records = 0;
+        tch__cas_mark_saved(c, 0);
     }
     tch_buf_free(&out);
-    return rc ? rc : tch__cas_mark_saved(c, 0, err);
+    return rc;
 }
 
 void tch_cassette_journal_discard(tch_cassette_journal *j) {

@@ -23,9 +23,13 @@ int tch__cas_make_dirs(const tch_allocator *a, const char *dir, tch_error *err);
 void tch__cas_fsync_dir(const char *dir);
 int tch__cas_write_atomic(const tch_allocator *a, const char *path, tch_slice data,
                           tch_error *err);
+/* Before a save writes: allocates what tch__cas_mark_saved will need
+ * (TCH_ENOMEM, with nothing written or changed, otherwise). */
+int tch__cas_prepare_saved(tch_cassette *c, size_t from, tch_error *err);
 /* After a save: recordings become replayable, nothing is dirty. Entries
- * before `from` must hold no unsaved recording. */
-int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err);
+ * before `from` must hold no unsaved recording. Cannot fail: what it needs
+ * was allocated by tch__cas_prepare_saved of the same entries. */
+void tch__cas_mark_saved(tch_cassette *c, size_t from);
 
 /* The hash that identifies a file's content to its journal (a B record
  * names the file it adds to, an F record the file it was folded into), fed

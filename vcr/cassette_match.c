@@ -224,24 +224,17 @@ uint64_t tch__cas_key(const cas_norm *n, unsigned mask) {
 
 /* ---- index ------------------------------------------------------------- */
 
-static int rehash(tch_cassette *c, size_t want) {
-    size_t nb = 64;
-    while (nb < want * 2)
-        nb *= 2;
-    cas_bucket *b = tch__malloc(c->alloc, nb * sizeof *b);
-    if (!b)
-        return TCH_ENOMEM;
-    for (size_t i = 0; i < nb; i++)
+/* Chains every indexed entry again, in file order so a chain stays sorted
+ * by index. */
+static void rechain(tch_cassette *c) {
+    cas_bucket *b = c->buckets;
+    for (size_t i = 0; i < c->nbuckets; i++)
         b[i].head = b[i].tail = b[i].cursor = b[i].repeat = NO_ENTRY;
-    tch__free(c->alloc, c->buckets);
-    c->buckets = b;
-    c->nbuckets = nb;
-    /* re-chain in file order so a chain stays sorted by index */
     for (size_t i = 0; i < c->n; i++) {
         cas_entry *e = c->items[i];
         if (!e->indexed)
             continue;
-        cas_bucket *bk = &b[e->key & (nb - 1)];
+        cas_bucket *bk = &b[e->key & (c->nbuckets - 1)];
         e->next = NO_ENTRY;
         if (bk->tail == NO_ENTRY)
             bk->head = bk->cursor = i;
@@ -249,6 +242,23 @@ static int rehash(tch_cassette *c, size_t want) {
             c->items[bk->tail]->next = i;
         bk->tail = i;
     }
+}
+
+/* Rechains for `want` indexed entries; allocates only when the table is
+ * too small for them (so, after tch__cas_index_reserve, never). */
+static int rehash(tch_cassette *c, size_t want) {
+    if (!c->buckets || c->nbuckets < want * 2) {
+        size_t nb = 64;
+        while (nb < want * 2)
+            nb *= 2;
+        cas_bucket *b = tch__malloc(c->alloc, nb * sizeof *b);
+        if (!b)
+            return TCH_ENOMEM;
+        tch__free(c->alloc, c->buckets);
+        c->buckets = b;
+        c->nbuckets = nb;
+    }
+    rechain(c);
     return 0;
 }
 
@@ -260,12 +270,10 @@ int tch__cas_index_reserve(tch_cassette *c, size_t n) {
     return rehash(c, n);
 }
 
-/* Makes entry idx replayable through the index. Entries become indexed in
- * increasing index order, so appending keeps chains in file order. */
-int tch__cas_index_entry(tch_cassette *c, size_t idx) {
-    cas_entry *e = c->items[idx];
-    if (tch__cas_is_pattern(e)) /* matched by rules, from its own list */
-        return tch__cas_pattern_add(c, idx);
+/* e's field hashes and key, computed once (tch__cas_index_prepare may have). */
+static int key_entry(tch_cassette *c, cas_entry *e) {
+    if (e->keyed)
+        return 0;
     cas_norm n;
     int rc = tch__cas_normalize(c->alloc, &e->it.request, c->matcher_mask, &n);
     if (rc)
@@ -273,6 +281,38 @@ int tch__cas_index_entry(tch_cassette *c, size_t idx) {
     memcpy(e->fh, n.h, sizeof e->fh);
     e->key = tch__cas_key(&n, c->matcher_mask);
     tch__cas_norm_free(&n);
+    e->keyed = true;
+    return 0;
+}
+
+int tch__cas_index_prepare(tch_cassette *c, size_t from) {
+    size_t exact = 0, patterns = 0;
+    for (size_t i = from; i < c->n; i++) {
+        cas_entry *e = c->items[i];
+        if (e->state != ST_DONE)
+            continue;
+        if (tch__cas_is_pattern(e)) {
+            patterns++;
+            continue;
+        }
+        exact++;
+        int rc = key_entry(c, e);
+        if (rc)
+            return rc;
+    }
+    int rc = tch__cas_index_reserve(c, c->nindexed + exact);
+    return rc || !patterns ? rc : tch__cas_pattern_reserve(c, from, patterns);
+}
+
+/* Makes entry idx replayable through the index. Entries become indexed in
+ * increasing index order, so appending keeps chains in file order. */
+int tch__cas_index_entry(tch_cassette *c, size_t idx) {
+    cas_entry *e = c->items[idx];
+    if (tch__cas_is_pattern(e)) /* matched by rules, from its own list */
+        return tch__cas_pattern_add(c, idx);
+    int rc = key_entry(c, e);
+    if (rc)
+        return rc;
     e->indexed = true;
     e->next = NO_ENTRY;
     c->nindexed++;
@@ -927,9 +967,12 @@ int tch__cas_lookup(tch_cassette *c, tch_cassette_request *req, tch_cassette_dec
                       : fr.first_unplayed != NO_ENTRY ? fr.first_unplayed
                       : fr.last_played != NO_ENTRY    ? fr.last_played /* set with repeats only */
                                                       : late;
-        if (pick != NO_ENTRY) {
-            if (c->items[pick]->pattern)
-                tch__cas_pattern_played(c, pick);
+        if (pick != NO_ENTRY && c->items[pick]->pattern &&
+            (rc = tch__cas_pattern_played(c, pick)) != 0) {
+            /* its scenario could not move: not played, not answered */
+            tch_error_set(err, rc, "cassette %s: out of memory moving a stub's scenario",
+                          c->name);
+        } else if (pick != NO_ENTRY) {
             c->items[pick]->plays++;
             c->total_plays++;
             out->action = TCH_CASSETTE_ACT_REPLAY;

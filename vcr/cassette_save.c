@@ -357,9 +357,12 @@ int tch__cas_emit_some(const tch_cassette *c, cas_emit_filter keep, size_t from,
     int rc = emit_document(&m);
     if (!rc && !yaml_emitter_flush(&m.e))
         rc = TCH_ENOMEM;
+    /* a writer error is write_handler's: out's memory ran out */
+    if (rc && (m.e.error == YAML_WRITER_ERROR || m.e.error == YAML_MEMORY_ERROR))
+        rc = TCH_ENOMEM;
     if (rc)
         tch_error_set(err, rc, "cassette %s: writing YAML: %s", c->name,
-                      m.e.problem ? m.e.problem : tch_strerror(rc));
+                      rc == TCH_ENOMEM || !m.e.problem ? tch_strerror(rc) : m.e.problem);
     yaml_emitter_delete(&m.e);
     return rc;
 }
@@ -478,7 +481,13 @@ int tch__cas_write_atomic(const tch_allocator *a, const char *path, tch_slice da
 
 /* The file now holds every finished recording: as in tchannel-python, what
  * was recorded can be replayed once saved. */
-int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
+int tch__cas_prepare_saved(tch_cassette *c, size_t from, tch_error *err) {
+    return tch__cas_index_prepare(c, from)
+               ? tch_error_set(err, TCH_ENOMEM, "cassette %s: out of memory (indexing)", c->name)
+               : 0;
+}
+
+void tch__cas_mark_saved(tch_cassette *c, size_t from) {
     c->dirty = false;
     if (c->mode == TCH_CASSETTE_ALL)
         c->only_this_run = true;
@@ -486,12 +495,10 @@ int tch__cas_mark_saved(tch_cassette *c, size_t from, tch_error *err) {
         cas_entry *e = c->items[i];
         if (e->state == ST_DONE) {
             e->state = ST_LOADED;
-            int rc = tch__cas_index_entry(c, i);
-            if (rc)
-                return tch_error_set(err, rc, "cassette %s: indexing", c->name);
+            /* allocates nothing after tch__cas_prepare_saved, so cannot fail */
+            (void)tch__cas_index_entry(c, i);
         }
     }
-    return 0;
 }
 
 int tch_cassette_save(tch_cassette *c, tch_error *err) {
@@ -501,9 +508,13 @@ int tch_cassette_save(tch_cassette *c, tch_error *err) {
         return tch_error_set(err, TCH_EINVAL, "cassette %s: loaded from memory, no path to save",
                              c->name);
     tch_buf out = {.alloc = c->alloc};
-    int rc = tch_cassette_emit(c, &out, err);
+    int rc = tch__cas_prepare_saved(c, 0, err);
+    if (!rc)
+        rc = tch_cassette_emit(c, &out, err);
     if (!rc) /* folds a journal left beside the file, whose records c holds */
         rc = tch__cas_journal_replace_file(c, NULL, tch_buf_slice(&out), err);
     tch_buf_free(&out);
-    return rc ? rc : tch__cas_mark_saved(c, 0, err);
+    if (!rc)
+        tch__cas_mark_saved(c, 0);
+    return rc;
 }

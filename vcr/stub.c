@@ -51,12 +51,16 @@ static int implicit_rules(const tch_cassette *c, cas_entry *e) {
         [F_BODY] = SF_BODY,       [F_SCHEME] = SF_SCHEME,     [F_HOSTPORT] = -1,
         [F_THEADERS] = SF_THEADERS,
     };
+    tch_stub_rules *rs = NULL; /* all or none: a partial set would match too much */
     for (int f = 0; f < F_COUNT; f++)
         if ((c->matcher_mask & (1u << f)) && map[f] >= 0) {
-            int rc = tch__cas_rules_add_exact(&e->implicit, map[f], &e->it.request);
-            if (rc)
+            int rc = tch__cas_rules_add_exact(&rs, map[f], &e->it.request);
+            if (rc) {
+                tch_stub_rules_free(rs);
                 return rc;
+            }
         }
+    e->implicit = rs;
     return 0;
 }
 
@@ -75,15 +79,25 @@ static bool comes_before(const cas_pref *a, const cas_pref *b) {
     return a->priority < b->priority || (a->priority == b->priority && a->idx < b->idx);
 }
 
+/* Room in l for `want` patterns. */
+static int plist_reserve(const tch_cassette *c, cas_plist *l, size_t want) {
+    if (want <= l->cap)
+        return 0;
+    size_t n = l->cap ? l->cap * 2 : 4;
+    while (n < want)
+        n *= 2;
+    cas_pref *v = tch__realloc(c->alloc, l->v, n * sizeof *v);
+    if (!v)
+        return TCH_ENOMEM;
+    l->v = v;
+    l->cap = n;
+    return 0;
+}
+
 static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
-    if (l->n == l->cap) {
-        size_t n = l->cap ? l->cap * 2 : 4;
-        cas_pref *v = tch__realloc(c->alloc, l->v, n * sizeof *v);
-        if (!v)
-            return TCH_ENOMEM;
-        l->v = v;
-        l->cap = n;
-    }
+    int rc = plist_reserve(c, l, l->n + 1);
+    if (rc)
+        return rc;
     cas_pref p = {.idx = idx, .priority = priority_of(c->items[idx])};
     tch_slice lead = tch__cas_rules_body_lead(rules_of(c->items[idx]));
     p.nlead = (uint8_t)(lead.len < CAS_LEAD_MAX ? lead.len : CAS_LEAD_MAX);
@@ -107,9 +121,33 @@ static void plist_remove(cas_plist *l, size_t idx) {
         }
 }
 
-/* The group of key, or NULL; with create, a new one (NULL on ENOMEM). */
+/* The group of key, or NULL; with take, the free slot it would be in,
+ * taken for it (the table has room). */
+static cas_plist *group_find(tch_cassette *c, uint64_t key, bool take) {
+    for (size_t j = c->npgroups ? key & (c->npgroups - 1) : 0; c->npgroups;
+         j = (j + 1) & (c->npgroups - 1)) {
+        cas_plist *g = &c->pgroups[j];
+        if (g->used && g->key == key)
+            return g;
+        if (!g->used) {
+            if (!take)
+                return NULL;
+            g->used = true;
+            g->key = key;
+            c->npgroups_used++;
+            return g;
+        }
+    }
+    return NULL;
+}
+
+/* The group of key, or NULL; with create, a new one if none (NULL on
+ * ENOMEM). An existing group never allocates. */
 static cas_plist *group_of(tch_cassette *c, uint64_t key, bool create) {
-    if (create && (c->npgroups_used + 1) * 2 > c->npgroups) { /* grow: half full at most */
+    cas_plist *found = group_find(c, key, false);
+    if (found || !create)
+        return found;
+    if ((c->npgroups_used + 1) * 2 > c->npgroups) { /* grow: half full at most */
         size_t n = c->npgroups ? c->npgroups * 2 : 16;
         cas_plist *t = tch__calloc(c->alloc, n, sizeof *t);
         if (!t)
@@ -126,40 +164,31 @@ static cas_plist *group_of(tch_cassette *c, uint64_t key, bool create) {
         c->pgroups = t;
         c->npgroups = n;
     }
-    for (size_t j = c->npgroups ? key & (c->npgroups - 1) : 0; c->npgroups;
-         j = (j + 1) & (c->npgroups - 1)) {
-        cas_plist *g = &c->pgroups[j];
-        if (g->used && g->key == key)
-            return g;
-        if (!g->used) {
-            if (!create)
-                return NULL;
-            g->used = true;
-            g->key = key;
-            c->npgroups_used++;
-            return g;
-        }
-    }
-    return NULL;
+    return group_find(c, key, true);
 }
 
-/* Files pattern idx in its group when its rules require one service and one
- * endpoint, else in the wild list. */
-static int index_pattern(tch_cassette *c, size_t idx) {
-    cas_entry *e = c->items[idx];
+/* The list of pattern e: its group when its rules require one service and
+ * one endpoint (made if new), else the wild list. NULL on ENOMEM. */
+static cas_plist *list_for(tch_cassette *c, cas_entry *e) {
     tch_slice svc, ep;
-    cas_plist *l = &c->pwild;
     e->pgrouped = tch__cas_rules_exact_text(rules_of(e), SF_SERVICE, &svc) &&
                   tch__cas_rules_exact_text(rules_of(e), SF_ENDPOINT, &ep);
-    if (e->pgrouped) {
-        /* one group more per first byte of a required literal body start */
-        tch_slice lead = tch__cas_rules_body_lead(rules_of(e));
-        e->pkey = group_key(svc, ep);
-        if ((e->plead = lead.len > 0))
-            e->pkey = lead_key(e->pkey, lead.ptr[0]);
-        if (!(l = group_of(c, e->pkey, true)))
-            return TCH_ENOMEM;
-    }
+    if (!e->pgrouped)
+        return &c->pwild;
+    /* one group more per first byte of a required literal body start */
+    tch_slice lead = tch__cas_rules_body_lead(rules_of(e));
+    e->pkey = group_key(svc, ep);
+    if ((e->plead = lead.len > 0))
+        e->pkey = lead_key(e->pkey, lead.ptr[0]);
+    return group_of(c, e->pkey, true);
+}
+
+/* Files pattern idx in its list. */
+static int index_pattern(tch_cassette *c, size_t idx) {
+    cas_entry *e = c->items[idx];
+    cas_plist *l = list_for(c, e);
+    if (!l)
+        return TCH_ENOMEM;
     int rc = plist_insert(c, l, idx);
     if (!rc && priority_of(e) < TCH_STUB_PRIORITY_DEFAULT)
         c->npearly++;
@@ -181,6 +210,35 @@ static void unindex_pattern(tch_cassette *c, size_t idx) {
         c->npleads--;
 }
 
+/* Room in the pattern order for `want` patterns. */
+static int patterns_reserve(tch_cassette *c, size_t want) {
+    if (want <= c->cappatterns)
+        return 0;
+    size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
+    while (n < want)
+        n *= 2;
+    size_t *p = tch__realloc(c->alloc, c->patterns, n * sizeof *p);
+    if (!p)
+        return TCH_ENOMEM;
+    c->patterns = p;
+    c->cappatterns = n;
+    return 0;
+}
+
+int tch__cas_pattern_reserve(tch_cassette *c, size_t from, size_t k) {
+    for (size_t i = from; i < c->n; i++) {
+        cas_entry *e = c->items[i];
+        if (e->state != ST_DONE || !tch__cas_is_pattern(e))
+            continue;
+        int rc = rules_of(e) ? 0 : implicit_rules(c, e);
+        cas_plist *l = rc ? NULL : list_for(c, e);
+        /* k is at least what any one list gains */
+        if (rc || !l || plist_reserve(c, l, l->n + k))
+            return TCH_ENOMEM;
+    }
+    return patterns_reserve(c, c->npatterns + k);
+}
+
 int tch__cas_pattern_add(tch_cassette *c, size_t idx) {
     cas_entry *e = c->items[idx];
     if (!rules_of(e)) {
@@ -191,15 +249,9 @@ int tch__cas_pattern_add(tch_cassette *c, size_t idx) {
     int rc = index_pattern(c, idx);
     if (rc)
         return rc;
-    if (c->npatterns == c->cappatterns) {
-        size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
-        size_t *p = tch__realloc(c->alloc, c->patterns, n * sizeof *p);
-        if (!p) {
-            unindex_pattern(c, idx);
-            return TCH_ENOMEM;
-        }
-        c->patterns = p;
-        c->cappatterns = n;
+    if (patterns_reserve(c, c->npatterns + 1)) {
+        unindex_pattern(c, idx);
+        return TCH_ENOMEM;
     }
     /* sorted by priority, then index: the first that answers wins */
     int pr = priority_of(e);
@@ -267,16 +319,17 @@ static bool state_ok(const tch_cassette *c, const cas_entry *e) {
            strcmp(scenario_state(c, s->scenario), s->required_state) == 0;
 }
 
-void tch__cas_pattern_played(tch_cassette *c, size_t idx) {
+int tch__cas_pattern_played(tch_cassette *c, size_t idx) {
     const tch_stub_info *s = c->items[idx]->it.stub;
     if (!s || !s->scenario || !s->new_state)
-        return;
+        return 0;
     cas_scenario *sc = scenario_get(c, s->scenario, true);
     char *st = sc ? tch__strdup(c->alloc, s->new_state) : NULL;
-    if (st) {
-        tch__free(c->alloc, sc->state);
-        sc->state = st;
-    }
+    if (!st) /* a scenario made just now stays at Started: nothing moved */
+        return TCH_ENOMEM;
+    tch__free(c->alloc, sc->state);
+    sc->state = st;
+    return 0;
 }
 
 static bool names_scenario(const tch_cassette *c, const char *name) {

@@ -58,6 +58,9 @@ typedef struct waiter {
     int abandoned;
 } waiter;
 
+/* The message of a response whose copy ran out of memory: never freed. */
+static const char out_of_memory[] = "out of memory";
+
 static int copy_response(tch_sync_response *out, const tch_response *res,
                          const tch_allocator *alloc) {
     memset(out, 0, sizeof *out);
@@ -99,8 +102,10 @@ static void on_done(const tch_response *res, void *ud) {
     }
     if (copy_response(&w->res, res, w->alloc) != 0) {
         tch_sync_response_free(&w->res);
+        w->res.alloc = w->alloc;
         w->res.status = TCH_ENOMEM;
         w->res.error_code = TCH_PCODE_UNEXPECTED;
+        w->res.message = (char *)out_of_memory; /* as promised: a string */
     }
     w->done = 1;
 }
@@ -138,7 +143,8 @@ int tch_sync_call(tch_sync_client *c, const tch_call_opts *opts,
 }
 
 void tch_sync_response_free(tch_sync_response *r) {
-    tch__free(r->alloc, r->message);
+    if (r->message != out_of_memory)
+        tch__free(r->alloc, r->message);
     tch_buf_free(&r->arg2);
     tch_buf_free(&r->arg3);
     tch__free(r->alloc, r->headers);

@@ -25,7 +25,9 @@
  *
  * Also: a NULL allocator and one that forwards to the C library give the
  * same outcome; an allocator lacking a callback is refused; a tch_buf uses
- * its own allocator.
+ * its own allocator; a sync call (the client calling its own channel) with
+ * each of its allocations failing in turn hands back a response whose
+ * message is a string.
  *
  * TCH_ALLOC_HOOK_VERBOSE=1 prints every N's outcome. */
 #include <tchannel/cassette.h>
@@ -559,6 +561,54 @@ static int refuses_incomplete(void) {
     return bad;
 }
 
+/* One sync call, the client calling its own channel (its loop serves both
+ * ends), with allocation fail_at failing: a response it hands back has a
+ * message (tchannel/sync.h), and every block goes back. */
+static int sync_run(long fail_at, long *failed) {
+    counter c = {0};
+    tch_allocator a = {hook_malloc, hook_realloc, hook_free, &c};
+    tch_channel_options co = {.allocator = &a};
+    tch_sync_client *sc = NULL;
+    if (tch_sync_client_new("server", &co, &sc, NULL) != 0)
+        return check(0, "a sync client on the hook");
+    tch_channel *ch = tch_sync_client_channel(sc);
+    int bad = check(tch_channel_register(ch, NULL, "echo", echo, NULL) == 0 &&
+                        tch_channel_listen(ch, "127.0.0.1:0", NULL) == 0,
+                    "the sync client's channel listens");
+    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("echo"),
+                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(BODY),
+                          .host_port = tch_channel_host_port(ch), .timeout_ms = 1000,
+                          .retry_limit = TCH_RETRY_LIMIT_NONE};
+    c.count = 0;
+    c.fail_at = bad ? 0 : fail_at;
+    tch_sync_response res;
+    if (!bad && tch_sync_call(sc, &opts, &res, NULL) == 0) {
+        if (check(res.message != NULL, "a sync response has a message"))
+            printf("  N=%ld: status %d\n", fail_at, res.status);
+        bad += res.message == NULL;
+        bad += check(res.status != 0 || (res.arg3.len == strlen(ECHOED) &&
+                                          memcmp(res.arg3.ptr, ECHOED, res.arg3.len) == 0),
+                     "a sync response with status 0 holds the answer");
+        bad += check(fail_at != 0 || res.status == 0, "the clean sync call succeeds");
+        tch_sync_response_free(&res);
+    }
+    *failed = c.failed;
+    c.fail_at = 0;
+    tch_sync_client_free(sc);
+    bad += check(c.live == 0 && c.foreign == 0, "the sync client gives every block back");
+    return bad;
+}
+
+static int sync_each_allocation(void) {
+    long failed = 0, n = 0;
+    int bad = sync_run(0, &failed);
+    do
+        bad += sync_run(++n, &failed);
+    while (failed && n < 2000);
+    bad += check(n > 1 && !failed, "a sync call fails each allocation in turn, then passes");
+    return bad;
+}
+
 static int buf_uses_its_allocator(void) {
     counter c = {0};
     tch_allocator a = {hook_malloc, hook_realloc, hook_free, &c};
@@ -597,7 +647,8 @@ int main(void) {
         return 1;
     }
     int verbose = getenv("TCH_ALLOC_HOOK_VERBOSE") != NULL;
-    int bad = buf_uses_its_allocator() + refuses_incomplete() + same_with_and_without(d, idl);
+    int bad = buf_uses_its_allocator() + refuses_incomplete() + sync_each_allocation() +
+              same_with_and_without(d, idl);
     long m = 0, nbad = 0, n = 0, failed = 0, count;
     if (run_once(d, idl, 0, &m, &failed, verbose) != 0 || m == 0) {
         printf("the clean run failed (allocations %ld)\n", m);

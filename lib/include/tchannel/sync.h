@@ -20,7 +20,10 @@ typedef struct tch_sync_response {
     int status;         /* as tch_response.status */
     uint8_t code;       /* call res code when status is 0 */
     uint8_t error_code; /* tch_proto_code when status is not 0 */
-    char *message;      /* "" when none */
+    /* Never NULL: "" when none. When the response could not be copied
+     * (status TCH_ENOMEM) a static "out of memory", which
+     * tch_sync_response_free knows; do not write to or free it. */
+    char *message;
     tch_buf arg2;
     tch_buf arg3;
     tch_kv *headers; /* slices point into header_store */

@@ -206,14 +206,19 @@ typedef struct tch_cassette_options {
     const tch_thrift_idl *thrift_idl;
     /* Where the cassette gets its memory (tchannel/common.h): NULL, the C
      * library. The struct is copied; its user_data must outlive the
-     * cassette (and a journal of it). Everything the cassette keeps (its
-     * interactions, their buffers, which carry it as tch_buf.alloc, the
-     * index, stubs, the journal) and its lookups' work use it. Strings it
-     * hands out say how to free them. Not covered: jansson's json_t values
-     * and texts (json_dumps), libyaml's parser and emitter, the Thrift
-     * decoder's values, and a render callback's strings (free()d). An
-     * allocator missing a callback is TCH_EINVAL. The VCR sets it to its
-     * channel's. */
+     * cassette (and a journal of it). The cassette keeps on it its
+     * interactions, their buffers (which carry it as tch_buf.alloc), the
+     * index, stubs (but their rules), scenarios, and the journal; a lookup's
+     * normalized fields are on it too. Strings it hands out say how to
+     * free them. Not covered: stub rules (tch_stub_rules, on the C library
+     * and jansson), also those the cassette builds itself for a recording
+     * matched by rules (one holding TCH_STUB_REDACTED); a lookup's
+     * scratch for a json or thrift request's canonical JSON (jansson's
+     * values and json_dumps text, C library copies, freed before it
+     * returns); jansson's json_t values and texts; libyaml's parser and
+     * emitter; the Thrift decoder's values; a decision's near-miss texts
+     * and a render callback's strings (free()d). An allocator missing a
+     * callback is TCH_EINVAL. The VCR sets it to its channel's. */
     const tch_allocator *allocator;
 } tch_cassette_options;
 
@@ -337,10 +342,12 @@ typedef struct tch_cassette_decision {
 } tch_cassette_decision;
 
 /* Decides what to do with an outgoing call. REPLAY marks the interaction
- * played. Returns 0 for REPLAY/RECORD; TCH_ENOTFOUND with action ERROR, err
- * naming mode, cassette, request and nearest interaction; other negative
- * codes for failures (TCH_EINVAL for a NULL argument, TCH_ENOMEM, a
- * redactor's error). Always release with tch_cassette_decision_clear. */
+ * played (and moves its stub's scenario). Returns 0 for REPLAY/RECORD;
+ * TCH_ENOTFOUND with action ERROR, err naming mode, cassette, request and
+ * nearest interaction; other negative codes, with action ERROR, for
+ * failures (TCH_EINVAL for a NULL argument, TCH_ENOMEM, a redactor's
+ * error): nothing was played then and no scenario moved. Always release
+ * with tch_cassette_decision_clear. */
 int tch_cassette_lookup(tch_cassette *c, const tch_cassette_call *call, tch_cassette_decision *out,
                         tch_error *err);
 void tch_cassette_decision_clear(tch_cassette_decision *d);
@@ -377,8 +384,10 @@ int tch_cassette_record_abort(tch_cassette *c, tch_cassette_slot slot, tch_error
 int tch_cassette_emit(const tch_cassette *c, tch_buf *out, tch_error *err);
 /* Atomic save (temp file in the same directory, fsync, rename, fsync dir)
  * if anything new was recorded; otherwise writes nothing and returns 0.
- * Returns 0, TCH_EINVAL (a cassette without a path), TCH_EIO (naming the
- * file and why), TCH_ENOMEM. */
+ * On 0 the recordings are replayable; on failure the file does not hold
+ * them and they stay unsaved (save again, or drop them). Returns 0,
+ * TCH_EINVAL (a cassette without a path), TCH_EIO (naming the file and
+ * why), TCH_ENOMEM. */
 int tch_cassette_save(tch_cassette *c, tch_error *err);
 /* Save, then (strict) tch_cassette_check_unused: their codes. */
 int tch_cassette_finish(tch_cassette *c, tch_error *err);
