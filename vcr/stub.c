@@ -79,19 +79,28 @@ static bool comes_before(const cas_pref *a, const cas_pref *b) {
     return a->priority < b->priority || (a->priority == b->priority && a->idx < b->idx);
 }
 
-/* Room in l for `want` patterns. */
-static int plist_reserve(const tch_cassette *c, cas_plist *l, size_t want) {
-    if (want <= l->cap)
+/* Room for `want` elements of `size` bytes in *items (capacity *cap),
+ * doubling from `first`; *items and *cap are unchanged on failure. */
+static int reserve(const tch_cassette *c, void **items, size_t *cap, size_t want, size_t size,
+                   size_t first) {
+    if (want <= *cap)
         return 0;
-    size_t n = l->cap ? l->cap * 2 : 4;
-    while (n < want)
+    size_t n = *cap ? *cap : first;
+    while (n < want && n <= SIZE_MAX / 2)
         n *= 2;
-    cas_pref *v = tch__realloc(c->alloc, l->v, n * sizeof *v);
+    if (n < want || n > SIZE_MAX / size)
+        return TCH_ENOMEM;
+    void *v = tch__realloc(c->alloc, *items, n * size);
     if (!v)
         return TCH_ENOMEM;
-    l->v = v;
-    l->cap = n;
+    *items = v;
+    *cap = n;
     return 0;
+}
+
+/* Room in l for `want` patterns. */
+static int plist_reserve(const tch_cassette *c, cas_plist *l, size_t want) {
+    return reserve(c, (void **)&l->v, &l->cap, want, sizeof *l->v, 4);
 }
 
 static int plist_insert(const tch_cassette *c, cas_plist *l, size_t idx) {
@@ -212,17 +221,7 @@ static void unindex_pattern(tch_cassette *c, size_t idx) {
 
 /* Room in the pattern order for `want` patterns. */
 static int patterns_reserve(tch_cassette *c, size_t want) {
-    if (want <= c->cappatterns)
-        return 0;
-    size_t n = c->cappatterns ? c->cappatterns * 2 : 16;
-    while (n < want)
-        n *= 2;
-    size_t *p = tch__realloc(c->alloc, c->patterns, n * sizeof *p);
-    if (!p)
-        return TCH_ENOMEM;
-    c->patterns = p;
-    c->cappatterns = n;
-    return 0;
+    return reserve(c, (void **)&c->patterns, &c->cappatterns, want, sizeof *c->patterns, 16);
 }
 
 int tch__cas_pattern_reserve(tch_cassette *c, size_t from, size_t k) {
