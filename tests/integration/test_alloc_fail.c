@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "vcr_calls.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define TCH_LSAN 1
@@ -201,174 +202,10 @@ char *__wrap_strdup(const char *s) {
     return __wrap_strndup(s, SIZE_MAX);
 }
 
-/* ---- the scenario ------------------------------------------------------- */
+/* ---- the scenario (vcr_calls.h) -------------------------------------------- */
 
-#define BOUND_MS 3000
-#define BODY "hello"
-#define ECHOED "echo:" BODY
-
-typedef struct outcome {
-    int steps;      /* steps reached */
-    int failed_at;  /* the step that returned an error (0: none) */
-    int code;       /* its code */
-    int recorded;   /* the record call succeeded */
-    int saved;      /* eject succeeded */
-    int replayed;   /* the replay call succeeded */
-    char why[600];  /* a broken promise: empty when all is well */
-} outcome;
-
-typedef struct result {
-    int done, status;
-    char body[64];
-} result;
-
-static void echo(tch_inbound *in, void *ud) {
-    (void)ud;
-    char body[64];
-    snprintf(body, sizeof body, "echo:%.*s", (int)tch_inbound_arg3(in).len,
-             (const char *)tch_inbound_arg3(in).ptr);
-    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_slice_cstr(body));
-}
-
-static void json_echo(tch_inbound *in, const json_t *h, const json_t *b, void *ud) {
-    (void)ud;
-    tch_json_respond(in, 0, h, b);
-}
-
-static void on_json(const tch_json_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    char *t = res->status == 0 && res->body ? json_dumps(res->body, JSON_COMPACT) : NULL;
-    snprintf(r->body, sizeof r->body, "%s", t ? t : "");
-    free(t);
-}
-
-static void get_value(tch_thrift_inbound *call, void *ud) {
-    (void)ud;
-    tch_slice key = tch_thrift_value_bytes(tch_thrift_inbound_arg(call, "key"));
-    char val[64];
-    snprintf(val, sizeof val, "v:%.*s", (int)key.len, (const char *)key.ptr);
-    tch_thrift_value *v = tch_thrift_value_new_string(tch_slice_cstr(val));
-    if (v)
-        tch_thrift_respond(call, v, NULL, 0);
-    else
-        tch_thrift_respond_error(call, TCH_PCODE_UNEXPECTED, "out of memory");
-    tch_thrift_value_free(v);
-}
-
-static void on_thrift(const tch_thrift_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    if (res->status == 0 && res->outcome.value) {
-        tch_slice b = tch_thrift_value_bytes(res->outcome.value);
-        snprintf(r->body, sizeof r->body, "%.*s", (int)b.len, (const char *)b.ptr);
-    }
-}
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    if (res->status == 0)
-        snprintf(r->body, sizeof r->body, "%.*s", (int)res->arg3.len,
-                 (const char *)res->arg3.ptr);
-}
-
-static void broken(outcome *o, const char *what, int detail) {
-    if (!o->why[0])
-        snprintf(o->why, sizeof o->why, "step %d: %s (%d)", o->steps, what, detail);
-}
-
-/* Records a failed step; returns 1 so callers can `return step_failed()`. */
-static int step_failed(outcome *o, int code) {
-    o->failed_at = o->steps;
-    o->code = code;
-    if (code >= 0)
-        broken(o, "a failing step returned no error code", code);
-    return 1;
-}
-
-/* One call; 0 on success (the echo came), else the error. */
-static int call(tch_channel *ch, const char *hp, outcome *o, result *r) {
-    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("echo"),
-                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(BODY),
-                          .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    tch_error err = {0};
-    int rc = tch_channel_call(ch, &opts, on_result, r, &err);
-    if (rc != 0)
-        return rc;
-    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
-        broken(o, "the call's callback never ran", 0);
-        return -1000;
-    }
-    if (r->status == 0 && strcmp(r->body, ECHOED) != 0)
-        broken(o, "a call succeeded without the echo", 0);
-    return r->status;
-}
-
-#define KV_IDL TCH_SOURCE_DIR "/cassettes/keyvalue.thrift"
-#define JSON_BODY "{\"k\":\"v\"}"
-
-/* One JSON call; 0 on success (the body came back), else the error. */
-static int call_json(tch_channel *ch, const char *hp, outcome *o, result *r) {
-    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("json_echo"),
-                          .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    json_t *b = json_loads(JSON_BODY, 0, NULL), *h = json_object();
-    tch_error err = {0};
-    int rc = b && h ? tch_json_call(ch, &opts, h, b, on_json, r, &err) : -1;
-    json_decref(b);
-    json_decref(h);
-    if (rc != 0)
-        return rc;
-    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
-        broken(o, "the JSON call's callback never ran", 0);
-        return -1000;
-    }
-    if (r->status == 0 && strcmp(r->body, JSON_BODY) != 0)
-        broken(o, "a JSON call succeeded without its body", 0);
-    return r->status;
-}
-
-/* One Thrift call; 0 on success (the value came), else the error. */
-static int call_thrift(tch_channel *ch, const char *hp, const tch_thrift_idl *idl,
-                       outcome *o, result *r) {
-    tch_call_opts opts = {.service = "server", .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    tch_thrift_value *args = tch_thrift_value_new_struct();
-    int rc = tch_thrift_value_struct_set_take(args, 1,
-                                              tch_thrift_value_new_string(tch_slice_cstr("k")));
-    tch_error err = {0};
-    if (!args)
-        rc = TCH_ENOMEM;
-    if (!rc)
-        rc = tch_thrift_call(ch, &opts, tch_thrift_idl_find_service(idl, "KeyValue"),
-                             "getValue", args, NULL, 0, on_thrift, r, &err);
-    tch_thrift_value_free(args);
-    if (rc != 0)
-        return rc;
-    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
-        broken(o, "the Thrift call's callback never ran", 0);
-        return -1000;
-    }
-    if (r->status == 0 && strcmp(r->body, "v:k") != 0)
-        broken(o, "a Thrift call succeeded without its value", 0);
-    return r->status;
-}
-
-static int use(tch_channel *ch, const char *path, tch_cassette_mode mode,
-               const tch_thrift_idl *idl, tch_vcr **v) {
-    tch_vcr_options vo;
-    tch_vcr_options_init(&vo);
-    vo.idl = idl;
-    vo.cassette.mode = mode;
-    vo.cassette.no_env_override = 1;
-    tch_error err = {0};
-    return tch_vcr_use_cassette(ch, path, &vo, v, &err);
-}
+typedef tch_test_outcome outcome;
+typedef tch_test_result result;
 
 /* 1 when p is a live block of ours. */
 static int set_has(const void *p) {
@@ -394,60 +231,22 @@ static int eject(tch_vcr *v) {
 }
 
 /* Reads the saved cassette without counting: 1 when it holds the three calls. */
-static int cassette_holds_echo(const char *path) {
+static int cassette_holds_calls(const char *path) {
     int was = A.counting;
     A.counting = 0;
-    tch_cassette_options co;
-    tch_cassette_options_init(&co);
-    co.mode = TCH_CASSETTE_NONE;
-    co.no_env_override = 1;
-    tch_cassette *c = NULL;
-    tch_error err = {0};
-    int ok = 0;
-    if (tch_cassette_open(path, &co, &c, &err) == 0) {
-        const tch_cassette_interaction *it =
-            tch_cassette_count(c) == 3 ? tch_cassette_get(c, 0) : NULL;
-        const tch_cassette_interaction *js = it ? tch_cassette_get(c, 1) : NULL;
-        const tch_cassette_interaction *th = it ? tch_cassette_get(c, 2) : NULL;
-        ok = it && !it->is_error && it->response.body.len == strlen(ECHOED) &&
-             memcmp(it->response.body.ptr, ECHOED, strlen(ECHOED)) == 0 &&
-             js && !js->is_error && js->request.scheme == TCH_CASSETTE_JSON &&
-             js->response.body.len > 0 && th && !th->is_error &&
-             th->request.scheme == TCH_CASSETTE_THRIFT && th->response.body.len > 0;
-        tch_cassette_free(c);
-    }
+    int ok = tch_test_cassette_holds_calls(path);
     A.counting = was;
     return ok;
 }
 
-/* A client channel named "client" with the VCR on path in mode, and its
- * raw, JSON and Thrift calls: the record half and the replay half. Returns
- * 0 with *vcr still attached (the caller ejects it), or the failed step's
- * code, already counted, with the VCR ejected. */
+/* The client's half: the three calls through the VCR. A failed step ejects
+ * what was installed (its error paths are under test too). */
 static int calls_through_vcr(struct event_base *base, const char *hp, const tch_thrift_idl *idl,
                              const char *path, tch_cassette_mode mode, outcome *o,
-                             tch_channel **ch, tch_vcr **vcr, result *r, result *j, result *t) {
-    int rc;
-    o->steps++;
-    if ((rc = tch_channel_new(base, "client", NULL, ch, NULL)) != 0)
-        return step_failed(o, rc), rc;
-    o->steps++;
-    if ((rc = use(*ch, path, mode, idl, vcr)) != 0)
-        return step_failed(o, rc), rc;
-    o->steps++;
-    rc = call(*ch, hp, o, r);
-    if (rc == 0) {
-        o->steps++;
-        rc = call_json(*ch, hp, o, j);
-    }
-    if (rc == 0) {
-        o->steps++;
-        rc = call_thrift(*ch, hp, idl, o, t);
-    }
-    if (rc != 0) {
-        step_failed(o, rc);
+                             tch_channel **ch, tch_vcr **vcr, result r[3]) {
+    int rc = tch_test_calls_through_vcr(base, NULL, hp, idl, path, mode, o, ch, vcr, r);
+    if (rc && *vcr)
         eject(*vcr);
-    }
     return rc;
 }
 
@@ -455,77 +254,75 @@ static int calls_through_vcr(struct event_base *base, const char *hp, const tch_
 static void record_and_replay(struct event_base *base, const char *path, outcome *o) {
     tch_channel *server = NULL, *client = NULL, *replayer = NULL;
     tch_vcr *vcr = NULL;
-    result r1 = {0}, r2 = {0}, j1 = {0}, j2 = {0}, t1 = {0}, t2 = {0};
+    result r1[3] = {{0}}, r2[3] = {{0}};
     tch_thrift_idl *idl = NULL;
     char hp[64] = "";
     int rc;
 
     o->steps = 1;
     tch_error err = {0};
-    if ((rc = tch_thrift_load(KV_IDL, &idl, &err)) != 0) {
-        step_failed(o, rc);
+    if ((rc = tch_thrift_load(TCH_TEST_KV_IDL, &idl, &err)) != 0) {
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->steps++;
     if ((rc = tch_channel_new(base, "server", NULL, &server, NULL)) != 0) {
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->steps++;
     if ((rc = tch_channel_listen(server, NULL, &err)) != 0) {
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
         goto out;
     }
     snprintf(hp, sizeof hp, "%s", tch_channel_host_port(server));
     o->steps++;
-    if ((rc = tch_channel_register(server, NULL, "echo", echo, NULL)) != 0) {
-        step_failed(o, rc);
+    if ((rc = tch_channel_register(server, NULL, "echo", tch_test_echo, NULL)) != 0) {
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->steps++;
-    if ((rc = tch_json_register(server, NULL, "json_echo", json_echo, NULL)) != 0) {
-        step_failed(o, rc);
+    if ((rc = tch_json_register(server, NULL, "json_echo", tch_test_json_echo, NULL)) != 0) {
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->steps++;
     if ((rc = tch_thrift_register(server, NULL, tch_thrift_idl_find_service(idl, "KeyValue"),
-                                  "getValue", get_value, NULL)) != 0) {
-        step_failed(o, rc);
+                                  "getValue", tch_test_get_value, NULL)) != 0) {
+        tch_test_step_failed(o, rc);
         goto out;
     }
-    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_ONCE, o, &client, &vcr, &r1, &j1,
-                          &t1) != 0)
+    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_ONCE, o, &client, &vcr, r1) != 0)
         goto out;
     o->recorded = 1;
     o->steps++;
     rc = eject(vcr);
     if (rc != 0) {
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->saved = 1;
-    if (!cassette_holds_echo(path)) {
-        broken(o, "eject succeeded but the cassette lacks the interaction", 0);
+    if (!cassette_holds_calls(path)) {
+        tch_test_broken(o, "eject succeeded but the cassette lacks the interaction", 0);
         goto out;
     }
     /* Offline from here: the replay must not need the server. */
     tch_channel_free(server);
     server = NULL;
-    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_NONE, o, &replayer, &vcr, &r2, &j2,
-                          &t2) != 0)
+    if (calls_through_vcr(base, hp, idl, path, TCH_CASSETTE_NONE, o, &replayer, &vcr, r2) != 0)
         goto out;
     o->replayed = 1;
     o->steps++;
     if ((rc = eject(vcr)) != 0)
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
 out:
     tch_channel_free(replayer);
     tch_channel_free(client);
     tch_channel_free(server);
     tch_thrift_idl_free(idl);
-    if (r1.done > 1 || r2.done > 1 || j1.done > 1 || j2.done > 1 || t1.done > 1 ||
-        t2.done > 1)
-        broken(o, "a callback ran twice", 0);
+    for (int i = 0; i < 3; i++)
+        if (r1[i].done > 1 || r2[i].done > 1)
+            tch_test_broken(o, "a callback ran twice", i);
 }
 
 /* The failed allocation's callers, as the C library can name them. */
@@ -536,22 +333,13 @@ static void print_where(void) {
     backtrace_symbols_fd(A.where, A.nwhere, STDOUT_FILENO);
 }
 
-static void remove_cassette(const char *path) {
-    char p[512];
-    unlink(path);
-    snprintf(p, sizeof p, "%s.journal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s.lock", path);
-    unlink(p);
-}
-
 /* Runs the scenario with allocation fail_at failing (0: none). Returns 0
  * when every promise held; prints why not. *count receives the number of
  * allocations counted. */
 static int run_once(const char *dir, long fail_at, long *count, int verbose) {
     char path[256];
     snprintf(path, sizeof path, "%s/c%ld.yaml", dir, fail_at);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     struct event_base *base = event_base_new();
     if (!base) {
         fprintf(stderr, "event_base_new failed\n");
@@ -566,12 +354,12 @@ static int run_once(const char *dir, long fail_at, long *count, int verbose) {
     record_and_replay(base, path, &o);
     A.counting = 0;
     event_base_free(base);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     *count = A.count;
     if (A.live != live0)
-        broken(&o, "blocks leaked", (int)(A.live - live0));
+        tch_test_broken(&o, "blocks leaked", (int)(A.live - live0));
     if (fail_at == 0 && (o.failed_at || !o.replayed))
-        broken(&o, "the clean run failed", o.code);
+        tch_test_broken(&o, "the clean run failed", o.code);
     if (o.why[0]) {
         printf("N=%ld: %s (allocations %ld; failed step %d code %d)\n", fail_at,
                o.why, A.count, o.failed_at, o.code);

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "vcr_calls.h"
 
 /* ---- the counting allocator ----------------------------------------------- */
 
@@ -182,177 +183,10 @@ static void libc_free(void *p, void *ud) {
     free(p);
 }
 
-/* ---- the scenario ------------------------------------------------------- */
+/* ---- the scenario (vcr_calls.h) -------------------------------------------- */
 
-#define BOUND_MS 3000
-#define BODY "hello"
-#define ECHOED "echo:" BODY
-#define KV_IDL TCH_SOURCE_DIR "/cassettes/keyvalue.thrift"
-#define JSON_BODY "{\"k\":\"v\"}"
-
-typedef struct outcome {
-    int steps;      /* steps reached */
-    int failed_at;  /* the step that returned an error (0: none) */
-    int code;       /* its code */
-    int recorded, saved, replayed;
-    char body[3][64]; /* what the replayed calls answered */
-    char why[600];  /* a broken promise: empty when all is well */
-} outcome;
-
-typedef struct result {
-    int done, status;
-    char body[64];
-} result;
-
-static void broken(outcome *o, const char *what, int detail) {
-    if (!o->why[0])
-        snprintf(o->why, sizeof o->why, "step %d: %s (%d)", o->steps, what, detail);
-}
-
-static int step_failed(outcome *o, int code) {
-    o->failed_at = o->steps;
-    o->code = code;
-    if (code >= 0)
-        broken(o, "a failing step returned no error code", code);
-    return code;
-}
-
-static void echo(tch_inbound *in, void *ud) {
-    (void)ud;
-    char body[64];
-    snprintf(body, sizeof body, "echo:%.*s", (int)tch_inbound_arg3(in).len,
-             (const char *)tch_inbound_arg3(in).ptr);
-    tch_inbound_respond(in, 0, tch_inbound_arg2(in), tch_slice_cstr(body));
-}
-
-static void json_echo(tch_inbound *in, const json_t *h, const json_t *b, void *ud) {
-    (void)ud;
-    tch_json_respond(in, 0, h, b);
-}
-
-static void get_value(tch_thrift_inbound *call, void *ud) {
-    (void)ud;
-    tch_slice key = tch_thrift_value_bytes(tch_thrift_inbound_arg(call, "key"));
-    char val[64];
-    snprintf(val, sizeof val, "v:%.*s", (int)key.len, (const char *)key.ptr);
-    tch_thrift_value *v = tch_thrift_value_new_string(tch_slice_cstr(val));
-    if (v)
-        tch_thrift_respond(call, v, NULL, 0);
-    else
-        tch_thrift_respond_error(call, TCH_PCODE_UNEXPECTED, "out of memory");
-    tch_thrift_value_free(v);
-}
-
-static void on_result(const tch_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    if (res->status == 0)
-        snprintf(r->body, sizeof r->body, "%.*s", (int)res->arg3.len,
-                 (const char *)res->arg3.ptr);
-}
-
-static void on_json(const tch_json_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    char *t = res->status == 0 && res->body ? json_dumps(res->body, JSON_COMPACT) : NULL;
-    snprintf(r->body, sizeof r->body, "%s", t ? t : "");
-    free(t);
-}
-
-static void on_thrift(const tch_thrift_response *res, void *ud) {
-    result *r = ud;
-    r->done++;
-    r->status = res->status;
-    if (res->status == 0 && res->outcome.value) {
-        tch_slice b = tch_thrift_value_bytes(res->outcome.value);
-        snprintf(r->body, sizeof r->body, "%.*s", (int)b.len, (const char *)b.ptr);
-    }
-}
-
-/* Waits for a started call; 0 when its answer is the expected one. */
-static int await(tch_channel *ch, outcome *o, result *r, const char *want, const char *what) {
-    if (!tch_test_run_until(tch_channel_base(ch), &r->done, BOUND_MS)) {
-        broken(o, what, 0);
-        return -1000;
-    }
-    if (r->status == 0 && strcmp(r->body, want) != 0)
-        broken(o, "a call succeeded without the expected answer", 0);
-    return r->status;
-}
-
-static int call_raw(tch_channel *ch, const char *hp, outcome *o, result *r) {
-    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("echo"),
-                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(BODY),
-                          .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    int rc = tch_channel_call(ch, &opts, on_result, r, NULL);
-    return rc ? rc : await(ch, o, r, ECHOED, "the raw call's callback never ran");
-}
-
-static int call_json(tch_channel *ch, const char *hp, outcome *o, result *r) {
-    tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("json_echo"),
-                          .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    json_t *b = json_loads(JSON_BODY, 0, NULL), *h = json_object();
-    int rc = b && h ? tch_json_call(ch, &opts, h, b, on_json, r, NULL) : -1;
-    json_decref(b);
-    json_decref(h);
-    return rc ? rc : await(ch, o, r, JSON_BODY, "the JSON call's callback never ran");
-}
-
-static int call_thrift(tch_channel *ch, const char *hp, const tch_thrift_idl *idl, outcome *o,
-                       result *r) {
-    tch_call_opts opts = {.service = "server", .host_port = hp, .timeout_ms = 1000,
-                          .retry_limit = TCH_RETRY_LIMIT_NONE};
-    tch_thrift_value *args = tch_thrift_value_new_struct();
-    int rc = args ? tch_thrift_value_struct_set_take(
-                        args, 1, tch_thrift_value_new_string(tch_slice_cstr("k")))
-                  : -1;
-    if (!rc)
-        rc = tch_thrift_call(ch, &opts, tch_thrift_idl_find_service(idl, "KeyValue"),
-                             "getValue", args, NULL, 0, on_thrift, r, NULL);
-    tch_thrift_value_free(args);
-    return rc ? rc : await(ch, o, r, "v:k", "the Thrift call's callback never ran");
-}
-
-/* A client channel on alloc with the VCR on path in mode, and its three
- * calls. Returns 0 with *vcr attached (the caller ejects it), or the failed
- * step's code with the VCR discarded. */
-static int calls_through_vcr(struct event_base *base, const tch_allocator *alloc, const char *hp,
-                             const tch_thrift_idl *idl, const char *path, tch_cassette_mode mode,
-                             outcome *o, tch_channel **ch, tch_vcr **vcr, result r[3]) {
-    tch_channel_options co = {.allocator = alloc};
-    o->steps++;
-    int rc = tch_channel_new(base, "client", &co, ch, NULL);
-    if (rc)
-        return step_failed(o, rc);
-    tch_vcr_options vo;
-    tch_vcr_options_init(&vo);
-    vo.idl = idl;
-    vo.cassette.mode = mode;
-    vo.cassette.no_env_override = 1;
-    o->steps++;
-    if ((rc = tch_vcr_use_cassette(*ch, path, &vo, vcr, NULL)) != 0)
-        return step_failed(o, rc);
-    o->steps++;
-    rc = call_raw(*ch, hp, o, &r[0]);
-    if (!rc) {
-        o->steps++;
-        rc = call_json(*ch, hp, o, &r[1]);
-    }
-    if (!rc) {
-        o->steps++;
-        rc = call_thrift(*ch, hp, idl, o, &r[2]);
-    }
-    if (rc) {
-        step_failed(o, rc);
-        tch_vcr_discard(*vcr);
-        *vcr = NULL;
-    }
-    return rc;
-}
+typedef tch_test_outcome outcome;
+typedef tch_test_result result;
 
 /* Eject; when it keeps the VCR (TCH_ENOTSAVED: the file could not be
  * written), discard. The code must agree with the VCR's block (on its
@@ -370,30 +204,17 @@ static int eject(tch_vcr *v, const counter *c) {
     return rc;
 }
 
-/* 1 when the saved cassette holds the three calls (read on the C library). */
-static int cassette_holds_calls(const char *path) {
-    tch_cassette_options co;
-    tch_cassette_options_init(&co);
-    co.mode = TCH_CASSETTE_NONE;
-    co.no_env_override = 1;
-    tch_cassette *c = NULL;
-    int ok = 0;
-    if (tch_cassette_open(path, &co, &c, NULL) == 0) {
-        ok = tch_cassette_count(c) == 3;
-        for (size_t i = 0; ok && i < 3; i++)
-            ok = !tch_cassette_get(c, i)->is_error && tch_cassette_get(c, i)->response.body.len;
-        tch_cassette_free(c);
+/* The client's half on alloc: the three calls through the VCR; a failed
+ * step discards what was installed. */
+static int calls_through_vcr(struct event_base *base, const tch_allocator *alloc, const char *hp,
+                             const tch_thrift_idl *idl, const char *path, tch_cassette_mode mode,
+                             outcome *o, tch_channel **ch, tch_vcr **vcr, result r[3]) {
+    int rc = tch_test_calls_through_vcr(base, alloc, hp, idl, path, mode, o, ch, vcr, r);
+    if (rc) {
+        tch_vcr_discard(*vcr);
+        *vcr = NULL;
     }
-    return ok;
-}
-
-static void remove_cassette(const char *path) {
-    char p[512];
-    unlink(path);
-    snprintf(p, sizeof p, "%s.journal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s.lock", path);
-    unlink(p);
+    return rc;
 }
 
 /* Record then replay through the clients on alloc; c counts it (or NULL). */
@@ -405,17 +226,17 @@ static void record_and_replay(const tch_allocator *alloc, const counter *c,
     result r1[3] = {{0}}, r2[3] = {{0}};
     char hp[64] = "";
     if (!base) {
-        broken(o, "event_base_new failed", 0);
+        tch_test_broken(o, "event_base_new failed", 0);
         return;
     }
     /* the server is not under test: it must simply work */
     if (tch_channel_new(base, "server", NULL, &server, NULL) != 0 ||
         tch_channel_listen(server, NULL, NULL) != 0 ||
-        tch_channel_register(server, NULL, "echo", echo, NULL) != 0 ||
-        tch_json_register(server, NULL, "json_echo", json_echo, NULL) != 0 ||
+        tch_channel_register(server, NULL, "echo", tch_test_echo, NULL) != 0 ||
+        tch_json_register(server, NULL, "json_echo", tch_test_json_echo, NULL) != 0 ||
         tch_thrift_register(server, NULL, tch_thrift_idl_find_service(idl, "KeyValue"),
-                            "getValue", get_value, NULL) != 0) {
-        broken(o, "the server could not start", 0);
+                            "getValue", tch_test_get_value, NULL) != 0) {
+        tch_test_broken(o, "the server could not start", 0);
         goto out;
     }
     snprintf(hp, sizeof hp, "%s", tch_channel_host_port(server));
@@ -425,12 +246,12 @@ static void record_and_replay(const tch_allocator *alloc, const counter *c,
     o->steps++;
     int rc = eject(vcr, c);
     if (rc) {
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
         goto out;
     }
     o->saved = 1;
-    if (!cassette_holds_calls(path)) {
-        broken(o, "eject succeeded but the cassette lacks the calls", 0);
+    if (!tch_test_cassette_holds_calls(path)) {
+        tch_test_broken(o, "eject succeeded but the cassette lacks the calls", 0);
         goto out;
     }
     tch_channel_free(server); /* offline from here: the replay must not need it */
@@ -442,7 +263,7 @@ static void record_and_replay(const tch_allocator *alloc, const counter *c,
         snprintf(o->body[i], sizeof o->body[i], "%s", r2[i].body);
     o->steps++;
     if ((rc = eject(vcr, c)) != 0)
-        step_failed(o, rc);
+        tch_test_step_failed(o, rc);
 out:
     tch_channel_free(replayer);
     tch_channel_free(client);
@@ -450,7 +271,7 @@ out:
     event_base_free(base);
     for (int i = 0; i < 3; i++)
         if (r1[i].done > 1 || r2[i].done > 1)
-            broken(o, "a callback ran twice", i);
+            tch_test_broken(o, "a callback ran twice", i);
 }
 
 /* One run with allocation fail_at failing (0: none). 0 when every promise
@@ -459,25 +280,25 @@ static int run_once(const char *dir, const tch_thrift_idl *idl, long fail_at, lo
                     long *failed, int verbose) {
     char path[256];
     snprintf(path, sizeof path, "%s/c%ld.yaml", dir, fail_at);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     counter c = {.fail_at = fail_at};
     tch_allocator a = {hook_malloc, hook_realloc, hook_free, &c};
     outcome o = {0};
     record_and_replay(&a, &c, idl, path, &o);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     *count = c.count;
     *failed = c.failed;
     if (c.live != 0)
-        broken(&o, "blocks leaked", (int)c.live);
+        tch_test_broken(&o, "blocks leaked", (int)c.live);
     if (c.bytes != 0 && c.live == 0)
-        broken(&o, "the byte count does not return to 0", (int)c.bytes);
+        tch_test_broken(&o, "the byte count does not return to 0", (int)c.bytes);
     if (c.foreign)
-        broken(&o, "free_cb or realloc_cb saw a block the hook never made",
+        tch_test_broken(&o, "free_cb or realloc_cb saw a block the hook never made",
                (int)c.foreign);
     if (c.zero)
-        broken(&o, "the hook was asked for 0 bytes", (int)c.zero);
+        tch_test_broken(&o, "the hook was asked for 0 bytes", (int)c.zero);
     if (fail_at == 0 && (o.failed_at || !o.replayed))
-        broken(&o, "the clean run failed", o.code);
+        tch_test_broken(&o, "the clean run failed", o.code);
     if (o.why[0]) {
         printf("N=%ld: %s (allocations %ld; failed step %d code %d)\n", fail_at, o.why,
                c.count, o.failed_at, o.code);
@@ -503,14 +324,14 @@ static int same_with_and_without(const char *dir, const tch_thrift_idl *idl) {
     char path[256];
     outcome plain = {0}, fwd = {0};
     snprintf(path, sizeof path, "%s/plain.yaml", dir);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     record_and_replay(NULL, NULL, idl, path, &plain);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     long used = 0;
     tch_allocator a = {libc_malloc, libc_realloc, libc_free, &used};
     snprintf(path, sizeof path, "%s/fwd.yaml", dir);
     record_and_replay(&a, NULL, idl, path, &fwd);
-    remove_cassette(path);
+    tch_test_remove_cassette(path);
     int bad = check(!plain.why[0] && plain.replayed, "the run on the C library") +
               check(!fwd.why[0] && fwd.replayed, "the run on a forwarding allocator") +
               check(used > 0, "the forwarding allocator was used");
@@ -541,7 +362,7 @@ static int refuses_incomplete(void) {
         bad += check(mine && mine != &a && mine->malloc_cb == hook_malloc && mine->user_data == &c,
                      "tch_channel_allocator is the channel's copy");
         a.malloc_cb = NULL; /* the caller's struct may change or go */
-        bad += check(tch_channel_register(ch, NULL, "e", echo, NULL) == 0 && c.live > 0,
+        bad += check(tch_channel_register(ch, NULL, "e", tch_test_echo, NULL) == 0 && c.live > 0,
                      "the channel allocates through its copy");
         tch_channel_free(ch);
     }
@@ -572,11 +393,11 @@ static int sync_run(long fail_at, long *failed) {
     if (tch_sync_client_new("server", &co, &sc, NULL) != 0)
         return check(0, "a sync client on the hook");
     tch_channel *ch = tch_sync_client_channel(sc);
-    int bad = check(tch_channel_register(ch, NULL, "echo", echo, NULL) == 0 &&
+    int bad = check(tch_channel_register(ch, NULL, "echo", tch_test_echo, NULL) == 0 &&
                         tch_channel_listen(ch, "127.0.0.1:0", NULL) == 0,
                     "the sync client's channel listens");
     tch_call_opts opts = {.service = "server", .endpoint = tch_slice_cstr("echo"),
-                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(BODY),
+                          .arg2 = tch_slice_cstr("h"), .arg3 = tch_slice_cstr(TCH_TEST_BODY),
                           .host_port = tch_channel_host_port(ch), .timeout_ms = 1000,
                           .retry_limit = TCH_RETRY_LIMIT_NONE};
     c.count = 0;
@@ -586,8 +407,8 @@ static int sync_run(long fail_at, long *failed) {
         if (check(res.message != NULL, "a sync response has a message"))
             printf("  N=%ld: status %d\n", fail_at, res.status);
         bad += res.message == NULL;
-        bad += check(res.status != 0 || (res.arg3.len == strlen(ECHOED) &&
-                                          memcmp(res.arg3.ptr, ECHOED, res.arg3.len) == 0),
+        bad += check(res.status != 0 || (res.arg3.len == strlen(TCH_TEST_ECHOED) &&
+                                          memcmp(res.arg3.ptr, TCH_TEST_ECHOED, res.arg3.len) == 0),
                      "a sync response with status 0 holds the answer");
         bad += check(fail_at != 0 || res.status == 0, "the clean sync call succeeds");
         tch_sync_response_free(&res);
@@ -642,8 +463,8 @@ int main(void) {
         return 1;
     }
     tch_thrift_idl *idl = NULL;
-    if (tch_thrift_load(KV_IDL, &idl, NULL) != 0) {
-        printf("cannot load %s\n", KV_IDL);
+    if (tch_thrift_load(TCH_TEST_KV_IDL, &idl, NULL) != 0) {
+        printf("cannot load %s\n", TCH_TEST_KV_IDL);
         return 1;
     }
     int verbose = getenv("TCH_ALLOC_HOOK_VERBOSE") != NULL;
